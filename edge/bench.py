@@ -1,0 +1,38 @@
+"""`edge bench TARGET [--json PATH]`: benchmarks; each target module defines add_arguments(p) and run(args)."""
+from __future__ import annotations
+
+import importlib
+
+TARGETS = {
+    "pose": "edge.pose.bench",
+    "tryon": "edge.tryon.bench",
+    "sync": "sync.bench",
+    "backends": "edge.backends.bench",
+}
+
+
+def add_arguments(p) -> None:
+    sub = p.add_subparsers(dest="bench_target", required=True)
+    for name, mod in TARGETS.items():
+        sp = sub.add_parser(name)
+        sp.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
+        sp.set_defaults(_bench_module=mod)
+        m = _try_import(mod)
+        if m is not None and hasattr(m, "add_arguments"):
+            m.add_arguments(sp)
+
+
+def _try_import(mod):
+    try:
+        return importlib.import_module(mod)
+    except ModuleNotFoundError as e:
+        if e.name == mod:  # target not built yet
+            return None
+        raise
+
+
+def run(args) -> int:
+    m = _try_import(args._bench_module)
+    if m is None:
+        raise SystemExit(f"benchmark {args.bench_target!r} is not available in this build")
+    return m.run(args)

@@ -1,0 +1,25 @@
+"""`edge config check FILE...`: validate device configs; exit 1 and name file, key and fix on errors."""
+from __future__ import annotations
+
+import sys
+
+
+def add_arguments(p) -> None:
+    sub = p.add_subparsers(dest="config_cmd", required=True)
+    c = sub.add_parser("check", help="validate one or more device TOML files")
+    c.add_argument("files", nargs="+")
+
+
+def run(args) -> int:
+    from edge.config import ConfigError, load_config
+
+    bad = 0
+    for f in args.files:
+        try:
+            cfg = load_config(f)
+        except ConfigError as e:
+            bad += 1
+            print(str(e), file=sys.stderr)
+            continue
+        print(f"{f}: ok ({cfg.device.kind}, device {cfg.device.id})")
+    return 1 if bad else 0
