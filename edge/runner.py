@@ -1,0 +1,182 @@
+"""`edge run --config FILE`: source → pose → (try-on) → analytics events → outbox/MQTT, until stopped."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+DEMO_SCENE = {"tryon-mirror": "mirror", "kiosk": "mirror", "shelf-camera": "shelf"}
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--config", required=True, help="device TOML (see device_configs/)")
+    p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = run until stopped)")
+    p.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0 = run until stopped)")
+    p.add_argument("--no-http", action="store_true", help="do not start the local HTTP server")
+
+
+def run(args) -> int:
+    from edge.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        log.error("invalid config:\n%s", e)
+        return 2
+    logging.getLogger().setLevel(cfg.logging.level)
+    rt = Runtime(cfg, config_path=args.config, http=not args.no_http)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return rt.run(stop, max_frames=args.max_frames, duration=args.duration)
+
+
+class CountingSink:
+    """Wraps an EventSink: counts events per kind for metrics and health."""
+
+    def __init__(self, sink):
+        from edge.metrics import EVENTS
+
+        self.sink, self._metric, self.count = sink, EVENTS, 0
+
+    def emit(self, event) -> None:
+        self.count += 1
+        self._metric.labels(event.kind).inc()
+        self.sink.emit(event)
+
+
+class Runtime:
+    """Wires the configured parts together; data flows one way."""
+
+    def __init__(self, cfg, *, config_path: str | None = None, http: bool = True):
+        self.cfg = cfg
+        self.config_path = config_path
+        self.want_http = http and cfg.http.enabled
+        self.last_frame_t: float | None = None
+        self.fps = 0.0
+        self.frames = 0
+        self.sync = None
+        self.reader = None
+        self.http = None
+
+    # -- commands from the cloud -------------------------------------------------------------
+    def _cmd_reload_config(self, args: dict) -> dict:
+        from edge.config import ConfigError, load_config
+
+        if not self.config_path:
+            return {"status": "error", "reason": "runtime was not started from a config file"}
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as e:
+            return {"status": "error", "reason": str(e)}
+        logging.getLogger().setLevel(new.logging.level)
+        self.cfg.logging = new.logging
+        return {"status": "ok", "applied": ["logging"], "note": "other sections apply on restart"}
+
+    def health(self) -> tuple[bool, dict]:
+        age = None if self.last_frame_t is None else time.monotonic() - self.last_frame_t
+        src_err = self.reader.error if self.reader else None
+        ok = src_err is None and age is not None and age < 5.0
+        body = {"status": "ok" if ok else "degraded", "device": self.cfg.device.id, "kind": self.cfg.device.kind,
+                "frames": self.frames, "fps": round(self.fps, 1), "last_frame_age_s": age, "source_error": src_err}
+        if self.sync is not None:
+            body["sync"] = self.sync.metrics()
+        return ok, body
+
+    def run(self, stop: threading.Event, *, max_frames: int = 0, duration: float = 0.0) -> int:
+        from edge.http_server import LocalHttpServer, RateMeter
+        from edge.metrics import FPS, FRAMES, FRAMES_DROPPED, PEOPLE, SOURCE_UP, STAGE_MS
+        from edge.sources import LatestFrameReader, SourceError, make_source
+        from sync.service import SyncService
+
+        cfg = self.cfg
+        self.sync = SyncService(cfg, commands={"reload_config": self._cmd_reload_config})
+        self.sync.start()
+        sink = CountingSink(self.sync.outbox)
+        try:
+            source = make_source(cfg.source, demo_scene=DEMO_SCENE[cfg.device.kind])
+        except SourceError as e:
+            log.error("%s", e)
+            self.sync.stop()
+            return 2
+        pose = presence = tryon = None
+        if cfg.pose.enabled:
+            from edge.pose.events import PresenceTracker
+            from edge.pose.pipeline import PosePipeline
+
+            pose = PosePipeline(cfg)
+            presence = PresenceTracker(cfg.pose, sink)
+            self.sync.set_state(models=pose.describe())
+        if cfg.tryon.enabled:
+            from edge.tryon.pipeline import TryOnStage
+
+            tryon = TryOnStage(cfg, sink)
+        if self.want_http:
+            self.http = LocalHttpServer(cfg.http.host, cfg.http.port, self.health)
+            if tryon is not None:
+                tryon.mount(self.http)
+            self.http.start()
+        self.reader = LatestFrameReader(source, cfg.source.reconnect_s).start()
+        meter, t0 = RateMeter(), time.monotonic()
+        log.info("running %s (%s) from %s", cfg.device.id, cfg.device.kind, source.name)
+        try:
+            while not stop.is_set():
+                if (max_frames and self.frames >= max_frames) or (duration and time.monotonic() - t0 >= duration):
+                    break
+                frame = self.reader.get(timeout=0.5)
+                SOURCE_UP.labels(source.name).set(0 if self.reader.error else 1)
+                if frame is None:
+                    if self.reader.ended:
+                        log.info("source ended")
+                        break
+                    continue
+                result = None
+                if pose is not None:
+                    result = pose.process(frame)
+                    STAGE_MS.labels("pose").observe(sum(result.timings_ms.values()))
+                    PEOPLE.set(len(result.people))
+                    presence.update(result, frame.t_wall)
+                out = tryon.process(frame, result) if tryon is not None else frame.image
+                if self.http is not None:
+                    self.http.preview.publish(out if tryon is not None else annotate(frame.image, result))
+                self.frames += 1
+                self.last_frame_t = time.monotonic()
+                self.fps = meter.tick()
+                FRAMES.labels(source.name).inc()
+                FRAMES_DROPPED.labels(source.name).set(self.reader.dropped)
+                FPS.labels(cfg.device.kind).set(self.fps)
+        finally:
+            self.reader.stop()
+            if presence is not None:
+                presence.close(time.time())  # open presences end with the run
+            if tryon is not None:
+                tryon.close()
+            if self.http is not None:
+                self.http.stop()
+            self.sync.stop()
+        log.info("stopped after %d frames; %d events to the outbox", self.frames, sink.count)
+        return 0
+
+
+SKELETON = ((11, 12), (11, 13), (13, 15), (12, 14), (14, 16), (11, 23), (12, 24), (23, 24), (23, 25), (25, 27),
+            (24, 26), (26, 28), (0, 11), (0, 12))
+
+
+def annotate(image, result):
+    """Local preview only: skeleton and track ids over the frame."""
+    import cv2
+
+    if result is None or not result.people:
+        return image
+    img = image.copy()
+    for p in result.people:
+        pts = p.landmarks[:, :2].astype(int)
+        vis = p.landmarks[:, 3] > 0.5
+        for a, b in SKELETON:
+            if vis[a] and vis[b]:
+                cv2.line(img, tuple(pts[a]), tuple(pts[b]), (0, 255, 0), 2)
+        cv2.putText(img, f"#{p.track_id}", tuple(pts[0] + [0, -12]), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2)
+    return img

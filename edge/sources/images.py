@@ -1,0 +1,71 @@
+"""A folder of images played as a stream (sorted by name)."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import cv2
+
+from edge.frames import Frame
+from edge.sources.base import FrameSource, Pacer, SourceError
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+class ImageFolderSource(FrameSource):
+    def __init__(self, folder: str, *, width: int = 640, height: int = 480, fps: float = 30.0, loop: bool = True,
+                 realtime: bool = True):
+        self.folder = Path(folder)
+        self.width, self.height = width, height
+        self.loop = loop
+        self.name = f"images:{folder}"
+        self._files: list[Path] = []
+        self._i = 0
+        self._seq = 0
+        self._pacer = Pacer(fps, realtime)
+
+    def open(self) -> None:
+        if not self.folder.is_dir():
+            raise SourceError(f"image folder not found: {self.folder}")
+        self._files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in SUFFIXES)
+        if not self._files:
+            raise SourceError(f"no images ({', '.join(sorted(SUFFIXES))}) in {self.folder}")
+        self._i = 0
+
+    def read(self) -> Frame | None:
+        failures = 0
+        while True:
+            if self._i >= len(self._files):
+                if not self.loop:
+                    return None
+                self._i = 0
+            path = self._files[self._i]
+            self._i += 1
+            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if img is not None:
+                break
+            failures += 1  # an unreadable file is skipped with a warning, not fatal
+            log.warning("skipping unreadable image %s", path)
+            if failures >= len(self._files):
+                raise SourceError(f"no readable image in {self.folder}")
+        self._pacer.wait()
+        if img.shape[1] != self.width or img.shape[0] != self.height:
+            img = letterbox_to(img, self.width, self.height)
+        self._seq += 1
+        return Frame(img, self._seq, time.monotonic(), time.time(), self.name, {"path": str(path)})
+
+
+def letterbox_to(img, width: int, height: int):
+    """Fit img into width x height keeping aspect ratio, grey border."""
+    import numpy as np
+
+    h, w = img.shape[:2]
+    s = min(width / w, height / h)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    out = np.full((height, width, 3), 114, np.uint8)
+    x, y = (width - nw) // 2, (height - nh) // 2
+    out[y:y + nh, x:x + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    return out

@@ -1,0 +1,66 @@
+"""USB cameras, video files and RTSP streams through OpenCV's VideoCapture."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import cv2
+
+from edge.frames import Frame
+from edge.sources.base import FrameSource, Pacer, SourceError
+
+log = logging.getLogger(__name__)
+
+
+class CaptureSource(FrameSource):
+    """kind "camera" (uri = device index or /dev/videoN), "video" (file path) or "rtsp" (URL)."""
+
+    def __init__(self, kind: str, uri: str, *, width: int = 640, height: int = 480, fps: float = 30.0,
+                 loop: bool = True, realtime: bool = True, name: str | None = None):
+        self.kind, self.uri = kind, uri
+        self.width, self.height, self.fps = width, height, fps
+        self.loop = loop
+        self.name = name or f"{kind}:{uri}"
+        self._cap: cv2.VideoCapture | None = None
+        self._seq = 0
+        self._pacer = Pacer(fps, enabled=realtime and kind == "video")
+
+    def open(self) -> None:
+        if self.kind == "video" and not Path(self.uri).is_file():
+            raise SourceError(f"video file not found: {self.uri}")
+        target: int | str = int(self.uri) if self.kind == "camera" and self.uri.isdigit() else self.uri
+        cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG if self.kind == "rtsp" else cv2.CAP_ANY)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open {self.kind} {self.uri!r} (unplugged, wrong index/path or unreachable)")
+        if self.kind == "camera":
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+            cap.set(cv2.CAP_PROP_FPS, self.fps)
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        self._cap = cap
+
+    def read(self) -> Frame | None:
+        if self._cap is None:
+            raise SourceError(f"{self.name} is not open")
+        self._pacer.wait()
+        ok, img = self._cap.read()
+        if not ok:
+            if self.kind == "video":
+                if self.loop and self._seq > 0:
+                    self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    ok, img = self._cap.read()
+                if not ok:
+                    return None
+            else:  # a live source that stops delivering is lost (unplugged camera, dropped stream)
+                raise SourceError(f"{self.kind} {self.uri!r} stopped delivering frames")
+        if img.shape[1] != self.width or img.shape[0] != self.height:
+            img = cv2.resize(img, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        self._seq += 1
+        return Frame(img, self._seq, time.monotonic(), time.time(), self.name)
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None

