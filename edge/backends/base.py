@@ -7,7 +7,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -24,7 +24,7 @@ class ModelLoadError(BackendError):
 class TensorSpec:
     name: str
     shape: tuple[int, ...]  # -1 for dynamic dimensions
-    dtype: str  # numpy dtype name, e.g. "float32", "int8"
+    dtype: str  # numpy dtype name of the model tensor, e.g. "float32", "int8" (feeds/outputs are float32)
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,12 @@ class SessionInfo:
     precision: str  # "fp32" | "fp16" | "int8" | "mixed"
     threads: int
     path: str
-    extra: dict = field(default_factory=dict)
+    runtime_version: str = ""  # e.g. "onnxruntime 1.32.0"
+    extra: dict = field(default_factory=dict)  # backend options in force, providers, device ...
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "precision": self.precision, "threads": self.threads, "path": self.path,
+                "runtime_version": self.runtime_version, "extra": self.extra}
 
 
 class Session(abc.ABC):
@@ -50,12 +55,41 @@ class Session(abc.ABC):
     def close(self) -> None:  # pragma: no cover - most runtimes free on GC
         pass
 
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Feeds as C-contiguous float32, keyed exactly by the input names; BackendError on a mismatch."""
+        names = {t.name for t in self.inputs}
+        if set(feeds) != names:
+            raise BackendError(f"{self.info.backend}: {self.info.path}: feeds {sorted(feeds)} != inputs {sorted(names)}")
+        out = {}
+        for spec in self.inputs:
+            a = np.ascontiguousarray(feeds[spec.name], dtype=np.float32)
+            if len(a.shape) != len(spec.shape) or any(d not in (-1, s) for d, s in zip(spec.shape, a.shape)):
+                raise BackendError(f"{self.info.backend}: {self.info.path}: input {spec.name!r} has shape "
+                                   f"{a.shape}, model expects {spec.shape}")
+            out[spec.name] = a
+        return out
+
 
 class Backend(abc.ABC):
-    """A backend plug-in: one file per runtime, registered by name."""
+    """A backend plug-in: one file per runtime, registered by name. Options: a typed pydantic model per plug-in."""
 
     name: ClassVar[str]
     suffixes: ClassVar[tuple[str, ...]]  # model file suffixes this backend loads
+    options_model: ClassVar[type] | None = None  # pydantic model of the plug-in's options
+
+    def __init__(self, options: Any = None):
+        if self.options_model is not None:
+            if options is None:
+                options = self.options_model()
+            elif isinstance(options, dict):
+                options = self.options_model.model_validate(options)
+        self.options = options
 
     @classmethod
     @abc.abstractmethod
@@ -75,3 +109,15 @@ def check_model_file(path: Path, backend: str) -> Path:
     if path.stat().st_size == 0:
         raise ModelLoadError(f"{backend}: model file is empty: {path}")
     return path
+
+
+def canonical_output_name(names: set[str] | list[str], index: int) -> str:
+    """The model's canonical name for an output: its TFLite-style `Identity*` name when it has one, else the
+    first of its names, else `Identity` / `Identity_<index>` by position."""
+    names = sorted(n for n in names if n)
+    for n in names:
+        if n == "Identity" or (n.startswith("Identity_") and n[9:].isdigit()):
+            return n
+    if names:
+        return names[0]
+    return "Identity" if index == 0 else f"Identity_{index}"

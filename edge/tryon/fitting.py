@@ -1,0 +1,158 @@
+"""Fit garment anchors to a person: 3D world landmarks + their 2D projections -> camera-space anchor poses.
+
+1. Translation: BlazePose world landmarks (metres, hip-centred, camera-aligned axes) are placed in the camera by
+   the translation t that best reprojects them onto the 2D landmarks (linear least squares, visibility-weighted).
+2. Anchor frames from the camera-space joints: torso (shoulders + hips; yaw, roll and pitch follow the body),
+   upper arms and forearms (rigid sleeve segments follow the bones), head (ears + eyes).
+3. Scale: shoulder width and torso length against the garment's reference body; sleeve length by bone length.
+Joints are One-Euro smoothed in camera space before the frames are built.
+Output poses are OpenGL camera space (x right, y up, z toward the viewer) as pyrender expects.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.pose.types import LM, PersonPose
+from edge.tryon.garments import DEFAULT_REF
+from edge.tryon.intrinsics import Intrinsics
+from edge.tryon.smoothing import OneEuroFilter
+
+JOINTS = ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+          "left_hip", "right_hip", "left_ear", "right_ear", "left_eye", "right_eye", "nose",
+          "left_index", "right_index")
+J = {n: i for i, n in enumerate(JOINTS)}
+_IDX = np.array([LM[n] for n in JOINTS])
+_SOLVE = [LM[n] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip", "left_elbow", "right_elbow",
+                          "left_ear", "right_ear", "nose")]
+CV_TO_GL = np.diag([1.0, -1.0, -1.0])
+
+
+@dataclass
+class BodyFit:
+    """Camera-space joints (OpenCV axes, metres) and the anchor poses (OpenGL camera space, 4x4, with scale)."""
+
+    joints: dict[str, np.ndarray]
+    poses: dict[str, np.ndarray]
+    translation: np.ndarray  # hip centre in OpenCV camera coordinates
+    shoulder_width_m: float
+    torso_length_m: float
+    yaw_deg: float  # 0 = facing the camera, + = turned toward the wearer's left
+    visibility: dict[str, float] = field(default_factory=dict)
+
+
+def solve_translation(world: np.ndarray, uv: np.ndarray, intr: Intrinsics, weights: np.ndarray) -> np.ndarray:
+    """t minimising the reprojection error of world+t onto uv (linearised pinhole, weighted least squares)."""
+    X, Y, Z = world[:, 0], world[:, 1], world[:, 2]
+    du, dv = uv[:, 0] - intr.cx, uv[:, 1] - intr.cy
+    n = len(world)
+    A = np.zeros((2 * n, 3))
+    b = np.zeros(2 * n)
+    A[:n, 0], A[:n, 2], b[:n] = intr.fx, -du, du * Z - intr.fx * X
+    A[n:, 1], A[n:, 2], b[n:] = intr.fy, -dv, dv * Z - intr.fy * Y
+    w = np.sqrt(np.concatenate([weights, weights]))
+    t, *_ = np.linalg.lstsq(A * w[:, None], b * w, rcond=None)
+    return t
+
+
+def _unit(v: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return v / n if n > 1e-9 else fallback
+
+
+def frame_pose(origin, x_axis, y_axis, scale) -> np.ndarray:
+    """4x4 from an origin and (approximately orthogonal) x/y axes; z = x cross y. Gram-Schmidt on y."""
+    x = _unit(np.asarray(x_axis, float), np.array([1.0, 0, 0]))
+    y = np.asarray(y_axis, float) - np.dot(y_axis, x) * x
+    y = _unit(y, np.array([0, 1.0, 0]))
+    z = np.cross(x, y)
+    M = np.eye(4)
+    M[:3, :3] = np.stack([x, y, z], axis=1) * np.asarray(scale, float)[None, :]
+    M[:3, 3] = origin
+    return M
+
+
+def segment_pose(origin, end, forward_hint, radial: float, length_scale: float) -> np.ndarray:
+    """Pose of a limb segment: origin at the proximal joint, local -y along the bone, z close to forward_hint."""
+    y = _unit(origin - end, np.array([0, 1.0, 0]))
+    z = forward_hint - np.dot(forward_hint, y) * y
+    if np.linalg.norm(z) < 1e-6:
+        z = np.cross(np.array([1.0, 0, 0]), y)
+    z = _unit(z, np.array([0, 0, 1.0]))
+    x = np.cross(y, z)
+    M = np.eye(4)
+    M[:3, :3] = np.stack([x, y, z], axis=1) * np.array([radial, length_scale, radial])[None, :]
+    M[:3, 3] = origin
+    return M
+
+
+class BodyFitter:
+    """Stateful fitter (holds the smoothing filter) for one tracked person."""
+
+    def __init__(self, intr: Intrinsics, smoothing=None, min_visibility: float = 0.5,
+                 ref: dict[str, float] | None = None):
+        self.intr = intr
+        self.min_visibility = min_visibility
+        self.ref = {**DEFAULT_REF, **(ref or {})}
+        self._filter = None
+        if smoothing is None or getattr(smoothing, "enabled", True):
+            kw = {} if smoothing is None else {"min_cutoff": smoothing.min_cutoff, "beta": smoothing.beta,
+                                               "d_cutoff": smoothing.d_cutoff}
+            self._filter = OneEuroFilter(**kw)
+
+    def reset(self) -> None:
+        if self._filter:
+            self._filter.reset()
+
+    def camera_joints(self, person: PersonPose) -> tuple[np.ndarray, np.ndarray]:
+        """(joints in OpenCV camera coordinates (len(JOINTS), 3), hip-centre translation)."""
+        vis = np.clip(person.landmarks[:, 3], 0.0, 1.0)
+        w = vis[_SOLVE]
+        w = np.where(w > 0.2, w, 0.0)
+        t = solve_translation(person.world[_SOLVE], person.landmarks[_SOLVE, :2], self.intr, w + 1e-6)
+        return person.world[_IDX] + t, t
+
+    def fit(self, person: PersonPose, t: float, ref: dict[str, float] | None = None) -> BodyFit | None:
+        """Anchor poses for the garment (ref = its reference body); None if the shoulders are not visible."""
+        vis = person.landmarks[:, 3]
+        if min(vis[LM["left_shoulder"]], vis[LM["right_shoulder"]]) < self.min_visibility:
+            return None
+        joints, trans = self.camera_joints(person)
+        if joints[:, 2].min() <= 0.05:
+            return None  # behind / at the camera: bad solve
+        if self._filter is not None:
+            joints = self._filter(joints, t)
+        return build_fit(joints, trans, {**self.ref, **(ref or {})},
+                         {n: float(vis[LM[n]]) for n in JOINTS})
+
+
+def build_fit(joints_cv: np.ndarray, trans: np.ndarray, ref: dict[str, float], visibility=None) -> BodyFit:
+    """Anchor poses from camera-space joints (OpenCV axes)."""
+    g = joints_cv @ CV_TO_GL.T  # OpenGL camera space
+    P = {n: g[i] for n, i in J.items()}
+    mid_sh = (P["left_shoulder"] + P["right_shoulder"]) / 2
+    mid_hip = (P["left_hip"] + P["right_hip"]) / 2
+    sw = float(np.linalg.norm(P["left_shoulder"] - P["right_shoulder"]))
+    tl = float(np.linalg.norm(mid_sh - mid_hip))
+    sx = sw / ref["shoulder_width"]
+    sy = tl / ref["torso_length"]
+    torso = frame_pose(mid_sh, P["left_shoulder"] - P["right_shoulder"], mid_sh - mid_hip, [sx, sy, sx])
+    fwd = torso[:3, 2] / np.linalg.norm(torso[:3, 2])
+    poses = {"torso": torso}
+    for side in ("left", "right"):
+        sh, el, wr = P[f"{side}_shoulder"], P[f"{side}_elbow"], P[f"{side}_wrist"]
+        poses[f"{side}_upper_arm"] = segment_pose(sh, el, fwd, sx, np.linalg.norm(el - sh) / ref["upper_arm"])
+        poses[f"{side}_forearm"] = segment_pose(el, wr, fwd, sx, np.linalg.norm(wr - el) / ref["forearm"])
+    mid_ear = (P["left_ear"] + P["right_ear"]) / 2
+    ear_w = float(np.linalg.norm(P["left_ear"] - P["right_ear"]))
+    hx = P["left_ear"] - P["right_ear"]
+    hz = (P["left_eye"] + P["right_eye"]) / 2 - mid_ear
+    hz = hz - np.dot(hz, hx) * hx / max(np.dot(hx, hx), 1e-12)
+    hs = ear_w / ref["ear_width"]
+    poses["head"] = frame_pose(mid_ear, hx, np.cross(hz, hx), [hs, hs, hs])
+    x_axis = torso[:3, 0] / np.linalg.norm(torso[:3, 0])
+    yaw = math.degrees(math.atan2(-x_axis[2], x_axis[0]))
+    return BodyFit(joints={n: joints_cv[i] for n, i in J.items()}, poses=poses, translation=trans,
+                   shoulder_width_m=sw, torso_length_m=tl, yaw_deg=yaw, visibility=visibility or {})

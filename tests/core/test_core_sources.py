@@ -1,0 +1,127 @@
+"""Frame sources: files, folders, demo, camera loss and latest-frame back-pressure."""
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.config import SourceSection
+from edge.sources import LatestFrameReader, SourceError, make_source
+from edge.sources.base import FrameSource
+from edge.sources.demo import DemoSource
+
+
+def write_video(path, n=12, size=(160, 120)):
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, size)
+    for i in range(n):
+        img = np.full((size[1], size[0], 3), i * 20, np.uint8)
+        vw.write(img)
+    vw.release()
+
+
+def test_video_file_plays_once_then_ends(tmp_path):
+    write_video(tmp_path / "v.avi")
+    src = make_source(SourceSection(type="video", uri=str(tmp_path / "v.avi"), width=160, height=120,
+                                    loop=False, realtime=False))
+    with src:
+        frames = list(src.frames())
+    assert len(frames) == 12
+    assert [f.seq for f in frames] == list(range(1, 13))
+    assert frames[-1].image.mean() > frames[0].image.mean()  # real decoded content, in order
+
+
+def test_video_loops_and_resizes(tmp_path):
+    write_video(tmp_path / "v.avi", n=5)
+    src = make_source(SourceSection(type="video", uri=str(tmp_path / "v.avi"), width=320, height=240,
+                                    loop=True, realtime=False))
+    with src:
+        frames = [src.read() for _ in range(12)]
+    assert all(f.image.shape == (240, 320, 3) for f in frames)
+
+
+def test_missing_files_and_cameras_give_clear_errors(tmp_path):
+    with pytest.raises(SourceError, match="video file not found"):
+        make_source(SourceSection(type="video", uri=str(tmp_path / "nope.mp4"))).open()
+    with pytest.raises(SourceError, match="image folder not found"):
+        make_source(SourceSection(type="images", uri=str(tmp_path / "nodir"))).open()
+    with pytest.raises(SourceError, match="cannot open camera"):
+        make_source(SourceSection(type="camera", uri="/dev/video99")).open()
+    with pytest.raises(SourceError, match="source.uri is empty"):
+        make_source(SourceSection(type="rtsp", uri=""))
+
+
+def test_image_folder_skips_unreadable_files(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((50, 80, 3), np.uint8))
+    (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
+    cv2.imwrite(str(tmp_path / "c.png"), np.full((50, 80, 3), 255, np.uint8))
+    src = make_source(SourceSection(type="images", uri=str(tmp_path), width=160, height=100, loop=False,
+                                    realtime=False))
+    with src:
+        frames = list(src.frames())
+    assert [f.meta["path"].rsplit("/", 1)[1] for f in frames] == ["a.png", "c.png"]
+    assert frames[0].image.shape == (100, 160, 3)
+
+
+def test_demo_source_has_people_and_empty_gaps():
+    src = DemoSource("mirror", fps=10, seconds_per_person=1.0, gap_seconds=0.5, loop=False, realtime=False)
+    with src:
+        frames = list(src.frames())
+    assert len(frames) == 3 * 15
+    person, empty = frames[3].image, frames[12].image
+    assert np.abs(person.astype(int) - empty.astype(int)).mean() > 20  # a photo, not the plain background
+
+
+class FlakyCamera(FrameSource):
+    """Behaves like a USB camera that is unplugged after 3 frames and comes back later."""
+
+    name = "flaky"
+
+    def __init__(self):
+        self.opens = 0
+        self.n = 0
+
+    def open(self):
+        self.opens += 1
+        if self.opens == 2:
+            raise SourceError("camera /dev/video0 not present")
+
+    def read(self):
+        from edge.frames import Frame
+
+        self.n += 1
+        if self.n == 4:
+            raise SourceError("camera stopped delivering frames")
+        time.sleep(0.005)
+        return Frame(np.zeros((4, 4, 3), np.uint8), self.n, time.monotonic(), time.time(), "flaky")
+
+
+def test_reader_survives_unplug_and_reconnects():
+    cam = FlakyCamera()
+    reader = LatestFrameReader(cam, reconnect_s=0.05).start()
+    try:
+        seqs = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (not seqs or seqs[-1] < 10):
+            f = reader.get(timeout=1)
+            if f is not None:
+                seqs.append(f.seq)
+        assert seqs[-1] >= 10  # frames flow again after the camera came back
+        assert cam.opens >= 3  # initial open, failed reopen, successful reopen
+        assert reader.error is None
+    finally:
+        reader.stop()
+
+
+def test_reader_keeps_only_the_newest_frame():
+    src = DemoSource("mirror", width=64, height=48, fps=1000, loop=True, realtime=False)
+    reader = LatestFrameReader(src).start()
+    try:
+        a = reader.get(timeout=5)
+        time.sleep(0.2)  # consumer is slow: the reader must drop, not queue
+        b = reader.get(timeout=5)
+        assert b.seq > a.seq + 1
+        assert reader.dropped > 0
+    finally:
+        reader.stop()
