@@ -1,7 +1,9 @@
 """Typed config of MQTT sync ([sync] in a device TOML). No broker configured: events stay in the local outbox."""
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, model_validator
 
 from edge.config_base import StrictModel
 
@@ -9,4 +11,56 @@ from edge.config_base import StrictModel
 class SyncConfig(StrictModel):
     broker: str = ""  # "" = no broker: events go to the local outbox only
     port: int = Field(1883, ge=1, le=65535)
-    outbox_path: str = ""  # "" = user data dir
+    outbox_path: str = ""  # "" = user data dir (platformdirs.user_data_dir("storefront-edge")/outbox-<device>.sqlite)
+
+    # identity and security
+    client_id: str = Field("", max_length=128, description="MQTT client id; '' = the device id")
+    username: str = Field("", max_length=128, description="'' = no username; convention: '<store>.<device>'")
+    password: str = ""
+    password_file: str = ""  # read at start (first line); wins over `password`
+    tls: bool = False
+    ca_file: str = ""  # CA of the broker certificate (tls = true)
+    cert_file: str = ""  # client certificate (CN = username when the broker uses use_identity_as_username)
+    key_file: str = ""
+
+    # session
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    session_expiry_s: int = Field(7 * 86400, ge=0)
+    reconnect_min_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+
+    # delivery
+    window: int = Field(20, ge=1, le=1000, description="MQTT messages in flight (QoS 1)")
+    batch_max: int = Field(100, ge=1, le=10_000, description="events per MQTT message")
+    batch_bytes: int = Field(64 << 10, ge=1024)
+    ack_timeout_s: float = Field(10.0, gt=0, description="resend from the cloud ack watermark after this")
+    backlog_rate: float = Field(2000.0, gt=0, description="events/s when flushing a backlog (historical)")
+
+    # outbox
+    max_outbox_mb: float = Field(256.0, gt=0, description="stored payload budget; telemetry dropped first, alerts never")
+    max_event_bytes: int = Field(64 << 10, ge=256)
+
+    # telemetry and commands
+    telemetry_interval_s: float = Field(60.0, ge=0, description="0 = no periodic telemetry")
+    max_command_bytes: int = Field(16 << 10, ge=256)
+    max_command_depth: int = Field(8, ge=2, le=64)
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> "SyncConfig":
+        if self.tls and not self.ca_file:
+            raise ValueError("tls = true needs ca_file")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+    def resolved_password(self) -> str:
+        if self.password_file:
+            return Path(self.password_file).read_text().splitlines()[0].strip()
+        return self.password
+
+    def resolved_outbox_path(self, device_id: str) -> Path:
+        if self.outbox_path:
+            return Path(self.outbox_path).expanduser()
+        import platformdirs
+
+        return Path(platformdirs.user_data_dir("storefront-edge")) / f"outbox-{device_id}.sqlite"

@@ -14,7 +14,7 @@ SCHEMA = 1
 MAX_DEPTH = 16  # default nesting limit of event data
 GAP_KIND = "_gap"  # record that stands for seqs the device had to give up (disk budget, dead letter)
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
 
 
 class PayloadError(ValueError):
@@ -43,19 +43,38 @@ def depth(obj: Any) -> int:
     return best
 
 
-def decode(raw: bytes | str, *, max_bytes: int, max_depth: int) -> Any:
-    """Parse untrusted JSON with a size and depth limit; raises PayloadError with the reason."""
+def decode(raw: bytes | str, *, max_bytes: int, max_depth: int | None) -> Any:
+    """Parse untrusted JSON with a size and depth limit (None: check it later with `check_depth`);
+    raises PayloadError with the reason."""
     if len(raw) > max_bytes:
         raise PayloadError(f"payload too large: {len(raw)} bytes > {max_bytes}")
     try:
         obj = json.loads(raw)
     except RecursionError:
-        raise PayloadError(f"nested deeper than {max_depth}") from None
+        raise PayloadError(f"nested deeper than {max_depth or 'the parser allows'}") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise PayloadError(f"not JSON: {e}") from None
-    if depth(obj) > max_depth:
-        raise PayloadError(f"nested deeper than {max_depth}")
+    if max_depth is not None:
+        check_depth(obj, max_depth)
     return obj
+
+
+def exceeds_depth(obj: Any, max_depth: int) -> bool:
+    """True if containers nest deeper than max_depth (stops early; cheaper than `depth` on the hot path)."""
+    if isinstance(obj, dict):
+        vals = obj.values()
+    elif isinstance(obj, list):
+        vals = obj
+    else:
+        return False
+    if max_depth <= 0:
+        return True
+    return any(exceeds_depth(v, max_depth - 1) for v in vals if isinstance(v, (dict, list)))
+
+
+def check_depth(obj: Any, max_depth: int) -> None:
+    if exceeds_depth(obj, max_depth):
+        raise PayloadError(f"nested deeper than {max_depth}")
 
 
 def event_body(kind: str, stream: str, ts: float, event_id: str, data: Any, *,
@@ -64,7 +83,7 @@ def event_body(kind: str, stream: str, ts: float, event_id: str, data: Any, *,
     check_name(kind, "event kind")
     if not isinstance(data, dict):
         raise PayloadError("event data must be a JSON object")
-    if depth(data) > max_depth:
+    if exceeds_depth(data, max_depth):
         raise PayloadError(f"event data nested deeper than {max_depth}")
     body = dumps({"event_id": event_id, "kind": kind, "stream": stream, "ts": ts, "data": data})
     if len(body) > max_bytes:

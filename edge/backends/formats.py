@@ -70,7 +70,13 @@ def _check_tflite(path: Path) -> None:
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:  # tflite-runtime ships no schema: the identifier and root checks above must do
         return
-    m = schema.Model.GetRootAs(data, 0)
+    try:
+        _check_tflite_tables(path, schema.Model.GetRootAs(data, 0), size)
+    except (struct.error, IndexError) as e:
+        _fail(path, f"truncated or corrupt TFLite file: a flatbuffer offset points outside the {size}-byte file ({e})")
+
+
+def _check_tflite_tables(path: Path, m, size: int) -> None:
     if m.SubgraphsLength() < 1:
         _fail(path, "TFLite model has no subgraph")
     for i in range(m.BuffersLength()):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 from edge.backends.base import Backend, BackendError, Session
 
@@ -14,28 +15,43 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def get_backend(name: str) -> Backend:
+def backend_class(name: str) -> type[Backend]:
+    """The plug-in class for `name`; BackendError naming it when unknown or its module does not import."""
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)} or 'auto'")
     mod, cls = BACKENDS[name].split(":")
-    klass = getattr(importlib.import_module(mod), cls)
+    try:
+        return getattr(importlib.import_module(mod), cls)
+    except Exception as e:  # noqa: BLE001 - ImportError, AttributeError, or a broken native library
+        raise BackendError(f"backend {name!r} is not usable here: its plug-in {BACKENDS[name]} does not load "
+                           f"({type(e).__name__}: {e})") from None
+
+
+def get_backend(name: str, options: Any = None) -> Backend:
+    """An instance of backend `name` with its typed options (a dict, the plug-in's options model, or None)."""
+    klass = backend_class(name)
     ok, why = klass.available()
     if not ok:
         raise BackendError(f"backend {name!r} is not usable here: {why}")
-    return klass()
+    try:
+        return klass(options)
+    except ValueError as e:  # pydantic ValidationError: bad plug-in options
+        errs = getattr(e, "errors", None)
+        why = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in errs()) if errs else str(e)
+        raise BackendError(f"backend {name!r}: invalid options: {why}") from None
 
 
 def available_backends() -> dict[str, tuple[bool, str]]:
     """name -> (usable, version or reason)."""
     out = {}
-    for name, spec in BACKENDS.items():
-        mod, cls = spec.split(":")
+    for name in BACKENDS:
         try:
-            out[name] = getattr(importlib.import_module(mod), cls).available()
-        except Exception as e:  # noqa: BLE001 - report any import failure as unusable
-            out[name] = (False, f"{type(e).__name__}: {e}")
+            out[name] = backend_class(name).available()
+        except BackendError as e:
+            out[name] = (False, str(e))
     return out
 
 
-def load_session(backend: str, path: Path, *, threads: int = 2, precision: str = "fp32") -> Session:
-    return get_backend(backend).load(Path(path), threads=threads, precision=precision)
+def load_session(backend: str, path: Path, *, threads: int = 2, precision: str = "fp32",
+                 options: Any = None) -> Session:
+    return get_backend(backend, options).load(Path(path), threads=threads, precision=precision)

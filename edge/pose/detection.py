@@ -12,8 +12,8 @@ from edge.pose.anchors import ssd_anchors
 @dataclass
 class Letterbox:
     scale: float  # model px per image px
-    pad_x: int
-    pad_y: int
+    pad_x: float  # model px left of the image
+    pad_y: float  # model px above the image
     size: int
 
 
@@ -25,20 +25,26 @@ class Detection:
 
 
 def letterbox(image_rgb: np.ndarray, size: int = 224) -> tuple[np.ndarray, Letterbox]:
-    """Keep aspect ratio, centre, zero border. Returns (1, size, size, 3) float32 in [-1, 1] and the transform."""
+    """Keep aspect ratio, centre, zero border, bilinear warp (MediaPipe ImageToTensor on CPU).
+
+    Returns (1, size, size, 3) float32 in [-1, 1] and the transform.
+    """
     h, w = image_rgb.shape[:2]
-    s = size / max(h, w)
-    nw, nh = max(1, round(w * s)), max(1, round(h * s))
-    resized = cv2.resize(image_rgb, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-    px, py = (size - nw) // 2, (size - nh) // 2
-    canvas = np.zeros((size, size, 3), np.uint8)
-    canvas[py:py + nh, px:px + nw] = resized
-    tensor = canvas.astype(np.float32) * (1 / 127.5) - 1.0
-    return tensor[None], Letterbox(s, px, py, size)
+    side = max(h, w)
+    s = size / side
+    pad_x, pad_y = (side - w) / 2 * s, (side - h) / 2 * s
+    m = np.array([[s, 0.0, pad_x], [0.0, s, pad_y]], np.float64)
+    canvas = cv2.warpAffine(image_rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=0)
+    tensor = canvas.astype(np.float32)
+    tensor *= 1 / 127.5
+    tensor -= 1.0
+    return tensor[None], Letterbox(s, pad_x, pad_y, size)
 
 
 def sigmoid(x: np.ndarray, clip: float = 100.0) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -clip, clip)))
+    """Logistic function on clipped logits (MediaPipe score_clipping_thresh), computed in float64."""
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, np.float64), -clip, clip)))
 
 
 def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -45,8 +45,8 @@ class SmoothingSection(StrictModel):
     """One-Euro filter on the fitted joints (metres, camera space)."""
 
     enabled: bool = True
-    min_cutoff: float = Field(1.2, gt=0)  # Hz: lower = steadier when still
-    beta: float = Field(8.0, ge=0)  # per m/s of joint speed: higher = less lag when moving
+    min_cutoff: float = Field(0.8, gt=0)  # Hz: lower = steadier when still
+    beta: float = Field(4.0, ge=0)  # per m/s of joint speed: higher = less lag when moving
     d_cutoff: float = Field(1.0, gt=0)
 
 

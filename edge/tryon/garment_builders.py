@@ -64,7 +64,9 @@ def build_tee():
     for side in ("left", "right"):
         parts[f"sleeve_{side}"] = _with_material(_sleeve(0.05, -0.13, 0.072, 0.062), mat)
     anchors = {"torso": "torso", "sleeve_left": "left_upper_arm", "sleeve_right": "right_upper_arm"}
-    meta = {"name": "Crew-neck tee", "category": "top", "covers": ["torso"], "tint": {}}
+    # short sleeves: the bare part of the upper arm hangs beside the shirt, so only forearms and hands occlude
+    meta = {"name": "Crew-neck tee", "category": "top", "covers": ["torso", "left_upper_arm", "right_upper_arm"],
+            "tint": {}}
     return parts, anchors, meta
 
 

@@ -1,0 +1,121 @@
+"""FP32-vs-INT8 agreement metrics on stacked model outputs (axis 0 = sample).
+
+Landmarks: distance of the 33 body landmarks normalized by the 256 crop (= by ROI size), over landmarks the
+reference sees (visibility > 0.5) in crops it accepts (pose flag > 0.5); segmentation IoU.
+Detectors: decode both (anchors, sigmoid, weighted NMS), match reference detections by IoU > 0.5: recall,
+keypoint drift / input size, score drift.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from edge.pose.anchors import ssd_anchors
+from edge.pose.detection import weighted_nms
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x.astype(np.float64), -100, 100)))
+
+
+def landmark_drift(ref: dict[str, np.ndarray], test: dict[str, np.ndarray]) -> dict:
+    a = ref["Identity"].reshape(-1, 39, 5)
+    b = test["Identity"].reshape(-1, 39, 5)
+    d = np.linalg.norm(a[:, :33, :2] - b[:, :33, :2], axis=2) / 256.0
+    vis = _sigmoid(a[:, :33, 3]) > 0.5
+    ok = ref["Identity_1"].reshape(-1) > 0.5
+    sel = vis & ok[:, None]
+    seg_a, seg_b = ref["Identity_2"] > 0, test["Identity_2"] > 0
+    inter = (seg_a & seg_b).sum((1, 2, 3))
+    union = (seg_a | seg_b).sum((1, 2, 3))
+    return {
+        "n": int(len(d)), "n_flag_ok": int(ok.sum()),
+        "drift_mean": float(d[sel].mean()) if sel.any() else None,
+        "drift_median": float(np.median(d[sel])) if sel.any() else None,
+        "drift_p95": float(np.percentile(d[sel], 95)) if sel.any() else None,
+        "drift_all_mean": float(d.mean()),
+        "flag_absdiff_max": float(np.abs(ref["Identity_1"] - test["Identity_1"]).max()),
+        "world_absdiff_mean_m": float(np.abs(ref["Identity_4"] - test["Identity_4"]).mean()),
+        "seg_iou": float(np.mean(np.where(union > 0, inter / np.maximum(union, 1), 1.0))),
+    }
+
+
+@lru_cache(maxsize=4)
+def face_anchors(size: int = 192, stride: int = 4) -> np.ndarray:
+    """BlazeFace full range: one layer, stride 4, one fixed-size anchor per cell (48x48 = 2304 at 192)."""
+    fm = size // stride
+    ys, xs = np.mgrid[0:fm, 0:fm]
+    return np.stack([(xs.ravel() + 0.5) / fm, (ys.ravel() + 0.5) / fm], 1).astype(np.float32)
+
+
+def anchors_for(metric: str, size: int) -> np.ndarray:
+    return ssd_anchors(size) if metric == "pose_detector" else face_anchors(size)
+
+
+def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, size: int,
+           threshold: float = 0.5) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """One sample's raw outputs → [(score, box x1y1x2y2, keypoints (K, 2))] in model px."""
+    scores = _sigmoid(raw_scores.reshape(-1))
+    keep = np.nonzero(scores >= threshold)[0]
+    if len(keep) == 0:
+        return []
+    c = raw_boxes.shape[-1]
+    r = raw_boxes.reshape(-1, c)[keep] / size
+    a = anchors[keep]
+    cx, cy, w, h = r[:, 0] + a[:, 0], r[:, 1] + a[:, 1], r[:, 2], r[:, 3]
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+    kps = r[:, 4:].reshape(len(keep), -1, 2) + a[:, None, :]
+    return [(s, b * size, k * size) for s, b, k in weighted_nms(boxes, kps, scores[keep], 0.3)]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def detector_agreement(ref: dict[str, np.ndarray], test: dict[str, np.ndarray], metric: str, size: int,
+                       threshold: float = 0.5) -> dict:
+    anchors = anchors_for(metric, size)
+    hits, kp, sd, n_test = [], [], [], 0
+    for i in range(ref["Identity"].shape[0]):
+        da = decode(ref["Identity"][i], ref["Identity_1"][i], anchors, size, threshold)
+        db = decode(test["Identity"][i], test["Identity_1"][i], anchors, size, threshold)
+        n_test += len(db)
+        for s, box, k in da:
+            best = max(db, key=lambda t: _iou(box, t[1]), default=None)
+            if best is not None and _iou(box, best[1]) > 0.5:
+                hits.append(1)
+                kp.append(float(np.linalg.norm(k - best[2], axis=1).mean() / size))
+                sd.append(abs(s - best[0]))
+            else:
+                hits.append(0)
+    pa, pb = _sigmoid(ref["Identity_1"]), _sigmoid(test["Identity_1"])
+    return {"n": int(ref["Identity"].shape[0]), "n_ref_detections": len(hits), "n_test_detections": n_test,
+            "recall": float(np.mean(hits)) if hits else None,
+            "kp_drift": float(np.mean(kp)) if kp else None,
+            "score_drift": float(np.mean(sd)) if sd else None,
+            "max_anchor_prob_diff": float(np.abs(pa - pb).max())}
+
+
+def compare(metric: str, size: int, ref: dict[str, np.ndarray], test: dict[str, np.ndarray]) -> dict:
+    if metric == "landmarks":
+        return landmark_drift(ref, test)
+    return detector_agreement(ref, test, metric, size)
+
+
+def passes_gate(metric: str, result: dict, gate: dict) -> tuple[bool, str]:
+    """Does an INT8 variant hold the model's accuracy gate (manifest quantization.int8_gate)?"""
+    if metric == "landmarks":
+        d = result["drift_mean"]
+        ok = d is not None and d <= gate["drift_max"]
+        return ok, f"landmark drift {d:.4f} of the 256 crop {'<=' if ok else '>'} {gate['drift_max']}"
+    r, k, s = result["recall"], result["kp_drift"], result["score_drift"]
+    if r is None:
+        return False, "no reference detections in the held-out set"
+    ok = r >= gate["recall_min"] and k <= gate["kp_drift_max"] and s <= gate["score_drift_max"]
+    return ok, (f"recall {r:.3f} (min {gate['recall_min']}), kp drift {k:.4f} (max {gate['kp_drift_max']}), "
+                f"score drift {s:.3f} (max {gate['score_drift_max']})")

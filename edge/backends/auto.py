@@ -1,0 +1,201 @@
+"""Open a configured model (ModelRef) from the zoo, resolving `backend="auto"` and `precision="default"`.
+
+auto: every installed backend with a built artefact is loaded, checked against the model's golden outputs (see
+edge.backends.parity for the tolerance), and the passing ones are timed interleaved on the golden inputs; the
+fastest wins. The choice is cached in JSON (default `<cache>/backend_choice.json`) under a key made of the
+candidate artefacts' sha256, the runtime versions, the CPU model and the thread count, so the next start with the
+same files on the same device reuses it without benchmarking.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.backends import parity
+from edge.backends.base import BackendError, Session
+from edge.backends.registry import BACKENDS, available_backends, get_backend
+
+log = logging.getLogger(__name__)
+
+CACHE_FILE = "backend_choice.json"
+
+
+class NoBackendPassed(BackendError):
+    """auto found no backend that loads and matches the golden outputs; .reasons maps backend -> why."""
+
+    def __init__(self, model: str, reasons: dict[str, str]):
+        self.reasons = reasons
+        lines = "; ".join(f"{b}: {r}" for b, r in reasons.items())
+        super().__init__(f"auto: no backend passed for model {model!r} ({lines})")
+
+
+@dataclass
+class Candidate:
+    backend: str
+    precision: str
+    artifact: Any = None
+    session: Session | None = None
+    errors: dict = field(default_factory=dict)
+    times_ms: list[float] = field(default_factory=list)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def default_cache_path(zoo) -> Path:
+    from edge.paths import cache_dir
+
+    root = getattr(zoo, "cache", None) or cache_dir()
+    return Path(root) / CACHE_FILE
+
+
+def _precision(zoo, name: str, backend: str, requested: str) -> str:
+    return zoo.default_precision(name, backend) if requested == "default" else requested
+
+
+def open_model(zoo, ref, *, cache_path: Path | None = None, options: dict[str, Any] | None = None,
+               tolerance: parity.Tolerance | None = None, rounds: int = 5, per_round: int = 4) -> Session:
+    """A session for `ref` (edge.config.ModelRef). options: backend name -> that plug-in's options.
+
+    Explicit backend: loads the zoo artefact (ModelNotBuilt names `edge models build`). auto: see module doc.
+    tolerance overrides the per-model parity tolerance of auto (tests force it to 0 to see a rejection).
+    """
+    options = options or {}
+    if ref.backend != "auto":
+        precision = _precision(zoo, ref.name, ref.backend, ref.precision)
+        art = zoo.artifact(ref.name, ref.backend, precision)
+        return get_backend(ref.backend, options.get(ref.backend)).load(Path(art.path), threads=ref.threads,
+                                                                        precision=precision)
+    return _auto(zoo, ref, Path(cache_path) if cache_path else default_cache_path(zoo), options, tolerance,
+                 rounds, per_round)
+
+
+def _candidates(zoo, ref, reasons: dict[str, str]) -> list[Candidate]:
+    out = []
+    for b, (ok, why) in available_backends().items():
+        if not ok:
+            reasons[b] = f"not installed/usable: {why}"
+            log.info("auto %s: skipping %s: %s", ref.name, b, why)
+            continue
+        try:
+            prec = _precision(zoo, ref.name, b, ref.precision)
+            out.append(Candidate(b, prec, zoo.artifact(ref.name, b, prec)))
+        except Exception as e:  # noqa: BLE001 - ModelNotBuilt, unknown precision, bad manifest
+            reasons[b] = f"no artefact: {e}"
+            log.info("auto %s: skipping %s: %s", ref.name, b, e)
+    return out
+
+
+def _cache_key(ref, cands: list[Candidate], tol_tag: str) -> str:
+    versions = {b: v for b, (ok, v) in available_backends().items() if ok}
+    parts = {"model": ref.name, "precision": ref.precision, "threads": ref.threads, "cpu": cpu_model(),
+             "runtimes": versions, "tolerance": tol_tag,
+             "artifacts": sorted((c.backend, c.precision, c.artifact.sha256) for c in cands)}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        log.warning("auto: ignoring unreadable choice cache %s: %s", path, e)
+        return {}
+
+
+def _write_cache(path: Path, key: str, entry: dict) -> None:
+    data = _read_cache(path)
+    data[key] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def _auto(zoo, ref, cache_path: Path, options: dict, tolerance, rounds: int, per_round: int) -> Session:
+    reasons: dict[str, str] = {}
+    cands = _candidates(zoo, ref, reasons)
+    tol_tag = json.dumps(tolerance.to_dict(), sort_keys=True) if tolerance else "model-default"
+    key = _cache_key(ref, cands, tol_tag)
+    hit = _read_cache(cache_path).get(key)
+    if hit:
+        c = next((c for c in cands if c.backend == hit["backend"] and c.precision == hit["precision"]), None)
+        if c is not None:
+            try:
+                s = get_backend(c.backend, options.get(c.backend)).load(Path(c.artifact.path), threads=ref.threads,
+                                                                         precision=c.precision)
+                log.info("auto %s: %s/%s (cached choice from %s)", ref.name, c.backend, c.precision, cache_path)
+                return s
+            except BackendError as e:
+                log.warning("auto %s: cached choice %s no longer loads (%s); re-selecting", ref.name, c.backend, e)
+
+    inputs, golden = zoo.golden(ref.name)
+    passing = []
+    for c in cands:
+        tol = tolerance or parity.tolerance_for(ref.name, c.precision)
+        try:
+            c.session = get_backend(c.backend, options.get(c.backend)).load(Path(c.artifact.path),
+                                                                            threads=ref.threads, precision=c.precision)
+            ok, c.errors, why = parity.check(c.session, inputs, golden, tol)
+        except BackendError as e:
+            reasons[c.backend] = str(e)
+            log.warning("auto %s: %s/%s rejected: %s", ref.name, c.backend, c.precision, e)
+            continue
+        if not ok:
+            reasons[c.backend] = f"{c.precision} fails golden parity ({why})"
+            log.warning("auto %s: %s/%s rejected: fails golden parity: %s", ref.name, c.backend, c.precision, why)
+            c.session.close()
+            c.session = None
+            continue
+        passing.append(c)
+    if not passing:
+        raise NoBackendPassed(ref.name, reasons or {b: "not tried" for b in BACKENDS})
+
+    _time_interleaved(passing, inputs, rounds, per_round)
+    for c in passing:
+        reasons[c.backend] = f"passed, median {statistics.median(c.times_ms):.2f} ms"
+    best = min(passing, key=lambda c: statistics.median(c.times_ms))
+    for c in passing:
+        if c is not best:
+            c.session.close()
+    entry = {"backend": best.backend, "precision": best.precision, "model": ref.name, "threads": ref.threads,
+             "sha256": best.artifact.sha256, "cpu": cpu_model(), "chosen_at": time.time(),
+             "median_ms": {c.backend: round(statistics.median(c.times_ms), 3) for c in passing},
+             "parity": {c.backend: c.errors for c in passing}, "reasons": reasons}
+    try:
+        _write_cache(cache_path, key, entry)
+    except OSError as e:
+        log.warning("auto: cannot write choice cache %s: %s", cache_path, e)
+    log.info("auto %s: chose %s/%s (%s)", ref.name, best.backend, best.precision,
+             ", ".join(f"{b} {ms} ms" for b, ms in entry["median_ms"].items()))
+    return best.session
+
+
+def _time_interleaved(cands: list[Candidate], inputs: dict, rounds: int, per_round: int) -> None:
+    """Warm up, then time rounds that alternate the candidates so load noise hits all of them alike."""
+    feed = {k: v[:1] for k, v in inputs.items()}
+    for c in cands:
+        for _ in range(2):
+            c.session.run(feed)
+    for _ in range(rounds):
+        for c in cands:
+            for _ in range(per_round):
+                t = time.perf_counter()
+                c.session.run(feed)
+                c.times_ms.append((time.perf_counter() - t) * 1e3)

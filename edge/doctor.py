@@ -1,0 +1,260 @@
+"""`edge doctor [--config FILE] [--json PATH]`: is this device ready to run?
+
+Reports installed inference backends (version, or why unusable), EGL (an offscreen pyrender context in a
+subprocess), the model cache (built artefacts, sha256-verified), broker reachability and the CPU flags that matter
+for INT8. Exit 0 when the device can run; 1 with the reasons otherwise. Problems that only degrade (no broker
+reachable: events wait in the local outbox; no EGL without try-on) are warnings.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+EGL_PROBE = r"""
+import json, os
+os.environ["PYOPENGL_PLATFORM"] = "egl"
+import numpy as np
+if not hasattr(np, "infty"):
+    np.infty = np.inf  # pyrender 0.1.45 on numpy 2
+import pyrender
+r = pyrender.OffscreenRenderer(16, 16)
+from OpenGL import GL
+print(json.dumps({"renderer": GL.glGetString(GL.GL_RENDERER).decode(), "version": GL.glGetString(GL.GL_VERSION).decode()}))
+r.delete()
+"""
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--config", metavar="FILE", help="device config: check its models, try-on EGL need and broker")
+    p.add_argument("--json", metavar="PATH", help="write the report as JSON to PATH ('-' = stdout)")
+    p.add_argument("--egl-timeout", type=float, default=30.0, help="seconds for the EGL probe (default 30)")
+    p.add_argument("--broker-timeout", type=float, default=3.0, help="seconds for the broker TCP connect")
+
+
+def check_backends() -> dict:
+    from edge.backends.registry import available_backends
+
+    out = {}
+    for name, (ok, what) in available_backends().items():
+        out[name] = {"usable": ok, ("version" if ok else "reason"): what}
+    if out.get("onnxruntime", {}).get("usable"):
+        import onnxruntime as ort
+
+        out["onnxruntime"]["providers"] = ort.get_available_providers()
+    if out.get("openvino", {}).get("usable"):
+        try:
+            from edge.backends.openvino_backend import core
+
+            out["openvino"]["devices"] = core().available_devices
+        except Exception as e:  # noqa: BLE001 - a broken plug-in is a finding, not a crash
+            out["openvino"] |= {"usable": False, "reason": f"ov.Core() failed: {e}"}
+    return out
+
+
+def check_egl(timeout: float) -> dict:
+    env = dict(os.environ, PYOPENGL_PLATFORM="egl")
+    try:
+        r = subprocess.run([sys.executable, "-c", EGL_PROBE], capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "reason": f"EGL context creation hung for {timeout:.0f} s"}
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
+        return {"ok": False, "reason": f"no EGL context: {last} (install libegl1 libegl-mesa0 libgl1-mesa-dri)"}
+    try:
+        return {"ok": True, **json.loads(r.stdout.strip().splitlines()[-1])}
+    except (ValueError, IndexError):
+        return {"ok": False, "reason": f"EGL probe printed no renderer: {r.stdout[-200:]!r}"}
+
+
+def check_cpu() -> dict:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError as e:
+        return {"model": "", "flags": {}, "reason": str(e)}
+    flags: set[str] = set()
+    model = ""
+    for line in text.splitlines():
+        if line.startswith("flags") and not flags:
+            flags = set(line.split(":", 1)[1].split())
+        elif line.startswith("model name") and not model:
+            model = line.split(":", 1)[1].strip()
+    have = {f: f in flags for f in CPU_FLAGS}
+    vnni = have["avx512_vnni"] or have["avx_vnni"]
+    note = ("VNNI present: INT8 convolutions can run at full speed" if vnni else
+            "no VNNI: INT8 gains ~1.2-1.35x at best; FP32 is the safe default")
+    return {"model": model, "cores": os.cpu_count(), "flags": have, "int8_note": note}
+
+
+def check_broker(cfg, timeout: float) -> dict:
+    if cfg is None or not cfg.sync.broker:
+        return {"configured": False, "reachable": None,
+                "note": "no broker configured: events stay in the local outbox"}
+    host, port = cfg.sync.broker, cfg.sync.port
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return {"configured": True, "broker": f"{host}:{port}", "reachable": True}
+    except OSError as e:
+        return {"configured": True, "broker": f"{host}:{port}", "reachable": False,
+                "note": f"TCP connect failed ({e}); events wait in the local outbox until it is reachable"}
+
+
+def _verify(a) -> str:
+    from models.source import sha256_file
+
+    p = Path(a.path)
+    if not p.is_file():
+        return "MISSING"
+    if a.size_bytes and p.stat().st_size != a.size_bytes:
+        return f"CORRUPT (size {p.stat().st_size} != {a.size_bytes})"
+    if a.sha256 and sha256_file(p) != a.sha256:
+        return "CORRUPT (sha256 mismatch)"
+    return "verified"
+
+
+def _signature(zoo, name: str) -> str:
+    """'ok', 'not built', 'no public key', or why the signed built.json does not verify."""
+    from models.sign import SignatureError
+    from models.zoo import ModelNotBuilt
+
+    if not zoo.artifacts(name):
+        return "not built"
+    if not zoo.public_key_path().is_file():
+        return "no public key"
+    try:
+        zoo.verify(name)
+        return "ok"
+    except (SignatureError, ModelNotBuilt) as e:
+        return str(e)
+
+
+def _required_refs(cfg) -> list[tuple[object, bool]]:
+    """(ModelRef, required) for the models the device would load."""
+    from edge.config import ModelsSection
+
+    m = cfg.models if cfg is not None else ModelsSection()
+    pose = cfg is None or cfg.pose.enabled
+    return [(m.pose_detector, pose), (m.pose_landmarks, pose), (m.face_detector, False)]
+
+
+def check_models(cfg, usable: list[str], problems: list[str], warnings: list[str]) -> dict:
+    """Built artefacts (sha256-verified) and, per configured model, whether a usable backend has one."""
+    try:
+        from models.zoo import ModelZoo
+    except ImportError as e:
+        problems.append(f"model zoo unavailable: {e}")
+        return {"artifacts": [], "required": []}
+    try:
+        zoo = ModelZoo(cache_dir=(cfg.models.cache_dir or None) if cfg is not None else None)
+    except Exception as e:  # noqa: BLE001 - a bad committed manifest
+        problems.append(f"model zoo unusable: {e}")
+        return {"artifacts": [], "required": []}
+    arts, signed = [], {}
+    ok = set()
+    for name in zoo.names():
+        signed[name] = _signature(zoo, name)
+        for a in zoo.artifacts(name):
+            st = "verified" if signed[name] == "ok" else _verify(a)  # zoo.verify hashed every file already
+            arts.append({"name": a.name, "version": a.version, "backend": a.backend, "precision": a.precision,
+                         "path": str(a.path), "size_bytes": a.size_bytes, "status": st})
+            if st == "verified" and signed[name] in ("ok", "no public key"):
+                ok.add((a.name, a.backend, a.precision))
+            elif st != "verified":
+                problems.append(f"model file {a.path} is {st}: rebuild with `edge models build`")
+        if signed[name] not in ("ok", "no public key", "not built"):
+            problems.append(f"model {name}: signature check failed: {signed[name]}")
+        elif signed[name] == "no public key":
+            warnings.append(f"model {name}: no public key to check the build signature (hashes checked)")
+    req = []
+    for ref, required in _required_refs(cfg):
+        backends = usable if ref.backend == "auto" else [b for b in (ref.backend,) if b in usable]
+        found = []
+        for b in backends:
+            try:
+                prec = zoo.default_precision(ref.name, b) if ref.precision == "default" else ref.precision
+            except Exception:  # noqa: BLE001 - unknown model / no manifest entry
+                continue
+            if (ref.name, b, prec) in ok:
+                found.append(f"{b}/{prec}")
+        status = f"ok ({', '.join(found)})" if found else "NOT BUILT"
+        req.append({"name": ref.name, "backend": ref.backend, "precision": ref.precision, "status": status,
+                    "required": required})
+        if not found:
+            msg = (f"model {ref.name} has no verified artefact for backend {ref.backend} "
+                   f"({', '.join(backends) or 'no usable backend'}): run `edge models build`")
+            (problems if required else warnings).append(msg)
+    return {"cache_dir": str(zoo.cache), "signatures": signed, "artifacts": arts, "required": req}
+
+
+def run(args) -> int:
+    cfg = None
+    problems: list[str] = []
+    warnings: list[str] = []
+    if args.config:
+        from edge.config import ConfigError, load_config
+
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as e:
+            problems.append(str(e))
+    report = {"backends": check_backends()}
+    usable = [b for b, r in report["backends"].items() if r["usable"]]
+    for b, r in report["backends"].items():
+        if not r["usable"]:
+            warnings.append(f"backend {b} unusable: {r['reason']}")
+    if not usable:
+        problems.append("no inference backend is usable (install onnxruntime, openvino or ai-edge-litert)")
+    report["egl"] = check_egl(args.egl_timeout)
+    if not report["egl"]["ok"]:
+        (problems if cfg is not None and cfg.tryon.enabled else warnings).append(
+            f"EGL: {report['egl']['reason']}" + (" (try-on needs it)" if cfg is not None and cfg.tryon.enabled else ""))
+    report["models"] = check_models(cfg, usable, problems, warnings)
+    report["broker"] = check_broker(cfg, args.broker_timeout)
+    if report["broker"].get("reachable") is False:
+        warnings.append(f"broker {report['broker']['broker']} unreachable: {report['broker']['note']}")
+    report["cpu"] = check_cpu()
+    report["ok"] = not problems
+    report["problems"], report["warnings"] = problems, warnings
+    if args.json != "-":
+        _print(report)
+    if args.json:
+        text = json.dumps(report, indent=2, default=str)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text)
+    return 0 if report["ok"] else 1
+
+
+def _print(r: dict) -> None:
+    w = sys.stdout.write
+    w("backends:\n")
+    for b, x in r["backends"].items():
+        w(f"  {b:12s} {'ok  ' + x['version'] if x['usable'] else 'NO  ' + x['reason']}\n")
+    e = r["egl"]
+    w(f"EGL:         {'ok  ' + e['renderer'] + ' / ' + e['version'] if e['ok'] else 'NO  ' + e['reason']}\n")
+    m = r["models"]
+    w(f"model cache: {m.get('cache_dir', '?')}\n")
+    for name, sig in m.get("signatures", {}).items():
+        w(f"  {name:28s} signature: {sig}\n")
+    for a in m.get("artifacts", []):
+        w(f"  {a['name']:28s} {a['backend']:12s} {a['precision']:9s} {a['status']}\n")
+    for need in m.get("required", []):
+        w(f"  needs {need['name']} ({need['backend']}/{need['precision']}): {need['status']}\n")
+    b = r["broker"]
+    w(f"broker:      {b.get('broker', '') + (' reachable' if b.get('reachable') else '')} {b.get('note', '')}\n")
+    c = r["cpu"]
+    flags = " ".join(f for f, v in c.get("flags", {}).items() if v) or "none"
+    w(f"cpu:         {c.get('model', '')} ({c.get('cores')} cores) flags: {flags}; {c.get('int8_note', '')}\n")
+    for x in r["warnings"]:
+        w(f"warning: {x}\n")
+    for x in r["problems"]:
+        w(f"PROBLEM: {x}\n")
+    w("healthy: ready to run\n" if r["ok"] else "NOT READY (see problems above)\n")

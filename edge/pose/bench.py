@@ -1,0 +1,211 @@
+"""`edge bench pose [--json PATH]`: MediaPipe Pose (tracking mode) vs our pipeline on every zoo backend × precision.
+
+Same frames, same run, interleaved frame by frame (the order of the candidates rotates every frame so load noise
+hits all alike): a synthetic-motion 640x480 sequence built from the package photos. Per configuration: median
+and p95 per-frame latency, FPS ratio vs MediaPipe, drift vs MediaPipe and vs our FP32 on the same backend
+(edge.pose.metrics.drift), and the reference self-noise: MediaPipe on the frames with ±1 grey level of noise,
+vs itself. `best` = the fastest configuration whose drift_vs_reference ≤ max(0.01, 1.5 × self-noise).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("onnxruntime", "openvino", "tflite")
+PRECISIONS = ("fp32", "int8")
+DETECTOR, LANDMARKS = "pose_detection", "pose_landmark_full"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--frames", type=int, default=40, help="frames per clip (3 clips)")
+    p.add_argument("--clips", nargs="+", default=None, help="clips of edge.pose.motion.SEQUENCES")
+    p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    p.add_argument("--precisions", nargs="+", default=list(PRECISIONS), help="fp32 int8 int8_full")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--segmentation", action="store_true", help="segmentation on (both sides)")
+    p.add_argument("--warmup", type=int, default=5, help="warm-up frames per candidate")
+    p.add_argument("--cache-dir", default="", help="model cache (default: the configured cache)")
+
+
+@dataclass
+class Candidate:
+    backend: str
+    precision: str
+    det_precision: str
+    pipeline: object
+    ms: list = field(default_factory=list)
+    poses: list = field(default_factory=list)  # per frame: (33, 5) of the first person, or None
+
+    @property
+    def key(self) -> str:
+        return f"{self.backend}/{self.precision}"
+
+
+def _pct(xs: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(xs, q)) if xs else float("nan")
+
+
+def _mean(xs: list) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return float(sum(xs) / len(xs)) if xs else None
+
+
+def _open_candidates(args, pose_cfg) -> list[Candidate]:
+    from edge.backends import load_session
+    from edge.backends.base import BackendError
+    from edge.pose.pipeline import PosePipeline
+    from models.zoo import ModelNotBuilt, ModelZoo
+
+    zoo = ModelZoo(args.cache_dir or None)
+    out = []
+    for b in args.backends:
+        for p in args.precisions:
+            try:
+                lmk_a = zoo.artifact(LANDMARKS, b, p)
+            except (ModelNotBuilt, KeyError) as e:
+                log.warning("skipping %s/%s: %s", b, p, e)
+                continue
+            try:
+                det_a, det_p = zoo.artifact(DETECTOR, b, p), p
+            except (ModelNotBuilt, KeyError):
+                det_a, det_p = zoo.artifact(DETECTOR, b, "fp32"), "fp32"
+            try:
+                det = load_session(b, det_a.path, threads=args.threads, precision=det_p)
+                lmk = load_session(b, lmk_a.path, threads=args.threads, precision=p)
+            except BackendError as e:
+                log.warning("skipping %s/%s: %s", b, p, e)
+                continue
+            out.append(Candidate(b, p, det_p, PosePipeline.from_sessions(pose_cfg, det, lmk)))
+            log.info("candidate %s/%s (detector %s): %s, %s", b, p, det_p, det_a.path.name, lmk_a.path.name)
+    return out
+
+
+def _frames(args):
+    import numpy as np
+
+    from edge.pose.motion import SEQUENCES, sequence
+
+    frames = sequence(args.frames, tuple(args.clips or SEQUENCES))
+    rng = np.random.default_rng(0)
+    noisy = [np.clip(f.astype(np.int16) + rng.integers(-1, 2, f.shape, dtype=np.int16), 0, 255).astype(np.uint8)
+             for f in frames]
+    return frames, noisy
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from edge.frames import Frame
+    from edge.pose.config import PoseConfig
+    from edge.pose.metrics import drift
+    from edge.pose.motion import FPS
+    from edge.pose.reference import MediaPipeReference
+
+    pose_cfg = PoseConfig(max_people=1, segmentation=args.segmentation)
+    frames, noisy = _frames(args)
+    cands = _open_candidates(args, pose_cfg)
+    if not cands:
+        log.error("no configuration to benchmark: build the models first (`edge models build`)")
+        return 1
+    log.info("%d frames x (MediaPipe + %d configurations), interleaved", len(frames), len(cands))
+
+    with MediaPipeReference() as ref:
+        # Warm-up: first frames through everyone, then fresh state.
+        ref.open("main", segmentation=args.segmentation)
+        for i in range(min(args.warmup, len(frames))):
+            ref.process(frames[i], "main")
+            for c in cands:
+                c.pipeline.process(Frame(frames[i], i, i / FPS, time.time()))
+        ref.open("main", segmentation=args.segmentation)
+        ref.open("noisy", segmentation=args.segmentation)
+        for c in cands:
+            c.pipeline.reset()
+
+        mp_ms, mp_poses, noisy_poses = [], [], []
+        for i, img in enumerate(frames):
+            t = i / FPS  # MediaPipe's solution API stamps frames at 30 fps too
+            order = [None, *cands]
+            k = i % len(order)
+            for c in order[k:] + order[:k]:
+                if c is None:
+                    r = ref.process(img, "main")
+                    mp_ms.append(r.ms)
+                    mp_poses.append(r.landmarks)
+                    continue
+                t0 = time.perf_counter()
+                res = c.pipeline.process(Frame(img, i, t, time.time()))
+                c.ms.append((time.perf_counter() - t0) * 1e3)
+                c.poses.append(res.people[0].landmarks if res.people else None)
+            noisy_poses.append(ref.process(noisy[i], "noisy").landmarks)
+        versions = ref.versions
+
+    def drifts(refs, tests):
+        both = [(a, b) for a, b in zip(refs, tests) if a is not None and b is not None]
+        disagree = sum((a is None) != (b is None) for a, b in zip(refs, tests))
+        return _mean([drift(a, b) for a, b in both]), len(both), disagree
+
+    self_noise, _, _ = drifts(mp_poses, noisy_poses)
+    mp_med = float(np.median(mp_ms))
+    fp32 = {c.backend: c for c in cands if c.precision == "fp32"}
+    configs = []
+    for c in cands:
+        d_ref, n_both, n_dis = drifts(mp_poses, c.poses)
+        base = fp32.get(c.backend)
+        d_fp32 = drifts(base.poses, c.poses)[0] if base is not None else None
+        med = float(np.median(c.ms))
+        configs.append({
+            "backend": c.backend, "precision": c.precision, "detector_precision": c.det_precision,
+            "ms_median": round(med, 3), "ms_p95": round(_pct(c.ms, 95), 3),
+            "fps_ratio_vs_mediapipe": round(mp_med / med, 3),
+            "drift_vs_reference": None if d_ref is None else round(d_ref, 5),
+            "drift_vs_fp32": None if d_fp32 is None else round(d_fp32, 5),
+            "frames_compared": n_both, "presence_disagreements": n_dis,
+            "session": c.pipeline.sessions[1].info.to_dict(),
+        })
+    limit = max(0.01, 1.5 * (self_noise or 0.0))
+    ok = [c for c in configs if c["drift_vs_reference"] is not None and c["drift_vs_reference"] <= limit]
+    best = min(ok, key=lambda c: c["ms_median"]) if ok else None
+    report = {
+        "mediapipe_ms_median": round(mp_med, 3), "mediapipe_ms_p95": round(_pct(mp_ms, 95), 3),
+        "reference_self_noise": None if self_noise is None else round(self_noise, 5),
+        "drift_limit": round(limit, 5),
+        "configs": configs,
+        "best": None if best is None else {k: best[k] for k in (
+            "backend", "precision", "ms_median", "fps_ratio_vs_mediapipe", "drift_vs_reference")},
+        "frames": len(frames), "clips": args.clips or "all", "fps_simulated": FPS, "segmentation": args.segmentation,
+        "threads": args.threads, "mediapipe": versions, "reference_frames_with_pose": sum(p is not None for p in mp_poses),
+        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(),
+                    "loadavg_end": os.getloadavg()},
+    }
+    _log_table(report)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        log.info("wrote %s", args.json)
+    return 0
+
+
+def _cpu() -> str:
+    from edge.backends.auto import cpu_model
+
+    return cpu_model()
+
+
+def _log_table(r: dict) -> None:
+    log.info("MediaPipe Pose (tracking): median %.2f ms, p95 %.2f ms; reference self-noise %s; drift limit %.4f",
+             r["mediapipe_ms_median"], r["mediapipe_ms_p95"], r["reference_self_noise"], r["drift_limit"])
+    log.info("%-12s %-9s %9s %9s %7s %10s %10s", "backend", "precision", "median ms", "p95 ms", "ratio",
+             "drift ref", "drift fp32")
+    for c in r["configs"]:
+        log.info("%-12s %-9s %9.2f %9.2f %7.2f %10s %10s", c["backend"], c["precision"], c["ms_median"], c["ms_p95"],
+                 c["fps_ratio_vs_mediapipe"], c["drift_vs_reference"], c["drift_vs_fp32"])
+    log.info("best: %s", r["best"])

@@ -1,0 +1,329 @@
+"""The mirror pipeline: capture -> pose -> fit+render -> occlusion+composite, one thread per stage.
+
+Stages are linked by bounded latest-frame slots (a slow stage drops stale frames instead of queueing them), so
+they overlap and latency stays bounded. Motion-to-photon latency = composited frame ready - capture timestamp;
+it is written to Frame.meta["m2p_ms"] and the `edge_tryon_motion_to_photon_seconds` histogram.
+If the renderer cannot start (no EGL), frames pass through: the mirror shows the plain camera view.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+
+import cv2
+import numpy as np
+from prometheus_client import Counter, Gauge, Histogram
+
+from edge.events import EventSink
+from edge.frames import Frame
+from edge.tryon.composite import composite_inplace
+from edge.tryon.config import TryOnConfig
+from edge.tryon.fitting import BodyFitter
+from edge.tryon.garments import Catalog, CatalogError
+from edge.tryon.gl import RendererUnavailable
+from edge.tryon.intrinsics import Intrinsics
+from edge.tryon.occlusion import apply_occlusion
+from edge.tryon.session import SessionTracker
+from edge.tryon.sizing import ShoulderWidthEstimator, suggest_size
+
+log = logging.getLogger(__name__)
+
+M2P = Histogram("edge_tryon_motion_to_photon_seconds", "capture timestamp -> composited mirror frame ready",
+                buckets=(0.02, 0.033, 0.05, 0.066, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0))
+STAGE = Histogram("edge_tryon_stage_seconds", "time spent in a try-on pipeline stage", ["stage"],
+                  buckets=(0.002, 0.005, 0.01, 0.02, 0.033, 0.05, 0.08, 0.12, 0.2, 0.5))
+FRAMES = Counter("edge_tryon_frames_total", "composited mirror frames")
+DROPPED = Counter("edge_tryon_frames_dropped_total", "frames replaced in a latest-frame slot", ["stage"])
+FPS = Gauge("edge_tryon_fps", "composited mirror frames per second (last 2 s)")
+RENDERER_UP = Gauge("edge_tryon_renderer_available", "1 if the garment renderer runs, 0 if plain camera view")
+
+
+class LatestSlot:
+    """Bounded (size-1) latest-value hand-off between two threads; put() replaces an unread value."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._cv = threading.Condition()
+        self._item = None
+        self._has = False
+        self.closed = False
+
+    def put(self, item) -> None:
+        with self._cv:
+            if self._has:
+                DROPPED.labels(self.name).inc()
+            self._item, self._has = item, True
+            self._cv.notify_all()
+
+    def get(self, timeout: float = 0.5):
+        """Next value, or None on timeout/close."""
+        with self._cv:
+            if not self._has and not self.closed:
+                self._cv.wait(timeout)
+            if not self._has:
+                return None
+            item, self._item, self._has = self._item, None, False
+            return item
+
+    def close(self) -> None:
+        with self._cv:
+            self.closed = True
+            self._cv.notify_all()
+
+
+class TryOnPipeline:
+    """Run the mirror for one frame source and pose stage (any object with process(Frame) -> PoseResult)."""
+
+    def __init__(self, cfg: TryOnConfig, source: Iterable[Frame], pose, sink: EventSink | None = None,
+                 catalog: Catalog | None = None, renderer_factory=None):
+        self.cfg = cfg
+        self.source = source
+        self.pose = pose
+        self.catalog = catalog or Catalog(cfg.catalog, cfg.garment_cache_dir)
+        self._renderer_factory = renderer_factory
+        sku = cfg.default_sku if cfg.default_sku in self.catalog.entries else self.catalog.skus()[0]
+        colour = self.catalog.entry(sku).colours[0].name if self.catalog.entry(sku).colours else ""
+        self._want = (sku, cfg.default_colour or colour)
+        self._lock = threading.Lock()
+        self._s_capture, self._s_pose, self._s_render = LatestSlot("capture"), LatestSlot("pose"), LatestSlot("render")
+        self._out_cv = threading.Condition()
+        self._out: Frame | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.renderer_status = "starting"  # starting | ok | unavailable
+        self.renderer_error = ""
+        self.sessions = SessionTracker(sink, cfg.session.absence_timeout_s, cfg.session.min_duration_s)
+        self.shoulders = ShoulderWidthEstimator()
+        self.size_suggestion: str | None = None
+        self.m2p_ms: deque[float] = deque(maxlen=600)
+        self._t_out: deque[float] = deque(maxlen=240)
+        self.frames_out = 0
+        self.source_ended = threading.Event()
+
+    # -- control (any thread) -------------------------------------------------------------------------------
+    def start(self) -> TryOnPipeline:
+        for name, fn in (("capture", self._capture_loop), ("pose", self._pose_loop), ("render", self._render_loop),
+                         ("composite", self._composite_loop)):
+            t = threading.Thread(target=self._guard, args=(name, fn), name=f"tryon-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if hasattr(self.source, "stop"):
+            self.source.stop()
+        for s in (self._s_capture, self._s_pose, self._s_render):
+            s.close()
+        for t in self._threads:
+            t.join(timeout)
+        self.sessions.close(time.monotonic())
+
+    def select(self, sku: str, colour: str = "") -> None:
+        """Choose the garment/colour (applied by the render thread on its next frame)."""
+        e = self.catalog.entry(sku)  # raises CatalogError for unknown SKUs
+        if colour and colour not in {c.name for c in e.colours}:
+            raise CatalogError(f"{sku} has no colour {colour!r}; colours: {[c.name for c in e.colours]}")
+        with self._lock:
+            self._want = (sku, colour or (e.colours[0].name if e.colours else ""))
+
+    @property
+    def selection(self) -> tuple[str, str]:
+        with self._lock:
+            return self._want
+
+    def latest(self) -> Frame | None:
+        with self._out_cv:
+            return self._out
+
+    def wait_frame(self, after_seq: int = -1, timeout: float = 2.0) -> Frame | None:
+        """The newest composited frame with seq > after_seq (blocks up to timeout)."""
+        end = time.monotonic() + timeout
+        with self._out_cv:
+            while self._out is None or self._out.seq <= after_seq:
+                left = end - time.monotonic()
+                if left <= 0 or self._stop.is_set():
+                    return None
+                self._out_cv.wait(left)
+            return self._out
+
+    def fps(self) -> float:
+        ts = list(self._t_out)
+        now = time.monotonic()
+        recent = [t for t in ts if now - t <= 2.0]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+
+    def m2p_percentiles(self) -> dict[str, float | None]:
+        a = np.asarray(self.m2p_ms)
+        if len(a) == 0:
+            return {"p50": None, "p95": None}
+        return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95))}
+
+    def state(self) -> dict:
+        sku, colour = self.selection
+        pc = self.m2p_percentiles()
+        return {"sku": sku, "colour": colour, "size_suggestion": self.size_suggestion,
+                "renderer": self.renderer_status, "renderer_error": self.renderer_error,
+                "fps": round(self.fps(), 1), "frames": self.frames_out,
+                "m2p_p50_ms": None if pc["p50"] is None else round(pc["p50"], 1),
+                "m2p_p95_ms": None if pc["p95"] is None else round(pc["p95"], 1)}
+
+    # -- stages -------------------------------------------------------------------------------------------------
+    def _guard(self, name, fn) -> None:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001
+            log.exception("try-on %s stage crashed", name)
+            if name == "capture":
+                self.source_ended.set()
+
+    def _capture_loop(self) -> None:
+        for frame in self.source:
+            if self._stop.is_set():
+                break
+            self._s_capture.put(frame)
+        self.source_ended.set()
+        self._s_capture.close()
+
+    def _pose_loop(self) -> None:
+        while not self._stop.is_set():
+            frame = self._s_capture.get()
+            if frame is None:
+                if self._s_capture.closed:
+                    break
+                continue
+            t0 = time.monotonic()
+            try:
+                result = self.pose.process(frame)
+            except Exception:  # noqa: BLE001 - a bad frame must not stop the mirror
+                log.exception("pose failed on frame %d", frame.seq)
+                result = None
+            frame.meta["t_pose_done"] = time.monotonic()
+            STAGE.labels("pose").observe(frame.meta["t_pose_done"] - t0)
+            self._s_pose.put((frame, result))
+        self._s_pose.close()
+
+    def _make_renderer(self, h: int, w: int):
+        intr = Intrinsics.from_config(self.cfg.camera, w, h)
+        if self._renderer_factory is not None:
+            return self._renderer_factory(intr), intr
+        from edge.tryon.renderer import renderer_from_config  # noqa: PLC0415
+        return renderer_from_config(self.cfg, intr), intr
+
+    def _render_loop(self) -> None:
+        renderer = intr = fitter = None
+        shown = (None, None)
+        size = None
+        try:
+            while not self._stop.is_set():
+                item = self._s_pose.get()
+                if item is None:
+                    if self._s_pose.closed:
+                        break
+                    continue
+                frame, result = item
+                t0 = time.monotonic()
+                h, w = frame.shape
+                if self.renderer_status != "unavailable" and size != (h, w):
+                    if renderer is not None:
+                        renderer.close()
+                    try:
+                        renderer, intr = self._make_renderer(h, w)
+                        fitter = BodyFitter(intr, self.cfg.smoothing, self.cfg.min_visibility)
+                        self.renderer_status, size, shown = "ok", (h, w), (None, None)
+                        RENDERER_UP.set(1)
+                    except RendererUnavailable as e:
+                        self._renderer_failed(e)
+                        renderer = None
+                person = _main_person(result)
+                fit = out = garment = None
+                if renderer is not None and person is not None:
+                    try:
+                        want = self.selection
+                        if want != shown:
+                            garment = self.catalog.load(want[0])
+                            if shown[0] != want[0]:
+                                renderer.set_garment(garment, garment.colour(want[1]))
+                            else:
+                                renderer.set_colour(garment.colour(want[1]))
+                            shown = want
+                        garment = renderer.garment
+                        fit = fitter.fit(person, frame.t_capture, garment.ref)
+                        if fit is not None:
+                            out = renderer.render(fit.poses)
+                    except RendererUnavailable as e:
+                        self._renderer_failed(e)
+                        renderer = None
+                    except Exception:  # noqa: BLE001 - show the camera rather than stop
+                        log.exception("render failed on frame %d", frame.seq)
+                elif person is None and fitter is not None:
+                    fitter.reset()
+                frame.meta["t_render_done"] = time.monotonic()
+                STAGE.labels("render").observe(frame.meta["t_render_done"] - t0)
+                self._s_render.put((frame, person, fit, out, garment, intr))
+        finally:
+            if renderer is not None:
+                renderer.close()
+            self._s_render.close()
+
+    def _renderer_failed(self, e: Exception) -> None:
+        if self.renderer_status != "unavailable":
+            log.error("try-on renderer unavailable, showing the plain camera view: %s", e)
+        self.renderer_status, self.renderer_error = "unavailable", str(e)
+        RENDERER_UP.set(0)
+
+    def _composite_loop(self) -> None:
+        while not self._stop.is_set():
+            item = self._s_render.get()
+            if item is None:
+                if self._s_render.closed:
+                    break
+                continue
+            frame, person, fit, out, garment, intr = item
+            t0 = time.monotonic()
+            if out is not None and not out.empty:
+                if self.cfg.occlusion:
+                    apply_occlusion(out, fit, intr, garment.covers, person.mask)
+                composite_inplace(frame.image, out)
+            if self.cfg.mirror_view:
+                frame.image = cv2.flip(frame.image, 1)
+            t_ready = time.monotonic()
+            STAGE.labels("composite").observe(t_ready - t0)
+            m2p = t_ready - frame.t_capture
+            sku, colour = self.selection
+            frame.meta.update({"t_composite_done": t_ready, "m2p_ms": m2p * 1000.0,
+                               "tryon": {"sku": sku, "colour": colour, "rendered": out is not None}})
+            frame.meta.pop("pose_truth", None)
+            M2P.observe(m2p)
+            FRAMES.inc()
+            self.m2p_ms.append(m2p * 1000.0)
+            self._t_out.append(t_ready)
+            self.frames_out += 1
+            FPS.set(self.fps())
+            self._update_analytics(t_ready, person, fit, garment)
+            with self._out_cv:
+                self._out = frame
+                self._out_cv.notify_all()
+
+    def _update_analytics(self, now, person, fit, garment) -> None:
+        if fit is not None:
+            self.shoulders.add(fit.shoulder_width_m, facing=abs(fit.yaw_deg) < 20)
+        elif person is None and self.sessions.current is None:
+            self.shoulders.reset()  # a new shopper is measured afresh
+        sw = self.shoulders.value()
+        if sw is not None and garment is not None:
+            self.size_suggestion = suggest_size(garment.size_chart, sw)
+        sku, colour = self.selection
+        self.sessions.update(now, person is not None, sku, colour, self.size_suggestion)
+
+
+def _main_person(result):
+    """The person the mirror dresses: highest-scoring (closest to the mirror in practice)."""
+    if result is None or not result.people:
+        return None
+    return max(result.people, key=lambda p: p.score)

@@ -1,0 +1,72 @@
+"""Try-on session analytics: one `tryon_session` event per shopper x garment (SKU, duration, colours, size).
+
+A session starts when a person is in front of the mirror with a garment selected, and ends when the garment
+changes, the person has been absent for `absence_timeout_s`, or the pipeline stops. Events carry no images and
+no body measurements, only the suggested size.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from edge.events import Event, EventSink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Session:
+    sku: str
+    colour: str
+    t_start: float
+    t_last_seen: float
+    colours: list[str] = field(default_factory=list)
+    colour_changes: int = 0
+    size_suggested: str | None = None
+
+
+class SessionTracker:
+    def __init__(self, sink: EventSink | None, absence_timeout_s: float = 3.0, min_duration_s: float = 1.0):
+        self.sink = sink
+        self.absence_timeout_s = absence_timeout_s
+        self.min_duration_s = min_duration_s
+        self.current: _Session | None = None
+        self.emitted = 0
+
+    def update(self, now: float, person_present: bool, sku: str, colour: str, size: str | None = None) -> None:
+        """Call once per processed frame (monotonic `now`)."""
+        s = self.current
+        if s is not None and (s.sku != sku or (not person_present and now - s.t_last_seen > self.absence_timeout_s)):
+            self._end(s.t_last_seen if not person_present else now, "garment_changed" if s.sku != sku else "absent")
+            s = None
+        if not person_present:
+            return
+        if s is None:
+            s = self.current = _Session(sku=sku, colour=colour, t_start=now, t_last_seen=now, colours=[colour])
+        s.t_last_seen = now
+        if colour != s.colour:
+            s.colour = colour
+            s.colour_changes += 1
+            if colour not in s.colours:
+                s.colours.append(colour)
+        if size:
+            s.size_suggested = size
+
+    def close(self, now: float) -> None:
+        """End the open session (pipeline stop)."""
+        if self.current is not None:
+            self._end(min(now, self.current.t_last_seen), "stopped")
+
+    def _end(self, t_end: float, reason: str) -> None:
+        s, self.current = self.current, None
+        dur = max(0.0, t_end - s.t_start)
+        if dur < self.min_duration_s or self.sink is None:
+            return
+        ev = Event(kind="tryon_session", stream="events", data={
+            "sku": s.sku, "duration_s": round(dur, 2), "colours": s.colours, "final_colour": s.colour,
+            "colour_changes": s.colour_changes, "size_suggested": s.size_suggested, "end_reason": reason})
+        try:
+            self.sink.emit(ev)
+            self.emitted += 1
+        except Exception:  # noqa: BLE001 - analytics must never stop the mirror
+            log.exception("could not emit try-on session event")

@@ -1,0 +1,125 @@
+"""Committed model manifests (`models/manifests/<name>.toml`): loading and schema validation.
+
+A bad manifest raises ManifestError naming the file, the key path and what is wrong; unknown keys are errors.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
+
+BACKENDS = ("onnxruntime", "openvino", "tflite")
+PRECISIONS = ("fp32", "int8", "int8_full")
+FORMATS = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
+PRODUCERS = ("source", "tf2onnx", "ov_convert", "nncf", "ort_quant", "aeq")
+METRICS = ("landmarks", "pose_detector", "face_detector")
+
+
+class ManifestError(ValueError):
+    """A manifest is missing, unreadable or does not match the schema."""
+
+
+_S, _I, _F, _L, _B, _D = str, int, float, list, bool, dict
+# key -> (type, required). Nested tables are dicts of the same form; lists of tables use a one-element list.
+SCHEMA: dict = {
+    "schema": (_I, True), "name": (_S, True), "version": (_S, True), "task": (_S, True),
+    "description": (_S, True),
+    "source": ({"wheel": (_S, True), "member": (_S, True), "sha256": (_S, True), "size_bytes": (_I, True),
+                "licence": (_S, True), "upstream": (_S, True), "sparse": (_B, True)}, True),
+    "inputs": ([{"name": (_S, True), "shape": (_L, True), "dtype": (_S, True), "layout": (_S, True),
+                 "range": (_L, True), "preprocessing": (_S, True)}], True),
+    "outputs": ([{"name": (_S, True), "shape": (_L, True), "dtype": (_S, True), "meaning": (_S, True)}], True),
+    "calibration": ({"metric": (_S, True), "input_size": (_I, True), "norm": (_S, True),
+                     "calib_samples": (_I, True), "heldout_samples": (_I, True), "golden_samples": (_I, True),
+                     "tflite_int8_samples": (_I, True), "description": (_S, True)}, True),
+    "quantization": ({"keep_first_convs": (_I, True), "int8_gate": (_D, True), "notes": (_S, False)}, True),
+    "verify": ({"fp32_atol": (_F, True), "fp32_rtol": (_F, True), "output_atol": (_D, False),
+                "note": (_S, False)}, True),
+    "defaults": ({b: ({"precision": (_S, True), "reason": (_S, True)}, True) for b in BACKENDS}, True),
+    "artifacts": ([{"backend": (_S, True), "precision": (_S, True), "format": (_S, True), "file": (_S, True),
+                    "producer": (_S, True), "report_only": (_B, False), "note": (_S, False)}], True),
+}
+
+
+def _check(obj: dict, schema: dict, where: str, path: str) -> None:
+    for k in obj:
+        if k not in schema:
+            raise ManifestError(f"{where}: {path}{k}: unknown key (allowed: {', '.join(sorted(schema))})")
+    for k, (typ, required) in schema.items():
+        key = f"{path}{k}"
+        if k not in obj:
+            if required:
+                raise ManifestError(f"{where}: {key}: required key is missing")
+            continue
+        v = obj[k]
+        if isinstance(typ, dict):
+            if not isinstance(v, dict):
+                raise ManifestError(f"{where}: {key}: expected a table, got {type(v).__name__}")
+            _check(v, typ, where, key + ".")
+        elif isinstance(typ, list):
+            if not isinstance(v, list) or not v or not all(isinstance(x, dict) for x in v):
+                raise ManifestError(f"{where}: {key}: expected a non-empty array of tables")
+            for i, x in enumerate(v):
+                _check(x, typ[0], where, f"{key}[{i}].")
+        elif typ is _F:
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                raise ManifestError(f"{where}: {key}: expected a number, got {v!r}")
+        elif not isinstance(v, typ) or (typ is _I and isinstance(v, bool)):
+            raise ManifestError(f"{where}: {key}: expected {typ.__name__}, got {type(v).__name__} {v!r}")
+
+
+def validate(m: dict, where: str = "<manifest>") -> dict:
+    """Schema plus cross-field checks. Returns the manifest unchanged."""
+    _check(m, SCHEMA, where, "")
+    if m["schema"] != 1:
+        raise ManifestError(f"{where}: schema: unsupported schema version {m['schema']} (expected 1)")
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", m["name"]):
+        raise ManifestError(f"{where}: name: {m['name']!r} must be lower_snake_case")
+    if not re.fullmatch(r"[0-9a-f]{64}", m["source"]["sha256"]):
+        raise ManifestError(f"{where}: source.sha256: not a 64-hex-digit sha256")
+    if m["calibration"]["metric"] not in METRICS:
+        raise ManifestError(f"{where}: calibration.metric: {m['calibration']['metric']!r} not in {METRICS}")
+    if m["calibration"]["norm"] not in ("zero_one", "minus_one_one"):
+        raise ManifestError(f"{where}: calibration.norm: must be 'zero_one' or 'minus_one_one'")
+    seen = set()
+    for i, a in enumerate(m["artifacts"]):
+        key = f"artifacts[{i}]"
+        if a["backend"] not in BACKENDS:
+            raise ManifestError(f"{where}: {key}.backend: {a['backend']!r} not in {BACKENDS}")
+        if a["precision"] not in PRECISIONS:
+            raise ManifestError(f"{where}: {key}.precision: {a['precision']!r} not in {PRECISIONS}")
+        if a["format"] not in FORMATS:
+            raise ManifestError(f"{where}: {key}.format: {a['format']!r} not in {tuple(FORMATS)}")
+        if not a["file"].endswith(FORMATS[a["format"]]) or "/" in a["file"]:
+            raise ManifestError(f"{where}: {key}.file: {a['file']!r} must be a bare file name ending "
+                                f"{FORMATS[a['format']]}")
+        if a["producer"] not in PRODUCERS:
+            raise ManifestError(f"{where}: {key}.producer: {a['producer']!r} not in {PRODUCERS}")
+        if (a["backend"], a["precision"]) in seen:
+            raise ManifestError(f"{where}: {key}: duplicate artefact for {a['backend']} × {a['precision']}")
+        seen.add((a["backend"], a["precision"]))
+    for b, d in m["defaults"].items():
+        if (b, d["precision"]) not in seen:
+            raise ManifestError(f"{where}: defaults.{b}.precision: {d['precision']!r} has no artefact for {b}")
+    return m
+
+
+def load(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            m = tomllib.load(f)
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: manifest not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ManifestError(f"{path}: not valid TOML: {e}") from None
+    validate(m, str(path))
+    if m["name"] != path.stem:
+        raise ManifestError(f"{path}: name: {m['name']!r} must match the file name {path.stem!r}")
+    return m
+
+
+def load_all(directory: Path = MANIFEST_DIR) -> dict[str, dict]:
+    return {p.stem: load(p) for p in sorted(directory.glob("*.toml"))}

@@ -1,0 +1,121 @@
+"""`edge sync ...`: reference cloud consumer, tail of stored events/alerts, send a command, inspect an outbox."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def add_broker_arguments(p: argparse.ArgumentParser) -> None:
+    """Connection flags shared by `edge sync` and `edge fleet`."""
+    g = p.add_argument_group("broker")
+    g.add_argument("--broker", default="127.0.0.1", help="broker host")
+    g.add_argument("--port", type=int, default=1883)
+    g.add_argument("--client-id", default="", help="MQTT client id (consumer: keep it fixed for its session)")
+    g.add_argument("--username", default="")
+    g.add_argument("--password", default="")
+    g.add_argument("--password-file", default="")
+    g.add_argument("--ca-file", default="", help="TLS: CA of the broker certificate (enables TLS)")
+    g.add_argument("--cert-file", default="", help="TLS client certificate")
+    g.add_argument("--key-file", default="", help="TLS client key")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="sync_cmd", required=True)
+    c = sub.add_parser("consumer", help="run the reference cloud consumer (store, dedupe, ack) until Ctrl-C")
+    add_broker_arguments(c)
+    c.add_argument("--db", required=True, help="SQLite file to store into")
+    c.add_argument("--stats-s", type=float, default=10.0, help="log counters every N s (0 = never)")
+    t = sub.add_parser("tail", help="print events and alerts stored by the consumer")
+    t.add_argument("--db", required=True)
+    t.add_argument("--stream", choices=["all", "alerts", "events"], default="all")
+    t.add_argument("-n", type=int, default=20, help="show the last N first")
+    t.add_argument("-f", "--follow", action="store_true", help="keep printing new rows")
+    s = sub.add_parser("send", help="send a command to one device and print its result")
+    add_broker_arguments(s)
+    s.add_argument("--store", required=True)
+    s.add_argument("--device", required=True)
+    s.add_argument("command", help="ping, reload_config, set_log_level, ack_alert, snapshot")
+    s.add_argument("--args", default="{}", help='JSON object, e.g. \'{"level": "DEBUG"}\'')
+    s.add_argument("--timeout", type=float, default=5.0)
+    o = sub.add_parser("outbox", help="show a device outbox: depth, bytes, dead letters")
+    o.add_argument("path", help="outbox SQLite file")
+
+
+def run(args) -> int:
+    return {"consumer": _consumer, "tail": _tail, "send": _send, "outbox": _outbox}[args.sync_cmd](args)
+
+
+def _consumer(args) -> int:
+    import logging
+
+    from sync.consumer import Consumer, options_from_args
+
+    log = logging.getLogger("sync.consumer")
+    opts = options_from_args(args)
+    opts.client_id = opts.client_id or "storefront-cloud-consumer"
+    c = Consumer(opts, args.db).start()
+    print(f"consumer {opts.client_id} -> {args.db} (Ctrl-C to stop)", flush=True)
+    try:
+        last = time.monotonic()
+        while True:
+            time.sleep(0.5)
+            if args.stats_s and time.monotonic() - last >= args.stats_s:
+                last = time.monotonic()
+                log.info("connected=%s %s", c.client.connected, c.stats)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        c.stop()
+    return 0
+
+
+def _tail(args) -> int:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{args.db}?mode=ro", uri=True, timeout=30)
+    where = "" if args.stream == "all" else f"WHERE stream = '{args.stream}'"
+    sql = f"SELECT id, device, store, seq, stream, kind, ts, historical, data FROM events {where}"
+    rows = db.execute(f"SELECT * FROM ({sql} ORDER BY id DESC LIMIT ?) ORDER BY id", (args.n,)).fetchall()
+    last = 0
+    try:
+        while True:
+            for rid, device, store, seq, stream, kind, ts, hist, data in rows:
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts or 0))
+                flag = " (historical)" if hist else ""
+                print(f"{stamp} {store}/{device} #{seq} {stream:<6} {kind}{flag} {data}", flush=True)
+                last = max(last, rid)
+            if not args.follow:
+                return 0
+            time.sleep(0.5)
+            joiner = "AND" if where else "WHERE"
+            rows = db.execute(f"{sql} {joiner} id > ? ORDER BY id", (last,)).fetchall()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        db.close()
+
+
+def _send(args) -> int:
+    from sync import topics
+    from sync.consumer import options_from_args
+    from sync.request import Requester, device_reply_filter
+
+    cmd_args = json.loads(args.args)
+    t = topics.DeviceTopics(args.store, args.device)
+    with Requester(options_from_args(args), [device_reply_filter(args.store, args.device, args.command)]) as r:
+        cid = r.send(t.cmd(args.command), cmd_args)
+        got = r.wait([cid], args.timeout)[cid]
+    if not got:
+        print(f"no answer from {args.store}/{args.device} within {args.timeout} s")
+        return 2
+    print(json.dumps(got[0], indent=2))
+    return 0 if got[0].get("status") == "ok" else 1
+
+
+def _outbox(args) -> int:
+    from sync.outbox import Outbox
+
+    with Outbox(args.path) as ob:
+        print(json.dumps({**ob.metrics(), "dead_letters": ob.dead_letters(20)}, indent=2))
+    return 0

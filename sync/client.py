@@ -1,0 +1,210 @@
+"""MQTT v5 client on paho-mqtt 2.x: persistent session, re-subscribe on connect, backoff reconnect, auth, TLS.
+
+Reason codes are judged with `is_failure` (>= 0x80): 0x10 "no matching subscribers" is a success,
+0x87 "not authorized" is a failure that reaches `on_publish` and `last_error`.
+"""
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Tls:
+    """TLS files: CA that signed the broker certificate, and this client's certificate and key (optional)."""
+
+    ca_file: str
+    cert_file: str = ""
+    key_file: str = ""
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.cert_file:
+            ctx.load_cert_chain(self.cert_file, self.key_file or None)
+        return ctx
+
+
+@dataclass
+class ClientOptions:
+    host: str
+    port: int = 1883
+    client_id: str = ""
+    username: str = ""
+    password: str = ""
+    tls: Tls | None = None
+    keepalive_s: int = 30
+    session_expiry_s: int = 86400
+    clean_start: bool = False
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    max_inflight: int = 20
+    subscriptions: list[tuple[str, SubscribeOptions]] = field(default_factory=list)
+
+
+def publish_properties(response_topic: str | None = None, correlation: bytes | None = None) -> Properties | None:
+    if response_topic is None and correlation is None:
+        return None
+    props = Properties(PacketTypes.PUBLISH)
+    if response_topic is not None:
+        props.ResponseTopic = response_topic
+    if correlation is not None:
+        props.CorrelationData = correlation
+    return props
+
+
+class MqttClient:
+    """A paho v5 client run by paho's network thread (`loop_start`). Callbacks run on that thread: keep them short.
+
+    Hooks (all optional): `before_connect()` runs before every connection attempt (set the will there),
+    `on_connected(session_present, properties)`, `on_disconnected(reason_text)`, `on_message(msg)`,
+    `on_publish(mid, reason_code_value, reason_text)`.
+    """
+
+    def __init__(self, opts: ClientOptions) -> None:
+        self.opts = opts
+        self.before_connect: Callable[[], None] | None = None
+        self.on_connected: Callable[[bool, Any], None] | None = None
+        self.on_disconnected: Callable[[str], None] | None = None
+        self.on_message: Callable[[mqtt.MQTTMessage], None] | None = None
+        self.on_publish: Callable[[int, int, str], None] | None = None
+        self.last_error: str | None = None
+        self.connect_count = 0
+        self.server_max_packet: int | None = None
+        self._connected = threading.Event()
+        self._started = False
+        self._refused = False
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=opts.client_id, protocol=mqtt.MQTTv5)
+        c.reconnect_delay_set(opts.reconnect_min_s, opts.reconnect_max_s)
+        c.max_inflight_messages_set(opts.max_inflight)
+        c.max_queued_messages_set(0)
+        if opts.username:
+            c.username_pw_set(opts.username, opts.password or None)
+        if opts.tls is not None:
+            c.tls_set_context(opts.tls.context())
+        c.on_pre_connect = self._on_pre_connect
+        c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_publish = self._on_publish
+        c.on_subscribe = self._on_subscribe
+        self.paho = c
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def start(self) -> None:
+        """Connect in the background; paho retries with backoff until `stop()`."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.opts.session_expiry_s
+        self.paho.connect_async(self.opts.host, self.opts.port, keepalive=self.opts.keepalive_s,
+                                clean_start=self.opts.clean_start, properties=props)
+        self.paho.loop_start()
+        self._started = True
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Disconnect cleanly (no will) and stop the network thread."""
+        if not self._started:
+            return
+        self._started = False
+        try:
+            self.paho.disconnect()
+        except Exception:  # already gone
+            log.debug("disconnect failed", exc_info=True)
+        self.paho.loop_stop()
+        self._connected.clear()
+
+    def will_set(self, topic: str, payload: bytes, retain: bool = True) -> None:
+        self.paho.will_set(topic, payload, qos=1, retain=retain)
+
+    # ------------------------------------------------------------------ publish / subscribe
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                properties: Properties | None = None) -> int | None:
+        """Queue a publish; returns its mid (its PUBACK reaches `on_publish`) or None if paho refused it."""
+        try:
+            info = self.paho.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        except (ValueError, TypeError) as e:
+            self.last_error = f"publish refused: {e}"
+            log.error("publish to %s refused: %s", topic, e)
+            return None
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            self.last_error = f"publish failed: {mqtt.error_string(info.rc)}"
+            return None
+        if info.rc == mqtt.MQTT_ERR_NO_CONN and qos == 0:
+            return None
+        return info.mid
+
+    def subscribe(self, topic: str, options: SubscribeOptions) -> None:
+        self.paho.subscribe(topic, options=options)
+
+    # ------------------------------------------------------------------ paho callbacks (network thread)
+    def _on_pre_connect(self, client, userdata) -> None:
+        if self.before_connect is not None:
+            self.before_connect()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.last_error = f"CONNACK {reason_code.value:#04x} {reason_code}"
+            self._refused = True  # the disconnect that follows must not hide this reason
+            log.error("broker %s:%s refused the connection: %s", self.opts.host, self.opts.port, reason_code)
+            return
+        self.connect_count += 1
+        self.server_max_packet = getattr(properties, "MaximumPacketSize", None) if properties else None
+        for topic, options in self.opts.subscriptions:  # also when the session is present: cheap and safe
+            client.subscribe(topic, options=options)
+        self._connected.set()
+        log.info("connected to %s:%s as %s (session present: %s)", self.opts.host, self.opts.port,
+                 self.opts.client_id, flags.session_present)
+        if self.on_connected is not None:
+            self.on_connected(flags.session_present, properties)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self.last_error = f"cannot connect to {self.opts.host}:{self.opts.port}"
+        log.debug("connection attempt to %s:%s failed", self.opts.host, self.opts.port)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was = self._connected.is_set()
+        self._connected.clear()
+        if reason_code.is_failure and not self._refused:
+            self.last_error = f"disconnected: {reason_code}"
+        self._refused = False
+        if was:
+            log.log(logging.WARNING if reason_code.is_failure else logging.INFO, "disconnected from %s:%s: %s",
+                    self.opts.host, self.opts.port, reason_code)
+        if self.on_disconnected is not None:
+            self.on_disconnected(str(reason_code))
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        for rc in reason_codes:
+            if rc.is_failure:
+                self.last_error = f"SUBACK {rc.value:#04x} {rc}"
+                log.error("subscription refused: %s", rc)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        if self.on_message is not None:
+            try:
+                self.on_message(msg)
+            except Exception:  # never kill paho's thread
+                log.exception("message handler failed on %s", msg.topic)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.last_error = f"PUBACK {reason_code.value:#04x} {reason_code}"
+        if self.on_publish is not None:
+            self.on_publish(mid, reason_code.value, str(reason_code))

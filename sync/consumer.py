@@ -1,0 +1,289 @@
+"""Reference cloud consumer: stores events, alerts, telemetry, states and command results into SQLite,
+de-duplicates by (device, epoch, seq) and publishes each device's ack watermark (retained, QoS 1).
+
+The watermark is the highest seq up to which every seq of the device's epoch is stored (or covered by a
+`_gap` record). A record is committed before paho PUBACKs its message, and acks are published after commit.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from sync import payloads, topics
+from sync.client import ClientOptions, MqttClient, Tls
+from sync.payloads import GAP_KIND, PayloadError
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, store TEXT NOT NULL,
+    epoch TEXT NOT NULL, seq INTEGER NOT NULL, event_id TEXT, kind TEXT, stream TEXT, ts REAL, sent_ts REAL,
+    received_ts REAL, historical INTEGER, data TEXT, UNIQUE (device, epoch, seq));
+CREATE TABLE IF NOT EXISTS telemetry (id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, store TEXT,
+    epoch TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT, ts REAL, received_ts REAL, data TEXT,
+    UNIQUE (device, epoch, seq));
+CREATE TABLE IF NOT EXISTS gaps (device TEXT, epoch TEXT, seq_from INTEGER, seq_to INTEGER, reason TEXT,
+    received_ts REAL, PRIMARY KEY (device, epoch, seq_from));
+CREATE TABLE IF NOT EXISTS marks (device TEXT, epoch TEXT, store TEXT, upto INTEGER NOT NULL,
+    received INTEGER NOT NULL DEFAULT 0, duplicates INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (device, epoch));
+CREATE TABLE IF NOT EXISTS states (device TEXT, store TEXT, status TEXT, bdseq INTEGER, payload TEXT,
+    received_ts REAL, PRIMARY KEY (store, device));
+CREATE TABLE IF NOT EXISTS results (id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT, store TEXT, cmd TEXT,
+    cmd_id TEXT, status TEXT, payload TEXT, received_ts REAL);
+"""
+
+
+@dataclass
+class _Mark:
+    store: str
+    upto: int = 0
+    pending: set[int] = field(default_factory=set)
+    dirty: bool = True
+
+
+class Consumer:
+    """Subscribes with a persistent session (fixed client id) and keeps the SQLite store and watermarks."""
+
+    def __init__(self, opts: ClientOptions, db_path: str | Path, *, ack_interval_s: float = 0.1) -> None:
+        if not opts.client_id:
+            opts.client_id = "storefront-cloud-consumer"
+        opts.subscriptions = [(f, SubscribeOptions(qos=1)) for f in topics.CONSUMER_FILTERS]
+        self.client = MqttClient(opts)
+        self.client.on_message = self._on_message
+        self.client.on_connected = lambda sp, props: self._mark_all_dirty()
+        self.db_path = Path(db_path)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.db_path), isolation_level=None, check_same_thread=False, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._marks: dict[tuple[str, str], _Mark] = {}
+        self._load_marks()
+        self.ack_interval_s = ack_interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.stats = {"messages": 0, "records": 0, "stored": 0, "duplicates": 0, "gaps": 0, "bad": 0,
+                      "historical": 0, "acks_published": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "Consumer":
+        self.client.start()
+        self._thread = threading.Thread(target=self._ack_loop, name="consumer-acks", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+        self._publish_acks()
+        self.client.stop()
+        with self._lock:
+            self.db.close()
+
+    def _load_marks(self) -> None:
+        for device, epoch, store, upto in self.db.execute("SELECT device, epoch, store, upto FROM marks").fetchall():
+            m = _Mark(store, upto)
+            for (seq,) in self.db.execute("SELECT seq FROM events WHERE device=? AND epoch=? AND seq>?",
+                                          (device, epoch, upto)):
+                m.pending.add(seq)
+            for a, b in self.db.execute("SELECT seq_from, seq_to FROM gaps WHERE device=? AND epoch=? AND seq_to>?",
+                                        (device, epoch, upto)):
+                m.pending.update(range(max(a, upto + 1), b + 1))
+            self._advance(m)
+            self._marks[(device, epoch)] = m
+
+    # ------------------------------------------------------------------ ingest (paho network thread)
+    def _on_message(self, msg) -> None:
+        parsed = topics.parse(msg.topic)
+        if parsed is None or parsed.fleet:
+            return
+        self.stats["messages"] += 1
+        try:
+            if parsed.channel in ("events", "alerts", "telemetry"):
+                self._ingest(parsed, msg.payload)
+            elif parsed.channel == "state":
+                self._store_state(parsed, msg.payload)
+            elif parsed.channel == "cmd_result":
+                self._store_result(parsed, msg.payload)
+        except PayloadError as e:
+            self.stats["bad"] += 1
+            log.warning("bad payload on %s: %s", msg.topic, e)
+
+    def _ingest(self, parsed: topics.Parsed, raw: bytes) -> None:
+        b = payloads.parse_batch(raw)
+        if b["device"] != parsed.device or b["store"] != parsed.store:
+            raise PayloadError("batch device/store does not match its topic")
+        device, store, epoch, now = parsed.device, parsed.store, b["epoch"], time.time()
+        recs = b["events"]
+        hist = 1 if b.get("historical") else 0
+        if parsed.channel == "telemetry":
+            with self._lock:
+                before = self.db.total_changes
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO telemetry (device, store, epoch, seq, kind, ts, received_ts, data) "
+                    "VALUES (?,?,?,?,?,?,?,?)",
+                    [(device, store, epoch, r["seq"], r["kind"], r.get("ts"), now, json.dumps(r.get("data")))
+                     for r in recs])
+                stored = self.db.total_changes - before
+            self._count(len(recs), stored, hist)
+            return
+        with self._lock:
+            key = (device, epoch)
+            m = self._marks.get(key)
+            if m is None:
+                m = self._marks[key] = _Mark(store)
+            db = self.db
+            db.execute("BEGIN")
+            try:
+                before = db.total_changes
+                rows = [r for r in recs if r["kind"] != GAP_KIND]
+                db.executemany(
+                    "INSERT OR IGNORE INTO events (device, store, epoch, seq, event_id, kind, stream, ts, sent_ts, "
+                    "received_ts, historical, data) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [(device, store, epoch, r["seq"], r["event_id"], r["kind"], r.get("stream"), r.get("ts"),
+                      b.get("sent_ts"), now, hist, json.dumps(r.get("data"))) for r in rows])
+                stored = db.total_changes - before
+                gaps = []
+                for r in recs:
+                    if r["kind"] == GAP_KIND:
+                        to = (r.get("data") or {}).get("to")
+                        if isinstance(to, int) and to >= r["seq"] and to - r["seq"] < 10_000_000:
+                            gaps.append((device, epoch, r["seq"], to, (r.get("data") or {}).get("reason"), now))
+                if gaps:
+                    db.executemany("INSERT OR IGNORE INTO gaps VALUES (?,?,?,?,?,?)", gaps)
+                added = {r["seq"] for r in rows if r["seq"] > m.upto}
+                for _, _, a, to, _, _ in gaps:
+                    added.update(range(max(a, m.upto + 1), to + 1))
+                old = upto = m.upto
+                while upto + 1 in added or upto + 1 in m.pending:
+                    upto += 1
+                dups = len(rows) - stored
+                db.execute("INSERT INTO marks (device, epoch, store, upto, received, duplicates) VALUES (?,?,?,?,?,?) "
+                           "ON CONFLICT (device, epoch) DO UPDATE SET upto=excluded.upto, "
+                           "received=received+excluded.received, duplicates=duplicates+excluded.duplicates",
+                           (device, epoch, store, upto, len(rows), dups))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            m.pending |= added  # only after the commit: the watermark never runs ahead of the database
+            self._advance(m)
+            if m.upto != old:
+                m.dirty = True
+            self.stats["gaps"] += len(gaps)
+        self._count(len(rows), stored, hist)
+
+    def _count(self, n: int, stored: int, hist: int) -> None:
+        self.stats["records"] += n
+        self.stats["stored"] += stored
+        self.stats["duplicates"] += n - stored
+        if hist:
+            self.stats["historical"] += n
+
+    @staticmethod
+    def _advance(m: _Mark) -> None:
+        while m.upto + 1 in m.pending:
+            m.upto += 1
+            m.pending.discard(m.upto)
+
+    def _store_state(self, parsed: topics.Parsed, raw: bytes) -> None:
+        if not raw:  # retained state cleared
+            return
+        obj = payloads.decode(raw, max_bytes=64 << 10, max_depth=16)
+        if not isinstance(obj, dict):
+            raise PayloadError("state is not an object")
+        bd = obj.get("bdSeq") if isinstance(obj.get("bdSeq"), int) else None
+        with self._lock:
+            row = self.db.execute("SELECT status, bdseq FROM states WHERE store=? AND device=?",
+                                  (parsed.store, parsed.device)).fetchone()
+            # A stale LWT (older bdSeq than the current birth) must not mark a live device offline.
+            if row and obj.get("status") == "offline" and row[0] == "online" and bd is not None and row[1] is not None \
+                    and bd < row[1]:
+                log.info("stale offline state of %s/%s ignored (bdSeq %s < %s)", parsed.store, parsed.device, bd, row[1])
+                return
+            self.db.execute("INSERT OR REPLACE INTO states VALUES (?,?,?,?,?,?)",
+                            (parsed.device, parsed.store, str(obj.get("status")), bd, raw.decode(), time.time()))
+
+    def _store_result(self, parsed: topics.Parsed, raw: bytes) -> None:
+        obj = payloads.decode(raw, max_bytes=256 << 10, max_depth=32)
+        if not isinstance(obj, dict):
+            raise PayloadError("result is not an object")
+        with self._lock:
+            self.db.execute("INSERT INTO results (device, store, cmd, cmd_id, status, payload, received_ts) "
+                            "VALUES (?,?,?,?,?,?,?)", (parsed.device, parsed.store, parsed.name,
+                                                      str(obj.get("id")), str(obj.get("status")), raw.decode(), time.time()))
+
+    # ------------------------------------------------------------------ acks
+    def _mark_all_dirty(self) -> None:
+        with self._lock:
+            for m in self._marks.values():
+                m.dirty = True
+
+    def _ack_loop(self) -> None:
+        while not self._stop.wait(self.ack_interval_s):
+            self._publish_acks()
+
+    def _publish_acks(self) -> None:
+        if not self.client.connected:
+            return
+        with self._lock:
+            todo = [(dev, ep, m.store, m.upto) for (dev, ep), m in self._marks.items() if m.dirty]
+            for (dev, ep), m in self._marks.items():
+                m.dirty = False
+        for dev, ep, store, upto in todo:
+            mid = self.client.publish(topics.DeviceTopics(store, dev).ack, payloads.ack(ep, upto), qos=1, retain=True)
+            if mid is None:
+                self._mark_all_dirty()
+            else:
+                self.stats["acks_published"] += 1
+
+    # ------------------------------------------------------------------ queries
+    def watermark(self, device: str, epoch: str | None = None) -> int:
+        with self._lock:
+            ups = [m.upto for (d, e), m in self._marks.items() if d == device and (epoch is None or e == epoch)]
+        return max(ups) if ups else 0
+
+    def count(self, device: str | None = None) -> int:
+        with self._lock:
+            if device is None:
+                return self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            return self.db.execute("SELECT COUNT(*) FROM events WHERE device=?", (device,)).fetchone()[0]
+
+    def seqs(self, device: str) -> list[int]:
+        with self._lock:
+            return [r[0] for r in self.db.execute("SELECT seq FROM events WHERE device=? ORDER BY seq", (device,))]
+
+
+def summary(db_path: str | Path, device: str | None = None) -> dict:
+    """Counts from a consumer database (read-only use; works while the consumer runs)."""
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    try:
+        where, args = ("WHERE device=?", (device,)) if device else ("", ())
+        n, distinct_seq, distinct_id, hist = db.execute(
+            f"SELECT COUNT(*), COUNT(DISTINCT device || '/' || epoch || '/' || seq), COUNT(DISTINCT event_id), "
+            f"COALESCE(SUM(historical),0) FROM events {where}", args).fetchone()
+        received, dups = db.execute(f"SELECT COALESCE(SUM(received),0), COALESCE(SUM(duplicates),0) FROM marks {where}",
+                                    args).fetchone()
+        return {"stored": n, "distinct": distinct_seq, "distinct_event_ids": distinct_id, "historical": hist,
+                "received": received, "duplicates_removed": dups, "duplicates_after_dedup": n - distinct_id}
+    finally:
+        db.close()
+
+
+def options_from_args(args) -> ClientOptions:
+    """ClientOptions from the common broker CLI flags (see sync.cli.add_broker_arguments)."""
+    tls = Tls(args.ca_file, args.cert_file or "", args.key_file or "") if args.ca_file else None
+    password = args.password or ""
+    if getattr(args, "password_file", None):
+        password = Path(args.password_file).read_text().splitlines()[0].strip()
+    return ClientOptions(host=args.broker, port=args.port, client_id=args.client_id or "", username=args.username or "",
+                         password=password, tls=tls)

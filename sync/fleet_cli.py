@@ -1,0 +1,77 @@
+"""`edge fleet ...`: list devices from their retained state, send a command to a device, a store or the fleet."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from sync.cli import add_broker_arguments
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="fleet_cmd", required=True)
+    ls = sub.add_parser("list", help="devices and their retained state (online/offline, bdSeq, models)")
+    add_broker_arguments(ls)
+    ls.add_argument("--wait", type=float, default=1.0, help="seconds to collect retained states")
+    ls.add_argument("--json", action="store_true", help="print JSON lines")
+    s = sub.add_parser("send", help="send a command to a device (--store --device), a store (--store) or all")
+    add_broker_arguments(s)
+    s.add_argument("command")
+    s.add_argument("--store", help="only this store")
+    s.add_argument("--device", help="only this device (needs --store)")
+    s.add_argument("--args", default="{}", help="JSON object")
+    s.add_argument("--timeout", type=float, default=5.0, help="seconds to collect results")
+
+
+def run(args) -> int:
+    return _list(args) if args.fleet_cmd == "list" else _send(args)
+
+
+def _list(args) -> int:
+    from sync import topics
+    from sync.consumer import options_from_args
+    from sync.request import Requester
+
+    with Requester(options_from_args(args), [topics.STATE_FILTER]) as r:
+        time.sleep(args.wait)
+        raw = list(r.raw)
+    states = {}
+    for topic, payload, _ in raw:
+        p = topics.parse(topic)
+        if p and payload:
+            try:
+                states[(p.store, p.device)] = json.loads(payload)
+            except ValueError:
+                states[(p.store, p.device)] = {"status": "unreadable"}
+    for (store, device), st in sorted(states.items()):
+        if args.json:
+            print(json.dumps({"store": store, "device": device, **st}))
+        else:
+            seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.get("ts") or 0))
+            print(f"{store}/{device:<16} {st.get('status', '?'):<8} bdSeq={st.get('bdSeq')} {st.get('kind', '')} "
+                  f"sw={st.get('sw', '')} models={json.dumps(st.get('models', {}))} since {seen}")
+    if not states and not args.json:
+        print("no devices (no retained state on this broker)")
+    return 0
+
+
+def _send(args) -> int:
+    from sync import topics
+    from sync.consumer import options_from_args
+    from sync.request import Requester, device_reply_filter
+
+    if args.device and not args.store:
+        raise SystemExit("--device needs --store")
+    if args.device:
+        topic = topics.DeviceTopics(args.store, args.device).cmd(args.command)
+    else:
+        topic = topics.fleet_cmd(args.command, args.store)
+    reply = device_reply_filter(args.store or "+", args.device or "+", args.command)
+    with Requester(options_from_args(args), [reply]) as r:
+        cid = r.send(topic, json.loads(args.args))
+        time.sleep(args.timeout) if not args.device else r.wait([cid], args.timeout)
+        results = r.results.get(cid, [])
+    for res in results:
+        print(json.dumps(res))
+    print(f"{len(results)} result(s), {sum(x.get('status') == 'ok' for x in results)} ok")
+    return 0 if results and all(x.get("status") == "ok" for x in results) else 1

@@ -1,0 +1,330 @@
+"""Durable outbox (SQLite, WAL): the device's `EventSink`. Rows leave it only when delivered.
+
+Two tables with their own monotonic `seq` (AUTOINCREMENT, never reused):
+
+- ``reliable`` holds `events` and `alerts`; a row is deleted when the cloud consumer's ack watermark
+  (highest contiguous seq stored in the cloud) covers it.
+- ``telemetry`` rows are deleted on PUBACK.
+
+`emit()` commits before it returns (WAL, synchronous=NORMAL: survives a process crash, not a power cut).
+Invalid events go to the ``dead_letter`` table instead of raising into the caller.
+
+Disk budget (`max_bytes` of stored payload): over budget, the oldest telemetry is dropped first, then the
+oldest events; dropped event seqs are replaced by one small gap record per run (kind `_gap`) so the cloud's
+watermark can move past them. Alerts are never dropped: with only alerts left the outbox goes over budget and
+says so in the metrics (`over_budget`).
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from edge.events import STREAMS, Event
+from sync import payloads
+from sync.payloads import GAP_KIND, PayloadError
+
+log = logging.getLogger(__name__)
+
+RELIABLE, TELEMETRY = "reliable", "telemetry"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS reliable (seq INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL,
+    kind TEXT NOT NULL, body TEXT NOT NULL, size INTEGER NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS telemetry (seq INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL,
+    kind TEXT NOT NULL, body TEXT NOT NULL, size INTEGER NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letter (id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT, seq INTEGER,
+    stream TEXT, kind TEXT, body TEXT, reason TEXT NOT NULL, ts REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+ROW_OVERHEAD = 64  # bytes counted per row on top of the payload (keys, index, page slack)
+
+
+class Outbox:
+    """SQLite outbox. Thread-safe (one connection, one lock); `emit` may be called from any thread."""
+
+    def __init__(self, path: str | Path, *, max_bytes: int = 256 << 20, max_event_bytes: int = 64 << 10,
+                 max_depth: int = payloads.MAX_DEPTH) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.max_event_bytes = max_event_bytes
+        self.max_depth = max_depth
+        self.changed = threading.Event()  # set on every emit; the delivery loop waits on it
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self.epoch = ""
+        self._rows = dict.fromkeys(STREAMS, 0)
+        self._bytes = {RELIABLE: 0, TELEMETRY: 0}
+        self.counters = {"emitted": dict.fromkeys(STREAMS, 0), "dropped": dict.fromkeys(STREAMS, 0),
+                         "dead_lettered": 0, "acked": 0, "over_budget": False}
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self) -> "Outbox":
+        if self._db is not None:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        row = db.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()
+        if row is None:  # a new outbox starts a new seq space; the cloud keys dedupe by (device, epoch, seq)
+            db.execute("INSERT INTO meta VALUES ('epoch', ?)", (uuid.uuid4().hex[:16],))
+            row = db.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()
+        self.epoch = row[0]
+        for tbl in (RELIABLE, TELEMETRY):
+            for stream, n, size in db.execute(f"SELECT stream, COUNT(*), COALESCE(SUM(size),0) FROM {tbl} GROUP BY stream"):
+                self._rows[stream] = self._rows.get(stream, 0) + n
+                self._bytes[tbl] += size
+        self._db = db
+        log.info("outbox %s open: epoch %s, %s rows", self.path, self.epoch, self._rows)
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __enter__(self) -> "Outbox":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("outbox is not open (call open())")
+        return self._db
+
+    # ------------------------------------------------------------------ producer side
+    def emit(self, event: Event) -> int | None:
+        """Store an event durably; returns its seq, or None if it was invalid (then it is dead-lettered)."""
+        stream = event.stream
+        try:
+            if stream not in STREAMS:
+                raise PayloadError(f"unknown stream {stream!r}")
+            if event.kind.startswith("_"):
+                raise PayloadError(f"event kind {event.kind!r}: a leading '_' is reserved")
+            body = payloads.event_body(event.kind, stream, event.ts, event.event_id, event.data,
+                                       max_bytes=self.max_event_bytes, max_depth=self.max_depth)
+        except (PayloadError, ValueError, TypeError, AttributeError) as e:
+            self._dead_letter_invalid(event, str(e))
+            return None
+        tbl = TELEMETRY if stream == "telemetry" else RELIABLE
+        size = len(body) + ROW_OVERHEAD
+        with self._lock:
+            cur = self.db.execute(f"INSERT INTO {tbl} (stream, kind, body, size, created) VALUES (?,?,?,?,?)",
+                                  (stream, event.kind, body, size, time.time()))
+            self._rows[stream] += 1
+            self._bytes[tbl] += size
+            self.counters["emitted"][stream] += 1
+            if self._bytes[RELIABLE] + self._bytes[TELEMETRY] > self.max_bytes:
+                self._enforce_budget()
+        self.changed.set()
+        return cur.lastrowid
+
+    def _dead_letter_invalid(self, event: Event, reason: str) -> None:
+        log.warning("event %r dead-lettered: %s", getattr(event, "kind", None), reason)
+        body = repr(getattr(event, "data", None))[: self.max_event_bytes]
+        with self._lock:
+            self.db.execute("INSERT INTO dead_letter (tbl, seq, stream, kind, body, reason, ts) VALUES (?,?,?,?,?,?,?)",
+                            (None, None, str(getattr(event, "stream", "")), str(getattr(event, "kind", "")),
+                             body, "invalid: " + reason, time.time()))
+            self.counters["dead_lettered"] += 1
+
+    # ------------------------------------------------------------------ disk budget
+    def _enforce_budget(self) -> None:
+        """Bring stored bytes under 90 % of the budget: telemetry first, then events, alerts never. Lock held."""
+        target = int(self.max_bytes * 0.9)
+        db = self.db
+
+        def total() -> int:
+            return self._bytes[RELIABLE] + self._bytes[TELEMETRY]
+
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            while total() > target:
+                rows = db.execute("SELECT seq, size FROM telemetry ORDER BY seq LIMIT 1000").fetchall()
+                if not rows:
+                    break
+                upto, freed, n = self._pick(rows, total() - target)
+                db.execute("DELETE FROM telemetry WHERE seq <= ?", (upto,))
+                self._bytes[TELEMETRY] -= freed
+                self._rows["telemetry"] -= n
+                self.counters["dropped"]["telemetry"] += n
+            while total() > target:
+                rows = db.execute("SELECT seq, size FROM reliable WHERE stream='events' AND kind != ? "
+                                  "ORDER BY seq LIMIT 1000", (GAP_KIND,)).fetchall()
+                if not rows:
+                    break
+                upto, freed, n = self._pick(rows, total() - target)
+                dropped = [s for s, _ in rows[:n]]
+                db.executemany("DELETE FROM reliable WHERE seq = ?", [(s,) for s in dropped])
+                self._bytes[RELIABLE] -= freed
+                self._rows["events"] -= n
+                self.counters["dropped"]["events"] += n
+                self._insert_gaps(dropped, "disk_budget")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        over = total() > self.max_bytes
+        if over and not self.counters["over_budget"]:
+            log.error("outbox over its %d-byte budget with alerts only: alerts are never dropped", self.max_bytes)
+        self.counters["over_budget"] = over
+        log.warning("outbox budget enforced: dropped so far %s", self.counters["dropped"])
+
+    @staticmethod
+    def _pick(rows: list[tuple[int, int]], need: int) -> tuple[int, int, int]:
+        freed = n = 0
+        for seq, size in rows:
+            freed += size
+            n += 1
+            if freed >= need:
+                return seq, freed, n
+        return rows[-1][0], freed, n
+
+    def _insert_gaps(self, seqs: list[int], reason: str) -> None:
+        """Replace removed reliable seqs by one `_gap` record per run of consecutive seqs. Lock and txn held."""
+        runs: list[list[int]] = []
+        for s in sorted(seqs):
+            if runs and s == runs[-1][1] + 1:
+                runs[-1][1] = s
+            else:
+                runs.append([s, s])
+        now = time.time()
+        for first, last in runs:
+            body = payloads.dumps({"event_id": f"gap-{self.epoch}-{first}", "kind": GAP_KIND, "stream": "events",
+                                   "ts": now, "data": {"to": last, "reason": reason}})
+            size = len(body) + ROW_OVERHEAD
+            self.db.execute("INSERT INTO reliable (seq, stream, kind, body, size, created) VALUES (?,?,?,?,?,?)",
+                            (first, "events", GAP_KIND, body, size, now))
+            self._bytes[RELIABLE] += size
+            self._rows["events"] += 1
+
+    # ------------------------------------------------------------------ delivery side
+    def fetch(self, tbl: str, after: int, limit: int, before: int | None = None) -> list[tuple]:
+        """Rows (seq, stream, kind, body, created) of `tbl` with after < seq (< before), in seq order."""
+        with self._lock:
+            if before is None:
+                return self.db.execute(f"SELECT seq, stream, kind, body, created FROM {tbl} WHERE seq > ? "
+                                       "ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+            return self.db.execute(f"SELECT seq, stream, kind, body, created FROM {tbl} WHERE seq > ? AND seq < ? "
+                                   "ORDER BY seq LIMIT ?", (after, before, limit)).fetchall()
+
+    def max_seq(self, tbl: str = RELIABLE) -> int:
+        """Highest seq ever assigned in `tbl` (0 if none), even if the row is gone."""
+        with self._lock:
+            row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (tbl,)).fetchone()
+            return row[0] if row else 0
+
+    def min_seq(self, tbl: str = RELIABLE) -> int | None:
+        with self._lock:
+            return self.db.execute(f"SELECT MIN(seq) FROM {tbl}").fetchone()[0]
+
+    def ack_upto(self, upto: int) -> int:
+        """Delete reliable rows with seq <= upto (the cloud stored them). Returns rows deleted."""
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                stats = db.execute("SELECT stream, COUNT(*), COALESCE(SUM(size),0) FROM reliable WHERE seq <= ? "
+                                   "GROUP BY stream", (upto,)).fetchall()
+                db.execute("DELETE FROM reliable WHERE seq <= ?", (upto,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            n = 0
+            for stream, cnt, size in stats:
+                self._rows[stream] -= cnt
+                self._bytes[RELIABLE] -= size
+                n += cnt
+            self.counters["acked"] += n
+            return n
+
+    def delete_telemetry(self, seqs: list[int]) -> None:
+        """Delete telemetry rows (PUBACKed)."""
+        if not seqs:
+            return
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                n = size = 0
+                for s in seqs:
+                    row = db.execute("SELECT size FROM telemetry WHERE seq = ?", (s,)).fetchone()
+                    if row:
+                        db.execute("DELETE FROM telemetry WHERE seq = ?", (s,))
+                        n += 1
+                        size += row[0]
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            self._rows["telemetry"] -= n
+            self._bytes[TELEMETRY] -= size
+            self.counters["acked"] += n
+
+    def dead_letter(self, tbl: str, seqs: list[int], reason: str) -> int:
+        """Move rows to the dead-letter table (permanent broker refusal, too large...). Reliable seqs get a gap
+        record in their place so the cloud watermark can pass them; a failing gap record is just moved."""
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            moved: list[int] = []
+            count = 0
+            try:
+                for s in seqs:
+                    row = db.execute(f"SELECT seq, stream, kind, body, size FROM {tbl} WHERE seq = ?", (s,)).fetchone()
+                    if row is None:
+                        continue
+                    db.execute("INSERT INTO dead_letter (tbl, seq, stream, kind, body, reason, ts) VALUES (?,?,?,?,?,?,?)",
+                               (tbl, row[0], row[1], row[2], row[3], reason, time.time()))
+                    db.execute(f"DELETE FROM {tbl} WHERE seq = ?", (s,))
+                    self._rows[row[1]] -= 1
+                    self._bytes[tbl] -= row[4]
+                    count += 1
+                    if tbl == RELIABLE and row[2] != GAP_KIND:
+                        moved.append(s)
+                self.counters["dead_lettered"] += count
+                if moved:
+                    self._insert_gaps(moved, "dead_letter")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        log.error("dead-lettered %d %s rows: %s", count, tbl, reason)
+        return count
+
+    def dead_letters(self, limit: int = 100) -> list[dict]:
+        with self._lock:
+            cur = self.db.execute("SELECT id, tbl, seq, stream, kind, reason, ts FROM dead_letter ORDER BY id DESC LIMIT ?",
+                                  (limit,))
+            cols = [c[0] for c in cur.description]
+            return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    # ------------------------------------------------------------------ meta
+    def next_bd_seq(self) -> int:
+        """Increment and persist the birth/death session counter (bdSeq); returns the new value."""
+        with self._lock:
+            row = self.db.execute("SELECT value FROM meta WHERE key='bdseq'").fetchone()
+            value = (int(row[0]) + 1) if row else 0
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('bdseq', ?)", (str(value),))
+            return value
+
+    def depth(self) -> dict[str, int]:
+        return dict(self._rows)
+
+    def stored_bytes(self) -> int:
+        return self._bytes[RELIABLE] + self._bytes[TELEMETRY]
+
+    def metrics(self) -> dict:
+        return {"depth": self.depth(), "bytes": self.stored_bytes(), "max_bytes": self.max_bytes,
+                "emitted": dict(self.counters["emitted"]), "dropped": dict(self.counters["dropped"]),
+                "acked": self.counters["acked"], "dead_lettered": self.counters["dead_lettered"],
+                "over_budget": self.counters["over_budget"], "epoch": self.epoch}

@@ -1,0 +1,19 @@
+"""Fixtures for sync tests: a real mosquitto on a free loopback port (Debian package `mosquitto`)."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from sync.broker import Broker
+
+if shutil.which("mosquitto") is None and not os.path.exists("/usr/sbin/mosquitto"):
+    pytest.skip("mosquitto not installed (apt-get install mosquitto)", allow_module_level=True)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Broker(tmp_path / "broker").start()
+    yield b
+    b.close()

@@ -1,0 +1,38 @@
+"""Helpers shared by the sync tests (imported by basename: tests/sync is on sys.path in pytest's default mode)."""
+from __future__ import annotations
+
+import time
+
+from edge.config import parse_config
+from sync.client import ClientOptions
+from sync.consumer import Consumer
+
+
+def wait_until(pred, timeout: float, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(interval)
+    return bool(pred())
+
+
+def start_consumer(port: int, db, client_id: str = "cloud-test", **kw) -> Consumer:
+    c = Consumer(ClientOptions("127.0.0.1", port, client_id=client_id, reconnect_min_s=0.1, reconnect_max_s=0.5,
+                               **kw), db, ack_interval_s=0.05)
+    c.start()
+    assert c.client.wait_connected(5), c.client.last_error
+    time.sleep(0.05)  # SUBACK
+    return c
+
+
+def device_config(port: int, outbox, device: str = "d001", store: str = "s001", **sync):
+    base = {"broker": "127.0.0.1", "port": port, "outbox_path": str(outbox), "telemetry_interval_s": 0,
+            "reconnect_min_s": 0.1, "reconnect_max_s": 0.5, "ack_timeout_s": 1.5}
+    return parse_config({"device": {"id": device, "store": store, "kind": "kiosk"}, "sync": {**base, **sync}})
+
+
+def requester(port: int, filters: list[str], **kw):
+    from sync.request import Requester
+
+    return Requester(ClientOptions("127.0.0.1", port, **kw), filters)

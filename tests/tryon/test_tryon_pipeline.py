@@ -1,0 +1,94 @@
+"""Threaded mirror pipeline: overlapping stages, motion-to-photon in Frame.meta and metrics, session events."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+from prometheus_client import REGISTRY
+
+from edge.events import ListSink
+from edge.tryon.config import TryOnConfig
+from edge.tryon.mannequin import MannequinSource, TruthPose
+from edge.tryon.pipeline import TryOnPipeline
+from edge.tryon.session import SessionTracker
+
+
+def test_pipeline_composites_with_latency_metadata_and_events(catalog):
+    sink = ListSink()
+    before = REGISTRY.get_sample_value("edge_tryon_motion_to_photon_seconds_count") or 0.0
+    src = MannequinSource(480, 360, fps=30, n_cycle=4)
+    pipe = TryOnPipeline(TryOnConfig(), src, TruthPose(), sink, catalog=catalog).start()
+    try:
+        f = pipe.wait_frame(-1, timeout=20)
+        assert f is not None
+        time.sleep(1.5)
+        pipe.select("JKT-002", "black")
+        time.sleep(1.5)
+        pipe.select("JKT-002", "tan")
+        time.sleep(1.2)
+        f = pipe.wait_frame(f.seq, timeout=5)
+    finally:
+        pipe.stop()
+    assert f.image.shape == (360, 480, 3)
+    m = f.meta
+    assert f.t_capture < m["t_pose_done"] <= m["t_render_done"] <= m["t_composite_done"]
+    assert m["m2p_ms"] == (m["t_composite_done"] - f.t_capture) * 1000
+    assert m["tryon"] == {"sku": "JKT-002", "colour": "tan", "rendered": True}
+    assert "pose_truth" not in m
+    after = REGISTRY.get_sample_value("edge_tryon_motion_to_photon_seconds_count")
+    assert after - before >= 60
+    st = pipe.state()
+    assert st["renderer"] == "ok" and st["m2p_p95_ms"] is not None and st["size_suggestion"] == "M"
+    kinds = [(e.kind, e.data["sku"]) for e in sink.events]
+    assert kinds == [("tryon_session", "TEE-001"), ("tryon_session", "JKT-002")]
+    jk = sink.events[1].data
+    assert jk["colour_changes"] == 1 and jk["colours"] == ["black", "tan"] and jk["size_suggested"] == "M"
+    assert sink.events[0].data["end_reason"] == "garment_changed"
+    for e in sink.events:  # small JSON records, never frames
+        s = json.dumps(e.to_dict())
+        assert len(s) < 1000 and not any(isinstance(v, np.ndarray) for v in e.data.values())
+
+
+def test_stages_overlap(catalog, tryon_cache):
+    """Pose (30 ms) and render (+30 ms) run concurrently: throughput is ~1/30 ms, not 1/60 ms."""
+    from edge.tryon.renderer import GarmentRenderer
+
+    class SlowPose(TruthPose):
+        def process(self, frame):
+            time.sleep(0.03)
+            return super().process(frame)
+
+    class SlowRenderer(GarmentRenderer):
+        def render(self, poses):
+            time.sleep(0.03)
+            return super().render(poses)
+
+    src = MannequinSource(320, 240, fps=100, n_cycle=2)
+    pipe = TryOnPipeline(TryOnConfig(), src, SlowPose(), catalog=catalog,
+                         renderer_factory=lambda intr: SlowRenderer(intr, shader_cache_dir=tryon_cache / "s")).start()
+    try:
+        pipe.wait_frame(-1, timeout=20)
+        time.sleep(0.5)
+        n0, t0 = pipe.frames_out, time.monotonic()
+        time.sleep(2.0)
+        fps = (pipe.frames_out - n0) / (time.monotonic() - t0)
+    finally:
+        pipe.stop()
+    assert fps > 20, f"stages do not overlap: {fps:.1f} fps (serial would be < 16.7)"
+
+
+def test_session_ends_after_absence():
+    sink = ListSink()
+    s = SessionTracker(sink, absence_timeout_s=2.0, min_duration_s=1.0)
+    for i in range(40):
+        s.update(i * 0.1, True, "TEE-001", "navy" if i < 20 else "red", "L" if i > 30 else None)
+    s.update(5.0, False, "TEE-001", "red")
+    assert sink.events == []  # absence shorter than the timeout
+    s.update(6.5, False, "TEE-001", "red")
+    (ev,) = sink.events
+    assert ev.data == {"sku": "TEE-001", "duration_s": 3.9, "colours": ["navy", "red"], "final_colour": "red",
+                       "colour_changes": 1, "size_suggested": "L", "end_reason": "absent"}
+    s.update(7.0, True, "TEE-001", "red")
+    s.close(7.2)  # too short to report
+    assert len(sink.events) == 1
