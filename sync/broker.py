@@ -187,6 +187,10 @@ def _port_open(port: int) -> bool:
         return False
 
 
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -205,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(acl_for_device(s, d) for s, d in pairs) + "\n" + CLOUD_ACL)
         return 0
     logging.basicConfig(level=logging.INFO)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill PID` stops mosquitto too
     with Broker(args.dir, port=args.port) as b:
         print(f"mosquitto on 127.0.0.1:{b.port} (dir {b.dir}); Ctrl-C to stop", flush=True)
         try:

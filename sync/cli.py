@@ -48,8 +48,12 @@ def run(args) -> int:
 
 def _consumer(args) -> int:
     import logging
+    import signal
 
+    from sync.broker import _raise_interrupt
     from sync.consumer import Consumer, options_from_args
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill PID`: stop cleanly (publish acks, close the DB)
 
     log = logging.getLogger("sync.consumer")
     opts = options_from_args(args)

@@ -1,7 +1,9 @@
 """`edge bench pose [--json PATH]`: MediaPipe Pose (tracking mode) vs our pipeline on every zoo backend × precision.
 
-Same frames, same run, interleaved frame by frame (the order of the candidates rotates every frame so load noise
-hits all alike): a synthetic-motion 640x480 sequence built from the package photos. Per configuration: median
+Same frames, same run, interleaved in chunks of a few frames (each candidate keeps its own tracking state and sees
+every frame in order; the candidate order rotates every chunk so load noise hits all alike; chunks rather than
+single frames so one runtime's spinning worker threads do not land on the next one's timing): a synthetic-motion
+640x480 sequence built from the package photos. Per configuration: median
 and p95 per-frame latency, FPS ratio vs MediaPipe, drift vs MediaPipe and vs our FP32 on the same backend
 (edge.pose.metrics.drift), and the reference self-noise: MediaPipe on the frames with ±1 grey level of noise,
 vs itself. `best` = the fastest configuration whose drift_vs_reference ≤ max(0.01, 1.5 × self-noise).
@@ -31,6 +33,7 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--segmentation", action="store_true", help="segmentation on (both sides)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up frames per candidate")
+    p.add_argument("--chunk", type=int, default=10, help="frames per candidate turn")
     p.add_argument("--cache-dir", default="", help="model cache (default: the configured cache)")
 
 
@@ -131,21 +134,24 @@ def run(args) -> int:
             c.pipeline.reset()
 
         mp_ms, mp_poses, noisy_poses = [], [], []
-        for i, img in enumerate(frames):
-            t = i / FPS  # MediaPipe's solution API stamps frames at 30 fps too
-            order = [None, *cands]
-            k = i % len(order)
+        order = [None, *cands]
+        for n, start in enumerate(range(0, len(frames), args.chunk)):
+            idx = range(start, min(start + args.chunk, len(frames)))
+            k = n % len(order)
             for c in order[k:] + order[:k]:
-                if c is None:
-                    r = ref.process(img, "main")
-                    mp_ms.append(r.ms)
-                    mp_poses.append(r.landmarks)
-                    continue
-                t0 = time.perf_counter()
-                res = c.pipeline.process(Frame(img, i, t, time.time()))
-                c.ms.append((time.perf_counter() - t0) * 1e3)
-                c.poses.append(res.people[0].landmarks if res.people else None)
-            noisy_poses.append(ref.process(noisy[i], "noisy").landmarks)
+                for i in idx:
+                    if c is None:
+                        r = ref.process(frames[i], "main")
+                        mp_ms.append(r.ms)
+                        mp_poses.append(r.landmarks)
+                        continue
+                    t0 = time.perf_counter()
+                    # t = i / FPS: MediaPipe's solution API stamps frames at 30 fps too
+                    res = c.pipeline.process(Frame(frames[i], i, i / FPS, time.time()))
+                    c.ms.append((time.perf_counter() - t0) * 1e3)
+                    c.poses.append(res.people[0].landmarks if res.people else None)
+            for i in idx:
+                noisy_poses.append(ref.process(noisy[i], "noisy").landmarks)
         versions = ref.versions
 
     def drifts(refs, tests):
@@ -182,7 +188,8 @@ def run(args) -> int:
         "best": None if best is None else {k: best[k] for k in (
             "backend", "precision", "ms_median", "fps_ratio_vs_mediapipe", "drift_vs_reference")},
         "frames": len(frames), "clips": args.clips or "all", "fps_simulated": FPS, "segmentation": args.segmentation,
-        "threads": args.threads, "mediapipe": versions, "reference_frames_with_pose": sum(p is not None for p in mp_poses),
+        "threads": args.threads, "mediapipe": versions,
+        "reference_frames_with_pose": sum(p is not None for p in mp_poses),
         "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(),
                     "loadavg_end": os.getloadavg()},
     }

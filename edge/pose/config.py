@@ -39,8 +39,9 @@ class PoseConfig(StrictModel):
     nms_iou: float = Field(0.3, gt=0, le=1, description="weighted-NMS IoU of detector boxes")
     presence_threshold: float = Field(0.5, ge=0, le=1, description="pose flag below this drops the track")
     visibility_threshold: float = Field(0.5, ge=0, le=1)
-    redetect_interval: int = Field(10, ge=1, description="frames between detector runs while below max_people")
-    track_iou: float = Field(0.5, gt=0, le=1, description="ROI IoU above which a detection is an existing track")
+    redetect_interval: int = Field(10, ge=1, description="run the detector every K frames while below max_people")
+    match_distance: float = Field(0.35, gt=0, le=2, description="a detection is an existing track when their "
+                                  "mid-hip centres are closer than this x the body scale")
     segmentation: bool = True
     heatmap_refine: bool = Field(True, description="refine landmarks from the heatmap (MediaPipe does)")
     batch_landmarks: bool = Field(True, description="one batched landmark run when the model takes batches")

@@ -22,20 +22,18 @@ from edge.pose.types import PersonPose, Roi
 log = logging.getLogger(__name__)
 
 
-def roi_iou(a: Roi, b: Roi) -> float:
-    """IoU of the axis-aligned squares of two ROIs (rotation ignored: cheap and good enough to match people)."""
-    ha, hb = a.size / 2, b.size / 2
-    ix = max(0.0, min(a.cx + ha, b.cx + hb) - max(a.cx - ha, b.cx - hb))
-    iy = max(0.0, min(a.cy + ha, b.cy + hb) - max(a.cy - ha, b.cy - hb))
-    inter = ix * iy
-    union = a.size ** 2 + b.size ** 2 - inter
-    return inter / union if union > 0 else 0.0
+def same_person(a: np.ndarray, b: np.ndarray, threshold: float) -> bool:
+    """a, b: (2, 2) [centre, scale point] px. True when the centres are closer than `threshold` x the larger
+    body scale."""
+    scale = max(float(np.hypot(*(a[1] - a[0]))), float(np.hypot(*(b[1] - b[0]))), 1e-6)
+    return float(np.hypot(*(a[0] - b[0]))) < threshold * scale
 
 
 @dataclass
 class Track:
     id: int
     roi: Roi  # ROI for the next landmark run
+    points: np.ndarray  # (2, 2) smoothed aux points [mid-hip centre, scale point] px
     smoother: PoseSmoother
     first_seen: float
     last_seen: float
@@ -58,18 +56,19 @@ class PoseTracker:
     def _want_detection(self) -> bool:
         if len(self.tracks) >= self.cfg.max_people:
             return False
-        return not self.tracks or self._since_detect >= self.cfg.redetect_interval
+        return not self.tracks or self._since_detect + 1 >= self.cfg.redetect_interval
 
     def _new_rois(self, image_rgb: np.ndarray) -> list[Roi]:
         """ROIs of detected people not already tracked, best first, up to the free track slots."""
         free = self.cfg.max_people - len(self.tracks)
+        taken = [t.points for t in self.tracks]
         out: list[Roi] = []
         for det in self.detector(image_rgb):
+            pts = det.keypoints[:2]
             roi = roi_from_detection(det.keypoints)
-            if roi.size <= 1:
+            if roi.size <= 1 or any(same_person(pts, q, self.cfg.match_distance) for q in taken):
                 continue
-            if any(roi_iou(roi, r) > self.cfg.track_iou for r in [t.roi for t in self.tracks] + out):
-                continue
+            taken.append(pts)
             out.append(roi)
             if len(out) >= free:
                 break
@@ -92,7 +91,7 @@ class PoseTracker:
             if i < n_old:
                 tr = self.tracks[i]
             else:
-                tr = Track(self._next_id, out.roi, PoseSmoother(self.cfg.smoothing), t, t)
+                tr = Track(self._next_id, out.roi, out.aux, PoseSmoother(self.cfg.smoothing), t, t)
                 self._next_id += 1
                 log.debug("track %d started", tr.id)
             kept.append((tr, out))
@@ -101,7 +100,7 @@ class PoseTracker:
         self.tracks = []
         for tr, out in kept:
             lm, aux, world = tr.smoother(out.landmarks, out.aux, out.world, t)
-            tr.roi = roi_from_aux(aux)
+            tr.roi, tr.points = roi_from_aux(aux), aux
             tr.last_seen, tr.frames = t, tr.frames + 1
             self.tracks.append(tr)
             people.append(PersonPose(tr.id, lm, world, out.flag, out.roi, out.mask))
@@ -112,8 +111,7 @@ class PoseTracker:
         kept = sorted(kept, key=lambda p: p[0].id)
         out: list[tuple[Track, LandmarkOutput]] = []
         for tr, o in kept:
-            nxt = roi_from_aux(o.aux)
-            if any(roi_iou(nxt, roi_from_aux(o2.aux)) > self.cfg.track_iou for _, o2 in out):
+            if any(same_person(o.aux, o2.aux, self.cfg.match_distance) for _, o2 in out):
                 log.debug("track %d merged into an older track", tr.id)
                 continue
             out.append((tr, o))

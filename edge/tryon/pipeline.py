@@ -216,9 +216,7 @@ class TryOnPipeline:
         return renderer_from_config(self.cfg, intr), intr
 
     def _render_loop(self) -> None:
-        renderer = intr = fitter = None
-        shown = (None, None)
-        size = None
+        st = _RenderState()
         try:
             while not self._stop.is_set():
                 item = self._s_pose.get()
@@ -226,50 +224,51 @@ class TryOnPipeline:
                     if self._s_pose.closed:
                         break
                     continue
-                frame, result = item
-                t0 = time.monotonic()
-                h, w = frame.shape
-                if self.renderer_status != "unavailable" and size != (h, w):
-                    if renderer is not None:
-                        renderer.close()
-                    try:
-                        renderer, intr = self._make_renderer(h, w)
-                        fitter = BodyFitter(intr, self.cfg.smoothing, self.cfg.min_visibility)
-                        self.renderer_status, size, shown = "ok", (h, w), (None, None)
-                        RENDERER_UP.set(1)
-                    except RendererUnavailable as e:
-                        self._renderer_failed(e)
-                        renderer = None
-                person = _main_person(result)
-                fit = out = garment = None
-                if renderer is not None and person is not None:
-                    try:
-                        want = self.selection
-                        if want != shown:
-                            garment = self.catalog.load(want[0])
-                            if shown[0] != want[0]:
-                                renderer.set_garment(garment, garment.colour(want[1]))
-                            else:
-                                renderer.set_colour(garment.colour(want[1]))
-                            shown = want
-                        garment = renderer.garment
-                        fit = fitter.fit(person, frame.t_capture, garment.ref)
-                        if fit is not None:
-                            out = renderer.render(fit.poses)
-                    except RendererUnavailable as e:
-                        self._renderer_failed(e)
-                        renderer = None
-                    except Exception:  # noqa: BLE001 - show the camera rather than stop
-                        log.exception("render failed on frame %d", frame.seq)
-                elif person is None and fitter is not None:
-                    fitter.reset()
-                frame.meta["t_render_done"] = time.monotonic()
-                STAGE.labels("render").observe(frame.meta["t_render_done"] - t0)
-                self._s_render.put((frame, person, fit, out, garment, intr))
+                self._s_render.put(self._render_one(st, *item))
         finally:
-            if renderer is not None:
-                renderer.close()
+            st.close()
             self._s_render.close()
+
+    def _render_one(self, st: _RenderState, frame: Frame, result):
+        """Fit and render the selected garment for one frame (on the render thread that owns st)."""
+        t0 = time.monotonic()
+        h, w = frame.shape
+        if self.renderer_status != "unavailable" and st.size != (h, w):
+            st.close()
+            try:
+                st.renderer, st.intr = self._make_renderer(h, w)
+                st.fitter = BodyFitter(st.intr, self.cfg.smoothing, self.cfg.min_visibility)
+                self.renderer_status, st.size, st.shown = "ok", (h, w), (None, None)
+                RENDERER_UP.set(1)
+            except RendererUnavailable as e:
+                self._renderer_failed(e)
+                st.renderer = None
+        person = _main_person(result)
+        fit = out = garment = None
+        if st.renderer is not None and person is not None:
+            try:
+                want = self.selection
+                if want != st.shown:
+                    garment = self.catalog.load(want[0])
+                    if st.shown[0] != want[0]:
+                        st.renderer.set_garment(garment, garment.colour(want[1]))
+                    else:
+                        st.renderer.set_colour(garment.colour(want[1]))
+                    st.shown = want
+                garment = st.renderer.garment
+                fit = st.fitter.fit(person, frame.t_capture, garment.ref)
+                if fit is not None:
+                    out = st.renderer.render(fit.poses)
+            except RendererUnavailable as e:
+                self._renderer_failed(e)
+                st.renderer = None
+            except Exception:  # noqa: BLE001 - show the camera rather than stop
+                log.exception("render failed on frame %d", frame.seq)
+        elif person is None and st.fitter is not None:
+            st.fitter.reset()
+        frame.meta["t_render_done"] = time.monotonic()
+        STAGE.labels("render").observe(frame.meta["t_render_done"] - t0)
+        return frame, person, fit, out, garment, st.intr
 
     def _renderer_failed(self, e: Exception) -> None:
         if self.renderer_status != "unavailable":
@@ -284,31 +283,36 @@ class TryOnPipeline:
                 if self._s_render.closed:
                     break
                 continue
-            frame, person, fit, out, garment, intr = item
-            t0 = time.monotonic()
-            if out is not None and not out.empty:
-                if self.cfg.occlusion:
-                    apply_occlusion(out, fit, intr, garment.covers, person.mask)
-                composite_inplace(frame.image, out)
-            if self.cfg.mirror_view:
-                frame.image = cv2.flip(frame.image, 1)
-            t_ready = time.monotonic()
-            STAGE.labels("composite").observe(t_ready - t0)
-            m2p = t_ready - frame.t_capture
-            sku, colour = self.selection
-            frame.meta.update({"t_composite_done": t_ready, "m2p_ms": m2p * 1000.0,
-                               "tryon": {"sku": sku, "colour": colour, "rendered": out is not None}})
-            frame.meta.pop("pose_truth", None)
-            M2P.observe(m2p)
-            FRAMES.inc()
-            self.m2p_ms.append(m2p * 1000.0)
-            self._t_out.append(t_ready)
-            self.frames_out += 1
-            FPS.set(self.fps())
-            self._update_analytics(t_ready, person, fit, garment)
-            with self._out_cv:
-                self._out = frame
-                self._out_cv.notify_all()
+            self._composite_one(item)
+
+    def _composite_one(self, item) -> Frame:
+        """Occlusion + composite + mirror flip; publishes the frame and records motion-to-photon."""
+        frame, person, fit, out, garment, intr = item
+        t0 = time.monotonic()
+        if out is not None and not out.empty:
+            if self.cfg.occlusion:
+                apply_occlusion(out, fit, intr, garment.covers, person.mask)
+            composite_inplace(frame.image, out)
+        if self.cfg.mirror_view:
+            frame.image = cv2.flip(frame.image, 1)
+        t_ready = time.monotonic()
+        STAGE.labels("composite").observe(t_ready - t0)
+        m2p = t_ready - frame.t_capture
+        sku, colour = self.selection
+        frame.meta.update({"t_composite_done": t_ready, "m2p_ms": m2p * 1000.0,
+                           "tryon": {"sku": sku, "colour": colour, "rendered": out is not None}})
+        frame.meta.pop("pose_truth", None)
+        M2P.observe(m2p)
+        FRAMES.inc()
+        self.m2p_ms.append(m2p * 1000.0)
+        self._t_out.append(t_ready)
+        self.frames_out += 1
+        FPS.set(self.fps())
+        self._update_analytics(t_ready, person, fit, garment)
+        with self._out_cv:
+            self._out = frame
+            self._out_cv.notify_all()
+        return frame
 
     def _update_analytics(self, now, person, fit, garment) -> None:
         if fit is not None:
@@ -327,3 +331,45 @@ def _main_person(result):
     if result is None or not result.people:
         return None
     return max(result.people, key=lambda p: p.score)
+
+
+class _RenderState:
+    """What the render thread owns: the GL renderer (thread-bound), its intrinsics, the fitter, the shown garment."""
+
+    def __init__(self):
+        self.renderer = self.intr = self.fitter = self.size = None
+        self.shown = (None, None)
+
+    def close(self) -> None:
+        if self.renderer is not None:
+            self.renderer.close()
+            self.renderer = None
+
+
+class TryOnStage:
+    """Synchronous adapter for edge.runner: `process(frame, pose_result) -> image` on the runner's loop thread.
+
+    The renderer is created on the first call's thread and must only be used from it (EGL). `mount(http)` adds
+    the mirror page routes to the runtime's LocalHttpServer; `close()` ends the open session.
+    """
+
+    def __init__(self, cfg, sink: EventSink | None = None):
+        tcfg = getattr(cfg, "tryon", cfg)
+        self.pipeline = TryOnPipeline(tcfg, source=(), pose=None, sink=sink)
+        self._st = _RenderState()
+
+    def process(self, frame: Frame, result) -> np.ndarray:
+        return self.pipeline._composite_one(self.pipeline._render_one(self._st, frame, result)).image
+
+    def mount(self, http) -> None:
+        from edge.tryon.server import make_mirror_routes  # noqa: PLC0415
+        by_path: dict[str, dict] = {}
+        for (method, path), h in make_mirror_routes(self.pipeline).items():
+            by_path.setdefault(path, {})[method] = h
+        for path, methods in by_path.items():
+            http.add(path, lambda req, m=methods: m.get(req.command, m.get("GET"))(req))
+
+    def close(self) -> None:
+        self._st.close()
+        self.pipeline._stop.set()
+        self.pipeline.sessions.close(time.monotonic())

@@ -12,7 +12,7 @@ from edge.events import Event
 from sync import payloads, topics
 from sync.client import ClientOptions
 from sync.consumer import Consumer, summary
-from sync.outbox import RELIABLE, TELEMETRY, Outbox
+from sync.outbox import RELIABLE, Outbox
 from sync.payloads import PayloadError
 
 

@@ -1,0 +1,142 @@
+"""`edge models report`: per model, FP32 vs INT8 agreement on the held-out set and latency per backend.
+
+Accuracy comes from the build's eval_int8 step (TFLite FP32 reference vs each INT8 artefact on the held-out
+set); latency is measured here (median of N runs, batch 1, N threads) through the product backends
+(edge.backends) when they load, else the build runners. Writes `models/cards/<name>.md` and
+`calibration/reports/<name>.json`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]
+CARDS = ROOT / "models" / "cards"
+REPORTS = ROOT / "calibration" / "reports"
+
+
+def _session(backend: str, path: Path, threads: int, precision: str):
+    """(run callable, how) — the product backend if it loads, else the build runner."""
+    try:
+        from edge.backends.registry import load_session
+        s = load_session(backend, path, threads=threads, precision="int8" if precision.startswith("int8") else
+                         precision)
+        return s.run, f"edge.backends.{backend}"
+    except Exception as e:  # noqa: BLE001 - fall back, and say so in the report
+        log.warning("%s backend could not load %s (%s); timing with the build runner", backend, path.name, e)
+        from models.build.runners import open_model
+        return open_model(path, threads), "build runner"
+
+
+def latency(backend: str, path: Path, precision: str, x: dict, runs: int, threads: int) -> tuple[float, float, str]:
+    run, how = _session(backend, path, threads, precision)
+    one = {k: v[:1] for k, v in x.items()}
+    for _ in range(max(5, runs // 5)):
+        run(one)
+    ts = []
+    for i in range(runs):
+        feed = {k: v[i % len(v):i % len(v) + 1] for k, v in x.items()}
+        t = time.perf_counter()
+        run(feed)
+        ts.append((time.perf_counter() - t) * 1000)
+    return float(np.median(ts)), float(np.percentile(ts, 95)), how
+
+
+def model_report(zoo, name: str, runs: int, threads: int) -> dict:
+    m = zoo.manifest(name)
+    d = zoo.model_dir(name)
+    ins, _ = zoo.golden(name)
+    acc = _load(d / "work" / "accuracy_int8.json")
+    parity = _load(d / "work" / "verify_fp32.json")
+    from calibration.accuracy import passes_gate
+    rows = []
+    for a in zoo.artifacts(name):
+        ms, p95, how = latency(a.backend, a.path, a.precision, ins, runs, threads)
+        bin_size = a.path.with_suffix(".bin").stat().st_size if a.format == "openvino" else 0
+        row = {"backend": a.backend, "precision": a.precision, "file": a.path.name,
+               "size_mb": round((a.size_bytes + bin_size) / 1e6, 2), "ms_median": round(ms, 2),
+               "ms_p95": round(p95, 2), "timed_with": how}
+        key = f"{a.backend}/{a.precision}"
+        if key in acc:
+            row["accuracy"] = acc[key]
+            row["gate_pass"], row["gate"] = passes_gate(m["calibration"]["metric"], acc[key],
+                                                        m["quantization"]["int8_gate"])
+        elif a.path.name in parity:
+            row["parity_max_abs_diff"] = {k: v["max_abs_diff"] for k, v in parity[a.path.name].items()}
+        rows.append(row)
+        log.info("%s %s/%s: %.2f ms", name, a.backend, a.precision, ms)
+    return {"name": name, "version": m["version"], "task": m["task"], "metric": m["calibration"]["metric"],
+            "threads": threads, "runs": runs, "heldout_samples": m["calibration"]["heldout_samples"],
+            "calib_samples": m["calibration"]["calib_samples"], "gate": m["quantization"]["int8_gate"],
+            "defaults": m["defaults"], "rows": rows}
+
+
+def _load(p: Path) -> dict:
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def _acc_cells(metric: str, row: dict) -> str:
+    a = row.get("accuracy")
+    if a is None:
+        pm = row.get("parity_max_abs_diff")
+        ref = "reference" if row["precision"] == "fp32" and row["backend"] == "tflite" else \
+            ("parity max abs diff " + ", ".join(f"{k} {v:.2g}" for k, v in pm.items()) if pm else "")
+        return f"{ref} | | | "
+    if metric == "landmarks":
+        return (f"drift {a['drift_mean']:.4f} (median {a['drift_median']:.4f}, p95 {a['drift_p95']:.3f}) | "
+                f"seg IoU {a['seg_iou']:.2f} | {'pass' if row['gate_pass'] else 'FAIL'} | ")
+    return (f"recall {a['recall']:.3f}, kp drift {a['kp_drift']:.4f}, score drift {a['score_drift']:.3f} | "
+            f"{a['n_test_detections']} dets / {a['n_ref_detections']} ref | {'pass' if row['gate_pass'] else 'FAIL'} | ")
+
+
+def markdown(r: dict, m: dict) -> str:
+    head = "accuracy vs TFLite FP32 (held-out)"
+    lines = [f"# Model card: {r['name']} ({r['version']})", "",
+             f"{m['description']}", "",
+             f"- task: `{m['task']}`; source: `{m['source']['member']}` from `{m['source']['wheel']}` "
+             f"(sha256 `{m['source']['sha256'][:16]}…`); licence: {m['source']['licence']}",
+             f"- input: " + ", ".join(f"`{i['name']}` {i['shape']} {i['dtype']} {i['layout']} range {i['range']}"
+                                      for i in m["inputs"]),
+             "- outputs: " + ", ".join(f"`{o['name']}` {o['shape']}" for o in m["outputs"]),
+             f"- calibration: {r['calib_samples']} samples; held-out: {r['heldout_samples']} samples "
+             "(calibration/DATASETS.md)", f"- INT8 gate: `{r['gate']}`", "",
+             "## Default precision per backend", "", "| backend | default | reason |", "|---|---|---|"]
+    lines += [f"| {b} | {d['precision']} | {d['reason']} |" for b, d in r["defaults"].items()]
+    lines += ["", f"## Measured ({r['threads']} threads, median of {r['runs']} runs, batch 1; `edge models report`)",
+              "", f"| backend | precision | size MB | ms median | ms p95 | {head} | | gate | timed with |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        lines.append(f"| {row['backend']} | {row['precision']} | {row['size_mb']} | {row['ms_median']} | "
+                     f"{row['ms_p95']} | {_acc_cells(r['metric'], row)}{row['timed_with']} |")
+    lines += ["", "`int8` = mixed precision (first convolutions + output heads FP32); `int8_full` = every "
+              "convolution INT8 (report only). Latency on a shared 2-vCPU VM varies ±15% between runs: compare "
+              "rows of one table only.", ""]
+    if m["quantization"].get("notes"):
+        lines += [f"Notes: {m['quantization']['notes']}", ""]
+    return "\n".join(lines)
+
+
+def run_report(args) -> int:
+    from models.zoo import ModelNotBuilt, ModelZoo
+
+    zoo = ModelZoo(args.cache)
+    names = args.only or zoo.names()
+    for n in names:
+        try:
+            r = model_report(zoo, n, args.runs, args.threads)
+        except ModelNotBuilt as e:
+            print(f"{n}: {e}")
+            return 1
+        md = markdown(r, zoo.manifest(n))
+        print(md)
+        if not args.no_write:
+            CARDS.mkdir(parents=True, exist_ok=True)
+            REPORTS.mkdir(parents=True, exist_ok=True)
+            (CARDS / f"{n}.md").write_text(md)
+            (REPORTS / f"{n}.json").write_text(json.dumps(r, indent=1, sort_keys=True) + "\n")
+    return 0

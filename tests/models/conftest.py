@@ -1,0 +1,33 @@
+"""Model-zoo fixtures: the real cache, built once per session (a no-op when `edge models build` already ran)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edge.paths import cache_dir
+
+
+@pytest.fixture(scope="session")
+def built_cache() -> Path:
+    from models.build.chain import build
+
+    cache = cache_dir()
+    build(cache, progress=False)  # builds what is missing; never skipped
+    return cache
+
+
+@pytest.fixture(scope="session")
+def zoo(built_cache):
+    from models.zoo import ModelZoo
+    return ModelZoo(built_cache)
+
+
+@pytest.fixture()
+def face_copy(zoo, tmp_path) -> Path:
+    """A throw-away copy of the (small) face detector's built folder, for tampering."""
+    src = zoo.model_dir("face_detection_full_range")
+    dst = tmp_path / "face"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("work", "logs", ".steps"))
+    return dst

@@ -1,0 +1,59 @@
+"""Committed manifests validate; a bad manifest gives an error naming the file, the key and the problem."""
+from __future__ import annotations
+
+import copy
+import tomllib
+
+import pytest
+
+from models import manifest
+from models.manifest import ManifestError
+
+NAMES = {"pose_detection", "pose_landmark_full", "face_detection_full_range"}
+
+
+def test_committed_manifests_are_valid():
+    ms = manifest.load_all()
+    assert set(ms) == NAMES
+    for name, m in ms.items():
+        assert m["inputs"][0]["name"] == "input_1" and m["inputs"][0]["layout"] == "NHWC"
+        assert [o["name"] for o in m["outputs"]][0] == "Identity"
+        pairs = {(a["backend"], a["precision"]) for a in m["artifacts"]}
+        for b in ("tflite", "onnxruntime", "openvino"):
+            assert (b, "fp32") in pairs, f"{name}: no fp32 artefact for {b}"
+            assert m["defaults"][b]["reason"], f"{name}: default precision for {b} has no reason"
+
+
+def _base() -> dict:
+    with open(manifest.MANIFEST_DIR / "pose_detection.toml", "rb") as f:
+        return tomllib.load(f)
+
+
+@pytest.mark.parametrize("mutate, expect", [
+    (lambda m: m.update(colour="red"), "colour: unknown key"),
+    (lambda m: m.pop("version"), "version: required key is missing"),
+    (lambda m: m["source"].update(sha256="abc"), "source.sha256"),
+    (lambda m: m["source"].update(size_bytes="big"), "source.size_bytes: expected int"),
+    (lambda m: m["artifacts"][1].update(precision="fp8"), "artifacts[1].precision"),
+    (lambda m: m["artifacts"][1].update(file="x/../y.onnx"), "artifacts[1].file"),
+    (lambda m: m["artifacts"].append(dict(m["artifacts"][1])), "duplicate artefact"),
+    (lambda m: m["defaults"]["tflite"].update(precision="int8_full"), "defaults.tflite.precision"),
+    (lambda m: m["calibration"].update(norm="imagenet"), "calibration.norm"),
+])
+def test_bad_manifest_gives_clear_error(mutate, expect):
+    m = copy.deepcopy(_base())
+    mutate(m)
+    with pytest.raises(ManifestError) as e:
+        manifest.validate(m, "bad.toml")
+    assert "bad.toml" in str(e.value) and expect in str(e.value)
+
+
+def test_unparsable_and_misnamed_manifest(tmp_path):
+    p = tmp_path / "broken.toml"
+    p.write_text("name = [unclosed\n")
+    with pytest.raises(ManifestError, match="not valid TOML"):
+        manifest.load(p)
+    q = tmp_path / "other_name.toml"
+    q.write_bytes((manifest.MANIFEST_DIR / "pose_detection.toml").read_bytes())
+    with pytest.raises(ManifestError, match="must match the file name"):
+        manifest.load(q)

@@ -1,0 +1,82 @@
+"""Zoo API, golden files and `edge models list --json`."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from models.zoo import Artifact, ModelNotBuilt, ModelZoo
+
+KEYS = {"name": str, "version": str, "task": str, "backend": str, "precision": str, "path": str, "sha256": str,
+        "size_bytes": int}
+
+
+def test_list_json_schema(built_cache, repo):
+    env = dict(os.environ, STOREFRONT_EDGE_CACHE=str(built_cache))
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "--log-level", "WARNING", "models", "list", "--json"],
+                       capture_output=True, text=True, cwd=repo, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert isinstance(rows, list) and rows
+    for row in rows:
+        for k, t in KEYS.items():
+            assert isinstance(row[k], t), (k, row)
+        assert row["backend"] in ("onnxruntime", "openvino", "tflite")
+        assert row["precision"] in ("fp32", "int8", "int8_full")
+        assert os.path.getsize(row["path"]) == row["size_bytes"]
+        assert hashlib.sha256(open(row["path"], "rb").read()).hexdigest() == row["sha256"]
+    names = {(r["name"], r["backend"], r["precision"]) for r in rows}
+    for n in ("pose_detection", "pose_landmark_full", "face_detection_full_range"):
+        for b in ("onnxruntime", "openvino", "tflite"):
+            assert (n, b, "fp32") in names
+
+
+def test_artifact_lookup(zoo):
+    a = zoo.artifact("pose_landmark_full", "openvino")
+    assert isinstance(a, Artifact) and a.precision == zoo.default_precision("pose_landmark_full", "openvino")
+    assert a.path.suffix == ".xml" and a.path.with_suffix(".bin").is_file() and a.format == "openvino"
+    assert zoo.artifact("pose_detection", "onnxruntime", "fp32").path.suffix == ".onnx"
+    assert zoo.artifact("pose_detection", "tflite", "int8").path.name == "pose_detection_int8.tflite"
+    with pytest.raises(ModelNotBuilt, match="no onnxruntime × int8"):
+        zoo.artifact("face_detection_full_range", "onnxruntime", "int8")
+
+
+def test_not_built_names_the_command(tmp_path):
+    z = ModelZoo(tmp_path)
+    assert z.artifacts() == []
+    with pytest.raises(ModelNotBuilt, match="pose_landmark_full.*edge models build"):
+        z.artifact("pose_landmark_full", "tflite")
+    with pytest.raises(ModelNotBuilt, match="edge models build"):
+        z.golden("pose_detection")
+    with pytest.raises(ModelNotBuilt, match="edge models build"):
+        z.verify("pose_detection")
+
+
+def test_golden_files(zoo):
+    from models.build.runners import open_model, run_batch
+    for name in zoo.names():
+        m = zoo.manifest(name)
+        ins, outs = zoo.golden(name)
+        x = ins["input_1"]
+        assert x.dtype == np.float32 and x.shape[1:] == tuple(m["inputs"][0]["shape"][1:]) and len(x) >= 8
+        lo, hi = m["inputs"][0]["range"]
+        assert x.min() >= lo - 1e-6 and x.max() <= hi + 1e-6 and x.std() > 0.05  # realistic, not blank
+        assert [o["name"] for o in m["outputs"]] == sorted(outs, key=lambda k: (len(k), k))
+        for o in m["outputs"]:
+            assert outs[o["name"]].shape == (len(x), *o["shape"][1:])
+        ref = run_batch(open_model(zoo.artifact(name, "tflite", "fp32").path), ins)
+        for k in outs:
+            np.testing.assert_array_equal(ref[k], outs[k])
+
+
+def test_fp32_artifacts_match_golden(zoo):
+    from models.build.runners import open_model, run_batch
+    ins, outs = zoo.golden("pose_landmark_full")
+    for backend in ("onnxruntime", "openvino"):
+        got = run_batch(open_model(zoo.artifact("pose_landmark_full", backend, "fp32").path), ins)
+        assert np.abs(got["Identity"] - outs["Identity"]).max() < 0.01  # landmark px in the 256 crop

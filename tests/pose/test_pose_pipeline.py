@@ -1,0 +1,151 @@
+"""End-to-end on real package photos with real models: landmarks against the MediaPipe reference fixtures,
+tracking ids, empty scenes, multi-person, segmentation, detector scheduling."""
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from calibration.photos import PHOTOS, load_photo
+from edge.frames import Frame
+from edge.pose.config import PoseConfig
+from edge.pose.metrics import drift
+from edge.pose.motion import SEQUENCES
+from edge.pose.pipeline import PosePipeline
+from tests.pose.conftest import BACKENDS, pose_sessions
+
+PHOTO_TOL = 0.03  # of torso size; measured 0.0002-0.015 (the reference's own ±1-grey-level noise is ~0.03)
+SEQ_MEAN_TOL, SEQ_MAX_TOL = 0.025, 0.06  # tracking mode, One-Euro on both sides
+
+
+def pipeline(backend: str = "openvino", **cfg) -> PosePipeline:
+    cfg.setdefault("segmentation", False)
+    return PosePipeline.from_sessions(PoseConfig(**cfg), *pose_sessions(backend))
+
+
+def frame(img: np.ndarray, i: int = 0) -> Frame:
+    return Frame(img, i, i / 30.0, time.time())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_photos_match_mediapipe(backend, reference):
+    for p in PHOTOS:
+        ref = reference["photos"][p.name]
+        res = pipeline(backend).process(frame(load_photo(p.name)))
+        if ref["landmarks"] is None:
+            assert res.people == [], f"{p.name}: MediaPipe finds nobody, we found {len(res.people)}"
+            continue
+        assert len(res.people) == 1, p.name
+        person = res.people[0]
+        assert person.landmarks.shape == (33, 5) and person.world.shape == (33, 3)
+        d = drift(np.asarray(ref["landmarks"]), person.landmarks)
+        assert d is not None and d <= PHOTO_TOL, f"{backend} {p.name}: drift {d:.4f} > {PHOTO_TOL}"
+        world_err = np.abs(np.asarray(ref["world"]) - person.world).mean()
+        assert world_err < 0.02, f"{p.name}: world landmarks off by {world_err:.3f} m"
+        assert 0.5 <= person.score <= 1.0
+
+
+@pytest.mark.parametrize("clip", ["bus_walk", "astronaut_zoom"])
+def test_tracking_sequence_matches_mediapipe(clip, reference):
+    refs = reference["sequences"][clip]
+    frames = list(SEQUENCES[clip](reference["sequence_clip_frames"]))[:len(refs)]
+    pipe = pipeline()
+    drifts, ran = [], []
+    for i, (img, ref) in enumerate(zip(frames, refs)):
+        res = pipe.process(frame(img, i))
+        ran.append(res.detector_ran)
+        assert len(res.people) == 1
+        drifts.append(drift(np.asarray(ref), res.people[0].landmarks))
+    assert ran == [True] + [False] * (len(frames) - 1)  # detector once, then tracking from landmarks
+    assert np.mean(drifts) <= SEQ_MEAN_TOL and max(drifts) <= SEQ_MAX_TOL, np.round(drifts, 4)
+
+
+def test_track_id_kept_across_shifted_sequence():
+    img = load_photo("astronaut")
+    pipe = pipeline()
+    ids, ran = [], []
+    for i in range(15):
+        shifted = cv2.warpAffine(img, np.float32([[1, 0, 4 * i], [0, 1, 2 * i]]), img.shape[1::-1],
+                                 borderMode=cv2.BORDER_REPLICATE)
+        res = pipe.process(frame(shifted, i))
+        ids.append([p.track_id for p in res.people])
+        ran.append(res.detector_ran)
+    assert ids == [[ids[0][0]]] * 15
+    assert ran == [True] + [False] * 14
+
+
+def test_landmarks_follow_the_motion():
+    img = load_photo("astronaut")
+    pipe = pipeline(smoothing={"enabled": False})
+    first = pipe.process(frame(img, 0)).people[0].landmarks
+    moved = cv2.warpAffine(img, np.float32([[1, 0, 12], [0, 1, -8]]), img.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
+    second = pipe.process(frame(moved, 1)).people[0].landmarks
+    vis = first[:, 3] > 0.5
+    shift = np.median(second[vis, :2] - first[vis, :2], axis=0)
+    assert shift == pytest.approx([12, -8], abs=3.0)
+
+
+@pytest.mark.parametrize("scene", ["blank", "grey", "facade"])
+def test_empty_scene_yields_nothing(scene):
+    img = {"blank": np.zeros((480, 640, 3), np.uint8), "grey": np.full((480, 640, 3), 128, np.uint8),
+           "facade": load_photo("bus")[:300]}[scene]  # the building above the bus: no people
+    pipe = pipeline(max_people=2)
+    for i in range(3):
+        res = pipe.process(frame(img, i))
+        assert res.people == [] and res.detector_ran  # keeps looking while nobody is tracked
+    assert res.image_size == img.shape[:2]
+
+
+def test_multi_person_stable_ids():
+    img = load_photo("t1")  # 6 seated people side by side; the detector finds 5 at this scale
+    pipe = pipeline(max_people=4, redetect_interval=1)
+    first = pipe.process(frame(img, 0))
+    assert len(first.people) >= 3
+    ids = sorted(p.track_id for p in first.people)
+    assert len(set(ids)) == len(ids)
+    for i in range(1, 4):
+        shifted = cv2.warpAffine(img, np.float32([[1, 0, 3 * i], [0, 1, 0]]), img.shape[1::-1],
+                                 borderMode=cv2.BORDER_REPLICATE)
+        res = pipe.process(frame(shifted, i))
+        assert set(ids) <= {p.track_id for p in res.people}, "existing tracks must keep their ids"
+        rois = [p.roi for p in res.people]
+        assert len({(round(r.cx), round(r.cy)) for r in rois}) == len(rois)  # no duplicate tracks
+
+
+def test_redetect_throttled_below_max_people():
+    img = load_photo("astronaut")
+    pipe = pipeline(max_people=2, redetect_interval=3)
+    ran = [pipe.process(frame(img, i)).detector_ran for i in range(7)]
+    assert ran == [True, False, False, True, False, False, True]
+    pipe = pipeline(max_people=1)
+    ran = [pipe.process(frame(img, i)).detector_ran for i in range(4)]
+    assert ran == [True, False, False, False]  # at max_people the detector never runs while tracking
+
+
+def test_segmentation_mask_in_image_coordinates():
+    img = load_photo("astronaut")
+    res = pipeline(segmentation=True).process(frame(img))
+    m = res.people[0].mask
+    assert m.shape == img.shape[:2] and m.dtype == np.float32 and 0 <= m.min() and m.max() <= 1
+    lm = res.people[0].landmarks
+    chest = ((lm[11, :2] + lm[12, :2]) / 2 * 0.7 + (lm[23, :2] + lm[24, :2]) / 2 * 0.3).astype(int)
+    x, y = np.clip(chest, 0, [img.shape[1] - 1, img.shape[0] - 1])
+    assert m[y, x] > 0.5  # on the person
+    assert pipeline(segmentation=False).process(frame(img)).people[0].mask is None
+
+
+def test_pipeline_from_config_and_zoo():
+    from edge.config import ModelRef, ModelsSection
+    from models.zoo import ModelNotBuilt
+
+    models = ModelsSection(pose_detector=ModelRef(name="pose_detection", backend="openvino", precision="fp32"),
+                           pose_landmarks=ModelRef(name="pose_landmark_full", backend="openvino", precision="fp32"))
+    try:
+        pipe = PosePipeline((PoseConfig(segmentation=False), models))
+    except ModelNotBuilt as e:
+        pytest.skip(f"zoo not built: {e}")
+    res = pipe.process(frame(load_photo("grace_hopper")))
+    assert len(res.people) == 1 and res.timings_ms["pose"] > 0
+    assert pipe.sessions[1].info.backend == "openvino"
