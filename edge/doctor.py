@@ -26,7 +26,8 @@ if not hasattr(np, "infty"):
 import pyrender
 r = pyrender.OffscreenRenderer(16, 16)
 from OpenGL import GL
-print(json.dumps({"renderer": GL.glGetString(GL.GL_RENDERER).decode(), "version": GL.glGetString(GL.GL_VERSION).decode()}))
+print(json.dumps({"renderer": GL.glGetString(GL.GL_RENDERER).decode(),
+                  "version": GL.glGetString(GL.GL_VERSION).decode()}))
 r.delete()
 """
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
@@ -190,7 +191,20 @@ def check_models(cfg, usable: list[str], problems: list[str], warnings: list[str
             msg = (f"model {ref.name} has no verified artefact for backend {ref.backend} "
                    f"({', '.join(backends) or 'no usable backend'}): run `edge models build`")
             (problems if required else warnings).append(msg)
-    return {"cache_dir": str(zoo.cache), "signatures": signed, "artifacts": arts, "required": req}
+    return {"cache_dir": str(zoo.cache), "signatures": signed, "artifacts": arts, "required": req,
+            "auto_choices": _auto_choices(zoo)}
+
+
+def _auto_choices(zoo) -> list[dict]:
+    """The backend choices `auto` has cached on this device (edge.backends.auto)."""
+    from edge.backends.auto import default_cache_path
+
+    try:
+        data = json.loads(default_cache_path(zoo).read_text())
+    except (OSError, ValueError):
+        return []
+    return [{k: e.get(k) for k in ("model", "backend", "precision", "threads", "median_ms")}
+            for e in data.values() if isinstance(e, dict)]
 
 
 def run(args) -> int:
@@ -248,6 +262,9 @@ def _print(r: dict) -> None:
         w(f"  {a['name']:28s} {a['backend']:12s} {a['precision']:9s} {a['status']}\n")
     for need in m.get("required", []):
         w(f"  needs {need['name']} ({need['backend']}/{need['precision']}): {need['status']}\n")
+    for c in m.get("auto_choices", []):
+        w(f"  auto chose {c['backend']}/{c['precision']} for {c['model']} ({c['threads']} threads; "
+          f"median ms {c['median_ms']})\n")
     b = r["broker"]
     w(f"broker:      {b.get('broker', '') + (' reachable' if b.get('reachable') else '')} {b.get('note', '')}\n")
     c = r["cpu"]

@@ -1,7 +1,7 @@
 """`edge models report`: per model, FP32 vs INT8 agreement on the held-out set and latency per backend.
 
 Accuracy comes from the build's eval_int8 step (TFLite FP32 reference vs each INT8 artefact on the held-out
-set); latency is measured here (median of N runs, batch 1, N threads) through the product backends
+set); latency is measured here (median of N interleaved runs, batch 1) through the product backends
 (edge.backends) when they load, else the build runners. Writes `models/cards/<name>.md` and
 `calibration/reports/<name>.json`.
 """
@@ -33,18 +33,21 @@ def _session(backend: str, path: Path, threads: int, precision: str):
         return open_model(path, threads), "build runner"
 
 
-def latency(backend: str, path: Path, precision: str, x: dict, runs: int, threads: int) -> tuple[float, float, str]:
-    run, how = _session(backend, path, threads, precision)
-    one = {k: v[:1] for k, v in x.items()}
-    for _ in range(max(5, runs // 5)):
-        run(one)
-    ts = []
+def latencies(arts: list, x: dict, runs: int, threads: int) -> list[tuple[float, float, str]]:
+    """Median and p95 ms per artefact, runs interleaved round-robin so machine load hits all of them alike."""
+    sessions = [_session(a.backend, a.path, threads, a.precision) for a in arts]
+    n = len(next(iter(x.values())))
+    feeds = [{k: v[i:i + 1] for k, v in x.items()} for i in range(n)]
+    for run, _ in sessions:
+        for i in range(5):
+            run(feeds[i % n])
+    ts = [[] for _ in arts]
     for i in range(runs):
-        feed = {k: v[i % len(v):i % len(v) + 1] for k, v in x.items()}
-        t = time.perf_counter()
-        run(feed)
-        ts.append((time.perf_counter() - t) * 1000)
-    return float(np.median(ts)), float(np.percentile(ts, 95)), how
+        for j, (run, _) in enumerate(sessions):
+            t = time.perf_counter()
+            run(feeds[i % n])
+            ts[j].append((time.perf_counter() - t) * 1000)
+    return [(float(np.median(t)), float(np.percentile(t, 95)), how) for t, (_, how) in zip(ts, sessions)]
 
 
 def model_report(zoo, name: str, runs: int, threads: int) -> dict:
@@ -55,8 +58,8 @@ def model_report(zoo, name: str, runs: int, threads: int) -> dict:
     parity = _load(d / "work" / "verify_fp32.json")
     from calibration.accuracy import passes_gate
     rows = []
-    for a in zoo.artifacts(name):
-        ms, p95, how = latency(a.backend, a.path, a.precision, ins, runs, threads)
+    arts = zoo.artifacts(name)
+    for a, (ms, p95, how) in zip(arts, latencies(arts, ins, runs, threads)):
         bin_size = a.path.with_suffix(".bin").stat().st_size if a.format == "openvino" else 0
         row = {"backend": a.backend, "precision": a.precision, "file": a.path.name,
                "size_mb": round((a.size_bytes + bin_size) / 1e6, 2), "ms_median": round(ms, 2),
@@ -107,7 +110,8 @@ def markdown(r: dict, m: dict) -> str:
              "(calibration/DATASETS.md)", f"- INT8 gate: `{r['gate']}`", "",
              "## Default precision per backend", "", "| backend | default | reason |", "|---|---|---|"]
     lines += [f"| {b} | {d['precision']} | {d['reason']} |" for b, d in r["defaults"].items()]
-    lines += ["", f"## Measured ({r['threads']} threads, median of {r['runs']} runs, batch 1; `edge models report`)",
+    lines += ["", f"## Measured ({r['threads']} threads, median of {r['runs']} runs interleaved across "
+              "artefacts, batch 1; `edge models report`)",
               "", f"| backend | precision | size MB | ms median | ms p95 | {head} | | gate | timed with |",
               "|---|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:

@@ -41,6 +41,7 @@ def acl_for_device(store: str, device: str) -> str:
     b = f"retail/v1/{store}/{device}"
     return "\n".join([f"user {device_username(store, device)}", f"topic write {b}/state", f"topic write {b}/events/#",
                       f"topic write {b}/alerts", f"topic write {b}/telemetry", f"topic write {b}/cmd_result/#",
+                      f"topic write {b}/update", "topic read retail/v1/fleet/models/#",
                       f"topic read {b}/cmd/#", f"topic read {b}/ack", "topic read retail/v1/fleet/cmd/#",
                       f"topic read retail/v1/fleet/{store}/cmd/#", ""])
 
@@ -51,6 +52,7 @@ topic read retail/v1/+/+/events/#
 topic read retail/v1/+/+/alerts
 topic read retail/v1/+/+/telemetry
 topic read retail/v1/+/+/cmd_result/#
+topic read retail/v1/+/+/update
 topic write retail/v1/+/+/ack
 topic write retail/v1/+/+/cmd/#
 topic write retail/v1/fleet/#

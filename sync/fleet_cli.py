@@ -1,10 +1,12 @@
-"""`edge fleet ...`: list devices from their retained state, send a command to a device, a store or the fleet."""
+"""`edge fleet ...`: list devices from their retained state, send a command to a device, a store or the fleet;
+model updates (publish-model, unpublish-model, rollout, status) live in sync/rollout_cli.py."""
 from __future__ import annotations
 
 import argparse
 import json
 import time
 
+from sync import rollout_cli
 from sync.cli import add_broker_arguments
 
 
@@ -21,9 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--device", help="only this device (needs --store)")
     s.add_argument("--args", default="{}", help="JSON object")
     s.add_argument("--timeout", type=float, default=5.0, help="seconds to collect results")
+    rollout_cli.add_arguments(sub)
 
 
 def run(args) -> int:
+    if args.fleet_cmd in rollout_cli.COMMANDS:
+        return rollout_cli.run(args)
     return _list(args) if args.fleet_cmd == "list" else _send(args)
 
 

@@ -55,6 +55,8 @@ class SyncService:
         self.delivery: Delivery | None = None
         self.telemetry: TelemetryLoop | None = None
         self._running = False
+        self._routes: list[tuple[str, Callable]] = []  # (topic prefix, handler(msg)) for extra subscriptions
+        self._connect_hooks: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -120,6 +122,18 @@ class SyncService:
         if self.client is not None and self.client.connected:
             self.client.publish(self.topics.state, self._state_payload("online"), retain=True)
 
+    def add_command(self, name: str, handler: Callable[[dict], dict]) -> None:
+        """Register (or override) a command handler, e.g. the model-update agent's."""
+        self.router.handlers[name] = handler
+
+    def route(self, prefix: str, handler: Callable) -> None:
+        """Hand messages whose topic starts with prefix to handler(msg) (network thread: keep it short)."""
+        self._routes.append((prefix, handler))
+
+    def on_connect(self, hook: Callable[[], None]) -> None:
+        """Call hook() after every (re)connection, e.g. to renew dynamic subscriptions (network thread)."""
+        self._connect_hooks.append(hook)
+
     def metrics(self) -> dict:
         m = self.outbox.metrics() if self.outbox._db is not None else {}
         d = self.delivery.metrics() if self.delivery is not None else {}
@@ -146,8 +160,17 @@ class SyncService:
     def _on_connected(self, session_present: bool, properties) -> None:
         self.client.publish(self.topics.state, self._state_payload("online"), retain=True)
         self.delivery.notify_connected(self.client.server_max_packet)
+        for hook in self._connect_hooks:
+            try:
+                hook()
+            except Exception:  # a hook must not break the connection handling
+                log.exception("connect hook failed")
 
     def _on_message(self, msg) -> None:
+        for prefix, handler in self._routes:
+            if msg.topic.startswith(prefix):
+                handler(msg)
+                return
         parsed = topics.parse(msg.topic)
         if parsed is None:
             log.warning("message on unexpected topic %r ignored", msg.topic)

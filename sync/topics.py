@@ -9,9 +9,12 @@ Device subtree ``retail/v1/{store}/{device}/``:
 - ``cmd/{name}``       commands to the device (device subscribes to ``cmd/+``)
 - ``cmd_result/{name}`` command results (outside ``cmd/`` on purpose)
 - ``ack``              retained ack watermark from the cloud consumer
+- ``update``           retained model-update status (sync/model_update.py)
 
 Fleet: ``retail/v1/fleet/cmd/{name}`` (every device) and ``retail/v1/fleet/{store}/cmd/{name}``
 (every device of a store). ``fleet`` is therefore not a valid store id.
+Model updates: ``retail/v1/fleet/models/{name}/{version}/manifest`` (retained, signed) and
+``.../{version}/chunk/{file}/{index}`` (retained raw chunks), see docs/MODEL_UPDATES.md.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")  # event kinds and com
 
 # Channels of the device subtree and whether they take a trailing name segment.
 CHANNELS = {"state": False, "events": True, "alerts": False, "telemetry": False,
-            "cmd": True, "cmd_result": True, "ack": False}
+            "cmd": True, "cmd_result": True, "ack": False, "update": False}
 
 
 def check_id(value: str, what: str = "id") -> str:
@@ -73,6 +76,10 @@ class DeviceTopics:
     def ack(self) -> str:
         return f"{self.base}/ack"
 
+    @property
+    def update(self) -> str:
+        return f"{self.base}/update"
+
     def events(self, kind: str) -> str:
         return f"{self.base}/events/{check_name(kind, 'event kind')}"
 
@@ -107,6 +114,30 @@ def fleet_cmd(name: str, store: str | None = None) -> str:
 
 def fleet_cmd_filter(store: str | None = None) -> str:
     return f"{ROOT}/{FLEET}/cmd/+" if store is None else f"{ROOT}/{FLEET}/{store}/cmd/+"
+
+
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")  # model versions (one topic level)
+UPDATE_FILTER = f"{ROOT}/+/+/update"
+
+
+def check_version(value: str) -> str:
+    """Return value if it is a valid model version (1-64 of A-Z a-z 0-9 . _ + -, one topic level)."""
+    if not isinstance(value, str) or not _VERSION.match(value):
+        raise ValueError(f"invalid version {value!r}: use 1-64 of A-Z a-z 0-9 . _ + - (not starting with a symbol)")
+    return value
+
+
+def model_base(name: str, version: str) -> str:
+    """Topic prefix of one published model version (manifest and chunks)."""
+    return f"{ROOT}/{FLEET}/models/{check_name(name, 'model name')}/{check_version(version)}"
+
+
+def model_manifest(name: str, version: str) -> str:
+    return f"{model_base(name, version)}/manifest"
+
+
+def model_chunk(name: str, version: str, file_index: int, chunk_index: int) -> str:
+    return f"{model_base(name, version)}/chunk/{int(file_index)}/{int(chunk_index)}"
 
 
 # Subscriptions of the reference cloud consumer (non-overlapping, so MQTT v5 delivers one copy each).

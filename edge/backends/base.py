@@ -65,7 +65,8 @@ class Session(abc.ABC):
         """Feeds as C-contiguous float32, keyed exactly by the input names; BackendError on a mismatch."""
         names = {t.name for t in self.inputs}
         if set(feeds) != names:
-            raise BackendError(f"{self.info.backend}: {self.info.path}: feeds {sorted(feeds)} != inputs {sorted(names)}")
+            raise BackendError(f"{self.info.backend}: {self.info.path}: feeds {sorted(feeds)} != inputs "
+                               f"{sorted(names)}")
         out = {}
         for spec in self.inputs:
             a = np.ascontiguousarray(feeds[spec.name], dtype=np.float32)

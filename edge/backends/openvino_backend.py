@@ -66,7 +66,8 @@ class OpenVinoSession(Session):
                                    o.get_element_type().to_dtype().name) for n, o in enumerate(compiled.outputs)]
         for t in self.inputs:
             if t.dtype != "float32":
-                raise ModelLoadError(f"{NAME}: {path}: input {t.name!r} is {t.dtype}; only float32 I/O is supported")
+                raise ModelLoadError(f"{NAME}: cannot load {path}: input {t.name!r} is {t.dtype}; only float32 "
+                                     "I/O is supported here (the tflite backend runs int8-I/O models)")
         self._in_index = {t.name: n for n, t in enumerate(self.inputs)}
         props = {}
         for k in ("INFERENCE_NUM_THREADS", "NUM_STREAMS", "PERFORMANCE_HINT", "INFERENCE_PRECISION_HINT"):

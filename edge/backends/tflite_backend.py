@@ -75,8 +75,8 @@ class TfliteSession(Session):
             if spec.dtype != "float32":
                 q = _qparams(d)
                 if q is None or spec.dtype not in ("int8", "uint8", "int16"):
-                    raise ModelLoadError(f"{NAME}: {path}: input {spec.name!r} is {spec.dtype} without quantization "
-                                         "parameters; only float32 or quantized int inputs are supported")
+                    raise ModelLoadError(f"{NAME}: cannot load {path}: input {spec.name!r} is {spec.dtype} without "
+                                         "quantization parameters; only float32 or quantized int inputs are supported")
             self._in[spec.name] = (d["index"], np.dtype(d["dtype"]), q)
         self._out = [(spec.name, d["index"], _qparams(d) if spec.dtype != "float32" else None)
                      for spec, d in zip(self.outputs, outs)]

@@ -35,6 +35,9 @@ def add_arguments(p) -> None:
     p.add_argument("--warmup", type=int, default=5, help="warm-up frames per candidate")
     p.add_argument("--chunk", type=int, default=10, help="frames per candidate turn")
     p.add_argument("--cache-dir", default="", help="model cache (default: the configured cache)")
+    p.add_argument("--experimental-no-seg", action="store_true",
+                   help="add OpenVINO FP32 with the segmentation head pruned in memory (what an `outputs` option "
+                        "of the backends would give; not a zoo artefact)")
 
 
 @dataclass
@@ -89,7 +92,28 @@ def _open_candidates(args, pose_cfg) -> list[Candidate]:
                 continue
             out.append(Candidate(b, p, det_p, PosePipeline.from_sessions(pose_cfg, det, lmk)))
             log.info("candidate %s/%s (detector %s): %s, %s", b, p, det_p, det_a.path.name, lmk_a.path.name)
+    if args.experimental_no_seg and not args.segmentation:
+        det = load_session("openvino", zoo.artifact(DETECTOR, "openvino", "fp32").path, threads=args.threads)
+        lmk = _openvino_without(zoo.artifact(LANDMARKS, "openvino", "fp32").path, {"Identity_2"}, args.threads)
+        out.append(Candidate("openvino", "fp32-noseg", "fp32", PosePipeline.from_sessions(pose_cfg, det, lmk)))
     return out
+
+
+def _openvino_without(path: Path, drop: set[str], threads: int):
+    """An OpenVINO session of the model minus the given outputs (their sub-graphs are not computed)."""
+    import openvino as ov
+
+    from edge.backends.base import canonical_output_name
+    from edge.backends.openvino_backend import OpenVinoOptions, OpenVinoSession, core
+
+    m = core().read_model(str(path))
+    keep = [r for n, r in enumerate(m.get_results()) if canonical_output_name(r.output(0).get_names(), n) not in drop]
+    sub = ov.Model(keep, m.get_parameters(), "landmarks_without_" + "_".join(sorted(drop)))
+    o = OpenVinoOptions()
+    compiled = core().compile_model(sub, o.device, {"PERFORMANCE_HINT": o.performance_hint, "NUM_STREAMS": "1",
+                                                    "INFERENCE_NUM_THREADS": threads,
+                                                    "INFERENCE_PRECISION_HINT": o.inference_precision})
+    return OpenVinoSession(compiled, path, threads, "fp32", o)
 
 
 def _frames(args):

@@ -127,3 +127,20 @@ def test_bad_options_and_feeds(model_files):
             s.run({"input_1": np.zeros((1, 256, 256, 3), np.float32)})
         with pytest.raises(BackendError, match=r"feeds \['image'\] != inputs \['input_1'\]"):
             s.run({"image": np.zeros((1, 224, 224, 3), np.float32)})
+
+
+def test_tflite_fallback_order_and_no_runtime_at_all(monkeypatch, model_files):
+    """auto tries ai-edge-litert, then tflite-runtime; with neither importable the error names both."""
+    from edge.backends import tflite_backend as tb
+
+    # ai-edge-litert "missing": the fallback slot (played by the installed interpreter module) is used
+    monkeypatch.setattr(tb, "RUNTIMES", {"ai-edge-litert": ("ai_edge_litert_absent.interpreter", "ai-edge-litert"),
+                                         "tflite-runtime": ("ai_edge_litert.interpreter", "ai-edge-litert")})
+    s = load_session("tflite", model_files["pose_detection", "tflite"])
+    assert s.run({"input_1": np.zeros((1, 224, 224, 3), np.float32)})["Identity"].shape == (1, 2254, 12)
+    monkeypatch.setattr(tb, "RUNTIMES", {"ai-edge-litert": ("ai_edge_litert_absent.interpreter", "ai-edge-litert"),
+                                         "tflite-runtime": ("tflite_runtime_absent.interpreter", "tflite-runtime")})
+    ok, why = available_backends()["tflite"]
+    assert not ok and "ai-edge-litert: ModuleNotFoundError" in why and "tflite-runtime: ModuleNotFoundError" in why
+    with pytest.raises(BackendError, match=r"^backend 'tflite' is not usable here: tflite: no TFLite runtime"):
+        load_session("tflite", model_files["pose_detection", "tflite"])

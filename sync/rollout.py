@@ -1,0 +1,292 @@
+"""Fleet side of model updates: publish a signed model version as retained QoS1 chunks, run a staged rollout
+(waves with an abort threshold), read per-device update status. See docs/MODEL_UPDATES.md."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from models import sign
+from sync import payloads, topics
+from sync.client import ClientOptions, MqttClient
+from sync.update_manifest import build_payload, sign_payload
+
+log = logging.getLogger(__name__)
+
+OK_STATES = ("SUCCEEDED",)
+BAD_STATES = ("FAILED", "ROLLED_BACK", "TIMED_OUT", "REJECTED")
+
+
+class _Conn:
+    """A short-lived v5 client: windowed QoS1 publishes (waits for PUBACKs) and collected messages."""
+
+    def __init__(self, opts: ClientOptions, filters: list[str] = (), window: int = 16) -> None:
+        opts.client_id = opts.client_id or f"sf-fleet-{uuid.uuid4().hex[:8]}"
+        opts.clean_start, opts.session_expiry_s = True, 0
+        opts.subscriptions = [(f, SubscribeOptions(qos=1)) for f in filters]
+        self.client = MqttClient(opts)
+        self.client.on_publish = self._puback
+        self.client.on_message = self._message
+        self.client.paho.on_subscribe = lambda *a: self._subacks.release()
+        self._subacks = threading.Semaphore(0)
+        self._n_filters = len(filters)
+        self.window = window
+        self.cv = threading.Condition()
+        self._inflight: set[int] = set()
+        self.failures: list[str] = []
+        self.messages: list[tuple[str, bytes, bool]] = []  # (topic, payload, retained)
+
+    def __enter__(self) -> "_Conn":
+        self.client.start()
+        if not self.client.wait_connected(10):
+            self.client.stop()
+            raise ConnectionError(self.client.last_error or "cannot connect to the broker")
+        for _ in range(self._n_filters):
+            self._subacks.acquire(timeout=5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.client.stop()
+
+    def _puback(self, mid: int, rc: int, text: str) -> None:
+        with self.cv:
+            self._inflight.discard(mid)
+            if rc >= 0x80:
+                self.failures.append(f"PUBACK {rc:#04x} {text}")
+            self.cv.notify_all()
+
+    def _message(self, msg) -> None:
+        with self.cv:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+            self.cv.notify_all()
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False, timeout: float = 30.0) -> None:
+        limit = self.client.server_max_packet
+        if limit and len(payload) + len(topic) + 16 > limit:
+            raise ValueError(f"{topic}: {len(payload)} bytes over the broker's maximum packet size {limit}")
+        with self.cv:
+            if not self.cv.wait_for(lambda: len(self._inflight) < self.window, timeout):
+                raise TimeoutError(f"no PUBACK within {timeout} s ({self.client.last_error})")
+            mid = self.client.publish(topic, payload, qos=1, retain=retain)
+            if mid is None:
+                raise ConnectionError(self.client.last_error or f"publish to {topic} refused")
+            self._inflight.add(mid)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        with self.cv:
+            if not self.cv.wait_for(lambda: not self._inflight, timeout):
+                raise TimeoutError(f"{len(self._inflight)} publishes not acknowledged within {timeout} s")
+        if self.failures:
+            raise ConnectionError(f"broker refused {len(self.failures)} publishes: {self.failures[0]}")
+
+
+def publish_model(opts: ClientOptions, name: str, version: str, src: Path, key_path: str | Path, *,
+                  chunk_size: int = 256 << 10, expires_s: float = 30 * 86400, min_runtime: str = "0",
+                  selftest: dict | None = None) -> dict:
+    """Sign a manifest for the files in src and publish chunks, then the manifest (all retained, QoS1)."""
+    if not key_path:
+        raise ValueError("a private signing key (PEM) is required")
+    key = sign.signing_key(Path(src), key_path)
+    payload = build_payload(name, version, Path(src), chunk_size=chunk_size, expires_s=expires_s,
+                            min_runtime=min_runtime, selftest=selftest)
+    raw = sign_payload(payload, key)
+    t0, n = time.monotonic(), 0
+    with _Conn(opts) as c:
+        for fn, meta in payload["files"].items():
+            with open(Path(src) / fn, "rb") as f:
+                for i in range(len(meta["chunks"])):
+                    c.publish(topics.model_chunk(name, version, meta["index"], i), f.read(chunk_size), retain=True)
+                    n += 1
+        c.publish(topics.model_manifest(name, version), raw, retain=True)
+        c.flush()
+    out = {"name": name, "version": version, "files": len(payload["files"]), "chunks": n,
+           "bytes": payload["total_bytes"], "manifest_bytes": len(raw), "key_id": sign.key_id(key.public_key()),
+           "expires": payload["expires"], "seconds": round(time.monotonic() - t0, 3)}
+    log.info("published %s@%s: %s", name, version, out)
+    return out
+
+
+def unpublish_model(opts: ClientOptions, name: str, version: str, wait: float = 2.0) -> int:
+    """Clear the retained manifest and chunks of name@version (read from its manifest). Returns messages cleared."""
+    mtopic = topics.model_manifest(name, version)
+    with _Conn(opts, [mtopic]) as c:
+        with c.cv:
+            c.cv.wait_for(lambda: c.messages, wait)
+        raw = c.messages[0][1] if c.messages else b""
+        if not raw:
+            return 0
+        files = json.loads(raw)["payload"]["files"]
+        n = 0
+        for meta in files.values():
+            for i in range(len(meta["chunks"])):
+                c.publish(topics.model_chunk(name, version, meta["index"], i), b"", retain=True)
+                n += 1
+        c.publish(mtopic, b"", retain=True)
+        c.flush()
+    return n + 1
+
+
+def read_statuses(opts: ClientOptions, wait: float = 1.0) -> dict[tuple[str, str], dict]:
+    """Retained update statuses: (store, device) -> status payload."""
+    with _Conn(opts, [topics.UPDATE_FILTER]) as c:
+        time.sleep(wait)
+        msgs = list(c.messages)
+    out = {}
+    for t, raw, _ in msgs:
+        p = topics.parse(t)
+        if p and raw:
+            try:
+                out[(p.store, p.device)] = json.loads(raw)
+            except ValueError:
+                out[(p.store, p.device)] = {"job": {"state": "unreadable"}}
+    return out
+
+
+def wave_sizes(n: int, waves: list[float]) -> list[int]:
+    """Cumulative device counts per wave from cumulative percentages (the last wave always covers all)."""
+    out, prev = [], 0
+    for pct in list(waves) + ([100] if not waves or waves[-1] < 100 else []):
+        k = min(n, max(prev, math.ceil(n * pct / 100)))
+        if k > prev:
+            out.append(k)
+            prev = k
+    return out
+
+
+@dataclass
+class _Dev:
+    store: str
+    device: str
+    state: str = "PENDING"
+    reason: str | None = None
+    cmd_id: str | None = None
+    seq: int = -1
+    details: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.store}/{self.device}"
+
+
+class Rollout:
+    """Offer name@version to devices in waves; a wave starts when the previous one finished within the abort
+    threshold. Abort: stop, and tell devices that installed it (or are installing it) to roll back."""
+
+    def __init__(self, opts: ClientOptions, name: str, version: str, devices: list[tuple[str, str]], *,
+                 waves: list[float] = (1, 10, 50, 100), abort_failure_pct: float = 20.0,
+                 wave_timeout_s: float = 600.0, rollback_timeout_s: float = 60.0, rollout_id: str | None = None):
+        self.opts, self.name, self.version = opts, name, version
+        self.devs = [_Dev(s, d) for s, d in devices]
+        self.sizes = wave_sizes(len(self.devs), list(waves))
+        self.abort_pct, self.wave_timeout_s, self.rollback_timeout_s = abort_failure_pct, wave_timeout_s, rollback_timeout_s
+        self.id = rollout_id or f"r-{uuid.uuid4().hex[:10]}"
+        self._seen = 0
+
+    def run(self) -> dict:
+        filters = [topics.UPDATE_FILTER, f"{topics.ROOT}/+/+/cmd_result/model_update",
+                   f"{topics.ROOT}/+/+/cmd_result/model_rollback"]
+        waves, t0 = [], time.monotonic()
+        with _Conn(self.opts, filters) as c:
+            launched: list[_Dev] = []
+            for k in self.sizes:
+                wave = self.devs[len(launched):k]
+                launched += wave
+                log.info("rollout %s %s@%s: wave %d with %d devices (%d of %d)", self.id, self.name, self.version,
+                         len(waves) + 1, len(wave), len(launched), len(self.devs))
+                for d in wave:
+                    d.cmd_id = uuid.uuid4().hex[:12]
+                    d.state = "OFFERED"
+                    c.publish(topics.DeviceTopics(d.store, d.device).cmd("model_update"),
+                              payloads.command(d.cmd_id, {"name": self.name, "version": self.version,
+                                                          "rollout": self.id}))
+                aborted = self._wait_wave(c, wave, launched)
+                waves.append({dv.key: dv.state for dv in wave})
+                if aborted:
+                    rolled = self._abort(c, launched, aborted)
+                    return self._result("ABORTED", aborted, waves, rolled, t0)
+        return self._result("SUCCEEDED", None, waves, {}, t0)
+
+    def _failed_pct(self, launched: list[_Dev]) -> float:
+        return 100.0 * sum(d.state in BAD_STATES for d in launched) / max(1, len(launched))
+
+    def _wait_wave(self, c: _Conn, wave: list[_Dev], launched: list[_Dev]) -> str | None:
+        """Wait until every device of the wave is terminal; abort reason as soon as the threshold is passed."""
+        deadline = time.monotonic() + self.wave_timeout_s
+        while True:
+            self._absorb(c)
+            pct = self._failed_pct(launched)
+            if pct > self.abort_pct:  # pending devices counted as successes: this can only get worse
+                bad = [f"{d.key}: {d.state} ({d.reason})" for d in launched if d.state in BAD_STATES]
+                return f"{pct:.0f}% of {len(launched)} devices failed (threshold {self.abort_pct:g}%): " + \
+                    "; ".join(bad)
+            if all(d.state in OK_STATES + BAD_STATES for d in wave):
+                return None
+            if time.monotonic() > deadline:
+                for d in wave:
+                    if d.state not in OK_STATES + BAD_STATES:
+                        d.state, d.reason = "TIMED_OUT", f"no final state within {self.wave_timeout_s:g} s"
+                continue
+            with c.cv:
+                c.cv.wait(0.2)
+
+    def _absorb(self, c: _Conn) -> None:
+        """Apply new status messages and command results to the devices."""
+        with c.cv:
+            new, self._seen = c.messages[self._seen:], len(c.messages)
+        by_key = {d.key: d for d in self.devs}
+        for t, raw, retained in new:
+            p = topics.parse(t)
+            d = by_key.get(f"{p.store}/{p.device}") if p else None
+            if d is None or not raw or d.cmd_id is None:
+                continue
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                continue
+            if p.channel == "cmd_result":
+                if p.name == "model_update" and obj.get("id") == d.cmd_id:
+                    if obj.get("status") != "ok":
+                        d.state, d.reason = "REJECTED", obj.get("reason")
+                    elif (obj.get("result") or {}).get("state") == "SUCCEEDED" and d.state not in BAD_STATES:
+                        d.state, d.reason = "SUCCEEDED", (obj.get("result") or {}).get("note")
+                continue
+            job = obj.get("job") or {}
+            if job.get("name") != self.name or job.get("version") != self.version:
+                continue
+            if retained and job.get("rollout") != self.id:
+                continue  # a status left from an earlier attempt
+            if obj.get("seq", 0) <= d.seq:
+                continue
+            d.seq, d.details = obj.get("seq", 0), job
+            if d.state == "ROLLBACK_SENT" and job.get("state") not in ("ROLLED_BACK", "FAILED"):
+                continue
+            d.state, d.reason = job.get("state", d.state), job.get("reason")
+
+    def _abort(self, c: _Conn, launched: list[_Dev], why: str) -> dict:
+        """Tell devices that succeeded or are still working to roll back; wait for their answers."""
+        targets = [d for d in launched if d.state not in BAD_STATES]
+        log.warning("rollout %s aborted: %s; rolling back %d devices", self.id, why, len(targets))
+        for d in targets:
+            d.state = "ROLLBACK_SENT"
+            c.publish(topics.DeviceTopics(d.store, d.device).cmd("model_rollback"),
+                      payloads.command(uuid.uuid4().hex[:12], {"name": self.name, "version": self.version,
+                                                               "rollout": self.id,
+                                                               "reason": f"rollout {self.id} aborted"}))
+        deadline = time.monotonic() + self.rollback_timeout_s
+        while time.monotonic() < deadline and any(d.state == "ROLLBACK_SENT" for d in targets):
+            with c.cv:
+                c.cv.wait(0.2)
+            self._absorb(c)
+        return {d.key: d.state for d in targets}
+
+    def _result(self, status: str, reason: str | None, waves: list, rolled: dict, t0: float) -> dict:
+        return {"rollout": self.id, "name": self.name, "version": self.version, "status": status, "reason": reason,
+                "waves": waves, "rolled_back": rolled, "seconds": round(time.monotonic() - t0, 3),
+                "devices": {d.key: {"state": d.state, "reason": d.reason} for d in self.devs}}

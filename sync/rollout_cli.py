@@ -1,0 +1,136 @@
+"""`edge fleet publish-model | unpublish-model | rollout | status` (model updates; registered by sync/fleet_cli.py)."""
+from __future__ import annotations
+
+import json
+import time
+
+from sync.cli import add_broker_arguments
+
+COMMANDS = ("publish-model", "unpublish-model", "rollout", "status")
+
+
+def add_arguments(sub) -> None:
+    p = sub.add_parser("publish-model", help="sign a model version and publish it as retained 256 KiB chunks")
+    add_broker_arguments(p)
+    p.add_argument("--name", required=True)
+    p.add_argument("--version", required=True, help="version offered to devices (must be newer than theirs)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from-cache", action="store_true", help="the built files of --name in the model cache")
+    src.add_argument("--dir", help="a folder with the artefacts (+ .bin), golden.npz and optionally built.json")
+    p.add_argument("--cache", help="model cache (default: $STOREFRONT_EDGE_CACHE or the user cache)")
+    p.add_argument("--key", required=True, help="fleet Ed25519 private key (PEM) that devices pin")
+    p.add_argument("--chunk-kb", type=int, default=256, help="chunk size in KiB (max 256)")
+    p.add_argument("--expires-days", type=float, default=30.0)
+    p.add_argument("--min-runtime", default="0", help="lowest storefront-edge version that may install it")
+    p.add_argument("--latency-ms", type=float, help="self-test latency budget per artefact (median, 1 sample)")
+    u = sub.add_parser("unpublish-model", help="clear the retained manifest and chunks of a model version")
+    add_broker_arguments(u)
+    u.add_argument("--name", required=True)
+    u.add_argument("--version", required=True)
+    r = sub.add_parser("rollout", help="staged rollout of a published version, with abort and rollback")
+    add_broker_arguments(r)
+    r.add_argument("--name", required=True)
+    r.add_argument("--version", required=True)
+    r.add_argument("--devices", required=True, help="STORE/DEVICE,... or 'all' (devices with a retained state)")
+    r.add_argument("--waves", default="1,10,50,100", help="cumulative percentages of the devices per wave")
+    r.add_argument("--abort-failure-pct", type=float, default=20.0, help="abort above this share of failures")
+    r.add_argument("--wave-timeout", type=float, default=900.0, help="seconds a device may take (else TIMED_OUT)")
+    r.add_argument("--json", action="store_true")
+    s = sub.add_parser("status", help="per-device model update state (retained statuses)")
+    add_broker_arguments(s)
+    s.add_argument("--wait", type=float, default=1.0)
+    s.add_argument("--json", action="store_true")
+
+
+def run(args) -> int:
+    return {"publish-model": _publish, "unpublish-model": _unpublish, "rollout": _rollout,
+            "status": _status}[args.fleet_cmd](args)
+
+
+def _publish(args) -> int:
+    from sync.consumer import options_from_args
+    from sync.rollout import publish_model
+
+    if args.from_cache:
+        from models.zoo import ModelZoo
+
+        src = ModelZoo(args.cache).model_dir(args.name)
+    else:
+        src = args.dir
+    selftest = {"latency_ms": args.latency_ms} if args.latency_ms else None
+    out = publish_model(options_from_args(args), args.name, args.version, src, args.key,
+                        chunk_size=args.chunk_kb << 10, expires_s=args.expires_days * 86400,
+                        min_runtime=args.min_runtime, selftest=selftest)
+    print(json.dumps(out))
+    return 0
+
+
+def _unpublish(args) -> int:
+    from sync.consumer import options_from_args
+    from sync.rollout import unpublish_model
+
+    n = unpublish_model(options_from_args(args), args.name, args.version)
+    print(f"cleared {n} retained messages" if n else f"{args.name}@{args.version} is not published")
+    return 0 if n else 1
+
+
+def _devices(args) -> list[tuple[str, str]]:
+    if args.devices != "all":
+        return [tuple(x.split("/", 1)) for x in args.devices.split(",") if x]
+    from sync import topics
+    from sync.consumer import options_from_args
+    from sync.request import Requester
+
+    with Requester(options_from_args(args), [topics.STATE_FILTER]) as r:
+        time.sleep(1.0)
+        raw = list(r.raw)
+    out = []
+    for t, payload, _ in raw:
+        p = topics.parse(t)
+        if p and payload and json.loads(payload).get("status") == "online":
+            out.append((p.store, p.device))
+    return sorted(set(out))
+
+
+def _rollout(args) -> int:
+    from sync.consumer import options_from_args
+    from sync.rollout import Rollout
+
+    devices = _devices(args)
+    if not devices:
+        print("no devices")
+        return 2
+    waves = [float(x) for x in args.waves.split(",") if x]
+    res = Rollout(options_from_args(args), args.name, args.version, devices, waves=waves,
+                  abort_failure_pct=args.abort_failure_pct, wave_timeout_s=args.wave_timeout).run()
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"rollout {res['rollout']} {args.name}@{args.version}: {res['status']} in {res['seconds']} s"
+              + (f" ({res['reason']})" if res["reason"] else ""))
+        for i, w in enumerate(res["waves"], 1):
+            print(f"  wave {i}: " + ", ".join(f"{k}={v}" for k, v in w.items()))
+        if res["rolled_back"]:
+            print("  rolled back: " + ", ".join(f"{k}={v}" for k, v in res["rolled_back"].items()))
+    return 0 if res["status"] == "SUCCEEDED" else 1
+
+
+def _status(args) -> int:
+    from sync.consumer import options_from_args
+    from sync.rollout import read_statuses
+
+    rows = read_statuses(options_from_args(args), args.wait)
+    for (store, device), st in sorted(rows.items()):
+        if args.json:
+            print(json.dumps({"store": store, "device": device, **st}))
+            continue
+        job = st.get("job") or {}
+        prog = job.get("progress") or {}
+        done = f" {prog.get('chunks_done', 0)}/{prog['chunks_total']} chunks" if prog.get("chunks_total") else ""
+        active = ", ".join(f"{n}={m.get('active')}" for n, m in (st.get("models") or {}).items())
+        print(f"{store}/{device:<16} {job.get('name')}@{job.get('version')} {job.get('state'):<11}{done}"
+              f"{' - ' + job['reason'] if job.get('reason') else ''} | active: {active}")
+    if not rows and not args.json:
+        print("no update status on this broker")
+    return 0
+
