@@ -20,7 +20,7 @@ import queue
 import shutil
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -88,9 +88,7 @@ class Job:
         return f"{self.name}@{self.version}"
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("cancel")
-        return d
+        return json.loads(json.dumps({f.name: getattr(self, f.name) for f in fields(self) if f.name != "cancel"}))
 
 
 OnActivated = Callable[[str, str], bool]
@@ -505,6 +503,8 @@ class ModelUpdateAgent:
             self._save_state()
         d = job.to_dict()
         stage = self.dir / job.name / job.version
+        if job.state not in TERMINAL:
+            stage.mkdir(parents=True, exist_ok=True)  # so a crash at any point resumes the job
         if stage.is_dir():
             _write_json(stage / "job.json", d)
         status = {"v": 1, "device": self.cfg.device.id, "store": self.cfg.device.store, "seq": seq, "ts": time.time(),
@@ -572,6 +572,7 @@ class ModelUpdateAgent:
 def _parse(args: dict) -> _OfferArgs:
     try:
         a = _OfferArgs.model_validate(args)
+        topics.check_name(a.name, "model name")
         topics.check_version(a.version)
         return a
     except (ValidationError, ValueError) as e:

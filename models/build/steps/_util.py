@@ -1,0 +1,32 @@
+"""Helpers shared by the step scripts (they run inside build venvs, without this project installed)."""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import numpy as np
+
+NORMS = {"zero_one": (1 / 255.0, 0.0), "minus_one_one": (1 / 127.5, -1.0)}
+
+
+def setup_logging(name: str) -> logging.Logger:
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format=f"%(asctime)s {name}: %(message)s")
+    return logging.getLogger(name)
+
+
+def load_calib(path: str, norm: str, limit: int | None = None) -> list[np.ndarray]:
+    """uint8 NHWC samples from an npz (key `x`) → list of (1, H, W, 3) float32 model inputs."""
+    x = np.load(path)["x"]
+    if limit:
+        x = x[:limit]
+    scale, offset = NORMS[norm]
+    return [(s.astype(np.float32) * scale + offset)[None] for s in x]
+
+
+class Timer:
+    def __init__(self):
+        self.t0 = time.monotonic()
+
+    def __str__(self) -> str:
+        return f"{time.monotonic() - self.t0:.1f}s"

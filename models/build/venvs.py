@@ -1,0 +1,122 @@
+"""Isolated build venvs under `<cache>/venvs/`, keyed by a hash of their pinned requirements.
+
+Build-only tools (TensorFlow, tf2onnx, NNCF, ai-edge-quantizer, onnx) never enter the runtime install.
+A venv is ready when its marker file holds the exact requirement list; a change of pins makes a new one.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MARKER = ".storefront-ready.json"
+
+
+@dataclass(frozen=True)
+class VenvSpec:
+    name: str
+    requirements: tuple[str, ...]
+    why: str
+
+    @property
+    def key(self) -> str:
+        text = "\n".join(sorted(self.requirements)) + f"\npy{sys.version_info.major}.{sys.version_info.minor}"
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+SPECS: dict[str, VenvSpec] = {
+    "convert": VenvSpec("convert", ("tensorflow-cpu==2.21.0", "tf2onnx==1.17.0", "onnx==1.23.2"),
+                        "tf2onnx imports TensorFlow even for --tflite"),
+    "quant": VenvSpec("quant", ("nncf==3.4.0", "openvino==2026.4.1", "onnxruntime==1.32.0", "onnx==1.23.2",
+                                "sympy==1.14.0"),
+                      "NNCF (OpenVINO INT8) and onnxruntime.quantization (needs onnx + sympy for preprocess)"),
+    "litert": VenvSpec("litert", ("ai-edge-litert==2.3.0", "ai-edge-quantizer==0.10.0"),
+                       "TF-free densify / fp16->fp32 / signature rewrite and TFLite INT8 (ai-edge-quantizer)"),
+}
+
+
+class VenvError(RuntimeError):
+    pass
+
+
+def venv_root(cache: Path) -> Path:
+    return cache / "venvs"
+
+
+def venv_dir(cache: Path, spec: VenvSpec) -> Path:
+    return venv_root(cache) / f"{spec.name}-{spec.key}"
+
+
+def python_of(path: Path) -> Path:
+    return path / "bin" / "python"
+
+
+def is_ready(cache: Path, spec: VenvSpec) -> bool:
+    d = venv_dir(cache, spec)
+    m = d / MARKER
+    if not (m.is_file() and python_of(d).exists()):
+        return False
+    try:
+        return json.loads(m.read_text()).get("requirements") == list(spec.requirements)
+    except (OSError, ValueError):
+        return False
+
+
+def ensure(cache: Path, name: str) -> Path:
+    """Python executable of the named build venv, creating it (pip install of the exact pins) if needed."""
+    spec = SPECS[name]
+    d = venv_dir(cache, spec)
+    if is_ready(cache, spec):
+        return python_of(d)
+    venv_root(cache).mkdir(parents=True, exist_ok=True)
+    with open(venv_root(cache) / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another build may be creating it right now
+        if is_ready(cache, spec):
+            return python_of(d)
+        _create(d, spec)
+    return python_of(d)
+
+
+def _create(d: Path, spec: VenvSpec) -> None:
+    if d.exists():
+        shutil.rmtree(d)
+    logf = d.with_suffix(".log")
+    log.info("creating build venv %s (%s): %s", d.name, spec.why, " ".join(spec.requirements))
+    t0 = time.monotonic()
+    base = getattr(sys, "_base_executable", sys.executable)
+    cmds = [[base, "-m", "venv", str(d)],
+            [str(python_of(d)), "-m", "pip", "install", "--no-input", "--only-binary=:all:", *spec.requirements]]
+    with open(logf, "w") as out:
+        for cmd in cmds:
+            out.write(f"$ {' '.join(cmd)}\n")
+            out.flush()
+            r = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
+            if r.returncode != 0:
+                tail = logf.read_text(errors="replace")[-2000:]
+                shutil.rmtree(d, ignore_errors=True)
+                raise VenvError(f"creating build venv {spec.name!r} failed (exit {r.returncode}) running "
+                                f"{' '.join(cmd)}\nlog {logf}, tail:\n{tail}")
+    (d / MARKER).write_text(json.dumps({"requirements": list(spec.requirements), "created": time.time(),
+                                        "seconds": round(time.monotonic() - t0, 1)}))
+    log.info("build venv %s ready in %.0f s", d.name, time.monotonic() - t0)
+
+
+def main() -> int:  # `python -m models.build.venvs [NAME...]`: pre-create venvs (CI warm-up)
+    from edge.paths import cache_dir
+    logging.basicConfig(level=logging.INFO)
+    for n in sys.argv[1:] or list(SPECS):
+        print(ensure(cache_dir(), n))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Build-time checks: golden reference outputs, FP32 conversion parity, INT8 accuracy on the held-out set."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from models.build.runners import open_model, run_batch
+
+log = logging.getLogger(__name__)
+
+NORMS = {"zero_one": (1 / 255.0, 0.0), "minus_one_one": (1 / 127.5, -1.0)}
+# catastrophic-quantization guard: an INT8 artefact this far off is broken, not merely inaccurate
+SANITY = {"landmarks": ("drift_mean", 0.1, "max"), "pose_detector": ("recall", 0.5, "min"),
+          "face_detector": ("recall", 0.5, "min")}
+
+
+class ParityError(RuntimeError):
+    """A converted or quantized model disagrees with the TFLite reference beyond tolerance."""
+
+
+def model_inputs(npz: Path, norm: str) -> dict[str, np.ndarray]:
+    x = np.load(npz)["x"]
+    scale, offset = NORMS[norm]
+    return {"input_1": x.astype(np.float32) * np.float32(scale) + np.float32(offset)}
+
+
+def save_golden(path: Path, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
+    """golden.npz: `input:<name>` and `output:<name>` arrays, batch-1 samples stacked on axis 0."""
+    arrays = {f"input:{k}": v for k, v in inputs.items()} | {f"output:{k}": v for k, v in outputs.items()}
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_golden(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    with np.load(path) as z:
+        ins = {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith("input:")}
+        outs = {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith("output:")}
+    return ins, outs
+
+
+def make_golden(reference: Path, golden_inputs: Path, norm: str, out: Path) -> None:
+    ins = model_inputs(golden_inputs, norm)
+    save_golden(out, ins, run_batch(open_model(reference), ins))
+
+
+def parity(golden: Path, model: Path, atol: float, rtol: float, output_atol: dict | None = None) -> dict:
+    """Max abs diff per output vs the golden reference; ParityError when over atol + rtol * max|ref|
+    (atol per output from output_atol where given)."""
+    ins, ref = load_golden(golden)
+    got = run_batch(open_model(model), ins)
+    res = {}
+    for k, r in ref.items():
+        if k not in got:
+            raise ParityError(f"{model.name}: output {k!r} missing (has {sorted(got)})")
+        if got[k].shape != r.shape:
+            raise ParityError(f"{model.name}: output {k} shape {got[k].shape} != reference {r.shape}")
+        diff = float(np.abs(got[k].astype(np.float64) - r).max())
+        tol = (output_atol or {}).get(k, atol) + rtol * float(np.abs(r).max())
+        res[k] = {"max_abs_diff": diff, "tolerance": tol}
+        if not diff <= tol:
+            raise ParityError(f"conversion parity broken: {model.name} output {k}: max abs diff {diff:.3g} vs "
+                              f"TFLite reference > tolerance {tol:.3g} on {len(r)} golden inputs")
+    return res
+
+
+def latency_ms(model: Path, x: dict[str, np.ndarray], runs: int = 30, warmup: int = 5, threads: int = 2) -> float:
+    run = open_model(model, threads)
+    one = {k: v[:1] for k, v in x.items()}
+    for _ in range(warmup):
+        run(one)
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        run(one)
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts) * 1000)
+
+
+def int8_accuracy(metric: str, size: int, heldout: Path, norm: str, reference: Path,
+                  variants: dict[str, Path]) -> dict:
+    """Each INT8 variant vs the TFLite FP32 reference on the held-out set; ParityError if one is broken."""
+    from calibration.accuracy import compare
+
+    ins = model_inputs(heldout, norm)
+    with np.errstate(over="ignore"):
+        ref = run_batch(open_model(reference), ins)
+        out = {}
+        for label, path in variants.items():
+            res = compare(metric, size, ref, run_batch(open_model(path), ins))
+            key, limit, kind = SANITY[metric]
+            v = res[key]
+            if v is None or (v > limit if kind == "max" else v < limit):
+                raise ParityError(f"INT8 artefact {path.name} is broken: {key} = {v} ({kind} {limit}) on the "
+                                  "held-out set")
+            out[label] = res
+            log.info("%s: %s", path.name, {k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()})
+    return out

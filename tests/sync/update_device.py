@@ -1,0 +1,50 @@
+"""A simulated device process for the kill -9 test: SyncService + ModelUpdateAgent until a final update state.
+
+    python update_device.py --port P --root DIR --pub PEM [--rate BYTES_PER_S] [--window N]
+
+Prints one JSON line when started and one with the agent's models when the update is final (exit 0), or
+exits 3 after --timeout-s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from update_helpers import MODEL, Device  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--root", required=True)
+    p.add_argument("--pub", required=True)
+    p.add_argument("--base", help="folder installed as version 1.0 on first start")
+    p.add_argument("--rate", type=float, default=0.0)
+    p.add_argument("--window", type=int, default=8)
+    p.add_argument("--timeout-s", type=float, default=60.0)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s dev %(levelname)s %(name)s: %(message)s")
+    root = Path(args.root)
+    base = Path(args.base) if args.base and not (root / "cache" / "models" / MODEL).exists() else None
+    dev = Device(args.port, root, Path(args.pub), base=base, max_bytes_per_s=args.rate, window=args.window)
+    dev.start()
+    print(json.dumps({"started": True}), flush=True)
+    deadline = time.monotonic() + args.timeout_s
+    while time.monotonic() < deadline:
+        if dev.last.get("state") in ("SUCCEEDED", "FAILED", "ROLLED_BACK"):
+            print(json.dumps({"models": dev.agent.models()}), flush=True)
+            dev.stop()
+            return 0
+        time.sleep(0.05)
+    dev.stop()
+    return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
