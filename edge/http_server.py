@@ -11,9 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import numpy as np
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from edge.metrics import REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +86,9 @@ class LocalHttpServer:
             def do_POST(self):  # noqa: N802
                 server._dispatch(self)
 
+            def do_HEAD(self):  # noqa: N802
+                server._dispatch(self)
+
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.add("/healthz", self._healthz)
@@ -99,6 +101,17 @@ class LocalHttpServer:
 
     def add(self, path: str, route: Route) -> None:
         self.routes[path] = route
+
+    def add_method_routes(self, routes: dict[tuple[str, str], Route], home: str | None = None) -> None:
+        """Mount {(method, path): handler} routes (e.g. the mirror page); `home` also answers at "/"."""
+        by_path: dict[str, dict[str, Route]] = {}
+        for (method, path), handler in routes.items():
+            by_path.setdefault(path, {})[method] = handler
+        if home is not None and home in by_path:
+            by_path["/"] = by_path[home]
+        for path, methods in by_path.items():
+            self.add(path, lambda h, m=methods: (m.get("GET" if h.command == "HEAD" else h.command)
+                                                 or _method_not_allowed)(h))
 
     def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
         path = h.path.split("?", 1)[0]
@@ -133,6 +146,10 @@ class LocalHttpServer:
         self._stop.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def _method_not_allowed(h: BaseHTTPRequestHandler) -> None:
+    send(h, 405, b"method not allowed\n", "text/plain")
 
 
 def send(h: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str) -> None:

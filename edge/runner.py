@@ -5,6 +5,7 @@ import logging
 import signal
 import threading
 import time
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,50 @@ class CountingSink:
         self.sink.emit(event)
 
 
+class PoseStage:
+    """Pose plus presence events for one stream: process(frame) -> PoseResult (None when pose is disabled)."""
+
+    def __init__(self, pose, presence):
+        self.pose, self.presence = pose, presence
+        self.last_wall = 0.0
+
+    def process(self, frame):
+        if self.pose is None:
+            return None
+        from edge.metrics import PEOPLE, STAGE_MS
+
+        result = self.pose.process(frame)
+        STAGE_MS.labels("pose").observe(sum(result.timings_ms.values()))
+        PEOPLE.set(len(result.people))
+        self.presence.update(result, frame.t_wall)
+        self.last_wall = frame.t_wall
+        return result
+
+    def close(self) -> None:
+        """People still present leave when the run ends, so every entered event has its left event."""
+        if self.pose is None:
+            return
+        from edge.pose.types import PoseResult
+
+        self.presence.update(PoseResult(-1, time.monotonic(), (0, 0)), time.time())
+        self.pose.close()
+
+
+class ReaderFrames:
+    """Iterate a LatestFrameReader until `done()` or the source ends (the mirror's capture stage)."""
+
+    def __init__(self, reader, done):
+        self.reader, self.done = reader, done
+
+    def __iter__(self):
+        while not self.done():
+            frame = self.reader.get(timeout=0.5)
+            if frame is not None:
+                yield frame
+            elif self.reader.ended:
+                return
+
+
 class Runtime:
     """Wires the configured parts together; data flows one way."""
 
@@ -88,74 +133,96 @@ class Runtime:
 
     def run(self, stop: threading.Event, *, max_frames: int = 0, duration: float = 0.0) -> int:
         from edge.http_server import LocalHttpServer, RateMeter
-        from edge.metrics import FPS, FRAMES, FRAMES_DROPPED, PEOPLE, SOURCE_UP, STAGE_MS
+        from edge.metrics import FPS, FRAMES, FRAMES_DROPPED, SOURCE_UP, SyncCollector
         from edge.sources import LatestFrameReader, SourceError, make_source
         from sync.service import SyncService
 
         cfg = self.cfg
         self.sync = SyncService(cfg, commands={"reload_config": self._cmd_reload_config})
         self.sync.start()
+        collector = SyncCollector(self.sync).register()
         sink = CountingSink(self.sync.outbox)
         try:
             source = make_source(cfg.source, demo_scene=DEMO_SCENE[cfg.device.kind])
         except SourceError as e:
             log.error("%s", e)
+            collector.unregister()
             self.sync.stop()
             return 2
-        pose = presence = tryon = None
+        pose = presence = None
         if cfg.pose.enabled:
             from edge.pose.events import PresenceTracker
             from edge.pose.pipeline import PosePipeline
 
             pose = PosePipeline(cfg)
-            presence = PresenceTracker(cfg.pose, sink)
-            self.sync.set_state(models=pose.describe())
+            presence = PresenceTracker.from_config(cfg.pose, sink, source=source.name)
+            self.sync.set_state(models={s.info.backend + ":" + Path(s.info.path).name: s.info.precision
+                                        for s in pose.sessions})
+        stage = PoseStage(pose, presence)
+        mirror = None
         if cfg.tryon.enabled:
-            from edge.tryon.pipeline import TryOnStage
+            from edge.tryon.pipeline import TryOnPipeline
 
-            tryon = TryOnStage(cfg, sink)
+            mirror = TryOnPipeline(cfg.tryon, source=(), pose=stage, sink=sink)
         if self.want_http:
             self.http = LocalHttpServer(cfg.http.host, cfg.http.port, self.health)
-            if tryon is not None:
-                tryon.mount(self.http)
+            if mirror is not None:
+                from edge.tryon.server import make_mirror_routes
+
+                self.http.add_method_routes(make_mirror_routes(mirror), home="/mirror")
             self.http.start()
-        self.reader = LatestFrameReader(source, cfg.source.reconnect_s).start()
+        live = cfg.source.type in ("camera", "rtsp") or cfg.source.realtime  # else: every frame, no drops
+        self.reader = LatestFrameReader(source, cfg.source.reconnect_s, drop=live).start()
         meter, t0 = RateMeter(), time.monotonic()
         log.info("running %s (%s) from %s", cfg.device.id, cfg.device.kind, source.name)
+
+        def done() -> bool:
+            return stop.is_set() or bool(max_frames and self.frames >= max_frames) or bool(
+                duration and time.monotonic() - t0 >= duration)
+
+        def tick(source_name: str) -> None:
+            self.frames += 1
+            self.last_frame_t = time.monotonic()
+            self.fps = meter.tick()
+            FRAMES.labels(source_name).inc()
+            FRAMES_DROPPED.labels(source_name).set(self.reader.dropped)
+            SOURCE_UP.labels(source_name).set(0 if self.reader.error else 1)
+            FPS.labels(cfg.device.kind).set(self.fps)
+
         try:
-            while not stop.is_set():
-                if (max_frames and self.frames >= max_frames) or (duration and time.monotonic() - t0 >= duration):
-                    break
-                frame = self.reader.get(timeout=0.5)
-                SOURCE_UP.labels(source.name).set(0 if self.reader.error else 1)
-                if frame is None:
-                    if self.reader.ended:
-                        log.info("source ended")
-                        break
-                    continue
-                result = None
-                if pose is not None:
-                    result = pose.process(frame)
-                    STAGE_MS.labels("pose").observe(sum(result.timings_ms.values()))
-                    PEOPLE.set(len(result.people))
-                    presence.update(result, frame.t_wall)
-                out = tryon.process(frame, result) if tryon is not None else frame.image
-                if self.http is not None:
-                    self.http.preview.publish(out if tryon is not None else annotate(frame.image, result))
-                self.frames += 1
-                self.last_frame_t = time.monotonic()
-                self.fps = meter.tick()
-                FRAMES.labels(source.name).inc()
-                FRAMES_DROPPED.labels(source.name).set(self.reader.dropped)
-                FPS.labels(cfg.device.kind).set(self.fps)
+            if mirror is not None:  # capture, pose, render and composite overlap on their own threads
+                mirror.source = ReaderFrames(self.reader, done)
+                mirror.start()
+                seq = -1
+                while not done():
+                    out = mirror.wait_frame(seq, timeout=0.5)
+                    if out is None:
+                        if mirror.source_ended.is_set():
+                            break
+                        continue
+                    seq = out.seq
+                    tick(source.name)
+            else:
+                while not done():
+                    frame = self.reader.get(timeout=0.5)
+                    if frame is None:
+                        SOURCE_UP.labels(source.name).set(0 if self.reader.error else 1)
+                        if self.reader.ended:
+                            log.info("source ended")
+                            break
+                        continue
+                    result = stage.process(frame)
+                    if self.http is not None:
+                        self.http.preview.publish(annotate(frame.image, result))
+                    tick(source.name)
         finally:
+            if mirror is not None:
+                mirror.stop()
             self.reader.stop()
-            if presence is not None:
-                presence.close(time.time())  # open presences end with the run
-            if tryon is not None:
-                tryon.close()
+            stage.close()
             if self.http is not None:
                 self.http.stop()
+            collector.unregister()
             self.sync.stop()
         log.info("stopped after %d frames; %d events to the outbox", self.frames, sink.count)
         return 0

@@ -65,12 +65,14 @@ class LatestFrameReader:
     """Reads a source on its own thread and keeps only the newest frame (drop-oldest back-pressure).
 
     Live cameras must never queue: a slow consumer gets the latest frame, and `dropped` counts the rest.
+    With `drop=False` (files played as fast as they are consumed) the reader waits for the consumer instead.
     Reconnects a lost source every `reconnect_s` seconds; `error` holds the last failure for health checks.
     """
 
-    def __init__(self, source: FrameSource, reconnect_s: float = 2.0):
+    def __init__(self, source: FrameSource, reconnect_s: float = 2.0, *, drop: bool = True):
         self.source = source
         self.reconnect_s = reconnect_s
+        self.drop = drop
         self.dropped = 0
         self.error: str | None = None
         self.ended = False
@@ -106,6 +108,8 @@ class LatestFrameReader:
                     self.ended = True
                     self._cond.notify_all()
                     break
+                if not self.drop:
+                    self._cond.wait_for(lambda: self._frame is None or self._stop.is_set())
                 if self._frame is not None:
                     self.dropped += 1
                 self._frame = frame
@@ -119,6 +123,7 @@ class LatestFrameReader:
             if not self._cond.wait_for(lambda: self._frame is not None or self.ended or self._stop.is_set(), timeout):
                 return None
             f, self._frame = self._frame, None
+            self._cond.notify_all()
             return f
 
     def stop(self) -> None:

@@ -344,32 +344,3 @@ class _RenderState:
         if self.renderer is not None:
             self.renderer.close()
             self.renderer = None
-
-
-class TryOnStage:
-    """Synchronous adapter for edge.runner: `process(frame, pose_result) -> image` on the runner's loop thread.
-
-    The renderer is created on the first call's thread and must only be used from it (EGL). `mount(http)` adds
-    the mirror page routes to the runtime's LocalHttpServer; `close()` ends the open session.
-    """
-
-    def __init__(self, cfg, sink: EventSink | None = None):
-        tcfg = getattr(cfg, "tryon", cfg)
-        self.pipeline = TryOnPipeline(tcfg, source=(), pose=None, sink=sink)
-        self._st = _RenderState()
-
-    def process(self, frame: Frame, result) -> np.ndarray:
-        return self.pipeline._composite_one(self.pipeline._render_one(self._st, frame, result)).image
-
-    def mount(self, http) -> None:
-        from edge.tryon.server import make_mirror_routes  # noqa: PLC0415
-        by_path: dict[str, dict] = {}
-        for (method, path), h in make_mirror_routes(self.pipeline).items():
-            by_path.setdefault(path, {})[method] = h
-        for path, methods in by_path.items():
-            http.add(path, lambda req, m=methods: m.get(req.command, m.get("GET"))(req))
-
-    def close(self) -> None:
-        self._st.close()
-        self.pipeline._stop.set()
-        self.pipeline.sessions.close(time.monotonic())

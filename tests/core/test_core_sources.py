@@ -125,3 +125,18 @@ def test_reader_keeps_only_the_newest_frame():
         assert reader.dropped > 0
     finally:
         reader.stop()
+
+
+def test_reader_without_drop_hands_over_every_frame():
+    src = DemoSource("mirror", width=64, height=48, fps=1000, loop=False, realtime=False, seconds_per_person=0.01,
+                     gap_seconds=0.01)
+    reader = LatestFrameReader(src, drop=False).start()
+    try:
+        seqs = []
+        while (f := reader.get(timeout=5)) is not None:
+            seqs.append(f.seq)
+            time.sleep(0.002)  # slow consumer
+        assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) == 3 * 20
+        assert reader.dropped == 0
+    finally:
+        reader.stop()

@@ -15,6 +15,7 @@ import pytest
 
 from edge.backends.registry import available_backends
 from sync import topics
+from sync.broker import CLOUD_ACL, Broker, acl_for_device
 from sync.client import ClientOptions
 from sync.model_update import ActiveZoo
 from sync.rollout import Rollout, publish_model, read_statuses, wave_sizes
@@ -225,6 +226,26 @@ def test_staged_rollout_aborts_and_rolls_back_when_failures_pass_threshold(broke
     finally:
         for d in devs:
             d.stop()
+
+
+def test_update_under_the_production_acl(tmp_path, fleet):
+    """Per-device ACL (sync.broker.acl_for_device): the device may read model topics and write its status."""
+    priv, pub, base = fleet
+    users = {"s001.d001": "pw-d1", "cloud": "pw-cloud"}
+    b = Broker(tmp_path / "acl-broker", users=users, acl=acl_for_device("s001", "d001") + CLOUD_ACL).start()
+    cloud = dict(username="cloud", password="pw-cloud")
+    dev = Device(b.port, tmp_path / "dev", pub, base=base, sync={"username": "s001.d001", "password": "pw-d1"})
+    try:
+        dev.start()
+        publish_model(ClientOptions("127.0.0.1", b.port, **cloud), MODEL, "1.1", model_dir(tmp_path / "v1.1", seed=2),
+                      priv, chunk_size=CHUNK)
+        res = Rollout(ClientOptions("127.0.0.1", b.port, **cloud), MODEL, "1.1", [("s001", "d001")], waves=[100],
+                      wave_timeout_s=20).run()
+        assert res["status"] == "SUCCEEDED", res
+        assert current(dev) == "1.1" and dev.svc.client.last_error is None
+    finally:
+        dev.stop()
+        b.close()
 
 
 def test_version_order():

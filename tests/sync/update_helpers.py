@@ -102,14 +102,14 @@ class Device:
     """One simulated device: SyncService + ModelUpdateAgent with its own cache, outbox and health check."""
 
     def __init__(self, port: int, root: Path, pub: Path, device: str = "d001", healthy: bool = True,
-                 base: Path | None = None, **opts) -> None:
+                 base: Path | None = None, sync: dict | None = None, **opts) -> None:
         self.root = root
         self.activated: list[tuple[str, str]] = []
         self.healthy = healthy
         self.zoo = ModelZoo(root / "cache", manifest_dir=manifest_dir(root / "manifests"))
         if base is not None:
             install_base(self.zoo, base, "1.0")
-        self.svc = SyncService(device_config(port, root / "outbox.db", device=device))
+        self.svc = SyncService(device_config(port, root / "outbox.db", device=device, **(sync or {})))
         self.agent = ModelUpdateAgent(self.svc.cfg, self.zoo, self.svc, self._on_activated,
                                       UpdateOptions(public_key=pub, **opts))
 

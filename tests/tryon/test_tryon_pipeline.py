@@ -92,20 +92,3 @@ def test_session_ends_after_absence():
     s.update(7.0, True, "TEE-001", "red")
     s.close(7.2)  # too short to report
     assert len(sink.events) == 1
-
-
-def test_runner_stage_adapter(catalog):
-    """TryOnStage: the runner's synchronous interface (process on the caller's thread) composites the garment."""
-    from edge.tryon.pipeline import TryOnStage
-    sink = ListSink()
-    stage = TryOnStage(TryOnConfig(mirror_view=False), sink)
-    stage.pipeline.catalog = catalog
-    src = MannequinSource(320, 240, n_cycle=1, realtime=False, max_frames=5)
-    try:
-        for f in src:
-            before = f.image.copy()
-            img = stage.process(f, f.meta["pose_truth"])
-        assert f.meta["tryon"]["rendered"] and "m2p_ms" in f.meta
-        assert (img != before).any(axis=2).mean() > 0.03
-    finally:
-        stage.close()

@@ -1,0 +1,69 @@
+"""`edge run` end to end: demo source → pose → (try-on) → events in the local outbox; local HTTP."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+from edge.config import load_config
+from edge.runner import Runtime
+
+
+def outbox_events(path):
+    with sqlite3.connect(path) as db:
+        return [(stream, json.loads(body)) for stream, body in db.execute("SELECT stream, body FROM reliable")]
+
+
+def test_edge_run_without_broker_puts_person_events_in_the_outbox(repo, tmp_path):
+    """The quick-start path: kiosk config, no broker; people in the demo clips enter and leave."""
+    cfg_text = (repo / "device_configs" / "kiosk.toml").read_text()
+    cfg_text = cfg_text.replace('broker = ""', f'broker = ""\noutbox_path = "{tmp_path / "outbox.sqlite"}"')
+    cfg_text = cfg_text.replace("fps = 30", "fps = 30\nrealtime = false\nloop = false")
+    cfg = tmp_path / "kiosk.toml"
+    cfg.write_text(cfg_text)
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--config", str(cfg), "--no-http"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    events = outbox_events(tmp_path / "outbox.sqlite")
+    kinds = [e["kind"] for _, e in events]
+    assert kinds.count("person_entered") >= 3  # one per demo clip at least
+    assert kinds.count("person_entered") == kinds.count("person_left")  # every visit is closed
+    for stream, e in events:
+        assert stream == "events"
+        assert set(e["data"]) >= {"track_id", "t_wall", "scope"}
+        blob = json.dumps(e)
+        assert len(blob) < 2000  # small JSON records, never frames
+
+
+def test_mirror_runtime_serves_health_metrics_and_page(repo, tmp_path):
+    cfg = load_config(repo / "device_configs" / "tryon-mirror.toml")
+    cfg.http.port = 0
+    cfg.source.realtime = True
+    cfg.sync.outbox_path = str(tmp_path / "outbox.sqlite")
+    rt = Runtime(cfg)
+    stop = threading.Event()
+    th = threading.Thread(target=rt.run, args=(stop,), kwargs={"duration": 60})
+    th.start()
+    try:
+        deadline = time.monotonic() + 60
+        while (rt.http is None or rt.frames < 20) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        base = f"http://127.0.0.1:{rt.http.port}"
+        health = json.load(urllib.request.urlopen(base + "/healthz", timeout=5))
+        assert health["status"] == "ok" and health["frames"] >= 20
+        assert health["sync"]["connected"] is False  # no broker configured
+        metrics = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+        assert "edge_frames_total" in metrics and "edge_tryon_motion_to_photon_seconds" in metrics
+        assert "edge_outbox_depth{stream=\"events\"}" in metrics
+        page = urllib.request.urlopen(base + "/", timeout=5)
+        assert page.geturl().endswith("/mirror/") and b"<html" in page.read().lower()
+        state = json.load(urllib.request.urlopen(base + "/mirror/api/state", timeout=5))
+        assert state["renderer"] == "ok" and state["frames"] >= 20
+    finally:
+        stop.set()
+        th.join(timeout=30)
+    assert not th.is_alive()
