@@ -108,12 +108,27 @@ class LandmarkModel:
 
     @staticmethod
     def mask_to_image(logits: np.ndarray, affine: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
-        """Segmentation logits (S, S, 1) in crop px → (H, W) probabilities in image px (0 outside the ROI)."""
-        prob = sigmoid(logits[..., 0].astype(np.float32)).astype(np.float32)
+        """Segmentation logits (S, S, 1) in crop px → (H, W) probabilities in image px (0 outside the ROI).
+
+        Only the ROI's bounding box is warped; the rest of the image stays 0."""
+        prob = np.clip(logits[..., 0], -30, 30).astype(np.float32)
+        np.negative(prob, out=prob)
+        np.exp(prob, out=prob)
+        prob += 1
+        np.reciprocal(prob, out=prob)
         h, w = image_hw
-        # `affine` maps crop px → image px, i.e. source → destination: warpAffine's forward direction.
-        return cv2.warpAffine(prob, affine, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                              borderValue=0)
+        s = logits.shape[0]
+        corners = to_image(np.array([[0, 0], [s, 0], [0, s], [s, s]], np.float64), affine)
+        x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 1, [w, h])
+        out = np.zeros((h, w), np.float32)
+        if x1 <= x0 or y1 <= y0:
+            return out
+        a = affine.copy()
+        a[:, 2] -= (x0, y0)  # `affine` maps crop px → image px: warpAffine's forward direction
+        out[y0:y1, x0:x1] = cv2.warpAffine(prob, a, (int(x1 - x0), int(y1 - y0)), flags=cv2.INTER_LINEAR,
+                                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return out
 
     def __call__(self, image_rgb: np.ndarray, rois: list[Roi]) -> list[LandmarkOutput]:
         """One LandmarkOutput per ROI (one batched run when the model has a dynamic batch axis)."""

@@ -45,7 +45,9 @@ def crop(image_rgb: np.ndarray, roi: Roi, out: int = 256) -> tuple[np.ndarray, n
     a = crop_affine(roi, out)
     m = cv2.invertAffineTransform(a)
     patch = cv2.warpAffine(image_rgb, m, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return (patch.astype(np.float32) * (1 / 255.0))[None], a
+    tensor = patch.astype(np.float32)
+    tensor *= 1 / 255.0
+    return tensor[None], a
 
 
 def to_image(points_xy: np.ndarray, affine: np.ndarray) -> np.ndarray:
