@@ -17,6 +17,8 @@ def add_arguments(p) -> None:
     p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = run until stopped)")
     p.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0 = run until stopped)")
     p.add_argument("--no-http", action="store_true", help="do not start the local HTTP server")
+    p.add_argument("--reselect-backends", action="store_true",
+                   help="forget cached backend='auto' choices and benchmark the backends again")
 
 
 def run(args) -> int:
@@ -28,11 +30,22 @@ def run(args) -> int:
         log.error("invalid config:\n%s", e)
         return 2
     logging.getLogger().setLevel(cfg.logging.level)
+    if args.reselect_backends:
+        forget_auto_choices(cfg)
     rt = Runtime(cfg, config_path=args.config, http=not args.no_http)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     return rt.run(stop, max_frames=args.max_frames, duration=args.duration)
+
+
+def forget_auto_choices(cfg) -> None:
+    from edge.backends.auto import default_cache_path
+    from models.zoo import ModelZoo
+
+    path = default_cache_path(ModelZoo(cfg.models.cache_dir or None))
+    path.unlink(missing_ok=True)
+    log.info("forgot cached backend choices (%s)", path)
 
 
 class CountingSink:

@@ -247,6 +247,9 @@ class ModelUpdateAgent:
 
     def _run_job(self, job: Job) -> None:
         stage = self.dir / job.name / job.version
+        if job.progress.get("resumed_job") and self.active(job.name) == job.version:
+            self._resume_activated(job)  # crashed after the swap, before the health check finished
+            return
         try:
             self._precheck(job)
             stage.mkdir(parents=True, exist_ok=True)
@@ -420,6 +423,19 @@ class ModelUpdateAgent:
             return
         self._save_model(job.name, previous=prev, floor=job.version)
         self._prune(job.name)
+        shutil.rmtree(self.dir / job.name / job.version, ignore_errors=True)
+        self._finish(job, SUCCEEDED, None)
+
+    def _resume_activated(self, job: Job) -> None:
+        job.state = ACTIVATING
+        prev = self._rec(job.name).get("previous")
+        ok, why = self._health(job.name, job.version)
+        if not ok:
+            self._rollback_to(job.name, prev, job.version)
+            self._finish(job, ROLLED_BACK, f"health check failed after activation: {why}; back on {prev}",
+                         phase=ACTIVATING)
+            return
+        self._save_model(job.name, previous=prev, floor=job.version)
         shutil.rmtree(self.dir / job.name / job.version, ignore_errors=True)
         self._finish(job, SUCCEEDED, None)
 

@@ -40,6 +40,7 @@ class _Conn:
         self.window = window
         self.cv = threading.Condition()
         self._inflight: set[int] = set()
+        self._early: set[int] = set()
         self.failures: list[str] = []
         self.messages: list[tuple[str, bytes, bool]] = []  # (topic, payload, retained)
 
@@ -57,7 +58,10 @@ class _Conn:
 
     def _puback(self, mid: int, rc: int, text: str) -> None:
         with self.cv:
-            self._inflight.discard(mid)
+            if mid in self._inflight:
+                self._inflight.discard(mid)
+            else:  # PUBACK before publish() recorded the mid
+                self._early.add(mid)
             if rc >= 0x80:
                 self.failures.append(f"PUBACK {rc:#04x} {text}")
             self.cv.notify_all()
@@ -74,10 +78,15 @@ class _Conn:
         with self.cv:
             if not self.cv.wait_for(lambda: len(self._inflight) < self.window, timeout):
                 raise TimeoutError(f"no PUBACK within {timeout} s ({self.client.last_error})")
-            mid = self.client.publish(topic, payload, qos=1, retain=retain)
-            if mid is None:
-                raise ConnectionError(self.client.last_error or f"publish to {topic} refused")
-            self._inflight.add(mid)
+        # not under self.cv: paho holds its own lock while it calls _puback (lock-order deadlock otherwise)
+        mid = self.client.publish(topic, payload, qos=1, retain=retain)
+        if mid is None:
+            raise ConnectionError(self.client.last_error or f"publish to {topic} refused")
+        with self.cv:
+            if mid in self._early:
+                self._early.discard(mid)
+            else:
+                self._inflight.add(mid)
 
     def flush(self, timeout: float = 60.0) -> None:
         with self.cv:

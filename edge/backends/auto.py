@@ -69,7 +69,7 @@ def _precision(zoo, name: str, backend: str, requested: str) -> str:
 
 
 def open_model(zoo, ref, *, cache_path: Path | None = None, options: dict[str, Any] | None = None,
-               tolerance: parity.Tolerance | None = None, rounds: int = 5, per_round: int = 4) -> Session:
+               tolerance: parity.Tolerance | None = None, rounds: int = 10, per_round: int = 3) -> Session:
     """A session for `ref` (edge.config.ModelRef). options: backend name -> that plug-in's options.
 
     Explicit backend: loads the zoo artefact (ModelNotBuilt names `edge models build`). auto: see module doc.
@@ -190,8 +190,8 @@ def _auto(zoo, ref, cache_path: Path, options: dict, tolerance, rounds: int, per
 def _time_interleaved(cands: list[Candidate], inputs: dict, rounds: int, per_round: int) -> None:
     """Warm up, then time rounds that alternate the candidates so load noise hits all of them alike."""
     feed = {k: v[:1] for k, v in inputs.items()}
-    for c in cands:
-        for _ in range(2):
+    for c in cands:  # first runs include lazy initialisation (OpenVINO, XNNPACK): keep them out of the timing
+        for _ in range(5):
             c.session.run(feed)
     for _ in range(rounds):
         for c in cands:

@@ -21,8 +21,11 @@ def add_arguments(p) -> None:
     p.add_argument("--seconds", type=float, default=6.0, help="measured seconds per end-to-end run")
     p.add_argument("--pose", choices=["auto", "model", "synthetic"], default="auto",
                    help="pose stage: the pose model (edge.pose.pipeline) or the synthetic mannequin's truth")
-    p.add_argument("--photo", default="", help="end-to-end source: a still photo of a person (looped as a camera, "
-                   "needs the pose model) instead of the synthetic mannequin")
+    p.add_argument("--photo", default="astronaut", help="end-to-end source: a still photo of a person looped as a "
+                   "camera (a package photo name such as 'astronaut' or a path; needs the pose model); "
+                   "'' = the synthetic mannequin")
+    p.add_argument("--config", default="", help="device TOML whose [models], [pose] and [tryon] the end-to-end "
+                   "runs use (default: device_configs/tryon-mirror.toml when present, else built-in defaults)")
 
 
 class PhotoSource:
@@ -57,14 +60,34 @@ class PhotoSource:
             seq += 1
 
 
-def _pose_stage(kind: str):
+def _device_config(path: str):
+    """The mirror's EdgeConfig: --config, else the shipped tryon-mirror.toml, else defaults."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from edge.config import load_config, parse_config  # noqa: PLC0415
+
+    shipped = Path(__file__).resolve().parents[2] / "device_configs" / "tryon-mirror.toml"
+    if path or shipped.is_file():
+        return load_config(path or shipped)
+    return parse_config({"device": {"id": "bench", "store": "bench", "kind": "tryon-mirror"}, "tryon": {"enabled": True}})
+
+
+def _photo_path(photo: str) -> str:
+    """A package photo name (see calibration.photos) or a file path."""
+    from calibration.photos import BY_NAME, photo_path  # noqa: PLC0415
+
+    return str(photo_path(photo)) if photo in BY_NAME else photo
+
+
+def _pose_stage(kind: str, cfg):
     """(stage, description). 'auto' uses edge.pose.pipeline.PosePipeline when it can be built."""
     if kind in ("auto", "model"):
         try:
-            from edge.config import ModelsSection  # noqa: PLC0415
-            from edge.pose.config import PoseConfig  # noqa: PLC0415
             from edge.pose.pipeline import PosePipeline  # noqa: PLC0415
-            return PosePipeline((PoseConfig(), ModelsSection())), "model (edge.pose.pipeline.PosePipeline)"
+
+            pipe = PosePipeline(cfg)
+            desc = ", ".join(f"{s.info.backend}/{s.info.precision}/{s.info.threads}t" for s in pipe.sessions)
+            return pipe, f"model (edge.pose.pipeline.PosePipeline: {desc})"
         except Exception as e:  # noqa: BLE001 - report and fall back
             if kind == "model":
                 raise
@@ -108,7 +131,8 @@ def render_only(catalog, sku: str, w: int, h: int, fast: bool, frames: int, warm
             "gl_renderer": gl}
 
 
-def end_to_end(catalog, pose, w: int, h: int, camera_fps: float, seconds: float, sku: str, photo: str = "") -> dict:
+def end_to_end(catalog, pose, w: int, h: int, camera_fps: float, seconds: float, sku: str, photo: str = "",
+               tcfg=None) -> dict:
     import time  # noqa: PLC0415
 
     import numpy as np  # noqa: PLC0415
@@ -118,7 +142,8 @@ def end_to_end(catalog, pose, w: int, h: int, camera_fps: float, seconds: float,
     from edge.tryon.pipeline import TryOnPipeline  # noqa: PLC0415
 
     src = PhotoSource(photo, w, h, camera_fps) if photo else MannequinSource(w, h, fps=camera_fps, n_cycle=24)
-    pipe = TryOnPipeline(TryOnConfig(default_sku=sku), src, pose, catalog=catalog).start()
+    tcfg = (tcfg or TryOnConfig()).model_copy(update={"default_sku": sku})
+    pipe = TryOnPipeline(tcfg, src, pose, catalog=catalog).start()
     try:
         if pipe.wait_frame(-1, timeout=60) is None:
             raise RuntimeError("the pipeline produced no frame")
@@ -144,9 +169,12 @@ def run(args) -> int:
     from edge.tryon.garments import Catalog  # noqa: PLC0415
     from edge.tryon.gl import RendererUnavailable  # noqa: PLC0415
 
+    cfg = _device_config(args.config)
     catalog = Catalog()
-    pose, pose_desc = _pose_stage("model" if args.photo and args.pose == "auto" else args.pose)
+    photo = _photo_path(args.photo) if args.photo else ""
+    pose, pose_desc = _pose_stage("model" if photo and args.pose == "auto" else args.pose, cfg)
     res: dict = {"pose_stage": pose_desc, "source": args.photo or "synthetic mannequin", "sku": args.sku,
+                 "config": args.config or "device_configs/tryon-mirror.toml",
                  "cpu_count": os.cpu_count(),
                  "loadavg_start": round(os.getloadavg()[0], 2), "python": platform.python_version()}
     try:
@@ -156,8 +184,8 @@ def run(args) -> int:
             stock = render_only(catalog, args.sku, w, h, fast=False, frames=args.stock_frames)
             fast = render_only(catalog, args.sku, w, h, fast=True, frames=args.render_frames)
             log.info("%s render-only: stock %.1f fps, fast %.1f fps", size, stock["fps"], fast["fps"])
-            lat = end_to_end(catalog, pose, w, h, 30.0, args.seconds, args.sku, args.photo)
-            thr = end_to_end(catalog, pose, w, h, 60.0, args.seconds, args.sku, args.photo)
+            lat = end_to_end(catalog, pose, w, h, 30.0, args.seconds, args.sku, photo, cfg.tryon)
+            thr = end_to_end(catalog, pose, w, h, 60.0, args.seconds, args.sku, photo, cfg.tryon)
             log.info("%s end-to-end (30 fps camera): %.1f fps, m2p p50 %.1f / p95 %.1f ms; capacity (60 fps camera) "
                      "%.1f fps", size, lat["fps"], lat["m2p_p50_ms"], lat["m2p_p95_ms"], thr["fps"])
             res.update({f"render_fps_stock_{tag}": stock["fps"], f"render_fps_fast_{tag}": fast["fps"],

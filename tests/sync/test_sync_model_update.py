@@ -248,6 +248,48 @@ def test_update_under_the_production_acl(tmp_path, fleet):
         b.close()
 
 
+def _built_face_detector(tmp_path) -> Path | None:
+    """A verified copy of the built BlazeFace full-range files from the model cache, or None."""
+    import shutil
+
+    from edge.paths import cache_dir
+    from models import sign
+
+    cache = cache_dir()
+    src = cache / "models" / "face_detection_full_range" / "0.10.21-r1"
+    if not (src / "built.json").is_file():
+        return None
+    dst = tmp_path / "face"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("work", "logs", ".steps"))
+    try:
+        sign.verify_manifest(dst / "built.json", sign.public_key_path(cache))
+    except sign.SignatureError:
+        return None  # being rebuilt right now, or another key
+    return dst
+
+
+def test_real_face_detector_update_selftests_every_backend(broker, tmp_path, fleet):
+    """BlazeFace full range (.tflite, .onnx, OpenVINO FP32 + INT8, golden.npz: ~8 MB) from `edge models build`."""
+    priv, pub, _ = fleet
+    src = _built_face_detector(tmp_path)
+    if src is None:
+        pytest.skip("face_detection_full_range not built in the model cache (edge models build)")
+    dev = Device(broker.port, tmp_path / "dev", pub).start()
+    try:
+        pubd = publish_model(opts(broker.port), "face_detection_full_range", "0.10.21-r2", src, priv)
+        assert pubd["chunks"] >= 30
+        offer(broker.port, "0.10.21-r2", name="face_detection_full_range")
+        assert wait_until(lambda: (dev.agent.models().get("face_detection_full_range", {}).get("last") or {})
+                          .get("state") in FINAL, 60)
+        job = read_statuses(opts(broker.port), 0.5)[("s001", "d001")]["job"]
+        assert job["state"] == "SUCCEEDED", job
+        tested = {f: r for f, r in job["selftest"].items() if "passed" in r}
+        assert tested and all(r["passed"] for r in tested.values())
+        assert os.readlink(dev.zoo.cache / "models" / "face_detection_full_range" / "current") == "0.10.21-r2"
+    finally:
+        dev.stop()
+
+
 def test_version_order():
     assert version_key("0.10.21-r2") > version_key("0.10.21-r1") > version_key("0.9.99")
     assert version_key("1.10") > version_key("1.9") and version_key("1.0-r1") > version_key("1.0")
