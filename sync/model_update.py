@@ -548,9 +548,9 @@ class ModelUpdateAgent:
         with self._lock:
             rec = self._state["models"].setdefault(name, {})
             rec.update(fields)
-            active = self.active(name)
-            if active and active not in rec.setdefault("installed", []) and active != self.zoo.manifest(name)["version"]:
-                rec["installed"].append(active)
+            active, installed = self.active(name), rec.setdefault("installed", [])
+            if active and active not in installed and active != self.zoo.manifest(name)["version"]:
+                installed.append(active)
             self._save_state()
 
     def _load_state(self) -> dict:
@@ -620,7 +620,7 @@ def _swap(mdir: Path, version: str) -> None:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")  # the worker and a command may race
     tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
     tmp.replace(path)
 

@@ -194,7 +194,8 @@ class Rollout:
         self.opts, self.name, self.version = opts, name, version
         self.devs = [_Dev(s, d) for s, d in devices]
         self.sizes = wave_sizes(len(self.devs), list(waves))
-        self.abort_pct, self.wave_timeout_s, self.rollback_timeout_s = abort_failure_pct, wave_timeout_s, rollback_timeout_s
+        self.abort_pct = abort_failure_pct
+        self.wave_timeout_s, self.rollback_timeout_s = wave_timeout_s, rollback_timeout_s
         self.id = rollout_id or f"r-{uuid.uuid4().hex[:10]}"
         self._seen = 0
 

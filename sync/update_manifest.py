@@ -140,7 +140,8 @@ def verify(path: Path, public_key, *, name: str, version: str, runtime: str, now
         raise UpdateError(f"manifest is for {p.get('name')}@{p.get('version')}, offer was {name}@{version}")
     now = time.time() if now is None else now
     if not isinstance(p.get("expires"), (int, float)) or now > p["expires"]:
-        raise UpdateError(f"manifest expired at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(p.get('expires') or 0))} UTC")
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(p.get("expires") or 0))
+        raise UpdateError(f"manifest expired at {when} UTC")
     if version_key(runtime) < version_key(str(p.get("min_runtime", "0"))) and runtime != "unknown":
         raise UpdateError(f"needs runtime >= {p['min_runtime']}, this device runs {runtime}")
     cs = p.get("chunk_size")

@@ -69,20 +69,22 @@ def _precision(zoo, name: str, backend: str, requested: str) -> str:
 
 
 def open_model(zoo, ref, *, cache_path: Path | None = None, options: dict[str, Any] | None = None,
-               tolerance: parity.Tolerance | None = None, rounds: int = 10, per_round: int = 3) -> Session:
+               tolerance: parity.Tolerance | None = None, rounds: int = 10, per_round: int = 3,
+               outputs: list[str] | None = None) -> Session:
     """A session for `ref` (edge.config.ModelRef). options: backend name -> that plug-in's options.
 
     Explicit backend: loads the zoo artefact (ModelNotBuilt names `edge models build`). auto: see module doc.
     tolerance overrides the per-model parity tolerance of auto (tests force it to 0 to see a rejection).
+    outputs: only these outputs are computed/returned (see Backend.load); auto checks and times just them.
     """
     options = options or {}
     if ref.backend != "auto":
         precision = _precision(zoo, ref.name, ref.backend, ref.precision)
         art = zoo.artifact(ref.name, ref.backend, precision)
         return get_backend(ref.backend, options.get(ref.backend)).load(Path(art.path), threads=ref.threads,
-                                                                        precision=precision)
+                                                                        precision=precision, outputs=outputs)
     return _auto(zoo, ref, Path(cache_path) if cache_path else default_cache_path(zoo), options, tolerance,
-                 rounds, per_round)
+                 rounds, per_round, outputs)
 
 
 def _candidates(zoo, ref, reasons: dict[str, str]) -> list[Candidate]:
@@ -101,11 +103,13 @@ def _candidates(zoo, ref, reasons: dict[str, str]) -> list[Candidate]:
     return out
 
 
-def _cache_key(ref, cands: list[Candidate], tol_tag: str) -> str:
+def _cache_key(ref, cands: list[Candidate], tol_tag: str, outputs: list[str] | None = None) -> str:
     versions = {b: v for b, (ok, v) in available_backends().items() if ok}
     parts = {"model": ref.name, "precision": ref.precision, "threads": ref.threads, "cpu": cpu_model(),
              "runtimes": versions, "tolerance": tol_tag,
              "artifacts": sorted((c.backend, c.precision, c.artifact.sha256) for c in cands)}
+    if outputs is not None:
+        parts["outputs"] = sorted(outputs)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -128,30 +132,33 @@ def _write_cache(path: Path, key: str, entry: dict) -> None:
     tmp.replace(path)
 
 
-def _auto(zoo, ref, cache_path: Path, options: dict, tolerance, rounds: int, per_round: int) -> Session:
+def _auto(zoo, ref, cache_path: Path, options: dict, tolerance, rounds: int, per_round: int,
+          outputs: list[str] | None = None) -> Session:
     reasons: dict[str, str] = {}
     cands = _candidates(zoo, ref, reasons)
     tol_tag = json.dumps(tolerance.to_dict(), sort_keys=True) if tolerance else "model-default"
-    key = _cache_key(ref, cands, tol_tag)
+    key = _cache_key(ref, cands, tol_tag, outputs)
     hit = _read_cache(cache_path).get(key)
     if hit:
         c = next((c for c in cands if c.backend == hit["backend"] and c.precision == hit["precision"]), None)
         if c is not None:
             try:
                 s = get_backend(c.backend, options.get(c.backend)).load(Path(c.artifact.path), threads=ref.threads,
-                                                                         precision=c.precision)
+                                                                         precision=c.precision, outputs=outputs)
                 log.info("auto %s: %s/%s (cached choice from %s)", ref.name, c.backend, c.precision, cache_path)
                 return s
             except BackendError as e:
                 log.warning("auto %s: cached choice %s no longer loads (%s); re-selecting", ref.name, c.backend, e)
 
     inputs, golden = zoo.golden(ref.name)
+    if outputs is not None:
+        golden = {k: v for k, v in golden.items() if k in set(outputs)}
     passing = []
     for c in cands:
         tol = tolerance or parity.tolerance_for(ref.name, c.precision)
         try:
-            c.session = get_backend(c.backend, options.get(c.backend)).load(Path(c.artifact.path),
-                                                                            threads=ref.threads, precision=c.precision)
+            c.session = get_backend(c.backend, options.get(c.backend)).load(
+                Path(c.artifact.path), threads=ref.threads, precision=c.precision, outputs=outputs)
             ok, c.errors, why = parity.check(c.session, inputs, golden, tol)
         except BackendError as e:
             reasons[c.backend] = str(e)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -98,8 +99,23 @@ class Backend(abc.ABC):
         """(True, version) if the runtime imports here, else (False, reason)."""
 
     @abc.abstractmethod
-    def load(self, path: Path, *, threads: int = 2, precision: str = "fp32") -> Session:
-        """Load a model file. Raises ModelLoadError with the path and backend on a bad file."""
+    def load(self, path: Path, *, threads: int = 2, precision: str = "fp32",
+             outputs: Sequence[str] | None = None) -> Session:
+        """Load a model file. Raises ModelLoadError with the path and backend on a bad file.
+
+        outputs: canonical names of the outputs to return (None = all). Runtimes that can prune the graph
+        (OpenVINO) then skip the sub-graphs only the other outputs need."""
+
+
+def select_outputs(specs: list[TensorSpec], wanted: Sequence[str] | None, backend: str, path) -> list[TensorSpec]:
+    """The specs named in `wanted` (all when None), in model order; BackendError naming unknown outputs."""
+    if wanted is None:
+        return list(specs)
+    names = {s.name for s in specs}
+    unknown = sorted(set(wanted) - names)
+    if unknown:
+        raise BackendError(f"{backend}: {path}: no output(s) {unknown}; the model has {sorted(names)}")
+    return [s for s in specs if s.name in set(wanted)]
 
 
 def check_model_file(path: Path, backend: str) -> Path:

@@ -8,7 +8,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from edge.backends.base import Backend, BackendError, ModelLoadError, Session, SessionInfo, TensorSpec
+from edge.backends.base import (Backend, BackendError, ModelLoadError, Session, SessionInfo, TensorSpec,
+                                select_outputs)
 from edge.backends.formats import validate
 from edge.config_base import StrictModel
 
@@ -44,10 +45,11 @@ def _dims(shape) -> tuple[int, ...]:
 
 
 class OrtSession(Session):
-    def __init__(self, sess, path: Path, threads: int, precision: str, opts: OrtOptions):
+    def __init__(self, sess, path: Path, threads: int, precision: str, opts: OrtOptions, outputs=None):
         self._sess = sess
         self.inputs = [TensorSpec(i.name, _dims(i.shape), _DTYPES.get(i.type, i.type)) for i in sess.get_inputs()]
-        self.outputs = [TensorSpec(o.name, _dims(o.shape), _DTYPES.get(o.type, o.type)) for o in sess.get_outputs()]
+        self.outputs = select_outputs([TensorSpec(o.name, _dims(o.shape), _DTYPES.get(o.type, o.type))
+                                       for o in sess.get_outputs()], outputs, NAME, path)
         for t in self.inputs:
             if t.dtype != "float32":
                 raise ModelLoadError(f"{NAME}: cannot load {path}: input {t.name!r} is {t.dtype}; "
@@ -88,7 +90,7 @@ class OnnxRuntimeBackend(Backend):
         except Exception as e:  # noqa: BLE001 - ImportError or a broken native library
             return False, f"onnxruntime does not import: {type(e).__name__}: {e}"
 
-    def load(self, path: Path, *, threads: int = 2, precision: str = "fp32") -> Session:
+    def load(self, path: Path, *, threads: int = 2, precision: str = "fp32", outputs=None) -> Session:
         import onnxruntime as ort
 
         path = Path(path)
@@ -113,6 +115,6 @@ class OnnxRuntimeBackend(Backend):
             sess = ort.InferenceSession(str(path), sess_options=so, providers=o.providers)
         except Exception as e:  # noqa: BLE001 - InvalidProtobuf, InvalidGraph, NotImplemented ...
             raise ModelLoadError(f"{NAME}: cannot load {path}: {e}") from None
-        s = OrtSession(sess, path, so.intra_op_num_threads, precision, o)
+        s = OrtSession(sess, path, so.intra_op_num_threads, precision, o, outputs)
         log.debug("%s: loaded %s (%d threads, %s)", NAME, path, so.intra_op_num_threads, o.providers)
         return s

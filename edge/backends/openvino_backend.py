@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from edge.backends.base import (Backend, BackendError, ModelLoadError, Session, SessionInfo, TensorSpec,
-                                canonical_output_name)
+                                canonical_output_name, select_outputs)
 from edge.backends.formats import validate
 from edge.config_base import StrictModel
 
@@ -90,6 +90,17 @@ class OpenVinoSession(Session):
             raise BackendError(f"{NAME}: {self.info.path}: run failed: {e}") from e
 
 
+def prune_outputs(model, outputs, path):
+    """The model with only the named results: OpenVINO then compiles (and runs) only what they need."""
+    import openvino as ov
+
+    results = model.get_results()
+    specs = [TensorSpec(canonical_output_name(r.output(0).get_names(), n), (), "") for n, r in enumerate(results)]
+    keep = {s.name for s in select_outputs(specs, outputs, NAME, path)}
+    kept = [r for r, s in zip(results, specs) if s.name in keep]
+    return ov.Model(kept, model.get_parameters(), model.get_friendly_name())
+
+
 class OpenVinoBackend(Backend):
     name = NAME
     suffixes = (".xml", ".tflite", ".onnx")
@@ -102,7 +113,7 @@ class OpenVinoBackend(Backend):
         except Exception as e:  # noqa: BLE001 - ImportError or a broken native library
             return False, f"openvino does not import: {type(e).__name__}: {e}"
 
-    def load(self, path: Path, *, threads: int = 2, precision: str = "fp32") -> Session:
+    def load(self, path: Path, *, threads: int = 2, precision: str = "fp32", outputs=None) -> Session:
         path = Path(path)
         validate(path, NAME, ("ir", "tflite", "onnx"))
         o: OpenVinoOptions = self.options
@@ -121,6 +132,8 @@ class OpenVinoBackend(Backend):
             model = c.read_model(str(path))
         except Exception as e:  # noqa: BLE001 - frontend errors: corrupt or unsupported file
             raise ModelLoadError(f"{NAME}: cannot load {path}: {e}") from None
+        if outputs is not None:
+            model = prune_outputs(model, outputs, path)
         try:
             compiled = c.compile_model(model, o.device, config)
         except Exception as e:  # noqa: BLE001

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from edge.backends.base import (Backend, BackendError, ModelLoadError, Session, SessionInfo, TensorSpec,
-                                canonical_output_name)
+                                canonical_output_name, select_outputs)
 from edge.backends.formats import validate
 from edge.config_base import StrictModel
 
@@ -62,7 +62,8 @@ def _qparams(detail: dict) -> tuple[float, int] | None:
 
 
 class TfliteSession(Session):
-    def __init__(self, interp, path: Path, threads: int, precision: str, version: str, opts: TfliteOptions):
+    def __init__(self, interp, path: Path, threads: int, precision: str, version: str, opts: TfliteOptions,
+                 outputs=None):
         self._it = interp
         ins, outs = interp.get_input_details(), interp.get_output_details()
         self.inputs = [TensorSpec(d["name"], tuple(int(x) for x in d["shape_signature"]), np.dtype(d["dtype"]).name)
@@ -80,6 +81,8 @@ class TfliteSession(Session):
             self._in[spec.name] = (d["index"], np.dtype(d["dtype"]), q)
         self._out = [(spec.name, d["index"], _qparams(d) if spec.dtype != "float32" else None)
                      for spec, d in zip(self.outputs, outs)]
+        self.outputs = select_outputs(self.outputs, outputs, NAME, path)  # the interpreter computes all anyway
+        self._out = [o for o in self._out if o[0] in {s.name for s in self.outputs}]
         int_io = any(q for _, _, q in self._in.values()) or any(q for _, _, q in self._out)
         self.info = SessionInfo(NAME, precision, threads, str(path), version,
                                 {"int8_io": bool(int_io), "options": opts.model_dump()})
@@ -116,7 +119,7 @@ class TfliteBackend(Backend):
         except BackendError as e:
             return False, str(e)
 
-    def load(self, path: Path, *, threads: int = 2, precision: str = "fp32") -> Session:
+    def load(self, path: Path, *, threads: int = 2, precision: str = "fp32", outputs=None) -> Session:
         path = Path(path)
         validate(path, NAME, ("tflite",))
         o: TfliteOptions = self.options
@@ -130,6 +133,6 @@ class TfliteBackend(Backend):
             it.allocate_tensors()
         except Exception as e:  # noqa: BLE001 - ValueError on a bad flatbuffer, RuntimeError on unsupported ops
             raise ModelLoadError(f"{NAME}: cannot load {path} with {version}: {e}") from None
-        s = TfliteSession(it, path, n, precision, version, o)
+        s = TfliteSession(it, path, n, precision, version, o, outputs)
         log.debug("%s: loaded %s (%s, %d threads, xnnpack=%s)", NAME, path, version, n, o.xnnpack)
         return s

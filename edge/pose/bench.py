@@ -35,9 +35,6 @@ def add_arguments(p) -> None:
     p.add_argument("--warmup", type=int, default=5, help="warm-up frames per candidate")
     p.add_argument("--chunk", type=int, default=10, help="frames per candidate turn")
     p.add_argument("--cache-dir", default="", help="model cache (default: the configured cache)")
-    p.add_argument("--experimental-no-seg", action="store_true",
-                   help="add OpenVINO FP32 with the segmentation head pruned in memory (what an `outputs` option "
-                        "of the backends would give; not a zoo artefact)")
 
 
 @dataclass
@@ -68,7 +65,7 @@ def _mean(xs: list) -> float | None:
 def _open_candidates(args, pose_cfg) -> list[Candidate]:
     from edge.backends import load_session
     from edge.backends.base import BackendError
-    from edge.pose.pipeline import PosePipeline
+    from edge.pose.pipeline import PosePipeline, landmark_outputs
     from models.zoo import ModelNotBuilt, ModelZoo
 
     zoo = ModelZoo(args.cache_dir or None)
@@ -86,34 +83,15 @@ def _open_candidates(args, pose_cfg) -> list[Candidate]:
                 det_a, det_p = zoo.artifact(DETECTOR, b, "fp32"), "fp32"
             try:
                 det = load_session(b, det_a.path, threads=args.threads, precision=det_p)
-                lmk = load_session(b, lmk_a.path, threads=args.threads, precision=p)
+                # only the outputs the pipeline uses: without segmentation its head is pruned where possible
+                lmk = load_session(b, lmk_a.path, threads=args.threads, precision=p,
+                                   outputs=landmark_outputs(pose_cfg))
             except BackendError as e:
                 log.warning("skipping %s/%s: %s", b, p, e)
                 continue
             out.append(Candidate(b, p, det_p, PosePipeline.from_sessions(pose_cfg, det, lmk)))
             log.info("candidate %s/%s (detector %s): %s, %s", b, p, det_p, det_a.path.name, lmk_a.path.name)
-    if args.experimental_no_seg and not args.segmentation:
-        det = load_session("openvino", zoo.artifact(DETECTOR, "openvino", "fp32").path, threads=args.threads)
-        lmk = _openvino_without(zoo.artifact(LANDMARKS, "openvino", "fp32").path, {"Identity_2"}, args.threads)
-        out.append(Candidate("openvino", "fp32-noseg", "fp32", PosePipeline.from_sessions(pose_cfg, det, lmk)))
     return out
-
-
-def _openvino_without(path: Path, drop: set[str], threads: int):
-    """An OpenVINO session of the model minus the given outputs (their sub-graphs are not computed)."""
-    import openvino as ov
-
-    from edge.backends.base import canonical_output_name
-    from edge.backends.openvino_backend import OpenVinoOptions, OpenVinoSession, core
-
-    m = core().read_model(str(path))
-    keep = [r for n, r in enumerate(m.get_results()) if canonical_output_name(r.output(0).get_names(), n) not in drop]
-    sub = ov.Model(keep, m.get_parameters(), "landmarks_without_" + "_".join(sorted(drop)))
-    o = OpenVinoOptions()
-    compiled = core().compile_model(sub, o.device, {"PERFORMANCE_HINT": o.performance_hint, "NUM_STREAMS": "1",
-                                                    "INFERENCE_NUM_THREADS": threads,
-                                                    "INFERENCE_PRECISION_HINT": o.inference_precision})
-    return OpenVinoSession(compiled, path, threads, "fp32", o)
 
 
 def _frames(args):
@@ -201,8 +179,6 @@ def run(args) -> int:
             "frames_compared": n_both, "presence_disagreements": n_dis,
             "session": c.pipeline.sessions[1].info.to_dict(),
         })
-    experimental = [c for c in configs if c["precision"] not in PRECISIONS + ("int8_full",)]
-    configs = [c for c in configs if c not in experimental]
     limit = max(0.01, 1.5 * (self_noise or 0.0))
     ok = [c for c in configs if c["drift_vs_reference"] is not None and c["drift_vs_reference"] <= limit]
     best = min(ok, key=lambda c: c["ms_median"]) if ok else None
@@ -211,7 +187,6 @@ def run(args) -> int:
         "reference_self_noise": None if self_noise is None else round(self_noise, 5),
         "drift_limit": round(limit, 5),
         "configs": configs,
-        "experimental": experimental,  # not zoo artefacts: never `best`
         "best": None if best is None else {k: best[k] for k in (
             "backend", "precision", "ms_median", "fps_ratio_vs_mediapipe", "drift_vs_reference")},
         "frames": len(frames), "clips": args.clips or "all", "fps_simulated": FPS, "segmentation": args.segmentation,
@@ -239,7 +214,7 @@ def _log_table(r: dict) -> None:
              r["mediapipe_ms_median"], r["mediapipe_ms_p95"], r["reference_self_noise"], r["drift_limit"])
     log.info("%-12s %-9s %9s %9s %7s %10s %10s", "backend", "precision", "median ms", "p95 ms", "ratio",
              "drift ref", "drift fp32")
-    for c in r["configs"] + r["experimental"]:
+    for c in r["configs"]:
         log.info("%-12s %-9s %9.2f %9.2f %7.2f %10s %10s", c["backend"], c["precision"], c["ms_median"], c["ms_p95"],
                  c["fps_ratio_vs_mediapipe"], c["drift_vs_reference"], c["drift_vs_fp32"])
     log.info("best: %s", r["best"])

@@ -31,13 +31,25 @@ def default_zoo(models):
     return ModelZoo(getattr(models, "cache_dir", "") or None)
 
 
-def open_sessions(models, zoo=None) -> tuple[Session, Session]:
+def landmark_outputs(cfg: PoseConfig) -> list[str]:
+    """The landmark model outputs this config uses; the others (segmentation head, heatmap) are not computed
+    where the backend can prune them."""
+    outs = ["Identity", "Identity_1", "Identity_4"]  # landmarks, pose flag, world landmarks
+    if cfg.segmentation:
+        outs.append("Identity_2")
+    if cfg.heatmap_refine:
+        outs.append("Identity_3")
+    return sorted(outs)
+
+
+def open_sessions(models, zoo=None, pose_cfg: PoseConfig | None = None) -> tuple[Session, Session]:
     """(detector, landmark) sessions for the configured ModelRefs (backend/precision may be "auto"/"default")."""
     from edge.backends.auto import open_model
 
     zoo = zoo if zoo is not None else default_zoo(models)
     det = open_model(zoo, models.pose_detector)
-    lmk = open_model(zoo, models.pose_landmarks)
+    lmk = open_model(zoo, models.pose_landmarks,
+                     outputs=landmark_outputs(pose_cfg) if pose_cfg is not None else None)
     log.info("pose models: detector %s/%s, landmarks %s/%s", det.info.backend, det.info.precision,
              lmk.info.backend, lmk.info.precision)
     return det, lmk
@@ -48,7 +60,7 @@ class PosePipeline:
 
     def __init__(self, cfg, zoo=None, *, sessions: tuple[Session, Session] | None = None):
         self.cfg, models = split_config(cfg)
-        self.sessions = sessions if sessions is not None else open_sessions(models, zoo)
+        self.sessions = sessions if sessions is not None else open_sessions(models, zoo, self.cfg)
         det_s, lmk_s = self.sessions
         self.detector = PersonDetector(det_s, threshold=self.cfg.detection_threshold, nms_iou=self.cfg.nms_iou)
         self.landmarks = LandmarkModel(lmk_s, segmentation=self.cfg.segmentation,

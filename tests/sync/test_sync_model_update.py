@@ -197,7 +197,8 @@ def test_kill9_during_download_resumes_without_refetching_verified_chunks(broker
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     models = json.loads(out.stdout.strip().splitlines()[-1])["models"]
-    assert models[MODEL]["active"] == "1.1" and models[MODEL]["last"]["state"] == "SUCCEEDED"
+    assert models[MODEL]["active"] == "1.1" and models[MODEL]["last"]["state"] == "SUCCEEDED", \
+        (models, out.stderr[-3000:])
     prog = read_statuses(opts(broker.port), 0.5)[("s001", "d001")]["job"]["progress"]
     assert prog["chunks_resumed"] >= on_disk and prog["resumed_job"] is True
     assert prog["chunks_resumed"] + prog["chunks_fetched"] == pubd["chunks"]  # verified chunks not fetched again

@@ -2,7 +2,6 @@
 golden outputs, fleet keys, a test zoo with a `tiny_add` manifest, and a simulated device (service + agent)."""
 from __future__ import annotations
 
-import struct
 import time
 from pathlib import Path
 
