@@ -28,6 +28,12 @@ _IDX = np.array([LM[n] for n in JOINTS])
 _SOLVE = [LM[n] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip", "left_elbow", "right_elbow",
                           "left_ear", "right_ear", "nose")]
 CV_TO_GL = np.diag([1.0, -1.0, -1.0])
+# Hips out of frame (low visibility): the model's hip guess is unreliable, so the torso length (the garment's
+# vertical scale, i.e. where the hem falls) comes from the shoulder width with the reference body's proportion.
+# Its pitch is unreliable too: the torso's up axis leans to the camera's up (an upright shopper). Between the two
+# visibilities the measured and the prior values are blended.
+HIP_VIS_TRUST = 0.6
+HIP_VIS_IGNORE = 0.3
 
 
 @dataclass
@@ -136,9 +142,16 @@ def build_fit(joints_cv: np.ndarray, trans: np.ndarray, ref: dict[str, float], v
     mid_hip = (P["left_hip"] + P["right_hip"]) / 2
     sw = float(np.linalg.norm(P["left_shoulder"] - P["right_shoulder"]))
     tl = float(np.linalg.norm(mid_sh - mid_hip))
+    vis = visibility or {}
+    hip_vis = min(vis.get("left_hip", 1.0), vis.get("right_hip", 1.0))
+    w = float(np.clip((hip_vis - HIP_VIS_IGNORE) / (HIP_VIS_TRUST - HIP_VIS_IGNORE), 0.0, 1.0))
+    tl = w * tl + (1.0 - w) * sw * ref["torso_length"] / ref["shoulder_width"]
     sx = sw / ref["shoulder_width"]
     sy = tl / ref["torso_length"]
-    torso = frame_pose(mid_sh, P["left_shoulder"] - P["right_shoulder"], mid_sh - mid_hip, [sx, sy, sx])
+    up = mid_sh - mid_hip
+    if w < 1.0:  # no reliable hips: no reliable pitch either; assume the shopper stands upright
+        up = w * _unit(up, np.array([0, 1.0, 0])) + (1.0 - w) * np.array([0, 1.0, 0])
+    torso = frame_pose(mid_sh, P["left_shoulder"] - P["right_shoulder"], up, [sx, sy, sx])
     fwd = torso[:3, 2] / np.linalg.norm(torso[:3, 2])
     poses = {"torso": torso}
     for side in ("left", "right"):

@@ -24,7 +24,7 @@ ANCHOR_FORMAT = "storefront-edge/garment-anchors@1"
 ANCHORS = ("torso", "left_upper_arm", "right_upper_arm", "left_forearm", "right_forearm", "head")
 DEFAULT_REF = {"shoulder_width": 0.36, "torso_length": 0.50, "upper_arm": 0.28, "forearm": 0.25, "ear_width": 0.15}
 BUILTIN_CATALOG = Path(__file__).with_name("catalog") / "catalog.json"
-BUILDER_VERSION = 4  # bump when a builder's geometry changes (cache key)
+BUILDER_VERSION = 5  # bump when a builder's geometry changes (cache key)
 
 
 class CatalogError(ValueError):

@@ -16,9 +16,19 @@ import numpy as np
 from edge.tryon.garments import Colour, Garment, cache_root
 from edge.tryon.gl import load_pyrender, make_offscreen_renderer
 from edge.tryon.intrinsics import Intrinsics
+from edge.tryon.meshes import vertex_shade
 from edge.tryon.shaders import RIG, fixed_light_shader_dir
 
 log = logging.getLogger(__name__)
+
+# light rig (camera space: x right, y up, the camera looks down -z). Swatch colours are sRGB; with these values a
+# surface facing the camera at ~2 m is lit to about 1.0 (it shows the swatch colour), the sides fall to ~0.3-0.45.
+AMBIENT = 0.10
+KEY_INTENSITY = 3.2  # directional; /pi in the BRDF
+KEY_ELEVATION_DEG = 40.0  # from above
+KEY_AZIMUTH_DEG = 30.0  # from the camera's right (the wearer's left in the mirrored view)
+FILL_POSITION = (-1.0, 0.35, 0.5)  # point light left of the camera (metres)
+FILL_INTENSITY = 5.0
 
 
 @dataclass
@@ -71,16 +81,18 @@ class GarmentRenderer:
         self.frame_size = (intr.height, intr.width)
         rw, rh = max(16, round(intr.width * render_scale)), max(16, round(intr.height * render_scale))
         self.rintr = intr.scaled(rw, rh)
-        self.scene = pr.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[0.32, 0.32, 0.32])
+        self.scene = pr.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[AMBIENT] * 3)
         cam = pr.IntrinsicsCamera(self.rintr.fx, self.rintr.fy, self.rintr.cx, self.rintr.cy, znear=znear, zfar=zfar)
         self.scene.add(cam, pose=np.eye(4))  # camera at the origin looking down -z (OpenGL)
-        # the fixed rig: exactly RIG lights (the fast shaders hard-code these counts)
+        # the fixed rig: exactly RIG lights (the fast shaders hard-code these counts). A soft key from the front,
+        # above and to one side models the cloth (folds, shoulder and side fall-off); a weak warm fill from the
+        # other side keeps the shadow side readable; little ambient so the inside of the fabric reads dark.
         key = np.eye(4)
-        key[:3, :3] = _rot_x(-25) @ _rot_y(20)
-        self.scene.add(pr.DirectionalLight(color=np.ones(3), intensity=2.6), pose=key)
+        key[:3, :3] = _rot_y(KEY_AZIMUTH_DEG) @ _rot_x(-KEY_ELEVATION_DEG)
+        self.scene.add(pr.DirectionalLight(color=[1.0, 0.99, 0.97], intensity=KEY_INTENSITY), pose=key)
         fill = np.eye(4)
-        fill[:3, 3] = [-0.8, 0.6, 0.3]
-        self.scene.add(pr.PointLight(color=[1.0, 0.96, 0.9], intensity=5.0), pose=fill)
+        fill[:3, 3] = FILL_POSITION
+        self.scene.add(pr.PointLight(color=[1.0, 0.95, 0.88], intensity=FILL_INTENSITY), pose=fill)
         assert RIG == {"directional": 1, "point": 1, "spot": 0}
         self.r = make_offscreen_renderer(rw, rh)
         self.fast_shaders = fixed_light_shaders
@@ -108,6 +120,10 @@ class GarmentRenderer:
                 baseColorFactor=list(part.base_color), metallicFactor=part.metallic, roughnessFactor=part.roughness,
                 baseColorTexture=part.texture, doubleSided=True, alphaMode="OPAQUE")
             mesh = pr.Mesh.from_trimesh(part.mesh, material=mat, smooth=True)
+            shade = vertex_shade(part.mesh)  # baked cavity / inside-of-fabric shade; alpha 0 = holdout
+            if shade is not None:
+                for prim in mesh.primitives:
+                    prim.color_0 = shade
             node = self.scene.add(mesh, name=part.name, pose=np.eye(4))
             self._nodes.append((node, part.anchor))
             if part.tint:  # from_trimesh deep-copies the material: recolour the primitives' own copies
@@ -119,7 +135,7 @@ class GarmentRenderer:
         self.colour = colour
         if colour is not None:
             for m in self._tint_materials:
-                m.baseColorFactor = np.array(colour.rgba, np.float32)
+                m.baseColorFactor = srgb_to_linear(colour.rgba)
 
     def render(self, poses: dict[str, np.ndarray]) -> RenderOutput:
         """Render the garment with each part at its anchor pose (parts whose anchor is missing are hidden)."""
@@ -143,6 +159,7 @@ class GarmentRenderer:
         x, y, bw, bh = cv2.boundingRect(alpha)
         rgba = np.ascontiguousarray(color[y:y + bh, x:x + bw])
         d = np.ascontiguousarray(depth[y:y + bh, x:x + bw])
+        d[rgba[..., 3] == 0] = 0.0  # holdouts (the neck inside the collar) write depth but no colour
         return RenderOutput(rgba, d, (x, y, bw, bh), (h, w), (time.perf_counter() - t0) * 1000)
 
     def close(self) -> None:
@@ -150,6 +167,13 @@ class GarmentRenderer:
             self.r.delete()
         except Exception:  # noqa: BLE001 - context may already be gone at interpreter exit
             log.debug("renderer delete failed", exc_info=True)
+
+
+def srgb_to_linear(rgba) -> np.ndarray:
+    """Swatch colour (sRGB hex) -> linear base-colour factor (glTF), so a fully lit surface shows the swatch."""
+    c = np.asarray(rgba, np.float64)
+    rgb = np.where(c[:3] <= 0.04045, c[:3] / 12.92, ((c[:3] + 0.055) / 1.055) ** 2.4)
+    return np.concatenate([rgb, c[3:4]]).astype(np.float32)
 
 
 def _rot_x(deg):
