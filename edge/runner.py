@@ -7,6 +7,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 DEMO_SCENE = {"tryon-mirror": "mirror", "kiosk": "mirror", "shelf-camera": "shelf"}
@@ -81,6 +83,11 @@ class PoseStage:
         self.last_wall = frame.t_wall
         return result
 
+    def swap_pose(self, fresh) -> None:
+        """Use a freshly loaded pipeline from the next frame on (after a model update); the old one may still be
+        finishing a frame on the pipeline thread, so it is left to the garbage collector."""
+        self.pose = fresh
+
     def close(self) -> None:
         """People still present leave when the run ends, so every entered event has its left event."""
         if self.pose is None:
@@ -119,6 +126,7 @@ class Runtime:
         self.sync = None
         self.reader = None
         self.http = None
+        self.stage = None
 
     # -- commands from the cloud -------------------------------------------------------------
     def _cmd_reload_config(self, args: dict) -> dict:
@@ -133,6 +141,28 @@ class Runtime:
         logging.getLogger().setLevel(new.logging.level)
         self.cfg.logging = new.logging
         return {"status": "ok", "applied": ["logging"], "note": "other sections apply on restart"}
+
+    def _start_model_updates(self, stage):
+        """The OTA agent; an activated pose model is reloaded and must run before the update counts as healthy."""
+        from models.zoo import ModelZoo
+        from sync.model_update import ModelUpdateAgent, UpdateOptions
+
+        cfg = self.cfg
+
+        def on_activated(name: str, version: str) -> bool:
+            if stage.pose is None or name not in (cfg.models.pose_detector.name, cfg.models.pose_landmarks.name):
+                return True
+            from edge.pose.pipeline import PosePipeline
+
+            fresh = PosePipeline(cfg, ModelZoo(cfg.models.cache_dir or None))
+            fresh.tracker.step(np.zeros((cfg.source.height, cfg.source.width, 3), np.uint8), time.monotonic())
+            stage.swap_pose(fresh)
+            log.info("pose now runs %s %s", name, version)
+            return True
+
+        opts = UpdateOptions(public_key=cfg.sync.update_public_key or None,
+                             max_bytes_per_s=cfg.sync.update_max_bytes_per_s)
+        return ModelUpdateAgent(cfg, ModelZoo(cfg.models.cache_dir or None), self.sync, on_activated, opts).start()
 
     def health(self) -> tuple[bool, dict]:
         age = None if self.last_frame_t is None else time.monotonic() - self.last_frame_t
@@ -171,7 +201,8 @@ class Runtime:
             presence = PresenceTracker.from_config(cfg.pose, sink, source=source.name)
             self.sync.set_state(models={s.info.backend + ":" + Path(s.info.path).name: s.info.precision
                                         for s in pose.sessions})
-        stage = PoseStage(pose, presence)
+        stage = self.stage = PoseStage(pose, presence)
+        updates = self._start_model_updates(stage) if cfg.sync.broker and cfg.sync.model_updates else None
         mirror = None
         if cfg.tryon.enabled:
             from edge.tryon.pipeline import TryOnPipeline
@@ -233,6 +264,8 @@ class Runtime:
                 mirror.stop()
             self.reader.stop()
             stage.close()
+            if updates is not None:
+                updates.stop()
             if self.http is not None:
                 self.http.stop()
             collector.unregister()

@@ -6,6 +6,7 @@ axis 0: sample i is `x[i:i+1]` (shape (1, ...) as the model expects), its refere
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,12 @@ class ModelZoo:
             raise KeyError(f"unknown model {name!r}; known: {self.names()}") from None
 
     def model_dir(self, name: str) -> Path:
+        """The active version's folder: where the update agent's `current` link points (an activated model
+        update), else the version the manifest builds."""
         m = self.manifest(name)
+        link = self.cache / "models" / name / "current"
+        if link.is_symlink() and link.resolve().is_dir():
+            return self.cache / "models" / name / os.readlink(link)
         return self.cache / "models" / name / m["version"]
 
     def _built(self, name: str) -> dict | None:
@@ -75,8 +81,8 @@ class ModelZoo:
             for a in built["artifacts"]:
                 p = d / a["file"]
                 if p.is_file():
-                    out.append(Artifact(n, m["version"], m["task"], a["backend"], a["precision"], p, a["sha256"],
-                                        a["size_bytes"], a["format"]))
+                    out.append(Artifact(n, built.get("version", m["version"]), m["task"], a["backend"],
+                                        a["precision"], p, a["sha256"], a["size_bytes"], a["format"]))
         return out
 
     def default_precision(self, name: str, backend: str) -> str:

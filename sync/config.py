@@ -45,6 +45,11 @@ class SyncConfig(StrictModel):
     max_command_bytes: int = Field(16 << 10, ge=256)
     max_command_depth: int = Field(8, ge=2, le=64)
 
+    # model updates (docs/MODEL_UPDATES.md)
+    model_updates: bool = True  # accept signed model updates offered over MQTT (needs a broker)
+    update_public_key: str = ""  # PEM of the fleet's model-signing key; "" = the model cache's key
+    update_max_bytes_per_s: float = Field(0.0, ge=0, description="download rate cap; 0 = none")
+
     @model_validator(mode="after")
     def _tls_files(self) -> "SyncConfig":
         if self.tls and not self.ca_file:

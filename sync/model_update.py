@@ -629,13 +629,3 @@ def _runtime() -> str:
     from sync.service import _sw_version
 
     return _sw_version()
-
-
-class ActiveZoo(ModelZoo):
-    """A ModelZoo whose model_dir follows the update agent's `current` symlink (falls back to the built one)."""
-
-    def model_dir(self, name: str) -> Path:
-        link = self.cache / "models" / name / "current"
-        if link.is_symlink() and link.resolve().is_dir():
-            return self.cache / "models" / name / os.readlink(link)
-        return super().model_dir(name)

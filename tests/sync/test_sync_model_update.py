@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from models.zoo import ModelZoo
+
 from edge.backends.registry import available_backends
 from sync import topics
 from sync.broker import CLOUD_ACL, Broker, acl_for_device
 from sync.client import ClientOptions
-from sync.model_update import ActiveZoo
 from sync.rollout import Rollout, publish_model, read_statuses, wave_sizes
 from sync.update_download import Staging
 from sync.update_manifest import version_key
@@ -75,7 +76,7 @@ def test_signed_update_is_downloaded_verified_selftested_and_activated(broker, t
         assert last["state"] == "SUCCEEDED", last
         assert current(dev) == "1.1" and (dev.zoo.cache / "models" / MODEL / "1.0").is_dir()  # previous kept
         assert dev.activated == [(MODEL, "1.1")]
-        zoo = ActiveZoo(dev.zoo.cache, public_key=pub, manifest_dir=tmp_path / "dev" / "manifests")
+        zoo = ModelZoo(dev.zoo.cache, public_key=pub, manifest_dir=tmp_path / "dev" / "manifests")
         zoo.verify(MODEL)  # built.json of the installed version = the signed manifest; files match it
         assert zoo.artifact(MODEL, "onnxruntime", "fp32").path.parent.name == "1.1"
         states = [e["state"] for e in dev.events() if e["version"] == "1.1"]
