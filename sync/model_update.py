@@ -415,20 +415,14 @@ class ModelUpdateAgent:
         _swap(mdir, job.version)
         self._save_model(job.name, previous=prev)
         job.timings["activate_s"] = round(time.monotonic() - t0, 3)
-        ok, why = self._health(job.name, job.version)
-        if not ok:
-            self._rollback_to(job.name, prev, job.version)
-            self._finish(job, ROLLED_BACK, f"health check failed after activation: {why}; back on {prev}",
-                         phase=ACTIVATING)
-            return
-        self._save_model(job.name, previous=prev, floor=job.version)
-        self._prune(job.name)
-        shutil.rmtree(self.dir / job.name / job.version, ignore_errors=True)
-        self._finish(job, SUCCEEDED, None)
+        self._check_activated(job, prev, prune=True)
 
     def _resume_activated(self, job: Job) -> None:
         job.state = ACTIVATING
-        prev = self._rec(job.name).get("previous")
+        self._check_activated(job, self._rec(job.name).get("previous"), prune=False)
+
+    def _check_activated(self, job: Job, prev: str | None, *, prune: bool) -> None:
+        """Post-activation health check: SUCCEEDED (version becomes the anti-rollback floor) or roll back."""
         ok, why = self._health(job.name, job.version)
         if not ok:
             self._rollback_to(job.name, prev, job.version)
@@ -436,6 +430,8 @@ class ModelUpdateAgent:
                          phase=ACTIVATING)
             return
         self._save_model(job.name, previous=prev, floor=job.version)
+        if prune:
+            self._prune(job.name)
         shutil.rmtree(self.dir / job.name / job.version, ignore_errors=True)
         self._finish(job, SUCCEEDED, None)
 

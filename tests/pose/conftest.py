@@ -25,7 +25,7 @@ def _model_path(name: str, backend: str) -> Path:
         return ModelZoo().artifact(name, backend, "fp32").path
     except ModelNotBuilt as e:
         if backend == "onnxruntime":
-            pytest.skip(f"{name} for onnxruntime not built: {e}")
+            pytest.fail(f"{name} for onnxruntime not built (run `edge models build`): {e}")
         from models.source import extract_member, fetch_wheel
 
         log.warning("%s: zoo not built, using the original .tflite from the mediapipe wheel", name)
@@ -40,7 +40,7 @@ def pose_sessions(backend: str = "openvino"):
     """(detector, landmark) sessions on `backend`, opened once per test run."""
     ok, why = available_backends().get(backend, (False, "unknown"))
     if not ok:
-        pytest.skip(f"{backend} not usable here: {why}")
+        pytest.fail(f"{backend} not usable here: {why}")
     if backend not in _SESSIONS:
         _SESSIONS[backend] = tuple(load_session(backend, _model_path(n, backend), threads=2)
                                    for n in ("pose_detection", "pose_landmark_full"))

@@ -145,7 +145,7 @@ def test_pipeline_from_config_and_zoo():
     try:
         pipe = PosePipeline((PoseConfig(segmentation=False), models))
     except ModelNotBuilt as e:
-        pytest.skip(f"zoo not built: {e}")
+        pytest.fail(f"zoo not built (run `edge models build`): {e}")
     res = pipe.process(frame(load_photo("grace_hopper")))
     assert len(res.people) == 1 and res.timings_ms["pose"] > 0
     assert pipe.sessions[1].info.backend == "openvino"

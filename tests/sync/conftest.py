@@ -9,7 +9,7 @@ import pytest
 from sync.broker import Broker
 
 if shutil.which("mosquitto") is None and not os.path.exists("/usr/sbin/mosquitto"):
-    pytest.skip("mosquitto not installed (apt-get install mosquitto)", allow_module_level=True)
+    raise RuntimeError("mosquitto is not installed: run `bash scripts/setup.sh --test` (apt-get install mosquitto)")
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from edge.tryon.pipeline import TryOnPipeline
 from edge.tryon.server import serve
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
-pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM) or not shutil.which(DRIVER),
-                                reason="needs Debian chromium + chromium-driver")
+if not shutil.which(CHROMIUM) or not shutil.which(DRIVER):
+    raise RuntimeError("headless Chromium is required: run `bash scripts/setup.sh --test` (chromium, chromium-driver)")
 
 
 def _free_port() -> int:

@@ -1,6 +1,7 @@
 """Helpers shared by the step scripts (they run inside build venvs, without this project installed)."""
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import time
@@ -30,3 +31,15 @@ class Timer:
 
     def __str__(self) -> str:
         return f"{time.monotonic() - self.t0:.1f}s"
+
+
+def quantize_arg_parser() -> argparse.ArgumentParser:
+    """Arguments every quantization step takes: src, dst, calibration data and its normalisation, info JSON."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("src")
+    ap.add_argument("dst")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--norm", required=True)
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--info", help="write what was done (tool, scope, samples) here (JSON)")
+    return ap

@@ -7,24 +7,17 @@ usage: aeq_quantize.py IN.tflite OUT.tflite --data CALIB.npz --norm ... [--limit
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from _util import Timer, load_calib, setup_logging
+from _util import Timer, load_calib, quantize_arg_parser, setup_logging
 
 log = setup_logging("aeq")
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("src")
-    ap.add_argument("dst")
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--norm", required=True)
-    ap.add_argument("--limit", type=int, default=None)
+    ap = quantize_arg_parser()
     ap.add_argument("--recipe", default="static_wi8_ai8")
-    ap.add_argument("--info")
     a = ap.parse_args()
     t = Timer()
     from ai_edge_quantizer import quantizer, recipe

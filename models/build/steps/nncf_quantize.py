@@ -9,11 +9,10 @@ usage: nncf_quantize.py IN.xml OUT.xml --data CALIB.npz --norm zero_one|minus_on
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from _util import Timer, load_calib, setup_logging
+from _util import Timer, load_calib, quantize_arg_parser, setup_logging
 
 log = setup_logging("nncf")
 CONVS = ("Convolution", "GroupConvolution")
@@ -38,14 +37,8 @@ def head_convs(model) -> list[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("src")
-    ap.add_argument("dst")
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--norm", required=True)
+    ap = quantize_arg_parser()
     ap.add_argument("--keep-first", type=int, default=0, help="0 = quantize everything (full INT8)")
-    ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--info", help="write the ignored scope and sizes here (JSON)")
     a = ap.parse_args()
     t = Timer()
     import nncf

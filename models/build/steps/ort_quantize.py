@@ -8,13 +8,12 @@ usage: ort_quantize.py IN.onnx OUT.onnx --data CALIB.npz --norm ... [--keep-firs
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import tempfile
 
-from _util import Timer, load_calib, setup_logging
+from _util import Timer, load_calib, quantize_arg_parser, setup_logging
 
 log = setup_logging("ort_quant")
 
@@ -39,14 +38,8 @@ def excluded_convs(model, keep_first: int) -> list[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("src")
-    ap.add_argument("dst")
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--norm", required=True)
-    ap.add_argument("--keep-first", type=int, default=0)
-    ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--info")
+    ap = quantize_arg_parser()
+    ap.add_argument("--keep-first", type=int, default=0, help="0 = quantize everything (full INT8)")
     a = ap.parse_args()
     t = Timer()
     import onnx
