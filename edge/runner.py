@@ -245,6 +245,8 @@ class Runtime:
                             break
                         continue
                     seq = out.seq
+                    if self.http is not None:
+                        self.http.preview.publish(out.image)
                     tick(source.name)
             else:
                 while not done():

@@ -63,6 +63,10 @@ def test_mirror_runtime_serves_health_metrics_and_page(repo, tmp_path):
         assert page.geturl().endswith("/mirror/") and b"<html" in page.read().lower()
         state = json.load(urllib.request.urlopen(base + "/mirror/api/state", timeout=5))
         assert state["renderer"] == "ok" and state["frames"] >= 20
+        with urllib.request.urlopen(base + "/preview.mjpg", timeout=5) as preview:  # composited frames, local only
+            assert preview.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+            head = preview.read(4096)
+            assert b"Content-Type: image/jpeg" in head and b"\xff\xd8" in head
     finally:
         stop.set()
         th.join(timeout=30)
