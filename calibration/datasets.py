@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from calibration.augment import jitter_roi, photometric, random_window
-from calibration.photos import BY_NAME, PHOTOS, load_photo
+from calibration.photos import PHOTOS, load_photo
 from edge.pose import detection, roi as roimod
 from edge.pose.types import Roi
 from models.source import extract_member, fetch_wheel, sha256_file

@@ -103,7 +103,7 @@ def markdown(r: dict, m: dict) -> str:
              f"{m['description']}", "",
              f"- task: `{m['task']}`; source: `{m['source']['member']}` from `{m['source']['wheel']}` "
              f"(sha256 `{m['source']['sha256'][:16]}…`); licence: {m['source']['licence']}",
-             f"- input: " + ", ".join(f"`{i['name']}` {i['shape']} {i['dtype']} {i['layout']} range {i['range']}"
+             "- input: " + ", ".join(f"`{i['name']}` {i['shape']} {i['dtype']} {i['layout']} range {i['range']}"
                                       for i in m["inputs"]),
              "- outputs: " + ", ".join(f"`{o['name']}` {o['shape']}" for o in m["outputs"]),
              f"- calibration: {r['calib_samples']} samples; held-out: {r['heldout_samples']} samples "

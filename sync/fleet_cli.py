@@ -35,19 +35,9 @@ def run(args) -> int:
 def _list(args) -> int:
     from sync import topics
     from sync.consumer import options_from_args
-    from sync.request import Requester
+    from sync.rollout import read_retained
 
-    with Requester(options_from_args(args), [topics.STATE_FILTER]) as r:
-        time.sleep(args.wait)
-        raw = list(r.raw)
-    states = {}
-    for topic, payload, _ in raw:
-        p = topics.parse(topic)
-        if p and payload:
-            try:
-                states[(p.store, p.device)] = json.loads(payload)
-            except ValueError:
-                states[(p.store, p.device)] = {"status": "unreadable"}
+    states = read_retained(options_from_args(args), topics.STATE_FILTER, args.wait, {"status": "unreadable"})
     for (store, device), st in sorted(states.items()):
         if args.json:
             print(json.dumps({"store": store, "device": device, **st}))

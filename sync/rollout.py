@@ -142,9 +142,9 @@ def unpublish_model(opts: ClientOptions, name: str, version: str, wait: float = 
     return n + 1
 
 
-def read_statuses(opts: ClientOptions, wait: float = 1.0) -> dict[tuple[str, str], dict]:
-    """Retained update statuses: (store, device) -> status payload."""
-    with _Conn(opts, [topics.UPDATE_FILTER]) as c:
+def read_retained(opts: ClientOptions, topic_filter: str, wait: float, unreadable: dict) -> dict[tuple[str, str], dict]:
+    """Retained JSON per device under a device-topic filter: (store, device) -> payload (`unreadable` if not JSON)."""
+    with _Conn(opts, [topic_filter]) as c:
         time.sleep(wait)
         msgs = list(c.messages)
     out = {}
@@ -154,8 +154,13 @@ def read_statuses(opts: ClientOptions, wait: float = 1.0) -> dict[tuple[str, str
             try:
                 out[(p.store, p.device)] = json.loads(raw)
             except ValueError:
-                out[(p.store, p.device)] = {"job": {"state": "unreadable"}}
+                out[(p.store, p.device)] = unreadable
     return out
+
+
+def read_statuses(opts: ClientOptions, wait: float = 1.0) -> dict[tuple[str, str], dict]:
+    """Retained update statuses: (store, device) -> status payload."""
+    return read_retained(opts, topics.UPDATE_FILTER, wait, {"job": {"state": "unreadable"}})
 
 
 def wave_sizes(n: int, waves: list[float]) -> list[int]:
