@@ -3,7 +3,11 @@
 1. Translation: BlazePose world landmarks (metres, hip-centred, camera-aligned axes) are placed in the camera by
    the translation t that best reprojects them onto the 2D landmarks (linear least squares, visibility-weighted).
 2. Anchor frames from the camera-space joints: torso (shoulders + hips; yaw, roll and pitch follow the body),
-   upper arms and forearms (rigid sleeve segments follow the bones), head (ears + eyes).
+   upper arms and forearms (rigid sleeve segments follow the bones), head (ears + eyes) and eyes (eyewear).
+   The head landmarks (ears, eyes, nose) are not taken from the world landmarks' head (hip-centred, the least
+   reliable part): each is back-projected along its 2D landmark's camera ray (intrinsics) to the head's depth
+   from the body solve plus its world depth relative to the ears, so the head frames reproject exactly onto
+   the 2D eye/ear landmarks (roll from the image, yaw from the relative depths).
 3. Scale: shoulder width and torso length against the garment's reference body; sleeve length by bone length.
 Joints are One-Euro smoothed in camera space before the frames are built.
 Output poses are OpenGL camera space (x right, y up, z toward the viewer) as pyrender expects.
@@ -27,6 +31,9 @@ J = {n: i for i, n in enumerate(JOINTS)}
 _IDX = np.array([LM[n] for n in JOINTS])
 _SOLVE = [LM[n] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip", "left_elbow", "right_elbow",
                           "left_ear", "right_ear", "nose")]
+_HEAD = [LM[n] for n in ("left_ear", "right_ear", "left_eye", "right_eye", "nose")]
+_HEAD_J = [J[n] for n in ("left_ear", "right_ear", "left_eye", "right_eye", "nose")]
+_EARS = [LM["left_ear"], LM["right_ear"]]
 CV_TO_GL = np.diag([1.0, -1.0, -1.0])
 # Hips out of frame (low visibility): the model's hip guess is unreliable, so the torso length (the garment's
 # vertical scale, i.e. where the hem falls) comes from the shoulder width with the reference body's proportion.
@@ -61,6 +68,19 @@ def solve_translation(world: np.ndarray, uv: np.ndarray, intr: Intrinsics, weigh
     w = np.sqrt(np.concatenate([weights, weights]))
     t, *_ = np.linalg.lstsq(A * w[:, None], b * w, rcond=None)
     return t
+
+
+def head_from_2d(person: PersonPose, t: np.ndarray, intr: Intrinsics) -> np.ndarray:
+    """Camera-space (OpenCV) ears, eyes and nose anchored on their 2D landmarks.
+
+    Depth of each point = depth of the mid-ears from the body solve (world + t) + its world depth relative to
+    the mid-ears; x/y = its 2D landmark's ray at that depth. Only relative depths come from the world head.
+    """
+    world = np.asarray(person.world, float)
+    z_ears = float(world[_EARS, 2].mean() + t[2])
+    z = np.maximum(z_ears + world[_HEAD, 2] - world[_EARS, 2].mean(), 0.05)
+    uv = np.asarray(person.landmarks[_HEAD, :2], float)
+    return np.stack([(uv[:, 0] - intr.cx) / intr.fx * z, (uv[:, 1] - intr.cy) / intr.fy * z, z], axis=1)
 
 
 def _unit(v: np.ndarray, fallback: np.ndarray) -> np.ndarray:
@@ -118,7 +138,9 @@ class BodyFitter:
         w = vis[_SOLVE]
         w = np.where(w > 0.2, w, 0.0)
         t = solve_translation(person.world[_SOLVE], person.landmarks[_SOLVE, :2], self.intr, w + 1e-6)
-        return person.world[_IDX] + t, t
+        joints = person.world[_IDX] + t
+        joints[_HEAD_J] = head_from_2d(person, t, self.intr)
+        return joints, t
 
     def fit(self, person: PersonPose, t: float, ref: dict[str, float] | None = None) -> BodyFit | None:
         """Anchor poses for the garment (ref = its reference body); None if the shoulders are not visible."""
@@ -158,14 +180,36 @@ def build_fit(joints_cv: np.ndarray, trans: np.ndarray, ref: dict[str, float], v
         sh, el, wr = P[f"{side}_shoulder"], P[f"{side}_elbow"], P[f"{side}_wrist"]
         poses[f"{side}_upper_arm"] = segment_pose(sh, el, fwd, sx, np.linalg.norm(el - sh) / ref["upper_arm"])
         poses[f"{side}_forearm"] = segment_pose(el, wr, fwd, sx, np.linalg.norm(wr - el) / ref["forearm"])
-    mid_ear = (P["left_ear"] + P["right_ear"]) / 2
-    ear_w = float(np.linalg.norm(P["left_ear"] - P["right_ear"]))
-    hx = P["left_ear"] - P["right_ear"]
-    hz = (P["left_eye"] + P["right_eye"]) / 2 - mid_ear
-    hz = hz - np.dot(hz, hx) * hx / max(np.dot(hx, hx), 1e-12)
-    hs = ear_w / ref["ear_width"]
-    poses["head"] = frame_pose(mid_ear, hx, np.cross(hz, hx), [hs, hs, hs])
+    poses.update(head_poses(P, ref))
     x_axis = torso[:3, 0] / np.linalg.norm(torso[:3, 0])
     yaw = math.degrees(math.atan2(-x_axis[2], x_axis[0]))
     return BodyFit(joints={n: joints_cv[i] for n, i in J.items()}, poses=poses, translation=trans,
                    shoulder_width_m=sw, torso_length_m=tl, yaw_deg=yaw, visibility=visibility or {})
+
+
+def head_poses(P: dict[str, np.ndarray], ref: dict[str, float]) -> dict[str, np.ndarray]:
+    """`head` and `eyes` anchor poses from OpenGL camera-space ears and eyes.
+
+    head: origin mid-ears, x = right -> left (mean of the ear and eye axes: roll and yaw), z forward, pitched so
+    the eye midpoint lies in the canonical direction (0, eye_height, eye_depth); uniform scale ear-to-ear
+    distance / ref ear_width. eyes: origin mid-eyes (nose bridge), x = right eye -> left eye, z = the head's
+    forward; x scaled by the inter-eye distance / ref eye_width (lens centres land on the eyes), y and z by the
+    head's scale (temples reach the ears).
+    """
+    le, re, ly, ry = P["left_ear"], P["right_ear"], P["left_eye"], P["right_eye"]
+    ex = np.array([1.0, 0, 0])
+    ear_w = float(np.linalg.norm(le - re))
+    eye_w = float(np.linalg.norm(ly - ry))
+    x_eye = _unit(ly - ry, ex)
+    hx = _unit(_unit(le - re, x_eye) + x_eye, ex)
+    mid_ear, mid_eye = (le + re) / 2, (ly + ry) / 2
+    v = mid_eye - mid_ear
+    z0 = _unit(v - np.dot(v, hx) * hx, np.array([0, 0, 1.0]))
+    y0 = np.cross(z0, hx)
+    a = math.atan2(ref.get("eye_height", DEFAULT_REF["eye_height"]), ref.get("eye_depth", DEFAULT_REF["eye_depth"]))
+    hz = math.cos(a) * z0 - math.sin(a) * y0
+    hy = math.sin(a) * z0 + math.cos(a) * y0
+    hs = ear_w / ref["ear_width"]
+    es = eye_w / ref.get("eye_width", DEFAULT_REF["eye_width"])
+    return {"head": frame_pose(mid_ear, hx, hy, [hs, hs, hs]),
+            "eyes": frame_pose(mid_eye, x_eye, np.cross(hz, x_eye), [es, hs, hs])}

@@ -16,6 +16,7 @@ camera image show through the neck opening.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,13 +43,13 @@ def _with_material(mesh: trimesh.Trimesh, mat) -> trimesh.Trimesh:
     return mesh
 
 
-def _knit_texture(size: int = 128) -> Image.Image:
+def _knit_texture(size: int = 128, cuff_frac: float = 0.28) -> Image.Image:
     """Light ribbed-knit pattern (multiplied by the colour factor, so it tints)."""
     yy, xx = np.mgrid[0:size, 0:size]
     rib = 0.5 + 0.5 * np.cos(2 * np.pi * xx / 8.0)
     stitch = 0.5 + 0.5 * np.cos(2 * np.pi * (yy + 2 * np.abs(((xx % 8) - 4))) / 6.0)
     v = 205 + 30 * rib + 20 * stitch
-    band = (yy < size * 0.28)  # folded cuff: slightly darker
+    band = (yy < size * cuff_frac)  # folded cuff: slightly darker
     v = np.where(band, v * 0.85, v)
     return Image.fromarray(np.clip(np.stack([v] * 3, -1), 0, 255).astype(np.uint8))
 
@@ -379,32 +380,74 @@ def build_jacket():
     meta = {"name": "Field jacket", "category": "top", "tint": {"buttons": False, "neck_holdout": False},
             "covers": ["torso", "left_upper_arm", "right_upper_arm", "left_forearm", "right_forearm"]}
     return parts, anchors, meta
+# ---------------------------------------------------------------------------------------------------------------
+# Head items. Reference head (garments.DEFAULT_REF): ear landmarks 0.15 apart, eye landmarks 0.063 apart, the eye
+# line 0.015 above and 0.085 in front of the ear landmarks; eye line to crown EYE_TO_CROWN.
+
+EYE_TO_CROWN = 0.115
+BEANIE_BRIM = 0.40  # brim above the eye line, as a fraction of the eye-to-crown distance (just above the brows)
+
+
 def build_glasses():
+    """Round glasses in the `eyes` frame: origin mid-eyes (nose bridge), lens centres on the eye landmarks
+    (x = ±eye_width/2, slightly in front of them), bridge over the nose, temples back to the ears."""
     frame_mat = _pbr((0.1, 0.1, 0.1), 0.7, 0.35)
     lens_mat = _pbr((0.08, 0.1, 0.12), 0.0, 0.05)
-    zf, dx, r = 0.10, 0.034, 0.025
-    pieces = [ring((-dx, 0.0, zf), r, 0.0035), ring((dx, 0.0, zf), r, 0.0035),
-              rod((-dx + r, 0.004, zf), (dx - r, 0.004, zf), 0.0025)]
+    ref = DEFAULT_REF
+    dx, r, zf = ref["eye_width"] / 2, 0.021, 0.010
+    ear_x, ear_y, ear_z = ref["ear_width"] / 2, -ref["eye_height"], -ref["eye_depth"]
+    pieces = [ring((-dx, 0.0, zf), r, 0.0025), ring((dx, 0.0, zf), r, 0.0025),
+              rod((-dx + r, 0.005, zf + 0.002), (0.0, 0.007, zf + 0.003), 0.002),
+              rod((0.0, 0.007, zf + 0.003), (dx - r, 0.005, zf + 0.002), 0.002)]
     for s in (-1, 1):
-        pieces.append(rod((s * (dx + r), 0.0, zf), (s * 0.078, 0.004, 0.0), 0.0025))
+        hinge = (s * (dx + r + 0.002), 0.004, zf - 0.002)
+        knee = (s * (ear_x + 0.002), ear_y + 0.012, ear_z + 0.005)  # over the ear
+        tip = (s * (ear_x - 0.004), ear_y - 0.012, ear_z - 0.022)  # hooked down behind it
+        pieces += [rod((s * (dx + r - 0.001), 0.002, zf), hinge, 0.0025), rod(hinge, knee, 0.002),
+                   rod(knee, tip, 0.002)]
     lenses = [disc((-dx, 0.0, zf - 0.001), r - 0.001, 0.002), disc((dx, 0.0, zf - 0.001), r - 0.001, 0.002)]
     parts = {"frame": _with_material(trimesh.util.concatenate(pieces), frame_mat),
              "lenses": _with_material(trimesh.util.concatenate(lenses), lens_mat)}
-    anchors = {"frame": "head", "lenses": "head"}
+    anchors = {"frame": "eyes", "lenses": "eyes"}
     meta = {"name": "Round glasses", "category": "eyewear", "covers": ["head"], "tint": {"lenses": False}}
     return parts, anchors, meta
 
 
 def build_beanie():
-    tex = _knit_texture()
+    """Rib beanie in the `head` frame (origin mid-ears): an ellipsoidal dome over the crown, its folded cuff's
+    lower edge BEANIE_BRIM of the eye-to-crown distance above the eye line, as wide as the skull at the ears."""
+    ref = DEFAULT_REF
+    y_eye = ref["eye_height"]
+    yb = y_eye + BEANIE_BRIM * EYE_TO_CROWN  # brim
+    top = y_eye + EYE_TO_CROWN + 0.012  # crown + knit + a little slack
+    yc, W, D, zc = 0.045, 0.081, 0.106, -0.004  # widest level, half-width, half-depth, centre (skull + knit)
+    H = top - yc
+    cuff = 0.030
+    a0 = math.asin((yb + cuff - yc) / H)
+    ang = np.linspace(a0, math.pi / 2, 16)
+    dome_y = yc + H * np.sin(ang)
+    ys = np.concatenate([[yb, yb + 0.002], np.linspace(yb + 0.006, yb + cuff - 0.002, 4), [yb + cuff], dome_y[1:]])
+    prof = lambda y: math.sqrt(max(0.0, 1 - ((y - yc) / H) ** 2))  # noqa: E731
+
+    def grow(y):  # the cuff stands off the dome; its lower edge rolls in
+        if y < yb + 0.001:
+            return 0.002
+        return 0.006 if y <= yb + cuff + 1e-9 else 0.0
+
+    half_w = lambda y: W * prof(y) + grow(y) + 0.0015  # noqa: E731
+    half_d = lambda y: D * prof(y) + grow(y) + 0.0015  # noqa: E731
+    tex = _knit_texture(cuff_frac=cuff / (top - yb))
     mat = _pbr((0.6, 0.12, 0.1), 0.0, 0.95, texture=tex)
-    ys = np.linspace(0.02, 0.175, 18)
-    # ellipsoidal dome over the skull; the first rows form the folded cuff
-    rad = lambda y: 0.098 * np.sqrt(max(0.0, 1 - ((y - 0.02) / 0.158) ** 2)) + 0.003  # noqa: E731
-    dome = tube(ys, rad, lambda y: rad(y) * 1.12, n_theta=48, z0=0.012)
-    parts = {"beanie": _with_material(dome, mat)}
-    meta = {"name": "Rib beanie", "category": "headwear", "covers": ["head"], "tint": {}}
-    return parts, {"beanie": "head"}, meta
+    dome = tube(ys, half_w, half_d, n_theta=48, z0=zc)
+    # the wearer's skull as a holdout (shade alpha 0): hides the inside of the back of the beanie, which a camera
+    # below the head would otherwise see through the opening, over the forehead
+    skull = trimesh.creation.icosphere(subdivisions=3)
+    skull.apply_scale((W - 0.005, H - 0.010, D - 0.006))
+    skull.apply_translation((0.0, yc, zc))
+    skull = set_shade(skull, np.zeros((len(skull.vertices), 4)))
+    parts = {"beanie": _with_material(dome, mat), "head_holdout": _with_material(skull, _pbr((0, 0, 0), 0.0, 1.0))}
+    meta = {"name": "Rib beanie", "category": "headwear", "covers": ["head"], "tint": {"head_holdout": False}}
+    return parts, {"beanie": "head", "head_holdout": "head"}, meta
 
 
 BUILDERS = {"tee": build_tee, "jacket": build_jacket, "glasses": build_glasses, "beanie": build_beanie}

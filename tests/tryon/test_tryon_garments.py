@@ -70,7 +70,7 @@ def test_user_glb_roundtrip_keeps_parts_and_pbr(tmp_path, catalog):
     src = catalog.build(catalog.entry("GLS-003"))
     g = load_garment(src)
     lenses = [p for p in g.parts if p.name == "lenses"][0]
-    assert lenses.anchor == "head" and not lenses.tint and lenses.roughness == pytest.approx(0.05)
+    assert lenses.anchor == "eyes" and not lenses.tint and lenses.roughness == pytest.approx(0.05)
 
 
 def test_bad_anchor_metadata_is_a_clear_error(tmp_path):
