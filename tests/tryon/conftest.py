@@ -10,14 +10,14 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 @pytest.fixture(scope="session")
 def tryon_cache(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sfcache")
-    old = os.environ.get("STOREFRONT_EDGE_CACHE")
-    os.environ["STOREFRONT_EDGE_CACHE"] = str(d)
-    yield d
-    if old is None:
-        os.environ.pop("STOREFRONT_EDGE_CACHE", None)
-    else:
-        os.environ["STOREFRONT_EDGE_CACHE"] = old
+    """One isolated cache (garments, shaders) for the whole try-on test session."""
+    return tmp_path_factory.mktemp("sfcache")
+
+
+@pytest.fixture(autouse=True)
+def _use_tryon_cache(tryon_cache, monkeypatch):
+    """Point the try-on tests (only them) at the isolated cache; other test folders keep the real model cache."""
+    monkeypatch.setenv("STOREFRONT_EDGE_CACHE", str(tryon_cache))
 
 
 @pytest.fixture(scope="session")
