@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.tryon.intrinsics import Intrinsics
+
 log = logging.getLogger(__name__)
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -52,8 +54,8 @@ def from_hfov(width: int, height: int, hfov_deg: float) -> CameraCalibration:
     """Focal length from a known horizontal field of view (datasheet), principal point at the centre."""
     if not 10 < hfov_deg < 170:
         raise CalibrationError(f"horizontal FOV {hfov_deg} deg is not plausible (10..170)")
-    f = 0.5 * width / math.tan(math.radians(hfov_deg) / 2)
-    return CameraCalibration(f, f, width / 2, height / 2, width, height, method=f"estimate from hfov {hfov_deg} deg")
+    k = Intrinsics.from_hfov(width, height, hfov_deg)
+    return CameraCalibration(k.fx, k.fy, k.cx, k.cy, width, height, method=f"estimate from hfov {hfov_deg} deg")
 
 
 def find_corners(gray: np.ndarray, pattern: tuple[int, int]) -> np.ndarray | None:

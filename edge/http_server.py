@@ -152,13 +152,17 @@ def _method_not_allowed(h: BaseHTTPRequestHandler) -> None:
     send(h, 405, b"method not allowed\n", "text/plain")
 
 
-def send(h: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str) -> None:
+def send(h: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str, extra: dict | None = None) -> None:
+    """One complete response (no body for HEAD); `extra` adds headers."""
     h.send_response(code)
     h.send_header("Content-Type", ctype)
     h.send_header("Content-Length", str(len(body)))
     h.send_header("Cache-Control", "no-store")
+    for k, v in (extra or {}).items():
+        h.send_header(k, v)
     h.end_headers()
-    h.wfile.write(body)
+    if h.command != "HEAD":
+        h.wfile.write(body)
 
 
 class RateMeter:

@@ -1,7 +1,7 @@
 """The mirror page over HTTP: live composited MJPEG, garment/colour picker, size suggestion (local only).
 
 `make_mirror_routes(pipeline)` returns {(method, path): handler(request)} for the runtime's HTTP server to mount
-(handlers take a `BaseHTTPRequestHandler`); `serve(pipeline, host, port)` runs a standalone ThreadingHTTPServer.
+(handlers take a `BaseHTTPRequestHandler`); `serve(pipeline, host, port)` runs it standalone on LocalHttpServer.
 """
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import json
 import logging
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import cv2
 
+from edge.http_server import send
 from edge.tryon.garments import CatalogError
 
 log = logging.getLogger(__name__)
@@ -38,20 +39,8 @@ class JpegCache:
             return self._data
 
 
-def _send(req: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str, extra: dict | None = None) -> None:
-    req.send_response(code)
-    req.send_header("Content-Type", ctype)
-    req.send_header("Content-Length", str(len(body)))
-    req.send_header("Cache-Control", "no-store")
-    for k, v in (extra or {}).items():
-        req.send_header(k, v)
-    req.end_headers()
-    if req.command != "HEAD":
-        req.wfile.write(body)
-
-
 def _json(req, code: int, obj) -> None:
-    _send(req, code, json.dumps(obj).encode(), "application/json")
+    send(req, code, json.dumps(obj).encode(), "application/json")
 
 
 def make_mirror_routes(pipeline, prefix: str = "/mirror") -> dict:
@@ -65,7 +54,7 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror") -> dict:
             if name == "index.html":
                 body = body.replace(b"{{TITLE}}", page.title.encode()).replace(
                     b"{{SHOW_STATS}}", b"true" if page.show_stats else b"false")
-            _send(req, 200, body, _TYPES[Path(name).suffix])
+            send(req, 200, body, _TYPES[Path(name).suffix])
         return h
 
     def catalog(req):
@@ -91,7 +80,7 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror") -> dict:
         if f is None:
             _json(req, 503, {"error": "no frame yet"})
             return
-        _send(req, 200, jpeg.get(f), "image/jpeg", {"X-Frame-Seq": str(f.seq)})
+        send(req, 200, jpeg.get(f), "image/jpeg", {"X-Frame-Seq": str(f.seq)})
 
     def stream(req):
         req.send_response(200)
@@ -120,7 +109,7 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror") -> dict:
             log.debug("mirror stream client left")
 
     def index_redirect(req):
-        _send(req, 302, b"", "text/plain", {"Location": f"{prefix}/"})
+        send(req, 302, b"", "text/plain", {"Location": f"{prefix}/"})
 
     return {
         ("GET", f"{prefix}"): index_redirect,
@@ -135,47 +124,22 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror") -> dict:
     }
 
 
-def make_server(pipeline, host: str = "127.0.0.1", port: int = 8080) -> ThreadingHTTPServer:
-    """A ThreadingHTTPServer with the mirror routes (plus / -> /mirror/); call serve_forever() or use serve()."""
-    routes = make_mirror_routes(pipeline)
-    routes[("GET", "/")] = routes[("GET", "/mirror")]
+def serve(pipeline, host: str = "127.0.0.1", port: int = 8080, background: bool = False):
+    """Serve the mirror page (plus /healthz, /metrics) on the runtime's LocalHttpServer; blocks unless
+    background=True (then returns the running server: `.port`, `.stop()`)."""
+    from edge.http_server import LocalHttpServer  # noqa: PLC0415 - the runtime's server, only when standalone
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def health():
+        st = pipeline.state()
+        return st["renderer"] != "starting", st
 
-        def _dispatch(self, method):
-            h = routes.get((method, self.path.split("?", 1)[0]))
-            if h is None:
-                _json(self, 404, {"error": "not found"})
-            else:
-                h(self)
-
-        def do_GET(self):  # noqa: N802
-            self._dispatch("GET")
-
-        def do_HEAD(self):  # noqa: N802
-            self._dispatch("GET")
-
-        def do_POST(self):  # noqa: N802
-            self._dispatch("POST")
-
-        def log_message(self, fmt, *args):
-            log.debug("%s " + fmt, self.address_string(), *args)
-
-    srv = ThreadingHTTPServer((host, port), Handler)
-    srv.daemon_threads = True
-    return srv
-
-
-def serve(pipeline, host: str = "127.0.0.1", port: int = 8080, background: bool = False) -> ThreadingHTTPServer:
-    """Serve the mirror page; blocks unless background=True (then returns the running server)."""
-    srv = make_server(pipeline, host, port)
-    log.info("mirror page on http://%s:%d/mirror/", host, srv.server_address[1])
-    if background:
-        threading.Thread(target=srv.serve_forever, name="mirror-http", daemon=True).start()
-        return srv
-    try:
-        srv.serve_forever()
-    finally:
-        srv.server_close()
+    srv = LocalHttpServer(host, port, health)
+    srv.add_method_routes(make_mirror_routes(pipeline), home="/mirror")
+    srv.start()
+    log.info("mirror page on http://%s:%d/mirror/", host, srv.port)
+    if not background:
+        try:
+            threading.Event().wait()
+        finally:
+            srv.stop()
     return srv

@@ -31,7 +31,7 @@ from edge.tryon.server import serve
 src = MannequinSource(320, 240, fps=20, n_cycle=1)
 pipe = TryOnPipeline(TryOnConfig(), src, TruthPose()).start()
 srv = serve(pipe, "127.0.0.1", 0, background=True)
-base = f"http://127.0.0.1:{srv.server_address[1]}/mirror"
+base = f"http://127.0.0.1:{srv.port}/mirror"
 time.sleep(1.0)
 jpg = urllib.request.urlopen(base + "/frame.jpg", timeout=10).read()
 img = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR)
@@ -39,7 +39,7 @@ camera = cv2.flip(src.cycle[0].image, 1)  # mirror view of the camera frame
 out["frame_diff"] = float(np.abs(img.astype(int) - camera.astype(int)).mean())
 out["state"] = json.loads(urllib.request.urlopen(base + "/api/state", timeout=10).read())
 out["page"] = len(urllib.request.urlopen(base + "/", timeout=10).read())
-srv.shutdown(); pipe.stop()
+srv.stop(); pipe.stop()
 print("RESULT " + json.dumps(out))
 """
 

@@ -81,8 +81,8 @@ def mirror(tryon_cache, catalog):
     pipe = TryOnPipeline(TryOnConfig(mirror_view=False), MannequinSource(640, 480, fps=15, n_cycle=1),
                          TruthPose(), sink, catalog=catalog).start()
     srv = serve(pipe, "127.0.0.1", 0, background=True)
-    yield pipe, f"http://127.0.0.1:{srv.server_address[1]}", sink
-    srv.shutdown()
+    yield pipe, f"http://127.0.0.1:{srv.port}", sink
+    srv.stop()
     pipe.stop()
 
 
