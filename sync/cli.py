@@ -46,11 +46,14 @@ def run(args) -> int:
     return {"consumer": _consumer, "tail": _tail, "send": _send, "outbox": _outbox}[args.sync_cmd](args)
 
 
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _consumer(args) -> int:
     import logging
     import signal
 
-    from sync.broker import _raise_interrupt
     from sync.consumer import Consumer, options_from_args
 
     signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill PID`: stop cleanly (publish acks, close the DB)

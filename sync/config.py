@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from edge.config_base import StrictModel
+from edge.core.config_base import StrictModel
 
 
 class SyncConfig(StrictModel):

@@ -27,7 +27,7 @@ from typing import Callable
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge.events import Event
+from edge.core.events import Event
 from models import sign
 from models.zoo import ModelZoo
 from sync import topics

@@ -23,7 +23,7 @@ import time
 import uuid
 from pathlib import Path
 
-from edge.events import STREAMS, Event
+from edge.core.events import STREAMS, Event
 from sync import payloads
 from sync.payloads import GAP_KIND, PayloadError
 

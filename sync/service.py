@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Callable
 
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from edge.events import Event
+from edge.core.events import Event
 from sync import payloads, topics
 from sync.client import ClientOptions, MqttClient, Tls, publish_properties
 from sync.commands import CommandRouter, Incoming, builtin_handlers
@@ -20,7 +20,7 @@ from sync.outbox import Outbox
 from sync.telemetry import TelemetryLoop
 
 if TYPE_CHECKING:
-    from edge.config import EdgeConfig
+    from edge.app.config import EdgeConfig
 
 log = logging.getLogger(__name__)
 

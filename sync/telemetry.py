@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Callable
 
-from edge.events import Event
+from edge.core.events import Event
 
 log = logging.getLogger(__name__)
 

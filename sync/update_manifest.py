@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from edge.core.files import sha256_file
 from models import sign
 from sync import topics
 
@@ -41,14 +42,6 @@ def version_key(v: str) -> tuple:
 def newer(a: str, b: str | None) -> bool:
     """True if version a is strictly newer than b (anything is newer than None)."""
     return b is None or version_key(a) > version_key(b)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(1 << 20):
-            h.update(b)
-    return h.hexdigest()
 
 
 def chunk_hashes(path: Path, chunk_size: int) -> list[str]:

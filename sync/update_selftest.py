@@ -7,23 +7,19 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-
 from edge.backends import parity
 from edge.backends.registry import available_backends, load_session
+from models.golden import GoldenError, load_golden
 from sync.update_manifest import GOLDEN, UpdateError
 
 log = logging.getLogger(__name__)
 
 
-def load_golden(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """golden.npz as written by `edge models build`: `input:<name>` and `output:<name>` arrays."""
-    with np.load(path, allow_pickle=False) as z:
-        ins = {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith("input:")}
-        outs = {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith("output:")}
-    if not ins or not outs:
-        raise UpdateError(f"self-test: {path.name} has no input:/output: arrays")
-    return ins, outs
+def _golden(path: Path) -> tuple[dict, dict]:
+    try:
+        return load_golden(path)
+    except GoldenError as e:
+        raise UpdateError(f"self-test: {e}") from None
 
 
 def _tolerance(payload: dict, precision: str) -> parity.Tolerance:
@@ -41,7 +37,7 @@ def self_test(staging: Path, payload: dict, *, backends: list[str] | None = None
     Artefacts whose backend is not installed (or not in `backends`) are skipped. Raises UpdateError when one
     tested artefact fails or none could be tested.
     """
-    ins, golden = load_golden(staging / payload.get("selftest", {}).get("golden", GOLDEN))
+    ins, golden = _golden(staging / payload.get("selftest", {}).get("golden", GOLDEN))
     budget = payload.get("selftest", {}).get("latency_ms")
     usable = {b for b, (ok, _) in available_backends().items() if ok and (backends is None or b in backends)}
     report: dict[str, dict] = {}

@@ -58,7 +58,7 @@ def cpu_model() -> str:
 
 
 def default_cache_path(zoo) -> Path:
-    from edge.paths import cache_dir
+    from edge.core.paths import cache_dir
 
     root = getattr(zoo, "cache", None) or cache_dir()
     return Path(root) / CACHE_FILE
@@ -71,7 +71,7 @@ def _precision(zoo, name: str, backend: str, requested: str) -> str:
 def open_model(zoo, ref, *, cache_path: Path | None = None, options: dict[str, Any] | None = None,
                tolerance: parity.Tolerance | None = None, rounds: int = 10, per_round: int = 3,
                outputs: list[str] | None = None) -> Session:
-    """A session for `ref` (edge.config.ModelRef). options: backend name -> that plug-in's options.
+    """A session for `ref` (edge.app.config.ModelRef). options: backend name -> that plug-in's options.
 
     Explicit backend: loads the zoo artefact (ModelNotBuilt names `edge models build`). auto: see module doc.
     tolerance overrides the per-model parity tolerance of auto (tests force it to 0 to see a rejection).

@@ -12,7 +12,7 @@ from pydantic import Field
 from edge.backends.base import (Backend, BackendError, ModelLoadError, Session, SessionInfo, TensorSpec,
                                 canonical_output_name, select_outputs)
 from edge.backends.formats import validate
-from edge.config_base import StrictModel
+from edge.core.config_base import StrictModel
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from edge.config_base import StrictModel
+from edge.core.config_base import StrictModel
 
 
 class OneEuroConfig(StrictModel):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge.events import Event, EventSink
+from edge.core.events import Event, EventSink
 from edge.pose.types import PoseResult
 from edge.pose.zones import PolygonZone
 

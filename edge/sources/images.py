@@ -7,7 +7,7 @@ from pathlib import Path
 
 import cv2
 
-from edge.frames import Frame
+from edge.core.frames import Frame
 from edge.sources.base import FrameSource, Pacer, SourceError
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from edge.events import EventSink
-from edge.frames import Frame
+from edge.core.events import EventSink
+from edge.core.frames import Frame
 from edge.tryon.composite import composite_inplace
 from edge.tryon.config import TryOnConfig
 from edge.tryon.fitting import BodyFitter

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 
-from edge.http_server import send
+from edge.core.http_server import send
 from edge.tryon.garments import CatalogError
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror") -> dict:
 def serve(pipeline, host: str = "127.0.0.1", port: int = 8080, background: bool = False):
     """Serve the mirror page (plus /healthz, /metrics) on the runtime's LocalHttpServer; blocks unless
     background=True (then returns the running server: `.port`, `.stop()`)."""
-    from edge.http_server import LocalHttpServer  # noqa: PLC0415 - the runtime's server, only when standalone
+    from edge.core.http_server import LocalHttpServer  # noqa: PLC0415 - the runtime's server, only when standalone
 
     def health():
         st = pipeline.state()

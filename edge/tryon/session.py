@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from edge.events import Event, EventSink
+from edge.core.events import Event, EventSink
 
 log = logging.getLogger(__name__)
 

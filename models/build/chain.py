@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from edge.core.files import sha256_file
 from models import manifest as manifests
 from models import sign
 from models.build import steps_record, venvs, verify
-from models.source import extract_member, fetch_wheel, sha256_file
+from models.build.source import extract_member, fetch_wheel, media_files, stage_media
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class Chain:
         src_models = sorted(set(self.names) | ({"pose_detection", "pose_landmark_full"} if need_lmk else set()))
         for n in src_models:
             steps.append(self._source_step(n))
+        steps.append(self._media_step())
         steps.append(self._dataset_step())
         for n in self.names:
             steps.extend(self._model_steps(n))
@@ -107,6 +109,13 @@ class Chain:
                     from None
         return Step(name, "source", [out], self._rec(name, "source"), params=dict(s), action=action)
 
+    def _media_step(self) -> Step:
+        files = media_files()
+        outs = [self.cache / "photos" / f for f in sorted(files)]
+        return Step("*", "media", outs, self.cache / "photos" / ".steps" / "media.json",
+                    params={"files": {f: list(v) for f, v in sorted(files.items())}},
+                    action=lambda: stage_media(self.cache))
+
     def _dataset_step(self) -> Step:
         root = self.cache / "calibration"
         outs = [root / n / f"{s}.npz" for n in sorted(self.all) for s in ("calib", "heldout", "golden")]
@@ -114,7 +123,9 @@ class Chain:
 
         def action():
             from calibration import datasets
-            datasets.build(self.cache, self.all, self.src("pose_detection"), self.src("pose_landmark_full"), root)
+            from models.build.runners import open_model
+            datasets.build(self.cache, self.all, open_model(self.src("pose_detection")),
+                           open_model(self.src("pose_landmark_full")), root)
         return Step("*", "datasets", outs, root / ".steps" / "datasets.json",
                     inputs=[self.src("pose_detection"), self.src("pose_landmark_full")],
                     params={"calibration": cal}, code=DATASET_CODE, action=action)

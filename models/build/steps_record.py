@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from models.source import sha256_file
+from edge.core.files import sha256_file
 
 
 def file_digest(path: Path, memo: dict | None = None) -> str:

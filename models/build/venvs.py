@@ -111,7 +111,7 @@ def _create(d: Path, spec: VenvSpec) -> None:
 
 
 def main() -> int:  # `python -m models.build.venvs [NAME...]`: pre-create venvs (CI warm-up)
-    from edge.paths import cache_dir
+    from edge.core.paths import cache_dir
     logging.basicConfig(level=logging.INFO)
     for n in sys.argv[1:] or list(SPECS):
         print(ensure(cache_dir(), n))

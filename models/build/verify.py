@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from models.build.runners import open_model, run_batch
+from models.golden import load_golden
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,6 @@ def save_golden(path: Path, inputs: dict[str, np.ndarray], outputs: dict[str, np
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
-
-
-def load_golden(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    with np.load(path) as z:
-        ins = {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith("input:")}
-        outs = {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith("output:")}
-    return ins, outs
 
 
 def make_golden(reference: Path, golden_inputs: Path, norm: str, out: Path) -> None:

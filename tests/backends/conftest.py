@@ -39,7 +39,7 @@ def zoo():
     missing = _missing(z)
     if missing:
         log.warning("building models for the backend tests (missing: %s)", ", ".join(missing))
-        r = subprocess.run([sys.executable, "-m", "edge.cli", "models", "build"], capture_output=True, text=True,
+        r = subprocess.run([sys.executable, "-m", "edge.app.cli", "models", "build"], capture_output=True, text=True,
                            timeout=3600)
         assert r.returncode == 0, f"`edge models build` failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
         z = ModelZoo()

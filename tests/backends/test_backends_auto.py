@@ -12,7 +12,7 @@ import pytest
 from edge.backends import registry
 from edge.backends.auto import NoBackendPassed, open_model
 from edge.backends.parity import Tolerance, check, tolerance_for
-from edge.config import ModelRef
+from edge.app.config import ModelRef
 
 DET = "pose_detection"
 

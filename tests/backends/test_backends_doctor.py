@@ -12,7 +12,7 @@ import pytest
 
 def doctor(*args, env=None):
     e = dict(os.environ, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "edge.cli", "doctor", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "edge.app.cli", "doctor", *args], capture_output=True, text=True,
                           env=e, timeout=180)
 
 

@@ -21,7 +21,7 @@ def det_int8(zoo):
     try:
         return {b: zoo.artifact(DET, b, "int8") for b in ("tflite", "openvino", "onnxruntime")}
     except ModelNotBuilt:
-        r = subprocess.run([sys.executable, "-m", "edge.cli", "models", "build", "--only", DET, "--no-progress"],
+        r = subprocess.run([sys.executable, "-m", "edge.app.cli", "models", "build", "--only", DET, "--no-progress"],
                            capture_output=True, text=True, timeout=3600)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         return {b: zoo.artifact(DET, b, "int8") for b in ("tflite", "openvino", "onnxruntime")}

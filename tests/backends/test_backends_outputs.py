@@ -39,7 +39,7 @@ def test_unknown_output_name_is_a_clear_error(model_files, backend, kind):
 
 
 def test_pose_pipeline_without_segmentation_skips_the_mask_head(zoo):
-    from edge.config import ModelsSection, ModelRef
+    from edge.app.config import ModelsSection, ModelRef
     from edge.pose.config import PoseConfig
     from edge.pose.pipeline import PosePipeline
 

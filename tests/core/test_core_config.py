@@ -6,13 +6,13 @@ import sys
 
 import pytest
 
-from edge.config import ConfigError, load_config, parse_config
+from edge.app.config import ConfigError, load_config, parse_config
 
 DEVICE = {"id": "d1", "store": "s1", "kind": "kiosk"}
 
 
 def edge(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "edge.app.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
 def test_shipped_device_configs_are_valid(repo):

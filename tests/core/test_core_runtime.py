@@ -9,8 +9,8 @@ import threading
 import time
 import urllib.request
 
-from edge.config import load_config
-from edge.runner import Runtime
+from edge.app.config import load_config
+from edge.app.runner import Runtime
 
 
 def outbox_events(path):
@@ -25,7 +25,7 @@ def test_edge_run_without_broker_puts_person_events_in_the_outbox(repo, tmp_path
     cfg_text = cfg_text.replace("fps = 30", "fps = 30\nrealtime = false\nloop = false")
     cfg = tmp_path / "kiosk.toml"
     cfg.write_text(cfg_text)
-    r = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--config", str(cfg), "--no-http"],
+    r = subprocess.run([sys.executable, "-m", "edge.app.cli", "run", "--config", str(cfg), "--no-http"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     events = outbox_events(tmp_path / "outbox.sqlite")

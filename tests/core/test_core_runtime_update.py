@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from edge.config import load_config
-from edge.runner import Runtime
+from edge.app.config import load_config
+from edge.app.runner import Runtime
 from models.zoo import ModelZoo
 from sync import topics
-from sync.broker import Broker
+from devtools.broker import Broker
 from sync.client import ClientOptions
 from sync.request import Requester, device_reply_filter
 from sync.rollout import publish_model

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config import SourceSection
+from edge.app.config import SourceSection
 from edge.sources import LatestFrameReader, SourceError, make_source
 from edge.sources.base import FrameSource
 from edge.sources.demo import DemoSource
@@ -88,7 +88,7 @@ class FlakyCamera(FrameSource):
             raise SourceError("camera /dev/video0 not present")
 
     def read(self):
-        from edge.frames import Frame
+        from edge.core.frames import Frame
 
         self.n += 1
         if self.n == 4:

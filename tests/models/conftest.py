@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.paths import cache_dir
+from edge.core.paths import cache_dir
 
 
 @pytest.fixture(scope="session")

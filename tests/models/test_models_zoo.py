@@ -18,7 +18,7 @@ KEYS = {"name": str, "version": str, "task": str, "backend": str, "precision": s
 
 def test_list_json_schema(built_cache, repo):
     env = dict(os.environ, STOREFRONT_EDGE_CACHE=str(built_cache))
-    r = subprocess.run([sys.executable, "-m", "edge.cli", "--log-level", "WARNING", "models", "list", "--json"],
+    r = subprocess.run([sys.executable, "-m", "edge.app.cli", "--log-level", "WARNING", "models", "list", "--json"],
                        capture_output=True, text=True, cwd=repo, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)

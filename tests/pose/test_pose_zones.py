@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.events import ListSink
+from edge.core.events import ListSink
 from edge.pose.config import PoseConfig, ZoneConfig
 from edge.pose.events import PresenceTracker
 from edge.pose.types import PersonPose, PoseResult, Roi

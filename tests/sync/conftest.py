@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from sync.broker import Broker
+from devtools.broker import Broker
 
 if shutil.which("mosquitto") is None and not os.path.exists("/usr/sbin/mosquitto"):
     raise RuntimeError("mosquitto is not installed: run `bash scripts/setup.sh --test` (apt-get install mosquitto)")

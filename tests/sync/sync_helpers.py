@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from edge.config import parse_config
+from edge.app.config import parse_config
 from sync.client import ClientOptions
 from sync.consumer import Consumer
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from edge.events import Event
+from edge.core.events import Event
 from sync.consumer import summary
 from sync.service import SyncService
 
@@ -75,7 +75,7 @@ def test_broker_kill9_mid_stream_and_restart(broker, tmp_path):
 
 
 def _devsim(broker, outbox, total, rate):
-    cmd = [sys.executable, "-m", "sync.devsim", "--port", str(broker.port), "--outbox", str(outbox),
+    cmd = [sys.executable, "-m", "devtools.devsim", "--port", str(broker.port), "--outbox", str(outbox),
            "--total", str(total), "--rate", str(rate), "--timeout-s", "30",
            "--sync", json.dumps({"ack_timeout_s": 1.5, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5})]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=os.getcwd())

@@ -16,7 +16,7 @@ import pytest
 from models.zoo import ModelZoo
 
 from sync import topics
-from sync.broker import CLOUD_ACL, Broker, acl_for_device
+from devtools.broker import CLOUD_ACL, Broker, acl_for_device
 from sync.client import ClientOptions
 from sync.rollout import Rollout, publish_model, read_statuses, wave_sizes
 from sync.update_download import Staging
@@ -216,7 +216,7 @@ def test_staged_rollout_aborts_and_rolls_back_when_failures_pass_threshold(broke
         assert res["devices"]["s001/d003"]["state"] == "PENDING"  # wave 3 never started
         assert [current(d) for d in devs] == ["1.0", "1.0", "1.0"]
         assert devs[0].activated == [(MODEL, "1.1"), (MODEL, "1.0")] and devs[2].activated == []
-        from edge.cli import main
+        from edge.app.cli import main
 
         assert main(["fleet", "status", "--port", str(broker.port), "--wait", "0.5"]) == 0
         out = capsys.readouterr().out
@@ -227,7 +227,7 @@ def test_staged_rollout_aborts_and_rolls_back_when_failures_pass_threshold(broke
 
 
 def test_update_under_the_production_acl(tmp_path, fleet):
-    """Per-device ACL (sync.broker.acl_for_device): the device may read model topics and write its status."""
+    """Per-device ACL (devtools.broker.acl_for_device): the device may read model topics and write its status."""
     priv, pub, base = fleet
     users = {"s001.d001": "pw-d1", "cloud": "pw-cloud"}
     b = Broker(tmp_path / "acl-broker", users=users, acl=acl_for_device("s001", "d001") + CLOUD_ACL).start()
@@ -252,13 +252,13 @@ def _built_face_detector(tmp_path) -> Path:
     import subprocess
     import sys
 
-    from edge.paths import cache_dir
+    from edge.core.paths import cache_dir
     from models import sign
     from models.zoo import ModelZoo
 
     src = ModelZoo().model_dir("face_detection_full_range")
     if not (src / "built.json").is_file():
-        r = subprocess.run([sys.executable, "-m", "edge.cli", "models", "build", "--only", "face_detection_full_range"],
+        r = subprocess.run([sys.executable, "-m", "edge.app.cli", "models", "build", "--only", "face_detection_full_range"],
                            capture_output=True, text=True, timeout=1800)
         assert r.returncode == 0, r.stderr[-2000:]
     dst = tmp_path / "face"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.events import Event
-from sync.broker import CLOUD_ACL, Broker, TlsListener, acl_for_device
+from edge.core.events import Event
+from devtools.broker import CLOUD_ACL, Broker, TlsListener, acl_for_device
 from sync.client import ClientOptions, MqttClient, Tls
 from sync.service import SyncService
 

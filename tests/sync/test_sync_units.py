@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from edge.config import parse_config, ConfigError
-from edge.events import Event
+from edge.app.config import parse_config, ConfigError
+from edge.core.events import Event
 from sync import payloads, topics
 from sync.client import ClientOptions
 from sync.consumer import Consumer, summary

@@ -25,7 +25,7 @@ try:
 except RendererUnavailable as e:
     out["raised"] = str(e)
 from edge.tryon.config import TryOnConfig
-from edge.tryon.mannequin import MannequinSource, TruthPose
+from devtools.mannequin import MannequinSource, TruthPose
 from edge.tryon.pipeline import TryOnPipeline
 from edge.tryon.server import serve
 src = MannequinSource(320, 240, fps=20, n_cycle=1)

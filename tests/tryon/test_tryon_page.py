@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.events import ListSink
+from edge.core.events import ListSink
 from edge.tryon.config import TryOnConfig
-from edge.tryon.mannequin import MannequinSource, TruthPose
+from devtools.mannequin import MannequinSource, TruthPose
 from edge.tryon.pipeline import TryOnPipeline
 from edge.tryon.server import serve
 

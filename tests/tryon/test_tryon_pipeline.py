@@ -7,9 +7,9 @@ import time
 import numpy as np
 from prometheus_client import REGISTRY
 
-from edge.events import ListSink
+from edge.core.events import ListSink
 from edge.tryon.config import TryOnConfig
-from edge.tryon.mannequin import MannequinSource, TruthPose
+from devtools.mannequin import MannequinSource, TruthPose
 from edge.tryon.pipeline import TryOnPipeline
 from edge.tryon.session import SessionTracker
 

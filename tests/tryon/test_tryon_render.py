@@ -8,7 +8,7 @@ import pytest
 from edge.pose.types import LM
 from edge.tryon.composite import composite_inplace
 from edge.tryon.fitting import BodyFitter
-from edge.tryon.mannequin import render_person
+from devtools.mannequin import render_person
 from edge.tryon.occlusion import apply_occlusion
 from edge.tryon.renderer import RenderOutput
 

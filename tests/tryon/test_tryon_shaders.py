@@ -6,7 +6,7 @@ import pytest
 
 from edge.tryon.fitting import BodyFitter
 from edge.tryon.intrinsics import Intrinsics
-from edge.tryon.mannequin import render_person
+from devtools.mannequin import render_person
 from edge.tryon.renderer import GarmentRenderer
 from edge.tryon.shaders import fixed_light_shader_dir, stock_shader_dir
 

@@ -11,7 +11,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edge.config import ConfigError, load_config
+    from edge.app.config import ConfigError, load_config
 
     bad = 0
     for f in args.files:

@@ -3,8 +3,8 @@
 The config is `sync/mosquitto/dev.conf` plus the listener(s), paths, optional users/ACL/TLS, and `user root`
 when running as root (mosquitto would otherwise switch to user `mosquitto` before opening the files).
 
-    python -m sync.broker run [--port 1883]             # a dev broker until Ctrl-C
-    python -m sync.broker acl STORE DEVICE [STORE DEVICE ...]   # per-device ACL blocks for prod
+    python -m devtools.broker run [--port 1883]             # a dev broker until Ctrl-C
+    python -m devtools.broker acl STORE DEVICE [STORE DEVICE ...]   # per-device ACL blocks for prod
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-DEV_CONF = Path(__file__).with_name("mosquitto") / "dev.conf"
+DEV_CONF = Path(__file__).resolve().parents[1] / "sync" / "mosquitto" / "dev.conf"  # shipped broker configs
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
@@ -196,7 +196,7 @@ def _raise_interrupt(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m sync.broker", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m devtools.broker", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run a dev broker until Ctrl-C")
     r.add_argument("--port", type=int, default=1883)

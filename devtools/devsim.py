@@ -1,6 +1,6 @@
 """Simulated device: emits numbered synthetic events through SyncService (fault tests, benchmark, demo).
 
-    python -m sync.devsim --broker 127.0.0.1 --port 1883 --store s001 --device d001 --outbox /tmp/o.db \
+    python -m devtools.devsim --broker 127.0.0.1 --port 1883 --store s001 --device d001 --outbox /tmp/o.db \
         --total 1000 --rate 200
 
 Resumable: it counts what its outbox already assigned (the outbox seq), so after a crash (kill -9) a restart
@@ -15,13 +15,13 @@ import logging
 import sys
 import time
 
-from edge.config import parse_config
-from edge.events import Event
+from edge.app.config import parse_config
+from edge.core.events import Event
 from sync.outbox import RELIABLE
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sync.devsim", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m devtools.devsim", description=__doc__.splitlines()[0])
     p.add_argument("--broker", default="127.0.0.1")
     p.add_argument("--port", type=int, default=1883)
     p.add_argument("--store", default="s001")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CARDS = ROOT / "models" / "cards"
 REPORTS = ROOT / "calibration" / "reports"
 

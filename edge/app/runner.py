@@ -24,7 +24,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edge.config import ConfigError, load_config
+    from edge.app.config import ConfigError, load_config
 
     try:
         cfg = load_config(args.config)
@@ -54,7 +54,7 @@ class CountingSink:
     """Wraps an EventSink: counts events per kind for metrics and health."""
 
     def __init__(self, sink):
-        from edge.metrics import EVENTS
+        from edge.core.metrics import EVENTS
 
         self.sink, self._metric, self.count = sink, EVENTS, 0
 
@@ -74,7 +74,7 @@ class PoseStage:
     def process(self, frame):
         if self.pose is None:
             return None
-        from edge.metrics import PEOPLE, STAGE_MS
+        from edge.core.metrics import PEOPLE, STAGE_MS
 
         result = self.pose.process(frame)
         STAGE_MS.labels("pose").observe(sum(result.timings_ms.values()))
@@ -130,7 +130,7 @@ class Runtime:
 
     # -- commands from the cloud -------------------------------------------------------------
     def _cmd_reload_config(self, args: dict) -> dict:
-        from edge.config import ConfigError, load_config
+        from edge.app.config import ConfigError, load_config
 
         if not self.config_path:
             return {"status": "error", "reason": "runtime was not started from a config file"}
@@ -175,8 +175,8 @@ class Runtime:
         return ok, body
 
     def run(self, stop: threading.Event, *, max_frames: int = 0, duration: float = 0.0) -> int:
-        from edge.http_server import LocalHttpServer, RateMeter
-        from edge.metrics import FPS, FRAMES, FRAMES_DROPPED, SOURCE_UP, SyncCollector
+        from edge.core.http_server import LocalHttpServer, RateMeter
+        from edge.core.metrics import FPS, FRAMES, FRAMES_DROPPED, SOURCE_UP, SyncCollector
         from edge.sources import LatestFrameReader, SourceError, make_source
         from sync.service import SyncService
 

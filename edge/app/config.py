@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from edge.config_base import StrictModel
+from edge.core.config_base import StrictModel
 from edge.pose.config import PoseConfig
 from edge.tryon.config import TryOnConfig
 from sync.config import SyncConfig

@@ -31,14 +31,14 @@ def run(args) -> int:
     import threading
     import time
 
-    from edge.config import parse_config
-    from edge.events import Event
-    from sync.broker import Broker
+    from edge.app.config import parse_config
+    from edge.core.events import Event
+    from devtools.broker import Broker
     from sync.consumer import summary
     from sync.outbox import RELIABLE
     from sync.service import SyncService
 
-    log = logging.getLogger("sync.bench")
+    log = logging.getLogger("devtools.bench.sync")
     work = tempfile.mkdtemp(prefix="sf-bench-sync-")
     tick = os.sysconf("SC_CLK_TCK")
 
@@ -75,7 +75,7 @@ def run(args) -> int:
     data = {"zone": "entrance", "person": 3, "dwell_s": 4.2, "bbox": [120, 80, 64, 180], "conf": 0.91}
     broker = Broker(os.path.join(work, "broker")).start()
     db = os.path.join(work, "cloud.sqlite")
-    cons = subprocess.Popen([sys.executable, "-m", "edge.cli", "--log-level", "WARNING", "sync", "consumer",
+    cons = subprocess.Popen([sys.executable, "-m", "edge.app.cli", "--log-level", "WARNING", "sync", "consumer",
                              "--port", str(broker.port), "--db", db, "--client-id", "bench-cloud", "--stats-s", "0"],
                             stdout=subprocess.DEVNULL)
     result: dict = {}
@@ -185,6 +185,6 @@ def run(args) -> int:
 
 
 def broker_bin() -> str:
-    from sync.broker import MOSQUITTO
+    from devtools.broker import MOSQUITTO
 
     return MOSQUITTO

@@ -108,7 +108,7 @@ def check_broker(cfg, timeout: float) -> dict:
 
 
 def _verify(a) -> str:
-    from models.source import sha256_file
+    from edge.core.files import sha256_file
 
     p = Path(a.path)
     if not p.is_file():
@@ -138,7 +138,7 @@ def _signature(zoo, name: str) -> str:
 
 def _required_refs(cfg) -> list[tuple[object, bool]]:
     """(ModelRef, required) for the models the device would load."""
-    from edge.config import ModelsSection
+    from edge.app.config import ModelsSection
 
     m = cfg.models if cfg is not None else ModelsSection()
     pose = cfg is None or cfg.pose.enabled
@@ -212,7 +212,7 @@ def run(args) -> int:
     problems: list[str] = []
     warnings: list[str] = []
     if args.config:
-        from edge.config import ConfigError, load_config
+        from edge.app.config import ConfigError, load_config
 
         try:
             cfg = load_config(args.config)

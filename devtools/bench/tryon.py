@@ -48,7 +48,7 @@ class PhotoSource:
     def __iter__(self):
         import time  # noqa: PLC0415
 
-        from edge.frames import Frame  # noqa: PLC0415
+        from edge.core.frames import Frame  # noqa: PLC0415
         seq, t_next = 0, time.monotonic()
         while not self._stop:
             now = time.monotonic()
@@ -64,7 +64,7 @@ def _device_config(path: str):
     """The mirror's EdgeConfig: --config, else the shipped tryon-mirror.toml, else defaults."""
     from pathlib import Path  # noqa: PLC0415
 
-    from edge.config import load_config, parse_config  # noqa: PLC0415
+    from edge.app.config import load_config, parse_config  # noqa: PLC0415
 
     shipped = Path(__file__).resolve().parents[2] / "device_configs" / "tryon-mirror.toml"
     if path or shipped.is_file():
@@ -93,9 +93,9 @@ def _pose_stage(kind: str, cfg):
                 raise
             log.warning("pose model stage unavailable (%s: %s); using the synthetic mannequin's landmarks",
                         type(e).__name__, e)
-            from edge.tryon.mannequin import TruthPose  # noqa: PLC0415
+            from devtools.mannequin import TruthPose  # noqa: PLC0415
             return TruthPose(), f"synthetic (PosePipeline unavailable: {type(e).__name__}: {e})"
-    from edge.tryon.mannequin import TruthPose  # noqa: PLC0415
+    from devtools.mannequin import TruthPose  # noqa: PLC0415
     return TruthPose(), "synthetic"
 
 
@@ -106,7 +106,7 @@ def render_only(catalog, sku: str, w: int, h: int, fast: bool, frames: int, warm
 
     from edge.tryon.fitting import BodyFitter  # noqa: PLC0415
     from edge.tryon.intrinsics import Intrinsics  # noqa: PLC0415
-    from edge.tryon.mannequin import MannequinSource  # noqa: PLC0415
+    from devtools.mannequin import MannequinSource  # noqa: PLC0415
     from edge.tryon.renderer import GarmentRenderer  # noqa: PLC0415
 
     intr = Intrinsics.from_hfov(w, h, 60.0)
@@ -138,7 +138,7 @@ def end_to_end(catalog, pose, w: int, h: int, camera_fps: float, seconds: float,
     import numpy as np  # noqa: PLC0415
 
     from edge.tryon.config import TryOnConfig  # noqa: PLC0415
-    from edge.tryon.mannequin import MannequinSource  # noqa: PLC0415
+    from devtools.mannequin import MannequinSource  # noqa: PLC0415
     from edge.tryon.pipeline import TryOnPipeline  # noqa: PLC0415
 
     src = PhotoSource(photo, w, h, camera_fps) if photo else MannequinSource(w, h, fps=camera_fps, n_cycle=24)

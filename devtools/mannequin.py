@@ -198,7 +198,7 @@ class MannequinSource:
     def __iter__(self):
         import time  # noqa: PLC0415
 
-        from edge.frames import Frame  # noqa: PLC0415
+        from edge.core.frames import Frame  # noqa: PLC0415
         seq = 0
         period = 1.0 / self.fps
         t_next = time.monotonic()

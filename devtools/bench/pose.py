@@ -5,7 +5,7 @@ every frame in order; the candidate order rotates every chunk so load noise hits
 single frames so one runtime's spinning worker threads do not land on the next one's timing): a synthetic-motion
 640x480 sequence built from the package photos. Per configuration: median
 and p95 per-frame latency, FPS ratio vs MediaPipe, drift vs MediaPipe and vs our FP32 on the same backend
-(edge.pose.metrics.drift), and the reference self-noise: MediaPipe on the frames with ±1 grey level of noise,
+(devtools.pose_metrics.drift), and the reference self-noise: MediaPipe on the frames with ±1 grey level of noise,
 vs itself. `best` = the fastest configuration whose drift_vs_reference ≤ max(0.01, 1.5 × self-noise).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ DETECTOR, LANDMARKS = "pose_detection", "pose_landmark_full"
 
 def add_arguments(p) -> None:
     p.add_argument("--frames", type=int, default=40, help="frames per clip (3 clips)")
-    p.add_argument("--clips", nargs="+", default=None, help="clips of edge.pose.motion.SEQUENCES")
+    p.add_argument("--clips", nargs="+", default=None, help="clips of devtools.motion.SEQUENCES")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     p.add_argument("--precisions", nargs="+", default=list(PRECISIONS), help="fp32 int8 int8_full")
     p.add_argument("--threads", type=int, default=2)
@@ -97,7 +97,7 @@ def _open_candidates(args, pose_cfg) -> list[Candidate]:
 def _frames(args):
     import numpy as np
 
-    from edge.pose.motion import SEQUENCES, sequence
+    from devtools.motion import SEQUENCES, sequence
 
     frames = sequence(args.frames, tuple(args.clips or SEQUENCES))
     rng = np.random.default_rng(0)
@@ -109,11 +109,11 @@ def _frames(args):
 def run(args) -> int:
     import numpy as np
 
-    from edge.frames import Frame
+    from edge.core.frames import Frame
     from edge.pose.config import PoseConfig
-    from edge.pose.metrics import drift
-    from edge.pose.motion import FPS
-    from edge.pose.reference import MediaPipeReference
+    from devtools.pose_metrics import drift
+    from devtools.motion import FPS
+    from devtools.pose_reference import MediaPipeReference
 
     pose_cfg = PoseConfig(max_people=1, segmentation=args.segmentation)
     frames, noisy = _frames(args)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.paths import cache_dir
+from edge.core.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ PINS = ("mediapipe==0.10.21", "jax==0.7.1", "jaxlib==0.7.1", "opencv-contrib-pyt
         "protobuf==4.25.9")
 VENV_NAME = "mediapipe-ref"
 MARKER = ".storefront-pins"
-WORKER = Path(__file__).with_name("reference_worker.py")
+WORKER = Path(__file__).with_name("pose_reference_worker.py")
 
 
 class ReferenceError(RuntimeError):

@@ -1,7 +1,8 @@
 """`edge` command line: config check, run, doctor, models, bench, sync, fleet.
 
-Sub-command modules are imported only when used, so `edge config check` stays fast and a
-missing optional runtime only breaks the command that needs it.
+Only the chosen sub-command's module is imported (COMMANDS maps names to module paths), so `edge run` never
+loads build or developer tooling, `edge config check` stays fast, and a missing optional runtime only breaks the
+command that needs it.
 """
 from __future__ import annotations
 
@@ -12,25 +13,41 @@ import sys
 
 # name -> module with add_arguments(parser) and run(args) -> int. Modules keep top-level imports light.
 COMMANDS = {
-    "config": ("edge.config_cli", "validate device configs"),
-    "run": ("edge.runner", "run the pipelines of a device config until stopped"),
-    "doctor": ("edge.doctor", "report backends, EGL, model cache and broker reachability"),
-    "models": ("models.cli", "build, list and report models of the zoo"),
+    "config": ("edge.app.config_cli", "validate device configs"),
+    "run": ("edge.app.runner", "run the pipelines of a device config until stopped"),
+    "doctor": ("edge.app.doctor", "report backends, EGL, model cache and broker reachability"),
+    "models": ("models.build.cli", "build, list and report models of the zoo"),
     "sync": ("sync.cli", "MQTT tools: reference cloud consumer, tail events/alerts, send commands"),
     "fleet": ("sync.fleet_cli", "fleet admin: publish and watch model updates"),
-    "bench": ("edge.bench", "benchmarks (pose, tryon, sync, backends); --json PATH writes results"),
+    "bench": ("edge.app.bench", "benchmarks (pose, tryon, sync, backends); --json PATH writes results"),
 }
 
 log = logging.getLogger("edge")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: list[str]) -> str | None:
+    """The sub-command named in argv (the first bare word), if any."""
+    it = iter(argv)
+    for a in it:
+        if a == "--log-level":
+            next(it, None)
+        elif not a.startswith("-"):
+            return a if a in COMMANDS else None
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; only the sub-command chosen in argv gets its module imported and its arguments added
+    (argv None: all of them, e.g. for documentation)."""
+    chosen = _chosen(argv) if argv is not None else None
     p = argparse.ArgumentParser(prog="edge", description="storefront-edge: in-store edge inference runtime")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (mod, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.set_defaults(_module=mod)
+        if argv is not None and name != chosen:
+            continue
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:
@@ -43,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     if getattr(args, "_missing", False):
         raise SystemExit(f"edge {args.command}: not available in this build")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

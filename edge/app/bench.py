@@ -4,10 +4,10 @@ from __future__ import annotations
 import importlib
 
 TARGETS = {
-    "pose": "edge.pose.bench",
-    "tryon": "edge.tryon.bench",
-    "sync": "sync.bench",
-    "backends": "edge.backends.bench",
+    "pose": "devtools.bench.pose",
+    "tryon": "devtools.bench.tryon",
+    "sync": "devtools.bench.sync",
+    "backends": "devtools.bench.backends",
 }
 
 

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(args) -> int:
-    from edge.paths import cache_dir
+    from edge.core.paths import cache_dir
     from models.build.chain import BuildError, build
     from models.build.venvs import VenvError
     from models.manifest import ManifestError
@@ -84,5 +84,5 @@ def _verify(args) -> int:
 
 
 def _report(args) -> int:
-    from models.report import run_report
+    from models.build.report import run_report
     return run_report(args)

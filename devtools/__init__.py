@@ -1,0 +1,1 @@
+"""Developer tooling: benchmarks, reference runners, simulators, test brokers. Never imported by `edge run`."""

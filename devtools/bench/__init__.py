@@ -1,0 +1,1 @@
+"""`edge bench TARGET`: one module per target, each with add_arguments(p) and run(args)."""

@@ -1,0 +1,1 @@
+"""Shopper analytics stage: zones, lines, dwell, queues (consumes pose/detections, emits events)."""

@@ -1,0 +1,1 @@
+"""Application layer: CLI, runner, config composition root, doctor. Nothing below imports it."""
