@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 ROOT = "retail/v1"
 FLEET = "fleet"
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # store and device ids (same rule as edge.app.config.DeviceSection)
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # store and device ids (same rule as edge.core.device.DeviceIdentity)
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")  # event kinds and command names
 
 # Channels of the device subtree and whether they take a trailing name segment.

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 
 from edge.core.config_base import StrictModel
+from edge.core.device import DeviceIdentity
 from edge.pose.config import PoseConfig
 from edge.tryon.config import TryOnConfig
 from sync.config import SyncConfig
@@ -24,12 +25,6 @@ class ConfigError(ValueError):
         self.path = path
         self.problems = problems
         super().__init__("\n".join(f"{path}: {p}" for p in problems))
-
-
-class DeviceSection(StrictModel):
-    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="device id; also the MQTT client id")
-    store: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    kind: Literal["tryon-mirror", "kiosk", "shelf-camera"]
 
 
 class SourceSection(StrictModel):
@@ -74,7 +69,7 @@ class LoggingSection(StrictModel):
 
 
 class EdgeConfig(StrictModel):
-    device: DeviceSection
+    device: DeviceIdentity
     source: SourceSection = SourceSection()
     models: ModelsSection = ModelsSection()
     pose: PoseConfig = PoseConfig()
