@@ -15,8 +15,9 @@ import logging
 import sys
 import time
 
-from edge.app.config import parse_config
+from edge.core.device import DeviceIdentity
 from edge.core.events import Event
+from sync.config import SyncConfig
 from sync.outbox import RELIABLE
 
 
@@ -38,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sync = {"broker": args.broker, "port": args.port, "outbox_path": args.outbox, "telemetry_interval_s": 0,
             **json.loads(args.sync)}
-    cfg = parse_config({"device": {"id": args.device, "store": args.store, "kind": "shelf-camera"}, "sync": sync})
-    svc = SyncService(cfg)
+    svc = SyncService(DeviceIdentity(id=args.device, store=args.store, kind="shelf-camera"),
+                      SyncConfig.model_validate(sync))
     svc.start()
     done = svc.outbox.max_seq(RELIABLE)
     print(json.dumps({"resumed_at": done}), flush=True)

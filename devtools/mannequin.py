@@ -90,9 +90,9 @@ class SyntheticPerson:
         return PersonPose(track_id=1, landmarks=lms, world=(self.cam - hip).astype(np.float32), score=0.99, roi=roi,
                           mask=self.mask)
 
-    def pose_result(self, seq: int = 0, t_capture: float = 0.0) -> PoseResult:
+    def pose_result(self, seq: int = 0, t: float = 0.0) -> PoseResult:
         h, w = self.image.shape[:2]
-        return PoseResult(frame_seq=seq, t_capture=t_capture, image_size=(h, w), people=[self.person_pose()])
+        return PoseResult(frame_seq=seq, t=t, image_size=(h, w), people=[self.person_pose()])
 
 
 def background(width: int, height: int) -> np.ndarray:
@@ -225,5 +225,5 @@ class TruthPose:
         pr = frame.meta.get("pose_truth")
         if pr is None:
             h, w = frame.shape
-            return PoseResult(frame_seq=frame.seq, t_capture=frame.t_capture, image_size=(h, w))
+            return PoseResult(frame_seq=frame.seq, t=frame.t, image_size=(h, w), clock=frame.clock)
         return pr

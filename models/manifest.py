@@ -1,9 +1,11 @@
 """Committed model manifests (`models/manifests/<name>.toml`): loading and schema validation.
 
 A bad manifest raises ManifestError naming the file, the key path and what is wrong; unknown keys are errors.
+The optional `[tolerance.<precision>]` tables hold the model's golden-parity tolerance (edge.backends.parity).
 """
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -41,6 +43,11 @@ SCHEMA: dict = {
     "artifacts": ([{"backend": (_S, True), "precision": (_S, True), "format": (_S, True), "file": (_S, True),
                     "producer": (_S, True), "report_only": (_B, False), "note": (_S, False)}], True),
 }
+# [tolerance.<precision>]: golden-parity tolerance; `outputs` maps an output name to its own {max_err, mean_err}.
+_TOL_OUTPUT = {"max_err": (_F, True), "mean_err": (_F, True)}
+_TOL_PRECISION = {**_TOL_OUTPUT, "outputs": (_D, False), "note": (_S, False)}
+TOLERANCE_SCHEMA = {p: (_TOL_PRECISION, False) for p in PRECISIONS}
+SCHEMA["tolerance"] = (TOLERANCE_SCHEMA, False)
 
 
 def _check(obj: dict, schema: dict, where: str, path: str) -> None:
@@ -68,6 +75,33 @@ def _check(obj: dict, schema: dict, where: str, path: str) -> None:
                 raise ManifestError(f"{where}: {key}: expected a number, got {v!r}")
         elif not isinstance(v, typ) or (typ is _I and isinstance(v, bool)):
             raise ManifestError(f"{where}: {key}: expected {typ.__name__}, got {type(v).__name__} {v!r}")
+
+
+def _check_errs(t: dict, where: str, key: str) -> None:
+    for k in ("max_err", "mean_err"):
+        if not 0 <= t[k] < math.inf:
+            raise ManifestError(f"{where}: {key}.{k}: must be a finite number >= 0, got {t[k]!r}")
+
+
+def check_tolerance(table: object, where: str, outputs: set[str] | None = None) -> dict:
+    """Validate a `tolerance` table (precision -> max_err, mean_err, optional per-output overrides).
+
+    outputs: the model's output names, when known; an override for another name is an error. Returns the table.
+    """
+    if not isinstance(table, dict):
+        raise ManifestError(f"{where}: tolerance: expected a table, got {type(table).__name__}")
+    _check(table, TOLERANCE_SCHEMA, where, "tolerance.")
+    for p, t in table.items():
+        _check_errs(t, where, f"tolerance.{p}")
+        for name, o in t.get("outputs", {}).items():
+            key = f"tolerance.{p}.outputs.{name}"
+            if outputs is not None and name not in outputs:
+                raise ManifestError(f"{where}: {key}: no output {name!r} (outputs: {', '.join(sorted(outputs))})")
+            if not isinstance(o, dict):
+                raise ManifestError(f"{where}: {key}: expected a table, got {type(o).__name__}")
+            _check(o, _TOL_OUTPUT, where, key + ".")
+            _check_errs(o, where, key)
+    return table
 
 
 def validate(m: dict, where: str = "<manifest>") -> dict:
@@ -103,6 +137,8 @@ def validate(m: dict, where: str = "<manifest>") -> dict:
     for b, d in m["defaults"].items():
         if (b, d["precision"]) not in seen:
             raise ManifestError(f"{where}: defaults.{b}.precision: {d['precision']!r} has no artefact for {b}")
+    if "tolerance" in m:
+        check_tolerance(m["tolerance"], where, {o["name"] for o in m["outputs"]})
     return m
 
 

@@ -1,26 +1,26 @@
 """SyncService: the device side of sync, as the runtime uses it (outbox, MQTT client, delivery, commands, state).
 
-With `cfg.sync.broker == ""` nothing touches the network: events stay in the outbox.
+It takes the device identity (`[device]`) and its own `[sync]` section, never the whole device config.
+With `config.broker == ""` nothing touches the network: events stay in the outbox.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from edge.core.device import DeviceIdentity
 from edge.core.events import Event
 from sync import payloads, topics
+from sync.config import SyncConfig
 from sync.client import ClientOptions, MqttClient, Tls, publish_properties
 from sync.commands import CommandRouter, Incoming, builtin_handlers
 from sync.delivery import Delivery
 from sync.outbox import Outbox
 from sync.telemetry import TelemetryLoop
-
-if TYPE_CHECKING:
-    from edge.app.config import EdgeConfig
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +37,20 @@ def _sw_version() -> str:
 class SyncService:
     """Outbox + MQTT for one device. `outbox` is the runtime's EventSink."""
 
-    def __init__(self, cfg: "EdgeConfig", *, commands: dict[str, Callable[[dict], dict]] | None = None) -> None:
-        self.cfg = cfg
-        s = cfg.sync
-        self.topics = topics.DeviceTopics(cfg.device.store, cfg.device.id)
-        self.outbox = Outbox(s.resolved_outbox_path(cfg.device.id), max_bytes=int(s.max_outbox_mb * 2**20),
-                             max_event_bytes=s.max_event_bytes)
-        self._state: dict = {"kind": cfg.device.kind, "sw": _sw_version()}
+    def __init__(self, identity: DeviceIdentity, config: SyncConfig, *,
+                 commands: dict[str, Callable[[dict], dict]] | None = None) -> None:
+        self.identity, self.config = identity, config
+        self.topics = topics.DeviceTopics(identity.store, identity.id)
+        self.outbox = Outbox(config.resolved_outbox_path(identity.id), max_bytes=int(config.max_outbox_mb * 2**20),
+                             max_event_bytes=config.max_event_bytes)
+        self._state: dict = {"kind": identity.kind, "sw": _sw_version()}
         self._state_lock = threading.Lock()
         self._bd_seq = -1
         self._started = time.time()
         handlers = builtin_handlers(emit_ack=self._emit_alert_ack, started=self._started)
         handlers.update(commands or {})
-        self.router = CommandRouter(cfg.device.id, cfg.device.store, handlers, self._reply,
-                                    max_bytes=s.max_command_bytes, max_depth=s.max_command_depth)
+        self.router = CommandRouter(identity.id, identity.store, handlers, self._reply,
+                                    max_bytes=config.max_command_bytes, max_depth=config.max_command_depth)
         self.client: MqttClient | None = None
         self.delivery: Delivery | None = None
         self.telemetry: TelemetryLoop | None = None
@@ -65,14 +65,14 @@ class SyncService:
             return
         self.outbox.open()
         self._running = True
-        s = self.cfg.sync
+        s = self.config
         if not s.broker:
             log.info("no broker configured: events stay in the outbox %s", self.outbox.path)
             return
         cmd_opts = SubscribeOptions(qos=1, retainAsPublished=True)  # so a retained command is recognisable
         subs = [(self.topics.ack, SubscribeOptions(qos=1))] + [(f, cmd_opts) for f in self.topics.command_filters()]
         tls = Tls(s.ca_file, s.cert_file, s.key_file) if s.tls else None
-        opts = ClientOptions(host=s.broker, port=s.port, client_id=s.client_id or self.cfg.device.id,
+        opts = ClientOptions(host=s.broker, port=s.port, client_id=s.client_id or self.identity.id,
                              username=s.username, password=s.resolved_password(), tls=tls,
                              keepalive_s=s.keepalive_s, session_expiry_s=s.session_expiry_s,
                              reconnect_min_s=s.reconnect_min_s, reconnect_max_s=s.reconnect_max_s,
@@ -147,14 +147,14 @@ class SyncService:
     def _state_payload(self, status: str, **extra) -> bytes:
         with self._state_lock:
             fields = {**self._state, **extra}
-        return payloads.state(self.cfg.device.id, self.cfg.device.store, self.cfg.device.kind, status,
-                              self._bd_seq, fields)
+        me = self.identity
+        return payloads.state(me.id, me.store, me.kind, status, self._bd_seq, fields)
 
     def _before_connect(self) -> None:
         """New connection attempt: next bdSeq (persisted), and a will that carries it."""
         self._bd_seq = self.outbox.next_bd_seq()
-        will = payloads.state(self.cfg.device.id, self.cfg.device.store, self.cfg.device.kind, "offline",
-                              self._bd_seq, {"reason": "connection lost"})
+        me = self.identity
+        will = payloads.state(me.id, me.store, me.kind, "offline", self._bd_seq, {"reason": "connection lost"})
         self.client.will_set(self.topics.state, will, retain=True)
 
     def _on_connected(self, session_present: bool, properties) -> None:

@@ -9,7 +9,7 @@ Device subtree ``retail/v1/{store}/{device}/``:
 - ``cmd/{name}``       commands to the device (device subscribes to ``cmd/+``)
 - ``cmd_result/{name}`` command results (outside ``cmd/`` on purpose)
 - ``ack``              retained ack watermark from the cloud consumer
-- ``update``           retained model-update status (sync/model_update.py)
+- ``update``           retained model-update status (sync/update_transport.py)
 
 Fleet: ``retail/v1/fleet/cmd/{name}`` (every device) and ``retail/v1/fleet/{store}/cmd/{name}``
 (every device of a store). ``fleet`` is therefore not a valid store id.

@@ -2,8 +2,10 @@
 
 The manifest is a `models/sign.py` document (same format and Ed25519 signature as `built.json`) whose payload
 is a superset of a built.json payload: `artifacts` and `files` (sha256/size) as the zoo reads them, plus
-`type`, `expires`, `min_runtime`, `chunk_size` and per-file `chunks` (sha256 of every chunk). The device stores
-the signed document verbatim as the version's `built.json`, so `ModelZoo.verify()` works on installed updates.
+`type`, `expires`, `min_runtime`, `chunk_size`, per-file `chunks` (sha256 of every chunk) and the model
+manifest's golden-parity `tolerance` table, so the device self-tests a version with that version's tolerance.
+The device stores the signed document verbatim as the version's `built.json`, so `ModelZoo.verify()` works on
+installed updates.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 
 from edge.core.files import sha256_file
+from models import manifest as manifests
 from models import sign
 from sync import topics
 
@@ -67,18 +70,32 @@ def _artifacts_from_dir(src: Path) -> list[dict]:
     return out
 
 
+def manifest_tolerance(name: str, manifest_dir: Path = manifests.MANIFEST_DIR) -> dict:
+    """The `tolerance` table of the committed manifest of model `name` ({} without a manifest or table)."""
+    path = Path(manifest_dir) / f"{name}.toml"
+    if not path.is_file():
+        return {}
+    try:
+        return manifests.load(path).get("tolerance", {})
+    except manifests.ManifestError as e:
+        raise UpdateError(f"model manifest: {e}") from None
+
+
 def build_payload(name: str, version: str, src: Path, *, chunk_size: int = DEFAULT_CHUNK,
                   expires_s: float = 30 * 86400, min_runtime: str = "0", selftest: dict | None = None,
-                  include_report_only: bool = False) -> dict:
+                  include_report_only: bool = False, tolerance: dict | None = None) -> dict:
     """Manifest payload for the artefacts in src (its built.json if present, else by suffix) plus golden.npz.
 
-    OpenVINO `.xml` artefacts bring their `.bin`. Raises UpdateError on a missing file or bad argument.
+    tolerance: the golden-parity tolerance table (models/manifest.py `[tolerance]`); None: that of the committed
+    manifest of `name`, if any. OpenVINO `.xml` artefacts bring their `.bin`. Raises UpdateError on a missing
+    file or bad argument.
     """
     topics.check_name(name, "model name")
     topics.check_version(version)
     if not 1024 <= chunk_size <= MAX_CHUNK:
         raise UpdateError(f"chunk size {chunk_size} out of range 1 KiB..{MAX_CHUNK}")
     src = Path(src)
+    tolerance = manifest_tolerance(name) if tolerance is None else _checked_tolerance(tolerance)
     built = src / "built.json"
     if built.is_file():
         arts = [dict(a) for a in json.loads(built.read_text())["payload"]["artifacts"]
@@ -105,9 +122,20 @@ def build_payload(name: str, version: str, src: Path, *, chunk_size: int = DEFAU
     for a in arts:
         a["sha256"], a["size_bytes"] = files[a["file"]]["sha256"], files[a["file"]]["size_bytes"]
     now = time.time()
-    return {"type": TYPE, "name": name, "version": version, "created": now, "expires": now + expires_s,
-            "min_runtime": min_runtime, "chunk_size": chunk_size, "artifacts": arts, "files": files,
-            "total_bytes": sum(sizes.values()), "selftest": {"golden": GOLDEN, **(selftest or {})}}
+    payload = {"type": TYPE, "name": name, "version": version, "created": now, "expires": now + expires_s,
+               "min_runtime": min_runtime, "chunk_size": chunk_size, "artifacts": arts, "files": files,
+               "total_bytes": sum(sizes.values()), "selftest": {"golden": GOLDEN, **(selftest or {})}}
+    if tolerance:
+        payload["tolerance"] = tolerance
+    return payload
+
+
+def _checked_tolerance(table) -> dict:
+    """table if it is a valid `[tolerance]` table (models/manifest.py), else UpdateError naming the key."""
+    try:
+        return manifests.check_tolerance(table, "update manifest")
+    except manifests.ManifestError as e:
+        raise UpdateError(str(e)) from None
 
 
 def sign_payload(payload: dict, key) -> bytes:
@@ -150,4 +178,6 @@ def verify(path: Path, public_key, *, name: str, version: str, runtime: str, now
     for a in p.get("artifacts", []):
         if a.get("file") not in files:
             raise UpdateError(f"artefact {a.get('file')!r} is not in the manifest's files")
+    if "tolerance" in p:
+        _checked_tolerance(p["tolerance"])
     return p

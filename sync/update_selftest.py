@@ -1,5 +1,6 @@
 """Self-test of a staged model update: load each artefact on its backend, compare with the shipped golden
-outputs (edge.backends.parity), and time one sample against the manifest's latency budget."""
+outputs (edge.backends.parity, within the tolerance the signed payload carries), and time one sample against the
+manifest's latency budget."""
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,10 @@ def _golden(path: Path) -> tuple[dict, dict]:
 
 
 def _tolerance(payload: dict, precision: str) -> parity.Tolerance:
+    """The version's own tolerance (the payload's `tolerance` table from its model manifest, else the generic
+    default), with `selftest.tolerance.<precision>` max_err/mean_err overriding it when the publisher set them."""
     st = payload.get("selftest", {})
-    base = parity.tolerance_for(payload["name"], precision)
+    base = parity.tolerance_for(payload, precision)
     over = st.get("tolerance", {}).get(precision) or {}
     return parity.Tolerance(float(over.get("max_err", base.max_err)), float(over.get("mean_err", base.mean_err)),
                             base.outputs)

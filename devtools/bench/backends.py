@@ -49,7 +49,7 @@ def bench_model(zoo, name: str, backends: list[str], precisions: set[str], args)
         rows.append(row)
         try:
             s = get_backend(a.backend).load(Path(a.path), threads=args.threads, precision=a.precision)
-            tol = parity.tolerance_for(name, a.precision)
+            tol = parity.tolerance_for(zoo.manifest(name), a.precision)
             ok, errs, why = parity.check(s, inputs, golden, tol)
         except BackendError as e:
             row["error"] = str(e)

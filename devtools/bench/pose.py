@@ -25,6 +25,14 @@ PRECISIONS = ("fp32", "int8")
 DETECTOR, LANDMARKS = "pose_detection", "pose_landmark_full"
 
 
+def media_frame(image, i: int):
+    """Frame i of a recorded clip: media time i / FPS drives tracking and smoothing, whatever the processing speed."""
+    from devtools.motion import FPS
+    from edge.core.frames import Frame
+
+    return Frame(image, i, time.monotonic(), i / FPS, t_media=i / FPS)
+
+
 def add_arguments(p) -> None:
     p.add_argument("--frames", type=int, default=40, help="frames per clip (3 clips)")
     p.add_argument("--clips", nargs="+", default=None, help="clips of devtools.motion.SEQUENCES")
@@ -109,7 +117,6 @@ def _frames(args):
 def run(args) -> int:
     import numpy as np
 
-    from edge.core.frames import Frame
     from edge.pose.config import PoseConfig
     from devtools.pose_metrics import drift
     from devtools.motion import FPS
@@ -129,7 +136,7 @@ def run(args) -> int:
         for i in range(min(args.warmup, len(frames))):
             ref.process(frames[i], "main")
             for c in cands:
-                c.pipeline.process(Frame(frames[i], i, i / FPS, time.time()))
+                c.pipeline.process(media_frame(frames[i], i))
         ref.open("main", segmentation=args.segmentation)
         ref.open("noisy", segmentation=args.segmentation)
         for c in cands:
@@ -148,8 +155,8 @@ def run(args) -> int:
                         mp_poses.append(r.landmarks)
                         continue
                     t0 = time.perf_counter()
-                    # t = i / FPS: MediaPipe's solution API stamps frames at 30 fps too
-                    res = c.pipeline.process(Frame(frames[i], i, i / FPS, time.time()))
+                    # media time i / FPS: MediaPipe's solution API stamps frames at 30 fps too
+                    res = c.pipeline.process(media_frame(frames[i], i))
                     c.ms.append((time.perf_counter() - t0) * 1e3)
                     c.poses.append(res.people[0].landmarks if res.people else None)
             for i in idx:

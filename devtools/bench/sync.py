@@ -8,6 +8,22 @@ process (`edge sync consumer`). The device (outbox + delivery + paho) runs in th
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
+import platform
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+DATA = {"zone": "entrance", "person": 3, "dwell_s": 4.2, "bbox": [120, 80, 64, 180], "conf": 0.91}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,168 +34,216 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    import json
-    import logging
-    import os
-    import platform
-    import resource
-    import shutil
-    import signal
-    import subprocess
-    import sys
-    import tempfile
-    import threading
-    import time
+    result: dict = {}
+    bench = _Bench.setup()
+    try:
+        result.update(_throughput(bench, args.events))
+        if args.unbatched_events:
+            result["events_per_s_unbatched"] = _unbatched(bench, args.unbatched_events)
+        outage, outage_events = _outage(bench, args.outage_s, args.outage_rate)
+        result.update(outage)
+        result.update(_accounting(bench.db, {"d-throughput": args.events, "d-unbatched": args.unbatched_events,
+                                             "d-outage": outage_events}))
+    finally:
+        bench.close()
+    result["env"] = _environment()
+    return _report(result, args.json)
 
-    from edge.app.config import parse_config
-    from edge.core.events import Event
-    from devtools.broker import Broker
-    from sync.consumer import summary
-    from sync.outbox import RELIABLE
-    from sync.service import SyncService
 
-    log = logging.getLogger("devtools.bench.sync")
-    work = tempfile.mkdtemp(prefix="sf-bench-sync-")
-    tick = os.sysconf("SC_CLK_TCK")
+# ---------------------------------------------------------------- setup
+class _Bench:
+    """A temporary folder, a mosquitto on a free port, the reference consumer process; devices on demand."""
 
-    def proc_cpu(pid: int) -> float:
-        with open(f"/proc/{pid}/stat") as f:
-            parts = f.read().rsplit(")", 1)[1].split()
-        return (int(parts[11]) + int(parts[12])) / tick
+    def __init__(self, work: str, broker, consumer) -> None:
+        self.work, self.broker, self.consumer = work, broker, consumer
+        self.db = os.path.join(work, "cloud.sqlite")
 
-    def self_cpu() -> float:
-        ru = resource.getrusage(resource.RUSAGE_SELF)
-        return ru.ru_utime + ru.ru_stime
+    @classmethod
+    def setup(cls) -> "_Bench":
+        from devtools.broker import Broker
 
-    def wait(pred, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if pred():
-                return True
-            time.sleep(0.005)
-        return pred()
+        work = tempfile.mkdtemp(prefix="sf-bench-sync-")
+        broker = Broker(os.path.join(work, "broker")).start()
+        cons = subprocess.Popen([sys.executable, "-m", "edge.app.cli", "--log-level", "WARNING", "sync", "consumer",
+                                 "--port", str(broker.port), "--db", os.path.join(work, "cloud.sqlite"),
+                                 "--client-id", "bench-cloud", "--stats-s", "0"], stdout=subprocess.DEVNULL)
+        bench = cls(work, broker, cons)
+        try:
+            if not _wait(lambda: "as bench-cloud" in broker.log_text(), 20):
+                raise RuntimeError("consumer did not connect")
+            time.sleep(0.3)
+        except BaseException:
+            bench.close()
+            raise
+        return bench
 
-    def device(name: str, **sync) -> SyncService:
-        cfg = parse_config({"device": {"id": name, "store": "bench", "kind": "shelf-camera"},
-                            "sync": {"broker": "127.0.0.1", "port": broker.port, "telemetry_interval_s": 0,
-                                     "outbox_path": os.path.join(work, f"{name}.sqlite"), **sync}})
-        svc = SyncService(cfg)
+    def device(self, name: str, **sync):
+        """A connected SyncService of device `name` (default [sync] settings unless overridden)."""
+        from edge.core.device import DeviceIdentity
+        from sync.config import SyncConfig
+        from sync.service import SyncService
+
+        config = SyncConfig.model_validate({"broker": "127.0.0.1", "port": self.broker.port, "telemetry_interval_s": 0,
+                                            "outbox_path": os.path.join(self.work, f"{name}.sqlite"), **sync})
+        svc = SyncService(DeviceIdentity(id=name, store="bench", kind="shelf-camera"), config)
         svc.start()
         if not svc.client.wait_connected(10):
             raise RuntimeError(f"device cannot connect: {svc.client.last_error}")
         return svc
 
-    def acked_all(svc: SyncService) -> bool:
-        return svc.delivery.watermark >= svc.outbox.max_seq(RELIABLE)
+    def cpu(self) -> tuple[float, float, float]:
+        """CPU seconds so far of (this process, the consumer, the broker)."""
+        return _self_cpu(), _proc_cpu(self.consumer.pid), _proc_cpu(self.broker.pid)
 
-    data = {"zone": "entrance", "person": 3, "dwell_s": 4.2, "bbox": [120, 80, 64, 180], "conf": 0.91}
-    broker = Broker(os.path.join(work, "broker")).start()
-    db = os.path.join(work, "cloud.sqlite")
-    cons = subprocess.Popen([sys.executable, "-m", "edge.app.cli", "--log-level", "WARNING", "sync", "consumer",
-                             "--port", str(broker.port), "--db", db, "--client-id", "bench-cloud", "--stats-s", "0"],
-                            stdout=subprocess.DEVNULL)
-    result: dict = {}
-    try:
-        if not wait(lambda: "as bench-cloud" in broker.log_text(), 20):
-            raise RuntimeError("consumer did not connect")
-        time.sleep(0.3)
-
-        # ---------------- phase 1: throughput (default settings, batching on)
-        svc = device("d-throughput")
-        n = args.events
-        c0 = (self_cpu(), proc_cpu(cons.pid), proc_cpu(broker.pid))
-        t0 = time.perf_counter()
-        for i in range(n):
-            svc.outbox.emit(Event("person_entered", {**data, "i": i}, stream="alerts" if i % 100 == 0 else "events"))
-        t_emit = time.perf_counter() - t0
-        if not wait(lambda: acked_all(svc), 300):
-            raise RuntimeError(f"throughput phase did not finish: {svc.metrics()}")
-        dt = time.perf_counter() - t0
-        c1 = (self_cpu(), proc_cpu(cons.pid), proc_cpu(broker.pid))
-        parts = {k: round((b - a) / n * 1e4, 3) for k, a, b in zip(("device", "consumer", "broker"), c0, c1)}
-        m = svc.metrics()
-        result.update(events_per_s=round(n / dt, 1), cpu_s_per_10k=round(sum(parts.values()), 3),
-                      cpu_s_per_10k_parts=parts, events=n, emit_only_events_per_s=round(n / t_emit, 1),
-                      mqtt_messages=m["messages"], avg_events_per_message=round(m["sent"] / max(1, m["messages"]), 1))
-        log.info("throughput: %s", result)
-        svc.stop()
-
-        # ---------------- phase 2: unbatched reference (batch_max = 1)
-        if args.unbatched_events:
-            svc = device("d-unbatched", batch_max=1)
-            n2 = args.unbatched_events
-            t0 = time.perf_counter()
-            for i in range(n2):
-                svc.outbox.emit(Event("person_entered", {**data, "i": i}))
-            wait(lambda: acked_all(svc), 300)
-            result["events_per_s_unbatched"] = round(n2 / (time.perf_counter() - t0), 1)
-            svc.stop()
-
-        # ---------------- phase 3: outage with a backlog
-        svc = device("d-outage")
-        rate, stop = args.outage_rate, threading.Event()
-        emitted = [0]
-
-        def produce() -> None:
-            t = time.monotonic()
-            while not stop.is_set():
-                d = t + emitted[0] / rate - time.monotonic()
-                if d > 0:
-                    time.sleep(d)
-                svc.outbox.emit(Event("person_entered", {**data, "i": emitted[0]}))
-                emitted[0] += 1
-
-        th = threading.Thread(target=produce, daemon=True)
-        th.start()
-        time.sleep(2.0)
-        broker.stop()
-        t_down = time.monotonic()
-        time.sleep(args.outage_s)
-        backlog = sum(svc.outbox.depth().values())
-        head = svc.outbox.max_seq(RELIABLE)
-        broker.start()
-        t_up = time.monotonic()
-        ok = wait(lambda: svc.delivery.watermark >= head, 600)
-        recovery = time.monotonic() - t_up
-        time.sleep(1.0)
-        stop.set()
-        th.join()
-        wait(lambda: acked_all(svc), 120)
-        result.update(outage_s=round(t_up - t_down, 2), backlog_events=backlog, outage_rate=rate,
-                      outage_recovery_s=round(recovery, 2) if ok else None,
-                      backlog_rate=svc.cfg.sync.backlog_rate, go_backs=svc.metrics()["go_backs"])
-        svc.stop()
-
-        # ---------------- accounting from the consumer's database
-        time.sleep(0.5)
-        expected = {"d-throughput": args.events, "d-unbatched": args.unbatched_events, "d-outage": emitted[0]}
-        lost = dups_removed = dups_after = 0
-        for dev, want in expected.items():
-            if not want:
-                continue
-            s = summary(db, dev)
-            lost += want - s["distinct"]
-            dups_removed += s["duplicates_removed"]
-            dups_after += s["duplicates_after_dedup"]
-        result.update(lost=lost, duplicates_after_dedup=dups_after, duplicates_removed=dups_removed,
-                      events_total=sum(expected.values()))
-    finally:
-        cons.send_signal(signal.SIGINT)
+    def close(self) -> None:
+        self.consumer.send_signal(signal.SIGINT)
         try:
-            cons.wait(10)
+            self.consumer.wait(10)
         except subprocess.TimeoutExpired:
-            cons.kill()
-        broker.close()
-        shutil.rmtree(work, ignore_errors=True)
+            self.consumer.kill()
+        self.broker.close()
+        shutil.rmtree(self.work, ignore_errors=True)
 
-    mosq = subprocess.run([broker_bin(), "-h"], capture_output=True, text=True).stdout.splitlines()[0]
+
+# ---------------------------------------------------------------- scenarios
+def _throughput(bench: _Bench, n: int) -> dict:
+    """Default settings, batching on: events/s end to end and CPU per 10k events (device, consumer, broker)."""
+    from edge.core.events import Event
+
+    svc = bench.device("d-throughput")
+    c0 = bench.cpu()
+    t0 = time.perf_counter()
+    for i in range(n):
+        svc.outbox.emit(Event("person_entered", {**DATA, "i": i}, stream="alerts" if i % 100 == 0 else "events"))
+    t_emit = time.perf_counter() - t0
+    if not _wait(lambda: _acked_all(svc), 300):
+        raise RuntimeError(f"throughput phase did not finish: {svc.metrics()}")
+    dt = time.perf_counter() - t0
+    c1 = bench.cpu()
+    parts = {k: round((b - a) / n * 1e4, 3) for k, a, b in zip(("device", "consumer", "broker"), c0, c1)}
+    m = svc.metrics()
+    out = dict(events_per_s=round(n / dt, 1), cpu_s_per_10k=round(sum(parts.values()), 3),
+               cpu_s_per_10k_parts=parts, events=n, emit_only_events_per_s=round(n / t_emit, 1),
+               mqtt_messages=m["messages"], avg_events_per_message=round(m["sent"] / max(1, m["messages"]), 1))
+    log.info("throughput: %s", out)
+    svc.stop()
+    return out
+
+
+def _unbatched(bench: _Bench, n: int) -> float:
+    """Reference without batching (batch_max = 1): events/s end to end."""
+    from edge.core.events import Event
+
+    svc = bench.device("d-unbatched", batch_max=1)
+    t0 = time.perf_counter()
+    for i in range(n):
+        svc.outbox.emit(Event("person_entered", {**DATA, "i": i}))
+    _wait(lambda: _acked_all(svc), 300)
+    rate = round(n / (time.perf_counter() - t0), 1)
+    svc.stop()
+    return rate
+
+
+def _outage(bench: _Bench, outage_s: float, rate: float) -> tuple[dict, int]:
+    """Broker down for outage_s while events keep coming at rate: backlog size and the time to deliver it after
+    the broker is back. Returns (results, events emitted in all)."""
+    from edge.core.events import Event
+    from sync.outbox import RELIABLE
+
+    svc = bench.device("d-outage")
+    stop = threading.Event()
+    emitted = [0]
+
+    def produce() -> None:
+        t = time.monotonic()
+        while not stop.is_set():
+            d = t + emitted[0] / rate - time.monotonic()
+            if d > 0:
+                time.sleep(d)
+            svc.outbox.emit(Event("person_entered", {**DATA, "i": emitted[0]}))
+            emitted[0] += 1
+
+    th = threading.Thread(target=produce, daemon=True)
+    th.start()
+    time.sleep(2.0)
+    bench.broker.stop()
+    t_down = time.monotonic()
+    time.sleep(outage_s)
+    backlog = sum(svc.outbox.depth().values())
+    head = svc.outbox.max_seq(RELIABLE)
+    bench.broker.start()
+    t_up = time.monotonic()
+    ok = _wait(lambda: svc.delivery.watermark >= head, 600)
+    recovery = time.monotonic() - t_up
+    time.sleep(1.0)
+    stop.set()
+    th.join()
+    _wait(lambda: _acked_all(svc), 120)
+    out = dict(outage_s=round(t_up - t_down, 2), backlog_events=backlog, outage_rate=rate,
+               outage_recovery_s=round(recovery, 2) if ok else None,
+               backlog_rate=svc.config.backlog_rate, go_backs=svc.metrics()["go_backs"])
+    svc.stop()
+    return out, emitted[0]
+
+
+# ---------------------------------------------------------------- measurement
+def _accounting(db: str, expected: dict[str, int]) -> dict:
+    """Lost and duplicate events per device, from the consumer's database (expected: device -> events sent)."""
+    from sync.consumer import summary
+
+    time.sleep(0.5)
+    lost = dups_removed = dups_after = 0
+    for dev, want in expected.items():
+        if not want:
+            continue
+        s = summary(db, dev)
+        lost += want - s["distinct"]
+        dups_removed += s["duplicates_removed"]
+        dups_after += s["duplicates_after_dedup"]
+    return dict(lost=lost, duplicates_after_dedup=dups_after, duplicates_removed=dups_removed,
+                events_total=sum(expected.values()))
+
+
+def _acked_all(svc) -> bool:
+    from sync.outbox import RELIABLE
+
+    return svc.delivery.watermark >= svc.outbox.max_seq(RELIABLE)
+
+
+def _wait(pred, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.005)
+    return pred()
+
+
+def _proc_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _self_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+# ---------------------------------------------------------------- report
+def _environment() -> dict:
     import paho.mqtt
 
-    result["env"] = {"cpus": os.cpu_count(), "load1_end": round(os.getloadavg()[0], 2), "python": platform.python_version(),
-                     "paho_mqtt": paho.mqtt.__version__, "mosquitto": mosq.strip()}
+    mosq = subprocess.run([broker_bin(), "-h"], capture_output=True, text=True).stdout.splitlines()[0]
+    return {"cpus": os.cpu_count(), "load1_end": round(os.getloadavg()[0], 2), "python": platform.python_version(),
+            "paho_mqtt": paho.mqtt.__version__, "mosquitto": mosq.strip()}
+
+
+def _report(result: dict, json_path: str | None) -> int:
+    """Print the results (and write them to json_path); exit status 0 only if no event was lost."""
     print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
+    if json_path:
+        with open(json_path, "w") as f:
             json.dump(result, f, indent=2)
     return 0 if result.get("lost") == 0 else 1
 

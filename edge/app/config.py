@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import difflib
 import tomllib
+import typing
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, create_model, field_validator
 
+from edge.backends.registry import BACKENDS, backend_class
 from edge.core.config_base import StrictModel
 from edge.core.device import DeviceIdentity
 from edge.pose.config import PoseConfig
 from edge.tryon.config import TryOnConfig
 from sync.config import SyncConfig
 
-BackendName = Literal["onnxruntime", "openvino", "tflite", "auto"]
+BackendName = Literal[(*BACKENDS, "auto")]  # the registry's plug-ins, plus "auto"
 Precision = Literal["fp32", "int8", "default"]
 
 
@@ -36,18 +38,47 @@ class SourceSection(StrictModel):
     loop: bool = True  # video / images: start again at the end
     realtime: bool = True  # video / images / demo: pace frames at `fps` (false: as fast as consumed)
     reconnect_s: float = Field(2.0, gt=0, description="delay before reopening a lost camera / stream")
+    # recorded media (video / images / demo): wall-clock time of the recording's first frame, so event times
+    # are start + media time. "" = the file's modification time (demo: now), "now", "mtime" or ISO 8601.
+    start_time: str = ""
 
     @field_validator("uri")
     @classmethod
     def _uri_ok(cls, v: str, info) -> str:
         return v.strip()
 
+    @field_validator("start_time")
+    @classmethod
+    def _start_time_ok(cls, v: str) -> str:
+        v = v.strip()
+        if v not in ("", "now", "mtime"):
+            from datetime import datetime
 
-class ModelRef(StrictModel):
+            try:
+                datetime.fromisoformat(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not ISO 8601 (e.g. 2026-11-29T09:00:00+01:00), 'now' or 'mtime'") \
+                    from None
+        return v
+
+
+class _ModelRefBase(StrictModel):
     name: str  # model zoo name, e.g. "pose_landmark_full"
     backend: BackendName = "auto"
     precision: Precision = "default"  # "default": the precision the model card recommends
     threads: int = Field(2, ge=1, le=64)
+
+    def backend_options(self) -> dict[str, Any]:
+        """Backend name -> plug-in options, for the backend tables set (for edge.backends.auto.open_model)."""
+        return {b: o for b in type(self).model_fields if b in BACKENDS and (o := getattr(self, b)) is not None}
+
+
+ModelRef = create_model(
+    "ModelRef", __base__=_ModelRefBase, __module__=__name__,
+    __doc__="A model of the device: zoo name, backend, precision, threads, and one optional table per registered "
+            "backend (`[models.pose_landmarks.openvino]`), validated by that plug-in's options model and used when "
+            "that backend runs the model.",
+    **{b: (opts | None, None) for b in BACKENDS if (opts := backend_class(b).options_model) is not None})
 
 
 class ModelsSection(StrictModel):
@@ -100,6 +131,7 @@ def _fields_at(loc: tuple, model=EdgeConfig) -> set[str]:
         if f is None:
             return set()
         ann = f.annotation
+        ann = next((a for a in typing.get_args(ann) if hasattr(a, "model_fields")), ann)  # Optional[Model]
         if not hasattr(ann, "model_fields"):
             return set()
         cur = ann

@@ -1,10 +1,11 @@
 """Open a configured model (ModelRef) from the zoo, resolving `backend="auto"` and `precision="default"`.
 
-auto: every installed backend with a built artefact is loaded, checked against the model's golden outputs (see
-edge.backends.parity for the tolerance), and the passing ones are timed interleaved on the golden inputs; the
-fastest wins. The choice is cached in JSON (default `<cache>/backend_choice.json`) under a key made of the
-candidate artefacts' sha256, the runtime versions, the CPU model and the thread count, so the next start with the
-same files on the same device reuses it without benchmarking.
+auto: every installed backend with a built artefact is loaded, checked against the model's golden outputs within
+the tolerance of the model's manifest (edge.backends.parity.tolerance_for), and the passing ones are timed
+interleaved on the golden inputs; the fastest wins. The choice is cached in JSON (default
+`<cache>/backend_choice.json`) under a key made of the candidate artefacts' sha256, the runtime versions, the CPU
+model, the thread count, the tolerances and the plug-in options, so the next start with the same files on the same
+device reuses it without benchmarking.
 """
 from __future__ import annotations
 
@@ -71,10 +72,11 @@ def _precision(zoo, name: str, backend: str, requested: str) -> str:
 def open_model(zoo, ref, *, cache_path: Path | None = None, options: dict[str, Any] | None = None,
                tolerance: parity.Tolerance | None = None, rounds: int = 10, per_round: int = 3,
                outputs: list[str] | None = None) -> Session:
-    """A session for `ref` (edge.app.config.ModelRef). options: backend name -> that plug-in's options.
+    """A session for `ref` (edge.app.config.ModelRef). options: backend name -> that plug-in's options (a dict or
+    the plug-in's options model; ModelRef.backend_options() gives those of the device config).
 
     Explicit backend: loads the zoo artefact (ModelNotBuilt names `edge models build`). auto: see module doc.
-    tolerance overrides the per-model parity tolerance of auto (tests force it to 0 to see a rejection).
+    tolerance overrides the manifest's parity tolerance of auto (tests force it to 0 to see a rejection).
     outputs: only these outputs are computed/returned (see Backend.load); auto checks and times just them.
     """
     options = options or {}
@@ -103,14 +105,22 @@ def _candidates(zoo, ref, reasons: dict[str, str]) -> list[Candidate]:
     return out
 
 
-def _cache_key(ref, cands: list[Candidate], tol_tag: str, outputs: list[str] | None = None) -> str:
+def _options_tag(options: dict) -> dict:
+    """Plug-in options as plain data (dicts or options models), for the cache key."""
+    return {b: o.model_dump() if hasattr(o, "model_dump") else o for b, o in options.items() if o is not None}
+
+
+def _cache_key(ref, cands: list[Candidate], tol_tag: str, outputs: list[str] | None = None,
+               options: dict | None = None) -> str:
     versions = {b: v for b, (ok, v) in available_backends().items() if ok}
     parts = {"model": ref.name, "precision": ref.precision, "threads": ref.threads, "cpu": cpu_model(),
              "runtimes": versions, "tolerance": tol_tag,
              "artifacts": sorted((c.backend, c.precision, c.artifact.sha256) for c in cands)}
     if outputs is not None:
         parts["outputs"] = sorted(outputs)
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    if options:
+        parts["options"] = _options_tag(options)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _read_cache(path: Path) -> dict:
@@ -136,8 +146,11 @@ def _auto(zoo, ref, cache_path: Path, options: dict, tolerance, rounds: int, per
           outputs: list[str] | None = None) -> Session:
     reasons: dict[str, str] = {}
     cands = _candidates(zoo, ref, reasons)
-    tol_tag = json.dumps(tolerance.to_dict(), sort_keys=True) if tolerance else "model-default"
-    key = _cache_key(ref, cands, tol_tag, outputs)
+    manifest = zoo.manifest(ref.name) if cands else {}  # a candidate has an artefact, so the model is known
+    tols = {c.backend: tolerance or parity.tolerance_for(manifest, c.precision) for c in cands}
+    tol_tag = json.dumps(tolerance.to_dict(), sort_keys=True) if tolerance else \
+        json.dumps({b: t.to_dict() for b, t in tols.items()}, sort_keys=True)
+    key = _cache_key(ref, cands, tol_tag, outputs, options)
     hit = _read_cache(cache_path).get(key)
     if hit:
         c = next((c for c in cands if c.backend == hit["backend"] and c.precision == hit["precision"]), None)
@@ -155,7 +168,7 @@ def _auto(zoo, ref, cache_path: Path, options: dict, tolerance, rounds: int, per
         golden = {k: v for k, v in golden.items() if k in set(outputs)}
     passing = []
     for c in cands:
-        tol = tolerance or parity.tolerance_for(ref.name, c.precision)
+        tol = tols[c.backend]
         try:
             c.session = get_backend(c.backend, options.get(c.backend)).load(
                 Path(c.artifact.path), threads=ref.threads, precision=c.precision, outputs=outputs)

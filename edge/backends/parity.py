@@ -1,9 +1,13 @@
-"""Parity of a session against golden outputs, with per-model tolerances.
+"""Parity of a session against golden outputs, with the model's tolerance.
 
 Error metric, per output tensor: e = |out - ref| / max(1, max|ref|), i.e. absolute error for small-range outputs
 (scores, flags, normalized coordinates) and error relative to the output's range for large-range ones (pixel
 coordinates up to ±800, segmentation logits down to -1800). A session passes when, for every output,
 max(e) <= max_err and mean(e) <= mean_err.
+
+Per-model tolerances are data: the `[tolerance.<precision>]` tables of the model manifest
+(models/manifests/<name>.toml), carried into signed update payloads. This module holds only the generic
+per-precision defaults used where a manifest sets none.
 """
 from __future__ import annotations
 
@@ -29,6 +33,12 @@ class Tolerance:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_table(cls, t: dict) -> Tolerance:
+        """From a manifest table {max_err, mean_err, outputs = {name = {max_err, mean_err}}}."""
+        outs = tuple((n, float(o["max_err"]), float(o["mean_err"])) for n, o in sorted(t.get("outputs", {}).items()))
+        return cls(float(t["max_err"]), float(t["mean_err"]), outs)
+
 
 # FP32 conversions (tf2onnx ONNX, OpenVINO reading .tflite, FP32 IR) agree with TFLite XNNPACK to ~1e-5 of range
 # on BlazePose (worst: seg logits 1.0 of 1800 = 5.5e-4); TFLite's own kernel sets differ by the same amount.
@@ -39,17 +49,17 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp16": Tolerance(max_err=2e-2, mean_err=2e-3),
     "int8": Tolerance(max_err=0.5, mean_err=0.03),
 }
-# Per-model overrides: (model name, precision) -> Tolerance.
-MODEL_TOLERANCES: dict[tuple[str, str], Tolerance] = {
-    # Segmentation logits reach -1736 on background; OpenVINO/ORT differ from TFLite there by up to ~3.3 logits
-    # (1.9e-3 of range) while the mask (logit > 0) is unchanged. Landmarks stay at the FP32 default.
-    ("pose_landmark_full", "fp32"): Tolerance(2e-3, 2e-4, outputs=(("Identity_2", 1e-2, 2e-4),)),
-}
 
 
-def tolerance_for(model: str, precision: str) -> Tolerance:
+def tolerance_for(spec: dict, precision: str) -> Tolerance:
+    """The tolerance for `precision` of a model manifest or update payload `spec` (its optional `tolerance`
+    table, where an int8 variant such as int8_full falls back to int8), else the generic default."""
+    table = spec.get("tolerance") or {}
     base = "int8" if precision.startswith("int8") else precision
-    return MODEL_TOLERANCES.get((model, precision)) or DEFAULT_TOLERANCES.get(base) or DEFAULT_TOLERANCES["int8"]
+    t = table.get(precision) or table.get(base)
+    if t:
+        return Tolerance.from_table(t)
+    return DEFAULT_TOLERANCES.get(base) or DEFAULT_TOLERANCES["int8"]
 
 
 def run_batched(session: Session, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

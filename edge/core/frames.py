@@ -1,4 +1,11 @@
-"""A captured frame and its timing metadata (carried through the pipeline for motion-to-photon latency)."""
+"""A captured frame and its timing metadata.
+
+Two clocks: `t_capture` (time.monotonic() when the frame was read) measures processing latency
+(motion-to-photon, stage times); the stream clock `t` drives every duration, timer and rule (dwell, smoothing,
+sessions, alerts). For recorded media (video files, image folders, the demo) `t` is the media time from the
+recording itself (`t_media`), so a file processed faster or slower than real time gives the same durations; for
+live cameras and RTSP it is the capture clock.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,10 +17,21 @@ import numpy as np
 class Frame:
     image: np.ndarray  # HxWx3 uint8, BGR (OpenCV order)
     seq: int  # per-source monotonically increasing frame number
-    t_capture: float  # time.monotonic() when the frame was captured
-    t_wall: float  # time.time() at capture (for event timestamps)
+    t_capture: float  # time.monotonic() when the frame was read (processing clock: latency metrics only)
+    t_wall: float  # wall-clock time of the frame (recorded media: recording start + t_media)
     source: str = "default"
     meta: dict = field(default_factory=dict)  # per-stage timestamps, e.g. {"t_pose_done": ...}
+    t_media: float | None = None  # seconds on the recording's own clock; None for live sources
+
+    @property
+    def clock(self) -> str:
+        """'media' for recorded media, 'capture' for live sources."""
+        return "capture" if self.t_media is None else "media"
+
+    @property
+    def t(self) -> float:
+        """Stream time in seconds: media time for recorded media, the monotonic capture time for live sources."""
+        return self.t_capture if self.t_media is None else self.t_media
 
     @property
     def shape(self) -> tuple[int, int]:

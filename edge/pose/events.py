@@ -11,12 +11,13 @@ from edge.pose.zones import PolygonZone
 @dataclass
 class _Seen:
     t_wall: float  # first seen (wall clock)
-    t_capture: float
+    t: float  # first seen (stream time)
 
 
 class PresenceTracker:
     """Turns a stream of PoseResults into `person_entered` / `person_left` events (data: track_id, scope
-    "frame" or "zone", zone name, capture and wall timestamps, dwell_s on leaving) sent to an EventSink."""
+    "frame" or "zone", zone name, stream time `t` with its `clock`, wall time, and on leaving `dwell_s` measured on
+    the stream clock, so a recorded file gives the same dwell at any processing speed) sent to an EventSink."""
 
     def __init__(self, sink: EventSink, zones: list[PolygonZone] | tuple = (), *, source: str = "default"):
         self.sink, self.zones, self.source = sink, list(zones), source
@@ -31,10 +32,10 @@ class PresenceTracker:
     def _emit(self, kind: str, tid: int, zone: str | None, result: PoseResult, t_wall: float,
               since: _Seen | None = None) -> Event:
         data = {"track_id": tid, "scope": "zone" if zone else "frame", "zone": zone, "source": self.source,
-                "frame_seq": result.frame_seq, "t_capture": result.t_capture, "t_wall": t_wall}
+                "frame_seq": result.frame_seq, "t": round(result.t, 4), "clock": result.clock, "t_wall": t_wall}
         if since is not None:
             data["entered_t_wall"] = since.t_wall
-            data["dwell_s"] = round(result.t_capture - since.t_capture, 3)
+            data["dwell_s"] = round(result.t - since.t, 3)
         ev = Event(kind, data, ts=t_wall)
         self.sink.emit(ev)
         return ev
@@ -44,12 +45,12 @@ class PresenceTracker:
         out = []
         ids = {p.track_id for p in result.people}
         for tid in sorted(ids - set(self._frame)):
-            self._frame[tid] = _Seen(t_wall, result.t_capture)
+            self._frame[tid] = _Seen(t_wall, result.t)
             out.append(self._emit("person_entered", tid, None, result, t_wall))
         for z in self.zones:
             entered, left = z.update(result.people)
             for tid in entered:
-                self._zone[(z.name, tid)] = _Seen(t_wall, result.t_capture)
+                self._zone[(z.name, tid)] = _Seen(t_wall, result.t)
                 out.append(self._emit("person_entered", tid, z.name, result, t_wall))
             for tid in left:
                 out.append(self._emit("person_left", tid, z.name, result, t_wall, self._zone.pop((z.name, tid), None)))

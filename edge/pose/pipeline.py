@@ -43,12 +43,13 @@ def landmark_outputs(cfg: PoseConfig) -> list[str]:
 
 
 def open_sessions(models, zoo=None, pose_cfg: PoseConfig | None = None) -> tuple[Session, Session]:
-    """(detector, landmark) sessions for the configured ModelRefs (backend/precision may be "auto"/"default")."""
+    """(detector, landmark) sessions for the configured ModelRefs (backend/precision may be "auto"/"default"),
+    each with the plug-in options of its backend tables."""
     from edge.backends.auto import open_model
 
     zoo = zoo if zoo is not None else default_zoo(models)
-    det = open_model(zoo, models.pose_detector)
-    lmk = open_model(zoo, models.pose_landmarks,
+    det = open_model(zoo, models.pose_detector, options=models.pose_detector.backend_options())
+    lmk = open_model(zoo, models.pose_landmarks, options=models.pose_landmarks.backend_options(),
                      outputs=landmark_outputs(pose_cfg) if pose_cfg is not None else None)
     log.info("pose models: detector %s/%s, landmarks %s/%s", det.info.backend, det.info.precision,
              lmk.info.backend, lmk.info.precision)
@@ -77,10 +78,10 @@ class PosePipeline:
         """Landmarks of up to max_people people in the frame; tracking state carries over to the next call."""
         t0 = time.perf_counter()
         rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
-        people, ran = self.tracker.step(rgb, frame.t_capture)
+        people, ran = self.tracker.step(rgb, frame.t)
         t1 = time.perf_counter()
         frame.meta["t_pose_done"] = time.monotonic()
-        return PoseResult(frame.seq, frame.t_capture, frame.shape, people, ran, {"pose": (t1 - t0) * 1e3})
+        return PoseResult(frame.seq, frame.t, frame.shape, people, ran, {"pose": (t1 - t0) * 1e3}, frame.clock)
 
     def reset(self) -> None:
         """Forget all tracks (e.g. after a camera cut)."""

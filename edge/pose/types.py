@@ -39,8 +39,9 @@ class PersonPose:
 @dataclass
 class PoseResult:
     frame_seq: int
-    t_capture: float
+    t: float  # stream time of the frame (edge.core.frames.Frame.t): media time for recorded media
     image_size: tuple[int, int]  # (h, w)
     people: list[PersonPose] = field(default_factory=list)
     detector_ran: bool = False
     timings_ms: dict[str, float] = field(default_factory=dict)
+    clock: str = "capture"  # "media" (recorded media) or "capture" (live), see Frame.clock

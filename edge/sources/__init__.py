@@ -12,7 +12,10 @@ def make_source(cfg, *, demo_scene: str = "mirror") -> FrameSource:
 
         if not cfg.uri:
             raise SourceError(f"source.uri is empty for source.type = {cfg.type!r}")
+        if cfg.type == "video":
+            kw["start_time"] = cfg.start_time
         return CaptureSource(cfg.type, cfg.uri, loop=cfg.loop, realtime=cfg.realtime, **kw)
+    kw["start_time"] = cfg.start_time
     if cfg.type == "images":
         from edge.sources.images import ImageFolderSource
 

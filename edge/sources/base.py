@@ -43,22 +43,80 @@ class FrameSource(abc.ABC):
 
 
 class Pacer:
-    """Sleeps so that successive frames come at most `fps` per second (file/demo sources in real time)."""
+    """Plays recorded media in real time: `wait(t_media)` sleeps until that media time is due on the monotonic
+    clock (anchored at the first frame; re-anchored after a jump back, e.g. a loop, or when far behind)."""
 
-    def __init__(self, fps: float, enabled: bool = True):
-        self.period = 1.0 / fps
+    def __init__(self, enabled: bool = True):
         self.enabled = enabled
-        self._next = None
+        self._origin: tuple[float, float] | None = None  # (monotonic, media time) of the anchor frame
 
-    def wait(self) -> None:
+    def wait(self, t_media: float) -> None:
         if not self.enabled:
             return
         now = time.monotonic()
-        if self._next is None or now - self._next > 1.0:  # first frame, or we fell far behind: resync
-            self._next = now
-        elif self._next > now:
-            time.sleep(self._next - now)
-        self._next += self.period
+        if self._origin is not None:
+            due = self._origin[0] + (t_media - self._origin[1])
+            if due > now and t_media >= self._origin[1]:
+                time.sleep(due - now)
+                return
+            if now - due <= 1.0 and t_media >= self._origin[1]:
+                return  # slightly late: play on without sleeping
+        self._origin = (now, t_media)  # first frame, fell far behind, or time went back: re-anchor
+
+
+class MediaClock:
+    """Timestamps of recorded media: `stamp(container_s)` -> (t_media, t_wall).
+
+    t_media comes from the container when it gives increasing timestamps, else from the frame index and `fps`.
+    A looped file continues its clock (each pass starts one frame period after the previous one ended), so
+    durations never run backwards. t_wall = `start_wall` (recording start) + t_media.
+    """
+
+    def __init__(self, fps: float, start_wall: float):
+        self.period = 1.0 / fps
+        self.start_wall = start_wall
+        self._index = 0  # frames stamped in this pass
+        self._offset = 0.0  # media time at the start of this pass
+        self._last = -float("inf")  # last t_media handed out
+        self._last_container: float | None = None
+
+    def new_pass(self) -> None:
+        """The file starts again (loop): continue after the last frame."""
+        self._offset = self._last + self.period if self._last > -float("inf") else 0.0
+        self._index = 0
+        self._last_container = None
+
+    def stamp(self, container_s: float | None = None) -> tuple[float, float]:
+        if container_s is not None and (self._last_container is None or container_s > self._last_container):
+            rel = container_s
+            self._last_container = container_s
+        else:  # no or non-increasing container timestamps: frame index / fps
+            rel = self._index * self.period
+        self._index += 1
+        t = max(self._offset + rel, self._last + 1e-6) if self._last > -float("inf") else self._offset + rel
+        self._last = t
+        return t, self.start_wall + t
+
+
+def resolve_start_wall(start_time: str, path: str | None) -> float:
+    """Wall-clock start of a recording from `[source] start_time`: an ISO 8601 time, "now", "mtime" (the file's
+    modification time), or "" (the file's modification time when there is a file, else now)."""
+    import os
+    from datetime import datetime
+
+    st = (start_time or "").strip()
+    if st == "now" or (st == "" and not path):
+        return time.time()
+    if st in ("", "mtime"):
+        try:
+            return os.path.getmtime(path) if path else time.time()
+        except OSError:
+            return time.time()
+    try:
+        dt = datetime.fromisoformat(st)
+    except ValueError:
+        raise SourceError(f"source.start_time {st!r} is not ISO 8601, 'now' or 'mtime'") from None
+    return dt.timestamp() if dt.tzinfo else dt.astimezone().timestamp()
 
 
 class LatestFrameReader:

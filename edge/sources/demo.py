@@ -15,7 +15,7 @@ import numpy as np
 
 from edge.core.frames import Frame
 from edge.core.paths import cache_dir
-from edge.sources.base import FrameSource, Pacer, SourceError
+from edge.sources.base import FrameSource, MediaClock, Pacer, SourceError, resolve_start_wall
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def shop_background(width: int, height: int) -> np.ndarray:
 class DemoSource(FrameSource):
     def __init__(self, scene: str = "mirror", *, width: int = 640, height: int = 480, fps: float = 30.0,
                  seconds_per_person: float = 8.0, gap_seconds: float = 1.5, loop: bool = True,
-                 realtime: bool = True, media_dir: str | Path | None = None):
+                 realtime: bool = True, media_dir: str | Path | None = None, start_time: str = ""):
         if scene not in CLIPS:
             raise SourceError(f"unknown demo scene {scene!r}; choose one of {sorted(CLIPS)}")
         self.scene = scene
@@ -56,7 +56,8 @@ class DemoSource(FrameSource):
         self._bg = shop_background(width, height)
         self._t = 0
         self._seq = 0
-        self._pacer = Pacer(fps, realtime)
+        self._pacer = Pacer(realtime)
+        self._clock = MediaClock(fps, resolve_start_wall(start_time, None))  # media time = frame index / fps
         self.media_dir = Path(media_dir) if media_dir else cache_dir() / "photos"
 
     def open(self) -> None:
@@ -95,8 +96,11 @@ class DemoSource(FrameSource):
             if not self.loop:
                 return None
             self._t, clip_i, k = 0, 0, 0
+            self._clock.new_pass()
         self._t += 1
         img = self._person_frame(self._clips[clip_i], k) if k < self.hold else self._bg.copy()
-        self._pacer.wait()
+        t_media, t_wall = self._clock.stamp()
+        self._pacer.wait(t_media)
         self._seq += 1
-        return Frame(img, self._seq, time.monotonic(), time.time(), self.name, {"demo_clip": clip_i, "demo_k": k})
+        return Frame(img, self._seq, time.monotonic(), t_wall, self.name, {"demo_clip": clip_i, "demo_k": k},
+                     t_media=t_media)

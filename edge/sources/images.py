@@ -1,4 +1,4 @@
-"""A folder of images played as a stream (sorted by name)."""
+"""A folder of images played as a stream (sorted by name); media time = image index / fps."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 
 from edge.core.frames import Frame
-from edge.sources.base import FrameSource, Pacer, SourceError
+from edge.sources.base import FrameSource, MediaClock, Pacer, SourceError, resolve_start_wall
 
 log = logging.getLogger(__name__)
 
@@ -17,15 +17,17 @@ SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 class ImageFolderSource(FrameSource):
     def __init__(self, folder: str, *, width: int = 640, height: int = 480, fps: float = 30.0, loop: bool = True,
-                 realtime: bool = True):
+                 realtime: bool = True, start_time: str = ""):
         self.folder = Path(folder)
-        self.width, self.height = width, height
+        self.width, self.height, self.fps = width, height, fps
         self.loop = loop
+        self.start_time = start_time
         self.name = f"images:{folder}"
         self._files: list[Path] = []
         self._i = 0
         self._seq = 0
-        self._pacer = Pacer(fps, realtime)
+        self._clock: MediaClock | None = None
+        self._pacer = Pacer(realtime)
 
     def open(self) -> None:
         if not self.folder.is_dir():
@@ -34,6 +36,8 @@ class ImageFolderSource(FrameSource):
         if not self._files:
             raise SourceError(f"no images ({', '.join(sorted(SUFFIXES))}) in {self.folder}")
         self._i = 0
+        if self._clock is None:
+            self._clock = MediaClock(self.fps, resolve_start_wall(self.start_time, str(self._files[0])))
 
     def read(self) -> Frame | None:
         failures = 0
@@ -42,20 +46,23 @@ class ImageFolderSource(FrameSource):
                 if not self.loop:
                     return None
                 self._i = 0
+                self._clock.new_pass()
             path = self._files[self._i]
             self._i += 1
             img = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if img is not None:
                 break
-            failures += 1  # an unreadable file is skipped with a warning, not fatal
+            failures += 1  # an unreadable file is skipped with a warning, not fatal (its time slot stays empty)
+            self._clock.stamp()
             log.warning("skipping unreadable image %s", path)
             if failures >= len(self._files):
                 raise SourceError(f"no readable image in {self.folder}")
-        self._pacer.wait()
+        t_media, t_wall = self._clock.stamp()
+        self._pacer.wait(t_media)
         if img.shape[1] != self.width or img.shape[0] != self.height:
             img = letterbox_to(img, self.width, self.height)
         self._seq += 1
-        return Frame(img, self._seq, time.monotonic(), time.time(), self.name, {"path": str(path)})
+        return Frame(img, self._seq, time.monotonic(), t_wall, self.name, {"path": str(path)}, t_media=t_media)
 
 
 def letterbox_to(img, width: int, height: int):

@@ -1,4 +1,8 @@
-"""USB cameras, video files and RTSP streams through OpenCV's VideoCapture."""
+"""USB cameras, video files and RTSP streams through OpenCV's VideoCapture.
+
+Video files carry media time from the container's timestamps (frame index / fps when it has none); cameras and
+RTSP streams keep the capture clock.
+"""
 from __future__ import annotations
 
 import logging
@@ -8,7 +12,7 @@ from pathlib import Path
 import cv2
 
 from edge.core.frames import Frame
-from edge.sources.base import FrameSource, Pacer, SourceError
+from edge.sources.base import FrameSource, MediaClock, Pacer, SourceError, resolve_start_wall
 
 log = logging.getLogger(__name__)
 
@@ -17,14 +21,16 @@ class CaptureSource(FrameSource):
     """kind "camera" (uri = device index or /dev/videoN), "video" (file path) or "rtsp" (URL)."""
 
     def __init__(self, kind: str, uri: str, *, width: int = 640, height: int = 480, fps: float = 30.0,
-                 loop: bool = True, realtime: bool = True, name: str | None = None):
+                 loop: bool = True, realtime: bool = True, name: str | None = None, start_time: str = ""):
         self.kind, self.uri = kind, uri
         self.width, self.height, self.fps = width, height, fps
         self.loop = loop
+        self.start_time = start_time
         self.name = name or f"{kind}:{uri}"
         self._cap: cv2.VideoCapture | None = None
         self._seq = 0
-        self._pacer = Pacer(fps, enabled=realtime and kind == "video")
+        self._clock: MediaClock | None = None
+        self._pacer = Pacer(enabled=realtime and kind == "video")
 
     def open(self) -> None:
         if self.kind == "video" and not Path(self.uri).is_file():
@@ -39,17 +45,20 @@ class CaptureSource(FrameSource):
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
             cap.set(cv2.CAP_PROP_FPS, self.fps)
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        if self.kind == "video" and self._clock is None:  # a reopened file continues its clock
+            fps = cap.get(cv2.CAP_PROP_FPS)
+            self._clock = MediaClock(fps if 0 < fps <= 1000 else self.fps, resolve_start_wall(self.start_time, self.uri))
         self._cap = cap
 
     def read(self) -> Frame | None:
         if self._cap is None:
             raise SourceError(f"{self.name} is not open")
-        self._pacer.wait()
         ok, img = self._cap.read()
         if not ok:
             if self.kind == "video":
                 if self.loop and self._seq > 0:
                     self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    self._clock.new_pass()
                     ok, img = self._cap.read()
                 if not ok:
                     return None
@@ -58,7 +67,12 @@ class CaptureSource(FrameSource):
         if img.shape[1] != self.width or img.shape[0] != self.height:
             img = cv2.resize(img, (self.width, self.height), interpolation=cv2.INTER_AREA)
         self._seq += 1
-        return Frame(img, self._seq, time.monotonic(), time.time(), self.name)
+        if self.kind != "video":
+            return Frame(img, self._seq, time.monotonic(), time.time(), self.name)
+        pos_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        t_media, t_wall = self._clock.stamp(pos_ms / 1000.0 if pos_ms >= 0 else None)
+        self._pacer.wait(t_media)
+        return Frame(img, self._seq, time.monotonic(), t_wall, self.name, t_media=t_media)
 
     def close(self) -> None:
         if self._cap is not None:

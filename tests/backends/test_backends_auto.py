@@ -73,7 +73,7 @@ def test_auto_picks_a_passing_backend_and_caches_it(zoo, tmp_path, caplog):
     assert entry["median_ms"][entry["backend"]] == min(entry["median_ms"].values())
     assert entry["sha256"] == zoo.artifact(DET, s.info.backend, "fp32").sha256
     inputs, golden = zoo.golden(DET)
-    assert check(s, inputs, golden, tolerance_for(DET, "fp32"))[0]
+    assert check(s, inputs, golden, tolerance_for(zoo.manifest(DET), "fp32"))[0]
 
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="edge.backends.auto"):

@@ -34,7 +34,7 @@ def test_int8_io_tflite_is_float_outside(zoo, det_int8):
     inputs, golden = zoo.golden(DET)
     out = s.run({"input_1": inputs["input_1"][:1]})
     assert {k: v.dtype for k, v in out.items()} == {"Identity": np.float32, "Identity_1": np.float32}
-    ok, errs, why = check(s, inputs, golden, tolerance_for(DET, "int8"))
+    ok, errs, why = check(s, inputs, golden, tolerance_for(zoo.manifest(DET), "int8"))
     assert ok, why
     # dequantization really happened: box outputs are in pixels (hundreds), not int8 codes
     assert np.abs(out["Identity"]).max() > 127
@@ -44,9 +44,9 @@ def test_int8_io_tflite_is_float_outside(zoo, det_int8):
 def test_int8_float_io_backends_pass_int8_tolerance(zoo, det_int8, backend):
     s = load_session(backend, det_int8[backend].path, precision="int8")
     inputs, golden = zoo.golden(DET)
-    ok, errs, why = check(s, inputs, golden, tolerance_for(DET, "int8"))
+    ok, errs, why = check(s, inputs, golden, tolerance_for(zoo.manifest(DET), "int8"))
     assert ok, why
-    assert not check(s, inputs, golden, tolerance_for(DET, "fp32"))[0]  # INT8 is not FP32-close
+    assert not check(s, inputs, golden, tolerance_for(zoo.manifest(DET), "fp32"))[0]  # INT8 is not FP32-close
 
 
 def test_openvino_on_an_int8_io_tflite_gives_a_clear_error(det_int8):

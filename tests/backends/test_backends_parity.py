@@ -1,9 +1,9 @@
 """Backend parity on the real BlazePose models: the same inputs on TFLite, OpenVINO and onnxruntime agree.
 
 Reference: the original .tflite on ai-edge-litert (XNNPACK). Candidates: OpenVINO reading the same .tflite,
-OpenVINO on the FP32 IR, onnxruntime on the tf2onnx ONNX. Stated tolerance (edge.backends.parity, FP32):
-per output, max |a - ref| <= 2e-3 * max(1, max|ref|) and mean <= 2e-4 * max(1, max|ref|) (segmentation logits:
-max 1e-2); on top, landmark x/y agree within 0.05 px of the 256 crop, the pose flag within 1e-3, the
+OpenVINO on the FP32 IR, onnxruntime on the tf2onnx ONNX. Stated tolerance (the model manifest's, else the
+FP32 default of edge.backends.parity): per output, max |a - ref| <= 2e-3 * max(1, max|ref|) and mean <= 2e-4 *
+max(1, max|ref|) (segmentation logits: max 1e-2, pose_landmark_full's [tolerance.fp32]); on top, landmark x/y agree within 0.05 px of the 256 crop, the pose flag within 1e-3, the
 segmentation mask (logit > 0) on 99.9% of pixels, and detector boxes within 0.05 px of the 224 input.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ def reference(zoo, model_files):
 
 @pytest.mark.parametrize("name", ["pose_detection", "pose_landmark_full"])
 @pytest.mark.parametrize("backend,kind", CANDIDATES)
-def test_backends_agree_with_tflite(reference, model_files, name, backend, kind):
+def test_backends_agree_with_tflite(zoo, reference, model_files, name, backend, kind):
     inputs, ref, ref_session = reference[name]
     s = load_session(backend, model_files[name, kind], threads=2)
     assert [t.name for t in s.inputs] == [t.name for t in ref_session.inputs] == ["input_1"]
@@ -38,7 +38,7 @@ def test_backends_agree_with_tflite(reference, model_files, name, backend, kind)
     assert s.info.backend == backend and s.info.threads == 2 and s.info.runtime_version.startswith(backend)
     out = run_batched(s, inputs)
     assert all(v.dtype == np.float32 for v in out.values())
-    ok, errs, why = judge(compare(out, ref), tolerance_for(name, "fp32"))
+    ok, errs, why = judge(compare(out, ref), tolerance_for(zoo.manifest(name), "fp32"))
     assert ok, why
     if name == "pose_landmark_full":
         a = out["Identity"].reshape(-1, 39, 5)[..., :2]
@@ -56,7 +56,7 @@ def test_three_backends_on_one_input_agree_pairwise(zoo, model_files):
     feed = {k: v[:1] for k, v in inputs.items()}
     outs = {b: load_session(b, model_files["pose_landmark_full", k]).run(feed)
             for b, k in [("tflite", "tflite"), ("openvino", "tflite"), ("onnxruntime", "onnx")]}
-    tol = tolerance_for("pose_landmark_full", "fp32")
+    tol = tolerance_for(zoo.manifest("pose_landmark_full"), "fp32")
     names = list(outs)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -80,7 +80,7 @@ def test_session_reuse_and_fresh_outputs(model_files):
         np.testing.assert_allclose(s.run({"input_1": x1})["Identity"], keep["Identity"], rtol=0, atol=1e-4)
 
 
-def test_io_binding_and_options(model_files):
+def test_io_binding_and_options(zoo, model_files):
     """Typed plug-in options reach the runtime: ORT IOBinding, OpenVINO f32 hint, TFLite without XNNPACK."""
     from edge.backends.registry import get_backend
 
@@ -95,4 +95,4 @@ def test_io_binding_and_options(model_files):
     assert ov.info.threads == 1 and ov.info.extra["compiled"]["INFERENCE_NUM_THREADS"] == "1"
     ref = get_backend("tflite", {"xnnpack": False}).load(model_files["pose_detection", "tflite"], threads=1)
     assert ref.info.extra["options"]["xnnpack"] is False
-    assert judge(compare(ref.run(x), base), tolerance_for("pose_detection", "fp32"))[0]
+    assert judge(compare(ref.run(x), base), tolerance_for(zoo.manifest("pose_detection"), "fp32"))[0]

@@ -39,6 +39,23 @@ def _base() -> dict:
     (lambda m: m["artifacts"].append(dict(m["artifacts"][1])), "duplicate artefact"),
     (lambda m: m["defaults"]["tflite"].update(precision="int8_full"), "defaults.tflite.precision"),
     (lambda m: m["calibration"].update(norm="imagenet"), "calibration.norm"),
+    (lambda m: m.update(tolerance={"fp16": {"max_err": 1.0, "mean_err": 1.0}}),
+     "tolerance.fp16: unknown key (allowed: fp32, int8, int8_full)"),
+    (lambda m: m.update(tolerance={"fp32": {"max_err": 1e-3}}), "tolerance.fp32.mean_err: required key is missing"),
+    (lambda m: m.update(tolerance={"fp32": {"max_err": -1e-3, "mean_err": 0}}),
+     "tolerance.fp32.max_err: must be a finite number >= 0"),
+    (lambda m: m.update(tolerance={"int8": {"max_err": "big", "mean_err": 0}}),
+     "tolerance.int8.max_err: expected a number"),
+    (lambda m: m.update(tolerance={"fp32": {"max_err": 1, "mean_err": 1, "max": 2}}),
+     "tolerance.fp32.max: unknown key"),
+    (lambda m: m.update(tolerance={"fp32": {"max_err": 1, "mean_err": 1,
+                                            "outputs": {"Identity_9": {"max_err": 1, "mean_err": 1}}}}),
+     "tolerance.fp32.outputs.Identity_9: no output 'Identity_9' (outputs: Identity, Identity_1)"),
+    (lambda m: m.update(tolerance={"fp32": {"max_err": 1, "mean_err": 1,
+                                            "outputs": {"Identity": {"max_err": 1, "mean": 1}}}}),
+     "tolerance.fp32.outputs.Identity.mean: unknown key"),
+    (lambda m: m.update(tolerance={"fp32": {"max_err": 1, "mean_err": 1, "outputs": {"Identity": 0.1}}}),
+     "tolerance.fp32.outputs.Identity: expected a table"),
 ])
 def test_bad_manifest_gives_clear_error(mutate, expect):
     m = copy.deepcopy(_base())
@@ -57,3 +74,18 @@ def test_unparsable_and_misnamed_manifest(tmp_path):
     q.write_bytes((manifest.MANIFEST_DIR / "pose_detection.toml").read_bytes())
     with pytest.raises(ManifestError, match="must match the file name"):
         manifest.load(q)
+
+
+def test_parity_tolerances_come_from_the_manifests():
+    """pose_landmark_full's manifest widens max_err of its segmentation logits; everything else uses the generic
+    per-precision defaults of edge.backends.parity."""
+    from edge.backends.parity import DEFAULT_TOLERANCES, Tolerance, tolerance_for
+
+    ms = manifest.load_all()
+    lmk = tolerance_for(ms["pose_landmark_full"], "fp32")
+    assert lmk == Tolerance(2e-3, 2e-4, outputs=(("Identity_2", 1e-2, 2e-4),))
+    assert lmk.for_output("Identity_2") == (1e-2, 2e-4) and lmk.for_output("Identity") == (2e-3, 2e-4)
+    for name, m in ms.items():
+        assert tolerance_for(m, "int8") == tolerance_for(m, "int8_full") == DEFAULT_TOLERANCES["int8"]
+        if name != "pose_landmark_full":
+            assert tolerance_for(m, "fp32") == DEFAULT_TOLERANCES["fp32"]

@@ -26,7 +26,7 @@ def pipeline(backend: str = "openvino", **cfg) -> PosePipeline:
 
 
 def frame(img: np.ndarray, i: int = 0) -> Frame:
-    return Frame(img, i, i / 30.0, time.time())
+    return Frame(img, i, time.monotonic(), time.time(), t_media=i / 30.0)  # a recorded clip at 30 FPS
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import time
 
-from edge.app.config import parse_config
+from edge.core.device import DeviceIdentity
 from sync.client import ClientOptions
+from sync.config import SyncConfig
 from sync.consumer import Consumer
 
 
@@ -26,10 +27,12 @@ def start_consumer(port: int, db, client_id: str = "cloud-test", **kw) -> Consum
     return c
 
 
-def device_config(port: int, outbox, device: str = "d001", store: str = "s001", **sync):
+def device_settings(port: int, outbox, device: str = "d001", store: str = "s001",
+                    **sync) -> tuple[DeviceIdentity, SyncConfig]:
+    """(identity, [sync] config) of a test kiosk on the local broker: `SyncService(*device_settings(...))`."""
     base = {"broker": "127.0.0.1", "port": port, "outbox_path": str(outbox), "telemetry_interval_s": 0,
             "reconnect_min_s": 0.1, "reconnect_max_s": 0.5, "ack_timeout_s": 1.5}
-    return parse_config({"device": {"id": device, "store": store, "kind": "kiosk"}, "sync": {**base, **sync}})
+    return DeviceIdentity(id=device, store=store, kind="kiosk"), SyncConfig.model_validate({**base, **sync})
 
 
 def requester(port: int, filters: list[str], **kw):

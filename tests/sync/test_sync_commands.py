@@ -10,7 +10,7 @@ import pytest
 from sync import topics
 from sync.service import SyncService
 
-from sync_helpers import device_config, requester, wait_until
+from sync_helpers import device_settings, requester, wait_until
 
 T = topics.DeviceTopics("s001", "d001")
 RESULTS = f"{T.base}/cmd_result/+"
@@ -24,7 +24,7 @@ def device(broker, tmp_path):
         calls["reload_config"] += 1
         return {"reloaded": True}
 
-    svc = SyncService(device_config(broker.port, tmp_path / "outbox.db"), commands={"reload_config": reload_config})
+    svc = SyncService(*device_settings(broker.port, tmp_path / "outbox.db"), commands={"reload_config": reload_config})
     svc.start()
     assert svc.client.wait_connected(5)
     time.sleep(0.1)  # device SUBACKs

@@ -18,7 +18,7 @@ from edge.core.events import Event
 from sync.consumer import summary
 from sync.service import SyncService
 
-from sync_helpers import device_config, start_consumer, wait_until
+from sync_helpers import device_settings, start_consumer, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def assert_all_delivered(consumer, db, device: str, total: int) -> dict:
 def test_broker_kill9_mid_stream_and_restart(broker, tmp_path):
     db = tmp_path / "cloud.db"
     consumer = start_consumer(broker.port, db)
-    svc = SyncService(device_config(broker.port, tmp_path / "outbox.db"))
+    svc = SyncService(*device_settings(broker.port, tmp_path / "outbox.db"))
     svc.start()
     prod = Producer(svc.outbox, 3000, 1000)
     prod.start()
@@ -105,7 +105,7 @@ def test_device_kill9_mid_stream_and_restart(broker, tmp_path):
 def test_consumer_offline_during_broker_outage(broker, tmp_path):
     db = tmp_path / "cloud.db"
     consumer = start_consumer(broker.port, db)  # its persistent session now exists at the broker
-    svc = SyncService(device_config(broker.port, tmp_path / "outbox.db"))
+    svc = SyncService(*device_settings(broker.port, tmp_path / "outbox.db"))
     svc.start()
     prod = Producer(svc.outbox, 2000, 800)
     prod.start()
@@ -132,7 +132,7 @@ def test_broker_stopped_n_seconds_backlog_is_paced_and_historical(broker, tmp_pa
     db = tmp_path / "cloud.db"
     consumer = start_consumer(broker.port, db)
     rate_limit = 1000.0
-    svc = SyncService(device_config(broker.port, tmp_path / "outbox.db", backlog_rate=rate_limit))
+    svc = SyncService(*device_settings(broker.port, tmp_path / "outbox.db", backlog_rate=rate_limit))
     svc.start()
     prod = Producer(svc.outbox, 3000, 1000)
     prod.start()

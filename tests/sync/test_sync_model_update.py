@@ -208,7 +208,7 @@ def test_staged_rollout_aborts_and_rolls_back_when_failures_pass_threshold(broke
     try:
         publish_model(opts(broker.port), MODEL, "1.1", model_dir(tmp_path / "v1.1", seed=2), priv, chunk_size=CHUNK)
         assert wave_sizes(3, [1, 50, 100]) == [1, 2, 3] and wave_sizes(100, [1, 10, 50, 100]) == [1, 10, 50, 100]
-        res = Rollout(opts(broker.port), MODEL, "1.1", [("s001", d.svc.cfg.device.id) for d in devs],
+        res = Rollout(opts(broker.port), MODEL, "1.1", [("s001", d.svc.identity.id) for d in devs],
                       waves=[1, 50, 100], abort_failure_pct=20, wave_timeout_s=30, rollback_timeout_s=15).run()
         assert res["status"] == "ABORTED" and "50% of 2 devices failed" in res["reason"], res
         assert res["waves"] == [{"s001/d001": "SUCCEEDED"}, {"s001/d002": "ROLLED_BACK"}]

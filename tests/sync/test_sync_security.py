@@ -14,7 +14,7 @@ from devtools.broker import CLOUD_ACL, Broker, TlsListener, acl_for_device
 from sync.client import ClientOptions, MqttClient, Tls
 from sync.service import SyncService
 
-from sync_helpers import device_config, start_consumer, wait_until
+from sync_helpers import device_settings, start_consumer, wait_until
 
 MAKE_CERTS = Path(__file__).resolve().parents[2] / "sync" / "mosquitto" / "make_certs.sh"
 USERS = {"s001.d001": "pw-a", "s001.d002": "pw-b", "cloud": "pw-cloud"}
@@ -75,9 +75,9 @@ def test_device_cannot_publish_to_another_devices_topics(acl_broker, tmp_path):
 def test_misconfigured_device_gets_0x87_and_dead_letters(acl_broker, tmp_path):
     """A device whose credentials belong to d001 but whose config says d002: every publish is refused."""
     with Watcher(acl_broker.port, "retail/v1/s001/d002/#", username="cloud", password="pw-cloud") as w:
-        cfg = device_config(acl_broker.port, tmp_path / "outbox.db", device="d002", username="s001.d001",
-                            password="pw-a", client_id="s001.d001")
-        svc = SyncService(cfg)
+        settings = device_settings(acl_broker.port, tmp_path / "outbox.db", device="d002", username="s001.d001",
+                                   password="pw-a", client_id="s001.d001")
+        svc = SyncService(*settings)
         svc.start()
         try:
             for i in range(5):
@@ -122,9 +122,9 @@ def test_tls_client_certificate_delivers(tls_broker, certs, tmp_path):
     db = tmp_path / "cloud.db"
     consumer = start_consumer(tls_broker.tls_port, db, client_id="cloud",
                               tls=Tls(str(certs / "ca.crt"), str(certs / "cloud.crt"), str(certs / "cloud.key")))
-    cfg = device_config(tls_broker.tls_port, tmp_path / "outbox.db", tls=True, ca_file=str(certs / "ca.crt"),
-                        cert_file=str(certs / "s001.d001.crt"), key_file=str(certs / "s001.d001.key"))
-    svc = SyncService(cfg)
+    settings = device_settings(tls_broker.tls_port, tmp_path / "outbox.db", tls=True, ca_file=str(certs / "ca.crt"),
+                               cert_file=str(certs / "s001.d001.crt"), key_file=str(certs / "s001.d001.key"))
+    svc = SyncService(*settings)
     svc.start()
     try:
         for i in range(20):

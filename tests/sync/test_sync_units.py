@@ -8,9 +8,11 @@ from types import SimpleNamespace
 import pytest
 
 from edge.app.config import parse_config, ConfigError
+from edge.core.device import DeviceIdentity
 from edge.core.events import Event
 from sync import payloads, topics
 from sync.client import ClientOptions
+from sync.config import SyncConfig
 from sync.consumer import Consumer, summary
 from sync.outbox import RELIABLE, Outbox
 from sync.payloads import PayloadError
@@ -207,9 +209,8 @@ def test_service_without_broker_keeps_events_local(tmp_path, monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    cfg = parse_config({"device": {"id": "d1", "store": "s1", "kind": "kiosk"},
-                        "sync": {"outbox_path": str(tmp_path / "o.db")}})
-    svc = SyncService(cfg)
+    svc = SyncService(DeviceIdentity(id="d1", store="s1", kind="kiosk"),
+                      SyncConfig(outbox_path=str(tmp_path / "o.db")))
     svc.start()
     svc.outbox.emit(Event("person_entered", {"n": 1}))
     svc.outbox.emit(Event("shelf_empty", {}, stream="alerts"))

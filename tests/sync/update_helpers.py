@@ -14,7 +14,7 @@ from models.zoo import ModelZoo
 from sync.model_update import ModelUpdateAgent, UpdateOptions
 from sync.service import SyncService
 
-from sync_helpers import device_config
+from sync_helpers import device_settings
 
 MODEL = "tiny_add"
 
@@ -108,8 +108,8 @@ class Device:
         self.zoo = ModelZoo(root / "cache", manifest_dir=manifest_dir(root / "manifests"))
         if base is not None:
             install_base(self.zoo, base, "1.0")
-        self.svc = SyncService(device_config(port, root / "outbox.db", device=device, **(sync or {})))
-        self.agent = ModelUpdateAgent(self.svc.cfg, self.zoo, self.svc, self._on_activated,
+        self.svc = SyncService(*device_settings(port, root / "outbox.db", device=device, **(sync or {})))
+        self.agent = ModelUpdateAgent(self.svc.identity, self.zoo, self.svc, self._on_activated,
                                       UpdateOptions(public_key=pub, **opts))
 
     def _on_activated(self, name: str, version: str) -> bool:

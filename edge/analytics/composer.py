@@ -1,0 +1,96 @@
+"""Runs the tracker and every configured analytics object on each frame's detections; events go to a sink."""
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from edge.analytics.heatmap import Heatmap
+from edge.analytics.kiosk import KioskHelp
+from edge.analytics.lines import LineCounter
+from edge.analytics.loitering import Loitering
+from edge.analytics.queue import Queue
+from edge.analytics.shelf import ShelfInteraction
+from edge.analytics.tracker import ByteTracker
+from edge.analytics.zones import PolygonZone
+from edge.core.detections import Detections
+from edge.core.events import Event, EventSink
+
+log = logging.getLogger(__name__)
+
+
+class AnalyticsObject(Protocol):
+    def update(self, detections: Detections, t: float, t_wall: float | None = None) -> list[Event]: ...
+
+
+class Analytics:
+    """Tracker + analytics objects. `update(detections, t, t_wall)` tracks the detections (unless the tracker is
+    off: then they must carry tracker ids), feeds every object, emits the events to the sink and returns them.
+    The objects stay readable for the alert engine: `zones`, `lines`, `queues`, `loitering`, `shelves`,
+    `heatmaps`, `kiosk_help` (dicts by name) and `tracked` (the last frame's tracked detections)."""
+
+    def __init__(self, tracker: ByteTracker | None, objects: list[AnalyticsObject], sink: EventSink | None = None,
+                 source: str = "default"):
+        self.tracker, self.objects, self.sink, self.source = tracker, list(objects), sink, source
+        self.zones: dict[str, PolygonZone] = {}
+        self.lines: dict[str, LineCounter] = {}
+        self.queues: dict[str, Queue] = {}
+        self.loitering: dict[str, Loitering] = {}
+        self.shelves: dict[str, ShelfInteraction] = {}
+        self.heatmaps: dict[str, Heatmap] = {}
+        self.kiosk_help: dict[str, KioskHelp] = {}
+        for o in self.objects:
+            for attr, cls in (("zones", PolygonZone), ("lines", LineCounter), ("queues", Queue),
+                              ("loitering", Loitering), ("shelves", ShelfInteraction), ("heatmaps", Heatmap),
+                              ("kiosk_help", KioskHelp)):
+                if isinstance(o, cls):
+                    getattr(self, attr)[o.name] = o
+        self.tracked: Detections | None = None
+
+    @classmethod
+    def from_config(cls, cfg, sink: EventSink | None = None, source: str = "default",
+                    frame_size: tuple[int, int] | None = None) -> Analytics:
+        """From an AnalyticsConfig. Queues, loitering and kiosk help get their own copy of the zone they name (its
+        state is theirs); `frame_size` (width, height) is the default for heatmaps without one."""
+        def zone(name: str) -> PolygonZone:
+            return PolygonZone.from_config(cfg.zone(name), source=source, events=False)
+
+        tracker = ByteTracker.from_config(cfg.tracker) if cfg.tracker.enabled else None
+        objects: list[AnalyticsObject] = [PolygonZone.from_config(z, source=source) for z in cfg.zones]
+        objects += [LineCounter.from_config(c, source=source) for c in cfg.lines]
+        objects += [Queue.from_config(c, zone(c.zone), source=source) for c in cfg.queues]
+        objects += [Loitering.from_config(c, zone(c.zone), source=source) for c in cfg.loitering]
+        objects += [ShelfInteraction.from_config(c, source=source) for c in cfg.shelves]
+        objects += [Heatmap.from_config(c, frame_size, source=source) for c in cfg.heatmaps]
+        objects += [KioskHelp.from_config(c, zone(c.zone), zone(c.staff_zone) if c.staff_zone else None,
+                                          source=source) for c in cfg.kiosk_help]
+        return cls(tracker, objects, sink, source)
+
+    def update(self, detections: Detections, t: float, t_wall: float | None = None, *,
+               frame_seq: int | None = None, clock: str | None = None) -> list[Event]:
+        """Feed one frame's detections at stream time `t` (and its wall time); returns the events emitted.
+        `frame_seq` and `clock` (Frame.seq, Frame.clock) are added to each event when given."""
+        tracked = self.tracker.update(detections, t) if self.tracker is not None else detections
+        tracked.require_tracked()
+        self.tracked = tracked
+        events: list[Event] = []
+        for o in self.objects:
+            events += o.update(tracked, t, t_wall)
+        self._emit(events, frame_seq, clock)
+        return events
+
+    def flush(self, t: float, t_wall: float | None = None) -> list[Event]:
+        """Emit the partial heatmap periods (call at shutdown)."""
+        events = [e for h in self.heatmaps.values() for e in h.flush(t, t_wall)]
+        self._emit(events, None, None)
+        return events
+
+    def _emit(self, events: list[Event], frame_seq: int | None, clock: str | None) -> None:
+        for e in events:
+            if frame_seq is not None:
+                e.data["frame_seq"] = frame_seq
+            if clock is not None:
+                e.data["clock"] = clock
+            if self.sink is not None:
+                self.sink.emit(e)
+        if events:
+            log.debug("analytics: %d events (%s)", len(events), ", ".join(sorted({e.kind for e in events})))

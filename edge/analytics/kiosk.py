@@ -1,0 +1,78 @@
+"""Kiosk help: someone at the kiosk for a while with no staff nearby."""
+from __future__ import annotations
+
+from edge.analytics.base import make_event, r3
+from edge.analytics.zones import PolygonZone
+from edge.core.detections import Detections
+from edge.core.events import Event
+
+
+class KioskHelp:
+    """A customer is unattended from the later of their kiosk-zone entry and the last frame anyone was in the
+    staff zone (no staff zone: from entry). When the longest-unattended customer reaches `after_s` seconds while
+    the staff zone is empty, `help_requested` (kiosk, track_id, waited_s, enter_t) is emitted and `requested` is
+    true until staff enter the staff zone or that customer leaves: then `help_resolved` (kiosk, track_id, reason
+    "staff_arrived" | "customer_left", requested_t, duration_s). One request at a time."""
+
+    def __init__(self, kiosk: PolygonZone, staff: PolygonZone | None = None, *, name: str | None = None,
+                 after_s: float = 30.0, source: str = "default"):
+        self.kiosk, self.staff, self.name = kiosk, staff, name or kiosk.name
+        self.after_s, self.source = float(after_s), source
+        self._staff_t: float | None = None  # last frame with staff present
+        self._t: float | None = None
+        self.requester: int | None = None  # track id of the open request
+        self._requested_t = 0.0
+
+    @classmethod
+    def from_config(cls, c, kiosk: PolygonZone, staff: PolygonZone | None = None,
+                    source: str = "default") -> KioskHelp:
+        """From an edge.analytics.config.KioskHelpConfig and its zones."""
+        return cls(kiosk, staff, name=c.name, after_s=c.after_s, source=source)
+
+    @property
+    def requested(self) -> bool:
+        return self.requester is not None
+
+    def waiting(self, t: float | None = None) -> dict[int, float]:
+        """Track id -> unattended seconds, for the customers in the kiosk zone."""
+        t = self._t if t is None else t
+        if t is None:
+            return {}
+        return {tid: t - max(v.enter_t, self._staff_t if self._staff_t is not None else v.enter_t)
+                for tid, v in self.kiosk.members.items()}
+
+    @property
+    def waiting_s(self) -> float:
+        """The longest unattended time now (0 when the kiosk is empty)."""
+        return max(self.waiting().values(), default=0.0)
+
+    def update(self, detections: Detections, t: float, t_wall: float | None = None) -> list[Event]:
+        """Advance to one frame; returns help_requested / help_resolved events."""
+        self._t = t
+        self.kiosk.step(detections, t, t_wall)
+        staff_here = False
+        if self.staff is not None:
+            self.staff.step(detections, t, t_wall)
+            staff_here = self.staff.count > 0
+            if staff_here:
+                self._staff_t = t
+        out = []
+        if self.requester is not None:
+            reason = ("staff_arrived" if staff_here else
+                      "customer_left" if self.requester not in self.kiosk.members else None)
+            if reason:
+                out.append(make_event("help_resolved", {
+                    "kiosk": self.name, "track_id": self.requester, "reason": reason,
+                    "requested_t": r3(self._requested_t), "duration_s": r3(t - self._requested_t)},
+                    t, t_wall, self.source))
+                self.requester = None
+        if self.requester is None and not staff_here:
+            waiting = self.waiting(t)
+            if waiting:
+                tid = max(waiting, key=lambda k: (waiting[k], -k))
+                if waiting[tid] >= self.after_s:
+                    self.requester, self._requested_t = tid, t
+                    out.append(make_event("help_requested", {
+                        "kiosk": self.name, "track_id": tid, "waited_s": r3(waiting[tid]),
+                        "enter_t": r3(self.kiosk.members[tid].enter_t)}, t, t_wall, self.source))
+        return out

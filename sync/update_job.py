@@ -1,0 +1,73 @@
+"""Model-update job: its states, the job record and the agent's settings, shared by the MQTT transport
+(sync/update_transport.py), the installer (sync/update_installer.py) and the `ModelUpdateAgent` façade
+(sync/model_update.py)."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sync.config import SyncConfig
+
+QUEUED, DOWNLOADING, VERIFYING, SELF_TEST, ACTIVATING = "QUEUED", "DOWNLOADING", "VERIFYING", "SELF_TEST", "ACTIVATING"
+SUCCEEDED, FAILED, ROLLED_BACK = "SUCCEEDED", "FAILED", "ROLLED_BACK"
+TERMINAL = (SUCCEEDED, FAILED, ROLLED_BACK)
+
+
+@dataclass
+class UpdateOptions:
+    """Agent settings (code-level, except the two that `[sync]` sets: see `from_sync_config`)."""
+
+    public_key: str | Path | None = None  # pinned fleet key (PEM); None: models.sign.public_key_path(cache)
+    window: int = 8  # chunk subscriptions in flight
+    chunk_timeout_s: float = 20.0  # no chunk for this long: re-request the pending ones
+    max_stalls: int = 3  # then FAILED (chunks kept: a new offer resumes)
+    chunk_retries: int = 3  # corrupt copies of one chunk before FAILED
+    manifest_timeout_s: float = 15.0
+    max_bytes_per_s: float = 0.0  # download rate cap (store uplinks); 0 = none
+    reserve_bytes: int = 64 << 20  # disk that must stay free after the download
+    backends: list[str] | None = None  # backends to self-test on; None: every installed one
+    threads: int = 1
+
+    @classmethod
+    def from_sync_config(cls, config: SyncConfig) -> "UpdateOptions":
+        """`update_public_key` and `update_max_bytes_per_s` of `[sync]`; the rest keep their defaults."""
+        return cls(public_key=config.update_public_key or None, max_bytes_per_s=config.update_max_bytes_per_s)
+
+
+class OfferArgs(BaseModel):
+    """Arguments of the `model_update` and `model_rollback` commands."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str = Field(min_length=1, max_length=64)
+    version: str = Field(min_length=1, max_length=64)
+    rollout: str = Field("", max_length=64)
+    reason: str = Field("", max_length=256)
+
+
+@dataclass
+class Job:
+    """One update of name to version, from QUEUED to a TERMINAL state."""
+
+    name: str
+    version: str
+    rollout: str = ""
+    state: str = QUEUED
+    reason: str | None = None
+    phase: str | None = None  # state in which it failed
+    started: float = field(default_factory=time.time)
+    progress: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    selftest: dict = field(default_factory=dict)
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps({f.name: getattr(self, f.name) for f in fields(self) if f.name != "cancel"}))

@@ -1,0 +1,114 @@
+"""PolygonZone (inertia, exit grace, dwell reset, unconfirmed tracks) and LineCounter (direction, band, segment,
+back and forth). Frames at 10 fps; (x, y) is each box's bottom centre."""
+from __future__ import annotations
+
+import pytest
+
+from analytics_helpers import tracked
+from edge.analytics.lines import LineCounter
+from edge.analytics.zones import PolygonZone
+
+SQUARE = [(200, 300), (400, 300), (400, 480), (200, 480)]
+
+
+def run(obj, xs: list, dt: float = 0.1, tid: int = 1, y: float = 400.0):
+    """Feed one track along xs (None: not detected); returns [(frame index, kind, data)]."""
+    out = []
+    for k, x in enumerate(xs):
+        dets = tracked() if x is None else tracked((tid, x, y))
+        out += [(k, e.kind, e.data) for e in obj.update(dets, round(k * dt, 6), 1000.0 + k * dt)]
+    return out
+
+
+def test_zone_boundary_jitter_with_inertia_gives_no_flicker():
+    jitter = [205, 195] * 5  # around the left edge x = 200: never 3 frames inside in a row
+    inside_jitter = [250, 250, 250] + [195, 205] * 4  # then in, then jitter: never 1 s outside
+    xs = jitter + inside_jitter + [100] * 12
+    ev = run(PolygonZone("door", SQUARE, enter_frames=3, exit_s=1.0), xs)
+    assert [(k, kind) for k, kind, _ in ev] == [(12, "zone_entered"), (31, "zone_left")]
+    entered, left = ev[0][2], ev[1][2]
+    assert entered["enter_t"] == 1.0 and entered["track_id"] == 1 and entered["zone"] == "door"
+    assert entered["enter_t_wall"] == pytest.approx(1001.0)
+    # last inside at frame 20 (x = 205); outside from frame 21 (t = 2.1); left after 1 s of grace, at frame 31
+    assert left["exit_t"] == 2.1 and left["dwell_s"] == pytest.approx(1.1) and left["t"] == 3.1
+    assert left["exit_t_wall"] == pytest.approx(1002.1)
+    # the same sequence without inertia flickers
+    naive = run(PolygonZone("door", SQUARE, enter_frames=1, exit_s=0.0), xs)
+    assert [kind for _, kind, _ in naive].count("zone_entered") == 10  # 10 visits instead of 1
+
+
+def test_dwell_timer_resets_on_exit():
+    z = PolygonZone("mirror", SQUARE, enter_frames=1, exit_s=0.0)
+    xs = [300] * 50 + [100] * 20 + [300] * 30  # in 5 s, out 2 s, in again
+    ev = run(z, xs)
+    assert [(k, kind) for k, kind, _ in ev] == [(0, "zone_entered"), (50, "zone_left"), (70, "zone_entered")]
+    assert ev[1][2]["dwell_s"] == pytest.approx(5.0)
+    assert z.dwell_of(1) == pytest.approx(9.9 - 7.0)  # since the new visit, not since t = 0
+    assert z.count == 1 and z.inside == {1}
+
+
+def test_exit_grace_covers_an_occlusion_and_times_the_real_exit():
+    z = PolygonZone("aisle", SQUARE, enter_frames=1, exit_s=1.0)
+    xs = [300] * 10 + [None] * 8 + [300] * 5 + [None] * 15  # hidden 0.8 s: same visit; then gone
+    ev = run(z, xs)
+    assert [kind for _, kind, _ in ev] == ["zone_entered", "zone_left"]
+    assert ev[1][2]["exit_t"] == 2.3 and ev[1][2]["dwell_s"] == pytest.approx(2.3)
+
+
+def test_unconfirmed_tracks_never_count():
+    z = PolygonZone("door", SQUARE, enter_frames=1)
+    for k in range(20):
+        assert z.update(tracked((-1, 300, 400)), k / 10) == []
+    assert z.count == 0
+    with pytest.raises(ValueError, match="tracker"):
+        from edge.core.detections import Detections
+
+        z.update(Detections([[0, 0, 1, 1]], [0.9], [0]), 3.0)
+
+
+def test_enter_seconds_inertia():
+    z = PolygonZone("door", SQUARE, enter_frames=1, enter_s=0.5)
+    ev = run(z, [300] * 10)
+    assert [(k, kind) for k, kind, _ in ev] == [(5, "zone_entered")] and ev[0][2]["enter_t"] == 0.0
+
+
+LINE = ((100, 300), (500, 300))  # pointing right: "in" is downwards on screen (y grows)
+
+
+def run_line(lc: LineCounter, ys: list, x: float = 300.0, tid: int = 1):
+    """Feed one track moving vertically at x; returns [(frame index, direction, data)]."""
+    out = []
+    for k, y in enumerate(ys):
+        out += [(k, e.data["direction"], e.data) for e in lc.update(tracked((tid, x, y)), k / 10, None)]
+    return out
+
+
+def test_line_crossed_back_and_forth():
+    lc = LineCounter("entrance", *LINE, min_distance=10, min_frames=2)
+    ys = [250, 270, 290,  # approach from above
+          295, 305, 296, 304, 298, 306,  # jitter inside the ±10 px band: no side change
+          320, 330,  # 2 frames below: "in" counted at frame 10
+          340, 330,
+          280, 270,  # back up: "out" at frame 14
+          320, 280, 275]  # a single frame below then back: min_frames = 2, nothing
+    ev = run_line(lc, ys)
+    assert [(k, d) for k, d, _ in ev] == [(10, "in"), (14, "out")]
+    assert lc.counts == {"in": 1, "out": 1}
+    assert ev[0][2]["point"] == [300.0, 300.0] and ev[0][2]["in_count"] == 1 and ev[1][2]["out_count"] == 1
+
+
+def test_line_crossing_outside_the_segment_is_not_counted():
+    lc = LineCounter("entrance", *LINE, min_distance=10, min_frames=1)
+    assert run_line(lc, [250, 350], x=600) == []  # beyond the end point
+    # ... and the detour does not count later either: the side was updated
+    assert run_line(lc, [350, 360], x=300) == []
+    assert [(k, d) for k, d, _ in run_line(lc, [360, 250])] == [(1, "out")]  # inside the segment: counted
+    assert lc.counts == {"in": 0, "out": 1}
+
+
+def test_line_first_seen_on_a_side_and_unconfirmed_are_not_crossings():
+    lc = LineCounter("entrance", *LINE, min_frames=1)
+    assert run_line(lc, [350, 360]) == []  # appeared below: no crossing
+    for k, y in enumerate([250, 260, 350, 360]):
+        assert lc.update(tracked((-1, 300, y)), 1 + k / 10) == []
+    assert lc.counts == {"in": 0, "out": 0}
