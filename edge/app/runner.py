@@ -70,6 +70,8 @@ class PoseStage:
     def __init__(self, pose, presence):
         self.pose, self.presence = pose, presence
         self.last_wall = 0.0
+        self.last_t: float | None = None  # stream time of the last frame (media time for recorded media)
+        self.last_clock = "capture"
 
     def process(self, frame):
         if self.pose is None:
@@ -80,7 +82,7 @@ class PoseStage:
         STAGE_MS.labels("pose").observe(sum(result.timings_ms.values()))
         PEOPLE.set(len(result.people))
         self.presence.update(result, frame.t_wall)
-        self.last_wall = frame.t_wall
+        self.last_wall, self.last_t, self.last_clock = frame.t_wall, frame.t, frame.clock
         return result
 
     def swap_pose(self, fresh) -> None:
@@ -94,7 +96,10 @@ class PoseStage:
             return
         from edge.pose.types import PoseResult
 
-        self.presence.update(PoseResult(-1, time.monotonic(), (0, 0)), time.time())
+        if self.last_t is None:  # no frame was processed
+            self.presence.update(PoseResult(-1, time.monotonic(), (0, 0)), time.time())
+        else:  # on the stream clock, so dwell times of recorded media stay media durations
+            self.presence.update(PoseResult(-1, self.last_t, (0, 0), clock=self.last_clock), self.last_wall)
         self.pose.close()
 
 
@@ -127,6 +132,7 @@ class Runtime:
         self.reader = None
         self.http = None
         self.stage = None
+        self._meter = None  # RateMeter while running
 
     # -- commands from the cloud -------------------------------------------------------------
     def _cmd_reload_config(self, args: dict) -> dict:
@@ -160,9 +166,9 @@ class Runtime:
             log.info("pose now runs %s %s", name, version)
             return True
 
-        opts = UpdateOptions(public_key=cfg.sync.update_public_key or None,
-                             max_bytes_per_s=cfg.sync.update_max_bytes_per_s)
-        return ModelUpdateAgent(cfg, ModelZoo(cfg.models.cache_dir or None), self.sync, on_activated, opts).start()
+        opts = UpdateOptions.from_sync_config(cfg.sync)
+        return ModelUpdateAgent(cfg.device, ModelZoo(cfg.models.cache_dir or None), self.sync, on_activated,
+                                opts).start()
 
     def health(self) -> tuple[bool, dict]:
         age = None if self.last_frame_t is None else time.monotonic() - self.last_frame_t
@@ -175,105 +181,161 @@ class Runtime:
         return ok, body
 
     def run(self, stop: threading.Event, *, max_frames: int = 0, duration: float = 0.0) -> int:
-        from edge.core.http_server import LocalHttpServer, RateMeter
-        from edge.core.metrics import FPS, FRAMES, FRAMES_DROPPED, SOURCE_UP, SyncCollector
-        from edge.sources import LatestFrameReader, SourceError, make_source
-        from sync.service import SyncService
+        """Run until `stop` is set or after `max_frames` frames / `duration` s; 2 if the source cannot be opened."""
+        from edge.core.http_server import RateMeter
 
         cfg = self.cfg
-        self.sync = SyncService(cfg, commands={"reload_config": self._cmd_reload_config})
-        self.sync.start()
-        collector = SyncCollector(self.sync).register()
-        sink = CountingSink(self.sync.outbox)
-        try:
-            source = make_source(cfg.source, demo_scene=DEMO_SCENE[cfg.device.kind])
-        except SourceError as e:
-            log.error("%s", e)
+        collector, sink = self._open_sync()
+        source = self._open_source()
+        if source is None:
             collector.unregister()
             self.sync.stop()
             return 2
-        pose = presence = None
-        if cfg.pose.enabled:
-            from edge.pose.events import PresenceTracker
-            from edge.pose.pipeline import PosePipeline
-
-            pose = PosePipeline(cfg)
-            presence = PresenceTracker.from_config(cfg.pose, sink, source=source.name)
-            self.sync.set_state(models={s.info.backend + ":" + Path(s.info.path).name: s.info.precision
-                                        for s in pose.sessions})
-        stage = self.stage = PoseStage(pose, presence)
+        stage = self.stage = self._build_pose_stage(sink, source.name)
         updates = self._start_model_updates(stage) if cfg.sync.broker and cfg.sync.model_updates else None
-        mirror = None
-        if cfg.tryon.enabled:
-            from edge.tryon.pipeline import TryOnPipeline
-
-            mirror = TryOnPipeline(cfg.tryon, source=(), pose=stage, sink=sink)
-        if self.want_http:
-            self.http = LocalHttpServer(cfg.http.host, cfg.http.port, self.health)
-            if mirror is not None:
-                from edge.tryon.server import make_mirror_routes
-
-                self.http.add_method_routes(make_mirror_routes(mirror), home="/mirror")
-            self.http.start()
-        live = cfg.source.type in ("camera", "rtsp") or cfg.source.realtime  # else: every frame, no drops
-        self.reader = LatestFrameReader(source, cfg.source.reconnect_s, drop=live).start()
-        meter, t0 = RateMeter(), time.monotonic()
+        mirror = self._build_mirror(stage, sink)
+        self._start_http(mirror)
+        self._start_reader(source)
+        self._meter, t0 = RateMeter(), time.monotonic()
         log.info("running %s (%s) from %s", cfg.device.id, cfg.device.kind, source.name)
 
         def done() -> bool:
             return stop.is_set() or bool(max_frames and self.frames >= max_frames) or bool(
                 duration and time.monotonic() - t0 >= duration)
 
-        def tick(source_name: str) -> None:
-            self.frames += 1
-            self.last_frame_t = time.monotonic()
-            self.fps = meter.tick()
-            FRAMES.labels(source_name).inc()
-            FRAMES_DROPPED.labels(source_name).set(self.reader.dropped)
-            SOURCE_UP.labels(source_name).set(0 if self.reader.error else 1)
-            FPS.labels(cfg.device.kind).set(self.fps)
-
         try:
-            if mirror is not None:  # capture, pose, render and composite overlap on their own threads
-                mirror.source = ReaderFrames(self.reader, done)
-                mirror.start()
-                seq = -1
-                while not done():
-                    out = mirror.wait_frame(seq, timeout=0.5)
-                    if out is None:
-                        if mirror.source_ended.is_set():
-                            break
-                        continue
-                    seq = out.seq
-                    if self.http is not None:
-                        self.http.preview.publish(out.image)
-                    tick(source.name)
-            else:
-                while not done():
-                    frame = self.reader.get(timeout=0.5)
-                    if frame is None:
-                        SOURCE_UP.labels(source.name).set(0 if self.reader.error else 1)
-                        if self.reader.ended:
-                            log.info("source ended")
-                            break
-                        continue
-                    result = stage.process(frame)
-                    if self.http is not None:
-                        self.http.preview.publish(annotate(frame.image, result))
-                    tick(source.name)
-        finally:
             if mirror is not None:
-                mirror.stop()
-            self.reader.stop()
-            stage.close()
-            if updates is not None:
-                updates.stop()
-            if self.http is not None:
-                self.http.stop()
-            collector.unregister()
-            self.sync.stop()
+                self._mirror_loop(mirror, source.name, done)
+            else:
+                self._pose_loop(stage, source.name, done)
+        finally:
+            self._shutdown(mirror, stage, updates, collector)
         log.info("stopped after %d frames; %d events to the outbox", self.frames, sink.count)
         return 0
+
+    # -- the steps of run() ------------------------------------------------------------------
+    def _open_sync(self):
+        """Start the sync service; returns its metrics collector and the counting sink over its outbox."""
+        from edge.core.metrics import SyncCollector
+        from sync.service import SyncService
+
+        cfg = self.cfg
+        self.sync = SyncService(cfg.device, cfg.sync, commands={"reload_config": self._cmd_reload_config})
+        self.sync.start()
+        return SyncCollector(self.sync).register(), CountingSink(self.sync.outbox)
+
+    def _open_source(self):
+        """The configured frame source, or None (logged) if it cannot be opened."""
+        from edge.sources import SourceError, make_source
+
+        cfg = self.cfg
+        try:
+            return make_source(cfg.source, demo_scene=DEMO_SCENE[cfg.device.kind])
+        except SourceError as e:
+            log.error("%s", e)
+            return None
+
+    def _build_pose_stage(self, sink, source_name: str) -> PoseStage:
+        """Pose plus presence events (both None when [pose] is off); the loaded models go into the device state."""
+        cfg = self.cfg
+        pose = presence = None
+        if cfg.pose.enabled:
+            from edge.pose.events import PresenceTracker
+            from edge.pose.pipeline import PosePipeline
+
+            pose = PosePipeline(cfg)
+            presence = PresenceTracker.from_config(cfg.pose, sink, source=source_name)
+            self.sync.set_state(models={s.info.backend + ":" + Path(s.info.path).name: s.info.precision
+                                        for s in pose.sessions})
+        return PoseStage(pose, presence)
+
+    def _build_mirror(self, stage: PoseStage, sink):
+        """The try-on mirror over the pose stage (its source is attached when the loop starts), or None."""
+        if not self.cfg.tryon.enabled:
+            return None
+        from edge.tryon.pipeline import TryOnPipeline
+
+        return TryOnPipeline(self.cfg.tryon, source=(), pose=stage, sink=sink)
+
+    def _start_http(self, mirror) -> None:
+        """The local HTTP server (health, metrics, preview, the mirror page when there is a mirror), if wanted."""
+        if not self.want_http:
+            return
+        from edge.core.http_server import LocalHttpServer
+
+        cfg = self.cfg
+        self.http = LocalHttpServer(cfg.http.host, cfg.http.port, self.health)
+        if mirror is not None:
+            from edge.tryon.server import make_mirror_routes
+
+            self.http.add_method_routes(make_mirror_routes(mirror), home="/mirror")
+        self.http.start()
+
+    def _start_reader(self, source) -> None:
+        """Read the source on its own thread; live sources drop stale frames, files and demos deliver every frame."""
+        from edge.sources import LatestFrameReader
+
+        cfg = self.cfg
+        live = cfg.source.type in ("camera", "rtsp") or cfg.source.realtime  # else: every frame, no drops
+        self.reader = LatestFrameReader(source, cfg.source.reconnect_s, drop=live).start()
+
+    def _tick(self, source_name: str) -> None:
+        """Count one shown frame: frame count, FPS, source metrics."""
+        from edge.core.metrics import FPS, FRAMES, FRAMES_DROPPED, SOURCE_UP
+
+        self.frames += 1
+        self.last_frame_t = time.monotonic()
+        self.fps = self._meter.tick()
+        FRAMES.labels(source_name).inc()
+        FRAMES_DROPPED.labels(source_name).set(self.reader.dropped)
+        SOURCE_UP.labels(source_name).set(0 if self.reader.error else 1)
+        FPS.labels(self.cfg.device.kind).set(self.fps)
+
+    def _mirror_loop(self, mirror, source_name: str, done) -> None:
+        """Show the mirror's composited frames; capture, pose, render and composite overlap on its own threads."""
+        mirror.source = ReaderFrames(self.reader, done)
+        mirror.start()
+        seq = -1
+        while not done():
+            out = mirror.wait_frame(seq, timeout=0.5)
+            if out is None:
+                if mirror.source_ended.is_set():
+                    break
+                continue
+            seq = out.seq
+            if self.http is not None:
+                self.http.preview.publish(out.image)
+            self._tick(source_name)
+
+    def _pose_loop(self, stage: PoseStage, source_name: str, done) -> None:
+        """Pose (and presence events) on each frame on this thread; the preview shows the skeleton."""
+        from edge.core.metrics import SOURCE_UP
+
+        while not done():
+            frame = self.reader.get(timeout=0.5)
+            if frame is None:
+                SOURCE_UP.labels(source_name).set(0 if self.reader.error else 1)
+                if self.reader.ended:
+                    log.info("source ended")
+                    break
+                continue
+            result = stage.process(frame)
+            if self.http is not None:
+                self.http.preview.publish(annotate(frame.image, result))
+            self._tick(source_name)
+
+    def _shutdown(self, mirror, stage: PoseStage, updates, collector) -> None:
+        """Stop what run() started: the mirror and the reader first, the sync service last."""
+        if mirror is not None:
+            mirror.stop()
+        self.reader.stop()
+        stage.close()
+        if updates is not None:
+            updates.stop()
+        if self.http is not None:
+            self.http.stop()
+        collector.unregister()
+        self.sync.stop()
 
 
 SKELETON = ((11, 12), (11, 13), (13, 15), (12, 14), (14, 16), (11, 23), (12, 24), (23, 24), (23, 25), (25, 27),

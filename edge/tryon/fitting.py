@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.pose.types import LM, PersonPose
-from edge.tryon.garments import DEFAULT_REF
+from edge.tryon.anchors import DEFAULT_REF
 from edge.tryon.intrinsics import Intrinsics
 from edge.tryon.smoothing import OneEuroFilter
 

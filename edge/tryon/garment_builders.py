@@ -1,6 +1,6 @@
 """Procedural garments of the built-in catalogue, written as GLB (PBR materials) + anchor JSON.
 
-Dimensions are for the reference body in garments.DEFAULT_REF (landmark shoulder width 0.36 m, mid-shoulder
+Dimensions are for the reference body in anchors.DEFAULT_REF (landmark shoulder width 0.36 m, mid-shoulder
 to mid-hip 0.50 m, ears 0.15 m apart); the fitter scales them to the shopper.
 
 Tops are lofted cloth surfaces (meshes.grid_mesh): rings from the hem up the body, a shoulder yoke from the
@@ -24,7 +24,7 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from edge.tryon.garments import ANCHOR_FORMAT, DEFAULT_REF
+from edge.tryon.anchors import ANCHOR_FORMAT, DEFAULT_REF
 from edge.tryon.meshes import (bump, disc, grid_mesh, resample_rows, ring, rod, set_shade, superellipse, tube,
                                vertex_shade)
 
@@ -381,7 +381,7 @@ def build_jacket():
             "covers": ["torso", "left_upper_arm", "right_upper_arm", "left_forearm", "right_forearm"]}
     return parts, anchors, meta
 # ---------------------------------------------------------------------------------------------------------------
-# Head items. Reference head (garments.DEFAULT_REF): ear landmarks 0.15 apart, eye landmarks 0.063 apart, the eye
+# Head items. Reference head (anchors.DEFAULT_REF): ear landmarks 0.15 apart, eye landmarks 0.063 apart, the eye
 # line 0.015 above and 0.085 in front of the ear landmarks; eye line to crown EYE_TO_CROWN.
 
 EYE_TO_CROWN = 0.115

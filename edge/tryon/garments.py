@@ -1,7 +1,7 @@
 """Garments: the built-in procedural catalogue (GLB + anchor metadata) and loading of any GLB/OBJ + anchor JSON.
 
 A garment model is a GLB/OBJ whose nodes are *parts*; each part is authored in the canonical frame of one
-body anchor (see `ANCHORS`, docs/TRYON.md). The anchor JSON next to the model (`name.json` for `name.glb`)
+body anchor (see `anchors.ANCHORS`, docs/TRYON.md). The anchor JSON next to the model (`name.json` for `name.glb`)
 names each part's anchor, the reference body measurements the model was made for, and which body
 segments it covers (uncovered arms/hands can occlude it).
 """
@@ -10,24 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edge.core.paths import cache_dir as project_cache_dir
+from edge.tryon.anchors import ANCHOR_FORMAT, ANCHORS, DEFAULT_REF
+
 log = logging.getLogger(__name__)
 
-ANCHOR_FORMAT = "storefront-edge/garment-anchors@1"
-# torso: origin mid-shoulders; upper arms: origin shoulder, -y toward elbow; forearms: origin elbow, -y toward
-# wrist; head: origin mid-ears, the eye midpoint at (0, eye_height, eye_depth) (up to scale), uniform scale by
-# ear width; eyes: origin mid-eyes (nose bridge), x along the eye line scaled by the inter-eye distance, y/z by
-# ear width (eyewear). All: +x wearer's left, +y up, +z forward (out of the chest / face).
-ANCHORS = ("torso", "left_upper_arm", "right_upper_arm", "left_forearm", "right_forearm", "head", "eyes")
-# Reference body (landmark-to-landmark, metres). Head: ear landmarks 0.15 apart, eye landmarks 0.063 apart, the
-# eye line 0.015 above and 0.085 in front of the ear landmarks (BlazePose on real faces).
-DEFAULT_REF = {"shoulder_width": 0.36, "torso_length": 0.50, "upper_arm": 0.28, "forearm": 0.25, "ear_width": 0.15,
-               "eye_width": 0.063, "eye_height": 0.015, "eye_depth": 0.085}
 BUILTIN_CATALOG = Path(__file__).with_name("catalog") / "catalog.json"
 BUILDER_VERSION = 6  # bump when a builder's geometry changes (cache key)
 
@@ -103,21 +95,12 @@ class CatalogEntry:
                 "colours": [{"name": c.name, "hex": c.hex} for c in self.colours]}
 
 
-def cache_root() -> Path:
-    """The project cache (`$STOREFRONT_EDGE_CACHE`, else the user cache dir)."""
-    env = os.environ.get("STOREFRONT_EDGE_CACHE")
-    if env:
-        return Path(env)
-    import platformdirs  # noqa: PLC0415
-    return Path(platformdirs.user_cache_dir("storefront-edge"))
-
-
 class Catalog:
     """Garment catalogue: entries from JSON, models built (procedural) or loaded (files) on demand, cached."""
 
     def __init__(self, path: str | Path = "", cache_dir: str | Path = ""):
         self.path = Path(path) if path else BUILTIN_CATALOG
-        self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "tryon" / "garments"
+        self.cache_dir = Path(cache_dir) if cache_dir else project_cache_dir() / "tryon" / "garments"
         self.entries = _parse_catalog(self.path)
         self._loaded: dict[str, Garment] = {}
 

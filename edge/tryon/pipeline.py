@@ -12,6 +12,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -21,13 +23,17 @@ from edge.core.events import EventSink
 from edge.core.frames import Frame
 from edge.tryon.composite import composite_inplace
 from edge.tryon.config import TryOnConfig
-from edge.tryon.fitting import BodyFitter
-from edge.tryon.garments import Catalog, CatalogError
+from edge.tryon.fitting import BodyFit, BodyFitter
+from edge.tryon.garments import Catalog, CatalogError, Garment
 from edge.tryon.gl import RendererUnavailable
 from edge.tryon.intrinsics import Intrinsics
 from edge.tryon.occlusion import apply_occlusion
 from edge.tryon.session import SessionTracker
 from edge.tryon.sizing import ShoulderWidthEstimator, suggest_size
+
+if TYPE_CHECKING:
+    from edge.pose.types import PersonPose, PoseResult
+    from edge.tryon.renderer import RenderOutput
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,30 @@ FRAMES = Counter("edge_tryon_frames_total", "composited mirror frames")
 DROPPED = Counter("edge_tryon_frames_dropped_total", "frames replaced in a latest-frame slot", ["stage"])
 FPS = Gauge("edge_tryon_fps", "composited mirror frames per second (last 2 s)")
 RENDERER_UP = Gauge("edge_tryon_renderer_available", "1 if the garment renderer runs, 0 if plain camera view")
+
+
+@dataclass(frozen=True, slots=True)
+class PosedFrame:
+    """Pose thread -> render thread: a captured frame and its pose result (None if pose failed)."""
+
+    frame: Frame
+    pose_result: PoseResult | None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedFrame:
+    """Render thread -> composite thread: the frame and what the render thread made for it.
+
+    `garment_layer` is None when nothing was rendered (nobody dressed, renderer unavailable or failed); `fit`,
+    `garment` and `intrinsics` are what occlusion needs to cut the layer.
+    """
+
+    frame: Frame
+    person: PersonPose | None  # the person dressed (highest score), None if nobody
+    fit: BodyFit | None
+    garment_layer: RenderOutput | None  # premultiplied RGBA + depth, cropped to the garment's bbox
+    garment: Garment | None
+    intrinsics: Intrinsics | None
 
 
 class LatestSlot:
@@ -205,7 +235,7 @@ class TryOnPipeline:
                 result = None
             frame.meta["t_pose_done"] = time.monotonic()
             STAGE.labels("pose").observe(frame.meta["t_pose_done"] - t0)
-            self._s_pose.put((frame, result))
+            self._s_pose.put(PosedFrame(frame, result))
         self._s_pose.close()
 
     def _make_renderer(self, h: int, w: int):
@@ -224,14 +254,15 @@ class TryOnPipeline:
                     if self._s_pose.closed:
                         break
                     continue
-                self._s_render.put(self._render_one(st, *item))
+                self._s_render.put(self._render_one(st, item))
         finally:
             st.close()
             self._s_render.close()
 
-    def _render_one(self, st: _RenderState, frame: Frame, result):
+    def _render_one(self, st: _RenderState, posed: PosedFrame) -> RenderedFrame:
         """Fit and render the selected garment for one frame (on the render thread that owns st)."""
         t0 = time.monotonic()
+        frame = posed.frame
         h, w = frame.shape
         if self.renderer_status != "unavailable" and st.size != (h, w):
             st.close()
@@ -243,7 +274,7 @@ class TryOnPipeline:
             except RendererUnavailable as e:
                 self._renderer_failed(e)
                 st.renderer = None
-        person = _main_person(result)
+        person = _main_person(posed.pose_result)
         fit = out = garment = None
         if st.renderer is not None and person is not None:
             try:
@@ -268,7 +299,8 @@ class TryOnPipeline:
             st.fitter.reset()
         frame.meta["t_render_done"] = time.monotonic()
         STAGE.labels("render").observe(frame.meta["t_render_done"] - t0)
-        return frame, person, fit, out, garment, st.intr
+        return RenderedFrame(frame=frame, person=person, fit=fit, garment_layer=out, garment=garment,
+                             intrinsics=st.intr)
 
     def _renderer_failed(self, e: Exception) -> None:
         if self.renderer_status != "unavailable":
@@ -285,14 +317,14 @@ class TryOnPipeline:
                 continue
             self._composite_one(item)
 
-    def _composite_one(self, item) -> Frame:
+    def _composite_one(self, item: RenderedFrame) -> Frame:
         """Occlusion + composite + mirror flip; publishes the frame and records motion-to-photon."""
-        frame, person, fit, out, garment, intr = item
+        frame, layer = item.frame, item.garment_layer
         t0 = time.monotonic()
-        if out is not None and not out.empty:
+        if layer is not None and not layer.empty:
             if self.cfg.occlusion:
-                apply_occlusion(out, fit, intr, garment.covers, person.mask)
-            composite_inplace(frame.image, out)
+                apply_occlusion(layer, item.fit, item.intrinsics, item.garment.covers, item.person.mask)
+            composite_inplace(frame.image, layer)
         if self.cfg.mirror_view:
             frame.image = cv2.flip(frame.image, 1)
         t_ready = time.monotonic()
@@ -300,7 +332,7 @@ class TryOnPipeline:
         m2p = t_ready - frame.t_capture
         sku, colour = self.selection
         frame.meta.update({"t_composite_done": t_ready, "m2p_ms": m2p * 1000.0,
-                           "tryon": {"sku": sku, "colour": colour, "rendered": out is not None}})
+                           "tryon": {"sku": sku, "colour": colour, "rendered": layer is not None}})
         frame.meta.pop("pose_truth", None)
         M2P.observe(m2p)
         FRAMES.inc()
@@ -308,13 +340,14 @@ class TryOnPipeline:
         self._t_out.append(t_ready)
         self.frames_out += 1
         FPS.set(self.fps())
-        self._update_analytics(t_ready, person, fit, garment)
+        self._update_analytics(t_ready, item.person, item.fit, item.garment)
         with self._out_cv:
             self._out = frame
             self._out_cv.notify_all()
         return frame
 
-    def _update_analytics(self, now, person, fit, garment) -> None:
+    def _update_analytics(self, now: float, person: PersonPose | None, fit: BodyFit | None,
+                          garment: Garment | None) -> None:
         if fit is not None:
             self.shoulders.add(fit.shoulder_width_m, facing=abs(fit.yaw_deg) < 20)
         elif person is None and self.sessions.current is None:
@@ -326,7 +359,7 @@ class TryOnPipeline:
         self.sessions.update(now, person is not None, sku, colour, self.size_suggestion)
 
 
-def _main_person(result):
+def _main_person(result: PoseResult | None) -> PersonPose | None:
     """The person the mirror dresses: highest-scoring (closest to the mirror in practice)."""
     if result is None or not result.people:
         return None

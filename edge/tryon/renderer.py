@@ -13,7 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.tryon.garments import Colour, Garment, cache_root
+from edge.core.paths import cache_dir
+from edge.tryon.garments import Colour, Garment
 from edge.tryon.gl import load_pyrender, make_offscreen_renderer
 from edge.tryon.intrinsics import Intrinsics
 from edge.tryon.meshes import vertex_shade
@@ -97,7 +98,7 @@ class GarmentRenderer:
         self.r = make_offscreen_renderer(rw, rh)
         self.fast_shaders = fixed_light_shaders
         if fixed_light_shaders:
-            sdir = fixed_light_shader_dir(shader_cache_dir or cache_root() / "tryon" / "shaders")
+            sdir = fixed_light_shader_dir(shader_cache_dir or cache_dir() / "tryon" / "shaders")
             self.r._renderer._program_cache = pr.shader_program.ShaderProgramCache(shader_dir=str(sdir))
         self.msaa = msaa
         if msaa != 4:

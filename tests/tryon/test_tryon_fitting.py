@@ -8,7 +8,7 @@ import pytest
 
 from edge.pose.types import LM
 from edge.tryon.fitting import CV_TO_GL, BodyFitter, build_fit, solve_translation
-from edge.tryon.garments import DEFAULT_REF
+from edge.tryon.anchors import DEFAULT_REF
 from devtools.mannequin import render_person
 from edge.tryon.smoothing import OneEuroFilter
 from edge.tryon.sizing import ShoulderWidthEstimator, suggest_size

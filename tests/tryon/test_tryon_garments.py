@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from edge.tryon.garments import ANCHOR_FORMAT, ANCHORS, Catalog, CatalogError, load_garment
+from edge.tryon.anchors import ANCHOR_FORMAT, ANCHORS
+from edge.tryon.garments import Catalog, CatalogError, load_garment
 
 
 def _gltf_json(glb: bytes) -> dict:
