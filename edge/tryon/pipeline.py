@@ -150,7 +150,7 @@ class TryOnPipeline:
             s.close()
         for t in self._threads:
             t.join(timeout)
-        self.sessions.close(time.monotonic())
+        self.sessions.close()
 
     def select(self, sku: str, colour: str = "") -> None:
         """Choose the garment/colour (applied by the render thread on its next frame)."""
@@ -287,7 +287,7 @@ class TryOnPipeline:
                         st.renderer.set_colour(garment.colour(want[1]))
                     st.shown = want
                 garment = st.renderer.garment
-                fit = st.fitter.fit(person, frame.t_capture, garment.ref)
+                fit = st.fitter.fit(person, frame.t, garment.ref)
                 if fit is not None:
                     out = st.renderer.render(fit.poses)
             except RendererUnavailable as e:
@@ -340,14 +340,15 @@ class TryOnPipeline:
         self._t_out.append(t_ready)
         self.frames_out += 1
         FPS.set(self.fps())
-        self._update_analytics(t_ready, item.person, item.fit, item.garment)
+        self._update_analytics(frame, item.person, item.fit, item.garment)
         with self._out_cv:
             self._out = frame
             self._out_cv.notify_all()
         return frame
 
-    def _update_analytics(self, now: float, person: PersonPose | None, fit: BodyFit | None,
+    def _update_analytics(self, frame: Frame, person: PersonPose | None, fit: BodyFit | None,
                           garment: Garment | None) -> None:
+        """Size suggestion and try-on sessions, on the stream clock (media time for recorded media)."""
         if fit is not None:
             self.shoulders.add(fit.shoulder_width_m, facing=abs(fit.yaw_deg) < 20)
         elif person is None and self.sessions.current is None:
@@ -356,7 +357,8 @@ class TryOnPipeline:
         if sw is not None and garment is not None:
             self.size_suggestion = suggest_size(garment.size_chart, sw)
         sku, colour = self.selection
-        self.sessions.update(now, person is not None, sku, colour, self.size_suggestion)
+        self.sessions.update(frame.t, person is not None, sku, colour, self.size_suggestion, t_wall=frame.t_wall,
+                             clock=frame.clock)
 
 
 def _main_person(result: PoseResult | None) -> PersonPose | None:

@@ -32,9 +32,16 @@ class SessionTracker:
         self.min_duration_s = min_duration_s
         self.current: _Session | None = None
         self.emitted = 0
+        self._last_now: float | None = None
+        self._wall_offset: float | None = None  # t_wall - now of the latest frame
+        self._clock = "capture"
 
-    def update(self, now: float, person_present: bool, sku: str, colour: str, size: str | None = None) -> None:
-        """Call once per processed frame (monotonic `now`)."""
+    def update(self, now: float, person_present: bool, sku: str, colour: str, size: str | None = None, *,
+               t_wall: float | None = None, clock: str = "capture") -> None:
+        """Call once per processed frame; `now` is the frame's stream time (Frame.t), `t_wall` its wall time."""
+        self._last_now, self._clock = now, clock
+        if t_wall is not None:
+            self._wall_offset = t_wall - now
         s = self.current
         if s is not None and (s.sku != sku or (not person_present and now - s.t_last_seen > self.absence_timeout_s)):
             self._end(s.t_last_seen if not person_present else now, "garment_changed" if s.sku != sku else "absent")
@@ -52,19 +59,25 @@ class SessionTracker:
         if size:
             s.size_suggested = size
 
-    def close(self, now: float) -> None:
-        """End the open session (pipeline stop)."""
+    def close(self, now: float | None = None) -> None:
+        """End the open session (pipeline stop) at `now` (default: the last frame's stream time)."""
+        now = self._last_now if now is None else now
         if self.current is not None:
-            self._end(min(now, self.current.t_last_seen), "stopped")
+            self._end(self.current.t_last_seen if now is None else min(now, self.current.t_last_seen), "stopped")
 
     def _end(self, t_end: float, reason: str) -> None:
         s, self.current = self.current, None
         dur = max(0.0, t_end - s.t_start)
         if dur < self.min_duration_s or self.sink is None:
             return
-        ev = Event(kind="tryon_session", stream="events", data={
-            "sku": s.sku, "duration_s": round(dur, 2), "colours": s.colours, "final_colour": s.colour,
-            "colour_changes": s.colour_changes, "size_suggested": s.size_suggested, "end_reason": reason})
+        data = {"sku": s.sku, "duration_s": round(dur, 2), "colours": s.colours, "final_colour": s.colour,
+                "colour_changes": s.colour_changes, "size_suggested": s.size_suggested, "end_reason": reason,
+                "clock": self._clock}
+        if self._wall_offset is not None:  # wall times from the stream clock (recorded media: start + media time)
+            data["start_t_wall"] = round(s.t_start + self._wall_offset, 3)
+            ev = Event(kind="tryon_session", stream="events", data=data, ts=t_end + self._wall_offset)
+        else:
+            ev = Event(kind="tryon_session", stream="events", data=data)
         try:
             self.sink.emit(ev)
             self.emitted += 1
