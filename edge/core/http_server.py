@@ -65,10 +65,13 @@ def stream_mjpeg(h: BaseHTTPRequestHandler, source: FrameBroadcaster, stop: thre
 
 
 class LocalHttpServer:
-    """Routes are exact paths → handler(request). `health` returns a JSON-able dict and an ok flag."""
+    """Routes are exact paths → handler(request); a path ending in "/*" is a prefix route (the longest matching
+    prefix answers paths no exact route has, e.g. "/api/alerts/<id>/ack"). `health` returns a JSON-able dict and
+    an ok flag."""
 
     def __init__(self, host: str, port: int, health: Callable[[], tuple[bool, dict]]):
         self.routes: dict[str, Route] = {}
+        self.prefix_routes: dict[str, Route] = {}  # "/api/alerts/" -> handler
         self.health = health
         self.preview = FrameBroadcaster()
         self._stop = threading.Event()
@@ -100,7 +103,10 @@ class LocalHttpServer:
         return self.httpd.server_address[1]
 
     def add(self, path: str, route: Route) -> None:
-        self.routes[path] = route
+        if path.endswith("/*"):
+            self.prefix_routes[path[:-1]] = route
+        else:
+            self.routes[path] = route
 
     def add_method_routes(self, routes: dict[tuple[str, str], Route], home: str | None = None) -> None:
         """Mount {(method, path): handler} routes (e.g. the mirror page); `home` also answers at "/"."""
@@ -116,6 +122,9 @@ class LocalHttpServer:
     def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
         path = h.path.split("?", 1)[0]
         route = self.routes.get(path)
+        if route is None:
+            prefix = max((p for p in self.prefix_routes if path.startswith(p)), key=len, default=None)
+            route = self.prefix_routes.get(prefix) if prefix is not None else None
         try:
             if route is None:
                 send(h, 404, b"not found\n", "text/plain")

@@ -1,0 +1,316 @@
+"""The alert engine: named analytics values in, alert lifecycle transitions out (Events on the `alerts` stream).
+
+Lifecycle: open → acked → resolved, or open/acked → resolved when the condition clears (auto-resolve, after
+the rule's hysteresis). Escalation re-notifies an open alert with a raised severity. Every transition is one
+Event(kind="alert_<transition>", stream="alerts"). Timers run on the stream time `t` given to `update()`;
+hours / quiet hours use its `t_wall`. Thread-safe: `update()` runs on the pipeline thread, `ack()` / `resolve()`
+on the HTTP and command threads.
+"""
+from __future__ import annotations
+
+import logging
+import numbers
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.alerts.config import SEVERITIES, AlertRule, AlertsConfig, in_hours, parse_hours
+from edge.alerts.values import Reading, Values, as_reading
+from edge.core.events import Event, EventSink
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+TRANSITIONS = ("opened", "escalated", "acked", "resolved")
+
+
+class AlertError(Exception):
+    """An ack / resolve that cannot be done (str() says why)."""
+
+
+class UnknownAlert(AlertError, LookupError):
+    pass
+
+
+class InvalidTransition(AlertError):
+    pass
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Result of ack / resolve: the alert as it is now, and whether this call changed it."""
+
+    alert: dict[str, Any]
+    changed: bool
+
+
+@dataclass
+class _Alert:
+    alert_id: str
+    rule: AlertRule
+    severity: str
+    value: Any
+    evidence: dict[str, Any]
+    opened_t: float
+    opened_at: float
+    held_s: float
+    clock_opened: float  # engine clock (monotonic stream time) at opening
+    state: str = "open"
+    current_value: Any = None
+    peak_value: Any = None
+    escalated_t: float | None = None
+    escalated_at: float | None = None
+    acked_t: float | None = None
+    acked_at: float | None = None
+    acked_by: str | None = None
+    ack_note: str | None = None
+    ack_via: str | None = None
+    resolved_t: float | None = None
+    resolved_at: float | None = None
+    resolved_by: str | None = None
+    resolve_note: str | None = None
+    resolve_via: str | None = None
+    resolution: str | None = None  # "cleared" (auto) | "staff"
+    duplicates: list[str] = field(default_factory=list)  # other rules of the dedup key that fired meanwhile
+    event_ids: list[str] = field(default_factory=list)
+
+    def view(self) -> dict[str, Any]:
+        r = self.rule
+        return {
+            "alert_id": self.alert_id, "rule": r.id, "title": r.title or r.condition(), "condition": r.condition(),
+            "metric": r.metric, "key": r.key, "key_kind": r.spec.key_kind, "unit": r.spec.unit,
+            "op": r.op, "threshold": r.threshold, "clear_threshold": r.clear_threshold,
+            "state": self.state, "severity": self.severity, "rule_severity": r.severity,
+            "escalated": self.escalated_at is not None,
+            "value": self.value, "current_value": self.current_value, "peak_value": self.peak_value,
+            "held_s": round(self.held_s, 3), "evidence": self.evidence,
+            "dedup_key": r.group, "duplicates": list(self.duplicates),
+            "opened_t": self.opened_t, "opened_at": self.opened_at,
+            "escalated_t": self.escalated_t, "escalated_at": self.escalated_at,
+            "acked_t": self.acked_t, "acked_at": self.acked_at, "acked_by": self.acked_by,
+            "ack_note": self.ack_note, "ack_via": self.ack_via,
+            "resolved_t": self.resolved_t, "resolved_at": self.resolved_at, "resolved_by": self.resolved_by,
+            "resolve_note": self.resolve_note, "resolve_via": self.resolve_via, "resolution": self.resolution,
+        }
+
+
+@dataclass
+class _RuleState:
+    since: float | None = None  # engine clock when the opening condition started to hold
+    clear_since: float | None = None  # engine clock when an open alert's condition stopped holding
+    alert: _Alert | None = None  # the unresolved alert this rule opened
+    noted: str | None = None  # last reason logged for not opening (log once per episode)
+
+
+def _json_value(rule: AlertRule, r: Reading) -> Any:
+    if rule.spec.kind == "flag":
+        return bool(r.value)
+    v = r.value
+    return int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else round(float(v), 3)
+
+
+class AlertEngine:
+    """Turns `update(values, t, t_wall)` into alerts; `ack()` / `resolve()` are the staff transitions.
+
+    `sink` receives every transition Event (the runtime's outbox; may be reassigned). `wall_clock` stamps staff transitions,
+    which happen between updates (default time.time; tests pass a fake).
+    """
+
+    def __init__(self, config: AlertsConfig, sink: EventSink, *, wall_clock: Callable[[], float] = time.time):
+        self.config = config
+        self.sink = sink
+        self._wall_clock = wall_clock
+        self.rules: list[AlertRule] = [r for r in config.rules if r.enabled] if config.enabled else []
+        self._hours = {r.id: (parse_hours(r.hours) if r.hours else None,
+                              parse_hours(r.quiet_hours) if r.quiet_hours else None) for r in self.rules}
+        self._rule_state = {r.id: _RuleState() for r in self.rules}
+        self._active: dict[str, _Alert] = {}  # open or acked, by alert id
+        self._resolved: OrderedDict[str, _Alert] = OrderedDict()  # the last `keep_resolved`
+        self._by_event: dict[str, str] = {}  # transition event id -> alert id
+        self._by_group: dict[str, _Alert] = {}  # dedup key -> its unresolved alert
+        self._cooldown_until: dict[str, float] = {}  # dedup key -> engine clock
+        self._lock = threading.RLock()
+        self._clock = 0.0  # stream time made monotonic (a looping recording does not run timers backwards)
+        self._last_t: float | None = None
+
+    # ------------------------------------------------------------------ feeding
+    def update(self, values: Values, t: float, t_wall: float) -> list[Event]:
+        """Evaluate every rule on `values` ((metric, key) -> Reading or bare value) at stream time `t`,
+        wall time `t_wall`. A missing or NaN value is 'no data': it neither opens nor clears an alert.
+        Returns the transition events emitted (also sent to the sink)."""
+        out: list[Event] = []
+        with self._lock:
+            now = self._advance(t)
+            minute = None
+            for rule in self.rules:
+                st = self._rule_state[rule.id]
+                reading = as_reading(values.get((rule.metric, rule.key)))
+                if st.alert is not None:
+                    self._track_open(rule, st, reading, now, t, t_wall, out)
+                    continue
+                if reading is None or not rule.fires(reading.value):
+                    st.since, st.noted = None, None
+                    continue
+                if st.since is None:
+                    st.since = now
+                if now - st.since < rule.for_s:
+                    continue
+                if minute is None:
+                    minute = self.config.minute_of_day(t_wall)
+                reason = self._blocked(rule, st, now, minute)
+                if reason is not None:
+                    if st.noted != reason:
+                        log.debug("rule %s holds but opens no alert: %s", rule.id, reason)
+                        st.noted = reason
+                    continue
+                a = _Alert(uuid.uuid4().hex, rule, rule.severity, _json_value(rule, reading),
+                           {**reading.evidence(), rule.spec.key_kind: rule.key}, t, t_wall, now - st.since, now)
+                a.current_value = a.peak_value = a.value
+                st.alert, st.clear_since, st.noted = a, None, None
+                self._active[a.alert_id] = a
+                self._by_group[rule.group] = a
+                log.info("alert %s opened: %s (%s, value %s)", a.alert_id, rule.id, rule.condition(), a.value)
+                out.append(self._emit(a, "opened", t, t_wall))
+        return out
+
+    def _advance(self, t: float) -> float:
+        if self._last_t is not None:
+            dt = t - self._last_t
+            if dt < 0:
+                log.warning("stream time went back %.3fs (recording looped?): alert timers pause", -dt)
+            self._clock += max(0.0, dt)
+        self._last_t = t
+        return self._clock
+
+    def _blocked(self, rule: AlertRule, st: _RuleState, now: float, minute: int) -> str | None:
+        hours, quiet = self._hours[rule.id]
+        if hours is not None and not in_hours(hours, minute):
+            return f"outside hours {rule.hours}"
+        if quiet is not None and in_hours(quiet, minute):
+            return f"quiet hours {rule.quiet_hours}"
+        holder = self._by_group.get(rule.group)
+        if holder is not None:  # another rule of the same dedup key has an unresolved alert
+            if rule.id not in holder.duplicates:
+                holder.duplicates.append(rule.id)
+            return f"dedup key {rule.group!r} held by alert {holder.alert_id}"
+        if now < self._cooldown_until.get(rule.group, float("-inf")):
+            return f"cooldown of {rule.group!r}"
+        return None
+
+    def _track_open(self, rule: AlertRule, st: _RuleState, reading: Reading | None, now: float, t: float,
+                    t_wall: float, out: list[Event]) -> None:
+        a = st.alert
+        if reading is not None:
+            a.current_value = _json_value(rule, reading)
+            if rule.spec.kind == "number":
+                better = max if rule.op in (">", ">=") else min
+                a.peak_value = better(a.peak_value, a.current_value)
+            if rule.holds(reading.value):
+                st.clear_since = None
+            else:
+                if st.clear_since is None:
+                    st.clear_since = now
+                if now - st.clear_since >= rule.clear_for_s:
+                    out.append(self._resolve(a, "cleared", None, None, "engine", t, t_wall))
+                    return
+        if (a.state == "open" and rule.escalate_after_s is not None and a.escalated_at is None
+                and now - a.clock_opened >= rule.escalate_after_s):
+            a.severity = rule.escalation_severity
+            a.escalated_t, a.escalated_at = t, t_wall
+            log.warning("alert %s (%s) not acknowledged after %gs: escalated to %s", a.alert_id, rule.id,
+                        rule.escalate_after_s, a.severity)
+            out.append(self._emit(a, "escalated", t, t_wall))
+
+    # ------------------------------------------------------------------ staff transitions
+    def ack(self, alert_id: str, by: str = "", note: str = "", *, via: str = "api") -> Outcome:
+        """Acknowledge an open alert (`alert_id`, or the event id of any of its transition events).
+        Acking an acked alert changes nothing; a resolved one raises InvalidTransition."""
+        with self._lock:
+            a = self._find(alert_id)
+            if a.state == "resolved":
+                raise InvalidTransition(f"alert {a.alert_id} is already resolved")
+            if a.state == "acked":
+                return Outcome(a.view(), False)
+            a.state = "acked"
+            a.acked_t, a.acked_at = self._last_t, self._wall_clock()
+            a.acked_by, a.ack_note, a.ack_via = by, note, via
+            log.info("alert %s acknowledged by %r via %s", a.alert_id, by, via)
+            self._emit(a, "acked", a.acked_t, a.acked_at)
+            return Outcome(a.view(), True)
+
+    def resolve(self, alert_id: str, by: str = "", note: str = "", *, via: str = "api") -> Outcome:
+        """Resolve an open or acked alert by hand; resolving a resolved one changes nothing. If the condition
+        still holds, a new alert needs it to hold `for_s` again and the cooldown to pass."""
+        with self._lock:
+            a = self._find(alert_id)
+            if a.state == "resolved":
+                return Outcome(a.view(), False)
+            self._resolve(a, "staff", by, note, via, self._last_t, self._wall_clock())
+            return Outcome(a.view(), True)
+
+    def _resolve(self, a: _Alert, resolution: str, by: str | None, note: str | None, via: str,
+                 t: float | None, ts: float) -> Event:
+        rule = a.rule
+        a.state, a.resolution = "resolved", resolution
+        a.resolved_t, a.resolved_at, a.resolved_by, a.resolve_note, a.resolve_via = t, ts, by, note, via
+        st = self._rule_state[rule.id]
+        st.alert, st.clear_since, st.noted = None, None, None
+        st.since = self._clock if resolution == "staff" else None  # staff resolve: `for_s` starts again
+        self._active.pop(a.alert_id, None)
+        if self._by_group.get(rule.group) is a:
+            del self._by_group[rule.group]
+        self._cooldown_until[rule.group] = self._clock + rule.cooldown_s
+        self._resolved[a.alert_id] = a
+        while len(self._resolved) > self.config.keep_resolved:
+            _, old = self._resolved.popitem(last=False)
+            for eid in old.event_ids:
+                self._by_event.pop(eid, None)
+        log.info("alert %s (%s) resolved: %s%s", a.alert_id, rule.id, resolution, f" by {by!r}" if by else "")
+        return self._emit(a, "resolved", t, ts)
+
+    def _find(self, alert_id: str) -> _Alert:
+        alert_id = self._by_event.get(alert_id, alert_id)
+        a = self._active.get(alert_id) or self._resolved.get(alert_id)
+        if a is None:
+            raise UnknownAlert(f"no alert {alert_id!r} on this device")
+        return a
+
+    def _emit(self, a: _Alert, transition: str, t: float | None, ts: float) -> Event:
+        data = {"v": SCHEMA_VERSION, "transition": transition, "t": t, **a.view()}
+        ev = Event(f"alert_{transition}", data, stream="alerts", ts=ts)
+        a.event_ids.append(ev.event_id)
+        self._by_event[ev.event_id] = a.alert_id
+        try:
+            self.sink.emit(ev)
+        except Exception:  # noqa: BLE001 - the transition stands even if the sink fails
+            log.exception("could not emit %s of alert %s", ev.kind, a.alert_id)
+        return ev
+
+    # ------------------------------------------------------------------ reading
+    def get(self, alert_id: str) -> dict[str, Any]:
+        """One alert (by alert id or transition event id); raises UnknownAlert."""
+        with self._lock:
+            return self._find(alert_id).view()
+
+    def active(self) -> list[dict[str, Any]]:
+        """Open and acked alerts: open first, then by severity (highest first), then oldest first."""
+        with self._lock:
+            alerts = sorted(self._active.values(),
+                            key=lambda a: (a.state != "open", -SEVERITIES.index(a.severity), a.opened_t))
+            return [a.view() for a in alerts]
+
+    def recent_resolved(self, n: int = 10) -> list[dict[str, Any]]:
+        """The last n resolved alerts, newest first."""
+        with self._lock:
+            return [a.view() for a in reversed(list(self._resolved.values())[-n:])] if n > 0 else []
+
+    def now_wall(self) -> float:
+        return self._wall_clock()
+
+    def validate_against(self, known: Mapping[str, Iterable[str]]) -> None:
+        """Check the rules' keys against the device's analytics objects (see AlertsConfig.validate_against)."""
+        self.config.validate_against(known)

@@ -1,0 +1,165 @@
+"""The staff page over HTTP: open alerts with their evidence, Acknowledge / Resolve, a live counts panel.
+
+`make_staff_routes(engine, live)` returns {(method, path): handler(request)} for the runtime's LocalHttpServer
+(`add_method_routes`); `serve(engine, ...)` runs it standalone. Routes:
+
+    GET  /staff, /staff/              the page (assets under /staff/)
+    GET  /api/alerts                  {"now", "alerts": open + acked, "resolved": the last 10, "live": live()}
+    GET  /api/alerts/<id>             one alert (alert id or transition event id)
+    POST /api/alerts/<id>/ack         body {"by", "note"} (JSON, both optional) → the alert
+    POST /api/alerts/<id>/resolve     same
+
+POSTs must be `Content-Type: application/json` (a cross-site form cannot send that without a CORS preflight,
+which this server never grants). No frames are served here: only alert records and counts.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+from edge.alerts.engine import AlertEngine, InvalidTransition, UnknownAlert
+from edge.core.http_server import send
+
+log = logging.getLogger(__name__)
+WEB = Path(__file__).with_name("web")
+_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+          ".css": "text/css; charset=utf-8"}
+_ALERT_PATH = re.compile(r"^/(?P<id>[A-Za-z0-9_-]{1,64})(?:/(?P<action>ack|resolve))?$")
+MAX_BODY = 4096
+
+
+def _json(req: BaseHTTPRequestHandler, code: int, obj) -> None:
+    send(req, code, json.dumps(obj).encode(), "application/json")
+
+
+class BadRequest(Exception):
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+
+
+def _body(req: BaseHTTPRequestHandler) -> dict:
+    """{"by", "note"} from a POST's JSON body; BadRequest (415 / 413 / 400) otherwise."""
+    ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise BadRequest(415, "Content-Type must be application/json")
+    try:
+        n = int(req.headers.get("Content-Length") or 0)
+    except ValueError:
+        raise BadRequest(400, "bad Content-Length") from None
+    if n < 0 or n > MAX_BODY:
+        raise BadRequest(413, f"body larger than {MAX_BODY} bytes")
+    try:
+        obj = json.loads(req.rfile.read(n) or b"{}")
+    except ValueError:
+        raise BadRequest(400, "body is not JSON") from None
+    if not isinstance(obj, dict):
+        raise BadRequest(400, "body must be a JSON object")
+    by, note = obj.get("by", ""), obj.get("note", "")
+    if not isinstance(by, str) or not isinstance(note, str) or len(by) > 64 or len(note) > 512:
+        raise BadRequest(400, "'by' (up to 64 chars) and 'note' (up to 512 chars) must be strings")
+    return {"by": by.strip(), "note": note.strip()}
+
+
+def make_staff_routes(engine: AlertEngine, live: Callable[[], dict] | None = None, *, prefix: str = "/staff",
+                      api: str = "/api/alerts", title: str = "Store alerts") -> dict:
+    """Route table {(method, path): handler(req)} of the staff page. `live()` returns a small JSON-able dict of
+    counts for the live panel, e.g. {"queue": {"checkout": 3}, "zones": {...}, "lines": {"door": {"in": 5}}}."""
+    live_failing = threading.Event()
+
+    def live_counts() -> dict:
+        if live is None:
+            return {}
+        try:
+            counts = live()
+            if not isinstance(counts, dict):
+                raise TypeError(f"live() returned {type(counts).__name__}, not a dict")
+            json.dumps(counts)
+        except Exception:  # noqa: BLE001 - the page must keep working without counts
+            if not live_failing.is_set():
+                log.exception("staff page: live counts unavailable")
+                live_failing.set()
+            return {}
+        live_failing.clear()
+        return counts
+
+    def static(name: str):
+        def h(req):
+            body = (WEB / name).read_bytes()
+            if name == "index.html":
+                body = (body.replace(b"{{TITLE}}", _html_escape(title).encode())
+                        .replace(b"{{PREFIX}}", prefix.encode()).replace(b"{{API}}", api.encode()))
+            send(req, 200, body, _TYPES[Path(name).suffix])
+        return h
+
+    def listing(req):
+        _json(req, 200, {"now": engine.now_wall(), "alerts": engine.active(), "resolved": engine.recent_resolved(10),
+                         "live": live_counts()})
+
+    def one(req):
+        m = _ALERT_PATH.match(req.path.split("?", 1)[0][len(api):])
+        if m is None:
+            _json(req, 404, {"error": "not found"})
+            return
+        alert_id, action = m["id"], m["action"]
+        try:
+            if req.command in ("GET", "HEAD"):
+                if action is not None:
+                    _json(req, 405, {"error": f"use POST for {action}"})
+                    return
+                _json(req, 200, engine.get(alert_id))
+                return
+            if action is None:
+                _json(req, 405, {"error": "POST to .../ack or .../resolve"})
+                return
+            args = _body(req)
+            by = args["by"] or "staff"
+            fn = engine.ack if action == "ack" else engine.resolve
+            out = fn(alert_id, by=by, note=args["note"], via="page")
+        except BadRequest as e:
+            _json(req, e.code, {"error": str(e)})
+            return
+        except UnknownAlert as e:
+            _json(req, 404, {"error": str(e)})
+            return
+        except InvalidTransition as e:
+            _json(req, 409, {"error": str(e)})
+            return
+        _json(req, 200, {**out.alert, "changed": out.changed})
+
+    return {
+        ("GET", prefix): static("index.html"),
+        ("GET", f"{prefix}/"): static("index.html"),
+        ("GET", f"{prefix}/app.js"): static("app.js"),
+        ("GET", f"{prefix}/style.css"): static("style.css"),
+        ("GET", api): listing,
+        ("GET", f"{api}/*"): one,
+        ("POST", f"{api}/*"): one,
+    }
+
+
+def _html_escape(text: str) -> str:
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;"))
+
+
+def serve(engine: AlertEngine, host: str = "127.0.0.1", port: int = 8080, live: Callable[[], dict] | None = None,
+          background: bool = False):
+    """Serve the staff page (plus /healthz, /metrics) on a LocalHttpServer; blocks unless background=True
+    (then returns the running server: `.port`, `.stop()`)."""
+    from edge.core.http_server import LocalHttpServer  # noqa: PLC0415
+
+    srv = LocalHttpServer(host, port, lambda: (True, {"alerts_active": len(engine.active())}))
+    srv.add_method_routes(make_staff_routes(engine, live))
+    srv.start()
+    log.info("staff page on http://%s:%d/staff/", host, srv.port)
+    if not background:
+        try:
+            threading.Event().wait()
+        finally:
+            srv.stop()
+    return srv

@@ -1,0 +1,241 @@
+// Staff page: polls the alert API, renders one card per open alert, posts Acknowledge / Resolve.
+// Every text goes through textContent (rule titles, names and notes are never parsed as HTML).
+"use strict";
+
+const API = document.body.dataset.api || "/api/alerts";
+const POLL_MS = 2000;
+const OPS = { ">": ">", ">=": "≥", "<": "<", "<=": "≤" };
+const $ = (id) => document.getElementById(id);
+const cards = new Map(); // alert_id -> card element (kept across polls so a note being typed survives)
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  return e;
+}
+
+function duration(s) {
+  s = Math.max(0, Math.round(s));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return s % 60 && m < 10 ? `${m} min ${s % 60} s` : `${m} min`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+function fmtValue(v, unit) {
+  if (v === null || v === undefined) return "–";
+  if (typeof v === "boolean") return v ? "yes" : "no";
+  if (unit === "s") return duration(v);
+  const n = Number.isInteger(v) ? v : Math.round(v * 10) / 10;
+  return unit ? `${n} ${unit}` : String(n);
+}
+
+function clock(ts) {
+  return ts ? new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+}
+
+function staffName() {
+  return $("staff-name").value.trim();
+}
+
+function toast(msg) {
+  const t = $("toast");
+  t.textContent = msg;
+  t.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { t.hidden = true; }, 3500);
+}
+
+async function act(alertId, action, card) {
+  const buttons = card.querySelectorAll("button");
+  buttons.forEach((b) => { b.disabled = true; });
+  try {
+    const r = await fetch(`${API}/${encodeURIComponent(alertId)}/${action}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ by: staffName(), note: card.querySelector("input.note").value }),
+    });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) {
+      toast(body.error || `Could not ${action} (HTTP ${r.status})`);
+    } else {
+      card.querySelector("input.note").value = "";
+      toast(action === "ack" ? "Acknowledged" : "Resolved");
+    }
+  } catch (e) {
+    toast("No connection to the device");
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+    refresh();
+  }
+}
+
+function evidenceItems(a) {
+  const items = [];
+  const ev = a.evidence || {};
+  if (a.key_kind && ev[a.key_kind]) items.push(`${label(a.key_kind)}: ${ev[a.key_kind]}`);
+  if (ev.track_ids && ev.track_ids.length) items.push(`people #${ev.track_ids.join(", #")}`);
+  if (ev.durations_s) {
+    for (const [id, s] of Object.entries(ev.durations_s)) items.push(`#${id} for ${duration(s)}`);
+  }
+  if (ev.models) for (const [name, ver] of Object.entries(ev.models)) items.push(`model ${name} ${ver}`);
+  if (ev.detail) for (const [k, v] of Object.entries(ev.detail)) items.push(`${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`);
+  if (a.duplicates && a.duplicates.length) items.push(`also: ${a.duplicates.join(", ")}`);
+  return items;
+}
+
+function makeCard(a) {
+  const li = el("li", "card");
+  li.dataset.alertId = a.alert_id;
+  const top = el("div", "top");
+  top.append(el("span", "badge sev"), el("span", "badge escalated", "escalated"), el("span", "badge state"),
+    el("span", "age"));
+  const actions = el("div", "actions");
+  const note = el("input", "note");
+  note.type = "text";
+  note.maxLength = 512;
+  note.placeholder = "Note (optional)";
+  note.setAttribute("aria-label", "Note");
+  const ack = el("button", "ack", "Acknowledge");
+  const resolve = el("button", "resolve", "Resolve");
+  ack.type = resolve.type = "button";
+  ack.addEventListener("click", () => act(a.alert_id, "ack", li));
+  resolve.addEventListener("click", () => act(a.alert_id, "resolve", li));
+  actions.append(note, ack, resolve);
+  li.append(top, el("div", "title"), el("div", "facts"), el("div", "rule"), el("ul", "evidence"), el("p", "ackline"),
+    actions);
+  return li;
+}
+
+function fillCard(li, a, now) {
+  li.className = `card sev-${a.severity}${a.state === "acked" ? " acked" : ""}`;
+  const sev = li.querySelector(".badge.sev");
+  sev.className = `badge sev sev-${a.severity}`;
+  sev.textContent = a.severity;
+  li.querySelector(".badge.escalated").hidden = !a.escalated;
+  const state = li.querySelector(".badge.state");
+  state.className = `badge state ${a.state}`;
+  state.textContent = a.state === "acked" ? "acknowledged" : "open";
+  li.querySelector(".age").textContent = `open ${duration(now - a.opened_at)} · since ${clock(a.opened_at)}`;
+  li.querySelector(".title").textContent = a.title;
+  let facts;
+  if (a.op) {
+    facts = `Now ${fmtValue(a.current_value, a.unit)} · peak ${fmtValue(a.peak_value, a.unit)}`
+      + ` · alert at ${OPS[a.op] || a.op} ${fmtValue(a.threshold, a.unit)}`;
+  } else {
+    facts = a.current_value ? "Still happening" : "No longer detected – confirming";
+  }
+  li.querySelector(".facts").textContent = facts;
+  li.querySelector(".rule").textContent = a.title !== a.condition ? `Rule: ${a.condition}` : "";
+  const ul = li.querySelector(".evidence");
+  ul.replaceChildren(...evidenceItems(a).map((t) => el("li", null, t)));
+  const ackline = li.querySelector(".ackline");
+  ackline.hidden = a.state !== "acked";
+  ackline.textContent = a.state === "acked"
+    ? `Acknowledged by ${a.acked_by || "staff"} at ${clock(a.acked_at)}${a.ack_note ? ` – “${a.ack_note}”` : ""}` : "";
+  li.querySelector("button.ack").hidden = a.state !== "open";
+}
+
+function renderAlerts(alerts, now) {
+  const list = $("alerts");
+  const seen = new Set();
+  alerts.forEach((a, i) => {
+    seen.add(a.alert_id);
+    let li = cards.get(a.alert_id);
+    if (!li) {
+      li = makeCard(a);
+      cards.set(a.alert_id, li);
+    }
+    fillCard(li, a, now);
+    if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
+  });
+  for (const [id, li] of cards) {
+    if (!seen.has(id)) {
+      li.remove();
+      cards.delete(id);
+    }
+  }
+  const open = alerts.filter((a) => a.state === "open").length;
+  const count = $("alert-count");
+  count.textContent = String(alerts.length);
+  count.className = `count${open ? " hot" : ""}`;
+  $("empty").hidden = alerts.length > 0;
+  document.title = open ? `(${open}) ${document.title.replace(/^\(\d+\) /, "")}` : document.title.replace(/^\(\d+\) /, "");
+}
+
+function label(k) {
+  return String(k).replace(/_/g, " ");
+}
+
+function renderLive(live) {
+  const box = $("live");
+  const groups = Object.entries(live || {});
+  if (!groups.length) {
+    box.replaceChildren(el("p", "muted", "No live counts."));
+    return;
+  }
+  const loose = el("div", "tiles");
+  const nodes = [];
+  const tile = (k, v) => {
+    const nested = typeof v === "object" && v !== null;
+    const text = nested ? Object.entries(v).map(([a, b]) => `${b} ${a}`).join(" · ") : fmtValue(v, "");
+    const t = el("div", nested ? "tile wide" : "tile");
+    t.append(el("div", nested ? "v small" : "v", text), el("div", "k", label(k)));
+    return t;
+  };
+  for (const [name, val] of groups) {
+    if (val && typeof val === "object" && !Array.isArray(val)) {
+      const g = el("div", "group");
+      const tiles = el("div", "tiles");
+      for (const [k, v] of Object.entries(val)) tiles.append(tile(k, v));
+      g.append(el("h3", null, label(name)), tiles);
+      nodes.push(g);
+    } else {
+      loose.append(tile(name, val));
+    }
+  }
+  if (loose.children.length) nodes.unshift(loose);
+  box.replaceChildren(...nodes);
+}
+
+function renderResolved(resolved) {
+  const ol = $("resolved");
+  if (!resolved.length) {
+    ol.replaceChildren(el("li", "muted", "Nothing resolved yet."));
+    return;
+  }
+  ol.replaceChildren(...resolved.map((a) => {
+    const li = el("li");
+    const how = a.resolution === "cleared" ? "cleared by itself" : `resolved by ${a.resolved_by || "staff"}`;
+    li.append(el("span", null, a.title),
+      el("span", "how", `${how} at ${clock(a.resolved_at)}${a.resolve_note ? ` – “${a.resolve_note}”` : ""}`));
+    return li;
+  }));
+}
+
+async function refresh() {
+  clearTimeout(refresh.timer);
+  try {
+    const r = await fetch(API, { cache: "no-store" });
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    const data = await r.json();
+    renderAlerts(data.alerts, data.now);
+    renderLive(data.live);
+    renderResolved(data.resolved);
+    const s = $("status");
+    s.className = "status ok";
+    s.textContent = `Updated ${clock(data.now)}`;
+  } catch (e) {
+    const s = $("status");
+    s.className = "status down";
+    s.textContent = "Connection lost – retrying";
+  } finally {
+    refresh.timer = setTimeout(refresh, POLL_MS);
+  }
+}
+
+const nameInput = $("staff-name");
+nameInput.value = localStorage.getItem("staffName") || "";
+nameInput.addEventListener("change", () => localStorage.setItem("staffName", staffName()));
+refresh();
