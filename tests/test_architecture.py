@@ -24,13 +24,13 @@ def test_a_broken_contract_is_reported(repo, tmp_path):
     for pkg in ("edge", "sync", "models", "calibration", "devtools"):
         shutil.copytree(repo / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__", "manifests"))
     shutil.copy(repo / "pyproject.toml", tmp_path / "pyproject.toml")
-    bad = tmp_path / "edge" / "pose" / "zones.py"
+    bad = tmp_path / "edge" / "pose" / "events.py"
     bad.write_text("import sync.outbox  # forbidden: stages never import sync\n" + bad.read_text())
     lint = Path(sys.executable).with_name("lint-imports")
     r = subprocess.run([str(lint), "--no-cache"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 1, r.stdout[-3000:]
-    assert "edge.pose.zones -> sync.outbox" in r.stdout
+    assert "edge.pose.events -> sync.outbox" in r.stdout
 
 
 def test_edge_run_loads_no_build_time_package(repo, tmp_path):

@@ -7,8 +7,10 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, create_model, field_validator
+from pydantic import Field, PrivateAttr, ValidationError, create_model, field_validator
 
+from edge.alerts.config import AlertConfigError, AlertsConfig
+from edge.analytics.config import AnalyticsConfig
 from edge.backends.registry import BACKENDS, backend_class
 from edge.core.config_base import StrictModel
 from edge.core.device import DeviceIdentity
@@ -105,9 +107,24 @@ class EdgeConfig(StrictModel):
     models: ModelsSection = ModelsSection()
     pose: PoseConfig = PoseConfig()
     tryon: TryOnConfig = TryOnConfig()
+    analytics: AnalyticsConfig = AnalyticsConfig()
+    alerts: AlertsConfig = AlertsConfig()
     http: HttpSection = HttpSection()
     sync: SyncConfig = SyncConfig()
     logging: LoggingSection = LoggingSection()
+    _migrations: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def migrations(self) -> list[str]:
+        """Old keys this file still uses and where they moved (applied on load; `edge config check` shows them)."""
+        return list(self._migrations)
+
+    def analytics_names(self) -> dict[str, list[str]]:
+        """Names an alert rule's `key` may refer to, by kind (zone, queue, loitering, kiosk, shelf)."""
+        a = self.analytics
+        return {"zone": [z.name for z in a.zones], "queue": [q.name for q in a.queues],
+                "loitering": [x.name for x in a.loitering], "kiosk": [k.name for k in a.kiosk_help],
+                "shelf": [s.name for s in a.shelves]}
 
 
 def _fix_hint(err: dict, model_fields: set[str] | None) -> str:
@@ -147,11 +164,54 @@ def format_validation_error(path: str, exc: ValidationError) -> ConfigError:
     return ConfigError(path, problems)
 
 
+_POSE_ANCHOR = {"bottom_center": "bottom_center", "center": "center", "hips": "center"}
+
+
+def migrate(data: dict) -> tuple[dict, list[str]]:
+    """Rewrite keys of older config versions to their current place; returns (data, notes for the user).
+
+    `[[pose.zones]]` (presence zones) became `[[analytics.zones]]`: `inertia` frames -> `enter_frames` (and the
+    same time to leave, as `exit_s`), anchor "hips" -> "center"; zone events are `zone_entered` / `zone_left`.
+    """
+    pose = data.get("pose")
+    if not isinstance(pose, dict) or "zones" not in pose:
+        return data, []
+    data = {**data, "pose": {k: v for k, v in pose.items() if k != "zones"}}
+    zones = pose["zones"] if isinstance(pose["zones"], list) else []
+    fps = (data.get("source") or {}).get("fps", 30.0) if isinstance(data.get("source"), dict) else 30.0
+    moved = []
+    for z in zones:
+        if not isinstance(z, dict):
+            continue
+        n = {k: v for k, v in z.items() if k not in ("inertia", "anchor")}
+        inertia = z.get("inertia", 3)
+        n["enter_frames"] = inertia
+        if isinstance(inertia, int) and isinstance(fps, (int, float)) and fps > 0:
+            n["exit_s"] = round(inertia / fps, 3)
+        if "anchor" in z:
+            n["anchor"] = _POSE_ANCHOR.get(z["anchor"], z["anchor"])
+        moved.append(n)
+    analytics = dict(data.get("analytics") or {})
+    analytics["zones"] = list(analytics.get("zones") or []) + moved
+    data["analytics"] = analytics
+    note = (f"pose.zones: moved to [[analytics.zones]] ({len(moved)} zone(s); `inertia` is now `enter_frames`, "
+            "anchor \"hips\" is now \"center\"; zone events are zone_entered / zone_left with dwell_s) "
+            "(fix: rename [[pose.zones]] to [[analytics.zones]] in the file)")
+    return data, [note]
+
+
 def parse_config(data: dict, path: str = "<memory>") -> EdgeConfig:
+    data, notes = migrate(data)
     try:
-        return EdgeConfig.model_validate(data)
+        cfg = EdgeConfig.model_validate(data)
     except ValidationError as e:
         raise format_validation_error(path, e) from None
+    try:
+        cfg.alerts.validate_against(cfg.analytics_names())
+    except AlertConfigError as e:
+        raise ConfigError(path, e.problems) from None
+    cfg._migrations = notes
+    return cfg
 
 
 def load_config(path: str | Path) -> EdgeConfig:

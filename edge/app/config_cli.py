@@ -22,4 +22,6 @@ def run(args) -> int:
             print(str(e), file=sys.stderr)
             continue
         print(f"{f}: ok ({cfg.device.kind}, device {cfg.device.id})")
+        for note in cfg.migrations:  # old keys still accepted: say where they moved
+            print(f"{f}: migrate: {note}", file=sys.stderr)
     return 1 if bad else 0

@@ -31,6 +31,8 @@ def run(args) -> int:
     except ConfigError as e:
         log.error("invalid config:\n%s", e)
         return 2
+    for note in cfg.migrations:
+        log.warning("%s: %s", args.config, note)
     logging.getLogger().setLevel(cfg.logging.level)
     if args.reselect_backends:
         forget_auto_choices(cfg)
@@ -50,6 +52,12 @@ def forget_auto_choices(cfg) -> None:
     log.info("forgot cached backend choices (%s)", path)
 
 
+def wants_behaviour(cfg) -> bool:
+    """True when the device config asks for shopper analytics or alert rules."""
+    a = cfg.analytics
+    return a.enabled and any((a.zones, a.lines, a.queues, a.loitering, a.shelves, a.heatmaps, a.kiosk_help))
+
+
 class CountingSink:
     """Wraps an EventSink: counts events per kind for metrics and health."""
 
@@ -65,24 +73,29 @@ class CountingSink:
 
 
 class PoseStage:
-    """Pose plus presence events for one stream: process(frame) -> PoseResult (None when pose is disabled)."""
+    """Pose plus presence events for one stream, then shopper behaviour (analytics and alerts) when configured:
+    process(frame) -> PoseResult (None when pose is disabled)."""
 
-    def __init__(self, pose, presence):
-        self.pose, self.presence = pose, presence
+    def __init__(self, pose, presence, behaviour=None):
+        self.pose, self.presence, self.behaviour = pose, presence, behaviour
         self.last_wall = 0.0
         self.last_t: float | None = None  # stream time of the last frame (media time for recorded media)
         self.last_clock = "capture"
 
     def process(self, frame):
-        if self.pose is None:
-            return None
         from edge.core.metrics import PEOPLE, STAGE_MS
 
-        result = self.pose.process(frame)
-        STAGE_MS.labels("pose").observe(sum(result.timings_ms.values()))
-        PEOPLE.set(len(result.people))
-        self.presence.update(result, frame.t_wall)
+        result = None
+        if self.pose is not None:
+            result = self.pose.process(frame)
+            STAGE_MS.labels("pose").observe(sum(result.timings_ms.values()))
+            PEOPLE.set(len(result.people))
+            self.presence.update(result, frame.t_wall)
         self.last_wall, self.last_t, self.last_clock = frame.t_wall, frame.t, frame.clock
+        if self.behaviour is not None:
+            t0 = time.perf_counter()
+            self.behaviour.process(frame, result)
+            STAGE_MS.labels("analytics").observe((time.perf_counter() - t0) * 1e3)
         return result
 
     def swap_pose(self, fresh) -> None:
@@ -92,6 +105,8 @@ class PoseStage:
 
     def close(self) -> None:
         """People still present leave when the run ends, so every entered event has its left event."""
+        if self.behaviour is not None:
+            self.behaviour.close()
         if self.pose is None:
             return
         from edge.pose.types import PoseResult
@@ -135,6 +150,16 @@ class Runtime:
         self._meter = None  # RateMeter while running
 
     # -- commands from the cloud -------------------------------------------------------------
+    def _cmd_ack_alert(self, args: dict) -> dict:
+        """`ack_alert` from the cloud: the same transition as the staff page's Acknowledge button."""
+        from edge.alerts import ack_command_handler
+        from sync.commands import CommandError
+
+        behaviour = self.stage.behaviour if self.stage is not None else None
+        if behaviour is None:
+            raise CommandError("not ready: the analytics stage has not started")
+        return ack_command_handler(behaviour.engine, error=CommandError)(args)
+
     def _cmd_reload_config(self, args: dict) -> dict:
         from edge.app.config import ConfigError, load_config
 
@@ -220,7 +245,10 @@ class Runtime:
         from sync.service import SyncService
 
         cfg = self.cfg
-        self.sync = SyncService(cfg.device, cfg.sync, commands={"reload_config": self._cmd_reload_config})
+        commands = {"reload_config": self._cmd_reload_config}
+        if wants_behaviour(cfg):  # acks from the cloud go to this device's alert engine
+            commands["ack_alert"] = self._cmd_ack_alert
+        self.sync = SyncService(cfg.device, cfg.sync, commands=commands)
         self.sync.start()
         return SyncCollector(self.sync).register(), CountingSink(self.sync.outbox)
 
@@ -244,10 +272,18 @@ class Runtime:
             from edge.pose.pipeline import PosePipeline
 
             pose = PosePipeline(cfg)
-            presence = PresenceTracker.from_config(cfg.pose, sink, source=source_name)
+            presence = PresenceTracker(sink, source=source_name)
             self.sync.set_state(models={s.info.backend + ":" + Path(s.info.path).name: s.info.precision
                                         for s in pose.sessions})
-        return PoseStage(pose, presence)
+        behaviour = None
+        if wants_behaviour(cfg):
+            from edge.app.behaviour import BehaviourStage
+
+            models = {} if pose is None else {Path(s.info.path).name: f"{s.info.backend}/{s.info.precision}"
+                                              for s in pose.sessions}
+            behaviour = BehaviourStage.from_config(cfg, sink, source=source_name,
+                                                   frame_size=(cfg.source.width, cfg.source.height), models=models)
+        return PoseStage(pose, presence, behaviour)
 
     def _build_mirror(self, stage: PoseStage, sink):
         """The try-on mirror over the pose stage (its source is attached when the loop starts), or None."""
@@ -269,6 +305,12 @@ class Runtime:
             from edge.tryon.server import make_mirror_routes
 
             self.http.add_method_routes(make_mirror_routes(mirror), home="/mirror")
+        behaviour = self.stage.behaviour if self.stage is not None else None
+        if behaviour is not None:
+            from edge.alerts.server import make_staff_routes
+
+            self.http.add_method_routes(make_staff_routes(behaviour.engine, live=behaviour.live),
+                                        home=None if mirror is not None else "/staff")
         self.http.start()
 
     def _start_reader(self, source) -> None:

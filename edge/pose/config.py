@@ -1,9 +1,7 @@
 """Typed config of the pose pipeline ([pose] in a device TOML)."""
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from edge.core.config_base import StrictModel
 
@@ -23,15 +21,6 @@ class OneEuroConfig(StrictModel):
     visibility_alpha: float = Field(0.1, gt=0, le=1, description="low-pass weight of a new visibility value")
 
 
-class ZoneConfig(StrictModel):
-    """A polygon in image pixels; a person is inside when their anchor point is, for `inertia` frames."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    polygon: list[tuple[float, float]] = Field(min_length=3)
-    anchor: Literal["bottom_center", "hips", "center"] = "bottom_center"
-    inertia: int = Field(3, ge=1, le=300, description="consecutive frames before entering/leaving counts")
-
-
 class PoseConfig(StrictModel):
     enabled: bool = True
     max_people: int = Field(1, ge=1, le=16)
@@ -46,12 +35,4 @@ class PoseConfig(StrictModel):
     heatmap_refine: bool = Field(True, description="refine landmarks from the heatmap (MediaPipe does)")
     batch_landmarks: bool = Field(True, description="one batched landmark run when the model takes batches")
     smoothing: OneEuroConfig = OneEuroConfig()
-    zones: list[ZoneConfig] = Field(default_factory=list)
 
-    @field_validator("zones")
-    @classmethod
-    def _unique_zone_names(cls, v: list[ZoneConfig]) -> list[ZoneConfig]:
-        names = [z.name for z in v]
-        if len(names) != len(set(names)):
-            raise ValueError(f"zone names must be unique, got {names}")
-        return v

@@ -114,7 +114,7 @@ def test_same_events_and_dwell_at_any_processing_speed(repo, tmp_path):
         vw.write(f.image)
     vw.release()
     media_s = len(frames) / fps
-    runs = {}
+    runs, zones = {}, {}
     for realtime in (False, True):
         db = tmp_path / f"outbox-{realtime}.sqlite"
         cfg = tmp_path / f"kiosk-{realtime}.toml"
@@ -124,16 +124,23 @@ def test_same_events_and_dwell_at_any_processing_speed(repo, tmp_path):
                             'start_time = "2026-11-29T10:00:00+00:00"')
         text = text.replace("fps = 30", f"fps = {fps}")
         text = text.replace('broker = ""', f'broker = ""\noutbox_path = "{db}"')
-        text += ('\n[[pose.zones]]\nname = "kiosk"\npolygon = [[0, 0], [640, 0], [640, 480], [0, 480]]\n'
-                 'inertia = 2\n')
+        text += ('\n[[analytics.zones]]\nname = "kiosk"\npolygon = [[0, 0], [640, 0], [640, 480], [0, 480]]\n'
+                 'enter_frames = 2\nexit_s = 0.5\n')
         cfg.write_text(text)
         r = subprocess.run([sys.executable, "-m", "edge.app.cli", "run", "--config", str(cfg), "--no-http"],
                            capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
         runs[realtime] = [e for e in _events(db) if e["kind"] in ("person_entered", "person_left")]
+        zones[realtime] = [e for e in _events(db) if e["kind"] in ("zone_entered", "zone_left")]
     fast, real = runs[False], runs[True]
     assert len(fast) >= 6 and [(e["kind"], e["data"]["scope"]) for e in fast] == \
         [(e["kind"], e["data"]["scope"]) for e in real]
+    # zone visits from the analytics stage: same visits, same dwell (stream clock) in both runs
+    assert len(zones[False]) >= 6 and [e["kind"] for e in zones[False]] == [e["kind"] for e in zones[True]]
+    for a, b in zip(zones[False], zones[True]):
+        assert a["data"]["clock"] == "media"
+        if a["kind"] == "zone_left":
+            assert abs(a["data"]["dwell_s"] - b["data"]["dwell_s"]) <= 1.01 / fps
     start = datetime(2026, 11, 29, 10, tzinfo=timezone.utc).timestamp()
     for a, b in zip(fast, real):
         assert a["data"]["clock"] == "media"

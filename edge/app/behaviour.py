@@ -1,0 +1,94 @@
+"""Shopper behaviour for one stream: person detections → tracker + analytics → alert engine.
+
+Application glue: it picks where detections come from (the far-range person detector when one is configured,
+else the pose results), feeds the analytics objects on the stream clock, turns their current values into the
+alert engine's readings (with evidence: track ids, durations, the models that produced them) and exposes live
+counts for the staff page.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from edge.alerts import AlertEngine, Reading
+from edge.analytics.composer import Analytics
+from edge.analytics.pose_adapter import detections_from_pose
+from edge.core.detections import Detections
+from edge.core.events import EventSink
+from edge.core.frames import Frame
+
+log = logging.getLogger(__name__)
+
+Detector = Callable[[Frame], Detections]
+
+
+class BehaviourStage:
+    """`process(frame, pose_result)` once per frame; `engine` holds the alerts, `live()` the counts."""
+
+    def __init__(self, analytics: Analytics, engine: AlertEngine, *, detector: Detector | None = None,
+                 models: dict[str, str] | None = None):
+        self.analytics, self.engine, self.detector = analytics, engine, detector
+        self.models = dict(models or {})  # model -> version/backend, carried as evidence in every alert
+        self._lock = threading.Lock()  # the staff page reads live() from the HTTP threads
+        self._last: tuple[float, float] | None = None
+
+    @classmethod
+    def from_config(cls, cfg, sink: EventSink, *, source: str, frame_size: tuple[int, int],
+                    detector: Detector | None = None, models: dict[str, str] | None = None) -> BehaviourStage:
+        """From an EdgeConfig's [analytics] and [alerts] sections (rule keys were checked when it was loaded)."""
+        analytics = Analytics.from_config(cfg.analytics, sink, source=source, frame_size=frame_size)
+        return cls(analytics, AlertEngine(cfg.alerts, sink), detector=detector, models=models)
+
+    def process(self, frame: Frame, pose_result=None) -> None:
+        """Analytics and alerts for one frame (detections from the detector, else from the pose result)."""
+        if self.detector is not None:
+            dets = self.detector(frame)
+        elif pose_result is not None:
+            dets = detections_from_pose(pose_result)
+        else:
+            return
+        with self._lock:
+            self.analytics.update(dets, frame.t, frame.t_wall, frame_seq=frame.seq, clock=frame.clock)
+            self._last = (frame.t, frame.t_wall)
+            values = self.values(frame.t)
+        self.engine.update(values, frame.t, frame.t_wall)
+
+    def values(self, t: float) -> dict:
+        """(metric, key) -> Reading for every analytics object an alert rule can name."""
+        a, models, out = self.analytics, self.models, {}
+        for name, q in a.queues.items():
+            ids = tuple(sorted(q.zone.inside))
+            out[("queue_length", name)] = Reading(q.length, track_ids=ids, models=models)
+            out[("queue_wait", name)] = Reading(q.wait_estimate_s, track_ids=ids, models=models,
+                                                detail={"service_rate_per_min": q.service_rate_per_min})
+        for name, z in a.zones.items():
+            dwell = {tid: round(z.dwell_of(tid, t) or 0.0, 2) for tid in z.inside}
+            out[("occupancy", name)] = Reading(z.count, track_ids=tuple(sorted(z.inside)), models=models)
+            out[("dwell", name)] = Reading(max(dwell.values(), default=0.0), track_ids=tuple(sorted(dwell)),
+                                           durations_s=dwell, models=models)
+        for name, lo in a.loitering.items():
+            dwell = {tid: round(lo.zone.dwell_of(tid, t) or 0.0, 2) for tid in lo.loiterers}
+            out[("loitering", name)] = Reading(lo.count > 0, track_ids=tuple(sorted(lo.loiterers)),
+                                               durations_s=dwell, models=models, detail={"zone": lo.zone.name})
+        for name, k in a.kiosk_help.items():
+            waiting = {tid: round(s, 2) for tid, s in k.waiting(t).items()}
+            out[("help_requested", name)] = Reading(k.requested, track_ids=tuple(sorted(waiting)),
+                                                    durations_s=waiting, models=models)
+        return out
+
+    def live(self) -> dict:
+        """Current counts for the staff page: people per zone, line totals, queue length and wait."""
+        with self._lock:
+            a = self.analytics
+            return {"zones": {n: z.count for n, z in a.zones.items()},
+                    "lines": {n: dict(c.counts) for n, c in a.lines.items()},
+                    "queues": {n: {"length": q.length, "wait_s": None if q.wait_estimate_s is None
+                                   else round(q.wait_estimate_s, 1)} for n, q in a.queues.items()},
+                    "tracks": 0 if a.tracked is None else int((a.tracked.tracker_id >= 0).sum())}
+
+    def close(self) -> None:
+        """Emit the partial heatmap periods at shutdown."""
+        with self._lock:
+            if self._last is not None:
+                self.analytics.flush(*self._last)
