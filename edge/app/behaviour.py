@@ -43,11 +43,12 @@ class BehaviourStage:
     def process(self, frame: Frame, pose_result=None) -> None:
         """Analytics and alerts for one frame (detections from the detector, else from the pose result)."""
         if self.detector is not None:
-            dets = self.detector(frame)
+            self.update(frame, self.detector(frame))
         elif pose_result is not None:
-            dets = detections_from_pose(pose_result)
-        else:
-            return
+            self.update(frame, detections_from_pose(pose_result))
+
+    def update(self, frame: Frame, dets: Detections) -> None:
+        """Analytics and alerts for one frame's detections (tracked here unless they carry tracker ids)."""
         with self._lock:
             self.analytics.update(dets, frame.t, frame.t_wall, frame_seq=frame.seq, clock=frame.clock)
             self._last = (frame.t, frame.t_wall)

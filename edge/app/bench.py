@@ -8,6 +8,7 @@ TARGETS = {
     "tryon": "devtools.bench.tryon",
     "sync": "devtools.bench.sync",
     "backends": "devtools.bench.backends",
+    "behaviour": "devtools.bench.behaviour",
 }
 
 
