@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from calibration.photos import load_photo
-from edge.pose import reference as mpref
+from devtools import pose_reference as mpref
 from devtools.pose_metrics import drift
 
 
