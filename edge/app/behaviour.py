@@ -32,6 +32,7 @@ class BehaviourStage:
         self.models = dict(models or {})  # model -> version/backend, carried as evidence in every alert
         self._lock = threading.Lock()  # the staff page reads live() from the HTTP threads
         self._last: tuple[float, float] | None = None
+        engine.on_ack.append(self._facing_acked)
 
     @classmethod
     def from_config(cls, cfg, sink: EventSink, *, source: str, frame_size: tuple[int, int],
@@ -41,16 +42,21 @@ class BehaviourStage:
         return cls(analytics, AlertEngine(cfg.alerts, sink), detector=detector, models=models)
 
     def process(self, frame: Frame, pose_result=None) -> None:
-        """Analytics and alerts for one frame (detections from the detector, else from the pose result)."""
+        """Analytics and alerts for one frame: detections from the person detector (with the keypoints of the
+        people pose also found, for shelf interactions), else from the pose result."""
         if self.detector is not None:
-            self.update(frame, self.detector(frame))
+            dets = self.detector(frame)
+            if pose_result is not None and pose_result.people:
+                dets = attach_keypoints(dets, detections_from_pose(pose_result))
+            self.update(frame, dets)
         elif pose_result is not None:
             self.update(frame, detections_from_pose(pose_result))
 
     def update(self, frame: Frame, dets: Detections) -> None:
         """Analytics and alerts for one frame's detections (tracked here unless they carry tracker ids)."""
         with self._lock:
-            self.analytics.update(dets, frame.t, frame.t_wall, frame_seq=frame.seq, clock=frame.clock)
+            self.analytics.update(dets, frame.t, frame.t_wall, frame_seq=frame.seq, clock=frame.clock,
+                                  image=frame.image)
             self._last = (frame.t, frame.t_wall)
             values = self.values(frame.t)
         self.engine.update(values, frame.t, frame.t_wall)
@@ -76,7 +82,24 @@ class BehaviourStage:
             waiting = {tid: round(s, 2) for tid, s in k.waiting(t).items()}
             out[("help_requested", name)] = Reading(k.requested, track_ids=tuple(sorted(waiting)),
                                                     durations_s=waiting, models=models)
+        for fid, f in a.facings.items():  # unknown (occluded long, camera moved, no reference) is no data
+            out[("facing_empty", fid)] = None if f.needs_action is None else Reading(
+                f.needs_action, detail={"sku": f.sku, "state": f.state, "fill": (f.cues or {}).get("fill")})
+        for cam, p in a.planograms.items():
+            al = p.alignment
+            out[("camera_moved", cam)] = Reading(p.camera_moved, detail={
+                "reason": al.reason, "shift_px": al.shift_px, "rotation_deg": al.rotation_deg})
         return out
+
+    def retake_reference(self, facing: str | None = None, *, by: str = "", via: str = "page") -> list[str]:
+        """Retake the shelf reference of one facing (None: every facing); the staff page's button."""
+        return self.analytics.retake_reference(facing, by=by, via=via)
+
+    def _facing_acked(self, alert: dict) -> None:
+        """An acknowledged facing_empty alert retakes that facing's reference once it no longer looks empty."""
+        if alert.get("metric") == "facing_empty" and alert.get("key") in self.analytics.facings:
+            self.analytics.retake_reference(alert["key"], when="restocked", by=alert.get("acked_by") or "",
+                                            via="ack")
 
     def live(self) -> dict:
         """Current counts for the staff page: people per zone, line totals, queue length and wait."""
@@ -86,10 +109,34 @@ class BehaviourStage:
                     "lines": {n: dict(c.counts) for n, c in a.lines.items()},
                     "queues": {n: {"length": q.length, "wait_s": None if q.wait_estimate_s is None
                                    else round(q.wait_estimate_s, 1)} for n, q in a.queues.items()},
-                    "tracks": 0 if a.tracked is None else int((a.tracked.tracker_id >= 0).sum())}
+                    "tracks": 0 if a.tracked is None else int((a.tracked.tracker_id >= 0).sum()),
+                    **({"facings": {fid: f.state for fid, f in a.facings.items()}} if a.facings else {})}
 
     def close(self) -> None:
         """Emit the partial heatmap periods at shutdown."""
         with self._lock:
             if self._last is not None:
                 self.analytics.flush(*self._last)
+
+
+def attach_keypoints(people: Detections, posed: Detections, min_iou: float = 0.3) -> Detections:
+    """The person detector's boxes with the keypoints of the pose person each overlaps best (IoU >= min_iou);
+    people without a pose match get zero-score keypoints. Boxes and scores stay the detector's."""
+    import numpy as np
+
+    from edge.core.detections import box_iou
+
+    if len(people) == 0 or len(posed) == 0 or posed.keypoints is None:
+        return people
+    kp = np.zeros((len(people), posed.keypoints.shape[1], 3), np.float32)
+    iou = box_iou(people.xyxy, posed.xyxy)
+    taken: set[int] = set()
+    for flat in np.argsort(-iou, axis=None):
+        i, j = np.unravel_index(flat, iou.shape)
+        if iou[i, j] < min_iou:
+            break
+        if j in taken or kp[i].any():
+            continue
+        kp[i] = posed.keypoints[j]
+        taken.add(int(j))
+    return Detections(people.xyxy, people.score, people.class_id, kp, people.tracker_id, posed.keypoint_names)

@@ -124,7 +124,7 @@ def test_same_events_and_dwell_at_any_processing_speed(repo, tmp_path):
                             'start_time = "2026-11-29T10:00:00+00:00"')
         text = text.replace("fps = 30", f"fps = {fps}")
         text = text.replace('broker = ""', f'broker = ""\noutbox_path = "{db}"')
-        text += ('\n[[analytics.zones]]\nname = "kiosk"\npolygon = [[0, 0], [640, 0], [640, 480], [0, 480]]\n'
+        text += ('\n[[analytics.zones]]\nname = "whole_frame"\npolygon = [[0, 0], [640, 0], [640, 480], [0, 480]]\n'
                  'enter_frames = 2\nexit_s = 0.5\n')
         cfg.write_text(text)
         r = subprocess.run([sys.executable, "-m", "edge.app.cli", "run", "--config", str(cfg), "--no-http"],
