@@ -114,7 +114,7 @@ def test_same_events_and_dwell_at_any_processing_speed(repo, tmp_path):
         vw.write(f.image)
     vw.release()
     media_s = len(frames) / fps
-    runs, zones = {}, {}
+    runs, zones, alerts = {}, {}, {}
     for realtime in (False, True):
         db = tmp_path / f"outbox-{realtime}.sqlite"
         cfg = tmp_path / f"kiosk-{realtime}.toml"
@@ -125,13 +125,16 @@ def test_same_events_and_dwell_at_any_processing_speed(repo, tmp_path):
         text = text.replace("fps = 30", f"fps = {fps}")
         text = text.replace('broker = ""', f'broker = ""\noutbox_path = "{db}"')
         text += ('\n[[analytics.zones]]\nname = "whole_frame"\npolygon = [[0, 0], [640, 0], [640, 480], [0, 480]]\n'
-                 'enter_frames = 2\nexit_s = 0.5\n')
+                 'enter_frames = 2\nexit_s = 0.5\n'
+                 '\n[[alerts.rules]]\nid = "lingering"\nmetric = "dwell"\nkey = "whole_frame"\nop = ">="\n'
+                 'threshold = 2.0\nclear_threshold = 0.5\nclear_for_s = 0.3\ncooldown_s = 0\n')
         cfg.write_text(text)
         r = subprocess.run([sys.executable, "-m", "edge.app.cli", "run", "--config", str(cfg), "--no-http"],
                            capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
         runs[realtime] = [e for e in _events(db) if e["kind"] in ("person_entered", "person_left")]
         zones[realtime] = [e for e in _events(db) if e["kind"] in ("zone_entered", "zone_left")]
+        alerts[realtime] = [e for e in _events(db) if e["kind"] == "alert_opened"]
     fast, real = runs[False], runs[True]
     assert len(fast) >= 6 and [(e["kind"], e["data"]["scope"]) for e in fast] == \
         [(e["kind"], e["data"]["scope"]) for e in real]
@@ -141,6 +144,10 @@ def test_same_events_and_dwell_at_any_processing_speed(repo, tmp_path):
         assert a["data"]["clock"] == "media"
         if a["kind"] == "zone_left":
             assert abs(a["data"]["dwell_s"] - b["data"]["dwell_s"]) <= 1.01 / fps
+    # alert onsets (a person on screen for 2 s of media time) at the same media times
+    assert len(alerts[False]) >= 1 and len(alerts[False]) == len(alerts[True])
+    for a, b in zip(alerts[False], alerts[True]):
+        assert abs(a["data"]["opened_t"] - b["data"]["opened_t"]) <= 1.01 / fps
     start = datetime(2026, 11, 29, 10, tzinfo=timezone.utc).timestamp()
     for a, b in zip(fast, real):
         assert a["data"]["clock"] == "media"
