@@ -1,10 +1,11 @@
 """Run a real mosquitto on a free loopback port from a temp dir (tests, benchmark, demo).
 
 The config is `sync/mosquitto/dev.conf` plus the listener(s), paths, optional users/ACL/TLS, and `user root`
-when running as root (mosquitto would otherwise switch to user `mosquitto` before opening the files).
+when running as root (mosquitto would otherwise switch to user `mosquitto` before opening the files); or the
+production config itself (`prod_config`: sync/mosquitto/prod.conf with its paths and ports replaced).
 
-    python -m devtools.broker run [--port 1883]             # a dev broker until Ctrl-C
-    python -m devtools.broker acl STORE DEVICE [STORE DEVICE ...]   # per-device ACL blocks for prod
+    python -m devtools.broker run [--port 1883]     # a dev broker until Ctrl-C
+    python -m devtools.broker acl                   # the production pattern ACL (sync/mosquitto/acl)
 """
 from __future__ import annotations
 
@@ -32,31 +33,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+MOSQUITTO_DIR = DEV_CONF.parent
+PROD_CONF = MOSQUITTO_DIR / "prod.conf"
+ACL_FILE = MOSQUITTO_DIR / "acl"  # pattern ACL: every device's rules derive from its identity
+
+
 def device_username(store: str, device: str) -> str:
-    return f"{store}.{device}"
+    """A device's identity: certificate CN = MQTT username = client id on the production broker."""
+    return f"{store}/{device}"
 
 
-def acl_for_device(store: str, device: str) -> str:
-    """ACL block of one device: its own subtree (write what it publishes, read its commands and acks)."""
-    b = f"retail/v1/{store}/{device}"
-    return "\n".join([f"user {device_username(store, device)}", f"topic write {b}/state", f"topic write {b}/events/#",
-                      f"topic write {b}/alerts", f"topic write {b}/telemetry", f"topic write {b}/cmd_result/#",
-                      f"topic write {b}/update", "topic read retail/v1/fleet/models/#",
-                      f"topic read {b}/cmd/#", f"topic read {b}/ack", "topic read retail/v1/fleet/cmd/#",
-                      f"topic read retail/v1/fleet/{store}/cmd/#", ""])
+def prod_acl() -> str:
+    """The production ACL (devices by pattern, `cloud` and `fleet-admin` users)."""
+    return ACL_FILE.read_text()
 
 
-CLOUD_ACL = """user cloud
-topic read retail/v1/+/+/state
-topic read retail/v1/+/+/events/#
-topic read retail/v1/+/+/alerts
-topic read retail/v1/+/+/telemetry
-topic read retail/v1/+/+/cmd_result/#
-topic read retail/v1/+/+/update
-topic write retail/v1/+/+/ack
-topic write retail/v1/+/+/cmd/#
-topic write retail/v1/fleet/#
-"""
+def prod_config(pki_dir: str | Path, workdir: str | Path, device_port: int, service_port: int) -> str:
+    """sync/mosquitto/prod.conf as shipped, with /etc/mosquitto/storefront/ -> pki_dir (ca.crt, services-ca.crt,
+    server.{crt,key}, acl), persistence and log in workdir, and both listeners on loopback ports."""
+    pki, work = Path(pki_dir).resolve(), Path(workdir).resolve()
+    conf = PROD_CONF.read_text()
+    for old, new in (("/etc/mosquitto/storefront/", f"{pki}/"), ("/var/lib/mosquitto/", f"{work}/"),
+                     ("log_dest syslog", f"log_dest file {work / 'mosquitto.log'}\nlog_type information"),
+                     ("listener 8883\n", f"listener {device_port} 127.0.0.1\n"),
+                     ("listener 8884\n", f"listener {service_port} 127.0.0.1\n")):
+        if old not in conf:
+            raise ValueError(f"{PROD_CONF}: {old!r} not found (keep prod_config in step with it)")
+        conf = conf.replace(old, new)
+    if os.geteuid() == 0:
+        conf += "\nuser root\n"
+    return conf
 
 
 @dataclass
@@ -73,7 +79,10 @@ class Broker:
     the port and the persistence directory, so a restart keeps sessions that were saved."""
 
     def __init__(self, workdir: str | Path | None = None, *, port: int = 0, users: dict[str, str] | None = None,
-                 acl: str | None = None, tls: TlsListener | None = None, extra: str = "") -> None:
+                 acl: str | None = None, tls: TlsListener | None = None, extra: str = "",
+                 bind_clientid: bool = False, config: str | None = None, ports: list[int] | None = None) -> None:
+        """config: a whole mosquitto config to run instead of dev.conf + options (ports: the ports it opens).
+        bind_clientid: `use_username_as_clientid` on the listeners (a username can only open its own session)."""
         self._tmp = None if workdir else tempfile.mkdtemp(prefix="sf-mosquitto-")
         self.dir = Path(workdir or self._tmp)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -82,6 +91,8 @@ class Broker:
         if tls is not None and not tls.port:
             tls.port = free_port()
         self.users, self.acl, self.extra = users, acl, extra
+        self.bind_clientid, self.config = bind_clientid, config
+        self.ports = list(ports) if ports else [self.port] + ([tls.port] if tls else [])
         self.proc: subprocess.Popen | None = None
         self.conf_path = self.dir / "mosquitto.conf"
         self.log_path = self.dir / "mosquitto.log"
@@ -99,6 +110,9 @@ class Broker:
         return self.proc is not None and self.proc.poll() is None
 
     def write_config(self) -> Path:
+        if self.config is not None:
+            self.conf_path.write_text(self.config)
+            return self.conf_path
         conf = DEV_CONF.read_text()
         lines = [conf, f"persistence_location {self.dir}/", f"log_dest file {self.log_path}"]
         if os.geteuid() == 0:
@@ -115,12 +129,13 @@ class Broker:
             (self.dir / "acl").write_text(self.acl)
             lines.append(f"acl_file {self.dir / 'acl'}")
         lines.append(self.extra)
-        lines.append(f"listener {self.port} 127.0.0.1")
+        bind = ["use_username_as_clientid true"] if self.bind_clientid else []
+        lines += [f"listener {self.port} 127.0.0.1"] + bind  # listener options go below their listener
         if self.tls is not None:
             t = self.tls
             lines += [f"listener {t.port} 127.0.0.1", f"cafile {t.ca_file}", f"certfile {t.cert_file}",
                       f"keyfile {t.key_file}", f"require_certificate {'true' if t.require_certificate else 'false'}",
-                      "use_identity_as_username true", "tls_version tlsv1.2"]
+                      "use_identity_as_username true", "tls_version tlsv1.2"] + bind
         self.conf_path.write_text("\n".join(lines) + "\n")
         return self.conf_path
 
@@ -136,7 +151,7 @@ class Broker:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
                 tail = self.log_path.read_text()[-2000:] if self.log_path.exists() else ""
                 raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err}\n{tail}")
-            if _port_open(self.port) and (self.tls is None or _port_open(self.tls.port)):
+            if all(_port_open(p) for p in self.ports):
                 log.info("mosquitto pid %d on 127.0.0.1:%d", self.proc.pid, self.port)
                 return self
             time.sleep(0.01)
@@ -201,14 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="run a dev broker until Ctrl-C")
     r.add_argument("--port", type=int, default=1883)
     r.add_argument("--dir", help="persistence dir (default: a temp dir)")
-    a = sub.add_parser("acl", help="print per-device ACL blocks (plus the cloud user)")
-    a.add_argument("pairs", nargs="+", metavar="STORE DEVICE")
+    sub.add_parser("acl", help="print the production pattern ACL (the same for every device)")
     args = p.parse_args(argv)
     if args.cmd == "acl":
-        if len(args.pairs) % 2:
-            p.error("give STORE DEVICE pairs")
-        pairs = list(zip(args.pairs[::2], args.pairs[1::2]))
-        print("\n".join(acl_for_device(s, d) for s, d in pairs) + "\n" + CLOUD_ACL)
+        print(prod_acl(), end="")
         return 0
     logging.basicConfig(level=logging.INFO)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill PID` stops mosquitto too

@@ -96,6 +96,46 @@ def write_signed(path: Path, payload: dict, key: Ed25519PrivateKey) -> None:
     tmp.replace(path)
 
 
+MAX_DOCUMENT_BYTES = 16 << 20  # a signed manifest is a few KiB; refuse anything absurd before parsing it
+
+
+def parse_document(raw: bytes | str, public_key: str | Path | bytes | Ed25519PublicKey, *,
+                   what: str = "manifest", max_bytes: int = MAX_DOCUMENT_BYTES) -> dict:
+    """Verify a signed document held in memory and return its payload (a dict).
+
+    Raises SignatureError (and nothing else) for any input: too large, not UTF-8 JSON, nested too deep for the
+    parser, wrong shape or format, bad base64, or a signature that does not verify with public_key."""
+    pub = load_public_key(public_key)
+    if len(raw) > max_bytes:
+        raise SignatureError(f"{what}: {len(raw)} bytes is over the {max_bytes}-byte limit")
+    try:
+        doc = json.loads(raw)
+    except RecursionError:
+        raise SignatureError(f"{what}: not a signed {FORMAT} document (nested too deep)") from None
+    except (ValueError, TypeError):  # JSONDecodeError, UnicodeDecodeError
+        raise SignatureError(f"{what}: not a signed {FORMAT} document (not JSON)") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("payload"), dict) \
+            or not isinstance(doc.get("signature"), dict):
+        raise SignatureError(f"{what}: not a signed {FORMAT} document")
+    payload, sig = doc["payload"], doc["signature"]
+    if doc.get("format") != FORMAT or sig.get("algorithm") != "ed25519" or not isinstance(sig.get("value"), str):
+        raise SignatureError(f"{what}: not a signed {FORMAT} document")
+    try:
+        value = base64.b64decode(sig["value"], validate=True)
+        message = canonical(payload)
+    except (ValueError, TypeError, RecursionError):  # binascii.Error is a ValueError
+        raise SignatureError(f"{what}: not a signed {FORMAT} document") from None
+    try:
+        pub.verify(value, message)
+    except InvalidSignature:
+        kid = sig.get("key_id")
+        hint = "" if kid == key_id(pub) else \
+            f" (signed by key {str(kid)[:32]}, verifying with key {key_id(pub)})"
+        raise SignatureError(f"{what}: BAD SIGNATURE: the manifest was modified or not signed by this key{hint}") \
+            from None
+    return payload
+
+
 def verify_manifest(path: str | Path, public_key: str | Path | bytes | Ed25519PublicKey,
                     check_files: bool = True) -> dict:
     """Verify a signed built.json; with check_files, also every listed file's size and sha256 (paths relative
@@ -103,29 +143,28 @@ def verify_manifest(path: str | Path, public_key: str | Path | bytes | Ed25519Pu
     path = Path(path)
     pub = load_public_key(public_key)
     try:
-        doc = json.loads(path.read_text())
-        payload, sig = doc["payload"], doc["signature"]
-        if doc.get("format") != FORMAT or sig.get("algorithm") != "ed25519":
-            raise KeyError("format")
-        raw = base64.b64decode(sig["value"], validate=True)
+        with open(path, "rb") as f:
+            raw = f.read(MAX_DOCUMENT_BYTES + 1)
     except FileNotFoundError:
         raise SignatureError(f"{path}: signed manifest not found") from None
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise SignatureError(f"{path}: not a signed {FORMAT} document") from None
-    try:
-        pub.verify(raw, canonical(payload))
-    except InvalidSignature:
-        hint = "" if sig.get("key_id") == key_id(pub) else \
-            f" (signed by key {sig.get('key_id')}, verifying with key {key_id(pub)})"
-        raise SignatureError(f"{path}: BAD SIGNATURE: the manifest was modified or not signed by this key{hint}") \
-            from None
+    except OSError as e:
+        raise SignatureError(f"{path}: cannot read: {e.strerror}") from None
+    payload = parse_document(raw, pub, what=str(path))
     if check_files:
         verify_files(path.parent, payload)
     return payload
 
 
 def verify_files(root: Path, payload: dict) -> None:
-    for rel, meta in sorted(payload.get("files", {}).items()):
+    """Every file the payload lists exists under root with its signed size and sha256; SignatureError if not
+    (also for a malformed `files` table or a name that would leave root)."""
+    files = payload.get("files", {}) if isinstance(payload, dict) else None
+    if not isinstance(files, dict):
+        raise SignatureError("signed manifest: `files` is not a table")
+    for rel, meta in sorted(files.items()):
+        if not isinstance(meta, dict) or not isinstance(meta.get("size_bytes"), int) \
+                or not isinstance(meta.get("sha256"), str) or not _safe_relative(rel):
+            raise SignatureError(f"signed manifest: entry {str(rel)[:80]!r} is malformed")
         f = root / rel
         if not f.is_file():
             raise SignatureError(f"{f}: listed in the signed manifest but missing")
@@ -138,3 +177,10 @@ def verify_files(root: Path, payload: dict) -> None:
                 h.update(b)
         if h.hexdigest() != meta["sha256"]:
             raise SignatureError(f"{f}: sha256 {h.hexdigest()} != signed {meta['sha256']} (file was modified)")
+
+
+def _safe_relative(rel) -> bool:
+    """A relative path inside its folder: no absolute path, no `..`, no empty or NUL part."""
+    if not isinstance(rel, str) or not rel or "\x00" in rel or rel.startswith(("/", "\\")):
+        return False
+    return all(part not in ("", ".", "..") for part in rel.replace("\\", "/").split("/"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -15,12 +16,12 @@ class SyncConfig(StrictModel):
 
     # identity and security
     client_id: str = Field("", max_length=128, description="MQTT client id; '' = the device id")
-    username: str = Field("", max_length=128, description="'' = no username; convention: '<store>.<device>'")
+    username: str = Field("", max_length=128, description="'' = no username; convention: '<store>/<device>'")
     password: str = ""
     password_file: str = ""  # read at start (first line); wins over `password`
     tls: bool = False
     ca_file: str = ""  # CA of the broker certificate (tls = true)
-    cert_file: str = ""  # client certificate (CN = username when the broker uses use_identity_as_username)
+    cert_file: str = ""  # client certificate, CN "<store>/<device>" (`edge fleet provision`): username and client id
     key_file: str = ""
 
     # session
@@ -39,6 +40,8 @@ class SyncConfig(StrictModel):
     # outbox
     max_outbox_mb: float = Field(256.0, gt=0, description="stored payload budget; telemetry dropped first, alerts never")
     max_event_bytes: int = Field(64 << 10, ge=256)
+    durable_streams: list[Literal["alerts", "events", "telemetry"]] = Field(
+        ["alerts"], description="streams committed with fsync (survive a power cut); the rest survive a crash")
 
     # telemetry and commands
     telemetry_interval_s: float = Field(60.0, ge=0, description="0 = no periodic telemetry")
@@ -49,6 +52,9 @@ class SyncConfig(StrictModel):
     model_updates: bool = True  # accept signed model updates offered over MQTT (needs a broker)
     update_public_key: str = ""  # PEM of the fleet's model-signing key; "" = the model cache's key
     update_max_bytes_per_s: float = Field(0.0, ge=0, description="download rate cap; 0 = none")
+    update_manifest_timeout_s: float = Field(5.0, gt=0, le=300,
+                                             description="an offered version whose manifest does not arrive "
+                                                         "within this time fails")
 
     @model_validator(mode="after")
     def _tls_files(self) -> "SyncConfig":

@@ -201,7 +201,7 @@ class Consumer:
         obj = payloads.decode(raw, max_bytes=64 << 10, max_depth=16)
         if not isinstance(obj, dict):
             raise PayloadError("state is not an object")
-        bd = obj.get("bdSeq") if isinstance(obj.get("bdSeq"), int) else None
+        bd = obj.get("bdSeq") if isinstance(obj.get("bdSeq"), int) and abs(obj["bdSeq"]) <= payloads.MAX_SEQ else None
         with self._lock:
             row = self.db.execute("SELECT status, bdseq FROM states WHERE store=? AND device=?",
                                   (parsed.store, parsed.device)).fetchone()
@@ -211,7 +211,8 @@ class Consumer:
                 log.info("stale offline state of %s/%s ignored (bdSeq %s < %s)", parsed.store, parsed.device, bd, row[1])
                 return
             self.db.execute("INSERT OR REPLACE INTO states VALUES (?,?,?,?,?,?)",
-                            (parsed.device, parsed.store, str(obj.get("status")), bd, raw.decode(), time.time()))
+                            (parsed.device, parsed.store, str(obj.get("status"))[:32], bd,
+                             bytes(raw).decode(errors="replace"), time.time()))
 
     def _store_result(self, parsed: topics.Parsed, raw: bytes) -> None:
         obj = payloads.decode(raw, max_bytes=256 << 10, max_depth=32)
@@ -220,7 +221,8 @@ class Consumer:
         with self._lock:
             self.db.execute("INSERT INTO results (device, store, cmd, cmd_id, status, payload, received_ts) "
                             "VALUES (?,?,?,?,?,?,?)", (parsed.device, parsed.store, parsed.name,
-                                                      str(obj.get("id")), str(obj.get("status")), raw.decode(), time.time()))
+                                                      str(obj.get("id"))[:64], str(obj.get("status"))[:32],
+                                                      bytes(raw).decode(errors="replace"), time.time()))
 
     # ------------------------------------------------------------------ acks
     def _mark_all_dirty(self) -> None:

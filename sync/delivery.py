@@ -8,12 +8,16 @@
   token bucket (`backlog_rate` events/s); live rows go first and are not paced.
 - A permanent refusal (0x87 not authorized, 0x90 bad topic, 0x95 too large, 0x99 bad payload) or a record
   larger than the broker's maximum packet moves rows to the dead-letter table.
+- An ack is trusted only for what this device sent: an ack of another epoch, or one whose `upto` is beyond the
+  highest seq ever handed to MQTT in this epoch (`Outbox.sent_hi`, persisted before the publish), is refused:
+  counted (`acks_refused`), logged, and no row is deleted.
 
 All outbox I/O happens on this loop's thread; MQTT callbacks only queue notifications.
 """
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import threading
 import time
@@ -21,6 +25,7 @@ from typing import Callable
 
 from sync import payloads
 from sync.outbox import RELIABLE, TELEMETRY, Outbox
+from sync.payloads import GAP_KIND
 from sync.topics import DeviceTopics
 
 log = logging.getLogger(__name__)
@@ -36,8 +41,10 @@ class Delivery:
 
     def __init__(self, outbox: Outbox, topics: DeviceTopics, publish: Publish, *, window: int = 20,
                  batch_max: int = 100, batch_bytes: int = 64 << 10, ack_timeout_s: float = 10.0,
-                 backlog_rate: float = 2000.0, ack_wait_s: float = 0.5) -> None:
+                 backlog_rate: float = 2000.0, ack_wait_s: float = 0.5,
+                 request_ack: Callable[[], None] | None = None) -> None:
         self.outbox, self.topics, self._publish = outbox, topics, publish
+        self._request_ack = request_ack  # re-subscribe to the retained ack (called on a go-back)
         self.window, self.batch_max, self.batch_bytes = window, batch_max, batch_bytes
         self.ack_timeout_s, self.backlog_rate, self.ack_wait_s = ack_timeout_s, backlog_rate, ack_wait_s
         self.max_packet = 256 << 20  # updated from CONNACK MaximumPacketSize
@@ -61,8 +68,10 @@ class Delivery:
         self._goback_timeout = ack_timeout_s
         self._tokens = 0.0
         self._tokens_at = time.monotonic()
+        self._sent_hi = outbox.sent_hi
+        self._refused_logged_at = -1e9
         self.stats = {"messages": 0, "sent": 0, "historical": 0, "go_backs": 0, "puback_failures": 0,
-                      "last_error": None}
+                      "last_error": None, "acks_refused": 0, "last_ack_refused": None}
 
     # ------------------------------------------------------------------ notifications (any thread)
     def notify_connected(self, max_packet: int | None = None) -> None:
@@ -128,11 +137,14 @@ class Delivery:
             if kind == "puback":
                 self._on_puback(note[1], note[2], note[3], tel_done)
             elif kind == "ack":
-                if note[1] == self.outbox.epoch:
-                    best_ack = max(best_ack or 0, note[2])
-                    self._ack_seen = True
+                epoch, upto = note[1], note[2]
+                if epoch != self.outbox.epoch:
+                    self._refuse_ack(f"ack for epoch {epoch[:32]!r}, mine is {self.outbox.epoch!r}")
+                elif upto > self._sent_hi:
+                    self._refuse_ack(f"ack upto {upto} is beyond the highest seq sent in this epoch ({self._sent_hi})")
                 else:
-                    log.debug("ignoring ack for epoch %s (mine is %s)", note[1], self.outbox.epoch)
+                    best_ack = max(best_ack or 0, upto)
+                    self._ack_seen = True
             elif kind == "connected":
                 self._on_connected(note[1])
             elif kind == "disconnected":
@@ -147,6 +159,16 @@ class Delivery:
             self._goback_timeout = self.ack_timeout_s
             self._hist_next = max(self._hist_next, best_ack + 1)
             self._live_next = max(self._live_next, best_ack + 1)
+
+    def _refuse_ack(self, why: str) -> None:
+        """Count and log (at most every 10 s) an ack that must not delete anything."""
+        self.stats["acks_refused"] += 1
+        self.stats["last_ack_refused"] = why
+        now = time.monotonic()
+        if now - self._refused_logged_at >= 10.0:
+            self._refused_logged_at = now
+            log.warning("refused %s (forged or misrouted: no row deleted; %d refused so far)", why,
+                        self.stats["acks_refused"])
 
     def _on_connected(self, max_packet: int | None) -> None:
         now = time.monotonic()
@@ -208,6 +230,8 @@ class Delivery:
             self._hist_end = max(self._hist_end, self._live_next)
             self._progress_at = now
             self._goback_timeout = min(self._goback_timeout * 2, self.ack_timeout_s * 16)
+            if self._request_ack is not None:  # the retained ack again: it may have come before we sent its rows
+                self._request_ack()
 
     # ------------------------------------------------------------------ sending
     def _fill_window(self) -> None:
@@ -218,6 +242,7 @@ class Delivery:
         rows = self.outbox.fetch(RELIABLE, self._live_next - 1, free * self.batch_max)
         if rows:
             self._live_next = rows[-1][0] + 1
+            self._note_sent(_highest(rows))
             free -= self._send(RELIABLE, rows, historical=False)
         # 2. telemetry (historical if older than this connection)
         if free > 0:
@@ -244,7 +269,15 @@ class Delivery:
             self._hist_next = rows[-1][0] + 1
             rows = [r for r in rows if r[0] not in self._pubacked and r[0] not in self._inflight_seqs]
             self._tokens -= len(rows)
+            if rows:
+                self._note_sent(_highest(rows))
             self._send(RELIABLE, rows, historical=True)
+
+    def _note_sent(self, seq: int) -> None:
+        """Persist the highest reliable seq handed to MQTT before publishing it (acks are checked against it)."""
+        if seq > self._sent_hi:
+            self.outbox.note_sent(seq)
+            self._sent_hi = seq
 
     def _tel_inflight(self, seq: int) -> bool:
         return any(t == TELEMETRY and seq in s for t, s, _ in self._inflight.values())
@@ -302,5 +335,18 @@ class Delivery:
         return 1
 
     def metrics(self) -> dict:
-        return {**self.stats, "connected": self.connected, "watermark": self.watermark,
+        return {**self.stats, "connected": self.connected, "watermark": self.watermark, "sent_hi": self._sent_hi,
                 "inflight_messages": len(self._inflight), "awaiting_ack": len(self._pubacked)}
+
+
+def _highest(rows: list[tuple]) -> int:
+    """Highest seq a batch of reliable rows covers: a `_gap` record covers up to its `data.to`, so the cloud's
+    watermark may legitimately pass its own seq."""
+    hi = rows[-1][0]
+    for seq, _stream, kind, body, _created in rows:
+        if kind == GAP_KIND:
+            try:
+                hi = max(hi, int(json.loads(body)["data"]["to"]))
+            except (ValueError, KeyError, TypeError):
+                pass
+    return hi

@@ -1,5 +1,6 @@
-"""`edge fleet ...`: list devices from their retained state, send a command to a device, a store or the fleet;
-model updates (publish-model, unpublish-model, rollout, status) live in sync/rollout_cli.py."""
+"""`edge fleet ...`: list devices from their retained state, send a command to a device, a store or the fleet,
+provision a device's certificate (sync/provision.py); model updates (publish-model, unpublish-model, rollout,
+status) live in sync/rollout_cli.py."""
 from __future__ import annotations
 
 import argparse
@@ -24,20 +25,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--args", default="{}", help="JSON object")
     s.add_argument("--timeout", type=float, default=5.0, help="seconds to collect results")
     rollout_cli.add_arguments(sub)
+    from sync import provision
+
+    provision.add_arguments(sub.add_parser("provision", help="issue a device's certificate (fleet CA) and its "
+                                                             "[sync] config snippet; access comes from the "
+                                                             "pattern ACL"))
 
 
 def run(args) -> int:
     if args.fleet_cmd in rollout_cli.COMMANDS:
         return rollout_cli.run(args)
+    if args.fleet_cmd == "provision":
+        from sync import provision
+
+        return provision.run(args)
     return _list(args) if args.fleet_cmd == "list" else _send(args)
 
 
 def _list(args) -> int:
-    from sync import topics
     from sync.consumer import options_from_args
-    from sync.rollout import read_retained
+    from sync.rollout import read_states
 
-    states = read_retained(options_from_args(args), topics.STATE_FILTER, args.wait, {"status": "unreadable"})
+    states = read_states(options_from_args(args), args.wait)
+    rollout_cli.report_skipped(states.skipped)
     for (store, device), st in sorted(states.items()):
         if args.json:
             print(json.dumps({"store": store, "device": device, **st}))

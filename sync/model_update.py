@@ -6,7 +6,8 @@ States (reported retained on `retail/v1/{store}/{device}/update`, as `model_upda
 SUCCEEDED, FAILED, ROLLED_BACK. FAILED means nothing active changed; ROLLED_BACK means the new version is not
 active (self-test or health check failed, or the fleet asked) and the previous one is.
 
-`ModelUpdateAgent` is the façade: a job queue and worker thread over three parts,
+`ModelUpdateAgent` is the façade: bounded offer queue (one pending offer per model, the latest) and a worker
+thread over three parts,
 - `UpdateTransport` (sync/update_transport.py): commands, manifest/chunk subscriptions, the retained status;
 - `UpdateInstaller` (sync/update_installer.py): the download/verify/self-test/activate/rollback state machine;
 - `ModelStore` (sync/update_installer.py): the `current` symlinks and agent.json (active, previous, floor).
@@ -15,25 +16,52 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import time
 
 from edge.core.device import DeviceIdentity
 from edge.core.events import Event
 from models.zoo import ModelZoo
+from sync.commands import CommandError
 from sync.update_installer import ModelStore, OnActivated, UpdateInstaller
-from sync.update_job import DOWNLOADING, QUEUED, SUCCEEDED, TERMINAL, Job, OfferArgs, UpdateOptions
+from sync.update_job import (DOWNLOADING, FAILED, QUEUED, STOPPING, SUCCEEDED, TERMINAL, Job, OfferArgs,
+                             RollbackArgs, UpdateOptions)
 from sync.update_transport import UpdateTransport
 
 __all__ = ["ModelUpdateAgent", "OnActivated", "UpdateOptions"]
 
 log = logging.getLogger(__name__)
 
+SETTLE_S = 0.05  # an offer starts once it is this old: a burst of offers is coalesced into its last one
+EARLY_EVENTS_PER_MIN = 10  # per model: FAILED events of jobs refused before a verified manifest (not published...)
+
+
+class _Bucket:
+    """Token bucket: `take()` is True at most `burst` times at once and `rate_per_s` on average."""
+
+    def __init__(self, burst: float, rate_per_s: float) -> None:
+        self.burst, self.rate, self.tokens, self.t = burst, rate_per_s, burst, time.monotonic()
+        self.suppressed = 0
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+        self.t = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        self.suppressed += 1
+        return False
+
 
 class ModelUpdateAgent:
     """Runs update jobs one at a time on its own thread. `on_activated(name, version) -> bool` is the runtime's
-    post-activation health check (reload the model, run it); False or an exception rolls back."""
+    post-activation health check (reload the model, run it); False or an exception rolls back.
+
+    Offers are bounded: per model only the latest pending offer is kept (an earlier one is reported FAILED
+    "superseded"), and a new offer also cancels that model's running job while it still waits for its manifest.
+    Offers that can be refused at once (unknown model, downgrade/replay, no key) are answered with a command
+    error and leave no job, no folder and no event."""
 
     def __init__(self, identity: DeviceIdentity, zoo: ModelZoo, service, on_activated: OnActivated,
                  options: UpdateOptions | None = None) -> None:
@@ -42,30 +70,47 @@ class ModelUpdateAgent:
         self.store = ModelStore(zoo)
         self.transport = UpdateTransport(identity, service, self.opts, on_update=self._offer,
                                          on_rollback=self._rollback)
-        self.installer = UpdateInstaller(self.store, self.transport, self.opts, on_activated, self._report)
-        self._lock = threading.Lock()  # guards _job and _queued
-        self._work: queue.Queue = queue.Queue()
-        self._job: Job | None = None
-        self._queued: dict[str, Job] = {}
+        self.installer = UpdateInstaller(self.store, self.transport, self.opts, on_activated, self._report,
+                                         self._audit)
+        self._cv = threading.Condition()  # guards everything below
+        self._job: Job | None = None  # running
+        self._resume: list[Job] = []  # unfinished jobs found at start: run first
+        self._pending: dict[str, Job] = {}  # model -> latest pending offer, in arrival order
+        self._rollbacks: dict[str, RollbackArgs] = {}  # model -> latest accepted rollback
+        self._stopping = False
         self._thread: threading.Thread | None = None
+        self._early: dict[str, _Bucket] = {}
+        self._refusal_log = _Bucket(5, 0.2)
+        self.counters = {"offers": 0, "offers_refused": 0, "superseded": 0, "rollbacks": 0,
+                         "rollbacks_refused": 0, "events_suppressed": 0}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "ModelUpdateAgent":
-        """Start the worker; an unfinished job (crash, kill -9) is resumed from the chunks on disk."""
-        for job, was in self.store.unfinished_jobs():
-            log.info("resuming update %s (was %s)", job.key, was)
-            self._enqueue(job)
+        """Start the worker. `updates/` is cleaned first: an unfinished job that can still continue (crash,
+        kill -9) resumes from the chunks on disk, pending offers are queued again, everything else is deleted."""
+        resume, pending = self.store.startup(self.installer.can_continue)
+        with self._cv:
+            self._resume = resume
+            for job in pending:
+                self._pending[job.name] = job
+        for job in resume + pending:
+            log.info("update %s: %s at start", job.key, "resuming" if job in resume else "queued again")
+            self._report(job, event=False)
         self._publish_models()
         self._thread = threading.Thread(target=self._run, name="model-update", daemon=True)
         self._thread.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self._job is not None:
-            self._job.cancel.set()
-        self._work.put(None)
+        """Stop the worker; a running job is interrupted and resumes at the next start."""
+        with self._cv:
+            self._stopping = True
+            if self._job is not None:
+                self._job.cancel_with(STOPPING)
+            self._cv.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+        self.store.flush()
 
     def active(self, name: str) -> str | None:
         """Active version of a model: the `current` symlink, else the zoo's built version, else None."""
@@ -75,77 +120,167 @@ class ModelUpdateAgent:
         """Per model: active, previous, floor, installed versions and the last job."""
         return self.store.models()
 
+    def metrics(self) -> dict:
+        """Offer and rollback counters (refused, superseded) and messages the transport dropped."""
+        return {**self.counters, "transport_dropped": self.transport.dropped}
+
     # ------------------------------------------------------------------ commands (command worker thread)
     def _offer(self, a: OfferArgs) -> dict:
+        self.counters["offers"] += 1
         if self.active(a.name) == a.version:
             return {"state": SUCCEEDED, "note": f"{a.name}@{a.version} is already active"}
+        why = self.installer.refusal(a.name, a.version)
+        if why is not None:
+            self.counters["offers_refused"] += 1
+            if self._refusal_log.take():
+                log.warning("offer of %s@%s refused: %s (%d more refusals not logged)", a.name, a.version, why,
+                            self._refusal_log.suppressed)
+            raise CommandError(why)
         job = Job(a.name, a.version, a.rollout)
-        with self._lock:
+        with self._cv:
             cur = self._job
-            if (cur and cur.key == job.key and not cur.cancel.is_set()) or job.key in self._queued:
-                return {"state": (cur.state if cur and cur.key == job.key else QUEUED), "note": "already in progress"}
-        self._enqueue(job)
+            if cur is not None and cur.key == job.key and not cur.cancel.is_set():
+                return {"state": cur.state, "note": "already in progress"}
+            old = self._pending.get(a.name)
+            if old is not None and old.key == job.key:
+                return {"state": QUEUED, "note": "already queued"}
+            self._pending.pop(a.name, None)
+            self._pending[a.name] = job
+            if cur is not None and cur.name == a.name and not cur.staged and cur.state in (QUEUED, DOWNLOADING):
+                cur.cancel_with(f"superseded by {a.version} before its manifest arrived")
+            self.store.set_pending(a.name, job)
+            self._cv.notify_all()
+        if old is not None:
+            self.counters["superseded"] += 1
+            self.installer.cancel_queued(old, f"superseded by a newer offer ({a.version}) before it started")
+        self._report(job, event=False)
         return {"state": QUEUED, "job": job.key}
 
-    def _rollback(self, a: OfferArgs) -> dict:
-        with self._lock:
-            cur = self._job
-            if cur is not None and cur.key == f"{a.name}@{a.version}":
-                cur.cancel.set()
-            queued = self._queued.pop(f"{a.name}@{a.version}", None)
-        if queued is not None:
-            queued.cancel.set()
-        self._work.put(("rollback", a))
-        return {"queued": True}
-
-    def _enqueue(self, job: Job) -> None:
-        with self._lock:
-            self._queued[job.key] = job
-        self._report(job)
-        self._work.put(("job", job))
+    def _rollback(self, a: RollbackArgs) -> dict:
+        """Roll back a.version (named by the sender as the version to roll back from): cancel its pending offer
+        or running job, or queue the swap back to the previous version if it is active; anything else is
+        refused as stale or replayed."""
+        key = f"{a.name}@{a.version}"
+        with self._cv:
+            cur, pend = self._job, self._pending.get(a.name)
+            resumed = next((j for j in self._resume if j.key == key), None)
+            if pend is not None and pend.key == key:
+                del self._pending[a.name]
+                self.store.set_pending(a.name, None, only_version=a.version)
+                action = "canceled_pending"
+            elif resumed is not None:
+                self._resume.remove(resumed)
+                pend, action = resumed, "canceled_pending"
+            elif cur is not None and cur.key == key and cur.state not in TERMINAL:
+                cur.cancel_with("canceled by a fleet rollback")
+                self._rollbacks[a.name] = a  # runs after the job: rolls back if it got activated meanwhile
+                action = "canceled"
+            else:
+                why = self.installer.rollback_refusal(a)
+                if why is None:
+                    self._rollbacks[a.name] = a
+                    self._cv.notify_all()
+                action = "queued" if why is None else "refused"
+        self.counters["rollbacks" if action != "refused" else "rollbacks_refused"] += 1
+        if action == "refused":
+            log.warning("model_rollback of %s refused: %s", key, why)
+            self._audit({"name": a.name, "version": a.version, "to": None, "action": "refused", "trigger": "fleet",
+                         "reason": why, "rollout": a.rollout}, limited=True)
+            raise CommandError(why)
+        if action == "canceled_pending":
+            self._audit({"name": a.name, "version": a.version, "to": self.active(a.name), "action": "canceled",
+                         "trigger": "fleet", "reason": a.reason or "rollback requested by the fleet",
+                         "rollout": a.rollout})
+            self.installer.cancel_queued(pend, "canceled by a fleet rollback before it started")
+        elif action == "canceled":
+            self._audit({"name": a.name, "version": a.version, "to": self.active(a.name), "action": "canceled",
+                         "trigger": "fleet", "reason": a.reason or "rollback requested by the fleet",
+                         "rollout": a.rollout})
+        return {"action": action, "version": a.version}
 
     # ------------------------------------------------------------------ worker
+    def _next(self) -> tuple[str, object] | None:
+        """The next piece of work (rollbacks first, then resumed jobs, then offers in arrival order)."""
+        with self._cv:
+            while True:
+                while not self._stopping and not (self._rollbacks or self._resume or self._pending):
+                    self._cv.wait()
+                if self._stopping or self._rollbacks or self._resume:
+                    break
+                young = SETTLE_S - (time.time() - next(iter(self._pending.values())).started)
+                if young <= 0:
+                    break
+                self._cv.wait(young)
+            if self._stopping:
+                return None
+            if self._rollbacks:
+                name = next(iter(self._rollbacks))
+                return "rollback", self._rollbacks.pop(name)
+            job = self._resume.pop(0) if self._resume else self._pending.pop(next(iter(self._pending)))
+            self._job = job
+            return "job", job
+
     def _run(self) -> None:
         while True:
-            item = self._work.get()
+            item = self._next()
             if item is None:
                 return
             kind, obj = item
             try:
                 if kind == "job":
-                    with self._lock:
-                        canceled = self._queued.get(obj.key) is not obj
-                        if not canceled:
-                            self._queued.pop(obj.key)
-                            self._job = obj
-                    if canceled:
-                        self.installer.cancel_queued(obj)
-                    else:
-                        self.installer.run_job(obj)
+                    self.installer.run_job(obj)
                 else:
                     self.installer.run_rollback(obj)
             except Exception:  # never kill the worker
                 log.exception("model update %s failed unexpectedly", kind)
             finally:
-                with self._lock:
+                with self._cv:
                     self._job = None
+                    again = self._pending.get(obj.name) if kind == "job" else None
+                    if kind == "job" and obj.state in TERMINAL and (again is None or again.version != obj.version):
+                        self.store.set_pending(obj.name, None, only_version=obj.version)
                 self.transport.release()
 
     # ------------------------------------------------------------------ reporting
-    def _report(self, job: Job) -> None:
-        """Retained status + outbox event + device state; job.json for crash recovery."""
+    def _report(self, job: Job, event: bool = True) -> None:
+        """Retained status, outbox event (not for offers, progress ticks, superseded offers; FAILED before a
+        verified manifest rate-limited per model), device state; job.json for crash recovery."""
         seq = self.store.note_report(job)
         self.store.save_job(job)
         d = job.to_dict()
         status = {"v": 1, "device": self.identity.id, "store": self.identity.store, "seq": seq, "ts": time.time(),
                   "job": d, "models": self.models()}
         self.transport.publish_status(json.dumps(status, separators=(",", ":")).encode())
-        if job.state != DOWNLOADING or "chunks_done" not in job.progress:  # progress ticks: status topic only
-            self.svc.outbox.emit(Event("model_update", {k: d[k] for k in ("name", "version", "rollout", "state",
-                                                                         "reason", "phase", "timings")},
-                                       stream="events"))
-        if job.state in TERMINAL:
+        if event and self._wants_event(job):
+            data = {k: d[k] for k in ("name", "version", "rollout", "state", "reason", "phase", "timings")}
+            self.svc.outbox.emit(Event("model_update", data, stream="events"))
+        if job.state in TERMINAL and not (job.reason or "").startswith("superseded"):
             self._publish_models()
+
+    def _wants_event(self, job: Job) -> bool:
+        if job.state == QUEUED:
+            return False  # offers: the command result and the status say it
+        if job.state == DOWNLOADING:
+            return job.staged and "chunks_done" not in job.progress  # once, when its manifest is verified
+        if job.state != FAILED or job.staged:
+            return True
+        if job.reason and job.reason.startswith("superseded"):
+            return False
+        bucket = self._early.setdefault(job.name, _Bucket(EARLY_EVENTS_PER_MIN, EARLY_EVENTS_PER_MIN / 60))
+        if bucket.take():
+            return True
+        self.counters["events_suppressed"] += 1
+        return False
+
+    def _audit(self, data: dict, limited: bool = False) -> None:
+        """A `model_rollback` event (every rollback, cancel and refused rollback; refusals rate-limited)."""
+        if limited:
+            bucket = self._early.setdefault("rollback-refusals", _Bucket(EARLY_EVENTS_PER_MIN,
+                                                                          EARLY_EVENTS_PER_MIN / 60))
+            if not bucket.take():
+                self.counters["events_suppressed"] += 1
+                return
+        self.svc.outbox.emit(Event("model_rollback", dict(data), stream="events"))
 
     def _publish_models(self) -> None:
         self.svc.set_state(model_updates=self.models())

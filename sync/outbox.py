@@ -6,8 +6,13 @@ Two tables with their own monotonic `seq` (AUTOINCREMENT, never reused):
   (highest contiguous seq stored in the cloud) covers it.
 - ``telemetry`` rows are deleted on PUBACK.
 
-`emit()` commits before it returns (WAL, synchronous=NORMAL: survives a process crash, not a power cut).
-Invalid events go to the ``dead_letter`` table instead of raising into the caller.
+`emit()` commits before it returns. Durability per stream: streams in `durable_streams` (default: alerts) are
+committed with `synchronous=FULL` (the WAL is fsynced before `emit` returns: survives a power cut), the others
+with `synchronous=NORMAL` (survives a process crash; a power cut may lose the last commits). Invalid events go
+to the ``dead_letter`` table instead of raising into the caller.
+
+`sent_hi` (in ``meta``) is the highest reliable seq ever handed to MQTT in this epoch, persisted before the
+publish: the delivery loop refuses a cloud ack beyond it (a forged ack must never delete unsent rows).
 
 Disk budget (`max_bytes` of stored payload): over budget, the oldest telemetry is dropped first, then the
 oldest events; dropped event seqs are replaced by one small gap record per run (kind `_gap`) so the cloud's
@@ -46,8 +51,11 @@ class Outbox:
     """SQLite outbox. Thread-safe (one connection, one lock); `emit` may be called from any thread."""
 
     def __init__(self, path: str | Path, *, max_bytes: int = 256 << 20, max_event_bytes: int = 64 << 10,
-                 max_depth: int = payloads.MAX_DEPTH) -> None:
+                 max_depth: int = payloads.MAX_DEPTH, durable_streams: tuple[str, ...] | list[str] = ("alerts",)
+                 ) -> None:
         self.path = Path(path)
+        self.durable_streams = frozenset(durable_streams)
+        self.sent_hi = 0
         self.max_bytes = max_bytes
         self.max_event_bytes = max_event_bytes
         self.max_depth = max_depth
@@ -74,6 +82,14 @@ class Outbox:
             db.execute("INSERT INTO meta VALUES ('epoch', ?)", (uuid.uuid4().hex[:16],))
             row = db.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()
         self.epoch = row[0]
+        row = db.execute("SELECT value FROM meta WHERE key='sent_hi'").fetchone()
+        if row is None:  # an outbox from before sent_hi: trust only what the cloud already acked (rows deleted)
+            lo = db.execute("SELECT MIN(seq) FROM reliable").fetchone()[0]
+            hi = db.execute("SELECT seq FROM sqlite_sequence WHERE name='reliable'").fetchone()
+            self.sent_hi = (lo - 1) if lo is not None else (hi[0] if hi else 0)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('sent_hi', ?)", (str(self.sent_hi),))
+        else:
+            self.sent_hi = int(row[0])
         for tbl in (RELIABLE, TELEMETRY):
             for stream, n, size in db.execute(f"SELECT stream, COUNT(*), COALESCE(SUM(size),0) FROM {tbl} GROUP BY stream"):
                 self._rows[stream] = self._rows.get(stream, 0) + n
@@ -116,9 +132,16 @@ class Outbox:
             return None
         tbl = TELEMETRY if stream == "telemetry" else RELIABLE
         size = len(body) + ROW_OVERHEAD
+        durable = stream in self.durable_streams
         with self._lock:
-            cur = self.db.execute(f"INSERT INTO {tbl} (stream, kind, body, size, created) VALUES (?,?,?,?,?)",
-                                  (stream, event.kind, body, size, time.time()))
+            if durable:
+                self.db.execute("PRAGMA synchronous=FULL")
+            try:
+                cur = self.db.execute(f"INSERT INTO {tbl} (stream, kind, body, size, created) VALUES (?,?,?,?,?)",
+                                      (stream, event.kind, body, size, time.time()))
+            finally:
+                if durable:
+                    self.db.execute("PRAGMA synchronous=NORMAL")
             self._rows[stream] += 1
             self._bytes[tbl] += size
             self.counters["emitted"][stream] += 1
@@ -221,6 +244,14 @@ class Outbox:
         with self._lock:
             row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (tbl,)).fetchone()
             return row[0] if row else 0
+
+    def note_sent(self, seq: int) -> None:
+        """Persist that reliable rows up to seq are being handed to MQTT (called before the publish)."""
+        if seq <= self.sent_hi:
+            return
+        with self._lock:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('sent_hi', ?)", (str(seq),))
+            self.sent_hi = seq
 
     def min_seq(self, tbl: str = RELIABLE) -> int | None:
         with self._lock:
@@ -327,4 +358,4 @@ class Outbox:
         return {"depth": self.depth(), "bytes": self.stored_bytes(), "max_bytes": self.max_bytes,
                 "emitted": dict(self.counters["emitted"]), "dropped": dict(self.counters["dropped"]),
                 "acked": self.counters["acked"], "dead_lettered": self.counters["dead_lettered"],
-                "over_budget": self.counters["over_budget"], "epoch": self.epoch}
+                "over_budget": self.counters["over_budget"], "epoch": self.epoch, "sent_hi": self.sent_hi}

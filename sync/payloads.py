@@ -99,18 +99,36 @@ def batch(device: str, store: str, epoch: str, records: list[tuple[int, str]], h
     return (head + recs + "]}").encode()
 
 
+MAX_SEQ = (1 << 63) - 1  # SQLite INTEGER
+
+
 def parse_batch(raw: bytes, *, max_bytes: int = 16 << 20) -> dict:
-    """Parse and check a batch payload (consumer side). Raises PayloadError."""
+    """Parse and check a batch payload (consumer side): ids, epoch, and per record an int seq in SQLite's range,
+    kind and event_id strings, numeric or absent ts. Raises PayloadError."""
     obj = decode(raw, max_bytes=max_bytes, max_depth=MAX_DEPTH + 4)
     if not isinstance(obj, dict) or obj.get("v") != SCHEMA:
         raise PayloadError("not a v1 batch")
     for key, typ in (("device", str), ("store", str), ("epoch", str), ("events", list)):
         if not isinstance(obj.get(key), typ):
             raise PayloadError(f"batch field {key!r} missing or not {typ.__name__}")
+    if len(obj["epoch"]) > 64:
+        raise PayloadError("batch epoch longer than 64 characters")
+    for key in ("sent_ts",):
+        if obj.get(key) is not None and not _is_num(obj[key]):
+            raise PayloadError(f"batch field {key!r} is not a number")
     for rec in obj["events"]:
-        if not (isinstance(rec, dict) and isinstance(rec.get("seq"), int) and isinstance(rec.get("kind"), str)
-                and isinstance(rec.get("event_id"), str)):
+        if not (isinstance(rec, dict) and isinstance(rec.get("seq"), int) and not isinstance(rec["seq"], bool)
+                and 0 <= rec["seq"] <= MAX_SEQ and isinstance(rec.get("kind"), str) and len(rec["kind"]) <= 64
+                and isinstance(rec.get("event_id"), str) and len(rec["event_id"]) <= 128):
             raise PayloadError("batch record without int seq / kind / event_id")
+        if rec.get("ts") is not None and not _is_num(rec["ts"]):
+            raise PayloadError("batch record ts is not a number")
+        if rec.get("stream") is not None and not isinstance(rec["stream"], str):
+            raise PayloadError("batch record stream is not a string")
+        if rec["kind"] == GAP_KIND:
+            to = rec.get("data", {}).get("to") if isinstance(rec.get("data"), dict) else None
+            if not isinstance(to, int) or isinstance(to, bool) or not rec["seq"] <= to <= MAX_SEQ:
+                raise PayloadError("gap record without a valid 'to'")
     return obj
 
 
@@ -120,13 +138,13 @@ def ack(epoch: str, upto: int) -> bytes:
 
 
 def parse_ack(raw: bytes) -> tuple[str, int] | None:
-    """(epoch, upto) of an ack payload, or None if it is not one."""
+    """(epoch, upto) of an ack payload, or None if it is not one (never raises: any input is fine)."""
     try:
         obj = decode(raw, max_bytes=4096, max_depth=2)
     except PayloadError:
         return None
-    if (isinstance(obj, dict) and isinstance(obj.get("epoch"), str) and isinstance(obj.get("upto"), int)
-            and not isinstance(obj.get("upto"), bool)):
+    if (isinstance(obj, dict) and isinstance(obj.get("epoch"), str) and len(obj["epoch"]) <= 64
+            and isinstance(obj.get("upto"), int) and not isinstance(obj.get("upto"), bool)):
         return obj["epoch"], obj["upto"]
     return None
 
@@ -148,3 +166,57 @@ def result(device: str, store: str, name: str, cmd_id: str | None, ok: bool, *,
     return dumps({"v": SCHEMA, "id": cmd_id, "device": device, "store": store, "cmd": name,
                   "status": "ok" if ok else "error", "reason": reason, "result": data or {},
                   "ts": time.time()}).encode()
+
+
+# ---------------------------------------------------------------- retained messages read by fleet tools
+def decode_object(raw: bytes | str, *, max_bytes: int = 1 << 20, max_depth: int = 32) -> dict:
+    """A JSON object from an untrusted payload; PayloadError (with the reason) for anything else."""
+    obj = decode(raw, max_bytes=max_bytes, max_depth=max_depth)
+    if not isinstance(obj, dict):
+        raise PayloadError(f"not a JSON object ({type(obj).__name__})")
+    return obj
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) < 1e15
+
+
+def _opt(obj: dict, key: str, ok, what: str) -> None:
+    if key in obj and obj[key] is not None and not ok(obj[key]):
+        raise PayloadError(f"field {key!r} is not {what}")
+
+
+def check_state(obj: Any) -> dict:
+    """A retained device `state` as `edge fleet list` and `rollout --devices all` read it; PayloadError if not."""
+    if not isinstance(obj, dict):
+        raise PayloadError(f"not a JSON object ({type(obj).__name__})")
+    if not isinstance(obj.get("status"), str) or len(obj["status"]) > 32:
+        raise PayloadError("field 'status' missing or not a short string")
+    _opt(obj, "ts", lambda v: _is_num(v) and 0 <= v < 1e11, "a time stamp")
+    _opt(obj, "bdSeq", lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")
+    for key in ("kind", "sw"):
+        _opt(obj, key, lambda v: isinstance(v, str) and len(v) <= 256, "a short string")
+    _opt(obj, "model_updates", lambda v: isinstance(v, dict), "an object")
+    return obj
+
+
+def check_update_status(obj: Any) -> dict:
+    """A retained model-update status (`.../update`) as the fleet tools read it; PayloadError if not."""
+    if not isinstance(obj, dict):
+        raise PayloadError(f"not a JSON object ({type(obj).__name__})")
+    _opt(obj, "seq", lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")
+    job = obj.get("job")
+    if job is not None:
+        if not isinstance(job, dict):
+            raise PayloadError("field 'job' is not an object")
+        for key in ("name", "version", "state"):
+            if not isinstance(job.get(key), str) or len(job[key]) > 128:
+                raise PayloadError(f"field 'job.{key}' missing or not a short string")
+        for key in ("rollout", "reason", "phase"):
+            _opt(job, key, lambda v: isinstance(v, str), "a string")
+        _opt(job, "progress", lambda v: isinstance(v, dict) and all(
+            isinstance(x, (int, float, bool)) or x is None for x in v.values()), "an object of numbers")
+    models = obj.get("models")
+    if models is not None and not (isinstance(models, dict) and all(isinstance(m, dict) for m in models.values())):
+        raise PayloadError("field 'models' is not an object of objects")
+    return obj

@@ -4,7 +4,6 @@ Results are matched by the command `id` (echoed by the device) and the MQTT v5 c
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -48,8 +47,8 @@ class Requester:
 
     def _on_message(self, msg) -> None:
         try:
-            obj = json.loads(msg.payload)
-        except ValueError:
+            obj = payloads.decode(msg.payload, max_bytes=1 << 20, max_depth=32)
+        except payloads.PayloadError:  # junk on a result topic: kept raw, never raised
             obj = None
         with self._lock:
             self.raw.append((msg.topic, bytes(msg.payload), msg.properties))

@@ -2,7 +2,6 @@
 (waves with an abort threshold), read per-device update status. See docs/MODEL_UPDATES.md."""
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -16,6 +15,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from models import sign
 from sync import payloads, topics
 from sync.client import ClientOptions, MqttClient
+from sync.payloads import PayloadError
 from sync.update_manifest import build_payload, sign_payload
 
 log = logging.getLogger(__name__)
@@ -122,45 +122,69 @@ def publish_model(opts: ClientOptions, name: str, version: str, src: Path, key_p
     return out
 
 
-def unpublish_model(opts: ClientOptions, name: str, version: str, wait: float = 2.0) -> int:
-    """Clear the retained manifest and chunks of name@version (read from its manifest). Returns messages cleared."""
-    mtopic = topics.model_manifest(name, version)
-    with _Conn(opts, [mtopic]) as c:
+def unpublish_model(opts: ClientOptions, name: str, version: str, wait: float = 2.0, quiet_s: float = 0.5) -> int:
+    """Clear every retained message under `fleet/models/name/version/` (manifest and chunks, including junk a
+    broken or hostile publisher left there): found by subscribing to the version's subtree, so a malformed or
+    missing manifest does not matter. Returns messages cleared (0: nothing was published)."""
+    base = topics.model_base(name, version)
+    with _Conn(opts, [base + "/#"]) as c:
+        deadline, last = time.monotonic() + wait, (time.monotonic(), 0)
+        while time.monotonic() < deadline:  # retained messages come right after SUBACK: stop once they pause
+            with c.cv:
+                c.cv.wait(0.05)
+                n = len(c.messages)
+            if n != last[1]:
+                last = (time.monotonic(), n)
+            elif n and time.monotonic() - last[0] > quiet_s:
+                break
         with c.cv:
-            c.cv.wait_for(lambda: c.messages, wait)
-        raw = c.messages[0][1] if c.messages else b""
-        if not raw:
-            return 0
-        files = json.loads(raw)["payload"]["files"]
-        n = 0
-        for meta in files.values():
-            for i in range(len(meta["chunks"])):
-                c.publish(topics.model_chunk(name, version, meta["index"], i), b"", retain=True)
-                n += 1
-        c.publish(mtopic, b"", retain=True)
+            found = sorted({t for t, raw, retained in c.messages if retained and raw})
+        for t in found:
+            c.publish(t, b"", retain=True)
         c.flush()
-    return n + 1
+    log.info("unpublished %s@%s: %d retained messages cleared", name, version, len(found))
+    return len(found)
 
 
-def read_retained(opts: ClientOptions, topic_filter: str, wait: float, unreadable: dict) -> dict[tuple[str, str], dict]:
-    """Retained JSON per device under a device-topic filter: (store, device) -> payload (`unreadable` if not JSON)."""
+class Retained(dict):
+    """(store, device) -> validated payload; `skipped`: [(topic, reason)] of retained messages that were not
+    readable (not JSON, not an object, fields of the wrong type)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped: list[tuple[str, str]] = []
+
+
+def read_retained(opts: ClientOptions, topic_filter: str, wait: float, check=lambda obj: obj) -> Retained:
+    """Retained JSON per device under a device-topic filter, each checked with `check(obj)` (PayloadError:
+    skipped and listed in `.skipped`, never raised)."""
     with _Conn(opts, [topic_filter]) as c:
         time.sleep(wait)
-        msgs = list(c.messages)
-    out = {}
+        with c.cv:
+            msgs = list(c.messages)
+    out = Retained()
     for t, raw, _ in msgs:
         p = topics.parse(t)
-        if p and raw:
-            try:
-                out[(p.store, p.device)] = json.loads(raw)
-            except ValueError:
-                out[(p.store, p.device)] = unreadable
+        if not p or p.device is None or not raw:
+            continue
+        try:
+            out[(p.store, p.device)] = check(payloads.decode_object(raw))
+        except PayloadError as e:
+            out.pop((p.store, p.device), None)
+            out.skipped.append((t, str(e)))
+    for t, why in out.skipped:
+        log.warning("skipped malformed retained message on %s: %s", t, why)
     return out
 
 
-def read_statuses(opts: ClientOptions, wait: float = 1.0) -> dict[tuple[str, str], dict]:
-    """Retained update statuses: (store, device) -> status payload."""
-    return read_retained(opts, topics.UPDATE_FILTER, wait, {"job": {"state": "unreadable"}})
+def read_statuses(opts: ClientOptions, wait: float = 1.0) -> Retained:
+    """Retained update statuses: (store, device) -> status payload (malformed ones in `.skipped`)."""
+    return read_retained(opts, topics.UPDATE_FILTER, wait, payloads.check_update_status)
+
+
+def read_states(opts: ClientOptions, wait: float = 1.0) -> Retained:
+    """Retained device states: (store, device) -> state payload (malformed ones in `.skipped`)."""
+    return read_retained(opts, topics.STATE_FILTER, wait, payloads.check_state)
 
 
 def wave_sizes(n: int, waves: list[float]) -> list[int]:
@@ -181,6 +205,7 @@ class _Dev:
     state: str = "PENDING"
     reason: str | None = None
     cmd_id: str | None = None
+    rollback_id: str | None = None
     seq: int = -1
     details: dict = field(default_factory=dict)
 
@@ -202,7 +227,7 @@ class Rollout:
         self.abort_pct = abort_failure_pct
         self.wave_timeout_s, self.rollback_timeout_s = wave_timeout_s, rollback_timeout_s
         self.id = rollout_id or f"r-{uuid.uuid4().hex[:10]}"
-        self._seen = 0
+        self.skipped = 0  # malformed status / result messages ignored
 
     def run(self) -> dict:
         filters = [topics.UPDATE_FILTER, f"{topics.ROOT}/+/+/cmd_result/model_update",
@@ -252,9 +277,10 @@ class Rollout:
                 c.cv.wait(0.2)
 
     def _absorb(self, c: _Conn) -> None:
-        """Apply new status messages and command results to the devices."""
+        """Apply new status messages and command results to the devices (malformed ones are skipped and
+        counted, never raised: a device can write its own status topic)."""
         with c.cv:
-            new, self._seen = c.messages[self._seen:], len(c.messages)
+            new, c.messages = c.messages, []
         by_key = {d.key: d for d in self.devs}
         for t, raw, retained in new:
             p = topics.parse(t)
@@ -262,15 +288,17 @@ class Rollout:
             if d is None or not raw or d.cmd_id is None:
                 continue
             try:
-                obj = json.loads(raw)
-            except ValueError:
+                obj = payloads.decode_object(raw, max_bytes=1 << 20)
+                if p.channel != "cmd_result":
+                    payloads.check_update_status(obj)
+            except PayloadError as e:
+                self.skipped += 1
+                if self.skipped <= 10 or self.skipped % 1000 == 0:
+                    log.warning("rollout %s: skipped malformed message on %s: %s (%d so far)", self.id, t, e,
+                                self.skipped)
                 continue
             if p.channel == "cmd_result":
-                if p.name == "model_update" and obj.get("id") == d.cmd_id:
-                    if obj.get("status") != "ok":
-                        d.state, d.reason = "REJECTED", obj.get("reason")
-                    elif (obj.get("result") or {}).get("state") == "SUCCEEDED" and d.state not in BAD_STATES:
-                        d.state, d.reason = "SUCCEEDED", (obj.get("result") or {}).get("note")
+                self._result_message(d, p.name, obj)
                 continue
             job = obj.get("job") or {}
             if job.get("name") != self.name or job.get("version") != self.version:
@@ -282,16 +310,28 @@ class Rollout:
             d.seq, d.details = obj.get("seq", 0), job
             if d.state == "ROLLBACK_SENT" and job.get("state") not in ("ROLLED_BACK", "FAILED"):
                 continue
-            d.state, d.reason = job.get("state", d.state), job.get("reason")
+            d.state, d.reason = job["state"], job.get("reason")
+
+    def _result_message(self, d: _Dev, cmd: str | None, obj: dict) -> None:
+        result = obj.get("result") if isinstance(obj.get("result"), dict) else {}
+        reason = obj.get("reason") if isinstance(obj.get("reason"), str) else None
+        if cmd == "model_update" and obj.get("id") == d.cmd_id:
+            if obj.get("status") != "ok":
+                d.state, d.reason = "REJECTED", reason
+            elif result.get("state") == "SUCCEEDED" and d.state not in BAD_STATES:
+                d.state, d.reason = "SUCCEEDED", result.get("note") if isinstance(result.get("note"), str) else None
+        elif cmd == "model_rollback" and obj.get("id") == d.rollback_id and d.state == "ROLLBACK_SENT" \
+                and obj.get("status") != "ok":
+            d.state, d.reason = "ROLLBACK_REFUSED", reason
 
     def _abort(self, c: _Conn, launched: list[_Dev], why: str) -> dict:
         """Tell devices that succeeded or are still working to roll back; wait for their answers."""
         targets = [d for d in launched if d.state not in BAD_STATES]
         log.warning("rollout %s aborted: %s; rolling back %d devices", self.id, why, len(targets))
         for d in targets:
-            d.state = "ROLLBACK_SENT"
+            d.state, d.rollback_id = "ROLLBACK_SENT", uuid.uuid4().hex[:12]
             c.publish(topics.DeviceTopics(d.store, d.device).cmd("model_rollback"),
-                      payloads.command(uuid.uuid4().hex[:12], {"name": self.name, "version": self.version,
+                      payloads.command(d.rollback_id, {"name": self.name, "version": self.version,
                                                                "rollout": self.id,
                                                                "reason": f"rollout {self.id} aborted"}))
         deadline = time.monotonic() + self.rollback_timeout_s
@@ -304,4 +344,5 @@ class Rollout:
     def _result(self, status: str, reason: str | None, waves: list, rolled: dict, t0: float) -> dict:
         return {"rollout": self.id, "name": self.name, "version": self.version, "status": status, "reason": reason,
                 "waves": waves, "rolled_back": rolled, "seconds": round(time.monotonic() - t0, 3),
-                "devices": {d.key: {"state": d.state, "reason": d.reason} for d in self.devs}}
+                "devices": {d.key: {"state": d.state, "reason": d.reason} for d in self.devs},
+                "skipped_messages": self.skipped}

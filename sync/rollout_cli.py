@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-import time
+import sys
 
 from sync.cli import add_broker_arguments
 
@@ -77,19 +77,18 @@ def _unpublish(args) -> int:
 def _devices(args) -> list[tuple[str, str]]:
     if args.devices != "all":
         return [tuple(x.split("/", 1)) for x in args.devices.split(",") if x]
-    from sync import topics
     from sync.consumer import options_from_args
-    from sync.request import Requester
+    from sync.rollout import read_states
 
-    with Requester(options_from_args(args), [topics.STATE_FILTER]) as r:
-        time.sleep(1.0)
-        raw = list(r.raw)
-    out = []
-    for t, payload, _ in raw:
-        p = topics.parse(t)
-        if p and payload and json.loads(payload).get("status") == "online":
-            out.append((p.store, p.device))
-    return sorted(set(out))
+    states = read_states(options_from_args(args), 1.0)
+    report_skipped(states.skipped)
+    return sorted(k for k, st in states.items() if st.get("status") == "online")
+
+
+def report_skipped(skipped: list[tuple[str, str]]) -> None:
+    """Tell the operator which retained messages were unreadable and left out (stderr: stdout stays data)."""
+    for topic, why in skipped:
+        print(f"skipped malformed retained message on {topic}: {why}", file=sys.stderr)
 
 
 def _rollout(args) -> int:
@@ -112,6 +111,8 @@ def _rollout(args) -> int:
             print(f"  wave {i}: " + ", ".join(f"{k}={v}" for k, v in w.items()))
         if res["rolled_back"]:
             print("  rolled back: " + ", ".join(f"{k}={v}" for k, v in res["rolled_back"].items()))
+        if res.get("skipped_messages"):
+            print(f"  skipped {res['skipped_messages']} malformed status/result messages", file=sys.stderr)
     return 0 if res["status"] == "SUCCEEDED" else 1
 
 
@@ -120,6 +121,7 @@ def _status(args) -> int:
     from sync.rollout import read_statuses
 
     rows = read_statuses(options_from_args(args), args.wait)
+    report_skipped(rows.skipped)
     for (store, device), st in sorted(rows.items()):
         if args.json:
             print(json.dumps({"store": store, "device": device, **st}))
@@ -128,7 +130,7 @@ def _status(args) -> int:
         prog = job.get("progress") or {}
         done = f" {prog.get('chunks_done', 0)}/{prog['chunks_total']} chunks" if prog.get("chunks_total") else ""
         active = ", ".join(f"{n}={m.get('active')}" for n, m in (st.get("models") or {}).items())
-        print(f"{store}/{device:<16} {job.get('name')}@{job.get('version')} {job.get('state'):<11}{done}"
+        print(f"{store}/{device:<16} {job.get('name')}@{job.get('version')} {str(job.get('state')):<11}{done}"
               f"{' - ' + job['reason'] if job.get('reason') else ''} | active: {active}")
     if not rows and not args.json:
         print("no update status on this broker")

@@ -42,7 +42,7 @@ class SyncService:
         self.identity, self.config = identity, config
         self.topics = topics.DeviceTopics(identity.store, identity.id)
         self.outbox = Outbox(config.resolved_outbox_path(identity.id), max_bytes=int(config.max_outbox_mb * 2**20),
-                             max_event_bytes=config.max_event_bytes)
+                             max_event_bytes=config.max_event_bytes, durable_streams=config.durable_streams)
         self._state: dict = {"kind": identity.kind, "sw": _sw_version()}
         self._state_lock = threading.Lock()
         self._bd_seq = -1
@@ -80,7 +80,8 @@ class SyncService:
         client = MqttClient(opts)
         self.delivery = Delivery(self.outbox, self.topics, self._publish_record, window=s.window,
                                  batch_max=s.batch_max, batch_bytes=s.batch_bytes,
-                                 ack_timeout_s=s.ack_timeout_s, backlog_rate=s.backlog_rate)
+                                 ack_timeout_s=s.ack_timeout_s, backlog_rate=s.backlog_rate,
+                                 request_ack=self._request_ack)
         client.before_connect = self._before_connect
         client.on_connected = self._on_connected
         client.on_disconnected = lambda reason: self.delivery.notify_disconnected()
@@ -139,7 +140,8 @@ class SyncService:
         d = self.delivery.metrics() if self.delivery is not None else {}
         return {**m, "sent": d.get("sent", 0), "messages": d.get("messages", 0),
                 "historical_sent": d.get("historical", 0), "go_backs": d.get("go_backs", 0),
-                "watermark": d.get("watermark"), "connected": bool(self.client and self.client.connected),
+                "watermark": d.get("watermark"), "acks_refused": d.get("acks_refused", 0),
+                "connected": bool(self.client and self.client.connected),
                 "last_error": (self.client.last_error if self.client else None) or d.get("last_error"),
                 "commands": dict(self.router.stats), "bd_seq": self._bd_seq}
 
@@ -186,6 +188,11 @@ class SyncService:
                                         getattr(props, "ResponseTopic", None) if props else None,
                                         getattr(props, "CorrelationData", None) if props else None))
 
+    def _request_ack(self) -> None:
+        """Subscribe to the ack topic again: the broker re-sends the retained ack (delivery thread)."""
+        if self.client is not None and self.client.connected:
+            self.client.subscribe(self.topics.ack, SubscribeOptions(qos=1))
+
     def _publish_record(self, topic: str, payload: bytes) -> int | None:
         return self.client.publish(topic, payload, qos=1)
 
@@ -205,4 +212,5 @@ class SyncService:
     def _telemetry_extra(self) -> dict:
         m = self.metrics()
         return {"outbox_depth": m.get("depth"), "outbox_bytes": m.get("bytes"), "connected": m.get("connected"),
-                "dead_lettered": m.get("dead_lettered"), "dropped": m.get("dropped")}
+                "dead_lettered": m.get("dead_lettered"), "dropped": m.get("dropped"),
+                "acks_refused": m.get("acks_refused")}

@@ -4,8 +4,9 @@ state change goes to a `report(job)` callback.
 
 Layout: `<cache>/models/<name>/<version>/` (zoo layout, `built.json` = the signed update manifest) and a
 `<cache>/models/<name>/current` symlink swapped atomically; staging and resumable downloads in
-`<cache>/updates/<name>/<version>/` (with `job.json` for crash recovery); agent state (per model: previous,
-anti-rollback floor, installed versions, last job; the status seq) in `<cache>/updates/agent.json`.
+`<cache>/updates/<name>/<version>/` (with `job.json` for crash recovery), created only once the version's signed
+manifest has been verified, at most one per model; agent state (per model: previous, anti-rollback floor,
+installed versions, last job; pending offers; the status seq) in `<cache>/updates/agent.json`.
 """
 from __future__ import annotations
 
@@ -16,20 +17,24 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Protocol
 
 from models import sign
 from models.zoo import ModelZoo
 from sync import topics
 from sync.update_download import Staging
-from sync.update_job import (ACTIVATING, DOWNLOADING, FAILED, QUEUED, ROLLED_BACK, SELF_TEST, SUCCEEDED, TERMINAL,
-                             VERIFYING, Job, OfferArgs, UpdateOptions)
-from sync.update_manifest import UpdateError, newer, verify
+from sync.update_job import (ACTIVATING, DOWNLOADING, FAILED, QUEUED, ROLLED_BACK, SELF_TEST, STOPPING, SUCCEEDED,
+                             TERMINAL, VERIFYING, Job, RollbackArgs, UpdateOptions)
+from sync.update_manifest import UpdateError, newer, verify, verify_raw
 from sync.update_selftest import self_test
 
 log = logging.getLogger(__name__)
 
 OnActivated = Callable[[str, str], bool]
+Audit = Callable[[dict], None]
+SEQ_BLOCK = 1000  # status seqs reserved per agent.json write (the seq stays monotonic across restarts)
+PENDING_FLUSH_S = 0.5
+MAX_JOB_FILE = 1 << 20
 
 
 class UpdateSource(Protocol):
@@ -47,8 +52,12 @@ class ModelStore:
         self.zoo = zoo
         self.dir = Path(zoo.cache) / "updates"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._state = self._load_state()
+        self._seq = self._state["seq"]
+        self._models: dict | None = None  # models() cache; every change below drops it
+        self._pending_saved = 0.0
+        self._pending_timer: threading.Timer | None = None
 
     # ------------------------------------------------------------------ the pointer
     def active(self, name: str) -> str | None:
@@ -65,6 +74,7 @@ class ModelStore:
     def point(self, name: str, version: str | None) -> None:
         """Make version the active one (atomic swap of `current`); None removes the pointer (zoo version)."""
         mdir = self.model_dir(name)
+        self._models = None
         if version is None:
             (mdir / "current").unlink(missing_ok=True)
         else:
@@ -80,10 +90,12 @@ class ModelStore:
     def models(self) -> dict[str, dict]:
         """Per model: active, previous, floor, installed, last job (what the status and device state carry)."""
         with self._lock:
-            recs = json.loads(json.dumps(self._state["models"]))
-        for name in set(recs) | {n for n in self.zoo.names() if self.active(n)}:
-            recs.setdefault(name, {})["active"] = self.active(name)
-        return recs
+            if self._models is None:
+                recs = json.loads(json.dumps(self._state["models"]))
+                for name in set(recs) | {n for n in self.zoo.names() if self.active(n)}:
+                    recs.setdefault(name, {})["active"] = self.active(name)
+                self._models = recs
+            return json.loads(json.dumps(self._models))
 
     def record(self, name: str) -> dict:
         with self._lock:
@@ -111,58 +123,197 @@ class ModelStore:
             self._save_state()
 
     def note_report(self, job: Job) -> int:
-        """Next status seq; a terminal job becomes its model's `last`."""
+        """Next status seq (monotonic across restarts: reserved in blocks); a terminal job becomes its model's
+        `last`."""
         with self._lock:
-            self._state["seq"] = self._state.get("seq", 0) + 1
-            if job.state in TERMINAL and job.name in self.zoo.names():
+            self._seq += 1
+            dirty = self._seq > self._state["seq"]
+            if dirty:
+                self._state["seq"] = self._seq + SEQ_BLOCK
+            if job.state in TERMINAL and job.name in self.zoo.names() and not _superseded(job):
                 self._state["models"].setdefault(job.name, {})["last"] = {
                     "version": job.version, "state": job.state, "reason": job.reason}
+                dirty = True
+            if dirty:
+                self._save_state()
+            return self._seq
+
+    # ------------------------------------------------------------------ pending offers (one per model)
+    def set_pending(self, name: str, job: Job | None, *, only_version: str | None = None) -> None:
+        """Remember the pending offer of a model (None: forget it; with only_version, only if it is that one).
+        Written to agent.json at most every PENDING_FLUSH_S (an offer flood costs no disk writes per offer; a
+        crash may forget the offers of the last half second)."""
+        with self._lock:
+            pend = self._state["pending"]
+            if job is None:
+                if name not in pend or (only_version is not None and pend[name].get("version") != only_version):
+                    return
+                del pend[name]
+            else:
+                pend[name] = {"version": job.version, "rollout": job.rollout, "started": job.started}
+            now = time.monotonic()
+            if now - self._pending_saved >= PENDING_FLUSH_S:
+                self._pending_saved = now
+                self._save_state()
+            elif self._pending_timer is None:
+                self._pending_timer = threading.Timer(PENDING_FLUSH_S, self._flush_pending)
+                self._pending_timer.daemon = True
+                self._pending_timer.start()
+
+    def _flush_pending(self) -> None:
+        with self._lock:
+            self._pending_timer = None
+            self._pending_saved = time.monotonic()
             self._save_state()
-            return self._state["seq"]
+
+    def flush(self) -> None:
+        """Write agent.json now (pending offers included) and drop a scheduled write."""
+        with self._lock:
+            if self._pending_timer is not None:
+                self._pending_timer.cancel()
+            self._flush_pending()
 
     # ------------------------------------------------------------------ jobs on disk (crash recovery)
     def save_job(self, job: Job) -> None:
-        """job.json in the job's staging folder (created for an unfinished job, so a crash at any point resumes)."""
+        """job.json in the job's staging folder, if it has one (a folder exists only after the version's manifest
+        was verified, so nothing refused is ever staged)."""
         stage = self.stage_dir(job.name, job.version)
-        if job.state not in TERMINAL:
-            stage.mkdir(parents=True, exist_ok=True)
         if stage.is_dir():
             _write_json(stage / "job.json", job.to_dict())
 
-    def unfinished_jobs(self) -> Iterator[tuple[Job, str]]:
-        """(job to resume, the state it was in) for every job.json not in a terminal state."""
-        for jf in sorted(self.dir.glob("*/*/job.json")):
-            try:
-                d = json.loads(jf.read_text())
-            except (OSError, ValueError):
+    def drop_stage(self, name: str, version: str) -> None:
+        """Delete one staging folder (and its model's folder once empty)."""
+        _remove(self.stage_dir(name, version))
+        try:
+            (self.dir / name).rmdir()
+        except OSError:
+            pass  # not empty, or gone
+
+    def remove_staging(self, name: str, *, keep: str | None = None) -> None:
+        """Delete the staging folders of a model (all, or all but version `keep`)."""
+        mdir = self.dir / name
+        if not mdir.is_dir() or mdir.is_symlink():
+            return
+        for v in list(mdir.iterdir()):
+            if v.name != keep:
+                _remove(v)
+
+    def startup(self, can_continue: Callable[[str, str], bool]) -> tuple[list[Job], list[Job]]:
+        """Clean `updates/` at agent start. Returns (jobs to resume, pending offers to queue again).
+
+        Kept: per model, the newest unfinished job that can continue (known model, version newer than the active
+        one and the floor), else a stalled download of such a version (chunks for a new offer). Everything else
+        is deleted: jobs that cannot continue, older or finished jobs, unreadable `job.json`, stray files."""
+        keep: dict[str, tuple[int, float, Path, dict]] = {}  # model -> (rank, started, folder, job.json)
+        for entry in list(self.dir.iterdir()):
+            if entry.name == "agent.json" and entry.is_file():
                 continue
-            if d.get("state") not in TERMINAL:
-                yield Job(d["name"], d["version"], d.get("rollout", ""), progress={"resumed_job": True}), d.get("state")
+            if not entry.is_dir() or entry.is_symlink() or entry.name not in self.zoo.names():
+                log.info("update staging: removing %s (not a known model's folder)", entry)
+                _remove(entry)
+                continue
+            for vdir in list(entry.iterdir()):
+                d = _read_job(vdir)
+                ok = (d is not None and d.get("name") == entry.name and d.get("version") == vdir.name
+                      and can_continue(entry.name, vdir.name))
+                rank = 0 if not ok else 2 if d.get("state") not in TERMINAL else 1 if d.get("resumable") else 0
+                started = d.get("started") if ok and isinstance(d.get("started"), (int, float)) else 0.0
+                if rank and (entry.name not in keep or (rank, started) > keep[entry.name][:2]):
+                    if entry.name in keep:
+                        _remove(keep[entry.name][2])
+                    keep[entry.name] = (rank, started, vdir, d)
+                    continue
+                log.info("update staging: removing %s (%s)", vdir, "cannot continue" if not rank else "superseded")
+                _remove(vdir)
+            if entry.name not in keep:
+                try:
+                    entry.rmdir()
+                except OSError:
+                    pass  # not empty
+        resume = [Job(name, d["version"], str(d.get("rollout", ""))[:64], progress={"resumed_job": True},
+                      started=started)
+                  for name, (rank, started, _, d) in keep.items() if rank == 2]
+        with self._lock:
+            pend = dict(self._state["pending"])
+        pending = []
+        for name, p in pend.items():
+            v = p.get("version") if isinstance(p, dict) else None
+            if not isinstance(v, str) or not can_continue(name, v) or any(j.key == f"{name}@{v}" for j in resume):
+                self.set_pending(name, None)
+                continue
+            pending.append(Job(name, v, str(p.get("rollout", ""))[:64]))
+        return resume, pending
 
     def _load_state(self) -> dict:
         try:
-            st = json.loads((self.dir / "agent.json").read_text())
-        except (OSError, ValueError):
+            with open(self.dir / "agent.json", "rb") as f:
+                st = json.loads(f.read(MAX_JOB_FILE))
+        except (OSError, ValueError, RecursionError):
             st = {}
-        st.setdefault("models", {})
+        if not isinstance(st, dict):
+            st = {}
+        for key, typ in (("models", dict), ("pending", dict), ("seq", int)):
+            if not isinstance(st.get(key), typ):
+                st[key] = typ()
+        st["models"] = {k: v for k, v in st["models"].items() if isinstance(v, dict)}
         return st
 
     def _save_state(self) -> None:
+        self._models = None
         _write_json(self.dir / "agent.json", self._state)
 
 
 class UpdateInstaller:
     """One job through DOWNLOADING, VERIFYING, SELF_TEST, ACTIVATING to SUCCEEDED / FAILED / ROLLED_BACK, and fleet
-    rollbacks. `on_activated(name, version) -> bool` is the runtime's post-activation health check."""
+    rollbacks. `on_activated(name, version) -> bool` is the runtime's post-activation health check; `audit(data)`
+    records every rollback (a `model_rollback` event)."""
 
     def __init__(self, store: ModelStore, source: UpdateSource, options: UpdateOptions, on_activated: OnActivated,
-                 report: Callable[[Job], None]) -> None:
+                 report: Callable[[Job], None], audit: Audit | None = None) -> None:
         self.store, self.source, self.opts = store, source, options
         self.zoo = store.zoo
         self.on_activated, self.report = on_activated, report
+        self.audit = audit or (lambda data: None)
         self._pub = self._pin_key()
 
-    # ------------------------------------------------------------------ update jobs
+    # ------------------------------------------------------------------ decisions (any thread)
+    def refusal(self, name: str, version: str) -> str | None:
+        """Why an offer of name@version is refused at once (unknown model, bad version, downgrade/replay, no
+        pinned key), or None."""
+        if name not in self.zoo.names():
+            return f"unknown model {name!r} (this device knows {self.zoo.names()})"
+        try:
+            topics.check_version(version)
+        except ValueError as e:
+            return str(e)
+        floor = self.store.record(name).get("floor")
+        active = self.store.active(name)
+        for what, v in (("installed", floor), ("active", active)):
+            if v is not None and not newer(version, v):
+                return f"downgrade/replay refused: {version} is not newer than the {what} {v}"
+        if self._pub is None:
+            return "bad signature: no pinned fleet public key on this device"
+        return None
+
+    def can_continue(self, name: str, version: str) -> bool:
+        return self.refusal(name, version) is None
+
+    def rollback_refusal(self, a: RollbackArgs) -> str | None:
+        """Why a fleet rollback of a.version (the version it expects to be active) cannot run now, or None."""
+        active = self.store.active(a.name)
+        if active != a.version:
+            return (f"stale or replayed rollback refused: it names {a.name}@{a.version}, but {active} is active "
+                    "and no job installs that version")
+        rec = self.store.record(a.name)
+        if a.rollout and rec.get("rollout") and a.rollout != rec["rollout"]:
+            return (f"rollback refused: rollout {a.rollout} names {a.name}@{a.version}, which rollout "
+                    f"{rec['rollout']} installed")
+        prev = rec.get("previous")
+        if prev is None or not (self.store.model_dir(a.name) / prev).is_dir():
+            return f"cannot roll back: no previous version of {a.name} kept"
+        return None
+
+    # ------------------------------------------------------------------ update jobs (worker thread)
     def run_job(self, job: Job) -> None:
         stage = self.store.stage_dir(job.name, job.version)
         if job.progress.get("resumed_job") and self.store.active(job.name) == job.version:
@@ -170,16 +321,18 @@ class UpdateInstaller:
             return
         try:
             self._precheck(job)
-            stage.mkdir(parents=True, exist_ok=True)
             self._set(job, DOWNLOADING)
             t0 = time.monotonic()
-            payload = self._manifest(job, stage)
+            raw = self.source.fetch_manifest(job)
+            payload = verify_raw(raw, self._key(), name=job.name, version=job.version, runtime=_runtime())
+            self._stage_manifest(job, stage, raw)
             st = Staging(stage / "files", payload)
             self._recover_unswapped(job, st)
             st.dir.mkdir(exist_ok=True)
             kept = st.scan()
             job.progress.update(chunks_total=st.total_chunks, chunks_resumed=kept, chunks_fetched=0,
                                 chunk_retries=0, bytes_total=payload.get("total_bytes"))
+            self.report(job)
             st.check_space(self.opts.reserve_bytes)
             self.source.download(job, st, self.report)
             job.timings["download_s"] = round(time.monotonic() - t0, 3)
@@ -204,45 +357,39 @@ class UpdateInstaller:
             self._set(job, ACTIVATING)
             self._activate(job, st, stage / "update.json")
         except UpdateError as e:
-            self._fail(job, str(e), stage, keep_chunks="stalled" in str(e) or "canceled" in str(e))
+            if job.cancel.is_set() and job.cancel_reason == STOPPING:
+                log.info("update %s interrupted by the agent stopping: it resumes at the next start", job.key)
+                return
+            self._fail(job, str(e), stage, keep=e.retryable)
         except Exception as e:  # noqa: BLE001 - a bug must still end in a reported state
             log.exception("update %s", job.key)
-            self._fail(job, f"internal error: {type(e).__name__}: {e}", stage, keep_chunks=True)
+            self._fail(job, f"internal error: {type(e).__name__}: {e}", stage, keep=False)
 
-    def cancel_queued(self, job: Job) -> None:
-        """A job whose offer a fleet rollback canceled before it started."""
-        self.finish(job, FAILED, "canceled by a fleet rollback before it started", phase=QUEUED)
+    def cancel_queued(self, job: Job, reason: str) -> None:
+        """A pending offer (or a job resumed at start) that never ran: superseded, or canceled by a fleet
+        rollback. Its staging folder, if any, goes."""
+        self.finish(job, FAILED, reason, phase=QUEUED, quiet=_superseded_reason(reason))
+        if self.store.active(job.name) != job.version:
+            self.store.drop_stage(job.name, job.version)
 
     def _precheck(self, job: Job) -> None:
         if job.cancel.is_set():
-            raise UpdateError("canceled by a fleet rollback")
-        if job.name not in self.zoo.names():
-            raise UpdateError(f"unknown model {job.name!r} (this device knows {self.zoo.names()})")
-        try:
-            topics.check_version(job.version)
-        except ValueError as e:
-            raise UpdateError(str(e)) from None
-        floor = self.store.record(job.name).get("floor")
-        active = self.store.active(job.name)
-        for what, v in (("installed", floor), ("active", active)):
-            if v is not None and not newer(job.version, v):
-                raise UpdateError(f"downgrade/replay refused: {job.version} is not newer than the {what} {v}")
-        if self._pub is None:
-            raise UpdateError("bad signature: no pinned fleet public key on this device")
+            raise UpdateError(job.cancel_reason or "canceled")
+        why = self.refusal(job.name, job.version)
+        if why is not None:
+            raise UpdateError(why)
 
-    def _manifest(self, job: Job, stage: Path) -> dict:
-        """Fetch (unless staged) and verify the signed manifest before downloading anything."""
+    def _stage_manifest(self, job: Job, stage: Path, raw: bytes) -> None:
+        """The verified manifest becomes the staging folder's update.json (the only staging of its model)."""
+        self.store.remove_staging(job.name, keep=job.version)
+        stage.mkdir(parents=True, exist_ok=True)
         path = stage / "update.json"
-        if not path.is_file():
-            raw = self.source.fetch_manifest(job)
+        if not path.is_file() or path.read_bytes() != raw:
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(raw)
             tmp.replace(path)
-        try:
-            return verify(path, self._key(), name=job.name, version=job.version, runtime=_runtime())
-        except UpdateError:
-            path.unlink(missing_ok=True)
-            raise
+        job.staged = True
+        self.store.save_job(job)
 
     # ------------------------------------------------------------------ activation and rollback
     def _recover_unswapped(self, job: Job, st: Staging) -> None:
@@ -275,33 +422,40 @@ class UpdateInstaller:
         ok, why = self._health(job.name, job.version)
         if not ok:
             self._rollback_to(job.name, prev, job.version)
-            self.finish(job, ROLLED_BACK, f"health check failed after activation: {why}; back on {prev}",
-                        phase=ACTIVATING)
+            reason = f"health check failed after activation: {why}; back on {prev}"
+            self.audit({"name": job.name, "version": job.version, "to": prev, "action": "rolled_back",
+                        "trigger": "health_check", "reason": reason, "rollout": job.rollout})
+            self.finish(job, ROLLED_BACK, reason, phase=ACTIVATING)
             return
-        self.store.save_model(job.name, previous=prev, floor=job.version)
+        self.store.save_model(job.name, previous=prev, floor=job.version, rollout=job.rollout or None)
         if prune:
             self.store.prune(job.name)
-        shutil.rmtree(self.store.stage_dir(job.name, job.version), ignore_errors=True)
+        self.store.drop_stage(job.name, job.version)
         self.finish(job, SUCCEEDED, None)
 
-    def run_rollback(self, a: OfferArgs) -> None:
-        """Fleet rollback of name@version: if active, go back to the kept previous version."""
-        reason = a.reason or "rollback requested by the fleet"
-        if self.store.active(a.name) != a.version:
-            log.info("rollback of %s@%s: not active (active %s), nothing to do", a.name, a.version,
-                     self.store.active(a.name))
+    def run_rollback(self, a: RollbackArgs) -> None:
+        """Fleet rollback of name@version to the kept previous version, if it still names the active version
+        (checked again here: a job may have ended since the command was answered)."""
+        why = self.rollback_refusal(a)
+        if why is not None:
+            if self.store.active(a.name) != a.version:  # the job it canceled never got activated
+                log.info("rollback of %s@%s: not active (active %s), nothing to do", a.name, a.version,
+                         self.store.active(a.name))
+            else:
+                log.warning("rollback of %s@%s refused: %s", a.name, a.version, why)
+                self.audit({"name": a.name, "version": a.version, "to": None, "action": "refused",
+                            "trigger": "fleet", "reason": why, "rollout": a.rollout})
             return
         prev = self.store.record(a.name).get("previous")
-        job = Job(a.name, a.version, a.rollout, state=ACTIVATING)
-        if prev is None or not (self.store.model_dir(a.name) / prev).is_dir():
-            self.finish(job, FAILED, f"cannot roll back: no previous version of {a.name} kept", phase=ACTIVATING)
-            return
+        reason = f"{a.reason or 'rollback requested by the fleet'}; back on {prev}"
         self._rollback_to(a.name, prev, a.version)
-        self.finish(job, ROLLED_BACK, f"{reason}; back on {prev}", phase=SUCCEEDED)
+        self.audit({"name": a.name, "version": a.version, "to": prev, "action": "rolled_back", "trigger": "fleet",
+                    "reason": reason, "rollout": a.rollout})
+        self.finish(Job(a.name, a.version, a.rollout, state=ACTIVATING), ROLLED_BACK, reason, phase=SUCCEEDED)
 
     def _rollback_to(self, name: str, prev: str | None, bad: str) -> None:
         self.store.point(name, prev)
-        self.store.save_model(name, previous=None)
+        self.store.save_model(name, previous=None, rollout=None)
         shutil.rmtree(self.store.model_dir(name) / bad, ignore_errors=True)
         if prev is not None:
             ok, why = self._health(name, prev)
@@ -317,21 +471,25 @@ class UpdateInstaller:
             return False, f"{type(e).__name__}: {e}"
 
     # ------------------------------------------------------------------ states
-    def _fail(self, job: Job, reason: str, stage: Path, keep_chunks: bool) -> None:
+    def _fail(self, job: Job, reason: str, stage: Path, keep: bool) -> None:
+        """FAILED (ROLLED_BACK when the self-test failed); the staging folder goes unless the download only
+        stalled (then its verified chunks stay for a new offer)."""
         phase = job.state
         state = ROLLED_BACK if phase == SELF_TEST else FAILED
         if state == ROLLED_BACK:
             reason = f"{reason}; {self.store.active(job.name)} stays active"
-        self.finish(job, state, reason, phase=phase)
-        if not keep_chunks:
-            shutil.rmtree(stage, ignore_errors=True)
+        job.resumable = bool(keep and stage.is_dir())
+        self.finish(job, state, reason, phase=phase, quiet=_superseded_reason(reason))
+        if not job.resumable:
+            self.store.drop_stage(job.name, job.version)
 
-    def finish(self, job: Job, state: str, reason: str | None, phase: str | None = None) -> None:
-        """Enter a terminal state and report it."""
+    def finish(self, job: Job, state: str, reason: str | None, phase: str | None = None,
+               quiet: bool = False) -> None:
+        """Enter a terminal state and report it (quiet: logged at debug level, e.g. a superseded offer)."""
         job.state, job.reason, job.phase = state, reason, phase
         job.timings["total_s"] = round(time.time() - job.started, 3)
-        (log.info if state == SUCCEEDED else log.warning)("update %s: %s%s", job.key, state,
-                                                          f" ({reason})" if reason else "")
+        level = logging.DEBUG if quiet else logging.INFO if state == SUCCEEDED else logging.WARNING
+        log.log(level, "update %s: %s%s", job.key, state, f" ({reason})" if reason else "")
         self.report(job)
 
     def _set(self, job: Job, state: str) -> None:
@@ -352,6 +510,37 @@ class UpdateInstaller:
         if self._pub is None:
             raise UpdateError("bad signature: no pinned fleet public key on this device")
         return self._pub
+
+
+def _superseded_reason(reason: str | None) -> bool:
+    return bool(reason) and reason.startswith("superseded")
+
+
+def _superseded(job: Job) -> bool:
+    return job.state == FAILED and _superseded_reason(job.reason)
+
+
+def _read_job(vdir: Path) -> dict | None:
+    """job.json of a staging folder, or None if it is missing, unreadable or not an object."""
+    try:
+        if not vdir.is_dir() or vdir.is_symlink():
+            return None
+        with open(vdir / "job.json", "rb") as f:
+            d = json.loads(f.read(MAX_JOB_FILE))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, a symlink or a folder tree (never following a symlink out of updates/)."""
+    try:
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+    except OSError as e:
+        log.warning("cannot remove %s: %s", path, e)
 
 
 def _swap(mdir: Path, version: str) -> None:
@@ -377,3 +566,4 @@ def _runtime() -> str:
     from sync.service import _sw_version
 
     return _sw_version()
+

@@ -27,14 +27,23 @@ DEFAULT_CHUNK = 256 << 10
 GOLDEN = "golden.npz"
 SUFFIX_BACKEND = {".tflite": ("tflite", "tflite"), ".onnx": ("onnxruntime", "onnx"), ".xml": ("openvino", "openvino")}
 _FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest of a 2 GiB model with 64 KiB chunks is ~2 MiB: 256 KiB chunks keep it small
+MAX_FILES = 64
+MAX_FILE_BYTES = 4 << 30
+_TEXT = 64  # longest artefact backend / precision / format string
 
 
 class UpdateError(ValueError):
-    """An update is refused; the message is the FAILED reason reported to the fleet (details: extra report)."""
+    """An update is refused; the message is the FAILED reason reported to the fleet (details: extra report).
 
-    def __init__(self, reason: str, details: dict | None = None) -> None:
+    retryable: the failure is a transport problem (a stalled download), not a refusal: its verified chunks are
+    kept so that a new offer of the same version resumes them. Every other UpdateError removes the staging."""
+
+    def __init__(self, reason: str, details: dict | None = None, *, retryable: bool = False) -> None:
         super().__init__(reason)
         self.details = details or {}
+        self.retryable = retryable
 
 
 def version_key(v: str) -> tuple:
@@ -136,6 +145,8 @@ def _checked_tolerance(table) -> dict:
         return manifests.check_tolerance(table, "update manifest")
     except manifests.ManifestError as e:
         raise UpdateError(str(e)) from None
+    except (TypeError, ValueError, AttributeError, KeyError) as e:  # a table of the wrong shape
+        raise UpdateError(f"update manifest: tolerance is malformed ({type(e).__name__})") from None
 
 
 def sign_payload(payload: dict, key) -> bytes:
@@ -147,37 +158,109 @@ def sign_payload(payload: dict, key) -> bytes:
 
 
 def verify(path: Path, public_key, *, name: str, version: str, runtime: str, now: float | None = None) -> dict:
-    """Check a stored manifest: signature (pinned key), type, name/version as offered, expiry, runtime, limits.
-
-    Returns the payload; raises UpdateError with the FAILED reason.
-    """
+    """`verify_raw` of a stored manifest file (read with the same size limit)."""
     try:
-        p = sign.verify_manifest(path, public_key, check_files=False)
+        with open(path, "rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as e:
+        raise UpdateError(f"manifest unreadable: {e.strerror or e}") from None
+    return verify_raw(raw, public_key, name=name, version=version, runtime=runtime, now=now)
+
+
+def verify_raw(raw: bytes, public_key, *, name: str, version: str, runtime: str, now: float | None = None) -> dict:
+    """Check a manifest as received, before anything is written: size, signature (pinned key), type,
+    name/version as offered, expiry, runtime, and the shape of every field the device uses.
+
+    Returns the payload; raises UpdateError with the FAILED reason, and nothing else, for any input."""
+    if not isinstance(raw, (bytes, bytearray)):
+        raise UpdateError("manifest is not bytes")
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise UpdateError(f"manifest of {len(raw)} bytes is over {MAX_MANIFEST_BYTES}")
+    try:
+        p = sign.parse_document(bytes(raw), public_key, what="manifest", max_bytes=MAX_MANIFEST_BYTES)
     except sign.SignatureError as e:
         raise UpdateError(f"bad signature: {e}") from None
     if p.get("type") != TYPE:
-        raise UpdateError(f"not a model update manifest (type {p.get('type')!r})")
+        raise UpdateError(f"not a model update manifest (type {_short(p.get('type'))})")
     if p.get("name") != name or p.get("version") != version:
-        raise UpdateError(f"manifest is for {p.get('name')}@{p.get('version')}, offer was {name}@{version}")
+        raise UpdateError(f"manifest is for {_short(p.get('name'))}@{_short(p.get('version'))}, "
+                          f"offer was {name}@{version}")
     now = time.time() if now is None else now
-    if not isinstance(p.get("expires"), (int, float)) or now > p["expires"]:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(p.get("expires") or 0))
+    exp = p.get("expires")
+    if not _number(exp) or not now <= exp:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(exp if _number(exp) and abs(exp) < 1e11 else 0))
         raise UpdateError(f"manifest expired at {when} UTC")
-    if version_key(runtime) < version_key(str(p.get("min_runtime", "0"))) and runtime != "unknown":
-        raise UpdateError(f"needs runtime >= {p['min_runtime']}, this device runs {runtime}")
+    min_rt = p.get("min_runtime", "0")
+    if not isinstance(min_rt, str) or len(min_rt) > 64:
+        raise UpdateError("manifest field 'min_runtime' is malformed")
+    if version_key(runtime) < version_key(min_rt) and runtime != "unknown":
+        raise UpdateError(f"needs runtime >= {min_rt}, this device runs {runtime}")
     cs = p.get("chunk_size")
-    if not isinstance(cs, int) or not 1 <= cs <= MAX_CHUNK:
-        raise UpdateError(f"chunk size {cs!r} over the {MAX_CHUNK}-byte limit")
-    files = p.get("files") or {}
-    golden = p.get("selftest", {}).get("golden", GOLDEN)
-    if golden not in files:
-        raise UpdateError(f"manifest ships no golden outputs ({golden})")
-    for fn, meta in files.items():
-        if not _FILE.match(fn) or len(meta.get("chunks", [])) != n_chunks(meta["size_bytes"], cs):
-            raise UpdateError(f"manifest entry {fn!r} is malformed")
-    for a in p.get("artifacts", []):
-        if a.get("file") not in files:
-            raise UpdateError(f"artefact {a.get('file')!r} is not in the manifest's files")
+    if not _int(cs) or not 1 <= cs <= MAX_CHUNK:
+        raise UpdateError(f"chunk size {_short(cs)} over the {MAX_CHUNK}-byte limit")
+    _check_files(p, cs)
+    _check_artifacts(p)
+    st = p.get("selftest", {})
+    if not isinstance(st, dict):
+        raise UpdateError("manifest field 'selftest' is malformed")
+    golden = st.get("golden", GOLDEN)
+    if not isinstance(golden, str) or golden not in p["files"]:
+        raise UpdateError(f"manifest ships no golden outputs ({_short(golden)})")
+    if st.get("latency_ms") is not None and not _number(st["latency_ms"]):
+        raise UpdateError("manifest field 'selftest.latency_ms' is malformed")
+    over = st.get("tolerance", {})
+    if not isinstance(over, dict) or not all(
+            isinstance(t, dict) and all(k in ("max_err", "mean_err") and _number(v) for k, v in t.items())
+            for t in over.values()):
+        raise UpdateError("manifest field 'selftest.tolerance' is malformed")
     if "tolerance" in p:
         _checked_tolerance(p["tolerance"])
     return p
+
+
+def _check_files(p: dict, cs: int) -> None:
+    files = p.get("files")
+    if not isinstance(files, dict) or not 1 <= len(files) <= MAX_FILES:
+        raise UpdateError(f"manifest field 'files' is malformed (1..{MAX_FILES} entries)")
+    indices = set()
+    for fn, meta in files.items():
+        ok = (isinstance(fn, str) and _FILE.match(fn) and isinstance(meta, dict)
+              and _int(meta.get("size_bytes")) and 0 <= meta["size_bytes"] <= MAX_FILE_BYTES
+              and _int(meta.get("index")) and 0 <= meta["index"] < MAX_FILES and meta["index"] not in indices
+              and isinstance(meta.get("sha256"), str) and _SHA256.match(meta["sha256"])
+              and isinstance(meta.get("chunks"), list)
+              and len(meta["chunks"]) == n_chunks(meta["size_bytes"], cs)
+              and all(isinstance(h, str) and _SHA256.match(h) for h in meta["chunks"]))
+        if not ok:
+            raise UpdateError(f"manifest entry {_short(fn)} is malformed")
+        indices.add(meta["index"])
+    total = p.get("total_bytes")
+    if total is not None and (not _int(total) or total != sum(m["size_bytes"] for m in files.values())):
+        raise UpdateError("manifest field 'total_bytes' does not match its files")
+
+
+def _check_artifacts(p: dict) -> None:
+    arts = p.get("artifacts", [])
+    if not isinstance(arts, list) or len(arts) > MAX_FILES:
+        raise UpdateError("manifest field 'artifacts' is malformed")
+    for a in arts:
+        if not isinstance(a, dict) or not isinstance(a.get("file"), str) or a["file"] not in p["files"]:
+            raise UpdateError(f"artefact {_short(a.get('file') if isinstance(a, dict) else a)} is not in the "
+                              "manifest's files")
+        if not all(isinstance(a.get(k), str) and 0 < len(a[k]) <= _TEXT for k in ("backend", "precision")) \
+                or not isinstance(a.get("report_only", False), bool):
+            raise UpdateError(f"artefact {_short(a['file'])} is malformed")
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+
+
+def _short(v) -> str:
+    """repr of an untrusted value for a reason text, at most 80 characters."""
+    r = repr(v)
+    return r if len(r) <= 80 else r[:77] + "..."

@@ -38,6 +38,8 @@ class SyncCollector:
                                 value=m.get("dead_lettered", 0))
         yield GaugeMetricFamily("edge_mqtt_connected", "1 while connected to the broker",
                                 value=1 if m.get("connected") else 0)
+        yield GaugeMetricFamily("edge_sync_acks_refused", "Cloud acks refused (other epoch, or beyond what was sent)",
+                                value=m.get("acks_refused", 0))
 
     def register(self) -> SyncCollector:
         REGISTRY.register(self)

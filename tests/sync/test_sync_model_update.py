@@ -16,7 +16,7 @@ import pytest
 from models.zoo import ModelZoo
 
 from sync import topics
-from devtools.broker import CLOUD_ACL, Broker, acl_for_device
+from devtools.broker import Broker, prod_acl
 from sync.client import ClientOptions
 from sync.rollout import Rollout, publish_model, read_statuses, wave_sizes
 from sync.update_download import Staging
@@ -76,7 +76,7 @@ def test_signed_update_is_downloaded_verified_selftested_and_activated(broker, t
         zoo.verify(MODEL)  # built.json of the installed version = the signed manifest; files match it
         assert zoo.artifact(MODEL, "onnxruntime", "fp32").path.parent.name == "1.1"
         states = [e["state"] for e in dev.events() if e["version"] == "1.1"]
-        assert states == ["QUEUED", "DOWNLOADING", "VERIFYING", "SELF_TEST", "ACTIVATING", "SUCCEEDED"]
+        assert states == ["DOWNLOADING", "VERIFYING", "SELF_TEST", "ACTIVATING", "SUCCEEDED"]  # offers: no event
         st = read_statuses(opts(broker.port), 0.5)[("s001", "d001")]
         assert st["job"]["state"] == "SUCCEEDED" and st["models"][MODEL]["active"] == "1.1"
         assert st["job"]["progress"]["chunks_fetched"] == pubd["chunks"]
@@ -92,18 +92,19 @@ def test_refusals_bad_signature_downgrade_unknown_model_disk_full(broker, tmp_pa
     priv, pub, base = fleet
     rogue, _ = keys(tmp_path / "rogue", "rogue")
     dev = Device(broker.port, tmp_path / "dev", pub, base=base).start()
+    staging = dev.zoo.cache / "updates" / MODEL
     try:
         publish_model(opts(broker.port), MODEL, "1.1", model_dir(tmp_path / "v1.1", seed=2), rogue, chunk_size=CHUNK)
         offer(broker.port, "1.1")
         last = final(dev, "1.1")
         assert last["state"] == "FAILED" and "bad signature" in last["reason"].lower(), last
+        # refused at once, as the command's answer: no job, no event, no staging folder
         publish_model(opts(broker.port), MODEL, "0.9", model_dir(tmp_path / "v0.9", seed=3), priv, chunk_size=CHUNK)
-        offer(broker.port, "0.9")
-        last = final(dev, "0.9")
-        assert last["state"] == "FAILED" and "downgrade" in last["reason"], last
-        offer(broker.port, "2.0", name="no_such_model")
-        assert wait_until(lambda: any(e["name"] == "no_such_model" and e["state"] == "FAILED"
-                                      and "unknown model" in e["reason"] for e in dev.events()), 10)
+        res = offer(broker.port, "0.9")
+        assert res["status"] == "error" and res["reason"].startswith("downgrade/replay refused"), res
+        res = offer(broker.port, "2.0", name="no_such_model")
+        assert res["status"] == "error" and "unknown model" in res["reason"], res
+        assert not any(e["version"] in ("0.9", "2.0") for e in dev.events())
         dev.agent.opts.reserve_bytes = 1 << 60
         publish_model(opts(broker.port), MODEL, "1.2", model_dir(tmp_path / "v1.2", seed=4), priv, chunk_size=CHUNK)
         offer(broker.port, "1.2")
@@ -111,6 +112,8 @@ def test_refusals_bad_signature_downgrade_unknown_model_disk_full(broker, tmp_pa
         assert last["state"] == "FAILED" and last["reason"].startswith("disk full"), last
         assert current(dev) == "1.0" and dev.activated == []  # nothing active changed
         assert sorted(p.name for p in (dev.zoo.cache / "models" / MODEL).iterdir()) == ["1.0", "current"]
+        assert not staging.exists() or list(staging.iterdir()) == []  # every refusal removed its staging
+        assert dev.agent.metrics()["offers_refused"] == 2
     finally:
         dev.stop()
 
@@ -227,17 +230,18 @@ def test_staged_rollout_aborts_and_rolls_back_when_failures_pass_threshold(broke
 
 
 def test_update_under_the_production_acl(tmp_path, fleet):
-    """Per-device ACL (devtools.broker.acl_for_device): the device may read model topics and write its status."""
+    """The shipped pattern ACL (sync/mosquitto/acl), identities bound to client ids: the device may read model
+    topics and write its status; the fleet admin publishes and rolls out."""
     priv, pub, base = fleet
-    users = {"s001.d001": "pw-d1", "cloud": "pw-cloud"}
-    b = Broker(tmp_path / "acl-broker", users=users, acl=acl_for_device("s001", "d001") + CLOUD_ACL).start()
-    cloud = dict(username="cloud", password="pw-cloud")
-    dev = Device(b.port, tmp_path / "dev", pub, base=base, sync={"username": "s001.d001", "password": "pw-d1"})
+    users = {"s001/d001": "pw-d1", "fleet-admin": "pw-admin"}
+    b = Broker(tmp_path / "acl-broker", users=users, acl=prod_acl(), bind_clientid=True).start()
+    admin = dict(username="fleet-admin", password="pw-admin")
+    dev = Device(b.port, tmp_path / "dev", pub, base=base, sync={"username": "s001/d001", "password": "pw-d1"})
     try:
         dev.start()
-        publish_model(ClientOptions("127.0.0.1", b.port, **cloud), MODEL, "1.1", model_dir(tmp_path / "v1.1", seed=2),
+        publish_model(ClientOptions("127.0.0.1", b.port, **admin), MODEL, "1.1", model_dir(tmp_path / "v1.1", seed=2),
                       priv, chunk_size=CHUNK)
-        res = Rollout(ClientOptions("127.0.0.1", b.port, **cloud), MODEL, "1.1", [("s001", "d001")], waves=[100],
+        res = Rollout(ClientOptions("127.0.0.1", b.port, **admin), MODEL, "1.1", [("s001", "d001")], waves=[100],
                       wave_timeout_s=20).run()
         assert res["status"] == "SUCCEEDED", res
         assert current(dev) == "1.1" and dev.svc.client.last_error is None

@@ -1,5 +1,6 @@
 """ACL and TLS against a real mosquitto: a device cannot publish to another device's topics (0x87 surfaced),
-a wrong password is refused, a client certificate from a foreign CA is refused."""
+a wrong password is refused, a client certificate from a foreign CA is refused; the TLS tests run the shipped
+production config (sync/mosquitto/prod.conf + acl). Identity binding and provisioning: tests/security."""
 from __future__ import annotations
 
 import subprocess
@@ -10,15 +11,14 @@ from pathlib import Path
 import pytest
 
 from edge.core.events import Event
-from devtools.broker import CLOUD_ACL, Broker, TlsListener, acl_for_device
+from devtools.broker import Broker, free_port, prod_acl, prod_config
 from sync.client import ClientOptions, MqttClient, Tls
 from sync.service import SyncService
 
 from sync_helpers import device_settings, start_consumer, wait_until
 
 MAKE_CERTS = Path(__file__).resolve().parents[2] / "sync" / "mosquitto" / "make_certs.sh"
-USERS = {"s001.d001": "pw-a", "s001.d002": "pw-b", "cloud": "pw-cloud"}
-ACL = acl_for_device("s001", "d001") + acl_for_device("s001", "d002") + CLOUD_ACL
+USERS = {"s001/d001": "pw-a", "s001/d002": "pw-b", "cloud": "pw-cloud"}
 
 
 class Watcher:
@@ -44,14 +44,14 @@ class Watcher:
 
 @pytest.fixture
 def acl_broker(tmp_path):
-    b = Broker(tmp_path / "broker", users=USERS, acl=ACL).start()
+    b = Broker(tmp_path / "broker", users=USERS, acl=prod_acl(), bind_clientid=True).start()
     yield b
     b.close()
 
 
 def test_device_cannot_publish_to_another_devices_topics(acl_broker, tmp_path):
     with Watcher(acl_broker.port, "retail/v1/s001/d002/#", username="cloud", password="pw-cloud") as w:
-        a = MqttClient(ClientOptions("127.0.0.1", acl_broker.port, client_id="s001.d001", username="s001.d001",
+        a = MqttClient(ClientOptions("127.0.0.1", acl_broker.port, client_id="s001/d001", username="s001/d001",
                                      password="pw-a"))
         acks: list[tuple[int, int]] = []
         done = threading.Event()
@@ -75,8 +75,8 @@ def test_device_cannot_publish_to_another_devices_topics(acl_broker, tmp_path):
 def test_misconfigured_device_gets_0x87_and_dead_letters(acl_broker, tmp_path):
     """A device whose credentials belong to d001 but whose config says d002: every publish is refused."""
     with Watcher(acl_broker.port, "retail/v1/s001/d002/#", username="cloud", password="pw-cloud") as w:
-        settings = device_settings(acl_broker.port, tmp_path / "outbox.db", device="d002", username="s001.d001",
-                                   password="pw-a", client_id="s001.d001")
+        settings = device_settings(acl_broker.port, tmp_path / "outbox.db", device="d002", username="s001/d001",
+                                   password="pw-a")
         svc = SyncService(*settings)
         svc.start()
         try:
@@ -92,7 +92,7 @@ def test_misconfigured_device_gets_0x87_and_dead_letters(acl_broker, tmp_path):
 
 
 def test_wrong_password_is_refused(acl_broker, tmp_path):
-    c = MqttClient(ClientOptions("127.0.0.1", acl_broker.port, client_id="x", username="s001.d001",
+    c = MqttClient(ClientOptions("127.0.0.1", acl_broker.port, client_id="x", username="s001/d001",
                                  password="wrong", reconnect_min_s=5))
     c.start()
     try:
@@ -105,25 +105,30 @@ def test_wrong_password_is_refused(acl_broker, tmp_path):
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     d = tmp_path_factory.mktemp("certs")
-    subprocess.run(["bash", str(MAKE_CERTS), str(d), "s001.d001", "cloud"], check=True, capture_output=True)
+    subprocess.run(["bash", str(MAKE_CERTS), str(d), "s001/d001", "cloud"], check=True, capture_output=True)
+    (d / "acl").write_text(prod_acl())
     return d
 
 
 @pytest.fixture
 def tls_broker(tmp_path, certs):
-    tls = TlsListener(str(certs / "ca.crt"), str(certs / "server.crt"), str(certs / "server.key"))
-    b = Broker(tmp_path / "broker", users={"cloud": "pw-cloud"}, acl=acl_for_device("s001", "d001") + CLOUD_ACL,
-               tls=tls).start()
+    """The production config: device listener (fleet CA) and services listener (services CA)."""
+    dev_port, svc_port = free_port(), free_port()
+    work = tmp_path / "broker"
+    work.mkdir()
+    b = Broker(work, port=dev_port, config=prod_config(certs, work, dev_port, svc_port), ports=[dev_port, svc_port])
+    b.service_port = svc_port
+    b.start()
     yield b
     b.close()
 
 
 def test_tls_client_certificate_delivers(tls_broker, certs, tmp_path):
     db = tmp_path / "cloud.db"
-    consumer = start_consumer(tls_broker.tls_port, db, client_id="cloud",
+    consumer = start_consumer(tls_broker.service_port, db, client_id="cloud",
                               tls=Tls(str(certs / "ca.crt"), str(certs / "cloud.crt"), str(certs / "cloud.key")))
-    settings = device_settings(tls_broker.tls_port, tmp_path / "outbox.db", tls=True, ca_file=str(certs / "ca.crt"),
-                               cert_file=str(certs / "s001.d001.crt"), key_file=str(certs / "s001.d001.key"))
+    settings = device_settings(tls_broker.port, tmp_path / "outbox.db", tls=True, ca_file=str(certs / "ca.crt"),
+                               cert_file=str(certs / "s001_d001.crt"), key_file=str(certs / "s001_d001.key"))
     svc = SyncService(*settings)
     svc.start()
     try:
@@ -136,13 +141,17 @@ def test_tls_client_certificate_delivers(tls_broker, certs, tmp_path):
         consumer.stop()
 
 
-@pytest.mark.parametrize("who", ["foreign_ca_client", "no_client_cert", "wrong_server_ca"])
+@pytest.mark.parametrize("who", ["foreign_ca_client", "no_client_cert", "wrong_server_ca", "service_cert_on_device_port",
+                                 "device_cert_on_service_port"])
 def test_tls_foreign_ca_is_refused(tls_broker, certs, who):
-    tls = {"foreign_ca_client": Tls(str(certs / "ca.crt"), str(certs / "rogue.crt"), str(certs / "rogue.key")),
-           "no_client_cert": Tls(str(certs / "ca.crt")),
-           "wrong_server_ca": Tls(str(certs / "rogue.crt"), str(certs / "s001.d001.crt"),
-                                  str(certs / "s001.d001.key"))}[who]
-    c = MqttClient(ClientOptions("127.0.0.1", tls_broker.tls_port, client_id="s001.d001", tls=tls,
+    ca, dev = str(certs / "ca.crt"), (str(certs / "s001_d001.crt"), str(certs / "s001_d001.key"))
+    tls = {"foreign_ca_client": Tls(ca, str(certs / "rogue.crt"), str(certs / "rogue.key")),
+           "no_client_cert": Tls(ca),
+           "wrong_server_ca": Tls(str(certs / "rogue.crt"), *dev),
+           "service_cert_on_device_port": Tls(ca, str(certs / "cloud.crt"), str(certs / "cloud.key")),
+           "device_cert_on_service_port": Tls(ca, *dev)}[who]
+    port = tls_broker.service_port if who == "device_cert_on_service_port" else tls_broker.port
+    c = MqttClient(ClientOptions("127.0.0.1", port, client_id="s001/d001", tls=tls,
                                  reconnect_min_s=0.2, reconnect_max_s=0.5))
     c.start()
     try:

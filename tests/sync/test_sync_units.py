@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -157,6 +158,63 @@ def test_outbox_dead_letter_reliable_leaves_gap(tmp_path):
         ob.emit(Event("h", {}, stream="telemetry"))
         ob.delete_telemetry([1])
         assert ob.depth()["telemetry"] == 0
+
+
+def test_outbox_commits_alerts_with_fsync_and_events_without(tmp_path):
+    """Durability per stream: an alert's INSERT commits under synchronous=FULL, an event's under NORMAL."""
+    with Outbox(tmp_path / "o.db") as ob:
+        assert ob.durable_streams == {"alerts"}
+        seen: list[str] = []
+        ob.db.set_trace_callback(seen.append)
+        ob.emit(Event("k", {}))
+        ob.emit(Event("a", {}, stream="alerts"))
+        ob.db.set_trace_callback(None)
+        modes, mode = [], "NORMAL"
+        for stmt in seen:
+            if stmt.startswith("PRAGMA synchronous="):
+                mode = stmt.split("=")[1]
+            elif stmt.startswith("INSERT INTO reliable"):
+                modes.append(mode)
+        assert modes == ["NORMAL", "FULL"] and mode == "NORMAL"
+        assert ob.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL again after the alert
+    with Outbox(tmp_path / "o2.db", durable_streams=["alerts", "events"]) as ob:
+        assert ob.durable_streams == {"alerts", "events"}
+
+
+def test_outbox_sent_hi_is_persisted_and_starts_at_the_acked_rows_for_old_outboxes(tmp_path):
+    p = tmp_path / "o.db"
+    with Outbox(p) as ob:
+        for i in range(10):
+            ob.emit(Event("k", {"i": i}))
+        assert ob.sent_hi == 0
+        ob.note_sent(7)
+        ob.note_sent(3)  # never goes down
+    with Outbox(p) as ob:
+        assert ob.sent_hi == 7
+        ob.ack_upto(4)
+        ob.db.execute("DELETE FROM meta WHERE key='sent_hi'")  # an outbox written before sent_hi existed
+    with Outbox(p) as ob:
+        assert ob.sent_hi == 4  # only what the cloud acked (deleted) is trusted as sent
+
+
+def test_delivery_counts_a_gap_record_as_sent_up_to_its_end(tmp_path):
+    """The cloud's watermark passes a `_gap` record up to its `to`: that ack must not be refused."""
+    from sync.delivery import Delivery
+
+    with Outbox(tmp_path / "o.db") as ob:
+        for i in range(6):
+            ob.emit(Event("k", {"i": i}))
+        ob.dead_letter(RELIABLE, [4, 5, 6], "PUBACK 0x87 Not authorized")  # one gap record at 4, to 6
+        sent: list[str] = []
+        d = Delivery(ob, topics.DeviceTopics("s1", "d1"), lambda t, p: sent.append(t) or len(sent), ack_wait_s=0)
+        d.notify_connected()
+        d._drain_notes()
+        time.sleep(0.05)  # the backlog (rows older than the connection) is paced: let tokens accrue
+        d._fill_window()
+        assert sent and d.metrics()["sent_hi"] == 6 and ob.sent_hi == 6
+        d.notify_ack(ob.epoch, 6)
+        d._drain_notes()
+        assert d.stats["acks_refused"] == 0 and d.watermark == 6 and sum(ob.depth().values()) == 0
 
 
 # ---------------------------------------------------------------- consumer ingest (no network)
