@@ -180,7 +180,7 @@ def cycle_actors(c: int, t0: float, next_id: int, near_miss: bool) -> list[Actor
     add(_walk(t0 + 30, [(670, 240), (-30, 232)], speed=70), "far")
     # the queue at checkout: 4 people (3 in the near-miss cycle), served one after another
     n_q = 3 if near_miss else 4
-    slots = [(55, 462), (135, 428), (205, 396), (262, 366)]
+    slots = [(45, 375), (125, 368), (205, 361), (282, 354)]  # along the counter, head of the queue first
     serve = [t0 + 44, t0 + 56, t0 + 68, t0 + 80]
     for i in range(n_q):
         arrive = t0 + 18 + 4 * i
@@ -205,8 +205,8 @@ def cycle_actors(c: int, t0: float, next_id: int, near_miss: bool) -> list[Actor
     a[-1].keys += _walk(a[-1].keys[-1][0], [(550, 450), (700, 460)])[1:]
     # loitering in front of the far window: 45 s (20 s in the near miss)
     loiter = 20 if near_miss else 45
-    add(_walk(t0 + 8, [(670, 225), (520, 228)], speed=60, waits={1: loiter}), "loiter")
-    a[-1].keys += _walk(a[-1].keys[-1][0], [(520, 228), (670, 226)], speed=60)[1:]
+    add(_walk(t0 + 8, [(670, 225), (440, 228)], speed=60, waits={1: loiter}), "loiter")
+    a[-1].keys += _walk(a[-1].keys[-1][0], [(440, 228), (670, 226)], speed=60)[1:]
     # a shopper reaches into the low shelf (stands with a wrist inside it for 6 s)
     add(_walk(t0 + 70, [(700, 330), (585, 318)], waits={1: 6}), "shelf", sprite=2)
     a[-1].keys += _walk(a[-1].keys[-1][0], [(585, 318), (700, 332)])[1:]

@@ -25,6 +25,8 @@ RULES = {
     "loiter_window": {"kind": "dwell", "zone": "window", "threshold": 30.0},
 }
 MATCH_BEFORE_S, MATCH_AFTER_S = 5.0, 15.0  # an alert this close to a true onset is the same alert
+# ByteTrack thresholds for NanoDet's score range (people score 0.3-0.9; the detector keeps >= 0.3)
+TRACKER = {"high_score": 0.45, "low_score": 0.3, "new_track_score": 0.5, "min_hits": 3, "lost_s": 3.0}
 
 
 def add_arguments(p) -> None:
@@ -41,7 +43,8 @@ def device_config(detector: str, backend: str = "auto", threads: int = 2):
     from edge.app.config import parse_config
 
     analytics = {
-        "zones": [{"name": n, "polygon": [list(p) for p in poly], "enter_frames": 3, "exit_s": 1.0}
+        "tracker": TRACKER,
+        "zones": [{"name": n, "polygon": [list(p) for p in poly], "enter_frames": 3, "exit_s": 2.0}
                   for n, poly in ZONES.items()],
         "lines": [{"name": "door", "start": list(LINE[0]), "end": list(LINE[1])}],
         "queues": [{"name": "checkout", "zone": "checkout", "min_interval_s": 1.0}],
@@ -58,7 +61,7 @@ def device_config(detector: str, backend: str = "auto", threads: int = 2):
     ]}
     models = {}
     if detector == "people":
-        models["person_detector"] = {"name": "person_detector", "backend": backend, "threads": threads}
+        models["person_detector"] = {"name": "nanodet_m_416", "backend": backend, "threads": threads}
     return parse_config({"device": {"id": "bench-01", "store": "lab", "kind": "shelf-camera"},
                          "source": {"type": "video", "uri": "scenario", "width": W, "height": H, "fps": FPS},
                          "models": models, "pose": {"max_people": 6, "segmentation": False},
@@ -67,19 +70,24 @@ def device_config(detector: str, backend: str = "auto", threads: int = 2):
 
 def _make_detector(cfg, kind: str):
     """(detect(frame) -> Detections, name, models evidence, close)."""
-    if kind == "people":
-        from edge.people import open_person_detector
+    from models.zoo import ModelZoo
 
-        det = open_person_detector(cfg.models.person_detector, cfg.models)
-        return det.detect, f"{det.info.model}/{det.info.backend}/{det.info.precision}", \
-            {det.info.model: det.info.version}, det.close
+    zoo = ModelZoo(cfg.models.cache_dir or None)
+    if kind == "people":
+        from edge.people import open_detector
+
+        ref = cfg.models.person_detector
+        det = open_detector(zoo, ref, **cfg.people.model_dump())
+        info = det.session.info
+        return det.frame_detections, f"{ref.name}/{info.backend}/{info.precision}", \
+            {ref.name: f"{info.backend}/{info.precision}"}, det.session.close
     from edge.analytics.pose_adapter import detections_from_pose
     from edge.pose.pipeline import PosePipeline
 
-    pose = PosePipeline(cfg)
-    return (lambda f: detections_from_pose(pose.process(f)),
-            "pose_detection+pose_landmark_full/" + "/".join(s.info.backend for s in pose.sessions),
-            {s.info.path.split("/")[-1]: s.info.backend for s in pose.sessions}, pose.close)
+    pose = PosePipeline(cfg, zoo)
+    name = "pose_detection+pose_landmark_full/" + "/".join(s.info.backend for s in pose.sessions)
+    return (lambda f: detections_from_pose(pose.process(f)), name,
+            {Path(s.info.path).name: s.info.backend for s in pose.sessions}, pose.close)
 
 
 def _stage(cfg, naive: bool):

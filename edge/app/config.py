@@ -88,6 +88,26 @@ class ModelsSection(StrictModel):
     pose_detector: ModelRef = ModelRef(name="pose_detection")
     pose_landmarks: ModelRef = ModelRef(name="pose_landmark_full")
     face_detector: ModelRef = ModelRef(name="face_detection_full_range")
+    # far-range person detector (aisle, queue, store cameras): when set, shopper analytics use its boxes
+    # (keypoints from the pose results of the same people, where pose runs); e.g. name = "nanodet_m_416"
+    person_detector: ModelRef | None = None
+
+
+class PeopleSection(StrictModel):
+    """Options of the far-range person detector (`[models.person_detector]`), see docs/ANALYTICS.md."""
+
+    threshold: float = Field(0.3, ge=0.05, le=0.95, description="person score; the tracker's high_score splits "
+                             "confident from weak detections above it (ByteTrack's second stage)")
+    nms_iou: float = Field(0.6, gt=0, le=1)
+    tiles: tuple[int, int] = Field((2, 1), description="[columns, rows] of overlapping tiles run besides the whole "
+                                   "frame, for far (small) people; [1, 1] = the whole frame only")
+
+    @field_validator("tiles")
+    @classmethod
+    def _tiles_ok(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not (1 <= v[0] <= 4 and 1 <= v[1] <= 4):
+            raise ValueError(f"tiles {list(v)}: each of columns, rows must be 1..4")
+        return v
 
 
 class HttpSection(StrictModel):
@@ -107,6 +127,7 @@ class EdgeConfig(StrictModel):
     models: ModelsSection = ModelsSection()
     pose: PoseConfig = PoseConfig()
     tryon: TryOnConfig = TryOnConfig()
+    people: PeopleSection = PeopleSection()
     analytics: AnalyticsConfig = AnalyticsConfig()
     alerts: AlertsConfig = AlertsConfig()
     http: HttpSection = HttpSection()

@@ -279,10 +279,21 @@ class Runtime:
         if wants_behaviour(cfg):
             from edge.app.behaviour import BehaviourStage
 
-            models = {} if pose is None else {Path(s.info.path).name: f"{s.info.backend}/{s.info.precision}"
-                                              for s in pose.sessions}
-            behaviour = BehaviourStage.from_config(cfg, sink, source=source_name,
-                                                   frame_size=(cfg.source.width, cfg.source.height), models=models)
+            sessions = list(pose.sessions) if pose is not None else []
+            detector = None
+            if cfg.models.person_detector is not None:
+                from edge.people import open_detector
+                from models.zoo import ModelZoo
+
+                people = open_detector(ModelZoo(cfg.models.cache_dir or None), cfg.models.person_detector,
+                                       **cfg.people.model_dump())
+                detector = people.frame_detections
+                sessions.append(people.session)
+                log.info("person detector: %s %s/%s", cfg.models.person_detector.name, people.session.info.backend,
+                         people.session.info.precision)
+            models = {Path(s.info.path).name: f"{s.info.backend}/{s.info.precision}" for s in sessions}
+            behaviour = BehaviourStage.from_config(cfg, sink, source=source_name, detector=detector, models=models,
+                                                   frame_size=(cfg.source.width, cfg.source.height))
         return PoseStage(pose, presence, behaviour)
 
     def _build_mirror(self, stage: PoseStage, sink):
