@@ -89,7 +89,10 @@ class BehaviourStage:
             al = p.alignment
             out[("camera_moved", cam)] = Reading(p.camera_moved, detail={
                 "reason": al.reason, "shift_px": al.shift_px, "rotation_deg": al.rotation_deg})
-        return out
+        camera = {"camera": a.source}  # which stream saw it: with several cameras, evidence names the camera
+        return {k: r if not isinstance(r, Reading) else
+                Reading(r.value, track_ids=r.track_ids, durations_s=r.durations_s, models=r.models,
+                        detail={**camera, **r.detail}) for k, r in out.items()}
 
     def retake_reference(self, facing: str | None = None, *, by: str = "", via: str = "page") -> list[str]:
         """Retake the shelf reference of one facing (None: every facing); the staff page's button."""

@@ -110,6 +110,27 @@ class PeopleSection(StrictModel):
         return v
 
 
+class CameraSection(StrictModel):
+    """An extra camera (`[[cameras]]`): its own source, analytics and alert rules; the device's person detector
+    (`[models.person_detector]`) runs on it, shared with the other cameras (see edge/app/streams.py)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    source: SourceSection
+    fps: float = Field(5.0, gt=0, le=60, description="frames processed per second at most")
+    latency_budget_ms: float = Field(200.0, gt=0, le=10000, description="capture to analytics done")
+    motion_gating: bool = Field(True, description="skip detection on frames that barely moved")
+    motion_threshold: float = Field(1.5, ge=0, le=255, description="mean grey-level change that counts as motion")
+    detect_every: int = Field(4, ge=1, le=100, description="with gating: detect at least every N-th frame")
+    analytics: AnalyticsConfig = AnalyticsConfig()
+    alerts: AlertsConfig = AlertsConfig()
+
+    def analytics_names(self) -> dict[str, list[str]]:
+        a = self.analytics
+        return {"zone": [z.name for z in a.zones], "queue": [q.name for q in a.queues],
+                "loitering": [x.name for x in a.loitering], "kiosk": [k.name for k in a.kiosk_help],
+                "shelf": [s.name for s in a.shelves]}
+
+
 class HttpSection(StrictModel):
     enabled: bool = True
     host: str = "127.0.0.1"  # frames never leave the device: loopback by default
@@ -130,6 +151,7 @@ class EdgeConfig(StrictModel):
     people: PeopleSection = PeopleSection()
     analytics: AnalyticsConfig = AnalyticsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    cameras: list[CameraSection] = Field(default_factory=list)
     http: HttpSection = HttpSection()
     sync: SyncConfig = SyncConfig()
     logging: LoggingSection = LoggingSection()
@@ -227,10 +249,25 @@ def parse_config(data: dict, path: str = "<memory>") -> EdgeConfig:
         cfg = EdgeConfig.model_validate(data)
     except ValidationError as e:
         raise format_validation_error(path, e) from None
+    problems = []
     try:
         cfg.alerts.validate_against(cfg.analytics_names())
     except AlertConfigError as e:
-        raise ConfigError(path, e.problems) from None
+        problems += e.problems
+    ids = [c.id for c in cfg.cameras]
+    for i, cam in enumerate(cfg.cameras):
+        try:
+            cam.alerts.validate_against(cam.analytics_names(), prefix=f"cameras.{i}.alerts")
+        except AlertConfigError as e:
+            problems += e.problems
+        if ids.count(cam.id) > 1 and ids.index(cam.id) != i:
+            problems.append(f"cameras.{i}.id: {cam.id!r} is already the id of cameras.{ids.index(cam.id)} "
+                            "(fix: give every camera its own id)")
+    if cfg.cameras and cfg.models.person_detector is None:
+        problems.append("cameras: extra cameras run the person detector, but [models.person_detector] is not set "
+                        '(fix: add [models.person_detector] name = "nanodet_m_416")')
+    if problems:
+        raise ConfigError(path, problems)
     cfg._migrations = notes
     return cfg
 

@@ -53,7 +53,13 @@ def forget_auto_choices(cfg) -> None:
 
 
 def wants_behaviour(cfg) -> bool:
-    """True when the device config asks for shopper analytics or alert rules."""
+    """True when the device config asks for shopper analytics or alert rules (main camera or `[[cameras]]`)."""
+    a = cfg.analytics
+    return bool(cfg.cameras) or (a.enabled and any((a.zones, a.lines, a.queues, a.loitering, a.shelves,
+                                                    a.heatmaps, a.kiosk_help)))
+
+
+def main_has_analytics(cfg) -> bool:
     a = cfg.analytics
     return a.enabled and any((a.zones, a.lines, a.queues, a.loitering, a.shelves, a.heatmaps, a.kiosk_help))
 
@@ -147,6 +153,9 @@ class Runtime:
         self.reader = None
         self.http = None
         self.stage = None
+        self.streams = None  # extra cameras ([[cameras]])
+        self._people = None  # the shared person detector (main camera and extra cameras)
+        self._people_lock = threading.Lock()
         self._meter = None  # RateMeter while running
 
     # -- commands from the cloud -------------------------------------------------------------
@@ -155,10 +164,27 @@ class Runtime:
         from edge.alerts import ack_command_handler
         from sync.commands import CommandError
 
-        behaviour = self.stage.behaviour if self.stage is not None else None
-        if behaviour is None:
+        engines = self._alert_engines()
+        if engines is None:
             raise CommandError("not ready: the analytics stage has not started")
-        return ack_command_handler(behaviour.engine, error=CommandError)(args)
+        return ack_command_handler(engines, error=CommandError)(args)
+
+    def _alert_engines(self):
+        """The alert engine of the main camera, or a group of it and the extra cameras' engines; None if none."""
+        main = self.stage.behaviour.engine if self.stage is not None and self.stage.behaviour is not None else None
+        if self.streams is None:
+            return main
+        from edge.app.streams import EngineGroup
+
+        return EngineGroup([main, *self.streams.engines])
+
+    def _live_counts(self) -> dict:
+        """Live counts for the staff page: the main camera's, and each extra camera's under `cameras`."""
+        main = self.stage.behaviour if self.stage is not None and self.stage.behaviour is not None else None
+        out = main.live() if main is not None else {}
+        if self.streams is not None:
+            out["cameras"] = {s.id: s.behaviour.live() for s in self.streams.streams}
+        return out
 
     def _cmd_reload_config(self, args: dict) -> dict:
         from edge.app.config import ConfigError, load_config
@@ -203,6 +229,10 @@ class Runtime:
                 "frames": self.frames, "fps": round(self.fps, 1), "last_frame_age_s": age, "source_error": src_err}
         if self.sync is not None:
             body["sync"] = self.sync.metrics()
+        if self.streams is not None:
+            body["streams"] = self.streams.health()
+            if any(v["state"] == "error" for v in body["streams"].values()):
+                body["status"] = "degraded"
         return ok, body
 
     def run(self, stop: threading.Event, *, max_frames: int = 0, duration: float = 0.0) -> int:
@@ -219,8 +249,11 @@ class Runtime:
         stage = self.stage = self._build_pose_stage(sink, source.name)
         updates = self._start_model_updates(stage) if cfg.sync.broker and cfg.sync.model_updates else None
         mirror = self._build_mirror(stage, sink)
+        self._build_streams(sink, mirror)
         self._start_http(mirror)
         self._start_reader(source)
+        if self.streams is not None:
+            self.streams.start()
         self._meter, t0 = RateMeter(), time.monotonic()
         log.info("running %s (%s) from %s", cfg.device.id, cfg.device.kind, source.name)
 
@@ -276,25 +309,52 @@ class Runtime:
             self.sync.set_state(models={s.info.backend + ":" + Path(s.info.path).name: s.info.precision
                                         for s in pose.sessions})
         behaviour = None
-        if wants_behaviour(cfg):
+        if main_has_analytics(cfg):
             from edge.app.behaviour import BehaviourStage
 
             sessions = list(pose.sessions) if pose is not None else []
-            detector = None
-            if cfg.models.person_detector is not None:
-                from edge.people import open_detector
-                from models.zoo import ModelZoo
-
-                people = open_detector(ModelZoo(cfg.models.cache_dir or None), cfg.models.person_detector,
-                                       **cfg.people.model_dump())
-                detector = people.frame_detections
-                sessions.append(people.session)
-                log.info("person detector: %s %s/%s", cfg.models.person_detector.name, people.session.info.backend,
-                         people.session.info.precision)
+            detector = self._person_detector()
+            if detector is not None:
+                sessions.append(self._people.session)
             models = {Path(s.info.path).name: f"{s.info.backend}/{s.info.precision}" for s in sessions}
             behaviour = BehaviourStage.from_config(cfg, sink, source=source_name, detector=detector, models=models,
                                                    frame_size=(cfg.source.width, cfg.source.height))
         return PoseStage(pose, presence, behaviour)
+
+    def _person_detector(self):
+        """detect(frame) -> Detections of the shared person detector (opened once; None when not configured).
+        Calls are serialised: the main camera and the extra cameras' worker share one session."""
+        cfg = self.cfg
+        if cfg.models.person_detector is None:
+            return None
+        if self._people is None:
+            from edge.people import open_detector
+            from models.zoo import ModelZoo
+
+            self._people = open_detector(ModelZoo(cfg.models.cache_dir or None), cfg.models.person_detector,
+                                         **cfg.people.model_dump())
+            info = self._people.session.info
+            log.info("person detector: %s %s/%s", cfg.models.person_detector.name, info.backend, info.precision)
+
+        def detect(frame):
+            with self._people_lock:
+                return self._people.frame_detections(frame)
+        return detect
+
+    def _build_streams(self, sink, mirror) -> None:
+        """The extra cameras ([[cameras]]), served by one worker over the shared detector (started later)."""
+        if not self.cfg.cameras:
+            return
+        from edge.app.streams import StreamSet
+
+        detect = self._person_detector()
+        info = self._people.session.info
+        models = {Path(info.path).name: f"{info.backend}/{info.precision}"}
+        target = self.cfg.source.fps * 0.95
+        yield_to = None
+        if mirror is not None:  # mixed criticality: analytics wait while the mirror is below its frame rate
+            yield_to = lambda: mirror.frames_out > 30 and mirror.fps() < target  # noqa: E731
+        self.streams = StreamSet.from_config(self.cfg, detect, sink, models=models, yield_to=yield_to)
 
     def _build_mirror(self, stage: PoseStage, sink):
         """The try-on mirror over the pose stage (its source is attached when the loop starts), or None."""
@@ -316,11 +376,11 @@ class Runtime:
             from edge.tryon.server import make_mirror_routes
 
             self.http.add_method_routes(make_mirror_routes(mirror), home="/mirror")
-        behaviour = self.stage.behaviour if self.stage is not None else None
-        if behaviour is not None:
+        engines = self._alert_engines()
+        if engines is not None:
             from edge.alerts.server import make_staff_routes
 
-            self.http.add_method_routes(make_staff_routes(behaviour.engine, live=behaviour.live),
+            self.http.add_method_routes(make_staff_routes(engines, live=self._live_counts),
                                         home=None if mirror is not None else "/staff")
         self.http.start()
 
@@ -381,6 +441,8 @@ class Runtime:
         """Stop what run() started: the mirror and the reader first, the sync service last."""
         if mirror is not None:
             mirror.stop()
+        if self.streams is not None:
+            self.streams.stop()
         self.reader.stop()
         stage.close()
         if updates is not None:

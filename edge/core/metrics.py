@@ -15,6 +15,9 @@ STAGE_MS = Histogram("edge_stage_ms", "Per-frame stage latency in ms", ["stage"]
                      buckets=(1, 2, 5, 10, 15, 20, 30, 40, 60, 80, 120, 200, 400, 1000))
 PEOPLE = Gauge("edge_people", "People currently tracked")
 EVENTS = Counter("edge_events_total", "Events emitted", ["kind"])
+STREAM_FPS = Gauge("edge_stream_fps", "Processed frames per second of an extra camera stream", ["stream"])
+STREAM_LATENCY = Histogram("edge_stream_latency_ms", "Capture to analytics done, per extra camera stream", ["stream"],
+                           buckets=(10, 20, 50, 100, 150, 200, 300, 500, 1000, 2000))
 
 
 class SyncCollector:
