@@ -155,9 +155,11 @@ class StreamSet:
             now = time.monotonic()
             due = []
             for s in self.streams:
+                if now < s.next_due:
+                    continue  # not due: the reader keeps only its newest frame meanwhile (no stale backlog)
                 if s.pending is None:
                     s.pending = s.reader.get(timeout=0)
-                if s.pending is not None and now >= s.next_due:
+                if s.pending is not None:
                     due.append(s)
             if not due or (self.yield_to is not None and self.yield_to()):
                 self._stop.wait(0.005)
