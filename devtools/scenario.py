@@ -203,10 +203,11 @@ def cycle_actors(c: int, t0: float, next_id: int, near_miss: bool) -> list[Actor
     stay = 20 if near_miss else 45
     add(_walk(t0 + 25, [(700, 455), (550, 450)], waits={1: stay}) + [], "kiosk")
     a[-1].keys += _walk(a[-1].keys[-1][0], [(550, 450), (700, 460)])[1:]
-    # loitering in front of the far window: 45 s (20 s in the near miss)
-    loiter = 20 if near_miss else 45
-    add(_walk(t0 + 8, [(670, 225), (440, 228)], speed=60, waits={1: loiter}), "loiter")
-    a[-1].keys += _walk(a[-1].keys[-1][0], [(440, 228), (670, 226)], speed=60)[1:]
+    # loitering in front of the far window: in the window zone ~75 s; the near miss walks briskly, waits 10 s and
+    # is in the zone ~25 s in all (under the 30 s loitering rule)
+    loiter, pace = (10, 150) if near_miss else (45, 60)
+    add(_walk(t0 + 8, [(670, 225), (440, 228)], speed=pace, waits={1: loiter}), "loiter")
+    a[-1].keys += _walk(a[-1].keys[-1][0], [(440, 228), (670, 226)], speed=pace)[1:]
     # a shopper reaches into the low shelf (stands with a wrist inside it for 6 s)
     add(_walk(t0 + 70, [(700, 330), (585, 318)], waits={1: 6}), "shelf", sprite=2)
     a[-1].keys += _walk(a[-1].keys[-1][0], [(585, 318), (700, 332)])[1:]

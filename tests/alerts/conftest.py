@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import time
-import urllib.request
 
 import pytest
 
-from alerts_helpers import CHROMIUM, DRIVER, WebDriver
-from devtools.broker import Broker, free_port
+from devtools.broker import Broker
+from webdriver_client import chromium
 
 
 @pytest.fixture
@@ -24,20 +21,5 @@ def broker(tmp_path):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    if not shutil.which(CHROMIUM) or not shutil.which(DRIVER):
-        raise RuntimeError("headless Chromium is required: run `bash scripts/setup.sh --test` (chromium, "
-                           "chromium-driver)")
-    port = free_port()
-    proc = subprocess.Popen([DRIVER, f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(base + "/status", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    wd = WebDriver(base, str(tmp_path_factory.mktemp("chrome-profile")))
-    yield wd
-    wd.quit()
-    proc.terminate()
-    proc.wait(10)
+    with chromium(tmp_path_factory.mktemp("chrome-profile")) as wd:
+        yield wd

@@ -1,11 +1,7 @@
 """The mirror page is served and loads in headless Chromium (via chromedriver); a screenshot shows the garment."""
 from __future__ import annotations
 
-import base64
 import json
-import shutil
-import socket
-import subprocess
 import time
 import urllib.request
 
@@ -16,63 +12,11 @@ import pytest
 from edge.core.events import ListSink
 from edge.tryon.config import TryOnConfig
 from devtools.mannequin import MannequinSource, TruthPose
+from webdriver_client import chromium, require_chromium
 from edge.tryon.pipeline import TryOnPipeline
 from edge.tryon.server import serve
 
-CHROMIUM, DRIVER = "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
-if not shutil.which(CHROMIUM) or not shutil.which(DRIVER):
-    raise RuntimeError("headless Chromium is required: run `bash scripts/setup.sh --test` (chromium, chromium-driver)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class WebDriver:
-    """Minimal W3C WebDriver client (stdlib) for chromedriver."""
-
-    def __init__(self, base: str, profile: str):
-        self.base = base
-        caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "pageLoadStrategy": "eager",
-                "goog:chromeOptions": {"binary": CHROMIUM, "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                    f"--user-data-dir={profile}", "--window-size=1000,560"]}}}}
-        self.sid = self._call("POST", "/session", caps)["sessionId"]
-
-    def _call(self, method, path, body=None):
-        req = urllib.request.Request(self.base + path, method=method,
-                                     data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return json.loads(r.read())["value"] if path != "/session" else json.loads(r.read())["value"]
-
-    def cmd(self, method, path, body=None):
-        return self._call(method, f"/session/{self.sid}{path}", body)
-
-    def js(self, script, *args):
-        return self.cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
-
-    def wait(self, script, timeout=20.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            v = self.js(script)
-            if v:
-                return v
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for: {script}")
-
-    def screenshot(self) -> np.ndarray:
-        png = base64.b64decode(self.cmd("GET", "/screenshot"))
-        return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
-
-    def quit(self):
-        try:
-            self.cmd("DELETE", "")
-        except Exception:  # noqa: BLE001
-            pass
+require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -88,20 +32,8 @@ def mirror(tryon_cache, catalog):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    port = _free_port()
-    proc = subprocess.Popen([DRIVER, f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(base + "/status", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    wd = WebDriver(base, str(tmp_path_factory.mktemp("chrome-profile")))
-    yield wd
-    wd.quit()
-    proc.terminate()
-    proc.wait(10)
+    with chromium(tmp_path_factory.mktemp("chrome-profile"), size=(1000, 560)) as wd:
+        yield wd
 
 
 def _video_crop(wd) -> np.ndarray:
