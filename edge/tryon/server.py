@@ -9,7 +9,6 @@ import json
 import logging
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import cv2

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -54,8 +55,6 @@ reconnect_s = 0.5
 
 def get_health(url: str) -> dict:
     """/healthz body; it answers 503 (with the same JSON) while the device is degraded."""
-    import urllib.error
-
     try:
         return json.loads(urllib.request.urlopen(url, timeout=2).read())
     except urllib.error.HTTPError as e:
