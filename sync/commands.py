@@ -56,9 +56,18 @@ class ReloadConfigArgs(_Args):
     path: str = Field("", max_length=1024)
 
 
+class ShelfReferenceArgs(_Args):
+    """Retake the shelf reference after a restock: one facing id, or "" / "all" for every facing (of `camera`)."""
+
+    facing: str = Field("", max_length=64)
+    camera: str = Field("", max_length=64)  # "" = every camera
+    by: str = Field("", max_length=64)
+
+
 # Argument schema per known command. Handlers receive the validated args as a dict.
 SCHEMAS: dict[str, type[_Args]] = {"ping": PingArgs, "set_log_level": SetLogLevelArgs, "ack_alert": AckAlertArgs,
-                                   "reload_config": ReloadConfigArgs, "snapshot": SnapshotArgs}
+                                   "reload_config": ReloadConfigArgs, "snapshot": SnapshotArgs,
+                                   "shelf_reference": ShelfReferenceArgs}
 
 
 class Request(BaseModel):

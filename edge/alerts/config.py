@@ -20,7 +20,7 @@ from edge.core.config_base import StrictModel
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")  # in rising order
 Op = Literal[">", ">=", "<", "<="]
-KeyKind = Literal["zone", "queue", "loitering", "kiosk", "shelf"]
+KeyKind = Literal["zone", "queue", "loitering", "kiosk", "shelf", "camera"]
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
@@ -38,7 +38,8 @@ class MetricSpec:
 
 
 # The analytics values a rule may name. A key is the name of the analytics object the value comes from (the
-# `name` of a zone, queue, loitering watch, kiosk-help watch or shelf in the device's analytics config).
+# `name` of a zone, queue, loitering watch, kiosk-help watch or shelf, a facing id or the planogram's camera in the
+# device's analytics config).
 METRICS: dict[str, MetricSpec] = {m.name: m for m in (
     MetricSpec("queue_length", "number", "queue", "people", doc="people in the queue"),
     MetricSpec("queue_wait", "number", "queue", "s", doc="estimated wait of someone joining the queue"),
@@ -46,7 +47,10 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in (
     MetricSpec("dwell", "number", "zone", "s", doc="longest current stay of one person in the zone"),
     MetricSpec("loitering", "flag", "loitering", doc="someone is loitering in the watched zone"),
     MetricSpec("help_requested", "flag", "kiosk", doc="a shopper at the kiosk waits for help"),
-    MetricSpec("facing_empty", "flag", "shelf", doc="the shelf facing looks empty"),
+    MetricSpec("facing_empty", "flag", "shelf", doc="the shelf facing needs restocking (empty, or low when its "
+               "alert_on lists low); the key is the facing id"),
+    MetricSpec("camera_moved", "flag", "camera", doc="the shelf camera no longer aligns with its reference view; "
+               "the key is the planogram's camera"),
 )}
 
 _NEGATE = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}
@@ -295,7 +299,7 @@ class AlertsConfig(StrictModel):
 
     def validate_against(self, known: Mapping[str, Iterable[str]], prefix: str = "alerts") -> None:
         """Check that every enabled rule's key exists: `known` maps a key kind ("zone", "queue", "loitering",
-        "kiosk", "shelf") to the names the device defines (a kind left out counts as none). Raises
+        "kiosk", "shelf", "camera") to the names the device defines (a kind left out counts as none). Raises
         AlertConfigError naming each bad key."""
         have = {kind: set(ids) for kind, ids in known.items()}
         problems = []

@@ -117,7 +117,9 @@ class AlertEngine:
     """Turns `update(values, t, t_wall)` into alerts; `ack()` / `resolve()` are the staff transitions.
 
     `sink` receives every transition Event (the runtime's outbox; may be reassigned). `wall_clock` stamps staff transitions,
-    which happen between updates (default time.time; tests pass a fake).
+    which happen between updates (default time.time; tests pass a fake). `on_ack` is a list of callables called with
+    the alert (its view dict) after each acknowledgement that changed it, outside the engine's lock (the runtime
+    retakes a shelf facing's reference when its facing_empty alert is acknowledged).
     """
 
     def __init__(self, config: AlertsConfig, sink: EventSink, *, wall_clock: Callable[[], float] = time.time):
@@ -136,6 +138,7 @@ class AlertEngine:
         self._lock = threading.RLock()
         self._clock = 0.0  # stream time made monotonic (a looping recording does not run timers backwards)
         self._last_t: float | None = None
+        self.on_ack: list[Callable[[dict[str, Any]], None]] = []
 
     # ------------------------------------------------------------------ feeding
     def update(self, values: Values, t: float, t_wall: float) -> list[Event]:
@@ -240,7 +243,13 @@ class AlertEngine:
             a.acked_by, a.ack_note, a.ack_via = by, note, via
             log.info("alert %s acknowledged by %r via %s", a.alert_id, by, via)
             self._emit(a, "acked", a.acked_t, a.acked_at)
-            return Outcome(a.view(), True)
+            out = Outcome(a.view(), True)
+        for hook in list(self.on_ack):
+            try:
+                hook(out.alert)
+            except Exception:  # noqa: BLE001 - the acknowledgement stands whatever a hook does
+                log.exception("on_ack hook failed for alert %s", out.alert["alert_id"])
+        return out
 
     def resolve(self, alert_id: str, by: str = "", note: str = "", *, via: str = "api") -> Outcome:
         """Resolve an open or acked alert by hand; resolving a resolved one changes nothing. If the condition

@@ -8,6 +8,8 @@
     GET  /api/alerts/<id>             one alert (alert id or transition event id)
     POST /api/alerts/<id>/ack         body {"by", "note"} (JSON, both optional) → the alert
     POST /api/alerts/<id>/resolve     same
+    POST /api/shelf/reference         body {"facing": id or "" (every facing), "by"} → {"pending": [facing ids]}
+                                      (only when a `retake_reference` callable is given: devices with facings)
 
 POSTs must be `Content-Type: application/json` (a cross-site form cannot send that without a CORS preflight,
 which this server never grants). No frames are served here: only alert records and counts.
@@ -67,9 +69,13 @@ def _body(req: BaseHTTPRequestHandler) -> dict:
 
 
 def make_staff_routes(engine: AlertEngine, live: Callable[[], dict] | None = None, *, prefix: str = "/staff",
-                      api: str = "/api/alerts", title: str = "Store alerts") -> dict:
+                      api: str = "/api/alerts", title: str = "Store alerts",
+                      retake_reference: Callable[..., list[str]] | None = None,
+                      shelf_api: str = "/api/shelf/reference") -> dict:
     """Route table {(method, path): handler(req)} of the staff page. `live()` returns a small JSON-able dict of
-    counts for the live panel, e.g. {"queue": {"checkout": 3}, "zones": {...}, "lines": {"door": {"in": 5}}}."""
+    counts for the live panel, e.g. {"queue": {"checkout": 3}, "zones": {...}, "lines": {"door": {"in": 5}}}.
+    `retake_reference(facing_id | None, by=..., via="page")` (BehaviourStage.retake_reference) adds the shelf
+    reference route and the page's "Retake reference" button on facing_empty and camera_moved alerts."""
     live_failing = threading.Event()
 
     def live_counts() -> dict:
@@ -99,7 +105,7 @@ def make_staff_routes(engine: AlertEngine, live: Callable[[], dict] | None = Non
 
     def listing(req):
         _json(req, 200, {"now": engine.now_wall(), "alerts": engine.active(), "resolved": engine.recent_resolved(10),
-                         "live": live_counts()})
+                         "live": live_counts(), "actions": ["shelf_reference"] if retake_reference else []})
 
     def one(req):
         m = _ALERT_PATH.match(req.path.split("?", 1)[0][len(api):])
@@ -132,7 +138,19 @@ def make_staff_routes(engine: AlertEngine, live: Callable[[], dict] | None = Non
             return
         _json(req, 200, {**out.alert, "changed": out.changed})
 
-    return {
+    def shelf_reference(req):
+        try:
+            args = _shelf_body(req)
+            pending = retake_reference(args["facing"] or None, by=args["by"] or "staff", via="page")
+        except BadRequest as e:
+            _json(req, e.code, {"error": str(e)})
+            return
+        except KeyError as e:
+            _json(req, 404, {"error": str(e.args[0]) if e.args else "unknown facing"})
+            return
+        _json(req, 200, {"pending": pending})
+
+    routes = {
         ("GET", prefix): static("index.html"),
         ("GET", f"{prefix}/"): static("index.html"),
         ("GET", f"{prefix}/app.js"): static("app.js"),
@@ -141,6 +159,33 @@ def make_staff_routes(engine: AlertEngine, live: Callable[[], dict] | None = Non
         ("GET", f"{api}/*"): one,
         ("POST", f"{api}/*"): one,
     }
+    if retake_reference is not None:
+        routes[("POST", shelf_api)] = shelf_reference
+    return routes
+
+
+def _shelf_body(req: BaseHTTPRequestHandler) -> dict:
+    """{"facing", "by"} of a shelf reference POST (same content rules as the alert POSTs)."""
+    ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise BadRequest(415, "Content-Type must be application/json")
+    try:
+        n = int(req.headers.get("Content-Length") or 0)
+    except ValueError:
+        raise BadRequest(400, "bad Content-Length") from None
+    if n < 0 or n > MAX_BODY:
+        raise BadRequest(413, f"body larger than {MAX_BODY} bytes")
+    try:
+        obj = json.loads(req.rfile.read(n) or b"{}")
+    except ValueError:
+        raise BadRequest(400, "body is not JSON") from None
+    if not isinstance(obj, dict):
+        raise BadRequest(400, "body must be a JSON object")
+    facing, by = obj.get("facing", ""), obj.get("by", "")
+    if not isinstance(facing, str) or not isinstance(by, str) or len(facing) > 64 or len(by) > 64:
+        raise BadRequest(400, "'facing' and 'by' must be strings of up to 64 chars")
+    facing = facing.strip()
+    return {"facing": "" if facing.lower() == "all" else facing, "by": by.strip()}
 
 
 def _html_escape(text: str) -> str:
@@ -148,13 +193,13 @@ def _html_escape(text: str) -> str:
 
 
 def serve(engine: AlertEngine, host: str = "127.0.0.1", port: int = 8080, live: Callable[[], dict] | None = None,
-          background: bool = False):
+          background: bool = False, retake_reference: Callable[..., list[str]] | None = None):
     """Serve the staff page (plus /healthz, /metrics) on a LocalHttpServer; blocks unless background=True
     (then returns the running server: `.port`, `.stop()`)."""
     from edge.core.http_server import LocalHttpServer  # noqa: PLC0415
 
     srv = LocalHttpServer(host, port, lambda: (True, {"alerts_active": len(engine.active())}))
-    srv.add_method_routes(make_staff_routes(engine, live))
+    srv.add_method_routes(make_staff_routes(engine, live, retake_reference=retake_reference))
     srv.start()
     log.info("staff page on http://%s:%d/staff/", host, srv.port)
     if not background:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from edge.analytics.facings import Facing, ShelfFacings
 from edge.analytics.heatmap import Heatmap
 from edge.analytics.kiosk import KioskHelp
 from edge.analytics.lines import LineCounter
@@ -23,10 +24,11 @@ class AnalyticsObject(Protocol):
 
 
 class Analytics:
-    """Tracker + analytics objects. `update(detections, t, t_wall)` tracks the detections (unless the tracker is
-    off: then they must carry tracker ids), feeds every object, emits the events to the sink and returns them.
-    The objects stay readable for the alert engine: `zones`, `lines`, `queues`, `loitering`, `shelves`,
-    `heatmaps`, `kiosk_help` (dicts by name) and `tracked` (the last frame's tracked detections)."""
+    """Tracker + analytics objects. `update(detections, t, t_wall, image=...)` tracks the detections (unless the
+    tracker is off: then they must carry tracker ids), feeds every object, emits the events to the sink and returns
+    them; objects with `needs_image` (the shelf facings) also get the frame image. The objects stay readable for the
+    alert engine: `zones`, `lines`, `queues`, `loitering`, `shelves`, `heatmaps`, `kiosk_help`, `planograms`
+    (camera -> ShelfFacings), `facings` (facing id -> Facing) and `tracked` (the last frame's tracked detections)."""
 
     def __init__(self, tracker: ByteTracker | None, objects: list[AnalyticsObject], sink: EventSink | None = None,
                  source: str = "default"):
@@ -38,12 +40,14 @@ class Analytics:
         self.shelves: dict[str, ShelfInteraction] = {}
         self.heatmaps: dict[str, Heatmap] = {}
         self.kiosk_help: dict[str, KioskHelp] = {}
+        self.planograms: dict[str, ShelfFacings] = {}
         for o in self.objects:
             for attr, cls in (("zones", PolygonZone), ("lines", LineCounter), ("queues", Queue),
                               ("loitering", Loitering), ("shelves", ShelfInteraction), ("heatmaps", Heatmap),
-                              ("kiosk_help", KioskHelp)):
+                              ("kiosk_help", KioskHelp), ("planograms", ShelfFacings)):
                 if isinstance(o, cls):
                     getattr(self, attr)[o.name] = o
+        self.facings: dict[str, Facing] = {fid: f for p in self.planograms.values() for fid, f in p.facings.items()}
         self.tracked: Detections | None = None
 
     @classmethod
@@ -63,20 +67,38 @@ class Analytics:
         objects += [Heatmap.from_config(c, frame_size, source=source) for c in cfg.heatmaps]
         objects += [KioskHelp.from_config(c, zone(c.zone), zone(c.staff_zone) if c.staff_zone else None,
                                           source=source) for c in cfg.kiosk_help]
+        if cfg.planogram.facings:
+            objects.append(ShelfFacings.from_config(cfg.planogram, source=source))
         return cls(tracker, objects, sink, source)
 
     def update(self, detections: Detections, t: float, t_wall: float | None = None, *,
-               frame_seq: int | None = None, clock: str | None = None) -> list[Event]:
+               frame_seq: int | None = None, clock: str | None = None, image=None, mask=None) -> list[Event]:
         """Feed one frame's detections at stream time `t` (and its wall time); returns the events emitted.
-        `frame_seq` and `clock` (Frame.seq, Frame.clock) are added to each event when given."""
+        `frame_seq` and `clock` (Frame.seq, Frame.clock) are added to each event when given. `image` (the frame,
+        BGR) and `mask` (optional person segmentation, HxW) go to the objects that need them."""
         tracked = self.tracker.update(detections, t) if self.tracker is not None else detections
         tracked.require_tracked()
         self.tracked = tracked
         events: list[Event] = []
         for o in self.objects:
-            events += o.update(tracked, t, t_wall)
+            if getattr(o, "needs_image", False):
+                events += o.update(tracked, t, t_wall, image=image, mask=mask)
+            else:
+                events += o.update(tracked, t, t_wall)
         self._emit(events, frame_seq, clock)
         return events
+
+    def retake_reference(self, facing_id: str | None = None, *, when: str = "now", by: str = "",
+                         via: str = "api") -> list[str]:
+        """Retake the shelf reference of one facing (any camera), or of every facing of every camera (None).
+        Returns the facing ids now waiting for it; KeyError for an unknown facing."""
+        if facing_id is None:
+            return [fid for p in self.planograms.values() for fid in p.retake_reference(None, when=when, by=by,
+                                                                                        via=via)]
+        for p in self.planograms.values():
+            if facing_id in p.facings:
+                return p.retake_reference(facing_id, when=when, by=by, via=via)
+        raise KeyError(f"no facing {facing_id!r} on this device (facings: {', '.join(self.facings) or 'none'})")
 
     def flush(self, t: float, t_wall: float | None = None) -> list[Event]:
         """Emit the partial heatmap periods (call at shutdown)."""

@@ -57,6 +57,8 @@ class TrackerConfig(StrictModel):
     tentative_match_iou: float = Field(0.3, gt=0, le=1, description="min IoU, detections to tentative tracks")
     min_hits: int = Field(3, ge=1, le=100, description="consecutive frames before a track is confirmed and counted")
     lost_s: float = Field(1.0, ge=0, le=60, description="seconds a lost track keeps its id (stream clock)")
+    lost_buffer: float = Field(0.15, ge=0, le=2, description="lost tracks match on the IoU of boxes grown by this "
+                               "share of their size on every side (buffered IoU)")
 
     @model_validator(mode="after")
     def _scores_ordered(self) -> TrackerConfig:
@@ -172,6 +174,143 @@ class KioskHelpConfig(StrictModel):
     after_s: float = Field(30.0, gt=0, le=3600)
 
 
+FacingState = Literal["empty", "low"]
+_HEX = r"^#[0-9A-Fa-f]{6}$"
+
+
+class FacingConfig(StrictModel):
+    """One shelf facing of the planogram: a polygon (frame px) holding one SKU, judged full / low / empty against
+    a reference taken after restocking. `low_below` / `empty_below` are fractions of the facing's product area
+    that still look like product."""
+
+    id: Name = Field(description="facing id, the key of facing_empty alerts (e.g. A3)")
+    sku: str = Field(min_length=1, max_length=64, description="the product the facing holds")
+    polygon: Polygon
+    alert_on: list[FacingState] = Field(default_factory=lambda: ["empty"],
+                                        description="states that need action: facing_empty is true in them")
+    empty_below: float = Field(0.15, ge=0, le=1, description="fill below this is empty")
+    low_below: float = Field(0.7, ge=0, le=1, description="fill below this is low")
+    hysteresis: float = Field(0.05, ge=0, le=0.5, description="a state is left only this far past its threshold")
+    persistence_s: float | None = Field(None, ge=0, le=3600, description="default: the planogram's persistence_s")
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v.lower() == "all":
+            raise ValueError("'all' is reserved (the shelf_reference command's every-facing argument)")
+        return v
+
+    @field_validator("alert_on")
+    @classmethod
+    def _unique_states(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"alert_on {v} lists a state twice")
+        return v
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> FacingConfig:
+        if self.empty_below + self.hysteresis >= self.low_below - self.hysteresis:
+            raise ValueError(f"facing {self.id!r}: need empty_below + hysteresis < low_below - hysteresis "
+                             f"(empty_below {self.empty_below:g}, low_below {self.low_below:g}, hysteresis "
+                             f"{self.hysteresis:g}; fix: lower empty_below or raise low_below)")
+        return self
+
+
+class AlignmentConfig(StrictModel):
+    """Frame alignment to the reference (ECC, euclidean) and when the camera counts as moved."""
+
+    max_shift_px: float = Field(10.0, gt=0, le=500, description="larger shifts (frame px) are a moved camera")
+    max_rotation_deg: float = Field(1.0, gt=0, le=45, description="larger rotations are a moved camera")
+    min_correlation: float = Field(0.6, gt=0, lt=1, description="aligned frame vs reference outside the facings "
+                                   "(shelf edges, labels): correlation below this is a failed alignment")
+    moved_after_s: float = Field(3.0, ge=0, le=3600, description="alignment failing this long (view still): "
+                                 "camera_moved")
+    width: int = Field(320, ge=64, le=1920, description="alignment runs on the frame scaled to this width")
+
+
+class PlanogramConfig(StrictModel):
+    """[analytics.planogram]: the shelf facings one camera watches ([[analytics.planogram.facings]])."""
+
+    camera: Name = Field("shelf", description="the camera's name: the key of camera_moved alerts")
+    stable_frames: int = Field(5, ge=1, le=300, description="frames with nobody touching a facing and no motion "
+                               "in it before it is measured")
+    clear_s: float = Field(2.0, ge=0, le=600, description="and at least this long (a shopper the detector misses "
+                           "for a moment is not measured)")
+    persistence_s: float = Field(10.0, ge=0, le=3600, description="a new state must be measured this long first")
+    measure_every_s: float = Field(0.5, ge=0, le=60, description="measure a facing at most this often")
+    unknown_after_s: float = Field(300.0, gt=0, le=86400, description="occluded this long: state unknown")
+    occlusion_margin_px: float = Field(8.0, ge=0, le=200, description="a person box this close touches a facing")
+    motion_threshold: float = Field(0.02, gt=0, le=1, description="fraction of a facing's pixels that changed "
+                                    "between frames above which it is moving")
+    back_panel_color: str | None = Field(None, pattern=_HEX, description='"#RRGGBB" of the empty shelf\'s back')
+    back_panel_region: Polygon | None = Field(None, description="where the back panel shows; sampled from the "
+                                              "reference (overrides back_panel_color)")
+    reference_dir: str | None = Field(None, description='where references are kept across restarts; none: '
+                                      '<cache>/shelf/<camera>; "": in memory only')
+    alignment: AlignmentConfig = AlignmentConfig()
+    facings: list[FacingConfig] = Field(default_factory=list)
+
+    @field_validator("facings")
+    @classmethod
+    def _ids_unique_no_overlap(cls, v: list[FacingConfig]) -> list[FacingConfig]:
+        seen: dict[str, int] = {}
+        for i, f in enumerate(v):
+            if f.id in seen:
+                raise ValueError(f"facings.{i}.id {f.id!r} is already used by facings.{seen[f.id]}; "
+                                 "facing ids must be unique")
+            seen[f.id] = i
+        for i, j, area in _overlaps([f.polygon for f in v]):
+            raise ValueError(f"facings.{j}.polygon (facing {v[j].id!r}) overlaps facings.{i}.polygon (facing "
+                             f"{v[i].id!r}) by about {area:.0f} px² "
+                             "(fix: move the shared edge so the polygons only touch)")
+        return v
+
+    def frame_problems(self, width: int, height: int, prefix: str = "analytics.planogram") -> list[str]:
+        """`key: what (fix)` for every polygon point outside a width x height frame."""
+        problems = []
+        polys = [(f"facings.{i}.polygon", f.polygon) for i, f in enumerate(self.facings)]
+        if self.back_panel_region is not None:
+            polys.append(("back_panel_region", self.back_panel_region))
+        for key, poly in polys:
+            bad = [(k, p) for k, p in enumerate(poly) if not (0 <= p[0] <= width and 0 <= p[1] <= height)]
+            if bad:
+                k, p = bad[0]
+                problems.append(f"{prefix}.{key}: point {k} [{p[0]:g}, {p[1]:g}] is outside the {width}x{height} "
+                                f"frame ([source] width/height){f' ({len(bad)} points)' if len(bad) > 1 else ''} "
+                                "(fix: use frame pixels of the configured size)")
+        return problems
+
+
+def _overlaps(polys: list[list[Point]], min_area: float = 4.0) -> list[tuple[int, int, float]]:
+    """(i, j, px²) for each pair of polygons (i < j) whose interiors overlap by at least `min_area` px²."""
+    import cv2
+    import numpy as np
+
+    boxes = [(min(x for x, _ in p), min(y for _, y in p), max(x for x, _ in p), max(y for _, y in p)) for p in polys]
+    out = []
+    for j in range(len(polys)):
+        for i in range(j):
+            a, b = boxes[i], boxes[j]
+            x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+            if x1 - x0 <= 1 or y1 - y0 <= 1:
+                continue
+            # rasterise both over the boxes' intersection at 4x (quarter-pixel edges), count shared pixels
+            s, w, h = 4.0, int(math.ceil((x1 - x0) * 4)) + 1, int(math.ceil((y1 - y0) * 4)) + 1
+            masks = []
+            for p in (polys[i], polys[j]):
+                m = np.zeros((h, w), np.uint8)
+                pts = np.round((np.asarray(p, np.float64) - (x0, y0)) * s * 16).astype(np.int32)
+                cv2.fillPoly(m, [pts], 1, lineType=cv2.LINE_8, shift=4)
+                masks.append(m)
+            # fillPoly includes boundary pixels: shrink each by one sample so polygons that only touch pass
+            k = np.ones((3, 3), np.uint8)
+            shared = cv2.erode(masks[0], k) & cv2.erode(masks[1], k)
+            area = float(shared.sum()) / (s * s)
+            if area >= min_area:
+                out.append((i, j, area))
+    return out
+
+
 class AnalyticsConfig(StrictModel):
     """[analytics]: the tracker and the analytics objects run per frame (edge.analytics.composer.Analytics)."""
 
@@ -184,6 +323,7 @@ class AnalyticsConfig(StrictModel):
     shelves: list[ShelfConfig] = Field(default_factory=list)
     heatmaps: list[HeatmapConfig] = Field(default_factory=list)
     kiosk_help: list[KioskHelpConfig] = Field(default_factory=list)
+    planogram: PlanogramConfig = PlanogramConfig()
 
     @field_validator("zones", "lines", "queues", "loitering", "shelves", "heatmaps", "kiosk_help")
     @classmethod
@@ -210,3 +350,25 @@ class AnalyticsConfig(StrictModel):
 
     def zone(self, name: str) -> ZoneConfig:
         return next(z for z in self.zones if z.name == name)
+
+    def validate_frame(self, width: int, height: int, prefix: str = "analytics") -> None:
+        """Check the planogram's polygons against the source's frame size ([source] width/height); raises
+        FrameConfigError listing each bad key (`analytics.planogram.facings.2.polygon: point 1 [...] is outside
+        ...`)."""
+        problems = self.planogram.frame_problems(width, height, f"{prefix}.planogram")
+        if problems:
+            raise FrameConfigError(problems)
+
+    def alert_keys(self) -> dict[str, list[str]]:
+        """Keys alert rules may name for the planogram: facing ids (kind "shelf", metric facing_empty) and the
+        camera (kind "camera", metric camera_moved); empty lists when no facings are configured."""
+        p = self.planogram
+        return {"shelf": [f.id for f in p.facings], "camera": [p.camera] if p.facings else []}
+
+
+class FrameConfigError(ValueError):
+    """Polygons outside the frame. str() lists every problem as `key: what (fix)`; `.problems` is the list."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))

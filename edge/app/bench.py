@@ -9,6 +9,8 @@ TARGETS = {
     "sync": "devtools.bench.sync",
     "backends": "devtools.bench.backends",
     "behaviour": "devtools.bench.behaviour",
+    "streams": "devtools.bench.streams",
+    "shelf": "devtools.bench.shelf",
 }
 
 

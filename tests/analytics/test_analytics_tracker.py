@@ -115,3 +115,76 @@ def test_bytetrack_vs_naive_on_scripted_scenes(make):
 def test_occlusion_past_the_grace_gives_a_new_id_for_both():
     byte = scenes.id_report(scenes.run(scenes.occlusion(hidden_s=2.0), ByteTracker(lost_s=1.0)))
     assert byte["people"][1]["ids"] == [1, 2]
+
+
+def box(x0: float, y0: float, x1: float, y1: float, score: float = 0.9) -> Detections:
+    return Detections([[x0, y0, x1, y1]], [score], [0])
+
+
+def test_shrinking_box_before_an_occlusion_does_not_send_the_lost_track_away():
+    """A person walks right at 50 px/s (box 60x200, feet at 400); someone nearer covers them from the feet up: 3
+    frames of ever shorter boxes (200 -> 150 -> 100 px, top fixed), then 0.6 s unseen, then they reappear where
+    they walked to. The shrinking boxes give the filter an upward velocity; the lost track restarts from the last
+    full-size box with the velocity of the full-size ones (50 px/s right, 0 up), so it is found again."""
+    tr = ByteTracker(min_hits=3, lost_s=2.0, lost_buffer=0.0)
+    ids = []
+    k = 0
+    for k in range(10):  # full size, 5 px per frame
+        x = 100 + 5 * k
+        ids.append(int(tr.update(box(x, 200, x + 60, 400), k / FPS).tracker_id[0]))
+    for bottom in (350, 300, 250):  # covered from below
+        k += 1
+        x = 100 + 5 * k
+        ids.append(int(tr.update(box(x, 200, x + 60, bottom), k / FPS).tracker_id[0]))
+    for _ in range(6):  # hidden
+        k += 1
+        tr.update(Detections.empty(), k / FPS)
+    lost = tr.tracks[0]
+    assert lost.state == "lost"
+    # last full box at k = 9 (x 145), fitted velocity 50 px/s; now k = 18: x0 = 145 + 50 * 0.9 = 190, height 200
+    assert lost.xyxy[0] == pytest.approx(190, abs=1.0) and lost.xyxy[3] - lost.xyxy[1] == pytest.approx(200, abs=1)
+    for _ in range(3):  # visible again, full size
+        k += 1
+        x = 100 + 5 * k
+        ids.append(int(tr.update(box(x, 200, x + 60, 400), k / FPS).tracker_id[0]))
+    assert sorted({i for i in ids if i >= 0}) == [1]
+
+
+def test_a_lost_track_that_stood_still_has_no_velocity():
+    tr = ByteTracker(min_hits=1, lost_s=2.0)
+    for k in range(5):
+        tr.update(box(300, 100, 312, 160), k / FPS)
+    tr.update(Detections.empty(), 0.5)
+    tr.update(Detections.empty(), 1.0)
+    assert tr.tracks[0].xyxy.tolist() == pytest.approx([300, 100, 312, 160], abs=0.5)
+
+
+@pytest.mark.parametrize("buffer, same_id", [(0.0, False), (0.5, True)])
+def test_lost_tracks_match_on_buffered_iou(buffer, same_id):
+    """A far person (12x60 px) stands still, is hidden 0.5 s and reappears 9 px to the right. Plain IoU is
+    3*60 / (2*720 - 180) = 0.14 < match_iou 0.2; grown by half their size on every side (24x120 boxes, 15 px
+    overlap) it is 1800 / 3960 = 0.45, so the lost track takes the detection."""
+    tr = ByteTracker(min_hits=1, lost_s=2.0, lost_buffer=buffer)
+    for k in range(5):
+        tr.update(box(100, 100, 112, 160), k / FPS)
+    for k in range(5, 10):
+        tr.update(Detections.empty(), k / FPS)
+    got = int(tr.update(box(109, 100, 121, 160), 1.0).tracker_id[0])
+    assert (got == 1) is same_id
+
+
+def test_a_lost_track_never_takes_the_detection_of_a_tracked_one():
+    """Tracked tracks are matched before lost ones: B, seen every frame next to the hidden A (inside A's grown
+    box), keeps its id, and A stays lost."""
+    tr = ByteTracker(min_hits=1, lost_s=2.0, lost_buffer=1.0)
+    for k in range(5):
+        tr.update(Detections([[100, 100, 160, 300], [170, 100, 230, 300]], [0.9, 0.9], [0, 0]), k / FPS)
+    for k in range(5, 10):
+        d = tr.update(box(170, 100, 230, 300), k / FPS)
+        assert d.tracker_id.tolist() == [2]
+    assert {t.track_id: t.state for t in tr.tracks} == {1: "lost", 2: "tracked"}
+
+
+def test_lost_buffer_from_config():
+    assert ByteTracker.from_config(TrackerConfig(lost_buffer=0.5)).lost_buffer == 0.5
+    assert ByteTracker().lost_buffer == TrackerConfig().lost_buffer

@@ -7,6 +7,9 @@ const POLL_MS = 2000;
 const OPS = { ">": ">", ">=": "≥", "<": "<", "<=": "≤" };
 const $ = (id) => document.getElementById(id);
 const cards = new Map(); // alert_id -> card element (kept across polls so a note being typed survives)
+const SHELF_API = "/api/shelf/reference";
+const SHELF_METRICS = new Set(["facing_empty", "camera_moved"]); // alerts a new shelf reference answers
+let actions = new Set(); // what this device offers besides ack / resolve (from GET /api/alerts)
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -26,6 +29,7 @@ function duration(s) {
 function fmtValue(v, unit) {
   if (v === null || v === undefined) return "–";
   if (typeof v === "boolean") return v ? "yes" : "no";
+  if (typeof v === "string") return v;
   if (unit === "s") return duration(v);
   const n = Number.isInteger(v) ? v : Math.round(v * 10) / 10;
   return unit ? `${n} ${unit}` : String(n);
@@ -71,6 +75,26 @@ async function act(alertId, action, card) {
   }
 }
 
+// Retake the shelf reference after restocking: the facing of a facing_empty alert, every facing for camera_moved.
+async function retakeReference(a, card) {
+  const buttons = card.querySelectorAll("button");
+  buttons.forEach((b) => { b.disabled = true; });
+  try {
+    const r = await fetch(SHELF_API, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ facing: a.metric === "facing_empty" ? a.key : "", by: staffName() }),
+    });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) toast(body.error || `Could not retake the reference (HTTP ${r.status})`);
+    else toast(`New reference for ${(body.pending || []).join(", ") || "the shelf"}: taken when nobody is in front`);
+  } catch (e) {
+    toast("No connection to the device");
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+}
+
 function evidenceItems(a) {
   const items = [];
   const ev = a.evidence || {};
@@ -102,7 +126,12 @@ function makeCard(a) {
   ack.type = resolve.type = "button";
   ack.addEventListener("click", () => act(a.alert_id, "ack", li));
   resolve.addEventListener("click", () => act(a.alert_id, "resolve", li));
-  actions.append(note, ack, resolve);
+  const retake = el("button", "retake", "Retake reference");
+  retake.type = "button";
+  retake.title = "After restocking: the shelf as it looks now becomes the reference";
+  retake.hidden = true;
+  retake.addEventListener("click", () => retakeReference(a, li));
+  actions.append(note, ack, retake, resolve);
   li.append(top, el("div", "title"), el("div", "facts"), el("div", "rule"), el("ul", "evidence"), el("p", "ackline"),
     actions);
   return li;
@@ -135,6 +164,7 @@ function fillCard(li, a, now) {
   ackline.textContent = a.state === "acked"
     ? `Acknowledged by ${a.acked_by || "staff"} at ${clock(a.acked_at)}${a.ack_note ? ` – “${a.ack_note}”` : ""}` : "";
   li.querySelector("button.ack").hidden = a.state !== "open";
+  li.querySelector("button.retake").hidden = !(actions.has("shelf_reference") && SHELF_METRICS.has(a.metric));
 }
 
 function renderAlerts(alerts, now) {
@@ -220,6 +250,7 @@ async function refresh() {
     const r = await fetch(API, { cache: "no-store" });
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     const data = await r.json();
+    actions = new Set(data.actions || []);
     renderAlerts(data.alerts, data.now);
     renderLive(data.live);
     renderResolved(data.resolved);
