@@ -169,6 +169,30 @@ class Runtime:
             raise CommandError("not ready: the analytics stage has not started")
         return ack_command_handler(engines, error=CommandError)(args)
 
+    def _planograms(self) -> dict:
+        """camera id -> shelf facings object, over the main camera and the extra cameras."""
+        out = {}
+        behaviours = [self.stage.behaviour] if self.stage is not None and self.stage.behaviour is not None else []
+        behaviours += [s.behaviour for s in self.streams.streams] if self.streams is not None else []
+        for b in behaviours:
+            out.update(b.analytics.planograms)
+        return out
+
+    def _cmd_shelf_reference(self, args: dict) -> dict:
+        """`shelf_reference` from the cloud: retake the restock reference of one facing or all of a camera."""
+        from edge.analytics.facings import shelf_reference_handler
+        from sync.commands import CommandError
+
+        return shelf_reference_handler(self._planograms, error=CommandError)(args)
+
+    def _retake_reference(self, facing=None, *, by: str = "", via: str = "page") -> list[str]:
+        """The staff page's "Retake reference" button: the facing's camera retakes it (None: every facing)."""
+        pending: list[str] = []
+        for p in self._planograms().values():
+            if facing is None or facing in p.facings:
+                pending += p.retake_reference(facing, by=by, via=via)
+        return pending
+
     def _alert_engines(self):
         """The alert engine of the main camera, or a group of it and the extra cameras' engines; None if none."""
         main = self.stage.behaviour.engine if self.stage is not None and self.stage.behaviour is not None else None
@@ -281,6 +305,7 @@ class Runtime:
         commands = {"reload_config": self._cmd_reload_config}
         if wants_behaviour(cfg):  # acks from the cloud go to this device's alert engine
             commands["ack_alert"] = self._cmd_ack_alert
+            commands["shelf_reference"] = self._cmd_shelf_reference
         self.sync = SyncService(cfg.device, cfg.sync, commands=commands)
         self.sync.start()
         return SyncCollector(self.sync).register(), CountingSink(self.sync.outbox)
@@ -380,7 +405,8 @@ class Runtime:
         if engines is not None:
             from edge.alerts.server import make_staff_routes
 
-            self.http.add_method_routes(make_staff_routes(engines, live=self._live_counts),
+            retake = self._retake_reference if self._planograms() else None
+            self.http.add_method_routes(make_staff_routes(engines, live=self._live_counts, retake_reference=retake),
                                         home=None if mirror is not None else "/staff")
         self.http.start()
 
