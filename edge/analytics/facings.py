@@ -3,16 +3,18 @@ restocking, with camera-moved detection.
 
 Per frame (`ShelfFacings.update(detections, t, t_wall, image=frame.image)`):
 
-1. Alignment: the frame (scaled to `alignment.width`) is registered to the reference view with ECC (euclidean,
-   started from a phase-correlation shift); person boxes are masked out. A failed alignment (the shelf structure
-   outside the facings no longer correlates), or a shift or rotation past the limits, that lasts `moved_after_s`
-   while the view is still raises `camera_moved`, and every facing is `unknown` until the view aligns again (or the
-   reference is retaken). Smaller drifts are undone by warping.
+1. Alignment: the frame (scaled to `alignment.width`) is registered to the reference view with ECC (euclidean) on
+   the shelf structure outside the facings plus the facings last measured unchanged, person boxes masked out;
+   started from the last warp, from no shift and from a phase-correlation jump, the warp whose shelf structure
+   correlates best wins. A failed alignment (that correlation below `min_correlation`), or a shift or rotation
+   past the limits, that lasts `moved_after_s` while the view is still raises `camera_moved`, and every facing is
+   `unknown` until the view aligns again (or the reference is retaken). Smaller drifts are undone by warping.
 2. Photometric normalisation: per colour channel, a robust gain + offset fit of the aligned frame to the reference
    where stock does not change (shelf edges, labels, back panel outside the facings), so exposure and white-balance
    swings cancel out.
 3. Gating: a facing is measured only when no person box (any detection row, plus `occlusion_margin_px`) or mask
-   pixel touches it, and nothing in it moved, for `stable_frames` frames and `clear_s` seconds.
+   pixel touches it, and nothing in it moved (frame to frame, after registering the two), for `stable_frames`
+   frames and `clear_s` seconds.
 4. Cues on a grid of cells over the facing: structural similarity (SSIM) and colour similarity to the reference,
    edge density relative to the reference's, and distance to the back-panel colour. A cell still holds product when
    their mean is >= 0.5; `fill` is the share of the reference's product cells that still do.
@@ -174,6 +176,7 @@ class ShelfFacings:
         self._ref_small_valid: np.ndarray | None = None
         self._ref_small_blur: np.ndarray | None = None
         self._structure: np.ndarray | None = None  # alignment scale: pixels outside every facing
+        self._facing_index: np.ndarray | None = None
         self._fit_where: tuple[np.ndarray, np.ndarray] | None = None
         self._pending_view: tuple[str, str, str] | None = ("startup", "", "")  # retake the whole view
         self._warp = np.eye(2, 3, dtype=np.float32)  # alignment-scale warp: reference -> frame
@@ -333,10 +336,11 @@ class ShelfFacings:
         self._scale = w / sw
         self._window = cv2.createHanningWindow((sw, sh), cv2.CV_32F)
         self._prev_small = None
-        facing_area = np.zeros((sh, sw), np.uint8)
-        for f in self.facings.values():
-            cv2.fillPoly(facing_area, [np.round(f.polygon / self._scale * 16).astype(np.int32)], 1, shift=4)
-        self._structure = cv2.dilate(facing_area, np.ones((5, 5), np.uint8)) == 0  # shelf edges, labels, panel
+        index = np.zeros((sh, sw), np.int32)  # alignment scale: 1 + the facing's position, 0 outside every facing
+        for k, f in enumerate(self.facings.values()):
+            cv2.fillPoly(index, [np.round(f.polygon / self._scale * 16).astype(np.int32)], k + 1, shift=4)
+        self._facing_index = index
+        self._structure = cv2.dilate((index > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
         for f in self.facings.values():
             poly = f.polygon
             x0, y0 = max(0, int(math.floor(poly[:, 0].min()))), max(0, int(math.floor(poly[:, 1].min())))
@@ -426,20 +430,30 @@ class ShelfFacings:
         # (both OpenCV calls may scale or blur float32 inputs in place: give them copies)
         (dx, dy), resp = cv2.phaseCorrelate(ref.copy(), small.copy(), self._window)
         starts = [self._warp.copy()]
+        if abs(self._warp[0, 2]) + abs(self._warp[1, 2]) > 0.5 or abs(self._warp[1, 0]) > 1e-3:
+            starts.append(np.eye(2, 3, dtype=np.float32))  # where the camera belongs: never stuck off it
         if resp > 0.1 and math.hypot(dx - self._warp[0, 2], dy - self._warp[1, 2]) > 2.0:
             starts.append(np.array([[1, 0, dx], [0, 1, dy]], np.float32))
-        region = valid.astype(np.uint8)
+        # registered on what still looks like the reference: the shelf structure and the facings last measured
+        # unchanged (emptied facings, and restocked packs a few pixels off their old place, would pull it away)
+        trusted = np.zeros(len(self.facings) + 1, bool)
+        for k, f in enumerate(self.facings.values()):
+            trusted[k + 1] = f._pending is None and f.cues is not None and f.cues["fill"] >= 0.9 \
+                and (f.cues["ssim"] or 0.0) >= 0.8
+        region = (valid & (self._structure | trusted[self._facing_index])).astype(np.uint8)
         best = None
-        for warp in starts:
+        for start in starts:  # each start as it is and refined by ECC: changed stock must not drag it away
             try:
-                _, warp = cv2.findTransformECC(ref.copy(), small.copy(), warp, cv2.MOTION_EUCLIDEAN,
-                                               (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4),
-                                               region, 5)
+                _, refined = cv2.findTransformECC(ref.copy(), small.copy(), start.copy(), cv2.MOTION_EUCLIDEAN,
+                                                  (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4),
+                                                  region, 5)
+                candidates = (start, refined)
             except cv2.error:
-                pass  # judged from where it started
-            cc = self._structure_correlation(small, warp, valid)
-            if best is None or cc > best[0]:
-                best = (cc, warp)
+                candidates = (start,)
+            for warp in candidates:
+                cc = self._structure_correlation(small, warp, valid)
+                if best is None or cc > best[0] + 1e-4:
+                    best = (cc, warp)
         cc, warp = best
         cx, cy = sw / 2.0, sh / 2.0
         moved = warp[:, :2] @ np.array([cx, cy]) + warp[:, 2] - np.array([cx, cy])
