@@ -110,6 +110,13 @@ class PeopleSection(StrictModel):
         return v
 
 
+def analytics_names(a: AnalyticsConfig) -> dict[str, list[str]]:
+    """The names an alert rule's `key` may refer to in one analytics section, by kind."""
+    return {"zone": [z.name for z in a.zones], "queue": [q.name for q in a.queues],
+            "loitering": [x.name for x in a.loitering], "kiosk": [k.name for k in a.kiosk_help],
+            "shelf": [s.name for s in a.shelves]}
+
+
 class CameraSection(StrictModel):
     """An extra camera (`[[cameras]]`): its own source, analytics and alert rules; the device's person detector
     (`[models.person_detector]`) runs on it, shared with the other cameras (see edge/app/streams.py)."""
@@ -125,10 +132,7 @@ class CameraSection(StrictModel):
     alerts: AlertsConfig = AlertsConfig()
 
     def analytics_names(self) -> dict[str, list[str]]:
-        a = self.analytics
-        return {"zone": [z.name for z in a.zones], "queue": [q.name for q in a.queues],
-                "loitering": [x.name for x in a.loitering], "kiosk": [k.name for k in a.kiosk_help],
-                "shelf": [s.name for s in a.shelves]}
+        return analytics_names(self.analytics)
 
 
 class HttpSection(StrictModel):
@@ -164,10 +168,7 @@ class EdgeConfig(StrictModel):
 
     def analytics_names(self) -> dict[str, list[str]]:
         """Names an alert rule's `key` may refer to, by kind (zone, queue, loitering, kiosk, shelf)."""
-        a = self.analytics
-        return {"zone": [z.name for z in a.zones], "queue": [q.name for q in a.queues],
-                "loitering": [x.name for x in a.loitering], "kiosk": [k.name for k in a.kiosk_help],
-                "shelf": [s.name for s in a.shelves]}
+        return analytics_names(self.analytics)
 
 
 def _fix_hint(err: dict, model_fields: set[str] | None) -> str:
