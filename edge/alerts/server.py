@@ -45,8 +45,8 @@ class BadRequest(Exception):
         self.code = code
 
 
-def _body(req: BaseHTTPRequestHandler) -> dict:
-    """{"by", "note"} from a POST's JSON body; BadRequest (415 / 413 / 400) otherwise."""
+def _json_object(req: BaseHTTPRequestHandler) -> dict:
+    """A POST's JSON object body; BadRequest (415 / 413 / 400) otherwise."""
     ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
     if ctype != "application/json":
         raise BadRequest(415, "Content-Type must be application/json")
@@ -62,6 +62,12 @@ def _body(req: BaseHTTPRequestHandler) -> dict:
         raise BadRequest(400, "body is not JSON") from None
     if not isinstance(obj, dict):
         raise BadRequest(400, "body must be a JSON object")
+    return obj
+
+
+def _body(req: BaseHTTPRequestHandler) -> dict:
+    """{"by", "note"} from a POST's JSON body; BadRequest (415 / 413 / 400) otherwise."""
+    obj = _json_object(req)
     by, note = obj.get("by", ""), obj.get("note", "")
     if not isinstance(by, str) or not isinstance(note, str) or len(by) > 64 or len(note) > 512:
         raise BadRequest(400, "'by' (up to 64 chars) and 'note' (up to 512 chars) must be strings")
@@ -166,21 +172,7 @@ def make_staff_routes(engine: AlertEngine, live: Callable[[], dict] | None = Non
 
 def _shelf_body(req: BaseHTTPRequestHandler) -> dict:
     """{"facing", "by"} of a shelf reference POST (same content rules as the alert POSTs)."""
-    ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        raise BadRequest(415, "Content-Type must be application/json")
-    try:
-        n = int(req.headers.get("Content-Length") or 0)
-    except ValueError:
-        raise BadRequest(400, "bad Content-Length") from None
-    if n < 0 or n > MAX_BODY:
-        raise BadRequest(413, f"body larger than {MAX_BODY} bytes")
-    try:
-        obj = json.loads(req.rfile.read(n) or b"{}")
-    except ValueError:
-        raise BadRequest(400, "body is not JSON") from None
-    if not isinstance(obj, dict):
-        raise BadRequest(400, "body must be a JSON object")
+    obj = _json_object(req)
     facing, by = obj.get("facing", ""), obj.get("by", "")
     if not isinstance(facing, str) or not isinstance(by, str) or len(facing) > 64 or len(by) > 64:
         raise BadRequest(400, "'facing' and 'by' must be strings of up to 64 chars")
