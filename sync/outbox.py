@@ -351,6 +351,12 @@ class Outbox:
     def depth(self) -> dict[str, int]:
         return dict(self._rows)
 
+    def oldest_created(self) -> float | None:
+        """Wall time the oldest undelivered event or alert was stored (None: none waits). O(1): lowest seq."""
+        with self._lock:
+            row = self.db.execute("SELECT created FROM reliable ORDER BY seq LIMIT 1").fetchone()
+        return None if row is None else float(row[0])
+
     def stored_bytes(self) -> int:
         return self._bytes[RELIABLE] + self._bytes[TELEMETRY]
 

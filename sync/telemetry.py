@@ -1,4 +1,5 @@
-"""Periodic device health as `telemetry` events (PUBACK delivery; the first stream dropped under disk pressure)."""
+"""Periodic device health as `telemetry` events (PUBACK delivery; the first stream dropped under disk pressure),
+with the three-level monitoring summary (edge.core.monitoring) under `monitor`."""
 from __future__ import annotations
 
 import logging
@@ -29,6 +30,18 @@ def health_sample(started: float, extra: dict | None = None, disk_path: str = ".
             "max_rss_mb": round(ru.ru_maxrss / 1024, 1), "disk_free_mb": disk_free_mb, **(extra or {})}
 
 
+def monitor_summary() -> dict | None:
+    """The three monitoring levels (model, system, business) of this process's /metrics, condensed (cumulative
+    since start: the cloud takes differences between records); None if they cannot be read."""
+    try:
+        from edge.core.monitoring import registry_samples, summarize
+
+        return summarize(registry_samples())
+    except Exception:  # noqa: BLE001 - a health record goes out even without its summary
+        log.exception("monitoring summary failed")
+        return None
+
+
 class TelemetryLoop:
     """Emits a `health` telemetry event every `interval_s` into `emit` (the outbox)."""
 
@@ -52,7 +65,9 @@ class TelemetryLoop:
             self._thread = None
 
     def sample(self) -> Event:
-        return Event("health", health_sample(self._started, self._extra(), self._disk), stream="telemetry")
+        data = health_sample(self._started, self._extra(), self._disk)
+        data["monitor"] = monitor_summary()
+        return Event("health", data, stream="telemetry")
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -60,3 +75,113 @@ class TelemetryLoop:
                 self._emit(self.sample())
             except Exception:
                 log.exception("telemetry sample failed")
+
+
+# -- the daily decision summary (issue 12; docs/OPERATIONS.md) ------------------------------------------------
+def summarize_decisions(records) -> dict:
+    """Counts of one period's decision-log records: by kind, circuit openings per breaker (with their reasons),
+    model selections and fallbacks, update outcomes, rollbacks (with reasons), alerts per rule, config reloads."""
+    from collections import Counter, defaultdict
+
+    kinds: Counter = Counter()
+    circuits: dict = defaultdict(lambda: {"opened": 0, "closed": 0, "reasons": Counter()})
+    models, fallbacks, updates, alerts, reloads = {}, Counter(), Counter(), defaultdict(Counter), Counter()
+    rollbacks, holds = [], 0
+    for r in records:
+        kind, subject, data = r.get("kind"), r.get("subject", ""), r.get("data") or {}
+        kinds[kind] += 1
+        if kind == "circuit":
+            c = circuits[subject]
+            if data.get("to") == "open":
+                c["opened"] += 1
+                c["reasons"][data.get("reason", "?")] += 1
+            elif data.get("to") == "closed":
+                c["closed"] += 1
+        elif kind == "model_selected":
+            models[subject] = {k: data.get(k) for k in ("model", "version", "backend", "precision")}
+        elif kind == "model_fallback":
+            fallbacks[f"{subject}: {data.get('fallback')} {data.get('action')}"] += 1
+        elif kind == "model_update":
+            updates[data.get("state", "?")] += 1
+        elif kind == "model_rollback" and len(rollbacks) < 20:
+            rollbacks.append({"subject": subject, "reason": r.get("reason", "")[:300]})
+        elif kind == "alert":
+            alerts[subject][data.get("transition", "?")] += 1
+        elif kind == "config_reload":
+            reloads[data.get("status", "?")] += 1
+        elif kind == "alerts_held" and data.get("action") == "hold":
+            holds += 1
+    return {"records": sum(kinds.values()), "by_kind": dict(kinds),
+            "circuits": {k: {**v, "reasons": dict(v["reasons"])} for k, v in circuits.items()},
+            "models": models, "fallbacks": dict(fallbacks), "updates": dict(updates), "rollbacks": rollbacks,
+            "alerts": {k: dict(v) for k, v in alerts.items()}, "config_reloads": dict(reloads), "alert_holds": holds}
+
+
+class DecisionSummaryLoop:
+    """Emits a `decision_summary` telemetry event for each completed UTC day of the decision log in `folder`,
+    checked every `check_s`. The last day sent is kept in `<folder>/summary_state.json`, so restarts neither skip
+    nor repeat a day; a device that was off catches up at most `catch_up_days`; the first start sends yesterday."""
+
+    STATE = "summary_state.json"
+
+    def __init__(self, emit: Callable[[Event], object], folder, *, check_s: float = 3600.0,
+                 clock: Callable[[], float] = time.time, catch_up_days: int = 7) -> None:
+        from pathlib import Path
+
+        self._emit, self.folder, self.check_s, self._clock = emit, Path(folder), check_s, clock
+        self.catch_up_days = catch_up_days
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _last_day(self):
+        import datetime as dt
+        import json
+
+        try:
+            return dt.date.fromisoformat(json.loads((self.folder / self.STATE).read_text())["last_day"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def run_once(self) -> list[Event]:
+        """Emit the summaries that are due now; returns them."""
+        import datetime as dt
+        import json
+
+        from edge.core.decisions import ReadStats, read_decisions
+        from edge.core.files import write_atomic
+
+        today = dt.datetime.fromtimestamp(self._clock(), dt.timezone.utc).date()
+        last = self._last_day() or today - dt.timedelta(days=2)
+        day = max(last + dt.timedelta(days=1), today - dt.timedelta(days=self.catch_up_days))
+        out = []
+        while day < today:
+            start = dt.datetime.combine(day, dt.time(), dt.timezone.utc).timestamp()
+            stats = ReadStats()
+            summary = summarize_decisions(read_decisions(self.folder, since=start, until=start + 86400, stats=stats))
+            ev = Event("decision_summary", {"v": 1, "day": day.isoformat(), "from": start, "to": start + 86400,
+                                            "skipped_lines": stats.skipped, **summary}, stream="telemetry")
+            self._emit(ev)
+            write_atomic(self.folder / self.STATE, json.dumps({"last_day": day.isoformat()}).encode())
+            out.append(ev)
+            day += dt.timedelta(days=1)
+        return out
+
+    def start(self) -> "DecisionSummaryLoop":
+        self._thread = threading.Thread(target=self._run, name="decision-summary", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - try again at the next check
+                log.exception("decision summary failed")
+            if self._stop.wait(self.check_s):
+                return

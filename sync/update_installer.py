@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable, Protocol
 
+from edge.core import decisions
 from models import sign
 from models.zoo import ModelZoo
 from sync import topics
@@ -273,8 +274,14 @@ class UpdateInstaller:
         self.store, self.source, self.opts = store, source, options
         self.zoo = store.zoo
         self.on_activated, self.report = on_activated, report
-        self.audit = audit or (lambda data: None)
+        self._audit_to = audit or (lambda data: None)
         self._pub = self._pin_key()
+
+    def audit(self, data: dict) -> None:
+        """A rollback (done, refused or canceled): to the agent's `model_rollback` event and the decision log."""
+        decisions.record("model_rollback", f"{data.get('name')}@{data.get('version')}", data,
+                         reason=f"{data.get('action')} ({data.get('trigger')}): {data.get('reason') or ''}"[:500])
+        self._audit_to(data)
 
     # ------------------------------------------------------------------ decisions (any thread)
     def refusal(self, name: str, version: str) -> str | None:
@@ -490,6 +497,12 @@ class UpdateInstaller:
         job.timings["total_s"] = round(time.time() - job.started, 3)
         level = logging.DEBUG if quiet else logging.INFO if state == SUCCEEDED else logging.WARNING
         log.log(level, "update %s: %s%s", job.key, state, f" ({reason})" if reason else "")
+        if not quiet:  # activations, failures and rollbacks with their reasons (not superseded offers)
+            decisions.record("model_update", job.key, {
+                "name": job.name, "version": job.version, "state": state, "phase": phase, "reason": reason,
+                "rollout": job.rollout, "timings": dict(job.timings), "selftest": job.selftest,
+                "active": self.store.active(job.name)},
+                reason=f"{state}{f' in {phase}' if phase else ''}{f': {reason}' if reason else ''}"[:500])
         self.report(job)
 
     def _set(self, job: Job, state: str) -> None:

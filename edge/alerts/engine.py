@@ -139,6 +139,8 @@ class AlertEngine:
         self._clock = 0.0  # stream time made monotonic (a looping recording does not run timers backwards)
         self._last_t: float | None = None
         self.on_ack: list[Callable[[dict[str, Any]], None]] = []
+        self._holds: dict[str, tuple[str, frozenset[str] | None]] = {}  # hold key -> (reason, metrics or None: all)
+        self.camera = ""  # names this engine in the held-rules metric (the runtime sets the camera id)
 
     # ------------------------------------------------------------------ feeding
     def update(self, values: Values, t: float, t_wall: float) -> list[Event]:
@@ -149,9 +151,12 @@ class AlertEngine:
         with self._lock:
             now = self._advance(t)
             minute = None
+            held = self._held_metrics()
             for rule in self.rules:
                 st = self._rule_state[rule.id]
-                reading = as_reading(values.get((rule.metric, rule.key)))
+                # a held rule's data is degraded: no data, so it neither opens nor clears (escalation still runs)
+                reading = None if held is not None and (not held or rule.metric in held) else \
+                    as_reading(values.get((rule.metric, rule.key)))
                 if st.alert is not None:
                     self._track_open(rule, st, reading, now, t, t_wall, out)
                     continue
@@ -179,6 +184,62 @@ class AlertEngine:
                 log.info("alert %s opened: %s (%s, value %s)", a.alert_id, rule.id, rule.condition(), a.value)
                 out.append(self._emit(a, "opened", t, t_wall))
         return out
+
+    # ------------------------------------------------------------------ holding (degraded inputs)
+    def hold(self, key: str, reason: str, metrics: Iterable[str] | None = None) -> None:
+        """Hold the rules on `metrics` (None: every rule) while `key` (e.g. "breaker:analytics") says their data is
+        degraded: their readings count as no data, so they neither open nor clear; open alerts keep escalating."""
+        from edge.core import decisions
+
+        with self._lock:
+            new = key not in self._holds
+            self._holds[key] = (reason, frozenset(metrics) if metrics is not None else None)
+            rules = self._held_rule_ids()
+        self._held_changed()
+        if new:
+            log.warning("alerts held (%s): %s; rules %s", key, reason, rules)
+            decisions.record("alerts_held", key, {"action": "hold", "rules": rules, "camera": self.camera},
+                             reason=f"hold {len(rules)} rule(s): {reason}")
+
+    def release(self, key: str) -> None:
+        """End the hold `key`; the rules it held judge fresh data again (`for_s` starts again)."""
+        from edge.core import decisions
+
+        with self._lock:
+            gone = self._holds.pop(key, None)
+            rules = self._held_rule_ids()
+        self._held_changed()
+        if gone is not None:
+            log.info("alerts released (%s)", key)
+            decisions.record("alerts_held", key, {"action": "release", "still_held": rules, "camera": self.camera},
+                             reason=f"release: {gone[0]} is over")
+
+    def held(self) -> dict[str, dict[str, Any]]:
+        """Active holds: key -> {reason, metrics (None: all)}."""
+        with self._lock:
+            return {k: {"reason": r, "metrics": sorted(m) if m is not None else None}
+                    for k, (r, m) in self._holds.items()}
+
+    def _held_metrics(self) -> frozenset[str] | None:
+        """None: nothing held; an empty set: every rule held; else the held metrics."""
+        if not self._holds:
+            return None
+        if any(m is None for _, m in self._holds.values()):
+            return frozenset()
+        return frozenset().union(*(m for _, m in self._holds.values()))
+
+    def _held_rule_ids(self) -> list[str]:
+        held = self._held_metrics()
+        if held is None:
+            return []
+        return [r.id for r in self.rules if not held or r.metric in held]
+
+    def _held_changed(self) -> None:
+        from edge.core.metrics import ALERT_RULES_HELD
+
+        with self._lock:
+            n = len(self._held_rule_ids())
+        ALERT_RULES_HELD.labels(self.camera or "main").set(n)
 
     def _advance(self, t: float) -> float:
         if self._last_t is not None:
@@ -293,6 +354,7 @@ class AlertEngine:
         ev = Event(f"alert_{transition}", data, stream="alerts", ts=ts)
         a.event_ids.append(ev.event_id)
         self._by_event[ev.event_id] = a.alert_id
+        _record_decision(a, transition, ev)
         try:
             self.sink.emit(ev)
         except Exception:  # noqa: BLE001 - the transition stands even if the sink fails
@@ -323,3 +385,16 @@ class AlertEngine:
     def validate_against(self, known: Mapping[str, Iterable[str]]) -> None:
         """Check the rules' keys against the device's analytics objects (see AlertsConfig.validate_against)."""
         self.config.validate_against(known)
+
+
+def _record_decision(a: _Alert, transition: str, ev: Event) -> None:
+    """Each alert transition in the decision log, with the evidence it was raised on."""
+    from edge.core import decisions
+
+    r = a.rule
+    decisions.record("alert", r.id, {
+        "transition": transition, "alert_id": a.alert_id, "event_id": ev.event_id, "state": a.state,
+        "severity": a.severity, "condition": r.condition(), "metric": r.metric, "key": r.key, "value": a.value,
+        "current_value": a.current_value, "held_s": round(a.held_s, 3), "evidence": a.evidence,
+        "resolution": a.resolution, "by_via": a.ack_via if transition == "acked" else a.resolve_via},
+        reason=f"{transition}: {r.condition()} (value {a.value}, severity {a.severity})")

@@ -32,6 +32,7 @@ class BehaviourStage:
         self.models = dict(models or {})  # model -> version/backend, carried as evidence in every alert
         self._lock = threading.Lock()  # the staff page reads live() from the HTTP threads
         self._last: tuple[float, float] | None = None
+        self._warned_blind = False
         engine.on_ack.append(self._facing_acked)
 
     @classmethod
@@ -43,7 +44,8 @@ class BehaviourStage:
 
     def process(self, frame: Frame, pose_result=None) -> None:
         """Analytics and alerts for one frame: detections from the person detector (with the keypoints of the
-        people pose also found, for shelf interactions), else from the pose result."""
+        people pose also found, for shelf interactions), else from the pose result; with neither, shelf facings
+        still get the frame (with no detections)."""
         if self.detector is not None:
             dets = self.detector(frame)
             if pose_result is not None and pose_result.people:
@@ -51,6 +53,12 @@ class BehaviourStage:
             self.update(frame, dets)
         elif pose_result is not None:
             self.update(frame, detections_from_pose(pose_result))
+        elif self.analytics.planograms:  # shelf facings still judge the image; motion alone gates shoppers
+            if not self._warned_blind:
+                log.warning("shelf facings run without a person detector or pose: shoppers in front of a facing are "
+                            "only noticed while they move (set [models.person_detector] or enable [pose])")
+                self._warned_blind = True
+            self.update(frame, Detections.empty(tracked=True))
 
     def update(self, frame: Frame, dets: Detections) -> None:
         """Analytics and alerts for one frame's detections (tracked here unless they carry tracker ids)."""

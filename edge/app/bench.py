@@ -11,6 +11,8 @@ TARGETS = {
     "behaviour": "devtools.bench.behaviour",
     "streams": "devtools.bench.streams",
     "shelf": "devtools.bench.shelf",
+    "latency": "devtools.bench.latency",
+    "ops": "devtools.bench.ops",
 }
 
 

@@ -1,4 +1,4 @@
-"""`edge` command line: config check, run, doctor, models, bench, sync, fleet.
+"""`edge` command line: config check, run, doctor, top, models, bench, sync, fleet.
 
 Only the chosen sub-command's module is imported (COMMANDS maps names to module paths), so `edge run` never
 loads build or developer tooling, `edge config check` stays fast, and a missing optional runtime only breaks the
@@ -16,10 +16,12 @@ COMMANDS = {
     "config": ("edge.app.config_cli", "validate device configs"),
     "run": ("edge.app.runner", "run the pipelines of a device config until stopped"),
     "doctor": ("edge.app.doctor", "report backends, EGL, model cache and broker reachability"),
+    "top": ("edge.app.top", "live model / system / business view of a running `edge run` (--once: one snapshot)"),
     "models": ("models.build.cli", "build, list and report models of the zoo"),
     "sync": ("sync.cli", "MQTT tools: reference cloud consumer, tail events/alerts, send commands"),
     "fleet": ("sync.fleet_cli", "fleet admin: publish and watch model updates"),
     "bench": ("edge.app.bench", "benchmarks (pose, tryon, sync, backends); --json PATH writes results"),
+    "log": ("edge.app.log_cli", "read on-device logs: `edge log decisions` (the decision log)"),
 }
 
 log = logging.getLogger("edge")

@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, ValidationError, create_model, field_validator
+from pydantic import Field, PrivateAttr, ValidationError, create_model, field_validator, model_validator
 
 from edge.alerts.config import AlertConfigError, AlertsConfig
-from edge.analytics.config import AnalyticsConfig
+from edge.analytics.config import AnalyticsConfig, FrameConfigError
 from edge.backends.registry import BACKENDS, backend_class
+from edge.core.breaker import BreakerConfig
 from edge.core.config_base import StrictModel
+from edge.core.decisions import DecisionLogConfig
 from edge.core.device import DeviceIdentity
 from edge.pose.config import PoseConfig
 from edge.tryon.config import TryOnConfig
@@ -110,11 +113,20 @@ class PeopleSection(StrictModel):
         return v
 
 
+def has_analytics(a: AnalyticsConfig) -> bool:
+    """Whether an analytics section gives the behaviour stage work: any analytics object or planogram facing (a
+    section with only `[[analytics.planogram.facings]]` runs the shelf stage too)."""
+    return a.enabled and any((a.zones, a.lines, a.queues, a.loitering, a.shelves, a.heatmaps, a.kiosk_help,
+                              a.planogram.facings))
+
+
 def analytics_names(a: AnalyticsConfig) -> dict[str, list[str]]:
-    """The names an alert rule's `key` may refer to in one analytics section, by kind."""
+    """The names an alert rule's `key` may refer to in one analytics section, by kind. "shelf" (facing_empty) and
+    "camera" (camera_moved) come from the planogram (`AnalyticsConfig.alert_keys()`); `[[analytics.shelves]]`
+    feed no alert metric, so a facing_empty rule naming one is an error, not a rule that never fires."""
     return {"zone": [z.name for z in a.zones], "queue": [q.name for q in a.queues],
             "loitering": [x.name for x in a.loitering], "kiosk": [k.name for k in a.kiosk_help],
-            "shelf": [s.name for s in a.shelves]}
+            **a.alert_keys()}
 
 
 class CameraSection(StrictModel):
@@ -130,6 +142,15 @@ class CameraSection(StrictModel):
     detect_every: int = Field(4, ge=1, le=100, description="with gating: detect at least every N-th frame")
     analytics: AnalyticsConfig = AnalyticsConfig()
     alerts: AlertsConfig = AlertsConfig()
+
+    @model_validator(mode="after")
+    def _planogram_camera_is_the_id(self) -> CameraSection:
+        """A camera's planogram without its own `camera` name takes the camera's id (the key of its camera_moved
+        alerts and its reference folder), so two cameras' facings never share one."""
+        p = self.analytics.planogram
+        if p.facings and "camera" not in p.model_fields_set:
+            p.camera = self.id
+        return self
 
     def analytics_names(self) -> dict[str, list[str]]:
         return analytics_names(self.analytics)
@@ -159,6 +180,8 @@ class EdgeConfig(StrictModel):
     http: HttpSection = HttpSection()
     sync: SyncConfig = SyncConfig()
     logging: LoggingSection = LoggingSection()
+    breaker: BreakerConfig = BreakerConfig()  # circuit breakers and fallbacks (docs/OPERATIONS.md)
+    decisions: DecisionLogConfig = DecisionLogConfig()  # the on-device decision log (docs/OPERATIONS.md)
     _migrations: list[str] = PrivateAttr(default_factory=list)
 
     @property
@@ -167,7 +190,7 @@ class EdgeConfig(StrictModel):
         return list(self._migrations)
 
     def analytics_names(self) -> dict[str, list[str]]:
-        """Names an alert rule's `key` may refer to, by kind (zone, queue, loitering, kiosk, shelf)."""
+        """Names an alert rule's `key` may refer to, by kind (zone, queue, loitering, kiosk, shelf, camera)."""
         return analytics_names(self.analytics)
 
 
@@ -179,6 +202,8 @@ def _fix_hint(err: dict, model_fields: set[str] | None) -> str:
         return f"remove it{f' or rename it to {close[0]!r}' if close else ''}"
     if t == "missing":
         return "add this key"
+    if t == "value_error" and "must be unique" in err["msg"]:
+        return "rename one of them"
     if t in ("literal_error", "enum"):
         return f"use one of: {err.get('ctx', {}).get('expected', '')}"
     return "fix the value"
@@ -199,12 +224,32 @@ def _fields_at(loc: tuple, model=EdgeConfig) -> set[str]:
     return set(getattr(cur, "model_fields", {}))
 
 
+_REL_KEY = re.compile(r"^(?:Value error, )?([A-Za-z_]+(?:\.\d+|\[\d+\])(?:\.[A-Za-z_]+|\.\d+|\[\d+\])*) ")
+
+
+def _full_key(loc: tuple, msg: str) -> tuple[str, str]:
+    """(key, message): a list validator's message that starts with a key inside the list (`facings.1.polygon
+    (facing 'A2') overlaps ...` at `analytics.planogram.facings`) names that key in full
+    (`analytics.planogram.facings.1.polygon`)."""
+    key = ".".join(str(p) for p in loc) or "<root>"
+    m = _REL_KEY.match(msg)
+    if loc and m and re.split(r"[.\[]", m.group(1), maxsplit=1)[0] == str(loc[-1]):
+        up = "".join(f"{p}." for p in loc[:-1])
+        full = re.compile(rf"\b{re.escape(str(loc[-1]))}(?:\.(\d+)|\[(\d+)\])")  # facings.0 / zones[0]: in full
+
+        def absolute(text: str) -> str:
+            return full.sub(lambda g: f"{up}{loc[-1]}.{g.group(1) or g.group(2)}", text)
+        return absolute(m.group(1)), absolute(msg[m.end():])
+    return key, msg
+
+
 def format_validation_error(path: str, exc: ValidationError) -> ConfigError:
     problems = []
     for err in exc.errors():
         loc = tuple(err["loc"])
-        key = ".".join(str(p) for p in loc) or "<root>"
-        problems.append(f"{key}: {err['msg']} (fix: {_fix_hint(err, _fields_at(loc))})")
+        key, msg = _full_key(loc, err["msg"])
+        fix = "" if "(fix:" in msg else f" (fix: {_fix_hint(err, _fields_at(loc))})"
+        problems.append(f"{key}: {msg}{fix}")
     return ConfigError(path, problems)
 
 
@@ -264,6 +309,10 @@ def parse_config(data: dict, path: str = "<memory>") -> EdgeConfig:
         if ids.count(cam.id) > 1 and ids.index(cam.id) != i:
             problems.append(f"cameras.{i}.id: {cam.id!r} is already the id of cameras.{ids.index(cam.id)} "
                             "(fix: give every camera its own id)")
+    problems += _frame_problems(cfg.analytics, cfg.source, "analytics", "[source]")
+    for i, cam in enumerate(cfg.cameras):
+        problems += _frame_problems(cam.analytics, cam.source, f"cameras.{i}.analytics", f"cameras.{i}.source")
+    problems += _planogram_clashes(cfg)
     if cfg.cameras and cfg.models.person_detector is None:
         problems.append("cameras: extra cameras run the person detector, but [models.person_detector] is not set "
                         '(fix: add [models.person_detector] name = "nanodet_m_416")')
@@ -271,6 +320,41 @@ def parse_config(data: dict, path: str = "<memory>") -> EdgeConfig:
         raise ConfigError(path, problems)
     cfg._migrations = notes
     return cfg
+
+
+def _frame_problems(analytics: AnalyticsConfig, source: SourceSection, prefix: str, source_key: str) -> list[str]:
+    """Planogram polygons outside the stream's frames (every source delivers `width` x `height` frames)."""
+    try:
+        analytics.validate_frame(source.width, source.height, prefix=prefix)
+    except FrameConfigError as e:
+        return [p.replace("([source] width/height)", f"({source_key} width/height)") for p in e.problems]
+    return []
+
+
+def _planogram_clashes(cfg: EdgeConfig) -> list[str]:
+    """Facing ids and planogram cameras must be unique on the device: the staff page's Retake button and the
+    shelf_reference command name a facing by its id, camera_moved alerts and reference folders use the camera."""
+    sections = [("analytics", cfg.analytics)] + [(f"cameras.{i}.analytics", c.analytics)
+                                                 for i, c in enumerate(cfg.cameras)]
+    problems: list[str] = []
+    facings: dict[str, str] = {}
+    cameras: dict[str, str] = {}
+    for prefix, a in sections:
+        p = a.planogram
+        if not p.facings:
+            continue
+        key = f"{prefix}.planogram.camera"
+        if p.camera in cameras:
+            problems.append(f"{key}: {p.camera!r} is already the camera of {cameras[p.camera]} (fix: give each "
+                            "planogram its own `camera` name; it keys camera_moved alerts and the reference folder)")
+        cameras.setdefault(p.camera, key)
+        for j, f in enumerate(p.facings):
+            key = f"{prefix}.planogram.facings.{j}.id"
+            if f.id in facings:
+                problems.append(f"{key}: facing {f.id!r} is already {facings[f.id]} (fix: give every facing of "
+                                "the device its own id; the staff page and shelf_reference name facings by id)")
+            facings.setdefault(f.id, key)
+    return problems
 
 
 def load_config(path: str | Path) -> EdgeConfig:

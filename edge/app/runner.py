@@ -53,28 +53,28 @@ def forget_auto_choices(cfg) -> None:
 
 
 def wants_behaviour(cfg) -> bool:
-    """True when the device config asks for shopper analytics or alert rules (main camera or `[[cameras]]`)."""
-    a = cfg.analytics
-    return bool(cfg.cameras) or (a.enabled and any((a.zones, a.lines, a.queues, a.loitering, a.shelves,
-                                                    a.heatmaps, a.kiosk_help)))
+    """True when the device config asks for shopper analytics, shelf facings or alert rules (main camera or
+    `[[cameras]]`)."""
+    return bool(cfg.cameras) or main_has_analytics(cfg)
 
 
 def main_has_analytics(cfg) -> bool:
-    a = cfg.analytics
-    return a.enabled and any((a.zones, a.lines, a.queues, a.loitering, a.shelves, a.heatmaps, a.kiosk_help))
+    from edge.app.config import has_analytics
+
+    return has_analytics(cfg.analytics)
 
 
 class CountingSink:
     """Wraps an EventSink: counts events per kind for metrics and health."""
 
     def __init__(self, sink):
-        from edge.core.metrics import EVENTS
+        from edge.core.monitoring import observe_event
 
-        self.sink, self._metric, self.count = sink, EVENTS, 0
+        self.sink, self._observe, self.count = sink, observe_event, 0
 
     def emit(self, event) -> None:
         self.count += 1
-        self._metric.labels(event.kind).inc()
+        self._observe(event)  # edge_events_total and the business metrics
         self.sink.emit(event)
 
 
@@ -84,6 +84,8 @@ class PoseStage:
 
     def __init__(self, pose, presence, behaviour=None):
         self.pose, self.presence, self.behaviour = pose, presence, behaviour
+        self.monitor = None  # edge.app.monitor.RuntimeMonitor, set by Runtime.run
+        self.watch = None  # observe(frame, result) of the analytics circuit breaker (edge.app.operations)
         self.last_wall = 0.0
         self.last_t: float | None = None  # stream time of the last frame (media time for recorded media)
         self.last_clock = "capture"
@@ -102,6 +104,10 @@ class PoseStage:
             t0 = time.perf_counter()
             self.behaviour.process(frame, result)
             STAGE_MS.labels("analytics").observe((time.perf_counter() - t0) * 1e3)
+        if self.monitor is not None:
+            self.monitor.observe_pose(frame, result, self.pose)
+        if self.watch is not None:
+            self.watch(frame, result)
         return result
 
     def swap_pose(self, fresh) -> None:
@@ -157,6 +163,9 @@ class Runtime:
         self._people = None  # the shared person detector (main camera and extra cameras)
         self._people_lock = threading.Lock()
         self._meter = None  # RateMeter while running
+        self.mirror = None  # the try-on pipeline while running
+        self.ops = None  # edge.app.operations.Operations while running: decision log, circuit breakers
+        self.monitor = None  # edge.app.monitor.RuntimeMonitor while running
 
     # -- commands from the cloud -------------------------------------------------------------
     def _cmd_ack_alert(self, args: dict) -> dict:
@@ -186,9 +195,14 @@ class Runtime:
         return shelf_reference_handler(self._planograms, error=CommandError)(args)
 
     def _retake_reference(self, facing=None, *, by: str = "", via: str = "page") -> list[str]:
-        """The staff page's "Retake reference" button: the facing's camera retakes it (None: every facing)."""
+        """The staff page's "Retake reference" button: the facing's camera retakes it (None: every facing); KeyError
+        (the page answers 404) for a facing no camera has."""
+        planograms = self._planograms()
+        if facing is not None and not any(facing in p.facings for p in planograms.values()):
+            known = ", ".join(fid for p in planograms.values() for fid in p.facings)
+            raise KeyError(f"no facing {facing!r} on this device (facings: {known or 'none'})")
         pending: list[str] = []
-        for p in self._planograms().values():
+        for p in planograms.values():
             if facing is None or facing in p.facings:
                 pending += p.retake_reference(facing, by=by, via=via)
         return pending
@@ -218,10 +232,15 @@ class Runtime:
         try:
             new = load_config(self.config_path)
         except ConfigError as e:
+            if self.ops is not None:
+                self.ops.reload_recorded(self.config_path, {"status": "error", "reason": str(e)})
             return {"status": "error", "reason": str(e)}
         logging.getLogger().setLevel(new.logging.level)
         self.cfg.logging = new.logging
-        return {"status": "ok", "applied": ["logging"], "note": "other sections apply on restart"}
+        result = {"status": "ok", "applied": ["logging"], "note": "other sections apply on restart"}
+        if self.ops is not None:
+            self.ops.reload_recorded(self.config_path, result)
+        return result
 
     def _start_model_updates(self, stage):
         """The OTA agent; an activated pose model is reloaded and must run before the update counts as healthy."""
@@ -233,9 +252,8 @@ class Runtime:
         def on_activated(name: str, version: str) -> bool:
             if stage.pose is None or name not in (cfg.models.pose_detector.name, cfg.models.pose_landmarks.name):
                 return True
-            from edge.pose.pipeline import PosePipeline
-
-            fresh = PosePipeline(cfg, ModelZoo(cfg.models.cache_dir or None))
+            fresh = self.ops.open_pose(ModelZoo(cfg.models.cache_dir or None),
+                                       why=f"model update {name} {version} activated")
             fresh.tracker.step(np.zeros((cfg.source.height, cfg.source.width, 3), np.uint8), time.monotonic())
             stage.swap_pose(fresh)
             log.info("pose now runs %s %s", name, version)
@@ -257,23 +275,36 @@ class Runtime:
             body["streams"] = self.streams.health()
             if any(v["state"] == "error" for v in body["streams"].values()):
                 body["status"] = "degraded"
+        if self.ops is not None:
+            body.update(self.ops.health())  # circuits; an open one degrades the status, not liveness
+            if body["degraded"]:
+                body["status"] = "degraded"
         return ok, body
 
     def run(self, stop: threading.Event, *, max_frames: int = 0, duration: float = 0.0) -> int:
         """Run until `stop` is set or after `max_frames` frames / `duration` s; 2 if the source cannot be opened."""
         from edge.core.http_server import RateMeter
 
+        from edge.app.operations import Operations
+
         cfg = self.cfg
         collector, sink = self._open_sync()
+        self.ops = Operations(cfg, sink).open()
         source = self._open_source()
         if source is None:
             collector.unregister()
             self.sync.stop()
+            self.ops.close()
             return 2
+        self.ops.start_summary(self.sync.outbox.emit)
         stage = self.stage = self._build_pose_stage(sink, source.name)
         updates = self._start_model_updates(stage) if cfg.sync.broker and cfg.sync.model_updates else None
         mirror = self._build_mirror(stage, sink)
         self._build_streams(sink, mirror)
+        from edge.app.monitor import RuntimeMonitor
+
+        self.mirror, self.monitor = mirror, RuntimeMonitor(self).start(source.name)
+        stage.monitor = self.monitor
         self._start_http(mirror)
         self._start_reader(source)
         if self.streams is not None:
@@ -327,9 +358,9 @@ class Runtime:
         pose = presence = None
         if cfg.pose.enabled:
             from edge.pose.events import PresenceTracker
-            from edge.pose.pipeline import PosePipeline
+            from edge.pose.pipeline import default_zoo
 
-            pose = PosePipeline(cfg)
+            pose = self.ops.open_pose(default_zoo(cfg.models))
             presence = PresenceTracker(sink, source=source_name)
             self.sync.set_state(models={s.info.backend + ":" + Path(s.info.path).name: s.info.precision
                                         for s in pose.sessions})
@@ -342,9 +373,13 @@ class Runtime:
             if detector is not None:
                 sessions.append(self._people.session)
             models = {Path(s.info.path).name: f"{s.info.backend}/{s.info.precision}" for s in sessions}
-            behaviour = BehaviourStage.from_config(cfg, sink, source=source_name, detector=detector, models=models,
+            behaviour = BehaviourStage.from_config(cfg, self.ops.analytics_sink(sink), source=source_name,
+                                                   detector=detector, models=models,
                                                    frame_size=(cfg.source.width, cfg.source.height))
-        return PoseStage(pose, presence, behaviour)
+        stage = PoseStage(pose, presence, behaviour)
+        if behaviour is not None:
+            stage.watch = self.ops.watch_behaviour(behaviour)
+        return stage
 
     def _person_detector(self):
         """detect(frame) -> Detections of the shared person detector (opened once; None when not configured).
@@ -356,14 +391,19 @@ class Runtime:
             from edge.people import open_detector
             from models.zoo import ModelZoo
 
-            self._people = open_detector(ModelZoo(cfg.models.cache_dir or None), cfg.models.person_detector,
-                                         **cfg.people.model_dump())
+            zoo = ModelZoo(cfg.models.cache_dir or None)
+            self._people = open_detector(zoo, cfg.models.person_detector, **cfg.people.model_dump())
+            self._people.session = self.ops.guard(zoo, "person_detector", cfg.models.person_detector,
+                                                  self._people.session)
             info = self._people.session.info
             log.info("person detector: %s %s/%s", cfg.models.person_detector.name, info.backend, info.precision)
 
         def detect(frame):
             with self._people_lock:
-                return self._people.frame_detections(frame)
+                dets = self._people.frame_detections(frame)
+            if self.monitor is not None:
+                self.monitor.observe_detections(frame, dets, self._people.session)
+            return dets
         return detect
 
     def _build_streams(self, sink, mirror) -> None:
@@ -377,9 +417,18 @@ class Runtime:
         models = {Path(info.path).name: f"{info.backend}/{info.precision}"}
         target = self.cfg.source.fps * 0.95
         yield_to = None
-        if mirror is not None:  # mixed criticality: analytics wait while the mirror is below its frame rate
+        if mirror is not None:  # mixed criticality: analytics are throttled while the mirror is below its frame rate
             yield_to = lambda: mirror.frames_out > 30 and mirror.fps() < target  # noqa: E731
-        self.streams = StreamSet.from_config(self.cfg, detect, sink, models=models, yield_to=yield_to)
+
+        def detect_batch(frames):  # frames due together on several cameras: one batched detector call
+            with self._people_lock:
+                out = self._people.frame_detections_batch(frames)
+            if self.monitor is not None:
+                for frame, dets in zip(frames, out):
+                    self.monitor.observe_detections(frame, dets, self._people.session)
+            return out
+        self.streams = StreamSet.from_config(self.cfg, detect, sink, models=models, yield_to=yield_to,
+                                             detect_batch=detect_batch)
 
     def _build_mirror(self, stage: PoseStage, sink):
         """The try-on mirror over the pose stage (its source is attached when the loop starts), or None."""
@@ -387,7 +436,8 @@ class Runtime:
             return None
         from edge.tryon.pipeline import TryOnPipeline
 
-        return TryOnPipeline(self.cfg.tryon, source=(), pose=stage, sink=sink)
+        return TryOnPipeline(self.cfg.tryon, source=(), pose=stage, sink=sink, breaker=self.ops.mirror_breaker(),
+                             hint=self.cfg.breaker.mirror_hint)
 
     def _start_http(self, mirror) -> None:
         """The local HTTP server (health, metrics, preview, the mirror page when there is a mirror), if wanted."""
@@ -397,6 +447,10 @@ class Runtime:
 
         cfg = self.cfg
         self.http = LocalHttpServer(cfg.http.host, cfg.http.port, self.health)
+        if self.ops.log is not None:
+            from edge.core.decisions import decisions_route
+
+            self.http.add("/decisions", decisions_route(self.ops.folder))
         if mirror is not None:
             from edge.tryon.server import make_mirror_routes
 
@@ -475,8 +529,12 @@ class Runtime:
             updates.stop()
         if self.http is not None:
             self.http.stop()
+        if self.monitor is not None:
+            self.monitor.close()
         collector.unregister()
+        self.ops.close_summary()
         self.sync.stop()
+        self.ops.close()
 
 
 SKELETON = ((11, 12), (11, 13), (13, 15), (12, 14), (14, 16), (11, 23), (12, 24), (23, 24), (23, 25), (25, 27),

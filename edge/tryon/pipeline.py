@@ -69,6 +69,7 @@ class RenderedFrame:
     garment_layer: RenderOutput | None  # premultiplied RGBA + depth, cropped to the garment's bbox
     garment: Garment | None
     intrinsics: Intrinsics | None
+    hint: str | None = None  # the mirror's circuit breaker is open: plain camera view with this hint
 
 
 class LatestSlot:
@@ -108,8 +109,11 @@ class TryOnPipeline:
     """Run the mirror for one frame source and pose stage (any object with process(Frame) -> PoseResult)."""
 
     def __init__(self, cfg: TryOnConfig, source: Iterable[Frame], pose, sink: EventSink | None = None,
-                 catalog: Catalog | None = None, renderer_factory=None):
+                 catalog: Catalog | None = None, renderer_factory=None, breaker=None, hint: str = "Step into view"):
         self.cfg = cfg
+        # edge.core.breaker.CircuitBreaker of the mirror (None: none): fed the dressed person's presence and torso
+        # visibility and the motion-to-photon latency; while open the garment is not drawn and `hint` is shown
+        self.breaker, self.hint = breaker, hint
         self.source = source
         self.pose = pose
         self.catalog = catalog or Catalog(cfg.catalog, cfg.garment_cache_dir)
@@ -197,8 +201,10 @@ class TryOnPipeline:
     def state(self) -> dict:
         sku, colour = self.selection
         pc = self.m2p_percentiles()
+        circuit = self.breaker.state if self.breaker is not None else None
         return {"sku": sku, "colour": colour, "size_suggestion": self.size_suggestion,
                 "renderer": self.renderer_status, "renderer_error": self.renderer_error,
+                "circuit": circuit, "hint": self.hint if circuit == "open" else None,
                 "fps": round(self.fps(), 1), "frames": self.frames_out,
                 "m2p_p50_ms": None if pc["p50"] is None else round(pc["p50"], 1),
                 "m2p_p95_ms": None if pc["p95"] is None else round(pc["p95"], 1)}
@@ -275,8 +281,16 @@ class TryOnPipeline:
                 self._renderer_failed(e)
                 st.renderer = None
         person = _main_person(posed.pose_result)
-        fit = out = garment = None
-        if st.renderer is not None and person is not None:
+        fit = out = garment = hint = None
+        if self.breaker is not None:
+            if person is not None:
+                self.breaker.record(presence=person.score, visibility=torso_visibility(person))
+            if not self.breaker.allow():  # open: plain camera with the hint instead of a misfitted garment
+                hint = self.hint
+        if hint is not None:
+            if st.fitter is not None:
+                st.fitter.reset()
+        elif st.renderer is not None and person is not None:
             try:
                 want = self.selection
                 if want != st.shown:
@@ -300,7 +314,7 @@ class TryOnPipeline:
         frame.meta["t_render_done"] = time.monotonic()
         STAGE.labels("render").observe(frame.meta["t_render_done"] - t0)
         return RenderedFrame(frame=frame, person=person, fit=fit, garment_layer=out, garment=garment,
-                             intrinsics=st.intr)
+                             intrinsics=st.intr, hint=hint)
 
     def _renderer_failed(self, e: Exception) -> None:
         if self.renderer_status != "unavailable":
@@ -327,12 +341,17 @@ class TryOnPipeline:
             composite_inplace(frame.image, layer)
         if self.cfg.mirror_view:
             frame.image = cv2.flip(frame.image, 1)
+        if item.hint:
+            draw_hint(frame.image, item.hint)
         t_ready = time.monotonic()
         STAGE.labels("composite").observe(t_ready - t0)
         m2p = t_ready - frame.t_capture
+        if self.breaker is not None:
+            self.breaker.record(latency_ms=m2p * 1000.0)
         sku, colour = self.selection
         frame.meta.update({"t_composite_done": t_ready, "m2p_ms": m2p * 1000.0,
-                           "tryon": {"sku": sku, "colour": colour, "rendered": layer is not None}})
+                           "tryon": {"sku": sku, "colour": colour, "rendered": layer is not None,
+                                     **({"hint": item.hint} if item.hint else {})}})
         frame.meta.pop("pose_truth", None)
         M2P.observe(m2p)
         FRAMES.inc()
@@ -359,6 +378,27 @@ class TryOnPipeline:
         sku, colour = self.selection
         self.sessions.update(frame.t, person is not None, sku, colour, self.size_suggestion, t_wall=frame.t_wall,
                              clock=frame.clock)
+
+
+TORSO = (11, 12, 23, 24)  # shoulders and hips: what the garment is fitted to
+
+
+def torso_visibility(person: PersonPose) -> float:
+    """The lowest visibility of the shoulders and hips (a garment on a half-seen torso is misfitted)."""
+    return float(np.min(person.landmarks[list(TORSO), 3]))
+
+
+def draw_hint(image: np.ndarray, text: str) -> None:
+    """A dark banner with `text` across the bottom of the (displayed) frame, in place."""
+    h, w = image.shape[:2]
+    scale = max(0.5, w / 900)
+    thick = max(1, int(round(scale * 2)))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    y0 = h - th - base - int(24 * scale)
+    band = image[y0:h]
+    band[:] = (band.astype(np.uint16) * 2 // 5).astype(np.uint8)
+    cv2.putText(image, text, ((w - tw) // 2, h - base - int(12 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (255, 255, 255), thick, cv2.LINE_AA)
 
 
 def _main_person(result: PoseResult | None) -> PersonPose | None:
