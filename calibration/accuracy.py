@@ -7,12 +7,11 @@ keypoint drift / input size, score drift.
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 from edge.pose.anchors import ssd_anchors
 from edge.pose.detection import weighted_nms
+from edge.privacy.faces import face_anchors  # the runtime's (snapshot anonymisation), one definition
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -39,14 +38,6 @@ def landmark_drift(ref: dict[str, np.ndarray], test: dict[str, np.ndarray]) -> d
         "world_absdiff_mean_m": float(np.abs(ref["Identity_4"] - test["Identity_4"]).mean()),
         "seg_iou": float(np.mean(np.where(union > 0, inter / np.maximum(union, 1), 1.0))),
     }
-
-
-@lru_cache(maxsize=4)
-def face_anchors(size: int = 192, stride: int = 4) -> np.ndarray:
-    """BlazeFace full range: one layer, stride 4, one fixed-size anchor per cell (48x48 = 2304 at 192)."""
-    fm = size // stride
-    ys, xs = np.mgrid[0:fm, 0:fm]
-    return np.stack([(xs.ravel() + 0.5) / fm, (ys.ravel() + 0.5) / fm], 1).astype(np.float32)
 
 
 def anchors_for(metric: str, size: int) -> np.ndarray:

@@ -108,8 +108,12 @@ def background(width: int, height: int) -> np.ndarray:
 
 def render_person(intr: Intrinsics, yaw_deg: float = 0.0, distance: float = 1.8, hip_drop: float = 0.3,
                   x_offset: float = 0.0, cross_right_forearm: bool = False, left_arm=ARM_DOWN, right_arm=None,
-                  bg: np.ndarray | None = None) -> SyntheticPerson:
-    """Draw the mannequin (painter's algorithm over capsules) and return its image, mask and landmarks."""
+                  bg: np.ndarray | None = None, skin: tuple = SKIN, shirt: tuple = SHIRT, trousers: tuple = TROUSERS,
+                  girth: float = 1.0) -> SyntheticPerson:
+    """Draw the mannequin (painter's algorithm over capsules) and return its image, mask and landmarks.
+
+    skin / shirt / trousers: BGR colours; girth scales the limb radii and the torso outline (body size; the
+    landmarks do not move)."""
     local = body_local_landmarks(left_arm, right_arm, cross_right_forearm)
     a = math.radians(yaw_deg)
     R = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
@@ -124,8 +128,8 @@ def render_person(intr: Intrinsics, yaw_deg: float = 0.0, distance: float = 1.8,
     def px(n):
         return tuple(int(round(c)) for c in uv[LM[n]])
 
-    def rad(r, z):
-        return max(1, int(round(r * intr.fx / z)))
+    def rad(r, z, g=girth):
+        return max(1, int(round(r * g * intr.fx / z)))
 
     items = []  # (depth, draw-fn)
 
@@ -140,27 +144,27 @@ def render_person(intr: Intrinsics, yaw_deg: float = 0.0, distance: float = 1.8,
     for n, grow in (("left_shoulder", 0.04), ("right_shoulder", 0.04), ("right_hip", 0.05), ("left_hip", 0.05)):
         c = uv[LM[n]]
         centre = uv[[LM["left_shoulder"], LM["right_shoulder"], LM["left_hip"], LM["right_hip"]]].mean(0)
-        corners.append(c + (c - centre) / max(np.linalg.norm(c - centre), 1e-6) * grow * intr.fx / z_t)
+        corners.append(c + (c - centre) / max(np.linalg.norm(c - centre), 1e-6) * grow * girth * intr.fx / z_t)
     poly = np.round(np.array(corners)).astype(np.int32)
-    items.append((z_t - 0.05, lambda dst, c: cv2.fillConvexPoly(dst, poly, c if c is not None else SHIRT,
+    items.append((z_t - 0.05, lambda dst, c: cv2.fillConvexPoly(dst, poly, c if c is not None else shirt,
                                                                 cv2.LINE_AA)))
     for side in ("left", "right"):
-        capsule(f"{side}_hip", f"{side}_knee", 0.075, TROUSERS)
-        capsule(f"{side}_shoulder", f"{side}_elbow", 0.048, SHIRT)
-        capsule(f"{side}_elbow", f"{side}_wrist", 0.038, SKIN)
-        capsule(f"{side}_wrist", f"{side}_index", 0.04, SKIN)
-    capsule("left_hip", "right_hip", 0.09, TROUSERS)
+        capsule(f"{side}_hip", f"{side}_knee", 0.075, trousers)
+        capsule(f"{side}_shoulder", f"{side}_elbow", 0.048, shirt)
+        capsule(f"{side}_elbow", f"{side}_wrist", 0.038, skin)
+        capsule(f"{side}_wrist", f"{side}_index", 0.04, skin)
+    capsule("left_hip", "right_hip", 0.09, trousers)
     neck_top = (P("left_ear") + P("right_ear")) / 2
     head_c = neck_top + np.array([0, -0.03, 0])
     z_h = head_c[2]
     hc = tuple(int(round(c)) for c in intr.project(head_c))
     nb = tuple(int(round(c)) for c in intr.project((P("left_shoulder") + P("right_shoulder")) / 2))
-    items.append((z_h + 0.02, lambda dst, c: cv2.line(dst, nb, hc, c if c is not None else SKIN,
+    items.append((z_h + 0.02, lambda dst, c: cv2.line(dst, nb, hc, c if c is not None else skin,
                                                       2 * rad(0.05, z_h), cv2.LINE_AA)))
-    items.append((z_h, lambda dst, c: cv2.ellipse(dst, hc, (rad(0.085, z_h), rad(0.11, z_h)), 0, 0, 360,
-                                                  c if c is not None else SKIN, -1, cv2.LINE_AA)))
-    items.append((z_h - 0.001, lambda dst, c: cv2.ellipse(dst, (hc[0], hc[1] - rad(0.04, z_h)),
-                                                          (rad(0.087, z_h), rad(0.08, z_h)), 0, 180, 360,
+    items.append((z_h, lambda dst, c: cv2.ellipse(dst, hc, (rad(0.085, z_h, 1.0), rad(0.11, z_h, 1.0)), 0, 0, 360,
+                                                  c if c is not None else skin, -1, cv2.LINE_AA)))
+    items.append((z_h - 0.001, lambda dst, c: cv2.ellipse(dst, (hc[0], hc[1] - rad(0.04, z_h, 1.0)),
+                                                          (rad(0.087, z_h, 1.0), rad(0.08, z_h, 1.0)), 0, 180, 360,
                                                           c if c is not None else HAIR, -1, cv2.LINE_AA)))
     for _, draw in sorted(items, key=lambda it: -it[0]):  # far first
         draw(img, None)

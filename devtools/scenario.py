@@ -208,9 +208,11 @@ def cycle_actors(c: int, t0: float, next_id: int, near_miss: bool) -> list[Actor
     loiter, pace = (10, 150) if near_miss else (45, 60)
     add(_walk(t0 + 8, [(670, 225), (440, 228)], speed=pace, waits={1: loiter}), "loiter")
     a[-1].keys += _walk(a[-1].keys[-1][0], [(440, 228), (670, 226)], speed=pace)[1:]
-    # a shopper reaches into the low shelf (stands with a wrist inside it for 6 s)
-    add(_walk(t0 + 70, [(700, 330), (585, 318)], waits={1: 6}), "shelf", sprite=2)
-    a[-1].keys += _walk(a[-1].keys[-1][0], [(585, 318), (700, 332)])[1:]
+    # a shopper reaches into the low shelf (stands with a wrist inside it for 6 s): sprite 3's right wrist hangs
+    # at 53 % of the body height, so standing at (585, 330) it is at about (595, 245), inside SHELF (sprites 0
+    # and 2 hold their wrists at a third of the height, above the shelf)
+    add(_walk(t0 + 70, [(700, 335), (585, 330)], waits={1: 6}), "shelf", sprite=3)
+    a[-1].keys += _walk(a[-1].keys[-1][0], [(585, 330), (700, 338)])[1:]
     return a
 
 

@@ -43,26 +43,31 @@ class Truth:
     frames: list[TrueFrame]
     fps: float
     footfall: dict[str, int] = field(default_factory=lambda: {"in": 0, "out": 0})
+    crossings: list[tuple[float, int, str]] = field(default_factory=list)  # (t, id, "in" | "out") at the door
     visits: dict[str, list[tuple[int, float, float]]] = field(default_factory=dict)  # zone -> (id, t_in, t_out)
     queue_len: list[int] = field(default_factory=list)
     interactions: list[tuple[int, float]] = field(default_factory=list)  # (id, start t)
     alerts: list[tuple[str, float]] = field(default_factory=list)  # (rule id, onset t)
 
 
-def compute(sc: Scenario, rules: dict[str, dict], *, interaction_frames: int = 3) -> Truth:
+def compute(sc: Scenario, rules: dict[str, dict], *, interaction_frames: int = 3, release_frames: int = 3) -> Truth:
     """Truth of the whole scene; `rules` maps rule id -> {"kind": "queue"|"dwell", "zone", "threshold", "for_s"}
-    ("queue": people in zone >= threshold for for_s; "dwell": one person in zone for >= threshold seconds)."""
+    ("queue": people in zone >= threshold for for_s; "dwell": one person in zone for >= threshold seconds).
+    Interactions as edge.analytics.shelf.ShelfInteraction defines them: a wrist in the shelf polygon for
+    `interaction_frames` consecutive frames starts one, `release_frames` frames without (or absent) end it."""
     frames = [sc.truth(i) for i in range(sc.n_frames)]
     tr = Truth(frames, sc.fps, visits={z: [] for z in ZONES})
     last_foot: dict[int, tuple[float, float]] = {}
     open_visit: dict[tuple[str, int], float] = {}
-    wrist_run: dict[int, int] = {}
+    reach: dict[int, list] = {}  # id -> [frames inside, frames outside, active]
     for f in frames:
-        ids = set()
+        ids, hands = set(), set()
         for p in f.people:
             ids.add(p.id)
             if p.id in last_foot and _crosses_segment(last_foot[p.id], p.foot):
-                tr.footfall["in" if _side(p.foot) > 0 else "out"] += 1
+                direction = "in" if _side(p.foot) > 0 else "out"
+                tr.footfall[direction] += 1
+                tr.crossings.append((f.t, p.id, direction))
             last_foot[p.id] = p.foot
             for z, poly in ZONES.items():
                 key = (z, p.id)
@@ -70,10 +75,18 @@ def compute(sc: Scenario, rules: dict[str, dict], *, interaction_frames: int = 3
                     open_visit.setdefault(key, f.t)
                 elif key in open_visit:
                     tr.visits[z].append((p.id, open_visit.pop(key), f.t))
-            w_in = any(inside(SHELF, w) for w in p.wrists)
-            wrist_run[p.id] = wrist_run.get(p.id, 0) + 1 if w_in else 0
-            if wrist_run[p.id] == interaction_frames:
-                tr.interactions.append((p.id, f.t - (interaction_frames - 1) / sc.fps))
+            if any(inside(SHELF, w) for w in p.wrists):
+                hands.add(p.id)
+                r = reach.setdefault(p.id, [0, 0, False])
+                r[0], r[1] = r[0] + 1, 0
+                if not r[2] and r[0] >= interaction_frames:
+                    r[2] = True
+                    tr.interactions.append((p.id, f.t - (r[0] - 1) / sc.fps))
+        for pid in [k for k in reach if k not in hands]:  # no wrist inside (or absent): ends after release_frames
+            r = reach[pid]
+            r[0], r[1] = 0, r[1] + 1
+            if not r[2] or r[1] >= release_frames:
+                del reach[pid]
         for key in [k for k in open_visit if k[1] not in ids]:  # left the frame
             tr.visits[key[0]].append((key[1], open_visit.pop(key), f.t))
         tr.queue_len.append(sum(inside(ZONES["checkout"], p.foot) for p in f.people))

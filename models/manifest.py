@@ -13,11 +13,12 @@ from pathlib import Path
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 
 BACKENDS = ("onnxruntime", "openvino", "tflite")
-PRECISIONS = ("fp32", "int8", "int8_full")
+PRECISIONS = ("fp32", "int8", "int8_full", "int8_qat")
 FORMATS = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
-PRODUCERS = ("source", "tf2onnx", "ov_convert", "nncf", "ort_quant", "aeq", "tflite_convert")
+PRODUCERS = ("source", "tf2onnx", "ov_convert", "nncf", "ort_quant", "aeq", "tflite_convert", "trained")
 METRICS = ("landmarks", "pose_detector", "face_detector", "people_detector")
-SOURCE_KINDS = ("wheel", "npm")  # npm: a TF.js graph model in an npm tarball, converted through TensorFlow
+SOURCE_KINDS = ("wheel", "npm", "trained")  # npm: a TF.js graph model in an npm tarball, converted through
+# TensorFlow; trained: an ONNX file the project trained and committed under models/trained/<name>/
 RECIPES = ("nanodet", "movenet")  # graph edits of models/build/steps/tfjs_graph.py
 
 
@@ -32,7 +33,7 @@ SCHEMA: dict = {
     "description": (_S, True),
     "source": ({"wheel": (_S, False), "member": (_S, True), "sha256": (_S, True), "size_bytes": (_I, True),
                 "licence": (_S, True), "upstream": (_S, True), "sparse": (_B, True),
-                "kind": (_S, False), "package": (_S, False), "recipe": (_S, False),
+                "kind": (_S, False), "package": (_S, False), "recipe": (_S, False), "teacher": (_S, False),
                 "files": ([{"member": (_S, True), "sha256": (_S, True), "size_bytes": (_I, True)}], False)},
                True),
     "inputs": ([{"name": (_S, True), "shape": (_L, True), "dtype": (_S, True), "layout": (_S, True),
@@ -44,7 +45,8 @@ SCHEMA: dict = {
     "quantization": ({"keep_first_convs": (_I, True), "int8_gate": (_D, True), "notes": (_S, False)}, True),
     "verify": ({"fp32_atol": (_F, True), "fp32_rtol": (_F, True), "output_atol": (_D, False),
                 "note": (_S, False)}, True),
-    "defaults": ({b: ({"precision": (_S, True), "reason": (_S, True)}, True) for b in BACKENDS}, True),
+    # one entry per backend that has artefacts (checked in validate)
+    "defaults": ({b: ({"precision": (_S, True), "reason": (_S, True)}, False) for b in BACKENDS}, True),
     "artifacts": ([{"backend": (_S, True), "precision": (_S, True), "format": (_S, True), "file": (_S, True),
                     "producer": (_S, True), "report_only": (_B, False), "note": (_S, False)}], True),
 }
@@ -111,11 +113,13 @@ def check_tolerance(table: object, where: str, outputs: set[str] | None = None) 
 
 def _check_source(s: dict, where: str) -> None:
     """kind "wheel" (default): `wheel` + `member`; kind "npm": `package` (name@version), `member` (model.json),
-    `files` (weight shards, each with its sha256) and the conversion `recipe`."""
+    `files` (weight shards, each with its sha256) and the conversion `recipe`; kind "trained": `member` (the
+    committed ONNX file in models/trained/<name>/) and `teacher` (the model it was distilled from, whose
+    calibration sets it uses)."""
     kind = s.get("kind", "wheel")
     if kind not in SOURCE_KINDS:
         raise ManifestError(f"{where}: source.kind: {kind!r} not in {SOURCE_KINDS}")
-    need = ("wheel",) if kind == "wheel" else ("package", "files", "recipe")
+    need = {"wheel": ("wheel",), "npm": ("package", "files", "recipe"), "trained": ("teacher",)}[kind]
     for k in need:
         if k not in s:
             raise ManifestError(f"{where}: source.{k}: required for source.kind = {kind!r}")
@@ -127,6 +131,13 @@ def _check_source(s: dict, where: str) -> None:
         for i, f in enumerate(s["files"]):
             if not re.fullmatch(r"[0-9a-f]{64}", f["sha256"]):
                 raise ManifestError(f"{where}: source.files[{i}].sha256: not a 64-hex-digit sha256")
+    if kind == "trained":
+        if "/" in s["member"] or not s["member"].endswith(".onnx"):
+            raise ManifestError(f"{where}: source.member: {s['member']!r} must be the bare name of the committed "
+                                ".onnx file in models/trained/<name>/")
+        for k in ("wheel", "package", "recipe", "files"):
+            if k in s:
+                raise ManifestError(f"{where}: source.{k}: not used by source.kind = 'trained' (remove it)")
 
 
 def validate(m: dict, where: str = "<manifest>") -> dict:
@@ -160,6 +171,10 @@ def validate(m: dict, where: str = "<manifest>") -> dict:
         if (a["backend"], a["precision"]) in seen:
             raise ManifestError(f"{where}: {key}: duplicate artefact for {a['backend']} × {a['precision']}")
         seen.add((a["backend"], a["precision"]))
+    no_default = sorted({b for b, _ in seen} - set(m["defaults"]))
+    if no_default:
+        b = no_default[0]
+        raise ManifestError(f"{where}: defaults.{b}: required key is missing (the manifest has {b} artefacts)")
     for b, d in m["defaults"].items():
         if (b, d["precision"]) not in seen:
             raise ManifestError(f"{where}: defaults.{b}.precision: {d['precision']!r} has no artefact for {b}")

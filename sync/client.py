@@ -54,6 +54,9 @@ class ClientOptions:
     max_inflight: int = 20
     tcp_nodelay: bool | None = None  # None = the module default TCP_NODELAY (on)
     subscriptions: list[tuple[str, SubscribeOptions]] = field(default_factory=list)
+    # (topic, payload) -> None to publish, else the reason it is refused (the device's privacy guard,
+    # edge.privacy.guard.guard_publish); None = no check (cloud-side tools)
+    payload_guard: Callable[[str, bytes], str | None] | None = None
 
 
 def publish_properties(response_topic: str | None = None, correlation: bytes | None = None) -> Properties | None:
@@ -136,12 +139,27 @@ class MqttClient:
         self._connected.clear()
 
     def will_set(self, topic: str, payload: bytes, retain: bool = True) -> None:
+        if self._refused_by_guard(topic, payload):
+            return
         self.paho.will_set(topic, payload, qos=1, retain=retain)
+
+    def _refused_by_guard(self, topic: str, payload: bytes) -> bool:
+        """True (and `last_error` set) when the payload guard refuses the payload; the guard logs and counts it."""
+        if self.opts.payload_guard is None:
+            return False
+        reason = self.opts.payload_guard(topic, payload)
+        if reason is None:
+            return False
+        self.last_error = f"privacy guard refused a payload to {topic}: {reason}"
+        return True
 
     # ------------------------------------------------------------------ publish / subscribe
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
                 properties: Properties | None = None) -> int | None:
-        """Queue a publish; returns its mid (its PUBACK reaches `on_publish`) or None if paho refused it."""
+        """Queue a publish; returns its mid (its PUBACK reaches `on_publish`) or None if paho or the payload guard
+        refused it."""
+        if self._refused_by_guard(topic, payload):
+            return None
         try:
             info = self.paho.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         except (ValueError, TypeError) as e:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edge.privacy.guard import check_result, refuse
 from sync import payloads
 from sync.payloads import PayloadError
 
@@ -49,7 +50,12 @@ class NoArgs(_Args):
 
 
 class SnapshotArgs(_Args):
-    camera: str = Field("", max_length=64)
+    """An anonymised still of a camera for staff (docs/PRIVACY.md): who asks and why are recorded; the device
+    answers only when `[privacy] snapshots = true` and `by` is in `[privacy] snapshot_requesters`."""
+
+    camera: str = Field("", max_length=64)  # "" = the main camera
+    by: str = Field("", max_length=64)
+    reason: str = Field("", max_length=256)
 
 
 class ReloadConfigArgs(_Args):
@@ -63,6 +69,9 @@ class ShelfReferenceArgs(_Args):
     camera: str = Field("", max_length=64)  # "" = every camera
     by: str = Field("", max_length=64)
 
+
+# Commands a device answers only on its own topic, never to a fleet or store broadcast (docs/PRIVACY.md).
+DIRECT_ONLY = frozenset({"snapshot"})
 
 # Argument schema per known command. Handlers receive the validated args as a dict.
 SCHEMAS: dict[str, type[_Args]] = {"ping": PingArgs, "set_log_level": SetLogLevelArgs, "ack_alert": AckAlertArgs,
@@ -97,6 +106,7 @@ class Incoming:
     retained: bool
     response_topic: str | None = None
     correlation: bytes | None = None
+    broadcast: bool = False  # came on a fleet or store topic, not this device's own
 
 
 Reply = Callable[[Incoming, bytes], None]  # publishes a result payload for this request
@@ -155,6 +165,9 @@ class CommandRouter:
             payloads.check_depth(obj, self.max_depth)
             if cmd.retained:
                 raise CommandError("retained commands are refused")
+            if cmd.broadcast and cmd.name in DIRECT_ONLY:
+                raise CommandError(f"refused: {cmd.name} is answered only when addressed to this device, "
+                                   "not to the fleet or a store")
             try:
                 req = Request.model_validate(obj)
             except ValidationError as e:
@@ -183,6 +196,10 @@ class CommandRouter:
             self._answer(cmd, cmd_id, False, f"handler failed: {type(e).__name__}: {e}", None)
 
     def _answer(self, cmd: Incoming, cmd_id: str | None, ok: bool, reason: str | None, data: dict | None) -> None:
+        why = check_result(cmd.name, data) if data else None  # no image data in a result (docs/PRIVACY.md)
+        if why is not None:
+            refuse("cmd_result", f"cmd_result/{cmd.name}", why)
+            ok, reason, data = False, f"result refused by the privacy guard: {why}", None
         try:
             raw = payloads.result(self.device, self.store, cmd.name, cmd_id, ok, reason=reason, data=data)
         except PayloadError as e:
@@ -224,4 +241,4 @@ def builtin_handlers(*, emit_ack: Callable[[dict], None] | None = None, started:
 
     return {"ping": ping, "set_log_level": set_log_level, "ack_alert": ack_alert,
             "reload_config": unsupported("unsupported: this runtime has no config reload handler"),
-            "snapshot": unsupported("unsupported: snapshots need face blurring (analytics), not built yet")}
+            "snapshot": unsupported("unsupported: this runtime takes no snapshots (docs/PRIVACY.md)")}

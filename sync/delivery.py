@@ -6,6 +6,8 @@
   watermark does not move, up to 16x).
 - Backlog (rows older than the current connection, and resends) is flagged ``historical`` and paced by a
   token bucket (`backlog_rate` events/s); live rows go first and are not paced.
+- A record carrying image data (edge.privacy.guard) is never published: it moves to the dead-letter table with
+  its body withheld, and a gap record takes its place.
 - A permanent refusal (0x87 not authorized, 0x90 bad topic, 0x95 too large, 0x99 bad payload) or a record
   larger than the broker's maximum packet moves rows to the dead-letter table.
 - An ack is trusted only for what this device sent: an ack of another epoch, or one whose `upto` is beyond the
@@ -23,6 +25,7 @@ import threading
 import time
 from typing import Callable
 
+from edge.privacy.guard import channel_of, check_payload, refuse
 from sync import payloads
 from sync.outbox import RELIABLE, TELEMETRY, Outbox
 from sync.payloads import GAP_KIND
@@ -71,7 +74,7 @@ class Delivery:
         self._sent_hi = outbox.sent_hi
         self._refused_logged_at = -1e9
         self.stats = {"messages": 0, "sent": 0, "historical": 0, "go_backs": 0, "puback_failures": 0,
-                      "last_error": None, "acks_refused": 0, "last_ack_refused": None}
+                      "last_error": None, "acks_refused": 0, "last_ack_refused": None, "privacy_refused": 0}
 
     # ------------------------------------------------------------------ notifications (any thread)
     def notify_connected(self, max_packet: int | None = None) -> None:
@@ -304,6 +307,12 @@ class Delivery:
             for seq, _stream, _kind, body, _ in grp:
                 if len(body) + 512 + len(topic) > self.max_packet:  # never hand paho a poison message
                     self.outbox.dead_letter(tbl, [seq], f"record of {len(body)} bytes exceeds broker max packet")
+                    continue
+                why = check_payload(body)  # image data never leaves the device (edge/privacy/guard.py)
+                if why is not None:
+                    refuse(channel_of(topic), topic, why)
+                    self.outbox.dead_letter(tbl, [seq], f"privacy guard: {why}", redact=True)
+                    self.stats["privacy_refused"] += 1
                     continue
                 if batch and (len(batch) >= self.batch_max or size + len(body) > limit):
                     sent += self._publish_batch(tbl, topic, batch, historical)

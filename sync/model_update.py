@@ -24,8 +24,9 @@ from edge.core.events import Event
 from models.zoo import ModelZoo
 from sync.commands import CommandError
 from sync.update_installer import ModelStore, OnActivated, UpdateInstaller
-from sync.update_job import (DOWNLOADING, FAILED, QUEUED, STOPPING, SUCCEEDED, TERMINAL, Job, OfferArgs,
+from sync.update_job import (DOWNLOADING, FAILED, QUEUED, SHADOW, STOPPING, SUCCEEDED, TERMINAL, Job, OfferArgs,
                              RollbackArgs, UpdateOptions)
+from sync.update_shadow import ShadowHost
 from sync.update_transport import UpdateTransport
 
 __all__ = ["ModelUpdateAgent", "OnActivated", "UpdateOptions"]
@@ -56,7 +57,9 @@ class _Bucket:
 
 class ModelUpdateAgent:
     """Runs update jobs one at a time on its own thread. `on_activated(name, version) -> bool` is the runtime's
-    post-activation health check (reload the model, run it); False or an exception rolls back.
+    post-activation health check (reload the model, run it); False or an exception rolls back. `shadow(name)` gives
+    the live session of a model the runtime runs (sync/update_shadow.py): with it and `options.shadow` enabled, an
+    update that passed its self-test runs in shadow (SHADOW) before it is activated.
 
     Offers are bounded: per model only the latest pending offer is kept (an earlier one is reported FAILED
     "superseded"), and a new offer also cancels that model's running job while it still waits for its manifest.
@@ -64,7 +67,7 @@ class ModelUpdateAgent:
     error and leave no job, no folder and no event."""
 
     def __init__(self, identity: DeviceIdentity, zoo: ModelZoo, service, on_activated: OnActivated,
-                 options: UpdateOptions | None = None) -> None:
+                 options: UpdateOptions | None = None, *, shadow: ShadowHost | None = None) -> None:
         self.identity, self.zoo, self.svc = identity, zoo, service
         self.opts = options or UpdateOptions()
         self.store = ModelStore(zoo)
@@ -72,6 +75,7 @@ class ModelUpdateAgent:
                                          on_rollback=self._rollback)
         self.installer = UpdateInstaller(self.store, self.transport, self.opts, on_activated, self._report,
                                          self._audit)
+        self.installer.shadow = shadow
         self._cv = threading.Condition()  # guards everything below
         self._job: Job | None = None  # running
         self._resume: list[Job] = []  # unfinished jobs found at start: run first
@@ -253,6 +257,8 @@ class ModelUpdateAgent:
         self.transport.publish_status(json.dumps(status, separators=(",", ":")).encode())
         if event and self._wants_event(job):
             data = {k: d[k] for k in ("name", "version", "rollout", "state", "reason", "phase", "timings")}
+            if job.shadow:
+                data["shadow"] = d["shadow"]
             self.svc.outbox.emit(Event("model_update", data, stream="events"))
         if job.state in TERMINAL and not (job.reason or "").startswith("superseded"):
             self._publish_models()
@@ -262,6 +268,8 @@ class ModelUpdateAgent:
             return False  # offers: the command result and the status say it
         if job.state == DOWNLOADING:
             return job.staged and "chunks_done" not in job.progress  # once, when its manifest is verified
+        if job.state == SHADOW:
+            return "shadow_samples" not in job.progress  # once, not its progress ticks
         if job.state != FAILED or job.staged:
             return True
         if job.reason and job.reason.startswith("superseded"):

@@ -29,6 +29,7 @@ import uuid
 from pathlib import Path
 
 from edge.core.events import STREAMS, Event
+from edge.privacy.guard import find_image_data
 from sync import payloads
 from sync.payloads import GAP_KIND, PayloadError
 
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS dead_letter (id INTEGER PRIMARY KEY AUTOINCREMENT, tb
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 ROW_OVERHEAD = 64  # bytes counted per row on top of the payload (keys, index, page slack)
+REDACTED = '{"withheld":"privacy guard: image data"}'  # dead-letter body of a record the privacy guard refused
 
 
 class Outbox:
@@ -152,7 +154,8 @@ class Outbox:
 
     def _dead_letter_invalid(self, event: Event, reason: str) -> None:
         log.warning("event %r dead-lettered: %s", getattr(event, "kind", None), reason)
-        body = repr(getattr(event, "data", None))[: self.max_event_bytes]
+        data = getattr(event, "data", None)
+        body = REDACTED if find_image_data(data) else repr(data)[: self.max_event_bytes]  # never keep a frame
         with self._lock:
             self.db.execute("INSERT INTO dead_letter (tbl, seq, stream, kind, body, reason, ts) VALUES (?,?,?,?,?,?,?)",
                             (None, None, str(getattr(event, "stream", "")), str(getattr(event, "kind", "")),
@@ -301,9 +304,10 @@ class Outbox:
             self._bytes[TELEMETRY] -= size
             self.counters["acked"] += n
 
-    def dead_letter(self, tbl: str, seqs: list[int], reason: str) -> int:
+    def dead_letter(self, tbl: str, seqs: list[int], reason: str, *, redact: bool = False) -> int:
         """Move rows to the dead-letter table (permanent broker refusal, too large...). Reliable seqs get a gap
-        record in their place so the cloud watermark can pass them; a failing gap record is just moved."""
+        record in their place so the cloud watermark can pass them; a failing gap record is just moved.
+        redact: keep only the reason, not the body (the privacy guard refused it: image data)."""
         with self._lock:
             db = self.db
             db.execute("BEGIN IMMEDIATE")
@@ -315,7 +319,7 @@ class Outbox:
                     if row is None:
                         continue
                     db.execute("INSERT INTO dead_letter (tbl, seq, stream, kind, body, reason, ts) VALUES (?,?,?,?,?,?,?)",
-                               (tbl, row[0], row[1], row[2], row[3], reason, time.time()))
+                               (tbl, row[0], row[1], row[2], REDACTED if redact else row[3], reason, time.time()))
                     db.execute(f"DELETE FROM {tbl} WHERE seq = ?", (s,))
                     self._rows[row[1]] -= 1
                     self._bytes[tbl] -= row[4]
@@ -331,6 +335,67 @@ class Outbox:
                 raise
         log.error("dead-lettered %d %s rows: %s", count, tbl, reason)
         return count
+
+    # ------------------------------------------------------------------ retention (docs/PRIVACY.md)
+    def expire(self, kinds: list[str] | tuple[str, ...], before: float) -> int:
+        """Delete undelivered events of `kinds` stored before `before` (wall time): shopper session data kept past
+        its retention. A gap record (reason `retention`) stands for them so the cloud watermark can pass."""
+        if not kinds:
+            return 0
+        marks = ",".join("?" * len(kinds))
+        with self._lock:
+            db = self.db
+            was = self._secure_delete(1)  # the deleted content is overwritten, not left in free space
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(f"SELECT seq, stream, size FROM reliable WHERE kind IN ({marks}) AND created < ? "
+                                  "ORDER BY seq", (*kinds, before)).fetchall()
+                db.executemany("DELETE FROM reliable WHERE seq = ?", [(r[0],) for r in rows])
+                for _, stream, size in rows:
+                    self._rows[stream] -= 1
+                    self._bytes[RELIABLE] -= size
+                if rows:
+                    self._insert_gaps([r[0] for r in rows], "retention")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            finally:
+                self._secure_delete(was)
+        if rows:
+            log.info("outbox: %d undelivered %s record(s) past their retention deleted", len(rows), list(kinds))
+            self.changed.set()
+        return len(rows)
+
+    def purge_dead_letters(self, before: float | None = None) -> int:
+        """Delete dead-lettered records stored before `before` (None: all of them)."""
+        with self._lock:
+            was = self._secure_delete(1)
+            try:
+                if before is None:
+                    cur = self.db.execute("DELETE FROM dead_letter")
+                else:
+                    cur = self.db.execute("DELETE FROM dead_letter WHERE ts < ?", (before,))
+            finally:
+                self._secure_delete(was)
+            return cur.rowcount
+
+    def _secure_delete(self, value: int) -> int:
+        """Set SQLite's secure_delete (deleted content overwritten with zeros) and return the previous value
+        (builds differ in their default: Debian's is on). Lock held."""
+        was = int(self.db.execute("PRAGMA secure_delete").fetchone()[0])
+        self.db.execute(f"PRAGMA secure_delete={int(value)}")
+        return was
+
+    def compact(self, vacuum: bool = True) -> None:
+        """Empty the WAL into the database file (old page images go) and, with `vacuum`, rewrite the file without
+        free pages: records deleted earlier (delivered, expired, purged) are then gone from the disk too. The
+        running device checkpoints only (a VACUUM rewrites the whole file)."""
+        with self._lock:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if vacuum:
+                self.db.execute("VACUUM")
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def dead_letters(self, limit: int = 100) -> list[dict]:
         with self._lock:

@@ -213,20 +213,38 @@ class _Dev:
     def key(self) -> str:
         return f"{self.store}/{self.device}"
 
+    @property
+    def shadow(self) -> dict:
+        """The device's shadow evaluation report of this version ({} if none)."""
+        sh = self.details.get("shadow")
+        return sh if isinstance(sh, dict) else {}
+
+    @property
+    def shadow_rejected(self) -> bool:
+        """The shadow evaluation judged the model bad (not merely inconclusive: no live traffic for it)."""
+        reasons = self.shadow.get("reasons") if self.details.get("phase") == "SHADOW" else None
+        return isinstance(reasons, list) and any(not str(r).startswith("inconclusive") for r in reasons)
+
 
 class Rollout:
     """Offer name@version to devices in waves; a wave starts when the previous one finished within the abort
-    threshold. Abort: stop, and tell devices that installed it (or are installing it) to roll back."""
+    threshold. Abort: stop, and tell devices that installed it (or are installing it) to roll back.
+
+    shadow_abort: a device whose shadow evaluation rejected the version (the model disagrees with the active one,
+    is slower or fails on live inputs: a verdict on the model, not on the device) aborts the wave at once, whatever
+    the failure threshold."""
 
     def __init__(self, opts: ClientOptions, name: str, version: str, devices: list[tuple[str, str]], *,
                  waves: list[float] = (1, 10, 50, 100), abort_failure_pct: float = 20.0,
-                 wave_timeout_s: float = 600.0, rollback_timeout_s: float = 60.0, rollout_id: str | None = None):
+                 wave_timeout_s: float = 600.0, rollback_timeout_s: float = 60.0, rollout_id: str | None = None,
+                 shadow_abort: bool = True):
         self.opts, self.name, self.version = opts, name, version
         self.devs = [_Dev(s, d) for s, d in devices]
         self.sizes = wave_sizes(len(self.devs), list(waves))
         self.abort_pct = abort_failure_pct
         self.wave_timeout_s, self.rollback_timeout_s = wave_timeout_s, rollback_timeout_s
         self.id = rollout_id or f"r-{uuid.uuid4().hex[:10]}"
+        self.shadow_abort = shadow_abort
         self.skipped = 0  # malformed status / result messages ignored
 
     def run(self) -> dict:
@@ -261,6 +279,10 @@ class Rollout:
         deadline = time.monotonic() + self.wave_timeout_s
         while True:
             self._absorb(c)
+            rejected = [d for d in launched if d.state in BAD_STATES and d.shadow_rejected]
+            if self.shadow_abort and rejected:
+                return "shadow evaluation rejected the version on " + "; ".join(
+                    f"{d.key} ({d.reason})" for d in rejected)
             pct = self._failed_pct(launched)
             if pct > self.abort_pct:  # pending devices counted as successes: this can only get worse
                 bad = [f"{d.key}: {d.state} ({d.reason})" for d in launched if d.state in BAD_STATES]
@@ -344,5 +366,6 @@ class Rollout:
     def _result(self, status: str, reason: str | None, waves: list, rolled: dict, t0: float) -> dict:
         return {"rollout": self.id, "name": self.name, "version": self.version, "status": status, "reason": reason,
                 "waves": waves, "rolled_back": rolled, "seconds": round(time.monotonic() - t0, 3),
-                "devices": {d.key: {"state": d.state, "reason": d.reason} for d in self.devs},
+                "devices": {d.key: {"state": d.state, "reason": d.reason,
+                                    **({"shadow": d.shadow} if d.shadow else {})} for d in self.devs},
                 "skipped_messages": self.skipped}

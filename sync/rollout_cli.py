@@ -5,6 +5,7 @@ import json
 import sys
 
 from sync.cli import add_broker_arguments
+from sync.update_shadow import summary as shadow_summary
 
 COMMANDS = ("publish-model", "unpublish-model", "rollout", "status")
 
@@ -35,6 +36,8 @@ def add_arguments(sub) -> None:
     r.add_argument("--waves", default="1,10,50,100", help="cumulative percentages of the devices per wave")
     r.add_argument("--abort-failure-pct", type=float, default=20.0, help="abort above this share of failures")
     r.add_argument("--wave-timeout", type=float, default=900.0, help="seconds a device may take (else TIMED_OUT)")
+    r.add_argument("--no-shadow-abort", action="store_true", help="a device's shadow rejection counts as one failure "
+                   "against --abort-failure-pct instead of aborting the wave at once")
     r.add_argument("--json", action="store_true")
     s = sub.add_parser("status", help="per-device model update state (retained statuses)")
     add_broker_arguments(s)
@@ -101,7 +104,8 @@ def _rollout(args) -> int:
         return 2
     waves = [float(x) for x in args.waves.split(",") if x]
     res = Rollout(options_from_args(args), args.name, args.version, devices, waves=waves,
-                  abort_failure_pct=args.abort_failure_pct, wave_timeout_s=args.wave_timeout).run()
+                  abort_failure_pct=args.abort_failure_pct, wave_timeout_s=args.wave_timeout,
+                  shadow_abort=not args.no_shadow_abort).run()
     if args.json:
         print(json.dumps(res))
     else:
@@ -109,6 +113,9 @@ def _rollout(args) -> int:
               + (f" ({res['reason']})" if res["reason"] else ""))
         for i, w in enumerate(res["waves"], 1):
             print(f"  wave {i}: " + ", ".join(f"{k}={v}" for k, v in w.items()))
+        for k, d in res["devices"].items():
+            if d.get("shadow"):
+                print(f"  {k}: {shadow_summary(d['shadow'])}")
         if res["rolled_back"]:
             print("  rolled back: " + ", ".join(f"{k}={v}" for k, v in res["rolled_back"].items()))
         if res.get("skipped_messages"):
@@ -130,8 +137,12 @@ def _status(args) -> int:
         prog = job.get("progress") or {}
         done = f" {prog.get('chunks_done', 0)}/{prog['chunks_total']} chunks" if prog.get("chunks_total") else ""
         active = ", ".join(f"{n}={m.get('active')}" for n, m in (st.get("models") or {}).items())
+        if prog.get("shadow_target") and job.get("state") == "SHADOW":
+            done = f" {prog.get('shadow_samples', 0)}/{prog['shadow_target']} shadow samples"
+        shadow = shadow_summary(job.get("shadow"))
         print(f"{store}/{device:<16} {job.get('name')}@{job.get('version')} {str(job.get('state')):<11}{done}"
-              f"{' - ' + job['reason'] if job.get('reason') else ''} | active: {active}")
+              f"{' - ' + job['reason'] if job.get('reason') else ''}{' | ' + shadow if shadow else ''}"
+              f" | active: {active}")
     if not rows and not args.json:
         print("no update status on this broker")
     return 0

@@ -14,6 +14,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.core.device import DeviceIdentity
 from edge.core.events import Event
+from edge.privacy.guard import guard_publish
 from sync import payloads, topics
 from sync.config import SyncConfig
 from sync.client import ClientOptions, MqttClient, Tls, publish_properties
@@ -76,7 +77,7 @@ class SyncService:
                              username=s.username, password=s.resolved_password(), tls=tls,
                              keepalive_s=s.keepalive_s, session_expiry_s=s.session_expiry_s,
                              reconnect_min_s=s.reconnect_min_s, reconnect_max_s=s.reconnect_max_s,
-                             max_inflight=s.window + 10, subscriptions=subs)
+                             max_inflight=s.window + 10, subscriptions=subs, payload_guard=guard_publish)
         client = MqttClient(opts)
         self.delivery = Delivery(self.outbox, self.topics, self._publish_record, window=s.window,
                                  batch_max=s.batch_max, batch_bytes=s.batch_bytes,
@@ -105,12 +106,13 @@ class SyncService:
         if self.client is not None and self.delivery is not None:
             if self.client.connected:
                 self.delivery.wait_idle(flush_timeout_s)
-                info = self.client.paho.publish(self.topics.state, self._state_payload("offline", reason="stopped"),
-                                                qos=1, retain=True)
-                try:
-                    info.wait_for_publish(1.0)
-                except (RuntimeError, ValueError):
-                    log.warning("offline state not confirmed by the broker")
+                offline = self._state_payload("offline", reason="stopped")
+                if guard_publish(self.topics.state, offline) is None:  # paho directly: the guard by hand
+                    info = self.client.paho.publish(self.topics.state, offline, qos=1, retain=True)
+                    try:
+                        info.wait_for_publish(1.0)
+                    except (RuntimeError, ValueError):
+                        log.warning("offline state not confirmed by the broker")
             self.delivery.stop()
             self.router.stop()
             self.client.stop()
@@ -186,7 +188,8 @@ class SyncService:
             props = msg.properties
             self.router.submit(Incoming(parsed.name, bytes(msg.payload), bool(msg.retain),
                                         getattr(props, "ResponseTopic", None) if props else None,
-                                        getattr(props, "CorrelationData", None) if props else None))
+                                        getattr(props, "CorrelationData", None) if props else None,
+                                        broadcast=not msg.topic.startswith(self.topics.base + "/")))
 
     def _request_ack(self) -> None:
         """Subscribe to the ack topic again: the broker re-sends the retained ack (delivery thread)."""

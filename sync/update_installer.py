@@ -24,10 +24,12 @@ from models import sign
 from models.zoo import ModelZoo
 from sync import topics
 from sync.update_download import Staging
-from sync.update_job import (ACTIVATING, DOWNLOADING, FAILED, QUEUED, ROLLED_BACK, SELF_TEST, STOPPING, SUCCEEDED,
-                             TERMINAL, VERIFYING, Job, RollbackArgs, UpdateOptions)
+from sync.update_job import (ACTIVATING, DOWNLOADING, FAILED, QUEUED, ROLLED_BACK, SELF_TEST, SHADOW, STOPPING,
+                             SUCCEEDED, TERMINAL, VERIFYING, Job, RollbackArgs, UpdateOptions)
 from sync.update_manifest import UpdateError, newer, verify, verify_raw
 from sync.update_selftest import self_test
+from sync.update_shadow import ShadowCanceled, ShadowHost
+from sync.update_shadow import evaluate as shadow_evaluate
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +278,7 @@ class UpdateInstaller:
         self.on_activated, self.report = on_activated, report
         self._audit_to = audit or (lambda data: None)
         self._pub = self._pin_key()
+        self.shadow: ShadowHost | None = None  # the runtime's live models, for the shadow evaluation (set by the agent)
 
     def audit(self, data: dict) -> None:
         """A rollback (done, refused or canceled): to the agent's `model_rollback` event and the decision log."""
@@ -361,6 +364,7 @@ class UpdateInstaller:
                 job.selftest = e.details
                 raise
             job.timings["selftest_s"] = round(time.monotonic() - t0, 3)
+            self._shadow(job, st, payload)
             self._set(job, ACTIVATING)
             self._activate(job, st, stage / "update.json")
         except UpdateError as e:
@@ -371,6 +375,28 @@ class UpdateInstaller:
         except Exception as e:  # noqa: BLE001 - a bug must still end in a reported state
             log.exception("update %s", job.key)
             self._fail(job, f"internal error: {type(e).__name__}: {e}", stage, keep=False)
+
+    def _shadow(self, job: Job, st: Staging, payload: dict) -> None:
+        """SHADOW: the staged version beside the active model on live inputs (sync/update_shadow.py); a failed or
+        inconclusive evaluation is an UpdateError (nothing was activated)."""
+        cfg = self.opts.shadow
+        if self.shadow is None or cfg is None or not cfg.enabled:
+            return
+        self._set(job, SHADOW)
+        t0 = time.monotonic()
+
+        def progress(done: int, target: int) -> None:
+            job.progress.update(shadow_samples=done, shadow_target=target)
+            self.report(job)
+        try:
+            job.shadow = shadow_evaluate(job.name, st.dir, payload, self.shadow(job.name), cfg,
+                                         cancelled=lambda: job.cancel_reason if job.cancel.is_set() else None,
+                                         progress=progress)
+        except ShadowCanceled as e:
+            raise UpdateError(str(e)) from None
+        job.timings["shadow_s"] = round(time.monotonic() - t0, 3)
+        if not job.shadow.get("passed"):
+            raise UpdateError("shadow evaluation failed: " + "; ".join(job.shadow.get("reasons", [])))
 
     def cancel_queued(self, job: Job, reason: str) -> None:
         """A pending offer (or a job resumed at start) that never ran: superseded, or canceled by a fleet
@@ -479,10 +505,10 @@ class UpdateInstaller:
 
     # ------------------------------------------------------------------ states
     def _fail(self, job: Job, reason: str, stage: Path, keep: bool) -> None:
-        """FAILED (ROLLED_BACK when the self-test failed); the staging folder goes unless the download only
-        stalled (then its verified chunks stay for a new offer)."""
+        """FAILED (ROLLED_BACK when the self-test or the shadow evaluation failed); the staging folder goes unless
+        the download only stalled (then its verified chunks stay for a new offer)."""
         phase = job.state
-        state = ROLLED_BACK if phase == SELF_TEST else FAILED
+        state = ROLLED_BACK if phase in (SELF_TEST, SHADOW) else FAILED
         if state == ROLLED_BACK:
             reason = f"{reason}; {self.store.active(job.name)} stays active"
         job.resumable = bool(keep and stage.is_dir())
@@ -501,7 +527,7 @@ class UpdateInstaller:
             decisions.record("model_update", job.key, {
                 "name": job.name, "version": job.version, "state": state, "phase": phase, "reason": reason,
                 "rollout": job.rollout, "timings": dict(job.timings), "selftest": job.selftest,
-                "active": self.store.active(job.name)},
+                "shadow": job.shadow, "active": self.store.active(job.name)},
                 reason=f"{state}{f' in {phase}' if phase else ''}{f': {reason}' if reason else ''}"[:500])
         self.report(job)
 

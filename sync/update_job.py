@@ -12,8 +12,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from sync.config import SyncConfig
+from sync.update_shadow import ShadowConfig
 
 QUEUED, DOWNLOADING, VERIFYING, SELF_TEST, ACTIVATING = "QUEUED", "DOWNLOADING", "VERIFYING", "SELF_TEST", "ACTIVATING"
+SHADOW = "SHADOW"  # after SELF_TEST: run beside the active model on live inputs (sync/update_shadow.py)
 SUCCEEDED, FAILED, ROLLED_BACK = "SUCCEEDED", "FAILED", "ROLLED_BACK"
 TERMINAL = (SUCCEEDED, FAILED, ROLLED_BACK)
 STOPPING = "agent stopping"  # cancel reason of a job interrupted by a graceful stop: it resumes at the next start
@@ -33,6 +35,7 @@ class UpdateOptions:
     reserve_bytes: int = 64 << 20  # disk that must stay free after the download
     backends: list[str] | None = None  # backends to self-test on; None: every installed one
     threads: int = 1
+    shadow: ShadowConfig | None = None  # `[shadow]`; used when the agent has a shadow host (a running pipeline)
 
     @classmethod
     def from_sync_config(cls, config: SyncConfig) -> "UpdateOptions":
@@ -72,6 +75,7 @@ class Job:
     progress: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     selftest: dict = field(default_factory=dict)
+    shadow: dict = field(default_factory=dict)  # the shadow evaluation's report (sync/update_shadow.py)
     resumable: bool = False  # FAILED with its verified chunks kept (download stalled): a new offer resumes them
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     cancel_reason: str = field(default="", repr=False)

@@ -3,10 +3,15 @@
 The real pipeline (person detections → ByteTrack tracker → zones, door line, queue, loitering, kiosk help, shelf
 interaction → alert engine) runs on every frame of devtools.scenario, whose ground truth is known; beside it, in
 the same run and on the same detections, a naive tracker (greedy IoU, no confirmation, no grace) feeds the same
-analytics, so the difference the tracker makes is visible. Keys: `detector`, `footfall_abs_err_pct`,
-`dwell_mae_s`, `queue_len_mae`, `alert_precision`, `alert_recall`, `time_to_alert_p95_s`,
-`false_alerts_per_hour`, `id_switches`, `fps`, `ms_p50`, `ms_p95`, `ms_p99` (per frame: detection + analytics +
-alerts), and `naive` with the same accuracy keys.
+analytics, so the difference the tracker makes is visible. With the person detector, BlazePose landmarks run on
+the people whose box reaches a shelf (`ShelfPose`), and their wrists reach the detections the way a device's pose
+results do (`edge.app.behaviour.attach_keypoints`), so shelf interactions are measured from real wrists. Keys:
+`detector`, `footfall_abs_err_pct`, `crossings` (per true door crossing: counted or missed, and the extra
+counts), `dwell_mae_s`, `queue_len_mae`, `alert_precision`, `alert_recall`, `time_to_alert_p95_s`,
+`false_alerts_per_hour`, `id_switches`, `product_interaction_precision` / `_recall`, `fps`, `ms_p50`, `ms_p95`,
+`ms_p99` (per frame: detection + shelf pose + analytics + alerts), the parts' times (`detect_ms_*`,
+`pose_ms_per_posed_frame_*`, `analytics_ms_*`), `pose_crops`, the 1-minute load average at start and end, and
+`boxes_only` (our tracker without its appearance cue) and `naive` with the same accuracy keys.
 """
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import logging
 import platform
 import time
 from pathlib import Path
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +37,7 @@ MATCH_BEFORE_S, MATCH_AFTER_S = 5.0, 15.0  # an alert this close to a true onset
 # score 0.35-0.45 on some sprites, so 0.45 / 0.5 never started their tracks. device_configs/shelf-camera.toml has
 # the same lost_s / lost_buffer (its pose detections keep the default score thresholds; its comment gives these).
 TRACKER = {"high_score": 0.4, "low_score": 0.3, "new_track_score": 0.4, "min_hits": 3, "lost_s": 3.0,
-           "lost_buffer": 0.15}
+           "lost_buffer": 0.15, "appearance_weight": 1.0, "low_track_hits": 8}
 # Cooldowns as in device_configs/shelf-camera.toml and kiosk.toml: one alert per episode for staff.
 COOLDOWN_S = {"queue_long": 30, "kiosk_help": 30, "loiter_window": 60}
 
@@ -99,22 +106,138 @@ def _make_detector(cfg, kind: str):
             {Path(s.info.path).name: s.info.backend for s in pose.sessions}, pose.close)
 
 
-def _stage(cfg, naive: bool):
+class ShelfPose:
+    """The bench's pose stage for shelf interactions: BlazePose landmarks ([models.pose_landmarks], through the
+    backends) on each person box that reaches a shelf polygon (the box grown by `reach` x its height sideways, for
+    an outstretched arm; boxes at least `min_height` px tall), one upright square ROI per box of 1.25 x its
+    height around its centre (MediaPipe's detector ROI of a standing person). `__call__(frame, dets)` returns the
+    pose people as Detections on the same boxes (keypoints x, y, visibility; 0 where the pose flag is below the
+    presence threshold, and for the boxes away from the shelves), for `edge.app.behaviour.attach_keypoints`."""
+
+    def __init__(self, cfg, zoo, shelves, *, reach: float = 0.25, min_height: float = 60.0):
+        from edge.backends.auto import open_model
+        from edge.pose.landmarks import LandmarkModel
+        from edge.pose.pipeline import landmark_outputs
+
+        ref = cfg.models.pose_landmarks
+        pose_cfg = cfg.pose.model_copy(update={"segmentation": False})
+        self.session = open_model(zoo, ref, options=ref.backend_options(), outputs=landmark_outputs(pose_cfg))
+        self.model = LandmarkModel(self.session, segmentation=False, heatmap_refine=pose_cfg.heatmap_refine)
+        self.presence = pose_cfg.presence_threshold
+        self.shelves = [np.asarray(poly, np.float64).reshape(-1, 2) for poly in shelves]
+        self.reach, self.min_height = reach, min_height
+        self.crops, self.ms = 0, []
+
+    def rows(self, dets) -> np.ndarray:
+        """Detection rows whose box, grown sideways by `reach` x its height, overlaps a shelf's bounding box."""
+        b = dets.xyxy.astype(np.float64)
+        h = b[:, 3] - b[:, 1]
+        near = np.zeros(len(b), bool)
+        for poly in self.shelves:
+            (x0, y0), (x1, y1) = poly.min(0), poly.max(0)
+            near |= (b[:, 2] + self.reach * h >= x0) & (b[:, 0] - self.reach * h <= x1) & (b[:, 3] >= y0) & \
+                    (b[:, 1] <= y1)
+        return np.flatnonzero(near & (h >= self.min_height))
+
+    def __call__(self, frame, dets):
+        import cv2
+
+        from edge.core.detections import Detections
+        from edge.pose.types import LANDMARK_NAMES, Roi
+
+        kps = np.zeros((len(dets), len(LANDMARK_NAMES), 3), np.float32)  # no pose: zero-score keypoints
+        flags = np.zeros(len(dets), np.float32)
+        rows = self.rows(dets) if len(dets) else np.zeros(0, np.int64)
+        if len(rows):
+            t0 = time.perf_counter()
+            rois = [Roi(float((x0 + x1) / 2), float((y0 + y1) / 2), 1.25 * float(max(y1 - y0, x1 - x0)), 0.0)
+                    for x0, y0, x1, y1 in dets.xyxy[rows].astype(np.float64)]
+            for row, o in zip(rows, self.model(cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB), rois)):
+                flags[row] = o.flag
+                kps[row] = o.landmarks[:, [0, 1, 3]] * (1.0, 1.0, float(o.flag >= self.presence))
+            self.crops += len(rows)
+            self.ms.append((time.perf_counter() - t0) * 1e3)
+        return Detections(dets.xyxy, flags, np.zeros(len(dets), np.int32), kps, None, LANDMARK_NAMES)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _person_of(truth, pred_tracks, fps: float, t: float, track_id: int, window_s: float = 1.0) -> int | None:
+    """The true person a track follows around stream time t: in each frame within window_s, the person whose box the
+    track's box overlaps most (IoU >= 0.3); the most frequent one (people overlap when they cross)."""
+    from collections import Counter
+
+    from edge.core.detections import box_iou
+
+    i0 = int(round(t * fps))
+    votes: Counter = Counter()
+    for i in range(max(0, i0 - int(window_s * fps)), min(len(pred_tracks), i0 + int(window_s * fps) + 1)):
+        boxes, ids = pred_tracks[i]
+        people = truth.frames[i].people
+        sel = np.flatnonzero(ids == track_id)
+        if not len(sel) or not people:
+            continue
+        iou = box_iou(boxes[sel[:1]], np.array([p.box for p in people], np.float32))[0]
+        if iou.max() >= 0.3:
+            votes[people[int(iou.argmax())].id] += 1
+    return votes.most_common(1)[0][0] if votes else None
+
+
+def _crossings(truth, sink, pred_tracks, fps: float, window_s: float = 2.0) -> dict:
+    """Each true door crossing, counted (a line_crossed event in its direction, within window_s, by a track on that
+    person) or missed; and the counts that match no crossing."""
+    got = [e for e in sink.events if e.kind == "line_crossed"]
+    used, missed = set(), []
+    for t, pid, d in truth.crossings:
+        cand = [(abs(e.data["t"] - t), k) for k, e in enumerate(got)
+                if k not in used and e.data["direction"] == d and abs(e.data["t"] - t) <= window_s
+                and _person_of(truth, pred_tracks, fps, e.data["t"], e.data["track_id"]) == pid]
+        if cand:
+            used.add(min(cand)[1])
+        else:
+            missed.append({"t": round(t, 1), "person": pid, "direction": d})
+    extra = [{"t": round(e.data["t"], 1), "track_id": e.data["track_id"], "direction": e.data["direction"],
+              "person": _person_of(truth, pred_tracks, fps, e.data["t"], e.data["track_id"])}
+             for k, e in enumerate(got) if k not in used]
+    return {"counted": len(used), "true": len(truth.crossings), "missed": missed, "extra": extra}
+
+
+def _interactions(truth, sink, pred_tracks, fps: float, window_s: float = 2.0) -> dict:
+    """product_interaction events against the true ones: an event matches a true interaction of the person its
+    track follows around the event (`_person_of`), starting within `window_s` of it."""
+    got = [e for e in sink.events if e.kind == "product_interaction"]
+    used, tp = set(), 0
+    for e in got:
+        pid = _person_of(truth, pred_tracks, fps, e.data["t"], e.data["track_id"])
+        cand = [(abs(t - e.data["start_t"]), k) for k, (tid, t) in enumerate(truth.interactions)
+                if tid == pid and k not in used and abs(t - e.data["start_t"]) <= window_s]
+        if cand:
+            used.add(min(cand)[1])
+            tp += 1
+    n_true = len(truth.interactions)
+    return {"product_interactions": len(got), "product_interactions_true": n_true,
+            "product_interaction_precision": round(tp / len(got), 3) if got else None,
+            "product_interaction_recall": round(tp / n_true, 3) if n_true else None}
+
+
+def _stage(cfg, naive: bool = False, **tracker):
+    """(BehaviourStage, sink) of the bench device; naive: no tracker (the detections come with the naive tracker's
+    ids); tracker: TrackerConfig fields to change."""
     from edge.alerts import AlertEngine
     from edge.analytics.composer import Analytics
     from edge.app.behaviour import BehaviourStage
     from edge.core.events import ListSink
 
     sink = ListSink()
-    acfg = cfg.analytics.model_copy(update={"tracker": cfg.analytics.tracker.model_copy(update={"enabled": not naive})})
+    tcfg = cfg.analytics.tracker.model_copy(update={"enabled": not naive, **tracker})
+    acfg = cfg.analytics.model_copy(update={"tracker": tcfg})
     stage = BehaviourStage(Analytics.from_config(acfg, sink, source="bench", frame_size=(640, 480)),
                            AlertEngine(cfg.alerts, sink))
     return stage, sink
 
 
 def _score(truth, sink, queue_len, pred_tracks, duration_s: float) -> dict:
-    import numpy as np
-
     from devtools.scenario_truth import id_switches
 
     ev = sink.events
@@ -147,6 +270,7 @@ def _score(truth, sink, queue_len, pred_tracks, duration_s: float) -> dict:
     q = np.abs(np.asarray(queue_len) - np.asarray(truth.queue_len[:len(queue_len)]))
     return {"footfall": got, "footfall_true": dict(truth.footfall),
             "footfall_abs_err_pct": round(footfall_err, 2),
+            "crossings": _crossings(truth, sink, pred_tracks, truth.fps),
             "dwell_mae_s": round(float(np.mean(errs)), 2) if errs else None, "dwell_visits": len(errs),
             "queue_len_mae": round(float(q.mean()), 3),
             "alerts_true": len(truth.alerts), "alerts_opened": len(opened),
@@ -155,58 +279,82 @@ def _score(truth, sink, queue_len, pred_tracks, duration_s: float) -> dict:
             "time_to_alert_p95_s": round(float(np.percentile(delays, 95)), 2) if delays else None,
             "false_alerts_per_hour": round(false / (duration_s / 3600.0), 2),
             "id_switches": id_switches(truth.frames, pred_tracks),
-            "product_interactions": sum(e.kind == "product_interaction" for e in ev),
-            "product_interactions_true": len(truth.interactions)}
+            **_interactions(truth, sink, pred_tracks, truth.fps)}
+
+
+def _pct(ms: list[float], prefix: str) -> dict:
+    a = np.asarray(ms or [0.0])
+    return {f"{prefix}_p{q}": round(float(np.percentile(a, q)), 2) for q in (50, 95, 99)}
 
 
 def run(args) -> int:
-    import numpy as np
+    import os
 
     from devtools import scenario, scenario_truth
+    from devtools.naive_tracker import NaiveTracker
+    from edge.app.behaviour import attach_keypoints
     from edge.core.frames import Frame
+    from models.zoo import ModelZoo
 
     cfg = device_config(args.detector, args.backend, args.threads)
     sc = scenario.build(cycles=args.cycles)
     log.info("scene: %d frames (%.0f s at %.0f FPS), %d actors", sc.n_frames, sc.duration_s, sc.fps, len(sc.actors))
     truth = scenario_truth.compute(sc, RULES)
     detect, det_name, models, close = _make_detector(cfg, args.detector)
-    ours, ours_sink = _stage(cfg, naive=False)
-    ours.models = models
-    naive, naive_sink = _stage(cfg, naive=True)
-    from devtools.naive_tracker import NaiveTracker
-
+    # the person detector's boxes carry no keypoints: pose on the people at the shelves (pose detections have them)
+    pose = ShelfPose(cfg, ModelZoo(cfg.models.cache_dir or None), [s.polygon for s in cfg.analytics.shelves]) \
+        if args.detector == "people" else None
+    if pose is not None:
+        info = pose.session.info
+        models[cfg.models.pose_landmarks.name] = f"{info.backend}/{info.precision}"
+        det_name += f" + {cfg.models.pose_landmarks.name}/{info.backend}/{info.precision} on shelf crops"
+    # side by side on the same detections: ours, ours on boxes only (no appearance cue), the naive tracker
+    stages = {"ours": _stage(cfg), "boxes_only": _stage(cfg, appearance_weight=0.0), "naive": _stage(cfg, True)}
+    for st, _ in stages.values():
+        st.models = models
     naive_tracker = NaiveTracker()
     start_wall = 1_790_000_000.0
-    ms, q_ours, q_naive, tr_ours, tr_naive = [], [], [], [], []
+    ms, det_ms, queue = [], [], {k: [] for k in stages}
+    stage_ms: dict[str, list[float]] = {k: [] for k in stages}
+    tracks: dict[str, list] = {k: [] for k in stages}
+    load0 = os.getloadavg()
     t_run = time.perf_counter()
     try:
         for img, tf in sc.frames():
             frame = Frame(img, tf.index + 1, time.monotonic(), start_wall + tf.t, "scenario", t_media=tf.t)
             t0 = time.perf_counter()
             dets = detect(frame)
-            ours.update(frame, dets)
-            ms.append((time.perf_counter() - t0) * 1e3)
-            naive.update(frame, naive_tracker.update(dets, frame.t))
-            q_ours.append(ours.analytics.queues["checkout"].length)
-            q_naive.append(naive.analytics.queues["checkout"].length)
-            for st, acc in ((ours, tr_ours), (naive, tr_naive)):
+            det_ms.append((time.perf_counter() - t0) * 1e3)
+            if pose is not None:
+                dets = attach_keypoints(dets, pose(frame, dets))
+            for name, (st, _) in stages.items():  # the same order every frame: ours first
+                t1 = time.perf_counter()
+                st.update(frame, naive_tracker.update(dets, frame.t) if name == "naive" else dets)
+                stage_ms[name].append((time.perf_counter() - t1) * 1e3)
+                queue[name].append(st.analytics.queues["checkout"].length)
                 tk = st.analytics.tracked
-                acc.append((tk.xyxy.copy(), tk.tracker_id.copy()))
+                tracks[name].append((tk.xyxy.copy(), tk.tracker_id.copy()))
+            # the device's frame: detection, shelf pose, our analytics and alerts
+            ms.append((time.perf_counter() - t0) * 1e3 - stage_ms["boxes_only"][-1] - stage_ms["naive"][-1])
     finally:
         close()
+        if pose is not None:
+            pose.close()
     wall = time.perf_counter() - t_run
-    res = _score(truth, ours_sink, q_ours, tr_ours, sc.duration_s)
-    res_naive = _score(truth, naive_sink, q_naive, tr_naive, sc.duration_s)
+    res = {k: _score(truth, sink, queue[k], tracks[k], sc.duration_s) for k, (_, sink) in stages.items()}
     a = np.asarray(ms)
     out = {"bench": "behaviour", "detector": det_name, "frames": len(ms), "scene_s": sc.duration_s,
-           "scene_fps": sc.fps, "cycles": args.cycles,
-           **res,
-           "fps": round(len(ms) / (a.sum() / 1e3), 2), "ms_p50": round(float(np.percentile(a, 50)), 2),
-           "ms_p95": round(float(np.percentile(a, 95)), 2), "ms_p99": round(float(np.percentile(a, 99)), 2),
-           "naive": res_naive,
+           "scene_fps": sc.fps, "cycles": args.cycles, "tracker": TRACKER,
+           **res["ours"],
+           "fps": round(len(ms) / (a.sum() / 1e3), 2), **_pct(ms, "ms"), **_pct(det_ms, "detect_ms"),
+           "pose_crops": pose.crops if pose is not None else 0, "pose_frames": len(pose.ms) if pose else 0,
+           **_pct(pose.ms if pose else [], "pose_ms_per_posed_frame"),
+           **_pct(stage_ms["ours"], "analytics_ms"), **_pct(stage_ms["boxes_only"], "boxes_only_analytics_ms"),
+           "boxes_only": res["boxes_only"], "naive": res["naive"],
            "targets": {"alert_precision": ">= 0.95", "alert_recall": ">= 0.95", "footfall_abs_err_pct": "<= 5",
                        "time_to_alert_p95_s": "<= 5", "fps": ">= 10"},
-           "wall_s": round(wall, 1), "cpu": platform.processor() or platform.machine(),
+           "wall_s": round(wall, 1), "load_avg_1m": {"start": round(load0[0], 2), "end": round(os.getloadavg()[0], 2)},
+           "cpu_count": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
            "command": f"edge bench behaviour --cycles {args.cycles} --detector {args.detector}"}
     text = json.dumps(out, indent=2)
     print(text)

@@ -1,12 +1,16 @@
-"""`edge bench pose [--json PATH]`: MediaPipe Pose (tracking mode) vs our pipeline on every zoo backend × precision.
+"""`edge bench pose [--json PATH]`: MediaPipe Pose (tracking mode) vs our pipeline on every zoo landmark model ×
+backend × precision: pose_landmark_full (fp32, PTQ int8, QAT int8_qat where built) and the distilled
+pose_landmark_student (fp32, int8), each keyed `model/backend/precision`.
 
 Same frames, same run, interleaved in chunks of a few frames (each candidate keeps its own tracking state and sees
 every frame in order; the candidate order rotates every chunk so load noise hits all alike; chunks rather than
 single frames so one runtime's spinning worker threads do not land on the next one's timing): a synthetic-motion
-640x480 sequence built from the package photos. Per configuration: median
-and p95 per-frame latency, FPS ratio vs MediaPipe, drift vs MediaPipe and vs our FP32 on the same backend
-(devtools.pose_metrics.drift), and the reference self-noise: MediaPipe on the frames with ±1 grey level of noise,
-vs itself. `best` = the fastest configuration whose drift_vs_reference ≤ max(0.01, 1.5 × self-noise).
+640x480 sequence built from the package photos. Per configuration: median and p95/p99 per-frame latency, FPS
+ratio vs MediaPipe, drift vs MediaPipe, vs the same model's FP32 and (student) vs pose_landmark_full FP32 on the same
+backend (devtools.pose_metrics.drift), and the reference self-noise: MediaPipe on the frames with ±1 grey level of
+noise, vs itself. `best` = the fastest configuration whose drift_vs_reference ≤ max(0.01, 1.5 × self-noise), among those
+this CPU runs as built (QAT INT8 not on AVX2-only CPUs: edge.backends.auto.int8_qat_supported). The JSON records
+the CPU model, its INT8 flags and class.
 """
 from __future__ import annotations
 
@@ -21,8 +25,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 BACKENDS = ("onnxruntime", "openvino", "tflite")
-PRECISIONS = ("fp32", "int8")
-DETECTOR, LANDMARKS = "pose_detection", "pose_landmark_full"
+PRECISIONS = ("fp32", "int8", "int8_qat")
+DETECTOR, LANDMARKS, STUDENT = "pose_detection", "pose_landmark_full", "pose_landmark_student"
 
 
 def media_frame(image, i: int):
@@ -37,7 +41,8 @@ def add_arguments(p) -> None:
     p.add_argument("--frames", type=int, default=40, help="frames per clip (3 clips)")
     p.add_argument("--clips", nargs="+", default=None, help="clips of devtools.motion.SEQUENCES")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
-    p.add_argument("--precisions", nargs="+", default=list(PRECISIONS), help="fp32 int8 int8_full")
+    p.add_argument("--precisions", nargs="+", default=list(PRECISIONS), help="fp32 int8 int8_qat int8_full")
+    p.add_argument("--models", nargs="+", default=[LANDMARKS, STUDENT], help="landmark models of the zoo")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--segmentation", action="store_true", help="segmentation on (both sides)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up frames per candidate")
@@ -47,6 +52,7 @@ def add_arguments(p) -> None:
 
 @dataclass
 class Candidate:
+    model: str
     backend: str
     precision: str
     det_precision: str
@@ -56,7 +62,7 @@ class Candidate:
 
     @property
     def key(self) -> str:
-        return f"{self.backend}/{self.precision}"
+        return f"{self.model}/{self.backend}/{self.precision}"
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -78,27 +84,29 @@ def _open_candidates(args, pose_cfg) -> list[Candidate]:
 
     zoo = ModelZoo(args.cache_dir or None)
     out = []
-    for b in args.backends:
-        for p in args.precisions:
-            try:
-                lmk_a = zoo.artifact(LANDMARKS, b, p)
-            except (ModelNotBuilt, KeyError) as e:
-                log.warning("skipping %s/%s: %s", b, p, e)
-                continue
-            try:
-                det_a, det_p = zoo.artifact(DETECTOR, b, p), p
-            except (ModelNotBuilt, KeyError):
-                det_a, det_p = zoo.artifact(DETECTOR, b, "fp32"), "fp32"
-            try:
-                det = load_session(b, det_a.path, threads=args.threads, precision=det_p)
-                # only the outputs the pipeline uses: without segmentation its head is pruned where possible
-                lmk = load_session(b, lmk_a.path, threads=args.threads, precision=p,
-                                   outputs=landmark_outputs(pose_cfg))
-            except BackendError as e:
-                log.warning("skipping %s/%s: %s", b, p, e)
-                continue
-            out.append(Candidate(b, p, det_p, PosePipeline.from_sessions(pose_cfg, det, lmk)))
-            log.info("candidate %s/%s (detector %s): %s, %s", b, p, det_p, det_a.path.name, lmk_a.path.name)
+    for model, b, p in ((m, b, p) for m in args.models for b in args.backends for p in args.precisions):
+        if (b, p) not in {(a["backend"], a["precision"]) for a in zoo.manifest(model)["artifacts"]}:
+            continue  # not a configuration of this model (e.g. no int8_qat for the student, no TFLite student)
+        try:
+            lmk_a = zoo.artifact(model, b, p)
+        except (ModelNotBuilt, KeyError) as e:
+            log.warning("skipping %s/%s/%s: %s", model, b, p, e)
+            continue
+        try:
+            det_a, det_p = zoo.artifact(DETECTOR, b, p), p
+        except (ModelNotBuilt, KeyError):
+            det_a, det_p = zoo.artifact(DETECTOR, b, "fp32"), "fp32"
+        try:
+            det = load_session(b, det_a.path, threads=args.threads, precision=det_p)
+            # only the outputs the pipeline uses: without segmentation its head is pruned where possible
+            lmk = load_session(b, lmk_a.path, threads=args.threads, precision=p,
+                               outputs=landmark_outputs(pose_cfg))
+        except BackendError as e:
+            log.warning("skipping %s/%s/%s: %s", model, b, p, e)
+            continue
+        out.append(Candidate(model, b, p, det_p, PosePipeline.from_sessions(pose_cfg, det, lmk)))
+        log.info("candidate %s/%s/%s (detector %s): %s, %s", model, b, p, det_p, det_a.path.name,
+                 lmk_a.path.name)
     return out
 
 
@@ -170,37 +178,44 @@ def run(args) -> int:
 
     self_noise, _, _ = drifts(mp_poses, noisy_poses)
     mp_med = float(np.median(mp_ms))
-    fp32 = {c.backend: c for c in cands if c.precision == "fp32"}
+    fp32 = {(c.model, c.backend): c for c in cands if c.precision == "fp32"}
+    cpu = _cpu_int8()
     configs = []
     for c in cands:
         d_ref, n_both, n_dis = drifts(mp_poses, c.poses)
-        base = fp32.get(c.backend)
+        base, teacher = fp32.get((c.model, c.backend)), fp32.get((LANDMARKS, c.backend))
         d_fp32 = drifts(base.poses, c.poses)[0] if base is not None else None
+        d_teacher = drifts(teacher.poses, c.poses)[0] if teacher is not None and c.model != LANDMARKS else None
         med = float(np.median(c.ms))
         configs.append({
+            "key": c.key, "model": c.model,
             "backend": c.backend, "precision": c.precision, "detector_precision": c.det_precision,
-            "ms_median": round(med, 3), "ms_p95": round(_pct(c.ms, 95), 3),
+            "ms_median": round(med, 3), "ms_p95": round(_pct(c.ms, 95), 3), "ms_p99": round(_pct(c.ms, 99), 3),
             "fps_ratio_vs_mediapipe": round(mp_med / med, 3),
             "drift_vs_reference": None if d_ref is None else round(d_ref, 5),
             "drift_vs_fp32": None if d_fp32 is None else round(d_fp32, 5),
+            "drift_vs_full_fp32": None if d_teacher is None else round(d_teacher, 5),
+            "runs_as_built_on_this_cpu": not c.precision.endswith("_qat") or cpu["int8_qat_supported"],
             "frames_compared": n_both, "presence_disagreements": n_dis,
             "session": c.pipeline.sessions[1].info.to_dict(),
         })
     limit = max(0.01, 1.5 * (self_noise or 0.0))
-    ok = [c for c in configs if c["drift_vs_reference"] is not None and c["drift_vs_reference"] <= limit]
+    ok = [c for c in configs if c["drift_vs_reference"] is not None and c["drift_vs_reference"] <= limit
+          and c["runs_as_built_on_this_cpu"]]
     best = min(ok, key=lambda c: c["ms_median"]) if ok else None
     report = {
         "mediapipe_ms_median": round(mp_med, 3), "mediapipe_ms_p95": round(_pct(mp_ms, 95), 3),
+        "mediapipe_ms_p99": round(_pct(mp_ms, 99), 3),
         "reference_self_noise": None if self_noise is None else round(self_noise, 5),
         "drift_limit": round(limit, 5),
         "configs": configs,
         "best": None if best is None else {k: best[k] for k in (
-            "backend", "precision", "ms_median", "fps_ratio_vs_mediapipe", "drift_vs_reference")},
+            "key", "model", "backend", "precision", "ms_median", "fps_ratio_vs_mediapipe", "drift_vs_reference")},
         "frames": len(frames), "clips": args.clips or "all", "fps_simulated": FPS, "segmentation": args.segmentation,
         "threads": args.threads, "mediapipe": versions,
         "reference_frames_with_pose": sum(p is not None for p in mp_poses),
         "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg_end": os.getloadavg()},
+                    "loadavg_end": os.getloadavg(), **cpu},
     }
     _log_table(report)
     if args.json:
@@ -216,12 +231,24 @@ def _cpu() -> str:
     return cpu_model()
 
 
+def _cpu_int8() -> dict:
+    """The INT8-relevant CPU flags, the CPU class and whether it runs QAT INT8 as built (edge.backends.auto)."""
+    from edge.backends.auto import CPU_CLASSES, INT8_CPU_FLAGS, cpu_class, cpu_flags, int8_qat_supported
+
+    flags = cpu_flags()
+    cls = cpu_class(flags)
+    return {"cpu_flags": {f: f in flags for f in INT8_CPU_FLAGS}, "cpu_class": CPU_CLASSES[cls],
+            "int8_qat_supported": int8_qat_supported(cls)[0]}
+
+
 def _log_table(r: dict) -> None:
     log.info("MediaPipe Pose (tracking): median %.2f ms, p95 %.2f ms; reference self-noise %s; drift limit %.4f",
              r["mediapipe_ms_median"], r["mediapipe_ms_p95"], r["reference_self_noise"], r["drift_limit"])
-    log.info("%-12s %-9s %9s %9s %7s %10s %10s", "backend", "precision", "median ms", "p95 ms", "ratio",
-             "drift ref", "drift fp32")
+    log.info("%-22s %-12s %-9s %9s %9s %7s %10s %10s %10s", "model", "backend", "precision", "median ms", "p95 ms",
+             "ratio", "drift ref", "drift fp32", "vs full")
     for c in r["configs"]:
-        log.info("%-12s %-9s %9.2f %9.2f %7.2f %10s %10s", c["backend"], c["precision"], c["ms_median"], c["ms_p95"],
-                 c["fps_ratio_vs_mediapipe"], c["drift_vs_reference"], c["drift_vs_fp32"])
+        log.info("%-22s %-12s %-9s %9.2f %9.2f %7.2f %10s %10s %10s", c["model"], c["backend"], c["precision"],
+                 c["ms_median"], c["ms_p95"], c["fps_ratio_vs_mediapipe"], c["drift_vs_reference"],
+                 c["drift_vs_fp32"], c["drift_vs_full_fp32"])
+    log.info("CPU: %s, INT8 class %s", r["machine"]["cpu"], r["machine"]["cpu_class"])
     log.info("best: %s", r["best"])

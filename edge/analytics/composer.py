@@ -75,8 +75,9 @@ class Analytics:
                frame_seq: int | None = None, clock: str | None = None, image=None, mask=None) -> list[Event]:
         """Feed one frame's detections at stream time `t` (and its wall time); returns the events emitted.
         `frame_seq` and `clock` (Frame.seq, Frame.clock) are added to each event when given. `image` (the frame,
-        BGR) and `mask` (optional person segmentation, HxW) go to the objects that need them."""
-        tracked = self.tracker.update(detections, t) if self.tracker is not None else detections
+        BGR) goes to the tracker (appearance) and, with `mask` (optional person segmentation, HxW), to the objects
+        that need them."""
+        tracked = self.tracker.update(detections, t, image) if self.tracker is not None else detections
         tracked.require_tracked()
         self.tracked = tracked
         events: list[Event] = []

@@ -59,6 +59,11 @@ class TrackerConfig(StrictModel):
     lost_s: float = Field(1.0, ge=0, le=60, description="seconds a lost track keeps its id (stream clock)")
     lost_buffer: float = Field(0.15, ge=0, le=2, description="lost tracks match on the IoU of boxes grown by this "
                                "share of their size on every side (buffered IoU)")
+    appearance_weight: float = Field(1.0, ge=0, le=10, description="weight of the colour-histogram distance in "
+                                     "the matching cost (0: IoU only)")
+    low_track_hits: int = Field(0, ge=0, le=100, description="consecutive frames a track started from a low-score "
+                                "detection no other box covers needs to be confirmed (0: only new_track_score "
+                                "detections start tracks)")
 
     @model_validator(mode="after")
     def _scores_ordered(self) -> TrackerConfig:

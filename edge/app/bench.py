@@ -13,6 +13,8 @@ TARGETS = {
     "shelf": "devtools.bench.shelf",
     "latency": "devtools.bench.latency",
     "ops": "devtools.bench.ops",
+    "privacy": "devtools.bench.privacy",
+    "coldstart": "devtools.bench.coldstart",
 }
 
 

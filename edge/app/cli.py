@@ -22,6 +22,7 @@ COMMANDS = {
     "fleet": ("sync.fleet_cli", "fleet admin: publish and watch model updates"),
     "bench": ("edge.app.bench", "benchmarks (pose, tryon, sync, backends); --json PATH writes results"),
     "log": ("edge.app.log_cli", "read on-device logs: `edge log decisions` (the decision log)"),
+    "data": ("edge.app.data_cli", "stored data: `edge data purge` (outbox history, decision logs, session data)"),
 }
 
 log = logging.getLogger("edge")

@@ -12,17 +12,20 @@ from pydantic import Field, PrivateAttr, ValidationError, create_model, field_va
 
 from edge.alerts.config import AlertConfigError, AlertsConfig
 from edge.analytics.config import AnalyticsConfig, FrameConfigError
+from edge.app.service import ServiceConfig
 from edge.backends.registry import BACKENDS, backend_class
 from edge.core.breaker import BreakerConfig
 from edge.core.config_base import StrictModel
 from edge.core.decisions import DecisionLogConfig
 from edge.core.device import DeviceIdentity
 from edge.pose.config import PoseConfig
+from edge.privacy.config import PrivacyConfig
 from edge.tryon.config import TryOnConfig
 from sync.config import SyncConfig
+from sync.update_shadow import ShadowConfig
 
 BackendName = Literal[(*BACKENDS, "auto")]  # the registry's plug-ins, plus "auto"
-Precision = Literal["fp32", "int8", "default"]
+Precision = Literal["fp32", "int8", "int8_qat", "default"]  # int8_qat: quantization-aware trained INT8
 
 
 class ConfigError(ValueError):
@@ -182,6 +185,9 @@ class EdgeConfig(StrictModel):
     logging: LoggingSection = LoggingSection()
     breaker: BreakerConfig = BreakerConfig()  # circuit breakers and fallbacks (docs/OPERATIONS.md)
     decisions: DecisionLogConfig = DecisionLogConfig()  # the on-device decision log (docs/OPERATIONS.md)
+    privacy: PrivacyConfig = PrivacyConfig()  # snapshots, shopper notice, retention (docs/PRIVACY.md)
+    service: ServiceConfig = ServiceConfig()  # systemd watchdog, RSS budget, graceful stop (docs/OPERATIONS.md)
+    shadow: ShadowConfig = ShadowConfig()  # shadow evaluation of model updates (docs/MODEL_UPDATES.md)
     _migrations: list[str] = PrivateAttr(default_factory=list)
 
     @property

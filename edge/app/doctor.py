@@ -1,8 +1,9 @@
 """`edge doctor [--config FILE] [--json PATH]`: is this device ready to run?
 
 Reports installed inference backends (version, or why unusable), EGL (an offscreen pyrender context in a
-subprocess), the model cache (built artefacts, sha256-verified), broker reachability and the CPU flags that matter
-for INT8. Exit 0 when the device can run; 1 with the reasons otherwise. Problems that only degrade (no broker
+subprocess), the model cache (built artefacts, sha256-verified), broker reachability, the CPU flags and INT8 class
+(AVX2 only / AVX-512 VNNI / AVX-VNNI / AMX / ARM dot-product) and which precision each model gets here and why.
+Exit 0 when the device can run; 1 with the reasons otherwise. Problems that only degrade (no broker
 reachable: events wait in the local outbox; no EGL without try-on) are warnings.
 """
 from __future__ import annotations
@@ -30,7 +31,6 @@ print(json.dumps({"renderer": GL.glGetString(GL.GL_RENDERER).decode(),
                   "version": GL.glGetString(GL.GL_VERSION).decode()}))
 r.delete()
 """
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 
 
 def add_arguments(p) -> None:
@@ -38,6 +38,8 @@ def add_arguments(p) -> None:
     p.add_argument("--json", metavar="PATH", help="write the report as JSON to PATH ('-' = stdout)")
     p.add_argument("--egl-timeout", type=float, default=30.0, help="seconds for the EGL probe (default 30)")
     p.add_argument("--broker-timeout", type=float, default=3.0, help="seconds for the broker TCP connect")
+    p.add_argument("--cpuinfo", metavar="FILE", help="judge the CPU class and precisions from FILE (another device's "
+                   "/proc/cpuinfo) instead of this machine's")
 
 
 def check_backends() -> dict:
@@ -75,23 +77,79 @@ def check_egl(timeout: float) -> dict:
         return {"ok": False, "reason": f"EGL probe printed no renderer: {r.stdout[-200:]!r}"}
 
 
-def check_cpu() -> dict:
+INT8_NOTES = {
+    "amx": "AMX and VNNI: INT8 convolutions run natively (32-bit accumulation)",
+    "avx512_vnni": "VNNI: INT8 convolutions run natively (32-bit accumulation)",
+    "avx_vnni": "VNNI: INT8 convolutions run natively (32-bit accumulation)",
+    "avx2": "no VNNI: INT8 gains ~1.2-1.35x at best; FP32 is the safe default",
+    "x86_old": "no AVX2: INT8 and FP32 both run on SSE kernels; FP32 is the safe default",
+    "arm_dotprod": "ARM dot-product (SDOT/UDOT): INT8 convolutions run natively",
+    "arm": "ARM without dot-product: INT8 gains little; FP32 is the safe default",
+    "unknown": "CPU flags unreadable: FP32 is the safe default",
+}
+
+
+def check_cpu(cpuinfo: str | None = None) -> dict:
+    """CPU model, INT8-relevant flags and class (edge.backends.auto), and whether QAT INT8 is used: this machine's,
+    or those of a /proc/cpuinfo text."""
+    from edge.backends.auto import CPU_CLASSES, INT8_CPU_FLAGS, cpu_class, cpu_flags, cpu_model, int8_qat_supported
+
+    flags = cpu_flags(cpuinfo)
+    cls = cpu_class(flags)
+    qat_ok, qat_why = int8_qat_supported(cls)
+    model = cpu_model() if cpuinfo is None else next(
+        (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), "")
+    out = {"model": model, "cores": os.cpu_count() if cpuinfo is None else None,
+           "flags": {f: f in flags for f in INT8_CPU_FLAGS},
+           "class": cls, "class_name": CPU_CLASSES[cls], "int8_note": INT8_NOTES[cls],
+           "int8_qat": {"used": qat_ok, "why": qat_why}}
+    if not flags:
+        out["reason"] = "no `flags` / `Features` line in /proc/cpuinfo"
+    return out
+
+
+def check_precisions(cfg, usable: list[str], cpu: dict) -> list[dict]:
+    """Per configured model and backend it may run on: the precision it gets on this device and why (the
+    manifest's measured reason for "default"; QAT INT8 only where the CPU class runs it, edge.backends.auto)."""
+    from edge.backends.auto import _precision
+    from models.zoo import ModelZoo
+
     try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError as e:
-        return {"model": "", "flags": {}, "reason": str(e)}
-    flags: set[str] = set()
-    model = ""
-    for line in text.splitlines():
-        if line.startswith("flags") and not flags:
-            flags = set(line.split(":", 1)[1].split())
-        elif line.startswith("model name") and not model:
-            model = line.split(":", 1)[1].strip()
-    have = {f: f in flags for f in CPU_FLAGS}
-    vnni = have["avx512_vnni"] or have["avx_vnni"]
-    note = ("VNNI present: INT8 convolutions can run at full speed" if vnni else
-            "no VNNI: INT8 gains ~1.2-1.35x at best; FP32 is the safe default")
-    return {"model": model, "cores": os.cpu_count(), "flags": have, "int8_note": note}
+        zoo = ModelZoo(cache_dir=(cfg.models.cache_dir or None) if cfg is not None else None)
+    except Exception as e:  # noqa: BLE001 - reported by check_models already
+        return [{"error": str(e)}]
+    refs = [ref for ref, _ in _required_refs(cfg)]
+    if cfg is not None and cfg.models.person_detector is not None:
+        refs.append(cfg.models.person_detector)
+    out = []
+    for ref in refs:
+        for b in (usable if ref.backend == "auto" else [b for b in (ref.backend,) if b in usable]):
+            row = {"name": ref.name, "backend": b, "requested": ref.precision, "auto": ref.backend == "auto"}
+            try:
+                m = zoo.manifest(ref.name)
+                prec = _precision(zoo, ref.name, b, ref.precision, cpu=cpu["class"])
+            except KeyError as e:  # unknown model, or no artefact (so no default) for this backend
+                out.append(row | {"precision": None, "why": str(e).strip("'\"")})
+                continue
+            if ref.precision == "default":
+                why = f"manifest default: {m['defaults'][b]['reason']}"
+            elif prec != ref.precision:  # int8_qat that this CPU cannot run or that was not built
+                why = (f"{ref.precision} asked for, {prec} used: "
+                       + (cpu["int8_qat"]["why"] if not cpu["int8_qat"]["used"] else
+                          "no such artefact was built (trained files missing or not verified at build time)"))
+            else:
+                why = f"configured (precision = \"{ref.precision}\")"
+            if prec.startswith("int8"):
+                why += f"; CPU: {cpu['int8_qat']['why'] if prec.endswith('_qat') else cpu['int8_note']}"
+            built = any(a.backend == b and a.precision == prec for a in zoo.artifacts(ref.name))
+            out.append(row | {"precision": prec, "built": built, "why": why})
+    for name in zoo.names():  # QAT INT8 artefacts: used only when asked for, and only on a CPU class that runs them
+        if any(a["precision"] == "int8_qat" for a in zoo.manifest(name)["artifacts"]):
+            out.append({"name": name, "backend": "*", "requested": "int8_qat", "precision": None if not
+                        cpu["int8_qat"]["used"] else "int8_qat", "why": cpu["int8_qat"]["why"] + (
+                            "" if not cpu["int8_qat"]["used"] else "; used where a device sets precision = "
+                            "\"int8_qat\"")})
+    return out
 
 
 def check_broker(cfg, timeout: float) -> dict:
@@ -233,7 +291,14 @@ def run(args) -> int:
     report["broker"] = check_broker(cfg, args.broker_timeout)
     if report["broker"].get("reachable") is False:
         warnings.append(f"broker {report['broker']['broker']} unreachable: {report['broker']['note']}")
-    report["cpu"] = check_cpu()
+    cpuinfo = None
+    if args.cpuinfo:
+        try:
+            cpuinfo = Path(args.cpuinfo).read_text()
+        except OSError as e:
+            problems.append(f"--cpuinfo {args.cpuinfo}: {e.strerror} (fix: pass a copy of a device's /proc/cpuinfo)")
+    report["cpu"] = check_cpu(cpuinfo)
+    report["precisions"] = check_precisions(cfg, usable, report["cpu"])
     report["ok"] = not problems
     report["problems"], report["warnings"] = problems, warnings
     if args.json != "-":
@@ -269,7 +334,18 @@ def _print(r: dict) -> None:
     w(f"broker:      {b.get('broker', '') + (' reachable' if b.get('reachable') else '')} {b.get('note', '')}\n")
     c = r["cpu"]
     flags = " ".join(f for f, v in c.get("flags", {}).items() if v) or "none"
-    w(f"cpu:         {c.get('model', '')} ({c.get('cores')} cores) flags: {flags}; {c.get('int8_note', '')}\n")
+    cores = f" ({c['cores']} cores)" if c.get("cores") else ""
+    w(f"cpu:         {c.get('model', '')}{cores} flags: {flags}; class: {c.get('class_name')}; "
+      f"{c.get('int8_note', '')}\n")
+    w("precision:   per model and backend on this device (auto: picks the fastest that passes golden parity)\n")
+    for x in r.get("precisions", []):
+        if "error" in x:
+            w(f"  {x['error']}\n")
+            continue
+        prec = x["precision"] or ("not used" if x["backend"] == "*" else "-")
+        backend = f"auto:{x['backend']}" if x.get("auto") else x["backend"]
+        built = "" if x.get("built", True) else " (NOT BUILT: run `edge models build`)"
+        w(f"  {x['name']:28s} {backend:17s} {prec:9s} {x['why']}{built}\n")
     for x in r["warnings"]:
         w(f"warning: {x}\n")
     for x in r["problems"]:

@@ -36,10 +36,17 @@ def run(args) -> int:
     logging.getLogger().setLevel(cfg.logging.level)
     if args.reselect_backends:
         forget_auto_choices(cfg)
-    rt = Runtime(cfg, config_path=args.config, http=not args.no_http)
+    from edge.app.service import take_notify_env
+
+    rt = Runtime(cfg, config_path=args.config, http=not args.no_http, notify_env=take_notify_env())
+    rt.owns_process = True  # the cold start counts from the process's start
     stop = threading.Event()
+
+    def on_signal(signum, _frame) -> None:  # graceful stop: flush the outbox, publish offline (Runtime._shutdown)
+        rt.stop_reason = rt.stop_reason or signal.Signals(signum).name
+        stop.set()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     return rt.run(stop, max_frames=args.max_frames, duration=args.duration)
 
 
@@ -89,6 +96,8 @@ class PoseStage:
         self.last_wall = 0.0
         self.last_t: float | None = None  # stream time of the last frame (media time for recorded media)
         self.last_clock = "capture"
+        self.keep_frame = False  # [privacy] snapshots: keep a reference to the newest frame for the snapshot command
+        self.last_frame = None
 
     def process(self, frame):
         from edge.core.metrics import PEOPLE, STAGE_MS
@@ -100,6 +109,8 @@ class PoseStage:
             PEOPLE.set(len(result.people))
             self.presence.update(result, frame.t_wall)
         self.last_wall, self.last_t, self.last_clock = frame.t_wall, frame.t, frame.clock
+        if self.keep_frame:
+            self.last_frame = frame
         if self.behaviour is not None:
             t0 = time.perf_counter()
             self.behaviour.process(frame, result)
@@ -148,8 +159,12 @@ class ReaderFrames:
 class Runtime:
     """Wires the configured parts together; data flows one way."""
 
-    def __init__(self, cfg, *, config_path: str | None = None, http: bool = True):
+    def __init__(self, cfg, *, config_path: str | None = None, http: bool = True, notify_env: dict | None = None):
         self.cfg = cfg
+        self.notify_env = notify_env or {}  # NOTIFY_SOCKET / WATCHDOG_USEC of systemd (edge run passes them)
+        self.service = None  # edge.app.service.ServiceSupervisor while running
+        self.stop_reason: str | None = None  # e.g. the signal that stopped the run
+        self.owns_process = False  # `edge run`: this runtime is the process (set by run())
         self.config_path = config_path
         self.want_http = http and cfg.http.enabled
         self.last_frame_t: float | None = None
@@ -166,6 +181,8 @@ class Runtime:
         self.mirror = None  # the try-on pipeline while running
         self.ops = None  # edge.app.operations.Operations while running: decision log, circuit breakers
         self.monitor = None  # edge.app.monitor.RuntimeMonitor while running
+        self.snapshots = None  # edge.app.snapshots.Snapshots (the `snapshot` command)
+        self.retention = None  # edge.app.data_cli.RetentionLoop while running ([privacy] retention)
 
     # -- commands from the cloud -------------------------------------------------------------
     def _cmd_ack_alert(self, args: dict) -> dict:
@@ -259,9 +276,12 @@ class Runtime:
             log.info("pose now runs %s %s", name, version)
             return True
 
+        from edge.app.shadow import RuntimeShadow
+
         opts = UpdateOptions.from_sync_config(cfg.sync)
+        opts.shadow = cfg.shadow  # updates run beside the live models before activation (docs/MODEL_UPDATES.md)
         return ModelUpdateAgent(cfg.device, ModelZoo(cfg.models.cache_dir or None), self.sync, on_activated,
-                                opts).start()
+                                opts, shadow=RuntimeShadow(self)).start()
 
     def health(self) -> tuple[bool, dict]:
         age = None if self.last_frame_t is None else time.monotonic() - self.last_frame_t
@@ -279,6 +299,10 @@ class Runtime:
             body.update(self.ops.health())  # circuits; an open one degrades the status, not liveness
             if body["degraded"]:
                 body["status"] = "degraded"
+        if self.service is not None:
+            body["service"] = self.service.health()  # cold start, watchdog, stalled streams, RSS
+            if body["service"]["stalled"]:
+                body["status"] = "degraded"
         return ok, body
 
     def run(self, stop: threading.Event, *, max_frames: int = 0, duration: float = 0.0) -> int:
@@ -286,8 +310,13 @@ class Runtime:
         from edge.core.http_server import RateMeter
 
         from edge.app.operations import Operations
+        from edge.app.service import ServiceSupervisor, apply_openvino_cache
 
         cfg = self.cfg
+        apply_openvino_cache(cfg)
+        self._t_run = time.monotonic()
+        self.service = ServiceSupervisor(cfg.service, self._progress, stop, env=self.notify_env,
+                                         status=self._status_line, process_start=self.owns_process).start()
         collector, sink = self._open_sync()
         self.ops = Operations(cfg, sink).open()
         source = self._open_source()
@@ -295,10 +324,14 @@ class Runtime:
             collector.unregister()
             self.sync.stop()
             self.ops.close()
+            self.service.close()
             return 2
         self.ops.start_summary(self.sync.outbox.emit)
+        self._start_retention()
+        self.service.starting("loading models")
         stage = self.stage = self._build_pose_stage(sink, source.name)
         updates = self._start_model_updates(stage) if cfg.sync.broker and cfg.sync.model_updates else None
+        self.service.starting("try-on renderer and cameras")
         mirror = self._build_mirror(stage, sink)
         self._build_streams(sink, mirror)
         from edge.app.monitor import RuntimeMonitor
@@ -306,6 +339,7 @@ class Runtime:
         self.mirror, self.monitor = mirror, RuntimeMonitor(self).start(source.name)
         stage.monitor = self.monitor
         self._start_http(mirror)
+        self.service.starting("waiting for the first frame")
         self._start_reader(source)
         if self.streams is not None:
             self.streams.start()
@@ -322,9 +356,37 @@ class Runtime:
             else:
                 self._pose_loop(stage, source.name, done)
         finally:
+            self.stop_reason = self.stop_reason or self.service.stop_reason or (
+                "stop requested" if stop.is_set() else "frame or time limit reached, or the source ended")
+            self.service.stopping(self.stop_reason)
             self._shutdown(mirror, stage, updates, collector)
         log.info("stopped after %d frames; %d events to the outbox", self.frames, sink.count)
-        return 0
+        return self.service.exit_code
+
+    def _progress(self) -> dict:
+        """For the watchdog: stream -> monotonic time of its last processed frame (None: none yet); the main camera
+        (shown frames: the mirror's, or the pose loop's) and every extra camera whose source has not ended."""
+        out = {}
+        if self.reader is not None and not self.reader.ended:
+            out["main"] = self.last_frame_t
+        if self.streams is not None:
+            for s in self.streams.streams:
+                if not s.reader.ended:
+                    try:
+                        out[s.id] = s.stats.done_t[-1]
+                    except IndexError:
+                        out[s.id] = None
+        return out
+
+    def _status_line(self) -> str:
+        """The STATUS= line systemd shows (`systemctl status`)."""
+        line = f"running: {self.fps:.1f} fps, {self.frames} frames"
+        if self.streams is not None:
+            line += ", cameras " + " ".join(f"{k} {v['fps']:g}" for k, v in self.streams.health().items())
+        if self.sync is not None:
+            m = self.sync.metrics()
+            line += f"; outbox {sum(m.get('depth', {}).values())}, mqtt {'up' if m.get('connected') else 'down'}"
+        return line
 
     # -- the steps of run() ------------------------------------------------------------------
     def _open_sync(self):
@@ -337,9 +399,22 @@ class Runtime:
         if wants_behaviour(cfg):  # acks from the cloud go to this device's alert engine
             commands["ack_alert"] = self._cmd_ack_alert
             commands["shelf_reference"] = self._cmd_shelf_reference
+        from edge.app.snapshots import Snapshots
+
+        self.snapshots = Snapshots(cfg, lambda: self.stage.last_frame if self.stage is not None else None)
+        commands["snapshot"] = self.snapshots.handle  # anonymised, only when [privacy] allows it (docs/PRIVACY.md)
         self.sync = SyncService(cfg.device, cfg.sync, commands=commands)
         self.sync.start()
         return SyncCollector(self.sync).register(), CountingSink(self.sync.outbox)
+
+    def _start_retention(self) -> None:
+        """[privacy] retention on the running device; the run lock tells `edge data purge` that it runs."""
+        from edge.app.data_cli import RetentionLoop, RunLock, lock_path
+
+        self._run_lock = RunLock(lock_path(self.cfg))
+        if not self._run_lock.acquire():
+            log.warning("another process holds %s (a second `edge run` on this outbox?)", self._run_lock.path)
+        self.retention = RetentionLoop(self.sync.outbox, self.cfg.privacy).start()
 
     def _open_source(self):
         """The configured frame source, or None (logged) if it cannot be opened."""
@@ -377,6 +452,7 @@ class Runtime:
                                                    detector=detector, models=models,
                                                    frame_size=(cfg.source.width, cfg.source.height))
         stage = PoseStage(pose, presence, behaviour)
+        stage.keep_frame = cfg.privacy.snapshots
         if behaviour is not None:
             stage.watch = self.ops.watch_behaviour(behaviour)
         return stage
@@ -428,7 +504,7 @@ class Runtime:
                     self.monitor.observe_detections(frame, dets, self._people.session)
             return out
         self.streams = StreamSet.from_config(self.cfg, detect, sink, models=models, yield_to=yield_to,
-                                             detect_batch=detect_batch)
+                                             detect_batch=detect_batch, max_batch=self._people.max_batch)
 
     def _build_mirror(self, stage: PoseStage, sink):
         """The try-on mirror over the pose stage (its source is attached when the loop starts), or None."""
@@ -454,7 +530,10 @@ class Runtime:
         if mirror is not None:
             from edge.tryon.server import make_mirror_routes
 
-            self.http.add_method_routes(make_mirror_routes(mirror), home="/mirror")
+            self.http.add_method_routes(make_mirror_routes(mirror, notice=cfg.privacy.notice), home="/mirror")
+        from edge.privacy.notice import make_notice_routes
+
+        self.http.add_method_routes(make_notice_routes(cfg.privacy, kiosk=cfg.device.kind == "kiosk"))
         engines = self._alert_engines()
         if engines is not None:
             from edge.alerts.server import make_staff_routes
@@ -478,6 +557,8 @@ class Runtime:
 
         self.frames += 1
         self.last_frame_t = time.monotonic()
+        if self.frames == 1 and self.service is not None:
+            self.service.ready()  # READY=1: the first frame went through the whole pipeline
         self.fps = self._meter.tick()
         FRAMES.labels(source_name).inc()
         FRAMES_DROPPED.labels(source_name).set(self.reader.dropped)
@@ -533,8 +614,37 @@ class Runtime:
             self.monitor.close()
         collector.unregister()
         self.ops.close_summary()
-        self.sync.stop()
+        if self.retention is not None:
+            self.retention.stop()
+            self._run_lock.release()
+        if self.snapshots is not None:
+            self.snapshots.close()
+        self._stop_sync()
         self.ops.close()
+        self.service.close()
+
+    def _stop_sync(self) -> None:
+        """Graceful stop of sync: the outbox gets `[service] stop_flush_s` to reach the broker and cloud (ack
+        watermark), then the retained offline state is published (SyncService.stop); what is left stays in the
+        outbox for the next start. Recorded in the decision log."""
+        from edge.core import decisions
+
+        t0, flush_s = time.monotonic(), self.cfg.service.stop_flush_s
+        before = sum(self.sync.outbox.depth().values())
+        online = self.sync.client is not None and self.sync.client.connected  # SyncService.stop publishes offline
+        self.sync.stop(flush_timeout_s=flush_s)
+        left = sum(self.sync.outbox.depth().values())
+        took = time.monotonic() - t0
+        msg = (f"outbox {before} -> {left} undelivered in {took:.2f} s" + (
+            ", offline state published" if online else ", broker not connected: offline state not published"
+            if self.cfg.sync.broker else ", no broker configured"))
+        (log.warning if left and online else log.info)("graceful stop: %s%s", msg,
+                                                       "; the rest goes out at the next start" if left else "")
+        decisions.record("service", "stop", {"reason": self.stop_reason, "processed": self.frames,
+                                             "undelivered_before": before, "undelivered_after": left,
+                                             "flush_s": round(took, 3), "flush_limit_s": flush_s,
+                                             "exit_status": self.service.exit_code if self.service else 0},
+                         reason=f"stopped ({self.stop_reason or 'run ended'}): {msg}")
 
 
 SKELETON = ((11, 12), (11, 13), (13, 15), (12, 14), (14, 16), (11, 23), (12, 24), (23, 24), (23, 25), (25, 27),

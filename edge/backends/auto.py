@@ -58,6 +58,48 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# CPU classes for INT8 (edge doctor, `edge bench pose`): what the integer dot products run on.
+CPU_CLASSES = {"amx": "AMX (Intel AMX-INT8 tiles, with AVX-512 VNNI)", "avx512_vnni": "AVX-512 VNNI",
+               "avx_vnni": "AVX-VNNI", "avx2": "AVX2 only (no VNNI)", "x86_old": "x86 without AVX2",
+               "arm_dotprod": "ARM dot-product (asimddp)", "arm": "ARM without dot-product", "unknown": "unknown"}
+INT8_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16",
+                  "asimd", "asimddp", "i8mm")
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """Feature flags of the first CPU in /proc/cpuinfo (x86 `flags`, ARM `Features`); empty when unreadable."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def cpu_class(flags: set[str]) -> str:
+    """A key of CPU_CLASSES: the best INT8 dot-product instructions the flags (cpu_flags) show."""
+    if "asimd" in flags or "neon" in flags:
+        return "arm_dotprod" if "asimddp" in flags else "arm"
+    for flag, cls in (("amx_int8", "amx"), ("avx512_vnni", "avx512_vnni"), ("avx_vnni", "avx_vnni"), ("avx2", "avx2")):
+        if flag in flags:
+            return cls
+    return "x86_old" if flags else "unknown"
+
+
+def int8_qat_supported(cls: str) -> tuple[bool, str]:
+    """Whether quantization-aware-trained INT8 artefacts (int8_qat) run correctly on a CPU class, and why.
+    They are made without NNCF's overflow fix (full 8-bit weights), whose u8 x s8 products saturate in the 16-bit
+    accumulations of AVX2 / SSE kernels; VNNI, AMX and ARM dot-product instructions accumulate in 32 bits."""
+    if cls in ("amx", "avx512_vnni", "avx_vnni", "arm_dotprod", "arm"):
+        return True, f"{CPU_CLASSES[cls]}: 32-bit INT8 accumulation, QAT INT8 runs as trained"
+    return False, (f"{CPU_CLASSES[cls]}: QAT INT8 is not used (made without NNCF's overflow fix, its u8 x s8 "
+                   "products saturate in the 16-bit accumulation of AVX2/SSE kernels; it needs VNNI, AMX or ARM)")
+
+
 def default_cache_path(zoo) -> Path:
     from edge.core.paths import cache_dir
 
@@ -65,28 +107,46 @@ def default_cache_path(zoo) -> Path:
     return Path(root) / CACHE_FILE
 
 
-def _precision(zoo, name: str, backend: str, requested: str) -> str:
-    return zoo.default_precision(name, backend) if requested == "default" else requested
+def _precision(zoo, name: str, backend: str, requested: str, cpu: str | None = None) -> str:
+    """The precision to load: the card's default for "default"; a trained precision (int8_qat) that this cache
+    does not hold falls back to the default with a warning (trained files are optional: models/trained/), and so
+    does int8_qat on a CPU class (cpu, default: this machine's) that cannot run it (int8_qat_supported)."""
+    if requested == "default":
+        return zoo.default_precision(name, backend)
+    ok, why = int8_qat_supported(cpu or cpu_class(cpu_flags())) if requested.endswith("_qat") else (True, "")
+    if not ok:
+        fallback = zoo.default_precision(name, backend)
+        log.warning("%s: %s/%s not used on this CPU (%s); using %s", name, backend, requested, why, fallback)
+        return fallback
+    if requested.endswith("_qat") and not any(a.backend == backend and a.precision == requested
+                                               for a in zoo.artifacts(name)):
+        fallback = zoo.default_precision(name, backend)
+        log.warning("%s: no %s/%s artefact in %s (the trained files were missing or did not verify at build "
+                    "time: see `edge models build` output); using %s", name, backend, requested, zoo.cache, fallback)
+        return fallback
+    return requested
 
 
 def open_model(zoo, ref, *, cache_path: Path | None = None, options: dict[str, Any] | None = None,
                tolerance: parity.Tolerance | None = None, rounds: int = 10, per_round: int = 3,
-               outputs: list[str] | None = None) -> Session:
+               outputs: list[str] | None = None, max_batch: int = 1) -> Session:
     """A session for `ref` (edge.app.config.ModelRef). options: backend name -> that plug-in's options (a dict or
     the plug-in's options model; ModelRef.backend_options() gives those of the device config).
 
     Explicit backend: loads the zoo artefact (ModelNotBuilt names `edge models build`). auto: see module doc.
     tolerance overrides the manifest's parity tolerance of auto (tests force it to 0 to see a rejection).
     outputs: only these outputs are computed/returned (see Backend.load); auto checks and times just them.
+    max_batch: ask for a session that takes batches (Backend.load); auto checks and times batch 1.
     """
     options = options or {}
     if ref.backend != "auto":
         precision = _precision(zoo, ref.name, ref.backend, ref.precision)
         art = zoo.artifact(ref.name, ref.backend, precision)
         return get_backend(ref.backend, options.get(ref.backend)).load(Path(art.path), threads=ref.threads,
-                                                                        precision=precision, outputs=outputs)
+                                                                        precision=precision, outputs=outputs,
+                                                                        max_batch=max_batch)
     return _auto(zoo, ref, Path(cache_path) if cache_path else default_cache_path(zoo), options, tolerance,
-                 rounds, per_round, outputs)
+                 rounds, per_round, outputs, max_batch)
 
 
 def _candidates(zoo, ref, reasons: dict[str, str]) -> list[Candidate]:
@@ -143,7 +203,7 @@ def _write_cache(path: Path, key: str, entry: dict) -> None:
 
 
 def _auto(zoo, ref, cache_path: Path, options: dict, tolerance, rounds: int, per_round: int,
-          outputs: list[str] | None = None) -> Session:
+          outputs: list[str] | None = None, max_batch: int = 1) -> Session:
     reasons: dict[str, str] = {}
     cands = _candidates(zoo, ref, reasons)
     manifest = zoo.manifest(ref.name) if cands else {}  # a candidate has an artefact, so the model is known
@@ -157,7 +217,8 @@ def _auto(zoo, ref, cache_path: Path, options: dict, tolerance, rounds: int, per
         if c is not None:
             try:
                 s = get_backend(c.backend, options.get(c.backend)).load(Path(c.artifact.path), threads=ref.threads,
-                                                                         precision=c.precision, outputs=outputs)
+                                                                         precision=c.precision, outputs=outputs,
+                                                                         max_batch=max_batch)
                 log.info("auto %s: %s/%s (cached choice from %s)", ref.name, c.backend, c.precision, cache_path)
                 return s
             except BackendError as e:
@@ -171,7 +232,8 @@ def _auto(zoo, ref, cache_path: Path, options: dict, tolerance, rounds: int, per
         tol = tols[c.backend]
         try:
             c.session = get_backend(c.backend, options.get(c.backend)).load(
-                Path(c.artifact.path), threads=ref.threads, precision=c.precision, outputs=outputs)
+                Path(c.artifact.path), threads=ref.threads, precision=c.precision, outputs=outputs,
+                max_batch=max_batch)
             ok, c.errors, why = parity.check(c.session, inputs, golden, tol)
         except BackendError as e:
             reasons[c.backend] = str(e)

@@ -43,11 +43,16 @@ class SessionInfo:
 
 
 class Session(abc.ABC):
-    """A loaded model. Not thread-safe: use one session per thread."""
+    """A loaded model. Not thread-safe: use one session per thread.
+
+    max_batch: feeds may stack up to this many samples on the first axis (outputs then do too); 1 = the model's
+    own shapes. Loaded with `Backend.load(..., max_batch=N)`; a backend or model that cannot batch gives 1 and
+    says why in `info.extra["batch"]`."""
 
     info: SessionInfo
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    max_batch: int = 1
 
     @abc.abstractmethod
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -100,11 +105,13 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def load(self, path: Path, *, threads: int = 2, precision: str = "fp32",
-             outputs: Sequence[str] | None = None) -> Session:
+             outputs: Sequence[str] | None = None, max_batch: int = 1) -> Session:
         """Load a model file. Raises ModelLoadError with the path and backend on a bad file.
 
         outputs: canonical names of the outputs to return (None = all). Runtimes that can prune the graph
-        (OpenVINO) then skip the sub-graphs only the other outputs need."""
+        (OpenVINO) then skip the sub-graphs only the other outputs need.
+        max_batch: ask for a session whose run() takes up to this many samples stacked on the first axis; the
+        session's `max_batch` says what it got (see Session)."""
 
 
 def select_outputs(specs: list[TensorSpec], wanted: Sequence[str] | None, backend: str, path) -> list[TensorSpec]:
@@ -116,6 +123,18 @@ def select_outputs(specs: list[TensorSpec], wanted: Sequence[str] | None, backen
     if unknown:
         raise BackendError(f"{backend}: {path}: no output(s) {unknown}; the model has {sorted(names)}")
     return [s for s in specs if s.name in set(wanted)]
+
+
+def batch_fallback(inputs: list[TensorSpec], max_batch: int, backend: str) -> tuple[int, dict]:
+    """(max_batch, info) for runtimes that batch only models whose inputs already have a dynamic first dimension
+    (onnxruntime): max_batch when every input has one, else 1 and why."""
+    if max_batch <= 1:
+        return 1, {"max_batch": 1}
+    fixed = [(t.name, t.shape) for t in inputs if not t.shape or t.shape[0] != -1]
+    if not fixed:
+        return max_batch, {"max_batch": max_batch, "how": "dynamic first dimension of the model"}
+    return 1, {"max_batch": 1, "reason": f"{backend}: the model's inputs have a fixed batch ({fixed}); this backend "
+                                         "does not rewrite graphs, so it runs one sample per call"}
 
 
 def check_model_file(path: Path, backend: str) -> Path:

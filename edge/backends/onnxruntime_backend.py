@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from edge.backends.base import (Backend, BackendError, ModelLoadError, Session, SessionInfo, TensorSpec,
-                                select_outputs)
+                                batch_fallback, select_outputs)
 from edge.backends.formats import validate
 from edge.core.config_base import StrictModel
 
@@ -90,7 +90,8 @@ class OnnxRuntimeBackend(Backend):
         except Exception as e:  # noqa: BLE001 - ImportError or a broken native library
             return False, f"onnxruntime does not import: {type(e).__name__}: {e}"
 
-    def load(self, path: Path, *, threads: int = 2, precision: str = "fp32", outputs=None) -> Session:
+    def load(self, path: Path, *, threads: int = 2, precision: str = "fp32", outputs=None,
+             max_batch: int = 1) -> Session:
         import onnxruntime as ort
 
         path = Path(path)
@@ -116,5 +117,6 @@ class OnnxRuntimeBackend(Backend):
         except Exception as e:  # noqa: BLE001 - InvalidProtobuf, InvalidGraph, NotImplemented ...
             raise ModelLoadError(f"{NAME}: cannot load {path}: {e}") from None
         s = OrtSession(sess, path, so.intra_op_num_threads, precision, o, outputs)
+        s.max_batch, s.info.extra["batch"] = batch_fallback(s.inputs, max_batch, NAME)
         log.debug("%s: loaded %s (%d threads, %s)", NAME, path, so.intra_op_num_threads, o.providers)
         return s

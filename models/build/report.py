@@ -99,12 +99,15 @@ def _acc_cells(metric: str, row: dict) -> str:
 
 
 def markdown(r: dict, m: dict) -> str:
-    npm = m["source"].get("kind", "wheel") == "npm"  # TF.js graph: golden from TensorFlow, INT8 vs the FP32 ONNX
-    head = "accuracy vs FP32 ONNX (held-out)" if npm else "accuracy vs TFLite FP32 (held-out)"
+    kind = m["source"].get("kind", "wheel")  # npm (TF.js graph) and trained: INT8 is compared with the FP32 ONNX
+    npm = kind == "npm"
+    head = "accuracy vs TFLite FP32 (held-out)" if kind == "wheel" else "accuracy vs FP32 ONNX (held-out)"
+    origin = (f"`{m['source']['package']}` (npm)" if npm else f"`{m['source']['wheel']}`" if kind == "wheel" else
+              f"models/trained/{m['name']}/ (distilled from `{m['source'].get('teacher')}`)")
     lines = [f"# Model card: {r['name']} ({r['version']})", "",
              f"{m['description']}", "",
              f"- task: `{m['task']}`; source: `{m['source']['member']}` from "
-             f"`{m['source']['package'] if npm else m['source']['wheel']}`{' (npm)' if npm else ''} "
+             f"{origin} "
              f"(sha256 `{m['source']['sha256'][:16]}…`); licence: {m['source']['licence']}",
              "- input: " + ", ".join(f"`{i['name']}` {i['shape']} {i['dtype']} {i['layout']} range {i['range']}"
                                       for i in m["inputs"]),

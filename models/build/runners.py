@@ -75,10 +75,11 @@ def _openvino(path: Path, threads: int) -> Runner:
     import openvino as ov
 
     core = ov.Core()
-    cm = core.compile_model(core.read_model(str(path)), "CPU",
-                            {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
+    model = core.read_model(str(path))
+    names = [o.get_any_name() for o in model.outputs]  # compiling can merge tensor names: take them from the IR
+    cm = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
     req = cm.create_infer_request()
-    outs = [(o, o.get_any_name()) for o in cm.outputs]
+    outs = list(zip(cm.outputs, names))
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         r = req.infer(feeds)

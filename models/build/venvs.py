@@ -26,10 +26,12 @@ class VenvSpec:
     name: str
     requirements: tuple[str, ...]
     why: str
+    no_deps: tuple[str, ...] = ()  # installed after `requirements` with --no-deps (their declared deps break)
 
     @property
     def key(self) -> str:
-        text = "\n".join(sorted(self.requirements)) + f"\npy{sys.version_info.major}.{sys.version_info.minor}"
+        text = "\n".join(sorted(self.requirements + tuple(f"nodeps:{r}" for r in self.no_deps)))
+        text += f"\npy{sys.version_info.major}.{sys.version_info.minor}"
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -41,6 +43,13 @@ SPECS: dict[str, VenvSpec] = {
                       "NNCF (OpenVINO INT8) and onnxruntime.quantization (needs onnx + sympy for preprocess)"),
     "litert": VenvSpec("litert", ("ai-edge-litert==2.3.0", "ai-edge-quantizer==0.10.0"),
                        "TF-free densify / fp16->fp32 / signature rewrite and TFLite INT8 (ai-edge-quantizer)"),
+    # torch 2.13.0: the CPU wheel (a plain `torch` from PyPI is a multi-GB CUDA build). onnx2torch declares
+    # torchvision, whose PyPI build cannot load its ops beside CPU torch: installed --no-deps, torchvision stubbed.
+    # torchao: only nncf.strip (QDQ ONNX export) imports it; its declared deps are not needed there.
+    "train": VenvSpec("train", ("torch==2.13.0", "nncf==3.4.0", "openvino==2026.4.1", "onnxruntime==1.32.0",
+                                "onnx==1.23.2", "sympy==1.14.0", "opencv-python-headless==4.14.0.94"),
+                      "QAT / distillation of the landmark model (torch + NNCF), export to OpenVINO IR and QDQ ONNX",
+                      no_deps=("onnx2torch==1.5.15", "torchao==0.18.0")),
 }
 
 
@@ -66,7 +75,7 @@ def is_ready(cache: Path, spec: VenvSpec) -> bool:
     if not (m.is_file() and python_of(d).exists()):
         return False
     try:
-        return json.loads(m.read_text()).get("requirements") == list(spec.requirements)
+        return json.loads(m.read_text()).get("requirements") == list(spec.requirements + spec.no_deps)
     except (OSError, ValueError):
         return False
 
@@ -95,6 +104,9 @@ def _create(d: Path, spec: VenvSpec) -> None:
     base = getattr(sys, "_base_executable", sys.executable)
     cmds = [[base, "-m", "venv", str(d)],
             [str(python_of(d)), "-m", "pip", "install", "--no-input", "--only-binary=:all:", *spec.requirements]]
+    if spec.no_deps:
+        cmds.append([str(python_of(d)), "-m", "pip", "install", "--no-input", "--only-binary=:all:", "--no-deps",
+                     *spec.no_deps])
     with open(logf, "w") as out:
         for cmd in cmds:
             out.write(f"$ {' '.join(cmd)}\n")
@@ -105,7 +117,7 @@ def _create(d: Path, spec: VenvSpec) -> None:
                 shutil.rmtree(d, ignore_errors=True)
                 raise VenvError(f"creating build venv {spec.name!r} failed (exit {r.returncode}) running "
                                 f"{' '.join(cmd)}\nlog {logf}, tail:\n{tail}")
-    (d / MARKER).write_text(json.dumps({"requirements": list(spec.requirements), "created": time.time(),
+    (d / MARKER).write_text(json.dumps({"requirements": list(spec.requirements + spec.no_deps), "created": time.time(),
                                         "seconds": round(time.monotonic() - t0, 1)}))
     log.info("build venv %s ready in %.0f s", d.name, time.monotonic() - t0)
 

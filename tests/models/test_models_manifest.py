@@ -9,7 +9,7 @@ import pytest
 from models import manifest
 from models.manifest import ManifestError
 
-NAMES = {"pose_detection", "pose_landmark_full", "face_detection_full_range", "nanodet_m_416"}
+NAMES = {"pose_detection", "pose_landmark_full", "face_detection_full_range", "nanodet_m_416", "pose_landmark_student"}
 
 
 def test_committed_manifests_are_valid():
@@ -20,6 +20,8 @@ def test_committed_manifests_are_valid():
         assert [o["name"] for o in m["outputs"]][0] == "Identity"
         pairs = {(a["backend"], a["precision"]) for a in m["artifacts"]}
         for b in ("tflite", "onnxruntime", "openvino"):
+            if b == "tflite" and m["source"].get("kind") == "trained":
+                continue  # a committed ONNX: no ONNX -> TFLite converter in the build (see its manifest)
             assert (b, "fp32") in pairs, f"{name}: no fp32 artefact for {b}"
             assert m["defaults"][b]["reason"], f"{name}: default precision for {b} has no reason"
 
@@ -40,7 +42,7 @@ def _base() -> dict:
     (lambda m: m["defaults"]["tflite"].update(precision="int8_full"), "defaults.tflite.precision"),
     (lambda m: m["calibration"].update(norm="imagenet"), "calibration.norm"),
     (lambda m: m.update(tolerance={"fp16": {"max_err": 1.0, "mean_err": 1.0}}),
-     "tolerance.fp16: unknown key (allowed: fp32, int8, int8_full)"),
+     "tolerance.fp16: unknown key (allowed: fp32, int8, int8_full, int8_qat)"),
     (lambda m: m.update(tolerance={"fp32": {"max_err": 1e-3}}), "tolerance.fp32.mean_err: required key is missing"),
     (lambda m: m.update(tolerance={"fp32": {"max_err": -1e-3, "mean_err": 0}}),
      "tolerance.fp32.max_err: must be a finite number >= 0"),

@@ -27,7 +27,7 @@ def test_list_json_schema(built_cache, repo):
         for k, t in KEYS.items():
             assert isinstance(row[k], t), (k, row)
         assert row["backend"] in ("onnxruntime", "openvino", "tflite")
-        assert row["precision"] in ("fp32", "int8", "int8_full")
+        assert row["precision"] in ("fp32", "int8", "int8_full", "int8_qat")
         assert os.path.getsize(row["path"]) == row["size_bytes"]
         assert hashlib.sha256(open(row["path"], "rb").read()).hexdigest() == row["sha256"]
     names = {(r["name"], r["backend"], r["precision"]) for r in rows}
@@ -69,9 +69,11 @@ def test_golden_files(zoo):
         assert [o["name"] for o in m["outputs"]] == sorted(outs, key=lambda k: (len(k), k))
         for o in m["outputs"]:
             assert outs[o["name"]].shape == (len(x), *o["shape"][1:])
-        ref = run_batch(open_model(zoo.artifact(name, "tflite", "fp32").path), ins)
+        kind = m["source"].get("kind", "wheel")
+        ref_backend = "onnxruntime" if kind == "trained" else "tflite"  # trained: golden = its ONNX on onnxruntime
+        ref = run_batch(open_model(zoo.artifact(name, ref_backend, "fp32").path), ins)
         for k in outs:
-            if m["source"].get("kind", "wheel") == "wheel":  # golden = the original .tflite on LiteRT
+            if kind in ("wheel", "trained"):  # golden = the original file on its runtime (.tflite on LiteRT)
                 np.testing.assert_array_equal(ref[k], outs[k])
             else:  # golden = the TensorFlow graph; the .tflite is a conversion of it
                 np.testing.assert_allclose(ref[k], outs[k], rtol=0, atol=m["verify"]["fp32_atol"])

@@ -1,0 +1,279 @@
+"""`edge data purge`: remove the device's stored history (docs/PRIVACY.md), and the retention the running device
+enforces itself.
+
+What is removed:
+
+- outbox: undelivered records of `[privacy] session_kinds` (try-on sessions) older than `session_retention_days`
+  (a `_gap` record with reason `retention` takes their place, so the cloud's ack watermark moves on); dead-lettered
+  records older than `history_retention_days`; their content is overwritten (SQLite secure_delete), the WAL is
+  emptied and (`edge data purge` only) the file rewritten (VACUUM), so delivered and deleted records are gone from
+  the disk, not only from the tables;
+- decision log: records older than `[decisions] retention_days` (rotated segments by age, the active segment
+  rewritten without the old records).
+
+`--older-than DURATION` uses one cutoff for all three instead; `--all` removes every session record, every dead
+letter and the whole decision log. Undelivered events and alerts other than session data are never removed here
+(they are the store's data in transit; they leave the device when delivered). Each purge is recorded in the
+decision log (`data_purge`, counts only).
+
+`edge run` holds a lock beside the outbox while it runs; `edge data purge` refuses to run then (the running device
+enforces the retention itself every `[privacy] retention_check_s`: `RetentionLoop`).
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p) -> None:
+    sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    pp = sub.add_parser("purge", help="remove stored history past its retention (or all of it)",
+                        description="Remove undelivered session records, dead letters and decision-log records "
+                                    "past their retention ([privacy], [decisions]), or all of them (--all); the "
+                                    "device must not be running. See docs/PRIVACY.md.")
+    pp.add_argument("--config", required=True, help="device TOML (its outbox, decision log and [privacy] retention)")
+    when = pp.add_mutually_exclusive_group()
+    when.add_argument("--all", action="store_true", help="remove all session data, dead letters and decision logs")
+    when.add_argument("--older-than", metavar="DURATION",
+                      help="one cutoff for everything instead of the configured retention: 90s, 15m, 2h, 7d, 1w")
+    pp.add_argument("--dry-run", action="store_true", help="count what would be removed, remove nothing")
+    pp.add_argument("--json", action="store_true", help="print the counts as JSON")
+
+
+# ------------------------------------------------------------------------------------------------ the run lock
+def lock_path(cfg) -> Path:
+    """`<outbox>.lock`: held by `edge run` while it runs."""
+    p = cfg.sync.resolved_outbox_path(cfg.device.id)
+    return p.with_name(p.name + ".lock")
+
+
+class RunLock:
+    """An exclusive `flock` on the lock file (released by the kernel when the process ends, however it ends)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """True if taken; False if another process holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return True
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or "?"
+        except OSError:
+            return "?"
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+# ------------------------------------------------------------------------------------------------ purging
+def purge_outbox(outbox, privacy, *, session_before: float | None, history_before: float | None,
+                 vacuum: bool = True, dry_run: bool = False) -> dict:
+    """Expire session records and dead letters of an open `sync.outbox.Outbox` (None cutoff: all of them); the
+    deleted content is overwritten (secure_delete) and the WAL emptied; `vacuum` also rewrites the file."""
+    kinds = list(privacy.session_kinds)
+    s_before = time.time() + 1 if session_before is None else session_before
+    if dry_run:
+        marks = ",".join("?" * len(kinds)) or "''"
+        n_s = outbox.db.execute(f"SELECT COUNT(*) FROM reliable WHERE kind IN ({marks}) AND created < ?",
+                                (*kinds, s_before)).fetchone()[0]
+        n_d = outbox.db.execute("SELECT COUNT(*) FROM dead_letter WHERE ts < ?",
+                                (time.time() + 1 if history_before is None else history_before,)).fetchone()[0]
+        return {"session_records": n_s, "dead_letters": n_d, "compacted": False}
+    n_s = outbox.expire(kinds, s_before)
+    n_d = outbox.purge_dead_letters(history_before)
+    if n_s or n_d:
+        outbox.compact(vacuum=vacuum)
+    return {"session_records": n_s, "dead_letters": n_d, "compacted": bool(vacuum and (n_s or n_d))}
+
+
+def purge_decisions(folder: Path, before: float | None, *, dry_run: bool = False) -> dict:
+    """Remove decision-log records older than `before` (None: the whole log) from a log no process writes."""
+    from edge.core.decisions import segment_paths
+    from edge.core.files import write_atomic
+
+    out = {"decision_records": 0, "decision_files": 0}
+    if not folder.is_dir():
+        return out
+    for path in segment_paths(folder):
+        if not path.exists():
+            continue
+        recs = list(read_decisions_file(path))
+        keep = [] if before is None else [line for ts, line in recs if ts is None or ts >= before]
+        removed = len(recs) - len(keep)
+        if removed == 0:
+            continue
+        out["decision_records"] += removed
+        if dry_run:
+            continue
+        if keep or path.name == "decisions.jsonl":
+            write_atomic(path, b"".join(keep))
+        else:
+            path.unlink()
+            out["decision_files"] += 1
+    return out
+
+
+def read_decisions_file(path: Path):
+    """(ts or None, raw line) of each complete line of one segment (unreadable lines: ts None, kept)."""
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                continue  # torn tail: the writer was killed mid-line
+            try:
+                ts = float(json.loads(line)["ts"])
+            except (ValueError, KeyError, TypeError):
+                ts = None
+            yield ts, line
+
+
+def cutoffs(cfg, *, all_: bool, older_than: str | None, now: float | None = None) -> dict[str, float | None]:
+    """Wall-time cutoffs (None: everything) for session records, dead letters and decision records."""
+    from edge.core.decisions import parse_since
+
+    now = time.time() if now is None else now
+    if all_:
+        return {"session": None, "history": None, "decisions": None}
+    if older_than:
+        t = parse_since(older_than, now)
+        return {"session": t, "history": t, "decisions": t}
+    p = cfg.privacy
+    return {"session": now - p.session_retention_days * 86400, "history": now - p.history_retention_days * 86400,
+            "decisions": now - cfg.decisions.retention_days * 86400}
+
+
+def purge(cfg, *, all_: bool = False, older_than: str | None = None, dry_run: bool = False) -> dict:
+    """Purge one device's stored data (the device must not be running: see RunLock). Returns the counts."""
+    from edge.app.operations import decision_log_dir
+    from sync.outbox import Outbox
+
+    cut = cutoffs(cfg, all_=all_, older_than=older_than)
+    counts: dict = {"session_records": 0, "dead_letters": 0, "compacted": False}
+    path = cfg.sync.resolved_outbox_path(cfg.device.id)
+    if path.exists():
+        with Outbox(path, max_bytes=int(cfg.sync.max_outbox_mb * 2**20)) as ob:
+            counts.update(purge_outbox(ob, cfg.privacy, session_before=cut["session"],
+                                       history_before=cut["history"], dry_run=dry_run))
+    folder = decision_log_dir(cfg)
+    counts.update(purge_decisions(folder, cut["decisions"], dry_run=dry_run))
+    counts.update({"outbox": str(path), "decision_log": str(folder), "dry_run": dry_run,
+                   "mode": "all" if all_ else f"older than {older_than}" if older_than else "retention"})
+    if not dry_run and cfg.decisions.enabled:
+        _record(cfg, folder, counts)
+    return counts
+
+
+def _record(cfg, folder: Path, counts: dict) -> None:
+    """One `data_purge` decision (counts only) in the device's decision log, written now."""
+    from edge.core.decisions import DecisionLog
+
+    try:
+        dl = DecisionLog.from_config(cfg.decisions, folder).open()
+    except OSError as e:
+        log.warning("purge not recorded in the decision log %s: %s", folder, e)
+        return
+    try:
+        dl.record("data_purge", "cli", {k: v for k, v in counts.items() if k not in ("outbox", "decision_log")},
+                  reason=f"edge data purge ({counts['mode']})", wait=True)
+    finally:
+        dl.close()
+
+
+def run(args) -> int:
+    from edge.app.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        log.error("invalid config:\n%s", e)
+        return 2
+    if args.older_than:
+        from edge.core.decisions import parse_since
+
+        try:
+            parse_since(args.older_than)
+        except ValueError as e:
+            log.error("%s", str(e).replace("--since", "--older-than"))
+            return 2
+    lock = RunLock(lock_path(cfg))
+    if not lock.acquire():
+        log.error("edge run is running for device %s (pid %s holds %s): stop it first; while it runs it enforces "
+                  "the retention itself every [privacy] retention_check_s", cfg.device.id, lock.holder(), lock.path)
+        return 3
+    try:
+        counts = purge(cfg, all_=args.all, older_than=args.older_than, dry_run=args.dry_run)
+    finally:
+        lock.release()
+    if args.json:
+        print(json.dumps(counts, indent=1))
+    else:
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"{cfg.device.id}: {verb} {counts['session_records']} session record(s) and "
+              f"{counts['dead_letters']} dead letter(s) from {counts['outbox']}"
+              f"{' (compacted)' if counts['compacted'] else ''}; {counts['decision_records']} decision record(s) "
+              f"from {counts['decision_log']} ({counts['mode']})")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ while running
+class RetentionLoop:
+    """The running device's retention: every `[privacy] retention_check_s`, undelivered session records and dead
+    letters past their retention leave the outbox (recorded as `data_purge` when something went). The decision log
+    applies its own retention to rotated segments (edge.core.decisions)."""
+
+    def __init__(self, outbox, privacy, *, clock=time.time):
+        self.outbox, self.privacy, self._clock = outbox, privacy, clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> dict:
+        from edge.core import decisions
+
+        now = self._clock()
+        p = self.privacy
+        counts = purge_outbox(self.outbox, p, session_before=now - p.session_retention_days * 86400,
+                              history_before=now - p.history_retention_days * 86400, vacuum=False)
+        if counts["session_records"] or counts["dead_letters"]:
+            decisions.record("data_purge", "retention", counts, reason="retention enforced on the running device")
+        return counts
+
+    def start(self) -> RetentionLoop:
+        self._thread = threading.Thread(target=self._run, name="privacy-retention", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - try again at the next check
+                log.exception("retention check failed")
+            if self._stop.wait(self.privacy.retention_check_s):
+                return

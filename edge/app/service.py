@@ -1,0 +1,359 @@
+"""`edge run` as a systemd service (deploy/systemd/storefront-edge.service, docs/OPERATIONS.md#service).
+
+* The sd_notify protocol, implemented here (no dependency): one datagram per message to `$NOTIFY_SOCKET` (a path,
+  or an abstract socket name written with a leading `@`). `READY=1` after the first processed frame,
+  `WATCHDOG=1` every half `$WATCHDOG_USEC` **only while every enabled stream makes progress**, `STATUS=...` lines,
+  `STOPPING=1` on shutdown. Without `$NOTIFY_SOCKET` (a terminal, a test) nothing is sent; stall detection and the
+  RSS budget work all the same.
+* Progress: a stream that processed no frame for `[service] stall_s` is stalled (a camera that stopped delivering,
+  a hung inference or render); the pings stop, so systemd's `WatchdogSec=` kills and `Restart=` restarts the
+  process. Stalls are logged, recorded in the decision log (`service`) and exported (`edge_stream_stalled`).
+* The RSS budget (`[service] rss_budget_mb`), checked once the service is ready: over budget on `rss_over_checks`
+  checks in a row → log, decision record and a graceful stop with exit status `EXIT_RSS_BUDGET`, which
+  `Restart=on-failure` restarts (the unit's `MemoryMax=` is the hard limit above it).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from pydantic import Field
+
+from edge.core import decisions
+from edge.core.config_base import StrictModel
+
+log = logging.getLogger(__name__)
+
+EXIT_RSS_BUDGET = 75  # EX_TEMPFAIL: a clean exit that asks for a restart (the unit restarts on failure)
+NOTIFY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
+
+class ServiceConfig(StrictModel):
+    """`[service]`: watchdog, stall detection, RSS budget, graceful stop, compiled-model cache."""
+
+    watchdog: bool = Field(True, description="send WATCHDOG=1 while the pipelines make progress (when systemd "
+                                             "sets WATCHDOG_USEC, i.e. the unit has WatchdogSec=)")
+    stall_s: float = Field(10.0, gt=0, le=3600, description="a stream with no processed frame for this long is "
+                                                            "stalled: the watchdog pings stop")
+    status_interval_s: float = Field(5.0, gt=0, le=3600, description="STATUS= line to systemd every this often")
+    rss_budget_mb: float = Field(0.0, ge=0, description="resident memory budget; over it the process exits for a "
+                                                        "restart; 0 = no budget")
+    rss_check_s: float = Field(5.0, gt=0, le=3600, description="how often the RSS is checked")
+    rss_over_checks: int = Field(3, ge=1, le=1000, description="checks in a row over budget before exiting (a "
+                                                               "short spike passes)")
+    stop_flush_s: float = Field(5.0, ge=0, le=120, description="graceful stop: time the outbox gets to flush to "
+                                                               "the broker and cloud before the offline state")
+    openvino_cache: bool = Field(True, description="OpenVINO compiled-model cache at <model cache>/openvino for "
+                                                   "every model (a model's own [models.X.openvino] cache_dir wins)")
+
+
+# ---------------------------------------------------------------------------------------------- sd_notify
+def notify_address(value: str | None) -> str | None:
+    """The socket address of a `$NOTIFY_SOCKET` value: a path, or `@name` = the abstract socket `\\0name`; None
+    when unset or of a kind not supported here (vsock)."""
+    if not value:
+        return None
+    if value.startswith("@"):
+        return "\0" + value[1:]
+    if value.startswith("/"):
+        return value
+    log.warning("NOTIFY_SOCKET=%r is not a unix socket path or @abstract name: sd_notify disabled", value)
+    return None
+
+
+def watchdog_interval(env: Mapping[str, str], pid: int | None = None) -> float | None:
+    """Seconds between WATCHDOG=1 pings: half of `$WATCHDOG_USEC` (as sd_watchdog_enabled(3) recommends), or None
+    when the service manager expects none (unset, 0, malformed, or `$WATCHDOG_PID` names another process)."""
+    try:
+        usec = int(env.get("WATCHDOG_USEC", "0"))
+    except ValueError:
+        log.warning("WATCHDOG_USEC=%r is not an integer: watchdog disabled", env.get("WATCHDOG_USEC"))
+        return None
+    wpid = env.get("WATCHDOG_PID")
+    if usec <= 0 or (wpid and wpid.strip() != str(pid if pid is not None else os.getpid())):
+        return None
+    return usec / 2e6
+
+
+class Notifier:
+    """Sends sd_notify messages (one datagram each, newline-separated assignments) to the service manager.
+    A no-op without an address; send errors are logged once and counted, never raised."""
+
+    def __init__(self, address: str | None):
+        self.address = address
+        self.sent = 0
+        self.errors = 0
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Notifier:
+        return cls(notify_address(env.get("NOTIFY_SOCKET")))
+
+    @property
+    def enabled(self) -> bool:
+        return self.address is not None
+
+    def notify(self, *assignments: str) -> bool:
+        """Send `READY=1`, `WATCHDOG=1`, `STATUS=...`, ... in one datagram; True if it was sent."""
+        if self.address is None:
+            return False
+        msg = "\n".join(a.replace("\n", " ") for a in assignments).encode("utf-8", "replace")
+        with self._lock:
+            try:
+                if self._sock is None:
+                    self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                self._sock.sendto(msg, self.address)
+            except OSError as e:
+                self.errors += 1
+                if self.errors == 1:
+                    log.warning("sd_notify to %r failed: %s (further failures are counted, not logged)",
+                                self.address.replace("\0", "@"), e)
+                return False
+        self.sent += 1
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+
+
+# ---------------------------------------------------------------------------------------------- process figures
+def rss_bytes() -> int:
+    """Resident set size of this process (/proc/self/statm)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (the kernel's start time, so interpreter start-up and imports count);
+    None where /proc does not say."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def take_notify_env(env: dict = os.environ) -> dict[str, str]:
+    """Remove the sd_notify variables from the environment and return them (as sd_notify(3)'s unset_environment:
+    child processes must not talk to systemd as if they were the service)."""
+    return {k: env.pop(k) for k in NOTIFY_ENV if k in env}
+
+
+def apply_openvino_cache(cfg) -> Path | None:
+    """`[service] openvino_cache`: every model's OpenVINO options get `cache_dir = <model cache>/openvino` unless its
+    `[models.X.openvino]` table sets cache_dir itself. Returns the folder (None when off)."""
+    if not cfg.service.openvino_cache:
+        return None
+    from edge.backends.registry import BACKENDS, backend_class
+    from edge.core.paths import cache_dir
+
+    if "openvino" not in BACKENDS:
+        return None
+    folder = cache_dir(cfg.models.cache_dir or None) / "openvino"
+    options_model = backend_class("openvino").options_model
+    for key in ("pose_detector", "pose_landmarks", "face_detector", "person_detector"):
+        ref = getattr(cfg.models, key)
+        if ref is None:
+            continue
+        opts = getattr(ref, "openvino", None)
+        if opts is None:
+            ref.openvino = options_model(cache_dir=str(folder))
+        elif "cache_dir" not in opts.model_fields_set:
+            opts.cache_dir = str(folder)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------- the supervisor
+class ServiceSupervisor:
+    """Talks to systemd for one `edge run` and watches it from its own thread.
+
+    `progress()` -> {stream: monotonic time of its last processed frame, or None if none yet}; streams that ended
+    (a file without loop) are left out. A stream with none yet is judged from the time READY was sent. `stop` is
+    the run's stop event: the RSS budget sets it (and `exit_code`). `process_start`: the cold start is counted from
+    the process's start (`edge run`: interpreter and imports included), else from this supervisor's start (a
+    runtime inside a longer-lived process: tests, benches)."""
+
+    def __init__(self, cfg: ServiceConfig, progress: Callable[[], dict[str, float | None]], stop: threading.Event, *,
+                 env: Mapping[str, str] | None = None, status: Callable[[], str] | None = None,
+                 clock: Callable[[], float] = time.monotonic, process_start: bool = False):
+        env = os.environ if env is None else env
+        self.process_start = process_start
+        self.cfg, self._progress, self._stop, self._status = cfg, progress, stop, status
+        self.notifier = Notifier.from_env(env)
+        self.ping_s = watchdog_interval(env) if cfg.watchdog else None
+        self._unwanted_watchdog = not cfg.watchdog and watchdog_interval(env) is not None
+        self.clock = clock
+        self._t0 = clock()
+        self.exit_code = 0
+        self.stop_reason: str | None = None  # why the supervisor stopped the run (RSS budget)
+        self.ready_at: float | None = None  # monotonic
+        self.cold_start_s: float | None = None
+        self.pings = 0
+        self.stalled: dict[str, float] = {}  # stream -> seconds without a frame (while stalled)
+        self.rss = 0
+        self._over = 0
+        self._stopping = False
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="service", daemon=True)
+
+    def start(self) -> ServiceSupervisor:
+        if self.notifier.enabled:
+            log.info("systemd notify socket %s; watchdog %s", self.notifier.address.replace("\0", "@"),
+                     f"ping every {self.ping_s:g} s while frames flow" if self.ping_s else "off")
+        if self._unwanted_watchdog:
+            log.warning("the unit has WatchdogSec= but [service] watchdog = false: systemd will kill the service "
+                        "after WatchdogSec (fix: remove WatchdogSec= from the unit, or set watchdog = true)")
+        self.notifier.notify("STATUS=starting: sync and decision log")
+        self._thread.start()
+        return self
+
+    # -- called by the runtime --------------------------------------------------------------------------------
+    def starting(self, what: str) -> None:
+        """A start-up phase, as a STATUS line (e.g. "opening the camera")."""
+        self.notifier.notify(f"STATUS=starting: {what}")
+
+    def ready(self) -> None:
+        """The first frame was processed: READY=1, and the cold start time is recorded."""
+        if self.ready_at is not None:
+            return
+        self.ready_at = self.clock()
+        age = process_age_s() if self.process_start else None
+        self.cold_start_s = age if age is not None else self.ready_at - self._t0
+        since = "process start" if age is not None else "run start"
+        from edge.core.metrics import SERVICE_START_SECONDS
+
+        SERVICE_START_SECONDS.set(self.cold_start_s)
+        msg = f"first frame processed {self.cold_start_s:.2f} s after {since}"
+        self.notifier.notify("READY=1", f"STATUS=running: {msg}")
+        log.info("ready: %s", msg)
+        decisions.record("service", "ready", {"cold_start_s": round(self.cold_start_s, 3), "since": since,
+                                              "pid": os.getpid(),
+                                              "watchdog_s": self.ping_s, "notify": self.notifier.enabled},
+                         reason=msg)
+        self._wake.set()
+
+    def stopping(self, reason: str) -> None:
+        """Shutdown begins: STOPPING=1 (pings go on, unconditionally, until close(): a slow flush is no stall)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.notifier.notify("STOPPING=1", f"STATUS=stopping ({reason}): flushing the outbox")
+        log.info("stopping (%s)", reason)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self.notifier.close()
+
+    def health(self) -> dict:
+        """For /healthz: ready, cold start, watchdog, stalled streams, RSS against the budget."""
+        return {"ready": self.ready_at is not None, "cold_start_s": _r(self.cold_start_s), "notify":
+                self.notifier.enabled, "watchdog_s": self.ping_s, "pings": self.pings,
+                "stalled": {k: round(v, 1) for k, v in self.stalled.items()}, "rss_mb": round(self.rss / 2**20, 1),
+                "rss_budget_mb": self.cfg.rss_budget_mb or None}
+
+    # -- the thread -----------------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        now = self.clock()
+        next_ping = next_status = next_rss = now
+        while not self._closed.is_set():
+            now = self.clock()
+            try:
+                if self.ready_at is not None and now >= next_ping:
+                    self._watch(now)
+                    next_ping = now + (self.ping_s or min(1.0, self.cfg.stall_s / 4))
+                if self.ready_at is not None and not self._stopping and now >= next_status:
+                    self._send_status()
+                    next_status = now + self.cfg.status_interval_s
+                if self.cfg.rss_budget_mb and self.ready_at is not None and now >= next_rss:
+                    self._check_rss()
+                    next_rss = now + self.cfg.rss_check_s
+            except Exception:  # noqa: BLE001 - the supervisor must outlive any bug in a probe
+                log.exception("service supervisor")
+            deadlines = [now + 0.5] + ([next_ping] if self.ready_at is not None else []) + \
+                ([next_rss] if self.cfg.rss_budget_mb else [])
+            self._wake.wait(max(0.01, min(deadlines) - self.clock()))
+            self._wake.clear()
+
+    def _watch(self, now: float) -> None:
+        """Ping when every enabled stream processed a frame within stall_s; else stop pinging (and say why)."""
+        if self._stopping:
+            self._ping()
+            return
+        stalled = {}
+        for stream, last in self._progress().items():
+            age = now - (last if last is not None else self.ready_at)
+            if age > self.cfg.stall_s:
+                stalled[stream] = age
+        self._stalls_changed(stalled)
+        if not stalled:
+            self._ping()
+
+    def _ping(self) -> None:
+        if self.ping_s and self.notifier.notify("WATCHDOG=1"):
+            self.pings += 1
+            from edge.core.metrics import WATCHDOG_PINGS
+
+            WATCHDOG_PINGS.inc()
+
+    def _stalls_changed(self, stalled: dict[str, float]) -> None:
+        from edge.core.metrics import STREAM_STALLED
+
+        new, gone = set(stalled) - set(self.stalled), set(self.stalled) - set(stalled)
+        for s in set(stalled) | set(self.stalled):
+            STREAM_STALLED.labels(s).set(1 if s in stalled else 0)
+        if new:
+            what = ", ".join(f"{s} no frame for {stalled[s]:.1f} s" for s in sorted(stalled))
+            action = "watchdog pings stop: systemd restarts the service" if self.ping_s else \
+                "no watchdog configured (WatchdogSec=): nothing restarts it"
+            log.error("stalled: %s (stall_s %g); %s", what, self.cfg.stall_s, action)
+            self.notifier.notify(f"STATUS=stalled: {what}")
+            decisions.record("service", "stall", {"streams": {s: round(a, 2) for s, a in stalled.items()},
+                                                  "stall_s": self.cfg.stall_s, "watchdog_s": self.ping_s},
+                             reason=f"stalled: {what}; {action}")
+        if gone and not (set(stalled) - gone) and not new:
+            log.warning("streams %s process frames again", ", ".join(sorted(gone)))
+            decisions.record("service", "recovered", {"streams": sorted(gone)},
+                             reason=f"{', '.join(sorted(gone))} process frames again; watchdog pings resume")
+        self.stalled = stalled
+
+    def _send_status(self) -> None:
+        if not self.notifier.enabled or self._status is None:
+            return
+        line = self._status()
+        if self.stalled:
+            line = "stalled: " + ", ".join(f"{s} {a:.0f} s" for s, a in self.stalled.items()) + "; " + line
+        self.notifier.notify(f"STATUS={line}")
+
+    def _check_rss(self) -> None:
+        self.rss = rss_bytes()
+        budget = self.cfg.rss_budget_mb * 2**20
+        self._over = self._over + 1 if self.rss > budget else 0
+        if self._over < self.cfg.rss_over_checks or self._stop.is_set():
+            return
+        rss_mb, why = self.rss / 2**20, f"RSS {self.rss / 2**20:.0f} MB over the {self.cfg.rss_budget_mb:g} MB budget"
+        log.error("%s on %d checks in a row: stopping for a restart (exit status %d)", why, self._over,
+                  EXIT_RSS_BUDGET)
+        decisions.record("service", "rss_budget", {"rss_mb": round(rss_mb, 1), "budget_mb": self.cfg.rss_budget_mb,
+                                                   "checks": self._over, "exit_status": EXIT_RSS_BUDGET},
+                         reason=f"{why}: graceful stop, exit {EXIT_RSS_BUDGET} for a restart")
+        self.exit_code, self.stop_reason = EXIT_RSS_BUDGET, "RSS budget"
+        self.stopping(why)
+        self._stop.set()
+
+
+def _r(x: float | None, n: int = 3) -> float | None:
+    return None if x is None else round(x, n)

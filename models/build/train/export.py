@@ -1,0 +1,154 @@
+"""`python export.py CKPT OUT_STEM --kind qat|student --teacher FP32.onnx`: trained weights → deployable files.
+
+qat:     OUT_STEM.xml/.bin  OpenVINO IR with FakeQuantize (OpenVINO runs it as INT8)
+         OUT_STEM.onnx      QDQ ONNX for onnxruntime, weights stored as int8 initializers + DequantizeLinear
+student: OUT_STEM.xml/.bin  and OUT_STEM.onnx in FP32 (INT8 of the student goes through the normal quantizers)
+Input `input_1` (1, 256, 256, 3) and outputs Identity..Identity_4, as the FP32 model, so the runtime is unchanged.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from teacher import OUTPUTS, load_onnx_as_torch, wrap  # noqa: E402
+
+log = logging.getLogger("export")
+
+
+def load_trained(ckpt: Path, kind: str, teacher_onnx: Path):
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if kind == "student":
+        from student import StudentLandmark
+
+        m = StudentLandmark()
+        m.load_state_dict(state["model"])
+        return m.eval(), state
+    from loop import use_reference_quantizers
+    from nncf.torch import load_from_config
+
+    use_reference_quantizers()
+    m = wrap(load_onnx_as_torch(teacher_onnx)).eval()
+    q = load_from_config(m, state["nncf_config"])
+    q.load_state_dict(state["model"])
+    return q.eval(), state
+
+
+def _name_io(ov_model) -> None:
+    ov_model.inputs[0].get_tensor().set_names({"input_1"})
+    for out, name in zip(ov_model.outputs, OUTPUTS):
+        out.get_tensor().set_names({name})
+
+
+def export_ir(model, dst: Path) -> None:
+    import openvino as ov
+
+    with torch.no_grad():
+        ovm = ov.convert_model(model, example_input=torch.zeros(1, 256, 256, 3), input=[(1, 256, 256, 3)])
+    _name_io(ovm)
+    ov.save_model(ovm, str(dst), compress_to_fp16=False)
+
+
+def export_onnx(model, dst: Path, kind: str) -> None:
+    if kind == "qat":
+        import nncf
+
+        model = nncf.strip(model, do_copy=True, strip_format=nncf.StripFormat.NATIVE,
+                           example_input=torch.zeros(1, 256, 256, 3))
+    with torch.no_grad():
+        torch.onnx.export(model, (torch.zeros(1, 256, 256, 3),), str(dst), input_names=["input_1"],
+                          output_names=list(OUTPUTS), opset_version=17, dynamo=False)
+    if kind == "qat":
+        int8_weights(dst)
+
+
+def int8_weights(path: Path) -> int:
+    """QuantizeLinear(float initializer) → int8 initializer: the same graph, a quarter of the weight bytes."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    consts = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
+    idents = {n.output[0]: n.input[0] for n in g.node if n.op_type == "Identity"}
+
+    def value(name):
+        while name in idents:  # the exporter routes shared constants through Identity nodes
+            name = idents[name]
+        if name in inits:
+            return numpy_helper.to_array(inits[name])
+        if name in consts:
+            return numpy_helper.to_array(consts[name].attribute[0].t)
+        return None
+
+    drop, folded = [], 0
+    for n in g.node:
+        if n.op_type != "QuantizeLinear":
+            continue
+        w, s = value(n.input[0]), value(n.input[1])
+        zp = value(n.input[2]) if len(n.input) > 2 else np.zeros((), np.uint8)
+        if w is None or s is None or zp is None:
+            continue
+        axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+        if s.ndim == 1 and s.size > 1:
+            shape = [1] * w.ndim
+            shape[axis] = -1
+            s_b, zp_b = s.reshape(shape), zp.reshape(shape)
+        else:
+            s_b, zp_b = s, zp
+        info = np.iinfo(zp.dtype)
+        q = np.clip(np.rint(w / s_b) + zp_b.astype(np.int32), info.min, info.max).astype(zp.dtype)
+        g.initializer.append(numpy_helper.from_array(q, n.output[0]))
+        drop.append(n)
+        folded += 1
+    for n in drop:
+        g.node.remove(n)
+    used = {i for n in g.node for i in n.input}
+    for i in [i for i in g.initializer if i.name not in used]:
+        g.initializer.remove(i)
+    while True:  # constants / identities that fed only the folded quantizers
+        dead = [n for n in g.node if n.op_type in ("Constant", "Identity") and n.output[0] not in used
+                and n.output[0] not in {o.name for o in g.output}]
+        if not dead:
+            break
+        for n in dead:
+            g.node.remove(n)
+        used = {i for n in g.node for i in n.input}
+    for i in [i for i in g.initializer if i.name not in used]:
+        g.initializer.remove(i)
+    onnx.save(m, str(path))
+    log.info("%s: %d weight QuantizeLinear folded into int8 initializers", path.name, folded)
+    return folded
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ckpt", type=Path)
+    ap.add_argument("out_stem", type=Path)
+    ap.add_argument("--kind", choices=("qat", "student"), required=True)
+    ap.add_argument("--teacher", type=Path, required=True)
+    ap.add_argument("--info", type=Path)
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    model, state = load_trained(a.ckpt, a.kind, a.teacher)
+    a.out_stem.parent.mkdir(parents=True, exist_ok=True)
+    export_ir(model, a.out_stem.with_suffix(".xml"))
+    export_onnx(model, a.out_stem.with_suffix(".onnx"), a.kind)
+    if a.info:
+        a.info.write_text(json.dumps({"config": state["config"], "step": state["step"], "curve": state["curve"],
+                                      "complete": state.get("complete"), "device": state.get("device"),
+                                      "torch": state.get("torch", torch.__version__)}, indent=1))
+    log.info("exported %s (.xml/.bin/.onnx)", a.out_stem)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

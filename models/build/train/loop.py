@@ -1,0 +1,259 @@
+"""`python loop.py --kind qat|student ...`: distil the FP32 landmark model into a QAT INT8 copy or a small student.
+
+Runs in the `train` build venv on CPU or CUDA. Targets are the FP32 teacher's outputs on the same augmented crop
+(augment.py). QAT: NNCF inserts FakeQuantize (8-bit, per-channel symmetric weights, activations as OpenVINO runs
+them, no overflow fix: VNNI/AMX/ARM-dot targets) into the teacher's own weights, which are then fine-tuned.
+Student: student.py from scratch. Progress is logged; a checkpoint every --ckpt-every steps makes a rerun resume
+where it stopped; a run is deterministic for a seed on a given device. Writes OUT/final.pt, OUT/curve.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from augment import CropMaker, Person, Recipe  # noqa: E402
+from teacher import OUTPUTS, load_onnx_as_torch, wrap  # noqa: E402
+
+log = logging.getLogger("train")
+LOSS_W = {"xy": 1.0, "z": 0.2, "logits": 0.02, "flag": 1.0, "seg": 0.05, "heat": 0.1, "world": 0.5}
+
+
+def use_reference_quantizers() -> None:
+    """NNCF compiles C++/CUDA extensions for FakeQuantize on first use (~45 s, g++/nvcc); its own pure-torch
+    reference functions do the same maths on any device. Use them: no compiler needed, same results."""
+    from nncf.torch.quantization import quantize_functions as qf
+    from nncf.torch.quantization.reference import ReferenceBackendType, ReferenceQuantize
+
+    ref = ReferenceQuantize(backend_type=ReferenceBackendType.TORCH)
+
+    class _Ns:
+        @staticmethod
+        def get(name):
+            return {"Quantize_forward": ref.forward, "Quantize_backward": ref.backward}[name]
+
+    qf.QuantizedFunctionsCPU = _Ns()
+    qf.QuantizedFunctionsCUDA = _Ns()
+
+
+def load_people(path: Path, split: str = "calib") -> tuple[list[Person], dict[str, str]]:
+    prov = json.loads(path.read_text())
+    people = [Person(p["photo"], **p["roi"]) for p in prov["people"] if p["split"] == split]
+    files = {k: Path(v["member"]).name for k, v in prov["sources"].items()}
+    splits = {k: v["split"] for k, v in prov["sources"].items()}
+    return people, {"files": files, "splits": splits}
+
+
+def make_data(photos_dir: Path, provenance: Path, device: str, recipe: Recipe) -> CropMaker:
+    import cv2
+
+    people, meta = load_people(provenance)
+    train_photos = sorted({p.photo for p in people})
+    scenes = sorted(k for k, s in meta["splits"].items() if s == "calib" and k not in train_photos)
+    imgs = {}
+    for k in train_photos + scenes:  # held-out photos are never loaded here
+        bgr = cv2.imread(str(photos_dir / meta["files"][k]), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise SystemExit(f"cannot read training photo {photos_dir / meta['files'][k]}")
+        imgs[k] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return CropMaker(imgs, people, scenes + train_photos, device, recipe)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def distill_loss(s: tuple, t: tuple) -> tuple[torch.Tensor, dict[str, float]]:
+    sl, tl = s[0].view(-1, 39, 5), t[0].view(-1, 39, 5)
+    w = torch.sigmoid(tl[:, :, 3]).clamp(0.2, 1.0) * (t[1].view(-1, 1) > 0.5).float()
+    xy = ((sl[:, :, :2] - tl[:, :, :2]).abs().sum(-1) / 256.0 * w).sum() / w.sum().clamp(min=1.0)
+    z = ((sl[:, :, 2] - tl[:, :, 2]).abs() / 256.0 * w).sum() / w.sum().clamp(min=1.0)
+    logits = F.smooth_l1_loss(sl[:, :, 3:].clamp(-12, 12), tl[:, :, 3:].clamp(-12, 12))
+    flag = (s[1] - t[1]).abs().mean()
+    seg = F.binary_cross_entropy_with_logits(s[2].clamp(-30, 30), torch.sigmoid(t[2].float()))
+    heat = (s[3].clamp(-8, 8) - t[3].clamp(-8, 8)).abs().mean()  # logits: only the peaks matter (refinement)
+    world = (s[4] - t[4]).abs().mean()
+    parts = {"xy": xy, "z": z, "logits": logits, "flag": flag, "seg": seg, "heat": heat, "world": world}
+    total = sum(LOSS_W[k] * v for k, v in parts.items())
+    return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def heldout_drift(model, teacher, x: np.ndarray, device: str) -> dict:
+    """Torch-side drift vs the teacher on held-out crops (a training curve, not a gate: gates run per runtime)."""
+    model.eval()
+    with torch.no_grad():
+        xs = torch.from_numpy(x.astype(np.float32) / 255.0).to(device)
+        s, t = model(xs), teacher(xs)
+    model.train()
+    a, b = t[0].view(-1, 39, 5)[:, :33].cpu().numpy(), s[0].view(-1, 39, 5)[:, :33].cpu().numpy()
+    d = np.linalg.norm(a[..., :2] - b[..., :2], axis=-1) / 256.0
+    sel = (1 / (1 + np.exp(-a[..., 3])) > 0.5) & (t[1].view(-1, 1).cpu().numpy() > 0.5)
+    seg_a, seg_b = t[2].cpu().numpy() > 0, s[2].cpu().numpy() > 0
+    iou = ((seg_a & seg_b).sum((1, 2, 3)) / np.maximum((seg_a | seg_b).sum((1, 2, 3)), 1)).mean()
+    return {"drift_mean": float(d[sel].mean()) if sel.any() else None,
+            "drift_p95": float(np.percentile(d[sel], 95)) if sel.any() else None, "seg_iou": float(iou)}
+
+
+def build_student_or_qat(kind: str, teacher_onnx: Path, maker: CropMaker, seed: int, device: str,
+                         calib_n: int, state: dict | None):
+    """The trainable model: NNCF-quantized copy of the teacher (qat) or a fresh student."""
+    if kind == "student":
+        from student import StudentLandmark
+
+        torch.manual_seed(seed)
+        m = StudentLandmark().to(device)
+        if state:
+            m.load_state_dict(state["model"])
+        return m, None
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+    use_reference_quantizers()
+    m = wrap(load_onnx_as_torch(teacher_onnx)).to(device).eval()
+    example = torch.zeros(1, 256, 256, 3, device=device)
+    if state:
+        from nncf.torch import load_from_config
+
+        q = load_from_config(m, state["nncf_config"])
+        q.load_state_dict(state["model"])
+        return q, state["nncf_config"]
+    calib = maker.batch(calib_n, seed + 1, 0)  # the same calibration crops for a seed, not a training batch
+    data = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))])
+    q = nncf.quantize(m, data, subset_size=calib_n, preset=nncf.QuantizationPreset.MIXED,
+                      advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix.DISABLE))
+    from nncf.torch import get_config
+
+    return q, get_config(q)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--kind", choices=("qat", "student"), required=True)
+    ap.add_argument("--teacher", type=Path, required=True, help="FP32 landmark ONNX")
+    ap.add_argument("--photos", type=Path, required=True, help="staged photos (<cache>/photos)")
+    ap.add_argument("--provenance", type=Path, required=True, help="calibration/pose_landmark_full/provenance.json")
+    ap.add_argument("--heldout", type=Path, help="heldout.npz (uint8 crops) for the training curve")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=None, help="default 1e-5 (qat) / 2e-3 (student)")
+    ap.add_argument("--seed", type=int, default=20261129)
+    ap.add_argument("--calib", type=int, default=256, help="QAT: crops for NNCF range initialisation")
+    ap.add_argument("--ckpt-every", type=int, default=200)
+    ap.add_argument("--eval-every", type=int, default=200)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--init", type=Path, help="warm start from a final.pt of an earlier run (same kind)")
+    ap.add_argument("--time-limit", type=float, default=0, help="stop (with a checkpoint) after this many seconds")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    a.out.mkdir(parents=True, exist_ok=True)
+    ckpt = a.out / "checkpoint.pt"
+    recipe = Recipe()
+    lr = a.lr if a.lr is not None else (1e-5 if a.kind == "qat" else 2e-3)
+    config = {"kind": a.kind, "steps": a.steps, "batch": a.batch, "lr": lr, "seed": a.seed, "calib": a.calib,
+              "recipe": recipe.as_dict(), "loss_weights": LOSS_W, "optimizer": "Adam, cosine decay",
+              "init": _sha256(a.init) if a.init else None,
+              "quantization": "NNCF 8-bit MIXED preset (symmetric per-channel weights, asymmetric activations), "
+                              "overflow fix off" if a.kind == "qat" else None}
+    state = None
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=dev, weights_only=False)
+        if state["config"] != config:
+            raise SystemExit(f"{ckpt} was made with another recipe; delete it or use another --out\n"
+                             f"checkpoint: {state['config']}\nnow: {config}")
+        log.info("resuming at step %d of %d", state["step"], a.steps)
+    if state is None and a.init:
+        init = torch.load(a.init, map_location=dev, weights_only=False)
+        if init["config"]["kind"] != a.kind:
+            raise SystemExit(f"--init {a.init} is a {init['config']['kind']} run, not {a.kind}")
+        state = {"model": init["model"], "nncf_config": init["nncf_config"]}
+        log.info("warm start from %s (step %d of its run)", a.init, init["step"])
+    maker = make_data(a.photos, a.provenance, dev, recipe)
+    teacher = wrap(load_onnx_as_torch(a.teacher)).to(dev).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    model, nncf_config = build_student_or_qat(a.kind, a.teacher, maker, a.seed, dev, a.calib, state)
+    model.train()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    step, curve = 0, []
+    if state and "opt" in state:
+        opt.load_state_dict(state["opt"])
+        step, curve = state["step"], state["curve"]
+    held = np.load(a.heldout)["x"][:64] if a.heldout else None
+
+    def seg_fn(x):
+        return teacher(x)[2]
+
+    def save(path: Path, final: bool = False) -> None:
+        """checkpoint.pt holds the optimizer for resuming; final.pt only what export needs."""
+        tmp = path.with_suffix(".tmp")
+        body = {"config": config, "step": step, "model": model.state_dict(), "curve": curve,
+                "nncf_config": nncf_config, "complete": step >= a.steps, "torch": torch.__version__,
+                "device": torch.cuda.get_device_name() if dev == "cuda" else f"cpu ({os.cpu_count()} cores)"}
+        if not final:
+            body["opt"] = opt.state_dict()
+        torch.save(body, tmp)
+        os.replace(tmp, path)
+
+    def finish() -> None:
+        save(a.out / "final.pt", final=True)
+        (a.out / "curve.json").write_text(json.dumps({"config": config, "curve": curve, "device": dev,
+                                                      "steps_done": step, "torch": torch.__version__}, indent=1))
+
+    t0, seen0, t_start = time.monotonic(), step, time.monotonic()
+    while step < a.steps:
+        for g in opt.param_groups:
+            g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / a.steps))
+        x = maker.batch(a.batch, a.seed, step, teacher_seg=seg_fn)
+        with torch.no_grad():
+            tgt = teacher(x)
+        loss, parts = distill_loss(model(x), tgt)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 20 == 0 or step == a.steps:
+            rate = (step - seen0) * a.batch / max(time.monotonic() - t0, 1e-6)
+            eta = (a.steps - step) * a.batch / max(rate, 1e-6)
+            log.info("step %d/%d loss %.5f xy %.5f seg %.4f | %.0f crops/s, eta %.0f s", step, a.steps,
+                     float(loss), parts["xy"], parts["seg"], rate, eta)
+        if held is not None and (step % a.eval_every == 0 or step == a.steps):
+            curve.append({"step": step, "loss": float(loss), **parts, **heldout_drift(model, teacher, held, dev)})
+            log.info("held-out (torch): %s", {k: round(v, 5) for k, v in curve[-1].items() if isinstance(v, float)})
+        if step % a.ckpt_every == 0:
+            save(ckpt)
+        if a.time_limit and time.monotonic() - t_start > a.time_limit:
+            log.warning("time limit reached at step %d of %d: checkpoint saved (rerun to resume); final.pt "
+                        "marked incomplete", step, a.steps)
+            save(ckpt)
+            finish()
+            return 3
+    save(ckpt)
+    finish()
+    log.info("done: %d steps in %.0f s", step, time.monotonic() - t_start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""`edge models train`: quantization-aware training / distillation of the landmark model, export, per-runtime
+evaluation and packaging into `models/trained/<model>/` (build time; the torch/NNCF work runs in the `train` venv).
+
+  edge models train --kind qat [--steps N --batch B --device cpu|cuda --seed S] [--install]
+  edge models train --kind qat --from-run RUN/final.pt --install     # package a run made elsewhere (e.g. a GPU box)
+
+A run resumes from its checkpoint when started again with the same recipe (`--work DIR`). Nothing is installed
+unless --install is given; `edge models build` then picks the files up (verifying their hashes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edge.core.files import sha256_file
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN_DIR = Path(__file__).resolve().parent / "train"
+TEACHER = "pose_landmark_full"
+KINDS = {  # kind -> (model folder in models/trained, exported stem, runtime artefacts to evaluate)
+    "qat": ("pose_landmark_full", "pose_landmark_full_int8_qat",
+            {"openvino/int8_qat": ".xml", "onnxruntime/int8_qat": ".onnx"}),
+    "student": ("pose_landmark_student", "pose_landmark_student_fp32",
+                {"openvino/fp32": ".xml", "onnxruntime/fp32": ".onnx"}),
+}
+NOTICE = """Trained by storefront-edge (`edge models train`) from MediaPipe BlazePose GHUM 3D full
+(pose_landmark_full.tflite, mediapipe==0.10.21 wheel): {what}.
+Upstream model: Copyright Google LLC, Apache License 2.0 (https://www.apache.org/licenses/LICENSE-2.0);
+model card: https://storage.googleapis.com/mediapipe-assets/Model%20Card%20BlazePose%20GHUM%203D.pdf
+These files are a derivative work distributed under the same Apache License 2.0. Provenance: PROVENANCE.json.
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kind", choices=sorted(KINDS), required=True,
+                   help="qat: INT8 copy of the full model; student: the small model for slow devices")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=20261129)
+    p.add_argument("--calib", type=int, default=256, help="qat: crops for NNCF's range initialisation")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--time-limit", type=float, default=0, help="stop with a checkpoint after this many seconds")
+    p.add_argument("--work", metavar="DIR", help="run folder (default <cache>/train/<kind>); reruns resume here")
+    p.add_argument("--from-run", metavar="FINAL_PT", help="skip training: package this run's final.pt")
+    p.add_argument("--note", default="", help="free text kept in PROVENANCE.json (e.g. where a --from-run ran)")
+    p.add_argument("--install", action="store_true", help="copy the result into models/trained/<model>/")
+    p.add_argument("--trained-root", metavar="DIR", help=argparse.SUPPRESS)  # tests: install elsewhere
+    p.add_argument("--cache", metavar="DIR")
+
+
+def _run(cmd: list[str], log_path: Path) -> int:
+    log.info("$ %s  (log %s)", shlex.join(cmd), log_path)
+    env = dict(os.environ, PYTHONNOUSERSITE="1", PYTHONPATH="", PYTHONUNBUFFERED="1")
+    with open(log_path, "a") as f:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        assert p.stdout is not None
+        for line in p.stdout:  # progress to the terminal and the log
+            f.write(line)
+            if " INFO train:" in line or "WARNING" in line or "Error" in line:
+                log.info("%s", line.rstrip().split(": ", 1)[-1])
+        return p.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.core.paths import cache_dir
+    from models.build import trained, venvs, verify
+    from models.zoo import ModelZoo
+
+    cache = cache_dir(args.cache)
+    zoo = ModelZoo(cache)
+    model, stem, evals = KINDS[args.kind]
+    m = zoo.manifest(TEACHER)
+    try:
+        teacher = zoo.artifact(TEACHER, "onnxruntime", "fp32").path
+    except Exception as e:  # noqa: BLE001 - any reason the FP32 model is not there
+        print(f"edge models train: the FP32 teacher is not built ({e}); run `edge models build --only {TEACHER}`")
+        return 1
+    cal = cache / "calibration" / TEACHER
+    photos, prov_in, heldout = cache / "photos", cal / "provenance.json", cal / "heldout.npz"
+    for p in (prov_in, heldout):
+        if not p.is_file():
+            print(f"edge models train: {p} is missing; run `edge models build --only {TEACHER}`")
+            return 1
+    work = Path(args.work) if args.work else cache / "train" / args.kind
+    work.mkdir(parents=True, exist_ok=True)
+    py = str(venvs.ensure(cache, "train"))
+    train_cmd = [py, str(TRAIN_DIR / "loop.py"), "--kind", args.kind, "--teacher", str(teacher), "--photos",
+                 str(photos), "--provenance", str(prov_in), "--heldout", str(heldout), "--out", str(work),
+                 "--steps", str(args.steps), "--batch", str(args.batch), "--seed", str(args.seed),
+                 "--device", args.device, "--calib", str(args.calib)]
+    if args.lr is not None:
+        train_cmd += ["--lr", str(args.lr)]
+    if args.threads:
+        train_cmd += ["--threads", str(args.threads)]
+    if args.time_limit:
+        train_cmd += ["--time-limit", str(args.time_limit)]
+    t0 = time.monotonic()
+    if args.from_run:
+        final = Path(args.from_run)
+        command = f"packaged from {final} (made by: loop.py --kind {args.kind}, see recipe)"
+    else:
+        rc = _run(train_cmd, work / "train.log")
+        if rc not in (0, 3):
+            print(f"edge models train: training failed (exit {rc}); log {work / 'train.log'}")
+            return 1
+        final = work / "final.pt"
+        command = "edge models train " + " ".join(a for a in sys.argv[3:] if a != "--install")
+    out = work / "export"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    rc = _run([py, str(TRAIN_DIR / "export.py"), str(final), str(out / stem), "--kind", args.kind, "--teacher",
+               str(teacher), "--info", str(out / "run.json")], work / "export.log")
+    if rc != 0:
+        print(f"edge models train: export failed (exit {rc}); log {work / 'export.log'}")
+        return 1
+    run_info = json.loads((out / "run.json").read_text())
+    reference = zoo.model_dir(TEACHER) / m["artifacts"][0]["file"]  # the TFLite FP32 source
+    variants = {k: out / (stem + ext) for k, ext in evals.items()}
+    acc = verify.int8_accuracy("landmarks", 256, heldout, "zero_one", reference, variants) if args.kind == "qat" \
+        else _student_accuracy(heldout, reference, variants)
+    files = sorted(p for p in out.iterdir() if p.name.startswith(stem))
+    if args.kind == "student":  # OpenVINO reads the ONNX file; the build converts it, so ship the ONNX only
+        files = [p for p in files if p.suffix == ".onnx"]
+    prov = {
+        "model": model, "kind": args.kind, "made_by": "edge models train", "command": command,
+        "reproduce": shlex.join(["edge", "models", "train", "--kind", args.kind, "--steps",
+                                 str(run_info["config"]["steps"]), "--batch", str(run_info["config"]["batch"]),
+                                 "--seed", str(run_info["config"]["seed"]), "--install"]),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "recipe": run_info["config"], "steps_done": run_info["step"], "curve": run_info["curve"],
+        "torch": run_info.get("torch"), "device": run_info.get("device"), "complete": run_info.get("complete"),
+        "note": args.note or None, "source_sha256": m["source"]["sha256"],
+        "inputs": {"teacher_onnx_sha256": sha256_file(teacher), "provenance_json_sha256": sha256_file(prov_in),
+                   "photos": _train_photos(prov_in, photos),
+                   "held_out_photos": "never loaded by training (augment.py reads the calibration split only)"},
+        "accuracy_heldout": acc,
+        "files": {p.name: {"sha256": sha256_file(p), "size_bytes": p.stat().st_size} for p in files},
+        "licence": "Apache-2.0 (derivative of MediaPipe BlazePose GHUM 3D full); see NOTICE",
+    }
+    (out / "PROVENANCE.json").write_text(json.dumps(prov, indent=1))
+    too_big = [p.name for p in files if p.stat().st_size > trained.MAX_COMMITTED_BYTES]
+    log.info("accuracy on the held-out set: %s", json.dumps(
+        {k: {a: round(b, 4) for a, b in v.items() if isinstance(b, float)} for k, v in acc.items()}))
+    if args.install:
+        if too_big:
+            print(f"edge models train: not installing, files over 5 MB cannot be committed: {too_big}")
+            return 1
+        dst = trained.folder(model, Path(args.trained_root) if args.trained_root else None)
+        dst.mkdir(parents=True, exist_ok=True)
+        for p in files:
+            shutil.copyfile(p, dst / p.name)
+        (dst / "PROVENANCE.json").write_text(json.dumps(prov, indent=1))
+        what = "quantization-aware trained INT8 copy" if args.kind == "qat" else "a smaller student distilled from it"
+        (dst / "NOTICE").write_text(NOTICE.format(what=what))
+        print(f"installed {len(files)} file(s) into {dst}; `edge models build` picks them up")
+    print(f"edge models train: done in {time.monotonic() - t0:.0f} s; export and PROVENANCE.json in {out}")
+    return 0
+
+
+def _train_photos(prov_in: Path, photos: Path) -> dict:
+    prov = json.loads(prov_in.read_text())
+    names = {p["photo"] for p in prov["people"] if p["split"] == "calib"}
+    names |= {k for k, v in prov["sources"].items() if v["split"] == "calib"}
+    return {k: prov["sources"][k]["sha256"] for k in sorted(names)}
+
+
+def _student_accuracy(heldout: Path, reference: Path, variants: dict) -> dict:
+    """The student vs the teacher (TFLite FP32) on the held-out set, with the same landmark metrics."""
+    from calibration.accuracy import compare
+    from models.build.runners import open_model, run_batch
+    from models.build.verify import model_inputs
+
+    ins = model_inputs(heldout, "zero_one")
+    ref = run_batch(open_model(reference), ins)
+    return {k: compare("landmarks", 256, ref, run_batch(open_model(p), ins)) for k, p in variants.items()}

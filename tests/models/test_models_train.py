@@ -1,0 +1,176 @@
+"""`edge models train` and the trained artefacts: converter parity, a tiny QAT run end to end (train, export,
+per-runtime evaluation, packaging), resume after interruption, and the fallbacks when trained files are absent."""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TRAIN_DIR = Path(__file__).resolve().parents[2] / "models" / "build" / "train"
+
+
+@pytest.fixture(scope="module")
+def train_py(built_cache) -> str:
+    from models.build import venvs
+    return str(venvs.ensure(built_cache, "train"))
+
+
+@pytest.fixture(scope="module")
+def teacher(zoo) -> Path:
+    return zoo.artifact("pose_landmark_full", "onnxruntime", "fp32").path
+
+
+def _venv_run(py: str, code: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    r = subprocess.run([py, "-c", code, *args], capture_output=True, text=True, cwd=TRAIN_DIR, timeout=timeout)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    return r
+
+
+def test_converter_parity_on_golden_inputs(train_py, teacher, built_cache):
+    """onnx2torch's copy of the FP32 model (batched) answers like onnxruntime on the golden crops."""
+    golden = built_cache / "calibration" / "pose_landmark_full" / "golden.npz"
+    code = """
+import json, sys
+import numpy as np, onnxruntime as ort
+from teacher import OUTPUTS, load_onnx_as_torch, numpy_outputs, wrap
+x = np.load(sys.argv[2])["x"].astype(np.float32) / 255.0
+torch_out = numpy_outputs(wrap(load_onnx_as_torch(sys.argv[1])), x, batch=4)
+s = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+names = [o.name for o in s.get_outputs()]
+ref = {n: np.concatenate([dict(zip(names, s.run(None, {"input_1": x[i:i + 1]})))[n] for i in range(len(x))])
+       for n in OUTPUTS}
+print(json.dumps({n: float(np.abs(torch_out[n] - ref[n]).max()) for n in OUTPUTS}))
+"""
+    err = json.loads(_venv_run(train_py, code, str(teacher), str(golden)).stdout.strip().splitlines()[-1])
+    assert err["Identity"] < 5e-3  # landmarks in crop px (0-256)
+    assert err["Identity_1"] < 1e-4 and err["Identity_4"] < 1e-3
+    assert err["Identity_2"] < 5.0  # segmentation logits reach ±1.7e3 (the manifest's FP32 output_atol)
+    assert err["Identity_3"] < 1e-2
+
+
+def test_student_resume_is_deterministic(train_py, teacher, built_cache, tmp_path):
+    """An interrupted run resumed from its checkpoint ends with exactly the weights of an uninterrupted one."""
+    cal = built_cache / "calibration" / "pose_landmark_full"
+    common = ["--kind", "student", "--teacher", str(teacher), "--photos", str(built_cache / "photos"),
+              "--provenance", str(cal / "provenance.json"), "--steps", "3", "--batch", "2", "--threads", "1",
+              "--device", "cpu", "--ckpt-every", "1"]
+
+    def loop(out: Path, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([train_py, str(TRAIN_DIR / "loop.py"), *common, "--out", str(out), *extra],
+                              capture_output=True, text=True, timeout=600)
+
+    whole = loop(tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    cut = loop(tmp_path / "cut", "--time-limit", "0.001")  # stops after its first step, checkpoint written
+    assert cut.returncode == 3, cut.stderr[-2000:]
+    resumed = loop(tmp_path / "cut")
+    assert resumed.returncode == 0 and "resuming at step 1 of 3" in resumed.stderr
+    code = """
+import sys, torch
+a, b = (torch.load(p, map_location="cpu", weights_only=False) for p in sys.argv[1:3])
+assert a["step"] == b["step"] == 3 and a["complete"] and b["complete"]
+diff = max(float((a["model"][k] - b["model"][k]).abs().max()) for k in a["model"])
+print(diff)
+"""
+    diff = float(_venv_run(train_py, code, str(tmp_path / "whole" / "final.pt"),
+                           str(tmp_path / "cut" / "final.pt")).stdout.split()[-1])
+    assert diff == 0.0
+    other = loop(tmp_path / "cut", "--batch", "4")  # another recipe in the same folder is refused, not mixed
+    assert other.returncode != 0 and "another recipe" in other.stderr
+
+
+def test_tiny_qat_run_end_to_end(built_cache, tmp_path, train_py):
+    """Two QAT steps on CPU through `edge models train`: NNCF, export to OpenVINO IR and QDQ ONNX, evaluation in
+    both runtimes on the held-out set, packaging with provenance into a trained folder the build can verify."""
+    from models.build import trained
+
+    root = tmp_path / "trained"
+    r = subprocess.run([sys.executable, "-m", "edge.app.cli", "models", "train", "--kind", "qat", "--steps", "2",
+                        "--batch", "2", "--calib", "4", "--device", "cpu", "--threads", "2", "--work",
+                        str(tmp_path / "run"), "--install", "--trained-root", str(root)],
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    prov = json.loads((root / "pose_landmark_full" / "PROVENANCE.json").read_text())
+    assert set(prov["files"]) == {"pose_landmark_full_int8_qat.xml", "pose_landmark_full_int8_qat.bin",
+                                  "pose_landmark_full_int8_qat.onnx"}
+    assert prov["recipe"]["kind"] == "qat" and prov["recipe"]["seed"] == 20261129 and prov["steps_done"] == 2
+    assert prov["inputs"]["teacher_onnx_sha256"] and "astronaut" not in prov["inputs"]["photos"]
+    for k in ("openvino/int8_qat", "onnxruntime/int8_qat"):
+        acc = prov["accuracy_heldout"][k]
+        assert acc["n"] == 100 and 0 < acc["drift_mean"] < 0.5 and 0 <= acc["seg_iou"] <= 1
+    assert prov["curve"] and prov["curve"][-1]["step"] == 2
+    for f in prov["files"]:  # what the build checks before installing
+        assert trained.verified_file("pose_landmark_full", f, prov["source_sha256"], root).size_bytes > 0
+    assert "Apache License 2.0" in (root / "pose_landmark_full" / "NOTICE").read_text()
+    onnx = root / "pose_landmark_full" / "pose_landmark_full_int8_qat.onnx"
+    assert onnx.stat().st_size < trained.MAX_COMMITTED_BYTES  # weights stored as int8 initializers
+    onnx.write_bytes(onnx.read_bytes()[:-1] + b"\0")
+    with pytest.raises(trained.TrainedError, match="altered"):
+        trained.verified_file("pose_landmark_full", onnx.name, prov["source_sha256"], root)
+    with pytest.raises(trained.TrainedError, match="retrain"):
+        trained.verified_file("pose_landmark_full", onnx.name, "0" * 64, root)
+
+
+def test_committed_trained_artefacts_verify():
+    """The files in models/trained/ match their provenance, are small enough to commit and carry a notice."""
+    from models.build import trained
+    from models.manifest import load_all
+
+    manifests = load_all()
+    for prov_path in sorted(trained.TRAINED_ROOT.glob("*/PROVENANCE.json")):
+        model = prov_path.parent.name
+        prov = json.loads(prov_path.read_text())
+        assert (prov_path.parent / "NOTICE").is_file()
+        src = manifests["pose_landmark_full"]["source"]["sha256"]
+        for f, entry in prov["files"].items():
+            tf = trained.verified_file(model, f, src)
+            assert tf.size_bytes == entry["size_bytes"] <= trained.MAX_COMMITTED_BYTES
+        assert prov["recipe"]["seed"] and prov["curve"] and prov["accuracy_heldout"]
+
+
+def test_build_leaves_out_missing_trained_artefacts(tmp_path, monkeypatch, caplog):
+    """No trained files: the build plans no trained step, says how to make them, and signs without them."""
+    from models.build import trained
+    from models.build.chain import Chain
+    from models.build.plan import model_dir
+
+    monkeypatch.setattr(trained, "TRAINED_ROOT", tmp_path / "none")
+    chain = Chain(tmp_path / "cache", only=["pose_landmark_full"])
+    with caplog.at_level(logging.WARNING, logger="models.build.chain"):
+        steps = chain.plan()
+    assert not [s for s in steps if s.name.startswith("trained_")]
+    assert chain.left_out == {("pose_landmark_full", "pose_landmark_full_int8_qat.xml"),
+                              ("pose_landmark_full", "pose_landmark_full_int8_qat.onnx")}
+    assert "edge models train" in caplog.text and "left out" in caplog.text
+    sign = chain._sign_step("pose_landmark_full")
+    d = model_dir(chain.cache, chain.all["pose_landmark_full"])
+    assert d / "pose_landmark_full_int8_qat.xml" not in sign.inputs and d / "pose_landmark_full_int8.xml" in sign.inputs
+
+
+def test_build_installs_and_verifies_trained_artefacts(zoo):
+    """With the committed files, the zoo holds the QAT artefacts, signed, and they run."""
+    from edge.backends import load_session
+
+    arts = {(a.backend, a.precision): a for a in zoo.artifacts("pose_landmark_full")}
+    assert {("openvino", "int8_qat"), ("onnxruntime", "int8_qat")} <= set(arts)
+    zoo.verify("pose_landmark_full")
+    s = load_session("openvino", arts[("openvino", "int8_qat")].path, threads=1, precision="int8_qat")
+    ins, _ = zoo.golden("pose_landmark_full")
+    out = s.run({"input_1": ins["input_1"][:1]})  # a crop of a person: the pose flag stays high
+    assert out["Identity"].shape == (1, 195) and np.isfinite(out["Identity"]).all()
+    assert float(out["Identity_1"][0, 0]) > 0.5
+
+
+def test_trained_precision_falls_back_when_absent(zoo, caplog):
+    """Asking for a trained precision the cache does not hold loads the default, with a warning."""
+    from edge.backends.auto import _precision
+
+    with caplog.at_level(logging.WARNING, logger="edge.backends.auto"):
+        assert _precision(zoo, "pose_landmark_full", "tflite", "int8_qat") == "fp32"
+    assert "no tflite/int8_qat artefact" in caplog.text
+    assert _precision(zoo, "pose_landmark_full", "openvino", "int8_qat") == "int8_qat"
