@@ -4,6 +4,12 @@ person class → NMS, optionally over overlapping tiles for small (far) people.
 Model I/O (models/manifests/nanodet_m_416.toml): `input_1` (1, S, S, 3) BGR in [0, 1], letterboxed (the
 normalisation is inside the model); `Identity` (1, N, 80) class probabilities and `Identity_1` (1, N, 44) box
 side distributions (left, top, right, bottom × 11 bins) for the N = Σ (S/stride)² cells of strides 8, 16, 32.
+
+Batches: `detect_batch(images)` runs every window (whole frame + tiles) of every image through the session in
+batches of up to `session.max_batch` (OpenVINO: the batch-polymorphic model, see edge.backends.openvino_backend;
+the onnxruntime and TFLite artefacts keep a fixed batch of 1: their graphs declare input (1, 416, 416, 3) and six
+Reshape constants [1, 80, -1] / [1, 44, -1], and no runtime graph editor is installed, so they run one window per
+call). A single image is a batch of one image: both paths give the same boxes.
 """
 from __future__ import annotations
 
@@ -112,11 +118,17 @@ class NanoDetPeople:
         self.size = self._check(session)
         self.input_name = session.inputs[0].name
 
+    @property
+    def max_batch(self) -> int:
+        """Windows per session call (the session's, read each time: a wrapper may swap the session)."""
+        return max(1, int(getattr(self.session, "max_batch", 1)))
+
     @staticmethod
     def _check(session: Session) -> int:
         where = getattr(getattr(session, "info", None), "path", "<session>")
         shape = tuple(session.inputs[0].shape) if session.inputs else ()
-        if len(session.inputs) != 1 or len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2] or shape[1] <= 0:
+        if (len(session.inputs) != 1 or len(shape) != 4 or shape[0] not in (1, -1) or shape[3] != 3
+                or shape[1] != shape[2] or shape[1] <= 0):
             raise PeopleModelError(f"{where}: not a NanoDet person model: expected one (1, S, S, 3) input, got "
                                    f"{[(t.name, t.shape) for t in session.inputs]}")
         size = int(shape[1])
@@ -134,8 +146,18 @@ class NanoDetPeople:
         return to_tensor(canvas), lb
 
     def run(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw outputs of a (B, S, S, 3) tensor, B <= max_batch."""
         out = self.session.run({self.input_name: tensor})
         return out["Identity"], out["Identity_1"]
+
+    def run_windows(self, tensors: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Raw outputs of each (1, S, S, 3) tensor, run in batches of up to max_batch."""
+        out, mb = [], self.max_batch
+        for i in range(0, len(tensors), mb):
+            chunk = tensors[i:i + mb]
+            scores, dists = self.run(chunk[0] if len(chunk) == 1 else np.concatenate(chunk))
+            out += [(scores[j:j + 1], dists[j:j + 1]) for j in range(len(chunk))]
+        return out
 
     def postprocess(self, scores: np.ndarray, dists: np.ndarray, lb: Letterbox,
                     threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -146,28 +168,43 @@ class NanoDetPeople:
 
     def detect_boxes(self, image_bgr: np.ndarray, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(boxes (K, 4) frame px, scores (K,)), over the tiles when configured, best first."""
+        return self.detect_batch([image_bgr], threshold)[0]
+
+    def detect_batch(self, images: list[np.ndarray], threshold: float | None = None
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """detect_boxes of each image, with the windows of all images run in batches of up to max_batch."""
         thr = self.threshold if threshold is None else threshold
-        h, w = image_bgr.shape[:2]
-        all_b, all_s = [], []
-        for x0, y0, x1, y1 in tile_windows(w, h, *self.tiles, self.overlap):
-            whole = (x0, y0, x1, y1) == (0, 0, w, h)
-            tensor, lb = self.preprocess(image_bgr if whole else image_bgr[y0:y1, x0:x1])
-            b, s = self.postprocess(*self.run(tensor), lb, thr)
+        jobs, tensors = [], []  # (image index, window, whole?, letterbox) per window
+        for k, image in enumerate(images):
+            h, w = image.shape[:2]
+            for x0, y0, x1, y1 in tile_windows(w, h, *self.tiles, self.overlap):
+                whole = (x0, y0, x1, y1) == (0, 0, w, h)
+                tensor, lb = self.preprocess(image if whole else image[y0:y1, x0:x1])
+                jobs.append((k, (x0, y0, x1, y1), whole, lb))
+                tensors.append(tensor)
+        per_image: list[tuple[list, list]] = [([], []) for _ in images]
+        for (k, (x0, y0, x1, y1), whole, lb), raw in zip(jobs, self.run_windows(tensors)):
+            b, s = self.postprocess(*raw, lb, thr)
             if not whole and len(b):
+                h, w = images[k].shape[:2]
                 e = 2.0
                 inner = (((b[:, 0] <= e) & (x0 > 0)) | ((b[:, 2] >= x1 - x0 - e) & (x1 < w)) |
                          ((b[:, 1] <= e) & (y0 > 0)) | ((b[:, 3] >= y1 - y0 - e) & (y1 < h)))
                 big = (b[:, 3] - b[:, 1]) > self.tile_max_height * (y1 - y0)
                 b, s = b[~(inner | big)] + [x0, y0, x0, y0], s[~(inner | big)]
-            all_b.append(b)
-            all_s.append(s)
-        boxes, scores = np.concatenate(all_b).reshape(-1, 4), np.concatenate(all_s)
-        if len(all_b) > 1:
-            keep = nms(boxes, scores, self.nms_iou, self.max_detections)
-            boxes, scores = boxes[keep], scores[keep]
-        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
-        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
-        return boxes, scores
+            per_image[k][0].append(b)
+            per_image[k][1].append(s)
+        out = []
+        for image, (all_b, all_s) in zip(images, per_image):
+            h, w = image.shape[:2]
+            boxes, scores = np.concatenate(all_b).reshape(-1, 4), np.concatenate(all_s)
+            if len(all_b) > 1:
+                keep = nms(boxes, scores, self.nms_iou, self.max_detections)
+                boxes, scores = boxes[keep], scores[keep]
+            boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+            boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+            out.append((boxes, scores))
+        return out
 
     def __call__(self, image_bgr: np.ndarray) -> list[PersonDetection]:
         boxes, scores = self.detect_boxes(image_bgr)
@@ -176,3 +213,8 @@ class NanoDetPeople:
     def frame_detections(self, frame: Frame) -> Detections:
         """People in a source Frame as Detections (the BehaviourStage detector)."""
         return to_detections(self(frame.image))
+
+    def frame_detections_batch(self, frames: list[Frame]) -> list[Detections]:
+        """frame_detections of each frame, their windows batched (detect_batch)."""
+        return [to_detections([PersonDetection(b, float(s)) for b, s in zip(boxes, scores)])
+                for boxes, scores in self.detect_batch([f.image for f in frames])]
