@@ -1,10 +1,21 @@
-"""`edge bench tryon [--json PATH]`: render-only FPS (stock pyrender vs fast path) and end-to-end mirror FPS and
-motion-to-photon latency at 640x480 and 1280x720.
+"""`edge bench tryon [--json PATH]`: render-only FPS (stock pyrender vs fast path), end-to-end mirror FPS and
+motion-to-photon latency at 640x480 and 1280x720, and the fit quality on the package photos and motion clips.
 
 Render-only: one renderer per config on this thread, the fitted garment moving through a pose cycle.
 End-to-end: the threaded TryOnPipeline (capture -> pose -> fit+render -> occlusion+composite) fed by a paced
 camera stand-in. e2e_fps_* / m2p_*: with a 30 FPS camera (the deployed rate; 30.0 = every camera frame is
 shown); *_cam60_*: the same with a 60 FPS camera (spare capacity, includes the heavier capture load).
+*_prev_*: the same runs with the previous fit (`[tryon.fit]` align_2d, silhouette and trim off), interleaved with
+the current one in the same process (30 FPS camera: current, previous, previous, current, each pair averaged; then
+60 FPS camera: previous, current), so load drifts hit both alike; *_ratio_*: current / previous.
+
+Fit quality (devtools.tryon_quality; `--quality-skus`, `--quality-frames`): each source is run frame by frame
+through TryOnPipeline.run_sync (the deployed pose model, fit, render, occlusion, trim) and compared with the
+person's segmentation mask of the FP32 landmark model (a second pose pipeline, the person best overlapping the
+dressed one). Sources: the package photos as still cameras (with sensor noise, sigma 2 grey levels; anchor jitter
+is measured there after a warm-up) and the motion clips of devtools.motion. Keys: fit_precision (worst source),
+fit_coverage (worst source), fragments_max, fragments_raw_max, jitter_px_p95 (stills), step_ms_p50 (per-frame
+cost without pose), each also per source and SKU under "quality", and with the previous fit as *_prev.
 """
 from __future__ import annotations
 
@@ -26,6 +37,13 @@ def add_arguments(p) -> None:
                    "'' = the synthetic mannequin")
     p.add_argument("--config", default="", help="device TOML whose [models], [pose] and [tryon] the end-to-end "
                    "runs use (default: device_configs/tryon-mirror.toml when present, else built-in defaults)")
+    p.add_argument("--quality-skus", default="TEE-001,JKT-002", help="garments whose fit quality is measured ('' = "
+                   "skip the quality runs)")
+    p.add_argument("--quality-photos", default="zidane,astronaut,grace_hopper", help="package photos (still camera)")
+    p.add_argument("--quality-clips", default="bus_walk,astronaut_zoom,zidane_pan", help="devtools.motion clips")
+    p.add_argument("--quality-frames", type=int, default=60, help="measured frames per photo (after 20 warm-up "
+                   "frames) and per clip")
+    p.add_argument("--no-prev", action="store_true", help="skip the previous-fit runs (side-by-side FPS, quality)")
 
 
 class PhotoSource:
@@ -161,6 +179,159 @@ def end_to_end(catalog, pose, w: int, h: int, camera_fps: float, seconds: float,
             "renderer": pipe.renderer_status, "garment_rendered": bool(rendered)}
 
 
+def _mean_runs(a: dict, b: dict) -> dict:
+    """Two end-to-end runs of one configuration: FPS and latency percentiles averaged, frames summed."""
+    out = {k: round((a[k] + b[k]) / 2, 1) for k in ("fps", "m2p_p50_ms", "m2p_p95_ms")}
+    return {**out, "frames": a["frames"] + b["frames"], "renderer": a["renderer"],
+            "garment_rendered": a["garment_rendered"] and b["garment_rendered"]}
+
+
+def previous_fit(tcfg):
+    """The [tryon] config with the previous fit: world landmarks + translation, rigid garment, no trim."""
+    return tcfg.model_copy(update={"fit": tcfg.fit.model_copy(update={"align_2d": False, "silhouette": False,
+                                                                        "trim": False})})
+
+
+def reference_pose(cfg):
+    """Pose pipeline of the FP32 landmark model (segmentation on, up to 3 people): the reference person mask."""
+    from edge.pose.pipeline import PosePipeline  # noqa: PLC0415
+
+    models = cfg.models.model_copy(update={
+        "pose_landmarks": cfg.models.pose_landmarks.model_copy(update={"precision": "fp32"}),
+        "pose_detector": cfg.models.pose_detector.model_copy(update={"precision": "fp32"})})
+    return PosePipeline((cfg.pose.model_copy(update={"segmentation": True, "max_people": 3}), models))
+
+
+def quality_frames(kind: str, name: str, n: int, warmup: int = 20, noise: float = 2.0, seed: int = 0):
+    """(frames, measured-from index): a package photo as a still camera with sensor noise, or a motion clip."""
+    import numpy as np  # noqa: PLC0415
+
+    if kind == "clip":
+        from devtools.motion import SEQUENCES  # noqa: PLC0415
+        return list(SEQUENCES[name](n)), 0
+    img = PhotoSource(_photo_path(name), 640, 480, 30.0).image
+    rng = np.random.default_rng(seed)
+    return [np.clip(img + rng.normal(0.0, noise, img.shape), 0, 255).astype(np.uint8)
+            for _ in range(warmup + n)], warmup
+
+
+def _best_overlap(people, mask):
+    """The reference person whose mask overlaps `mask` most (None if none)."""
+    if not people or mask is None:
+        return None
+    on = mask > 0.5
+    return max(people, key=lambda q: 0 if q.mask is None else int((on & (q.mask > 0.5)).sum()))
+
+
+def quality_source(tcfg, catalog, pose, ref_pose, frames, start: int, still: bool) -> dict:
+    """Fit quality of one source through TryOnPipeline.run_sync (see devtools.tryon_quality)."""
+    import time  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    from devtools import tryon_quality as Q  # noqa: PLC0415
+    from edge.core.frames import Frame  # noqa: PLC0415
+    from edge.tryon.pipeline import TryOnPipeline  # noqa: PLC0415
+
+    pipe = TryOnPipeline(tcfg, [], pose, catalog=catalog)
+    prec, cov, frag, raw, tracks, dressed, measured, worst = [0, 0], [0, 0], 0, 0, [], 0, 0, 1.0
+    steps: list[float] = []  # ms per dressed frame of fit + render + occlusion/trim + composite (pose excluded)
+    groups = None
+    if hasattr(pose, "reset"):
+        pose.reset()
+    ref_pose.reset()
+    try:
+        for i, img in enumerate(frames):
+            now = time.monotonic()
+            fr = Frame(image=img.copy(), seq=i, t_capture=now, t_wall=time.time(), source="bench", t_media=i / 30.0)
+            ref = ref_pose.process(Frame(image=img.copy(), seq=i, t_capture=now, t_wall=time.time(), source="bench",
+                                         t_media=i / 30.0))
+            result = pipe.pose.process(fr)
+            t0 = time.perf_counter()
+            item = pipe.run_sync(fr, result)
+            step = (time.perf_counter() - t0) * 1000.0
+            if i < start:
+                continue
+            measured += 1
+            layer = item.garment_layer
+            if layer is None or layer.empty or item.fit is None:
+                continue
+            dressed += 1
+            steps.append(step)
+            person = _best_overlap(ref.people, item.person.mask)
+            alpha = Q.layer_to_frame(layer)
+            if person is not None and person.mask is not None:
+                on, tot = Q.precision_counts(alpha, person.mask)
+                prec[0] += on
+                prec[1] += tot
+                worst = min(worst, on / tot if tot else 1.0)
+                if "torso" in item.garment.anchors:
+                    c, t = Q.coverage_counts(alpha, Q.torso_region(person.landmarks, person.mask))
+                    cov[0] += c
+                    cov[1] += t
+            if groups is None:
+                groups = Q.piece_groups(item.garment)
+            ids = pipe.sync_renderer.piece_ids(item.fit.poses)
+            for f, r in Q.piece_fragments(alpha, Q.layer_to_frame(layer, "cut"), ids, groups).values():
+                frag, raw = max(frag, f), max(raw, r)
+            if still:
+                tracks.append(Q.anchor_points(item.fit.poses, item.intrinsics, item.garment.anchors,
+                                              item.fit.visibility))
+    finally:
+        pipe.close_sync()
+    jit, jit_all = Q.jitter_px(tracks), Q.jitter_px(tracks, seen_only=False)
+    res = {"frames": measured, "dressed": dressed, "fit_precision": _r(Q.ratio(*prec)),
+           "fit_precision_frame_min": round(worst, 4), "fit_coverage": _r(Q.ratio(*cov)),
+           "fragments_max": frag, "fragments_raw_max": raw,
+           "step_ms_p50": _r(np.percentile(steps, 50) if steps else None, 2),
+           "step_ms_p95": _r(np.percentile(steps, 95) if steps else None, 2)}
+    if still:
+        res.update({"jitter_px_p50": _r(np.percentile(jit, 50) if len(jit) else None, 3),
+                    "jitter_px_p95": _r(np.percentile(jit, 95) if len(jit) else None, 3),
+                    "jitter_px_max": _r(jit.max() if len(jit) else None, 3),
+                    "jitter_px_p95_all": _r(np.percentile(jit_all, 95) if len(jit_all) else None, 3)})
+    return res
+
+
+def _r(v, nd: int = 4):
+    return None if v is None else round(float(v), nd)
+
+
+def quality(cfg, catalog, pose, skus, photos, clips, n: int, with_prev: bool) -> dict:
+    """Fit quality keys (worst over sources and SKUs) and the per-source table, for the current and previous fit;
+    step_ms_p50: median over sources of the per-frame cost of fit + render + occlusion/trim + composite on one
+    thread (pose excluded), the two fits interleaved source by source."""
+    import numpy as np  # noqa: PLC0415
+
+    ref_pose = reference_pose(cfg)
+    sources = [("photo", p) for p in photos] + [("clip", c) for c in clips]
+    variants = [("", cfg.tryon)] + ([("_prev", previous_fit(cfg.tryon))] if with_prev else [])
+    table: dict = {}
+    keys: dict = {}
+    for kind, name in sources:
+        frames, start = quality_frames(kind, name, n)
+        for sku in skus:
+            for suffix, tcfg in variants:
+                q = quality_source(tcfg.model_copy(update={"default_sku": sku}), catalog, pose, ref_pose, frames,
+                                   start, still=kind == "photo")
+                table[f"{kind}:{name}/{sku}{suffix}"] = q
+                log.info("quality %s:%s %s%s: %s", kind, name, sku, suffix, q)
+    for suffix, _ in variants:
+        rows = [q for k, q in table.items() if k.endswith(suffix) and (suffix or not k.endswith("_prev"))]
+        vals = lambda key: [q[key] for q in rows if q.get(key) is not None]  # noqa: E731
+        keys.update({f"fit_precision{suffix}": min(vals("fit_precision"), default=None),
+                     f"fit_coverage{suffix}": min(vals("fit_coverage"), default=None),
+                     f"fragments_max{suffix}": max(vals("fragments_max"), default=None),
+                     f"fragments_raw_max{suffix}": max(vals("fragments_raw_max"), default=None),
+                     f"jitter_px_p95{suffix}": max(vals("jitter_px_p95"), default=None),
+                     f"jitter_px_p95_all{suffix}": max(vals("jitter_px_p95_all"), default=None),
+                     f"step_ms_p50{suffix}": _r(np.median(vals("step_ms_p50")), 2),
+                     f"dressed_fraction{suffix}": _r(sum(q["dressed"] for q in rows) / max(1, sum(q["frames"]
+                                                                                                 for q in rows)))})
+    ref_pose.close()
+    return {**keys, "quality": table}
+
+
 def run(args) -> int:
     import json  # noqa: PLC0415
     import os  # noqa: PLC0415
@@ -177,15 +348,22 @@ def run(args) -> int:
                  "config": args.config or "device_configs/tryon-mirror.toml",
                  "cpu_count": os.cpu_count(),
                  "loadavg_start": round(os.getloadavg()[0], 2), "python": platform.python_version()}
+    prev = previous_fit(cfg.tryon)
     try:
-        for size in args.sizes.split(","):
+        for size in [z for z in args.sizes.split(",") if z]:
             w, h = (int(v) for v in size.lower().split("x"))
             tag = {480: "640", 720: "720"}.get(h, f"{w}x{h}")
             stock = render_only(catalog, args.sku, w, h, fast=False, frames=args.stock_frames)
             fast = render_only(catalog, args.sku, w, h, fast=True, frames=args.render_frames)
             log.info("%s render-only: stock %.1f fps, fast %.1f fps", size, stock["fps"], fast["fps"])
-            lat = end_to_end(catalog, pose, w, h, 30.0, args.seconds, args.sku, photo, cfg.tryon)
-            thr = end_to_end(catalog, pose, w, h, 60.0, args.seconds, args.sku, photo, cfg.tryon)
+            load0 = os.getloadavg()[0]
+            e2e = lambda fps, tc: end_to_end(catalog, pose, w, h, fps, args.seconds, args.sku, photo, tc)  # noqa: E731
+            if args.no_prev:
+                lat, lat_p, thr, thr_p = e2e(30.0, cfg.tryon), None, e2e(60.0, cfg.tryon), None
+            else:  # interleaved A B B A (30 FPS camera) then B A (60 FPS): load drifts hit both alike
+                a1, b1, b2, a2 = (e2e(30.0, tc) for tc in (cfg.tryon, prev, prev, cfg.tryon))
+                lat, lat_p = _mean_runs(a1, a2), _mean_runs(b1, b2)
+                thr_p, thr = e2e(60.0, prev), e2e(60.0, cfg.tryon)
             log.info("%s end-to-end (30 fps camera): %.1f fps, m2p p50 %.1f / p95 %.1f ms; capacity (60 fps camera) "
                      "%.1f fps", size, lat["fps"], lat["m2p_p50_ms"], lat["m2p_p95_ms"], thr["fps"])
             res.update({f"render_fps_stock_{tag}": stock["fps"], f"render_fps_fast_{tag}": fast["fps"],
@@ -194,7 +372,24 @@ def run(args) -> int:
                         f"m2p_p95_ms_{tag}": lat["m2p_p95_ms"], f"e2e_fps_cam60_{tag}": thr["fps"],
                         f"m2p_p50_ms_cam60_{tag}": thr["m2p_p50_ms"], f"m2p_p95_ms_cam60_{tag}": thr["m2p_p95_ms"],
                         f"garment_coverage_{tag}": fast["coverage"], "gl_renderer": fast["gl_renderer"],
-                        f"garment_rendered_{tag}": thr["garment_rendered"] and lat["garment_rendered"]})
+                        f"garment_rendered_{tag}": thr["garment_rendered"] and lat["garment_rendered"],
+                        f"loadavg_e2e_{tag}": round((load0 + os.getloadavg()[0]) / 2, 2)})
+            if lat_p is not None:
+                log.info("%s previous fit: %.1f fps (30 fps camera), %.1f fps (60 fps camera)", size, lat_p["fps"],
+                         thr_p["fps"])
+                res.update({f"e2e_fps_prev_{tag}": lat_p["fps"], f"m2p_p50_ms_prev_{tag}": lat_p["m2p_p50_ms"],
+                            f"m2p_p95_ms_prev_{tag}": lat_p["m2p_p95_ms"], f"e2e_fps_cam60_prev_{tag}": thr_p["fps"],
+                            f"m2p_p95_ms_cam60_prev_{tag}": thr_p["m2p_p95_ms"],
+                            f"e2e_fps_ratio_{tag}": round(lat["fps"] / max(lat_p["fps"], 1e-9), 3),
+                            f"e2e_fps_cam60_ratio_{tag}": round(thr["fps"] / max(thr_p["fps"], 1e-9), 3)})
+        skus = [s for s in args.quality_skus.split(",") if s]
+        if skus:
+            if not pose_desc.startswith("model"):
+                log.warning("fit quality needs the pose model (segmentation): skipped")
+            else:
+                res.update(quality(cfg, catalog, pose, skus, [p for p in args.quality_photos.split(",") if p],
+                                   [c for c in args.quality_clips.split(",") if c], args.quality_frames,
+                                   not args.no_prev))
     except RendererUnavailable as e:
         log.error("%s", e)
         return 2

@@ -50,6 +50,22 @@ class SmoothingSection(StrictModel):
     d_cutoff: float = Field(1.0, gt=0)
 
 
+class FitSection(StrictModel):
+    """How the garment is fitted to the shopper (docs/TRYON.md "Fit to the body's outline").
+
+    All off = the rigid fit of earlier releases (world landmarks + one translation, no silhouette, no trim).
+    """
+
+    align_2d: bool = True  # body joints reproject onto the 2D landmarks (depth order from the world landmarks)
+    silhouette: bool = True  # torso widths (chest, waist, hem) follow the person's segmentation mask
+    trim: bool = True  # clip the garment to the person's silhouette (soft edge) and drop floating fragments
+    trim_dilate_px: int = Field(2, ge=0, le=20)  # how far the garment may reach past the mask edge (px)
+    fragment_min_fraction: float = Field(0.02, ge=0, le=0.5)  # visible garment islands smaller than this
+    # fraction of the largest one are dropped (slivers left by occlusion and trimming)
+    max_widen: float = Field(1.25, ge=1.0, le=2.0)  # silhouette width factor limits against the landmark fit
+    max_narrow: float = Field(0.75, gt=0.3, le=1.0)
+
+
 class PageSection(StrictModel):
     """The local mirror page (served on the runtime's HTTP server under /mirror)."""
 
@@ -73,6 +89,7 @@ class TryOnConfig(StrictModel):
     camera: CameraIntrinsics = CameraIntrinsics()
     render: RenderSection = RenderSection()
     smoothing: SmoothingSection = SmoothingSection()
+    fit: FitSection = FitSection()
     occlusion: bool = True  # arms/hands in front of the garment hide it (segmentation mask + arm landmarks)
     mirror_view: bool = True  # flip the composited frame horizontally for display
     min_visibility: float = Field(0.5, ge=0, le=1)  # shoulders/hips below this: no garment is drawn

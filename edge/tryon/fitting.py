@@ -9,6 +9,9 @@
    from the body solve plus its world depth relative to the ears, so the head frames reproject exactly onto
    the 2D eye/ear landmarks (roll from the image, yaw from the relative depths).
 3. Scale: shoulder width and torso length against the garment's reference body; sleeve length by bone length.
+Image alignment (`align_2d`, the default): every body joint is back-projected along its 2D landmark's ray to its
+depth from step 1 (world depth + translation), so anchors and occluders land on the person in the image while
+the depth order (arm in front of or behind the body) still comes from the world landmarks.
 Joints are One-Euro smoothed in camera space before the frames are built.
 Output poses are OpenGL camera space (x right, y up, z toward the viewer) as pyrender expects.
 """
@@ -26,7 +29,8 @@ from edge.tryon.smoothing import OneEuroFilter
 
 JOINTS = ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
           "left_hip", "right_hip", "left_ear", "right_ear", "left_eye", "right_eye", "nose",
-          "left_index", "right_index")
+          "left_index", "right_index", "left_pinky", "right_pinky", "left_thumb", "right_thumb", "mouth_left",
+          "mouth_right")
 J = {n: i for i, n in enumerate(JOINTS)}
 _IDX = np.array([LM[n] for n in JOINTS])
 _SOLVE = [LM[n] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip", "left_elbow", "right_elbow",
@@ -34,6 +38,8 @@ _SOLVE = [LM[n] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_
 _HEAD = [LM[n] for n in ("left_ear", "right_ear", "left_eye", "right_eye", "nose")]
 _HEAD_J = [J[n] for n in ("left_ear", "right_ear", "left_eye", "right_eye", "nose")]
 _EARS = [LM["left_ear"], LM["right_ear"]]
+_BODY_J = [J[n] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip", "left_ear", "right_ear")]
+MIN_DEPTH_M = 0.05
 CV_TO_GL = np.diag([1.0, -1.0, -1.0])
 # Hips out of frame (low visibility): the model's hip guess is unreliable, so the torso length (the garment's
 # vertical scale, i.e. where the hem falls) comes from the shoulder width with the reference body's proportion.
@@ -41,6 +47,13 @@ CV_TO_GL = np.diag([1.0, -1.0, -1.0])
 # visibilities the measured and the prior values are blended.
 HIP_VIS_TRUST = 0.6
 HIP_VIS_IGNORE = 0.3
+# One-Euro cutoff of a joint: x GUESS_CUTOFF at visibility <= GUESS_VIS[0] (out of frame / hidden: the model's
+# guess wanders), full at >= GUESS_VIS[1]
+GUESS_VIS = (0.2, 0.6)
+ALIGN_PX = (0.25, 0.75)
+ARM_SEEN = (0.2, 0.5)  # elbow / wrist visibility: below the first the arm hangs (hang_unseen_arms), above the second
+HANG_OUT = 0.15  # the hanging arm leans this much outward (per unit down)  # image alignment weight 0 -> 1 over this reprojection error of the world solve (px)
+GUESS_CUTOFF = 0.25
 
 
 @dataclass
@@ -54,6 +67,8 @@ class BodyFit:
     torso_length_m: float
     yaw_deg: float  # 0 = facing the camera, + = turned toward the wearer's left
     visibility: dict[str, float] = field(default_factory=dict)
+    # per-level lateral scale of the torso parts (silhouette.TorsoSilhouette), None = the rigid garment
+    torso_scale: np.ndarray | None = None
 
 
 def solve_translation(world: np.ndarray, uv: np.ndarray, intr: Intrinsics, weights: np.ndarray) -> np.ndarray:
@@ -118,8 +133,9 @@ class BodyFitter:
     """Stateful fitter (holds the smoothing filter) for one tracked person."""
 
     def __init__(self, intr: Intrinsics, smoothing=None, min_visibility: float = 0.5,
-                 ref: dict[str, float] | None = None):
+                 ref: dict[str, float] | None = None, align_2d: bool = True):
         self.intr = intr
+        self.align_2d = align_2d
         self.min_visibility = min_visibility
         self.ref = {**DEFAULT_REF, **(ref or {})}
         self._filter = None
@@ -139,6 +155,15 @@ class BodyFitter:
         w = np.where(w > 0.2, w, 0.0)
         t = solve_translation(person.world[_SOLVE], person.landmarks[_SOLVE, :2], self.intr, w + 1e-6)
         joints = person.world[_IDX] + t
+        if self.align_2d:  # x, y on the 2D landmark's ray, depth from the world solve
+            z = np.maximum(joints[:, 2], 0.05)
+            uv = np.asarray(person.landmarks[_IDX, :2], float)
+            on_ray = np.stack([(uv[:, 0] - self.intr.cx) / self.intr.fx * z,
+                               (uv[:, 1] - self.intr.cy) / self.intr.fy * z, z], axis=1)
+            # blend in by the reprojection error: a joint the world solve already puts on its landmark stays
+            err = np.linalg.norm(self.intr.project(joints) - uv, axis=1)
+            w = np.clip((err - ALIGN_PX[0]) / (ALIGN_PX[1] - ALIGN_PX[0]), 0.0, 1.0)[:, None]
+            joints = joints + w * (on_ray - joints)
         joints[_HEAD_J] = head_from_2d(person, t, self.intr)
         return joints, t
 
@@ -148,18 +173,43 @@ class BodyFitter:
         if min(vis[LM["left_shoulder"]], vis[LM["right_shoulder"]]) < self.min_visibility:
             return None
         joints, trans = self.camera_joints(person)
-        if joints[:, 2].min() <= 0.05:
-            return None  # behind / at the camera: bad solve
-        if self._filter is not None:
-            joints = self._filter(joints, t)
+        if joints[_BODY_J, 2].min() <= MIN_DEPTH_M:
+            return None  # shoulders, hips or ears behind / at the camera: bad solve
+        joints[:, 2] = np.maximum(joints[:, 2], MIN_DEPTH_M)  # a hand reaching toward a close camera
+        hang_unseen_arms(joints, vis)
+        if self._filter is not None:  # joints the model only guesses (low visibility) are smoothed harder
+            guess = np.clip((vis[_IDX] - GUESS_VIS[0]) / (GUESS_VIS[1] - GUESS_VIS[0]), 0.0, 1.0)
+            joints = self._filter(joints, t, (GUESS_CUTOFF + (1.0 - GUESS_CUTOFF) * guess)[:, None])
         return build_fit(joints, trans, {**self.ref, **(ref or {})},
                          {n: float(vis[LM[n]]) for n in JOINTS})
 
 
+def hang_unseen_arms(joints: np.ndarray, vis: np.ndarray) -> None:
+    """In place (OpenCV camera space): an elbow or wrist the model does not see (visibility below ARM_SEEN) is
+    blended toward an arm hanging at the side (down the image, slightly outward, in the shoulders' depth plane,
+    bone lengths from the shoulder width), so a sleeve on an arm out of frame hangs instead of following the
+    model's guess, which can point it at the camera."""
+    ls, rs = joints[J["left_shoulder"]], joints[J["right_shoulder"]]
+    sw = float(np.linalg.norm(ls - rs))
+    mid = (ls + rs) / 2
+    for side in ("left", "right"):
+        sh = joints[J[f"{side}_shoulder"]]
+        out = np.array([np.sign(sh[0] - mid[0]) or 1.0, 0.0, 0.0])
+        down = _unit(np.array([0.0, 1.0, 0.0]) + HANG_OUT * out, np.array([0.0, 1.0, 0.0]))
+        parent = sh
+        for joint, bone in (("elbow", "upper_arm"), ("wrist", "forearm")):
+            j = J[f"{side}_{joint}"]
+            prior = parent + down * DEFAULT_REF[bone] * sw / DEFAULT_REF["shoulder_width"]
+            w = float(np.clip((vis[LM[f"{side}_{joint}"]] - ARM_SEEN[0]) / (ARM_SEEN[1] - ARM_SEEN[0]), 0.0, 1.0))
+            joints[j] = w * joints[j] + (1.0 - w) * prior
+            parent = joints[j]
+
+
 def build_fit(joints_cv: np.ndarray, trans: np.ndarray, ref: dict[str, float], visibility=None) -> BodyFit:
-    """Anchor poses from camera-space joints (OpenCV axes)."""
+    """Anchor poses from camera-space joints (OpenCV axes, rows in JOINTS order; the hand points at the end may
+    be left out)."""
     g = joints_cv @ CV_TO_GL.T  # OpenGL camera space
-    P = {n: g[i] for n, i in J.items()}
+    P = {n: g[i] for n, i in J.items() if i < len(g)}
     mid_sh = (P["left_shoulder"] + P["right_shoulder"]) / 2
     mid_hip = (P["left_hip"] + P["right_hip"]) / 2
     sw = float(np.linalg.norm(P["left_shoulder"] - P["right_shoulder"]))
@@ -183,8 +233,8 @@ def build_fit(joints_cv: np.ndarray, trans: np.ndarray, ref: dict[str, float], v
     poses.update(head_poses(P, ref))
     x_axis = torso[:3, 0] / np.linalg.norm(torso[:3, 0])
     yaw = math.degrees(math.atan2(-x_axis[2], x_axis[0]))
-    return BodyFit(joints={n: joints_cv[i] for n, i in J.items()}, poses=poses, translation=trans,
-                   shoulder_width_m=sw, torso_length_m=tl, yaw_deg=yaw, visibility=visibility or {})
+    return BodyFit(joints={n: joints_cv[i] for n, i in J.items() if i < len(joints_cv)}, poses=poses,
+                   translation=trans, shoulder_width_m=sw, torso_length_m=tl, yaw_deg=yaw, visibility=visibility or {})
 
 
 def head_poses(P: dict[str, np.ndarray], ref: dict[str, float]) -> dict[str, np.ndarray]:

@@ -27,8 +27,9 @@ from edge.tryon.fitting import BodyFit, BodyFitter
 from edge.tryon.garments import Catalog, CatalogError, Garment
 from edge.tryon.gl import RendererUnavailable
 from edge.tryon.intrinsics import Intrinsics
-from edge.tryon.occlusion import apply_occlusion
+from edge.tryon.occlusion import apply_occlusion, drop_fragments, trim_to_person
 from edge.tryon.session import SessionTracker
+from edge.tryon.silhouette import TorsoSilhouette
 from edge.tryon.sizing import ShoulderWidthEstimator, suggest_size
 
 if TYPE_CHECKING:
@@ -136,6 +137,7 @@ class TryOnPipeline:
         self._t_out: deque[float] = deque(maxlen=240)
         self.frames_out = 0
         self.source_ended = threading.Event()
+        self._sync: _RenderState | None = None  # run_sync's render state (owned by the thread calling it)
 
     # -- control (any thread) -------------------------------------------------------------------------------
     def start(self) -> TryOnPipeline:
@@ -209,6 +211,28 @@ class TryOnPipeline:
                 "m2p_p50_ms": None if pc["p50"] is None else round(pc["p50"], 1),
                 "m2p_p95_ms": None if pc["p95"] is None else round(pc["p95"], 1)}
 
+    def run_sync(self, frame: Frame, pose_result: PoseResult | None = None) -> RenderedFrame:
+        """One frame through pose (unless given), fit + render and occlusion + composite on the calling thread,
+        without the stage threads (benchmarks, tests). frame.image becomes the mirror frame; the returned
+        item's garment_layer is the layer as composited. Call close_sync() on the same thread when done."""
+        if self._sync is None:
+            self._sync = _RenderState()
+        if pose_result is None:
+            pose_result = self.pose.process(frame)
+        item = self._render_one(self._sync, PosedFrame(frame, pose_result))
+        self._composite_one(item)
+        return item
+
+    @property
+    def sync_renderer(self):
+        """run_sync's GarmentRenderer (None before the first frame or without EGL)."""
+        return None if self._sync is None else self._sync.renderer
+
+    def close_sync(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
     # -- stages -------------------------------------------------------------------------------------------------
     def _guard(self, name, fn) -> None:
         try:
@@ -274,7 +298,8 @@ class TryOnPipeline:
             st.close()
             try:
                 st.renderer, st.intr = self._make_renderer(h, w)
-                st.fitter = BodyFitter(st.intr, self.cfg.smoothing, self.cfg.min_visibility)
+                st.fitter = BodyFitter(st.intr, self.cfg.smoothing, self.cfg.min_visibility,
+                                       align_2d=self.cfg.fit.align_2d)
                 self.renderer_status, st.size, st.shown = "ok", (h, w), (None, None)
                 RENDERER_UP.set(1)
             except RendererUnavailable as e:
@@ -288,8 +313,7 @@ class TryOnPipeline:
             if not self.breaker.allow():  # open: plain camera with the hint instead of a misfitted garment
                 hint = self.hint
         if hint is not None:
-            if st.fitter is not None:
-                st.fitter.reset()
+            st.reset()
         elif st.renderer is not None and person is not None:
             try:
                 want = self.selection
@@ -303,14 +327,23 @@ class TryOnPipeline:
                 garment = st.renderer.garment
                 fit = st.fitter.fit(person, frame.t, garment.ref)
                 if fit is not None:
+                    if self.cfg.fit.silhouette:
+                        if st.silhouette_sku != garment.sku:
+                            fc = self.cfg.fit
+                            st.silhouette = TorsoSilhouette(garment, fc.max_narrow, fc.max_widen,
+                                                            smoothing=self.cfg.smoothing.enabled)
+                            st.silhouette_sku = garment.sku
+                        fit.torso_scale = st.silhouette.update(person.mask, fit, st.intr, frame.t)
+                    if hasattr(st.renderer, "set_torso_scale"):
+                        st.renderer.set_torso_scale(fit.torso_scale)
                     out = st.renderer.render(fit.poses)
             except RendererUnavailable as e:
                 self._renderer_failed(e)
                 st.renderer = None
             except Exception:  # noqa: BLE001 - show the camera rather than stop
                 log.exception("render failed on frame %d", frame.seq)
-        elif person is None and st.fitter is not None:
-            st.fitter.reset()
+        elif person is None:
+            st.reset()
         frame.meta["t_render_done"] = time.monotonic()
         STAGE.labels("render").observe(frame.meta["t_render_done"] - t0)
         return RenderedFrame(frame=frame, person=person, fit=fit, garment_layer=out, garment=garment,
@@ -336,8 +369,7 @@ class TryOnPipeline:
         frame, layer = item.frame, item.garment_layer
         t0 = time.monotonic()
         if layer is not None and not layer.empty:
-            if self.cfg.occlusion:
-                apply_occlusion(layer, item.fit, item.intrinsics, item.garment.covers, item.person.mask)
+            self.finish_layer(item)
             composite_inplace(frame.image, layer)
         if self.cfg.mirror_view:
             frame.image = cv2.flip(frame.image, 1)
@@ -364,6 +396,16 @@ class TryOnPipeline:
             self._out = frame
             self._out_cv.notify_all()
         return frame
+
+    def finish_layer(self, item: RenderedFrame) -> None:
+        """What the shopper sees of the rendered garment, in place: body parts in front cut it, the silhouette
+        trims it, floating fragments are dropped ([tryon] occlusion, [tryon.fit] trim)."""
+        layer, mask = item.garment_layer, item.person.mask
+        if self.cfg.occlusion:
+            apply_occlusion(layer, item.fit, item.intrinsics, item.garment.covers, mask)
+        if self.cfg.fit.trim:
+            trim_to_person(layer, mask, self.cfg.fit.trim_dilate_px)
+            drop_fragments(layer, self.cfg.fit.fragment_min_fraction)
 
     def _update_analytics(self, frame: Frame, person: PersonPose | None, fit: BodyFit | None,
                           garment: Garment | None) -> None:
@@ -413,7 +455,16 @@ class _RenderState:
 
     def __init__(self):
         self.renderer = self.intr = self.fitter = self.size = None
+        self.silhouette: TorsoSilhouette | None = None
+        self.silhouette_sku: str | None = None
         self.shown = (None, None)
+
+    def reset(self) -> None:
+        """Forget the smoothing state (nobody dressed, or a new shopper)."""
+        if self.fitter is not None:
+            self.fitter.reset()
+        if self.silhouette is not None:
+            self.silhouette.reset()
 
     def close(self) -> None:
         if self.renderer is not None:

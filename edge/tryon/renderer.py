@@ -19,6 +19,7 @@ from edge.tryon.gl import load_pyrender, make_offscreen_renderer
 from edge.tryon.intrinsics import Intrinsics
 from edge.tryon.meshes import vertex_shade
 from edge.tryon.shaders import RIG, fixed_light_shader_dir
+from edge.tryon.silhouette import deform
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ KEY_ELEVATION_DEG = 40.0  # from above
 KEY_AZIMUTH_DEG = 30.0  # from the camera's right (the wearer's left in the mirrored view)
 FILL_POSITION = (-1.0, 0.35, 0.5)  # point light left of the camera (metres)
 FILL_INTENSITY = 5.0
+TORSO_SCALE_STEP = 0.004  # silhouette factors re-uploaded when one changes by this much (~0.5 px on a torso)
 
 
 @dataclass
@@ -45,6 +47,7 @@ class RenderOutput:
     bbox: tuple[int, int, int, int]  # x, y, w, h
     frame_size: tuple[int, int]  # (h, w)
     render_ms: float = 0.0
+    cut: np.ndarray | None = None  # bool (h, w) of the bbox: garment pixels removed by body parts in front
 
     @property
     def empty(self) -> bool:
@@ -105,6 +108,8 @@ class GarmentRenderer:
             set_msaa(self.r, msaa)
         self._nodes: list[tuple[object, str]] = []  # (node, anchor)
         self._tint_materials: list = []
+        self._deformable: list[tuple[object, np.ndarray, np.ndarray, np.ndarray]] = []  # torso primitives
+        self._torso_scale: np.ndarray | None = None  # the factors the uploaded torso vertices carry
         self.garment: Garment | None = None
         self.colour: Colour | None = None
         log.info("garment renderer %dx%d (render %dx%d) msaa=%d fixed_light_shaders=%s", intr.width, intr.height,
@@ -115,7 +120,7 @@ class GarmentRenderer:
         pr = self.pyrender
         for node, _ in self._nodes:
             self.scene.remove_node(node)
-        self._nodes, self._tint_materials = [], []
+        self._nodes, self._tint_materials, self._deformable, self._torso_scale = [], [], [], None
         for part in garment.parts:
             mat = pr.MetallicRoughnessMaterial(
                 baseColorFactor=list(part.base_color), metallicFactor=part.metallic, roughnessFactor=part.roughness,
@@ -127,6 +132,12 @@ class GarmentRenderer:
                     prim.color_0 = shade
             node = self.scene.add(mesh, name=part.name, pose=np.eye(4))
             self._nodes.append((node, part.anchor))
+            if part.anchor == "torso":  # the silhouette fit scales these per level (deform)
+                for prim in mesh.primitives:
+                    rest = [a for a in (prim.tangents, prim.texcoord_0, prim.texcoord_1, prim.color_0) if a is not None]
+                    self._deformable.append((prim, np.asarray(prim.positions, np.float32).copy(),
+                                             np.asarray(prim.normals, np.float32).copy(),
+                                             np.hstack(rest).astype(np.float32) if rest else None))
             if part.tint:  # from_trimesh deep-copies the material: recolour the primitives' own copies
                 self._tint_materials.extend(prim.material for prim in mesh.primitives)
         self.garment = garment
@@ -137,6 +148,29 @@ class GarmentRenderer:
         if colour is not None:
             for m in self._tint_materials:
                 m.baseColorFactor = srgb_to_linear(colour.rgba)
+
+    def set_torso_scale(self, scale: np.ndarray | None) -> None:
+        """Deform the torso parts by per-level lateral factors (silhouette.TorsoSilhouette.update; None = as
+        modelled) for the next renders: re-uploads their vertices and normals (on the render thread)."""
+        if scale is None and self._torso_scale is None:
+            return
+        if (scale is not None and self._torso_scale is not None
+                and float(np.abs(scale - self._torso_scale).max()) < TORSO_SCALE_STEP):
+            return  # a still shopper: no re-upload for sub-pixel changes
+        from OpenGL.GL import GL_ARRAY_BUFFER, glBindBuffer, glBufferSubData  # noqa: PLC0415
+        current = False
+        for prim, pos, nrm, rest in self._deformable:
+            p, n = (pos, nrm) if scale is None else deform(pos, nrm, scale)
+            prim.positions, prim.normals = p, n  # used when the primitive is (re)uploaded
+            if prim._vaid is None or not prim._buffers:  # not uploaded yet (pyrender==0.1.45 internals)
+                continue
+            if not current:
+                self.r._platform.make_current()
+                current = True
+            data = np.ascontiguousarray(np.hstack([p, n] + ([rest] if rest is not None else [])), np.float32)
+            glBindBuffer(GL_ARRAY_BUFFER, prim._buffers[0])
+            glBufferSubData(GL_ARRAY_BUFFER, 0, data.nbytes, data)
+        self._torso_scale = None if scale is None else np.array(scale, copy=True)
 
     def render(self, poses: dict[str, np.ndarray]) -> RenderOutput:
         """Render the garment with each part at its anchor pose (parts whose anchor is missing are hidden)."""
@@ -162,6 +196,24 @@ class GarmentRenderer:
         d = np.ascontiguousarray(depth[y:y + bh, x:x + bw])
         d[rgba[..., 3] == 0] = 0.0  # holdouts (the neck inside the collar) write depth but no colour
         return RenderOutput(rgba, d, (x, y, bw, bh), (h, w), (time.perf_counter() - t0) * 1000)
+
+    def piece_ids(self, poses: dict[str, np.ndarray]) -> np.ndarray:
+        """Full-frame uint8 map of which garment part is frontmost (1 + index in garment.parts, 0 = none), by a
+        segmentation render of the same scene (measurement only: an extra render)."""
+        pr = self.pyrender
+        seg_map = {}
+        for i, (node, anchor) in enumerate(self._nodes):
+            pose = poses.get(anchor)
+            node.mesh.is_visible = pose is not None
+            if pose is not None:
+                self.scene.set_pose(node, pose)
+            seg_map[node] = (i + 1, i + 1, i + 1)
+        color, _ = self.r.render(self.scene, flags=pr.RenderFlags.SEG, seg_node_map=seg_map)
+        ids = np.ascontiguousarray(color[..., 0])
+        h, w = self.frame_size
+        if ids.shape != (h, w):
+            ids = cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST)
+        return ids
 
     def close(self) -> None:
         try:

@@ -21,7 +21,8 @@ class OneEuroFilter:
     def reset(self) -> None:
         self._x = self._dx = self._t = None
 
-    def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
+    def __call__(self, x: np.ndarray, t: float, cutoff_scale: np.ndarray | float = 1.0) -> np.ndarray:
+        """Filtered x at time t; cutoff_scale (broadcast against x) < 1 smooths those elements harder."""
         x = np.asarray(x, float)
         if self._x is None or self._t is None or t <= self._t or self._x.shape != x.shape:
             self._x, self._dx, self._t = x.copy(), np.zeros_like(x), t
@@ -30,7 +31,7 @@ class OneEuroFilter:
         dx = (x - self._x) / dt
         a_d = self._alpha(self.d_cutoff, dt)
         self._dx = a_d * dx + (1 - a_d) * self._dx
-        cutoff = self.min_cutoff + self.beta * np.abs(self._dx)
+        cutoff = (self.min_cutoff + self.beta * np.abs(self._dx)) * cutoff_scale
         a = self._alpha(cutoff, dt)
         self._x = a * x + (1 - a) * self._x
         self._t = t
