@@ -11,6 +11,7 @@ import time
 from typing import Callable
 
 from edge.core.events import Event
+from edge.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -117,21 +118,22 @@ def summarize_decisions(records) -> dict:
             "alerts": {k: dict(v) for k, v in alerts.items()}, "config_reloads": dict(reloads), "alert_holds": holds}
 
 
-class DecisionSummaryLoop:
+class DecisionSummaryLoop(Periodic):
     """Emits a `decision_summary` telemetry event for each completed UTC day of the decision log in `folder`,
     checked every `check_s`. The last day sent is kept in `<folder>/summary_state.json`, so restarts neither skip
     nor repeat a day; a device that was off catches up at most `catch_up_days`; the first start sends yesterday."""
 
     STATE = "summary_state.json"
+    thread_name = "decision-summary"
 
     def __init__(self, emit: Callable[[Event], object], folder, *, check_s: float = 3600.0,
                  clock: Callable[[], float] = time.time, catch_up_days: int = 7) -> None:
         from pathlib import Path
 
+        super().__init__()
         self._emit, self.folder, self.check_s, self._clock = emit, Path(folder), check_s, clock
+        self.interval_s = check_s
         self.catch_up_days = catch_up_days
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def _last_day(self):
         import datetime as dt
@@ -166,22 +168,3 @@ class DecisionSummaryLoop:
             day += dt.timedelta(days=1)
         return out
 
-    def start(self) -> "DecisionSummaryLoop":
-        self._thread = threading.Thread(target=self._run, name="decision-summary", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2)
-            self._thread = None
-
-    def _run(self) -> None:
-        while True:
-            try:
-                self.run_once()
-            except Exception:  # noqa: BLE001 - try again at the next check
-                log.exception("decision summary failed")
-            if self._stop.wait(self.check_s):
-                return

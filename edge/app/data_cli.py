@@ -25,9 +25,10 @@ import fcntl
 import json
 import logging
 import os
-import threading
 import time
 from pathlib import Path
+
+from edge.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -237,15 +238,18 @@ def run(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ while running
-class RetentionLoop:
+class RetentionLoop(Periodic):
     """The running device's retention: every `[privacy] retention_check_s`, undelivered session records and dead
     letters past their retention leave the outbox (recorded as `data_purge` when something went). The decision log
     applies its own retention to rotated segments (edge.core.decisions)."""
 
+    thread_name = "privacy-retention"
+    join_s = 5.0
+
     def __init__(self, outbox, privacy, *, clock=time.time):
+        super().__init__()
         self.outbox, self.privacy, self._clock = outbox, privacy, clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.interval_s = privacy.retention_check_s
 
     def run_once(self) -> dict:
         from edge.core import decisions
@@ -258,22 +262,3 @@ class RetentionLoop:
             decisions.record("data_purge", "retention", counts, reason="retention enforced on the running device")
         return counts
 
-    def start(self) -> RetentionLoop:
-        self._thread = threading.Thread(target=self._run, name="privacy-retention", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def _run(self) -> None:
-        while True:
-            try:
-                self.run_once()
-            except Exception:  # noqa: BLE001 - try again at the next check
-                log.exception("retention check failed")
-            if self._stop.wait(self.privacy.retention_check_s):
-                return

@@ -1,11 +1,12 @@
 """Helpers shared by the alert tests (imported by basename: tests/alerts is on sys.path in pytest's default mode)."""
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 
 from edge.alerts import AlertEngine, AlertsConfig
 from edge.core.events import ListSink
+
+from waiting import wait_until  # noqa: F401, E402 - shared polling helper (tests/), re-exported
 
 def wall(hh: int, mm: int = 0, day: int = 2) -> float:
     """A UTC wall time (epoch seconds) on 2026-03-<day> at hh:mm."""
@@ -33,10 +34,3 @@ def kinds(events) -> list[str]:
     return [e.kind for e in getattr(events, "events", events)]
 
 
-def wait_until(pred, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(interval)
-    return bool(pred())

@@ -1,20 +1,12 @@
 """Helpers of the operations tests (a module of its own: `conftest` is ambiguous when several test folders run)."""
 from __future__ import annotations
 
-import time
 import urllib.request
 from pathlib import Path
 
+from waiting import wait_until  # noqa: F401 - shared polling helper, re-exported
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_until(pred, timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(interval)
-    return bool(pred())
 
 
 def scrape(url: str) -> str:

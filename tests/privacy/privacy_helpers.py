@@ -1,17 +1,9 @@
 """Helpers of the privacy tests (imported by basename: tests/privacy is on sys.path in pytest's default mode)."""
 from __future__ import annotations
 
-import time
 from functools import cache
 
-
-def wait_until(pred, timeout: float, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(interval)
-    return bool(pred())
+from waiting import wait_until  # noqa: F401, E402 - shared polling helper (tests/), re-exported
 
 
 def metric(name: str, **labels) -> float:

@@ -8,14 +8,7 @@ from sync.client import ClientOptions
 from sync.config import SyncConfig
 from sync.consumer import Consumer
 
-
-def wait_until(pred, timeout: float, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(interval)
-    return bool(pred())
+from waiting import wait_until  # noqa: F401, E402 - shared polling helper (tests/), re-exported
 
 
 def start_consumer(port: int, db, client_id: str = "cloud-test", **kw) -> Consumer:
