@@ -309,7 +309,8 @@ class SystemCollector:
             now, cpu, j1 = time.monotonic(), _proc_cpu_s(), _sys_jiffies()
             if last is not None and now - t0 < 0.5:
                 return last
-            pct = 100.0 * (cpu - c0) / max(now - t0, 1e-3)
+            # a first reading soon after start divides clock-tick-granular CPU time by a short window: bound it
+            pct = min(100.0 * (cpu - c0) / max(now - t0, 1e-3), 100.0 * (os.cpu_count() or 1))
             busy = None
             if j0 is not None and j1 is not None and j1[0] > j0[0]:
                 busy = 100.0 * (1.0 - (j1[1] - j0[1]) / (j1[0] - j0[0]))
