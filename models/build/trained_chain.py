@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from models.build import trained, venvs, verify
-from models.build.plan import BuildError, Step, bins, model_dir, write_json
+from models.build.plan import BuildError, Step, bins, model_dir, quantize_steps, write_json
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,22 +108,8 @@ def model_steps(chain, name: str) -> list[Step]:
                           golden, p, v["fp32_atol"], v["fp32_rtol"], v.get("output_atol")) for p in fp32})))
     int8: dict[str, Path] = {}
     if not chain.skip_int8:
-        k = m["quantization"]["keep_first_convs"]
-        qargs = ["--data", calib, "--norm", cal["norm"], "--limit", cal["calib_samples"]]
-        ov_fp32 = fp32[-1]
-        for a in by_producer.get("nncf", []):
-            out = d / a["file"]
-            keep = 0 if a["precision"] == "int8_full" else k
-            steps.append(sub(f"nncf_{a['precision']}", "quant", "nncf_quantize.py",
-                             [ov_fp32, out, *qargs, "--keep-first", keep, "--info", w / f"{out.name}.json"],
-                             [out, out.with_suffix(".bin")], [ov_fp32, ov_fp32.with_suffix(".bin"), calib]))
-            int8[f"openvino/{a['precision']}"] = out
-        for a in by_producer.get("ort_quant", []):
-            out = d / a["file"]
-            steps.append(sub(f"ort_{a['precision']}", "quant", "ort_quantize.py",
-                             [onnx, out, *qargs, "--keep-first", k, "--info", w / f"{out.name}.json"], [out],
-                             [onnx, calib]))
-            int8[f"onnxruntime/{a['precision']}"] = out
+        q_steps, int8 = quantize_steps(sub, m, by_producer, d, fp32[-1], onnx, calib)
+        steps += q_steps
         acc = w / "accuracy_int8.json"
         steps.append(Step(name, "eval_int8", [acc], chain._rec(name, "eval_int8"),
                           inputs=[onnx, heldout, *int8.values(), *bins(int8.values())],

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from augment import CropMaker, Person, Recipe  # noqa: E402
-from teacher import OUTPUTS, load_onnx_as_torch, wrap  # noqa: E402
+from teacher import load_onnx_as_torch, wrap  # noqa: E402
 
 log = logging.getLogger("train")
 LOSS_W = {"xy": 1.0, "z": 0.2, "logits": 0.02, "flag": 1.0, "seg": 0.05, "heat": 0.1, "world": 0.5}
@@ -122,7 +122,6 @@ def build_student_or_qat(kind: str, teacher_onnx: Path, maker: CropMaker, seed: 
 
     use_reference_quantizers()
     m = wrap(load_onnx_as_torch(teacher_onnx)).to(device).eval()
-    example = torch.zeros(1, 256, 256, 3, device=device)
     if state:
         from nncf.torch import load_from_config
 

@@ -31,10 +31,8 @@ def load_onnx_as_torch(path: Path):
     from onnx2torch import convert
 
     m = onnx.load(str(path))
-    for init in m.graph.initializer:  # shape constants feeding Reshape: leading 1 -> -1 (batch)
-        pass
     shape_inputs = {n.input[1] for n in m.graph.node if n.op_type == "Reshape"}
-    for init in m.graph.initializer:
+    for init in m.graph.initializer:  # shape constants feeding Reshape: leading 1 -> -1 (batch)
         if init.name in shape_inputs:
             arr = onnx.numpy_helper.to_array(init).copy()
             if arr.ndim == 1 and len(arr) >= 2 and arr[0] == 1:
@@ -48,10 +46,6 @@ def load_onnx_as_torch(path: Path):
     gm.eval()
     torch.set_grad_enabled(True)
     return gm
-
-
-class Wrapped:
-    """Placeholder so `import teacher` works without torch (venv-less callers read OUTPUTS only)."""
 
 
 def wrap(gm):
