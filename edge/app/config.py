@@ -107,6 +107,10 @@ class PeopleSection(StrictModel):
     nms_iou: float = Field(0.6, gt=0, le=1)
     tiles: tuple[int, int] = Field((2, 1), description="[columns, rows] of overlapping tiles run besides the whole "
                                    "frame, for far (small) people; [1, 1] = the whole frame only")
+    max_batch: int = Field(1, ge=1, le=16, description="frames of several cameras due together run as one batched "
+                           "detector call of up to this many (OpenVINO; other backends batch only models with a "
+                           "dynamic batch). 1 = off (default: it did not pay on the 2-core reference machine, see "
+                           "docs/BENCHMARKS.md 'cameras per device')")
 
     @field_validator("tiles")
     @classmethod
@@ -143,6 +147,8 @@ class CameraSection(StrictModel):
     motion_gating: bool = Field(True, description="skip detection on frames that barely moved")
     motion_threshold: float = Field(1.5, ge=0, le=255, description="mean grey-level change that counts as motion")
     detect_every: int = Field(4, ge=1, le=100, description="with gating: detect at least every N-th frame")
+    critical: bool = Field(False, description="served first and never throttled; analytics of the other cameras "
+                           "yield to it when it falls below its fps (mixed criticality, edge/app/streams.py)")
     analytics: AnalyticsConfig = AnalyticsConfig()
     alerts: AlertsConfig = AlertsConfig()
 

@@ -200,7 +200,7 @@ class StreamSet:
             analytics = Analytics.from_config(cam.analytics, sink, source=cam.id,
                                               frame_size=(cam.source.width, cam.source.height))
             streams.append(Stream(cam, reader, BehaviourStage(analytics, AlertEngine(cam.alerts, sink),
-                                                              models=models)))
+                                                              models=models), critical=cam.critical))
         return cls(streams, detect, yield_to=yield_to, detect_batch=detect_batch, max_batch=max_batch)
 
     @property

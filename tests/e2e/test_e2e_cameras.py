@@ -18,14 +18,17 @@ from edge.app.config import ConfigError, load_config
 CAMERAS = """
 [models.person_detector]
 name = "nanodet_m_416"
+backend = "openvino"   # the backend that batches a fixed-batch model (batch-polymorphic copy)
 
 [people]
 tiles = [1, 1]     # one detector run per frame keeps this test short
+max_batch = 4      # frames of cameras due together run as one detector call
 
 [[cameras]]
 id = "entrance"
 fps = 50
 motion_gating = true
+critical = true
 [cameras.source]
 type = "video"
 uri = "{video}"
@@ -92,7 +95,9 @@ def test_extra_cameras_run_their_own_alerts_while_a_broken_one_retries(repo, tmp
     streams = health["streams"]
     assert streams["unplugged"]["state"] == "error" and "not found" in streams["unplugged"]["error"]
     assert health["status"] == "degraded"  # a camera is down: the device says so
+    assert "entrance (50 FPS, critical), unplugged (5 FPS); batches of up to 4 frames" in err  # [people] max_batch
     ent = streams["entrance"]
+    assert ent["critical"] is True and streams["unplugged"]["critical"] is False
     assert ent["processed"] >= 900 and ent["gated"] > 0 and ent["detected"] > 0  # the whole clip, gating on
     with sqlite3.connect(tmp_path / "outbox.sqlite") as db:
         rows = [json.loads(b) for (b,) in db.execute("SELECT body FROM reliable ORDER BY rowid")]
@@ -113,6 +118,6 @@ def test_camera_config_errors_name_the_key(repo, tmp_path, store_video):
         load_config(cfg)
     msg = str(e.value)
     assert "cameras.1.id" in msg and "cameras.0.alerts.rules.0.key" in msg
-    cfg.write_text(text.replace('[models.person_detector]\nname = "nanodet_m_416"\n', ""))
+    cfg.write_text(text.replace('[models.person_detector]\nname = "nanodet_m_416"\nbackend = "openvino"', ""))
     with pytest.raises(ConfigError, match=r"\[models.person_detector\] is not set"):
         load_config(cfg)
