@@ -46,8 +46,8 @@ class SmoothingSection(StrictModel):
 
     enabled: bool = True
     min_cutoff: float = Field(0.8, gt=0)  # Hz: lower = steadier when still
-    beta: float = Field(4.0, ge=0)  # per m/s of joint speed: higher = less lag when moving
-    d_cutoff: float = Field(1.0, gt=0)
+    beta: float = Field(1.5, ge=0)  # per m/s of joint speed: higher = less lag when moving
+    d_cutoff: float = Field(0.5, gt=0)  # Hz of the speed estimate: lower = sensor noise does not open the filter
 
 
 class FitSection(StrictModel):
