@@ -1,8 +1,9 @@
 """Calibration, held-out and golden sets built from photos shipped in packages (seeded, deterministic).
 
 Landmark model: rotated ROI crops of the people the detector finds in the photos (tiled windows + one
-tracking-refinement pass), augmented. Detectors: random letterboxed windows of the photos plus person-free
-scenes (negatives). Stored as uint8 NHWC npz (`x`) under `<cache>/calibration/<model>/`, with a provenance JSON.
+tracking-refinement pass), augmented. Hand landmark models: crops of those people's hands, the ROI from their pose
+wrist, index and pinky (edge.hands.roi.roi_from_pose). Detectors: random letterboxed windows of the photos plus
+person-free scenes (negatives). Stored as uint8 NHWC npz (`x`) under `<cache>/calibration/<model>/`, with a provenance JSON.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from calibration.augment import jitter_roi, photometric, random_window
 from calibration.photos import NEGATIVES, PHOTOS, SKIMAGE, load_photo, staged_path
+from edge.hands.roi import POSE_HAND, roi_from_pose
 from edge.pose import detection, roi as roimod
 from edge.pose.types import Roi
 from edge.core.files import sha256_file
@@ -55,8 +57,8 @@ def letterbox_u8(img_rgb: np.ndarray, size: int) -> np.ndarray:
     return np.rint((x[0] + 1.0) * 127.5).astype(np.uint8)
 
 
-def crop_u8(img_rgb: np.ndarray, r: Roi) -> np.ndarray:
-    x, _ = roimod.crop(img_rgb, r, 256)
+def crop_u8(img_rgb: np.ndarray, r: Roi, size: int = 256) -> np.ndarray:
+    x, _ = roimod.crop(img_rgb, r, size)
     return np.rint(x[0] * 255.0).astype(np.uint8)
 
 
@@ -132,6 +134,69 @@ def landmark_sets(cache: Path, people: list[Person], cal: dict) -> dict[str, tup
                                           for p in golden_people])}
 
 
+@dataclass
+class HandRoi:
+    photo: str
+    split: str
+    person: int  # index into the people list
+    side: str
+    roi: Roi
+    visibility: float  # the least visible of the pose wrist, index and pinky
+
+
+def find_hands(cache: Path, people: list[Person], lmk, min_visibility: float = 0.3) -> list[HandRoi]:
+    """Hand ROIs of the people found: pose landmarks on each person's ROI, then the hand ROI from the wrist,
+    index and pinky of each side seen well enough; most visible first."""
+    imgs: dict[str, np.ndarray] = {}
+    out = []
+    for i, p in enumerate(people):
+        img = imgs.setdefault(p.photo, rgb(p.photo, cache))
+        x, aff = roimod.crop(img, p.roi, 256)
+        raw = lmk({"input_1": x})["Identity"].reshape(39, 5)
+        lm = np.zeros((33, 5))
+        lm[:, :2] = roimod.to_image(raw[:33, :2], aff)
+        lm[:, 3] = detection.sigmoid(raw[:33, 3])
+        for side, idx in POSE_HAND.items():
+            vis = float(lm[list(idx), 3].min())
+            r = roi_from_pose(lm, side)
+            if vis >= min_visibility and r.size >= 16:
+                out.append(HandRoi(p.photo, p.split, i, side, r, vis))
+    out.sort(key=lambda h: -h.visibility)
+    log.info("hands: %d hand ROIs in %d people", len(out), len(people))
+    return out
+
+
+def hand_sets(cache: Path, hands: list[HandRoi], cal: dict) -> dict[str, tuple[np.ndarray, list]]:
+    """Hand crops (input_size) with ROI jitter, flips and shop-lighting changes; golden: the unaugmented crops."""
+    size = cal["input_size"]
+    imgs = {h.photo: rgb(h.photo, cache) for h in hands}
+    calib = [h for h in hands if h.split == "calib"] or hands
+    held = [h for h in hands if h.split == "heldout"] or hands
+    if not hands:
+        raise RuntimeError("hand calibration sets need people with a visible wrist in the photos; found none")
+
+    def make(pool: list[HandRoi], n: int, seed: int):
+        rng = np.random.default_rng(seed)
+        xs, meta = [], []
+        for i in range(n):
+            h = pool[i % len(pool)]
+            r, geo = jitter_roi(h.roi, rng, shift=0.06, scale=(0.9, 1.15), rot_deg=20.0)
+            patch = crop_u8(imgs[h.photo], r, size)
+            if rng.random() < 0.5:
+                patch = patch[:, ::-1].copy()
+                geo["flip"] = True
+            patch, photo = photometric(patch, rng)
+            xs.append(patch)
+            meta.append({"photo": h.photo, "person": h.person, "side": h.side, **geo, **photo})
+        return np.stack(xs), meta
+
+    golden = hands[:cal["golden_samples"]]
+    return {"calib": make(calib, cal["calib_samples"], SEED), "heldout": make(held, cal["heldout_samples"], SEED + 1),
+            "golden": (np.stack([crop_u8(imgs[h.photo], h.roi, size) for h in golden]),
+                       [{"photo": h.photo, "person": h.person, "side": h.side, "augmentation": None}
+                        for h in golden])}
+
+
 def detector_sets(cache: Path, cal: dict) -> dict[str, tuple[np.ndarray, list]]:
     size = cal["input_size"]
     photos = {ph.name: rgb(ph.name, cache) for ph in PHOTOS}
@@ -192,13 +257,17 @@ def build(cache: Path, manifests: dict[str, dict], det, lmk, out_root: Path) -> 
     det, lmk: callables {input name: array} -> {output name: array} running the reference detector and landmark
     model (the build chain passes models.build.runners.open_model of the source files)."""
     cv2.setNumThreads(1)  # keeps resampling bit-exact between runs
-    people = None
+    people = hands = None
     result: dict[str, dict[str, Path]] = {}
     for name, m in manifests.items():
         cal = m["calibration"]
         if cal["metric"] == "landmarks":
             people = people if people is not None else find_people(cache, det, lmk)
             sets = landmark_sets(cache, people, cal)
+        elif cal["metric"] == "hand_landmarks":
+            people = people if people is not None else find_people(cache, det, lmk)
+            hands = hands if hands is not None else find_hands(cache, people, lmk)
+            sets = hand_sets(cache, hands, cal)
         else:
             sets = detector_sets(cache, cal)
         d = out_root / name
@@ -209,8 +278,9 @@ def build(cache: Path, manifests: dict[str, dict], det, lmk, out_root: Path) -> 
             np.savez_compressed(paths[split], x=x)
         prov = {"model": name, "tool": "calibration/datasets.py", "seed": SEED, "norm": cal["norm"],
                 "input_size": cal["input_size"], "sources": provenance_sources(cache),
-                "people": [{**asdict(p), "roi": asdict(p.roi)} for p in people] if cal["metric"] == "landmarks"
-                else None,
+                "people": [{**asdict(p), "roi": asdict(p.roi)} for p in people]
+                if cal["metric"] in ("landmarks", "hand_landmarks") else None,
+                "hands": [asdict(h) for h in hands] if cal["metric"] == "hand_landmarks" else None,
                 "sets": {s: {"n": int(len(x)), "samples": meta} for s, (x, meta) in sets.items()}}
         (d / "provenance.json").write_text(json.dumps(prov, indent=1))
         paths["provenance"] = d / "provenance.json"

@@ -16,7 +16,7 @@ BACKENDS = ("onnxruntime", "openvino", "tflite")
 PRECISIONS = ("fp32", "int8", "int8_full", "int8_qat")
 FORMATS = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
 PRODUCERS = ("source", "tf2onnx", "ov_convert", "nncf", "ort_quant", "aeq", "tflite_convert", "trained")
-METRICS = ("landmarks", "pose_detector", "face_detector", "people_detector")
+METRICS = ("landmarks", "pose_detector", "face_detector", "people_detector", "palm_detector", "hand_landmarks")
 SOURCE_KINDS = ("wheel", "npm", "trained")  # npm: a TF.js graph model in an npm tarball, converted through
 # TensorFlow; trained: an ONNX file the project trained and committed under models/trained/<name>/
 RECIPES = ("nanodet", "movenet")  # graph edits of models/build/steps/tfjs_graph.py
@@ -27,6 +27,10 @@ class ManifestError(ValueError):
 
 
 _S, _I, _F, _L, _B, _D = str, int, float, list, bool, dict
+# [quantization.ignored_scope]: the layers the OpenVINO `int8` artefact (NNCF) and QAT keep FP32, named by their place
+# in the graph (node names differ between formats): models/build/steps/nncf_scope.py resolves them.
+IGNORED_SCOPE = {"first_convs": (_I, False), "head_convs": (_L, False), "branches": (_L, False),
+                 "upsampling": (_B, False), "note": (_S, False)}
 # key -> (type, required). Nested tables are dicts of the same form; lists of tables use a one-element list.
 SCHEMA: dict = {
     "schema": (_I, True), "name": (_S, True), "version": (_S, True), "task": (_S, True),
@@ -42,7 +46,8 @@ SCHEMA: dict = {
     "calibration": ({"metric": (_S, True), "input_size": (_I, True), "norm": (_S, True),
                      "calib_samples": (_I, True), "heldout_samples": (_I, True), "golden_samples": (_I, True),
                      "tflite_int8_samples": (_I, True), "description": (_S, True)}, True),
-    "quantization": ({"keep_first_convs": (_I, True), "int8_gate": (_D, True), "notes": (_S, False)}, True),
+    "quantization": ({"keep_first_convs": (_I, True), "int8_gate": (_D, True), "notes": (_S, False),
+                      "ignored_scope": (IGNORED_SCOPE, False)}, True),
     "verify": ({"fp32_atol": (_F, True), "fp32_rtol": (_F, True), "output_atol": (_D, False),
                 "note": (_S, False)}, True),
     # one entry per backend that has artefacts (checked in validate)
@@ -180,7 +185,29 @@ def validate(m: dict, where: str = "<manifest>") -> dict:
             raise ManifestError(f"{where}: defaults.{b}.precision: {d['precision']!r} has no artefact for {b}")
     if "tolerance" in m:
         check_tolerance(m["tolerance"], where, {o["name"] for o in m["outputs"]})
+    if "ignored_scope" in m["quantization"]:
+        _check_ignored_scope(m["quantization"]["ignored_scope"], where, [o["name"] for o in m["outputs"]])
     return m
+
+
+def _check_ignored_scope(scope: dict, where: str, outputs: list[str]) -> None:
+    """first_convs >= 0; head_convs (a list) and branches (a list of lists) name outputs of the model; at least one
+    selector."""
+    key = "quantization.ignored_scope"
+    if scope.get("first_convs", 0) < 0:
+        raise ManifestError(f"{where}: {key}.first_convs: must be >= 0, got {scope['first_convs']}")
+    groups = scope.get("branches", [])
+    if not all(isinstance(g, list) and g for g in groups):
+        raise ManifestError(f"{where}: {key}.branches: expected a list of output-name lists, e.g. "
+                            "[[\"Identity\", \"Identity_1\"]], got {groups!r}")
+    for k, names in [("head_convs", scope.get("head_convs", []))] + [("branches", g) for g in groups]:
+        for name in names:
+            if name not in outputs:
+                raise ManifestError(f"{where}: {key}.{k}: {name!r} is not an output of the model "
+                                    f"(outputs: {', '.join(outputs)})")
+    if not (scope.get("first_convs") or scope.get("head_convs") or scope.get("branches") or scope.get("upsampling")):
+        raise ManifestError(f"{where}: {key}: selects nothing; set first_convs, head_convs, branches or upsampling "
+                            "(or remove the table to quantize everything but keep_first_convs)")
 
 
 def load(path: str | Path) -> dict:

@@ -9,6 +9,14 @@ shown); *_cam60_*: the same with a 60 FPS camera (spare capacity, includes the h
 the current one in the same process (30 FPS camera: current, previous, previous, current, each pair averaged; then
 60 FPS camera: previous, current), so load drifts hit both alike; *_ratio_*: current / previous.
 
+*_flat_*: the flat material of earlier releases (`[tryon.render] materials` and `[tryon.lighting]` off; crop and
+adaptive scale as configured), *_base_*: the renderer before issue 14 items 1/6 (flat, whole frame, fixed
+render_scale); both interleaved with the current one (30 FPS camera: current, flat, previous fit, base, then the
+reverse; pairs averaged); *_<variant>_ratio_*: current / variant (e2e_fps_flat_ratio_*: the fabric maps' and scene
+lighting's cost).
+render_scale_p50_*: median adaptive render scale during a run; material_level_mean_*: mean fabric map level (0 all
+maps, 1 albedo only, 2 flat; the adaptive step below min_scale). Render-only fabric_* rows: the fabric maps on.
+
 Fit quality (devtools.tryon_quality; `--quality-skus`, `--quality-frames`): each source is run frame by frame
 through TryOnPipeline.run_sync (the deployed pose model, fit, render, occlusion, trim) and compared with the
 person's segmentation mask of the FP32 landmark model (a second pose pipeline, the person best overlapping the
@@ -16,6 +24,9 @@ dressed one). Sources: the package photos as still cameras (with sensor noise, s
 is measured there after a warm-up) and the motion clips of devtools.motion. Keys: fit_precision (worst source),
 fit_coverage (worst source), fragments_max, fragments_raw_max, jitter_px_p95 (stills), step_ms_p50 (per-frame
 cost without pose), each also per source and SKU under "quality", and with the previous fit as *_prev.
+Quality runs at every size of `--sizes`: at sizes other than 640x480 the keys end in _720 (or _WxH) and the
+table's keys in @720; their frames are the same 640x480 sources scaled to the height and padded at the sides
+(a 16:9 frame with the same content; pixel distances scale with the height, x1.5 at 720p).
 """
 from __future__ import annotations
 
@@ -44,6 +55,8 @@ def add_arguments(p) -> None:
     p.add_argument("--quality-frames", type=int, default=60, help="measured frames per photo (after 20 warm-up "
                    "frames) and per clip")
     p.add_argument("--no-prev", action="store_true", help="skip the previous-fit runs (side-by-side FPS, quality)")
+    p.add_argument("--no-flat", action="store_true", help="skip the flat-material and base-renderer runs "
+                   "(side-by-side FPS)")
 
 
 class PhotoSource:
@@ -117,7 +130,8 @@ def _pose_stage(kind: str, cfg):
     return TruthPose(), "synthetic"
 
 
-def render_only(catalog, sku: str, w: int, h: int, fast: bool, frames: int, warmup: int = 8) -> dict:
+def render_only(catalog, sku: str, w: int, h: int, fast: bool, frames: int, warmup: int = 8, materials: bool = False,
+                crop: bool = False) -> dict:
     import time  # noqa: PLC0415
 
     import numpy as np  # noqa: PLC0415
@@ -131,7 +145,7 @@ def render_only(catalog, sku: str, w: int, h: int, fast: bool, frames: int, warm
     g = catalog.load(sku)
     src = MannequinSource(w, h, n_cycle=12, intr=intr, realtime=False)
     fits = [BodyFitter(intr, smoothing=None).fit(p.person_pose(), 0.0, g.ref) for p in src.cycle]
-    r = GarmentRenderer(intr, msaa=0 if fast else 4, fixed_light_shaders=fast)
+    r = GarmentRenderer(intr, msaa=0 if fast else 4, fixed_light_shaders=fast, materials=materials, crop=crop)
     try:
         r.set_garment(g)
         ts = []
@@ -155,6 +169,8 @@ def end_to_end(catalog, pose, w: int, h: int, camera_fps: float, seconds: float,
 
     import numpy as np  # noqa: PLC0415
 
+    from prometheus_client import REGISTRY  # noqa: PLC0415
+
     from edge.tryon.config import TryOnConfig  # noqa: PLC0415
     from devtools.mannequin import MannequinSource  # noqa: PLC0415
     from edge.tryon.pipeline import TryOnPipeline  # noqa: PLC0415
@@ -168,28 +184,72 @@ def end_to_end(catalog, pose, w: int, h: int, camera_fps: float, seconds: float,
         time.sleep(1.5)  # warm-up (shader compile, first uploads)
         pipe.m2p_ms.clear()
         n0, t0 = pipe.frames_out, time.monotonic()
-        time.sleep(seconds)
+        scales, levels = [], []
+        while time.monotonic() < t0 + seconds:
+            time.sleep(0.1)
+            scales.append(REGISTRY.get_sample_value("edge_tryon_render_scale"))
+            levels.append(REGISTRY.get_sample_value("edge_tryon_material_level"))
         n1, t1 = pipe.frames_out, time.monotonic()
         m2p = np.asarray(pipe.m2p_ms)
         rendered = pipe.latest().meta.get("tryon", {}).get("rendered")
     finally:
         pipe.stop()
+    scales = [v for v in scales if v is not None]
+    levels = [v for v in levels if v is not None]
     return {"fps": round((n1 - n0) / (t1 - t0), 1), "m2p_p50_ms": round(float(np.percentile(m2p, 50)), 1),
             "m2p_p95_ms": round(float(np.percentile(m2p, 95)), 1), "frames": int(n1 - n0),
-            "renderer": pipe.renderer_status, "garment_rendered": bool(rendered)}
+            "renderer": pipe.renderer_status, "garment_rendered": bool(rendered),
+            "render_scale_p50": round(float(np.median(scales)), 2) if scales else None,
+            "material_level_mean": round(float(np.mean(levels)), 2) if levels else None}
 
 
 def _mean_runs(a: dict, b: dict) -> dict:
     """Two end-to-end runs of one configuration: FPS and latency percentiles averaged, frames summed."""
     out = {k: round((a[k] + b[k]) / 2, 1) for k in ("fps", "m2p_p50_ms", "m2p_p95_ms")}
+    def avg(key):
+        v = [x for x in (a.get(key), b.get(key)) if x is not None]
+        return round(sum(v) / len(v), 2) if v else None
     return {**out, "frames": a["frames"] + b["frames"], "renderer": a["renderer"],
-            "garment_rendered": a["garment_rendered"] and b["garment_rendered"]}
+            "garment_rendered": a["garment_rendered"] and b["garment_rendered"],
+            "render_scale_p50": avg("render_scale_p50"), "material_level_mean": avg("material_level_mean")}
 
 
 def previous_fit(tcfg):
     """The [tryon] config with the previous fit: world landmarks + translation, rigid garment, no trim."""
     return tcfg.model_copy(update={"fit": tcfg.fit.model_copy(update={"align_2d": False, "silhouette": False,
                                                                         "trim": False})})
+
+
+def flat_material(tcfg):
+    """The [tryon] config with the flat material of earlier releases: no fabric maps, the neutral light rig."""
+    return tcfg.model_copy(update={"render": tcfg.render.model_copy(update={"materials": False}),
+                                   "lighting": tcfg.lighting.model_copy(update={"enabled": False})})
+
+
+def base_renderer(tcfg):
+    """The renderer before issue 14 items 1/6: flat material, neutral rig, whole frame, fixed render_scale."""
+    flat = flat_material(tcfg)
+    return flat.model_copy(update={"render": flat.render.model_copy(update={"crop": False,
+                                                                             "adaptive_scale": False})})
+
+
+def size_tag(w: int, h: int) -> str:
+    return {480: "640", 720: "720"}.get(h, f"{w}x{h}") if (w, h) in ((640, 480), (1280, 720)) else f"{w}x{h}"
+
+
+def to_size(img, w: int, h: int):
+    """A 640x480 source frame as a w x h camera frame: scaled to the height, sides padded (edge pixels), or
+    centre-cropped if wider."""
+    import cv2  # noqa: PLC0415
+    if img.shape[:2] == (h, w):
+        return img
+    s = h / img.shape[0]
+    out = cv2.resize(img, (round(img.shape[1] * s), h), interpolation=cv2.INTER_LINEAR if s > 1 else cv2.INTER_AREA)
+    extra = w - out.shape[1]
+    if extra >= 0:
+        return cv2.copyMakeBorder(out, 0, 0, extra // 2, extra - extra // 2, cv2.BORDER_REPLICATE)
+    x0 = -extra // 2
+    return out[:, x0:x0 + w].copy()
 
 
 def reference_pose(cfg):
@@ -202,14 +262,16 @@ def reference_pose(cfg):
     return PosePipeline((cfg.pose.model_copy(update={"segmentation": True, "max_people": 3}), models))
 
 
-def quality_frames(kind: str, name: str, n: int, warmup: int = 20, noise: float = 2.0, seed: int = 0):
-    """(frames, measured-from index): a package photo as a still camera with sensor noise, or a motion clip."""
+def quality_frames(kind: str, name: str, n: int, warmup: int = 20, noise: float = 2.0, seed: int = 0,
+                   size: tuple[int, int] = (640, 480)):
+    """(frames, measured-from index): a package photo as a still camera with sensor noise, or a motion clip, as
+    `size` (W, H) frames (see to_size)."""
     import numpy as np  # noqa: PLC0415
 
     if kind == "clip":
         from devtools.motion import SEQUENCES  # noqa: PLC0415
-        return list(SEQUENCES[name](n)), 0
-    img = PhotoSource(_photo_path(name), 640, 480, 30.0).image
+        return [to_size(f, *size) for f in SEQUENCES[name](n)], 0
+    img = to_size(PhotoSource(_photo_path(name), 640, 480, 30.0).image, *size)
     rng = np.random.default_rng(seed)
     return [np.clip(img + rng.normal(0.0, noise, img.shape), 0, 255).astype(np.uint8)
             for _ in range(warmup + n)], warmup
@@ -297,37 +359,43 @@ def _r(v, nd: int = 4):
     return None if v is None else round(float(v), nd)
 
 
-def quality(cfg, catalog, pose, skus, photos, clips, n: int, with_prev: bool) -> dict:
+def quality(cfg, catalog, pose, skus, photos, clips, n: int, with_prev: bool, size: tuple[int, int] = (640, 480)
+            ) -> dict:
     """Fit quality keys (worst over sources and SKUs) and the per-source table, for the current and previous fit;
     step_ms_p50: median over sources of the per-frame cost of fit + render + occlusion/trim + composite on one
-    thread (pose excluded), the two fits interleaved source by source."""
+    thread (pose excluded), the two fits interleaved source by source. At a size other than 640x480 the keys
+    end in _<tag> and the table keys in @<tag>."""
     import numpy as np  # noqa: PLC0415
 
     ref_pose = reference_pose(cfg)
     sources = [("photo", p) for p in photos] + [("clip", c) for c in clips]
     variants = [("", cfg.tryon)] + ([("_prev", previous_fit(cfg.tryon))] if with_prev else [])
+    tag = size_tag(*size)
+    at = "" if tag == "640" else f"@{tag}"
     table: dict = {}
     keys: dict = {}
+    rows_of: dict[str, list] = {suffix: [] for suffix, _ in variants}
     for kind, name in sources:
-        frames, start = quality_frames(kind, name, n)
+        frames, start = quality_frames(kind, name, n, size=size)
         for sku in skus:
             for suffix, tcfg in variants:
                 q = quality_source(tcfg.model_copy(update={"default_sku": sku}), catalog, pose, ref_pose, frames,
                                    start, still=kind == "photo")
-                table[f"{kind}:{name}/{sku}{suffix}"] = q
-                log.info("quality %s:%s %s%s: %s", kind, name, sku, suffix, q)
-    for suffix, _ in variants:
-        rows = [q for k, q in table.items() if k.endswith(suffix) and (suffix or not k.endswith("_prev"))]
+                table[f"{kind}:{name}/{sku}{suffix}{at}"] = q
+                rows_of[suffix].append(q)
+                log.info("quality %s:%s %s%s%s: %s", kind, name, sku, suffix, at, q)
+    for suffix, rows in rows_of.items():
         vals = lambda key: [q[key] for q in rows if q.get(key) is not None]  # noqa: E731
-        keys.update({f"fit_precision{suffix}": min(vals("fit_precision"), default=None),
-                     f"fit_coverage{suffix}": min(vals("fit_coverage"), default=None),
-                     f"fragments_max{suffix}": max(vals("fragments_max"), default=None),
-                     f"fragments_raw_max{suffix}": max(vals("fragments_raw_max"), default=None),
-                     f"jitter_px_p95{suffix}": max(vals("jitter_px_p95"), default=None),
-                     f"jitter_px_p95_all{suffix}": max(vals("jitter_px_p95_all"), default=None),
-                     f"step_ms_p50{suffix}": _r(np.median(vals("step_ms_p50")), 2),
-                     f"dressed_fraction{suffix}": _r(sum(q["dressed"] for q in rows) / max(1, sum(q["frames"]
-                                                                                                 for q in rows)))})
+        k = suffix + ("" if tag == "640" else f"_{tag}")
+        keys.update({f"fit_precision{k}": min(vals("fit_precision"), default=None),
+                     f"fit_coverage{k}": min(vals("fit_coverage"), default=None),
+                     f"fragments_max{k}": max(vals("fragments_max"), default=None),
+                     f"fragments_raw_max{k}": max(vals("fragments_raw_max"), default=None),
+                     f"jitter_px_p95{k}": max(vals("jitter_px_p95"), default=None),
+                     f"jitter_px_p95_all{k}": max(vals("jitter_px_p95_all"), default=None),
+                     f"step_ms_p50{k}": _r(np.median(vals("step_ms_p50")), 2),
+                     f"dressed_fraction{k}": _r(sum(q["dressed"] for q in rows) / max(1, sum(q["frames"]
+                                                                                           for q in rows)))})
     ref_pose.close()
     return {**keys, "quality": table}
 
@@ -348,33 +416,57 @@ def run(args) -> int:
                  "config": args.config or "device_configs/tryon-mirror.toml",
                  "cpu_count": os.cpu_count(),
                  "loadavg_start": round(os.getloadavg()[0], 2), "python": platform.python_version()}
-    prev = previous_fit(cfg.tryon)
+    prev, flat, base = previous_fit(cfg.tryon), flat_material(cfg.tryon), base_renderer(cfg.tryon)
+    sizes = [tuple(int(v) for v in z.lower().split("x")) for z in args.sizes.split(",") if z]
     try:
-        for size in [z for z in args.sizes.split(",") if z]:
-            w, h = (int(v) for v in size.lower().split("x"))
-            tag = {480: "640", 720: "720"}.get(h, f"{w}x{h}")
+        for w, h in sizes:
+            size, tag = f"{w}x{h}", size_tag(w, h)
             stock = render_only(catalog, args.sku, w, h, fast=False, frames=args.stock_frames)
             fast = render_only(catalog, args.sku, w, h, fast=True, frames=args.render_frames)
-            log.info("%s render-only: stock %.1f fps, fast %.1f fps", size, stock["fps"], fast["fps"])
+            fabric = render_only(catalog, args.sku, w, h, fast=True, frames=args.render_frames, materials=True)
+            fabric_crop = render_only(catalog, args.sku, w, h, fast=True, frames=args.render_frames, materials=True,
+                                      crop=True)
+            log.info("%s render-only: stock %.1f fps, fast %.1f fps, fabric %.1f fps, fabric + crop %.1f fps", size,
+                     stock["fps"], fast["fps"], fabric["fps"], fabric_crop["fps"])
+            res.update({f"render_fps_fabric_{tag}": fabric["fps"], f"render_ms_fabric_{tag}": fabric["ms"],
+                        f"render_fps_fabric_crop_{tag}": fabric_crop["fps"],
+                        f"render_ms_fabric_crop_{tag}": fabric_crop["ms"]})
             load0 = os.getloadavg()[0]
             e2e = lambda fps, tc: end_to_end(catalog, pose, w, h, fps, args.seconds, args.sku, photo, tc)  # noqa: E731
-            if args.no_prev:
-                lat, lat_p, thr, thr_p = e2e(30.0, cfg.tryon), None, e2e(60.0, cfg.tryon), None
-            else:  # interleaved A B B A (30 FPS camera) then B A (60 FPS): load drifts hit both alike
-                a1, b1, b2, a2 = (e2e(30.0, tc) for tc in (cfg.tryon, prev, prev, cfg.tryon))
-                lat, lat_p = _mean_runs(a1, a2), _mean_runs(b1, b2)
-                thr_p, thr = e2e(60.0, prev), e2e(60.0, cfg.tryon)
-            log.info("%s end-to-end (30 fps camera): %.1f fps, m2p p50 %.1f / p95 %.1f ms; capacity (60 fps camera) "
-                     "%.1f fps", size, lat["fps"], lat["m2p_p50_ms"], lat["m2p_p95_ms"], thr["fps"])
+            # 30 FPS camera, interleaved A F P B B P F A (skipped variants drop out): load drifts hit all alike
+            order = [("cur", cfg.tryon)] + ([] if args.no_flat else [("flat", flat)]) + \
+                ([] if args.no_prev else [("prev", prev)]) + ([] if args.no_flat else [("base", base)])
+            runs: dict[str, list] = {k: [] for k, _ in order}
+            for k, tc in order + order[::-1]:
+                runs[k].append(e2e(30.0, tc))
+            lat = _mean_runs(*runs["cur"])
+            thr_p = None if args.no_prev else e2e(60.0, prev)
+            thr = e2e(60.0, cfg.tryon)
+            log.info("%s end-to-end (30 fps camera): %.1f fps, m2p p50 %.1f / p95 %.1f ms, render scale %s; capacity "
+                     "(60 fps camera) %.1f fps", size, lat["fps"], lat["m2p_p50_ms"], lat["m2p_p95_ms"],
+                     lat["render_scale_p50"], thr["fps"])
             res.update({f"render_fps_stock_{tag}": stock["fps"], f"render_fps_fast_{tag}": fast["fps"],
                         f"render_ms_stock_{tag}": stock["ms"], f"render_ms_fast_{tag}": fast["ms"],
                         f"e2e_fps_{tag}": lat["fps"], f"m2p_p50_ms_{tag}": lat["m2p_p50_ms"],
                         f"m2p_p95_ms_{tag}": lat["m2p_p95_ms"], f"e2e_fps_cam60_{tag}": thr["fps"],
                         f"m2p_p50_ms_cam60_{tag}": thr["m2p_p50_ms"], f"m2p_p95_ms_cam60_{tag}": thr["m2p_p95_ms"],
+                        f"render_scale_p50_{tag}": lat["render_scale_p50"],
+                        f"material_level_mean_{tag}": lat["material_level_mean"],
                         f"garment_coverage_{tag}": fast["coverage"], "gl_renderer": fast["gl_renderer"],
                         f"garment_rendered_{tag}": thr["garment_rendered"] and lat["garment_rendered"],
                         f"loadavg_e2e_{tag}": round((load0 + os.getloadavg()[0]) / 2, 2)})
-            if lat_p is not None:
+            for k in ("flat", "base"):
+                if k in runs:
+                    v = _mean_runs(*runs[k])
+                    log.info("%s %s: %.1f fps (30 fps camera), m2p p95 %.1f ms, render scale %s, map level %s", size,
+                             k, v["fps"], v["m2p_p95_ms"], v["render_scale_p50"], v["material_level_mean"])
+                    res.update({f"e2e_fps_{k}_{tag}": v["fps"], f"m2p_p50_ms_{k}_{tag}": v["m2p_p50_ms"],
+                                f"m2p_p95_ms_{k}_{tag}": v["m2p_p95_ms"],
+                                f"render_scale_p50_{k}_{tag}": v["render_scale_p50"],
+                                f"material_level_mean_{k}_{tag}": v["material_level_mean"],
+                                f"e2e_fps_{k}_ratio_{tag}": round(lat["fps"] / max(v["fps"], 1e-9), 3)})
+            if "prev" in runs:
+                lat_p = _mean_runs(*runs["prev"])
                 log.info("%s previous fit: %.1f fps (30 fps camera), %.1f fps (60 fps camera)", size, lat_p["fps"],
                          thr_p["fps"])
                 res.update({f"e2e_fps_prev_{tag}": lat_p["fps"], f"m2p_p50_ms_prev_{tag}": lat_p["m2p_p50_ms"],
@@ -387,9 +479,14 @@ def run(args) -> int:
             if not pose_desc.startswith("model"):
                 log.warning("fit quality needs the pose model (segmentation): skipped")
             else:
-                res.update(quality(cfg, catalog, pose, skus, [p for p in args.quality_photos.split(",") if p],
-                                   [c for c in args.quality_clips.split(",") if c], args.quality_frames,
-                                   not args.no_prev))
+                table: dict = {}
+                for w, h in sizes:  # the quality keys at every size (640x480: unsuffixed)
+                    q = quality(cfg, catalog, pose, skus, [p for p in args.quality_photos.split(",") if p],
+                                [c for c in args.quality_clips.split(",") if c], args.quality_frames,
+                                not args.no_prev, size=(w, h))
+                    table.update(q.pop("quality"))
+                    res.update(q)
+                res["quality"] = table
     except RendererUnavailable as e:
         log.error("%s", e)
         return 2

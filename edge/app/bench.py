@@ -15,6 +15,7 @@ TARGETS = {
     "ops": "devtools.bench.ops",
     "privacy": "devtools.bench.privacy",
     "coldstart": "devtools.bench.coldstart",
+    "gestures": "devtools.bench.gestures",
 }
 
 

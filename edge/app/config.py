@@ -94,6 +94,9 @@ class ModelsSection(StrictModel):
     pose_detector: ModelRef = ModelRef(name="pose_detection")
     pose_landmarks: ModelRef = ModelRef(name="pose_landmark_full")
     face_detector: ModelRef = ModelRef(name="face_detection_full_range")
+    # the mirror's hand gestures ([tryon.gestures] enabled): palm detector and hand landmarks, `_full` or `_lite`
+    hand_detector: ModelRef = ModelRef(name="palm_detection_lite")
+    hand_landmarks: ModelRef = ModelRef(name="hand_landmark_lite")
     # far-range person detector (aisle, queue, store cameras): when set, shopper analytics use its boxes
     # (keypoints from the pose results of the same people, where pose runs); e.g. name = "nanodet_m_416"
     person_detector: ModelRef | None = None

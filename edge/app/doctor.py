@@ -200,7 +200,9 @@ def _required_refs(cfg) -> list[tuple[object, bool]]:
 
     m = cfg.models if cfg is not None else ModelsSection()
     pose = cfg is None or cfg.pose.enabled
-    return [(m.pose_detector, pose), (m.pose_landmarks, pose), (m.face_detector, False)]
+    hands = cfg is not None and cfg.tryon.enabled and cfg.tryon.gestures.enabled
+    return [(m.pose_detector, pose), (m.pose_landmarks, pose), (m.face_detector, False),
+            (m.hand_detector, hands and cfg.tryon.gestures.hands.palm_detection != "off"), (m.hand_landmarks, hands)]
 
 
 def check_models(cfg, usable: list[str], problems: list[str], warnings: list[str]) -> dict:

@@ -512,8 +512,11 @@ class Runtime:
             return None
         from edge.tryon.pipeline import TryOnPipeline
 
-        return TryOnPipeline(self.cfg.tryon, source=(), pose=stage, sink=sink, breaker=self.ops.mirror_breaker(),
-                             hint=self.cfg.breaker.mirror_hint)
+        mirror = TryOnPipeline(self.cfg.tryon, source=(), pose=stage, sink=sink, breaker=self.ops.mirror_breaker(),
+                               hint=self.cfg.breaker.mirror_hint)
+        if self.cfg.tryon.gestures.enabled:
+            mirror.attach_gestures(self.cfg.models)
+        return mirror
 
     def _start_http(self, mirror) -> None:
         """The local HTTP server (health, metrics, preview, the mirror page when there is a mirror), if wanted."""

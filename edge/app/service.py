@@ -161,7 +161,8 @@ def apply_openvino_cache(cfg) -> Path | None:
         return None
     folder = cache_dir(cfg.models.cache_dir or None) / "openvino"
     options_model = backend_class("openvino").options_model
-    for key in ("pose_detector", "pose_landmarks", "face_detector", "person_detector"):
+    for key in ("pose_detector", "pose_landmarks", "face_detector", "person_detector", "hand_detector",
+                "hand_landmarks"):
         ref = getattr(cfg.models, key)
         if ref is None:
             continue

@@ -21,13 +21,15 @@ class Letterbox:
 class Detection:
     score: float
     box: np.ndarray  # (4,) x1, y1, x2, y2 in image px (face box)
-    keypoints: np.ndarray  # (4, 2) image px: 0 mid-hip, 1 full-body scale point, 2 mid-shoulder, 3 upper-body scale
+    keypoints: np.ndarray  # (K, 2) image px; pose detector (4): 0 mid-hip, 1 full-body scale point, 2 mid-shoulder,
+    # 3 upper-body scale
 
 
-def letterbox(image_rgb: np.ndarray, size: int = 224) -> tuple[np.ndarray, Letterbox]:
+def letterbox(image_rgb: np.ndarray, size: int = 224, zero_one: bool = False) -> tuple[np.ndarray, Letterbox]:
     """Keep aspect ratio, centre, zero border, bilinear warp (MediaPipe ImageToTensor on CPU).
 
-    Returns (1, size, size, 3) float32 in [-1, 1] and the transform.
+    Returns (1, size, size, 3) float32 in [-1, 1] (in [0, 1] with zero_one, e.g. the palm detector) and the
+    transform.
     """
     h, w = image_rgb.shape[:2]
     side = max(h, w)
@@ -37,8 +39,11 @@ def letterbox(image_rgb: np.ndarray, size: int = 224) -> tuple[np.ndarray, Lette
     canvas = cv2.warpAffine(image_rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                             borderValue=0)
     tensor = canvas.astype(np.float32)
-    tensor *= 1 / 127.5
-    tensor -= 1.0
+    if zero_one:
+        tensor *= 1 / 255.0
+    else:
+        tensor *= 1 / 127.5
+        tensor -= 1.0
     return tensor[None], Letterbox(s, pad_x, pad_y, size)
 
 
@@ -79,19 +84,24 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, i
 
 
 def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, lb: Letterbox, *, threshold: float = 0.5,
-           iou_threshold: float = 0.3, max_detections: int | None = None) -> list[Detection]:
-    """raw_boxes (1, N, 12), raw_scores (1, N, 1) → detections in image px, best first."""
+           iou_threshold: float = 0.3, max_detections: int | None = None,
+           anchors: np.ndarray | None = None) -> list[Detection]:
+    """raw_boxes (1, N, 4 + 2K), raw_scores (1, N, 1) → detections in image px, best first.
+
+    anchors: (N, 2) centres in [0, 1]; default the BlazePose detector's (`ssd_anchors(lb.size)`). Other MediaPipe
+    SSD detectors (the palm detector, 7 keypoints) pass theirs."""
     size = lb.size
-    anchors = ssd_anchors(size)
+    anchors = ssd_anchors(size) if anchors is None else anchors
     scores = sigmoid(raw_scores.reshape(-1))
     keep = np.nonzero(scores >= threshold)[0]
     if len(keep) == 0:
         return []
-    r = raw_boxes.reshape(-1, 12)[keep] / size
+    c = raw_boxes.shape[-1]
+    r = raw_boxes.reshape(-1, c)[keep] / size
     a = anchors[keep]
     cx, cy, w, h = r[:, 0] + a[:, 0], r[:, 1] + a[:, 1], r[:, 2], r[:, 3]
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
-    kps = r[:, 4:].reshape(-1, 4, 2) + a[:, None, :]
+    kps = r[:, 4:].reshape(len(keep), (c - 4) // 2, 2) + a[:, None, :]
     dets = []
     for score, box, kp in weighted_nms(boxes, kps, scores[keep], iou_threshold):
         box = (box * size - [lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y]) / lb.scale

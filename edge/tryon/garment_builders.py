@@ -9,7 +9,8 @@ rounded shoulder point -> sloped shoulder line -> neck), then a neck band or col
 back down inside. Rolled hems/cuffs turn inward the same way. Sleeves are tapered tubes with a domed cap
 centred on the joint, so they stay joined to the armhole whatever the arm does. Folds are small displacements
 of the surface (the smooth vertex normals follow them); the per-vertex `_shade` attribute bakes cavity/arm
-occlusion and the darker inside of the fabric (multiplies the lit colour, no texture cost). A `neck_holdout`
+occlusion and the darker inside of the fabric (multiplies the lit colour, no texture cost). Every grid carries
+UVs in metres of fabric (meshes.grid_uv): the catalogue's fabric (materials.py) is mapped at its real scale. A `neck_holdout`
 part (shade alpha 0) stands for the wearer's neck: it hides the inside of the back of the collar and lets the
 camera image show through the neck opening.
 """
@@ -22,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
-from PIL import Image
 
 from edge.tryon.anchors import ANCHOR_FORMAT, DEFAULT_REF
 from edge.tryon.meshes import (bump, disc, grid_mesh, resample_rows, ring, rod, set_shade, superellipse, tube,
@@ -31,7 +31,7 @@ from edge.tryon.meshes import (bump, disc, grid_mesh, resample_rows, ring, rod, 
 INSIDE = 0.42  # shade of the inside of the fabric (neck band, turned-up hems)
 
 
-def _pbr(rgb, metallic, roughness, texture: Image.Image | None = None, alpha: float = 1.0):
+def _pbr(rgb, metallic, roughness, texture=None, alpha: float = 1.0):
     return trimesh.visual.material.PBRMaterial(
         baseColorFactor=[int(round(255 * c)) for c in rgb] + [int(round(255 * alpha))], metallicFactor=metallic,
         roughnessFactor=roughness, baseColorTexture=texture, doubleSided=True)
@@ -41,17 +41,6 @@ def _with_material(mesh: trimesh.Trimesh, mat) -> trimesh.Trimesh:
     uv = getattr(mesh.visual, "uv", None)
     mesh.visual = trimesh.visual.TextureVisuals(uv=uv, material=mat)
     return mesh
-
-
-def _knit_texture(size: int = 128, cuff_frac: float = 0.28) -> Image.Image:
-    """Light ribbed-knit pattern (multiplied by the colour factor, so it tints)."""
-    yy, xx = np.mgrid[0:size, 0:size]
-    rib = 0.5 + 0.5 * np.cos(2 * np.pi * xx / 8.0)
-    stitch = 0.5 + 0.5 * np.cos(2 * np.pi * (yy + 2 * np.abs(((xx % 8) - 4))) / 6.0)
-    v = 205 + 30 * rib + 20 * stitch
-    band = (yy < size * cuff_frac)  # folded cuff: slightly darker
-    v = np.where(band, v * 0.85, v)
-    return Image.fromarray(np.clip(np.stack([v] * 3, -1), 0, 255).astype(np.uint8))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -209,8 +198,11 @@ def _torso(spec: TorsoSpec):
 
 
 def _join(a: trimesh.Trimesh, b: trimesh.Trimesh) -> trimesh.Trimesh:
+    """Two grid meshes as one (their vertex normals, fabric UVs and shade kept)."""
     m = trimesh.Trimesh(np.concatenate([a.vertices, b.vertices]),
-                        np.concatenate([a.faces, b.faces + len(a.vertices)]), process=False)
+                        np.concatenate([a.faces, b.faces + len(a.vertices)]),
+                        vertex_normals=np.concatenate([a.vertex_normals, b.vertex_normals]), process=False)
+    m.visual = trimesh.visual.TextureVisuals(uv=np.concatenate([a.visual.uv, b.visual.uv]))
     sa, sb = vertex_shade(a), vertex_shade(b)
     if sa is not None and sb is not None:
         set_shade(m, np.concatenate([sa, sb]))
@@ -436,9 +428,11 @@ def build_beanie():
 
     half_w = lambda y: W * prof(y) + grow(y) + 0.0015  # noqa: E731
     half_d = lambda y: D * prof(y) + grow(y) + 0.0015  # noqa: E731
-    tex = _knit_texture(cuff_frac=cuff / (top - yb))
-    mat = _pbr((0.6, 0.12, 0.1), 0.0, 0.95, texture=tex)
+    mat = _pbr((0.6, 0.12, 0.1), 0.0, 0.95)  # the rib knit itself is the catalogue's fabric (materials.py)
     dome = tube(ys, half_w, half_d, n_theta=48, z0=zc)
+    # the folded cuff reads a little darker (double layer, its fold in shadow); the rolled-in lower edge darkest
+    row_y = dome.vertices[:, 1]
+    set_shade(dome, np.where(row_y < yb + 0.0015, 0.7, np.where(row_y <= yb + cuff + 1e-9, 0.88, 1.0)))
     # the wearer's skull as a holdout (shade alpha 0): hides the inside of the back of the beanie, which a camera
     # below the head would otherwise see through the opening, over the forehead
     skull = trimesh.creation.icosphere(subdivisions=3)
@@ -465,7 +459,7 @@ def build_to(builder: str, out: Path) -> None:
         scene.add_geometry(mesh, node_name=name, geom_name=name)
     out = Path(out)
     tmp = out.with_suffix(".glb.tmp")
-    tmp.write_bytes(scene.export(file_type="glb"))
+    tmp.write_bytes(scene.export(file_type="glb", include_normals=False))  # smooth normals made on load
     tint = meta.pop("tint")
     anchor_meta = {"format": ANCHOR_FORMAT, "units": "m", "ref": dict(DEFAULT_REF), "default_anchor": "torso",
                    "parts": [{"node": n, "anchor": anchors[n], "tint": tint.get(n, True)} for n in parts], **meta}

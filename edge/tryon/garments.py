@@ -17,11 +17,12 @@ import numpy as np
 
 from edge.core.paths import cache_dir as project_cache_dir
 from edge.tryon.anchors import ANCHOR_FORMAT, ANCHORS, DEFAULT_REF
+from edge.tryon.materials import FABRICS, fabric_maps, fabric_spec
 
 log = logging.getLogger(__name__)
 
 BUILTIN_CATALOG = Path(__file__).with_name("catalog") / "catalog.json"
-BUILDER_VERSION = 6  # bump when a builder's geometry changes (cache key)
+BUILDER_VERSION = 7  # bump when a builder's geometry changes (cache key)
 
 
 class CatalogError(ValueError):
@@ -51,6 +52,9 @@ class GarmentPart:
     roughness: float
     texture: np.ndarray | None = None  # HxWx3/4 uint8 base-colour texture (needs mesh UVs)
     tint: bool = True  # the colour picker recolours this part
+    fabric: str = ""  # materials.FABRICS name when the fabric's maps are applied (apply_fabric)
+    normal_texture: np.ndarray | None = None  # HxWx3 uint8 tangent-space normal map (fabric weave + folds)
+    rough_texture: np.ndarray | None = None  # HxWx3 uint8 roughness multiplier (R = G), B = 1
 
 
 @dataclass
@@ -88,6 +92,7 @@ class CatalogEntry:
     builder: str = ""
     model: str = ""  # path to a GLB/OBJ (relative to the catalogue file)
     anchors: str = ""  # path to the anchor JSON; default: model path with .json
+    fabric: str = ""  # materials.FABRICS name of the garment's tint parts ("" = the model's own materials)
 
     def to_public(self) -> dict:
         """What the mirror page needs (no file paths)."""
@@ -126,6 +131,8 @@ class Catalog:
             g = load_garment(model, anchors)
             g.sku, g.name, g.category = e.sku, e.name, e.category
             g.sizes, g.colours, g.size_chart = e.sizes, e.colours, e.size_chart
+            if e.fabric:
+                apply_fabric(g, e.fabric)
             self._loaded[sku] = g
         return self._loaded[sku]
 
@@ -153,15 +160,46 @@ def _parse_catalog(path: Path) -> dict[str, CatalogEntry]:
             if bool(g.get("builder")) == bool(g.get("model")):
                 raise CatalogError(f"{path}: garments[{i}] ({sku}): give exactly one of 'builder' or 'model'")
             chart = {k: (float(v[0]), float(v[1])) for k, v in g.get("size_chart", {}).items()}
+            fabric = g.get("fabric", "")
+            if not isinstance(fabric, str) or (fabric and fabric not in FABRICS):
+                raise CatalogError(f"{path}: garments[{i}].fabric ({sku}): unknown fabric {fabric!r}; use one of "
+                                   f"{sorted(FABRICS)} (or leave the key out to keep the model's own materials)")
             entries[sku] = CatalogEntry(
                 sku=sku, name=g.get("name", sku), category=g.get("category", "top"), sizes=list(g.get("sizes", [])),
                 colours=[Colour(c["name"], c["hex"]) for c in g.get("colours", [])], size_chart=chart,
-                builder=g.get("builder", ""), model=g.get("model", ""), anchors=g.get("anchors", ""))
+                builder=g.get("builder", ""), model=g.get("model", ""), anchors=g.get("anchors", ""), fabric=fabric)
         except KeyError as ex:
             raise CatalogError(f"{path}: garments[{i}]: missing key {ex}") from None
     if not entries:
         raise CatalogError(f"{path}: no garments")
     return entries
+
+
+def apply_fabric(garment: Garment, fabric: str) -> None:
+    """Give the garment's tint parts (its cloth) the fabric's maps and roughness, in place. Their UVs (metres of
+    fabric; planar for parts without UVs) become tile coordinates. A part with its own base-colour texture (a
+    print) keeps its material."""
+    from edge.tryon.meshes import planar_uv  # noqa: PLC0415
+
+    spec, maps = fabric_spec(fabric), fabric_maps(fabric)
+    for p in garment.parts:
+        if not p.tint or p.fabric:
+            continue
+        if p.texture is not None:
+            log.info("%s: part %s keeps its own base-colour texture (fabric %s not applied)", garment.sku, p.name,
+                     fabric)
+            continue
+        uv = getattr(p.mesh.visual, "uv", None)
+        uv_m = planar_uv(p.mesh.vertices) if uv is None or len(uv) != len(p.mesh.vertices) else np.asarray(uv)
+        _set_uv(p.mesh, uv_m / spec.tile_m)
+        p.fabric, p.roughness = fabric, spec.roughness
+        p.texture, p.normal_texture, p.rough_texture = maps.albedo, maps.normal, maps.rough_metal
+
+
+def _set_uv(mesh, uv: np.ndarray) -> None:
+    import trimesh  # noqa: PLC0415
+    mat = getattr(mesh.visual, "material", None)
+    mesh.visual = trimesh.visual.TextureVisuals(uv=np.asarray(uv, np.float64), material=mat)
 
 
 def load_anchor_meta(path: Path) -> dict:
@@ -182,6 +220,8 @@ def load_anchor_meta(path: Path) -> dict:
 def load_garment(model_path: str | Path, anchors_path: str | Path | None = None) -> Garment:
     """Load a GLB/OBJ + anchor JSON into a Garment (parts in their anchor frames, PBR material values)."""
     import trimesh  # noqa: PLC0415
+
+    from edge.tryon.meshes import front_first, weld_seam_normals  # noqa: PLC0415
     model_path = Path(model_path)
     meta = load_anchor_meta(Path(anchors_path) if anchors_path else model_path.with_suffix(".json"))
     scene = trimesh.load(str(model_path), force="scene")
@@ -192,6 +232,9 @@ def load_garment(model_path: str | Path, anchors_path: str | Path | None = None)
         transform, geom_name = scene.graph[node]
         mesh = scene.geometry[geom_name].copy()
         mesh.apply_transform(transform)
+        front_first(mesh)  # the side facing the camera is drawn first (early depth test culls the back)
+        if getattr(mesh.visual, "uv", None) is not None:
+            weld_seam_normals(mesh)  # vertices split for their UVs keep one smooth normal
         spec = by_name.get(node) or by_name.get(geom_name) or {}
         parts.append(_part_from_mesh(node, mesh, spec.get("anchor", default_anchor), bool(spec.get("tint", True))))
     if not parts:

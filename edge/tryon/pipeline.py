@@ -21,6 +21,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from edge.core.events import EventSink
 from edge.core.frames import Frame
+from edge.tryon.actions import MirrorActions
 from edge.tryon.composite import composite_inplace
 from edge.tryon.config import TryOnConfig
 from edge.tryon.fitting import BodyFit, BodyFitter
@@ -131,6 +132,8 @@ class TryOnPipeline:
         self.renderer_status = "starting"  # starting | ok | unavailable
         self.renderer_error = ""
         self.sessions = SessionTracker(sink, cfg.session.absence_timeout_s, cfg.session.min_duration_s)
+        self.actions = MirrorActions(self)  # touch (page) and gestures change the mirror through this seam
+        self.gestures = None  # edge.tryon.gestures.MirrorGestures (attach_gestures): hands on the pose thread
         self.shoulders = ShoulderWidthEstimator()
         self.size_suggestion: str | None = None
         self.m2p_ms: deque[float] = deque(maxlen=600)
@@ -157,6 +160,20 @@ class TryOnPipeline:
         for t in self._threads:
             t.join(timeout)
         self.sessions.close()
+        if self.gestures is not None:
+            self.gestures.close()
+
+    def attach_gestures(self, models, zoo=None) -> None:
+        """Run the hand models + gesture recognizer ([tryon.gestures]) on the pose thread, after each pose frame is
+        handed on; gestures act through self.actions (source "swipe", "point" or "palm"). models: the device's
+        ModelsSection."""
+        from edge.tryon.gestures import MirrorGestures  # noqa: PLC0415 - only mirrors with gestures load hands
+
+        self.gestures = MirrorGestures.open(self.cfg.gestures, models, apply=self._gesture_action,
+                                            mirror=self.cfg.mirror_view, zoo=zoo)
+
+    def _gesture_action(self, action: str, value, source: str) -> dict:
+        return self.actions.apply(action, value, source=source)
 
     def select(self, sku: str, colour: str = "") -> None:
         """Choose the garment/colour (applied by the render thread on its next frame)."""
@@ -209,7 +226,8 @@ class TryOnPipeline:
                 "circuit": circuit, "hint": self.hint if circuit == "open" else None,
                 "fps": round(self.fps(), 1), "frames": self.frames_out,
                 "m2p_p50_ms": None if pc["p50"] is None else round(pc["p50"], 1),
-                "m2p_p95_ms": None if pc["p95"] is None else round(pc["p95"], 1)}
+                "m2p_p95_ms": None if pc["p95"] is None else round(pc["p95"], 1),
+                "gestures": self.gestures.state() if self.gestures is not None else None}
 
     def run_sync(self, frame: Frame, pose_result: PoseResult | None = None) -> RenderedFrame:
         """One frame through pose (unless given), fit + render and occlusion + composite on the calling thread,
@@ -219,6 +237,8 @@ class TryOnPipeline:
             self._sync = _RenderState()
         if pose_result is None:
             pose_result = self.pose.process(frame)
+        if self.gestures is not None:
+            self.gestures.process(frame, pose_result)
         item = self._render_one(self._sync, PosedFrame(frame, pose_result))
         self._composite_one(item)
         return item
@@ -265,7 +285,10 @@ class TryOnPipeline:
                 result = None
             frame.meta["t_pose_done"] = time.monotonic()
             STAGE.labels("pose").observe(frame.meta["t_pose_done"] - t0)
+            job = self.gestures.prepare(frame, result) if self.gestures is not None else None
             self._s_pose.put(PosedFrame(frame, result))
+            if job is not None:  # hands after the hand-off: the garment is not delayed, the next pose frame is
+                self.gestures.run(job)
         self._s_pose.close()
 
     def _make_renderer(self, h: int, w: int):
@@ -336,6 +359,8 @@ class TryOnPipeline:
                         fit.torso_scale = st.silhouette.update(person.mask, fit, st.intr, frame.t)
                     if hasattr(st.renderer, "set_torso_scale"):
                         st.renderer.set_torso_scale(fit.torso_scale)
+                    if hasattr(st.renderer, "match_scene"):  # light the garment like the scene around the person
+                        st.renderer.match_scene(frame.image, person.mask, person.landmarks, frame.t)
                     out = st.renderer.render(fit.poses)
             except RendererUnavailable as e:
                 self._renderer_failed(e)
@@ -392,6 +417,7 @@ class TryOnPipeline:
         self.frames_out += 1
         FPS.set(self.fps())
         self._update_analytics(frame, item.person, item.fit, item.garment)
+        self.actions.observe(item.person, frame.image.shape[1], self.cfg.mirror_view)
         with self._out_cv:
             self._out = frame
             self._out_cv.notify_all()

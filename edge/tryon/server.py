@@ -1,4 +1,5 @@
-"""The mirror page over HTTP: live composited MJPEG, garment/colour picker, size suggestion (local only).
+"""The mirror page over HTTP: live composited MJPEG, shopper actions (touch; gestures use the same seam,
+`edge.tryon.actions.MirrorActions`), size suggestion, saved-look QR code (local only).
 
 `make_mirror_routes(pipeline)` returns {(method, path): handler(request)} for the runtime's HTTP server to mount
 (handlers take a `BaseHTTPRequestHandler`); `serve(pipeline, host, port)` runs it standalone on LocalHttpServer.
@@ -40,8 +41,25 @@ class JpegCache:
             return self._data
 
 
+MAX_BODY = 4096  # bytes of a JSON request body (actions and selections are tiny)
+
+
 def _json(req, code: int, obj) -> None:
     send(req, code, json.dumps(obj).encode(), "application/json")
+
+
+def _body(req) -> dict:
+    """The request's JSON object; ValueError naming what is wrong (too large, not JSON, not an object)."""
+    n = int(req.headers.get("Content-Length") or 0)
+    if n > MAX_BODY:
+        raise ValueError(f"request body of {n} bytes is over {MAX_BODY}")
+    try:
+        body = json.loads(req.rfile.read(n) or b"{}")
+    except json.JSONDecodeError as e:
+        raise ValueError(f"request body is not JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise ValueError('request body must be a JSON object, e.g. {"action": "next_garment"}')
+    return body
 
 
 def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_NOTICE) -> dict:
@@ -65,18 +83,36 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_
         _json(req, 200, {"garments": [e.to_public() for e in pipeline.catalog.entries.values()],
                          "selected": {"sku": sku, "colour": colour}})
 
+    def full_state() -> dict:
+        return {**pipeline.state(), **pipeline.actions.state()}
+
     def state(req):
-        _json(req, 200, pipeline.state())
+        _json(req, 200, full_state())
 
     def select(req):
         try:
-            n = int(req.headers.get("Content-Length") or 0)
-            body = json.loads(req.rfile.read(n) or b"{}")
+            body = _body(req)
             pipeline.select(str(body.get("sku", "")), str(body.get("colour", "")))
         except (ValueError, CatalogError) as e:
             _json(req, 400, {"error": str(e)})
             return
-        _json(req, 200, pipeline.state())
+        _json(req, 200, full_state())
+
+    def action(req):
+        try:
+            body = _body(req)
+            done = pipeline.actions.apply(str(body.get("action", "")), body.get("value"), source="touch")
+        except (ValueError, CatalogError) as e:  # ActionError is a ValueError
+            _json(req, 400, {"error": str(e)})
+            return
+        _json(req, 200, {**full_state(), "applied": done["action"]})
+
+    def look_svg(req):
+        look = pipeline.actions.look()
+        if look is None:
+            _json(req, 404, {"error": 'no saved look: POST {"action": "save_look"} to api/action first'})
+            return
+        send(req, 200, look.svg, "image/svg+xml")
 
     def frame_jpg(req):
         f = pipeline.wait_frame(-1, timeout=3.0)
@@ -122,6 +158,8 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_
         ("GET", f"{prefix}/api/catalog"): catalog,
         ("GET", f"{prefix}/api/state"): state,
         ("POST", f"{prefix}/api/select"): select,
+        ("POST", f"{prefix}/api/action"): action,
+        ("GET", f"{prefix}/api/look.svg"): look_svg,
         ("GET", f"{prefix}/frame.jpg"): frame_jpg,
         ("GET", f"{prefix}/stream.mjpg"): stream,
     }

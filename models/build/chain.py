@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 STEPS_DIR = Path(__file__).resolve().parent / "steps"
 DATASET_CODE = [ROOT / "calibration" / f for f in ("datasets.py", "augment.py", "photos.py")] + \
-               [ROOT / "edge" / "pose" / f for f in ("detection.py", "roi.py", "anchors.py")]
+               [ROOT / "edge" / "pose" / f for f in ("detection.py", "roi.py", "anchors.py")] + \
+               [ROOT / "edge" / "hands" / "roi.py"]
 VERIFY_CODE = [Path(verify.__file__), Path(__file__).parent / "runners.py"]
 INT8_PRODUCERS = ("nncf", "ort_quant", "aeq", "trained")
 

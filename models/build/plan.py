@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Callable
 
 
+STEPS_DIR = Path(__file__).resolve().parent / "steps"
+
+
 class BuildError(RuntimeError):
     """A build step failed; the message names the model, the step, the command and the log tail."""
 
@@ -47,12 +50,21 @@ def quantize_steps(sub, m: dict, by_producer: dict, d: Path, ov_fp32: Path, onnx
     qargs = ["--data", calib, "--norm", cal["norm"], "--limit", cal["calib_samples"]]
     steps: list[Step] = []
     int8: dict[str, Path] = {}
+    scope = m["quantization"].get("ignored_scope")
     for a in by_producer.get("nncf", []):
         out = d / a["file"]
-        keep = 0 if a["precision"] == "int8_full" else k
-        steps.append(sub(f"nncf_{a['precision']}", "quant", "nncf_quantize.py",
-                         [ov_fp32, out, *qargs, "--keep-first", keep, "--info", w / f"{out.name}.json"],
-                         [out, out.with_suffix(".bin")], [ov_fp32, ov_fp32.with_suffix(".bin"), calib]))
+        if a["precision"] == "int8_full":
+            how = ["--keep-first", 0]
+        elif scope:  # the manifest's structural ignored scope (steps/nncf_scope.py) instead of keep_first_convs
+            how = ["--ignored-scope", json.dumps({k: v for k, v in scope.items() if k != "note"}, sort_keys=True)]
+        else:
+            how = ["--keep-first", k]
+        st = sub(f"nncf_{a['precision']}", "quant", "nncf_quantize.py",
+                 [ov_fp32, out, *qargs, *how, "--info", w / f"{out.name}.json"],
+                 [out, out.with_suffix(".bin")], [ov_fp32, ov_fp32.with_suffix(".bin"), calib],
+                 {"scope": [str(x) for x in how]})  # a changed scope re-runs the step
+        st.code.append(STEPS_DIR / "nncf_scope.py")
+        steps.append(st)
         int8[f"openvino/{a['precision']}"] = out
     for a in by_producer.get("ort_quant", []):
         out = d / a["file"]

@@ -123,7 +123,11 @@ def markdown(r: dict, m: dict) -> str:
     for row in r["rows"]:
         lines.append(f"| {row['backend']} | {row['precision']} | {row['size_mb']} | {row['ms_median']} | "
                      f"{row['ms_p95']} | {_acc_cells(r['metric'], row)}{row['timed_with']} |")
-    lines += ["", "`int8` = mixed precision (first convolutions + output heads FP32); `int8_full` = every "
+    scope = m["quantization"].get("ignored_scope")
+    mixed = (f"OpenVINO: the manifest's [quantization.ignored_scope]: {scope['note']}; other backends: the first "
+             "convolutions + output heads FP32") if scope and scope.get("note") else \
+        "first convolutions + output heads FP32"
+    lines += ["", f"`int8` = mixed precision ({mixed}); `int8_full` = every "
               "convolution INT8 (report only). Latency on a shared 2-vCPU VM varies ±15% between runs: compare "
               "rows of one table only.", ""]
     if m["quantization"].get("notes"):

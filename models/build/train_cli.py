@@ -51,6 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--time-limit", type=float, default=0, help="stop with a checkpoint after this many seconds")
+    p.add_argument("--ignored-scope", metavar="manifest|JSON", help="qat: layers kept FP32 (and not trained "
+                   "quantized): `manifest` = the manifest's [quantization.ignored_scope], or a JSON table of the "
+                   "same selectors; default: full INT8")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes making the crops on the CPU")
     p.add_argument("--work", metavar="DIR", help="run folder (default <cache>/train/<kind>); reruns resume here")
     p.add_argument("--from-run", metavar="FINAL_PT", help="skip training: package this run's final.pt")
     p.add_argument("--note", default="", help="free text kept in PROVENANCE.json (e.g. where a --from-run ran)")
@@ -105,6 +109,18 @@ def run(args: argparse.Namespace) -> int:
         train_cmd += ["--threads", str(args.threads)]
     if args.time_limit:
         train_cmd += ["--time-limit", str(args.time_limit)]
+    if args.workers:
+        train_cmd += ["--workers", str(args.workers)]
+    if args.ignored_scope:
+        if args.kind != "qat":
+            print("edge models train: --ignored-scope is for --kind qat")
+            return 1
+        scope = m["quantization"].get("ignored_scope") if args.ignored_scope == "manifest" else None
+        if args.ignored_scope == "manifest" and not scope:
+            print(f"edge models train: models/manifests/{TEACHER}.toml has no [quantization.ignored_scope]")
+            return 1
+        text = json.dumps({k: v for k, v in scope.items() if k != "note"}) if scope else args.ignored_scope
+        train_cmd += ["--ignored-scope", text]
     t0 = time.monotonic()
     if args.from_run:
         final = Path(args.from_run)
@@ -136,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
         "model": model, "kind": args.kind, "made_by": "edge models train", "command": command,
         "reproduce": shlex.join(["edge", "models", "train", "--kind", args.kind, "--steps",
                                  str(run_info["config"]["steps"]), "--batch", str(run_info["config"]["batch"]),
-                                 "--seed", str(run_info["config"]["seed"]), "--install"]),
+                                 "--seed", str(run_info["config"]["seed"]), "--install"] + (
+            ["--ignored-scope", json.dumps(run_info["config"]["ignored_scope"])]
+            if run_info["config"].get("ignored_scope") else [])),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "recipe": run_info["config"], "steps_done": run_info["step"], "curve": run_info["curve"],
         "torch": run_info.get("torch"), "device": run_info.get("device"), "complete": run_info.get("complete"),

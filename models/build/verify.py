@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 NORMS = {"zero_one": (1 / 255.0, 0.0), "minus_one_one": (1 / 127.5, -1.0)}
 # catastrophic-quantization guard: an INT8 artefact this far off is broken, not merely inaccurate
 SANITY = {"landmarks": ("drift_mean", 0.1, "max"), "pose_detector": ("recall", 0.5, "min"),
-          "face_detector": ("recall", 0.5, "min")}
+          "face_detector": ("recall", 0.5, "min"), "palm_detector": ("recall", 0.5, "min"),
+          "hand_landmarks": ("drift_mean", 0.1, "max")}
 
 
 class ParityError(RuntimeError):

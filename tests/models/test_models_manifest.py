@@ -9,7 +9,8 @@ import pytest
 from models import manifest
 from models.manifest import ManifestError
 
-NAMES = {"pose_detection", "pose_landmark_full", "face_detection_full_range", "nanodet_m_416", "pose_landmark_student"}
+NAMES = {"pose_detection", "pose_landmark_full", "face_detection_full_range", "nanodet_m_416", "pose_landmark_student",
+         "palm_detection_full", "palm_detection_lite", "hand_landmark_full", "hand_landmark_lite"}
 
 
 def test_committed_manifests_are_valid():

@@ -12,6 +12,7 @@ import pytest
 from edge.core.events import ListSink
 from edge.tryon.config import TryOnConfig
 from devtools.mannequin import MannequinSource, TruthPose
+from mirror_view import screen_to_picture, video_rect
 from webdriver_client import chromium, require_chromium
 from edge.tryon.pipeline import TryOnPipeline
 from edge.tryon.server import serve
@@ -37,12 +38,8 @@ def browser(tmp_path_factory):
 
 
 def _video_crop(wd) -> np.ndarray:
-    rect = wd.js("const r = document.getElementById('video').getBoundingClientRect();"
-                 "return [r.x, r.y, r.width, r.height, window.devicePixelRatio];")
-    shot = wd.screenshot()
-    x, y, w, h, dpr = (v for v in rect)
-    crop = shot[int(y * dpr):int((y + h) * dpr), int(x * dpr):int((x + w) * dpr)]
-    return cv2.resize(crop, (640, 480), interpolation=cv2.INTER_AREA)
+    """The screenshot in the mirror frame's 640x480 pixels (the page scales and crops it to fill the screen)."""
+    return screen_to_picture(wd.screenshot(), video_rect(wd))
 
 
 def test_routes_and_api(mirror):
@@ -65,13 +62,14 @@ def test_page_loads_in_chromium_and_shows_the_garment(mirror, browser):
     pipe, base, sink = mirror
     browser.cmd("POST", "/url", {"url": base + "/mirror/"})
     browser.wait("const v = document.getElementById('video'); return v.complete && v.naturalWidth === 640;")
-    browser.wait("return document.querySelectorAll('#garments button').length >= 3;")
+    browser.wait("return document.querySelectorAll('#colours .swatch').length >= 3;")
     time.sleep(0.5)
     img = _video_crop(browser)
     cv2.imwrite("/tmp/tryon_page_navy.png", img)
     torso = img[200:280, 290:350].reshape(-1, 3).astype(int)  # the mannequin's chest (see mannequin.render_person)
     b, g, r = np.median(torso, axis=0)
-    assert b > r + 40 and b > g + 20, f"navy tee expected over the chest, got BGR {b, g, r}"
+    # the jersey maps' sheen and the scene light (the demo's warm grey) leave b - r ~36 (flat, fixed rig: ~41)
+    assert b > r + 30 and b > g + 20, f"navy tee expected over the chest, got BGR {b, g, r}"
     # pick the red colour swatch in the page: the video shows a red shirt
     browser.js("document.querySelector('#colours button[data-colour=red]').click();")
     browser.wait("return document.querySelector('#colours button.on') && "

@@ -5,6 +5,11 @@ Runs in the `train` build venv on CPU or CUDA. Targets are the FP32 teacher's ou
 them, no overflow fix: VNNI/AMX/ARM-dot targets) into the teacher's own weights, which are then fine-tuned.
 Student: student.py from scratch. Progress is logged; a checkpoint every --ckpt-every steps makes a rerun resume
 where it stopped; a run is deterministic for a seed on a given device. Writes OUT/final.pt, OUT/curve.json.
+
+--ignored-scope JSON (QAT): the layers left FP32, as the manifest's `[quantization.ignored_scope]` selectors
+(steps/nncf_scope.py), so QAT trains only the quantized layers that the deployed mixed-precision model has.
+--workers N: batches are made on the CPU by N DataLoader worker processes (each batch from (seed, step) only,
+whichever worker makes it) while the device trains; 0 (default) makes them in the main process on the device.
 """
 from __future__ import annotations
 
@@ -22,8 +27,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "steps"))  # nncf_scope (ignored scopes)
 from augment import CropMaker, Person, Recipe  # noqa: E402
-from teacher import load_onnx_as_torch, wrap  # noqa: E402
+from teacher import OUTPUTS, load_onnx_as_torch, wrap  # noqa: E402
 
 log = logging.getLogger("train")
 LOSS_W = {"xy": 1.0, "z": 0.2, "logits": 0.02, "flag": 1.0, "seg": 0.05, "heat": 0.1, "world": 0.5}
@@ -52,6 +58,53 @@ def load_people(path: Path, split: str = "calib") -> tuple[list[Person], dict[st
     files = {k: Path(v["member"]).name for k, v in prov["sources"].items()}
     splits = {k: v["split"] for k, v in prov["sources"].items()}
     return people, {"files": files, "splits": splits}
+
+
+def cpu_seg(teacher_onnx: Path):
+    """The teacher's segmentation logits on the CPU for background swaps in DataLoader workers: onnxruntime, one
+    thread, one crop at a time (~10x faster than the torch copy on a CPU core, and deterministic)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+    sess = ort.InferenceSession(str(teacher_onnx), so, providers=["CPUExecutionProvider"])
+
+    def seg(x: torch.Tensor) -> torch.Tensor:
+        xs = x.detach().cpu().numpy().astype(np.float32)
+        return torch.from_numpy(np.concatenate([sess.run(["Identity_2"], {"input_1": xs[i:i + 1]})[0]
+                                                for i in range(len(xs))]))
+    return seg
+
+
+class CropBatches(torch.utils.data.Dataset):
+    """Item i = the training batch of step `first + i` (CropMaker.batch(batch, seed, step)), made on the CPU in a
+    DataLoader worker, background swaps by the teacher's mask from onnxruntime (cpu_seg). A batch depends only on
+    (seed, step): the same whichever worker makes it and however many there are."""
+
+    def __init__(self, photos: Path, provenance: Path, teacher_onnx: Path, recipe: Recipe, batch: int, seed: int,
+                 first: int, last: int):
+        self.args = (photos, provenance, teacher_onnx, recipe)
+        self.batch, self.seed, self.first, self.last = batch, seed, first, last
+        self.maker = self.seg = None
+
+    def __len__(self) -> int:
+        return self.last - self.first
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if self.maker is None:  # once per worker process
+            photos, provenance, teacher_onnx, recipe = self.args
+            torch.set_num_threads(1)
+            self.maker = make_data(photos, provenance, "cpu", recipe)
+            self.seg = cpu_seg(teacher_onnx)
+        with torch.no_grad():
+            return self.maker.batch(self.batch, self.seed, self.first + i, teacher_seg=self.seg)
+
+
+def batch_loader(a, recipe: Recipe, first: int, dev: str):
+    """Iterator over the batches of steps first..a.steps made by a.workers DataLoader workers."""
+    ds = CropBatches(a.photos, a.provenance, a.teacher, recipe, a.batch, a.seed, first, a.steps)
+    return iter(torch.utils.data.DataLoader(ds, batch_size=None, shuffle=False, num_workers=a.workers,
+                                            prefetch_factor=a.prefetch, pin_memory=dev == "cuda"))
 
 
 def make_data(photos_dir: Path, provenance: Path, device: str, recipe: Recipe) -> CropMaker:
@@ -106,9 +159,24 @@ def heldout_drift(model, teacher, x: np.ndarray, device: str) -> dict:
             "drift_p95": float(np.percentile(d[sel], 95)) if sel.any() else None, "seg_iou": float(iou)}
 
 
+def ignored_names(model, scope: dict | None) -> list[str]:
+    """Node names of the torch model's NNCF graph that the ignored scope keeps FP32 (none without a scope)."""
+    if not scope:
+        return []
+    import copy
+
+    import nncf_scope
+
+    probe = copy.deepcopy(model)  # tracing wraps the module in place: keep the model NNCF quantizes untouched
+    graph, outs = nncf_scope.torch_graph(probe, torch.zeros(1, 256, 256, 3, device=next(model.parameters()).device),
+                                         list(OUTPUTS))
+    return nncf_scope.resolve(graph, outs, scope)
+
+
 def build_student_or_qat(kind: str, teacher_onnx: Path, maker: CropMaker, seed: int, device: str,
-                         calib_n: int, state: dict | None):
-    """The trainable model: NNCF-quantized copy of the teacher (qat) or a fresh student."""
+                         calib_n: int, state: dict | None, scope: dict | None = None):
+    """The trainable model: NNCF-quantized copy of the teacher (qat; `scope`: layers kept FP32) or a fresh
+    student."""
     if kind == "student":
         from student import StudentLandmark
 
@@ -130,7 +198,11 @@ def build_student_or_qat(kind: str, teacher_onnx: Path, maker: CropMaker, seed: 
         return q, state["nncf_config"]
     calib = maker.batch(calib_n, seed + 1, 0)  # the same calibration crops for a seed, not a training batch
     data = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))])
+    ignored = ignored_names(m, scope)
+    if scope:
+        log.info("ignored scope %s: %d nodes kept FP32", scope, len(ignored))
     q = nncf.quantize(m, data, subset_size=calib_n, preset=nncf.QuantizationPreset.MIXED,
+                      ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None,
                       advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix.DISABLE))
     from nncf.torch import get_config
 
@@ -156,7 +228,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--init", type=Path, help="warm start from a final.pt of an earlier run (same kind)")
     ap.add_argument("--time-limit", type=float, default=0, help="stop (with a checkpoint) after this many seconds")
+    ap.add_argument("--ignored-scope", type=json.loads, default=None, metavar="JSON",
+                    help="qat: layers kept FP32, as [quantization.ignored_scope] selectors, "
+                    "e.g. '{\"first_convs\": 3}'")
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes making the batches on the "
+                    "CPU (0: in the main process, on the device)")
+    ap.add_argument("--prefetch", type=int, default=4, help="batches each worker makes ahead")
     a = ap.parse_args(argv)
+    if a.ignored_scope is not None and a.kind != "qat":
+        ap.error("--ignored-scope is for --kind qat")
+    if a.ignored_scope is not None:
+        import nncf_scope
+
+        try:
+            nncf_scope.validate(a.ignored_scope, list(OUTPUTS))
+        except ValueError as e:
+            ap.error(str(e))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
     if a.threads:
@@ -175,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
               "init": _sha256(a.init) if a.init else None,
               "quantization": "NNCF 8-bit MIXED preset (symmetric per-channel weights, asymmetric activations), "
                               "overflow fix off" if a.kind == "qat" else None}
+    if a.ignored_scope:  # only when set: runs without one keep their recipe (and their checkpoints resume)
+        config["ignored_scope"] = a.ignored_scope
+    if a.workers:  # CPU crops with onnxruntime masks differ slightly from device-made ones: another data stream
+        config["crops"] = "cpu workers"
     state = None
     if ckpt.exists():
         state = torch.load(ckpt, map_location=dev, weights_only=False)
@@ -192,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     teacher = wrap(load_onnx_as_torch(a.teacher)).to(dev).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    model, nncf_config = build_student_or_qat(a.kind, a.teacher, maker, a.seed, dev, a.calib, state)
+    model, nncf_config = build_student_or_qat(a.kind, a.teacher, maker, a.seed, dev, a.calib, state,
+                                              a.ignored_scope)
     model.train()
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     step, curve = 0, []
@@ -221,10 +313,14 @@ def main(argv: list[str] | None = None) -> int:
                                                       "steps_done": step, "torch": torch.__version__}, indent=1))
 
     t0, seen0, t_start = time.monotonic(), step, time.monotonic()
+    batches = batch_loader(a, recipe, step, dev) if a.workers and step < a.steps else None
     while step < a.steps:
         for g in opt.param_groups:
             g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / a.steps))
-        x = maker.batch(a.batch, a.seed, step, teacher_seg=seg_fn)
+        if batches is not None:
+            x = next(batches).to(dev, non_blocking=True)
+        else:
+            x = maker.batch(a.batch, a.seed, step, teacher_seg=seg_fn)
         with torch.no_grad():
             tgt = teacher(x)
         loss, parts = distill_loss(model(x), tgt)

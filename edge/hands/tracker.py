@@ -1,0 +1,108 @@
+"""Hand ROIs per frame: the previous frame's landmarks (tracking), else the pose wrists, else the palm detector.
+
+MediaPipe Hands runs the palm detector until it has hands and then tracks them from their landmarks; MediaPipe
+Holistic takes the first ROI from the pose instead. Here a hand is tracked from its landmarks while its flag holds;
+a side without a track (or whose track ROI is far from where the pose sees that hand now: a fast swipe) gets its ROI
+from the pose (wrist, index, pinky) when the pose sees it (raised, with `raised_only`); the palm detector runs only
+while no hand is tracked (`palm_detection = "fallback"`), at most every `palm_every_n`-th step.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from edge.hands.config import HandsConfig
+from edge.hands.detector import PalmDetector
+from edge.hands.landmarks import HandLandmarkModel
+from edge.hands.roi import POSE_HAND, overlap, roi_from_landmarks, roi_from_pose
+from edge.hands.types import Hand
+from edge.pose.types import Roi
+
+log = logging.getLogger(__name__)
+HIPS = (23, 24)
+STALE = 0.5  # a track whose ROI centre is this far (x the smaller ROI) from the pose's ROI of that hand is stale
+
+
+def pose_hand_rois(pose_landmarks: np.ndarray, cfg: HandsConfig) -> dict[str, Roi]:
+    """{side: ROI} for the pose's visible (and, with raised_only, raised) hands; pose_landmarks (33, 5) px."""
+    out = {}
+    hip_y = float(np.mean(pose_landmarks[list(HIPS), 1]))
+    for side, idx in POSE_HAND.items():
+        if float(np.min(pose_landmarks[list(idx), 3])) < cfg.pose_visibility:
+            continue
+        if cfg.raised_only and pose_landmarks[idx[0], 1] >= hip_y:
+            continue
+        roi = roi_from_pose(pose_landmarks, side)
+        if roi.size > 4:
+            out[side] = roi
+    return out
+
+
+class HandTracker:
+    """The hands of one person in one video stream. Not thread-safe."""
+
+    def __init__(self, cfg: HandsConfig, landmarks: HandLandmarkModel, palms: PalmDetector | None = None):
+        self.cfg, self.landmarks, self.palms = cfg, landmarks, palms
+        self.tracks: dict[str, Roi] = {}  # key -> next ROI (from this frame's landmarks)
+        self._since_palm = cfg.palm_every_n  # the first step may run the detector at once
+
+    def reset(self) -> None:
+        self.tracks.clear()
+        self._since_palm = self.cfg.palm_every_n
+
+    def step(self, image_rgb: np.ndarray, pose_landmarks: np.ndarray | None = None) -> tuple[list[Hand], bool]:
+        """Hands in one RGB frame; pose_landmarks: the person's (33, 5) px landmarks or None. Returns (hands,
+        palm detector ran)."""
+        cfg = self.cfg
+        tracks = dict(self.tracks)
+        pose_rois = pose_hand_rois(pose_landmarks, cfg) if pose_landmarks is not None else {}
+        for side, roi in pose_rois.items():  # a fast hand left its last ROI: the pose (this frame) knows better
+            if side in tracks and overlap(tracks[side], roi) > STALE:
+                del tracks[side]
+        cands: list[tuple[str, Roi, str]] = [(k, r, "track") for k, r in tracks.items()]
+        for side, roi in pose_rois.items():
+            if side not in tracks and not any(overlap(roi, r) < 0.5 for _, r, _ in cands):
+                cands.append((side, roi, "pose"))
+        palm_ran = False
+        self._since_palm += 1
+        want = cfg.palm_detection == "always" or (cfg.palm_detection == "fallback" and not self.tracks
+                                                   and self._since_palm >= cfg.palm_every_n)
+        if want and self.palms is not None and len(cands) < cfg.max_hands:
+            palm_ran, self._since_palm = True, 0
+            for roi in self.palms.rois(image_rgb, cfg.max_hands):
+                if not any(overlap(roi, r) < 0.5 for _, r, _ in cands):
+                    cands.append((self._palm_key(roi, pose_landmarks, {k for k, _, _ in cands}), roi, "palm"))
+        hands: list[Hand] = []
+        for key, roi, source in cands[:cfg.max_hands + 2]:
+            h = self.landmarks(image_rgb, roi)
+            if h.score < cfg.presence_threshold:
+                continue
+            h.key, h.source, h.roi_next = key, source, roi_from_landmarks(h.landmarks)
+            hands.append(h)
+        hands = self._dedupe(hands)[:cfg.max_hands]
+        self.tracks = {h.key: h.roi_next for h in hands}
+        return hands, palm_ran
+
+    @staticmethod
+    def _palm_key(roi: Roi, pose_landmarks: np.ndarray | None, taken: set[str]) -> str:
+        """The side of the nearest pose wrist not already taken, else a free palm<i> key."""
+        if pose_landmarks is not None:
+            sides = sorted((s for s in POSE_HAND if s not in taken),
+                           key=lambda s: np.hypot(*(pose_landmarks[POSE_HAND[s][0], :2] - (roi.cx, roi.cy))))
+            if sides and np.hypot(*(pose_landmarks[POSE_HAND[sides[0]][0], :2] - (roi.cx, roi.cy))) < roi.size:
+                return sides[0]
+        i = 0
+        while f"palm{i}" in taken:
+            i += 1
+        return f"palm{i}"
+
+    @staticmethod
+    def _dedupe(hands: list[Hand]) -> list[Hand]:
+        """Two ROIs that converged on the same hand: keep the more confident one."""
+        out: list[Hand] = []
+        for h in sorted(hands, key=lambda h: -h.score):
+            if any(overlap(h.roi_next, o.roi_next) < 0.3 for o in out):
+                continue
+            out.append(h)
+        return out
