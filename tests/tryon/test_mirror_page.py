@@ -33,6 +33,7 @@ from edge.tryon.server import serve
 from mirror_view import expected_screen, picture_to_screen, video_rect
 from page_checks import assert_notice_visible
 from webdriver_client import chromium, require_chromium
+from pose_models import fp32_pose_pipeline
 
 require_chromium()
 REAL_CACHE = cache_dir()  # read at import, before the try-on fixtures point the cache at a temporary folder
@@ -60,22 +61,6 @@ class SceneCamera:
             seq += 1
 
 
-def _pose():
-    from edge.app.config import ModelsSection
-    from edge.pose.config import PoseConfig
-    from edge.pose.pipeline import PosePipeline
-    from models.zoo import ModelNotBuilt, ModelZoo
-
-    m = ModelsSection()
-    models = m.model_copy(update={
-        "pose_detector": m.pose_detector.model_copy(update={"backend": "openvino", "precision": "fp32"}),
-        "pose_landmarks": m.pose_landmarks.model_copy(update={"backend": "openvino", "precision": "fp32"})})
-    try:
-        return PosePipeline((PoseConfig(max_people=1, segmentation=True), models), zoo=ModelZoo(REAL_CACHE))
-    except ModelNotBuilt as e:
-        pytest.fail(f"the pose models are not built (run `edge models build`): {e}")
-
-
 @pytest.fixture(scope="module")
 def mirror(tryon_cache, catalog):
     from calibration.photos import photo_path
@@ -83,7 +68,7 @@ def mirror(tryon_cache, catalog):
 
     cam = SceneCamera(PhotoSource(str(photo_path("astronaut", REAL_CACHE)), 640, 480, 30.0).image)
     cfg = TryOnConfig(session=SessionSection(absence_timeout_s=1.0))
-    pipe = TryOnPipeline(cfg, cam, _pose(), ListSink(), catalog=catalog).start()
+    pipe = TryOnPipeline(cfg, cam, fp32_pose_pipeline(), ListSink(), catalog=catalog).start()
     srv = serve(pipe, "127.0.0.1", 0, background=True, notice=NOTICE)
     SHOTS.mkdir(exist_ok=True)
     yield pipe, cam, f"http://127.0.0.1:{srv.port}"

@@ -15,26 +15,10 @@ from edge.core.frames import Frame
 from edge.core.paths import cache_dir
 from edge.tryon.config import TryOnConfig
 from edge.tryon.pipeline import TryOnPipeline
+from pose_models import fp32_pose_pipeline
 
 REAL_CACHE = cache_dir()  # read at import, before the try-on fixtures point the cache at a temporary folder
 FRAMES = 12
-
-
-def _pose_pipeline():
-    from edge.app.config import ModelsSection
-    from edge.pose.config import PoseConfig
-    from edge.pose.pipeline import PosePipeline
-    from models.zoo import ModelNotBuilt, ModelZoo
-
-    models = ModelsSection().model_copy(update={
-        "pose_detector": ModelsSection().pose_detector.model_copy(update={"backend": "openvino",
-                                                                          "precision": "fp32"}),
-        "pose_landmarks": ModelsSection().pose_landmarks.model_copy(update={"backend": "openvino",
-                                                                            "precision": "fp32"})})
-    try:
-        return PosePipeline((PoseConfig(max_people=1, segmentation=True), models), zoo=ModelZoo(REAL_CACHE))
-    except ModelNotBuilt as e:
-        pytest.fail(f"the pose models are not built (run `edge models build`): {e}")
 
 
 def _zidane() -> np.ndarray:
@@ -63,7 +47,7 @@ def _run(tcfg: TryOnConfig, catalog, pose, image: np.ndarray):
 
 @pytest.fixture(scope="module")
 def zidane_runs(catalog):
-    pose = _pose_pipeline()
+    pose = fp32_pose_pipeline()
     image = _zidane()
     new = TryOnConfig(default_sku="TEE-001", mirror_view=False)
     prev = new.model_copy(update={"fit": new.fit.model_copy(update={"align_2d": False, "silhouette": False,

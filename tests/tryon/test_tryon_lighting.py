@@ -14,6 +14,7 @@ from edge.core.paths import cache_dir
 from edge.tryon import lighting as L
 from edge.tryon.config import TryOnConfig
 from edge.tryon.pipeline import TryOnPipeline
+from pose_models import fp32_pose_pipeline
 
 REAL_CACHE = cache_dir()  # read at import, before the try-on fixtures point the cache at a temporary folder
 
@@ -107,23 +108,6 @@ def test_smoothing_follows_a_change_with_its_time_constant_and_nobody_keeps_the_
 # the whole mirror path on a relit package photo
 
 
-def _pose_pipeline():
-    from edge.app.config import ModelsSection
-    from edge.pose.config import PoseConfig
-    from edge.pose.pipeline import PosePipeline
-    from models.zoo import ModelNotBuilt, ModelZoo
-
-    models = ModelsSection().model_copy(update={
-        "pose_detector": ModelsSection().pose_detector.model_copy(update={"backend": "openvino",
-                                                                          "precision": "fp32"}),
-        "pose_landmarks": ModelsSection().pose_landmarks.model_copy(update={"backend": "openvino",
-                                                                            "precision": "fp32"})})
-    try:
-        return PosePipeline((PoseConfig(max_people=1, segmentation=True), models), zoo=ModelZoo(REAL_CACHE))
-    except ModelNotBuilt as e:
-        pytest.fail(f"the pose models are not built (run `edge models build`): {e}")
-
-
 def relight(img_bgr: np.ndarray, tint_rgb, side: str) -> np.ndarray:
     """Relight a photo: a light falling off across the frame from `side` ('left' / 'right' of the image) and a
     colour cast, applied in linear light."""
@@ -150,7 +134,7 @@ def relit_runs(catalog):
     from calibration.photos import photo_path
     from devtools.bench.tryon import PhotoSource
 
-    pose = _pose_pipeline()
+    pose = fp32_pose_pipeline()
     photo = PhotoSource(str(photo_path("grace_hopper", REAL_CACHE)), 640, 480, 30.0).image
     frames = {"warm_left": relight(photo, (1.25, 1.0, 0.7), "left"),
               "cool_right": relight(photo, (0.75, 0.95, 1.3), "right")}
