@@ -55,21 +55,29 @@ def add_arguments(p) -> None:
     p.add_argument("--quality-frames", type=int, default=60, help="measured frames per photo (after 20 warm-up "
                    "frames) and per clip")
     p.add_argument("--no-prev", action="store_true", help="skip the previous-fit runs (side-by-side FPS, quality)")
+    p.add_argument("--gesture-photo", default="zidane", help="source of the gestures on/off runs: a package photo "
+                   "whose raised hand the hand models find and track ('' = --photo); zidane.jpg is framed per size "
+                   "(GESTURE_VIEWS) so the pose model finds that man")
+    p.add_argument("--no-gestures", action="store_true", help="skip the runs with hand gestures on ([tryon.gestures] "
+                   "enabled: hands on the pose thread while the shopper is in the zone)")
     p.add_argument("--no-flat", action="store_true", help="skip the flat-material and base-renderer runs "
                    "(side-by-side FPS)")
 
 
 class PhotoSource:
-    """A still photo, centre-cropped to WxH, delivered as a paced camera stream."""
+    """A still photo, cropped to WxH (covering it, `zoom` times closer, centred at `center_x` of its width),
+    delivered as a paced camera stream."""
 
-    def __init__(self, path: str, width: int, height: int, fps: float):
+    def __init__(self, path: str, width: int, height: int, fps: float, zoom: float = 1.0, center_x: float = 0.5):
         import cv2  # noqa: PLC0415
         img = cv2.imread(path, cv2.IMREAD_COLOR)
         if img is None:
             raise SystemExit(f"cannot read photo {path}")
-        s = max(width / img.shape[1], height / img.shape[0])
-        img = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
-        y0, x0 = (img.shape[0] - height) // 2, (img.shape[1] - width) // 2
+        s = zoom * max(width / img.shape[1], height / img.shape[0])
+        img = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)),
+                         interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        y0 = (img.shape[0] - height) // 2
+        x0 = min(max(0, round(center_x * img.shape[1] - width / 2)), img.shape[1] - width)
         self.image = img[y0:y0 + height, x0:x0 + width].copy()
         self.fps, self._stop = fps, False
 
@@ -163,8 +171,15 @@ def render_only(catalog, sku: str, w: int, h: int, fast: bool, frames: int, warm
             "gl_renderer": gl}
 
 
+# zidane.jpg framed so the pose model finds the man raising his pointing hand as the shopper in the try-on zone
+# (the BlazePose detector misses him in some framings): (zoom, centre x) per bench size
+GESTURE_VIEWS = {(640, 480): (1.0, 0.5), (1280, 720): (1.33, 0.6)}
+
+
 def end_to_end(catalog, pose, w: int, h: int, camera_fps: float, seconds: float, sku: str, photo: str = "",
-               tcfg=None) -> dict:
+               tcfg=None, models=None, view: tuple[float, float] = (1.0, 0.5)) -> dict:
+    """One timed run of the mirror pipeline. With tcfg.gestures.enabled, `models` (the device's ModelsSection) opens
+    the hand models as `edge run` does, and the result adds the hands' share of frames and their time."""
     import time  # noqa: PLC0415
 
     import numpy as np  # noqa: PLC0415
@@ -175,18 +190,27 @@ def end_to_end(catalog, pose, w: int, h: int, camera_fps: float, seconds: float,
     from devtools.mannequin import MannequinSource  # noqa: PLC0415
     from edge.tryon.pipeline import TryOnPipeline  # noqa: PLC0415
 
-    src = PhotoSource(photo, w, h, camera_fps) if photo else MannequinSource(w, h, fps=camera_fps, n_cycle=24)
+    src = PhotoSource(photo, w, h, camera_fps, *view) if photo else MannequinSource(w, h, fps=camera_fps, n_cycle=24)
     tcfg = (tcfg or TryOnConfig()).model_copy(update={"default_sku": sku})
-    pipe = TryOnPipeline(tcfg, src, pose, catalog=catalog).start()
+    pipe = TryOnPipeline(tcfg, src, pose, catalog=catalog)
+    if tcfg.gestures.enabled:
+        pipe.attach_gestures(models)
+    pipe.start()
     try:
         if pipe.wait_frame(-1, timeout=60) is None:
             raise RuntimeError("the pipeline produced no frame")
         time.sleep(1.5)  # warm-up (shader compile, first uploads)
         pipe.m2p_ms.clear()
+        g = pipe.gestures
+        if g is not None:
+            g.hands_ms.clear()
+            g0 = (g.frames_seen, g.frames_run)
         n0, t0 = pipe.frames_out, time.monotonic()
-        scales, levels = [], []
+        scales, levels, seen = [], [], []
         while time.monotonic() < t0 + seconds:
             time.sleep(0.1)
+            if g is not None and g.last is not None:
+                seen.append(bool(g.last.hands))
             scales.append(REGISTRY.get_sample_value("edge_tryon_render_scale"))
             levels.append(REGISTRY.get_sample_value("edge_tryon_material_level"))
         n1, t1 = pipe.frames_out, time.monotonic()
@@ -196,7 +220,14 @@ def end_to_end(catalog, pose, w: int, h: int, camera_fps: float, seconds: float,
         pipe.stop()
     scales = [v for v in scales if v is not None]
     levels = [v for v in levels if v is not None]
-    return {"fps": round((n1 - n0) / (t1 - t0), 1), "m2p_p50_ms": round(float(np.percentile(m2p, 50)), 1),
+    hands = {}
+    if g is not None:
+        n_seen, ran = g.frames_seen - g0[0], g.frames_run - g0[1]
+        ms = np.asarray(g.hands_ms) if g.hands_ms else np.zeros(1)
+        hands = {"hands_run_share": round(min(1.0, ran / max(n_seen, 1)), 3),
+                 "hands_seen_share": round(float(np.mean(seen)), 3) if seen else 0.0, "hands_ms_p50": round(float(np.median(ms)), 1),
+                 "hands_ms_p95": round(float(np.percentile(ms, 95)), 1), "hands_reason": g.reason}
+    return {**hands, "fps": round((n1 - n0) / (t1 - t0), 1), "m2p_p50_ms": round(float(np.percentile(m2p, 50)), 1),
             "m2p_p95_ms": round(float(np.percentile(m2p, 95)), 1), "frames": int(n1 - n0),
             "renderer": pipe.renderer_status, "garment_rendered": bool(rendered),
             "render_scale_p50": round(float(np.median(scales)), 2) if scales else None,
@@ -212,6 +243,11 @@ def _mean_runs(a: dict, b: dict) -> dict:
     return {**out, "frames": a["frames"] + b["frames"], "renderer": a["renderer"],
             "garment_rendered": a["garment_rendered"] and b["garment_rendered"],
             "render_scale_p50": avg("render_scale_p50"), "material_level_mean": avg("material_level_mean")}
+
+
+def with_gestures(tcfg, on: bool = True):
+    """The mirror's config with hand gestures on (or off); the shipped [tryon.gestures] otherwise."""
+    return tcfg.model_copy(update={"gestures": tcfg.gestures.model_copy(update={"enabled": on})})
 
 
 def previous_fit(tcfg):
@@ -417,6 +453,9 @@ def run(args) -> int:
                  "cpu_count": os.cpu_count(),
                  "loadavg_start": round(os.getloadavg()[0], 2), "python": platform.python_version()}
     prev, flat, base = previous_fit(cfg.tryon), flat_material(cfg.tryon), base_renderer(cfg.tryon)
+    gest_on, gest_off = with_gestures(cfg.tryon, True), with_gestures(cfg.tryon, False)
+    gest_photo = _photo_path(args.gesture_photo) if args.gesture_photo else photo
+    res.update({"gestures_shipped": cfg.tryon.gestures.enabled, "gesture_source": args.gesture_photo or res["source"]})
     sizes = [tuple(int(v) for v in z.lower().split("x")) for z in args.sizes.split(",") if z]
     try:
         for w, h in sizes:
@@ -432,16 +471,21 @@ def run(args) -> int:
                         f"render_fps_fabric_crop_{tag}": fabric_crop["fps"],
                         f"render_ms_fabric_crop_{tag}": fabric_crop["ms"]})
             load0 = os.getloadavg()[0]
-            e2e = lambda fps, tc: end_to_end(catalog, pose, w, h, fps, args.seconds, args.sku, photo, tc)  # noqa: E731
-            # 30 FPS camera, interleaved A F P B B P F A (skipped variants drop out): load drifts hit all alike
-            order = [("cur", cfg.tryon)] + ([] if args.no_flat else [("flat", flat)]) + \
+            g_view = GESTURE_VIEWS.get((w, h), (1.0, 0.5)) if args.gesture_photo == "zidane" else (1.0, 0.5)
+            e2e = lambda fps, tc, src=photo, view=(1.0, 0.5): end_to_end(  # noqa: E731
+                catalog, pose, w, h, fps, args.seconds, args.sku, src, tc, cfg.models, view)
+            # 30 FPS camera, interleaved A G g F P B B P F g G A (skipped variants drop out): load drifts hit all
+            # alike. G / g: gestures on / off, on a photo whose hands the hand models find (they track them)
+            gest = [] if args.no_gestures else [("gest", gest_on), ("nogest", gest_off)]
+            order = [("cur", cfg.tryon)] + gest + ([] if args.no_flat else [("flat", flat)]) + \
                 ([] if args.no_prev else [("prev", prev)]) + ([] if args.no_flat else [("base", base)])
             runs: dict[str, list] = {k: [] for k, _ in order}
             for k, tc in order + order[::-1]:
-                runs[k].append(e2e(30.0, tc))
+                runs[k].append(e2e(30.0, tc, gest_photo, g_view) if k in ("gest", "nogest") else e2e(30.0, tc))
             lat = _mean_runs(*runs["cur"])
             thr_p = None if args.no_prev else e2e(60.0, prev)
             thr = e2e(60.0, cfg.tryon)
+            thr_g = None if args.no_gestures else [e2e(60.0, c, gest_photo, g_view) for c in (gest_on, gest_off)]
             log.info("%s end-to-end (30 fps camera): %.1f fps, m2p p50 %.1f / p95 %.1f ms, render scale %s; capacity "
                      "(60 fps camera) %.1f fps", size, lat["fps"], lat["m2p_p50_ms"], lat["m2p_p95_ms"],
                      lat["render_scale_p50"], thr["fps"])
@@ -465,6 +509,25 @@ def run(args) -> int:
                                 f"render_scale_p50_{k}_{tag}": v["render_scale_p50"],
                                 f"material_level_mean_{k}_{tag}": v["material_level_mean"],
                                 f"e2e_fps_{k}_ratio_{tag}": round(lat["fps"] / max(v["fps"], 1e-9), 3)})
+            if not args.no_gestures:
+                on, off, hands_run = _mean_runs(*runs["gest"]), _mean_runs(*runs["nogest"]), runs["gest"]
+                hands = {k: round(sum(r[k] for r in hands_run) / len(hands_run), 3)
+                         for k in ("hands_run_share", "hands_seen_share", "hands_ms_p50", "hands_ms_p95")}
+                log.info("%s gestures on: %.1f fps, m2p p95 %.1f ms (off: %.1f fps, %.1f ms); hands ran on %.0f %% of "
+                         "pose frames (a hand found in %.0f %%), %.1f ms p50 / %.1f ms p95 (%s); capacity %.1f vs "
+                         "%.1f fps", size, on["fps"], on["m2p_p95_ms"], off["fps"], off["m2p_p95_ms"],
+                         100 * hands["hands_run_share"],
+                         100 * hands["hands_seen_share"], hands["hands_ms_p50"], hands["hands_ms_p95"],
+                         hands_run[-1]["hands_reason"], thr_g[0]["fps"], thr_g[1]["fps"])
+                res.update({f"e2e_fps_gestures_{tag}": on["fps"], f"m2p_p50_ms_gestures_{tag}": on["m2p_p50_ms"],
+                            f"m2p_p95_ms_gestures_{tag}": on["m2p_p95_ms"], f"e2e_fps_no_gestures_{tag}": off["fps"],
+                            f"m2p_p95_ms_no_gestures_{tag}": off["m2p_p95_ms"],
+                            f"e2e_fps_gestures_ratio_{tag}": round(on["fps"] / max(off["fps"], 1e-9), 3),
+                            f"e2e_fps_cam60_gestures_{tag}": thr_g[0]["fps"],
+                            f"e2e_fps_cam60_no_gestures_{tag}": thr_g[1]["fps"],
+                            f"e2e_fps_cam60_gestures_ratio_{tag}": round(thr_g[0]["fps"] / max(thr_g[1]["fps"], 1e-9),
+                                                                         3),
+                            **{f"{k}_{tag}": v for k, v in hands.items()}})
             if "prev" in runs:
                 lat_p = _mean_runs(*runs["prev"])
                 log.info("%s previous fit: %.1f fps (30 fps camera), %.1f fps (60 fps camera)", size, lat_p["fps"],

@@ -515,7 +515,15 @@ class Runtime:
         mirror = TryOnPipeline(self.cfg.tryon, source=(), pose=stage, sink=sink, breaker=self.ops.mirror_breaker(),
                                hint=self.cfg.breaker.mirror_hint)
         if self.cfg.tryon.gestures.enabled:
-            mirror.attach_gestures(self.cfg.models)
+            from edge.backends.base import BackendError
+            from models.zoo import ModelNotBuilt
+
+            try:
+                mirror.attach_gestures(self.cfg.models)
+            except (ModelNotBuilt, BackendError, OSError, ValueError) as e:  # the mirror still works by touch
+                mirror.gestures_error = f"{type(e).__name__}: {e}"
+                log.error("gestures off: the hand models do not open (%s); the mirror works by touch. Fix: "
+                          "`edge models build` (or [tryon.gestures] enabled = false)", mirror.gestures_error)
         return mirror
 
     def _start_http(self, mirror) -> None:

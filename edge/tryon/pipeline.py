@@ -134,6 +134,7 @@ class TryOnPipeline:
         self.sessions = SessionTracker(sink, cfg.session.absence_timeout_s, cfg.session.min_duration_s)
         self.actions = MirrorActions(self)  # touch (page) and gestures change the mirror through this seam
         self.gestures = None  # edge.tryon.gestures.MirrorGestures (attach_gestures): hands on the pose thread
+        self.gestures_error = ""  # why gestures are off although configured (the hand models did not open)
         self.shoulders = ShoulderWidthEstimator()
         self.size_suggestion: str | None = None
         self.m2p_ms: deque[float] = deque(maxlen=600)
@@ -227,7 +228,8 @@ class TryOnPipeline:
                 "fps": round(self.fps(), 1), "frames": self.frames_out,
                 "m2p_p50_ms": None if pc["p50"] is None else round(pc["p50"], 1),
                 "m2p_p95_ms": None if pc["p95"] is None else round(pc["p95"], 1),
-                "gestures": self.gestures.state() if self.gestures is not None else None}
+                "gestures": self.gestures.state() if self.gestures is not None else None,
+                "gestures_error": self.gestures_error or None}
 
     def run_sync(self, frame: Frame, pose_result: PoseResult | None = None) -> RenderedFrame:
         """One frame through pose (unless given), fit + render and occlusion + composite on the calling thread,

@@ -63,6 +63,9 @@ def test_mirror_runtime_serves_health_metrics_and_page(repo, tmp_path):
         assert page.geturl().endswith("/mirror/") and b"<html" in page.read().lower()
         state = json.load(urllib.request.urlopen(base + "/mirror/api/state", timeout=5))
         assert state["renderer"] == "ok" and state["frames"] >= 20
+        # the shipped mirror has gestures on: the hand models opened and the hands step reports its state
+        assert state["gestures_error"] is None and state["gestures"] is not None
+        assert state["gestures"]["reason"] in ("running", "over frame budget", "no shopper in the zone")
         with urllib.request.urlopen(base + "/preview.mjpg", timeout=5) as preview:  # composited frames, local only
             assert preview.headers["Content-Type"].startswith("multipart/x-mixed-replace")
             head = preview.read(4096)
@@ -71,3 +74,41 @@ def test_mirror_runtime_serves_health_metrics_and_page(repo, tmp_path):
         stop.set()
         th.join(timeout=30)
     assert not th.is_alive()
+
+
+def test_mirror_without_hand_models_runs_by_touch_and_says_why(repo, tmp_path, caplog):
+    """Gestures are on in the shipped mirror config; a device whose cache lacks the hand models still runs the
+    mirror (pose, try-on, page) and names the missing model and the fix, instead of failing to start."""
+    from edge.core.paths import cache_dir
+
+    real = cache_dir()
+    cache = tmp_path / "cache"
+    (cache / "models").mkdir(parents=True)
+    for name in ("pose_detection", "pose_landmark_full"):  # the pose models only: no palm / hand landmark models
+        (cache / "models" / name).symlink_to(real / "models" / name)
+    for entry in ("keys", "backend_choice.json"):
+        if (real / entry).exists():
+            (cache / entry).symlink_to(real / entry)
+    cfg = load_config(repo / "device_configs" / "tryon-mirror.toml")
+    assert cfg.tryon.gestures.enabled
+    cfg.models.cache_dir = str(cache)
+    cfg.http.port = 0
+    cfg.sync.outbox_path = str(tmp_path / "outbox.sqlite")
+    rt = Runtime(cfg)
+    stop = threading.Event()
+    th = threading.Thread(target=rt.run, args=(stop,), kwargs={"duration": 60})
+    th.start()
+    try:
+        deadline = time.monotonic() + 60
+        while (rt.http is None or rt.frames < 10) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        base = f"http://127.0.0.1:{rt.http.port}"
+        assert json.load(urllib.request.urlopen(base + "/healthz", timeout=5))["status"] == "ok"
+        state = json.load(urllib.request.urlopen(base + "/mirror/api/state", timeout=5))
+        assert state["renderer"] == "ok" and state["frames"] >= 10 and state["gestures"] is None
+        assert "ModelNotBuilt" in state["gestures_error"] and "palm_detection_lite" in state["gestures_error"]
+    finally:
+        stop.set()
+        th.join(timeout=30)
+    assert not th.is_alive()
+    assert any("edge models build" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")

@@ -1,5 +1,5 @@
 """`edge bench tryon` writes its keys: the existing FPS and motion-to-photon keys, the side-by-side previous-fit
-keys and the fit-quality keys (a short run: one size, one photo, one clip, one garment, a few frames)."""
+and gestures on/off keys and the fit-quality keys (a short run: one size, one photo, one clip, one garment, a few frames)."""
 from __future__ import annotations
 
 import argparse
@@ -28,6 +28,13 @@ def test_bench_tryon_writes_fps_latency_and_fit_quality_keys(tmp_path, monkeypat
                 "e2e_fps_ratio_640", "loadavg_start", "loadavg_end", "loadavg_e2e_640"):
         assert isinstance(res[key], (int, float)), key
     assert res["e2e_fps_640"] > 0 and res["e2e_fps_prev_640"] > 0
+    # gestures on vs off, side by side on zidane.jpg: the hand models really ran and found his hand
+    assert res["gesture_source"] == "zidane" and res["gestures_shipped"] is True  # tryon-mirror.toml
+    for key in ("e2e_fps_gestures_640", "e2e_fps_no_gestures_640", "e2e_fps_gestures_ratio_640",
+                "m2p_p95_ms_gestures_640", "e2e_fps_cam60_gestures_640", "e2e_fps_cam60_gestures_ratio_640"):
+        assert isinstance(res[key], (int, float)) and res[key] > 0, key
+    assert 0.5 <= res["hands_run_share_640"] <= 1.0 and res["hands_seen_share_640"] > 0.5
+    assert res["hands_ms_p50_640"] > 0
     assert res["pose_stage"].startswith("model")
     for suffix in ("", "_prev"):
         assert 0.0 <= res[f"fit_precision{suffix}"] <= 1.0
