@@ -4,10 +4,14 @@ Landmarks: distance of the 33 body landmarks normalized by the 256 crop (= by RO
 reference sees (visibility > 0.5) in crops it accepts (pose flag > 0.5); segmentation IoU.
 Detectors: decode both (anchors, sigmoid, weighted NMS), match reference detections by IoU > 0.5: recall,
 keypoint drift / input size, score drift.
+Person detectors, empty scenes: detections above the runtime score threshold on person-free frames (the split's
+negative photos + procedural shop aisles), FP32 vs INT8; an INT8 detection no FP32 detection overlaps is new.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from pathlib import Path
 
 from edge.pose.anchors import ssd_anchors
 from edge.pose.detection import weighted_nms
@@ -98,8 +102,76 @@ def compare(metric: str, size: int, ref: dict[str, np.ndarray], test: dict[str, 
     return detector_agreement(ref, test, metric, size)
 
 
+# runtime score threshold of each person detector (edge.pose.config.PoseConfig.detection_threshold, the
+# `[people] threshold` default of edge.app.config): what a false positive on an empty scene costs at run time
+EMPTY_SCENE_THRESHOLD = {"pose_detector": 0.5, "people_detector": 0.3}
+EMPTY_SCENE_SEED = {"calib": 20261204, "heldout": 20261205}  # no calibration / held-out set uses these
+
+
+def empty_scenes(cache: Path, split: str, metric: str, size: int, windows: int = 7, shelves: int = 48) -> np.ndarray:
+    """Person-free frames (uint8 NHWC) of one split, letterboxed as the model's calibration sets are (pose
+    detector: RGB, calibration.datasets; people detector: BGR, edge.people.letterbox): each negative photo of the
+    split (calibration.photos.NEGATIVES) whole and in `windows` random windows (half flipped), plus `shelves`
+    procedural shop aisles (calibration.people.shelf_background) of the split's own seed. Deterministic."""
+    import cv2
+
+    from calibration.augment import random_window
+    from calibration.datasets import letterbox_u8, load_negative
+    from calibration.people import shelf_background
+    from calibration.photos import NEGATIVES
+
+    if split not in EMPTY_SCENE_SEED:
+        raise ValueError(f"empty scenes: unknown split {split!r} (calib or heldout)")
+    rng = np.random.default_rng(EMPTY_SCENE_SEED[split])
+    frames = []
+    for f in NEGATIVES[split]:
+        img = load_negative(f, cache)  # BGR
+        frames.append(img)
+        for _ in range(windows):
+            (x0, y0, x1, y1), _ = random_window(img.shape, rng, full_p=0.0)
+            win = img[y0:y1, x0:x1]
+            frames.append(np.ascontiguousarray(win[:, ::-1] if rng.random() < 0.5 else win))
+    frames += [shelf_background(rng) for _ in range(shelves)]
+    if metric == "people_detector":
+        from edge.people.letterbox import letterbox_u8 as people_letterbox
+
+        return np.stack([people_letterbox(f, size)[0] for f in frames])
+    return np.stack([letterbox_u8(cv2.cvtColor(f, cv2.COLOR_BGR2RGB), size) for f in frames])
+
+
+def ssd_detect(metric: str, size: int, threshold: float):
+    """outputs of one sample -> (boxes (K, 4) model px, scores (K,)) after weighted NMS (SSD detectors)."""
+    anchors = anchors_for(metric, size)
+
+    def detect(out: dict[str, np.ndarray]):
+        d = decode(out["Identity"][0], out["Identity_1"][0], anchors, size, threshold)
+        return (np.array([b for _, b, _ in d]).reshape(-1, 4), np.array([s for s, _, _ in d]))
+    return detect
+
+
+def empty_scene_check(ref: dict[str, np.ndarray], test: dict[str, np.ndarray], detect) -> dict:
+    """False positives of FP32 (`ref`) and INT8 (`test`) outputs of person-free frames. detect(outputs of one
+    sample) -> (boxes, scores) at the runtime threshold. `new_false_positives`: INT8 detections that no FP32
+    detection of the same frame overlaps (IoU > 0.5); the gate wants none."""
+    n = len(next(iter(ref.values())))
+    fp_ref = fp_test = new = 0
+    frames_new, worst = [], 0.0
+    for i in range(n):
+        rb, _ = detect({k: v[i:i + 1] for k, v in ref.items()})
+        tb, ts = detect({k: v[i:i + 1] for k, v in test.items()})
+        fp_ref, fp_test = fp_ref + len(rb), fp_test + len(tb)
+        fresh = [j for j in range(len(tb)) if not any(_iou(tb[j], b) > 0.5 for b in rb)]
+        if fresh:
+            new += len(fresh)
+            frames_new.append(i)
+            worst = max(worst, max(float(ts[j]) for j in fresh))
+    return {"n_frames": int(n), "fp32_false_positives": fp_ref, "int8_false_positives": fp_test,
+            "new_false_positives": new, "frames_with_new": frames_new, "new_max_score": round(worst, 4)}
+
+
 def passes_gate(metric: str, result: dict, gate: dict) -> tuple[bool, str]:
-    """Does an INT8 variant hold the model's accuracy gate (manifest quantization.int8_gate)?"""
+    """Does an INT8 variant hold the model's accuracy gate (manifest quantization.int8_gate)? Detectors with an
+    empty-scene check must also add at most `new_false_positives_max` (default 0) false positives."""
     if metric == "landmarks":
         d = result["drift_mean"]
         ok = d is not None and d <= gate["drift_max"]
@@ -108,5 +180,12 @@ def passes_gate(metric: str, result: dict, gate: dict) -> tuple[bool, str]:
     if r is None:
         return False, "no reference detections in the held-out set"
     ok = r >= gate["recall_min"] and k <= gate["kp_drift_max"] and s <= gate["score_drift_max"]
-    return ok, (f"recall {r:.3f} (min {gate['recall_min']}), kp drift {k:.4f} (max {gate['kp_drift_max']}), "
-                f"score drift {s:.3f} (max {gate['score_drift_max']})")
+    why = (f"recall {r:.3f} (min {gate['recall_min']}), kp drift {k:.4f} (max {gate['kp_drift_max']}), "
+           f"score drift {s:.3f} (max {gate['score_drift_max']})")
+    e = result.get("empty_scenes")
+    if e is not None:
+        limit = gate.get("new_false_positives_max", 0)
+        ok = ok and e["new_false_positives"] <= limit
+        why += (f", empty scenes: {e['new_false_positives']} new false positives (max {limit}; FP32 "
+                f"{e['fp32_false_positives']}, INT8 {e['int8_false_positives']} on {e['n_frames']} frames)")
+    return ok, why

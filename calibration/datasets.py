@@ -197,7 +197,8 @@ def hand_sets(cache: Path, hands: list[HandRoi], cal: dict) -> dict[str, tuple[n
                         for h in golden])}
 
 
-def detector_sets(cache: Path, cal: dict) -> dict[str, tuple[np.ndarray, list]]:
+def detector_sets(cache: Path, cal: dict, seed: int = SEED) -> dict[str, tuple[np.ndarray, list]]:
+    """calib / heldout / golden letterboxed windows; another `seed` gives other windows of the same splits."""
     size = cal["input_size"]
     photos = {ph.name: rgb(ph.name, cache) for ph in PHOTOS}
     negs = {f: cv2.cvtColor(load_negative(f, cache), cv2.COLOR_BGR2RGB) for fs in NEGATIVES.values() for f in fs}
@@ -230,9 +231,9 @@ def detector_sets(cache: Path, cal: dict) -> dict[str, tuple[np.ndarray, list]]:
     n_held = cal["heldout_samples"]
     golden_src = [p.name for p in PHOTOS] + ["coffee.png", "motorcycle_left.png"]
     golden = [letterbox_u8(photos[s] if s in photos else negs[s], size) for s in golden_src][:cal["golden_samples"]]
-    held_a = make(held_src, NEGATIVES["heldout"], n_held // 2, SEED + 1, neg_p=0.25)
-    held_b = make(calib_src, NEGATIVES["heldout"], n_held - n_held // 2, SEED + 2)
-    return {"calib": make(calib_src, NEGATIVES["calib"], cal["calib_samples"], SEED),
+    held_a = make(held_src, NEGATIVES["heldout"], n_held // 2, seed + 1, neg_p=0.25)
+    held_b = make(calib_src, NEGATIVES["heldout"], n_held - n_held // 2, seed + 2)
+    return {"calib": make(calib_src, NEGATIVES["calib"], cal["calib_samples"], seed),
             "heldout": (np.concatenate([held_a[0], held_b[0]]), held_a[1] + held_b[1]),
             "golden": (np.stack(golden), [{"source": s, "augmentation": None}
                                           for s in golden_src[:cal["golden_samples"]]])}

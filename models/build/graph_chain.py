@@ -27,8 +27,8 @@ CHANNELS = {"nanodet": "bgr", "movenet": "rgb"}  # input channel order per recip
 DATASET_CODE = [ROOT / "calibration" / f for f in ("people.py", "datasets.py", "photos.py")] + \
                [ROOT / "edge" / "people" / "letterbox.py"] + \
                [ROOT / "edge" / "pose" / f for f in ("detection.py", "roi.py", "anchors.py")]
-EVAL_CODE = [ROOT / "calibration" / "people.py", ROOT / "edge" / "people" / "nanodet.py", Path(__file__),
-             Path(verify.__file__), Path(__file__).parent / "runners.py"]
+EVAL_CODE = [ROOT / "calibration" / "people.py", ROOT / "calibration" / "accuracy.py", ROOT / "edge" / "people" / "nanodet.py",
+             Path(__file__), Path(verify.__file__), Path(__file__).parent / "runners.py"]
 
 
 def is_graph_model(m: dict) -> bool:
@@ -162,6 +162,7 @@ def int8_accuracy(m: dict, heldout: Path, reference: Path, variants: dict[str, P
 
     import numpy as np
 
+    from calibration.accuracy import empty_scene_check
     from calibration.people import agreement
     from models.build.runners import open_model, run_batch
 
@@ -170,10 +171,14 @@ def int8_accuracy(m: dict, heldout: Path, reference: Path, variants: dict[str, P
     ins = verify.model_inputs(heldout, cal["norm"])
     detect = detect_fn(m["source"]["recipe"], cal["input_size"])
     ref = run_batch(open_model(reference), ins)
+    empty = verify.empty_inputs(heldout, cal["metric"], cal["input_size"], cal["norm"])
+    ref_empty = run_batch(open_model(reference), empty) if empty else None
     out = {}
     with np.errstate(over="ignore"):
         for label, path in variants.items():
             res = agreement(ref, run_batch(open_model(path), ins), detect, cal["input_size"])
+            if empty:
+                res["empty_scenes"] = empty_scene_check(ref_empty, run_batch(open_model(path), empty), detect)
             if res["recall"] is None or res["recall"] < 0.5:
                 raise verify.ParityError(f"INT8 artefact {path.name} is broken: recall {res['recall']} (min 0.5) "
                                          "on the held-out set")

@@ -94,7 +94,10 @@ def _acc_cells(metric: str, row: dict) -> str:
     if metric == "landmarks":
         return (f"drift {a['drift_mean']:.4f} (median {a['drift_median']:.4f}, p95 {a['drift_p95']:.3f}) | "
                 f"seg IoU {a['seg_iou']:.2f} | {'pass' if row['gate_pass'] else 'FAIL'} | ")
-    return (f"recall {a['recall']:.3f}, kp drift {a['kp_drift']:.4f}, score drift {a['score_drift']:.3f} | "
+    e = a.get("empty_scenes")
+    empty = (f"; empty scenes: {e['int8_false_positives']} false positives vs FP32 {e['fp32_false_positives']} on "
+             f"{e['n_frames']} frames, {e['new_false_positives']} new") if e else ""
+    return (f"recall {a['recall']:.3f}, kp drift {a['kp_drift']:.4f}, score drift {a['score_drift']:.3f}{empty} | "
             f"{a['n_test_detections']} dets / {a['n_ref_detections']} ref | {'pass' if row['gate_pass'] else 'FAIL'} | ")
 
 

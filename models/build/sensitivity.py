@@ -294,9 +294,11 @@ def _compile(core, model, threads: int, outputs=None):
                                              "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
 
 
-def timing(paths: dict[str, Path], x, threads: tuple[int, ...], rounds: int, per_round: int) -> dict:
-    """Per model and setting ("<threads>t" all outputs, "<threads>t_noseg" without segmentation): median and p95
-    ms of one inference, every model interleaved round by round in one process (rotating the order)."""
+def timing(paths: dict[str, Path], x, threads: tuple[int, ...], rounds: int, per_round: int,
+           noseg: bool = True) -> dict:
+    """Per model and setting ("<threads>t" all outputs, "<threads>t_noseg" without segmentation unless `noseg`
+    is false): median and p95 ms of one inference, every model interleaved round by round in one process
+    (rotating the order)."""
     import numpy as np
     import openvino as ov
 
@@ -304,7 +306,7 @@ def timing(paths: dict[str, Path], x, threads: tuple[int, ...], rounds: int, per
     models = {k: core.read_model(str(p)) for k, p in paths.items()}
     res: dict = {}
     for t in threads:
-        for seg in (True, False):
+        for seg in (True, False) if noseg else (True,):
             setting = f"{t}t" if seg else f"{t}t_noseg"
             reqs = {k: _compile(core, m, t, None if seg else NO_SEG).create_infer_request() for k, m in models.items()}
             for r in reqs.values():

@@ -75,17 +75,37 @@ def latency_ms(model: Path, x: dict[str, np.ndarray], runs: int = 30, warmup: in
     return float(np.median(ts) * 1000)
 
 
+def empty_inputs(heldout: Path, metric: str, size: int, norm: str) -> dict[str, np.ndarray] | None:
+    """The held-out empty scenes of a person detector as model inputs (None for other metrics); `heldout` is
+    `<cache>/calibration/<model>/heldout.npz`, the negatives are staged in `<cache>/photos`."""
+    from calibration.accuracy import EMPTY_SCENE_THRESHOLD, empty_scenes
+
+    if metric not in EMPTY_SCENE_THRESHOLD:
+        return None
+    scale, offset = NORMS[norm]
+    x = empty_scenes(heldout.parents[2], "heldout", metric, size)
+    return {"input_1": x.astype(np.float32) * np.float32(scale) + np.float32(offset)}
+
+
 def int8_accuracy(metric: str, size: int, heldout: Path, norm: str, reference: Path,
                   variants: dict[str, Path]) -> dict:
-    """Each INT8 variant vs the TFLite FP32 reference on the held-out set; ParityError if one is broken."""
+    """Each INT8 variant vs the TFLite FP32 reference on the held-out set (person detectors: also on the held-out
+    empty scenes, calibration.accuracy.empty_scene_check); ParityError if one is broken."""
+    from calibration import accuracy
     from calibration.accuracy import compare
 
     ins = model_inputs(heldout, norm)
+    empty = empty_inputs(heldout, metric, size, norm)
     with np.errstate(over="ignore"):
         ref = run_batch(open_model(reference), ins)
+        ref_empty = run_batch(open_model(reference), empty) if empty else None
         out = {}
         for label, path in variants.items():
             res = compare(metric, size, ref, run_batch(open_model(path), ins))
+            if empty:
+                res["empty_scenes"] = accuracy.empty_scene_check(ref_empty, run_batch(open_model(path), empty),
+                                                                 accuracy.ssd_detect(metric, size,
+                                                                 accuracy.EMPTY_SCENE_THRESHOLD[metric]))
             key, limit, kind = SANITY[metric]
             v = res[key]
             if v is None or (v > limit if kind == "max" else v < limit):

@@ -19,7 +19,7 @@ SELECTORS = ("first_convs", "head_convs", "branches", "upsampling")
 
 def is_conv(node) -> bool:
     m = node.metatype.__name__
-    return "Conv" in m and "Transpose" not in m and "Noop" not in m
+    return "Conv" in m and "Transpose" not in m and "Noop" not in m and "Convert" not in m  # not OVConvertMetatype
 
 
 def is_upsampling(node) -> bool:

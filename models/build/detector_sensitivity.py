@@ -1,0 +1,239 @@
+"""`python -m models.build.detector_sensitivity`: which layers of the BlazePose person detector cost OpenVINO INT8
+its recall, and which ignored scope holds the detector gate.
+
+Each configuration post-training quantizes the FP32 IR of `pose_detection` with the chain's NNCF settings
+(models/build/sensitivity.py `CHAIN`: performance preset, OverflowFix.ENABLE, the 128 windows of `calib.npz`) and
+an ignored scope of the manifest's selectors (steps/nncf_scope.py: first N backbone convs, the head convs of the
+box/keypoint regressor `Identity` or of the classifier `Identity_1`, their branches). It is measured against the FP32
+IR on data of the **calibration split only** (the held-out set is the build's gate): letterboxed windows of the
+calibration photos and negatives drawn with another seed (calibration.datasets.detector_sets) for recall / keypoint
+drift / score drift (calibration.accuracy.detector_agreement), and the calibration split's empty scenes
+(calibration.accuracy.empty_scenes) for new false positives at the runtime threshold (0.5). Speed: every model and
+FP32 interleaved in one process (sensitivity.timing), 1 and 2 threads, medians.
+
+Quantization runs in the `quant` build venv (NNCF); evaluation and timing here, with OpenVINO. Quantized models and
+their records are cached in the work folder (a rerun quantizes only what is new).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("detector_sensitivity")
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = Path(__file__).resolve().parent / "steps"
+MODEL = "pose_detection"
+METRIC, SIZE, NORM = "pose_detector", 224, "minus_one_one"
+VAL_SEED = 20261203  # detector_sets(seed=...): calibration-split windows no calibration / held-out set uses
+HEADS = ["Identity", "Identity_1"]
+
+
+def configs() -> list[dict]:
+    """The configurations of the sweep (all with the chain's NNCF settings): name, what, ignored scope."""
+    c = [{"name": "all_int8", "what": "everything INT8 (the chain's int8_full)", "scope": {}},
+         {"name": "chain_x6", "what": "first 6 convs + every head conv FP32 (the chain's int8 before this study)",
+          "scope": {"first_convs": 6, "head_convs": HEADS}}]
+    for k in (1, 3, 6, 12, 24):
+        c.append({"name": f"first_convs_{k}", "what": f"first {k} backbone conv(s) FP32", "scope": {"first_convs": k}})
+    c += [{"name": "head_regressor", "what": "the 3 convs writing Identity (boxes + keypoints) FP32",
+           "scope": {"head_convs": ["Identity"]}},
+          {"name": "head_classifier", "what": "the 3 convs writing Identity_1 (scores) FP32",
+           "scope": {"head_convs": ["Identity_1"]}},
+          {"name": "heads", "what": "the 6 head convs FP32", "scope": {"head_convs": HEADS}},
+          {"name": "branch_regressor", "what": "the regressor branch (depthwise + 1x1 per level) FP32",
+           "scope": {"branches": [["Identity"]]}},
+          {"name": "branch_classifier", "what": "the classifier branch (depthwise + 1x1 per level) FP32",
+           "scope": {"branches": [["Identity_1"]]}},
+          {"name": "branches", "what": "both head branches FP32", "scope": {"branches": [["Identity"], ["Identity_1"]]}},
+          {"name": "first6_branches", "what": "first 6 convs + both head branches FP32",
+           "scope": {"first_convs": 6, "branches": [["Identity"], ["Identity_1"]]}},
+          {"name": "first12_branches", "what": "first 12 convs + both head branches FP32",
+           "scope": {"first_convs": 12, "branches": [["Identity"], ["Identity_1"]]}}]
+    return c + EXTRA
+
+
+# second round: the first convolutions are what costs the recall (heads and branches change nothing), so more of them
+EXTRA: list[dict] = [{"name": f"first_convs_{k}", "what": f"first {k} backbone convs FP32", "scope": {"first_convs": k}}
+                     for k in (16, 34, 40, 47, 61)] + [
+    {"name": "all_convs_fp32", "what": "every convolution FP32 (backbone + both head branches; only the other ops "
+     "INT8)", "scope": {"first_convs": 61, "branches": [["Identity"], ["Identity_1"]]}},
+    {"name": "first24_branches", "what": "first 24 convs + both head branches FP32",
+     "scope": {"first_convs": 24, "branches": [["Identity"], ["Identity_1"]]}},
+    # not what the chain builds: NNCF's mixed preset without the overflow fix (VNNI / AMX / ARM CPUs only)
+    {"name": "mixed_first_convs_24", "what": "first 24 convs FP32, mixed preset, no overflow fix",
+     "scope": {"first_convs": 24}, "settings": {"preset": "mixed", "overflow": "disable"}},
+    {"name": "mixed_all_int8", "what": "everything INT8, mixed preset, no overflow fix", "scope": {},
+     "settings": {"preset": "mixed", "overflow": "disable"}}]
+
+
+# ------------------------------------------------------------------------------------------ worker (quant venv)
+def worker(a: argparse.Namespace) -> int:
+    for p in (ROOT, STEPS):
+        sys.path.insert(0, str(p))
+    import openvino as ov
+
+    import nncf_scope
+    from _util import load_calib
+    from models.build.sensitivity import CHAIN, fp32_ops_in, quantize
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("nncf").setLevel(logging.WARNING)
+    work = Path(a.work)
+    fp32 = ov.Core().read_model(a.fp32)
+    graph, outs = nncf_scope.openvino_graph(fp32)
+    calib = load_calib(a.calib, NORM, 128)
+    for spec in json.loads(Path(a.specs).read_text()):
+        xml, rec = work / f"{spec['name']}-{spec['key']}.xml", work / f"{spec['name']}-{spec['key']}.json"
+        if xml.is_file() and rec.is_file():
+            continue
+        ignored = nncf_scope.resolve(graph, outs, spec["scope"])
+        t0 = time.monotonic()
+        q = quantize(fp32, calib, {**CHAIN, **spec.get("settings", {})}, ignored)
+        ov.save_model(q, str(xml), compress_to_fp16=False)
+        rec.write_text(json.dumps({"ignored": ignored, "quantize_s": round(time.monotonic() - t0, 1),
+                                   **fp32_ops_in(q)}, indent=1))
+        log.info("%-20s %d ops FP32 (%.0f s)", spec["name"], len(ignored), time.monotonic() - t0)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ entry (runtime venv)
+def evaluate(fp32: Path, paths: dict[str, Path], val, empty, threads: int) -> dict[str, dict]:
+    """Each model vs the FP32 IR on the validation windows and the empty scenes."""
+    import numpy as np
+
+    from calibration.accuracy import EMPTY_SCENE_THRESHOLD, detector_agreement, empty_scene_check, ssd_detect
+    from models.build.runners import open_model, run_batch
+
+    detect = ssd_detect(METRIC, SIZE, EMPTY_SCENE_THRESHOLD[METRIC])
+    with np.errstate(over="ignore"):
+        ref = run_batch(open_model(fp32, threads), val)
+        ref_e = run_batch(open_model(fp32, threads), empty)
+        out = {}
+        for name, p in paths.items():
+            run = open_model(p, threads)
+            out[name] = {**detector_agreement(ref, run_batch(run, val), METRIC, SIZE),
+                         "empty_scenes": empty_scene_check(ref_e, run_batch(run, empty), detect)}
+    return out
+
+
+def table(report: dict) -> str:
+    """Markdown table of a report (docs/MODELS.md)."""
+    rows = ["| configuration (FP32 convs) | recall | misses | kp drift /224 | score drift | empty-scene FP (new) "
+            "| ms 1t / 2t | vs FP32 1t / 2t |", "|---|---|---|---|---|---|---|---|"]
+    ft = report["fp32_timing"]
+    rows.append(f"| FP32 IR | 1 | 0 | 0 | 0 | {report['fp32_empty_false_positives']} | {ft['1t']['ms_median']:.2f} / "
+                f"{ft['2t']['ms_median']:.2f} | 1.00 / 1.00 |")
+    for r in report["configs"]:
+        t, e = r.get("timing", {}), r["empty_scenes"]
+        ms = " / ".join(f"{t[s]['ms_median']:.2f}" if s in t else "–" for s in ("1t", "2t"))
+        sp = " / ".join(f"{t[s]['speedup_vs_fp32']:.2f}" if s in t else "–" for s in ("1t", "2t"))
+        miss = round((1 - r["recall"]) * r["n_ref_detections"])
+        rows.append(f"| `{r['name']}` ({r['fp32_convs']}/{r['convs']}) | {r['recall']:.3f} | {miss} | "
+                    f"{r['kp_drift']:.4f} | {r['score_drift']:.3f} | {e['int8_false_positives']} "
+                    f"({e['new_false_positives']}) | {ms} | {sp} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cache", help="model cache (default: the configured cache)")
+    ap.add_argument("--work", help="quantized models + records (default <cache>/eval/detector_int8)")
+    ap.add_argument("--val", type=int, default=240, help="validation windows (calibration split)")
+    ap.add_argument("--configs", nargs="*", help="only these configurations (default: all)")
+    ap.add_argument("--threads", type=int, default=1, help="threads for quantization / evaluation")
+    ap.add_argument("--time-threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=10, help="timing rounds (0: no timing)")
+    ap.add_argument("--per-round", type=int, default=5)
+    ap.add_argument("--json", default=str(ROOT / "docs" / "bench" / "detector_int8.json"))
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--fp32", help=argparse.SUPPRESS)
+    ap.add_argument("--calib", help=argparse.SUPPRESS)
+    ap.add_argument("--specs", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.worker:
+        return worker(a)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    import numpy as np
+    import openvino as ov
+
+    from calibration.accuracy import empty_scenes
+    from calibration.datasets import detector_sets
+    from edge.core.paths import cache_dir
+    from models.build import venvs
+    from models.build.sensitivity import fp32_ops_in, spec_key, timing
+    from models.manifest import MANIFEST_DIR, load
+
+    cache = cache_dir(a.cache)
+    m = load(MANIFEST_DIR / f"{MODEL}.toml")
+    work = Path(a.work) if a.work else cache / "eval" / "detector_int8"
+    work.mkdir(parents=True, exist_ok=True)
+    mdir = cache / "models" / MODEL / m["version"]
+    fp32 = mdir / f"{MODEL}_fp32.xml"
+    calib = cache / "calibration" / MODEL / "calib.npz"
+    if not fp32.is_file() or not calib.is_file():
+        raise SystemExit(f"no FP32 IR / calibration set of {MODEL} in {cache}: run `edge models build --only {MODEL}`")
+    wanted = set(a.configs or [])
+    specs = [s for s in configs() if not wanted or s["name"] in wanted]
+    unknown = sorted(wanted - {s["name"] for s in specs})
+    if unknown:
+        raise SystemExit(f"unknown configuration(s) {unknown}; known: {[s['name'] for s in configs()]}")
+    for s in specs:
+        s["key"] = spec_key({"scope": s["scope"], "settings": s.get("settings", "chain")})
+    (work / "specs.json").write_text(json.dumps(specs))
+    cmd = [str(venvs.ensure(cache, "quant")), str(Path(__file__).resolve()), "--worker", "--work", str(work),
+           "--fp32", str(fp32), "--calib", str(calib), "--specs", str(work / "specs.json")]
+    env = dict(os.environ, PYTHONNOUSERSITE="1", PYTHONPATH="", PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(a.threads))
+    log.info("$ %s", " ".join(cmd))
+    if subprocess.run(cmd, env=env, cwd=ROOT).returncode != 0:
+        log.error("quantization worker failed")
+        return 1
+    scale, offset = 1 / 127.5, -1.0
+    val_u8 = detector_sets(cache, {**m["calibration"], "calib_samples": a.val}, seed=VAL_SEED)["calib"][0]
+    val = {"input_1": val_u8.astype(np.float32) * np.float32(scale) + np.float32(offset)}
+    empty_u8 = empty_scenes(cache, "calib", METRIC, SIZE)
+    empty = {"input_1": empty_u8.astype(np.float32) * np.float32(scale) + np.float32(offset)}
+    paths = {s["name"]: work / f"{s['name']}-{s['key']}.xml" for s in specs}
+    t0 = time.monotonic()
+    acc = evaluate(fp32, paths, val, empty, a.threads)
+    log.info("evaluated %d configurations in %.0f s", len(acc), time.monotonic() - t0)
+    results = []
+    for s in specs:
+        rec = json.loads((work / f"{s['name']}-{s['key']}.json").read_text())
+        results.append({**s, **rec, **fp32_ops_in(ov.Core().read_model(str(paths[s["name"]]))), **acc[s["name"]]})
+    from calibration.accuracy import EMPTY_SCENE_THRESHOLD, ssd_detect
+    from models.build.runners import open_model, run_batch
+    ref_e = run_batch(open_model(fp32, a.threads), empty)
+    det = ssd_detect(METRIC, SIZE, EMPTY_SCENE_THRESHOLD[METRIC])
+    n_fp32_empty = sum(len(det({k: v[i:i + 1] for k, v in ref_e.items()})[0]) for i in range(len(empty_u8)))
+    out = {"model": MODEL, "version": m["version"], "fp32": str(fp32), "settings": "chain (sensitivity.CHAIN)",
+           "val": {"n": len(val_u8), "seed": VAL_SEED, "split": "calib",
+                   "what": "calibration.datasets.detector_sets(seed=VAL_SEED)['calib']: windows of the calibration "
+                           "photos + calibration negatives"},
+           "empty": {"n": len(empty_u8), "split": "calib", "threshold": EMPTY_SCENE_THRESHOLD[METRIC]},
+           "fp32_empty_false_positives": n_fp32_empty, "openvino": ov.__version__, "configs": results}
+    if a.rounds:
+        speed = timing({"fp32": fp32, **paths}, val["input_1"][:1], tuple(a.time_threads), a.rounds, a.per_round,
+                       noseg=False)
+        out["fp32_timing"] = speed["fp32"]
+        for r in results:
+            r["timing"] = speed[r["name"]]
+        out["timing"] = {"threads": a.time_threads, "rounds": a.rounds, "per_round": a.per_round,
+                         "interleaved": True, "loadavg_end": os.getloadavg()}
+    out["command"] = "python -m models.build.detector_sensitivity " + " ".join(
+        argv if argv is not None else sys.argv[1:])
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(out, indent=1))
+    if a.rounds:
+        print(table(out))
+    log.info("wrote %s", a.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
