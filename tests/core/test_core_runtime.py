@@ -5,12 +5,9 @@ import json
 import sqlite3
 import subprocess
 import sys
-import threading
-import time
 import urllib.request
 
 from edge.app.config import load_config
-from edge.app.runner import Runtime
 
 
 def outbox_events(path):
@@ -39,20 +36,11 @@ def test_edge_run_without_broker_puts_person_events_in_the_outbox(repo, tmp_path
         assert len(blob) < 2000  # small JSON records, never frames
 
 
-def test_mirror_runtime_serves_health_metrics_and_page(repo, tmp_path):
+def test_mirror_runtime_serves_health_metrics_and_page(repo, tmp_path, running):
     cfg = load_config(repo / "device_configs" / "tryon-mirror.toml")
-    cfg.http.port = 0
     cfg.source.realtime = True
     cfg.sync.outbox_path = str(tmp_path / "outbox.sqlite")
-    rt = Runtime(cfg)
-    stop = threading.Event()
-    th = threading.Thread(target=rt.run, args=(stop,), kwargs={"duration": 60})
-    th.start()
-    try:
-        deadline = time.monotonic() + 60
-        while (rt.http is None or rt.frames < 20) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        base = f"http://127.0.0.1:{rt.http.port}"
+    with running(cfg, frames=20) as (rt, base):
         health = json.load(urllib.request.urlopen(base + "/healthz", timeout=5))
         assert health["status"] == "ok" and health["frames"] >= 20
         assert health["sync"]["connected"] is False  # no broker configured
@@ -70,13 +58,9 @@ def test_mirror_runtime_serves_health_metrics_and_page(repo, tmp_path):
             assert preview.headers["Content-Type"].startswith("multipart/x-mixed-replace")
             head = preview.read(4096)
             assert b"Content-Type: image/jpeg" in head and b"\xff\xd8" in head
-    finally:
-        stop.set()
-        th.join(timeout=30)
-    assert not th.is_alive()
 
 
-def test_mirror_without_hand_models_runs_by_touch_and_says_why(repo, tmp_path, caplog):
+def test_mirror_without_hand_models_runs_by_touch_and_says_why(repo, tmp_path, caplog, running):
     """Gestures are on in the shipped mirror config; a device whose cache lacks the hand models still runs the
     mirror (pose, try-on, page) and names the missing model and the fix, instead of failing to start."""
     from edge.core.paths import cache_dir
@@ -92,23 +76,10 @@ def test_mirror_without_hand_models_runs_by_touch_and_says_why(repo, tmp_path, c
     cfg = load_config(repo / "device_configs" / "tryon-mirror.toml")
     assert cfg.tryon.gestures.enabled
     cfg.models.cache_dir = str(cache)
-    cfg.http.port = 0
     cfg.sync.outbox_path = str(tmp_path / "outbox.sqlite")
-    rt = Runtime(cfg)
-    stop = threading.Event()
-    th = threading.Thread(target=rt.run, args=(stop,), kwargs={"duration": 60})
-    th.start()
-    try:
-        deadline = time.monotonic() + 60
-        while (rt.http is None or rt.frames < 10) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        base = f"http://127.0.0.1:{rt.http.port}"
+    with running(cfg, frames=10) as (rt, base):
         assert json.load(urllib.request.urlopen(base + "/healthz", timeout=5))["status"] == "ok"
         state = json.load(urllib.request.urlopen(base + "/mirror/api/state", timeout=5))
         assert state["renderer"] == "ok" and state["frames"] >= 10 and state["gestures"] is None
         assert "ModelNotBuilt" in state["gestures_error"] and "palm_detection_lite" in state["gestures_error"]
-    finally:
-        stop.set()
-        th.join(timeout=30)
-    assert not th.is_alive()
     assert any("edge models build" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")

@@ -3,29 +3,17 @@ the decision log, /decisions and /healthz serve them, /metrics has the circuit g
 from __future__ import annotations
 
 import json
-import threading
-import time
 import urllib.request
 
 from edge.app.config import load_config
-from edge.app.runner import Runtime
 from edge.core import decisions
 
 
-def test_kiosk_runtime_records_decisions_and_serves_them(repo, tmp_path):
+def test_kiosk_runtime_records_decisions_and_serves_them(repo, tmp_path, running):
     cfg = load_config(repo / "device_configs" / "kiosk.toml")
-    cfg.http.port = 0
     cfg.source.realtime = True
     cfg.sync.outbox_path = str(tmp_path / "outbox.sqlite")
-    rt = Runtime(cfg, config_path=str(repo / "device_configs" / "kiosk.toml"))
-    stop = threading.Event()
-    th = threading.Thread(target=rt.run, args=(stop,), kwargs={"duration": 60})
-    th.start()
-    try:
-        deadline = time.monotonic() + 60
-        while (rt.http is None or rt.frames < 10) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        base = f"http://127.0.0.1:{rt.http.port}"
+    with running(cfg, frames=10, join_s=60.0, config_path=str(repo / "device_configs" / "kiosk.toml")) as (rt, base):
         assert rt._cmd_reload_config({})["status"] == "ok"
         rt.ops.log.flush()
         body = json.load(urllib.request.urlopen(base + "/decisions?kind=model_selected,config_reload", timeout=5))
@@ -44,10 +32,6 @@ def test_kiosk_runtime_records_decisions_and_serves_them(repo, tmp_path):
         metrics = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
         assert 'edge_circuit_state{breaker="pose_landmarks",scope="model"} 0.0' in metrics
         assert 'edge_decisions_total{kind="model_selected"}' in metrics
-    finally:
-        stop.set()
-        th.join(timeout=60)
-    assert not th.is_alive()
     assert decisions.get_default() is None  # closed with the runtime
     folder = tmp_path / "decisions-kiosk-01"  # default: beside the outbox
     assert [r["kind"] for r in decisions.read_decisions(folder, kinds=["model_selected"])] == ["model_selected"] * 2
