@@ -107,9 +107,10 @@ def _check_rect(v: Rect, what: str) -> Rect:
 
 
 class SwatchRegion(StrictModel):
-    """A colour the shopper picks by pointing at it: `rect` [x0, y0, x1, y1] as fractions of the *displayed*
-    picture (after the mirror flip), origin top left; `colour` a colour name or an index into the shown garment's
-    colours. The page draws its swatches over these rects (docs/TRYON.md "Gestures")."""
+    """A colour the shopper picks by pointing at it: `rect` [x0, y0, x1, y1] as fractions of what the mirror
+    shows (`swatch_space`: the part of the picture on screen, or the whole displayed picture; after the mirror
+    flip, origin top left); `colour` a colour name or an index into the shown garment's colours. The page draws
+    its swatches over these rects (docs/TRYON.md "Gestures")."""
 
     colour: str | int
     rect: Rect
@@ -121,7 +122,7 @@ class SwatchRegion(StrictModel):
 
 
 def _default_swatches() -> list[SwatchRegion]:
-    """Four swatches in a column at the right edge of the picture, colours 0..3 of the shown garment."""
+    """Four swatches in a column at the right edge of the screen's picture, colours 0..3 of the shown garment."""
     return [SwatchRegion(colour=i, rect=(0.84, round(0.18 + 0.15 * i, 2), 0.98, round(0.31 + 0.15 * i, 2)))
             for i in range(4)]
 
@@ -176,6 +177,10 @@ class GesturesSection(StrictModel):
     point: HoldSection = HoldSection()
     palm: HoldSection = HoldSection(hold_ms=1200.0)
     swatches: list[SwatchRegion] = Field(default_factory=_default_swatches)
+    swatch_space: Literal["screen", "picture"] = Field(
+        "screen", description="screen: swatch rects are fractions of the part of the picture the mirror page shows "
+        "between its top bar and its controls (the page reports it; a portrait screen crops a landscape camera's "
+        "sides), so they stay on screen; picture: fractions of the whole displayed picture")
     hands: HandsConfig = HandsConfig()
 
     @field_validator("zone")

@@ -201,6 +201,9 @@ class _Track:
         return next(s for s in self.samples if s[0] >= t0)
 
 
+FULL_VIEW = (0.0, 0.0, 1.0, 1.0)
+
+
 class GestureRecognizer:
     """Hand landmarks + time → gesture events. One per stream; not thread-safe. See the module doc."""
 
@@ -209,9 +212,24 @@ class GestureRecognizer:
         self.tracks: dict[str, _Track] = {}
         self.quiet_until = -math.inf
         self._horizon = cfg.swipe.max_duration_s + 0.5
+        self.view = FULL_VIEW  # the part of the displayed picture the page shows (swatch_space "screen")
 
     def reset(self) -> None:
         self.tracks.clear()
+
+    def set_view(self, view: tuple[float, float, float, float] | None) -> None:
+        """[x0, y0, x1, y1] of the displayed picture that the mirror page shows its swatches in (None: all)."""
+        self.view = FULL_VIEW if view is None else tuple(float(v) for v in view)
+
+    def swatch_rects(self) -> list[tuple[float, float, float, float]]:
+        """The swatch rects as fractions of the displayed picture (with swatch_space "screen", the configured
+        rects placed inside the page's view)."""
+        if self.cfg.swatch_space == "picture":
+            return [tuple(s.rect) for s in self.cfg.swatches]
+        vx0, vy0, vx1, vy1 = self.view
+        w, h = vx1 - vx0, vy1 - vy0
+        return [(vx0 + x0 * w, vy0 + y0 * h, vx0 + x1 * w, vy0 + y1 * h) for x0, y0, x1, y1 in
+                (s.rect for s in self.cfg.swatches)]
 
     def _body_units(self, hand: Hand, body: BodyRef | None) -> tuple[float, float]:
         """Palm centre relative to the shoulder centre, in shoulder widths; x as displayed (mirror flip)."""
@@ -231,8 +249,7 @@ class GestureRecognizer:
         return (1.0 - u if self.mirror else u), v
 
     def swatch_at(self, u: float, v: float) -> int | None:
-        for i, s in enumerate(self.cfg.swatches):
-            x0, y0, x1, y1 = s.rect
+        for i, (x0, y0, x1, y1) in enumerate(self.swatch_rects()):
             if x0 <= u <= x1 and y0 <= v <= y1:
                 return i
         return None
@@ -461,10 +478,15 @@ class MirrorGestures:
         window = max(1.0, 2.0 / self.cfg.min_rate_hz) if self.cfg.min_rate_hz > 0 else 1.0
         ran_recently = self._in_zone and self._t - self._t_last_run <= window
         return {"running": ran_recently, "reason": self.reason,
-                "swatches": [{"colour": s.colour, "rect": list(s.rect)} for s in self.cfg.swatches],
+                "swatches": [{"colour": s.colour, "rect": [round(v, 4) for v in r]}
+                             for s, r in zip(self.cfg.swatches, self.recognizer.swatch_rects())],
                 "holds": self.recognizer.holds(self._t) if self._in_zone else {},
                 "last": None if last is None else {"kind": last.kind, "t": round(last.t, 3), "value": last.value},
                 "hands_ms_p50": None if usual is None else round(usual, 1)}
+
+    def set_view(self, view: tuple[float, float, float, float] | None) -> None:
+        """What the mirror page shows of the picture (see GestureRecognizer.set_view); any thread."""
+        self.recognizer.set_view(view)
 
     def close(self) -> None:
         self.hands.close()

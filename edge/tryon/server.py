@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import cv2
 
@@ -62,6 +63,17 @@ def _body(req) -> dict:
     return body
 
 
+def parse_view(text: str) -> tuple[float, float, float, float]:
+    """'x0,y0,x1,y1' fractions of the picture, 0 <= x0 < x1 <= 1 (same for y), each side at least 0.05."""
+    try:
+        x0, y0, x1, y1 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"view: expected x0,y0,x1,y1 (fractions of the picture), got {text!r}") from None
+    if not (0 <= x0 and x1 <= 1 and 0 <= y0 and y1 <= 1 and x1 - x0 >= 0.05 and y1 - y0 >= 0.05):
+        raise ValueError(f"view: expected 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 (at least 0.05 apart), got {text!r}")
+    return x0, y0, x1, y1
+
+
 def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_NOTICE) -> dict:
     """Route table {(method, path): handler(req)} for the mirror page of `pipeline`; the page shows `notice` (the
     shopper notice of `[privacy]`: the camera is in use, nothing leaves the device)."""
@@ -87,6 +99,14 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_
         return {**pipeline.state(), **pipeline.actions.state()}
 
     def state(req):
+        """?view=x0,y0,x1,y1: the part of the picture the page shows (fractions), where gesture swatches go."""
+        view = parse_qs(urlsplit(req.path).query).get("view")
+        if view and pipeline.gestures is not None:
+            try:
+                pipeline.gestures.set_view(parse_view(view[0]))
+            except ValueError as e:
+                _json(req, 400, {"error": str(e)})
+                return
         _json(req, 200, full_state())
 
     def select(req):

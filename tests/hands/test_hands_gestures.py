@@ -178,3 +178,33 @@ def test_gestures_map_to_mirror_actions():
     st = pipe.actions.state()
     assert st["last_action"]["action"] == "save_look" and st["last_action"]["source"] == "palm"
     assert st["look"]["items"][0]["sku"] == "TEE-001"
+
+
+def test_swatches_go_where_the_page_shows_the_picture():
+    """swatch_space "screen" (default): the rects are fractions of the part of the picture the mirror page shows
+    (it reports it with each poll); a portrait screen shows only the middle of a landscape camera, so the swatch
+    column moves inside it. "picture": the rects as configured."""
+    rec = GestureRecognizer(CFG)
+    assert rec.swatch_rects() == [tuple(s.rect) for s in CFG.swatches]  # no view reported: the whole picture
+    assert rec.swatch_at(0.91, 0.24) == 0
+    rec.set_view((0.29, 0.05, 0.71, 0.75))  # 1080x1920 portrait, 640x480 camera: 42 % of the width is on screen
+    rects = rec.swatch_rects()
+    assert rects[0] == pytest.approx((0.29 + 0.84 * 0.42, 0.05 + 0.18 * 0.7, 0.29 + 0.98 * 0.42, 0.05 + 0.31 * 0.7))
+    assert all(0.29 <= x0 < x1 <= 0.71 and 0.05 <= y0 < y1 <= 0.75 for x0, y0, x1, y1 in rects)
+    x0, y0, x1, y1 = rects[2]
+    assert rec.swatch_at((x0 + x1) / 2, (y0 + y1) / 2) == 2
+    assert rec.swatch_at(0.91, 0.24) is None  # where the first swatch was: off screen now
+    rec.set_view(None)
+    assert rec.swatch_at(0.91, 0.24) == 0
+    fixed = GestureRecognizer(CFG.model_copy(update={"swatch_space": "picture"}))
+    fixed.set_view((0.29, 0.05, 0.71, 0.75))
+    assert fixed.swatch_rects() == [tuple(s.rect) for s in CFG.swatches]
+
+
+def test_the_page_view_is_validated():
+    from edge.tryon.server import parse_view
+
+    assert parse_view("0.29,0.05,0.71,0.75") == (0.29, 0.05, 0.71, 0.75)
+    for bad in ("0.5,0,0.4,1", "0,0,1", "a,b,c,d", "-0.1,0,1,1", "0,0,1,1.2", "0.3,0,0.32,1"):
+        with pytest.raises(ValueError, match="view"):
+            parse_view(bad)

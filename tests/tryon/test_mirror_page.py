@@ -246,3 +246,70 @@ def test_action_route_rejects_bad_input(mirror):
     after = _state(base)
     assert (after["sku"], after["colour"]) == (before["sku"], before["colour"])
     assert (after["last_action"] or {}).get("seq") == (before["last_action"] or {}).get("seq")
+
+
+@pytest.fixture(scope="module")
+def gesture_mirror(tryon_cache, catalog):
+    """The mirror with gestures on (the real hand models, onnxruntime FP32), astronaut.png in front of it."""
+    from calibration.photos import photo_path
+    from devtools.bench.tryon import PhotoSource
+    from edge.app.config import ModelsSection
+    from edge.tryon.config import GesturesSection
+    from models.zoo import ModelZoo
+
+    cam = SceneCamera(PhotoSource(str(photo_path("astronaut", REAL_CACHE)), 640, 480, 30.0).image)
+    cam.person = True
+    pipe = TryOnPipeline(TryOnConfig(gestures=GesturesSection(enabled=True)), cam, fp32_pose_pipeline(), ListSink(),
+                         catalog=catalog)
+    m, fixed = ModelsSection(), {"backend": "onnxruntime", "precision": "fp32"}
+    pipe.attach_gestures(m.model_copy(update={"hand_detector": m.hand_detector.model_copy(update=fixed),
+                                              "hand_landmarks": m.hand_landmarks.model_copy(update=fixed)}),
+                         ModelZoo(REAL_CACHE))
+    pipe.start()
+    srv = serve(pipe, "127.0.0.1", 0, background=True, notice=NOTICE)
+    yield pipe, cam, f"http://127.0.0.1:{srv.port}"
+    srv.stop()
+    pipe.stop()
+
+
+GESTURE_SWATCHES = """const t = document.getElementById('top').getBoundingClientRect().bottom,
+      c = document.getElementById('colours').getBoundingClientRect().top;
+return [...document.querySelectorAll('#gestures .gswatch')].map(e => {
+  const r = e.getBoundingClientRect();
+  return {x: r.x, y: r.y, w: r.width, h: r.height, colour: e.dataset.colour, top: t, controls: c,
+          vw: innerWidth, vh: innerHeight, hidden: document.getElementById('gestures').hidden};
+});"""
+
+
+@pytest.mark.parametrize("size", [SIZES[0], SIZES[2]], ids=["1080x1920", "1280x720"])
+def test_gesture_swatches_are_on_screen_where_the_recognizer_looks(gesture_mirror, tmp_path, size):
+    """A portrait screen shows only the middle ~42 % of the camera's width: the page reports what it shows, the
+    recognizer places the swatches inside it, and the page draws them there, between the top bar and the
+    controls, in the shown garment's colours (the pointing gesture's targets are on screen)."""
+    pipe, cam, base = gesture_mirror
+    _wait(lambda: (s := _state(base))["present"] and s["gestures"] is not None and s, "the shopper")
+    with chromium(tmp_path / "profile", size=size) as wd:
+        _open(wd, base, size)
+        wd.wait("return document.getElementById('attract').hidden;", timeout=10)
+        time.sleep(1.5)  # the pan toward the shopper has settled and the page has reported its view since
+        sw = wd.wait(f"const s = (() => {{{GESTURE_SWATCHES}}})(); return s.length === 4 && !s[0].hidden && s;",
+                     timeout=10)
+        _shot(wd, f"gestures_{size[0]}x{size[1]}")
+        r = video_rect(wd)
+        view = pipe.gestures.recognizer.view
+        shown = r["vw"] / (r["nw"] * max(r["w"] / r["nw"], r["h"] / r["nh"]))  # fraction of the width on screen
+        assert view[2] - view[0] == pytest.approx(shown, abs=0.02), (view, shown)
+        colours = [c.name for c in pipe.catalog.entry(pipe.selection[0]).colours[:4]]
+        m = picture_to_screen(r)
+        for e, rect, colour in zip(sw, pipe.gestures.recognizer.swatch_rects(), colours):
+            assert e["colour"] == colour
+            assert e["x"] >= 0 and e["x"] + e["w"] <= e["vw"] + 0.5, f"swatch off screen: {e}"
+            assert e["y"] >= e["top"] - 0.5 and e["y"] + e["h"] <= e["controls"] + 0.5, f"under a bar: {e}"
+            assert e["w"] >= 48, f"swatch too small to see: {e}"
+            # drawn where the recognizer looks for the fingertip (centre of its rect, in screen px)
+            cx = (m[0, 0] * (rect[0] + rect[2]) / 2 * r["nw"] + m[0, 2]) / r["dpr"]
+            cy = (m[1, 1] * (rect[1] + rect[3]) / 2 * r["nh"] + m[1, 2]) / r["dpr"]
+            assert abs(e["x"] + e["w"] / 2 - cx) < 3 and abs(e["y"] + e["h"] / 2 - cy) < 3, (e, cx, cy)
+    with pytest.raises(urllib.error.HTTPError) as err:  # a bad view is refused and changes nothing
+        urllib.request.urlopen(base + "/mirror/api/state?view=0.5,0,0.4,1", timeout=5)
+    assert err.value.code == 400 and "view" in json.loads(err.value.read())["error"]

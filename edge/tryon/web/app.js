@@ -1,5 +1,6 @@
-// Mirror page: polls api/state; touch actions go to api/action (the same seam gestures use, so a gesture's
-// last_action shows the same feedback); idle attract screen; saved-look QR; keeps the shopper centred.
+// Mirror page: polls api/state (telling it the part of the picture on screen, where the gesture swatches go);
+// touch actions go to api/action (the same seam gestures use, so a gesture's last_action shows the same feedback);
+// gesture swatches and hold progress; idle attract screen; saved-look QR; keeps the shopper centred.
 "use strict";
 const $ = id => document.getElementById(id);
 const POLL_MS = 400, TOAST_MS = 2800, LOOK_SHOW_MS = 20000, SWIPE_PX = 80;
@@ -68,6 +69,59 @@ function showLook(look) {
 
 function hideLook() { $("look").hidden = true; clearTimeout(lookTimer); }
 
+// picture px -> screen px under object-fit: cover and the current object-position (pan)
+function coverMap(v) {
+  const s = Math.max(v.clientWidth / v.naturalWidth, v.clientHeight / v.naturalHeight);
+  const pos = getComputedStyle(v).objectPosition.split(" ").map(parseFloat);
+  return {s, ox: (v.clientWidth - v.naturalWidth * s) * pos[0] / 100,
+          oy: (v.clientHeight - v.naturalHeight * s) * pos[1] / 100};
+}
+
+// the part of the picture the shopper sees between the top bar and the controls, as picture fractions
+// "x0,y0,x1,y1": sent with each poll, the mirror lays the gesture swatches out inside it
+function pictureView() {
+  const v = $("video");
+  if (!v.naturalWidth || !v.clientWidth) return "";
+  const m = coverMap(v), pw = v.naturalWidth * m.s, ph = v.naturalHeight * m.s;
+  const top = $("top").getBoundingClientRect().bottom, bottom = $("colours").getBoundingClientRect().top;
+  const c = x => Math.min(1, Math.max(0, x));
+  const f = [c(-m.ox / pw), c((top - m.oy) / ph), c((v.clientWidth - m.ox) / pw), c((bottom - m.oy) / ph)];
+  return f[2] - f[0] >= 0.05 && f[3] - f[1] >= 0.05 ? f.map(x => x.toFixed(3)).join(",") : "";
+}
+
+// the gesture swatches (point at one and hold to pick its colour) over the picture, the hold in progress, and the
+// open-palm hold on the Save button; nothing when gestures are off or nobody is there
+function drawGestures(g) {
+  const el = $("gestures"), v = $("video");
+  $("save").style.setProperty("--hold", `${Math.round(100 * (g && g.holds.palm ? g.holds.palm.progress : 0))}%`);
+  if (!g || !g.swatches.length || !v.naturalWidth) { el.hidden = true; return; }
+  const m = coverMap(v), pw = v.naturalWidth * m.s, ph = v.naturalHeight * m.s;
+  const cur = catalog.find(x => x.sku === selected.sku), cols = cur ? cur.colours : [];
+  const hold = g.holds.point;
+  const out = [];
+  let top = Infinity, right = 0;
+  g.swatches.forEach((sw, i) => {
+    const col = typeof sw.colour === "number" ? cols[sw.colour] : cols.find(c => c.name === sw.colour);
+    if (!col) return;
+    const [x0, y0, x1, y1] = [m.ox + sw.rect[0] * pw, m.oy + sw.rect[1] * ph, m.ox + sw.rect[2] * pw,
+                              m.oy + sw.rect[3] * ph];
+    const d = Math.min(x1 - x0, y1 - y0), e = document.createElement("div");
+    e.className = "gswatch" + (col.name === selected.colour ? " on" : "") + (hold && hold.swatch === i ? " holding" : "");
+    e.style.cssText = `left:${(x0 + x1 - d) / 2}px;top:${(y0 + y1 - d) / 2}px;width:${d}px;height:${d}px;` +
+                      `background:${col.hex}`;
+    if (hold && hold.swatch === i) e.style.setProperty("--p", `${Math.round(hold.progress * 100)}%`);
+    e.dataset.colour = col.name; e.title = col.name;
+    out.push(e); top = Math.min(top, (y0 + y1 - d) / 2); right = Math.max(right, (x0 + x1 + d) / 2);
+  });
+  if (!out.length) { el.hidden = true; return; }
+  const lab = document.createElement("div");
+  lab.className = "glabel" + (g.running ? "" : " idle");
+  lab.innerHTML = `${ICONS.point} Point to pick`;
+  lab.style.cssText = `right:${v.clientWidth - right}px;top:${top}px`;
+  el.replaceChildren(...out, lab);
+  el.hidden = false;
+}
+
 // object-fit: cover crops a landscape camera on a portrait screen: pan the crop so the person stays centred
 function frameShopper() {
   const v = $("video");
@@ -94,6 +148,7 @@ function update(s) {
   $("attract").hidden = !!s.present;
   $("size").hidden = !s.present;
   personX = s.person_x ?? null; frameShopper();
+  drawGestures(s.present ? s.gestures : null);
   const a = s.last_action;
   if (a && a.seq !== lastSeq && (lastSeq !== null || a.age_s < 2)) toast(a.label, a.source);
   if (a) lastSeq = a.seq; else if (lastSeq === null) lastSeq = 0;
@@ -102,7 +157,8 @@ function update(s) {
 }
 
 async function poll() {
-  try { update(await api("api/state")); } catch (e) { /* server restarting */ }
+  const view = pictureView();
+  try { update(await api("api/state" + (view ? `?view=${view}` : ""))); } catch (e) { /* server restarting */ }
   setTimeout(poll, POLL_MS);
 }
 
