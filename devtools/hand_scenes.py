@@ -226,15 +226,16 @@ class _Builder:
         return Script(self.name, self.t, self.frames, self.truth)
 
 
-def swatch_target(cfg, index: int) -> tuple[float, float]:
-    """Centre of swatch `index` in body units (display x), for BODY at W x H."""
-    x0, y0, x1, y1 = cfg.swatches[index].rect
+def swatch_target(cfg, index: int, rects=None) -> tuple[float, float]:
+    """Centre of swatch `index` in body units (display x), for BODY at W x H; rects: the recognizer's swatch rects
+    (GestureRecognizer.swatch_rects(), after the page's view), else the configured ones."""
+    x0, y0, x1, y1 = rects[index] if rects is not None else cfg.swatches[index].rect
     u, v = (x0 + x1) / 2, (y0 + y1) / 2
     return (u * W - W / 2) / BODY.scale, (v * H - BODY.cy) / BODY.scale
 
 
 def gesture_script(kind: str, tpls: dict[str, list[Template]], cfg, rng: np.random.Generator, fps: float = 30.0,
-                   variant: int = 0) -> Script:
+                   variant: int = 0, rects=None) -> Script:
     """One gesture performed by a shopper standing in front of the mirror (randomised speed, distance, height,
     hand, template), with the hand raised before and lowered (out of the hands' view) after."""
     b = _Builder(f"{kind}#{variant}", fps, rng)
@@ -265,7 +266,7 @@ def gesture_script(kind: str, tpls: dict[str, list[Template]], cfg, rng: np.rand
         b.move(tpl, key, end, (end[0], end[1] + 1.0, size, ang), rng.uniform(0.35, 0.6))  # lower
     elif kind == "point":
         idx = int(rng.integers(len(cfg.swatches)))
-        tx, ty = swatch_target(cfg, idx)
+        tx, ty = swatch_target(cfg, idx, rects)
         tpl = pick("point")
         key = "right"
         ang = -rng.uniform(math.radians(50), math.radians(100))  # to the swatch column (display right), up/down

@@ -42,6 +42,8 @@ def add_arguments(p) -> None:
     p.add_argument("--models", choices=["lite", "full"], default="lite")
     p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "openvino", "tflite"])
     p.add_argument("--seed", type=int, default=20261129)
+    p.add_argument("--view", default="", help="x0,y0,x1,y1: the part of the picture the mirror page shows (the "
+                   "swatches go inside it; e.g. 0.29,0.05,0.71,0.75 for a 1080x1920 portrait screen); '' = all")
 
 
 def _pct(a, q):
@@ -108,19 +110,27 @@ def drive(script, rec, rng, noise_px: float, drop: float = 0.05) -> tuple[list, 
     return events, ms
 
 
+def _view(args):
+    from edge.tryon.server import parse_view
+
+    return parse_view(args.view) if args.view else None
+
+
 def landmark_level(args, tpls, cfg) -> dict:
     from devtools.hand_scenes import NORMAL, gesture_script, normal_script
     from edge.tryon.gestures import GestureRecognizer
 
     out = {}
     rec = GestureRecognizer(cfg, mirror=True)
+    rec.set_view(_view(args))
+    rects = rec.swatch_rects()
     for fps in [float(f) for f in args.fps.split(",") if f]:
         rng = np.random.default_rng(args.seed)
         score = Score()
         per_normal = {}
         for kind in GESTURES:
             for i in range(args.sequences):
-                s = gesture_script(kind, tpls, cfg, rng, fps, variant=i)
+                s = gesture_script(kind, tpls, cfg, rng, fps, variant=i, rects=rects)
                 score.add(s, *drive(s, rec, rng, args.noise_px))
         for kind in NORMAL:
             s = normal_script(kind, tpls, rng, fps, seconds=args.normal_minutes * 60 / len(NORMAL))
@@ -149,7 +159,9 @@ def e2e(args, tpls, cfg, sessions) -> dict:
 
     bg = window_view(load_photo("astronaut"), 256, 300, 560)
     rng = np.random.default_rng(args.seed + 1)
-    scripts = [gesture_script(k, tpls, cfg, rng, 30.0, variant=i) for k in GESTURES
+    rec = GestureRecognizer(cfg, mirror=True)
+    rec.set_view(_view(args))
+    scripts = [gesture_script(k, tpls, cfg, rng, 30.0, variant=i, rects=rec.swatch_rects()) for k in GESTURES
                for i in range(args.e2e_sequences)]
     scripts += [normal_script(k, tpls, rng, 30.0, seconds=args.e2e_normal_s / 2)
                 for k in ("adjust_clothes", "talking")]
@@ -169,7 +181,6 @@ def e2e(args, tpls, cfg, sessions) -> dict:
     scores = {w: Score() for w in ways}
     hands_ms = {w: [] for w in ways}
     found = {w: [0, 0] for w in ways}
-    rec = GestureRecognizer(cfg, mirror=True)
     for s, imgs in zip(scripts, frames):
         for w, (c, use_pose) in ways.items():  # interleaved per script: load drift hits every way alike
             stage = stages[w]
@@ -222,6 +233,7 @@ def run(args) -> int:
     log.info("hand templates: %s", {k: [t.source for t in v] for k, v in tpls.items()})
     cfg = GesturesSection(enabled=True)
     res = {"bench": "gestures", "host": platform.node(), "config": cfg.model_dump(mode="json", exclude={"hands"}),
+           "view": list(_view(args) or (0.0, 0.0, 1.0, 1.0)),
            "templates": {k: [t.source for t in v] for k, v in tpls.items()},
            "args": {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "json"}}
     t0 = time.monotonic()
