@@ -43,11 +43,42 @@ def depth(obj: Any) -> int:
     return best
 
 
+def text_depth(raw: bytes | str, limit: int = 1) -> int:
+    """Deepest [ / { nesting of JSON text (brackets inside strings do not count), without parsing it: deep input is
+    refused before the recursive parser runs (its recursion near the interpreter's limit can make anything else on
+    that thread, a finalizer run by the garbage collector included, fail). Text with at most `limit` brackets
+    returns their count unscanned (it cannot nest deeper)."""
+    b = raw.encode() if isinstance(raw, str) else bytes(raw)
+    opens = b.count(b"[") + b.count(b"{")
+    if opens <= max(limit, 1):
+        return opens
+    best = level = 0
+    in_str = esc = False
+    for c in b:
+        if in_str:
+            if esc:
+                esc = False
+            elif c == 0x5C:  # backslash
+                esc = True
+            elif c == 0x22:  # quote
+                in_str = False
+        elif c == 0x22:
+            in_str = True
+        elif c == 0x5B or c == 0x7B:
+            level += 1
+            best = max(best, level)
+        elif c == 0x5D or c == 0x7D:
+            level -= 1
+    return best
+
+
 def decode(raw: bytes | str, *, max_bytes: int, max_depth: int | None) -> Any:
     """Parse untrusted JSON with a size and depth limit (None: check it later with `check_depth`);
     raises PayloadError with the reason."""
     if len(raw) > max_bytes:
         raise PayloadError(f"payload too large: {len(raw)} bytes > {max_bytes}")
+    if max_depth is not None and text_depth(raw, max_depth) > max_depth:
+        raise PayloadError(f"nested deeper than {max_depth}")
     try:
         obj = json.loads(raw)
     except RecursionError:

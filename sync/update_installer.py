@@ -512,9 +512,9 @@ class UpdateInstaller:
         if state == ROLLED_BACK:
             reason = f"{reason}; {self.store.active(job.name)} stays active"
         job.resumable = bool(keep and stage.is_dir())
-        self.finish(job, state, reason, phase=phase, quiet=_superseded_reason(reason))
-        if not job.resumable:
+        if not job.resumable:  # before the report: a device that says FAILED has nothing of the job left on disk
             self.store.drop_stage(job.name, job.version)
+        self.finish(job, state, reason, phase=phase, quiet=_superseded_reason(reason))
 
     def finish(self, job: Job, state: str, reason: str | None, phase: str | None = None,
                quiet: bool = False) -> None:

@@ -65,6 +65,14 @@ def test_decode_limits():
     with pytest.raises(PayloadError, match="deeper"):
         payloads.decode(b"[" * 100000 + b"]" * 100000, max_bytes=10**6, max_depth=8)
     assert payloads.depth(1) == 0 and payloads.depth({"a": {"b": []}}) == 3
+    # brackets inside strings are text, not nesting; deep text is refused before the recursive parser runs
+    tricky = {"a": 'x[[[[{{{{\\"]]"\\', "b": [1]}  # brackets, escaped quotes and backslashes in strings
+    assert payloads.decode(json.dumps(tricky).encode(), max_bytes=100, max_depth=2) == tricky
+    assert payloads.text_depth(b'[[1,[2]],{"a":"[[["}]') == 3 and payloads.text_depth("[]") == 1
+    deep = b"[" * 100000 + b"]" * 100000
+    assert payloads.text_depth(deep) == 100000
+    with pytest.raises(PayloadError, match="nested deeper than 8$"):  # the pre-scan's reason, not the parser's
+        payloads.decode(deep, max_bytes=10**6, max_depth=8)
 
 
 def test_event_body_and_batch_roundtrip():
