@@ -233,7 +233,7 @@ class ShelfScene:
             spr = self._scaled[v.sprite % len(self._scaled)]
             h, w = spr.shape[:2]
             x0, y0 = int(round(x - w / 2)), H + 40 - h  # feet below the frame: they stand close to the shelf
-            bx0, by0, bx1, by1 = max(0, x0), max(0, y0), min(W, x0 + w), min(H, y0 + h)
+            bx0, bx1 = max(0, x0), min(W, x0 + w)
             if bx1 - bx0 < 4:
                 continue
             out.append((v.person, (x0, y0, x0 + w, y0 + h), spr))
@@ -362,7 +362,7 @@ def script(duration_s: float = 1200.0, seed: int = 0, bump_at: float | None = No
         if change is not None:
             count[fid] = change
         # neighbours hidden by this person stay busy too, so changes do not pile up behind one shopper
-        r_i, c_i = "ABC".index(fid[0]), int(fid[1:]) - 1
+        c_i = int(fid[1:]) - 1
         for dc in (-1, 0, 1):
             if 0 <= c_i + dc < COLS:
                 for rr in range(len(ROWS)):

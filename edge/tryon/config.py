@@ -170,6 +170,12 @@ class GesturesSection(StrictModel):
                              "frame whose pose step leaves less than their usual time (0: no budget)")
     min_rate_hz: float = Field(8.0, ge=0, le=60, description="hands run at least this often while the shopper is "
                                "in the zone, even over budget (0: never over budget)")
+    yield_to_picture: bool = Field(True, description="while the mirror drops more than 3 % of the camera's frames "
+                                   "or its motion-to-photon p95 is over m2p_budget_ms, hands skip more frames (one "
+                                   "more every second, up to every 6th, never below min_rate_hz); back one step per "
+                                   "3 s of keeping up")
+    m2p_budget_ms: float = Field(80.0, gt=0, le=2000, description="the mirror's motion-to-photon p95 target "
+                                 "(yield_to_picture)")
     cooldown_s: float = Field(1.0, ge=0, le=10, description="no gesture fires this long after one did")
     swipe_left: Literal["prev_garment", "next_garment"] = "prev_garment"
     swipe_right: Literal["prev_garment", "next_garment"] = "next_garment"

@@ -202,6 +202,12 @@ class _Track:
 
 
 FULL_VIEW = (0.0, 0.0, 1.0, 1.0)
+# yield_to_picture: hands skip one more frame per ADAPT_UP_S while the mirror's strain (frames dropped, or motion-to-
+# photon over budget, as a fraction) is over DROP_HIGH, one fewer per ADAPT_DOWN_S of strain under DROP_LOW; every
+# MAX_EVERY-th frame at most (and min_rate_hz)
+DROP_HIGH, DROP_LOW = 0.03, 0.01
+ADAPT_UP_S, ADAPT_DOWN_S = 1.0, 3.0
+MAX_EVERY = 6
 
 
 class GestureRecognizer:
@@ -373,6 +379,9 @@ class MirrorGestures:
         self._t = 0.0
         self._in_zone = False
         self._since_run = 0
+        self.every = cfg.every_n  # hands on every `every`-th pose frame now (yield_to_picture raises it)
+        self.strain: Callable[[], float] | None = None  # how far the mirror is from keeping up (0 = it is)
+        self._t_step = -math.inf  # when `every` last changed (or the mirror last dropped frames)
 
     @classmethod
     def open(cls, cfg: GesturesSection, models, apply=None, mirror: bool = True, zoo=None) -> MirrorGestures:
@@ -391,14 +400,33 @@ class MirrorGestures:
         x0, y0, x1, y1 = self.cfg.zone
         return x0 <= u <= x1 and y0 <= v <= y1 and body.scale / w >= self.cfg.min_shoulder_width
 
+    def _adapt(self, t: float) -> None:
+        """yield_to_picture: one frame more between hand frames per ADAPT_UP_S while the mirror is strained (drops
+        frames or is late), one fewer per ADAPT_DOWN_S while it keeps up."""
+        if not self.cfg.yield_to_picture or self.strain is None:
+            return
+        d = self.strain()
+        if d > DROP_HIGH:
+            if self.every < MAX_EVERY and t - self._t_step >= ADAPT_UP_S:
+                self.every += 1
+                self._t_step = t
+                log.debug("hands yield to the picture (strain %.2f): every %d", d, self.every)
+        elif d >= DROP_LOW:
+            self._t_step = t  # not keeping up well enough to come back yet
+        elif self.every > self.cfg.every_n and t - self._t_step >= ADAPT_DOWN_S:
+            self.every -= 1
+            self._t_step = t
+
     def _due(self, t: float, pose_ms: float) -> bool:
-        """every_n, then the frame budget (pose + the usual hands time), with min_rate_hz as the floor."""
+        """every `every`-th frame (every_n, raised while the mirror is strained), then the frame budget (pose + the
+        usual hands time), with min_rate_hz as the floor."""
         self._since_run += 1
-        if self._since_run < self.cfg.every_n:
-            return False
+        self._adapt(t)
+        floor = self.cfg.min_rate_hz > 0 and t - self._t_last_run >= 1.0 / self.cfg.min_rate_hz
+        if self._since_run < self.every:
+            return self.every > self.cfg.every_n and floor  # yielding, but never under min_rate_hz
         usual = float(np.median(self.hands_ms)) if self.hands_ms else 0.0
         if self.cfg.budget_ms > 0 and pose_ms + usual > self.cfg.budget_ms:
-            floor = self.cfg.min_rate_hz > 0 and t - self._t_last_run >= 1.0 / self.cfg.min_rate_hz
             if not floor:
                 self.frames_skipped_budget += 1
                 self.reason = "over frame budget"
@@ -482,7 +510,7 @@ class MirrorGestures:
                              for s, r in zip(self.cfg.swatches, self.recognizer.swatch_rects())],
                 "holds": self.recognizer.holds(self._t) if self._in_zone else {},
                 "last": None if last is None else {"kind": last.kind, "t": round(last.t, 3), "value": last.value},
-                "hands_ms_p50": None if usual is None else round(usual, 1)}
+                "hands_ms_p50": None if usual is None else round(usual, 1), "hands_every": self.every}
 
     def set_view(self, view: tuple[float, float, float, float] | None) -> None:
         """What the mirror page shows of the picture (see GestureRecognizer.set_view); any thread."""

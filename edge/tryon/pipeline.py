@@ -139,6 +139,7 @@ class TryOnPipeline:
         self.size_suggestion: str | None = None
         self.m2p_ms: deque[float] = deque(maxlen=600)
         self._t_out: deque[float] = deque(maxlen=240)
+        self._t_in: deque[float] = deque(maxlen=240)  # camera frames taken by the capture thread
         self.frames_out = 0
         self.source_ended = threading.Event()
         self._sync: _RenderState | None = None  # run_sync's render state (owned by the thread calling it)
@@ -172,6 +173,8 @@ class TryOnPipeline:
 
         self.gestures = MirrorGestures.open(self.cfg.gestures, models, apply=self._gesture_action,
                                             mirror=self.cfg.mirror_view, zoo=zoo)
+        budget = self.cfg.gestures.m2p_budget_ms
+        self.gestures.strain = lambda: self.strain(budget)  # yield_to_picture: hands give way to a strained mirror
 
     def _gesture_action(self, action: str, value, source: str) -> dict:
         return self.actions.apply(action, value, source=source)
@@ -204,13 +207,29 @@ class TryOnPipeline:
                 self._out_cv.wait(left)
             return self._out
 
-    def fps(self) -> float:
-        ts = list(self._t_out)
+    @staticmethod
+    def _rate(stamps: deque[float], window: float = 2.0) -> float:
         now = time.monotonic()
-        recent = [t for t in ts if now - t <= 2.0]
+        recent = [t for t in list(stamps) if now - t <= window]
         if len(recent) < 2:
             return 0.0
         return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+
+    def fps(self) -> float:
+        return self._rate(self._t_out)
+
+    def dropped_fraction(self) -> float:
+        """Of the camera's frames in the last 2 s, the fraction the mirror did not show (0 when it keeps up)."""
+        cam = self._rate(self._t_in)
+        return max(0.0, 1.0 - self.fps() / cam) if cam > 0 else 0.0
+
+    def strain(self, m2p_budget_ms: float) -> float:
+        """How far the mirror is from keeping up, 0 when it does: the fraction of camera frames dropped in the last
+        2 s, or how far the motion-to-photon p95 of the last 60 frames is over m2p_budget_ms (as a fraction of it),
+        whichever is larger."""
+        recent = list(self.m2p_ms)[-60:]
+        late = float(np.percentile(recent, 95)) / m2p_budget_ms - 1.0 if len(recent) >= 20 else 0.0
+        return max(self.dropped_fraction(), late, 0.0)
 
     def m2p_percentiles(self) -> dict[str, float | None]:
         a = np.asarray(self.m2p_ms)
@@ -268,6 +287,7 @@ class TryOnPipeline:
         for frame in self.source:
             if self._stop.is_set():
                 break
+            self._t_in.append(time.monotonic())
             self._s_capture.put(frame)
         self.source_ended.set()
         self._s_capture.close()

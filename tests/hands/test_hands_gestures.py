@@ -208,3 +208,59 @@ def test_the_page_view_is_validated():
     for bad in ("0.5,0,0.4,1", "0,0,1", "a,b,c,d", "-0.1,0,1,1", "0,0,1,1.2", "0.3,0,0.32,1"):
         with pytest.raises(ValueError, match="view"):
             parse_view(bad)
+
+
+def test_hands_yield_to_the_picture_while_it_drops_frames():
+    """yield_to_picture: while the mirror is strained (drops camera frames, or is late), hands run on fewer frames,
+    one step per second, never under min_rate_hz; they come back one step per 3 s once it keeps up."""
+    from edge.tryon.gestures import ADAPT_DOWN_S, MAX_EVERY, MirrorGestures
+
+    def mirror(**kw):
+        g = MirrorGestures(GesturesSection(enabled=True, budget_ms=0, min_rate_hz=8, **kw), hands=None)
+        g.strain = lambda: drop[0]
+        return g
+
+    def share(g, t0: float, seconds: float, fps: float = 30.0) -> float:
+        n, ran = int(seconds * fps), 0
+        for i in range(n):
+            t = t0 + i / fps
+            if g._due(t, 10.0):  # what prepare() does when hands are due
+                ran, g._since_run, g._t_last_run = ran + 1, 0, t
+        return ran / n
+
+    drop = [0.0]
+    g = mirror()
+    assert share(g, 0, 2) == 1.0 and g.every == 1  # keeping up: hands on every pose frame
+    drop[0] = 0.10  # the mirror drops 10 % of the camera's frames
+    share(g, 2, MAX_EVERY + 1)
+    assert g.every == MAX_EVERY
+    assert 0.2 <= share(g, 10, 3) <= 0.3  # every 6th frame would be 5 Hz: the 8 Hz floor holds (every 4th)
+    drop[0] = 0.02  # between the thresholds: no step either way
+    share(g, 13, 4)
+    assert g.every == MAX_EVERY
+    drop[0] = 0.0
+    share(g, 17, ADAPT_DOWN_S * (MAX_EVERY - 1) + 1)
+    assert g.every == 1 and share(g, 40, 1) == 1.0
+    fixed = mirror(yield_to_picture=False)
+    drop[0] = 0.5
+    assert share(fixed, 0, 5) == 1.0 and fixed.every == 1
+
+
+def test_mirror_strain_counts_dropped_frames_and_late_frames():
+    """What the hands yield to: the fraction of camera frames the mirror did not show (last 2 s), or how far its
+    motion-to-photon p95 (last 60 frames) is over the budget, whichever is larger."""
+    import time
+
+    from edge.tryon.config import TryOnConfig
+    from edge.tryon.pipeline import TryOnPipeline
+
+    p = TryOnPipeline(TryOnConfig(), [], None)
+    assert p.strain(80.0) == 0.0  # nothing measured yet
+    p.m2p_ms.extend([50.0] * 60)
+    assert p.strain(80.0) == 0.0  # on time
+    p.m2p_ms.extend([100.0] * 10)  # the last 60 frames: p95 100 ms, 25 % over an 80 ms budget
+    assert p.strain(80.0) == pytest.approx(0.25)
+    now = time.monotonic()
+    p._t_in.extend(now - 1 + i / 30 for i in range(31))  # the camera gives 30 FPS, the mirror shows 20
+    p._t_out.extend(now - 1 + i / 20 for i in range(21))
+    assert p.dropped_fraction() == pytest.approx(1 / 3, abs=0.01) and p.strain(80.0) == pytest.approx(1 / 3, abs=0.01)

@@ -33,8 +33,9 @@ def test_bench_tryon_writes_fps_latency_and_fit_quality_keys(tmp_path, monkeypat
     for key in ("e2e_fps_gestures_640", "e2e_fps_no_gestures_640", "e2e_fps_gestures_ratio_640",
                 "m2p_p95_ms_gestures_640", "e2e_fps_cam60_gestures_640", "e2e_fps_cam60_gestures_ratio_640"):
         assert isinstance(res[key], (int, float)) and res[key] > 0, key
-    assert 0.5 <= res["hands_run_share_640"] <= 1.0 and res["hands_seen_share_640"] > 0.5
-    assert res["hands_ms_p50_640"] > 0
+    # hands ran (how often depends on the box: they yield to the picture down to 8 Hz) and found his hand
+    assert 0.1 <= res["hands_run_share_640"] <= 1.0 and res["hands_seen_share_640"] > 0.5
+    assert res["hands_ms_p50_640"] > 0 and 1 <= res["hands_every_mean_640"] <= 6  # yield_to_picture: 1..MAX_EVERY
     assert res["pose_stage"].startswith("model")
     for suffix in ("", "_prev"):
         assert 0.0 <= res[f"fit_precision{suffix}"] <= 1.0
