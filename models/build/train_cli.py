@@ -31,6 +31,8 @@ KINDS = {  # kind -> (model folder in models/trained, exported stem, runtime art
             {"openvino/int8_qat": ".xml", "onnxruntime/int8_qat": ".onnx"}),
     "student": ("pose_landmark_student", "pose_landmark_student_fp32",
                 {"openvino/fp32": ".xml", "onnxruntime/fp32": ".onnx"}),
+    "detector_qat": ("pose_detection", "pose_detection_int8_qat",
+                     {"openvino/int8_qat": ".xml", "onnxruntime/int8_qat": ".onnx"}),
 }
 NOTICE = """Trained by storefront-edge (`edge models train`) from MediaPipe BlazePose GHUM 3D full
 (pose_landmark_full.tflite, mediapipe==0.10.21 wheel): {what}.
@@ -42,7 +44,15 @@ These files are a derivative work distributed under the same Apache License 2.0.
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", choices=sorted(KINDS), required=True,
-                   help="qat: INT8 copy of the full model; student: the small model for slow devices")
+                   help="qat: INT8 copy of the full model; student: the small model for slow devices; "
+                   "detector_qat: INT8 copy of the person detector pose_detection")
+    p.add_argument("--windows", type=int, default=1536, help="detector_qat: training windows of the calibration "
+                   "split (+ 1/8 as many person-free shop aisles)")
+    p.add_argument("--rounds", type=int, default=10, help="detector_qat: timing rounds vs FP32 (0: no timing)")
+    p.add_argument("--no-gate", action="store_true", help="detector_qat: calibration-split evaluation only (for "
+                   "comparing runs: the held-out set is the final gate, not a tuning set)")
+    p.add_argument("--bench-json", metavar="PATH", help="detector_qat: also write the evaluation here "
+                   "(docs/bench/detector_qat.json)")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=None)
@@ -83,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
 
     cache = cache_dir(args.cache)
     zoo = ModelZoo(cache)
+    if args.kind == "detector_qat":
+        from models.build.train_detector import run_detector
+
+        return run_detector(args, cache, zoo, _run)
     model, stem, evals = KINDS[args.kind]
     m = zoo.manifest(TEACHER)
     try:
