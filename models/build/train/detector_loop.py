@@ -293,7 +293,7 @@ def export(a: argparse.Namespace) -> int:
     import nncf
     import openvino as ov
 
-    from export import int8_weights
+    from export import int8_weights, write_info
 
     state = torch.load(a.ckpt, map_location="cpu", weights_only=False)
     model, _ = quantized(a.teacher, None, None, state)
@@ -312,9 +312,7 @@ def export(a: argparse.Namespace) -> int:
                           output_names=list(OUTPUTS), opset_version=17, dynamo=False)
     int8_weights(a.out_stem.with_suffix(".onnx"))
     if a.info:
-        a.info.write_text(json.dumps({"config": state["config"], "step": state["step"], "curve": state["curve"],
-                                      "complete": state.get("complete"), "device": state.get("device"),
-                                      "torch": state.get("torch", torch.__version__)}, indent=1))
+        write_info(a.info, state)
     log.info("exported %s (.xml/.bin/.onnx)", a.out_stem)
     return 0
 

@@ -143,11 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     export_ir(model, a.out_stem.with_suffix(".xml"))
     export_onnx(model, a.out_stem.with_suffix(".onnx"), a.kind)
     if a.info:
-        a.info.write_text(json.dumps({"config": state["config"], "step": state["step"], "curve": state["curve"],
-                                      "complete": state.get("complete"), "device": state.get("device"),
-                                      "torch": state.get("torch", torch.__version__)}, indent=1))
+        write_info(a.info, state)
     log.info("exported %s (.xml/.bin/.onnx)", a.out_stem)
     return 0
+
+
+def write_info(path: Path, state: dict) -> None:
+    """The run's recipe, steps, curve and device (from its checkpoint state) as JSON, for PROVENANCE.json."""
+    path.write_text(json.dumps({"config": state["config"], "step": state["step"], "curve": state["curve"],
+                                "complete": state.get("complete"), "device": state.get("device"),
+                                "torch": state.get("torch", torch.__version__)}, indent=1))
 
 
 if __name__ == "__main__":
