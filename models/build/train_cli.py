@@ -12,15 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shlex
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from edge.core.files import sha256_file
+from models.build.train_steps import train_then_export
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,19 +71,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", metavar="DIR")
 
 
-def _run(cmd: list[str], log_path: Path) -> int:
-    log.info("$ %s  (log %s)", shlex.join(cmd), log_path)
-    env = dict(os.environ, PYTHONNOUSERSITE="1", PYTHONPATH="", PYTHONUNBUFFERED="1")
-    with open(log_path, "a") as f:
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        assert p.stdout is not None
-        for line in p.stdout:  # progress to the terminal and the log
-            f.write(line)
-            if " INFO train:" in line or "WARNING" in line or "Error" in line:
-                log.info("%s", line.rstrip().split(": ", 1)[-1])
-        return p.wait()
-
-
 def run(args: argparse.Namespace) -> int:
     from edge.core.paths import cache_dir
     from models.build import trained, venvs, verify
@@ -96,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "detector_qat":
         from models.build.train_detector import run_detector
 
-        return run_detector(args, cache, zoo, _run)
+        return run_detector(args, cache, zoo)
     model, stem, evals = KINDS[args.kind]
     m = zoo.manifest(TEACHER)
     try:
@@ -136,25 +121,12 @@ def run(args: argparse.Namespace) -> int:
         text = json.dumps({k: v for k, v in scope.items() if k != "note"}) if scope else args.ignored_scope
         train_cmd += ["--ignored-scope", text]
     t0 = time.monotonic()
-    if args.from_run:
-        final = Path(args.from_run)
-        command = f"packaged from {final} (made by: loop.py --kind {args.kind}, see recipe)"
-    else:
-        rc = _run(train_cmd, work / "train.log")
-        if rc not in (0, 3):
-            print(f"edge models train: training failed (exit {rc}); log {work / 'train.log'}")
-            return 1
-        final = work / "final.pt"
-        command = "edge models train " + " ".join(a for a in sys.argv[3:] if a != "--install")
-    out = work / "export"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    rc = _run([py, str(TRAIN_DIR / "export.py"), str(final), str(out / stem), "--kind", args.kind, "--teacher",
-               str(teacher), "--info", str(out / "run.json")], work / "export.log")
-    if rc != 0:
-        print(f"edge models train: export failed (exit {rc}); log {work / 'export.log'}")
+    done = train_then_export(args, work, train_cmd, f"loop.py --kind {args.kind}", lambda final, out: [
+        py, str(TRAIN_DIR / "export.py"), str(final), str(out / stem), "--kind", args.kind, "--teacher",
+        str(teacher), "--info", str(out / "run.json")])
+    if done is None:
         return 1
-    run_info = json.loads((out / "run.json").read_text())
+    out, command, run_info = done
     reference = zoo.model_dir(TEACHER) / m["artifacts"][0]["file"]  # the TFLite FP32 source
     variants = {k: out / (stem + ext) for k, ext in evals.items()}
     acc = verify.int8_accuracy("landmarks", 256, heldout, "zero_one", reference, variants) if args.kind == "qat" \

@@ -17,7 +17,6 @@ import logging
 import os
 import shlex
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -96,8 +95,9 @@ def heldout_gate(m: dict, mdir: Path, heldout: Path, variants: dict[str, Path]) 
     return acc
 
 
-def run_detector(args, cache: Path, zoo, run_logged) -> int:
+def run_detector(args, cache: Path, zoo) -> int:
     from models.build import trained, venvs
+    from models.build.train_steps import train_then_export
 
     m = zoo.manifest(MODEL)
     if args.ignored_scope == "manifest":
@@ -127,32 +127,19 @@ def run_detector(args, cache: Path, zoo, run_logged) -> int:
         data_info = make_data(cache, m, args.windows, args.seed, data)
         (work / "data.json").write_text(json.dumps(data_info, indent=1))
     data_info = json.loads((work / "data.json").read_text()) if (work / "data.json").is_file() else None
-    if args.from_run:
-        final = Path(args.from_run)
-        command = f"packaged from {final} (made by: detector_loop.py train, see recipe)"
-    else:
-        cmd = [py, str(LOOP), "train", "--teacher", str(teacher), "--data", str(data), "--calib-npz",
-               str(calib_npz), "--out", str(work), "--steps", str(args.steps), "--batch", str(args.batch),
-               "--seed", str(args.seed), "--calib", str(min(args.calib, 128)), "--val", str(min(240, args.windows))]
-        for flag, v in (("--lr", args.lr), ("--threads", args.threads or None),
-                        ("--time-limit", args.time_limit or None), ("--ignored-scope", args.ignored_scope)):
-            if v is not None:
-                cmd += [flag, str(v)]
-        rc = run_logged(cmd, work / "train.log")
-        if rc not in (0, 3):
-            print(f"edge models train: training failed (exit {rc}); log {work / 'train.log'}")
-            return 1
-        final = work / "final.pt"
-        command = "edge models train " + " ".join(a for a in sys.argv[3:] if a != "--install")
-    out = work / "export"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    rc = run_logged([py, str(LOOP), "export", str(final), str(out / STEM), "--teacher", str(teacher), "--info",
-                     str(out / "run.json")], work / "export.log")
-    if rc != 0:
-        print(f"edge models train: export failed (exit {rc}); log {work / 'export.log'}")
+    cmd = [py, str(LOOP), "train", "--teacher", str(teacher), "--data", str(data), "--calib-npz",
+           str(calib_npz), "--out", str(work), "--steps", str(args.steps), "--batch", str(args.batch),
+           "--seed", str(args.seed), "--calib", str(min(args.calib, 128)), "--val", str(min(240, args.windows))]
+    for flag, v in (("--lr", args.lr), ("--threads", args.threads or None),
+                    ("--time-limit", args.time_limit or None), ("--ignored-scope", args.ignored_scope)):
+        if v is not None:
+            cmd += [flag, str(v)]
+    done = train_then_export(args, work, cmd, "detector_loop.py train", lambda final, out: [
+        py, str(LOOP), "export", str(final), str(out / STEM), "--teacher", str(teacher), "--info",
+        str(out / "run.json")])
+    if done is None:
         return 1
-    run_info = json.loads((out / "run.json").read_text())
+    out, command, run_info = done
     xml, onnx = out / f"{STEM}.xml", out / f"{STEM}.onnx"
     calib_eval = evaluate(cache, fp32, {"int8_ptq_x6": ptq, "int8_qat": xml}, 1, args.rounds)
     if args.no_gate:
