@@ -126,8 +126,7 @@ function drawGestures(g) {
 function frameShopper() {
   const v = $("video");
   if (!v.naturalWidth) return;
-  const s = Math.max(v.clientWidth / v.naturalWidth, v.clientHeight / v.naturalHeight);
-  const iw = v.naturalWidth * s, spare = iw - v.clientWidth;
+  const iw = v.naturalWidth * coverMap(v).s, spare = iw - v.clientWidth;
   let p = 0.5;
   if (personX !== null && spare > 1) p = Math.min(1, Math.max(0, (personX * iw - v.clientWidth / 2) / spare));
   const cur = parseFloat(v.dataset.panX || "50"), want = p * 100;
