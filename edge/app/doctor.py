@@ -135,20 +135,20 @@ def check_precisions(cfg, usable: list[str], cpu: dict) -> list[dict]:
                 why = f"manifest default: {m['defaults'][b]['reason']}"
             elif prec != ref.precision:  # int8_qat that this CPU cannot run or that was not built
                 why = (f"{ref.precision} asked for, {prec} used: "
-                       + (cpu["int8_qat"]["why"] if not cpu["int8_qat"]["used"] else
+                       + (cpu["int8_qat"]["why"] if not cpu["int8_qat"]["used"] and b != "tflite" else
                           "no such artefact was built (trained files missing or not verified at build time)"))
             else:
                 why = f"configured (precision = \"{ref.precision}\")"
             if prec.startswith("int8"):
-                why += f"; CPU: {cpu['int8_qat']['why'] if prec.endswith('_qat') else cpu['int8_note']}"
+                why += f"; CPU: {cpu['int8_qat']['why'] if prec.endswith('_qat') and b != 'tflite' else cpu['int8_note']}"
             built = any(a.backend == b and a.precision == prec for a in zoo.artifacts(ref.name))
             out.append(row | {"precision": prec, "built": built, "why": why})
     for name in zoo.names():  # QAT INT8 artefacts: used only when asked for, and only on a CPU class that runs them
         if any(a["precision"] == "int8_qat" for a in zoo.manifest(name)["artifacts"]):
             out.append({"name": name, "backend": "*", "requested": "int8_qat", "precision": None if not
                         cpu["int8_qat"]["used"] else "int8_qat", "why": cpu["int8_qat"]["why"] + (
-                            "" if not cpu["int8_qat"]["used"] else "; used where a device sets precision = "
-                            "\"int8_qat\"")})
+                            " (TFLite's INT8 of the QAT weights runs on any CPU)" if not cpu["int8_qat"]["used"]
+                            else "; used where a device sets precision = \"int8_qat\"")})
     return out
 
 

@@ -110,10 +110,12 @@ def default_cache_path(zoo) -> Path:
 def _precision(zoo, name: str, backend: str, requested: str, cpu: str | None = None) -> str:
     """The precision to load: the card's default for "default"; a trained precision (int8_qat) that this cache
     does not hold falls back to the default with a warning (trained files are optional: models/trained/), and so
-    does int8_qat on a CPU class (cpu, default: this machine's) that cannot run it (int8_qat_supported)."""
+    does int8_qat on a CPU class (cpu, default: this machine's) that cannot run it (int8_qat_supported; TFLite's
+    INT8 kernels do not saturate on AVX2, so its QAT file runs everywhere)."""
     if requested == "default":
         return zoo.default_precision(name, backend)
-    ok, why = int8_qat_supported(cpu or cpu_class(cpu_flags())) if requested.endswith("_qat") else (True, "")
+    ok, why = int8_qat_supported(cpu or cpu_class(cpu_flags())) if requested.endswith("_qat") and \
+        backend != "tflite" else (True, "")
     if not ok:
         fallback = zoo.default_precision(name, backend)
         log.warning("%s: %s/%s not used on this CPU (%s); using %s", name, backend, requested, why, fallback)

@@ -26,7 +26,7 @@ TRAIN_DIR = Path(__file__).resolve().parent / "train"
 TEACHER = "pose_landmark_full"
 KINDS = {  # kind -> (model folder in models/trained, exported stem, runtime artefacts to evaluate)
     "qat": ("pose_landmark_full", "pose_landmark_full_int8_qat",
-            {"openvino/int8_qat": ".xml", "onnxruntime/int8_qat": ".onnx"}),
+            {"openvino/int8_qat": ".xml", "onnxruntime/int8_qat": ".onnx", "tflite/int8_qat": ".tflite"}),
     "student": ("pose_landmark_student", "pose_landmark_student_fp32",
                 {"openvino/fp32": ".xml", "onnxruntime/fp32": ".onnx"}),
     "detector_qat": ("pose_detection", "pose_detection_int8_qat",
@@ -54,6 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--warmup", type=int, default=0, help="steps of linear LR warm-up (landmark kinds)")
     p.add_argument("--seed", type=int, default=20261129)
     p.add_argument("--calib", type=int, default=256, help="qat: crops for NNCF's range initialisation")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -106,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         train_cmd += ["--lr", str(args.lr)]
     if args.threads:
         train_cmd += ["--threads", str(args.threads)]
+    if args.warmup:
+        train_cmd += ["--warmup", str(args.warmup)]
     if args.time_limit:
         train_cmd += ["--time-limit", str(args.time_limit)]
     if args.workers:
@@ -121,24 +124,34 @@ def run(args: argparse.Namespace) -> int:
         text = json.dumps({k: v for k, v in scope.items() if k != "note"}) if scope else args.ignored_scope
         train_cmd += ["--ignored-scope", text]
     t0 = time.monotonic()
+    tflite = _TFLite(cache, zoo.model_dir(TEACHER) / "work" / f"{TEACHER}_prepared_fp32.tflite", work) \
+        if args.kind == "qat" else None
+    if tflite is not None and not tflite.dump():
+        return 1
     done = train_then_export(args, work, train_cmd, f"loop.py --kind {args.kind}", lambda final, out: [
         py, str(TRAIN_DIR / "export.py"), str(final), str(out / stem), "--kind", args.kind, "--teacher",
-        str(teacher), "--info", str(out / "run.json")])
+        str(teacher), "--info", str(out / "run.json")] + (["--tflite-consts", str(tflite.consts)] if tflite else []))
     if done is None:
         return 1
     out, command, run_info = done
+    if tflite is not None and not tflite.quantize(out / f"{stem}.tflite_weights.npz", out / f"{stem}.tflite",
+                                                  cal / "calib.npz", m["calibration"]):
+        return 1
     reference = zoo.model_dir(TEACHER) / m["artifacts"][0]["file"]  # the TFLite FP32 source
     variants = {k: out / (stem + ext) for k, ext in evals.items()}
     acc = verify.int8_accuracy("landmarks", 256, heldout, "zero_one", reference, variants) if args.kind == "qat" \
         else _student_accuracy(heldout, reference, variants)
-    files = sorted(p for p in out.iterdir() if p.name.startswith(stem))
+    files = sorted(p for p in out.iterdir() if p.name.startswith(stem) and p.suffix in (".xml", ".bin", ".onnx",
+                                                                                           ".tflite"))
     if args.kind == "student":  # OpenVINO reads the ONNX file; the build converts it, so ship the ONNX only
         files = [p for p in files if p.suffix == ".onnx"]
     prov = {
         "model": model, "kind": args.kind, "made_by": "edge models train", "command": command,
         "reproduce": shlex.join(["edge", "models", "train", "--kind", args.kind, "--steps",
                                  str(run_info["config"]["steps"]), "--batch", str(run_info["config"]["batch"]),
-                                 "--seed", str(run_info["config"]["seed"]), "--install"] + (
+                                 "--seed", str(run_info["config"]["seed"]), "--lr", str(run_info["config"]["lr"]),
+                                 "--install"] + (["--warmup", str(run_info["config"]["warmup"])]
+                                                 if run_info["config"].get("warmup") else []) + (
             ["--ignored-scope", json.dumps(run_info["config"]["ignored_scope"])]
             if run_info["config"].get("ignored_scope") else [])),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -170,6 +183,40 @@ def run(args: argparse.Namespace) -> int:
         print(f"installed {len(files)} file(s) into {dst}; `edge models build` picks them up")
     print(f"edge models train: done in {time.monotonic() - t0:.0f} s; export and PROVENANCE.json in {out}")
     return 0
+
+
+class _TFLite:
+    """TFLite INT8 of the QAT weights: TFLite's own post-training quantizer (ai-edge-quantizer static, as the
+    chain's `aeq_int8`) on the original TFLite graph holding the weights QAT tuned (fake-quantized where QAT
+    quantized them); steps/tflite_weights.py in the `litert` venv."""
+
+    def __init__(self, cache: Path, prepared: Path, work: Path):
+        from models.build import venvs
+
+        self.cache, self.prepared, self.work = cache, prepared, work
+        self.consts = work / "tflite_consts.npz"
+        self.py = str(venvs.ensure(cache, "litert"))
+        self.steps = Path(__file__).resolve().parent / "steps"
+
+    def _run(self, script: str, *args) -> bool:
+        from models.build.train_steps import run_logged
+
+        rc = run_logged([self.py, str(self.steps / script), *map(str, args)], self.work / "tflite.log")
+        if rc != 0:
+            print(f"edge models train: TFLite step {script} failed (exit {rc}); log {self.work / 'tflite.log'}")
+        return rc == 0
+
+    def dump(self) -> bool:
+        if not self.prepared.is_file():
+            print(f"edge models train: {self.prepared} is missing; run `edge models build --only {TEACHER}`")
+            return False
+        return self._run("tflite_weights.py", "dump", self.prepared, self.consts)
+
+    def quantize(self, weights: Path, dst: Path, calib: Path, spec: dict) -> bool:
+        tuned = self.work / "tflite_qat_weights_fp32.tflite"
+        return self._run("tflite_weights.py", "apply", self.prepared, weights, tuned) and self._run(
+            "aeq_quantize.py", tuned, dst, "--data", calib, "--norm", spec["norm"], "--limit",
+            spec["tflite_int8_samples"])
 
 
 def _train_photos(prov_in: Path, photos: Path) -> dict:

@@ -70,6 +70,9 @@ def test_qat_int8_is_not_loaded_on_avx2(zoo, monkeypatch, caplog):
         s = auto.open_model(zoo, ref)
     assert s.info.path.endswith("pose_landmark_full_fp32.xml") and s.info.precision == "fp32"
     assert "int8_qat not used on this CPU" in caplog.text and "AVX2 only (no VNNI)" in caplog.text
+    tfl = auto.open_model(zoo, ModelRef(name="pose_landmark_full", backend="tflite", precision="int8_qat",
+                                        threads=1))  # TFLite's own INT8 of the QAT weights: any CPU
+    assert tfl.info.path.endswith("pose_landmark_full_int8_qat.tflite") and tfl.info.precision == "int8_qat"
 
 
 def _cfg(tmp_path, landmarks: dict) -> Path:

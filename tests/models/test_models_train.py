@@ -166,17 +166,25 @@ from augment import Recipe
 teacher, photos, prov = map(Path, sys.argv[1:4])
 maker = loop.make_data(photos, prov, "cpu", Recipe())
 scope = {"branches": [["Identity", "Identity_1", "Identity_4"]]}
-names = loop.ignored_names(loop.wrap(loop.load_onnx_as_torch(teacher)).eval(), scope)
+names, stem = loop.ignored_names(loop.wrap(loop.load_onnx_as_torch(teacher)).eval(), scope)
 count = lambda m: sum("Quantizer" in type(x).__name__ for x in m.modules())
 full, _ = loop.build_student_or_qat("qat", teacher, maker, 1, "cpu", 2, None)
 part, _ = loop.build_student_or_qat("qat", teacher, maker, 1, "cpu", 2, None, scope)
-print(len(names), sum("convld_3d" in n for n in names), count(full), count(part))
+stemmed, _ = loop.build_student_or_qat("qat", teacher, maker, 1, "cpu", 2, None, {"first_convs": 3})
+x = torch.rand(2, 256, 256, 3)
+sum(o.float().abs().mean() for o in stemmed(x)).backward()
+frozen = [n for n, p in stemmed.named_parameters() if not p.requires_grad and "nncf" not in n]
+print(len(names), sum("convld_3d" in n for n in names), len(stem), count(full), count(part), len(frozen),
+      sum(p.grad is not None for n, p in stemmed.named_parameters() if n in frozen),
+      sum(p.grad is not None for p in stemmed.parameters()))
 """
     out = _venv_run(train_py, code, str(teacher), str(built_cache / "photos"),
                     str(built_cache / "calibration" / "pose_landmark_full" / "provenance.json"))
-    n_names, n_landmark_head, full, part = map(int, out.stdout.split()[-4:])
+    n_names, n_landmark_head, n_stem, full, part, n_frozen, frozen_grads, grads = map(int, out.stdout.split()[-8:])
     assert n_names > 50 and n_landmark_head >= 1  # the branch's ops, the landmark head conv among them
+    assert n_stem == 0  # no first_convs: nothing frozen
     assert 0 < part < full
+    assert n_frozen == 6 and frozen_grads == 0 and grads > 100  # 3 stem convs (weight + bias) frozen, the rest trains
     cal = built_cache / "calibration" / "pose_landmark_full"
     r = subprocess.run([train_py, str(TRAIN_DIR / "loop.py"), "--kind", "qat", "--teacher", str(teacher), "--photos",
                         str(built_cache / "photos"), "--provenance", str(cal / "provenance.json"), "--out",
@@ -186,8 +194,9 @@ print(len(names), sum("convld_3d" in n for n in names), count(full), count(part)
 
 
 def test_tiny_qat_run_end_to_end(built_cache, tmp_path, train_py):
-    """Two QAT steps on CPU through `edge models train`: NNCF, export to OpenVINO IR and QDQ ONNX, evaluation in
-    both runtimes on the held-out set, packaging with provenance into a trained folder the build can verify."""
+    """Two QAT steps on CPU through `edge models train`: NNCF, export to OpenVINO IR and QDQ ONNX, TFLite INT8 of
+    the trained weights, evaluation in the three runtimes on the held-out set, packaging with provenance into a
+    trained folder the build can verify."""
     from models.build import trained
 
     root = tmp_path / "trained"
@@ -198,10 +207,10 @@ def test_tiny_qat_run_end_to_end(built_cache, tmp_path, train_py):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     prov = json.loads((root / "pose_landmark_full" / "PROVENANCE.json").read_text())
     assert set(prov["files"]) == {"pose_landmark_full_int8_qat.xml", "pose_landmark_full_int8_qat.bin",
-                                  "pose_landmark_full_int8_qat.onnx"}
+                                  "pose_landmark_full_int8_qat.onnx", "pose_landmark_full_int8_qat.tflite"}
     assert prov["recipe"]["kind"] == "qat" and prov["recipe"]["seed"] == 20261129 and prov["steps_done"] == 2
     assert prov["inputs"]["teacher_onnx_sha256"] and "astronaut" not in prov["inputs"]["photos"]
-    for k in ("openvino/int8_qat", "onnxruntime/int8_qat"):
+    for k in ("openvino/int8_qat", "onnxruntime/int8_qat", "tflite/int8_qat"):
         acc = prov["accuracy_heldout"][k]
         assert acc["n"] == 100 and 0 < acc["drift_mean"] < 0.5 and 0 <= acc["seg_iou"] <= 1
     assert prov["curve"] and prov["curve"][-1]["step"] == 2
@@ -246,7 +255,8 @@ def test_build_leaves_out_missing_trained_artefacts(tmp_path, monkeypatch, caplo
         steps = chain.plan()
     assert not [s for s in steps if s.name.startswith("trained_")]
     assert chain.left_out == {("pose_landmark_full", "pose_landmark_full_int8_qat.xml"),
-                              ("pose_landmark_full", "pose_landmark_full_int8_qat.onnx")}
+                              ("pose_landmark_full", "pose_landmark_full_int8_qat.onnx"),
+                              ("pose_landmark_full", "pose_landmark_full_int8_qat.tflite")}
     assert "edge models train" in caplog.text and "left out" in caplog.text
     sign = chain._sign_step("pose_landmark_full")
     d = model_dir(chain.cache, chain.all["pose_landmark_full"])
@@ -258,13 +268,14 @@ def test_build_installs_and_verifies_trained_artefacts(zoo):
     from edge.backends import load_session
 
     arts = {(a.backend, a.precision): a for a in zoo.artifacts("pose_landmark_full")}
-    assert {("openvino", "int8_qat"), ("onnxruntime", "int8_qat")} <= set(arts)
+    assert {("openvino", "int8_qat"), ("onnxruntime", "int8_qat"), ("tflite", "int8_qat")} <= set(arts)
     zoo.verify("pose_landmark_full")
-    s = load_session("openvino", arts[("openvino", "int8_qat")].path, threads=1, precision="int8_qat")
     ins, _ = zoo.golden("pose_landmark_full")
-    out = s.run({"input_1": ins["input_1"][:1]})  # a crop of a person: the pose flag stays high
-    assert out["Identity"].shape == (1, 195) and np.isfinite(out["Identity"]).all()
-    assert float(out["Identity_1"][0, 0]) > 0.5
+    for backend in ("openvino", "tflite"):
+        s = load_session(backend, arts[(backend, "int8_qat")].path, threads=1, precision="int8_qat")
+        out = s.run({"input_1": ins["input_1"][:1]})  # a crop of a person: the pose flag stays high
+        assert out["Identity"].shape == (1, 195) and np.isfinite(out["Identity"]).all()
+        assert float(out["Identity_1"][0, 0]) > 0.5
 
 
 def test_trained_precision_falls_back_when_absent(zoo, caplog):
@@ -272,6 +283,44 @@ def test_trained_precision_falls_back_when_absent(zoo, caplog):
     from edge.backends.auto import _precision
 
     with caplog.at_level(logging.WARNING, logger="edge.backends.auto"):
-        assert _precision(zoo, "pose_landmark_full", "tflite", "int8_qat") == "fp32"
+        assert _precision(zoo, "pose_detection", "tflite", "int8_qat") == zoo.default_precision("pose_detection",
+                                                                                               "tflite")
     assert "no tflite/int8_qat artefact" in caplog.text
     assert _precision(zoo, "pose_landmark_full", "openvino", "int8_qat") == "int8_qat"
+
+
+def test_tflite_weights_dump_and_apply(built_cache, zoo, tmp_path):
+    """steps/tflite_weights.py (how QAT weights reach the TFLite graph): dump → apply of the same values keeps
+    the outputs bit for bit, a changed weight changes them, a wrong shape or an unknown tensor is refused."""
+    from models.build import venvs
+    from models.build.runners import open_model, run_batch
+
+    py = str(venvs.ensure(built_cache, "litert"))
+    script = str(Path(__file__).resolve().parents[2] / "models" / "build" / "steps" / "tflite_weights.py")
+    prepared = zoo.model_dir("pose_landmark_full") / "work" / "pose_landmark_full_prepared_fp32.tflite"
+
+    def tool(*args: object) -> subprocess.CompletedProcess:
+        return subprocess.run([py, script, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+    assert tool("dump", prepared, tmp_path / "c.npz").returncode == 0
+    consts = dict(np.load(tmp_path / "c.npz"))
+    assert len(consts) == 192 and sum(v.ndim == 4 for v in consts.values()) == 96  # 96 conv weights + biases
+    ins, _ = zoo.golden("pose_landmark_full")
+    x = {"input_1": ins["input_1"][:2]}
+    ref = run_batch(open_model(prepared), x)
+    np.savez(tmp_path / "same.npz", **consts)
+    assert tool("apply", prepared, tmp_path / "same.npz", tmp_path / "same.tflite").returncode == 0
+    same = run_batch(open_model(tmp_path / "same.tflite"), x)
+    assert all(np.array_equal(ref[k], same[k]) for k in ref)
+    assert (tmp_path / "same.tflite").stat().st_size <= prepared.stat().st_size + 4096  # no orphaned old weights
+    first = min(consts, key=lambda k: int(k[1:]) if consts[k].ndim == 4 else 1 << 30)
+    np.savez(tmp_path / "half.npz", **{first: consts[first] * 0.5})
+    assert tool("apply", prepared, tmp_path / "half.npz", tmp_path / "half.tflite").returncode == 0
+    half = run_batch(open_model(tmp_path / "half.tflite"), x)
+    assert not np.allclose(ref["Identity"], half["Identity"], atol=1e-3)
+    np.savez(tmp_path / "bad.npz", **{first: consts[first][:1]})
+    r = tool("apply", prepared, tmp_path / "bad.npz", tmp_path / "bad.tflite")
+    assert r.returncode != 0 and "shape" in r.stderr and not (tmp_path / "bad.tflite").exists()
+    np.savez(tmp_path / "unknown.npz", t999999=np.zeros(3, np.float32))
+    r = tool("apply", prepared, tmp_path / "unknown.npz", tmp_path / "u.tflite")
+    assert r.returncode != 0 and "not a float32 constant" in r.stderr

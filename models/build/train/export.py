@@ -2,6 +2,7 @@
 
 qat:     OUT_STEM.xml/.bin  OpenVINO IR with FakeQuantize (OpenVINO runs it as INT8)
          OUT_STEM.onnx      QDQ ONNX for onnxruntime, weights stored as int8 initializers + DequantizeLinear
+         OUT_STEM.tflite_weights.npz  (with --tflite-consts) the same weights for the TFLite graph
 student: OUT_STEM.xml/.bin  and OUT_STEM.onnx in FP32 (INT8 of the student goes through the normal quantizers)
 Input `input_1` (1, 256, 256, 3) and outputs Identity..Identity_4, as the FP32 model, so the runtime is unchanged.
 """
@@ -128,6 +129,44 @@ def int8_weights(path: Path) -> int:
     return folded
 
 
+def tflite_weights(model, teacher_onnx: Path, consts: Path, dst: Path) -> int:
+    """The trained conv weights and biases in TFLite layout, keyed by the prepared .tflite's tensor they replace
+    (`t<index>`, as tflite_weights.py dumps them): each teacher parameter is found among the TFLite constants by
+    its exact values. Quantized layers give their fake-quantized weights (on the QAT grid, so a per-channel
+    max-abs quantizer lands on the same integers), FP32 layers their trained float weights."""
+    z = np.load(consts)
+    where: dict[bytes, list[str]] = {}
+    for k in z.files:
+        where.setdefault(np.ascontiguousarray(z[k]).tobytes(), []).append(k)
+    teacher = wrap(load_onnx_as_torch(teacher_onnx)).eval()
+    mods = dict(model.named_modules())
+    out: dict[str, np.ndarray] = {}
+    with torch.no_grad():
+        for name, ref in teacher.named_modules():
+            if not isinstance(ref, torch.nn.Conv2d):
+                continue
+            conv = mods[name]
+            wq = mods.get(f"__nncf_hooks.pre_hooks.{name.replace('.', '/', 1)}/conv2d/0__1.0")
+            w = wq(conv.weight) if wq is not None else conv.weight
+            for old, new in ((ref.weight, w), (ref.bias, conv.bias)):
+                if old is None:
+                    continue
+                perms = [(0, 2, 3, 1), (1, 2, 3, 0)] if old.dim() == 4 else [tuple(range(old.dim()))]
+                for perm in perms:  # conv OIHW -> OHWI, depthwise (C, 1, H, W) -> (1, H, W, C)
+                    hits = where.get(np.ascontiguousarray(old.numpy().transpose(perm)).tobytes(), [])
+                    if hits:
+                        break
+                else:
+                    raise SystemExit(f"{name}: no TFLite constant holds the teacher's {tuple(old.shape)} values")
+                for k in hits:  # identical constants (e.g. zero biases) all take the one new value
+                    if k in out and not np.array_equal(out[k], new.numpy().transpose(perm)):
+                        raise SystemExit(f"{name}: TFLite constant {k} is shared by layers trained apart")
+                    out[k] = new.numpy().transpose(perm).astype(np.float32)
+    np.savez(dst, **out)
+    log.info("%s: %d TFLite constants from the trained weights", dst.name, len(out))
+    return len(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("ckpt", type=Path)
@@ -135,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kind", choices=("qat", "student"), required=True)
     ap.add_argument("--teacher", type=Path, required=True)
     ap.add_argument("--info", type=Path)
+    ap.add_argument("--tflite-consts", type=Path, help="qat: the prepared .tflite's constants (tflite_weights.py "
+                    "dump); writes OUT_STEM.tflite_weights.npz, the trained weights in its layout")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -142,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     a.out_stem.parent.mkdir(parents=True, exist_ok=True)
     export_ir(model, a.out_stem.with_suffix(".xml"))
     export_onnx(model, a.out_stem.with_suffix(".onnx"), a.kind)
+    if a.tflite_consts:
+        tflite_weights(model, a.teacher, a.tflite_consts, a.out_stem.with_suffix(".tflite_weights.npz"))
     if a.info:
         write_info(a.info, state)
     log.info("exported %s (.xml/.bin/.onnx)", a.out_stem)
