@@ -47,13 +47,38 @@ def _name_io(ov_model) -> None:
         out.get_tensor().set_names({name})
 
 
-def export_ir(model, dst: Path) -> None:
+def export_ir(model, dst: Path, fp16: bool = False) -> None:
+    """fp16: the float (unquantized) weights stored as FP16 and widened at load; INT8 weights stay INT8."""
     import openvino as ov
 
     with torch.no_grad():
         ovm = ov.convert_model(model, example_input=torch.zeros(1, 256, 256, 3), input=[(1, 256, 256, 3)])
     _name_io(ovm)
+    if fp16:
+        _fp16_constants(ovm)
     ov.save_model(ovm, str(dst), compress_to_fp16=False)
+
+
+def _fp16_constants(ovm, min_size: int = 1024) -> int:
+    """FP32 weight constants → FP16 constant + Convert (folded when the model is compiled). save_model's own
+    compress_to_fp16 leaves a model with FakeQuantize alone, so the FP32 layers of a mixed model stay 4 bytes."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    n = 0
+    for op in ovm.get_ordered_ops():
+        if op.get_type_name() != "Constant" or op.get_element_type() != ov.Type.f32:
+            continue
+        data = op.get_data()
+        if data.size < min_size:
+            continue
+        conv = ops.convert(ops.constant(data.astype(np.float16)), ov.Type.f32)
+        for target in list(op.output(0).get_target_inputs()):
+            target.replace_source_output(conv.output(0))
+        n += 1
+    ovm.validate_nodes_and_infer_types()
+    log.info("%d FP32 weight constants stored as FP16", n)
+    return n
 
 
 def export_onnx(model, dst: Path, kind: str) -> None:
@@ -67,6 +92,41 @@ def export_onnx(model, dst: Path, kind: str) -> None:
                           output_names=list(OUTPUTS), opset_version=17, dynamo=False)
     if kind == "qat":
         int8_weights(dst)
+        fp16_weights(dst)
+
+
+def fp16_weights(path: Path, min_size: int = 16) -> int:
+    """Float initializers of min_size or more values (the weights of the layers left FP32) → FP16 initializer +
+    Cast to float, which onnxruntime folds at load: the file holds half the bytes for those layers. The teacher's
+    weights came from an FP16 TFLite file, so they round-trip exactly; trained ones move by <= 2^-11 relative."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    m = onnx.load(str(path))
+    g = m.graph
+    casts = []
+    for init in list(g.initializer):
+        a = numpy_helper.to_array(init)
+        if a.dtype != np.float32 or a.size < min_size:
+            continue
+        name = init.name
+        g.initializer.remove(init)
+        g.initializer.append(numpy_helper.from_array(a.astype(np.float16), name + "_fp16"))
+        casts.append(helper.make_node("Cast", [name + "_fp16"], [name], to=TensorProto.FLOAT, name=name + "_cast"))
+    for n in reversed(casts):
+        g.node.insert(0, n)
+    short = {i.name: f"w{k}" for k, i in enumerate(g.initializer) if len(i.name) > 24}  # names of 100s of bytes
+    for i in g.initializer:
+        i.name = short.get(i.name, i.name)
+    for j, n in enumerate(g.node):
+        for k, x in enumerate(n.input):
+            if x in short:
+                n.input[k] = short[x]
+        if len(n.name) > 24:
+            n.name = f"{n.op_type}_{j}"
+    onnx.save(m, str(path))
+    log.info("%s: %d float initializers stored as FP16", path.name, len(casts))
+    return len(casts)
 
 
 def int8_weights(path: Path) -> int:
@@ -181,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model, state = load_trained(a.ckpt, a.kind, a.teacher)
     a.out_stem.parent.mkdir(parents=True, exist_ok=True)
-    export_ir(model, a.out_stem.with_suffix(".xml"))
+    export_ir(model, a.out_stem.with_suffix(".xml"), fp16=a.kind == "qat")
     export_onnx(model, a.out_stem.with_suffix(".onnx"), a.kind)
     if a.tflite_consts:
         tflite_weights(model, a.teacher, a.tflite_consts, a.out_stem.with_suffix(".tflite_weights.npz"))
