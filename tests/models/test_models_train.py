@@ -170,7 +170,9 @@ names, stem = loop.ignored_names(loop.wrap(loop.load_onnx_as_torch(teacher)).eva
 count = lambda m: sum("Quantizer" in type(x).__name__ for x in m.modules())
 full, _ = loop.build_student_or_qat("qat", teacher, maker, 1, "cpu", 2, None)
 part, _ = loop.build_student_or_qat("qat", teacher, maker, 1, "cpu", 2, None, scope)
-stemmed, _ = loop.build_student_or_qat("qat", teacher, maker, 1, "cpu", 2, None, {"first_convs": 3})
+stemmed, _ = loop.build_student_or_qat("qat", teacher, maker, 1, "cpu", 2, None, {"first_convs": 3}, "performance")
+asym = lambda m: sum(type(x).__name__ == "AsymmetricQuantizer" for x in m.modules())
+assert asym(part) > 0 and asym(stemmed) == 0, (asym(part), asym(stemmed))  # performance: symmetric activations
 x = torch.rand(2, 256, 256, 3)
 sum(o.float().abs().mean() for o in stemmed(x)).backward()
 frozen = [n for n, p in stemmed.named_parameters() if not p.requires_grad and "nncf" not in n]

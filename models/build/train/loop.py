@@ -184,9 +184,9 @@ def ignored_names(model, scope: dict | None) -> tuple[list[str], list[str]]:
 
 
 def build_student_or_qat(kind: str, teacher_onnx: Path, maker: CropMaker, seed: int, device: str,
-                         calib_n: int, state: dict | None, scope: dict | None = None):
-    """The trainable model: NNCF-quantized copy of the teacher (qat; `scope`: layers kept FP32) or a fresh
-    student."""
+                         calib_n: int, state: dict | None, scope: dict | None = None, preset: str = "mixed"):
+    """The trainable model: NNCF-quantized copy of the teacher (qat; `scope`: layers kept FP32; `preset`: NNCF's
+    "mixed" (asymmetric activations) or "performance" (symmetric: faster on OpenVINO)) or a fresh student."""
     if kind == "student":
         from student import StudentLandmark
 
@@ -211,7 +211,7 @@ def build_student_or_qat(kind: str, teacher_onnx: Path, maker: CropMaker, seed: 
     data = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))])
     if scope:
         log.info("ignored scope %s: %d nodes kept FP32, %d stem parameters frozen", scope, len(ignored), len(stem))
-    q = nncf.quantize(m, data, subset_size=calib_n, preset=nncf.QuantizationPreset.MIXED,
+    q = nncf.quantize(m, data, subset_size=calib_n, preset=nncf.QuantizationPreset[preset.upper()],
                       ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None,
                       advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix.DISABLE))
     from nncf.torch import get_config
@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=20261129)
     ap.add_argument("--warmup", type=int, default=0, help="steps of linear LR warm-up before the cosine decay")
     ap.add_argument("--calib", type=int, default=256, help="QAT: crops for NNCF range initialisation")
+    ap.add_argument("--preset", choices=("mixed", "performance"), default="mixed",
+                    help="QAT: NNCF preset; performance = symmetric activations (faster on OpenVINO)")
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--device", default="auto")
@@ -291,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
             config["frozen"] = "the FP32 stem (first_convs): teacher weights, not trained"
     if a.warmup:  # only when set, as the scope
         config["warmup"] = a.warmup
+    if a.preset != "mixed":
+        config["preset"] = a.preset
     if a.workers:  # CPU crops with onnxruntime masks differ slightly from device-made ones: another data stream
         config["crops"] = "cpu workers"
     state = None
@@ -311,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in teacher.parameters():
         p.requires_grad_(False)
     model, nncf_config = build_student_or_qat(a.kind, a.teacher, maker, a.seed, dev, a.calib, state,
-                                              a.ignored_scope)
+                                              a.ignored_scope, a.preset)
     model.train()
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     step, curve = 0, []
