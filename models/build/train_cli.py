@@ -13,12 +13,11 @@ import argparse
 import json
 import logging
 import shlex
-import shutil
 import time
 from pathlib import Path
 
 from edge.core.files import sha256_file
-from models.build.train_steps import train_then_export
+from models.build.train_steps import install, train_then_export
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge.core.paths import cache_dir
-    from models.build import trained, venvs, verify
+    from models.build import venvs, verify
     from models.zoo import ModelZoo
 
     cache = cache_dir(args.cache)
@@ -171,21 +170,12 @@ def run(args: argparse.Namespace) -> int:
         "licence": "Apache-2.0 (derivative of MediaPipe BlazePose GHUM 3D full); see NOTICE",
     }
     (out / "PROVENANCE.json").write_text(json.dumps(prov, indent=1))
-    too_big = [p.name for p in files if p.stat().st_size > trained.MAX_COMMITTED_BYTES]
     log.info("accuracy on the held-out set: %s", json.dumps(
         {k: {a: round(b, 4) for a, b in v.items() if isinstance(b, float)} for k, v in acc.items()}))
     if args.install:
-        if too_big:
-            print(f"edge models train: not installing, files over 5 MB cannot be committed: {too_big}")
-            return 1
-        dst = trained.folder(model, Path(args.trained_root) if args.trained_root else None)
-        dst.mkdir(parents=True, exist_ok=True)
-        for p in files:
-            shutil.copyfile(p, dst / p.name)
-        (dst / "PROVENANCE.json").write_text(json.dumps(prov, indent=1))
         what = "quantization-aware trained INT8 copy" if args.kind == "qat" else "a smaller student distilled from it"
-        (dst / "NOTICE").write_text(NOTICE.format(what=what))
-        print(f"installed {len(files)} file(s) into {dst}; `edge models build` picks them up")
+        if install(files, prov, NOTICE.format(what=what), model, args.trained_root):
+            return 1
     print(f"edge models train: done in {time.monotonic() - t0:.0f} s; export and PROVENANCE.json in {out}")
     return 0
 

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import shlex
-import shutil
 import time
 from pathlib import Path
 
@@ -96,8 +95,8 @@ def heldout_gate(m: dict, mdir: Path, heldout: Path, variants: dict[str, Path]) 
 
 
 def run_detector(args, cache: Path, zoo) -> int:
-    from models.build import trained, venvs
-    from models.build.train_steps import train_then_export
+    from models.build import venvs
+    from models.build.train_steps import install, train_then_export
 
     m = zoo.manifest(MODEL)
     if args.ignored_scope == "manifest":
@@ -185,16 +184,7 @@ def run_detector(args, cache: Path, zoo) -> int:
             print(f"edge models train: not installing: the held-out gate / speed does not hold ({qat['gate']}; "
                   f"faster than FP32: {faster}); numbers in {out / 'PROVENANCE.json'}")
             return 2
-        too_big = [p.name for p in files if p.stat().st_size > trained.MAX_COMMITTED_BYTES]
-        if too_big:
-            print(f"edge models train: not installing, files over 5 MB cannot be committed: {too_big}")
+        if install(files, prov, NOTICE, MODEL, args.trained_root):
             return 1
-        dst = trained.folder(MODEL, Path(args.trained_root) if args.trained_root else None)
-        dst.mkdir(parents=True, exist_ok=True)
-        for p in files:
-            shutil.copyfile(p, dst / p.name)
-        (dst / "PROVENANCE.json").write_text(json.dumps(prov, indent=1))
-        (dst / "NOTICE").write_text(NOTICE)
-        print(f"installed {len(files)} file(s) into {dst}; `edge models build` picks them up")
     print(f"edge models train: done in {time.monotonic() - t0:.0f} s; export and PROVENANCE.json in {out}")
     return 0

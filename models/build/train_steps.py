@@ -52,3 +52,22 @@ def train_then_export(args: argparse.Namespace, work: Path, train_cmd: list[str]
         print(f"edge models train: export failed (exit {rc}); log {work / 'export.log'}")
         return None
     return out, command, json.loads((out / "run.json").read_text())
+
+
+def install(files: list[Path], prov: dict, notice: str, model: str, trained_root: str | None) -> int:
+    """Copy a run's files, its PROVENANCE.json and NOTICE into models/trained/<model>/ (or trained_root/<model>):
+    0, or 1 after saying why when a file is over the 5 MB the repository takes."""
+    from models.build import trained
+
+    too_big = [p.name for p in files if p.stat().st_size > trained.MAX_COMMITTED_BYTES]
+    if too_big:
+        print(f"edge models train: not installing, files over 5 MB cannot be committed: {too_big}")
+        return 1
+    dst = trained.folder(model, Path(trained_root) if trained_root else None)
+    dst.mkdir(parents=True, exist_ok=True)
+    for p in files:
+        shutil.copyfile(p, dst / p.name)
+    (dst / "PROVENANCE.json").write_text(json.dumps(prov, indent=1))
+    (dst / "NOTICE").write_text(notice)
+    print(f"installed {len(files)} file(s) into {dst}; `edge models build` picks them up")
+    return 0

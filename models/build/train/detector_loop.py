@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "steps"))  # nncf_scope (ignored scopes)
-from teacher import load_onnx_as_torch, wrap  # noqa: E402
+from teacher import cosine_lr, distill_step, load_onnx_as_torch, wrap  # noqa: E402
 
 log = logging.getLogger("train")
 OUTPUTS = ("Identity", "Identity_1")  # boxes + keypoints (B, 2254, 12), score logits (B, 2254, 1)
@@ -258,15 +257,8 @@ def train(a: argparse.Namespace) -> int:
 
     t0, seen0 = time.monotonic(), step
     while step < a.steps:
-        for g in opt.param_groups:
-            g["lr"] = a.lr * 0.5 * (1 + math.cos(math.pi * step / a.steps))
         x = batch(pool, a.batch, a.seed, step)
-        with torch.no_grad():
-            tgt = teacher(x)
-        loss, parts = distill_loss(model(x), tgt)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss, parts = distill_step(model, teacher, opt, distill_loss, x, cosine_lr(a.lr, step, a.steps))
         step += 1
         if step % 10 == 0 or step == a.steps:
             rate = (step - seen0) * a.batch / max(time.monotonic() - t0, 1e-6)

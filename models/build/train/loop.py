@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -30,7 +29,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "steps"))  # nncf_scope (ignored scopes)
 from augment import CropMaker, Person, Recipe  # noqa: E402
-from teacher import OUTPUTS, load_onnx_as_torch, wrap  # noqa: E402
+from teacher import OUTPUTS, cosine_lr, distill_step, load_onnx_as_torch, wrap  # noqa: E402
 
 log = logging.getLogger("train")
 LOSS_W = {"xy": 1.0, "z": 0.2, "logits": 0.02, "flag": 1.0, "seg": 0.05, "heat": 0.1, "world": 0.5}
@@ -346,18 +345,11 @@ def main(argv: list[str] | None = None) -> int:
     t0, seen0, t_start = time.monotonic(), step, time.monotonic()
     batches = batch_loader(a, recipe, step, dev) if a.workers and step < a.steps else None
     while step < a.steps:
-        for g in opt.param_groups:
-            g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / a.steps)) * min(1.0, (step + 1) / max(a.warmup, 1))
         if batches is not None:
             x = next(batches).to(dev, non_blocking=True)
         else:
             x = maker.batch(a.batch, a.seed, step, teacher_seg=seg_fn)
-        with torch.no_grad():
-            tgt = teacher(x)
-        loss, parts = distill_loss(model(x), tgt)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss, parts = distill_step(model, teacher, opt, distill_loss, x, cosine_lr(lr, step, a.steps, a.warmup))
         step += 1
         if step % 20 == 0 or step == a.steps:
             rate = (step - seen0) * a.batch / max(time.monotonic() - t0, 1e-6)

@@ -76,3 +76,26 @@ def numpy_outputs(model, x: np.ndarray, device: str = "cpu", batch: int = 32) ->
             for k, t in enumerate(o):
                 outs[k].append(t.float().cpu().numpy())
     return {n: np.concatenate(v) for n, v in zip(OUTPUTS, outs)}
+
+
+def cosine_lr(base: float, step: int, steps: int, warmup: int = 0) -> float:
+    """Cosine decay from `base` over `steps`, after a linear warm-up of `warmup` steps (0: none)."""
+    import math
+
+    return base * 0.5 * (1 + math.cos(math.pi * step / steps)) * min(1.0, (step + 1) / max(warmup, 1))
+
+
+def distill_step(model, teacher, opt, loss_fn, x, lr: float):
+    """One distillation step at learning rate lr: the teacher's outputs on x are the targets of loss_fn(student
+    outputs, teacher outputs) -> (loss, parts); returns what loss_fn returned."""
+    import torch
+
+    for g in opt.param_groups:
+        g["lr"] = lr
+    with torch.no_grad():
+        tgt = teacher(x)
+    loss, parts = loss_fn(model(x), tgt)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss, parts
