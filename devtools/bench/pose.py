@@ -7,8 +7,9 @@ every frame in order; the candidate order rotates every chunk so load noise hits
 single frames so one runtime's spinning worker threads do not land on the next one's timing): a synthetic-motion
 640x480 sequence built from the package photos. Per configuration: median and p95/p99 per-frame latency, FPS
 ratio vs MediaPipe, drift vs MediaPipe, vs the same model's FP32 and (student) vs pose_landmark_full FP32 on the same
-backend (devtools.pose_metrics.drift), and the reference self-noise: MediaPipe on the frames with ±1 grey level of
-noise, vs itself. `best` = the fastest configuration whose drift_vs_reference ≤ max(0.01, 1.5 × self-noise), among those
+backend (devtools.pose_metrics.drift), and the self-noise: MediaPipe, and each backend's FP32 pipeline, on the frames
+with ±1 grey level of noise, vs itself on the clean frames (what a change the camera cannot see already moves the
+landmarks: the floor any `drift_vs_fp32` is read against; `drift_vs_fp32_over_self_noise`). `best` = the fastest configuration whose drift_vs_reference ≤ max(0.01, 1.5 × self-noise), among those
 this CPU runs as built (QAT INT8 not on AVX2-only CPUs: edge.backends.auto.int8_qat_supported). The JSON records
 the CPU model, its INT8 flags and class.
 """
@@ -59,6 +60,8 @@ class Candidate:
     pipeline: object
     ms: list = field(default_factory=list)
     poses: list = field(default_factory=list)  # per frame: (33, 5) of the first person, or None
+    noisy: object = None  # FP32 only: a second pipeline on the same sessions, fed the ±1-grey-level frames
+    noisy_poses: list = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -104,7 +107,8 @@ def _open_candidates(args, pose_cfg) -> list[Candidate]:
         except BackendError as e:
             log.warning("skipping %s/%s/%s: %s", model, b, p, e)
             continue
-        out.append(Candidate(model, b, p, det_p, PosePipeline.from_sessions(pose_cfg, det, lmk)))
+        noisy = PosePipeline.from_sessions(pose_cfg, det, lmk) if p == "fp32" else None
+        out.append(Candidate(model, b, p, det_p, PosePipeline.from_sessions(pose_cfg, det, lmk), noisy=noisy))
         log.info("candidate %s/%s/%s (detector %s): %s, %s", model, b, p, det_p, det_a.path.name,
                  lmk_a.path.name)
     return out
@@ -115,6 +119,9 @@ def _frames(args):
 
     from devtools.motion import SEQUENCES, sequence
 
+    unknown = sorted(set(args.clips or ()) - set(SEQUENCES))
+    if unknown:
+        raise SystemExit(f"edge bench pose: unknown clip(s) {unknown}; --clips takes {sorted(SEQUENCES)}")
     frames = sequence(args.frames, tuple(args.clips or SEQUENCES))
     rng = np.random.default_rng(0)
     noisy = [np.clip(f.astype(np.int16) + rng.integers(-1, 2, f.shape, dtype=np.int16), 0, 255).astype(np.uint8)
@@ -149,6 +156,8 @@ def run(args) -> int:
         ref.open("noisy", segmentation=args.segmentation)
         for c in cands:
             c.pipeline.reset()
+            if c.noisy is not None:
+                c.noisy.reset()
 
         mp_ms, mp_poses, noisy_poses = [], [], []
         order = [None, *cands]
@@ -167,8 +176,12 @@ def run(args) -> int:
                     res = c.pipeline.process(media_frame(frames[i], i))
                     c.ms.append((time.perf_counter() - t0) * 1e3)
                     c.poses.append(res.people[0].landmarks if res.people else None)
-            for i in idx:
+            for i in idx:  # untimed
                 noisy_poses.append(ref.process(noisy[i], "noisy").landmarks)
+                for c in cands:
+                    if c.noisy is not None:
+                        res = c.noisy.process(media_frame(noisy[i], i))
+                        c.noisy_poses.append(res.people[0].landmarks if res.people else None)
         versions = ref.versions
 
     def drifts(refs, tests):
@@ -185,6 +198,7 @@ def run(args) -> int:
         d_ref, n_both, n_dis = drifts(mp_poses, c.poses)
         base, teacher = fp32.get((c.model, c.backend)), fp32.get((LANDMARKS, c.backend))
         d_fp32 = drifts(base.poses, c.poses)[0] if base is not None else None
+        floor = drifts(base.poses, base.noisy_poses)[0] if base is not None else None
         d_teacher = drifts(teacher.poses, c.poses)[0] if teacher is not None and c.model != LANDMARKS else None
         med = float(np.median(c.ms))
         configs.append({
@@ -194,6 +208,8 @@ def run(args) -> int:
             "fps_ratio_vs_mediapipe": round(mp_med / med, 3),
             "drift_vs_reference": None if d_ref is None else round(d_ref, 5),
             "drift_vs_fp32": None if d_fp32 is None else round(d_fp32, 5),
+            "fp32_self_noise": None if floor is None else round(floor, 5),
+            "drift_vs_fp32_over_self_noise": None if d_fp32 is None or not floor else round(d_fp32 / floor, 3),
             "drift_vs_full_fp32": None if d_teacher is None else round(d_teacher, 5),
             "runs_as_built_on_this_cpu": not c.precision.endswith("_qat") or cpu["int8_qat_supported"],
             "frames_compared": n_both, "presence_disagreements": n_dis,
@@ -244,11 +260,11 @@ def _cpu_int8() -> dict:
 def _log_table(r: dict) -> None:
     log.info("MediaPipe Pose (tracking): median %.2f ms, p95 %.2f ms; reference self-noise %s; drift limit %.4f",
              r["mediapipe_ms_median"], r["mediapipe_ms_p95"], r["reference_self_noise"], r["drift_limit"])
-    log.info("%-22s %-12s %-9s %9s %9s %7s %10s %10s %10s", "model", "backend", "precision", "median ms", "p95 ms",
-             "ratio", "drift ref", "drift fp32", "vs full")
+    log.info("%-22s %-12s %-9s %9s %9s %7s %10s %10s %10s %10s", "model", "backend", "precision", "median ms",
+             "p95 ms", "ratio", "drift ref", "drift fp32", "fp32 noise", "vs full")
     for c in r["configs"]:
-        log.info("%-22s %-12s %-9s %9.2f %9.2f %7.2f %10s %10s %10s", c["model"], c["backend"], c["precision"],
+        log.info("%-22s %-12s %-9s %9.2f %9.2f %7.2f %10s %10s %10s %10s", c["model"], c["backend"], c["precision"],
                  c["ms_median"], c["ms_p95"], c["fps_ratio_vs_mediapipe"], c["drift_vs_reference"],
-                 c["drift_vs_fp32"], c["drift_vs_full_fp32"])
+                 c["drift_vs_fp32"], c["fp32_self_noise"], c["drift_vs_full_fp32"])
     log.info("CPU: %s, INT8 class %s", r["machine"]["cpu"], r["machine"]["cpu_class"])
     log.info("best: %s", r["best"])

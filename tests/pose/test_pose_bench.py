@@ -1,0 +1,37 @@
+"""`edge bench pose` writes its keys (a short run: one clip, OpenVINO FP32 + PTQ INT8 of the full landmark model,
+against MediaPipe for real), including each FP32 pipeline's own noise floor: the same pipeline on the frames with
+±1 grey level of noise, vs itself."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from devtools.bench import pose as bench_pose
+
+
+def test_bench_pose_writes_its_keys_and_the_fp32_self_noise(tmp_path):
+    from models.zoo import ModelZoo
+
+    zoo = ModelZoo()
+    for p in ("fp32", "int8"):
+        zoo.artifact("pose_landmark_full", "openvino", p)  # raises ModelNotBuilt: the suite builds the zoo first
+    ap = argparse.ArgumentParser()
+    bench_pose.add_arguments(ap)
+    out = tmp_path / "pose.json"
+    args = ap.parse_args(["--frames", "12", "--clips", "bus_walk", "--backends", "openvino", "--precisions", "fp32", "int8",
+                          "--models", "pose_landmark_full", "--threads", "1", "--warmup", "2", "--chunk", "4"])
+    args.json = str(out)
+    assert bench_pose.run(args) == 0
+    r = json.loads(out.read_text())
+    cfg = {c["key"]: c for c in r["configs"]}
+    fp32, int8 = cfg["pose_landmark_full/openvino/fp32"], cfg["pose_landmark_full/openvino/int8"]
+    for c in (fp32, int8):
+        for k in ("ms_median", "ms_p95", "ms_p99", "fps_ratio_vs_mediapipe", "drift_vs_reference"):
+            assert isinstance(c[k], float) and c[k] > 0, (c["key"], k)
+        assert c["frames_compared"] == 12 and c["presence_disagreements"] == 0
+    assert fp32["drift_vs_fp32"] == 0.0  # itself
+    # the FP32 pipeline's own noise floor: sub-LSB noise moves the landmarks, but by far less than a torso
+    assert 0 < fp32["fp32_self_noise"] < 0.1 and int8["fp32_self_noise"] == fp32["fp32_self_noise"]
+    assert int8["drift_vs_fp32_over_self_noise"] == round(int8["drift_vs_fp32"] / int8["fp32_self_noise"], 3)
+    assert 0 < r["reference_self_noise"] < 0.1 and r["drift_limit"] >= 0.01
+    assert r["machine"]["cpu_class"] and "cpu_flags" in r["machine"]
