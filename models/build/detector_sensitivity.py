@@ -107,8 +107,10 @@ def worker(a: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------ entry (runtime venv)
-def evaluate(fp32: Path, paths: dict[str, Path], val, empty, threads: int) -> dict[str, dict]:
-    """Each model vs the FP32 IR on the validation windows and the empty scenes."""
+def evaluate(fp32: Path, paths: dict[str, Path], val, empty, threads: int,
+             offsets: tuple[float, ...] = ()) -> dict[str, dict]:
+    """Each model vs the FP32 IR on the validation windows and the empty scenes; with `offsets`, also with each
+    logit offset added to the INT8 scores (`score_offsets`: recall and new empty-scene false positives)."""
     import numpy as np
 
     from calibration.accuracy import EMPTY_SCENE_THRESHOLD, detector_agreement, empty_scene_check, ssd_detect
@@ -121,9 +123,22 @@ def evaluate(fp32: Path, paths: dict[str, Path], val, empty, threads: int) -> di
         out = {}
         for name, p in paths.items():
             run = open_model(p, threads)
-            out[name] = {**detector_agreement(ref, run_batch(run, val), METRIC, SIZE),
-                         "empty_scenes": empty_scene_check(ref_e, run_batch(run, empty), detect)}
+            q, q_e = run_batch(run, val), run_batch(run, empty)
+            out[name] = {**detector_agreement(ref, q, METRIC, SIZE), "empty_scenes": empty_scene_check(ref_e, q_e, detect)}
+            if offsets:
+                out[name]["score_offsets"] = [score_offset(ref, q, ref_e, q_e, o, detect) for o in offsets]
     return out
+
+
+def score_offset(ref: dict, test: dict, ref_e: dict, test_e: dict, offset: float, detect) -> dict:
+    """Recall vs FP32 and new empty-scene false positives when `offset` is added to the INT8 score logits."""
+    from calibration.accuracy import detector_agreement, empty_scene_check
+
+    shift = lambda o: {**o, "Identity_1": o["Identity_1"] + offset}  # noqa: E731
+    a = detector_agreement(ref, shift(test), METRIC, SIZE)
+    e = empty_scene_check(ref_e, shift(test_e), detect)
+    return {"offset": offset, "recall": a["recall"], "n_test_detections": a["n_test_detections"],
+            "new_false_positives": e["new_false_positives"], "new_max_score": e["new_max_score"]}
 
 
 def table(report: dict) -> str:
@@ -154,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--rounds", type=int, default=10, help="timing rounds (0: no timing)")
     ap.add_argument("--per-round", type=int, default=5)
+    ap.add_argument("--offsets", type=float, nargs="*", default=[],
+                    help="also measure these logit offsets added to the INT8 scores (e.g. 0 0.1 0.2 0.3)")
+    ap.add_argument("--heldout", action="store_true",
+                    help="also report each configuration on the held-out set (the build's gate; not for choosing)")
     ap.add_argument("--json", default=str(ROOT / "docs" / "bench" / "detector_int8.json"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--fp32", help=argparse.SUPPRESS)
@@ -204,12 +223,20 @@ def main(argv: list[str] | None = None) -> int:
     empty = {"input_1": empty_u8.astype(np.float32) * np.float32(scale) + np.float32(offset)}
     paths = {s["name"]: work / f"{s['name']}-{s['key']}.xml" for s in specs}
     t0 = time.monotonic()
-    acc = evaluate(fp32, paths, val, empty, a.threads)
+    acc = evaluate(fp32, paths, val, empty, a.threads, tuple(a.offsets))
     log.info("evaluated %d configurations in %.0f s", len(acc), time.monotonic() - t0)
     results = []
     for s in specs:
         rec = json.loads((work / f"{s['name']}-{s['key']}.json").read_text())
         results.append({**s, **rec, **fp32_ops_in(ov.Core().read_model(str(paths[s["name"]]))), **acc[s["name"]]})
+    if a.heldout:  # the build's gate data, measured after the choice (never used to choose a scope or an offset)
+        h = np.load(cache / "calibration" / MODEL / "heldout.npz")["x"]
+        h_empty = empty_scenes(cache, "heldout", METRIC, SIZE)
+        acc_h = evaluate(fp32, paths, {"input_1": h.astype(np.float32) * np.float32(scale) + np.float32(offset)},
+                         {"input_1": h_empty.astype(np.float32) * np.float32(scale) + np.float32(offset)}, a.threads,
+                         tuple(a.offsets))
+        for r in results:
+            r["heldout"] = acc_h[r["name"]]
     from calibration.accuracy import EMPTY_SCENE_THRESHOLD, ssd_detect
     from models.build.runners import open_model, run_batch
     ref_e = run_batch(open_model(fp32, a.threads), empty)

@@ -62,3 +62,32 @@ def test_selectors_on_the_ssd_detector_and_the_manifest_scope(built_cache):
         assert got["manifest"] and set(got["manifest"]) <= set(ops)
         want = set(got["backbone"][:scope.get("first_convs", 0)])
         assert want <= set(got["manifest"])
+
+
+def test_score_offset_on_the_real_int8_detector(built_cache):
+    """`detector_sensitivity --offsets`: an offset of 0 is the plain comparison; a large one (+3 logits: score
+    0.05 -> 0.73) lets background anchors through, finds every FP32 detection and adds empty-scene false positives:
+    what an offset costs, and why the gate bounds it."""
+    import numpy as np
+
+    from calibration.accuracy import EMPTY_SCENE_THRESHOLD, detector_agreement, empty_scenes, ssd_detect
+    from calibration.datasets import detector_sets
+    from models.build.detector_sensitivity import METRIC, SIZE, VAL_SEED, score_offset
+    from models.build.runners import open_model, run_batch
+
+    m = manifest.load(manifest.MANIFEST_DIR / "pose_detection.toml")
+    mdir = built_cache / "models" / "pose_detection" / m["version"]
+    norm = lambda u8: {"input_1": u8.astype(np.float32) / np.float32(127.5) - np.float32(1)}  # noqa: E731
+    val = norm(detector_sets(built_cache, {**m["calibration"], "calib_samples": 48}, seed=VAL_SEED)["calib"][0])
+    empty = norm(empty_scenes(built_cache, "calib", METRIC, SIZE, windows=1, shelves=8))
+    fp32, int8 = open_model(mdir / "pose_detection_fp32.xml", 1), open_model(mdir / "pose_detection_int8.xml", 1)
+    with np.errstate(over="ignore"):
+        ref, q, ref_e, q_e = run_batch(fp32, val), run_batch(int8, val), run_batch(fp32, empty), run_batch(int8, empty)
+    detect = ssd_detect(METRIC, SIZE, EMPTY_SCENE_THRESHOLD[METRIC])
+    rows = [score_offset(ref, q, ref_e, q_e, o, detect) for o in (0.0, 0.2, 3.0)]
+    plain = detector_agreement(ref, q, METRIC, SIZE)
+    assert plain["n_ref_detections"] > 5
+    assert rows[0]["recall"] == plain["recall"] and rows[0]["n_test_detections"] == plain["n_test_detections"]
+    assert rows[1]["offset"] == 0.2 and rows[1]["recall"] >= rows[0]["recall"]
+    assert rows[2]["n_test_detections"] > rows[0]["n_test_detections"] and rows[2]["recall"] == 1.0
+    assert rows[2]["new_false_positives"] > rows[0]["new_false_positives"] and rows[2]["new_max_score"] >= 0.5
