@@ -47,7 +47,7 @@ SCHEMA: dict = {
                      "calib_samples": (_I, True), "heldout_samples": (_I, True), "golden_samples": (_I, True),
                      "tflite_int8_samples": (_I, True), "description": (_S, True)}, True),
     "quantization": ({"keep_first_convs": (_I, True), "int8_gate": (_D, True), "notes": (_S, False),
-                      "ignored_scope": (IGNORED_SCOPE, False)}, True),
+                      "ignored_scope": (IGNORED_SCOPE, False), "int8_output_offset": (_D, False)}, True),
     "verify": ({"fp32_atol": (_F, True), "fp32_rtol": (_F, True), "output_atol": (_D, False),
                 "note": (_S, False)}, True),
     # one entry per backend that has artefacts (checked in validate)
@@ -187,7 +187,26 @@ def validate(m: dict, where: str = "<manifest>") -> dict:
         check_tolerance(m["tolerance"], where, {o["name"] for o in m["outputs"]})
     if "ignored_scope" in m["quantization"]:
         _check_ignored_scope(m["quantization"]["ignored_scope"], where, [o["name"] for o in m["outputs"]])
+    if "int8_output_offset" in m["quantization"]:
+        _check_output_offset(m["quantization"]["int8_output_offset"], where, [o["name"] for o in m["outputs"]])
     return m
+
+
+OUTPUT_OFFSET_MAX = 1.0  # logits: a larger correction is not a calibration any more
+
+
+def _check_output_offset(offsets: dict, where: str, outputs: list[str]) -> None:
+    """[quantization] int8_output_offset = { <output> = <float> }: constants the OpenVINO `int8` artefact adds to
+    those outputs (e.g. a detector's score logits, which INT8 biases low); |offset| <= OUTPUT_OFFSET_MAX."""
+    key = "quantization.int8_output_offset"
+    if not offsets:
+        raise ManifestError(f"{where}: {key}: empty; name an output and its offset, e.g. {{ Identity_1 = 0.2 }}, "
+                            "or remove the key")
+    for name, v in offsets.items():
+        if name not in outputs:
+            raise ManifestError(f"{where}: {key}.{name}: not an output of the model (outputs: {', '.join(outputs)})")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or abs(v) > OUTPUT_OFFSET_MAX:
+            raise ManifestError(f"{where}: {key}.{name}: expected a number within ±{OUTPUT_OFFSET_MAX}, got {v!r}")
 
 
 def _check_ignored_scope(scope: dict, where: str, outputs: list[str]) -> None:

@@ -59,6 +59,8 @@ def quantize_steps(sub, m: dict, by_producer: dict, d: Path, ov_fp32: Path, onnx
             how = ["--ignored-scope", json.dumps({k: v for k, v in scope.items() if k != "note"}, sort_keys=True)]
         else:
             how = ["--keep-first", k]
+        if a["precision"] != "int8_full" and m["quantization"].get("int8_output_offset"):
+            how += ["--output-offset", json.dumps(m["quantization"]["int8_output_offset"], sort_keys=True)]
         st = sub(f"nncf_{a['precision']}", "quant", "nncf_quantize.py",
                  [ov_fp32, out, *qargs, *how, "--info", w / f"{out.name}.json"],
                  [out, out.with_suffix(".bin")], [ov_fp32, ov_fp32.with_suffix(".bin"), calib],

@@ -108,7 +108,12 @@ def test_doctor_precisions_per_cpu_class(zoo, tmp_path, cls):
     det = _rows(rep, "pose_detection")  # backend auto: every usable backend, the manifest's measured reason
     assert set(det) == {"onnxruntime", "openvino", "tflite"} and all(r["auto"] for r in det.values())
     for b, r in det.items():
-        assert r["why"] == f"manifest default: {zoo.manifest('pose_detection')['defaults'][b]['reason']}"
+        d = zoo.manifest("pose_detection")["defaults"][b]
+        assert r["precision"] == d["precision"]
+        # an INT8 default also says what this CPU class makes of INT8
+        assert r["why"] == f"manifest default: {d['reason']}" + (
+            f"; CPU: {cpu['int8_note']}" if d["precision"].startswith("int8") else "")
+    assert det["openvino"]["precision"] == "int8"  # the detector's gate holds on OpenVINO (issue 11)
 
 
 def test_doctor_on_a_student_device(zoo, tmp_path):

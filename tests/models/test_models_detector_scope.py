@@ -91,3 +91,38 @@ def test_score_offset_on_the_real_int8_detector(built_cache):
     assert rows[1]["offset"] == 0.2 and rows[1]["recall"] >= rows[0]["recall"]
     assert rows[2]["n_test_detections"] > rows[0]["n_test_detections"] and rows[2]["recall"] == 1.0
     assert rows[2]["new_false_positives"] > rows[0]["new_false_positives"] and rows[2]["new_max_score"] >= 0.5
+
+
+def test_nncf_step_adds_the_manifest_output_offset(built_cache, tmp_path):
+    """The detector's `int8` step gets the manifest's int8_output_offset (int8_full does not); a real NNCF run with
+    it puts an Add of exactly that constant before the score output, which keeps its name, and records it; an offset
+    naming an output the model lacks fails with a message naming it."""
+    import numpy as np
+    import openvino as ov
+
+    from models.build.chain import Chain
+
+    m = manifest.load(manifest.MANIFEST_DIR / "pose_detection.toml")
+    offsets = m["quantization"]["int8_output_offset"]
+    chain = Chain(built_cache, only=["pose_detection"])
+    steps = {s.name: s for s in chain.plan()}
+    cmd = steps["nncf_int8"].command()
+    assert json.loads(cmd[cmd.index("--output-offset") + 1]) == offsets
+    assert "--output-offset" not in steps["nncf_int8_full"].command()
+    out = tmp_path / "q.xml"
+    cmd[3] = str(out)  # python, script, src, dst, ...
+    cmd[cmd.index("--limit") + 1] = "8"
+    cmd[cmd.index("--info") + 1] = str(tmp_path / "info.json")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    q = ov.Core().read_model(str(out))
+    by_name = {n: r for r in q.get_results() for n in r.input_value(0).get_names()}
+    assert set(by_name) == {"Identity", "Identity_1"}
+    add = by_name["Identity_1"].input_value(0).get_node()
+    assert add.get_type_name() == "Add" and by_name["Identity"].input_value(0).get_node().get_type_name() != "Add"
+    const = next(v.get_node() for v in add.input_values() if v.get_node().get_type_name() == "Constant")
+    assert np.allclose(const.get_data(), offsets["Identity_1"])
+    assert json.loads((tmp_path / "info.json").read_text())["output_offset"] == offsets
+    cmd[cmd.index("--output-offset") + 1] = json.dumps({"Identity_9": 0.2})
+    bad = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "no output ['Identity_9']" in bad.stdout + bad.stderr

@@ -59,6 +59,14 @@ def _base() -> dict:
      "tolerance.fp32.outputs.Identity.mean: unknown key"),
     (lambda m: m.update(tolerance={"fp32": {"max_err": 1, "mean_err": 1, "outputs": {"Identity": 0.1}}}),
      "tolerance.fp32.outputs.Identity: expected a table"),
+    (lambda m: m["quantization"].update(int8_output_offset={"Identity_7": 0.2}),
+     "quantization.int8_output_offset.Identity_7: not an output of the model (outputs: Identity, Identity_1)"),
+    (lambda m: m["quantization"].update(int8_output_offset={"Identity_1": 2.5}),
+     "quantization.int8_output_offset.Identity_1: expected a number within ±1.0, got 2.5"),
+    (lambda m: m["quantization"].update(int8_output_offset={"Identity_1": "0.2"}),
+     "quantization.int8_output_offset.Identity_1: expected a number"),
+    (lambda m: m["quantization"].update(int8_output_offset={}), "quantization.int8_output_offset: empty"),
+    (lambda m: m["quantization"].update(int8_output_offset=0.2), "quantization.int8_output_offset: expected dict"),
 ])
 def test_bad_manifest_gives_clear_error(mutate, expect):
     m = copy.deepcopy(_base())

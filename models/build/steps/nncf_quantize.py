@@ -5,9 +5,12 @@ u8s8 dot products saturate otherwise. `--keep-first K` keeps the first K convolu
 (every convolution that reaches a Result without passing another convolution) in FP32; names are computed here,
 in-process, because OpenVINO's generated node names differ between processes. `--ignored-scope JSON` instead
 keeps the layers of a manifest's structural `[quantization.ignored_scope]` FP32 (nncf_scope.py).
+`--output-offset JSON` ({output: value}, the manifest's `int8_output_offset`) adds a constant to those outputs of
+the quantized model (an Add before the Result; the output keeps its name): e.g. a detector's score logits, which
+INT8 biases low.
 
 usage: nncf_quantize.py IN.xml OUT.xml --data CALIB.npz --norm zero_one|minus_one_one
-                        [--keep-first K | --ignored-scope JSON] [--limit N]
+                        [--keep-first K | --ignored-scope JSON] [--output-offset JSON] [--limit N]
 """
 from __future__ import annotations
 
@@ -38,10 +41,32 @@ def head_convs(model) -> list[str]:
     return sorted(out)
 
 
+def add_output_offsets(model, offsets: dict[str, float]) -> list[str]:
+    """Add offsets[name] to each output `name` of the OpenVINO model in place; returns the outputs changed."""
+    import numpy as np
+    from openvino import opset13 as ops
+
+    done = []
+    for r in model.get_results():
+        src = r.input_value(0)
+        names = set(src.get_names())
+        hit = sorted(n for n in offsets if n in names)
+        if not hit:
+            continue
+        add = ops.add(src, ops.constant(np.float32(offsets[hit[0]])), name=f"{hit[0]}/int8_output_offset")
+        src.get_tensor().set_names(set())
+        add.output(0).get_tensor().set_names(names)  # the output keeps its name
+        r.input(0).replace_source_output(add.output(0))
+        done.append(hit[0])
+    model.validate_nodes_and_infer_types()
+    return done
+
+
 def main() -> int:
     ap = quantize_arg_parser()
     ap.add_argument("--keep-first", type=int, default=0, help="0 = quantize everything (full INT8)")
     ap.add_argument("--ignored-scope", help="JSON table of nncf_scope selectors (the manifest's ignored_scope)")
+    ap.add_argument("--output-offset", help="JSON {output: value} added to those outputs after quantization")
     a = ap.parse_args()
     if a.ignored_scope and a.keep_first:
         ap.error("--keep-first and --ignored-scope are alternatives")
@@ -72,6 +97,15 @@ def main() -> int:
     fp32_convs = [n for n in ignored if n in conv_names]
     q = nncf.quantize(m, nncf.Dataset(data), subset_size=len(data),
                       advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE), **kw)
+    offsets = json.loads(a.output_offset) if a.output_offset else {}
+    if offsets:
+        done = add_output_offsets(q, offsets)
+        missing = sorted(set(offsets) - set(done))
+        if missing:
+            log.error("%s: --output-offset: no output %s (outputs: %s)", a.src, missing,
+                      sorted(n for r in q.get_results() for n in r.input_value(0).get_names()))
+            return 2
+        log.info("output offsets added: %s", offsets)
     ov.save_model(q, a.dst, compress_to_fp16=False)
     log.info("%s -> %s: %d calibration samples, %d ops kept FP32, %d of them convs (%s)", a.src, a.dst, len(data),
              len(ignored), len(fp32_convs), t)
@@ -79,7 +113,7 @@ def main() -> int:
         with open(a.info, "w") as f:
             json.dump({"tool": f"nncf {nncf.__version__}", "samples": len(data), "keep_first": a.keep_first,
                        "ignored_scope": scope, "fp32_ops": len(ignored), "fp32_convs": len(fp32_convs),
-                       "overflow_fix": "ENABLE"}, f, indent=1)
+                       "overflow_fix": "ENABLE", "output_offset": offsets or None}, f, indent=1)
     return 0
 
 
