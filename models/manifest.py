@@ -196,8 +196,9 @@ OUTPUT_OFFSET_MAX = 1.0  # logits: a larger correction is not a calibration any 
 
 
 def _check_output_offset(offsets: dict, where: str, outputs: list[str]) -> None:
-    """[quantization] int8_output_offset = { <output> = <float> }: constants the OpenVINO `int8` artefact adds to
-    those outputs (e.g. a detector's score logits, which INT8 biases low); |offset| <= OUTPUT_OFFSET_MAX."""
+    """[quantization] int8_output_offset = { <output> = <float> }: logits the OpenVINO `int8` artefact adds to those
+    outputs (in front of the Sigmoid where the output is probabilities; e.g. a detector's scores, which INT8 biases
+    low); |offset| <= OUTPUT_OFFSET_MAX."""
     key = "quantization.int8_output_offset"
     if not offsets:
         raise ManifestError(f"{where}: {key}: empty; name an output and its offset, e.g. {{ Identity_1 = 0.2 }}, "

@@ -126,3 +126,46 @@ def test_nncf_step_adds_the_manifest_output_offset(built_cache, tmp_path):
     cmd[cmd.index("--output-offset") + 1] = json.dumps({"Identity_9": 0.2})
     bad = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "no output ['Identity_9']" in bad.stdout + bad.stderr
+
+
+def test_output_offsets_shift_logits_of_both_detector_kinds(built_cache):
+    """add_output_offsets on the real FP32 IRs: BlazePose's score output is a logit (an Add before the Result),
+    NanoDet's class output is sigmoid probabilities (an Add in front of each level's Sigmoid): either way the score
+    logits move by exactly the offset, the other output not at all, and the outputs keep their names. The built
+    OpenVINO `int8` of each carries the manifest's offset."""
+    import sys
+
+    import numpy as np
+    import openvino as ov
+
+    from models.build.plan import STEPS_DIR
+
+    sys.path.insert(0, str(STEPS_DIR))  # the step imports its siblings (_util) as the build runs it
+    try:
+        from nncf_quantize import add_output_offsets
+    finally:
+        sys.path.remove(str(STEPS_DIR))
+
+    core = ov.Core()
+    logit = lambda p: np.log(np.clip(p, 1e-6, 1 - 1e-6) / (1 - np.clip(p, 1e-6, 1 - 1e-6)))  # noqa: E731
+    for name, out, other, is_prob in (("pose_detection", "Identity_1", "Identity", False),
+                                      ("nanodet_m_416", "Identity", "Identity_1", True)):
+        m = manifest.load(manifest.MANIFEST_DIR / f"{name}.toml")
+        d = built_cache / "models" / name / m["version"]
+        size = m["inputs"][0]["shape"][1]
+        x = np.random.default_rng(0).random((1, size, size, 3), dtype=np.float32)
+        base = core.compile_model(core.read_model(str(d / f"{name}_fp32.xml")), "CPU")({0: x})
+        shifted_model = core.read_model(str(d / f"{name}_fp32.xml"))
+        assert add_output_offsets(shifted_model, {out: 0.25}) == [out]
+        got = core.compile_model(shifted_model, "CPU")({0: x})
+        assert {n for o in shifted_model.outputs for n in o.get_names()} == {out, other}
+        a, b = base[out].astype(np.float64), got[out].astype(np.float64)
+        if is_prob:
+            sel = (a > 1e-4) & (a < 1 - 1e-4)
+            assert sel.sum() > 1000 and np.allclose(logit(b[sel]) - logit(a[sel]), 0.25, atol=1e-3)
+        else:
+            assert np.allclose(b - a, 0.25, atol=1e-4)
+        assert np.array_equal(base[other], got[other])
+        ops = {op.get_friendly_name() for op in core.read_model(str(d / f"{name}_int8.xml")).get_ordered_ops()}
+        want = m["quantization"]["int8_output_offset"]
+        assert list(want) == [out] and any(n.startswith(f"{out}/int8_") and "offset" in n for n in ops), name

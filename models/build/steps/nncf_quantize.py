@@ -5,9 +5,10 @@ u8s8 dot products saturate otherwise. `--keep-first K` keeps the first K convolu
 (every convolution that reaches a Result without passing another convolution) in FP32; names are computed here,
 in-process, because OpenVINO's generated node names differ between processes. `--ignored-scope JSON` instead
 keeps the layers of a manifest's structural `[quantization.ignored_scope]` FP32 (nncf_scope.py).
-`--output-offset JSON` ({output: value}, the manifest's `int8_output_offset`) adds a constant to those outputs of
-the quantized model (an Add before the Result; the output keeps its name): e.g. a detector's score logits, which
-INT8 biases low.
+`--output-offset JSON` ({output: logit}, the manifest's `int8_output_offset`) adds a constant to the logits of those
+outputs of the quantized model: e.g. a detector's scores, which INT8 biases low. An output made of Sigmoid ops
+(through shape-only ops) gets it in front of each Sigmoid; any other output gets an Add before its Result (it
+keeps its name).
 
 usage: nncf_quantize.py IN.xml OUT.xml --data CALIB.npz --norm zero_one|minus_one_one
                         [--keep-first K | --ignored-scope JSON] [--output-offset JSON] [--limit N]
@@ -41,8 +42,32 @@ def head_convs(model) -> list[str]:
     return sorted(out)
 
 
+SHAPE_OPS = ("Transpose", "Reshape", "Concat", "Squeeze", "Unsqueeze")
+
+
+def _sigmoids_feeding(node) -> list | None:
+    """The Sigmoid ops an output is made of through shape-only ops (e.g. Transpose <- Concat <- Reshape <- Sigmoid
+    per feature level), or None when some path reaches anything else."""
+    if node.get_type_name() == "Sigmoid":
+        return [node]
+    if node.get_type_name() not in SHAPE_OPS:
+        return None
+    found = []
+    for v in node.input_values():
+        src = v.get_node()
+        if src.get_type_name() == "Constant":
+            continue
+        sub = _sigmoids_feeding(src)
+        if sub is None:
+            return None
+        found += sub
+    return found or None
+
+
 def add_output_offsets(model, offsets: dict[str, float]) -> list[str]:
-    """Add offsets[name] to each output `name` of the OpenVINO model in place; returns the outputs changed."""
+    """Add offsets[name] (a logit) to each output `name` of the OpenVINO model in place: in front of its Sigmoid
+    ops when the output is sigmoid probabilities, else to the output itself (an Add before the Result; the output
+    keeps its name). Returns the outputs changed."""
     import numpy as np
     from openvino import opset13 as ops
 
@@ -53,10 +78,17 @@ def add_output_offsets(model, offsets: dict[str, float]) -> list[str]:
         hit = sorted(n for n in offsets if n in names)
         if not hit:
             continue
-        add = ops.add(src, ops.constant(np.float32(offsets[hit[0]])), name=f"{hit[0]}/int8_output_offset")
-        src.get_tensor().set_names(set())
-        add.output(0).get_tensor().set_names(names)  # the output keeps its name
-        r.input(0).replace_source_output(add.output(0))
+        const = ops.constant(np.float32(offsets[hit[0]]))
+        sigmoids = _sigmoids_feeding(src.get_node())
+        if sigmoids:
+            for i, sg in enumerate(sigmoids):
+                x = sg.input_value(0)
+                sg.input(0).replace_source_output(ops.add(x, const, name=f"{hit[0]}/int8_logit_offset_{i}").output(0))
+        else:
+            add = ops.add(src, const, name=f"{hit[0]}/int8_output_offset")
+            src.get_tensor().set_names(set())
+            add.output(0).get_tensor().set_names(names)  # the output keeps its name
+            r.input(0).replace_source_output(add.output(0))
         done.append(hit[0])
     model.validate_nodes_and_infer_types()
     return done
