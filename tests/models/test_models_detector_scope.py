@@ -10,6 +10,7 @@ import textwrap
 from models import manifest
 from models.build import venvs
 from models.build.plan import STEPS_DIR
+from tests.models.nncf_step import run_small
 
 RESOLVE = textwrap.dedent("""
     import json, sys
@@ -109,12 +110,7 @@ def test_nncf_step_adds_the_manifest_output_offset(built_cache, tmp_path):
     cmd = steps["nncf_int8"].command()
     assert json.loads(cmd[cmd.index("--output-offset") + 1]) == offsets
     assert "--output-offset" not in steps["nncf_int8_full"].command()
-    out = tmp_path / "q.xml"
-    cmd[3] = str(out)  # python, script, src, dst, ...
-    cmd[cmd.index("--limit") + 1] = "8"
-    cmd[cmd.index("--info") + 1] = str(tmp_path / "info.json")
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    out, cmd = run_small(cmd, tmp_path)
     q = ov.Core().read_model(str(out))
     by_name = {n: r for r in q.get_results() for n in r.input_value(0).get_names()}
     assert set(by_name) == {"Identity", "Identity_1"}

@@ -11,6 +11,7 @@ import pytest
 
 from models import manifest
 from models.manifest import ManifestError
+from tests.models.nncf_step import run_small
 
 
 def _lmk() -> dict:
@@ -88,13 +89,7 @@ def test_nncf_step_keeps_exactly_the_scope_fp32(built_cache, tmp_path):
 
     chain = Chain(built_cache, only=["pose_landmark_full"])
     chain.all["pose_landmark_full"] = _with_scope({"first_convs": 2, "head_convs": ["Identity"]})
-    cmd = _nncf_step(chain).command()
-    out = tmp_path / "q.xml"
-    cmd[3] = str(out)  # python, script, src, dst, ...
-    cmd[cmd.index("--limit") + 1] = "8"
-    cmd[cmd.index("--info") + 1] = str(tmp_path / "info.json")
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    out, cmd = run_small(_nncf_step(chain).command(), tmp_path)
     fp32 = ov.Core().read_model(cmd[2])
     convs = [op for op in fp32.get_ordered_ops() if op.get_type_name() in ("Convolution", "GroupConvolution")]
     result = next(r for r in fp32.get_results() if "Identity" in r.input_value(0).get_names())
