@@ -128,7 +128,7 @@ def test_output_offsets_shift_logits_of_both_detector_kinds(built_cache):
     """add_output_offsets on the real FP32 IRs: BlazePose's score output is a logit (an Add before the Result),
     NanoDet's class output is sigmoid probabilities (an Add in front of each level's Sigmoid): either way the score
     logits move by exactly the offset, the other output not at all, and the outputs keep their names. The built
-    OpenVINO `int8` of each carries the manifest's offset."""
+    OpenVINO `int8` carries an offset where the manifest sets one."""
     import sys
 
     import numpy as np
@@ -162,6 +162,8 @@ def test_output_offsets_shift_logits_of_both_detector_kinds(built_cache):
         else:
             assert np.allclose(b - a, 0.25, atol=1e-4)
         assert np.array_equal(base[other], got[other])
+        # the built `int8` carries an offset exactly when the manifest asks for one (pose_detection: yes, nanodet: no)
         ops = {op.get_friendly_name() for op in core.read_model(str(d / f"{name}_int8.xml")).get_ordered_ops()}
-        want = m["quantization"]["int8_output_offset"]
-        assert list(want) == [out] and any(n.startswith(f"{out}/int8_") and "offset" in n for n in ops), name
+        want = m["quantization"].get("int8_output_offset", {})
+        assert list(want) in ([out], []), name
+        assert any(n.startswith(f"{out}/int8_") and "offset" in n for n in ops) == bool(want), name
