@@ -21,6 +21,10 @@ def stages():
     os.environ["STOREFRONT_EDGE_CACHE"] = str(REAL_CACHE)  # built pose models and package photos
     try:
         cfg = B._device_config("")
+        # the scenario (which joint is half seen, and when) follows from where tracking starts: keep the detector
+        # that found it (FP32), whatever precision the card recommends today
+        det = cfg.models.pose_detector.model_copy(update={"precision": "fp32"})
+        cfg = cfg.model_copy(update={"models": cfg.models.model_copy(update={"pose_detector": det})})
         pose, desc = B._pose_stage("model", cfg)
         ref = B.reference_pose(cfg)
         frames, start = B.quality_frames("photo", "zidane", 60)
