@@ -183,12 +183,13 @@ def validate(m: dict, where: str = "<manifest>") -> dict:
     for b, d in m["defaults"].items():
         if (b, d["precision"]) not in seen:
             raise ManifestError(f"{where}: defaults.{b}.precision: {d['precision']!r} has no artefact for {b}")
+    outputs = [o["name"] for o in m["outputs"]]
     if "tolerance" in m:
-        check_tolerance(m["tolerance"], where, {o["name"] for o in m["outputs"]})
+        check_tolerance(m["tolerance"], where, set(outputs))
     if "ignored_scope" in m["quantization"]:
-        _check_ignored_scope(m["quantization"]["ignored_scope"], where, [o["name"] for o in m["outputs"]])
+        _check_ignored_scope(m["quantization"]["ignored_scope"], where, outputs)
     if "int8_output_offset" in m["quantization"]:
-        _check_output_offset(m["quantization"]["int8_output_offset"], where, [o["name"] for o in m["outputs"]])
+        _check_output_offset(m["quantization"]["int8_output_offset"], where, outputs)
     return m
 
 

@@ -9,9 +9,10 @@ single frames so one runtime's spinning worker threads do not land on the next o
 ratio vs MediaPipe, drift vs MediaPipe, vs the same model's FP32 and (student) vs pose_landmark_full FP32 on the same
 backend (devtools.pose_metrics.drift), and the self-noise: MediaPipe, and each backend's FP32 pipeline, on the frames
 with ±1 grey level of noise, vs itself on the clean frames (what a change the camera cannot see already moves the
-landmarks: the floor any `drift_vs_fp32` is read against; `drift_vs_fp32_over_self_noise`). `best` = the fastest configuration whose drift_vs_reference ≤ max(0.01, 1.5 × self-noise), among those
-this CPU runs as built (QAT INT8 not on AVX2-only CPUs: edge.backends.auto.int8_qat_supported). The JSON records
-the CPU model, its INT8 flags and class.
+landmarks: the floor any `drift_vs_fp32` is read against; `drift_vs_fp32_over_self_noise`). `best` = the fastest
+configuration whose drift_vs_reference ≤ max(0.01, 1.5 × self-noise), among those this CPU runs as built (QAT INT8
+not on AVX2-only CPUs: edge.backends.auto.int8_qat_supported). The JSON records the CPU model, its INT8 flags and
+class.
 """
 from __future__ import annotations
 
@@ -192,13 +193,14 @@ def run(args) -> int:
     self_noise, _, _ = drifts(mp_poses, noisy_poses)
     mp_med = float(np.median(mp_ms))
     fp32 = {(c.model, c.backend): c for c in cands if c.precision == "fp32"}
+    floors = {k: drifts(c.poses, c.noisy_poses)[0] for k, c in fp32.items()}  # each FP32 pipeline vs itself, noisy
     cpu = _cpu_int8()
     configs = []
     for c in cands:
         d_ref, n_both, n_dis = drifts(mp_poses, c.poses)
         base, teacher = fp32.get((c.model, c.backend)), fp32.get((LANDMARKS, c.backend))
         d_fp32 = drifts(base.poses, c.poses)[0] if base is not None else None
-        floor = drifts(base.poses, base.noisy_poses)[0] if base is not None else None
+        floor = floors.get((c.model, c.backend))
         d_teacher = drifts(teacher.poses, c.poses)[0] if teacher is not None and c.model != LANDMARKS else None
         med = float(np.median(c.ms))
         configs.append({

@@ -182,7 +182,6 @@ def main(argv: list[str] | None = None) -> int:
     if a.worker:
         return worker(a)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    import numpy as np
     import openvino as ov
 
     from calibration.accuracy import empty_scenes
@@ -216,11 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     if subprocess.run(cmd, env=env, cwd=ROOT).returncode != 0:
         log.error("quantization worker failed")
         return 1
-    scale, offset = 1 / 127.5, -1.0
+    from models.build.verify import empty_inputs, model_inputs, normalize
+
     val_u8 = detector_sets(cache, {**m["calibration"], "calib_samples": a.val}, seed=VAL_SEED)["calib"][0]
-    val = {"input_1": val_u8.astype(np.float32) * np.float32(scale) + np.float32(offset)}
+    val = normalize(val_u8, NORM)
     empty_u8 = empty_scenes(cache, "calib", METRIC, SIZE)
-    empty = {"input_1": empty_u8.astype(np.float32) * np.float32(scale) + np.float32(offset)}
+    empty = normalize(empty_u8, NORM)
     paths = {s["name"]: work / f"{s['name']}-{s['key']}.xml" for s in specs}
     t0 = time.monotonic()
     acc = evaluate(fp32, paths, val, empty, a.threads, tuple(a.offsets))
@@ -230,11 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         rec = json.loads((work / f"{s['name']}-{s['key']}.json").read_text())
         results.append({**s, **rec, **fp32_ops_in(ov.Core().read_model(str(paths[s["name"]]))), **acc[s["name"]]})
     if a.heldout:  # the build's gate data, measured after the choice (never used to choose a scope or an offset)
-        h = np.load(cache / "calibration" / MODEL / "heldout.npz")["x"]
-        h_empty = empty_scenes(cache, "heldout", METRIC, SIZE)
-        acc_h = evaluate(fp32, paths, {"input_1": h.astype(np.float32) * np.float32(scale) + np.float32(offset)},
-                         {"input_1": h_empty.astype(np.float32) * np.float32(scale) + np.float32(offset)}, a.threads,
-                         tuple(a.offsets))
+        heldout = cache / "calibration" / MODEL / "heldout.npz"
+        acc_h = evaluate(fp32, paths, model_inputs(heldout, NORM), empty_inputs(heldout, METRIC, SIZE, NORM),
+                         a.threads, tuple(a.offsets))
         for r in results:
             r["heldout"] = acc_h[r["name"]]
     from calibration.accuracy import EMPTY_SCENE_THRESHOLD, ssd_detect

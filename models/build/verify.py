@@ -23,10 +23,14 @@ class ParityError(RuntimeError):
     """A converted or quantized model disagrees with the TFLite reference beyond tolerance."""
 
 
-def model_inputs(npz: Path, norm: str) -> dict[str, np.ndarray]:
-    x = np.load(npz)["x"]
+def normalize(x: np.ndarray, norm: str) -> dict[str, np.ndarray]:
+    """uint8 NHWC images -> the model's `input_1` feed in its input range (NORMS)."""
     scale, offset = NORMS[norm]
     return {"input_1": x.astype(np.float32) * np.float32(scale) + np.float32(offset)}
+
+
+def model_inputs(npz: Path, norm: str) -> dict[str, np.ndarray]:
+    return normalize(np.load(npz)["x"], norm)
 
 
 def save_golden(path: Path, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
@@ -82,9 +86,7 @@ def empty_inputs(heldout: Path, metric: str, size: int, norm: str) -> dict[str, 
 
     if metric not in EMPTY_SCENE_THRESHOLD:
         return None
-    scale, offset = NORMS[norm]
-    x = empty_scenes(heldout.parents[2], "heldout", metric, size)
-    return {"input_1": x.astype(np.float32) * np.float32(scale) + np.float32(offset)}
+    return normalize(empty_scenes(heldout.parents[2], "heldout", metric, size), norm)
 
 
 def int8_accuracy(metric: str, size: int, heldout: Path, norm: str, reference: Path,

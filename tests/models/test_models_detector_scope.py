@@ -73,14 +73,15 @@ def test_score_offset_on_the_real_int8_detector(built_cache):
 
     from calibration.accuracy import EMPTY_SCENE_THRESHOLD, detector_agreement, empty_scenes, ssd_detect
     from calibration.datasets import detector_sets
-    from models.build.detector_sensitivity import METRIC, SIZE, VAL_SEED, score_offset
+    from models.build.detector_sensitivity import METRIC, NORM, SIZE, VAL_SEED, score_offset
     from models.build.runners import open_model, run_batch
+    from models.build.verify import normalize
 
     m = manifest.load(manifest.MANIFEST_DIR / "pose_detection.toml")
     mdir = built_cache / "models" / "pose_detection" / m["version"]
-    norm = lambda u8: {"input_1": u8.astype(np.float32) / np.float32(127.5) - np.float32(1)}  # noqa: E731
-    val = norm(detector_sets(built_cache, {**m["calibration"], "calib_samples": 48}, seed=VAL_SEED)["calib"][0])
-    empty = norm(empty_scenes(built_cache, "calib", METRIC, SIZE, windows=1, shelves=8))
+    val = normalize(detector_sets(built_cache, {**m["calibration"], "calib_samples": 48}, seed=VAL_SEED)["calib"][0],
+                    NORM)
+    empty = normalize(empty_scenes(built_cache, "calib", METRIC, SIZE, windows=1, shelves=8), NORM)
     fp32, int8 = open_model(mdir / "pose_detection_fp32.xml", 1), open_model(mdir / "pose_detection_int8.xml", 1)
     with np.errstate(over="ignore"):
         ref, q, ref_e, q_e = run_batch(fp32, val), run_batch(int8, val), run_batch(fp32, empty), run_batch(int8, empty)
