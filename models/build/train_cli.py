@@ -61,6 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--time-limit", type=float, default=0, help="stop with a checkpoint after this many seconds")
+    p.add_argument("--init", metavar="FINAL_PT", help="warm start from an earlier run's final.pt of the same kind "
+                   "(a fresh LR schedule; its sha256 is kept in the recipe)")
     p.add_argument("--ignored-scope", metavar="manifest|JSON", help="qat: layers kept FP32 (and not trained "
                    "quantized): `manifest` = the manifest's [quantization.ignored_scope], or a JSON table of the "
                    "same selectors; default: full INT8")
@@ -116,6 +118,11 @@ def run(args: argparse.Namespace) -> int:
         train_cmd += ["--time-limit", str(args.time_limit)]
     if args.workers:
         train_cmd += ["--workers", str(args.workers)]
+    if args.init:
+        if not Path(args.init).is_file():
+            print(f"edge models train: --init {args.init} is not a file (give an earlier run's final.pt)")
+            return 1
+        train_cmd += ["--init", str(Path(args.init).resolve())]
     if args.ignored_scope:
         if args.kind != "qat":
             print("edge models train: --ignored-scope is for --kind qat")
@@ -157,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
                                                  if run_info["config"].get("warmup") else []) + (
             ["--preset", run_info["config"]["preset"]] if run_info["config"].get("preset") else []) + (
             ["--ignored-scope", json.dumps(run_info["config"]["ignored_scope"])]
-            if run_info["config"].get("ignored_scope") else [])),
+            if run_info["config"].get("ignored_scope") else []) + (
+            ["--init", f"<final.pt sha256 {run_info['config']['init']}>"] if run_info["config"].get("init") else [])),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "recipe": run_info["config"], "steps_done": run_info["step"], "curve": run_info["curve"],
         "torch": run_info.get("torch"), "device": run_info.get("device"), "complete": run_info.get("complete"),

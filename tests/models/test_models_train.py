@@ -82,6 +82,28 @@ print(diff)
     assert diff == 0.0
     other = loop(tmp_path / "cut", "--batch", "4")  # another recipe in the same folder is refused, not mixed
     assert other.returncode != 0 and "another recipe" in other.stderr
+    warm = loop(tmp_path / "warm", "--init", str(tmp_path / "whole" / "final.pt"), "--steps", "1")
+    assert warm.returncode == 0 and "warm start from" in warm.stderr and "(step 3 of its run)" in warm.stderr
+    code = """
+import hashlib, sys, torch
+a, w = (torch.load(p, map_location="cpu", weights_only=False) for p in sys.argv[1:3])
+assert w["config"]["init"] == hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest(), w["config"]["init"]
+assert w["step"] == 1  # a fresh schedule: its own step count, started from the earlier run's weights
+moved = max(float((a["model"][k].float() - w["model"][k].float()).abs().max()) for k in a["model"])
+print(moved)
+"""
+    moved = float(_venv_run(train_py, code, str(tmp_path / "whole" / "final.pt"),
+                            str(tmp_path / "warm" / "final.pt")).stdout.split()[-1])
+    assert 0.0 < moved < 0.05  # one small step away from the warm start, not a fresh initialisation
+
+
+def test_train_cli_refuses_a_missing_init(built_cache, tmp_path):
+    """`edge models train --init` that is not a file fails before any training, naming the fix."""
+    r = subprocess.run([sys.executable, "-m", "edge.app.cli", "models", "train", "--kind", "student", "--steps", "1",
+                        "--init", str(tmp_path / "nope.pt"), "--work", str(tmp_path / "w"), "--cache",
+                        str(built_cache)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "--init" in r.stdout and "is not a file" in r.stdout, r.stdout + r.stderr
+    assert not (tmp_path / "w" / "train.log").exists()
 
 
 def test_dataloader_batches_are_deterministic(train_py, teacher, built_cache):
