@@ -25,11 +25,12 @@ class Detection:
     # 3 upper-body scale
 
 
-def letterbox(image_rgb: np.ndarray, size: int = 224, zero_one: bool = False) -> tuple[np.ndarray, Letterbox]:
+def letterbox(image_rgb: np.ndarray, size: int = 224, zero_one: bool = False, *, bgr: bool = False
+              ) -> tuple[np.ndarray, Letterbox]:
     """Keep aspect ratio, centre, zero border, bilinear warp (MediaPipe ImageToTensor on CPU).
 
-    Returns (1, size, size, 3) float32 in [-1, 1] (in [0, 1] with zero_one, e.g. the palm detector) and the
-    transform.
+    Returns (1, size, size, 3) float32 RGB in [-1, 1] (in [0, 1] with zero_one, e.g. the palm detector) and the
+    transform. bgr: the image is BGR; only the letterboxed result is converted (same values).
     """
     h, w = image_rgb.shape[:2]
     side = max(h, w)
@@ -38,6 +39,8 @@ def letterbox(image_rgb: np.ndarray, size: int = 224, zero_one: bool = False) ->
     m = np.array([[s, 0.0, pad_x], [0.0, s, pad_y]], np.float64)
     canvas = cv2.warpAffine(image_rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                             borderValue=0)
+    if bgr:
+        canvas = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
     tensor = canvas.astype(np.float32)
     if zero_one:
         tensor *= 1 / 255.0

@@ -78,9 +78,9 @@ class LandmarkModel:
         self.batchable = len(shape) == 4 and shape[0] == -1
         self.output_names = {o.name for o in session.outputs}
 
-    def preprocess(self, image_rgb: np.ndarray, roi: Roi) -> tuple[np.ndarray, np.ndarray]:
-        """(1, 256, 256, 3) float32 in [0, 1] and the crop px → image px affine."""
-        return crop(image_rgb, roi, self.size)
+    def preprocess(self, image_rgb: np.ndarray, roi: Roi, *, bgr: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(1, 256, 256, 3) float32 RGB in [0, 1] and the crop px → image px affine (bgr: the image is BGR)."""
+        return crop(image_rgb, roi, self.size, bgr=bgr)
 
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         return self.session.run({self.input_name: tensor})
@@ -130,11 +130,11 @@ class LandmarkModel:
                                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         return out
 
-    def __call__(self, image_rgb: np.ndarray, rois: list[Roi]) -> list[LandmarkOutput]:
+    def __call__(self, image_rgb: np.ndarray, rois: list[Roi], *, bgr: bool = False) -> list[LandmarkOutput]:
         """One LandmarkOutput per ROI (one batched run when the model has a dynamic batch axis)."""
         if not rois:
             return []
-        crops = [self.preprocess(image_rgb, r) for r in rois]
+        crops = [self.preprocess(image_rgb, r, bgr=bgr) for r in rois]
         hw = image_rgb.shape[:2]
         if self.batchable and len(rois) > 1:
             out = self.run(np.concatenate([c[0] for c in crops]))

@@ -40,11 +40,14 @@ def crop_affine(roi: Roi, out: int = 256) -> np.ndarray:
     return a
 
 
-def crop(image_rgb: np.ndarray, roi: Roi, out: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Rotated crop → ((1, out, out, 3) float32 in [0, 1], affine crop px → image px)."""
+def crop(image_rgb: np.ndarray, roi: Roi, out: int = 256, *, bgr: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Rotated crop → ((1, out, out, 3) float32 RGB in [0, 1], affine crop px → image px). bgr: the image is BGR
+    (a camera frame); only the crop is converted, which gives the same values as converting the whole frame."""
     a = crop_affine(roi, out)
     m = cv2.invertAffineTransform(a)
     patch = cv2.warpAffine(image_rgb, m, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if bgr:
+        patch = cv2.cvtColor(patch, cv2.COLOR_BGR2RGB)
     tensor = patch.astype(np.float32)
     tensor *= 1 / 255.0
     return tensor[None], a

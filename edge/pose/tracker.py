@@ -58,12 +58,12 @@ class PoseTracker:
             return False
         return not self.tracks or self._since_detect + 1 >= self.cfg.redetect_interval
 
-    def _new_rois(self, image_rgb: np.ndarray) -> list[Roi]:
+    def _new_rois(self, image_rgb: np.ndarray, bgr: bool) -> list[Roi]:
         """ROIs of detected people not already tracked, best first, up to the free track slots."""
         free = self.cfg.max_people - len(self.tracks)
         taken = [t.points for t in self.tracks]
         out: list[Roi] = []
-        for det in self.detector(image_rgb):
+        for det in self.detector(image_rgb, bgr=bgr):
             pts = det.keypoints[:2]
             roi = roi_from_detection(det.keypoints)
             if roi.size <= 1 or any(same_person(pts, q, self.cfg.match_distance) for q in taken):
@@ -74,13 +74,13 @@ class PoseTracker:
                 break
         return out
 
-    def step(self, image_rgb: np.ndarray, t: float) -> tuple[list[PersonPose], bool]:
-        """Process one RGB frame captured at time t (s). Returns (people, detector_ran)."""
+    def step(self, image_rgb: np.ndarray, t: float, *, bgr: bool = False) -> tuple[list[PersonPose], bool]:
+        """Process one RGB (bgr=True: BGR) frame captured at time t (s). Returns (people, detector_ran)."""
         ran = self._want_detection()
-        new_rois = self._new_rois(image_rgb) if ran else []
+        new_rois = self._new_rois(image_rgb, bgr) if ran else []
         self._since_detect = 0 if ran else self._since_detect + 1
         rois = [tr.roi for tr in self.tracks] + new_rois
-        outs = self.landmarks(image_rgb, rois)
+        outs = self.landmarks(image_rgb, rois, bgr=bgr)
         n_old = len(self.tracks)
         kept: list[tuple[Track, LandmarkOutput]] = []
         for i, out in enumerate(outs):

@@ -71,23 +71,22 @@ def test_score_offset_on_the_real_int8_detector(built_cache):
     what an offset costs, and why the gate bounds it."""
     import numpy as np
 
-    from calibration.accuracy import EMPTY_SCENE_THRESHOLD, detector_agreement, empty_scenes, ssd_detect
-    from calibration.datasets import detector_sets
-    from models.build.detector_sensitivity import METRIC, NORM, SIZE, VAL_SEED, score_offset
+    from calibration.accuracy import detector_agreement, empty_scenes
+    from models.build.detector_sensitivity import TARGETS, score_offset
     from models.build.runners import open_model, run_batch
     from models.build.verify import normalize
 
+    t = TARGETS["pose_detection"]
     m = manifest.load(manifest.MANIFEST_DIR / "pose_detection.toml")
     mdir = built_cache / "models" / "pose_detection" / m["version"]
-    val = normalize(detector_sets(built_cache, {**m["calibration"], "calib_samples": 48}, seed=VAL_SEED)["calib"][0],
-                    NORM)
-    empty = normalize(empty_scenes(built_cache, "calib", METRIC, SIZE, windows=1, shelves=8), NORM)
+    val = normalize(t.val_set(built_cache, m, 48), t.norm)
+    empty = normalize(empty_scenes(built_cache, "calib", t.metric, t.size, windows=1, shelves=8), t.norm)
     fp32, int8 = open_model(mdir / "pose_detection_fp32.xml", 1), open_model(mdir / "pose_detection_int8.xml", 1)
     with np.errstate(over="ignore"):
         ref, q, ref_e, q_e = run_batch(fp32, val), run_batch(int8, val), run_batch(fp32, empty), run_batch(int8, empty)
-    detect = ssd_detect(METRIC, SIZE, EMPTY_SCENE_THRESHOLD[METRIC])
-    rows = [score_offset(ref, q, ref_e, q_e, o, detect) for o in (0.0, 0.2, 3.0)]
-    plain = detector_agreement(ref, q, METRIC, SIZE)
+    detect = t.detect()
+    rows = [score_offset(t, ref, q, ref_e, q_e, o, detect) for o in (0.0, 0.2, 3.0)]
+    plain = detector_agreement(ref, q, t.metric, t.size)
     assert plain["n_ref_detections"] > 5
     assert rows[0]["recall"] == plain["recall"] and rows[0]["n_test_detections"] == plain["n_test_detections"]
     assert rows[1]["offset"] == 0.2 and rows[1]["recall"] >= rows[0]["recall"]

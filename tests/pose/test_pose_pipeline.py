@@ -149,3 +149,24 @@ def test_pipeline_from_config_and_zoo():
     res = pipe.process(frame(load_photo("grace_hopper")))
     assert len(res.people) == 1 and res.timings_ms["pose"] > 0
     assert pipe.sessions[1].info.backend == "openvino"
+
+
+def test_bgr_frames_give_what_a_converted_frame_gives():
+    """The pipeline reads the camera's BGR frame and converts only the detector letterbox and the landmark crops:
+    exactly the landmarks, flags and masks of converting the whole frame to RGB first (the old path)."""
+    from edge.pose.tracker import PoseTracker
+
+    img = load_photo("bus")
+    new = pipeline(max_people=3, segmentation=True, smoothing={"enabled": False})
+    old = pipeline(max_people=3, segmentation=True, smoothing={"enabled": False})
+    old_tracker = PoseTracker(old.cfg, old.detector, old.landmarks)
+    for i in range(3):
+        shifted = cv2.warpAffine(img, np.float32([[1, 0, 3 * i], [0, 1, 0]]), img.shape[1::-1],
+                                 borderMode=cv2.BORDER_REPLICATE)
+        f = frame(shifted, i)
+        got = new.process(f).people
+        want, _ = old_tracker.step(cv2.cvtColor(shifted, cv2.COLOR_BGR2RGB), f.t)
+        assert len(got) == len(want) >= 1
+        for a, b in zip(got, want):
+            assert np.array_equal(a.landmarks, b.landmarks) and a.score == b.score
+            assert np.array_equal(a.mask, b.mask)
