@@ -213,7 +213,7 @@ def candidates(zoo, cache: Path) -> list[tuple[str, Callable, str, tuple[str, ..
     out.append(("nanodet_m_416", nanodet("fp32"), "iou", BACKENDS))
     out.append(("nanodet_m_416 tiles 2x1", nanodet("fp32", (2, 1)), "iou", ("openvino",)))
     out.append(("nanodet_m_416 tiles 2x2", nanodet("fp32", (2, 2)), "iou", ("openvino",)))
-    out.append(("nanodet_m_416 int8 (OpenVINO NNCF x6)", nanodet("int8"), "iou", ("openvino",)))
+    out.append(("nanodet_m_416 int8 (OpenVINO NNCF, manifest scope)", nanodet("int8"), "iou", ("openvino",)))
     out.append(("nanodet_m_416 int8_full (OpenVINO NNCF)", nanodet("int8_full"), "iou", ("openvino",)))
     out.append(("nanodet_m_416 int8 (TFLite aeq)", nanodet("int8"), "iou", ("tflite",)))
     out.append(("nanodet_m_416 int8 tiles 2x1", nanodet("int8", (2, 1)), "iou", ("openvino",)))

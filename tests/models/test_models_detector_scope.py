@@ -32,9 +32,9 @@ RESOLVE = textwrap.dedent("""
 """)
 
 
-def _resolve(built_cache, scope: dict) -> dict:
-    m = manifest.load(manifest.MANIFEST_DIR / "pose_detection.toml")
-    xml = built_cache / "models" / "pose_detection" / m["version"] / "pose_detection_fp32.xml"
+def _resolve(built_cache, scope: dict, model: str = "pose_detection") -> dict:
+    m = manifest.load(manifest.MANIFEST_DIR / f"{model}.toml")
+    xml = built_cache / "models" / model / m["version"] / f"{model}_fp32.xml"
     py = str(venvs.ensure(built_cache, "quant"))
     r = subprocess.run([py, "-c", RESOLVE, str(STEPS_DIR), str(xml), json.dumps(scope)], capture_output=True,
                        text=True, timeout=300)
@@ -63,6 +63,26 @@ def test_selectors_on_the_ssd_detector_and_the_manifest_scope(built_cache):
         assert got["manifest"] and set(got["manifest"]) <= set(ops)
         want = set(got["backbone"][:scope.get("first_convs", 0)])
         assert want <= set(got["manifest"])
+
+
+def test_nanodet_manifest_scope_on_its_ir(built_cache):
+    """NanoDet's GFL head writes the class probabilities and the box distributions from one conv per level, so its
+    head convs are the same 3 for either output, and the manifest's scope (first 18 convs + heads) names 21 real
+    convolutions of the FP32 IR; the build's int8 keeps exactly those FP32."""
+    import openvino as ov
+
+    m = manifest.load(manifest.MANIFEST_DIR / "nanodet_m_416.toml")
+    scope = {k: v for k, v in m["quantization"]["ignored_scope"].items() if k != "note"}
+    got = _resolve(built_cache, scope, "nanodet_m_416")
+    ops = {op.get_friendly_name(): op.get_type_name() for op in ov.Core().read_model(str(got["xml"])).get_ordered_ops()}
+    convs = {n for n, t in ops.items() if t in ("Convolution", "GroupConvolution")}
+    assert got["outputs"] == ["Identity", "Identity_1"] and len(got["backbone"]) == len(convs) == 34
+    assert len(got["head_regressor"]) == 3 and set(got["head_regressor"]) == set(got["head_classifier"])
+    want = set(got["backbone"][:18]) | set(got["head_regressor"])
+    assert len(want) == 21 and set(got["manifest"]) & convs == want
+    info = json.loads((built_cache / "models" / "nanodet_m_416" / m["version"] / "work" /
+                       "nanodet_m_416_int8.xml.json").read_text())
+    assert info["ignored_scope"] == scope and info["fp32_convs"] == 21, info
 
 
 def test_score_offset_on_the_real_int8_detector(built_cache):
