@@ -63,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-limit", type=float, default=0, help="stop with a checkpoint after this many seconds")
     p.add_argument("--init", metavar="FINAL_PT", help="warm start from an earlier run's final.pt of the same kind "
                    "(a fresh LR schedule; its sha256 is kept in the recipe)")
+    p.add_argument("--init-provenance", metavar="JSON", help="the PROVENANCE.json of the run --init came from (e.g. "
+                   "the committed one): kept in the new PROVENANCE.json as warm_start.from, so the lineage stays "
+                   "readable")
     p.add_argument("--ignored-scope", metavar="manifest|JSON", help="qat: layers kept FP32 (and not trained "
                    "quantized): `manifest` = the manifest's [quantization.ignored_scope], or a JSON table of the "
                    "same selectors; default: full INT8")
@@ -133,6 +136,13 @@ def run(args: argparse.Namespace) -> int:
             return 1
         text = json.dumps({k: v for k, v in scope.items() if k != "note"}) if scope else args.ignored_scope
         train_cmd += ["--ignored-scope", text]
+    init_prov = None
+    if args.init_provenance:
+        try:
+            init_prov = json.loads(Path(args.init_provenance).read_text())
+        except (OSError, ValueError) as e:
+            print(f"edge models train: --init-provenance {args.init_provenance}: {e}")
+            return 1
     t0 = time.monotonic()
     tflite = _TFLite(cache, zoo.model_dir(TEACHER) / "work" / f"{TEACHER}_prepared_fp32.tflite", work) \
         if args.kind == "qat" else None
@@ -177,6 +187,10 @@ def run(args: argparse.Namespace) -> int:
         "files": {p.name: {"sha256": sha256_file(p), "size_bytes": p.stat().st_size} for p in files},
         "licence": "Apache-2.0 (derivative of MediaPipe BlazePose GHUM 3D full); see NOTICE",
     }
+    if run_info["config"].get("init"):
+        prov["warm_start"] = {"final_pt_sha256": run_info["config"]["init"], "from": None if init_prov is None else {
+            k: init_prov.get(k) for k in ("command", "reproduce", "created", "recipe", "steps_done", "curve",
+                                          "device", "note", "accuracy_heldout", "files")}}
     (out / "PROVENANCE.json").write_text(json.dumps(prov, indent=1))
     log.info("accuracy on the held-out set: %s", json.dumps(
         {k: {a: round(b, 4) for a, b in v.items() if isinstance(b, float)} for k, v in acc.items()}))
