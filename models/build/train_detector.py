@@ -41,16 +41,17 @@ def make_data(cache: Path, m: dict, n: int, seed: int, path: Path) -> dict:
 
     from calibration.datasets import detector_sets, letterbox_u8
     from calibration.people import shelf_background
-    from models.build.detector_sensitivity import SIZE, VAL_SEED
+    from models.build.detector_sensitivity import TARGETS, VAL_SEED
 
     if seed == VAL_SEED:
         raise SystemExit(f"--seed {seed} is the validation seed of detector_sensitivity; pick another")
     cal = m["calibration"]
     x = detector_sets(cache, {**cal, "calib_samples": n}, seed=seed)["calib"][0]
     rng = np.random.default_rng(seed)
-    shelves = np.stack([letterbox_u8(cv2.cvtColor(shelf_background(rng), cv2.COLOR_BGR2RGB), SIZE)
+    t = TARGETS[MODEL]
+    shelves = np.stack([letterbox_u8(cv2.cvtColor(shelf_background(rng), cv2.COLOR_BGR2RGB), t.size)
                         for _ in range(max(1, n // 8))])
-    val = detector_sets(cache, {**cal, "calib_samples": 240}, seed=VAL_SEED)["calib"][0]
+    val = t.val_set(cache, m, 240)
     np.savez_compressed(path, x=np.concatenate([x, shelves]), val=val)
     return {"windows": len(x), "shelves": len(shelves), "seed": seed, "val": {"n": len(val), "seed": VAL_SEED},
             "what": "calibration.datasets.detector_sets(seed)['calib'] (calibration photos + calibration "
@@ -60,17 +61,17 @@ def make_data(cache: Path, m: dict, n: int, seed: int, path: Path) -> dict:
 def evaluate(cache: Path, fp32: Path, variants: dict[str, Path], threads: int, rounds: int) -> dict:
     """Calibration-split numbers (detector_sensitivity.evaluate) and interleaved speed vs the FP32 IR."""
     from calibration.accuracy import empty_scenes
-    from calibration.datasets import detector_sets
-    from models.build.detector_sensitivity import METRIC, SIZE, VAL_SEED, evaluate as agreement
+    from models.build.detector_sensitivity import TARGETS, VAL_SEED, evaluate as agreement
     from models.build.sensitivity import timing
+    from models.build.verify import normalize
     from models.manifest import MANIFEST_DIR, load
 
     m = load(MANIFEST_DIR / f"{MODEL}.toml")
-    val = detector_sets(cache, {**m["calibration"], "calib_samples": 240}, seed=VAL_SEED)["calib"][0]
-    empty = empty_scenes(cache, "calib", METRIC, SIZE)
-    norm = {"input_1": val.astype(np.float32) / np.float32(127.5) - np.float32(1.0)}
-    norm_e = {"input_1": empty.astype(np.float32) / np.float32(127.5) - np.float32(1.0)}
-    acc = agreement(fp32, variants, norm, norm_e, threads)
+    t = TARGETS[MODEL]
+    val = t.val_set(cache, m, 240)
+    empty = empty_scenes(cache, "calib", t.metric, t.size)
+    norm, norm_e = normalize(val, t.norm), normalize(empty, t.norm)
+    acc, _ = agreement(t, fp32, variants, norm, norm_e, threads)
     for r in acc.values():
         r["misses"] = round((1 - r["recall"]) * r["n_ref_detections"]) if r["recall"] is not None else None
     out = {"val": {"n": len(val), "seed": VAL_SEED, "split": "calib"}, "empty": {"n": len(empty), "split": "calib"},
