@@ -9,7 +9,13 @@ single frames so one runtime's spinning worker threads do not land on the next o
 ratio vs MediaPipe, drift vs MediaPipe, vs the same model's FP32 and (student) vs pose_landmark_full FP32 on the same
 backend (devtools.pose_metrics.drift), and the self-noise: MediaPipe, and each backend's FP32 pipeline, on the frames
 with ±1 grey level of noise, vs itself on the clean frames (what a change the camera cannot see already moves the
-landmarks: the floor any `drift_vs_fp32` is read against; `drift_vs_fp32_over_self_noise`). `best` = the fastest
+landmarks: the floor any `drift_vs_fp32` is read against; `drift_vs_fp32_over_self_noise`).
+
+Two decompositions, untimed or timed aside: `drift_vs_fp32_same_rois` runs each non-FP32 configuration again with
+the FP32 pipeline's ROIs replayed frame by frame (PoseTracker.replay_rois), so it is the model's own difference
+with smoothing but without the tracking loop's feedback; `landmark_ms_median` is the landmark model's Session.run
+alone inside the pipeline, and `landmark_speedup_vs_fp32` / `speedup_vs_fp32` compare it / the whole frame with
+the same model's FP32 on the same backend. `best` = the fastest
 configuration whose drift_vs_reference ≤ max(0.01, 1.5 × self-noise), among those this CPU runs as built (QAT INT8
 not on AVX2-only CPUs: edge.backends.auto.int8_qat_supported). The JSON records the CPU model, its INT8 flags and
 class.
@@ -63,10 +69,30 @@ class Candidate:
     poses: list = field(default_factory=list)  # per frame: (33, 5) of the first person, or None
     noisy: object = None  # FP32 only: a second pipeline on the same sessions, fed the ±1-grey-level frames
     noisy_poses: list = field(default_factory=list)
+    rois: list = field(default_factory=list)  # FP32 only: per frame, the ROIs the next frame uses
+    replay: object = None  # not FP32: a second pipeline on the same sessions, run on the FP32 pipeline's ROIs
+    replay_poses: list = field(default_factory=list)
+    timed: object = None  # the landmark session of `pipeline`, timing each run
 
     @property
     def key(self) -> str:
         return f"{self.model}/{self.backend}/{self.precision}"
+
+
+class TimedSession:
+    """A Session that records how long each `run` takes (the landmark model alone, inside the pipeline)."""
+
+    def __init__(self, session):
+        self._session, self.ms = session, []
+
+    def run(self, feeds):
+        t0 = time.perf_counter()
+        out = self._session.run(feeds)
+        self.ms.append((time.perf_counter() - t0) * 1e3)
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -109,7 +135,10 @@ def _open_candidates(args, pose_cfg) -> list[Candidate]:
             log.warning("skipping %s/%s/%s: %s", model, b, p, e)
             continue
         noisy = PosePipeline.from_sessions(pose_cfg, det, lmk) if p == "fp32" else None
-        out.append(Candidate(model, b, p, det_p, PosePipeline.from_sessions(pose_cfg, det, lmk), noisy=noisy))
+        replay = PosePipeline.from_sessions(pose_cfg, det, lmk) if p != "fp32" else None
+        timed = TimedSession(lmk)
+        out.append(Candidate(model, b, p, det_p, PosePipeline.from_sessions(pose_cfg, det, timed), noisy=noisy,
+                             replay=replay, timed=timed))
         log.info("candidate %s/%s/%s (detector %s): %s, %s", model, b, p, det_p, det_a.path.name,
                  lmk_a.path.name)
     return out
@@ -157,8 +186,10 @@ def run(args) -> int:
         ref.open("noisy", segmentation=args.segmentation)
         for c in cands:
             c.pipeline.reset()
-            if c.noisy is not None:
-                c.noisy.reset()
+            c.timed.ms.clear()
+            for extra in (c.noisy, c.replay):
+                if extra is not None:
+                    extra.reset()
 
         mp_ms, mp_poses, noisy_poses = [], [], []
         order = [None, *cands]
@@ -177,12 +208,23 @@ def run(args) -> int:
                     res = c.pipeline.process(media_frame(frames[i], i))
                     c.ms.append((time.perf_counter() - t0) * 1e3)
                     c.poses.append(res.people[0].landmarks if res.people else None)
+                    if c.precision == "fp32":
+                        c.rois.append(c.pipeline.tracker.next_rois())
             for i in idx:  # untimed
                 noisy_poses.append(ref.process(noisy[i], "noisy").landmarks)
                 for c in cands:
                     if c.noisy is not None:
                         res = c.noisy.process(media_frame(noisy[i], i))
                         c.noisy_poses.append(res.people[0].landmarks if res.people else None)
+            for c in cands:  # untimed, after the chunk: the FP32 pipeline's ROIs of these frames are known
+                base = next((b for b in cands if b.precision == "fp32" and (b.model, b.backend) ==
+                             (c.model, c.backend)), None)
+                if c.replay is None or base is None:
+                    continue
+                for i in idx:
+                    res = c.replay.process(media_frame(frames[i], i))
+                    c.replay_poses.append(res.people[0].landmarks if res.people else None)
+                    c.replay.tracker.replay_rois(base.rois[i])
         versions = ref.versions
 
     def drifts(refs, tests):
@@ -200,6 +242,9 @@ def run(args) -> int:
         d_ref, n_both, n_dis = drifts(mp_poses, c.poses)
         base, teacher = fp32.get((c.model, c.backend)), fp32.get((LANDMARKS, c.backend))
         d_fp32 = drifts(base.poses, c.poses)[0] if base is not None else None
+        d_same = drifts(base.poses, c.replay_poses)[0] if base is not None and c.replay_poses else None
+        lmk_med = float(np.median(c.timed.ms))
+        base_lmk = float(np.median(base.timed.ms)) if base is not None else None
         floor = floors.get((c.model, c.backend))
         d_teacher = drifts(teacher.poses, c.poses)[0] if teacher is not None and c.model != LANDMARKS else None
         med = float(np.median(c.ms))
@@ -212,6 +257,10 @@ def run(args) -> int:
             "drift_vs_fp32": None if d_fp32 is None else round(d_fp32, 5),
             "fp32_self_noise": None if floor is None else round(floor, 5),
             "drift_vs_fp32_over_self_noise": None if d_fp32 is None or not floor else round(d_fp32 / floor, 3),
+            "drift_vs_fp32_same_rois": 0.0 if c is base else None if d_same is None else round(d_same, 5),
+            "speedup_vs_fp32": None if base is None else round(float(np.median(base.ms)) / med, 3),
+            "landmark_ms_median": round(lmk_med, 3), "landmark_ms_p95": round(_pct(c.timed.ms, 95), 3),
+            "landmark_speedup_vs_fp32": None if base_lmk is None else round(base_lmk / lmk_med, 3),
             "drift_vs_full_fp32": None if d_teacher is None else round(d_teacher, 5),
             "runs_as_built_on_this_cpu": not c.precision.endswith("_qat") or cpu["int8_qat_supported"],
             "frames_compared": n_both, "presence_disagreements": n_dis,
@@ -262,11 +311,13 @@ def _cpu_int8() -> dict:
 def _log_table(r: dict) -> None:
     log.info("MediaPipe Pose (tracking): median %.2f ms, p95 %.2f ms; reference self-noise %s; drift limit %.4f",
              r["mediapipe_ms_median"], r["mediapipe_ms_p95"], r["reference_self_noise"], r["drift_limit"])
-    log.info("%-22s %-12s %-9s %9s %9s %7s %10s %10s %10s %10s", "model", "backend", "precision", "median ms",
-             "p95 ms", "ratio", "drift ref", "drift fp32", "fp32 noise", "vs full")
+    log.info("%-22s %-12s %-9s %9s %9s %7s %10s %10s %10s %10s %10s %8s %7s", "model", "backend", "precision",
+             "median ms", "p95 ms", "ratio", "drift ref", "drift fp32", "same ROIs", "fp32 noise", "vs full",
+             "lmk ms", "lmk x")
     for c in r["configs"]:
-        log.info("%-22s %-12s %-9s %9.2f %9.2f %7.2f %10s %10s %10s %10s", c["model"], c["backend"], c["precision"],
-                 c["ms_median"], c["ms_p95"], c["fps_ratio_vs_mediapipe"], c["drift_vs_reference"],
-                 c["drift_vs_fp32"], c["fp32_self_noise"], c["drift_vs_full_fp32"])
+        log.info("%-22s %-12s %-9s %9.2f %9.2f %7.2f %10s %10s %10s %10s %10s %8.2f %7s", c["model"], c["backend"],
+                 c["precision"], c["ms_median"], c["ms_p95"], c["fps_ratio_vs_mediapipe"], c["drift_vs_reference"],
+                 c["drift_vs_fp32"], c["drift_vs_fp32_same_rois"], c["fp32_self_noise"], c["drift_vs_full_fp32"],
+                 c["landmark_ms_median"], c["landmark_speedup_vs_fp32"])
     log.info("CPU: %s, INT8 class %s", r["machine"]["cpu"], r["machine"]["cpu_class"])
     log.info("best: %s", r["best"])

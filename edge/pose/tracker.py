@@ -106,6 +106,17 @@ class PoseTracker:
             people.append(PersonPose(tr.id, lm, world, out.flag, out.roi, out.mask))
         return people, ran
 
+    def next_rois(self) -> list[Roi]:
+        """The ROIs the next frame's landmark runs will use, one per track, in track order."""
+        return [tr.roi for tr in self.tracks]
+
+    def replay_rois(self, rois: list[Roi]) -> None:
+        """Make the next frame use these ROIs (another run's `next_rois`), track by track; tracks beyond the list
+        keep their own. For analysis: `edge bench pose` replays the FP32 pipeline's ROIs into an INT8 one to
+        separate the model's own difference from what the tracking loop adds to it."""
+        for tr, roi in zip(self.tracks, rois):
+            tr.roi = roi
+
     def _dedupe(self, kept: list[tuple[Track, LandmarkOutput]]) -> list[tuple[Track, LandmarkOutput]]:
         """Two tracks that converged on the same person: keep the older one."""
         kept = sorted(kept, key=lambda p: p[0].id)

@@ -1,6 +1,7 @@
 """`edge bench pose` writes its keys (a short run: one clip, OpenVINO FP32 + PTQ INT8 of the full landmark model,
-against MediaPipe for real), including each FP32 pipeline's own noise floor: the same pipeline on the frames with
-±1 grey level of noise, vs itself."""
+against MediaPipe for real), including each FP32 pipeline's own noise floor (the same pipeline on the frames with
+±1 grey level of noise, vs itself), the INT8 model replayed on the FP32 pipeline's ROIs, and the landmark model's
+own time."""
 from __future__ import annotations
 
 import argparse
@@ -37,5 +38,12 @@ def test_bench_pose_writes_its_keys_and_the_fp32_self_noise(tmp_path):
     # the ratio is taken before rounding; the JSON values are rounded
     assert int8["drift_vs_fp32_over_self_noise"] == pytest.approx(int8["drift_vs_fp32"] / int8["fp32_self_noise"],
                                                                   abs=2e-3)
+    # the INT8 model on the FP32 pipeline's ROIs (no loop feedback), and the landmark model timed alone
+    assert fp32["drift_vs_fp32_same_rois"] == 0.0 and 0 < int8["drift_vs_fp32_same_rois"] < 0.1
+    assert fp32["speedup_vs_fp32"] == fp32["landmark_speedup_vs_fp32"] == 1.0
+    for c in (fp32, int8):
+        assert 0 < c["landmark_ms_median"] < c["ms_median"] and c["landmark_ms_p95"] >= c["landmark_ms_median"]
+    assert int8["landmark_speedup_vs_fp32"] > 0 and int8["speedup_vs_fp32"] == pytest.approx(
+        fp32["ms_median"] / int8["ms_median"], abs=2e-3)
     assert 0 < r["reference_self_noise"] < 0.1 and r["drift_limit"] >= 0.01
     assert r["machine"]["cpu_class"] and "cpu_flags" in r["machine"]

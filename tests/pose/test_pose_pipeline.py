@@ -170,3 +170,25 @@ def test_bgr_frames_give_what_a_converted_frame_gives():
         for a, b in zip(got, want):
             assert np.array_equal(a.landmarks, b.landmarks) and a.score == b.score
             assert np.array_equal(a.mask, b.mask)
+
+
+def test_replayed_rois_are_the_ones_the_next_frame_uses():
+    """PoseTracker.replay_rois (edge bench pose's model-vs-loop split): a pipeline fed noisy frames runs its landmark
+    model on exactly the other pipeline's ROIs once they are replayed; left alone, its own ROIs drift apart."""
+    img = load_photo("astronaut")
+    rng = np.random.default_rng(0)
+    clean, free, replayed = pipeline(), pipeline(), pipeline()
+    own_differs = False
+    for i in range(6):
+        shifted = cv2.warpAffine(img, np.float32([[1, 0, 5 * i], [0, 1, 2 * i]]), img.shape[1::-1],
+                                 borderMode=cv2.BORDER_REPLICATE)
+        noisy = np.clip(shifted.astype(np.int16) + rng.integers(-1, 2, shifted.shape), 0, 255).astype(np.uint8)
+        want = clean.process(frame(shifted, i)).people[0].roi
+        got = replayed.process(frame(noisy, i)).people[0].roi
+        own = free.process(frame(noisy, i)).people[0].roi
+        if i > 0:
+            assert got == want, i
+            own_differs |= own != want
+        replayed.tracker.replay_rois(clean.tracker.next_rois())
+    assert own_differs
+    assert clean.tracker.next_rois() == [t.roi for t in clean.tracker.tracks] and len(clean.tracker.next_rois()) == 1
