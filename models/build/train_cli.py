@@ -70,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "quantized): `manifest` = the manifest's [quantization.ignored_scope], or a JSON table of the "
                    "same selectors; default: full INT8")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes making the crops on the CPU")
+    p.add_argument("--recipe", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="landmark kinds: augmentation overrides, e.g. shift=0.12 scale_std=0.25 (models/build/train/"
+                   "augment.py Recipe; recorded in the recipe)")
     p.add_argument("--work", metavar="DIR", help="run folder (default <cache>/train/<kind>); reruns resume here")
     p.add_argument("--from-run", metavar="FINAL_PT", help="skip training: package this run's final.pt")
     p.add_argument("--note", default="", help="free text kept in PROVENANCE.json (e.g. where a --from-run ran)")
@@ -87,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
     zoo = ModelZoo(cache)
     if args.kind == "detector_qat":
         from models.build.train_detector import run_detector
+
+        if getattr(args, "recipe", None):
+            print("edge models train: --recipe is for the landmark kinds (qat, student)")
+            return 1
 
         return run_detector(args, cache, zoo)
     model, stem, evals = KINDS[args.kind]
@@ -121,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         train_cmd += ["--time-limit", str(args.time_limit)]
     if args.workers:
         train_cmd += ["--workers", str(args.workers)]
+    if args.recipe:
+        train_cmd += ["--recipe", *args.recipe]
     if args.init:
         if not Path(args.init).is_file():
             print(f"edge models train: --init {args.init} is not a file (give an earlier run's final.pt)")
@@ -175,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
             ["--preset", run_info["config"]["preset"]] if run_info["config"].get("preset") else []) + (
             ["--ignored-scope", json.dumps(run_info["config"]["ignored_scope"])]
             if run_info["config"].get("ignored_scope") else []) + (
+            ["--recipe", *(f"{k}={v}" for k, v in run_info["config"]["recipe_overrides"].items())]
+            if run_info["config"].get("recipe_overrides") else []) + (
             ["--init", f"<final.pt sha256 {run_info['config']['init']}>"] if run_info["config"].get("init") else [])),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "recipe": run_info["config"], "steps_done": run_info["step"], "curve": run_info["curve"],

@@ -145,6 +145,41 @@ print(all(torch.equal(a, b) for a, b in zip(one, two)), all(torch.equal(a, b) fo
     assert same_other_seed == "False"
 
 
+def test_recipe_overrides_reach_the_crops_and_the_record(train_py, teacher, built_cache, tmp_path):
+    """--recipe KEY=VALUE: the crops change (wider ROI jitter), no override gives the default crops, the run records
+    the overrides in its config (PROVENANCE's recipe and reproduce command come from it); a bad key is refused."""
+    cal = built_cache / "calibration" / "pose_landmark_full"
+    code = """
+import sys, torch
+from pathlib import Path
+import loop
+from augment import Recipe
+photos, prov = map(Path, sys.argv[1:3])
+wide = loop.recipe_overrides(["shift=0.3", "scale_std=0.4", "scale_down=0.6", "scale_up=0.6"])
+makers = [loop.make_data(photos, prov, "cpu", Recipe(**o)) for o in ({}, wide, loop.recipe_overrides([]))]
+a, b, c = (m.batch(4, 7, 0) for m in makers)
+print(torch.equal(a, c), torch.equal(a, b))
+"""
+    same_default, same_wide = _venv_run(train_py, code, str(built_cache / "photos"),
+                                        str(cal / "provenance.json")).stdout.split()[-2:]
+    assert same_default == "True" and same_wide == "False"
+    common = [train_py, str(TRAIN_DIR / "loop.py"), "--kind", "student", "--teacher", str(teacher), "--photos",
+              str(built_cache / "photos"), "--provenance", str(cal / "provenance.json"), "--steps", "1", "--batch", "2",
+              "--threads", "1", "--device", "cpu"]
+    r = subprocess.run([*common, "--out", str(tmp_path / "run"), "--recipe", "shift=0.1", "scale_up=0.5"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    code = """
+import sys, torch
+c = torch.load(sys.argv[1], map_location="cpu", weights_only=False)["config"]
+print(c["recipe_overrides"] == {"shift": 0.1, "scale_up": 0.5}, c["recipe"]["shift"], c["recipe"]["scale_std"])
+"""
+    assert _venv_run(train_py, code, str(tmp_path / "run" / "final.pt")).stdout.split()[-3:] == ["True", "0.1", "0.12"]
+    bad = subprocess.run([*common, "--out", str(tmp_path / "bad"), "--recipe", "shfit=0.1"], capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "--recipe 'shfit=0.1': expected KEY=VALUE with KEY one of shift" in bad.stderr
+
+
 def test_loop_with_workers_resumes_to_the_same_weights(train_py, teacher, built_cache, tmp_path):
     """A tiny CPU run with --workers 2, and the same run cut after its first step and resumed with --workers 1:
     the same final weights (the data stream depends on (seed, step) only); resuming it without workers (another

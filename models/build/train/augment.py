@@ -32,6 +32,8 @@ class Person:
 class Recipe:
     shift: float = 0.06          # ROI centre jitter, std, fraction of ROI size
     scale_std: float = 0.12      # log-scale jitter
+    scale_down: float = 0.25     # ... clipped to [-scale_down, +scale_up] (log): crops of a body 0.78-1.35x its size
+    scale_up: float = 0.3
     rot_std: float = 0.25        # radians
     p_flip: float = 0.5
     p_empty: float = 0.05        # crops of person-free scenes (pose flag must stay low)
@@ -93,7 +95,7 @@ class CropMaker:
                 people_mask.append(False)
                 continue
             p = self.people[int(rng.integers(len(self.people)))]
-            size = p.size * float(np.exp(np.clip(rng.normal(0, r.scale_std), -0.25, 0.3)))
+            size = p.size * float(np.exp(np.clip(rng.normal(0, r.scale_std), -r.scale_down, r.scale_up)))
             cx = p.cx + float(rng.normal(0, r.shift)) * p.size
             cy = p.cy + float(rng.normal(0, r.shift)) * p.size
             rot = p.rotation + float(np.clip(rng.normal(0, r.rot_std), -0.7, 0.7))

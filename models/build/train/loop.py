@@ -229,6 +229,23 @@ def freeze(model, names: list[str]):
     return model
 
 
+def recipe_overrides(items: list[str]) -> dict[str, float]:
+    """KEY=VALUE strings → {key: float} for Recipe fields; ValueError names the bad item and the known keys."""
+    known = Recipe().as_dict()
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise ValueError(f"--recipe {item!r}: expected KEY=VALUE with KEY one of {', '.join(known)}")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise ValueError(f"--recipe {item!r}: {value!r} is not a number") from None
+        if out[key] < 0 or (key.startswith("p_") and out[key] > 1):
+            raise ValueError(f"--recipe {item!r}: out of range ({'0..1' if key.startswith('p_') else '>= 0'})")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kind", choices=("qat", "student"), required=True)
@@ -258,7 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes making the batches on the "
                     "CPU (0: in the main process, on the device)")
     ap.add_argument("--prefetch", type=int, default=4, help="batches each worker makes ahead")
+    ap.add_argument("--recipe", nargs="+", default=[], metavar="KEY=VALUE",
+                    help=f"augmentation overrides, e.g. shift=0.12 scale_std=0.25 (keys: {', '.join(Recipe().as_dict())})")
     a = ap.parse_args(argv)
+    try:
+        overrides = recipe_overrides(a.recipe)
+    except ValueError as e:
+        ap.error(str(e))
     if a.ignored_scope is not None and a.kind != "qat":
         ap.error("--ignored-scope is for --kind qat")
     if a.ignored_scope is not None:
@@ -279,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.allow_tf32 = False
     a.out.mkdir(parents=True, exist_ok=True)
     ckpt = a.out / "checkpoint.pt"
-    recipe = Recipe()
+    recipe = Recipe(**overrides)
     lr = a.lr if a.lr is not None else (1e-6 if a.kind == "qat" else 2e-3)  # qat: 1e-5 ruins the PTQ init
     config = {"kind": a.kind, "steps": a.steps, "batch": a.batch, "lr": lr, "seed": a.seed, "calib": a.calib,
               "recipe": recipe.as_dict(), "loss_weights": LOSS_W, "optimizer": "Adam, cosine decay",
@@ -292,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             config["frozen"] = "the FP32 stem (first_convs): teacher weights, not trained"
     if a.warmup:  # only when set, as the scope
         config["warmup"] = a.warmup
+    if overrides:  # the changed keys, also inside config["recipe"]: `edge models train` rebuilds the command from it
+        config["recipe_overrides"] = overrides
     if a.preset != "mixed":
         config["preset"] = a.preset
     if a.workers:  # CPU crops with onnxruntime masks differ slightly from device-made ones: another data stream
