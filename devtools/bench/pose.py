@@ -15,7 +15,9 @@ Two decompositions, untimed or timed aside: `drift_vs_fp32_same_rois` runs each 
 the FP32 pipeline's ROIs replayed frame by frame (PoseTracker.replay_rois), so it is the model's own difference
 with smoothing but without the tracking loop's feedback; `landmark_ms_median` is the landmark model's Session.run
 alone inside the pipeline, and `landmark_speedup_vs_fp32` / `speedup_vs_fp32` compare it / the whole frame with
-the same model's FP32 on the same backend. `best` = the fastest
+the same model's FP32 on the same backend. `roi_gain_scale` / `roi_gain_shift` (devtools.pose_metrics.roi_gain, on
+the package photos): the share of a ROI error in size / position the model hands on to the next tracking ROI (0:
+corrected in one frame; near 1: errors persist, so the loop is chaotic). `best` = the fastest
 configuration whose drift_vs_reference ≤ max(0.01, 1.5 × self-noise), among those this CPU runs as built (QAT INT8
 not on AVX2-only CPUs: edge.backends.auto.int8_qat_supported). The JSON records the CPU model, its INT8 flags and
 class.
@@ -233,6 +235,7 @@ def run(args) -> int:
         return _mean([drift(a, b) for a, b in both]), len(both), disagree
 
     self_noise, _, _ = drifts(mp_poses, noisy_poses)
+    gains = {c.key: _roi_gains(c) for c in cands}
     mp_med = float(np.median(mp_ms))
     fp32 = {(c.model, c.backend): c for c in cands if c.precision == "fp32"}
     floors = {k: drifts(c.poses, c.noisy_poses)[0] for k, c in fp32.items()}  # each FP32 pipeline vs itself, noisy
@@ -261,6 +264,7 @@ def run(args) -> int:
             "speedup_vs_fp32": None if base is None else round(float(np.median(base.ms)) / med, 3),
             "landmark_ms_median": round(lmk_med, 3), "landmark_ms_p95": round(_pct(c.timed.ms, 95), 3),
             "landmark_speedup_vs_fp32": None if base_lmk is None else round(base_lmk / lmk_med, 3),
+            **gains[c.key],
             "drift_vs_full_fp32": None if d_teacher is None else round(d_teacher, 5),
             "runs_as_built_on_this_cpu": not c.precision.endswith("_qat") or cpu["int8_qat_supported"],
             "frames_compared": n_both, "presence_disagreements": n_dis,
@@ -292,6 +296,26 @@ def run(args) -> int:
     return 0
 
 
+def _roi_gains(c: Candidate) -> dict:
+    """devtools.pose_metrics.roi_gain of the configuration's landmark model on the package photos (its own
+    tracking ROI after one landmark run), averaged: how much of a ROI error the tracking loop carries forward."""
+    import numpy as np
+
+    from calibration.photos import PHOTOS, load_photo
+    from devtools.pose_metrics import roi_gain
+
+    pipe = c.noisy if c.noisy is not None else c.replay  # untimed: the timed session only sees the bench frames
+    gs = []
+    for p in PHOTOS:
+        img = load_photo(p.name)
+        pipe.reset()
+        if pipe.process(media_frame(img, 0)).people:
+            gs.append(roi_gain(pipe.landmarks, img, pipe.tracker.next_rois()[0]))
+    pipe.reset()
+    return {"roi_gain_scale": round(float(np.mean([g[0] for g in gs])), 3) if gs else None,
+            "roi_gain_shift": round(float(np.mean([g[1] for g in gs])), 3) if gs else None, "roi_gain_photos": len(gs)}
+
+
 def _cpu() -> str:
     from edge.backends.auto import cpu_model
 
@@ -311,13 +335,13 @@ def _cpu_int8() -> dict:
 def _log_table(r: dict) -> None:
     log.info("MediaPipe Pose (tracking): median %.2f ms, p95 %.2f ms; reference self-noise %s; drift limit %.4f",
              r["mediapipe_ms_median"], r["mediapipe_ms_p95"], r["reference_self_noise"], r["drift_limit"])
-    log.info("%-22s %-12s %-9s %9s %9s %7s %10s %10s %10s %10s %10s %8s %7s", "model", "backend", "precision",
+    log.info("%-22s %-12s %-9s %9s %9s %7s %10s %10s %10s %10s %10s %8s %7s %11s", "model", "backend", "precision",
              "median ms", "p95 ms", "ratio", "drift ref", "drift fp32", "same ROIs", "fp32 noise", "vs full",
-             "lmk ms", "lmk x")
+             "lmk ms", "lmk x", "ROI gain")
     for c in r["configs"]:
-        log.info("%-22s %-12s %-9s %9.2f %9.2f %7.2f %10s %10s %10s %10s %10s %8.2f %7s", c["model"], c["backend"],
-                 c["precision"], c["ms_median"], c["ms_p95"], c["fps_ratio_vs_mediapipe"], c["drift_vs_reference"],
+        log.info("%-22s %-12s %-9s %9.2f %9.2f %7.2f %10s %10s %10s %10s %10s %8.2f %7s %5s/%5s", c["model"],
+                 c["backend"], c["precision"], c["ms_median"], c["ms_p95"], c["fps_ratio_vs_mediapipe"], c["drift_vs_reference"],
                  c["drift_vs_fp32"], c["drift_vs_fp32_same_rois"], c["fp32_self_noise"], c["drift_vs_full_fp32"],
-                 c["landmark_ms_median"], c["landmark_speedup_vs_fp32"])
+                 c["landmark_ms_median"], c["landmark_speedup_vs_fp32"], c["roi_gain_scale"], c["roi_gain_shift"])
     log.info("CPU: %s, INT8 class %s", r["machine"]["cpu"], r["machine"]["cpu_class"])
     log.info("best: %s", r["best"])

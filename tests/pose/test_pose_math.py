@@ -127,3 +127,31 @@ def test_same_person_by_normalized_centre_distance():
     assert same_person(a, a + [50, 0], 0.35)  # 0.25 x scale apart
     assert not same_person(a, a + [80, 0], 0.35)  # 0.4 x scale apart: side by side
     assert not same_person(a, a + [0, 300], 0.35)
+
+
+class _AuxModel:
+    """A stand-in landmark model with a chosen tracking behaviour: its auxiliary points (ROI centre, scale point)
+    are the true ones moved `follow` of the way towards where the given ROI puts them (0: it finds the body
+    wherever the crop is; 1: it reports the crop, whatever is in it)."""
+
+    def __init__(self, follow: float, true: Roi):
+        self.follow, self.true = follow, true
+
+    def _aux(self, r: Roi) -> np.ndarray:
+        return np.array([[r.cx, r.cy], [r.cx, r.cy - r.size / 2.5]])  # roi_from_points: size = 2 * 1.25 * dist
+
+    def __call__(self, image, rois, *, bgr=False):
+        f, a, b = self.follow, self._aux(self.true), self._aux(rois[0])
+        return [type("Out", (), {"aux": (1 - f) * a + f * b})()]
+
+
+@pytest.mark.parametrize("follow", [0.0, 0.5, 1.0])
+def test_roi_gain_is_the_share_of_a_roi_error_handed_on(follow):
+    """devtools.pose_metrics.roi_gain: a model that finds the body wherever its crop is has gain 0, one that reports
+    its crop has gain 1, and half-way is ~0.5 (exact for the shift; the size gain is measured in log size)."""
+    from devtools.pose_metrics import roi_gain
+
+    true = Roi(320.0, 240.0, 400.0, 0.0)
+    g_scale, g_shift = roi_gain(_AuxModel(follow, true), None, true)
+    assert g_shift == pytest.approx(follow, abs=1e-9)
+    assert g_scale == pytest.approx(follow, abs=0.02)
