@@ -1,7 +1,7 @@
 """The distilled student runs the pose pipeline unchanged when a device config names it
 (`[models.pose_landmarks] name = "pose_landmark_student"`), built by the chain in a throw-away cache.
 
-The student is far less accurate than pose_landmark_full (0.070 of the crop from the teacher on held-out crops,
+The student is far less accurate than pose_landmark_full (0.082 of the crop from the teacher on held-out crops,
 docs/MODELS.md "Student"), so the assertions are what it does today: it finds the same people as MediaPipe, its
 landmarks land on them (clearly better than a blob at the body's centre), within a documented bound.
 """
@@ -17,10 +17,9 @@ from devtools.pose_metrics import drift
 from edge.core.frames import Frame
 from tests.models.student_cache import STUDENT, build_student
 
-# of torso size, detector mode (one photo, fresh tracker). Measured 2026-11-30 (student s4809): 0.05-0.49 per photo,
-# mean 0.20 (onnxruntime) / 0.23 (OpenVINO); s1996 gave mean 0.31. pose_landmark_full gives <= 0.015. A blob (every
-# landmark at the reference's centroid) gives 0.75-1.18.
-MEAN_TOL, VS_BLOB = 0.30, 0.8
+# of torso size, detector mode (one photo, fresh tracker). Measured 2026-11 (student s1996): 0.11-0.56 per photo,
+# mean 0.31; pose_landmark_full gives <= 0.015. A blob (every landmark at the reference's centroid) gives 0.75-1.18.
+MEAN_TOL, VS_BLOB = 0.40, 0.8
 
 
 @pytest.fixture(scope="module")
