@@ -93,7 +93,19 @@ def run(args: argparse.Namespace) -> int:
             card = Path(args.cards_dir) / f"{name}.md"
             write_card_section(card, card_section(result, name))
             print(f"  wrote {card} and {Path(args.reports_dir) / f'{name}.audit.json'}")
+    if not args.no_write:
+        for line in refused_defaults([n for n, mr in result["models"].items() if mr["status"] == "audited"],
+                                     Path(args.reports_dir)):
+            print(f"  `edge models build` will refuse this default now: {line}")
     return 0
+
+
+def refused_defaults(names: list[str], reports_dir: Path) -> list[str]:
+    """What the build's gate (default_problems) says about these models' defaults against the reports just
+    written: an audit that flags a default precision's group is news the person running it should hear at once."""
+    from models.manifest import load_all
+
+    return default_problems({n: m for n, m in load_all().items() if n in names}, reports_dir)
 
 
 # ------------------------------------------------------------------------------------------------------ measuring

@@ -237,6 +237,16 @@ def test_gate_refuses_an_audit_of_another_file(tmp_path):
     assert ma.default_problems(_manifests("int8"), tmp_path, built_sha=lambda n, b, p: "abc") == []
 
 
+def test_audit_says_at_once_which_default_the_build_will_refuse(tmp_path):
+    """`edge models audit` prints the build gate's verdict on the reports it just wrote (models.build.audit.run)."""
+    _report(tmp_path, precision="fp32", flagged=True)
+    [line] = ma.refused_defaults(["pose_landmark_full"], tmp_path)
+    assert "[defaults.openvino]" in line and "distance = far" in line
+    assert ma.refused_defaults(["pose_landmark_student"], tmp_path) == []  # only the models it audited
+    _report(tmp_path, precision="fp32", flagged=False)
+    assert ma.refused_defaults(["pose_landmark_full"], tmp_path) == []
+
+
 def test_committed_defaults_pass_the_committed_audits():
     assert ma.default_problems(load_all()) == []
 
