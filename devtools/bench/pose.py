@@ -194,6 +194,7 @@ def run(args) -> int:
                     extra.reset()
 
         mp_ms, mp_poses, noisy_poses = [], [], []
+        fp32 = {(c.model, c.backend): c for c in cands if c.precision == "fp32"}  # each configuration's baseline
         order = [None, *cands]
         for n, start in enumerate(range(0, len(frames), args.chunk)):
             idx = range(start, min(start + args.chunk, len(frames)))
@@ -219,8 +220,7 @@ def run(args) -> int:
                         res = c.noisy.process(media_frame(noisy[i], i))
                         c.noisy_poses.append(res.people[0].landmarks if res.people else None)
             for c in cands:  # untimed, after the chunk: the FP32 pipeline's ROIs of these frames are known
-                base = next((b for b in cands if b.precision == "fp32" and (b.model, b.backend) ==
-                             (c.model, c.backend)), None)
+                base = fp32.get((c.model, c.backend))
                 if c.replay is None or base is None:
                     continue
                 for i in idx:
@@ -237,7 +237,6 @@ def run(args) -> int:
     self_noise, _, _ = drifts(mp_poses, noisy_poses)
     gains = {c.key: _roi_gains(c) for c in cands}
     mp_med = float(np.median(mp_ms))
-    fp32 = {(c.model, c.backend): c for c in cands if c.precision == "fp32"}
     floors = {k: drifts(c.poses, c.noisy_poses)[0] for k, c in fp32.items()}  # each FP32 pipeline vs itself, noisy
     cpu = _cpu_int8()
     configs = []

@@ -93,19 +93,19 @@ def run(args: argparse.Namespace) -> int:
             card = Path(args.cards_dir) / f"{name}.md"
             write_card_section(card, card_section(result, name))
             print(f"  wrote {card} and {Path(args.reports_dir) / f'{name}.audit.json'}")
-    if not args.no_write:
-        for line in refused_defaults([n for n, mr in result["models"].items() if mr["status"] == "audited"],
-                                     Path(args.reports_dir)):
+    audited = [n for n, mr in result["models"].items() if mr["status"] == "audited"]
+    if audited and not args.no_write:
+        for line in refused_defaults(audited, Path(args.reports_dir)):
             print(f"  `edge models build` will refuse this default now: {line}")
     return 0
 
 
-def refused_defaults(names: list[str], reports_dir: Path) -> list[str]:
-    """What the build's gate (default_problems) says about these models' defaults against the reports just
-    written: an audit that flags a default precision's group is news the person running it should hear at once."""
+def refused_defaults(names: list[str] | None, reports_dir: Path | None = None, built_sha=None) -> list[str]:
+    """default_problems for these models' manifests (None: every model): the build's gate, and what `edge models
+    audit` says at once about the reports it just wrote."""
     from models.manifest import load_all
 
-    return default_problems({n: m for n, m in load_all().items() if n in names}, reports_dir)
+    return default_problems({n: m for n, m in load_all().items() if not names or n in names}, reports_dir, built_sha)
 
 
 # ------------------------------------------------------------------------------------------------------ measuring
@@ -500,16 +500,14 @@ def default_problems(manifests: dict[str, dict], reports_dir: Path | None = None
 
 def gate(only: list[str] | None = None, cache: Path | None = None, reports_dir: Path | None = None) -> None:
     """`edge models build`'s check: raise AuditGateError listing every default precision the audit does not clear."""
-    from models.manifest import load_all
     from models.zoo import ModelZoo
 
-    manifests = {n: m for n, m in load_all().items() if not only or n in only}
     zoo = ModelZoo(cache) if cache else None
 
     def built_sha(name: str, backend: str, precision: str) -> str | None:
         a = [x for x in zoo.artifacts(name) if x.backend == backend and x.precision == precision] if zoo else []
         return a[0].sha256 if a else None
 
-    problems = default_problems(manifests, reports_dir, built_sha)
+    problems = refused_defaults(only, reports_dir, built_sha)
     if problems:
         raise AuditGateError("default precision refused by the model audit:\n  " + "\n  ".join(problems))

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "detector_qat":
         from models.build.train_detector import run_detector
 
-        if getattr(args, "recipe", None):
+        if args.recipe:
             print("edge models train: --recipe is for the landmark kinds (qat, student)")
             return 1
 
