@@ -13,9 +13,9 @@ from pathlib import Path
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 
 BACKENDS = ("onnxruntime", "openvino", "tflite")
-PRECISIONS = ("fp32", "int8", "int8_full", "int8_qat")
+PRECISIONS = ("fp32", "int8", "int8_full", "int8_qat", "bf16")
 FORMATS = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
-PRODUCERS = ("source", "tf2onnx", "ov_convert", "nncf", "ort_quant", "aeq", "tflite_convert", "trained")
+PRODUCERS = ("source", "tf2onnx", "ov_convert", "nncf", "ort_quant", "aeq", "tflite_convert", "trained", "ov_bf16")
 METRICS = ("landmarks", "pose_detector", "face_detector", "people_detector", "palm_detector", "hand_landmarks")
 SOURCE_KINDS = ("wheel", "npm", "trained")  # npm: a TF.js graph model in an npm tarball, converted through
 # TensorFlow; trained: an ONNX file the project trained and committed under models/trained/<name>/
@@ -48,6 +48,9 @@ SCHEMA: dict = {
                      "tflite_int8_samples": (_I, True), "description": (_S, True)}, True),
     "quantization": ({"keep_first_convs": (_I, True), "int8_gate": (_D, True), "notes": (_S, False),
                       "ignored_scope": (IGNORED_SCOPE, False), "int8_output_offset": (_D, False)}, True),
+    # [bf16]: the OpenVINO `bf16` artefact (producer ov_bf16) runs in bf16 on CPUs that have it, but for the
+    # layers of fp32_scope (same selectors as ignored_scope), which stay f32
+    "bf16": ({"fp32_scope": (IGNORED_SCOPE, False), "note": (_S, False)}, False),
     "verify": ({"fp32_atol": (_F, True), "fp32_rtol": (_F, True), "output_atol": (_D, False),
                 "note": (_S, False)}, True),
     # one entry per backend that has artefacts (checked in validate)
@@ -188,6 +191,7 @@ def validate(m: dict, where: str = "<manifest>") -> dict:
         check_tolerance(m["tolerance"], where, set(outputs))
     if "ignored_scope" in m["quantization"]:
         _check_ignored_scope(m["quantization"]["ignored_scope"], where, outputs)
+    _check_bf16(m, where, outputs)
     if "int8_output_offset" in m["quantization"]:
         _check_output_offset(m["quantization"]["int8_output_offset"], where, outputs)
     return m
@@ -211,10 +215,28 @@ def _check_output_offset(offsets: dict, where: str, outputs: list[str]) -> None:
             raise ManifestError(f"{where}: {key}.{name}: expected a number within ±{OUTPUT_OFFSET_MAX}, got {v!r}")
 
 
-def _check_ignored_scope(scope: dict, where: str, outputs: list[str]) -> None:
+def _check_bf16(m: dict, where: str, outputs: list[str]) -> None:
+    """bf16 artefacts are OpenVINO IRs made by ov_bf16 and need the `[bf16]` table, and the table needs one; without
+    fp32_scope every layer runs in bf16."""
+    arts = [(i, a) for i, a in enumerate(m["artifacts"]) if a["producer"] == "ov_bf16" or a["precision"] == "bf16"]
+    for i, a in arts:
+        if (a["producer"], a["backend"], a["precision"], a["format"]) != ("ov_bf16", "openvino", "bf16", "openvino"):
+            raise ManifestError(f"{where}: artifacts[{i}]: bf16 artefacts are made by producer 'ov_bf16' for backend "
+                                f"'openvino' (format 'openvino'), got {a['producer']!r} / {a['backend']!r} / "
+                                f"{a['format']!r}")
+    if arts and "bf16" not in m:
+        raise ManifestError(f"{where}: bf16: required by the bf16 artefact: add a [bf16] table with the layers that "
+                            "stay f32 (fp32_scope) and a note saying why")
+    if "bf16" in m and not arts:
+        raise ManifestError(f"{where}: bf16: no artefact uses it; add an openvino/bf16 artefact (producer "
+                            "'ov_bf16') or remove the table")
+    if "fp32_scope" in m.get("bf16", {}):
+        _check_ignored_scope(m["bf16"]["fp32_scope"], where, outputs, "bf16.fp32_scope")
+
+
+def _check_ignored_scope(scope: dict, where: str, outputs: list[str], key: str = "quantization.ignored_scope") -> None:
     """first_convs >= 0; head_convs (a list) and branches (a list of lists) name outputs of the model; at least one
     selector."""
-    key = "quantization.ignored_scope"
     if scope.get("first_convs", 0) < 0:
         raise ManifestError(f"{where}: {key}.first_convs: must be >= 0, got {scope['first_convs']}")
     groups = scope.get("branches", [])
@@ -228,7 +250,7 @@ def _check_ignored_scope(scope: dict, where: str, outputs: list[str]) -> None:
                                     f"(outputs: {', '.join(outputs)})")
     if not (scope.get("first_convs") or scope.get("head_convs") or scope.get("branches") or scope.get("upsampling")):
         raise ManifestError(f"{where}: {key}: selects nothing; set first_convs, head_convs, branches or upsampling "
-                            "(or remove the table to quantize everything but keep_first_convs)")
+                            "(or remove the table)")
 
 
 def load(path: str | Path) -> dict:

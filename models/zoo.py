@@ -26,7 +26,7 @@ class Artifact:
     version: str
     task: str
     backend: str
-    precision: str  # "fp32" | "int8" | "int8_full" (report-only variant)
+    precision: str  # models.manifest.PRECISIONS: "fp32" | "int8" | "int8_full" (report-only) | "int8_qat" | "bf16"
     path: Path
     sha256: str
     size_bytes: int

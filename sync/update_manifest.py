@@ -69,12 +69,12 @@ def n_chunks(size: int, chunk_size: int) -> int:
 
 
 def _artifacts_from_dir(src: Path) -> list[dict]:
-    """Artefacts of a directory without built.json: by suffix; precision from the name (int8 or fp32)."""
+    """Artefacts of a directory without built.json: by suffix; precision from the name (fp32 unless it says)."""
     out = []
     for p in sorted(src.iterdir()):
         if p.suffix in SUFFIX_BACKEND and p.is_file():
             backend, fmt = SUFFIX_BACKEND[p.suffix]
-            prec = "int8_full" if "int8_full" in p.stem else "int8" if "int8" in p.stem else "fp32"
+            prec = next((q for q in ("int8_full", "int8_qat", "bf16", "int8") if q in p.stem), "fp32")
             out.append({"backend": backend, "format": fmt, "precision": prec, "file": p.name})
     return out
 

@@ -1,5 +1,5 @@
 """`edge bench pose [--json PATH]`: MediaPipe Pose (tracking mode) vs our pipeline on every zoo landmark model ×
-backend × precision: pose_landmark_full (fp32, PTQ int8, QAT int8_qat where built) and the distilled
+backend × precision: pose_landmark_full (fp32, PTQ int8, QAT int8_qat where built, OpenVINO bf16) and the distilled
 pose_landmark_student (fp32, int8), each keyed `model/backend/precision`.
 
 Same frames, same run, interleaved in chunks of a few frames (each candidate keeps its own tracking state and sees
@@ -19,8 +19,8 @@ the same model's FP32 on the same backend. `roi_gain_scale` / `roi_gain_shift` (
 the package photos): the share of a ROI error in size / position the model hands on to the next tracking ROI (0:
 corrected in one frame; near 1: errors persist, so the loop is chaotic). `best` = the fastest
 configuration whose drift_vs_reference ≤ max(0.01, 1.5 × self-noise), among those this CPU runs as built (QAT INT8
-not on AVX2-only CPUs: edge.backends.auto.int8_qat_supported). The JSON records the CPU model, its INT8 flags and
-class.
+not on AVX2-only CPUs: edge.backends.auto.int8_qat_supported; bf16 only with native bf16: bf16_supported). The JSON
+records the CPU model, its INT8 / bf16 flags and class.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 BACKENDS = ("onnxruntime", "openvino", "tflite")
-PRECISIONS = ("fp32", "int8", "int8_qat")
+PRECISIONS = ("fp32", "int8", "int8_qat", "bf16")
 DETECTOR, LANDMARKS, STUDENT = "pose_detection", "pose_landmark_full", "pose_landmark_student"
 
 
@@ -51,7 +51,7 @@ def add_arguments(p) -> None:
     p.add_argument("--frames", type=int, default=40, help="frames per clip (3 clips)")
     p.add_argument("--clips", nargs="+", default=None, help="clips of devtools.motion.SEQUENCES")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
-    p.add_argument("--precisions", nargs="+", default=list(PRECISIONS), help="fp32 int8 int8_qat int8_full")
+    p.add_argument("--precisions", nargs="+", default=list(PRECISIONS), help="fp32 int8 int8_qat bf16 int8_full")
     p.add_argument("--models", nargs="+", default=[LANDMARKS, STUDENT], help="landmark models of the zoo")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--segmentation", action="store_true", help="segmentation on (both sides)")
@@ -265,7 +265,8 @@ def run(args) -> int:
             "landmark_speedup_vs_fp32": None if base_lmk is None else round(base_lmk / lmk_med, 3),
             **gains[c.key],
             "drift_vs_full_fp32": None if d_teacher is None else round(d_teacher, 5),
-            "runs_as_built_on_this_cpu": not c.precision.endswith("_qat") or cpu["int8_qat_supported"],
+            "runs_as_built_on_this_cpu": (cpu["int8_qat_supported"] if c.precision.endswith("_qat") else
+                                          cpu["bf16_supported"] if c.precision == "bf16" else True),
             "frames_compared": n_both, "presence_disagreements": n_dis,
             "session": c.pipeline.sessions[1].info.to_dict(),
         })
@@ -322,13 +323,15 @@ def _cpu() -> str:
 
 
 def _cpu_int8() -> dict:
-    """The INT8-relevant CPU flags, the CPU class and whether it runs QAT INT8 as built (edge.backends.auto)."""
-    from edge.backends.auto import CPU_CLASSES, INT8_CPU_FLAGS, cpu_class, cpu_flags, int8_qat_supported
+    """The INT8 / bf16 CPU flags, the CPU class and whether it runs QAT INT8 and bf16 as built
+    (edge.backends.auto)."""
+    from edge.backends.auto import (CPU_CLASSES, INT8_CPU_FLAGS, bf16_supported, cpu_class, cpu_flags,
+                                    int8_qat_supported)
 
     flags = cpu_flags()
     cls = cpu_class(flags)
     return {"cpu_flags": {f: f in flags for f in INT8_CPU_FLAGS}, "cpu_class": CPU_CLASSES[cls],
-            "int8_qat_supported": int8_qat_supported(cls)[0]}
+            "int8_qat_supported": int8_qat_supported(cls)[0], "bf16_supported": bf16_supported(flags)[0]}
 
 
 def _log_table(r: dict) -> None:

@@ -25,7 +25,8 @@ from sync.config import SyncConfig
 from sync.update_shadow import ShadowConfig
 
 BackendName = Literal[(*BACKENDS, "auto")]  # the registry's plug-ins, plus "auto"
-Precision = Literal["fp32", "int8", "int8_qat", "default"]  # int8_qat: quantization-aware trained INT8
+# int8_qat: quantization-aware trained INT8; bf16: OpenVINO's bf16 artefact, on CPUs with native bf16 (else default)
+Precision = Literal["fp32", "int8", "int8_qat", "bf16", "default"]
 
 
 class ConfigError(ValueError):

@@ -92,17 +92,19 @@ INT8_NOTES = {
 def check_cpu(cpuinfo: str | None = None) -> dict:
     """CPU model, INT8-relevant flags and class (edge.backends.auto), and whether QAT INT8 is used: this machine's,
     or those of a /proc/cpuinfo text."""
-    from edge.backends.auto import CPU_CLASSES, INT8_CPU_FLAGS, cpu_class, cpu_flags, cpu_model, int8_qat_supported
+    from edge.backends.auto import (CPU_CLASSES, INT8_CPU_FLAGS, bf16_supported, cpu_class, cpu_flags, cpu_model,
+                                    int8_qat_supported)
 
     flags = cpu_flags(cpuinfo)
     cls = cpu_class(flags)
     qat_ok, qat_why = int8_qat_supported(cls)
+    bf16_ok, bf16_why = bf16_supported(flags)
     model = cpu_model() if cpuinfo is None else next(
         (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), "")
     out = {"model": model, "cores": os.cpu_count() if cpuinfo is None else None,
            "flags": {f: f in flags for f in INT8_CPU_FLAGS},
            "class": cls, "class_name": CPU_CLASSES[cls], "int8_note": INT8_NOTES[cls],
-           "int8_qat": {"used": qat_ok, "why": qat_why}}
+           "int8_qat": {"used": qat_ok, "why": qat_why}, "bf16": {"used": bf16_ok, "why": bf16_why}}
     if not flags:
         out["reason"] = "no `flags` / `Features` line in /proc/cpuinfo"
     return out
@@ -127,12 +129,15 @@ def check_precisions(cfg, usable: list[str], cpu: dict) -> list[dict]:
             row = {"name": ref.name, "backend": b, "requested": ref.precision, "auto": ref.backend == "auto"}
             try:
                 m = zoo.manifest(ref.name)
-                prec = _precision(zoo, ref.name, b, ref.precision, cpu=cpu["class"])
+                prec = _precision(zoo, ref.name, b, ref.precision, cpu=cpu["class"],
+                                  flags={f for f, on in cpu["flags"].items() if on})
             except KeyError as e:  # unknown model, or no artefact (so no default) for this backend
                 out.append(row | {"precision": None, "why": str(e).strip("'\"")})
                 continue
             if ref.precision == "default":
                 why = f"manifest default: {m['defaults'][b]['reason']}"
+            elif prec != ref.precision and ref.precision == "bf16":  # a CPU without native bf16
+                why = f"bf16 asked for, {prec} used: {cpu['bf16']['why']}"
             elif prec != ref.precision:  # int8_qat that this CPU cannot run or that was not built
                 why = (f"{ref.precision} asked for, {prec} used: "
                        + (cpu["int8_qat"]["why"] if not cpu["int8_qat"]["used"] and b != "tflite" else
@@ -141,6 +146,8 @@ def check_precisions(cfg, usable: list[str], cpu: dict) -> list[dict]:
                 why = f"configured (precision = \"{ref.precision}\")"
             if prec.startswith("int8"):
                 why += f"; CPU: {cpu['int8_qat']['why'] if prec.endswith('_qat') and b != 'tflite' else cpu['int8_note']}"
+            elif prec == "bf16":
+                why += f"; CPU: {cpu['bf16']['why']}"
             built = any(a.backend == b and a.precision == prec for a in zoo.artifacts(ref.name))
             out.append(row | {"precision": prec, "built": built, "why": why})
     for name in zoo.names():  # QAT INT8 artefacts: used only when asked for, and only on a CPU class that runs them
@@ -149,6 +156,11 @@ def check_precisions(cfg, usable: list[str], cpu: dict) -> list[dict]:
                         cpu["int8_qat"]["used"] else "int8_qat", "why": cpu["int8_qat"]["why"] + (
                             " (TFLite's INT8 of the QAT weights runs on any CPU)" if not cpu["int8_qat"]["used"]
                             else "; used where a device sets precision = \"int8_qat\"")})
+        if any(a["precision"] == "bf16" for a in zoo.manifest(name)["artifacts"]):
+            out.append({"name": name, "backend": "*", "requested": "bf16",
+                        "precision": "bf16" if cpu["bf16"]["used"] else None,
+                        "why": cpu["bf16"]["why"] + ("; used where a device sets precision = \"bf16\""
+                                                     if cpu["bf16"]["used"] else "")})
     return out
 
 
@@ -339,6 +351,8 @@ def _print(r: dict) -> None:
     cores = f" ({c['cores']} cores)" if c.get("cores") else ""
     w(f"cpu:         {c.get('model', '')}{cores} flags: {flags}; class: {c.get('class_name')}; "
       f"{c.get('int8_note', '')}\n")
+    if "bf16" in c:
+        w(f"             bf16: {c['bf16']['why']}\n")
     w("precision:   per model and backend on this device (auto: picks the fastest that passes golden parity)\n")
     for x in r.get("precisions", []):
         if "error" in x:

@@ -100,6 +100,19 @@ def int8_qat_supported(cls: str) -> tuple[bool, str]:
                    "products saturate in the 16-bit accumulation of AVX2/SSE kernels; it needs VNNI, AMX or ARM)")
 
 
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 flags of native bf16 dot products (OpenVINO's bf16 CPU kernels)
+
+
+def bf16_supported(flags: set[str]) -> tuple[bool, str]:
+    """Whether OpenVINO `bf16` artefacts run in bf16 on a CPU with these flags (cpu_flags), and why. Elsewhere
+    OpenVINO would silently run them in f32 (no gain), so the device's default precision is used instead."""
+    have = [f for f in BF16_FLAGS if f in flags]
+    if have:
+        return True, f"native bf16 ({', '.join(have)}): bf16 artefacts run in bf16, their marked layers in f32"
+    return False, ("no native bf16 (AVX512-BF16 or AMX-BF16): a bf16 artefact would run in f32, with no gain; "
+                   "the default precision is used")
+
+
 def default_cache_path(zoo) -> Path:
     from edge.core.paths import cache_dir
 
@@ -107,15 +120,20 @@ def default_cache_path(zoo) -> Path:
     return Path(root) / CACHE_FILE
 
 
-def _precision(zoo, name: str, backend: str, requested: str, cpu: str | None = None) -> str:
+def _precision(zoo, name: str, backend: str, requested: str, cpu: str | None = None,
+               flags: set[str] | None = None) -> str:
     """The precision to load: the card's default for "default"; a trained precision (int8_qat) that this cache
     does not hold falls back to the default with a warning (trained files are optional: models/trained/), and so
     does int8_qat on a CPU class (cpu, default: this machine's) that cannot run it (int8_qat_supported; TFLite's
-    INT8 kernels do not saturate on AVX2, so its QAT file runs everywhere)."""
+    INT8 kernels do not saturate on AVX2, so its QAT file runs everywhere), and bf16 on a CPU without native bf16
+    (flags, default: this machine's; bf16_supported)."""
     if requested == "default":
         return zoo.default_precision(name, backend)
-    ok, why = int8_qat_supported(cpu or cpu_class(cpu_flags())) if requested.endswith("_qat") and \
-        backend != "tflite" else (True, "")
+    ok, why = True, ""
+    if requested.endswith("_qat") and backend != "tflite":
+        ok, why = int8_qat_supported(cpu or cpu_class(cpu_flags()))
+    elif requested == "bf16":
+        ok, why = bf16_supported(cpu_flags() if flags is None else flags)
     if not ok:
         fallback = zoo.default_precision(name, backend)
         log.warning("%s: %s/%s not used on this CPU (%s); using %s", name, backend, requested, why, fallback)

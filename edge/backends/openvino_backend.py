@@ -28,8 +28,10 @@ class OpenVinoOptions(StrictModel):
     performance_hint: Literal["LATENCY", "THROUGHPUT"] = "LATENCY"
     num_streams: int = Field(1, ge=1, le=64, description="parallel infer streams (1 for one frame at a time)")
     threads: int | None = Field(None, ge=1, le=64, description="None: the model's `threads`")
-    # f32 by default: on CPUs with AMX/AVX512-BF16 OpenVINO would otherwise silently run in bf16 and drift.
-    inference_precision: Literal["f32", "bf16", "f16"] = "f32"
+    # None: bf16 for the zoo's bf16 artefacts (load(precision="bf16"): their accuracy-critical layers are marked to
+    # stay f32), else f32. Never OpenVINO's own default: on CPUs with AMX/AVX512-BF16 it would run every layer in
+    # bf16 and drift.
+    inference_precision: Literal["f32", "bf16", "f16"] | None = None
     cache_dir: str = Field("", description="directory for compiled-model blobs (faster start); '' = off")
     cpu_pinning: bool | None = Field(None, description="pin threads to cores; None = OpenVINO's default")
 
@@ -201,7 +203,7 @@ class OpenVinoBackend(Backend):
         if o.device not in c.available_devices:
             raise BackendError(f"{NAME}: device {o.device!r} not available here; available: {c.available_devices}")
         config = {"PERFORMANCE_HINT": o.performance_hint, "NUM_STREAMS": str(o.num_streams),
-                  "INFERENCE_NUM_THREADS": n_threads, "INFERENCE_PRECISION_HINT": o.inference_precision}
+                  "INFERENCE_NUM_THREADS": n_threads}
         if o.cpu_pinning is not None:
             config["ENABLE_CPU_PINNING"] = o.cpu_pinning
         if o.cache_dir:
@@ -211,6 +213,7 @@ class OpenVinoBackend(Backend):
             model = c.read_model(str(path))
         except Exception as e:  # noqa: BLE001 - frontend errors: corrupt or unsupported file
             raise ModelLoadError(f"{NAME}: cannot load {path}: {e}") from None
+        config["INFERENCE_PRECISION_HINT"] = o.inference_precision or ("bf16" if precision == "bf16" else "f32")
         if outputs is not None:
             model = prune_outputs(model, outputs, path)
         try:

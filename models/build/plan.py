@@ -43,8 +43,9 @@ def write_json(path: Path, obj) -> None:
 
 def quantize_steps(sub, m: dict, by_producer: dict, d: Path, ov_fp32: Path, onnx_fp32: Path,
                    calib: Path) -> tuple[list[Step], dict[str, Path]]:
-    """NNCF (OpenVINO) and onnxruntime post-training INT8 steps of a model, the same for every chain.
-    sub: the chain's subprocess-step maker. Returns (steps, {"backend/precision": INT8 file})."""
+    """NNCF (OpenVINO) and onnxruntime post-training INT8 steps and the OpenVINO bf16 step of a model, the same for
+    every chain. sub: the chain's subprocess-step maker. Returns (steps, {"backend/precision": reduced-precision
+    file}), which the held-out evaluation compares with FP32."""
     cal, w = m["calibration"], d / "work"
     k = m["quantization"]["keep_first_convs"]
     qargs = ["--data", calib, "--norm", cal["norm"], "--limit", cal["calib_samples"]]
@@ -65,6 +66,15 @@ def quantize_steps(sub, m: dict, by_producer: dict, d: Path, ov_fp32: Path, onnx
                  [ov_fp32, out, *qargs, *how, "--info", w / f"{out.name}.json"],
                  [out, out.with_suffix(".bin")], [ov_fp32, ov_fp32.with_suffix(".bin"), calib],
                  {"scope": [str(x) for x in how]})  # a changed scope re-runs the step
+        st.code.append(STEPS_DIR / "nncf_scope.py")
+        steps.append(st)
+        int8[f"openvino/{a['precision']}"] = out
+    for a in by_producer.get("ov_bf16", []):  # the FP32 IR, marked: bf16 but for the [bf16] fp32_scope layers
+        out = d / a["file"]
+        keep = {k: v for k, v in m["bf16"].get("fp32_scope", {}).items() if k != "note"}
+        st = sub("ov_bf16", "quant", "ov_bf16.py",
+                 [ov_fp32, out, "--fp32-scope", json.dumps(keep, sort_keys=True), "--info", w / f"{out.name}.json"],
+                 [out, out.with_suffix(".bin")], [ov_fp32, ov_fp32.with_suffix(".bin")], {"fp32_scope": keep})
         st.code.append(STEPS_DIR / "nncf_scope.py")
         steps.append(st)
         int8[f"openvino/{a['precision']}"] = out

@@ -14,7 +14,9 @@ import numpy as np
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
-def open_model(path: str | Path, threads: int = 2) -> Runner:
+def open_model(path: str | Path, threads: int = 2, precision: str = "fp32") -> Runner:
+    """precision: the artefact's (models.manifest.PRECISIONS); OpenVINO runs `bf16` artefacts with the bf16
+    inference precision (on CPUs that have it), everything else in f32."""
     path = Path(path)
     suffix = path.suffix
     if suffix == ".tflite":
@@ -22,7 +24,7 @@ def open_model(path: str | Path, threads: int = 2) -> Runner:
     if suffix == ".onnx":
         return _onnx(path, threads)
     if suffix == ".xml":
-        return _openvino(path, threads)
+        return _openvino(path, threads, "bf16" if precision == "bf16" else "f32")
     raise ValueError(f"no runner for {path} (expected .tflite, .onnx or .xml)")
 
 
@@ -71,13 +73,13 @@ def _onnx(path: Path, threads: int) -> Runner:
     return run
 
 
-def _openvino(path: Path, threads: int) -> Runner:
+def _openvino(path: Path, threads: int, hint: str) -> Runner:
     import openvino as ov
 
     core = ov.Core()
     model = core.read_model(str(path))
     names = [o.get_any_name() for o in model.outputs]  # compiling can merge tensor names: take them from the IR
-    cm = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
+    cm = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint})
     req = cm.create_infer_request()
     outs = list(zip(cm.outputs, names))
 

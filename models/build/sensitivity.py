@@ -3,7 +3,9 @@
 Post-training quantizes the FP32 IR with NNCF (OpenVINO backend) under several configurations: everything INT8,
 each group of layers left FP32 in turn (ignored scopes, models/build/steps/nncf_scope.py, plus the five
 upsampling branches), the NNCF knobs (preset, overflow fix, full bias correction, SmoothQuant off, calibration
-size) and `nncf.quantize_with_accuracy_control` (validation metric = 1 - the landmark drift). Each is measured
+size) and `nncf.quantize_with_accuracy_control` (validation metric = 1 - the landmark drift); and bf16 (`bf16_*`:
+the FP32 IR run with OpenVINO's bf16 inference precision, each group of layers kept f32 in turn by the chain's
+ov_bf16 marks, on CPUs with native bf16). Each is measured
 against the FP32 IR on validation crops of the **calibration split** (augment.CropMaker, a seed no training or
 calibration batch uses; the held-out photos are never loaded): landmark drift of torso size after heatmap
 refinement (devtools.pose_metrics.drift, as `edge bench pose`), drift of the 256 crop and segmentation IoU
@@ -283,7 +285,7 @@ def fp32_ops_in(model) -> dict:
     return {"convs": len(convs), "fp32_convs": len(fp32), "fp32_conv_names": fp32}
 
 
-def _compile(core, model, threads: int, outputs=None):
+def _compile(core, model, threads: int, outputs=None, hint: str = "f32"):
     import openvino as ov
 
     if outputs is not None:
@@ -291,14 +293,14 @@ def _compile(core, model, threads: int, outputs=None):
                 if (r.input_value(0).get_names() | r.output(0).get_names()) & set(outputs)]
         model = ov.Model(keep, model.get_parameters(), model.get_friendly_name())
     return core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
-                                             "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
+                                             "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint})
 
 
 def timing(paths: dict[str, Path], x, threads: tuple[int, ...], rounds: int, per_round: int,
-           noseg: bool = True) -> dict:
+           noseg: bool = True, bf16: frozenset = frozenset()) -> dict:
     """Per model and setting ("<threads>t" all outputs, "<threads>t_noseg" without segmentation unless `noseg`
     is false): median and p95 ms of one inference, every model interleaved round by round in one process
-    (rotating the order)."""
+    (rotating the order). Models named in `bf16` run with the bf16 inference precision."""
     import numpy as np
     import openvino as ov
 
@@ -308,7 +310,8 @@ def timing(paths: dict[str, Path], x, threads: tuple[int, ...], rounds: int, per
     for t in threads:
         for seg in (True, False) if noseg else (True,):
             setting = f"{t}t" if seg else f"{t}t_noseg"
-            reqs = {k: _compile(core, m, t, None if seg else NO_SEG).create_infer_request() for k, m in models.items()}
+            reqs = {k: _compile(core, m, t, None if seg else NO_SEG, "bf16" if k in bf16 else "f32").create_infer_request()
+                    for k, m in models.items()}
             for r in reqs.values():
                 for _ in range(3):
                     r.infer({0: x})
@@ -379,8 +382,13 @@ def worker(a: argparse.Namespace) -> int:
         key = spec_key(spec)
         xml, rec = work / f"{spec['name']}-{key}.xml", work / f"{spec['name']}-{key}.json"
         if rec.is_file() and xml.is_file():
-            results.append({**json.loads(rec.read_text()), **fp32_ops_in(ov.Core().read_model(str(xml)))})
+            cached = json.loads(rec.read_text())
+            results.append(cached if "bf16" in spec else {**cached, **fp32_ops_in(ov.Core().read_model(str(xml)))})
             log.info("%-28s cached: %s", spec["name"], _line(results[-1]))
+            continue
+        if "bf16" in spec:
+            results.append(_bf16_config(spec, key, xml, rec, fp32_path, graph, outs, ref, ref_aug, xs, xs_aug,
+                                        a.threads))
             continue
         ignored = nncf_scope.resolve(graph, outs, spec.get("scope", {}))
         ignored = sorted(set(ignored) | {n for i in spec.get("resize", []) for n in resize[i]})
@@ -413,7 +421,8 @@ def worker(a: argparse.Namespace) -> int:
            "resize_groups": resize, "nncf": _version("nncf"), "openvino": ov.__version__, "configs": results}
     if a.rounds:
         paths = {"fp32": fp32_path} | {r["name"]: work / f"{r['name']}-{r['key']}.xml" for r in results}
-        speed = timing(paths, xs[:1], tuple(a.time_threads), a.rounds, a.per_round)
+        speed = timing(paths, xs[:1], tuple(a.time_threads), a.rounds, a.per_round,
+                       bf16=frozenset(r["name"] for r in results if "bf16" in r))
         out["fp32_timing"] = speed["fp32"]
         for r in results:
             r["timing"] = speed[r["name"]]
@@ -421,6 +430,35 @@ def worker(a: argparse.Namespace) -> int:
                          "interleaved": True, "loadavg_end": os.getloadavg()}
     Path(a.out).write_text(json.dumps(out, indent=1))
     return 0
+
+
+def _bf16_config(spec, key, xml, rec, fp32_path, graph, outs, ref, ref_aug, xs, xs_aug, threads) -> dict:
+    """A bf16 configuration: the FP32 IR marked as the chain's ov_bf16 step marks it (spec["bf16"]: the layers
+    kept f32), measured like the INT8 ones; its record counts the convolutions kept f32."""
+    import shutil
+
+    import openvino as ov
+
+    import nncf_scope
+    from ov_bf16 import is_precise, mark
+    from models.build.runners import open_model, run_batch
+
+    names = set(nncf_scope.resolve(graph, outs, spec["bf16"])) if spec["bf16"] else set()
+    names = {n for n in names if graph.get_node_by_name(n).metatype.__name__ not in
+             ("OVConstantMetatype", "OVParameterMetatype", "OVResultMetatype")}
+    mark(fp32_path, xml, names)
+    shutil.copyfile(fp32_path.with_suffix(".bin"), xml.with_suffix(".bin"))
+    convs = [op for op in ov.Core().read_model(str(xml)).get_ordered_ops()
+             if op.get_type_name() in ("Convolution", "GroupConvolution")]
+    run = open_model(xml, threads, precision="bf16")
+    m = metrics(ref, run_batch(run, {"input_1": xs}))
+    m_aug = metrics(ref_aug, run_batch(run, {"input_1": xs_aug}))
+    f32 = [op.get_friendly_name() for op in convs if is_precise(op)]
+    r = {**spec, "key": key, "f32_layers": len(names), "convs": len(convs), "fp32_convs": len(f32),
+         "fp32_conv_names": f32, **m, "augmented": m_aug, "val_n": len(xs)}
+    rec.write_text(json.dumps(r, indent=1))
+    log.info("%-28s %s", spec["name"], _line(r))
+    return r
 
 
 # The second round, after the first sweep: each part quantized alone, mixed-precision candidates, accuracy control.
@@ -449,6 +487,17 @@ EXTRA: list[dict] = [
      **CHAIN, "scope": {"first_convs": 10, "branches": [REGRESSION, DECODER]}},
     {"name": "chain_settings_stage16_8", "what": "mixed_int8_stage16_8 with the chain's NNCF settings",
      **CHAIN, "scope": {"first_convs": 16, "branches": [REGRESSION, DECODER]}},
+    # bf16 (CPUs with AVX512-BF16 / AMX): which layers must stay f32 (the chain's ov_bf16 step, manifest [bf16])
+    {"name": "bf16_all", "what": "every layer bf16", "bf16": {}},
+    {"name": "bf16_f32_regression", "what": "bf16, the regression branch f32", "bf16": {"branches": [REGRESSION]}},
+    {"name": "bf16_f32_landmark_head", "what": "bf16, the conv writing the landmarks f32",
+     "bf16": {"head_convs": ["Identity"]}},
+    {"name": "bf16_f32_decoder", "what": "bf16, the decoder f32", "bf16": {"branches": [DECODER]}},
+    {"name": "bf16_f32_stage128", "what": "bf16, backbone stage 128 (convs 1-4) f32", "bf16": {"first_convs": 4}},
+    {"name": "bf16_f32_stage128_regression", "what": "bf16, stage 128 and the regression branch f32",
+     "bf16": {"first_convs": 4, "branches": [REGRESSION]}},
+    {"name": "bf16_f32_regression_decoder", "what": "bf16, the regression branch and the decoder f32",
+     "bf16": {"branches": [REGRESSION, DECODER]}},
     {"name": "accuracy_control_0.02", "what": "nncf.quantize_with_accuracy_control, metric 1 - drift (torso, clean "
      "validation crops), max drop 0.02", **BASE, "scope": {},
      "accuracy_control": {"max_drop": 0.02, "ranking_subset": 32, "max_iterations": 60}},

@@ -103,9 +103,10 @@ def int8_accuracy(metric: str, size: int, heldout: Path, norm: str, reference: P
         ref_empty = run_batch(open_model(reference), empty) if empty else None
         out = {}
         for label, path in variants.items():
-            res = compare(metric, size, ref, run_batch(open_model(path), ins))
+            run = open_model(path, precision=label.split("/")[-1])  # label: "backend/precision"
+            res = compare(metric, size, ref, run_batch(run, ins))
             if empty:
-                res["empty_scenes"] = accuracy.empty_scene_check(ref_empty, run_batch(open_model(path), empty),
+                res["empty_scenes"] = accuracy.empty_scene_check(ref_empty, run_batch(run, empty),
                                                                  accuracy.ssd_detect(metric, size,
                                                                  accuracy.EMPTY_SCENE_THRESHOLD[metric]))
             key, limit, kind = SANITY[metric]

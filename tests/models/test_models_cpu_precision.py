@@ -84,7 +84,9 @@ def _cfg(tmp_path, landmarks: dict) -> Path:
 
 
 def _rows(report: list[dict], name: str) -> dict[str, dict]:
-    return {r["backend"]: r for r in report if r.get("name") == name}
+    """A model's rows by backend; the per-model summary rows (backend "*") by "*" + the precision they are about."""
+    return {r["backend"] + (r["requested"] if r["backend"] == "*" else ""): r for r in report
+            if r.get("name") == name}
 
 
 @pytest.mark.parametrize("cls", ["avx2", "avx512_vnni", "arm_dotprod"])
@@ -101,10 +103,10 @@ def test_doctor_precisions_per_cpu_class(zoo, tmp_path, cls):
     if cls == "avx2":
         assert lmk["openvino"]["precision"] == "fp32"
         assert lmk["openvino"]["why"].startswith("int8_qat asked for, fp32 used: AVX2 only (no VNNI)")
-        assert lmk["*"]["precision"] is None and "QAT INT8 is not used" in lmk["*"]["why"]
+        assert lmk["*int8_qat"]["precision"] is None and "QAT INT8 is not used" in lmk["*int8_qat"]["why"]
     else:
         assert lmk["openvino"]["precision"] == "int8_qat" and lmk["openvino"]["built"]
-        assert "runs as trained" in lmk["openvino"]["why"] and lmk["*"]["precision"] == "int8_qat"
+        assert "runs as trained" in lmk["openvino"]["why"] and lmk["*int8_qat"]["precision"] == "int8_qat"
     det = _rows(rep, "pose_detection")  # backend auto: every usable backend, the manifest's measured reason
     assert set(det) == {"onnxruntime", "openvino", "tflite"} and all(r["auto"] for r in det.values())
     for b, r in det.items():

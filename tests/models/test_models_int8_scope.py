@@ -9,6 +9,7 @@ import tomllib
 
 import pytest
 
+from edge.backends import auto
 from models import manifest
 from models.manifest import ManifestError
 from tests.models.nncf_step import run_small
@@ -114,15 +115,22 @@ def test_sensitivity_study_runs_small(built_cache, tmp_path):
 
     out = tmp_path / "s.json"
     r = subprocess.run([sys.executable, "-m", "models.build.sensitivity", "--work", str(tmp_path / "w"), "--val", "8",
-                        "--calib", "8", "--configs", "all_int8", "fp32_landmark_head", "--rounds", "1",
+                        "--calib", "8", "--configs", "all_int8", "fp32_landmark_head", "bf16_f32_regression",
+                        "--rounds", "1",
                         "--per-round", "1", "--time-threads", "1", "--json", str(out)],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     rep = json.loads(out.read_text())
     got = {c["name"]: c for c in rep["configs"]}
-    assert set(got) == {"all_int8", "fp32_landmark_head"} and rep["val"]["n"] == 8
+    assert set(got) == {"all_int8", "fp32_landmark_head", "bf16_f32_regression"} and rep["val"]["n"] == 8
     assert got["all_int8"]["fp32_convs"] == 0 and got["fp32_landmark_head"]["fp32_convs"] == 1
-    for c in got.values():
-        assert 0 < c["drift_torso_mean"] < 1 and 0 < c["drift256_mean"] < 0.2 and 0 < c["seg_iou"] <= 1
+    # bf16: the FP32 IR marked as the chain's ov_bf16 step marks it; the regression branch's 27 convs stay f32
+    assert got["bf16_f32_regression"]["fp32_convs"] == 27 and got["bf16_f32_regression"]["bf16"]
+    bf16_native = auto.bf16_supported(auto.cpu_flags())[0]
+    for name, c in got.items():
+        moved = "bf16" not in c or bf16_native  # without native bf16 OpenVINO runs it in f32: FP32 itself
+        assert (0 < c["drift_torso_mean"] < 1 and 0 < c["drift256_mean"] < 0.2) if moved else \
+            c["drift_torso_mean"] == c["drift256_mean"] == 0, name
+        assert 0 < c["seg_iou"] <= 1
         assert c["timing"]["1t"]["ms_median"] > 0 and c["timing"]["1t_noseg"]["speedup_vs_fp32"] > 0
     assert "| `all_int8`" in r.stdout

@@ -43,7 +43,7 @@ def _base() -> dict:
     (lambda m: m["defaults"]["tflite"].update(precision="int8_full"), "defaults.tflite.precision"),
     (lambda m: m["calibration"].update(norm="imagenet"), "calibration.norm"),
     (lambda m: m.update(tolerance={"fp16": {"max_err": 1.0, "mean_err": 1.0}}),
-     "tolerance.fp16: unknown key (allowed: fp32, int8, int8_full, int8_qat)"),
+     "tolerance.fp16: unknown key (allowed: bf16, fp32, int8, int8_full, int8_qat)"),
     (lambda m: m.update(tolerance={"fp32": {"max_err": 1e-3}}), "tolerance.fp32.mean_err: required key is missing"),
     (lambda m: m.update(tolerance={"fp32": {"max_err": -1e-3, "mean_err": 0}}),
      "tolerance.fp32.max_err: must be a finite number >= 0"),

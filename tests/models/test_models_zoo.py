@@ -27,7 +27,7 @@ def test_list_json_schema(built_cache, repo):
         for k, t in KEYS.items():
             assert isinstance(row[k], t), (k, row)
         assert row["backend"] in ("onnxruntime", "openvino", "tflite")
-        assert row["precision"] in ("fp32", "int8", "int8_full", "int8_qat")
+        assert row["precision"] in ("fp32", "int8", "int8_full", "int8_qat", "bf16")
         assert os.path.getsize(row["path"]) == row["size_bytes"]
         assert hashlib.sha256(open(row["path"], "rb").read()).hexdigest() == row["sha256"]
     names = {(r["name"], r["backend"], r["precision"]) for r in rows}

@@ -16,12 +16,12 @@ def test_bench_pose_writes_its_keys_and_the_fp32_self_noise(tmp_path):
     from models.zoo import ModelZoo
 
     zoo = ModelZoo()
-    for p in ("fp32", "int8"):
+    for p in ("fp32", "int8", "bf16"):
         zoo.artifact("pose_landmark_full", "openvino", p)  # raises ModelNotBuilt: the suite builds the zoo first
     ap = argparse.ArgumentParser()
     bench_pose.add_arguments(ap)
     out = tmp_path / "pose.json"
-    args = ap.parse_args(["--frames", "12", "--clips", "bus_walk", "--backends", "openvino", "--precisions", "fp32", "int8",
+    args = ap.parse_args(["--frames", "12", "--clips", "bus_walk", "--backends", "openvino", "--precisions", "fp32", "int8", "bf16",
                           "--models", "pose_landmark_full", "--threads", "1", "--warmup", "2", "--chunk", "4"])
     args.json = str(out)
     assert bench_pose.run(args) == 0
@@ -50,3 +50,8 @@ def test_bench_pose_writes_its_keys_and_the_fp32_self_noise(tmp_path):
         assert c["roi_gain_photos"] >= 5 and 0.3 < c["roi_gain_scale"] < 1.0 and abs(c["roi_gain_shift"]) < 0.3
     assert 0 < r["reference_self_noise"] < 0.1 and r["drift_limit"] >= 0.01
     assert r["machine"]["cpu_class"] and "cpu_flags" in r["machine"]
+    # bf16 counts as run as built only on a CPU with native bf16 (else OpenVINO runs it in f32: FP32's numbers)
+    bf16 = cfg["pose_landmark_full/openvino/bf16"]
+    assert bf16["runs_as_built_on_this_cpu"] == r["machine"]["bf16_supported"]
+    assert bf16["session"]["precision"] == "bf16" and bf16["presence_disagreements"] == 0
+    assert (bf16["drift_vs_fp32_same_rois"] > 0) == r["machine"]["bf16_supported"]
