@@ -82,9 +82,9 @@ def _file(cache: Path, name: str, backend: str) -> Path:
     return cand_dir(cache) / f"{name}.{'tflite' if backend == 'tflite' else 'onnx'}"
 
 
-def _session(backend: str, path: Path, threads: int):
+def _session(backend: str, path: Path, threads: int, precision: str = "fp32"):
     from edge.backends.registry import load_session
-    return load_session(backend, path, threads=threads)
+    return load_session(backend, path, threads=threads, precision=precision)
 
 
 Detect = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -205,7 +205,7 @@ def candidates(zoo, cache: Path) -> list[tuple[str, Callable, str, tuple[str, ..
     def nanodet(precision: str, tiles=(1, 1)):
         def make(backend, threads):
             a = zoo.artifact("nanodet_m_416", backend, precision)
-            det = NanoDetPeople(_session(backend, a.path, threads), tiles=tiles)
+            det = NanoDetPeople(_session(backend, a.path, threads, precision), tiles=tiles)
             x = np.zeros((1, det.size, det.size, 3), np.float32)
             return (lambda img: det.detect_boxes(img, 0.05)), (lambda: det.run(x))
         return make
@@ -215,6 +215,7 @@ def candidates(zoo, cache: Path) -> list[tuple[str, Callable, str, tuple[str, ..
     out.append(("nanodet_m_416 tiles 2x2", nanodet("fp32", (2, 2)), "iou", ("openvino",)))
     out.append(("nanodet_m_416 int8 (OpenVINO NNCF, manifest scope)", nanodet("int8"), "iou", ("openvino",)))
     out.append(("nanodet_m_416 int8_full (OpenVINO NNCF)", nanodet("int8_full"), "iou", ("openvino",)))
+    out.append(("nanodet_m_416 bf16 (OpenVINO, CPUs with native bf16)", nanodet("bf16"), "iou", ("openvino",)))
     out.append(("nanodet_m_416 int8 (TFLite aeq)", nanodet("int8"), "iou", ("tflite",)))
     out.append(("nanodet_m_416 int8 tiles 2x1", nanodet("int8", (2, 1)), "iou", ("openvino",)))
     if (cand_dir(cache) / "movenet.onnx").is_file():

@@ -49,8 +49,10 @@ SCHEMA: dict = {
     "quantization": ({"keep_first_convs": (_I, True), "int8_gate": (_D, True), "notes": (_S, False),
                       "ignored_scope": (IGNORED_SCOPE, False), "int8_output_offset": (_D, False)}, True),
     # [bf16]: the OpenVINO `bf16` artefact (producer ov_bf16) runs in bf16 on CPUs that have it, but for the
-    # layers of fp32_scope (same selectors as ignored_scope), which stay f32
-    "bf16": ({"fp32_scope": (IGNORED_SCOPE, False), "note": (_S, False)}, False),
+    # layers of fp32_scope (same selectors as ignored_scope), which stay f32. default_on_bf16_cpus: "default"
+    # means bf16 on such CPUs (edge.backends.auto), for the measured `reason`; [defaults.openvino] elsewhere.
+    "bf16": ({"fp32_scope": (IGNORED_SCOPE, False), "note": (_S, False), "default_on_bf16_cpus": (_B, False),
+              "reason": (_S, False)}, False),
     "verify": ({"fp32_atol": (_F, True), "fp32_rtol": (_F, True), "output_atol": (_D, False),
                 "note": (_S, False)}, True),
     # one entry per backend that has artefacts (checked in validate)
@@ -232,6 +234,9 @@ def _check_bf16(m: dict, where: str, outputs: list[str]) -> None:
                             "'ov_bf16') or remove the table")
     if "fp32_scope" in m.get("bf16", {}):
         _check_ignored_scope(m["bf16"]["fp32_scope"], where, outputs, "bf16.fp32_scope")
+    if m.get("bf16", {}).get("default_on_bf16_cpus") and not m["bf16"].get("reason"):
+        raise ManifestError(f"{where}: bf16.reason: required with default_on_bf16_cpus = true: say what was measured "
+                            "(accuracy vs FP32, speed) that makes bf16 the default on CPUs with native bf16")
 
 
 def _check_ignored_scope(scope: dict, where: str, outputs: list[str], key: str = "quantization.ignored_scope") -> None:

@@ -134,7 +134,9 @@ def check_precisions(cfg, usable: list[str], cpu: dict) -> list[dict]:
             except KeyError as e:  # unknown model, or no artefact (so no default) for this backend
                 out.append(row | {"precision": None, "why": str(e).strip("'\"")})
                 continue
-            if ref.precision == "default":
+            if ref.precision == "default" and prec == "bf16" != m["defaults"][b]["precision"]:
+                why = f"manifest default on CPUs with native bf16: {m['bf16']['reason']}"
+            elif ref.precision == "default":
                 why = f"manifest default: {m['defaults'][b]['reason']}"
             elif prec != ref.precision and ref.precision == "bf16":  # a CPU without native bf16
                 why = f"bf16 asked for, {prec} used: {cpu['bf16']['why']}"

@@ -272,7 +272,7 @@ def fallback_chain(zoo, ref, session, order, outputs=None) -> list[tuple[str, ob
                     chain.append((f"previous_version {prev} {info.backend}/{info.precision}",
                                   opener(pz, info.backend, info.precision)))
         elif kind == "fp32":
-            if info.precision.startswith("int8") and _has(zoo, name, info.backend, "fp32"):
+            if info.precision != "fp32" and _has(zoo, name, info.backend, "fp32"):  # int8*, bf16
                 chain.append((f"fp32 {info.backend}/fp32", opener(zoo, info.backend, "fp32")))
         elif kind == "other_backend":
             for b, (ok, _) in available_backends().items():

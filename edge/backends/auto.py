@@ -113,6 +113,12 @@ def bf16_supported(flags: set[str]) -> tuple[bool, str]:
                    "the default precision is used")
 
 
+def bf16_default(manifest: dict) -> bool:
+    """Whether a model's manifest makes its OpenVINO bf16 artefact the default on CPUs with native bf16."""
+    return bool(manifest.get("bf16", {}).get("default_on_bf16_cpus")) and any(
+        a["backend"] == "openvino" and a["precision"] == "bf16" for a in manifest["artifacts"])
+
+
 def default_cache_path(zoo) -> Path:
     from edge.core.paths import cache_dir
 
@@ -122,12 +128,16 @@ def default_cache_path(zoo) -> Path:
 
 def _precision(zoo, name: str, backend: str, requested: str, cpu: str | None = None,
                flags: set[str] | None = None) -> str:
-    """The precision to load: the card's default for "default"; a trained precision (int8_qat) that this cache
+    """The precision to load: the card's default for "default" (bf16 on a CPU with native bf16 where the manifest's
+    [bf16] says so: bf16_default); a trained precision (int8_qat) that this cache
     does not hold falls back to the default with a warning (trained files are optional: models/trained/), and so
     does int8_qat on a CPU class (cpu, default: this machine's) that cannot run it (int8_qat_supported; TFLite's
     INT8 kernels do not saturate on AVX2, so its QAT file runs everywhere), and bf16 on a CPU without native bf16
     (flags, default: this machine's; bf16_supported)."""
     if requested == "default":
+        if backend == "openvino" and bf16_default(zoo.manifest(name)) and \
+                bf16_supported(cpu_flags() if flags is None else flags)[0]:
+            return "bf16"
         return zoo.default_precision(name, backend)
     ok, why = True, ""
     if requested.endswith("_qat") and backend != "tflite":

@@ -47,6 +47,8 @@ class Tolerance:
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_err=2e-3, mean_err=2e-4),
     "fp16": Tolerance(max_err=2e-2, mean_err=2e-3),
+    # bf16 keeps 8 mantissa bits: NanoDet 0.012 / 6e-4 measured; models where it costs more carry their own table
+    "bf16": Tolerance(max_err=0.1, mean_err=0.01),
     "int8": Tolerance(max_err=0.5, mean_err=0.03),
 }
 

@@ -156,7 +156,7 @@ def detect_fn(recipe: str, size: int, threshold: float = 0.3):
 
 
 def int8_accuracy(m: dict, heldout: Path, reference: Path, variants: dict[str, Path]) -> dict:
-    """Each INT8 artefact vs the FP32 ONNX (which passed parity with the TensorFlow reference) on the held-out set;
+    """Each INT8 / bf16 artefact vs the FP32 ONNX (which passed parity with the TensorFlow reference) on the held-out set;
     ParityError when one is broken (recall < 0.5)."""
     import logging
 
@@ -176,9 +176,10 @@ def int8_accuracy(m: dict, heldout: Path, reference: Path, variants: dict[str, P
     out = {}
     with np.errstate(over="ignore"):
         for label, path in variants.items():
-            res = agreement(ref, run_batch(open_model(path), ins), detect, cal["input_size"])
+            run = open_model(path, precision=label.split("/")[-1])  # label: "backend/precision"
+            res = agreement(ref, run_batch(run, ins), detect, cal["input_size"])
             if empty:
-                res["empty_scenes"] = empty_scene_check(ref_empty, run_batch(open_model(path), empty), detect)
+                res["empty_scenes"] = empty_scene_check(ref_empty, run_batch(run, empty), detect)
             if res["recall"] is None or res["recall"] < 0.5:
                 raise verify.ParityError(f"INT8 artefact {path.name} is broken: recall {res['recall']} (min 0.5) "
                                          "on the held-out set")

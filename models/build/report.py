@@ -119,6 +119,8 @@ def markdown(r: dict, m: dict) -> str:
              "(calibration/DATASETS.md)", f"- INT8 gate: `{r['gate']}`", "",
              "## Default precision per backend", "", "| backend | default | reason |", "|---|---|---|"]
     lines += [f"| {b} | {d['precision']} | {d['reason']} |" for b, d in r["defaults"].items()]
+    if m.get("bf16", {}).get("default_on_bf16_cpus"):  # edge.backends.auto.bf16_default
+        lines.append(f"| openvino, on CPUs with native bf16 (AVX512-BF16, AMX) | bf16 | {m['bf16']['reason']} |")
     lines += ["", f"## Measured ({r['threads']} threads, median of {r['runs']} runs interleaved across "
               "artefacts, batch 1; `edge models report`)",
               "", f"| backend | precision | size MB | ms median | ms p95 | {head} | | gate | timed with |",

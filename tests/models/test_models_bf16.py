@@ -143,3 +143,41 @@ def test_doctor_says_which_cpus_get_bf16(zoo, tmp_path, cls):
         assert rows["openvino"]["precision"] == "fp32"
         assert rows["openvino"]["why"].startswith("bf16 asked for, fp32 used: no native bf16")
         assert rows["*bf16"]["precision"] is None
+
+
+def test_bf16_default_needs_a_reason():
+    m = copy.deepcopy(_lmk())
+    m["bf16"]["default_on_bf16_cpus"] = True
+    with pytest.raises(ManifestError, match="bf16.reason: required with default_on_bf16_cpus"):
+        manifest.validate(m, "pose_landmark_full.toml")
+
+
+def test_default_is_bf16_only_where_the_manifest_and_the_cpu_say_so(zoo):
+    """nanodet_m_416 ([bf16] default_on_bf16_cpus: its detector gate holds) gets bf16 on OpenVINO on an AMX CPU and
+    its INT8 default on a VNNI CPU without bf16; the landmark model (loop gate not met) keeps FP32 on both."""
+    amx, vnni = auto.cpu_flags(SAMPLES["amx"]), auto.cpu_flags(SAMPLES["avx512_vnni"])
+    assert auto._precision(zoo, "nanodet_m_416", "openvino", "default", flags=amx) == "bf16"
+    assert auto._precision(zoo, "nanodet_m_416", "openvino", "default", flags=vnni) == "int8"
+    assert auto._precision(zoo, "nanodet_m_416", "onnxruntime", "default", flags=amx) == "fp32"  # no bf16 there
+    for flags in (amx, vnni):
+        assert auto._precision(zoo, NAME, "openvino", "default", flags=flags) == "fp32"
+    assert auto.bf16_default(zoo.manifest("nanodet_m_416")) and not auto.bf16_default(zoo.manifest(NAME))
+
+
+@pytest.mark.parametrize("cls", ["amx", "avx512_vnni"])
+def test_doctor_gives_the_people_detector_bf16_on_bf16_cpus(zoo, tmp_path, cls):
+    from edge.app.config import load_config
+    from edge.app.doctor import check_cpu, check_precisions
+
+    p = tmp_path / "shelf.toml"
+    p.write_text('[device]\nid = "shelf-01"\nstore = "s001"\nkind = "shelf-camera"\n[tryon]\nenabled = false\n'
+                 '[models.person_detector]\nname = "nanodet_m_416"\nbackend = "openvino"\n')
+    cfg = load_config(p)
+    rows = _rows(check_precisions(cfg, ["onnxruntime", "openvino", "tflite"], check_cpu(SAMPLES[cls])),
+                 "nanodet_m_416")
+    if cls == "amx":
+        assert rows["openvino"]["precision"] == "bf16" and rows["openvino"]["built"]
+        assert rows["openvino"]["why"].startswith("manifest default on CPUs with native bf16: bf16 holds the")
+    else:
+        assert rows["openvino"]["precision"] == "int8"
+        assert rows["openvino"]["why"].startswith("manifest default: INT8 holds the issue-11 gate")
