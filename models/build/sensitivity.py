@@ -435,26 +435,19 @@ def worker(a: argparse.Namespace) -> int:
 def _bf16_config(spec, key, xml, rec, fp32_path, graph, outs, ref, ref_aug, xs, xs_aug, threads) -> dict:
     """A bf16 configuration: the FP32 IR marked as the chain's ov_bf16 step marks it (spec["bf16"]: the layers
     kept f32), measured like the INT8 ones; its record counts the convolutions kept f32."""
-    import shutil
-
     import openvino as ov
 
-    import nncf_scope
-    from ov_bf16 import is_precise, mark
+    from ov_bf16 import is_precise, scope_layers, write
     from models.build.runners import open_model, run_batch
 
-    names = set(nncf_scope.resolve(graph, outs, spec["bf16"])) if spec["bf16"] else set()
-    names = {n for n in names if graph.get_node_by_name(n).metatype.__name__ not in
-             ("OVConstantMetatype", "OVParameterMetatype", "OVResultMetatype")}
-    mark(fp32_path, xml, names)
-    shutil.copyfile(fp32_path.with_suffix(".bin"), xml.with_suffix(".bin"))
+    n_f32 = write(fp32_path, xml, scope_layers(graph, outs, spec["bf16"]))
     convs = [op for op in ov.Core().read_model(str(xml)).get_ordered_ops()
              if op.get_type_name() in ("Convolution", "GroupConvolution")]
     run = open_model(xml, threads, precision="bf16")
     m = metrics(ref, run_batch(run, {"input_1": xs}))
     m_aug = metrics(ref_aug, run_batch(run, {"input_1": xs_aug}))
     f32 = [op.get_friendly_name() for op in convs if is_precise(op)]
-    r = {**spec, "key": key, "f32_layers": len(names), "convs": len(convs), "fp32_convs": len(f32),
+    r = {**spec, "key": key, "f32_layers": n_f32, "convs": len(convs), "fp32_convs": len(f32),
          "fp32_conv_names": f32, **m, "augmented": m_aug, "val_n": len(xs)}
     rec.write_text(json.dumps(r, indent=1))
     log.info("%-28s %s", spec["name"], _line(r))

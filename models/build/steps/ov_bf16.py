@@ -54,6 +54,23 @@ def mark(src: Path, dst: Path, names: set[str]) -> int:
     return len(found)
 
 
+def scope_layers(graph, outputs: dict[str, str], scope: dict) -> set[str]:
+    """The layers of an NNCF graph of the IR (nncf_scope.openvino_graph) that `scope` keeps f32: its resolved
+    nodes but constants, parameters and results, which carry no precision of their own."""
+    import nncf_scope
+
+    names = nncf_scope.resolve(graph, outputs, scope) if scope else []
+    return {n for n in names if graph.get_node_by_name(n).metatype.__name__ not in
+            ("OVConstantMetatype", "OVParameterMetatype", "OVResultMetatype")}
+
+
+def write(src: Path, dst: Path, names: set[str]) -> int:
+    """dst: src's IR with `names` marked (mark) and the same weights; returns the number of layers marked."""
+    n = mark(src, dst, names)
+    shutil.copyfile(src.with_suffix(".bin"), dst.with_suffix(".bin"))
+    return n
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("src")
@@ -67,13 +84,9 @@ def main() -> int:
     import nncf_scope
 
     src, dst = Path(a.src), Path(a.dst)
-    model = ov.Core().read_model(src)
     scope = json.loads(a.fp32_scope) if a.fp32_scope else {}
-    names = set(nncf_scope.resolve(*nncf_scope.openvino_graph(model), scope)) if scope else set()
-    ops = {op.get_friendly_name(): op.get_type_name() for op in model.get_ordered_ops()}
-    names = {n for n in names if ops.get(n) not in ("Constant", "Parameter", "Result")}
-    n = mark(src, dst, names)
-    shutil.copyfile(src.with_suffix(".bin"), dst.with_suffix(".bin"))
+    names = scope_layers(*nncf_scope.openvino_graph(ov.Core().read_model(src)), scope)
+    n = write(src, dst, names)
 
     back = ov.Core().read_model(dst)
     marked = {op.get_friendly_name() for op in back.get_ordered_ops() if is_precise(op)}
