@@ -19,7 +19,7 @@ the same model's FP32 on the same backend. `roi_gain_scale` / `roi_gain_shift` (
 the package photos): the share of a ROI error in size / position the model hands on to the next tracking ROI (0:
 corrected in one frame; near 1: errors persist, so the loop is chaotic). `best` = the fastest
 configuration whose drift_vs_reference ≤ max(0.01, 1.5 × self-noise), among those this CPU runs as built (QAT INT8
-not on AVX2-only CPUs: edge.backends.auto.int8_qat_supported; bf16 only with native bf16: bf16_supported). The JSON
+off TFLite not on AVX2-only CPUs, bf16 only with native bf16: edge.backends.auto.runs_as_built). The JSON
 records the CPU model, its INT8 / bf16 flags and class.
 """
 from __future__ import annotations
@@ -164,8 +164,9 @@ def _frames(args):
 def run(args) -> int:
     import numpy as np
 
-    from edge.pose.config import PoseConfig
     from devtools.pose_metrics import drift
+    from edge.backends.auto import runs_as_built
+    from edge.pose.config import PoseConfig
     from devtools.motion import FPS
     from devtools.pose_reference import MediaPipeReference
 
@@ -265,8 +266,7 @@ def run(args) -> int:
             "landmark_speedup_vs_fp32": None if base_lmk is None else round(base_lmk / lmk_med, 3),
             **gains[c.key],
             "drift_vs_full_fp32": None if d_teacher is None else round(d_teacher, 5),
-            "runs_as_built_on_this_cpu": (cpu["int8_qat_supported"] if c.precision.endswith("_qat") else
-                                          cpu["bf16_supported"] if c.precision == "bf16" else True),
+            "runs_as_built_on_this_cpu": runs_as_built(c.backend, c.precision)[0],
             "frames_compared": n_both, "presence_disagreements": n_dis,
             "session": c.pipeline.sessions[1].info.to_dict(),
         })

@@ -119,6 +119,17 @@ def bf16_default(manifest: dict) -> bool:
         a["backend"] == "openvino" and a["precision"] == "bf16" for a in manifest["artifacts"])
 
 
+def runs_as_built(backend: str, precision: str, cpu: str | None = None,
+                  flags: set[str] | None = None) -> tuple[bool, str]:
+    """Whether an artefact of this backend/precision runs as built on a CPU (class `cpu`, flags `flags`; default:
+    this machine's), and why not: QAT INT8 off TFLite needs int8_qat_supported, bf16 needs bf16_supported."""
+    if precision.endswith("_qat") and backend != "tflite":
+        return int8_qat_supported(cpu or cpu_class(cpu_flags() if flags is None else flags))
+    if precision == "bf16":
+        return bf16_supported(cpu_flags() if flags is None else flags)
+    return True, ""
+
+
 def default_cache_path(zoo) -> Path:
     from edge.core.paths import cache_dir
 
@@ -139,11 +150,7 @@ def _precision(zoo, name: str, backend: str, requested: str, cpu: str | None = N
                 bf16_supported(cpu_flags() if flags is None else flags)[0]:
             return "bf16"
         return zoo.default_precision(name, backend)
-    ok, why = True, ""
-    if requested.endswith("_qat") and backend != "tflite":
-        ok, why = int8_qat_supported(cpu or cpu_class(cpu_flags()))
-    elif requested == "bf16":
-        ok, why = bf16_supported(cpu_flags() if flags is None else flags)
+    ok, why = runs_as_built(backend, requested, cpu, flags)
     if not ok:
         fallback = zoo.default_precision(name, backend)
         log.warning("%s: %s/%s not used on this CPU (%s); using %s", name, backend, requested, why, fallback)

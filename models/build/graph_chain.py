@@ -15,7 +15,6 @@ source ─ datasets ─ graph ─ golden ─ tflite_convert ─ prepare ─ tf2o
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from models.build import venvs, verify
 from models.build.plan import BuildError, Step, bins, model_dir, quantize_steps, write_json
@@ -156,36 +155,22 @@ def detect_fn(recipe: str, size: int, threshold: float = 0.3):
 
 
 def int8_accuracy(m: dict, heldout: Path, reference: Path, variants: dict[str, Path]) -> dict:
-    """Each INT8 / bf16 artefact vs the FP32 ONNX (which passed parity with the TensorFlow reference) on the held-out set;
-    ParityError when one is broken (recall < 0.5)."""
-    import logging
-
-    import numpy as np
-
+    """Each INT8 / bf16 artefact vs the FP32 ONNX (which passed parity with the TensorFlow reference) on the
+    held-out set (verify.variants_accuracy); ParityError when one is broken (recall < 0.5)."""
     from calibration.accuracy import empty_scene_check
     from calibration.people import agreement
-    from models.build.runners import open_model, run_batch
 
-    log = logging.getLogger(__name__)
     cal = m["calibration"]
-    ins = verify.model_inputs(heldout, cal["norm"])
     detect = detect_fn(m["source"]["recipe"], cal["input_size"])
-    ref = run_batch(open_model(reference), ins)
-    empty = verify.empty_inputs(heldout, cal["metric"], cal["input_size"], cal["norm"])
-    ref_empty = run_batch(open_model(reference), empty) if empty else None
-    out = {}
-    with np.errstate(over="ignore"):
-        for label, path in variants.items():
-            run = open_model(path, precision=label.split("/")[-1])  # label: "backend/precision"
-            res = agreement(ref, run_batch(run, ins), detect, cal["input_size"])
-            if empty:
-                res["empty_scenes"] = empty_scene_check(ref_empty, run_batch(run, empty), detect)
-            if res["recall"] is None or res["recall"] < 0.5:
-                raise verify.ParityError(f"INT8 artefact {path.name} is broken: recall {res['recall']} (min 0.5) "
-                                         "on the held-out set")
-            out[label] = res
-            log.info("%s: %s", path.name, json.dumps(res))
-    return out
+
+    def broken(res: dict) -> str | None:
+        return None if res["recall"] is not None and res["recall"] >= 0.5 else f"recall {res['recall']} (min 0.5)"
+
+    return verify.variants_accuracy(
+        reference, variants, verify.model_inputs(heldout, cal["norm"]),
+        verify.empty_inputs(heldout, cal["metric"], cal["input_size"], cal["norm"]),
+        lambda ref, got: agreement(ref, got, detect, cal["input_size"]),
+        lambda ref, got: empty_scene_check(ref, got, detect), broken)
 
 
 def _version(dist: str) -> str:

@@ -32,6 +32,12 @@ def model_dir(cache: Path, m: dict) -> Path:
     return cache / "models" / m["name"] / m["version"]
 
 
+def scope_selectors(table: dict | None) -> dict:
+    """A manifest scope table ([quantization.ignored_scope], [bf16] fp32_scope) without its free-text `note`: the
+    selectors steps/nncf_scope.py resolves."""
+    return {k: v for k, v in (table or {}).items() if k != "note"}
+
+
 def bins(paths) -> list[Path]:
     return [p.with_suffix(".bin") for p in paths if p.suffix == ".xml"]
 
@@ -57,7 +63,7 @@ def quantize_steps(sub, m: dict, by_producer: dict, d: Path, ov_fp32: Path, onnx
         if a["precision"] == "int8_full":
             how = ["--keep-first", 0]
         elif scope:  # the manifest's structural ignored scope (steps/nncf_scope.py) instead of keep_first_convs
-            how = ["--ignored-scope", json.dumps({k: v for k, v in scope.items() if k != "note"}, sort_keys=True)]
+            how = ["--ignored-scope", json.dumps(scope_selectors(scope), sort_keys=True)]
         else:
             how = ["--keep-first", k]
         if a["precision"] != "int8_full" and m["quantization"].get("int8_output_offset"):
@@ -71,7 +77,7 @@ def quantize_steps(sub, m: dict, by_producer: dict, d: Path, ov_fp32: Path, onnx
         int8[f"openvino/{a['precision']}"] = out
     for a in by_producer.get("ov_bf16", []):  # the FP32 IR, marked: bf16 but for the [bf16] fp32_scope layers
         out = d / a["file"]
-        keep = {k: v for k, v in m["bf16"].get("fp32_scope", {}).items() if k != "note"}
+        keep = scope_selectors(m["bf16"].get("fp32_scope"))
         st = sub("ov_bf16", "quant", "ov_bf16.py",
                  [ov_fp32, out, "--fp32-scope", json.dumps(keep, sort_keys=True), "--info", w / f"{out.name}.json"],
                  [out, out.with_suffix(".bin")], [ov_fp32, ov_fp32.with_suffix(".bin")], {"fp32_scope": keep})

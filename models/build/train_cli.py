@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from edge.core.files import sha256_file
+from models.build.plan import scope_selectors
 from models.build.train_steps import install, train_then_export
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         if args.ignored_scope == "manifest" and not scope:
             print(f"edge models train: models/manifests/{TEACHER}.toml has no [quantization.ignored_scope]")
             return 1
-        text = json.dumps({k: v for k, v in scope.items() if k != "note"}) if scope else args.ignored_scope
+        text = json.dumps(scope_selectors(scope)) if scope else args.ignored_scope
         train_cmd += ["--ignored-scope", text]
     init_prov = None
     if args.init_provenance:

@@ -89,31 +89,42 @@ def empty_inputs(heldout: Path, metric: str, size: int, norm: str) -> dict[str, 
     return normalize(empty_scenes(heldout.parents[2], "heldout", metric, size), norm)
 
 
-def int8_accuracy(metric: str, size: int, heldout: Path, norm: str, reference: Path,
-                  variants: dict[str, Path]) -> dict:
-    """Each INT8 variant vs the TFLite FP32 reference on the held-out set (person detectors: also on the held-out
-    empty scenes, calibration.accuracy.empty_scene_check); ParityError if one is broken."""
-    from calibration import accuracy
-    from calibration.accuracy import compare
-
-    ins = model_inputs(heldout, norm)
-    empty = empty_inputs(heldout, metric, size, norm)
+def variants_accuracy(reference: Path, variants: dict[str, Path], ins: dict[str, np.ndarray],
+                      empty: dict[str, np.ndarray] | None, compare, empty_check, broken) -> dict:
+    """Each variant (label "backend/precision" -> artefact, run at that precision) vs the reference model on `ins`
+    and, where given, the `empty` scenes: compare(ref_outputs, outputs) -> metrics; empty_check(ref_outputs,
+    outputs) -> metrics["empty_scenes"]; broken(metrics) -> why the artefact is broken (ParityError) or None."""
     with np.errstate(over="ignore"):
         ref = run_batch(open_model(reference), ins)
         ref_empty = run_batch(open_model(reference), empty) if empty else None
         out = {}
         for label, path in variants.items():
-            run = open_model(path, precision=label.split("/")[-1])  # label: "backend/precision"
-            res = compare(metric, size, ref, run_batch(run, ins))
+            run = open_model(path, precision=label.split("/")[-1])
+            res = compare(ref, run_batch(run, ins))
             if empty:
-                res["empty_scenes"] = accuracy.empty_scene_check(ref_empty, run_batch(run, empty),
-                                                                 accuracy.ssd_detect(metric, size,
-                                                                 accuracy.EMPTY_SCENE_THRESHOLD[metric]))
-            key, limit, kind = SANITY[metric]
-            v = res[key]
-            if v is None or (v > limit if kind == "max" else v < limit):
-                raise ParityError(f"INT8 artefact {path.name} is broken: {key} = {v} ({kind} {limit}) on the "
-                                  "held-out set")
+                res["empty_scenes"] = empty_check(ref_empty, run_batch(run, empty))
+            why = broken(res)
+            if why:
+                raise ParityError(f"INT8 artefact {path.name} is broken: {why} on the held-out set")
             out[label] = res
             log.info("%s: %s", path.name, {k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()})
     return out
+
+
+def int8_accuracy(metric: str, size: int, heldout: Path, norm: str, reference: Path,
+                  variants: dict[str, Path]) -> dict:
+    """Each INT8 / bf16 variant vs the TFLite FP32 reference on the held-out set (person detectors: also on the
+    held-out empty scenes, calibration.accuracy.empty_scene_check); ParityError if one is broken."""
+    from calibration import accuracy
+
+    key, limit, kind = SANITY[metric]
+
+    def broken(res: dict) -> str | None:
+        v = res[key]
+        return f"{key} = {v} ({kind} {limit})" if v is None or (v > limit if kind == "max" else v < limit) else None
+
+    detect = accuracy.ssd_detect(metric, size, accuracy.EMPTY_SCENE_THRESHOLD[metric]) \
+        if metric in accuracy.EMPTY_SCENE_THRESHOLD else None
+    return variants_accuracy(reference, variants, model_inputs(heldout, norm), empty_inputs(heldout, metric, size, norm),
+                             lambda ref, got: accuracy.compare(metric, size, ref, got),
+                             lambda ref, got: accuracy.empty_scene_check(ref, got, detect), broken)

@@ -59,6 +59,20 @@ def test_this_machine_class_matches_its_cpuinfo():
         assert auto.cpu_class(flags) == want
 
 
+@pytest.mark.parametrize("cls", sorted(SAMPLES))
+def test_runs_as_built_per_backend_and_cpu(cls):
+    """The one rule the loader (auto._precision) and `edge bench pose` (runs_as_built_on_this_cpu) share."""
+    flags = auto.cpu_flags(SAMPLES[cls])
+    qat = cls in ("amx", "avx512_vnni", "avx_vnni", "arm_dotprod", "arm")
+    for backend in ("openvino", "onnxruntime"):
+        assert auto.runs_as_built(backend, "int8_qat", auto.cpu_class(flags), flags)[0] == qat
+    assert auto.runs_as_built("tflite", "int8_qat", auto.cpu_class(flags), flags) == (True, "")  # TFLite: any CPU
+    ok, why = auto.runs_as_built("openvino", "bf16", None, flags)
+    assert ok == (cls == "amx") and ("native bf16" in why)
+    for precision in ("fp32", "int8", "int8_full"):
+        assert auto.runs_as_built("openvino", precision, auto.cpu_class(flags), flags) == (True, "")
+
+
 def test_qat_int8_is_not_loaded_on_avx2(zoo, monkeypatch, caplog):
     from edge.app.config import ModelRef
 

@@ -9,7 +9,7 @@ import textwrap
 
 from models import manifest
 from models.build import venvs
-from models.build.plan import STEPS_DIR
+from models.build.plan import STEPS_DIR, scope_selectors
 from tests.models.nncf_step import run_small
 
 RESOLVE = textwrap.dedent("""
@@ -46,7 +46,7 @@ def test_selectors_on_the_ssd_detector_and_the_manifest_scope(built_cache):
     import openvino as ov
 
     m = manifest.load(manifest.MANIFEST_DIR / "pose_detection.toml")
-    scope = {k: v for k, v in m["quantization"].get("ignored_scope", {}).items() if k != "note"}
+    scope = scope_selectors(m["quantization"].get("ignored_scope"))
     got = _resolve(built_cache, scope)
     ops = {op.get_friendly_name(): op.get_type_name() for op in ov.Core().read_model(str(got["xml"])).get_ordered_ops()}
     convs = {n for n, t in ops.items() if t in ("Convolution", "GroupConvolution")}
@@ -72,7 +72,7 @@ def test_nanodet_manifest_scope_on_its_ir(built_cache):
     import openvino as ov
 
     m = manifest.load(manifest.MANIFEST_DIR / "nanodet_m_416.toml")
-    scope = {k: v for k, v in m["quantization"]["ignored_scope"].items() if k != "note"}
+    scope = scope_selectors(m["quantization"]["ignored_scope"])
     got = _resolve(built_cache, scope, "nanodet_m_416")
     ops = {op.get_friendly_name(): op.get_type_name() for op in ov.Core().read_model(str(got["xml"])).get_ordered_ops()}
     convs = {n for n, t in ops.items() if t in ("Convolution", "GroupConvolution")}
