@@ -475,6 +475,11 @@ EXTRA: list[dict] = [
      "decoder)", **BASE, "scope": {"first_convs": 10, "branches": [REGRESSION, DECODER]}},
     {"name": "mixed_int8_stage16_8", "what": "INT8 only backbone stages 16 and 8 (FP32: convs 1-16, regression, "
      "decoder)", **BASE, "scope": {"first_convs": 16, "branches": [REGRESSION, DECODER]}},
+    # the QAT candidates with NNCF's PERFORMANCE preset (symmetric activations, faster on OpenVINO; no overflow fix)
+    {"name": "perf_int8_stage32_16_8", "what": "mixed_int8_stage32_16_8 with symmetric activations",
+     **BASE, "preset": "performance", "scope": {"first_convs": 10, "branches": [REGRESSION, DECODER]}},
+    {"name": "perf_reg_dec_stage128", "what": "mixed_reg_dec_stage128 with symmetric activations",
+     **BASE, "preset": "performance", "scope": {"first_convs": 4, "branches": [REGRESSION, DECODER]}},
     # the same scopes with the chain's settings (performance preset, overflow fix on: safe on AVX2-only CPUs)
     {"name": "chain_settings_stage32_16_8", "what": "mixed_int8_stage32_16_8 with the chain's NNCF settings",
      **CHAIN, "scope": {"first_convs": 10, "branches": [REGRESSION, DECODER]}},

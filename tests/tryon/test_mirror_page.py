@@ -188,9 +188,9 @@ def test_touch_and_gesture_actions_and_saved_look(mirror, tmp_path):
         _open(wd, base, SIZES[1])
         before = _state(base)
         skus = pipe.catalog.skus()
-        wd.click("#next")  # a real click on the page's button
+        wd.click("#next")  # a real click on the page's button (its POST is asynchronous: wait for the state)
         nxt = skus[(skus.index(before["sku"]) + 1) % len(skus)]
-        assert _state(base)["sku"] == nxt
+        _wait(lambda: _state(base)["sku"] == nxt, f"the click on #next to select {nxt}", timeout=10)
         toast = wd.wait("const t = document.getElementById('toast'); return !t.hidden && t.innerText;", timeout=5)
         assert "Next garment" in toast and pipe.catalog.entry(nxt).name in toast and "touch" in toast, toast
         _shot(wd, "toast_touch")
