@@ -74,6 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", nargs="+", default=[], metavar="KEY=VALUE",
                    help="landmark kinds: augmentation overrides, e.g. shift=0.12 scale_std=0.25 (models/build/train/"
                    "augment.py Recipe; recorded in the recipe)")
+    p.add_argument("--loss-weight", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="landmark kinds: distillation loss weights replacing loop.py's LOSS_W entries, e.g. seg=0.5 "
+                   "(recorded in the recipe)")
     p.add_argument("--work", metavar="DIR", help="run folder (default <cache>/train/<kind>); reruns resume here")
     p.add_argument("--from-run", metavar="FINAL_PT", help="skip training: package this run's final.pt")
     p.add_argument("--note", default="", help="free text kept in PROVENANCE.json (e.g. where a --from-run ran)")
@@ -92,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "detector_qat":
         from models.build.train_detector import run_detector
 
-        if args.recipe:
-            print("edge models train: --recipe is for the landmark kinds (qat, student)")
+        if args.recipe or args.loss_weight:
+            print("edge models train: --recipe and --loss-weight are for the landmark kinds (qat, student)")
             return 1
 
         return run_detector(args, cache, zoo)
@@ -131,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         train_cmd += ["--workers", str(args.workers)]
     if args.recipe:
         train_cmd += ["--recipe", *args.recipe]
+    if args.loss_weight:
+        train_cmd += ["--loss-weight", *args.loss_weight]
     if args.init:
         if not Path(args.init).is_file():
             print(f"edge models train: --init {args.init} is not a file (give an earlier run's final.pt)")
@@ -187,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
             if run_info["config"].get("ignored_scope") else []) + (
             ["--recipe", *(f"{k}={v}" for k, v in run_info["config"]["recipe_overrides"].items())]
             if run_info["config"].get("recipe_overrides") else []) + (
+            ["--loss-weight", *(f"{k}={v}" for k, v in run_info["config"]["loss_weight_overrides"].items())]
+            if run_info["config"].get("loss_weight_overrides") else []) + (
             ["--init", f"<final.pt sha256 {run_info['config']['init']}>"] if run_info["config"].get("init") else [])),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "recipe": run_info["config"], "steps_done": run_info["step"], "curve": run_info["curve"],

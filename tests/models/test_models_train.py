@@ -178,6 +178,23 @@ print(c["recipe_overrides"] == {"shift": 0.1, "scale_up": 0.5}, c["recipe"]["shi
     bad = subprocess.run([*common, "--out", str(tmp_path / "bad"), "--recipe", "shfit=0.1"], capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 2 and "--recipe 'shfit=0.1': expected KEY=VALUE with KEY one of shift" in bad.stderr
+    # --loss-weight: the same run with the segmentation loss weighted 100x ends on other weights, and says so
+    r = subprocess.run([*common, "--out", str(tmp_path / "seg"), "--recipe", "shift=0.1", "scale_up=0.5",
+                        "--loss-weight", "seg=5"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    code = """
+import sys, torch
+a, b = (torch.load(p, map_location="cpu", weights_only=False) for p in sys.argv[1:3])
+c = b["config"]
+same = all(torch.equal(x, y) for x, y in zip(a["model"].values(), b["model"].values()))
+print(c["loss_weight_overrides"] == {"seg": 5.0}, c["loss_weights"]["seg"], c["loss_weights"]["xy"], same,
+      "loss_weight_overrides" in a["config"])
+"""
+    out = _venv_run(train_py, code, str(tmp_path / "run" / "final.pt"), str(tmp_path / "seg" / "final.pt"))
+    assert out.stdout.split()[-5:] == ["True", "5.0", "1.0", "False", "False"], out.stdout[-500:]
+    bad = subprocess.run([*common, "--out", str(tmp_path / "bad"), "--loss-weight", "mask=1"], capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "--loss-weight 'mask=1': expected KEY=VALUE with KEY one of xy" in bad.stderr
 
 
 def test_loop_with_workers_resumes_to_the_same_weights(train_py, teacher, built_cache, tmp_path):

@@ -128,7 +128,8 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def distill_loss(s: tuple, t: tuple) -> tuple[torch.Tensor, dict[str, float]]:
+def distill_loss(s: tuple, t: tuple, weights: dict[str, float] = LOSS_W
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
     sl, tl = s[0].view(-1, 39, 5), t[0].view(-1, 39, 5)
     w = torch.sigmoid(tl[:, :, 3]).clamp(0.2, 1.0) * (t[1].view(-1, 1) > 0.5).float()
     xy = ((sl[:, :, :2] - tl[:, :, :2]).abs().sum(-1) / 256.0 * w).sum() / w.sum().clamp(min=1.0)
@@ -139,7 +140,7 @@ def distill_loss(s: tuple, t: tuple) -> tuple[torch.Tensor, dict[str, float]]:
     heat = (s[3].clamp(-8, 8) - t[3].clamp(-8, 8)).abs().mean()  # logits: only the peaks matter (refinement)
     world = (s[4] - t[4]).abs().mean()
     parts = {"xy": xy, "z": z, "logits": logits, "flag": flag, "seg": seg, "heat": heat, "world": world}
-    total = sum(LOSS_W[k] * v for k, v in parts.items())
+    total = sum(weights[k] * v for k, v in parts.items())
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
@@ -246,6 +247,22 @@ def recipe_overrides(items: list[str]) -> dict[str, float]:
     return out
 
 
+def loss_weight_overrides(items: list[str]) -> dict[str, float]:
+    """KEY=VALUE strings -> {output: weight} replacing LOSS_W entries; ValueError names the bad item and the keys."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in LOSS_W:
+            raise ValueError(f"--loss-weight {item!r}: expected KEY=VALUE with KEY one of {', '.join(LOSS_W)}")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise ValueError(f"--loss-weight {item!r}: {value!r} is not a number") from None
+        if not out[key] >= 0:
+            raise ValueError(f"--loss-weight {item!r}: a weight is >= 0")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kind", choices=("qat", "student"), required=True)
@@ -277,9 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefetch", type=int, default=4, help="batches each worker makes ahead")
     ap.add_argument("--recipe", nargs="+", default=[], metavar="KEY=VALUE",
                     help=f"augmentation overrides, e.g. shift=0.12 scale_std=0.25 (keys: {', '.join(Recipe().as_dict())})")
+    ap.add_argument("--loss-weight", nargs="+", default=[], metavar="KEY=VALUE",
+                    help=f"distillation loss weights, e.g. seg=0.5 (defaults: {LOSS_W})")
     a = ap.parse_args(argv)
     try:
         overrides = recipe_overrides(a.recipe)
+        weight_overrides = loss_weight_overrides(a.loss_weight)
     except ValueError as e:
         ap.error(str(e))
     if a.ignored_scope is not None and a.kind != "qat":
@@ -303,9 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     ckpt = a.out / "checkpoint.pt"
     recipe = Recipe(**overrides)
+    weights = {**LOSS_W, **weight_overrides}
     lr = a.lr if a.lr is not None else (1e-6 if a.kind == "qat" else 2e-3)  # qat: 1e-5 ruins the PTQ init
     config = {"kind": a.kind, "steps": a.steps, "batch": a.batch, "lr": lr, "seed": a.seed, "calib": a.calib,
-              "recipe": recipe.as_dict(), "loss_weights": LOSS_W, "optimizer": "Adam, cosine decay",
+              "recipe": recipe.as_dict(), "loss_weights": weights, "optimizer": "Adam, cosine decay",
               "init": _sha256(a.init) if a.init else None,
               "quantization": "NNCF 8-bit MIXED preset (symmetric per-channel weights, asymmetric activations), "
                               "overflow fix off" if a.kind == "qat" else None}
@@ -317,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         config["warmup"] = a.warmup
     if overrides:  # the changed keys, also inside config["recipe"]: `edge models train` rebuilds the command from it
         config["recipe_overrides"] = overrides
+    if weight_overrides:  # the changed weights, also inside config["loss_weights"], for the reproduce command
+        config["loss_weight_overrides"] = weight_overrides
     if a.preset != "mixed":
         config["preset"] = a.preset
     if a.workers:  # CPU crops with onnxruntime masks differ slightly from device-made ones: another data stream
@@ -374,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
             x = next(batches).to(dev, non_blocking=True)
         else:
             x = maker.batch(a.batch, a.seed, step, teacher_seg=seg_fn)
-        loss, parts = distill_step(model, teacher, opt, distill_loss, x, cosine_lr(lr, step, a.steps, a.warmup))
+        loss, parts = distill_step(model, teacher, opt, lambda s, t: distill_loss(s, t, weights), x,
+                                   cosine_lr(lr, step, a.steps, a.warmup))
         step += 1
         if step % 20 == 0 or step == a.steps:
             rate = (step - seen0) * a.batch / max(time.monotonic() - t0, 1e-6)
