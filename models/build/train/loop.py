@@ -230,37 +230,34 @@ def freeze(model, names: list[str]):
     return model
 
 
-def recipe_overrides(items: list[str]) -> dict[str, float]:
-    """KEY=VALUE strings → {key: float} for Recipe fields; ValueError names the bad item and the known keys."""
-    known = Recipe().as_dict()
+def _key_values(items: list[str], option: str, known, out_of_range) -> dict[str, float]:
+    """KEY=VALUE strings -> {key: float} for keys in `known`; out_of_range(key, value) says why a value is refused
+    (or None). ValueError names the option, the bad item and the known keys."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or key not in known:
-            raise ValueError(f"--recipe {item!r}: expected KEY=VALUE with KEY one of {', '.join(known)}")
+            raise ValueError(f"{option} {item!r}: expected KEY=VALUE with KEY one of {', '.join(known)}")
         try:
             out[key] = float(value)
         except ValueError:
-            raise ValueError(f"--recipe {item!r}: {value!r} is not a number") from None
-        if out[key] < 0 or (key.startswith("p_") and out[key] > 1):
-            raise ValueError(f"--recipe {item!r}: out of range ({'0..1' if key.startswith('p_') else '>= 0'})")
+            raise ValueError(f"{option} {item!r}: {value!r} is not a number") from None
+        why = out_of_range(key, out[key])
+        if why:
+            raise ValueError(f"{option} {item!r}: {why}")
     return out
+
+
+def recipe_overrides(items: list[str]) -> dict[str, float]:
+    """--recipe KEY=VALUE strings -> {Recipe field: value} (probabilities p_* in 0..1, the rest >= 0)."""
+    return _key_values(items, "--recipe", Recipe().as_dict(), lambda k, v: (
+        f"out of range ({'0..1' if k.startswith('p_') else '>= 0'})" if v < 0 or (k.startswith("p_") and v > 1)
+        else None))
 
 
 def loss_weight_overrides(items: list[str]) -> dict[str, float]:
-    """KEY=VALUE strings -> {output: weight} replacing LOSS_W entries; ValueError names the bad item and the keys."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or key not in LOSS_W:
-            raise ValueError(f"--loss-weight {item!r}: expected KEY=VALUE with KEY one of {', '.join(LOSS_W)}")
-        try:
-            out[key] = float(value)
-        except ValueError:
-            raise ValueError(f"--loss-weight {item!r}: {value!r} is not a number") from None
-        if not out[key] >= 0:
-            raise ValueError(f"--loss-weight {item!r}: a weight is >= 0")
-    return out
+    """--loss-weight KEY=VALUE strings -> {output: weight} replacing LOSS_W entries (weights >= 0)."""
+    return _key_values(items, "--loss-weight", LOSS_W, lambda k, v: None if v >= 0 else "a weight is >= 0")
 
 
 def main(argv: list[str] | None = None) -> int:
