@@ -70,6 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ignored-scope", metavar="manifest|JSON", help="qat: layers kept FP32 (and not trained "
                    "quantized): `manifest` = the manifest's [quantization.ignored_scope], or a JSON table of the "
                    "same selectors; default: full INT8")
+    p.add_argument("--fp32-lr-scale", type=float, default=1.0, help="qat with --ignored-scope: the FP32 layers "
+                   "train at this multiple of --lr (they have no quantizer range to stay within)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes making the crops on the CPU")
     p.add_argument("--recipe", nargs="+", default=[], metavar="KEY=VALUE",
                    help="landmark kinds: augmentation overrides, e.g. shift=0.12 scale_std=0.25 (models/build/train/"
@@ -128,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         train_cmd += ["--warmup", str(args.warmup)]
     if args.preset != "mixed":
         train_cmd += ["--preset", args.preset]
+    if args.fp32_lr_scale != 1:
+        train_cmd += ["--fp32-lr-scale", str(args.fp32_lr_scale)]
     if args.time_limit:
         train_cmd += ["--time-limit", str(args.time_limit)]
     if args.workers:
@@ -190,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
             ["--preset", run_info["config"]["preset"]] if run_info["config"].get("preset") else []) + (
             ["--ignored-scope", json.dumps(run_info["config"]["ignored_scope"])]
             if run_info["config"].get("ignored_scope") else []) + (
+            ["--fp32-lr-scale", str(run_info["config"]["fp32_lr_scale"])]
+            if run_info["config"].get("fp32_lr_scale") else []) + (
             ["--recipe", *(f"{k}={v}" for k, v in run_info["config"]["recipe_overrides"].items())]
             if run_info["config"].get("recipe_overrides") else []) + (
             ["--loss-weight", *(f"{k}={v}" for k, v in run_info["config"]["loss_weight_overrides"].items())]

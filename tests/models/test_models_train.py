@@ -231,7 +231,8 @@ print(max(float((a["model"][k] - b["model"][k]).abs().max()) for k in a["model"]
 
 def test_qat_ignored_scope_leaves_layers_unquantized(train_py, teacher, built_cache, tmp_path):
     """--ignored-scope (the manifest's selectors, resolved on the torch graph): NNCF puts no quantizer on the
-    regression branch, so the QAT model has fewer quantizers; an unknown output is refused."""
+    regression branch, so the QAT model has fewer quantizers; with --fp32-lr-scale its convolutions train faster;
+    an unknown output, or a scale without a scope, is refused."""
     code = """
 import sys, torch
 from pathlib import Path
@@ -253,10 +254,27 @@ frozen = [n for n, p in stemmed.named_parameters() if not p.requires_grad and "n
 print(len(names), sum("convld_3d" in n for n in names), len(stem), count(full), count(part), len(frozen),
       sum(p.grad is not None for n, p in stemmed.named_parameters() if n in frozen),
       sum(p.grad is not None for p in stemmed.parameters()))
+# --fp32-lr-scale: the branch's FP32 convolutions form their own Adam group and move 30x as far in one step
+fp32 = loop.conv_params(part, names)
+groups = loop.param_groups(part, fp32, 30.0)
+before = {n: p.detach().clone() for n, p in part.named_parameters()}
+opt = torch.optim.Adam(groups, lr=1e-6)
+teacher_m = loop.wrap(loop.load_onnx_as_torch(teacher)).eval()
+loop.distill_step(part, teacher_m, opt, lambda s, t: loop.distill_loss(s, t, loop.LOSS_W), x, 1e-6)
+moved = {n: float((p.detach() - before[n]).abs().max()) for n, p in part.named_parameters()}
+fast = max(moved[n] for n in fp32)
+slow = max(v for n, v in moved.items() if n not in set(fp32) and "nncf" not in n)
+print(len(fp32), len(groups), [g["lr"] for g in opt.param_groups], fast, slow)
 """
     out = _venv_run(train_py, code, str(teacher), str(built_cache / "photos"),
                     str(built_cache / "calibration" / "pose_landmark_full" / "provenance.json"))
-    n_names, n_landmark_head, n_stem, full, part, n_frozen, frozen_grads, grads = map(int, out.stdout.split()[-8:])
+    line = out.stdout.strip().splitlines()
+    n_names, n_landmark_head, n_stem, full, part, n_frozen, frozen_grads, grads = map(int, line[-2].split())
+    n_fp32, n_groups, lr_a, lr_b, fast, slow = line[-1].replace("[", "").replace("]", "").replace(",", "").split()
+    assert int(n_fp32) > 10 and int(n_fp32) % 2 == 0 and int(n_groups) == 2  # conv weight + bias each
+    assert float(lr_a) == 1e-6 and float(lr_b) == pytest.approx(3e-5)
+    # Adam moves each parameter about lr in its first step (float32 rounding of large biases adds up to ~1e-5)
+    assert 2e-5 < float(fast) < 4.5e-5 and float(slow) < 5e-6
     assert n_names > 50 and n_landmark_head >= 1  # the branch's ops, the landmark head conv among them
     assert n_stem == 0  # no first_convs: nothing frozen
     assert 0 < part < full
@@ -267,6 +285,10 @@ print(len(names), sum("convld_3d" in n for n in names), len(stem), count(full), 
                         str(tmp_path / "x"),
                         "--ignored-scope", '{"head_convs": ["Identity_9"]}'], capture_output=True, text=True)
     assert r.returncode == 2 and "no output 'Identity_9'" in r.stderr
+    r = subprocess.run([train_py, str(TRAIN_DIR / "loop.py"), "--kind", "qat", "--teacher", str(teacher), "--photos",
+                        str(built_cache / "photos"), "--provenance", str(cal / "provenance.json"), "--out",
+                        str(tmp_path / "y"), "--fp32-lr-scale", "30"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--fp32-lr-scale is for --kind qat with an --ignored-scope" in r.stderr
 
 
 def test_tiny_qat_run_end_to_end(built_cache, tmp_path, train_py):

@@ -173,14 +173,38 @@ def ignored_names(model, scope: dict | None) -> tuple[list[str], list[str]]:
     graph, outs = nncf_scope.torch_graph(probe, torch.zeros(1, 256, 256, 3, device=next(model.parameters()).device),
                                          list(OUTPUTS))
     stem = nncf_scope.backbone_convs(graph, outs)[:scope.get("first_convs", 0)]
-    modules = {name: mod for name, mod in model.named_modules()}
+    return nncf_scope.resolve(graph, outs, scope), conv_params(model, stem)
+
+
+def conv_params(model, nodes: list[str]) -> list[str]:
+    """Parameter names of the convolutions among torch-graph `nodes` ("inner/<module target>/conv2d/0"); other
+    ops (clips, adds, resizes) have none. ValueError when a convolution names no module of `model`."""
+    # node names join the module path with "/", and onnx2torch's module names hold the TF names' "/" too
+    modules = {name.replace(".", "/"): (name, mod) for name, mod in model.named_modules()}
     params = []
-    for node in stem:  # "inner/<module target>/conv2d/0" -> the module's parameters
-        target = node.replace("/", ".", 1)[:node.rindex("/conv2d/")]
-        if target not in modules:
-            raise ValueError(f"ignored scope: no module {target!r} for the stem convolution {node!r}")
-        params += [f"{target}.{n}" for n, _ in modules[target].named_parameters()]
-    return nncf_scope.resolve(graph, outs, scope), params
+    for node in nodes:
+        if "/conv2d/" not in node:
+            continue
+        path = node[:node.rindex("/conv2d/")]
+        if path not in modules:
+            raise ValueError(f"ignored scope: no module {path!r} for the convolution {node!r}")
+        target, mod = modules[path]
+        params += [f"{target}.{n}" for n, _ in mod.named_parameters()]
+    return params
+
+
+def param_groups(model, fp32: list[str], scale: float) -> list[dict]:
+    """Adam parameter groups: the trainable FP32 (ignored-scope) convolutions at `scale` x the learning rate
+    (they have no quantizer to keep near its range, so they can move faster), everything else at 1x."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    fast = set(fp32) if scale != 1 else set()
+    missing = fast - {n for n, _ in model.named_parameters()}
+    if missing:
+        raise ValueError(f"no parameter {sorted(missing)[0]!r} in the quantized model")
+    groups = [{"params": [p for n, p in named if n not in fast], "lr_scale": 1.0}]
+    if fast:
+        groups.append({"params": [p for n, p in named if n in fast], "lr_scale": scale})
+    return groups
 
 
 def build_student_or_qat(kind: str, teacher_onnx: Path, maker: CropMaker, seed: int, device: str,
@@ -286,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ignored-scope", type=json.loads, default=None, metavar="JSON",
                     help="qat: layers kept FP32, as [quantization.ignored_scope] selectors, "
                     "e.g. '{\"first_convs\": 3}'")
+    ap.add_argument("--fp32-lr-scale", type=float, default=1.0, help="qat: learning rate of the ignored scope's "
+                    "FP32 convolutions (not the frozen stem) as a multiple of --lr, e.g. 30")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes making the batches on the "
                     "CPU (0: in the main process, on the device)")
     ap.add_argument("--prefetch", type=int, default=4, help="batches each worker makes ahead")
@@ -301,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(e))
     if a.ignored_scope is not None and a.kind != "qat":
         ap.error("--ignored-scope is for --kind qat")
+    if a.fp32_lr_scale != 1 and (a.kind != "qat" or not a.ignored_scope):
+        ap.error("--fp32-lr-scale is for --kind qat with an --ignored-scope (the layers kept FP32)")
+    if a.fp32_lr_scale <= 0:
+        ap.error("--fp32-lr-scale must be > 0")
     if a.ignored_scope is not None:
         import nncf_scope
 
@@ -325,14 +355,18 @@ def main(argv: list[str] | None = None) -> int:
     config = {"kind": a.kind, "steps": a.steps, "batch": a.batch, "lr": lr, "seed": a.seed, "calib": a.calib,
               "recipe": recipe.as_dict(), "loss_weights": weights, "optimizer": "Adam, cosine decay",
               "init": _sha256(a.init) if a.init else None,
-              "quantization": "NNCF 8-bit MIXED preset (symmetric per-channel weights, asymmetric activations), "
-                              "overflow fix off" if a.kind == "qat" else None}
+              "quantization": None if a.kind != "qat" else
+              "NNCF 8-bit MIXED preset (symmetric per-channel weights, asymmetric activations), overflow fix off"
+              if a.preset == "mixed" else
+              "NNCF 8-bit PERFORMANCE preset (symmetric per-channel weights, symmetric activations), overflow fix off"}
     if a.ignored_scope:  # only when set: runs without one keep their recipe (and their checkpoints resume)
         config["ignored_scope"] = a.ignored_scope
         if a.ignored_scope.get("first_convs"):
             config["frozen"] = "the FP32 stem (first_convs): teacher weights, not trained"
     if a.warmup:  # only when set, as the scope
         config["warmup"] = a.warmup
+    if a.fp32_lr_scale != 1:
+        config["fp32_lr_scale"] = a.fp32_lr_scale
     if overrides:  # the changed keys, also inside config["recipe"]: `edge models train` rebuilds the command from it
         config["recipe_overrides"] = overrides
     if weight_overrides:  # the changed weights, also inside config["loss_weights"], for the reproduce command
@@ -361,7 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     model, nncf_config = build_student_or_qat(a.kind, a.teacher, maker, a.seed, dev, a.calib, state,
                                               a.ignored_scope, a.preset)
     model.train()
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    fp32 = []
+    if a.fp32_lr_scale != 1:
+        nodes, stem = ignored_names(wrap(load_onnx_as_torch(a.teacher)).eval(), a.ignored_scope)
+        fp32 = [n for n in conv_params(model, nodes) if n not in set(stem)]
+        log.info("%d FP32 parameters train at %g x the learning rate", len(fp32), a.fp32_lr_scale)
+    opt = torch.optim.Adam(param_groups(model, fp32, a.fp32_lr_scale), lr=lr)
     step, curve = 0, []
     if state and "opt" in state:
         opt.load_state_dict(state["opt"])
@@ -387,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
         (a.out / "curve.json").write_text(json.dumps({"config": config, "curve": curve, "device": dev,
                                                       "steps_done": step, "torch": torch.__version__}, indent=1))
 
+    def loss_fn(s, t):
+        return distill_loss(s, t, weights)
+
     t0, seen0, t_start = time.monotonic(), step, time.monotonic()
     batches = batch_loader(a, recipe, step, dev) if a.workers and step < a.steps else None
     while step < a.steps:
@@ -394,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             x = next(batches).to(dev, non_blocking=True)
         else:
             x = maker.batch(a.batch, a.seed, step, teacher_seg=seg_fn)
-        loss, parts = distill_step(model, teacher, opt, lambda s, t: distill_loss(s, t, weights), x,
+        loss, parts = distill_step(model, teacher, opt, loss_fn, x,
                                    cosine_lr(lr, step, a.steps, a.warmup))
         step += 1
         if step % 20 == 0 or step == a.steps:

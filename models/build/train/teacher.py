@@ -86,12 +86,12 @@ def cosine_lr(base: float, step: int, steps: int, warmup: int = 0) -> float:
 
 
 def distill_step(model, teacher, opt, loss_fn, x, lr: float):
-    """One distillation step at learning rate lr: the teacher's outputs on x are the targets of loss_fn(student
-    outputs, teacher outputs) -> (loss, parts); returns what loss_fn returned."""
+    """One distillation step at learning rate lr (times a parameter group's "lr_scale"): the teacher's outputs on
+    x are the targets of loss_fn(student outputs, teacher outputs) -> (loss, parts); returns what loss_fn returned."""
     import torch
 
     for g in opt.param_groups:
-        g["lr"] = lr
+        g["lr"] = lr * g.get("lr_scale", 1.0)
     with torch.no_grad():
         tgt = teacher(x)
     loss, parts = loss_fn(model(x), tgt)
