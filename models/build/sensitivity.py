@@ -480,6 +480,10 @@ EXTRA: list[dict] = [
      **BASE, "preset": "performance", "scope": {"first_convs": 10, "branches": [REGRESSION, DECODER]}},
     {"name": "perf_reg_dec_stage128", "what": "mixed_reg_dec_stage128 with symmetric activations",
      **BASE, "preset": "performance", "scope": {"first_convs": 4, "branches": [REGRESSION, DECODER]}},
+    {"name": "perf_reg_dec_first6", "what": "perf_reg_dec_stage128 with the first 2 stage-64 convs FP32 too",
+     **BASE, "preset": "performance", "scope": {"first_convs": 6, "branches": [REGRESSION, DECODER]}},
+    {"name": "perf_reg_dec_first8", "what": "perf_reg_dec_stage128 with the first 4 stage-64 convs FP32 too",
+     **BASE, "preset": "performance", "scope": {"first_convs": 8, "branches": [REGRESSION, DECODER]}},
     # the same scopes with the chain's settings (performance preset, overflow fix on: safe on AVX2-only CPUs)
     {"name": "chain_settings_stage32_16_8", "what": "mixed_int8_stage32_16_8 with the chain's NNCF settings",
      **CHAIN, "scope": {"first_convs": 10, "branches": [REGRESSION, DECODER]}},
