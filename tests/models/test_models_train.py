@@ -264,13 +264,13 @@ loop.distill_step(part, teacher_m, opt, lambda s, t: loop.distill_loss(s, t, loo
 moved = {n: float((p.detach() - before[n]).abs().max()) for n, p in part.named_parameters()}
 fast = max(moved[n] for n in fp32)
 slow = max(v for n, v in moved.items() if n not in set(fp32) and "nncf" not in n)
-print(len(fp32), len(groups), [g["lr"] for g in opt.param_groups], fast, slow)
+print(len(fp32), len(groups), *[g["lr"] for g in opt.param_groups], fast, slow)
 """
     out = _venv_run(train_py, code, str(teacher), str(built_cache / "photos"),
                     str(built_cache / "calibration" / "pose_landmark_full" / "provenance.json"))
     line = out.stdout.strip().splitlines()
     n_names, n_landmark_head, n_stem, full, part, n_frozen, frozen_grads, grads = map(int, line[-2].split())
-    n_fp32, n_groups, lr_a, lr_b, fast, slow = line[-1].replace("[", "").replace("]", "").replace(",", "").split()
+    n_fp32, n_groups, lr_a, lr_b, fast, slow = line[-1].split()
     assert int(n_fp32) > 10 and int(n_fp32) % 2 == 0 and int(n_groups) == 2  # conv weight + bias each
     assert float(lr_a) == 1e-6 and float(lr_b) == pytest.approx(3e-5)
     # Adam moves each parameter about lr in its first step (float32 rounding of large biases adds up to ~1e-5)

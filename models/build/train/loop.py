@@ -197,7 +197,7 @@ def param_groups(model, fp32: list[str], scale: float) -> list[dict]:
     """Adam parameter groups: the trainable FP32 (ignored-scope) convolutions at `scale` x the learning rate
     (they have no quantizer to keep near its range, so they can move faster), everything else at 1x."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    fast = set(fp32) if scale != 1 else set()
+    fast = set(fp32)
     missing = fast - {n for n, _ in model.named_parameters()}
     if missing:
         raise ValueError(f"no parameter {sorted(missing)[0]!r} in the quantized model")
@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     model.train()
     fp32 = []
     if a.fp32_lr_scale != 1:
-        nodes, stem = ignored_names(wrap(load_onnx_as_torch(a.teacher)).eval(), a.ignored_scope)
+        nodes, stem = ignored_names(teacher, a.ignored_scope)  # the teacher is the graph NNCF quantized (traced as a copy)
         fp32 = [n for n in conv_params(model, nodes) if n not in set(stem)]
         log.info("%d FP32 parameters train at %g x the learning rate", len(fp32), a.fp32_lr_scale)
     opt = torch.optim.Adam(param_groups(model, fp32, a.fp32_lr_scale), lr=lr)
