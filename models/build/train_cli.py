@@ -40,6 +40,28 @@ These files are a derivative work distributed under the same Apache License 2.0.
 """
 
 
+# The recipe's options, one row each: (argparse dest, key in loop.py's recorded config, flag, value meaning "not
+# given"). `run` passes them on to loop.py from the arguments; PROVENANCE's "reproduce" rebuilds them from the config.
+RECIPE_OPTIONS = (
+    ("steps", "steps", "--steps", None), ("batch", "batch", "--batch", None), ("seed", "seed", "--seed", None),
+    ("lr", "lr", "--lr", None), ("calib", "calib", "--calib", None), ("warmup", "warmup", "--warmup", 0),
+    ("preset", "preset", "--preset", "mixed"), ("fp32_lr_scale", "fp32_lr_scale", "--fp32-lr-scale", 1.0),
+    ("recipe", "recipe_overrides", "--recipe", None), ("loss_weight", "loss_weight_overrides", "--loss-weight", None),
+)
+
+
+def _recipe_flags(values: dict) -> list[str]:
+    """Command-line flags for RECIPE_OPTIONS' values by dest; KEY=VALUE options come as lists or as dicts."""
+    out = []
+    for dest, _, flag, unset in RECIPE_OPTIONS:
+        v = values.get(dest)
+        if v in (None, unset, [], {}):
+            continue
+        out += [flag, *([f"{k}={x}" for k, x in v.items()] if isinstance(v, dict) else v if isinstance(v, list)
+                        else [str(v)])]
+    return out
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", choices=sorted(KINDS), required=True,
                    help="qat: INT8 copy of the full model; student: the small model for slow devices; "
@@ -120,26 +142,13 @@ def run(args: argparse.Namespace) -> int:
     py = str(venvs.ensure(cache, "train"))
     train_cmd = [py, str(TRAIN_DIR / "loop.py"), "--kind", args.kind, "--teacher", str(teacher), "--photos",
                  str(photos), "--provenance", str(prov_in), "--heldout", str(heldout), "--out", str(work),
-                 "--steps", str(args.steps), "--batch", str(args.batch), "--seed", str(args.seed),
-                 "--device", args.device, "--calib", str(args.calib)]
-    if args.lr is not None:
-        train_cmd += ["--lr", str(args.lr)]
+                 "--device", args.device, *_recipe_flags({dest: getattr(args, dest) for dest, *_ in RECIPE_OPTIONS})]
     if args.threads:
         train_cmd += ["--threads", str(args.threads)]
-    if args.warmup:
-        train_cmd += ["--warmup", str(args.warmup)]
-    if args.preset != "mixed":
-        train_cmd += ["--preset", args.preset]
-    if args.fp32_lr_scale != 1:
-        train_cmd += ["--fp32-lr-scale", str(args.fp32_lr_scale)]
     if args.time_limit:
         train_cmd += ["--time-limit", str(args.time_limit)]
     if args.workers:
         train_cmd += ["--workers", str(args.workers)]
-    if args.recipe:
-        train_cmd += ["--recipe", *args.recipe]
-    if args.loss_weight:
-        train_cmd += ["--loss-weight", *args.loss_weight]
     if args.init:
         if not Path(args.init).is_file():
             print(f"edge models train: --init {args.init} is not a file (give an earlier run's final.pt)")
@@ -186,20 +195,10 @@ def run(args: argparse.Namespace) -> int:
         files = [p for p in files if p.suffix == ".onnx"]
     prov = {
         "model": model, "kind": args.kind, "made_by": "edge models train", "command": command,
-        "reproduce": shlex.join(["edge", "models", "train", "--kind", args.kind, "--steps",
-                                 str(run_info["config"]["steps"]), "--batch", str(run_info["config"]["batch"]),
-                                 "--seed", str(run_info["config"]["seed"]), "--lr", str(run_info["config"]["lr"]),
-                                 "--install"] + (["--warmup", str(run_info["config"]["warmup"])]
-                                                 if run_info["config"].get("warmup") else []) + (
-            ["--preset", run_info["config"]["preset"]] if run_info["config"].get("preset") else []) + (
+        "reproduce": shlex.join(["edge", "models", "train", "--kind", args.kind, *_recipe_flags(
+            {dest: run_info["config"].get(key) for dest, key, *_ in RECIPE_OPTIONS}), "--install"] + (
             ["--ignored-scope", json.dumps(run_info["config"]["ignored_scope"])]
             if run_info["config"].get("ignored_scope") else []) + (
-            ["--fp32-lr-scale", str(run_info["config"]["fp32_lr_scale"])]
-            if run_info["config"].get("fp32_lr_scale") else []) + (
-            ["--recipe", *(f"{k}={v}" for k, v in run_info["config"]["recipe_overrides"].items())]
-            if run_info["config"].get("recipe_overrides") else []) + (
-            ["--loss-weight", *(f"{k}={v}" for k, v in run_info["config"]["loss_weight_overrides"].items())]
-            if run_info["config"].get("loss_weight_overrides") else []) + (
             ["--init", f"<final.pt sha256 {run_info['config']['init']}>"] if run_info["config"].get("init") else [])),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "recipe": run_info["config"], "steps_done": run_info["step"], "curve": run_info["curve"],

@@ -2,8 +2,10 @@
 per-runtime evaluation, packaging), resume after interruption, and the fallbacks when trained files are absent."""
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -295,11 +297,11 @@ def test_tiny_qat_run_end_to_end(built_cache, tmp_path, train_py):
     """Two QAT steps on CPU through `edge models train`: NNCF, export to OpenVINO IR and QDQ ONNX, TFLite INT8 of
     the trained weights, evaluation in the three runtimes on the held-out set, packaging with provenance into a
     trained folder the build can verify."""
-    from models.build import trained
+    from models.build import trained, train_cli
 
     root = tmp_path / "trained"
     r = subprocess.run([sys.executable, "-m", "edge.app.cli", "models", "train", "--kind", "qat", "--steps", "2",
-                        "--batch", "2", "--calib", "4", "--device", "cpu", "--threads", "2", "--work",
+                        "--batch", "2", "--calib", "4", "--warmup", "1", "--device", "cpu", "--threads", "2", "--work",
                         str(tmp_path / "run"), "--install", "--trained-root", str(root)],
                        capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
@@ -312,6 +314,13 @@ def test_tiny_qat_run_end_to_end(built_cache, tmp_path, train_py):
         acc = prov["accuracy_heldout"][k]
         assert acc["n"] == 100 and 0 < acc["drift_mean"] < 0.5 and 0 <= acc["seg_iou"] <= 1
     assert prov["curve"] and prov["curve"][-1]["step"] == 2
+    reproduce = shlex.split(prov["reproduce"])  # the recorded recipe, as flags `edge models train` takes again
+    parser = argparse.ArgumentParser()
+    train_cli.add_arguments(parser)
+    again = parser.parse_args(reproduce[3:])
+    assert reproduce[:3] == ["edge", "models", "train"] and again.install
+    assert (again.kind, again.steps, again.batch, again.calib, again.warmup, again.lr, again.seed) == (
+        "qat", 2, 2, 4, 1, 1e-6, 20261129)
     for f in prov["files"]:  # what the build checks before installing
         assert trained.verified_file("pose_landmark_full", f, prov["source_sha256"], root).size_bytes > 0
     assert "Apache License 2.0" in (root / "pose_landmark_full" / "NOTICE").read_text()
