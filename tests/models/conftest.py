@@ -24,6 +24,19 @@ def zoo(built_cache):
     return ModelZoo(built_cache)
 
 
+@pytest.fixture(scope="session")
+def train_py(built_cache) -> str:
+    """The isolated `train` build venv's python (torch, onnx2torch, NNCF)."""
+    from models.build import venvs
+    return str(venvs.ensure(built_cache, "train"))
+
+
+@pytest.fixture(scope="session")
+def teacher(zoo) -> Path:
+    """The FP32 landmark ONNX that training distils from."""
+    return zoo.artifact("pose_landmark_full", "onnxruntime", "fp32").path
+
+
 @pytest.fixture()
 def face_copy(zoo, tmp_path) -> Path:
     """A throw-away copy of the (small) face detector's built folder, for tampering."""

@@ -9,15 +9,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 TRAIN_DIR = Path(__file__).resolve().parents[2] / "models" / "build" / "train"
-
-
-@pytest.fixture(scope="module")
-def train_py(built_cache) -> str:
-    from models.build import venvs
-    return str(venvs.ensure(built_cache, "train"))
 
 
 def test_detector_converts_with_parity(train_py, zoo, built_cache):

@@ -16,17 +16,6 @@ import pytest
 TRAIN_DIR = Path(__file__).resolve().parents[2] / "models" / "build" / "train"
 
 
-@pytest.fixture(scope="module")
-def train_py(built_cache) -> str:
-    from models.build import venvs
-    return str(venvs.ensure(built_cache, "train"))
-
-
-@pytest.fixture(scope="module")
-def teacher(zoo) -> Path:
-    return zoo.artifact("pose_landmark_full", "onnxruntime", "fp32").path
-
-
 def _venv_run(py: str, code: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     r = subprocess.run([py, "-c", code, *args], capture_output=True, text=True, cwd=TRAIN_DIR, timeout=timeout)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]

@@ -55,7 +55,7 @@ def use_reference_quantizers() -> None:
 def load_people(path: Path, split: str = "calib") -> tuple[list[Person], dict[str, str]]:
     prov = json.loads(path.read_text())
     people = [Person(p["photo"], **p["roi"]) for p in prov["people"] if p["split"] == split]
-    files = {k: Path(v["member"]).name for k, v in prov["sources"].items()}
+    files = {k: v.get("file") or Path(v["member"]).name for k, v in prov["sources"].items()}  # under <cache>/photos
     splits = {k: v["split"] for k, v in prov["sources"].items()}
     return people, {"files": files, "splits": splits}
 
@@ -82,8 +82,8 @@ class CropBatches(torch.utils.data.Dataset):
     (seed, step): the same whichever worker makes it and however many there are."""
 
     def __init__(self, photos: Path, provenance: Path, teacher_onnx: Path, recipe: Recipe, batch: int, seed: int,
-                 first: int, last: int):
-        self.args = (photos, provenance, teacher_onnx, recipe)
+                 first: int, last: int, extra: Path | None = None):
+        self.args = (photos, provenance, teacher_onnx, recipe, extra)
         self.batch, self.seed, self.first, self.last = batch, seed, first, last
         self.maker = self.seg = None
 
@@ -92,9 +92,9 @@ class CropBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         if self.maker is None:  # once per worker process
-            photos, provenance, teacher_onnx, recipe = self.args
+            photos, provenance, teacher_onnx, recipe, extra = self.args
             torch.set_num_threads(1)
-            self.maker = make_data(photos, provenance, "cpu", recipe)
+            self.maker = make_data(photos, provenance, "cpu", recipe, extra)
             self.seg = cpu_seg(teacher_onnx)
         with torch.no_grad():
             return self.maker.batch(self.batch, self.seed, self.first + i, teacher_seg=self.seg)
@@ -102,17 +102,23 @@ class CropBatches(torch.utils.data.Dataset):
 
 def batch_loader(a, recipe: Recipe, first: int, dev: str):
     """Iterator over the batches of steps first..a.steps made by a.workers DataLoader workers."""
-    ds = CropBatches(a.photos, a.provenance, a.teacher, recipe, a.batch, a.seed, first, a.steps)
+    ds = CropBatches(a.photos, a.provenance, a.teacher, recipe, a.batch, a.seed, first, a.steps, a.extra_people)
     return iter(torch.utils.data.DataLoader(ds, batch_size=None, shuffle=False, num_workers=a.workers,
                                             prefetch_factor=a.prefetch, pin_memory=dev == "cuda"))
 
 
-def make_data(photos_dir: Path, provenance: Path, device: str, recipe: Recipe) -> CropMaker:
+def make_data(photos_dir: Path, provenance: Path, device: str, recipe: Recipe, extra: Path | None = None) -> CropMaker:
+    """CropMaker over the calibration split's people, plus the train-only photos' people of `extra` (the JSON
+    `edge models train --extra-photos` writes) when given."""
     import cv2
 
     people, meta = load_people(provenance)
+    scenes = sorted(k for k, s in meta["splits"].items() if s == "calib" and k not in {p.photo for p in people})
+    if extra is not None:
+        more, more_meta = load_people(extra, "train")
+        people += more
+        meta["files"].update(more_meta["files"])
     train_photos = sorted({p.photo for p in people})
-    scenes = sorted(k for k, s in meta["splits"].items() if s == "calib" and k not in train_photos)
     imgs = {}
     for k in train_photos + scenes:  # held-out photos are never loaded here
         bgr = cv2.imread(str(photos_dir / meta["files"][k]), cv2.IMREAD_COLOR)
@@ -312,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
                     "e.g. '{\"first_convs\": 3}'")
     ap.add_argument("--fp32-lr-scale", type=float, default=1.0, help="qat: learning rate of the ignored scope's "
                     "FP32 convolutions (not the frozen stem) as a multiple of --lr, e.g. 30")
+    ap.add_argument("--extra-people", type=Path, metavar="JSON", help="people of the train-only photos "
+                    "(`edge models train --extra-photos` writes it), trained on beside the calibration split's")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes making the batches on the "
                     "CPU (0: in the main process, on the device)")
     ap.add_argument("--prefetch", type=int, default=4, help="batches each worker makes ahead")
@@ -373,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         config["loss_weight_overrides"] = weight_overrides
     if a.preset != "mixed":
         config["preset"] = a.preset
+    if a.extra_people:  # another data stream: part of the recipe
+        config["extra_people"] = _sha256(a.extra_people)
     if a.workers:  # CPU crops with onnxruntime masks differ slightly from device-made ones: another data stream
         config["crops"] = "cpu workers"
     state = None
@@ -388,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--init {a.init} is a {init['config']['kind']} run, not {a.kind}")
         state = {"model": init["model"], "nncf_config": init["nncf_config"]}
         log.info("warm start from %s (step %d of its run)", a.init, init["step"])
-    maker = make_data(a.photos, a.provenance, dev, recipe)
+    maker = make_data(a.photos, a.provenance, dev, recipe, a.extra_people)
     teacher = wrap(load_onnx_as_torch(a.teacher)).to(dev).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
