@@ -218,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
         "note": args.note or None, "source_sha256": m["source"]["sha256"],
         "inputs": {"teacher_onnx_sha256": sha256_file(teacher), "provenance_json_sha256": sha256_file(prov_in),
                    "photos": _train_photos(prov_in, photos),
-                   "extra_photos": None if extra is None else _train_photos(extra, photos, "train"),
+                   "extra_photos": _extra_inputs(run_info["config"].get("extra_people"), cal / "train_people.json",
+                                                 photos),
                    "held_out_photos": "never loaded by training (augment.py reads the calibration split only)"},
         "accuracy_heldout": acc,
         "files": {p.name: {"sha256": sha256_file(p), "size_bytes": p.stat().st_size} for p in files},
@@ -289,6 +290,15 @@ def _extra_people(cache: Path, zoo, dest: Path) -> Path:
         dest.write_text(text)
     log.info("--extra-photos: %d people in %d train-only photos", len(found["people"]), len(found["sources"]))
     return dest
+
+
+def _extra_inputs(sha: str | None, people_file: Path, photos: Path) -> dict | str | None:
+    """PROVENANCE's record of the train-only photos a run used (its recipe holds the people file's sha256)."""
+    if not sha:
+        return None
+    if people_file.is_file() and sha256_file(people_file) == sha:
+        return _train_photos(people_file, photos, "train")
+    return f"people file sha256 {sha} (made on another machine; not here to list its photos)"
 
 
 def _train_photos(prov_in: Path, photos: Path, split: str = "calib") -> dict:

