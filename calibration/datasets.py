@@ -62,12 +62,11 @@ def crop_u8(img_rgb: np.ndarray, r: Roi, size: int = 256) -> np.ndarray:
     return np.rint(x[0] * 255.0).astype(np.uint8)
 
 
-def find_people(cache: Path, det, lmk, photos=None) -> list[Person]:
-    """People with pose flag > 0.5 in all photos: tiled detection, ROI from keypoints, one refinement pass.
-    photos: (name, split, RGB image) to search instead of PHOTOS."""
+def find_people(cache: Path, det, lmk, photos: list[tuple[str, str, np.ndarray]] | None = None) -> list[Person]:
+    """People with pose flag > 0.5: tiled detection, ROI from keypoints, one refinement pass. Searches PHOTOS, or
+    `photos` given as (name, split, RGB image)."""
     people: list[Person] = []
-    for ph in photos or ((p.name, p.split, None) for p in PHOTOS):
-        name, split, img = ph
+    for name, split, img in ((p.name, p.split, None) for p in PHOTOS) if photos is None else photos:
         img = rgb(name, cache) if img is None else img
         h, w = img.shape[:2]
         dets = []
@@ -246,6 +245,7 @@ def train_people(cache: Path, det, lmk, staged: dict[str, Path]) -> dict:
     `sources` / `people` of a calibration provenance.json with split "train" and the file under <cache>/photos."""
     from calibration.photos import TRAIN_PHOTOS
 
+    cv2.setNumThreads(1)  # as build(): resampling bit-exact between runs
     imgs = []
     for ph in TRAIN_PHOTOS:
         bgr = cv2.imread(str(staged[ph.name]), cv2.IMREAD_COLOR)

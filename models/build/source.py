@@ -59,17 +59,24 @@ def fetch_sdist(requirement: str, downloads: Path) -> Path:
     base = os.environ.get("EDGE_PYPI_JSON", "https://pypi.org/pypi").rstrip("/")
     try:
         with urllib.request.urlopen(f"{base}/{name}/json", timeout=60) as f:  # (per-version pages can 404)
-            sdist = next(u for u in json.load(f)["releases"][version] if u["packagetype"] == "sdist")
-        dest = downloads / sdist["filename"]
-        log.info("downloading %s (%s, %.0f MB)", requirement, sdist["url"], sdist["size"] / 1e6)
-        tmp = dest.with_suffix(".part")
+            files = json.load(f)["releases"].get(version, [])
+        sdist = next((u for u in files if u["packagetype"] == "sdist"), None)
+        if sdist is None:
+            raise SourceError(f"{base} lists no source archive for {requirement}")
+        dest, want = downloads / sdist["filename"], sdist["digests"]["sha256"]
+    except (OSError, ValueError, KeyError) as e:
+        raise SourceError(f"could not read the index entry of {requirement} at {base}: {e!r}") from None
+    log.info("downloading %s (%s, %.0f MB)", requirement, sdist["url"], sdist["size"] / 1e6)
+    tmp = dest.with_suffix(".part")
+    try:
         with urllib.request.urlopen(sdist["url"], timeout=1800) as f, open(tmp, "wb") as out:
             shutil.copyfileobj(f, out, 1 << 20)
-    except (OSError, ValueError, KeyError, StopIteration) as e:
-        raise SourceError(f"could not download the source archive of {requirement} from {base}: {e!r}") from None
-    if (got := sha256_file(tmp)) != sdist["digests"]["sha256"]:
+    except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise SourceError(f"{sdist['filename']}: sha256 {got} != the index's {sdist['digests']['sha256']}")
+        raise SourceError(f"could not download {sdist['url']}: {e!r}") from None
+    if (got := sha256_file(tmp)) != want:
+        tmp.unlink(missing_ok=True)
+        raise SourceError(f"{sdist['filename']}: sha256 {got} != the index's {want}")
     tmp.replace(dest)
     return dest
 

