@@ -112,7 +112,7 @@ teacher, photos, prov = map(Path, sys.argv[1:4])
 
 def run(workers, first=0, seed=7):
     a = types.SimpleNamespace(photos=photos, provenance=prov, teacher=teacher, batch=3, seed=seed, steps=4,
-                              workers=workers, prefetch=2)
+                              workers=workers, prefetch=2, extra_people=None)
     return [b.clone() for b in loop.batch_loader(a, Recipe(), first, "cpu")]
 
 one, two, resumed = run(1), run(2), run(2, first=2)
