@@ -91,13 +91,12 @@ class Target:
             from calibration import people
             from edge.people.letterbox import letterbox_u8
             from models.build.graph_chain import CHANNELS
-            from models.build.runners import open_model
+            from models.build.runners import open_source
             from models.zoo import ModelZoo
 
             assert CHANNELS[m["source"]["recipe"]] == "bgr"
             zoo = ModelZoo(cache)
-            det, lmk = (open_model(zoo.model_dir(k) / zoo.manifest(k)["artifacts"][0]["file"], 1)
-                        for k in ("pose_detection", "pose_landmark_full"))
+            det, lmk = (open_source(zoo, k, 1) for k in ("pose_detection", "pose_landmark_full"))
             cut = people.person_cutouts(cache, det, lmk)
             fs = people.frames(cache, cut, n - n // 6, n // 6, VAL_SEED, real=False)
             return np.stack([letterbox_u8(f.image, self.size)[0] for f in fs])

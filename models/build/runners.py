@@ -14,6 +14,16 @@ import numpy as np
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
+def source_file(zoo, name: str) -> Path:
+    """A built model's upstream source file (its manifest's first artefact, e.g. the TFLite FP32 reference)."""
+    return zoo.model_dir(name) / zoo.manifest(name)["artifacts"][0]["file"]
+
+
+def open_source(zoo, name: str, threads: int = 2) -> Runner:
+    """open_model on source_file(zoo, name)."""
+    return open_model(source_file(zoo, name), threads)
+
+
 def open_model(path: str | Path, threads: int = 2, precision: str = "fp32") -> Runner:
     """precision: the artefact's (models.manifest.PRECISIONS); OpenVINO runs `bf16` artefacts with the bf16
     inference precision (on CPUs that have it), everything else in f32."""

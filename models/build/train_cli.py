@@ -113,7 +113,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge.core.paths import cache_dir
-    from models.build import venvs, verify
+    from models.build import runners, venvs, verify
     from models.zoo import ModelZoo
 
     cache = cache_dir(args.cache)
@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     if tflite is not None and not tflite.quantize(out / f"{stem}.tflite_weights.npz", out / f"{stem}.tflite",
                                                   cal / "calib.npz", m["calibration"]):
         return 1
-    reference = zoo.model_dir(TEACHER) / m["artifacts"][0]["file"]  # the TFLite FP32 source
+    reference = runners.source_file(zoo, TEACHER)  # the TFLite FP32 source
     variants = {k: out / (stem + ext) for k, ext in evals.items()}
     acc = verify.int8_accuracy("landmarks", 256, heldout, "zero_one", reference, variants) if args.kind == "qat" \
         else _student_accuracy(heldout, reference, variants)
@@ -283,7 +283,7 @@ def _extra_people(cache: Path, zoo, dest: Path) -> Path:
     is: its sha256 is in the recipe, so finding the people again must not change a run that resumes."""
     from calibration import datasets
     from calibration.photos import TRAIN_PHOTOS
-    from models.build.runners import open_model
+    from models.build.runners import open_source
     from models.build.source import stage_train_photos
 
     staged = stage_train_photos(cache)
@@ -296,10 +296,7 @@ def _extra_people(cache: Path, zoo, dest: Path) -> Path:
     except (OSError, ValueError, KeyError, TypeError):
         pass  # absent or not ours: find the people
 
-    def source(name: str):
-        return open_model(zoo.model_dir(name) / zoo.manifest(name)["artifacts"][0]["file"])
-
-    found = datasets.train_people(cache, source("pose_detection"), source(TEACHER), staged)
+    found = datasets.train_people(cache, open_source(zoo, "pose_detection"), open_source(zoo, TEACHER), staged)
     dest.write_text(json.dumps(found, indent=1))
     log.info("--extra-photos: %d people in %d train-only photos", len(found["people"]), len(found["sources"]))
     return dest
