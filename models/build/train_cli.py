@@ -84,8 +84,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--time-limit", type=float, default=0, help="stop with a checkpoint after this many seconds")
-    p.add_argument("--init", metavar="FINAL_PT", help="warm start from an earlier run's final.pt of the same kind "
-                   "(a fresh LR schedule; its sha256 is kept in the recipe)")
+    p.add_argument("--init", metavar="FINAL_PT|ONNX", help="warm start from an earlier run's final.pt of the same "
+                   "kind, or (student) from a student ONNX file such as the committed one (a fresh LR schedule; its "
+                   "sha256 is kept in the recipe)")
     p.add_argument("--init-provenance", metavar="JSON", help="the PROVENANCE.json of the run --init came from (e.g. "
                    "the committed one): kept in the new PROVENANCE.json as warm_start.from, so the lineage stays "
                    "readable")
@@ -165,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
             return 1
     if args.init:
         if not Path(args.init).is_file():
-            print(f"edge models train: --init {args.init} is not a file (give an earlier run's final.pt)")
+            print(f"edge models train: --init {args.init} is not a file (give an earlier run's final.pt, or a "
+                  "student ONNX file)")
             return 1
         train_cmd += ["--init", str(Path(args.init).resolve())]
     if args.ignored_scope:

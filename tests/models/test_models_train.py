@@ -88,6 +88,39 @@ print(moved)
     assert 0.0 < moved < 0.05  # one small step away from the warm start, not a fresh initialisation
 
 
+def test_student_warm_starts_from_its_onnx_export(train_py, teacher, built_cache, tmp_path):
+    """--init with a student ONNX file (the committed one: no final.pt needed) starts from exactly its weights; an
+    ONNX file of another architecture, or for a QAT run, is refused before any training, naming the fix."""
+    committed = Path(__file__).resolve().parents[2] / "models" / "trained" / "pose_landmark_student"
+    onnx_file = committed / "pose_landmark_student_fp32.onnx"
+    cal = built_cache / "calibration" / "pose_landmark_full"
+
+    def loop(out: Path, kind: str, init: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([train_py, str(TRAIN_DIR / "loop.py"), "--kind", kind, "--teacher", str(teacher),
+                               "--photos", str(built_cache / "photos"), "--provenance", str(cal / "provenance.json"),
+                               "--steps", "1", "--batch", "2", "--threads", "1", "--device", "cpu", "--lr", "1e-9",
+                               "--out", str(out), "--init", str(init)], capture_output=True, text=True, timeout=600)
+
+    warm = loop(tmp_path / "warm", "student", onnx_file)
+    assert warm.returncode == 0 and "warm start from the student weights in" in warm.stderr, warm.stderr[-2000:]
+    code = """
+import hashlib, sys, onnx, torch
+from onnx import numpy_helper
+w = torch.load(sys.argv[2], map_location="cpu", weights_only=False)
+assert w["config"]["init"] == hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest()
+src = {i.name: numpy_helper.to_array(i) for i in onnx.load(sys.argv[1]).graph.initializer}
+assert set(src) == set(w["model"]), set(src) ^ set(w["model"])
+print(max(float((w["model"][k] - torch.from_numpy(src[k].copy())).abs().max()) for k in src))
+"""
+    moved = float(_venv_run(train_py, code, str(onnx_file), str(tmp_path / "warm" / "final.pt")).stdout.split()[-1])
+    assert moved < 1e-6  # one step at lr 1e-9 away from the committed weights: they were loaded, not re-initialised
+    other = loop(tmp_path / "other", "student", teacher)
+    assert other.returncode != 0 and "is not a StudentLandmark export" in other.stderr, other.stderr[-2000:]
+    qat = loop(tmp_path / "qat", "qat", onnx_file)
+    assert qat.returncode != 0 and "warm-starts only --kind student" in qat.stderr, qat.stderr[-2000:]
+    assert not (tmp_path / "other" / "final.pt").exists() and not (tmp_path / "qat" / "final.pt").exists()
+
+
 def test_train_cli_refuses_a_missing_init(built_cache, tmp_path):
     """`edge models train --init` that is not a file fails before any training, naming the fix."""
     r = subprocess.run([sys.executable, "-m", "edge.app.cli", "models", "train", "--kind", "student", "--steps", "1",

@@ -311,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--init", type=Path, help="warm start from a final.pt of an earlier run (same kind)")
+    ap.add_argument("--init", type=Path, help="warm start from a final.pt of an earlier run (same kind), or "
+                    "(student) from an exported student ONNX file")
     ap.add_argument("--time-limit", type=float, default=0, help="stop (with a checkpoint) after this many seconds")
     ap.add_argument("--ignored-scope", type=json.loads, default=None, metavar="JSON",
                     help="qat: layers kept FP32, as [quantization.ignored_scope] selectors, "
@@ -392,7 +393,17 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{ckpt} was made with another recipe; delete it or use another --out\n"
                              f"checkpoint: {state['config']}\nnow: {config}")
         log.info("resuming at step %d of %d", state["step"], a.steps)
-    if state is None and a.init:
+    if state is None and a.init and a.init.suffix == ".onnx":  # a student's exported weights (e.g. the committed one)
+        if a.kind != "student":
+            raise SystemExit(f"--init {a.init}: an ONNX file warm-starts only --kind student (qat: give a final.pt)")
+        from student import weights_from_onnx
+
+        try:
+            state = {"model": weights_from_onnx(a.init), "nncf_config": None}
+        except ValueError as e:
+            raise SystemExit(f"--init {e}") from None
+        log.info("warm start from the student weights in %s", a.init)
+    elif state is None and a.init:
         init = torch.load(a.init, map_location=dev, weights_only=False)
         if init["config"]["kind"] != a.kind:
             raise SystemExit(f"--init {a.init} is a {init['config']['kind']} run, not {a.kind}")

@@ -69,3 +69,20 @@ class StudentLandmark(nn.Module):
 
 def n_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
+
+
+def weights_from_onnx(path) -> dict[str, torch.Tensor]:
+    """StudentLandmark weights read back from an exported student ONNX file (its initializers keep the parameter
+    names), e.g. the committed one: a warm start when the run's final.pt is gone. Raises ValueError when the file
+    is not this architecture."""
+    import onnx
+    from onnx import numpy_helper
+
+    want = StudentLandmark().state_dict()
+    got = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+    missing = sorted(set(want) - set(got))
+    shapes = [k for k in want if k in got and tuple(want[k].shape) != got[k].shape]
+    if missing or shapes:
+        raise ValueError(f"{path} is not a StudentLandmark export (missing {missing[:3]}, other shapes "
+                         f"{shapes[:3]}): give a student ONNX made by this version or a run's final.pt")
+    return {k: torch.from_numpy(got[k].copy()) for k in want}
