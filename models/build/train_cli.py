@@ -62,6 +62,17 @@ def _recipe_flags(values: dict) -> list[str]:
     return out
 
 
+def _reproduce(kind: str, config: dict) -> str:
+    """The `edge models train` command that remakes a run from its recorded config (PROVENANCE's "reproduce")."""
+    return shlex.join(["edge", "models", "train", "--kind", kind, *_recipe_flags(
+        {dest: config.get(key) for dest, key, *_ in RECIPE_OPTIONS}), "--install"] + (
+        ["--ignored-scope", json.dumps(config["ignored_scope"])] if config.get("ignored_scope") else []) + (
+        ["--extra-photos"] if config.get("extra_people") else []) + (
+        # the batches are the same for any number of workers >= 1 (seeded per step), not the same as without
+        ["--workers", "1"] if config.get("crops") == "cpu workers" else []) + (
+        ["--init", f"<final.pt or ONNX sha256 {config['init']}>"] if config.get("init") else []))
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", choices=sorted(KINDS), required=True,
                    help="qat: INT8 copy of the full model; student: the small model for slow devices; "
@@ -211,12 +222,7 @@ def run(args: argparse.Namespace) -> int:
         files = [p for p in files if p.suffix == ".onnx"]
     prov = {
         "model": model, "kind": args.kind, "made_by": "edge models train", "command": command,
-        "reproduce": shlex.join(["edge", "models", "train", "--kind", args.kind, *_recipe_flags(
-            {dest: run_info["config"].get(key) for dest, key, *_ in RECIPE_OPTIONS}), "--install"] + (
-            ["--ignored-scope", json.dumps(run_info["config"]["ignored_scope"])]
-            if run_info["config"].get("ignored_scope") else []) + (
-            ["--extra-photos"] if run_info["config"].get("extra_people") else []) + (
-            ["--init", f"<final.pt sha256 {run_info['config']['init']}>"] if run_info["config"].get("init") else [])),
+        "reproduce": _reproduce(args.kind, run_info["config"]),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "recipe": run_info["config"], "steps_done": run_info["step"], "curve": run_info["curve"],
         "torch": run_info.get("torch"), "device": run_info.get("device"), "complete": run_info.get("complete"),

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import shlex
 import subprocess
 import tarfile
 from pathlib import Path
@@ -172,6 +173,13 @@ def test_recipe_flags_and_extra_inputs_round_trip(tmp_path):
     plain = train_cli._recipe_flags({dest: getattr(parser.parse_args(["--kind", "qat"]), dest)
                                      for dest, *_ in train_cli.RECIPE_OPTIONS})
     assert not {"--lr", "--warmup", "--preset", "--fp32-lr-scale", "--recipe", "--loss-weight"} & set(plain)
+    again = parser.parse_args(shlex.split(train_cli._reproduce("qat", {**config, "extra_people": "e" * 64,
+                                                                          "crops": "cpu workers"}))[3:])
+    assert (again.steps, again.lr, again.preset, again.fp32_lr_scale, again.recipe, again.extra_photos,
+            again.workers, again.install) == (7, 2e-6, "performance", 5.0, ["shift=0.1"], True, 1, True)
+    assert "--workers" not in train_cli._reproduce("qat", config)  # crops made in the main process
+    warm = shlex.split(train_cli._reproduce("student", {"steps": 9, "init": "ab" * 32}))
+    assert warm[warm.index("--init") + 1] == f"<final.pt or ONNX sha256 {'ab' * 32}>"  # a hash: no local path
 
     assert train_cli._extra_inputs(None, tmp_path / "none.json") is None
     people = tmp_path / "train_people.json"
