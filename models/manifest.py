@@ -258,6 +258,11 @@ def _check_ignored_scope(scope: dict, where: str, outputs: list[str], key: str =
                             "(or remove the table)")
 
 
+def source_file_name(m: dict) -> str:
+    """The upstream source file's name in the model's folder: its first artefact (the chain's `source` step)."""
+    return m["artifacts"][0]["file"]
+
+
 def load(path: str | Path) -> dict:
     path = Path(path)
     try:

@@ -56,7 +56,7 @@ class Chain:
     # ---------------------------------------------------------------- plan
     def src(self, name: str) -> Path:
         m = self.all[name]
-        return model_dir(self.cache, m) / m["artifacts"][0]["file"]
+        return model_dir(self.cache, m) / manifests.source_file_name(m)
 
     def plan(self) -> list[Step]:
         steps: list[Step] = []

@@ -11,12 +11,14 @@ from typing import Callable
 
 import numpy as np
 
+from models.manifest import source_file_name
+
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
 def source_file(zoo, name: str) -> Path:
     """A built model's upstream source file (its manifest's first artefact, e.g. the TFLite FP32 reference)."""
-    return zoo.model_dir(name) / zoo.manifest(name)["artifacts"][0]["file"]
+    return zoo.model_dir(name) / source_file_name(zoo.manifest(name))
 
 
 def open_source(zoo, name: str, threads: int = 2) -> Runner:

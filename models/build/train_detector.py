@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.core.files import sha256_file
+from models.manifest import source_file_name
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +89,7 @@ def heldout_gate(m: dict, mdir: Path, heldout: Path, variants: dict[str, Path]) 
     from models.build import verify
 
     cal = m["calibration"]
-    src = mdir / m["artifacts"][0]["file"]
+    src = mdir / source_file_name(m)
     acc = verify.int8_accuracy(cal["metric"], cal["input_size"], heldout, cal["norm"], src, variants)
     for r in acc.values():
         r["passes_gate"], r["gate"] = passes_gate(cal["metric"], r, m["quantization"]["int8_gate"])
