@@ -170,8 +170,10 @@ print(all(torch.equal(a, b) for a, b in zip(one, two)), all(torch.equal(a, b) fo
 
 
 def test_recipe_overrides_reach_the_crops_and_the_record(train_py, teacher, built_cache, tmp_path):
-    """--recipe KEY=VALUE: the crops change (wider ROI jitter), no override gives the default crops, the run records
-    the overrides in its config (PROVENANCE's recipe and reproduce command come from it); a bad key is refused."""
+    """--recipe KEY=VALUE: the crops change (wider ROI jitter, exposure), no override gives the default crops, the
+    run records the overrides in its config (PROVENANCE's recipe and reproduce command come from it); a bad key is
+    refused. p_exposure, added later, is off by default and then absent from the recorded recipe (earlier runs'
+    checkpoints still match) and draws nothing (their crops stay the same)."""
     cal = built_cache / "calibration" / "pose_landmark_full"
     code = """
 import sys, torch
@@ -182,11 +184,12 @@ photos, prov = map(Path, sys.argv[1:3])
 wide = loop.recipe_overrides(["shift=0.3", "scale_std=0.4", "scale_down=0.6", "scale_up=0.6"])
 makers = [loop.make_data(photos, prov, "cpu", Recipe(**o)) for o in ({}, wide, loop.recipe_overrides([]))]
 a, b, c = (m.batch(4, 7, 0) for m in makers)
-print(torch.equal(a, c), torch.equal(a, b))
+lit = loop.make_data(photos, prov, "cpu", Recipe(**loop.recipe_overrides(["p_exposure=1"]))).batch(4, 7, 0)
+assert "p_exposure" not in Recipe().as_dict() and Recipe(p_exposure=0.5).as_dict()["p_exposure"] == 0.5
+print(torch.equal(a, c), torch.equal(a, b), torch.equal(a, lit), float((a - lit).abs().mean()))
 """
-    same_default, same_wide = _venv_run(train_py, code, str(built_cache / "photos"),
-                                        str(cal / "provenance.json")).stdout.split()[-2:]
-    assert same_default == "True" and same_wide == "False"
+    out = _venv_run(train_py, code, str(built_cache / "photos"), str(cal / "provenance.json")).stdout.split()[-4:]
+    assert out[:3] == ["True", "False", "False"] and float(out[3]) > 0.01, out
     common = [train_py, str(TRAIN_DIR / "loop.py"), "--kind", "student", "--teacher", str(teacher), "--photos",
               str(built_cache / "photos"), "--provenance", str(cal / "provenance.json"), "--steps", "1", "--batch", "2",
               "--threads", "1", "--device", "cpu"]

@@ -2,7 +2,8 @@
 
 Every batch depends only on (seed, step): interruption and resume reproduce the same data stream. Inputs are
 what the runtime feeds the landmark model (a rotated 256x256 ROI crop, RGB in [0, 1]) with heavy augmentation:
-ROI jitter (shift, scale, rotation, flip), colour (brightness, contrast, gamma, saturation, tint, greyscale),
+ROI jitter (shift, scale, rotation, flip), colour (exposure when enabled, brightness, contrast, gamma, saturation, tint,
+greyscale),
 blur, sensor noise, low resolution, occluders (patches of other photos or flat colour) and background swaps
 (the teacher's segmentation mask pastes the person onto another scene). Labels are not needed: the targets are
 the teacher's outputs on the very same crop.
@@ -10,7 +11,7 @@ the teacher's outputs on the very same crop.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -43,9 +44,20 @@ class Recipe:
     p_occluder: float = 0.3
     p_background: float = 0.25
     p_grey: float = 0.15
+    p_exposure: float = 0.0      # exposure gain x0.3-1.5 (a dim shop corner, a bright window) before sensor noise
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        """The recorded recipe. Fields added after the first runs are left out at their default, so those runs'
+        checkpoints still match their recipe and resume."""
+        return {k: v for k, v in self.__dict__.items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
+
+    @staticmethod
+    def keys() -> dict[str, float]:
+        """Every field and its default (what --recipe accepts)."""
+        return {f.name: f.default for f in fields(Recipe)}
+
+
+LATER_FIELDS = {"p_exposure": 0.0}  # added 2026-12-01, off by default
 
 
 class CropMaker:
@@ -153,6 +165,10 @@ class CropMaker:
         def t(v):
             return torch.tensor(np.asarray(v, np.float32), device=dev)
 
+        if r.p_exposure:  # no draws when off: the crops of earlier recipes stay bit-identical
+            on = rng.random(n) < r.p_exposure
+            gain = np.where(on, np.exp(rng.uniform(math.log(0.3), math.log(1.5), n)), 1.0)
+            x = (x * t(gain)[:, None, None, None]).clamp(0, 1)
         grey = x.mean(1, keepdim=True)
         sat = t(np.where(rng.random(n) < r.p_grey, 0.0, rng.uniform(0.4, 1.5, n)))[:, None, None, None]
         x = grey + (x - grey) * sat

@@ -280,7 +280,7 @@ def _key_values(items: list[str], option: str, known, out_of_range) -> dict[str,
 
 def recipe_overrides(items: list[str]) -> dict[str, float]:
     """--recipe KEY=VALUE strings -> {Recipe field: value} (probabilities p_* in 0..1, the rest >= 0)."""
-    return _key_values(items, "--recipe", Recipe().as_dict(), lambda k, v: (
+    return _key_values(items, "--recipe", Recipe.keys(), lambda k, v: (
         f"out of range ({'0..1' if k.startswith('p_') else '>= 0'})" if v < 0 or (k.startswith("p_") and v > 1)
         else None))
 
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                     "CPU (0: in the main process, on the device)")
     ap.add_argument("--prefetch", type=int, default=4, help="batches each worker makes ahead")
     ap.add_argument("--recipe", nargs="+", default=[], metavar="KEY=VALUE",
-                    help=f"augmentation overrides, e.g. shift=0.12 scale_std=0.25 (keys: {', '.join(Recipe().as_dict())})")
+                    help=f"augmentation overrides, e.g. shift=0.12 scale_std=0.25 (keys: {', '.join(Recipe.keys())})")
     ap.add_argument("--loss-weight", nargs="+", default=[], metavar="KEY=VALUE",
                     help=f"distillation loss weights, e.g. seg=0.5 (defaults: {LOSS_W})")
     a = ap.parse_args(argv)
