@@ -55,6 +55,8 @@ def add_arguments(p) -> None:
     p.add_argument("--models", nargs="+", default=[LANDMARKS, STUDENT], help="landmark models of the zoo")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--segmentation", action="store_true", help="segmentation on (both sides)")
+    p.add_argument("--verify-interval", type=int, default=0, help="[pose] verify_interval of our pipelines (0: "
+                   "MediaPipe's tracking, the detector never runs while max_people are tracked)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up frames per candidate")
     p.add_argument("--chunk", type=int, default=10, help="frames per candidate turn")
     p.add_argument("--cache-dir", default="", help="model cache (default: the configured cache)")
@@ -170,7 +172,7 @@ def run(args) -> int:
     from devtools.motion import FPS
     from devtools.pose_reference import MediaPipeReference
 
-    pose_cfg = PoseConfig(max_people=1, segmentation=args.segmentation)
+    pose_cfg = PoseConfig(max_people=1, segmentation=args.segmentation, verify_interval=args.verify_interval)
     frames, noisy = _frames(args)
     cands = _open_candidates(args, pose_cfg)
     if not cands:
@@ -283,6 +285,7 @@ def run(args) -> int:
         "best": None if best is None else {k: best[k] for k in (
             "key", "model", "backend", "precision", "ms_median", "fps_ratio_vs_mediapipe", "drift_vs_reference")},
         "frames": len(frames), "clips": args.clips or "all", "fps_simulated": FPS, "segmentation": args.segmentation,
+        "verify_interval": args.verify_interval,
         "threads": args.threads, "mediapipe": versions,
         "reference_frames_with_pose": sum(p is not None for p in mp_poses),
         "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(),

@@ -1,7 +1,9 @@
 """Multi-person detect-then-track: up to N tracks with stable ids, ROIs carried over from the previous frame.
 
 Per frame: the detector runs only when fewer than `max_people` tracks exist (at once when there are none,
-otherwise every `redetect_interval` frames); detections whose ROI overlaps a track are that track and are ignored;
+otherwise every `redetect_interval` frames), and at `max_people` every `verify_interval` frames when set (a track
+no detection confirms gives way to an untracked detected person; one whose size ran away is re-anchored on its
+detection); detections whose ROI overlaps a track are that track and are ignored;
 the landmark model runs on every ROI; a track whose pose flag falls below `presence_threshold` is dropped; the
 next ROI of a kept track comes from its smoothed auxiliary landmarks (MediaPipe's tracking mode).
 """
@@ -27,6 +29,15 @@ def same_person(a: np.ndarray, b: np.ndarray, threshold: float) -> bool:
     body scale."""
     scale = max(float(np.hypot(*(a[1] - a[0]))), float(np.hypot(*(b[1] - b[0]))), 1e-6)
     return float(np.hypot(*(a[0] - b[0]))) < threshold * scale
+
+
+def size_ratio(a: np.ndarray, b: np.ndarray) -> float:
+    """The larger body scale of a, b over the smaller (>= 1)."""
+    sa, sb = (max(float(np.hypot(*(p[1] - p[0]))), 1e-6) for p in (a, b))
+    return max(sa, sb) / min(sa, sb)
+
+
+RESIZE_RATIO = 1.5  # verification: a confirmed track this far off its detection's size is re-anchored on it
 
 
 @dataclass
@@ -55,15 +66,42 @@ class PoseTracker:
 
     def _want_detection(self) -> bool:
         if len(self.tracks) >= self.cfg.max_people:
-            return False
+            return bool(self.cfg.verify_interval) and self._since_detect + 1 >= self.cfg.verify_interval
         return not self.tracks or self._since_detect + 1 >= self.cfg.redetect_interval
 
+    def _verify(self, dets: list) -> None:
+        """At max_people: tracks without a detection at their centre give way (in track order, one per untracked
+        detection) to the untracked detections; a confirmed track whose size is off by more than RESIZE_RATIO is
+        re-anchored on its detection (same id, fresh smoothing)."""
+        md = self.cfg.match_distance
+        pts = [d.keypoints[:2] for d in dets]
+        matched: set[int] = set()
+        ghosts: list[Track] = []
+        for tr in self.tracks:
+            j = next((j for j, p in enumerate(pts) if j not in matched and same_person(p, tr.points, md)), None)
+            if j is None:
+                ghosts.append(tr)
+                continue
+            matched.add(j)
+            if size_ratio(pts[j], tr.points) > RESIZE_RATIO:
+                log.debug("track %d re-anchored on its detection (size %.2fx off)", tr.id, size_ratio(pts[j], tr.points))
+                tr.roi, tr.points = roi_from_detection(dets[j].keypoints), pts[j]
+                tr.smoother = PoseSmoother(self.cfg.smoothing)
+        untracked = len(pts) - len(matched)
+        for tr in ghosts[:untracked]:
+            log.debug("track %d dropped: no detection confirms it and an untracked person is detected", tr.id)
+            self.tracks.remove(tr)
+
     def _new_rois(self, image_rgb: np.ndarray, bgr: bool) -> list[Roi]:
-        """ROIs of detected people not already tracked, best first, up to the free track slots."""
+        """ROIs of detected people not already tracked, best first, up to the free track slots (at max_people:
+        after verification)."""
+        dets = list(self.detector(image_rgb, bgr=bgr))
+        if len(self.tracks) >= self.cfg.max_people:
+            self._verify(dets)
         free = self.cfg.max_people - len(self.tracks)
         taken = [t.points for t in self.tracks]
         out: list[Roi] = []
-        for det in self.detector(image_rgb, bgr=bgr):
+        for det in dets:
             pts = det.keypoints[:2]
             roi = roi_from_detection(det.keypoints)
             if roi.size <= 1 or any(same_person(pts, q, self.cfg.match_distance) for q in taken):

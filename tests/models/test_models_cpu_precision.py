@@ -140,7 +140,7 @@ def test_doctor_on_a_student_device(zoo, tmp_path):
     cfg = load_config(_cfg(tmp_path, {"name": "pose_landmark_student"}))
     rows = _rows(check_precisions(cfg, ["onnxruntime", "openvino", "tflite"], check_cpu()), "pose_landmark_student")
     assert rows["openvino"]["precision"] == rows["onnxruntime"]["precision"] == "fp32"
-    assert "0.082" in rows["openvino"]["why"] and "not met" in rows["openvino"]["why"]
+    assert "0.074" in rows["openvino"]["why"] and "not met" in rows["openvino"]["why"]
     assert rows["tflite"]["precision"] is None and "no default precision for backend 'tflite'" in rows["tflite"]["why"]
 
 

@@ -124,6 +124,34 @@ def test_redetect_throttled_below_max_people():
     assert ran == [True, False, False, False]  # at max_people the detector never runs while tracking
 
 
+def test_verify_interval_reanchors_and_replaces_tracks():
+    """verify_interval: at max_people the detector runs every K frames; a track whose size ran away is re-anchored
+    on its detection (same id), a track no detection confirms gives way to the detected person in the same frame."""
+    from edge.pose.types import Roi
+
+    img = load_photo("astronaut")
+    pipe = pipeline(max_people=1, verify_interval=3)
+    assert [pipe.process(frame(img, i)).detector_ran for i in range(7)] == [True, False, False, True, False, False,
+                                                                             True]
+    for verify, want_ratio in ((1, (0.8, 1.25)), (0, (2.3, 2.7))):
+        pipe = pipeline(max_people=1, verify_interval=verify)
+        first = pipe.process(frame(img, 0)).people[0]
+        tr = pipe.tracker.tracks[0]
+        tr.roi = Roi(tr.roi.cx, tr.roi.cy, tr.roi.size * 2.5, tr.roi.rotation)  # a scale that ran away
+        tr.points = np.array([tr.points[0], tr.points[0] + (tr.points[1] - tr.points[0]) * 2.5])
+        res = pipe.process(frame(img, 1)).people
+        assert len(res) == 1 and res[0].track_id == first.track_id
+        assert want_ratio[0] < res[0].roi.size / first.roi.size < want_ratio[1], (verify, res[0].roi, first.roi)
+    pipe = pipeline(max_people=1, verify_interval=1)
+    first = pipe.process(frame(img, 0)).people[0]
+    tr = pipe.tracker.tracks[0]
+    far = np.array([img.shape[1] * 0.05, img.shape[0] * 0.05])  # a ghost: the track moved off the person
+    tr.points, tr.roi = tr.points - tr.points[0] + far, Roi(far[0], far[1], tr.roi.size * 0.3, 0.0)
+    res = pipe.process(frame(img, 1)).people
+    assert len(res) == 1 and res[0].track_id != first.track_id  # another track, started from the detection
+    assert drift(first.landmarks, res[0].landmarks) < 0.05
+
+
 def test_segmentation_mask_in_image_coordinates():
     img = load_photo("astronaut")
     res = pipeline(segmentation=True).process(frame(img))
