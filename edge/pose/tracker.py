@@ -37,7 +37,11 @@ def size_ratio(a: np.ndarray, b: np.ndarray) -> float:
     return max(sa, sb) / min(sa, sb)
 
 
-RESIZE_RATIO = 1.5  # verification: a confirmed track this far off its detection's size is re-anchored on it
+# verify_interval: a detection within CONFIRM_DISTANCE x body scale of a track's centre confirms it (looser than
+# match_distance: an INT8 detector's keypoints sit up to ~0.4 x scale off the landmark model's on the same person,
+# and dropping the track there would give that person a new id); a confirmed track more than match_distance x scale
+# or RESIZE_RATIO x size off its detection is re-anchored on it, keeping its id
+CONFIRM_DISTANCE, RESIZE_RATIO = 1.0, 1.5
 
 
 @dataclass
@@ -70,20 +74,20 @@ class PoseTracker:
         return not self.tracks or self._since_detect + 1 >= self.cfg.redetect_interval
 
     def _verify(self, dets: list) -> None:
-        """At max_people: tracks without a detection at their centre give way (in track order, one per untracked
-        detection) to the untracked detections; a confirmed track whose size is off by more than RESIZE_RATIO is
-        re-anchored on its detection (same id, fresh smoothing)."""
-        md = self.cfg.match_distance
+        """At max_people: tracks no detection confirms give way (in track order, one per untracked detection) to
+        the untracked detections; a confirmed track far off its detection in place or size is re-anchored on it
+        (same id, fresh smoothing)."""
         pts = [d.keypoints[:2] for d in dets]
         matched: set[int] = set()
         ghosts: list[Track] = []
         for tr in self.tracks:
-            j = next((j for j, p in enumerate(pts) if j not in matched and same_person(p, tr.points, md)), None)
+            j = next((j for j, p in enumerate(pts) if j not in matched and same_person(p, tr.points, CONFIRM_DISTANCE)),
+                     None)
             if j is None:
                 ghosts.append(tr)
                 continue
             matched.add(j)
-            if size_ratio(pts[j], tr.points) > RESIZE_RATIO:
+            if size_ratio(pts[j], tr.points) > RESIZE_RATIO or not same_person(pts[j], tr.points, self.cfg.match_distance):
                 log.debug("track %d re-anchored on its detection (size %.2fx off)", tr.id, size_ratio(pts[j], tr.points))
                 tr.roi, tr.points = roi_from_detection(dets[j].keypoints), pts[j]
                 tr.smoother = PoseSmoother(self.cfg.smoothing)
