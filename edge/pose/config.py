@@ -30,8 +30,8 @@ class PoseConfig(StrictModel):
     visibility_threshold: float = Field(0.5, ge=0, le=1)
     redetect_interval: int = Field(10, ge=1, description="run the detector every K frames while below max_people")
     verify_interval: int = Field(0, ge=0, description="at max_people, run the detector every K frames: a track no "
-                                 "detection confirms is dropped when an untracked person is detected, and one far "
-                                 "off its detection in place or size is re-anchored on it (0: never, as "
+                                 "detection confirms is dropped when an untracked person is detected, and one whose "
+                                 "size is 1.5x off its detection's is re-anchored on it (0: never, as "
                                  "MediaPipe; for models whose pose flag stays high off the person, e.g. the student)")
     match_distance: float = Field(0.35, gt=0, le=2, description="a detection is an existing track when their "
                                   "mid-hip centres are closer than this x the body scale")

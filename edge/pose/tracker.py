@@ -2,8 +2,8 @@
 
 Per frame: the detector runs only when fewer than `max_people` tracks exist (at once when there are none,
 otherwise every `redetect_interval` frames), and at `max_people` every `verify_interval` frames when set (a track
-no detection confirms gives way to an untracked detected person; one whose size ran away is re-anchored on its
-detection); detections whose ROI overlaps a track are that track and are ignored;
+no detection confirms gives way to an untracked detected person; one whose size ran away from its detection's is
+re-anchored on it); detections whose ROI overlaps a track are that track and are ignored;
 the landmark model runs on every ROI; a track whose pose flag falls below `presence_threshold` is dropped; the
 next ROI of a kept track comes from its smoothed auxiliary landmarks (MediaPipe's tracking mode).
 """
@@ -27,8 +27,13 @@ log = logging.getLogger(__name__)
 def same_person(a: np.ndarray, b: np.ndarray, threshold: float) -> bool:
     """a, b: (2, 2) [centre, scale point] px. True when the centres are closer than `threshold` x the larger
     body scale."""
+    return norm_distance(a, b) < threshold
+
+
+def norm_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Distance of the centres of a, b over the larger body scale (same_person compares it with a threshold)."""
     scale = max(float(np.hypot(*(a[1] - a[0]))), float(np.hypot(*(b[1] - b[0]))), 1e-6)
-    return float(np.hypot(*(a[0] - b[0]))) < threshold * scale
+    return float(np.hypot(*(a[0] - b[0]))) / scale
 
 
 def size_ratio(a: np.ndarray, b: np.ndarray) -> float:
@@ -39,8 +44,9 @@ def size_ratio(a: np.ndarray, b: np.ndarray) -> float:
 
 # verify_interval: a detection within CONFIRM_DISTANCE x body scale of a track's centre confirms it (looser than
 # match_distance: an INT8 detector's keypoints sit up to ~0.4 x scale off the landmark model's on the same person,
-# and dropping the track there would give that person a new id); a confirmed track more than match_distance x scale
-# or RESIZE_RATIO x size off its detection is re-anchored on it, keeping its id
+# and dropping the track there would give that person a new id); a confirmed track within match_distance of its
+# detection but more than RESIZE_RATIO x off its size is re-anchored on it, keeping its id. Never on position alone:
+# when the detector misses a person, a neighbour half a body scale away is the nearest detection.
 CONFIRM_DISTANCE, RESIZE_RATIO = 1.0, 1.5
 
 
@@ -74,25 +80,35 @@ class PoseTracker:
         return not self.tracks or self._since_detect + 1 >= self.cfg.redetect_interval
 
     def _verify(self, dets: list) -> None:
-        """At max_people: tracks no detection confirms give way (in track order, one per untracked detection) to
-        the untracked detections; a confirmed track far off its detection in place or size is re-anchored on it
-        (same id, fresh smoothing)."""
+        """At max_people: each track takes its nearest detection within CONFIRM_DISTANCE (nearest pairs first, a
+        detection confirms one track); a confirmed track at its detection but far off its size is re-anchored on it
+        (same id, fresh smoothing); unconfirmed tracks give way, in track order, to as many detected people as
+        would start a track (nobody tracked there, a usable ROI)."""
         pts = [d.keypoints[:2] for d in dets]
-        matched: set[int] = set()
-        ghosts: list[Track] = []
-        for tr in self.tracks:
-            j = next((j for j, p in enumerate(pts) if j not in matched and same_person(p, tr.points, CONFIRM_DISTANCE)),
-                     None)
-            if j is None:
-                ghosts.append(tr)
-                continue
-            matched.add(j)
-            if size_ratio(pts[j], tr.points) > RESIZE_RATIO or not same_person(pts[j], tr.points, self.cfg.match_distance):
-                log.debug("track %d re-anchored on its detection (size %.2fx off)", tr.id, size_ratio(pts[j], tr.points))
+        pairs = sorted((norm_distance(p, tr.points), i, j) for i, tr in enumerate(self.tracks)
+                       for j, p in enumerate(pts))
+        of_track: dict[int, int] = {}
+        for d, i, j in pairs:
+            if d < CONFIRM_DISTANCE and i not in of_track and j not in of_track.values():
+                of_track[i] = j
+        for i, j in of_track.items():
+            tr = self.tracks[i]
+            ratio = size_ratio(pts[j], tr.points)
+            if ratio > RESIZE_RATIO and same_person(pts[j], tr.points, self.cfg.match_distance):
+                log.debug("track %d re-anchored on its detection (%.2f of scale away, size %.2fx off)", tr.id,
+                          norm_distance(pts[j], tr.points), ratio)
                 tr.roi, tr.points = roi_from_detection(dets[j].keypoints), pts[j]
                 tr.smoother = PoseSmoother(self.cfg.smoothing)
-        untracked = len(pts) - len(matched)
-        for tr in ghosts[:untracked]:
+        taken = [self.tracks[i].points for i in of_track]  # as _new_rois will filter, after the drops below
+        newcomers = 0
+        for j, det in enumerate(dets):
+            if j in of_track.values() or roi_from_detection(det.keypoints).size <= 1 or any(
+                    same_person(pts[j], q, self.cfg.match_distance) for q in taken):
+                continue
+            taken.append(pts[j])
+            newcomers += 1
+        ghosts = [tr for i, tr in enumerate(self.tracks) if i not in of_track]
+        for tr in ghosts[:newcomers]:
             log.debug("track %d dropped: no detection confirms it and an untracked person is detected", tr.id)
             self.tracks.remove(tr)
 
@@ -103,6 +119,8 @@ class PoseTracker:
         if len(self.tracks) >= self.cfg.max_people:
             self._verify(dets)
         free = self.cfg.max_people - len(self.tracks)
+        if free <= 0:
+            return []
         taken = [t.points for t in self.tracks]
         out: list[Roi] = []
         for det in dets:

@@ -152,6 +152,24 @@ def test_verify_interval_reanchors_and_replaces_tracks():
     assert drift(first.landmarks, res[0].landmarks) < 0.05
 
 
+@pytest.mark.parametrize("max_people", [1, 2])
+def test_verify_interval_keeps_ids_among_people_side_by_side(max_people):
+    """verify_interval with people side by side (t1.jpg, about half a body scale apart): each track keeps its id
+    and its person at every check (a detection confirms its nearest track, not the first one in range)."""
+    img = load_photo("t1")
+    pipe = pipeline(max_people=max_people, verify_interval=1)
+    first = {p.track_id: p.roi for p in pipe.process(frame(img, 0)).people}
+    assert len(first) == max_people
+    for i in range(1, 5):
+        shifted = cv2.warpAffine(img, np.float32([[1, 0, 2 * i], [0, 1, 0]]), img.shape[1::-1],
+                                 borderMode=cv2.BORDER_REPLICATE)
+        res = pipe.process(frame(shifted, i))
+        assert res.detector_ran and {p.track_id for p in res.people} == set(first), i
+        for p in res.people:
+            r0 = first[p.track_id]
+            assert np.hypot(p.roi.cx - r0.cx, p.roi.cy - r0.cy) < 0.15 * r0.size, (i, p.track_id, p.roi, r0)
+
+
 def test_segmentation_mask_in_image_coordinates():
     img = load_photo("astronaut")
     res = pipeline(segmentation=True).process(frame(img))

@@ -21,7 +21,7 @@ from tests.models.student_cache import STUDENT, build_student
 # photo, mean 0.30 (s1996: 0.11-0.56, mean 0.31); pose_landmark_full gives <= 0.015. A blob (every landmark at the
 # reference's centroid) gives 0.75-1.18.
 MEAN_TOL, VS_BLOB = 0.40, 0.8
-SEQ_TOL = 0.6  # tracking mode with verify_interval 10, mean per clip vs pose_landmark_full
+SEQ_TOL = 0.8  # tracking mode with verify_interval 10, mean per clip vs pose_landmark_full (without: 1.6-4.4)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_student_tracks_through_camera_cuts_with_verification(student_cache):
     """Tracking mode over the three bench clips with camera cuts between them: with `[pose] verify_interval` the
     detector re-anchors the student's track, so it follows the person of each clip (measured against
     pose_landmark_full's pipeline on the same frames, itself within 0.02 of MediaPipe here). Measured 2026-12-01
-    (student s3796): 0.45 / 0.27 / 0.42 of torso per clip; without verification 0.45 / 1.6 / 4.4 (the track stays
+    (student s3796): 0.45 / 0.57 / 0.42 of torso per clip; without verification 0.45 / 1.6 / 4.4 (the track stays
     where the previous clip's person was)."""
     from devtools.motion import SEQUENCES, sequence
     from edge.pose.config import PoseConfig
