@@ -79,11 +79,11 @@ class PoseTracker:
             return bool(self.cfg.verify_interval) and self._since_detect + 1 >= self.cfg.verify_interval
         return not self.tracks or self._since_detect + 1 >= self.cfg.redetect_interval
 
-    def _verify(self, dets: list) -> None:
+    def _verify(self, dets: list) -> set[int]:
         """At max_people: each track takes its nearest detection within CONFIRM_DISTANCE (nearest pairs first, a
         detection confirms one track); a confirmed track at its detection but far off its size is re-anchored on it
         (same id, fresh smoothing); unconfirmed tracks give way, in track order, to as many detected people as
-        would start a track (nobody tracked there, a usable ROI)."""
+        would start a track (_untracked). Returns the indices of the confirming detections."""
         pts = [d.keypoints[:2] for d in dets]
         pairs = sorted((norm_distance(p, tr.points), i, j) for i, tr in enumerate(self.tracks)
                        for j, p in enumerate(pts))
@@ -99,40 +99,38 @@ class PoseTracker:
                           norm_distance(pts[j], tr.points), ratio)
                 tr.roi, tr.points = roi_from_detection(dets[j].keypoints), pts[j]
                 tr.smoother = PoseSmoother(self.cfg.smoothing)
-        taken = [self.tracks[i].points for i in of_track]  # as _new_rois will filter, after the drops below
-        newcomers = 0
-        for j, det in enumerate(dets):
-            if j in of_track.values() or roi_from_detection(det.keypoints).size <= 1 or any(
-                    same_person(pts[j], q, self.cfg.match_distance) for q in taken):
-                continue
-            taken.append(pts[j])
-            newcomers += 1
+        confirming = set(of_track.values())
+        # a detection within CONFIRM_DISTANCE of an unconfirmed track confirms another one (skipped), so with
+        # match_distance <= CONFIRM_DISTANCE counting with the unconfirmed tracks still there is the same as after
+        # dropping them (with a larger match_distance the count can only be lower: fewer drops)
+        newcomers = len(self._untracked(dets, confirming))
         ghosts = [tr for i, tr in enumerate(self.tracks) if i not in of_track]
         for tr in ghosts[:newcomers]:
             log.debug("track %d dropped: no detection confirms it and an untracked person is detected", tr.id)
             self.tracks.remove(tr)
+        return confirming
 
-    def _new_rois(self, image_rgb: np.ndarray, bgr: bool) -> list[Roi]:
-        """ROIs of detected people not already tracked, best first, up to the free track slots (at max_people:
-        after verification)."""
-        dets = list(self.detector(image_rgb, bgr=bgr))
-        if len(self.tracks) >= self.cfg.max_people:
-            self._verify(dets)
-        free = self.cfg.max_people - len(self.tracks)
-        if free <= 0:
-            return []
+    def _untracked(self, dets: list, skip: set[int]) -> list[Roi]:
+        """ROIs of the detected people nobody tracks, best first: not in `skip`, a usable ROI, not within
+        match_distance of a track or of a better detection."""
         taken = [t.points for t in self.tracks]
         out: list[Roi] = []
-        for det in dets:
+        for j, det in enumerate(dets):
             pts = det.keypoints[:2]
             roi = roi_from_detection(det.keypoints)
-            if roi.size <= 1 or any(same_person(pts, q, self.cfg.match_distance) for q in taken):
+            if j in skip or roi.size <= 1 or any(same_person(pts, q, self.cfg.match_distance) for q in taken):
                 continue
             taken.append(pts)
             out.append(roi)
-            if len(out) >= free:
-                break
         return out
+
+    def _new_rois(self, image_rgb: np.ndarray, bgr: bool) -> list[Roi]:
+        """ROIs of detected people not already tracked, best first, up to the free track slots (at max_people:
+        after verification; a detection that confirmed a track never starts another)."""
+        dets = list(self.detector(image_rgb, bgr=bgr))
+        skip = self._verify(dets) if len(self.tracks) >= self.cfg.max_people else set()
+        free = self.cfg.max_people - len(self.tracks)
+        return self._untracked(dets, skip)[:free] if free > 0 else []
 
     def step(self, image_rgb: np.ndarray, t: float, *, bgr: bool = False) -> tuple[list[PersonPose], bool]:
         """Process one RGB (bgr=True: BGR) frame captured at time t (s). Returns (people, detector_ran)."""
