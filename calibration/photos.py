@@ -121,6 +121,7 @@ _TRAIN_ROWS = (  # (name, archive key, member under its prefix, sha256, people)
 )
 TRAIN_PHOTOS = tuple(TrainPhoto(name, *_ARCHIVES[key][:2], _ARCHIVES[key][2] + member, sha, _ARCHIVES[key][3], people)
                      for name, key, member, sha, people in _TRAIN_ROWS)
+TRAIN_PHOTO_SHA256 = {p.name: p.sha256 for p in TRAIN_PHOTOS}  # pinned: what a people file must have been made from
 SKIMAGE = "scikit-image==0.26.0"
 # person-free scenes (skimage data, BSD-3 / public domain): detector negatives
 NEGATIVES = {"calib": ("coffee.png", "chelsea.png", "rocket.jpg"),

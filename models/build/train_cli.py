@@ -290,14 +290,14 @@ def _extra_people(cache: Path, zoo, dest: Path) -> Path:
     build finds the calibration people) into `dest`. An existing `dest` made from the same photos is kept as it
     is: its sha256 is in the recipe, so finding the people again must not change a run that resumes."""
     from calibration import datasets
-    from calibration.photos import TRAIN_PHOTOS
+    from calibration.photos import TRAIN_PHOTO_SHA256
     from models.build.runners import open_source
     from models.build.source import stage_train_photos
 
     staged = stage_train_photos(cache)
     try:
         kept = json.loads(dest.read_text())
-        if {k: v["sha256"] for k, v in kept["sources"].items()} == {p.name: p.sha256 for p in TRAIN_PHOTOS}:
+        if {k: v["sha256"] for k, v in kept["sources"].items()} == TRAIN_PHOTO_SHA256:
             log.info("--extra-photos: %d people in %d train-only photos (%s)", len(kept["people"]),
                      len(kept["sources"]), dest)
             return dest
@@ -318,9 +318,9 @@ def _extra_inputs(sha: str | None, people_file: Path) -> dict | None:
     if people_file.is_file() and sha256_file(people_file) == sha:
         photos = {k: v["sha256"] for k, v in sorted(json.loads(people_file.read_text())["sources"].items())}
         return {"people_file_sha256": sha, "photos": photos}
-    from calibration.photos import TRAIN_PHOTOS
+    from calibration.photos import TRAIN_PHOTO_SHA256
 
-    return {"people_file_sha256": sha, "photos": {p.name: p.sha256 for p in TRAIN_PHOTOS},
+    return {"people_file_sha256": sha, "photos": dict(TRAIN_PHOTO_SHA256),
             "note": f"{people_file} is not the run's people file; photos listed from calibration.photos.TRAIN_PHOTOS"}
 
 

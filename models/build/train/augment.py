@@ -2,9 +2,8 @@
 
 Every batch depends only on (seed, step): interruption and resume reproduce the same data stream. Inputs are
 what the runtime feeds the landmark model (a rotated 256x256 ROI crop, RGB in [0, 1]) with heavy augmentation:
-ROI jitter (shift, scale, rotation, flip), colour (exposure when enabled, brightness, contrast, gamma, saturation, tint,
-greyscale),
-blur, sensor noise, low resolution, occluders (patches of other photos or flat colour) and background swaps
+ROI jitter (shift, scale, rotation, flip), colour (exposure when enabled, brightness, contrast, gamma, saturation,
+tint, greyscale), blur, sensor noise, low resolution, occluders (patches of other photos or flat colour) and background swaps
 (the teacher's segmentation mask pastes the person onto another scene). Labels are not needed: the targets are
 the teacher's outputs on the very same crop.
 """
@@ -49,7 +48,8 @@ class Recipe:
     def as_dict(self) -> dict:
         """The recorded recipe. Fields added after the first runs are left out at their default, so those runs'
         checkpoints still match their recipe and resume."""
-        return {k: v for k, v in self.__dict__.items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
+        defaults = Recipe.keys()
+        return {k: v for k, v in self.__dict__.items() if not (k in LATER_FIELDS and v == defaults[k])}
 
     @staticmethod
     def keys() -> dict[str, float]:
@@ -57,7 +57,7 @@ class Recipe:
         return {f.name: f.default for f in fields(Recipe)}
 
 
-LATER_FIELDS = {"p_exposure": 0.0}  # added 2026-12-01, off by default
+LATER_FIELDS = ("p_exposure",)  # added 2026-12-01, off by default
 
 
 class CropMaker:
