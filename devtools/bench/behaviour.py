@@ -12,6 +12,9 @@ counts), `dwell_mae_s`, `queue_len_mae`, `alert_precision`, `alert_recall`, `tim
 `ms_p99` (per frame: detection + shelf pose + analytics + alerts), the parts' times (`detect_ms_*`,
 `pose_ms_per_posed_frame_*`, `analytics_ms_*`), `pose_crops`, the 1-minute load average at start and end, and
 `boxes_only` (our tracker without its appearance cue) and `naive` with the same accuracy keys.
+`--landmarks NAME ...` picks the device's landmark model; further names (e.g. `pose_landmark_student`) run on the
+same boxes and frames, each feeding analytics of its own: `landmarks_compare[name]` has their shelf interaction
+precision / recall, pose time per posed frame and `pose_ms_ratio` (the device model's median / theirs).
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ TRACKER = {"high_score": 0.4, "low_score": 0.3, "new_track_score": 0.4, "min_hit
            "lost_buffer": 0.15, "appearance_weight": 1.0, "low_track_hits": 8}
 # Cooldowns as in device_configs/shelf-camera.toml and kiosk.toml: one alert per episode for staff.
 COOLDOWN_S = {"queue_long": 30, "kiosk_help": 30, "loiter_window": 60}
+LANDMARKS = "pose_landmark_full"
 
 
 def add_arguments(p) -> None:
@@ -48,9 +52,25 @@ def add_arguments(p) -> None:
                    help="people: the far-range person detector; pose: BlazePose detections")
     p.add_argument("--backend", default="auto", help="backend of the detector model (auto: fastest that passes)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--landmarks", nargs="+", default=[LANDMARKS], metavar="NAME",
+                   help="landmark model of the device's pose (e.g. pose_landmark_student); with --detector people, "
+                        "further names run beside it on the same boxes and frames, each into analytics of its own "
+                        "(`landmarks_compare`: shelf interactions and pose time against the first)")
+    p.add_argument("--verify-interval", type=int, default=0,
+                   help="[pose] verify_interval (--detector pose: the pose tracker's detector check, docs/POSE.md)")
 
 
-def device_config(detector: str, backend: str = "auto", threads: int = 2):
+def check_args(args) -> None:
+    """Refuse combinations the bench cannot run, naming the fix."""
+    if args.detector == "pose" and len(args.landmarks) > 1:
+        raise SystemExit("edge bench behaviour: side-by-side --landmarks need --detector people (with --detector "
+                         "pose the landmark model makes the detections); run one bench per model instead")
+    if len(set(args.landmarks)) != len(args.landmarks):
+        raise SystemExit(f"edge bench behaviour: --landmarks names a model twice: {' '.join(args.landmarks)}")
+
+
+def device_config(detector: str, backend: str = "auto", threads: int = 2, landmarks: str = LANDMARKS,
+                  verify_interval: int = 0):
     """The bench device: the scene's geometry as [analytics], the rules as [alerts]."""
     from devtools.scenario import FPS, H, LINE, SHELF, W, ZONES
     from edge.app.config import parse_config
@@ -75,12 +95,13 @@ def device_config(detector: str, backend: str = "auto", threads: int = 2):
         {"id": "loiter_window", "metric": "loitering", "key": "window", "clear_for_s": 3,
          "cooldown_s": COOLDOWN_S["loiter_window"]},
     ]}
-    models = {}
+    models = {"pose_landmarks": {"name": landmarks}}
     if detector == "people":
         models["person_detector"] = {"name": "nanodet_m_416", "backend": backend, "threads": threads}
     return parse_config({"device": {"id": "bench-01", "store": "lab", "kind": "shelf-camera"},
                          "source": {"type": "video", "uri": "scenario", "width": W, "height": H, "fps": FPS},
-                         "models": models, "pose": {"max_people": 6, "segmentation": False},
+                         "models": models,
+                         "pose": {"max_people": 6, "segmentation": False, "verify_interval": verify_interval},
                          "analytics": analytics, "alerts": alerts}, "<bench>")
 
 
@@ -101,7 +122,7 @@ def _make_detector(cfg, kind: str):
     from edge.pose.pipeline import PosePipeline
 
     pose = PosePipeline(cfg, zoo)
-    name = "pose_detection+pose_landmark_full/" + "/".join(s.info.backend for s in pose.sessions)
+    name = f"pose_detection+{cfg.models.pose_landmarks.name}/" + "/".join(s.info.backend for s in pose.sessions)
     return (lambda f: detections_from_pose(pose.process(f)), name,
             {Path(s.info.path).name: s.info.backend for s in pose.sessions}, pose.close)
 
@@ -114,12 +135,13 @@ class ShelfPose:
     pose people as Detections on the same boxes (keypoints x, y, visibility; 0 where the pose flag is below the
     presence threshold, and for the boxes away from the shelves), for `edge.app.behaviour.attach_keypoints`."""
 
-    def __init__(self, cfg, zoo, shelves, *, reach: float = 0.25, min_height: float = 60.0):
+    def __init__(self, cfg, zoo, shelves, *, ref=None, reach: float = 0.25, min_height: float = 60.0):
+        """ref: the landmark ModelRef (default: the config's [models.pose_landmarks])."""
         from edge.backends.auto import open_model
         from edge.pose.landmarks import LandmarkModel
         from edge.pose.pipeline import landmark_outputs
 
-        ref = cfg.models.pose_landmarks
+        ref = ref or cfg.models.pose_landmarks
         pose_cfg = cfg.pose.model_copy(update={"segmentation": False})
         self.session = open_model(zoo, ref, options=ref.backend_options(), outputs=landmark_outputs(pose_cfg))
         self.model = LandmarkModel(self.session, segmentation=False, heatmap_refine=pose_cfg.heatmap_refine)
@@ -282,6 +304,55 @@ def _score(truth, sink, queue_len, pred_tracks, duration_s: float) -> dict:
             **_interactions(truth, sink, pred_tracks, truth.fps)}
 
 
+class WristError:
+    """Pose accuracy where it counts for shelf interactions: on each frame, for each true person (at least 90 %
+    visible) whose box a posed detection overlaps (IoU >= 0.5), the distance of each estimated wrist to the true one
+    (the sprite's, devtools.scenario) in units of the true box height; a posed person under the presence threshold
+    counts as `missed`."""
+
+    def __init__(self):
+        from edge.pose.types import LANDMARK_NAMES
+
+        self.idx = [LANDMARK_NAMES.index("left_wrist"), LANDMARK_NAMES.index("right_wrist")]
+        self.err: list[float] = []
+        self.missed = 0
+
+    def add(self, true_frame, posed) -> None:
+        from edge.core.detections import box_iou
+
+        people = [p for p in true_frame.people if p.visible >= 0.9]
+        sel = np.flatnonzero(posed.score > 0) if len(posed) else np.zeros(0, np.int64)  # the rows ShelfPose posed
+        if not people or not len(sel):
+            return
+        iou = box_iou(np.array([p.box for p in people], np.float32), posed.xyxy[sel])
+        for i, p in enumerate(people):
+            j = int(iou[i].argmax())
+            if iou[i, j] < 0.5:
+                continue
+            kp = posed.keypoints[sel[j]][self.idx]
+            if (kp[:, 2] <= 0).all():
+                self.missed += 1
+                continue
+            h = p.box[3] - p.box[1]
+            self.err += [float(np.hypot(*(kp[k, :2] - p.wrists[k])) / h) for k in range(2)]
+
+    def summary(self) -> dict:
+        a = np.asarray(self.err or [np.nan])
+        return {"shelf_wrist_err_median": round(float(np.median(a)), 4),
+                "shelf_wrist_err_p95": round(float(np.percentile(a, 95)), 4),
+                "shelf_wrists": len(self.err), "shelf_pose_missed": self.missed}
+
+
+def _compare(truth, sink, pred_tracks, alt: ShelfPose, main: ShelfPose, wrists: WristError) -> dict:
+    """A landmark model run beside the device's on the same boxes: its shelf interactions, and its pose time per
+    posed frame against the device model's on the same frames (`pose_ms_ratio` = the device model's median / its)."""
+    info = alt.session.info
+    ratio = float(np.median(main.ms) / np.median(alt.ms)) if alt.ms and main.ms else None
+    return {"model": f"{info.backend}/{info.precision}", **_interactions(truth, sink, pred_tracks, truth.fps),
+            "pose_crops": alt.crops, **wrists.summary(), **_pct(alt.ms, "pose_ms_per_posed_frame"),
+            "pose_ms_ratio": None if ratio is None else round(ratio, 2)}
+
+
 def _pct(ms: list[float], prefix: str) -> dict:
     a = np.asarray(ms or [0.0])
     return {f"{prefix}_p{q}": round(float(np.percentile(a, q)), 2) for q in (50, 95, 99)}
@@ -296,14 +367,21 @@ def run(args) -> int:
     from edge.core.frames import Frame
     from models.zoo import ModelZoo
 
-    cfg = device_config(args.detector, args.backend, args.threads)
+    check_args(args)
+    cfg = device_config(args.detector, args.backend, args.threads, args.landmarks[0], args.verify_interval)
     sc = scenario.build(cycles=args.cycles)
     log.info("scene: %d frames (%.0f s at %.0f FPS), %d actors", sc.n_frames, sc.duration_s, sc.fps, len(sc.actors))
     truth = scenario_truth.compute(sc, RULES)
     detect, det_name, models, close = _make_detector(cfg, args.detector)
     # the person detector's boxes carry no keypoints: pose on the people at the shelves (pose detections have them)
-    pose = ShelfPose(cfg, ModelZoo(cfg.models.cache_dir or None), [s.polygon for s in cfg.analytics.shelves]) \
-        if args.detector == "people" else None
+    zoo, shelves = ModelZoo(cfg.models.cache_dir or None), [s.polygon for s in cfg.analytics.shelves]
+    pose = ShelfPose(cfg, zoo, shelves) if args.detector == "people" else None
+    # other landmark models beside the device's, on the same boxes: their own shelf pose and analytics
+    alts = {n: ShelfPose(cfg, zoo, shelves, ref=cfg.models.pose_landmarks.model_copy(update={"name": n}))
+            for n in args.landmarks[1:]}
+    alt_stages = {n: _stage(cfg) for n in alts}
+    alt_tracks: dict[str, list] = {n: [] for n in alts}
+    wrists = {n: WristError() for n in [None, *alts]}
     if pose is not None:
         info = pose.session.info
         models[cfg.models.pose_landmarks.name] = f"{info.backend}/{info.precision}"
@@ -326,7 +404,16 @@ def run(args) -> int:
             dets = detect(frame)
             det_ms.append((time.perf_counter() - t0) * 1e3)
             if pose is not None:
-                dets = attach_keypoints(dets, pose(frame, dets))
+                # the device's model and the compared ones on the same boxes, in alternating order (fair timing)
+                order = [None, *alts] if tf.index % 2 == 0 else [*alts, None]
+                posed = {n: (pose if n is None else alts[n])(frame, dets) for n in order}
+                for n, w in wrists.items():
+                    w.add(tf, posed[n])
+                for n, (st, _) in alt_stages.items():
+                    st.update(frame, attach_keypoints(dets, posed[n]))
+                    tk = st.analytics.tracked
+                    alt_tracks[n].append((tk.xyxy.copy(), tk.tracker_id.copy()))
+                dets = attach_keypoints(dets, posed[None])
             for name, (st, _) in stages.items():  # the same order every frame: ours first
                 t1 = time.perf_counter()
                 st.update(frame, naive_tracker.update(dets, frame.t) if name == "naive" else dets)
@@ -338,8 +425,8 @@ def run(args) -> int:
             ms.append((time.perf_counter() - t0) * 1e3 - stage_ms["boxes_only"][-1] - stage_ms["naive"][-1])
     finally:
         close()
-        if pose is not None:
-            pose.close()
+        for p in ([pose] if pose is not None else []) + list(alts.values()):
+            p.close()
     wall = time.perf_counter() - t_run
     res = {k: _score(truth, sink, queue[k], tracks[k], sc.duration_s) for k, (_, sink) in stages.items()}
     a = np.asarray(ms)
@@ -351,11 +438,16 @@ def run(args) -> int:
            **_pct(pose.ms if pose else [], "pose_ms_per_posed_frame"),
            **_pct(stage_ms["ours"], "analytics_ms"), **_pct(stage_ms["boxes_only"], "boxes_only_analytics_ms"),
            "boxes_only": res["boxes_only"], "naive": res["naive"],
+           **(wrists[None].summary() if pose is not None else {}),
+           "landmarks_compare": {n: _compare(truth, alt_stages[n][1], alt_tracks[n], sp, pose, wrists[n])
+                                 for n, sp in alts.items()},
            "targets": {"alert_precision": ">= 0.95", "alert_recall": ">= 0.95", "footfall_abs_err_pct": "<= 5",
                        "time_to_alert_p95_s": "<= 5", "fps": ">= 10"},
            "wall_s": round(wall, 1), "load_avg_1m": {"start": round(load0[0], 2), "end": round(os.getloadavg()[0], 2)},
            "cpu_count": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
-           "command": f"edge bench behaviour --cycles {args.cycles} --detector {args.detector}"}
+           "command": f"edge bench behaviour --cycles {args.cycles} --detector {args.detector}"
+                      + (f" --landmarks {' '.join(args.landmarks)}" if args.landmarks != [LANDMARKS] else "")
+                      + (f" --verify-interval {args.verify_interval}" if args.verify_interval else "")}
     text = json.dumps(out, indent=2)
     print(text)
     if args.json:
