@@ -59,6 +59,9 @@ SCHEMA: dict = {
     "defaults": ({b: ({"precision": (_S, True), "reason": (_S, True)}, False) for b in BACKENDS}, True),
     "artifacts": ([{"backend": (_S, True), "precision": (_S, True), "format": (_S, True), "file": (_S, True),
                     "producer": (_S, True), "report_only": (_B, False), "note": (_S, False)}], True),
+    # [[unsuited]]: device features this model was measured to serve badly; `config` is the dotted path of a device
+    # config section (e.g. "analytics.shelves") that, when set, makes `edge doctor` and `edge run` warn with `reason`
+    "unsuited": ([{"config": (_S, True), "reason": (_S, True)}], False),
 }
 # [tolerance.<precision>]: golden-parity tolerance; `outputs` maps an output name to its own {max_err, mean_err}.
 _TOL_OUTPUT = {"max_err": (_F, True), "mean_err": (_F, True)}
@@ -194,6 +197,10 @@ def validate(m: dict, where: str = "<manifest>") -> dict:
     if "ignored_scope" in m["quantization"]:
         _check_ignored_scope(m["quantization"]["ignored_scope"], where, outputs)
     _check_bf16(m, where, outputs)
+    for i, u in enumerate(m.get("unsuited", [])):
+        if not re.fullmatch(r"[a-z_]+(\.[a-z_]+)*", u["config"]):
+            raise ManifestError(f"{where}: unsuited[{i}].config: {u['config']!r} must be a dotted device-config path "
+                                "such as 'analytics.shelves'")
     if "int8_output_offset" in m["quantization"]:
         _check_output_offset(m["quantization"]["int8_output_offset"], where, outputs)
     return m

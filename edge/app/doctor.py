@@ -219,6 +219,34 @@ def _required_refs(cfg) -> list[tuple[object, bool]]:
             (m.hand_detector, hands and cfg.tryon.gestures.hands.palm_detection != "off"), (m.hand_landmarks, hands)]
 
 
+def unsuited_uses(cfg, zoo=None) -> list[str]:
+    """Warnings for configured models that their manifest's [[unsuited]] says serve a configured feature badly
+    (e.g. the student's coarse wrists under [analytics.shelves]); unknown models are check_models' business."""
+    if cfg is None:
+        return []
+    if zoo is None:
+        from models.zoo import ModelZoo
+
+        try:
+            zoo = ModelZoo(cfg.models.cache_dir or None)
+        except Exception as e:  # noqa: BLE001 - an unusable zoo is reported by check_models and by loading models
+            log.debug("unsuited models not checked: %s", e)
+            return []
+    out = []
+    for ref, required in _required_refs(cfg):
+        try:
+            entries = zoo.manifest(ref.name).get("unsuited", []) if required else []
+        except KeyError:
+            continue
+        for u in entries:
+            value = cfg
+            for part in u["config"].split("."):
+                value = getattr(value, part, None)
+            if value:
+                out.append(f"model {ref.name} is not suited to [{u['config']}]: {u['reason']}")
+    return out
+
+
 def check_models(cfg, usable: list[str], problems: list[str], warnings: list[str]) -> dict:
     """Built artefacts (sha256-verified) and, per configured model, whether a usable backend has one."""
     try:
@@ -304,6 +332,7 @@ def run(args) -> int:
         (problems if cfg is not None and cfg.tryon.enabled else warnings).append(
             f"EGL: {report['egl']['reason']}" + (" (try-on needs it)" if cfg is not None and cfg.tryon.enabled else ""))
     report["models"] = check_models(cfg, usable, problems, warnings)
+    warnings += unsuited_uses(cfg)
     report["broker"] = check_broker(cfg, args.broker_timeout)
     if report["broker"].get("reachable") is False:
         warnings.append(f"broker {report['broker']['broker']} unreachable: {report['broker']['note']}")

@@ -33,6 +33,10 @@ def run(args) -> int:
         return 2
     for note in cfg.migrations:
         log.warning("%s: %s", args.config, note)
+    from edge.app.doctor import unsuited_uses
+
+    for note in unsuited_uses(cfg):
+        log.warning("%s: %s", args.config, note)
     logging.getLogger().setLevel(cfg.logging.level)
     if args.reselect_backends:
         forget_auto_choices(cfg)

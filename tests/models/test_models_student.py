@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ import pytest
 from models import manifest
 from models.manifest import ManifestError
 from tests.models.student_cache import STUDENT, STUDENT_STEPS, build_student, prepared_cache
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _student() -> dict:
@@ -155,3 +158,60 @@ def test_left_out_student_build_completes_without_it(built_cache, tmp_path, monk
     assert not [s for s in res.ran + res.skipped if s.startswith(STUDENT)]
     with pytest.raises(ModelNotBuilt, match="edge models build"):
         ModelZoo(cache).artifact(STUDENT, "onnxruntime")
+
+
+@pytest.mark.parametrize("mutate, expect", [
+    (lambda m: m["unsuited"][0].update(config="Analytics/Shelves"), "unsuited[0].config: 'Analytics/Shelves' must be"),
+    (lambda m: m["unsuited"][0].pop("reason"), "reason: required key is missing"),
+])
+def test_bad_unsuited_entry_names_the_key(mutate, expect):
+    m = copy.deepcopy(_student())
+    mutate(m)
+    with pytest.raises(ManifestError) as e:
+        manifest.validate(m, "pose_landmark_student.toml")
+    assert expect in str(e.value)
+
+
+def test_unsuited_paths_name_device_config_sections():
+    """Every manifest's [[unsuited]].config resolves on a device config (a typo would never warn)."""
+    from edge.app.config import EdgeConfig
+
+    paths = [u["config"] for m in manifest.load_all().values() for u in m.get("unsuited", [])]
+    assert "analytics.shelves" in paths
+    for path in paths:
+        node = EdgeConfig
+        for part in path.split("."):
+            assert part in node.model_fields, f"{path}: no {part!r} in {node.__name__}"
+            node = node.model_fields[part].annotation
+            node = getattr(node, "__args__", (node,))[0] if not hasattr(node, "model_fields") else node
+
+
+def test_doctor_warns_when_a_shelf_camera_selects_the_student(zoo, tmp_path):
+    """The shelf camera's committed config with the student: `edge doctor` warns, naming the model, the section
+    and the measured reason; with the full model, or with the student on a device without shelves, it does not."""
+    import subprocess
+    import sys
+
+    from edge.app.config import load_config
+    from edge.app.doctor import unsuited_uses
+
+    text = (ROOT / "device_configs" / "shelf-camera.toml").read_text()
+    assert 'name = "pose_landmark_full"' in text and "[[analytics.shelves]]" in text
+    student = tmp_path / "shelf-student.toml"
+    student.write_text(text.replace('name = "pose_landmark_full"', f'name = "{STUDENT}"').replace(
+        'broker = ""', f'broker = ""\noutbox_path = "{tmp_path / "outbox.sqlite"}"'))
+    out = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "-m", "edge.app.cli", "doctor", "--config", str(student), "--json", str(out)],
+                       capture_output=True, text=True, timeout=180)
+    warned = [w for w in json.loads(out.read_text())["warnings"] if "not suited" in w]
+    assert warned and f"model {STUDENT} is not suited to [analytics.shelves]" in warned[0], r.stdout + r.stderr
+    assert "recall" in warned[0]
+    r = subprocess.run([sys.executable, "-m", "edge.app.cli", "run", "--config", str(student), "--max-frames", "2",
+                        "--no-http"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0 and f"model {STUDENT} is not suited to [analytics.shelves]" in r.stderr, r.stderr[-3000:]
+    assert unsuited_uses(load_config(ROOT / "device_configs" / "shelf-camera.toml")) == []
+    kiosk = (ROOT / "device_configs" / "kiosk.toml").read_text()
+    assert "[[analytics.shelves]]" not in kiosk
+    no_shelves = tmp_path / "kiosk-student.toml"
+    no_shelves.write_text(kiosk.replace('name = "pose_landmark_full"', f'name = "{STUDENT}"'))
+    assert STUDENT in no_shelves.read_text() and unsuited_uses(load_config(no_shelves)) == []
