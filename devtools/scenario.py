@@ -53,12 +53,16 @@ class Sprite:
 
 
 def _cut_sprites(cache: Path) -> list[Sprite]:
-    from edge.app.config import ModelsSection
+    from edge.app.config import ModelRef, ModelsSection
     from edge.core.frames import Frame
     from edge.pose.config import PoseConfig
     from edge.pose.pipeline import PosePipeline
 
-    pipe = PosePipeline((PoseConfig(segmentation=True, max_people=1), ModelsSection()))
+    # one fixed backend and precision (MediaPipe's own TFLite files, FP32): the scene, and so every accuracy row of
+    # `edge bench behaviour`, is the same on every machine, whatever `auto` would pick there
+    models = ModelsSection(pose_detector=ModelRef(name="pose_detection", backend="tflite", precision="fp32"),
+                           pose_landmarks=ModelRef(name="pose_landmark_full", backend="tflite", precision="fp32"))
+    pipe = PosePipeline((PoseConfig(segmentation=True, max_people=1), models))
     out = []
     try:
         for photo, (x0, y0, x1, y1) in SPRITES:
@@ -85,7 +89,7 @@ def _cut_sprites(cache: Path) -> list[Sprite]:
 def load_sprites(cache: Path | None = None) -> list[Sprite]:
     """The people sprites (cut once, cached as npz), each also mirrored."""
     cache = cache or cache_dir()
-    f = cache / "scenario" / "sprites-v1.npz"
+    f = cache / "scenario" / "sprites-v2.npz"  # v2: cut on TFLite FP32 (v1 on whatever `auto` picked)
     if not f.is_file():
         f.parent.mkdir(parents=True, exist_ok=True)
         sp = _cut_sprites(cache)

@@ -7,11 +7,12 @@ analytics, so the difference the tracker makes is visible. With the person detec
 the people whose box reaches a shelf (`ShelfPose`), and their wrists reach the detections the way a device's pose
 results do (`edge.app.behaviour.attach_keypoints`), so shelf interactions are measured from real wrists. Keys:
 `detector`, `footfall_abs_err_pct`, `crossings` (per true door crossing: counted or missed, and the extra
-counts), `dwell_mae_s`, `queue_len_mae`, `alert_precision`, `alert_recall`, `time_to_alert_p95_s`,
-`false_alerts_per_hour`, `id_switches`, `product_interaction_precision` / `_recall`, `fps`, `ms_p50`, `ms_p95`,
-`ms_p99` (per frame: detection + shelf pose + analytics + alerts), the parts' times (`detect_ms_*`,
-`pose_ms_per_posed_frame_*`, `analytics_ms_*`), `pose_crops`, the 1-minute load average at start and end, and
-`boxes_only` (our tracker without its appearance cue) and `naive` with the same accuracy keys.
+counts), `dwell_mae_s`, `queue_len_mae`, `alert_precision`, `alert_recall` (`alerts_missed`, `alerts_false`: rule
+and time of each), `time_to_alert_p95_s`, `false_alerts_per_hour`, `id_switches`, `product_interaction_precision` /
+`_recall`, `shelf_wrist_err_*` (the estimated wrists against the scene's true ones, of the person's height:
+`WristError`), `fps`, `ms_p50`, `ms_p95`, `ms_p99` (per frame: detection + shelf pose + analytics + alerts), the
+parts' times (`detect_ms_*`, `pose_ms_per_posed_frame_*`, `analytics_ms_*`), `pose_crops`, the 1-minute load average
+at start and end, and `boxes_only` (our tracker without its appearance cue) and `naive` with the same accuracy keys.
 `--landmarks NAME ...` picks the device's landmark model; further names (e.g. `pose_landmark_student`) run on the
 same boxes and frames, each feeding analytics of its own: `landmarks_compare[name]` has their shelf interaction
 precision / recall, pose time per posed frame and `pose_ms_ratio` (the device model's median / theirs).
@@ -52,6 +53,8 @@ def add_arguments(p) -> None:
                    help="people: the far-range person detector; pose: BlazePose detections")
     p.add_argument("--backend", default="auto", help="backend of the detector model (auto: fastest that passes)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--detector-precision", default="default",
+                   help="precision of the person detector (default: the manifest's for this CPU, as a device gets)")
     p.add_argument("--landmarks", nargs="+", default=[LANDMARKS], metavar="NAME",
                    help="landmark model of the device's pose (e.g. pose_landmark_student); with --detector people, "
                         "further names run beside it on the same boxes and frames, each into analytics of its own "
@@ -70,7 +73,7 @@ def check_args(args) -> None:
 
 
 def device_config(detector: str, backend: str = "auto", threads: int = 2, landmarks: str = LANDMARKS,
-                  verify_interval: int = 0):
+                  verify_interval: int = 0, precision: str = "default"):
     """The bench device: the scene's geometry as [analytics], the rules as [alerts]."""
     from devtools.scenario import FPS, H, LINE, SHELF, W, ZONES
     from edge.app.config import parse_config
@@ -97,7 +100,8 @@ def device_config(detector: str, backend: str = "auto", threads: int = 2, landma
     ]}
     models = {"pose_landmarks": {"name": landmarks}}
     if detector == "people":
-        models["person_detector"] = {"name": "nanodet_m_416", "backend": backend, "threads": threads}
+        models["person_detector"] = {"name": "nanodet_m_416", "backend": backend, "threads": threads,
+                                     "precision": precision}
     return parse_config({"device": {"id": "bench-01", "store": "lab", "kind": "shelf-camera"},
                          "source": {"type": "video", "uri": "scenario", "width": W, "height": H, "fps": FPS},
                          "models": models,
@@ -279,7 +283,7 @@ def _score(truth, sink, queue_len, pred_tracks, duration_s: float) -> dict:
             overlap = 0.0 if best is None else min(best[1], t1) - max(best[0], t0)
             errs.append(abs((best[1] - best[0]) - (t1 - t0)) if overlap > 0 else (t1 - t0))
     opened = [(e.data["rule"], e.data["opened_t"]) for e in ev if e.kind == "alert_opened"]
-    matched, delays, used = 0, [], set()
+    matched, delays, used, missed = 0, [], set(), []
     for rid, t_true in truth.alerts:
         cand = [(abs(t - t_true), i) for i, (r, t) in enumerate(opened)
                 if r == rid and i not in used and t_true - MATCH_BEFORE_S <= t <= t_true + MATCH_AFTER_S]
@@ -288,6 +292,8 @@ def _score(truth, sink, queue_len, pred_tracks, duration_s: float) -> dict:
             used.add(i)
             matched += 1
             delays.append(max(0.0, opened[i][1] - t_true))
+        else:
+            missed.append({"rule": rid, "t": round(t_true, 1)})
     false = len(opened) - len(used)
     q = np.abs(np.asarray(queue_len) - np.asarray(truth.queue_len[:len(queue_len)]))
     return {"footfall": got, "footfall_true": dict(truth.footfall),
@@ -295,7 +301,8 @@ def _score(truth, sink, queue_len, pred_tracks, duration_s: float) -> dict:
             "crossings": _crossings(truth, sink, pred_tracks, truth.fps),
             "dwell_mae_s": round(float(np.mean(errs)), 2) if errs else None, "dwell_visits": len(errs),
             "queue_len_mae": round(float(q.mean()), 3),
-            "alerts_true": len(truth.alerts), "alerts_opened": len(opened),
+            "alerts_true": len(truth.alerts), "alerts_opened": len(opened), "alerts_missed": missed,
+            "alerts_false": [{"rule": r, "t": round(t, 1)} for i, (r, t) in enumerate(opened) if i not in used],
             "alert_precision": round(len(used) / len(opened), 3) if opened else 0.0,
             "alert_recall": round(matched / len(truth.alerts), 3) if truth.alerts else None,
             "time_to_alert_p95_s": round(float(np.percentile(delays, 95)), 2) if delays else None,
@@ -368,7 +375,8 @@ def run(args) -> int:
     from models.zoo import ModelZoo
 
     check_args(args)
-    cfg = device_config(args.detector, args.backend, args.threads, args.landmarks[0], args.verify_interval)
+    cfg = device_config(args.detector, args.backend, args.threads, args.landmarks[0], args.verify_interval,
+                        args.detector_precision)
     sc = scenario.build(cycles=args.cycles)
     log.info("scene: %d frames (%.0f s at %.0f FPS), %d actors", sc.n_frames, sc.duration_s, sc.fps, len(sc.actors))
     truth = scenario_truth.compute(sc, RULES)
@@ -447,7 +455,9 @@ def run(args) -> int:
            "cpu_count": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
            "command": f"edge bench behaviour --cycles {args.cycles} --detector {args.detector}"
                       + (f" --landmarks {' '.join(args.landmarks)}" if args.landmarks != [LANDMARKS] else "")
-                      + (f" --verify-interval {args.verify_interval}" if args.verify_interval else "")}
+                      + (f" --verify-interval {args.verify_interval}" if args.verify_interval else "")
+                      + (f" --detector-precision {args.detector_precision}"
+                         if args.detector_precision != "default" else "")}
     text = json.dumps(out, indent=2)
     print(text)
     if args.json:
