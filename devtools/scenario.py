@@ -58,10 +58,11 @@ def _cut_sprites(cache: Path) -> list[Sprite]:
     from edge.pose.config import PoseConfig
     from edge.pose.pipeline import PosePipeline
 
-    # one fixed backend and precision (MediaPipe's own TFLite files, FP32): the scene, and so every accuracy row of
-    # `edge bench behaviour`, is the same on every machine, whatever `auto` would pick there
-    models = ModelsSection(pose_detector=ModelRef(name="pose_detection", backend="tflite", precision="fp32"),
-                           pose_landmarks=ModelRef(name="pose_landmark_full", backend="tflite", precision="fp32"))
+    # fixed backends and precisions (OpenVINO, as `auto` picks on the x86 machines that measured the scene's
+    # benchmarks): the scene, and so every accuracy row of `edge bench behaviour`, does not follow what `auto`
+    # picks on the machine that cuts it
+    models = ModelsSection(pose_detector=ModelRef(name="pose_detection", backend="openvino", precision="int8"),
+                           pose_landmarks=ModelRef(name="pose_landmark_full", backend="openvino", precision="fp32"))
     pipe = PosePipeline((PoseConfig(segmentation=True, max_people=1), models))
     out = []
     try:
@@ -89,7 +90,7 @@ def _cut_sprites(cache: Path) -> list[Sprite]:
 def load_sprites(cache: Path | None = None) -> list[Sprite]:
     """The people sprites (cut once, cached as npz), each also mirrored."""
     cache = cache or cache_dir()
-    f = cache / "scenario" / "sprites-v2.npz"  # v2: cut on TFLite FP32 (v1 on whatever `auto` picked)
+    f = cache / "scenario" / "sprites-v2.npz"  # v2: cut on fixed backends (v1 on whatever `auto` picked)
     if not f.is_file():
         f.parent.mkdir(parents=True, exist_ok=True)
         sp = _cut_sprites(cache)
