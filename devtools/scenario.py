@@ -52,7 +52,7 @@ class Sprite:
     foot: tuple[float, float]  # bottom centre of the alpha box, sprite px
 
 
-def _cut_sprites(cache: Path) -> list[Sprite]:
+def _cut_sprites(cache: Path, backend: str = "openvino") -> list[Sprite]:
     from edge.app.config import ModelRef, ModelsSection
     from edge.core.frames import Frame
     from edge.pose.config import PoseConfig
@@ -61,8 +61,9 @@ def _cut_sprites(cache: Path) -> list[Sprite]:
     # fixed backends and precisions (OpenVINO, as `auto` picks on the x86 machines that measured the scene's
     # benchmarks): the scene, and so every accuracy row of `edge bench behaviour`, does not follow what `auto`
     # picks on the machine that cuts it
-    models = ModelsSection(pose_detector=ModelRef(name="pose_detection", backend="openvino", precision="int8"),
-                           pose_landmarks=ModelRef(name="pose_landmark_full", backend="openvino", precision="fp32"))
+    models = ModelsSection(pose_detector=ModelRef(name="pose_detection", backend=backend,
+                                                  precision="int8" if backend == "openvino" else "fp32"),
+                           pose_landmarks=ModelRef(name="pose_landmark_full", backend=backend, precision="fp32"))
     pipe = PosePipeline((PoseConfig(segmentation=True, max_people=1), models))
     out = []
     try:
@@ -87,13 +88,15 @@ def _cut_sprites(cache: Path) -> list[Sprite]:
     return out
 
 
-def load_sprites(cache: Path | None = None) -> list[Sprite]:
-    """The people sprites (cut once, cached as npz), each also mirrored."""
+def load_sprites(cache: Path | None = None, backend: str = "openvino") -> list[Sprite]:
+    """The people sprites (cut once, cached as npz), each also mirrored. backend: the one that cuts them (another
+    one gives masks and wrists a few px apart: the same people, cut a little differently)."""
     cache = cache or cache_dir()
-    f = cache / "scenario" / "sprites-v2.npz"  # v2: cut on fixed backends (v1 on whatever `auto` picked)
+    # v2: cut on fixed backends (v1 on whatever `auto` picked)
+    f = cache / "scenario" / ("sprites-v2.npz" if backend == "openvino" else f"sprites-v2-{backend}.npz")
     if not f.is_file():
         f.parent.mkdir(parents=True, exist_ok=True)
-        sp = _cut_sprites(cache)
+        sp = _cut_sprites(cache, backend)
         np.savez_compressed(f, **{f"rgba{i}": s.rgba for i, s in enumerate(sp)},
                             **{f"wrists{i}": s.wrists for i, s in enumerate(sp)})
     z = np.load(f)
@@ -328,8 +331,9 @@ def _background() -> np.ndarray:
     return _BG
 
 
-def build(cycles: int = 3, *, cache: Path | None = None) -> Scenario:
-    """The scripted scene: `cycles` cycles of ~100 s; every third cycle is the near-miss variant."""
+def build(cycles: int = 3, *, cache: Path | None = None, sprites: str = "openvino") -> Scenario:
+    """The scripted scene: `cycles` cycles of ~100 s; every third cycle is the near-miss variant. sprites: the backend
+    that cut the people (load_sprites)."""
     actors: list[Actor] = []
     nid = 1
     cycle_s = 100.0
@@ -341,7 +345,7 @@ def build(cycles: int = 3, *, cache: Path | None = None) -> Scenario:
     lighting = [(c * cycle_s + 60, c * cycle_s + 64, 1.0, 0.65) for c in range(cycles)] + \
                [(c * cycle_s + 88, c * cycle_s + 92, 0.65, 1.0) for c in range(cycles)]
     lighting.sort()
-    return Scenario(actors, dur, load_sprites(cache), lighting=lighting)
+    return Scenario(actors, dur, load_sprites(cache, sprites), lighting=lighting)
 
 
 def write_video(sc: Scenario, path: Path, max_frames: int | None = None) -> Path:
