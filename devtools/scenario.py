@@ -92,8 +92,8 @@ def load_sprites(cache: Path | None = None, backend: str = "openvino") -> list[S
     """The people sprites (cut once, cached as npz), each also mirrored. backend: the one that cuts them (another
     one gives masks and wrists a few px apart: the same people, cut a little differently)."""
     cache = cache or cache_dir()
-    # v2: cut on fixed backends (v1 on whatever `auto` picked)
-    f = cache / "scenario" / ("sprites-v2.npz" if backend == "openvino" else f"sprites-v2-{backend}.npz")
+    # v3: cut on fixed backends (v1 on whatever `auto` picked; v2 named a TFLite cut for a while, then this one)
+    f = cache / "scenario" / ("sprites-v3.npz" if backend == "openvino" else f"sprites-v3-{backend}.npz")
     if not f.is_file():
         f.parent.mkdir(parents=True, exist_ok=True)
         sp = _cut_sprites(cache, backend)

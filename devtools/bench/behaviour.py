@@ -14,8 +14,11 @@ and time of each), `time_to_alert_p95_s`, `false_alerts_per_hour`, `id_switches`
 parts' times (`detect_ms_*`, `pose_ms_per_posed_frame_*`, `analytics_ms_*`), `pose_crops`, the 1-minute load average
 at start and end, and `boxes_only` (our tracker without its appearance cue) and `naive` with the same accuracy keys.
 `--landmarks NAME ...` picks the device's landmark model; further names (e.g. `pose_landmark_student`) run on the
-same boxes and frames, each feeding analytics of its own: `landmarks_compare[name]` has their shelf interaction
-precision / recall, pose time per posed frame and `pose_ms_ratio` (the device model's median / theirs).
+same boxes and frames, each feeding analytics of its own: `landmarks_compare[name]` has its `model`
+(backend/precision), shelf interaction precision / recall, `shelf_wrist_err_*`, `pose_crops`, pose time per posed
+frame and `pose_ms_ratio` (the device model's median / its). The true wrists are pose_landmark_full's on the
+full-resolution photos the scene's people were cut from, so the full model's wrist error is partly agreement with
+itself at another scale; for another model it is the distance from that reference.
 """
 from __future__ import annotations
 
@@ -68,6 +71,12 @@ def check_args(args) -> None:
     if args.detector == "pose" and len(args.landmarks) > 1:
         raise SystemExit("edge bench behaviour: side-by-side --landmarks need --detector people (with --detector "
                          "pose the landmark model makes the detections); run one bench per model instead")
+    if args.detector == "pose" and args.detector_precision != "default":
+        raise SystemExit("edge bench behaviour: --detector-precision is the person detector's (--detector people); "
+                         "with --detector pose the pose models keep their manifest precision")
+    if args.detector == "people" and args.verify_interval:
+        raise SystemExit("edge bench behaviour: --verify-interval is the pose tracker's (--detector pose); with "
+                         "--detector people the landmarks run on each person box, without tracking")
     if len(set(args.landmarks)) != len(args.landmarks):
         raise SystemExit(f"edge bench behaviour: --landmarks names a model twice: {' '.join(args.landmarks)}")
 
@@ -344,9 +353,10 @@ class WristError:
             self.err += [float(np.hypot(*(kp[k, :2] - p.wrists[k])) / h) for k in range(2)]
 
     def summary(self) -> dict:
-        a = np.asarray(self.err or [np.nan])
-        return {"shelf_wrist_err_median": round(float(np.median(a)), 4),
-                "shelf_wrist_err_p95": round(float(np.percentile(a, 95)), 4),
+        """Median and p95 of the wrist errors (None when no wrist was scored), their count, the missed people."""
+        a = np.asarray(self.err)
+        return {"shelf_wrist_err_median": round(float(np.median(a)), 4) if len(a) else None,
+                "shelf_wrist_err_p95": round(float(np.percentile(a, 95)), 4) if len(a) else None,
                 "shelf_wrists": len(self.err), "shelf_pose_missed": self.missed}
 
 

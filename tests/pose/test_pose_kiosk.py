@@ -2,8 +2,8 @@
 people, masks and wrists a few px from the OpenVINO cut the other scene tests use), recorded as MJPG as a camera
 would deliver it: two people further back hold both tracks (max_people = 2) while a shopper waits at the
 kiosk. With the kiosk's `verify_interval` the detector's re-check hands a track to the shopper soon after they
-arrive (26.5 s of media time); without it they get none until one of them leaves (57.0 s), so the 30 s help
-alert of kiosk.toml would come 30 s late or, for a shorter wait, never."""
+arrive (26.5 s of media time); without it they get none until one of them leaves (57.0 s). The shopper waits about
+47 s, so kiosk.toml's 30 s help alert would not come at all (for a wait over 60 s: 30 s late)."""
 from __future__ import annotations
 
 from pathlib import Path
