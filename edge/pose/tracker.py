@@ -30,15 +30,19 @@ def same_person(a: np.ndarray, b: np.ndarray, threshold: float) -> bool:
     return norm_distance(a, b) < threshold
 
 
+def _scale(p: np.ndarray) -> float:
+    """Body scale of p = [centre, scale point] px: their distance (at least 1e-6)."""
+    return max(float(np.hypot(*(p[1] - p[0]))), 1e-6)
+
+
 def norm_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Distance of the centres of a, b over the larger body scale (same_person compares it with a threshold)."""
-    scale = max(float(np.hypot(*(a[1] - a[0]))), float(np.hypot(*(b[1] - b[0]))), 1e-6)
-    return float(np.hypot(*(a[0] - b[0]))) / scale
+    return float(np.hypot(*(a[0] - b[0]))) / max(_scale(a), _scale(b))
 
 
 def size_ratio(a: np.ndarray, b: np.ndarray) -> float:
     """The larger body scale of a, b over the smaller (>= 1)."""
-    sa, sb = (max(float(np.hypot(*(p[1] - p[0]))), 1e-6) for p in (a, b))
+    sa, sb = _scale(a), _scale(b)
     return max(sa, sb) / min(sa, sb)
 
 

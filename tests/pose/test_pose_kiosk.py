@@ -16,7 +16,6 @@ from edge.app.config import load_config
 from edge.core.frames import Frame
 
 REPO = Path(__file__).resolve().parents[2]
-KIOSK = [[470, 360], [630, 360], [630, 478], [470, 478]]  # [[analytics.zones]] "kiosk" of kiosk.toml
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +34,9 @@ def first_at_kiosk(clip: Path, verify_interval: int) -> float | None:
 
     cfg = load_config(REPO / "device_configs" / "kiosk.toml")
     assert cfg.pose.verify_interval == 10 and cfg.pose.max_people == 2  # what this test is about
-    pipe = PosePipeline(cfg.model_copy(update={"pose": cfg.pose.model_copy(update={"verify_interval": verify_interval})}))
-    zone = np.array(KIOSK, np.float32)
+    pose = cfg.pose.model_copy(update={"verify_interval": verify_interval})
+    pipe = PosePipeline(cfg.model_copy(update={"pose": pose}))
+    zone = np.array(next(z.polygon for z in cfg.analytics.zones if z.name == "kiosk"), np.float32)
     cap = cv2.VideoCapture(str(clip))
     try:
         i = 0

@@ -3,8 +3,8 @@
 Every batch depends only on (seed, step): interruption and resume reproduce the same data stream. Inputs are
 what the runtime feeds the landmark model (a rotated 256x256 ROI crop, RGB in [0, 1]) with heavy augmentation:
 ROI jitter (shift, scale, rotation, flip), colour (exposure when enabled, brightness, contrast, gamma, saturation,
-tint, greyscale), blur, sensor noise, low resolution, occluders (patches of other photos or flat colour) and background swaps
-(the teacher's segmentation mask pastes the person onto another scene). Labels are not needed: the targets are
+tint, greyscale), blur, sensor noise, low resolution, occluders (patches of other photos or flat colour) and
+background swaps (the teacher's segmentation mask pastes the person onto another scene). Labels are not needed: the targets are
 the teacher's outputs on the very same crop.
 """
 from __future__ import annotations
