@@ -47,6 +47,7 @@ RECIPE_OPTIONS = (
     ("lr", "lr", "--lr", None), ("calib", "calib", "--calib", None), ("warmup", "warmup", "--warmup", 0),
     ("preset", "preset", "--preset", "mixed"), ("fp32_lr_scale", "fp32_lr_scale", "--fp32-lr-scale", 1.0),
     ("recipe", "recipe_overrides", "--recipe", None), ("loss_weight", "loss_weight_overrides", "--loss-weight", None),
+    ("arch", "arch_name", "--arch", "small"), ("keep", "keep_overrides", "--keep", None),
 )
 
 
@@ -64,6 +65,7 @@ def _recipe_flags(values: dict) -> list[str]:
 
 def _reproduce(kind: str, config: dict) -> str:
     """The `edge models train` command that remakes a run from its recorded config (PROVENANCE's "reproduce")."""
+    config = {**config, "arch_name": (config.get("arch") or {}).get("name")}
     return shlex.join(["edge", "models", "train", "--kind", kind, *_recipe_flags(
         {dest: config.get(key) for dest, key, *_ in RECIPE_OPTIONS}), "--install"] + (
         ["--ignored-scope", json.dumps(config["ignored_scope"])] if config.get("ignored_scope") else []) + (
@@ -115,6 +117,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss-weight", nargs="+", default=[], metavar="KEY=VALUE",
                    help="landmark kinds: distillation loss weights replacing loop.py's LOSS_W entries, e.g. seg=0.5 "
                    "(recorded in the recipe)")
+    p.add_argument("--arch", choices=("small", "pruned"), default="small", help="student: small = a small network "
+                   "from scratch (student.py); pruned = the teacher with fewer channels and its segmentation refined "
+                   "at 128x128 (prune.py), distilled from there")
+    p.add_argument("--keep", nargs="+", default=[], metavar="SIDExCH=FRACTION", help="--arch pruned: fractions of "
+                   "channel groups kept, over prune.py's PRUNED_KEEP (e.g. 8x864=0.5)")
     p.add_argument("--work", metavar="DIR", help="run folder (default <cache>/train/<kind>); reruns resume here")
     p.add_argument("--from-run", metavar="FINAL_PT", help="skip training: package this run's final.pt")
     p.add_argument("--note", default="", help="free text kept in PROVENANCE.json (e.g. where a --from-run ran)")

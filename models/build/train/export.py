@@ -25,6 +25,15 @@ log = logging.getLogger("export")
 
 def load_trained(ckpt: Path, kind: str, teacher_onnx: Path):
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if kind == "student" and "start_onnx" in state:  # a pruned student: the weights belong to this graph
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            start = Path(d) / "start.onnx"
+            start.write_bytes(state["start_onnx"])
+            m = wrap(load_onnx_as_torch(start))
+        m.load_state_dict(state["model"])
+        return m.eval(), state
     if kind == "student":
         from student import StudentLandmark
 

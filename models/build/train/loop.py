@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "steps"))  # nncf_scope (ignored scopes)
 from augment import CropMaker, Person, Recipe  # noqa: E402
+from prune import PRUNED_KEEP  # noqa: E402
 from teacher import OUTPUTS, cosine_lr, distill_step, load_onnx_as_torch, wrap  # noqa: E402
 
 log = logging.getLogger("train")
@@ -214,9 +216,16 @@ def param_groups(model, fp32: list[str], scale: float) -> list[dict]:
 
 
 def build_student_or_qat(kind: str, teacher_onnx: Path, maker: CropMaker, seed: int, device: str,
-                         calib_n: int, state: dict | None, scope: dict | None = None, preset: str = "mixed"):
+                         calib_n: int, state: dict | None, scope: dict | None = None, preset: str = "mixed",
+                         start: Path | None = None):
     """The trainable model: NNCF-quantized copy of the teacher (qat; `scope`: layers kept FP32; `preset`: NNCF's
-    "mixed" (asymmetric activations) or "performance" (symmetric: faster on OpenVINO)) or a fresh student."""
+    "mixed" (asymmetric activations) or "performance" (symmetric: faster on OpenVINO)), a student started from
+    the ONNX file `start` (e.g. the pruned teacher) or a fresh small student."""
+    if kind == "student" and start is not None:
+        m = wrap(load_onnx_as_torch(start)).to(device)
+        if state:
+            m.load_state_dict(state["model"])
+        return m, None
     if kind == "student":
         from student import StudentLandmark
 
@@ -328,12 +337,27 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"augmentation overrides, e.g. shift=0.12 scale_std=0.25 (keys: {', '.join(Recipe.keys())})")
     ap.add_argument("--loss-weight", nargs="+", default=[], metavar="KEY=VALUE",
                     help=f"distillation loss weights, e.g. seg=0.5 (defaults: {LOSS_W})")
+    ap.add_argument("--arch", choices=("small", "pruned"), default="small", help="student: small = student.py from "
+                    "scratch; pruned = the teacher with fewer channels and its segmentation refined at 128x128 "
+                    "(prune.py), trained from there")
+    ap.add_argument("--keep", nargs="+", default=[], metavar="SIDExCH=FRACTION",
+                    help=f"--arch pruned: channel groups' fractions kept, over {PRUNED_KEEP}")
     a = ap.parse_args(argv)
     try:
         overrides = recipe_overrides(a.recipe)
         weight_overrides = loss_weight_overrides(a.loss_weight)
     except ValueError as e:
         ap.error(str(e))
+    if a.arch != "small" and a.kind != "student":
+        ap.error("--arch is for --kind student")
+    if a.keep and a.arch != "pruned":
+        ap.error("--keep is for --arch pruned")
+    try:
+        keep = {k: float(v) for k, v in (item.split("=", 1) for item in a.keep)}
+    except ValueError:
+        ap.error(f"--keep {a.keep}: give SIDExCHANNELS=FRACTION, e.g. 8x864=0.33")
+    if any(not 0 < v <= 1 for v in keep.values()):
+        ap.error("--keep fractions must be in (0, 1]")
     if a.ignored_scope is not None and a.kind != "qat":
         ap.error("--ignored-scope is for --kind qat")
     if a.fp32_lr_scale != 1 and (a.kind != "qat" or not a.ignored_scope):
@@ -386,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
         config["extra_people"] = _sha256(a.extra_people)
     if a.workers:  # CPU crops with onnxruntime masks differ slightly from device-made ones: another data stream
         config["crops"] = "cpu workers"
+    if a.arch == "pruned":  # only when set: small-student runs keep their recipe
+        config["arch"] = {"name": "pruned", "keep": {**PRUNED_KEEP, **keep}, "low_seg": True,
+                          "importance": "64 calibration crops (seed + 2)"}
+        if keep:
+            config["keep_overrides"] = keep
+    start = a.out / "start.onnx" if a.arch == "pruned" else None
     state = None
     if ckpt.exists():
         state = torch.load(ckpt, map_location=dev, weights_only=False)
@@ -393,7 +423,12 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{ckpt} was made with another recipe; delete it or use another --out\n"
                              f"checkpoint: {state['config']}\nnow: {config}")
         log.info("resuming at step %d of %d", state["step"], a.steps)
-    if state is None and a.init and a.init.suffix == ".onnx":  # a student's exported weights (e.g. the committed one)
+    if start is not None and state is not None:
+        start.write_bytes(state["start_onnx"])  # the graph the checkpoint's weights belong to
+    if state is None and start is not None and a.init and a.init.suffix == ".onnx":  # an exported pruned student
+        shutil.copyfile(a.init, start)
+        log.info("warm start from the pruned student %s", a.init)
+    elif state is None and a.init and a.init.suffix == ".onnx":  # a student's exported weights (e.g. the committed one)
         if a.kind != "student":
             raise SystemExit(f"--init {a.init}: an ONNX file warm-starts only --kind student (qat: give a final.pt)")
         from student import weights_from_onnx
@@ -407,14 +442,26 @@ def main(argv: list[str] | None = None) -> int:
         init = torch.load(a.init, map_location=dev, weights_only=False)
         if init["config"]["kind"] != a.kind:
             raise SystemExit(f"--init {a.init} is a {init['config']['kind']} run, not {a.kind}")
+        if (start is not None) != ("start_onnx" in init):
+            raise SystemExit(f"--init {a.init}: a {'pruned' if 'start_onnx' in init else 'small'} student's run; "
+                             f"give --arch {'pruned' if 'start_onnx' in init else 'small'}")
         state = {"model": init["model"], "nncf_config": init["nncf_config"]}
+        if start is not None:
+            start.write_bytes(init["start_onnx"])
         log.info("warm start from %s (step %d of its run)", a.init, init["step"])
     maker = make_data(a.photos, a.provenance, dev, recipe, a.extra_people)
+    if start is not None and not (state or (a.init and a.init.suffix == ".onnx")):
+        from prune import prune  # noqa: PLC0415
+
+        x = maker.batch(64, a.seed + 2, 0).float().cpu().numpy()
+        report = prune(a.teacher, start, config["arch"]["keep"], x, low_seg=True)
+        log.info("pruned the teacher to %d parameters: %s", report["params"],
+                 ", ".join(f"{g['key']} {g['channels']}->{g['kept']}" for g in report["groups"]))
     teacher = wrap(load_onnx_as_torch(a.teacher)).to(dev).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     model, nncf_config = build_student_or_qat(a.kind, a.teacher, maker, a.seed, dev, a.calib, state,
-                                              a.ignored_scope, a.preset)
+                                              a.ignored_scope, a.preset, start)
     model.train()
     fp32 = []
     if a.fp32_lr_scale != 1:
@@ -437,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         body = {"config": config, "step": step, "model": model.state_dict(), "curve": curve,
                 "nncf_config": nncf_config, "complete": step >= a.steps, "torch": torch.__version__,
                 "device": torch.cuda.get_device_name() if dev == "cuda" else f"cpu ({os.cpu_count()} cores)"}
+        if start is not None:  # the graph the weights belong to (export rebuilds the model from it)
+            body["start_onnx"] = start.read_bytes()
         if not final:
             body["opt"] = opt.state_dict()
         torch.save(body, tmp)
