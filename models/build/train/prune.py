@@ -177,6 +177,33 @@ def seg_below_upsample(model, output: str = "Identity_2") -> int:
     return len(seen) - 1
 
 
+def _seg_logits_in_range(path: Path, x: np.ndarray, output: str = "Identity_2", target: float = 20.0) -> float:
+    """Scale the segmentation head of the model at `path` so that the 99th percentile of its |logits| on x is
+    `target`: the teacher's logits reach +-1.7e3, far outside the +-30 the distillation loss clamps them to,
+    where a cut model's mask would get no gradient. The sign of each logit (the mask) is unchanged. Returns the
+    factor applied."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0].name
+    logits = np.concatenate([sess.run([output], {inp: x[i:i + 1]})[0] for i in range(len(x))])
+    factor = float(target / max(np.percentile(np.abs(logits), 99), 1e-6))
+    model = onnx.load(str(path))
+    made = {o: n for n in model.graph.node for o in n.output}
+    head = made[made[made[output].input[0]].input[0]]  # Reshape <- Resize <- head Conv
+    if head.op_type != "Conv":
+        raise ValueError(f"{output}: expected Conv -> Resize -> Reshape, found {head.op_type}")
+    inits = {i.name: i for i in model.graph.initializer}
+    for name in head.input[1:]:
+        if name:
+            inits[name].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(inits[name]) * np.float32(factor),
+                                                         name))
+    onnx.save(model, str(path))
+    return factor
+
+
 def _keep_live(model, nodes) -> int:
     """Set the graph's nodes to those the outputs need (in order), drop unused initializers."""
     g = model.graph
@@ -237,7 +264,8 @@ def prune(teacher: Path, out: Path, keep: dict[str, float], x: np.ndarray | None
           multiple: int = 8, low_seg: bool = False) -> dict:
     """Write `out`: the teacher with each prunable group cut to keep[group.key] of its channels (rounded up to a
     multiple of `multiple`). Returns a report: per group its key, name, channels before and after, and the
-    parameter count. low_seg: first move the segmentation head below its last upsampling (seg_below_upsample)."""
+    parameter count. low_seg: first move the segmentation head below its last upsampling (seg_below_upsample),
+    and (given x) scale its logits into the distillation loss's range (_seg_logits_in_range)."""
     import onnx
     from onnx import helper, numpy_helper, shape_inference
 
@@ -287,10 +315,11 @@ def prune(teacher: Path, out: Path, keep: dict[str, float], x: np.ndarray | None
     model = shape_inference.infer_shapes(model, strict_mode=True)
     onnx.checker.check_model(model)
     onnx.save(model, str(out))
+    seg_scale = _seg_logits_in_range(out, x) if removed and x is not None and len(x) else 1.0
     params = sum(int(np.prod(i.dims)) for i in model.graph.initializer)
     if removed:
         teacher.unlink()
-    return {"groups": report, "params": params, "low_seg_moved_nodes": removed}
+    return {"groups": report, "params": params, "low_seg_moved_nodes": removed, "seg_scale": seg_scale}
 
 
 def main(argv: list[str] | None = None) -> int:
