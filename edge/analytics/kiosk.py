@@ -50,6 +50,9 @@ class KioskHelp:
         """Advance to one frame; returns help_requested / help_resolved events."""
         self._t = t
         self.kiosk.step(detections, t, t_wall)
+        for old, new in self.kiosk.handovers:  # the same shopper under a new id: the request stands
+            if self.requester == old:
+                self.requester = new
         staff_here = False
         if self.staff is not None:
             self.staff.step(detections, t, t_wall)

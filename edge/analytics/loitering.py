@@ -80,6 +80,10 @@ class Loitering:
         _, left = self.zone.step(detections, t, t_wall)
         for v in left:
             self._flagged.discard(v.track_id)
+        for old, new in self.zone.handovers:  # the same person under a new id: already reported
+            if old in self._flagged:
+                self._flagged.discard(old)
+                self._flagged.add(new)
         out = []
         due = [v for tid, v in sorted(self.zone.members.items())
                if tid not in self._flagged and t - v.enter_t >= self.after_s]

@@ -1,7 +1,8 @@
 """Polygon zone occupancy and dwell per confirmed track, with entry inertia and exit grace on the stream clock."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,6 +25,13 @@ class Visit:
     out_t: float | None = None  # first frame not inside while a member (becomes exit_t)
     out_t_wall: float | None = None
     last_point: np.ndarray | None = None  # last anchor point seen inside
+    first_point: np.ndarray | None = None  # anchor point at streak_t
+    continues: int | None = None  # the track whose visit this one took over (handover)
+    trail: deque = field(default_factory=deque)  # (t, point, person height) seen inside, the last handover_s
+    end_t: float | None = None  # when the visit ended (kept a while as a handover donor)
+
+
+HANDOVER_STOOD_S = 1.0  # a handover donor stood where the new track appeared for at least this long
 
 
 class PolygonZone:
@@ -34,12 +42,21 @@ class PolygonZone:
     seconds (exit grace); the visit ends at the first such frame, and a later return starts a new visit (the dwell
     timer resets). Unconfirmed detections (tracker_id -1) are ignored.
 
-    `update` returns `zone_entered` (track_id, enter_t, enter_t_wall) and `zone_left` (track_id, enter_t,
-    enter_t_wall, exit_t, exit_t_wall, dwell_s) events when `events` is true; `step` returns the raw transitions
-    for objects built on a zone (queue, loitering, kiosk help)."""
+    Handover: trackers lose people and swap ids when others pass in front, and a person standing still then comes
+    back under a new id. A track that enters where another track stood (for a second or more) within the last
+    `handover_s` seconds (anchor within `handover_dist` of that person's box height) while that track is gone or
+    has moved away
+    continues its visit: the new visit keeps the old one's enter_t (so dwell, loitering and kiosk waits go on),
+    and the old id, if it is still inside somewhere else, starts a fresh visit. 0 turns it off.
+
+    `update` returns `zone_entered` (track_id, enter_t, enter_t_wall, and `continues`: the old track id after a
+    handover) and `zone_left` (track_id, enter_t, enter_t_wall, exit_t, exit_t_wall, dwell_s) events when `events`
+    is true; `step` returns the raw transitions for objects built on a zone (queue, loitering, kiosk help), and
+    `handovers` lists the last step's (old id, new id) pairs."""
 
     def __init__(self, name: str, polygon, *, anchor: str = "bottom_center", enter_frames: int = 3,
-                 enter_s: float = 0.0, exit_s: float = 1.0, events: bool = True, source: str = "default"):
+                 enter_s: float = 0.0, exit_s: float = 1.0, events: bool = True, source: str = "default",
+                 handover_s: float = 5.0, handover_dist: float = 0.3):
         if anchor not in BOX_ANCHORS:
             raise ValueError(f"zone {name!r}: unknown anchor {anchor!r}; choose one of {BOX_ANCHORS}")
         self.name, self.anchor, self.source, self.events = name, anchor, source, events
@@ -47,14 +64,18 @@ class PolygonZone:
         if len(self.polygon) < 3:
             raise ValueError(f"zone {name!r}: a polygon needs at least 3 points")
         self.enter_frames, self.enter_s, self.exit_s = max(1, int(enter_frames)), float(enter_s), float(exit_s)
+        self.handover_s, self.handover_dist = float(handover_s), float(handover_dist)
         self._visits: dict[int, Visit] = {}
+        self._ended: list[Visit] = []  # visits that ended within handover_s (donors for a handover)
         self._t: float | None = None
+        self.handovers: list[tuple[int, int]] = []
 
     @classmethod
     def from_config(cls, z, source: str = "default", events: bool | None = None) -> PolygonZone:
         """From an edge.analytics.config.ZoneConfig."""
         return cls(z.name, z.polygon, anchor=z.anchor, enter_frames=z.enter_frames, enter_s=z.enter_s,
-                   exit_s=z.exit_s, events=z.events if events is None else events, source=source)
+                   exit_s=z.exit_s, events=z.events if events is None else events, source=source,
+                   handover_s=z.handover_s, handover_dist=z.handover_dist)
 
     # read-only state
     @property
@@ -81,9 +102,12 @@ class PolygonZone:
         return points_in_polygon(points, self.polygon)
 
     def step(self, detections: Detections, t: float, t_wall: float | None = None) -> tuple[list[Visit], list[Visit]]:
-        """Advance to one frame; returns (visits that started, visits that ended) in track id order."""
+        """Advance to one frame; returns (visits that started, visits that ended) in track id order. A visit that
+        continues another (handover) is among those that started, with the old visit's enter_t."""
         self._t = t
+        self.handovers = []
         pts = tracked_points(detections, self.anchor)
+        heights = _heights(detections) if self.handover_s > 0 else {}
         inside = dict(zip(pts, self.contains(np.array(list(pts.values())).reshape(-1, 2)).tolist()))
         entered, left = [], []
         for tid in sorted(set(inside) | set(self._visits)):
@@ -95,11 +119,15 @@ class PolygonZone:
                 v = self._visits[tid] = Visit(tid)
             if now_in:
                 v.last_point = np.asarray(pts[tid], np.float64)
+                if self.handover_s > 0:
+                    v.trail.append((t, v.last_point, heights.get(tid, 0.0)))
+                    while v.trail and v.trail[0][0] < t - self.handover_s:
+                        v.trail.popleft()
                 if v.member:
                     v.out_t = v.out_t_wall = None
                     continue
                 if v.streak == 0:
-                    v.streak_t, v.streak_t_wall = t, t_wall
+                    v.streak_t, v.streak_t_wall, v.first_point = t, t_wall, v.last_point
                 v.streak += 1
                 if v.streak >= self.enter_frames and t - v.streak_t >= self.enter_s:
                     v.member, v.enter_t, v.enter_t_wall = True, v.streak_t, v.streak_t_wall
@@ -112,8 +140,42 @@ class PolygonZone:
                 v.out_t, v.out_t_wall = t, t_wall
             if t - v.out_t >= self.exit_s:
                 del self._visits[tid]
+                v.end_t = t
                 left.append(v)
+        if self.handover_s > 0:
+            self._ended = [v for v in self._ended + left if t - v.end_t <= self.handover_s]
+            for v in entered:
+                self._handover(v, t, t_wall, pts)
         return entered, left
+
+    def _handover(self, v: Visit, t: float, t_wall: float | None, pts: dict[int, np.ndarray]) -> None:
+        """Let the new visit v continue the visit of a track that stood where v appeared (see the class doc)."""
+        best, best_d = None, np.inf
+        for u in [*self._visits.values(), *self._ended]:
+            if u.track_id == v.track_id or not u.member and u.end_t is None or u.continues == v.track_id:
+                continue  # the same id coming back starts a new visit; candidates are no donors
+            near = [(ts, float(np.hypot(*(p - v.first_point))))
+                    for ts, p, h in u.trail if v.streak_t - self.handover_s <= ts <= v.streak_t and
+                    h > 0 and np.hypot(*(p - v.first_point)) <= self.handover_dist * h]
+            if not near or near[-1][0] - near[0][0] < HANDOVER_STOOD_S:  # passed by, did not stand there
+                continue
+            now = pts.get(u.track_id)
+            h = u.trail[-1][2]
+            gone = u.end_t is not None or now is None or np.hypot(*(now - v.first_point)) > self.handover_dist * h
+            d = min(d for _, d in near)
+            if gone and d < best_d:
+                best, best_d = u, d
+        if best is None:
+            return
+        v.enter_t, v.enter_t_wall, v.continues = best.enter_t, best.enter_t_wall, best.track_id
+        self.handovers.append((best.track_id, v.track_id))
+        if best.end_t is not None:
+            self._ended.remove(best)
+        elif pts.get(best.track_id) is not None:  # the old id is on someone else now: a fresh visit for it
+            best.enter_t, best.enter_t_wall = t, t_wall
+            best.trail.clear()
+        else:  # gone, in its exit grace: it ends without a visit of its own (v continues it)
+            del self._visits[best.track_id]
 
     def update(self, detections: Detections, t: float, t_wall: float | None = None) -> list[Event]:
         """Advance to one frame; returns zone_entered / zone_left events (none when `events` is false)."""
@@ -121,7 +183,9 @@ class PolygonZone:
         if not self.events:
             return []
         out = [make_event("zone_entered", {"zone": self.name, "track_id": v.track_id, "enter_t": r3(v.enter_t),
-                                           "enter_t_wall": v.enter_t_wall}, t, t_wall, self.source)
+                                           "enter_t_wall": v.enter_t_wall,
+                                           **({"continues": v.continues} if v.continues is not None else {})},
+                          t, t_wall, self.source)
                for v in entered]
         out += [make_event("zone_left", {"zone": self.name, "track_id": v.track_id, "enter_t": r3(v.enter_t),
                                          "enter_t_wall": v.enter_t_wall, "exit_t": r3(v.out_t),
@@ -129,3 +193,13 @@ class PolygonZone:
                                          t, t_wall, self.source)
                 for v in left]
         return out
+
+
+def _heights(detections: Detections) -> dict[int, float]:
+    """Track id -> box height (px) of every confirmed track, first row per id."""
+    ids = detections.require_tracked()
+    out: dict[int, float] = {}
+    for tid, box in zip(ids.tolist(), np.asarray(detections.xyxy, np.float64)):
+        if tid >= 0:
+            out.setdefault(int(tid), float(box[3] - box[1]))
+    return out

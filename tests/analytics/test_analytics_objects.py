@@ -186,3 +186,30 @@ def test_events_are_json_and_carry_no_pixels():
     d = ev[0].to_dict()
     assert json.loads(json.dumps(d)) == d and ev[0].stream == "events" and ev[0].ts == 1001.0
     assert isinstance(Detections.empty(), Detections)
+
+
+def test_loitering_survives_a_tracker_id_swap():
+    """A loiterer whose id changes half way (lost for 0.5 s, found as a new id) is reported once, on time, under
+    the new id; swapped after the report, they are not reported again."""
+    from analytics_helpers import tracked
+
+    def feed(lo, swap_at: float, until: float) -> list:
+        out, t = [], 0.0
+        while t < until:
+            tid = 1 if t < swap_at else 2
+            dets = tracked() if swap_at <= t < swap_at + 0.5 else tracked((tid, 300.0, 400.0))
+            out += [(round(t, 1), e.data) for e in lo.update(dets, round(t, 1))]
+            t += 0.1
+        return out
+
+    sq = [(200, 300), (400, 300), (400, 480), (200, 480)]
+    lo = Loitering(PolygonZone("window", sq), after_s=30)
+    ev = feed(lo, swap_at=20.0, until=45.0)
+    assert [(t, d["track_id"], d["dwell_s"]) for t, d in ev] == [(30.0, 2, 30.0)]
+    lo = Loitering(PolygonZone("window", sq), after_s=30)
+    ev = feed(lo, swap_at=35.0, until=70.0)
+    assert [(t, d["track_id"]) for t, d in ev] == [(30.0, 1)]
+    assert lo.loiterers == {2}
+    lo = Loitering(PolygonZone("window", sq, handover_s=0), after_s=30)  # without handover: late, as before
+    ev = feed(lo, swap_at=20.0, until=55.0)
+    assert [(t, d["track_id"]) for t, d in ev] == [(50.5, 2)]

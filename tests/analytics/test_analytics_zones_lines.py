@@ -112,3 +112,58 @@ def test_line_first_seen_on_a_side_and_unconfirmed_are_not_crossings():
     for k, y in enumerate([250, 260, 350, 360]):
         assert lc.update(tracked((-1, 300, y)), 1 + k / 10) == []
     assert lc.counts == {"in": 0, "out": 0}
+
+
+def play(obj, frames: list, dt: float = 0.1) -> list:
+    """Feed frames, each a list of (track_id, x) at y = 400; returns [(frame index, kind, data)]."""
+    out = []
+    for k, people in enumerate(frames):
+        dets = tracked(*[(tid, x, 400.0) for tid, x in people])
+        out += [(k, e.kind, e.data) for e in obj.update(dets, round(k * dt, 6), 1000.0 + k * dt)]
+    return out
+
+
+def test_handover_when_a_standing_track_vanishes_and_a_new_id_appears_there():
+    """The tracker loses someone standing still and finds them again under a new id: the visit goes on (its
+    enter_t), no zone_left for the old id, and the zone counts one person throughout."""
+    z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0)
+    frames = [[(1, 300)]] * 40 + [[]] * 5 + [[(2, 302)]] * 30  # stands 4 s, unseen 0.5 s, id 2 at the same spot
+    ev = play(z, frames)
+    assert [(k, kind) for k, kind, _ in ev] == [(2, "zone_entered"), (47, "zone_entered")]
+    assert ev[1][2]["track_id"] == 2 and ev[1][2]["continues"] == 1 and ev[1][2]["enter_t"] == 0.0
+    assert "continues" not in ev[0][2]
+    assert z.inside == {2} and z.dwell_of(2) == pytest.approx(7.4)
+    for k in range(10):  # the old id never comes back: no zone_left for it later either
+        assert z.update(tracked((2, 302, 400.0)), 7.5 + k * 0.1) == []
+
+
+def test_handover_when_another_track_takes_the_id_and_walks_off():
+    """Someone walks past in front; the tracker moves the standing person's id onto the walker, and the standing
+    person comes back under a new id: the new id continues the visit, the walker's id starts afresh."""
+    z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0)
+    frames = [[(1, 250)]] * 40  # id 1 stands at x 250 for 4 s
+    frames += [[(1, 250 + 10 * k)] for k in range(1, 6)]  # the id drifts off with the walker (10 px a frame)
+    frames += [[(1, 300 + 3 * k), (7, 251)] for k in range(30)]  # the person at 250 is found again as id 7
+    ev = play(z, frames)
+    new = [d for _, kind, d in ev if kind == "zone_entered" and d["track_id"] == 7]
+    assert len(new) == 1 and new[0]["continues"] == 1 and new[0]["enter_t"] == 0.0
+    assert z.dwell_of(7) == pytest.approx(7.4)
+    assert z.dwell_of(1) == pytest.approx(7.4 - 4.7)  # the walker's visit restarted at the handover (t = 4.7)
+
+
+def test_no_handover_for_passers_by_or_a_neighbour():
+    """A walker followed 1 s later along the same path, or a second person stepping up beside one who stays, are
+    separate visits; with handover_s = 0 a swap is two visits, as before."""
+    z = PolygonZone("aisle", SQUARE, enter_frames=3, exit_s=1.0)
+    frames = [[(1, 200 + 8 * k)] + ([(2, 200 + 8 * (k - 10))] if k >= 10 else []) for k in range(26)]
+    assert all("continues" not in d for _, kind, d in play(z, frames) if kind == "zone_entered")
+    z = PolygonZone("aisle", SQUARE, enter_frames=3, exit_s=1.0)
+    frames = [[(1, 300)]] * 30 + [[(1, 300), (2, 310)]] * 20  # 1 stays, 2 steps up beside it
+    ev = play(z, frames)
+    assert [d.get("continues") for _, kind, d in ev if kind == "zone_entered"] == [None, None]
+    assert z.inside == {1, 2}
+    z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0, handover_s=0)
+    frames = [[(1, 300)]] * 40 + [[]] * 5 + [[(2, 302)]] * 30
+    ev = play(z, frames)
+    assert [kind for _, kind, _ in ev] == ["zone_entered", "zone_entered", "zone_left"]
+    assert ev[1][2]["enter_t"] == 4.5 and "continues" not in ev[1][2]
