@@ -46,6 +46,7 @@ MATCH_BEFORE_S, MATCH_AFTER_S = 5.0, 15.0  # an alert this close to a true onset
 TRACKER = {"high_score": 0.4, "low_score": 0.3, "new_track_score": 0.4, "min_hits": 3, "lost_s": 3.0,
            "lost_buffer": 0.15, "appearance_weight": 1.0, "low_track_hits": 8}
 # Cooldowns as in device_configs/shelf-camera.toml and kiosk.toml: one alert per episode for staff.
+HANDOVER_ZONES = ("window", "kiosk")  # people stand alone there: a new track where one stood continues its visit
 COOLDOWN_S = {"queue_long": 30, "kiosk_help": 30, "loiter_window": 60}
 LANDMARKS = "pose_landmark_full"
 
@@ -89,8 +90,8 @@ def device_config(detector: str, backend: str = "auto", threads: int = 2, landma
 
     analytics = {
         "tracker": TRACKER,
-        "zones": [{"name": n, "polygon": [list(p) for p in poly], "enter_frames": 3, "exit_s": 2.0}
-                  for n, poly in ZONES.items()],
+        "zones": [{"name": n, "polygon": [list(p) for p in poly], "enter_frames": 3, "exit_s": 2.0,
+                   **({"handover_s": 5.0} if n in HANDOVER_ZONES else {})} for n, poly in ZONES.items()],
         "lines": [{"name": "door", "start": list(LINE[0]), "end": list(LINE[1])}],
         "queues": [{"name": "checkout", "zone": "checkout", "min_interval_s": 1.0}],
         "loitering": [{"name": "window", "zone": "window", "after_s": RULES["loiter_window"]["threshold"]}],

@@ -82,8 +82,9 @@ class ZoneConfig(StrictModel):
     enter_s: float = Field(0.0, ge=0, le=600, description="and at least this long inside (stream clock)")
     exit_s: float = Field(1.0, ge=0, le=600, description="outside or undetected this long before leaving")
     events: bool = Field(True, description="emit zone_entered / zone_left (false: the zone only feeds other objects)")
-    handover_s: float = Field(5.0, ge=0, le=60, description="a track entering where another stood within this long, "
-                              "while that one is gone or moved away, continues its visit (tracker id swaps); 0: off")
+    handover_s: float = Field(0.0, ge=0, le=60, description="a new track starting where another stood within this long, "
+                              "while that one is gone or moved away, continues its visit (tracker id swaps); 0: off. "
+                              "For zones where people stand alone (loitering, kiosk), not queues")
     handover_dist: float = Field(0.3, gt=0, le=2, description="how near (of the person's box height) the new track "
                                  "must appear to where the old one stood")
 

@@ -43,11 +43,12 @@ class PolygonZone:
     timer resets). Unconfirmed detections (tracker_id -1) are ignored.
 
     Handover: trackers lose people and swap ids when others pass in front, and a person standing still then comes
-    back under a new id. A track that enters where another track stood (for a second or more) within the last
-    `handover_s` seconds (anchor within `handover_dist` of that person's box height) while that track is gone or
-    has moved away
-    continues its visit: the new visit keeps the old one's enter_t (so dwell, loitering and kiosk waits go on),
-    and the old id, if it is still inside somewhere else, starts a fresh visit. 0 turns it off.
+    back under a new id. With `handover_s` > 0, a track the tracker started (within the last `handover_s` seconds)
+    where another track stood for a second or more within that time (anchor within `handover_dist` of that
+    person's box height), while that track is gone or has moved away, continues its visit: the new visit keeps
+    the old one's enter_t (so dwell, loitering and kiosk waits go on), and the old id, if it is still inside
+    somewhere else, starts a fresh visit. Meant for zones where people stand alone (loitering watch, kiosk); in a
+    queue the next customer often starts a track where the last one stood, so it is off by default.
 
     `update` returns `zone_entered` (track_id, enter_t, enter_t_wall, and `continues`: the old track id after a
     handover) and `zone_left` (track_id, enter_t, enter_t_wall, exit_t, exit_t_wall, dwell_s) events when `events`
@@ -56,7 +57,7 @@ class PolygonZone:
 
     def __init__(self, name: str, polygon, *, anchor: str = "bottom_center", enter_frames: int = 3,
                  enter_s: float = 0.0, exit_s: float = 1.0, events: bool = True, source: str = "default",
-                 handover_s: float = 5.0, handover_dist: float = 0.3):
+                 handover_s: float = 0.0, handover_dist: float = 0.3):
         if anchor not in BOX_ANCHORS:
             raise ValueError(f"zone {name!r}: unknown anchor {anchor!r}; choose one of {BOX_ANCHORS}")
         self.name, self.anchor, self.source, self.events = name, anchor, source, events
@@ -67,6 +68,7 @@ class PolygonZone:
         self.handover_s, self.handover_dist = float(handover_s), float(handover_dist)
         self._visits: dict[int, Visit] = {}
         self._ended: list[Visit] = []  # visits that ended within handover_s (donors for a handover)
+        self._born: dict[int, tuple[float, np.ndarray, float]] = {}  # track id -> first (t, point) seen, last t
         self._t: float | None = None
         self.handovers: list[tuple[int, int]] = []
 
@@ -109,6 +111,12 @@ class PolygonZone:
         pts = tracked_points(detections, self.anchor)
         heights = _heights(detections) if self.handover_s > 0 else {}
         inside = dict(zip(pts, self.contains(np.array(list(pts.values())).reshape(-1, 2)).tolist()))
+        if self.handover_s > 0:
+            for tid, p in pts.items():
+                t0, p0, _ = self._born.get(tid, (t, np.asarray(p, np.float64), t))
+                self._born[tid] = (t0, p0, t)
+            if len(self._born) > 4 * len(pts) + 64:  # forget tracks unseen for a minute
+                self._born = {k: b for k, b in self._born.items() if t - b[2] < 60.0}
         entered, left = [], []
         for tid in sorted(set(inside) | set(self._visits)):
             now_in = inside.get(tid, False)
@@ -150,6 +158,9 @@ class PolygonZone:
 
     def _handover(self, v: Visit, t: float, t_wall: float | None, pts: dict[int, np.ndarray]) -> None:
         """Let the new visit v continue the visit of a track that stood where v appeared (see the class doc)."""
+        born_t, born_p, _ = self._born.get(v.track_id, (None, None, None))
+        if born_t is None or born_t < v.streak_t - self.handover_s:
+            return  # an older track that walked here (a queue moving up), not one the tracker just started
         best, best_d = None, np.inf
         for u in [*self._visits.values(), *self._ended]:
             if u.track_id == v.track_id or not u.member and u.end_t is None or u.continues == v.track_id:
@@ -159,6 +170,8 @@ class PolygonZone:
                     h > 0 and np.hypot(*(p - v.first_point)) <= self.handover_dist * h]
             if not near or near[-1][0] - near[0][0] < HANDOVER_STOOD_S:  # passed by, did not stand there
                 continue
+            if np.hypot(*(born_p - v.first_point)) > self.handover_dist * u.trail[-1][2]:
+                continue  # the new track came from elsewhere
             now = pts.get(u.track_id)
             h = u.trail[-1][2]
             gone = u.end_t is not None or now is None or np.hypot(*(now - v.first_point)) > self.handover_dist * h

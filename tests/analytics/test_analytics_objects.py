@@ -203,13 +203,13 @@ def test_loitering_survives_a_tracker_id_swap():
         return out
 
     sq = [(200, 300), (400, 300), (400, 480), (200, 480)]
-    lo = Loitering(PolygonZone("window", sq), after_s=30)
+    lo = Loitering(PolygonZone("window", sq, handover_s=5), after_s=30)
     ev = feed(lo, swap_at=20.0, until=45.0)
     assert [(t, d["track_id"], d["dwell_s"]) for t, d in ev] == [(30.0, 2, 30.0)]
-    lo = Loitering(PolygonZone("window", sq), after_s=30)
+    lo = Loitering(PolygonZone("window", sq, handover_s=5), after_s=30)
     ev = feed(lo, swap_at=35.0, until=70.0)
     assert [(t, d["track_id"]) for t, d in ev] == [(30.0, 1)]
     assert lo.loiterers == {2}
-    lo = Loitering(PolygonZone("window", sq, handover_s=0), after_s=30)  # without handover: late, as before
+    lo = Loitering(PolygonZone("window", sq), after_s=30)  # without handover (the default): late, as before
     ev = feed(lo, swap_at=20.0, until=55.0)
     assert [(t, d["track_id"]) for t, d in ev] == [(50.5, 2)]

@@ -126,7 +126,7 @@ def play(obj, frames: list, dt: float = 0.1) -> list:
 def test_handover_when_a_standing_track_vanishes_and_a_new_id_appears_there():
     """The tracker loses someone standing still and finds them again under a new id: the visit goes on (its
     enter_t), no zone_left for the old id, and the zone counts one person throughout."""
-    z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0)
+    z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0, handover_s=5)
     frames = [[(1, 300)]] * 40 + [[]] * 5 + [[(2, 302)]] * 30  # stands 4 s, unseen 0.5 s, id 2 at the same spot
     ev = play(z, frames)
     assert [(k, kind) for k, kind, _ in ev] == [(2, "zone_entered"), (47, "zone_entered")]
@@ -140,7 +140,7 @@ def test_handover_when_a_standing_track_vanishes_and_a_new_id_appears_there():
 def test_handover_when_another_track_takes_the_id_and_walks_off():
     """Someone walks past in front; the tracker moves the standing person's id onto the walker, and the standing
     person comes back under a new id: the new id continues the visit, the walker's id starts afresh."""
-    z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0)
+    z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0, handover_s=5)
     frames = [[(1, 250)]] * 40  # id 1 stands at x 250 for 4 s
     frames += [[(1, 250 + 10 * k)] for k in range(1, 6)]  # the id drifts off with the walker (10 px a frame)
     frames += [[(1, 300 + 3 * k), (7, 251)] for k in range(30)]  # the person at 250 is found again as id 7
@@ -151,18 +151,24 @@ def test_handover_when_another_track_takes_the_id_and_walks_off():
     assert z.dwell_of(1) == pytest.approx(7.4 - 4.7)  # the walker's visit restarted at the handover (t = 4.7)
 
 
-def test_no_handover_for_passers_by_or_a_neighbour():
-    """A walker followed 1 s later along the same path, or a second person stepping up beside one who stays, are
-    separate visits; with handover_s = 0 a swap is two visits, as before."""
-    z = PolygonZone("aisle", SQUARE, enter_frames=3, exit_s=1.0)
+def test_no_handover_for_passers_by_a_neighbour_or_a_queue_moving_up():
+    """A walker followed 1 s later along the same path, a second person stepping up beside one who stays, or the
+    next customer walking up to where the last one stood are separate visits; without handover_s (the default) a
+    swap is two visits, as before."""
+    z = PolygonZone("aisle", SQUARE, enter_frames=3, exit_s=1.0, handover_s=5)
     frames = [[(1, 200 + 8 * k)] + ([(2, 200 + 8 * (k - 10))] if k >= 10 else []) for k in range(26)]
     assert all("continues" not in d for _, kind, d in play(z, frames) if kind == "zone_entered")
-    z = PolygonZone("aisle", SQUARE, enter_frames=3, exit_s=1.0)
+    z = PolygonZone("till", SQUARE, enter_frames=3, exit_s=1.0, handover_s=5)
+    frames = [[(1, 300), (2, 100)]] * 30 + [[(1, 300 + 20 * k), (2, 100 + 15 * k)] for k in range(1, 14)]
+    ev = play(z, frames)  # 1 is served and walks off right; 2, tracked outside all along, steps up to x 295
+    assert [(d["track_id"], d.get("continues")) for _, kind, d in ev if kind == "zone_entered"] == [(1, None),
+                                                                                                    (2, None)]
+    z = PolygonZone("aisle", SQUARE, enter_frames=3, exit_s=1.0, handover_s=5)
     frames = [[(1, 300)]] * 30 + [[(1, 300), (2, 310)]] * 20  # 1 stays, 2 steps up beside it
     ev = play(z, frames)
     assert [d.get("continues") for _, kind, d in ev if kind == "zone_entered"] == [None, None]
     assert z.inside == {1, 2}
-    z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0, handover_s=0)
+    z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0)
     frames = [[(1, 300)]] * 40 + [[]] * 5 + [[(2, 302)]] * 30
     ev = play(z, frames)
     assert [kind for _, kind, _ in ev] == ["zone_entered", "zone_entered", "zone_left"]
