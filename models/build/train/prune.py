@@ -7,8 +7,9 @@ Reshape/Transpose, no constant operand). Cutting keeps the channels that matter 
 sample inputs times the L2 norm of the weights that read them) and slices every conv, depthwise conv and bias
 that touches the group; the result is a valid ONNX file with the teacher's inputs and outputs.
 
-`python prune.py TEACHER.onnx OUT.onnx --keep 8x864=0.33 16x528=0.5 --inputs crops.npy` (--keep: a group's
-SIDExCHANNELS, the side of the maps its first conv makes and its channel count → the fraction kept; --list shows the groups).
+`python prune.py TEACHER.onnx OUT.onnx --keep 8x864=0.33 16x528=0.5 --inputs crops.npy --low-seg` (--keep: a
+group's SIDExCHANNELS, the side of the maps its first conv makes and its channel count → the fraction kept;
+--list shows the groups).
 """
 from __future__ import annotations
 
