@@ -24,9 +24,9 @@ import numpy as np
 
 log = logging.getLogger("prune")
 
-# The pruned student's cut (SIDExCHANNELS -> fraction kept): 1.01 M parameters, 2.25x (onnxruntime) / 2.0x
-# (OpenVINO) faster than the full model on one thread with --low-seg. The 128x128 and 64x64 groups cost the most
-# time; the 8x8 and 16x16 ones the most parameters.
+# The pruned student's cut (SIDExCHANNELS -> fraction kept): 1.01 M parameters, 2.28x (onnxruntime) / 1.97x
+# (OpenVINO) faster than the full model on one thread with --low-seg (measured 2026-12-02, docs/MODELS.md). The
+# 128x128 and 64x64 groups cost the most time; the 8x8 and 16x16 ones the most parameters.
 PRUNED_KEEP = {"128x24": 0.67, "128x64": 0.25, "64x144": 0.25, "32x192": 0.33, "32x48": 0.67, "16x384": 0.33,
                "16x528": 0.33, "8x864": 0.33, "8x288": 0.5}
 PASS = {"Clip", "Relu", "Pad", "MaxPool", "Resize", "Add", "Sigmoid"}  # channel-wise (elementwise per channel)
