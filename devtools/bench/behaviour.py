@@ -16,9 +16,11 @@ at start and end, and `boxes_only` (our tracker without its appearance cue) and 
 `--landmarks NAME ...` picks the device's landmark model; further names (e.g. `pose_landmark_student`) run on the
 same boxes and frames, each feeding analytics of its own: `landmarks_compare[name]` has its `model`
 (backend/precision), shelf interaction precision / recall, `shelf_wrist_err_*`, `pose_crops`, pose time per posed
-frame and `pose_ms_ratio` (the device model's median / its). The true wrists are pose_landmark_full's on the
-full-resolution photos the scene's people were cut from, so the full model's wrist error is partly agreement with
-itself at another scale; for another model it is the distance from that reference.
+frame and `pose_ms_ratio` (the device model's median / its). A further name may be an ONNX file with the
+landmark model's inputs and outputs (a training run's export, `<work>/export/pose_landmark_student_fp32.onnx`), so
+a candidate is measured before it is installed; it runs on onnxruntime in FP32. The true wrists are
+pose_landmark_full's on the full-resolution photos the scene's people were cut from, so the full model's wrist
+error is partly agreement with itself at another scale; for another model it is the distance from that reference.
 """
 from __future__ import annotations
 
@@ -62,7 +64,8 @@ def add_arguments(p) -> None:
     p.add_argument("--landmarks", nargs="+", default=[LANDMARKS], metavar="NAME",
                    help="landmark model of the device's pose (e.g. pose_landmark_student); with --detector people, "
                         "further names run beside it on the same boxes and frames, each into analytics of its own "
-                        "(`landmarks_compare`: shelf interactions and pose time against the first)")
+                        "(`landmarks_compare`: shelf interactions and pose time against the first); a further one "
+                        "may be an ONNX file with the landmark model's IO (a training run's export, before install)")
     p.add_argument("--verify-interval", type=int, default=0,
                    help="[pose] verify_interval (--detector pose: the pose tracker's detector check, docs/POSE.md)")
 
@@ -80,6 +83,13 @@ def check_args(args) -> None:
                          "--detector people the landmarks run on each person box, without tracking")
     if len(set(args.landmarks)) != len(args.landmarks):
         raise SystemExit(f"edge bench behaviour: --landmarks names a model twice: {' '.join(args.landmarks)}")
+    files = [n for n in args.landmarks if n.endswith(".onnx")]
+    if args.landmarks[0] in files:
+        raise SystemExit(f"edge bench behaviour: the first --landmarks is the device's model, a zoo name; give "
+                         f"{args.landmarks[0]} after it (e.g. --landmarks {LANDMARKS} {args.landmarks[0]})")
+    missing = [n for n in files if not Path(n).is_file()]
+    if missing:
+        raise SystemExit(f"edge bench behaviour: --landmarks: no such ONNX file: {' '.join(missing)}")
 
 
 def device_config(detector: str, backend: str = "auto", threads: int = 2, landmarks: str = LANDMARKS,
@@ -150,14 +160,22 @@ class ShelfPose:
     presence threshold, and for the boxes away from the shelves), for `edge.app.behaviour.attach_keypoints`."""
 
     def __init__(self, cfg, zoo, shelves, *, ref=None, reach: float = 0.25, min_height: float = 60.0):
-        """ref: the landmark ModelRef (default: the config's [models.pose_landmarks])."""
+        """ref: the landmark ModelRef (default: the config's [models.pose_landmarks]); a name ending in .onnx is
+        that file."""
         from edge.backends.auto import open_model
         from edge.pose.landmarks import LandmarkModel
         from edge.pose.pipeline import landmark_outputs
 
         ref = ref or cfg.models.pose_landmarks
         pose_cfg = cfg.pose.model_copy(update={"segmentation": False})
-        self.session = open_model(zoo, ref, options=ref.backend_options(), outputs=landmark_outputs(pose_cfg))
+        if ref.name.endswith(".onnx"):  # a candidate's file (check_args): FP32 on the named backend
+            from edge.backends.registry import load_session
+
+            backend = "onnxruntime" if ref.backend == "auto" else ref.backend
+            self.session = load_session(backend, Path(ref.name), threads=ref.threads,
+                                        options=ref.backend_options().get(backend), outputs=landmark_outputs(pose_cfg))
+        else:
+            self.session = open_model(zoo, ref, options=ref.backend_options(), outputs=landmark_outputs(pose_cfg))
         self.model = LandmarkModel(self.session, segmentation=False, heatmap_refine=pose_cfg.heatmap_refine)
         self.presence = pose_cfg.presence_threshold
         self.shelves = [np.asarray(poly, np.float64).reshape(-1, 2) for poly in shelves]

@@ -8,6 +8,7 @@ landmarks land on them (clearly better than a blob at the body's centre), within
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from calibration.photos import PHOTOS, load_photo
 from devtools.pose_metrics import drift
 from edge.core.frames import Frame
 from tests.models.student_cache import STUDENT, build_student
+
+COMMITTED = Path(__file__).resolve().parents[2] / "models" / "trained" / STUDENT / f"{STUDENT}_fp32.onnx"
 
 # of torso size, detector mode (one photo, fresh tracker). Measured 2026-12-01 (student s3796): 0.12-0.53 per
 # photo, mean 0.30 (s1996: 0.11-0.56, mean 0.31); pose_landmark_full gives <= 0.015. A blob (every landmark at the
@@ -172,3 +175,43 @@ def test_behaviour_bench_refuses_what_it_cannot_compare():
         check_args(args(verify=10))
     check_args(args("pose", verify=10))
     check_args(args(landmarks=["pose_landmark_full", STUDENT], precision="fp32"))
+    onnx = str(COMMITTED)
+    check_args(args(landmarks=["pose_landmark_full", onnx]))  # a candidate's file beside the device's model
+    with pytest.raises(SystemExit, match="the first --landmarks is the device's model"):
+        check_args(args(landmarks=[onnx, "pose_landmark_full"]))
+    with pytest.raises(SystemExit, match="no such ONNX file: nowhere/x.onnx"):
+        check_args(args(landmarks=["pose_landmark_full", "nowhere/x.onnx"]))
+
+
+def test_behaviour_bench_runs_a_candidate_file_like_the_installed_model(student_cache):
+    """`--landmarks pose_landmark_full FILE.onnx`: a training run's export is measured before install. Given the
+    committed student's file, its shelf pose is the built student's (onnxruntime FP32) on the same boxes."""
+    from devtools import scenario
+    from devtools.bench import behaviour as B
+    from edge.core.detections import Detections
+    from models.zoo import ModelZoo
+
+    cfg = B.device_config("people")
+    shelves = [s.polygon for s in cfg.analytics.shelves]
+    ref = cfg.models.pose_landmarks.model_copy(update={"name": STUDENT, "backend": "onnxruntime",
+                                                       "precision": "fp32"})
+    built = B.ShelfPose(cfg, ModelZoo(student_cache), shelves, ref=ref)
+    cand = B.ShelfPose(cfg, ModelZoo(student_cache), shelves,
+                       ref=cfg.models.pose_landmarks.model_copy(update={"name": str(COMMITTED)}))
+    assert cand.session.info.backend == "onnxruntime" and cand.session.info.precision == "fp32"
+    assert Path(cand.session.info.path).resolve() == COMMITTED and STUDENT in str(built.session.info.path)
+    sc = scenario.build(cycles=1)
+    posed = 0
+    try:
+        for i in range(0, sc.n_frames, 25):
+            img, tf = sc._render(i, draw=True)
+            dets = Detections(np.array([p.box for p in tf.people], np.float32).reshape(-1, 4),
+                              np.ones(len(tf.people)), np.zeros(len(tf.people)))
+            frame = Frame(img, i + 1, 0.0, 0.0, t_media=tf.t)
+            a, b = built(frame, dets), cand(frame, dets)
+            np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
+            posed += int((a.keypoints[..., 2] > 0).any(axis=1).sum())
+    finally:
+        built.close()
+        cand.close()
+    assert posed >= 10, posed  # people at the shelf were posed, not only empty rows compared
