@@ -18,9 +18,10 @@ same boxes and frames, each feeding analytics of its own: `landmarks_compare[nam
 (backend/precision), shelf interaction precision / recall, `shelf_wrist_err_*`, `pose_crops`, pose time per posed
 frame and `pose_ms_ratio` (the device model's median / its). A further name may be an ONNX file with the
 landmark model's inputs and outputs (a training run's export, `<work>/export/pose_landmark_student_fp32.onnx`), so
-a candidate is measured before it is installed; it runs on onnxruntime in FP32. The true wrists are
-pose_landmark_full's on the full-resolution photos the scene's people were cut from, so the full model's wrist
-error is partly agreement with itself at another scale; for another model it is the distance from that reference.
+a candidate is measured before it is installed; it runs in FP32 on the backend the device's model got. The true
+wrists are pose_landmark_full's on the full-resolution photos the scene's people were cut from, so the full model's
+wrist error is partly agreement with itself at another scale; for another model it is the distance from that
+reference.
 """
 from __future__ import annotations
 
@@ -168,7 +169,7 @@ class ShelfPose:
 
         ref = ref or cfg.models.pose_landmarks
         pose_cfg = cfg.pose.model_copy(update={"segmentation": False})
-        if ref.name.endswith(".onnx"):  # a candidate's file (check_args): FP32 on the named backend
+        if ref.name.endswith(".onnx"):  # a candidate's file (check_args): FP32 on ref's backend (auto: onnxruntime)
             from edge.backends.registry import load_session
 
             backend = "onnxruntime" if ref.backend == "auto" else ref.backend
@@ -414,8 +415,10 @@ def run(args) -> int:
     zoo, shelves = ModelZoo(cfg.models.cache_dir or None), [s.polygon for s in cfg.analytics.shelves]
     pose = ShelfPose(cfg, zoo, shelves) if args.detector == "people" else None
     # other landmark models beside the device's, on the same boxes: their own shelf pose and analytics
-    alts = {n: ShelfPose(cfg, zoo, shelves, ref=cfg.models.pose_landmarks.model_copy(update={"name": n}))
-            for n in args.landmarks[1:]}
+    # a candidate's file runs on the backend the device's model got, so their times compare
+    same = {"backend": pose.session.info.backend} if pose is not None else {}
+    alts = {n: ShelfPose(cfg, zoo, shelves, ref=cfg.models.pose_landmarks.model_copy(
+        update={"name": n, **(same if n.endswith(".onnx") else {})})) for n in args.landmarks[1:]}
     alt_stages = {n: _stage(cfg) for n in alts}
     alt_tracks: dict[str, list] = {n: [] for n in alts}
     wrists = {n: WristError() for n in [None, *alts]}
