@@ -116,12 +116,23 @@ def test_student_tracks_through_camera_cuts_with_verification(student_cache):
 FULL_WRIST_TOL, STUDENT_WRIST_TOL = 0.05, 0.10
 
 
+def _scene(every: int):
+    """(frame, true frame, the true boxes as Detections) of every `every`th frame of the bench's scene, 1 cycle."""
+    from devtools import scenario
+    from edge.core.detections import Detections
+
+    sc = scenario.build(cycles=1)
+    for i in range(0, sc.n_frames, every):
+        img, tf = sc._render(i, draw=True)
+        dets = Detections(np.array([p.box for p in tf.people], np.float32).reshape(-1, 4),
+                          np.ones(len(tf.people)), np.zeros(len(tf.people)))
+        yield Frame(img, i + 1, 0.0, 0.0, t_media=tf.t), tf, dets
+
+
 def test_behaviour_bench_runs_the_student_beside_the_full_model(student_cache):
     """The bench's side-by-side shelf pose: the student named by --landmarks runs on the same boxes as the full
     model, and its wrists land near the true ones, further off than the full model's (docs/BENCHMARKS.md)."""
-    from devtools import scenario
     from devtools.bench import behaviour as B
-    from edge.core.detections import Detections
     from edge.core.paths import cache_dir
     from models.zoo import ModelZoo
 
@@ -131,17 +142,12 @@ def test_behaviour_bench_runs_the_student_beside_the_full_model(student_cache):
     student = B.ShelfPose(cfg, ModelZoo(student_cache), shelves,
                           ref=cfg.models.pose_landmarks.model_copy(update={"name": STUDENT}))
     assert STUDENT in str(student.session.info.path) and STUDENT not in str(full.session.info.path)
-    sc = scenario.build(cycles=1)
     err = {"full": B.WristError(), "student": B.WristError()}
     frames = 0
     try:
-        for i in range(0, sc.n_frames, 5):
-            img, tf = sc._render(i, draw=True)
-            dets = Detections(np.array([p.box for p in tf.people], np.float32).reshape(-1, 4),
-                              np.ones(len(tf.people)), np.zeros(len(tf.people)))
+        for frame, tf, dets in _scene(5):
             if not len(full.rows(dets)):
                 continue
-            frame = Frame(img, i + 1, 0.0, 0.0, t_media=tf.t)
             err["full"].add(tf, full(frame, dets))
             err["student"].add(tf, student(frame, dets))
             frames += 1
@@ -186,9 +192,7 @@ def test_behaviour_bench_refuses_what_it_cannot_compare():
 def test_behaviour_bench_runs_a_candidate_file_like_the_installed_model(student_cache):
     """`--landmarks pose_landmark_full FILE.onnx`: a training run's export is measured before install. Given the
     committed student's file, its shelf pose is the built student's (onnxruntime FP32) on the same boxes."""
-    from devtools import scenario
     from devtools.bench import behaviour as B
-    from edge.core.detections import Detections
     from models.zoo import ModelZoo
 
     cfg = B.device_config("people")
@@ -200,14 +204,9 @@ def test_behaviour_bench_runs_a_candidate_file_like_the_installed_model(student_
                        ref=cfg.models.pose_landmarks.model_copy(update={"name": str(COMMITTED)}))
     assert cand.session.info.backend == "onnxruntime" and cand.session.info.precision == "fp32"
     assert Path(cand.session.info.path).resolve() == COMMITTED and STUDENT in str(built.session.info.path)
-    sc = scenario.build(cycles=1)
     posed = 0
     try:
-        for i in range(0, sc.n_frames, 25):
-            img, tf = sc._render(i, draw=True)
-            dets = Detections(np.array([p.box for p in tf.people], np.float32).reshape(-1, 4),
-                              np.ones(len(tf.people)), np.zeros(len(tf.people)))
-            frame = Frame(img, i + 1, 0.0, 0.0, t_media=tf.t)
+        for frame, tf, dets in _scene(25):
             a, b = built(frame, dets), cand(frame, dets)
             np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
             posed += int((a.keypoints[..., 2] > 0).any(axis=1).sum())
