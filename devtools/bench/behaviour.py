@@ -71,6 +71,11 @@ def add_arguments(p) -> None:
                    help="[pose] verify_interval (--detector pose: the pose tracker's detector check, docs/POSE.md)")
 
 
+def is_model_file(name: str) -> bool:
+    """Whether a --landmarks name is an ONNX file (a candidate) rather than a zoo model."""
+    return name.endswith(".onnx")
+
+
 def check_args(args) -> None:
     """Refuse combinations the bench cannot run, naming the fix."""
     if args.detector == "pose" and len(args.landmarks) > 1:
@@ -84,7 +89,7 @@ def check_args(args) -> None:
                          "--detector people the landmarks run on each person box, without tracking")
     if len(set(args.landmarks)) != len(args.landmarks):
         raise SystemExit(f"edge bench behaviour: --landmarks names a model twice: {' '.join(args.landmarks)}")
-    files = [n for n in args.landmarks if n.endswith(".onnx")]
+    files = [n for n in args.landmarks if is_model_file(n)]
     if args.landmarks[0] in files:
         raise SystemExit(f"edge bench behaviour: the first --landmarks is the device's model, a zoo name; give "
                          f"{args.landmarks[0]} after it (e.g. --landmarks {LANDMARKS} {args.landmarks[0]})")
@@ -169,7 +174,7 @@ class ShelfPose:
 
         ref = ref or cfg.models.pose_landmarks
         pose_cfg = cfg.pose.model_copy(update={"segmentation": False})
-        if ref.name.endswith(".onnx"):  # a candidate's file (check_args): FP32 on ref's backend (auto: onnxruntime)
+        if is_model_file(ref.name):  # a candidate's file (check_args): FP32 on ref's backend (auto: onnxruntime)
             from edge.backends.registry import load_session
 
             backend = "onnxruntime" if ref.backend == "auto" else ref.backend
@@ -418,7 +423,7 @@ def run(args) -> int:
     # a candidate's file runs on the backend the device's model got, so their times compare
     same = {"backend": pose.session.info.backend} if pose is not None else {}
     alts = {n: ShelfPose(cfg, zoo, shelves, ref=cfg.models.pose_landmarks.model_copy(
-        update={"name": n, **(same if n.endswith(".onnx") else {})})) for n in args.landmarks[1:]}
+        update={"name": n, **(same if is_model_file(n) else {})})) for n in args.landmarks[1:]}
     alt_stages = {n: _stage(cfg) for n in alts}
     alt_tracks: dict[str, list] = {n: [] for n in alts}
     wrists = {n: WristError() for n in [None, *alts]}

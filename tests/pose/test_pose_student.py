@@ -16,9 +16,10 @@ import pytest
 from calibration.photos import PHOTOS, load_photo
 from devtools.pose_metrics import drift
 from edge.core.frames import Frame
+from models.build import trained
 from tests.models.student_cache import STUDENT, build_student
 
-COMMITTED = Path(__file__).resolve().parents[2] / "models" / "trained" / STUDENT / f"{STUDENT}_fp32.onnx"
+COMMITTED = trained.folder(STUDENT) / f"{STUDENT}_fp32.onnx"
 
 # of torso size, detector mode (one photo, fresh tracker). Measured 2026-12-01 (student s3796): 0.12-0.53 per
 # photo, mean 0.30 (s1996: 0.11-0.56, mean 0.31); pose_landmark_full gives <= 0.015. A blob (every landmark at the
