@@ -9,7 +9,8 @@ results do (`edge.app.behaviour.attach_keypoints`), so shelf interactions are me
 `detector`, `footfall_abs_err_pct`, `crossings` (per true door crossing: counted or missed, and the extra
 counts), `dwell_mae_s`, `queue_len_mae`, `alert_precision`, `alert_recall` (`alerts_missed`, `alerts_false`: rule
 and time of each), `time_to_alert_p95_s`, `false_alerts_per_hour`, `id_switches`, `product_interaction_precision` /
-`_recall`, `shelf_wrist_err_*` (the estimated wrists against the scene's true ones, of the person's height:
+`_recall`, `handovers` / `handovers_right` (zone handovers, and those that kept the same true person;
+`handover_list`), `shelf_wrist_err_*` (the estimated wrists against the scene's true ones, of the person's height:
 `WristError`), `fps`, `ms_p50`, `ms_p95`, `ms_p99` (per frame: detection + shelf pose + analytics + alerts), the
 parts' times (`detect_ms_*`, `pose_ms_per_posed_frame_*`, `analytics_ms_*`), `pose_crops`, the 1-minute load average
 at start and end, and `boxes_only` (our tracker without its appearance cue) and `naive` with the same accuracy keys.
@@ -281,6 +282,34 @@ def _interactions(truth, sink, pred_tracks, fps: float, window_s: float = 2.0) -
             "product_interaction_recall": round(tp / n_true, 3) if n_true else None}
 
 
+def _handovers(truth, sink, pred_tracks, fps: float, window_s: float = 5.0) -> dict:
+    """Each zone handover (a `zone_entered` with `continues`) against the truth: the person the new track follows
+    when first seen, and the one the old track followed where it came nearest that box within `window_s` before
+    (where it stood: its id may have left with someone else since); right when they are the same person."""
+    from edge.core.detections import box_iou
+
+    def box_of(i: int, tid: int):
+        boxes, ids = pred_tracks[i]
+        sel = np.flatnonzero(ids == tid)
+        return boxes[sel[0]].astype(np.float32) if len(sel) else None
+
+    out = []
+    for e in sink.events:
+        if e.kind != "zone_entered" or "continues" not in e.data:
+            continue
+        old, new, t = e.data["continues"], e.data["track_id"], e.data["t"]
+        i = min(int(round(t * fps)), len(pred_tracks) - 1)
+        lo = max(0, i - int(window_s * fps))
+        first = next(k for k in range(lo, i + 1) if box_of(k, new) is not None or k == i)  # new id first seen
+        near = [(float(box_iou(b[None], box_of(first, new)[None])[0, 0]), k)
+                for k in range(lo, i + 1) if (b := box_of(k, old)) is not None] if box_of(first, new) is not None else []
+        was = _person_of(truth, pred_tracks, fps, max(near)[1] / fps, old, 0.2) if near else None
+        now = _person_of(truth, pred_tracks, fps, first / fps, new, 0.2)
+        out.append({"zone": e.data["zone"], "t": round(t, 1), "from": old, "to": new, "person_from": was,
+                    "person_to": now, "same_person": was is not None and was == now})
+    return {"handovers": len(out), "handovers_right": sum(h["same_person"] for h in out), "handover_list": out}
+
+
 def _stage(cfg, naive: bool = False, **tracker):
     """(BehaviourStage, sink) of the bench device; naive: no tracker (the detections come with the naive tracker's
     ids); tracker: TrackerConfig fields to change."""
@@ -342,7 +371,8 @@ def _score(truth, sink, queue_len, pred_tracks, duration_s: float) -> dict:
             "time_to_alert_p95_s": round(float(np.percentile(delays, 95)), 2) if delays else None,
             "false_alerts_per_hour": round(false / (duration_s / 3600.0), 2),
             "id_switches": id_switches(truth.frames, pred_tracks),
-            **_interactions(truth, sink, pred_tracks, truth.fps)}
+            **_interactions(truth, sink, pred_tracks, truth.fps),
+            **_handovers(truth, sink, pred_tracks, truth.fps)}
 
 
 class WristError:

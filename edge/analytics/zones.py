@@ -32,6 +32,8 @@ class Visit:
 
 
 HANDOVER_STOOD_S = 1.0  # a handover donor stood where the new track appeared for at least this long
+HANDOVER_WATCH_S = 1.0  # a new track that may take a visit over is watched this long before it enters
+HANDOVER_STILL = 0.12  # ... and takes it only if its box top moved slower than this (box heights per second)
 
 
 class PolygonZone:
@@ -45,7 +47,10 @@ class PolygonZone:
     Handover: trackers lose people and swap ids when others pass in front, and a person standing still then comes
     back under a new id. With `handover_s` > 0, a track the tracker started (within the last `handover_s` seconds)
     where another track stood for a second or more within that time (anchor within `handover_dist` of that
-    person's box height), while that track is gone or has moved away, continues its visit: the new visit keeps
+    person's box height), while that track is gone or has moved away, and that stands still itself, continues its
+    visit. Standing still: over its first `HANDOVER_WATCH_S` (its entry waits that long when such a donor exists),
+    its box top (which a passer-by in front does not hide) moved slower than `HANDOVER_STILL` box heights per
+    second (least-squares slope): a stroller appearing on the spot under a new id takes nothing over. The new visit keeps
     the old one's enter_t (so dwell, loitering and kiosk waits go on), and the old id, if it is still inside
     somewhere else, starts a fresh visit. Meant for zones where people stand alone (loitering watch, kiosk); in a
     queue the next customer often starts a track where the last one stood, so it is off by default.
@@ -68,7 +73,8 @@ class PolygonZone:
         self.handover_s, self.handover_dist = float(handover_s), float(handover_dist)
         self._visits: dict[int, Visit] = {}
         self._ended: list[Visit] = []  # visits that ended within handover_s (donors for a handover)
-        self._born: dict[int, tuple[float, np.ndarray, float]] = {}  # track id -> first (t, point) seen, last t
+        self._born: dict[int, tuple] = {}  # track id -> (t, point, [(t, box top, height)] first watched, last t)
+        self._watched: dict[int, int] = {}  # new track id -> the donor whose visit it may take over (see _watch)
         self._t: float | None = None
         self.handovers: list[tuple[int, int]] = []
 
@@ -109,14 +115,17 @@ class PolygonZone:
         self._t = t
         self.handovers = []
         pts = tracked_points(detections, self.anchor)
-        heights = _heights(detections) if self.handover_s > 0 else {}
+        tops = _tops(detections) if self.handover_s > 0 else {}
         inside = dict(zip(pts, self.contains(np.array(list(pts.values())).reshape(-1, 2)).tolist()))
         if self.handover_s > 0:
             for tid, p in pts.items():
-                t0, p0, _ = self._born.get(tid, (t, np.asarray(p, np.float64), t))
-                self._born[tid] = (t0, p0, t)
+                t0, p0, seen, _ = self._born.get(tid, (t, np.asarray(p, np.float64), [], t))
+                if t - t0 <= HANDOVER_WATCH_S:
+                    seen.append((t, *tops[tid]))
+                self._born[tid] = (t0, p0, seen, t)
             if len(self._born) > 4 * len(pts) + 64:  # forget tracks unseen for a minute
-                self._born = {k: b for k, b in self._born.items() if t - b[2] < 60.0}
+                self._born = {k: b for k, b in self._born.items() if t - b[3] < 60.0}
+            self._watched = {k: d for k, d in self._watched.items() if inside.get(k)}
         entered, left = [], []
         for tid in sorted(set(inside) | set(self._visits)):
             now_in = inside.get(tid, False)
@@ -128,7 +137,7 @@ class PolygonZone:
             if now_in:
                 v.last_point = np.asarray(pts[tid], np.float64)
                 if self.handover_s > 0:
-                    v.trail.append((t, v.last_point, heights.get(tid, 0.0)))
+                    v.trail.append((t, v.last_point, tops[tid][1]))
                     while v.trail and v.trail[0][0] < t - self.handover_s:
                         v.trail.popleft()
                 if v.member:
@@ -137,7 +146,7 @@ class PolygonZone:
                 if v.streak == 0:
                     v.streak_t, v.streak_t_wall, v.first_point = t, t_wall, v.last_point
                 v.streak += 1
-                if v.streak >= self.enter_frames and t - v.streak_t >= self.enter_s:
+                if v.streak >= self.enter_frames and t - v.streak_t >= self.enter_s and not self._watch(v, t):
                     v.member, v.enter_t, v.enter_t_wall = True, v.streak_t, v.streak_t_wall
                     entered.append(v)
                 continue
@@ -146,7 +155,7 @@ class PolygonZone:
                 continue
             if v.out_t is None:
                 v.out_t, v.out_t_wall = t, t_wall
-            if t - v.out_t >= self.exit_s:
+            if t - v.out_t >= self.exit_s and tid not in self._watched.values():  # (a watched track's donor waits)
                 del self._visits[tid]
                 v.end_t = t
                 left.append(v)
@@ -156,11 +165,26 @@ class PolygonZone:
                 self._handover(v, t, t_wall, pts)
         return entered, left
 
-    def _handover(self, v: Visit, t: float, t_wall: float | None, pts: dict[int, np.ndarray]) -> None:
-        """Let the new visit v continue the visit of a track that stood where v appeared (see the class doc)."""
-        born_t, born_p, _ = self._born.get(v.track_id, (None, None, None))
-        if born_t is None or born_t < v.streak_t - self.handover_s:
-            return  # an older track that walked here (a queue moving up), not one the tracker just started
+    def _new_track(self, v: Visit) -> tuple | None:
+        """The `_born` entry of v's track when the tracker started it within handover_s of v's streak, else None
+        (an older track that walked here, e.g. a queue moving up, never takes a visit over)."""
+        b = self._born.get(v.track_id)
+        return b if b is not None and b[0] >= v.streak_t - self.handover_s else None
+
+    def _watch(self, v: Visit, t: float) -> bool:
+        """Hold v's entry while its new track is younger than HANDOVER_WATCH_S and a donor stood where it is; the
+        donor's exit waits as long (it ends or is taken over when v enters)."""
+        self._watched.pop(v.track_id, None)
+        if self.handover_s <= 0 or (b := self._new_track(v)) is None or t - b[0] >= HANDOVER_WATCH_S:
+            return False
+        donor = self._donor(v, {}, b)
+        if donor is not None and donor.end_t is None:
+            self._watched[v.track_id] = donor.track_id
+        return donor is not None
+
+    def _donor(self, v: Visit, pts: dict[int, np.ndarray], born: tuple) -> Visit | None:
+        """The visit v may continue: a track's that stood (HANDOVER_STOOD_S) where v's track started and is gone
+        or has moved away (its current anchor in pts), the nearest such."""
         best, best_d = None, np.inf
         for u in [*self._visits.values(), *self._ended]:
             if u.track_id == v.track_id or not u.member and u.end_t is None or u.continues == v.track_id:
@@ -170,7 +194,7 @@ class PolygonZone:
                     h > 0 and np.hypot(*(p - v.first_point)) <= self.handover_dist * h]
             if not near or near[-1][0] - near[0][0] < HANDOVER_STOOD_S:  # passed by, did not stand there
                 continue
-            if np.hypot(*(born_p - v.first_point)) > self.handover_dist * u.trail[-1][2]:
+            if np.hypot(*(born[1] - v.first_point)) > self.handover_dist * u.trail[-1][2]:
                 continue  # the new track came from elsewhere
             now = pts.get(u.track_id)
             h = u.trail[-1][2]
@@ -178,7 +202,14 @@ class PolygonZone:
             d = min(d for _, d in near)
             if gone and d < best_d:
                 best, best_d = u, d
-        if best is None:
+        return best
+
+    def _handover(self, v: Visit, t: float, t_wall: float | None, pts: dict[int, np.ndarray]) -> None:
+        """Let the new visit v continue the visit of a track that stood where v appeared (see the class doc)."""
+        if (born := self._new_track(v)) is None:
+            return
+        best = self._donor(v, pts, born)
+        if best is None or _moving(born[2]):  # walking past where someone stood: not that person found again
             return
         v.enter_t, v.enter_t_wall, v.continues = best.enter_t, best.enter_t_wall, best.track_id
         self.handovers.append((best.track_id, v.track_id))
@@ -208,11 +239,21 @@ class PolygonZone:
         return out
 
 
-def _heights(detections: Detections) -> dict[int, float]:
-    """Track id -> box height (px) of every confirmed track, first row per id."""
+def _moving(seen: list[tuple[float, np.ndarray, float]]) -> bool:
+    """Whether a track's box top, seen as (t, top, height) samples, moved faster than HANDOVER_STILL box heights
+    per second (least-squares slope; fewer than 3 samples: not known to move)."""
+    if len(seen) < 3 or seen[-1][0] <= seen[0][0]:
+        return False
+    ts, tops = np.array([x[0] for x in seen]), np.array([x[1] for x in seen])
+    vel = [np.polyfit(ts, tops[:, k], 1)[0] for k in (0, 1)]
+    return float(np.hypot(*vel)) > HANDOVER_STILL * float(np.median([x[2] for x in seen]))
+
+
+def _tops(detections: Detections) -> dict[int, tuple[np.ndarray, float]]:
+    """Track id -> (box top centre, box height px) of every confirmed track, first row per id."""
     ids = detections.require_tracked()
-    out: dict[int, float] = {}
+    out: dict[int, tuple[np.ndarray, float]] = {}
     for tid, box in zip(ids.tolist(), np.asarray(detections.xyxy, np.float64)):
-        if tid >= 0:
-            out.setdefault(int(tid), float(box[3] - box[1]))
+        if tid >= 0 and int(tid) not in out:
+            out[int(tid)] = (np.array([(box[0] + box[2]) / 2, box[1]]), float(box[3] - box[1]))
     return out

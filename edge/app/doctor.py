@@ -81,7 +81,8 @@ INT8_NOTES = {
     "amx": "AMX and VNNI: INT8 convolutions run natively (32-bit accumulation)",
     "avx512_vnni": "VNNI: INT8 convolutions run natively (32-bit accumulation)",
     "avx_vnni": "VNNI: INT8 convolutions run natively (32-bit accumulation)",
-    "avx2": "no VNNI: INT8 gains ~1.2-1.35x at best; FP32 is the safe default",
+    "avx2": "no VNNI: INT8 sums in 16 bits; PTQ INT8 (built with the overflow fix) holds its gates at 1.2-1.3x FP32 "
+            "on an AVX2-only EPYC (docs/BENCHMARKS.md); QAT INT8 (no overflow fix) saturates there",
     "x86_old": "no AVX2: INT8 and FP32 both run on SSE kernels; FP32 is the safe default",
     "arm_dotprod": "ARM dot-product (SDOT/UDOT): INT8 convolutions run natively",
     "arm": "ARM without dot-product: INT8 gains little; FP32 is the safe default",

@@ -128,8 +128,8 @@ def test_handover_when_a_standing_track_vanishes_and_a_new_id_appears_there():
     enter_t), no zone_left for the old id, and the zone counts one person throughout."""
     z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0, handover_s=5)
     frames = [[(1, 300)]] * 40 + [[]] * 5 + [[(2, 302)]] * 30  # stands 4 s, unseen 0.5 s, id 2 at the same spot
-    ev = play(z, frames)
-    assert [(k, kind) for k, kind, _ in ev] == [(2, "zone_entered"), (47, "zone_entered")]
+    ev = play(z, frames)  # id 2 (first seen at frame 45) is watched for 1 s before it enters: standing, it continues
+    assert [(k, kind) for k, kind, _ in ev] == [(2, "zone_entered"), (55, "zone_entered")]
     assert ev[1][2]["track_id"] == 2 and ev[1][2]["continues"] == 1 and ev[1][2]["enter_t"] == 0.0
     assert "continues" not in ev[0][2]
     assert z.inside == {2} and z.dwell_of(2) == pytest.approx(7.4)
@@ -148,7 +148,23 @@ def test_handover_when_another_track_takes_the_id_and_walks_off():
     new = [d for _, kind, d in ev if kind == "zone_entered" and d["track_id"] == 7]
     assert len(new) == 1 and new[0]["continues"] == 1 and new[0]["enter_t"] == 0.0
     assert z.dwell_of(7) == pytest.approx(7.4)
-    assert z.dwell_of(1) == pytest.approx(7.4 - 4.7)  # the walker's visit restarted at the handover (t = 4.7)
+    assert z.dwell_of(1) == pytest.approx(7.4 - 5.5)  # the walker's visit restarted at the handover (t = 5.5:
+    # id 7, first seen at 4.5, is watched for 1 s before it enters)
+
+
+def test_no_handover_to_someone_walking_past_where_a_person_stood():
+    """The standing person's id is lost just as a stroller (40 px/s, 0.33 box heights per second) appears on the
+    spot under a new id: the stroller's visit is their own, not the one of the person who stood there. A new id on
+    the spot that stands still (1 px of jitter) continues the visit."""
+    z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0, handover_s=5)
+    frames = [[(1, 300)]] * 40 + [[]] * 5 + [[(2, 290 + 4 * k)] for k in range(20)]
+    ev = play(z, frames)
+    assert [(d["track_id"], d.get("continues")) for _, kind, d in ev if kind == "zone_entered"] == [(1, None),
+                                                                                                    (2, None)]
+    z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0, handover_s=5)  # the same standing still: taken
+    ev = play(z, [[(1, 300)]] * 40 + [[]] * 5 + [[(2, 290 + (k % 2))] for k in range(20)])
+    assert [(d["track_id"], d.get("continues")) for _, kind, d in ev if kind == "zone_entered"] == [(1, None),
+                                                                                                    (2, 1)]
 
 
 def test_no_handover_for_passers_by_a_neighbour_or_a_queue_moving_up():
