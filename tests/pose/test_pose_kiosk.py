@@ -2,8 +2,11 @@
 people, masks and wrists a few px from the OpenVINO cut the other scene tests use), recorded as MJPG as a camera
 would deliver it: two people further back hold both tracks (max_people = 2) while a shopper waits at the
 kiosk. With the kiosk's `verify_interval` the detector's re-check hands a track to the shopper soon after they
-arrive (26.5 s of media time); without it they get none until one of them leaves (57.0 s). The shopper waits about
-47 s, so kiosk.toml's 30 s help alert would not come at all (for a wait over 60 s: 30 s late)."""
+arrive (26.5 s of media time); without it, on the AVX-512 EPYC that measured it (2026-12-01), they got none until
+one of them left (57.0 s). The shopper waits about 47 s, so kiosk.toml's 30 s help alert would not have come at all.
+Which people hold the tracks depends on the CPU's kernels: on an AVX2-only EPYC (2026-12-02) the shopper gets a
+track at 26.6-30.1 s without the check too (every backend and precision tried). So the test asserts what holds on
+any CPU: the check gets the shopper a track on time, never later than without it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,4 +61,5 @@ def first_at_kiosk(clip: Path, verify_interval: int) -> float | None:
 def test_kiosk_verification_tracks_the_waiting_shopper(tflite_clip):
     with_check, without = first_at_kiosk(tflite_clip, 10), first_at_kiosk(tflite_clip, 0)
     assert with_check is not None and 25.0 <= with_check <= 31.0, with_check
-    assert without is None or without > 50.0, without  # measured 2026-12-01: 26.5 s with, 57.0 s without
+    # 2026-12-01, AVX-512 VNNI: 26.5 s with, 57.0 s without; 2026-12-02, AVX2 only: 26.5 s with, 30.1 s without
+    assert without is None or without >= with_check, (with_check, without)
