@@ -418,7 +418,7 @@ def test_trained_precision_falls_back_when_absent(zoo, caplog):
         assert _precision(zoo, "pose_detection", "tflite", "int8_qat") == zoo.default_precision("pose_detection",
                                                                                                "tflite")
     assert "no tflite/int8_qat artefact" in caplog.text
-    assert _precision(zoo, "pose_landmark_full", "openvino", "int8_qat") == "int8_qat"
+    assert _precision(zoo, "pose_landmark_full", "openvino", "int8_qat", cpu="avx512_vnni") == "int8_qat"
 
 
 def test_tflite_weights_dump_and_apply(built_cache, zoo, tmp_path):
