@@ -96,7 +96,7 @@ def variants_accuracy(reference: Path, variants: dict[str, Path], ins: dict[str,
     outputs) -> metrics["empty_scenes"]; broken(metrics) -> why the artefact is broken (ParityError) or None. A
     variant this CPU cannot run as built (QAT INT8 on AVX2: its sums saturate; edge.backends.auto.runs_as_built) is
     measured and marked `runs_as_built_on_this_cpu: false` with the reason, never called broken: its numbers are not
-    what a device that runs it gets (the device's own golden check guards it there)."""
+    what a device that runs it gets (there, `auto` checks it against the golden outputs)."""
     from edge.backends.auto import runs_as_built
 
     with np.errstate(over="ignore"):
