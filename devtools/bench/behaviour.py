@@ -300,9 +300,10 @@ def _handovers(truth, sink, pred_tracks, fps: float, window_s: float = 5.0) -> d
         old, new, t = e.data["continues"], e.data["track_id"], e.data["t"]
         i = min(int(round(t * fps)), len(pred_tracks) - 1)
         lo = max(0, i - int(window_s * fps))
-        first = next(k for k in range(lo, i + 1) if box_of(k, new) is not None or k == i)  # new id first seen
-        near = [(float(box_iou(b[None], box_of(first, new)[None])[0, 0]), k)
-                for k in range(lo, i + 1) if (b := box_of(k, old)) is not None] if box_of(first, new) is not None else []
+        first = next((k for k in range(lo, i + 1) if box_of(k, new) is not None), i)  # new id first seen
+        nb = box_of(first, new)
+        near = [] if nb is None else [(float(box_iou(b[None], nb[None])[0, 0]), k)
+                                      for k in range(lo, i + 1) if (b := box_of(k, old)) is not None]
         was = _person_of(truth, pred_tracks, fps, max(near)[1] / fps, old, 0.2) if near else None
         now = _person_of(truth, pred_tracks, fps, first / fps, new, 0.2)
         out.append({"zone": e.data["zone"], "t": round(t, 1), "from": old, "to": new, "person_from": was,

@@ -1,5 +1,6 @@
 """`edge bench behaviour` scores zone handovers against the scene's truth (devtools/bench/behaviour.py
-`_handovers`): right when the old track's last person is the new track's person."""
+`_handovers`): right when the person the old track followed where it came nearest the new track's first box is
+the person the new track follows."""
 from __future__ import annotations
 
 import numpy as np
