@@ -6,6 +6,7 @@ time before an alert opens. Bad rules are config errors that name the key.
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -172,6 +173,9 @@ class AlertRule(StrictModel):
             return v
         if v is None:
             raise ValueError(f"{spec.name} is a number: set threshold (in {spec.unit or 'units'})")
+        if not math.isfinite(v):
+            raise ValueError(f"threshold {v} is not a finite number, so the rule never fires or always does "
+                             f"(fix: a number in {spec.unit or 'units'}; {spec.name} is {_range(spec)})")
         if op is not None and not _possible(op, v, spec):
             raise ValueError(f"{spec.name} {op} {v:g} can never be true ({spec.name} is {_range(spec)})")
         if op is not None and not _possible(_NEGATE[op], v, spec):
@@ -186,6 +190,9 @@ class AlertRule(StrictModel):
             return v
         if spec.kind == "flag":
             raise ValueError(f"{spec.name} is a flag (fires while true): remove clear_threshold")
+        if not math.isfinite(v):
+            raise ValueError(f"clear_threshold {v} is not a finite number: the alert would never clear or never "
+                             f"stay open (fix: a number in {spec.unit or 'units'}, or remove it to use threshold)")
         if op is None or thr is None:
             return v
         up = op in (">", ">=")
@@ -194,6 +201,14 @@ class AlertRule(StrictModel):
                              f"before it fires)")
         if not _possible(_NEGATE[op], v, spec):
             raise ValueError(f"the alert could never clear ({spec.name} {_NEGATE[op]} {v:g} is impossible)")
+        return v
+
+    @field_validator("escalate_after_s", mode="after")
+    @classmethod
+    def _escalation_finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError(f"escalate_after_s {v} is not a finite number: the alert would never escalate "
+                             "(fix: seconds, e.g. 300, or remove escalate_after_s and escalate_to)")
         return v
 
     @field_validator("escalate_to", mode="after")

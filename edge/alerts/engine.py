@@ -268,7 +268,9 @@ class AlertEngine:
     def _track_open(self, rule: AlertRule, st: _RuleState, reading: Reading | None, now: float, t: float,
                     t_wall: float, out: list[Event]) -> None:
         a = st.alert
-        if reading is not None:
+        if reading is None:  # no data: the clear timer starts over on fresh data (a gap is not time spent clear)
+            st.clear_since = None
+        else:
             a.current_value = _json_value(rule, reading)
             if rule.spec.kind == "number":
                 better = max if rule.op in (">", ">=") else min

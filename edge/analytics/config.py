@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from edge.analytics.loitering import parse_hours
+from edge.analytics.zones import HANDOVER_STOOD_S
 from edge.core.config_base import StrictModel
 
 Anchor = Literal["bottom_center", "center", "top_center"]
@@ -43,6 +44,60 @@ def _check_polygon(pts: list[Point]) -> list[Point]:
 
 
 Polygon = Annotated[list[Point], AfterValidator(_check_polygon)]
+
+
+def _check_point(v: Point | None, info) -> Point | None:
+    if v is not None and not all(math.isfinite(c) for c in v):
+        raise ValueError(f"{info.field_name} [{v[0]:g}, {v[1]:g}] must be finite numbers (frame px) "
+                         "(fix: use pixel coordinates such as [320, 240]; nan and inf are not positions)")
+    return v
+
+
+def _area_in_frame(pts: list[Point], width: float, height: float) -> float:
+    """Area (px²) of the polygon's part inside the frame [0, width] x [0, height] (Sutherland-Hodgman clipping,
+    right for concave polygons too: clipping adds only zero-area edges along the frame's border)."""
+    poly = [tuple(map(float, p)) for p in pts]
+    for axis, bound, keep_below in ((0, 0.0, False), (0, float(width), True), (1, 0.0, False),
+                                    (1, float(height), True)):
+        def inside(p):
+            return p[axis] <= bound if keep_below else p[axis] >= bound
+
+        out = []
+        for i, cur in enumerate(poly):
+            prev = poly[i - 1]
+            if inside(cur) != inside(prev):
+                f = (bound - prev[axis]) / (cur[axis] - prev[axis])
+                out.append((prev[0] + f * (cur[0] - prev[0]), prev[1] + f * (cur[1] - prev[1])))
+            if inside(cur):
+                out.append(cur)
+        poly = out
+        if len(poly) < 3:
+            return 0.0
+    return abs(sum(poly[i][0] * poly[i - 1][1] - poly[i - 1][0] * poly[i][1] for i in range(len(poly)))) / 2
+
+
+def _segment_crosses_frame(p: Point, q: Point, width: float, height: float) -> bool:
+    """Whether segment pq passes through the frame's interior, i.e. has frame on both of its sides (a segment that
+    misses the frame, touches only a corner or runs along the border can never be crossed by a point in it)."""
+    t0, t1 = 0.0, 1.0
+    d = (q[0] - p[0], q[1] - p[1])
+    for axis, lo, hi in ((0, 0.0, float(width)), (1, 0.0, float(height))):
+        if abs(d[axis]) < 1e-12:
+            if not lo <= p[axis] <= hi:
+                return False
+            continue
+        a, b = (lo - p[axis]) / d[axis], (hi - p[axis]) / d[axis]
+        t0, t1 = max(t0, min(a, b)), min(t1, max(a, b))
+    if t0 > t1:
+        return False
+    tm = (t0 + t1) / 2  # the clipped part's midpoint is inside unless that part lies on the border
+    x, y = p[0] + tm * d[0], p[1] + tm * d[1]
+    return 0 < x < width and 0 < y < height
+
+
+def _span(pts) -> str:
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    return f"x {min(xs):g}..{max(xs):g}, y {min(ys):g}..{max(ys):g}"
 
 
 class TrackerConfig(StrictModel):
@@ -88,6 +143,18 @@ class ZoneConfig(StrictModel):
     handover_dist: float = Field(0.3, gt=0, le=2, description="how near (of the person's box height) the new track "
                                  "must appear to where the old one stood")
 
+    @field_validator("handover_s")
+    @classmethod
+    def _handover_can_happen(cls, v: float) -> float:
+        # PolygonZone._donor needs the old track's trail near the new track's first point to span HANDOVER_STOOD_S
+        # within [streak_t - handover_s, streak_t]; the old track was last seen before streak_t, so a window of
+        # HANDOVER_STOOD_S or less can never hold such a trail
+        if 0 < v <= HANDOVER_STOOD_S:
+            raise ValueError(f"handover_s {v:g} can never hand a visit over: the old track must have stood "
+                             f"{HANDOVER_STOOD_S:g} s where the new one appears, within the last handover_s seconds "
+                             f"before it (fix: 0 to turn handover off, or more than {HANDOVER_STOOD_S:g} s, e.g. 5)")
+        return v
+
 
 class LineConfig(StrictModel):
     """A directed counting line; "in" is from the left to the right of start→end as seen on screen."""
@@ -98,6 +165,8 @@ class LineConfig(StrictModel):
     anchor: Anchor = "bottom_center"
     min_distance: float = Field(10.0, ge=0, le=1000, description="px from the line before a side counts")
     min_frames: int = Field(2, ge=1, le=100, description="consecutive frames on the new side before counting")
+
+    _finite = field_validator("start", "end")(_check_point)
 
     @model_validator(mode="after")
     def _not_a_point(self) -> LineConfig:
@@ -115,6 +184,8 @@ class QueueConfig(StrictModel):
     rate_window_s: float = Field(600.0, gt=0, le=86400, description="service rate window")
     min_services: int = Field(2, ge=1, le=1000, description="people served before a rate is estimated")
     min_interval_s: float = Field(5.0, ge=0, le=3600, description="queue_changed at most this often")
+
+    _finite = field_validator("head")(_check_point)
 
 
 class LoiteringConfig(StrictModel):
@@ -182,6 +253,15 @@ class KioskHelpConfig(StrictModel):
     zone: Name = Field(description="the kiosk zone, a name in [[analytics.zones]]")
     staff_zone: Name | None = Field(None, description="where staff stand, a name in [[analytics.zones]]")
     after_s: float = Field(30.0, gt=0, le=3600)
+
+    @field_validator("staff_zone")
+    @classmethod
+    def _staff_elsewhere(cls, v: str | None, info) -> str | None:
+        if v is not None and v == info.data.get("zone"):
+            raise ValueError(f"staff_zone {v!r} is the kiosk zone itself: the waiting customer would count as staff "
+                             "and help is never requested (fix: name the zone where staff stand, or remove "
+                             "staff_zone)")
+        return v
 
 
 FacingState = Literal["empty", "low"]
@@ -361,11 +441,38 @@ class AnalyticsConfig(StrictModel):
     def zone(self, name: str) -> ZoneConfig:
         return next(z for z in self.zones if z.name == name)
 
+    def frame_problems(self, width: int, height: int, prefix: str = "analytics") -> list[str]:
+        """`key: what (fix)` for zones, shelves and lines that lie outside a width x height frame (they would never
+        count anything; partly outside is fine, points on the border are inside) and queue heads outside it."""
+        frame = f"the {width}x{height} frame ([source] width/height)"
+        fix = "(fix: use frame pixels of the configured size)"
+        problems = []
+        for key, what in (("zones", "zone"), ("shelves", "shelf")):
+            for i, item in enumerate(getattr(self, key)):
+                if _area_in_frame(item.polygon, width, height) < 1.0:
+                    problems.append(f"{prefix}.{key}.{i}.polygon: {what} {item.name!r} ({_span(item.polygon)}) lies "
+                                    f"outside {frame}, so it never counts anything {fix}")
+        for i, ln in enumerate(self.lines):
+            if not _segment_crosses_frame(ln.start, ln.end, width, height):
+                problems.append(f"{prefix}.lines.{i}.start: line {ln.name!r} from [{ln.start[0]:g}, {ln.start[1]:g}] "
+                                f"to [{ln.end[0]:g}, {ln.end[1]:g}] does not pass through {frame}, so nobody can "
+                                f"cross it (fix: set start and end in frame pixels of the configured size; ends on "
+                                "or beyond the border are fine)")
+        for i, q in enumerate(self.queues):
+            # a till just out of view is a fair head (people are ranked by distance to it); a frame size or more
+            # beyond the border is another scale or camera
+            if q.head is not None and not (-width <= q.head[0] <= 2 * width and -height <= q.head[1] <= 2 * height):
+                problems.append(f"{prefix}.queues.{i}.head: [{q.head[0]:g}, {q.head[1]:g}] of queue {q.name!r} is "
+                                f"more than a frame's size outside {frame} (fix: put head at the queue's service end "
+                                "in frame pixels; a till out of view may lie just beyond the border)")
+        return problems
+
     def validate_frame(self, width: int, height: int, prefix: str = "analytics") -> None:
-        """Check the planogram's polygons against the source's frame size ([source] width/height); raises
-        FrameConfigError listing each bad key (`analytics.planogram.facings.2.polygon: point 1 [...] is outside
-        ...`)."""
-        problems = self.planogram.frame_problems(width, height, f"{prefix}.planogram")
+        """Check the geometry against the source's frame size ([source] width/height): zones, lines, queue heads,
+        shelves and the planogram's polygons; raises FrameConfigError listing each bad key
+        (`analytics.zones.0.polygon: zone 'door' (...) lies outside ...`)."""
+        problems = self.frame_problems(width, height, prefix)
+        problems += self.planogram.frame_problems(width, height, f"{prefix}.planogram")
         if problems:
             raise FrameConfigError(problems)
 
@@ -377,7 +484,7 @@ class AnalyticsConfig(StrictModel):
 
 
 class FrameConfigError(ValueError):
-    """Polygons outside the frame. str() lists every problem as `key: what (fix)`; `.problems` is the list."""
+    """Geometry outside the frame. str() lists every problem as `key: what (fix)`; `.problems` is the list."""
 
     def __init__(self, problems: list[str]):
         self.problems = problems

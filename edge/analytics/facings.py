@@ -247,6 +247,7 @@ class ShelfFacings:
             log.warning("shelf %s: stream time went back (%.3f -> %.3f); timers restart", self.camera, self._last_t, t)
             for f in self.facings.values():
                 f._candidate, f._seen_t = None, t
+                f.measured_t, f._clear_since, f._stable = None, t, 0  # measured again once the view is clear
             self._bad_since = self._good_since = None
         self._last_t = t
         events: list[Event] = []

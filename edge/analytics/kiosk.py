@@ -12,7 +12,9 @@ class KioskHelp:
     staff zone (no staff zone: from entry). When the longest-unattended customer reaches `after_s` seconds while
     the staff zone is empty, `help_requested` (kiosk, track_id, waited_s, enter_t) is emitted and `requested` is
     true until staff enter the staff zone or that customer leaves: then `help_resolved` (kiosk, track_id, reason
-    "staff_arrived" | "customer_left", requested_t, duration_s). One request at a time."""
+    "staff_arrived" | "customer_left", requested_t, duration_s). With the zone's `handover_s`, a customer counts as
+    left once their visit is reported as left (held that long after exit_s), so one found again under a new id keeps
+    the request. One request at a time."""
 
     def __init__(self, kiosk: PolygonZone, staff: PolygonZone | None = None, *, name: str | None = None,
                  after_s: float = 30.0, source: str = "default"):
@@ -62,7 +64,8 @@ class KioskHelp:
         out = []
         if self.requester is not None:
             reason = ("staff_arrived" if staff_here else
-                      "customer_left" if self.requester not in self.kiosk.members else None)
+                      "customer_left" if self.requester not in self.kiosk.members
+                      and not self.kiosk.held(self.requester) else None)
             if reason:
                 out.append(make_event("help_resolved", {
                     "kiosk": self.name, "track_id": self.requester, "reason": reason,

@@ -67,6 +67,10 @@ class Queue:
     def update(self, detections: Detections, t: float, t_wall: float | None = None) -> list[Event]:
         """Advance to one frame; returns queue_changed events."""
         _, left = self.zone.step(detections, t, t_wall)
+        if self._t is not None and t < self._t:  # stream time went back: the rate window starts over
+            self._served.clear()
+            self._busy.clear()
+            self._at_head.clear()
         if self._t is not None and self._prev_len > 0 and t > self._t:  # the queue was busy since the last frame
             if self._busy and self._busy[-1][1] == self._t:
                 self._busy[-1][1] = t

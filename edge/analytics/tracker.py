@@ -262,7 +262,9 @@ class ByteTracker:
         return [tr for tr in self._tracks if tr.state != TENTATIVE]
 
     def reset(self) -> None:
-        self._tracks, self._next_id, self._t = [], 1, None
+        """Drop every track. Ids keep counting: zones, lines and queues key their state by id, so an id is never
+        reused for another person."""
+        self._tracks, self._t = [], None
 
     def update(self, detections: Detections, t: float, image: np.ndarray | None = None) -> Detections:
         """Feed one frame's detections at stream time `t` (seconds); returns them with tracker_id set. With the

@@ -1,6 +1,7 @@
 """Polygon zone occupancy and dwell per confirmed track, with entry inertia and exit grace on the stream clock."""
 from __future__ import annotations
 
+import logging
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -10,6 +11,7 @@ from edge.analytics.base import make_event, points_in_polygon, r3, tracked_point
 from edge.core.detections import BOX_ANCHORS, Detections
 from edge.core.events import Event
 
+log = logging.getLogger(__name__)
 
 @dataclass
 class Visit:
@@ -29,6 +31,7 @@ class Visit:
     continues: int | None = None  # the track whose visit this one took over (handover)
     trail: deque = field(default_factory=deque)  # (t, point, person height) seen inside, the last handover_s
     end_t: float | None = None  # when the visit ended (kept a while as a handover donor)
+    cut: bool = False  # ended because stream time went back, not by the track leaving
 
 
 HANDOVER_STOOD_S = 1.0  # a handover donor stood where the new track appeared for at least this long
@@ -52,8 +55,11 @@ class PolygonZone:
     its box top (which a passer-by in front does not hide) moved slower than `HANDOVER_STILL` box heights per
     second (least-squares slope): a stroller appearing on the spot under a new id takes nothing over. The new visit keeps
     the old one's enter_t (so dwell, loitering and kiosk waits go on), and the old id, if it is still inside
-    somewhere else, starts a fresh visit. Meant for zones where people stand alone (loitering watch, kiosk); in a
-    queue the next customer often starts a track where the last one stood, so it is off by default.
+    somewhere else, starts a fresh visit (a `zone_entered` of its own). A visit that ends in such a zone is held
+    `handover_s` as a donor before it is reported as left (`held`), so a person hidden longer than `exit_s` and
+    found again under a new id has one visit, not a `zone_left` and a second entry. Meant for zones where people
+    stand alone (loitering watch, kiosk); in a queue the next customer often starts a track where the last one
+    stood, so it is off by default.
 
     `update` returns `zone_entered` (track_id, enter_t, enter_t_wall, and `continues`: the old track id after a
     handover) and `zone_left` (track_id, enter_t, enter_t_wall, exit_t, exit_t_wall, dwell_s) events when `events`
@@ -76,6 +82,7 @@ class PolygonZone:
         self._born: dict[int, tuple] = {}  # track id -> (t, point, [(t, box top, height)] first watched, last t)
         self._watched: dict[int, int] = {}  # new track id -> the donor whose visit it may take over (see _watch)
         self._t: float | None = None
+        self._t_wall: float | None = None
         self.handovers: list[tuple[int, int]] = []
 
     @classmethod
@@ -112,7 +119,8 @@ class PolygonZone:
     def step(self, detections: Detections, t: float, t_wall: float | None = None) -> tuple[list[Visit], list[Visit]]:
         """Advance to one frame; returns (visits that started, visits that ended) in track id order. A visit that
         continues another (handover) is among those that started, with the old visit's enter_t."""
-        self._t = t
+        cut = self._cut(t) if self._t is not None and t < self._t else []
+        self._t, self._t_wall = t, t_wall
         self.handovers = []
         pts = tracked_points(detections, self.anchor)
         tops = _tops(detections) if self.handover_s > 0 else {}
@@ -134,6 +142,10 @@ class PolygonZone:
                 if not now_in:
                     continue
                 v = self._visits[tid] = Visit(tid)
+                held = [u for u in self._ended if u.track_id == tid]  # the same id back: its last visit is over
+                for u in held:
+                    self._ended.remove(u)
+                left += held
             if now_in:
                 v.last_point = np.asarray(pts[tid], np.float64)
                 if self.handover_s > 0:
@@ -160,10 +172,33 @@ class PolygonZone:
                 v.end_t = t
                 left.append(v)
         if self.handover_s > 0:
-            self._ended = [v for v in self._ended + left if t - v.end_t <= self.handover_s]
-            for v in entered:
-                self._handover(v, t, t_wall, pts)
-        return entered, left
+            # an ended visit is held while a new track may still take it over; it is reported once it cannot
+            held, left = [v for v in left if v.end_t == t], [v for v in left if v.end_t != t]
+            self._ended += held
+            left += [v for v in self._ended if t - v.end_t > self.handover_s]
+            self._ended = [v for v in self._ended if t - v.end_t <= self.handover_s]
+            for v in list(entered):
+                fresh = self._handover(v, t, t_wall, pts)
+                if fresh is not None:
+                    entered.append(fresh)
+            left.sort(key=lambda v: v.track_id)
+        return entered, cut + left
+
+    def _cut(self, t: float) -> list[Visit]:
+        """Stream time went back (another recording, a clock reset): end every visit at the last frame of the old
+        clock (`cut`), so nothing carries over, and forget the candidates and handover state."""
+        log.warning("zone %s: stream time went back (%.3f -> %.3f); visits end at %.3f", self.name, self._t, t, self._t)
+        out = [v for v in self._visits.values() if v.member] + self._ended
+        for v in out:
+            if v.out_t is None:
+                v.out_t, v.out_t_wall = self._t, self._t_wall
+            v.end_t, v.cut = self._t, True
+        self._visits, self._ended, self._born, self._watched = {}, [], {}, {}
+        return sorted(out, key=lambda v: v.track_id)
+
+    def held(self, track_id: int) -> bool:
+        """Whether the track's visit ended but is held as a handover donor (its `zone_left` not reported yet)."""
+        return any(v.track_id == track_id for v in self._ended)
 
     def _new_track(self, v: Visit) -> tuple | None:
         """The `_born` entry of v's track when the tracker started it within handover_s of v's streak, else None
@@ -204,22 +239,25 @@ class PolygonZone:
                 best, best_d = u, d
         return best
 
-    def _handover(self, v: Visit, t: float, t_wall: float | None, pts: dict[int, np.ndarray]) -> None:
-        """Let the new visit v continue the visit of a track that stood where v appeared (see the class doc)."""
+    def _handover(self, v: Visit, t: float, t_wall: float | None, pts: dict[int, np.ndarray]) -> Visit | None:
+        """Let the new visit v continue the visit of a track that stood where v appeared (see the class doc).
+        Returns the old id's fresh visit when it is inside elsewhere (it is entered now), else None."""
         if (born := self._new_track(v)) is None:
-            return
+            return None
         best = self._donor(v, pts, born)
         if best is None or _moving(born[2]):  # walking past where someone stood: not that person found again
-            return
+            return None
         v.enter_t, v.enter_t_wall, v.continues = best.enter_t, best.enter_t_wall, best.track_id
         self.handovers.append((best.track_id, v.track_id))
-        if best.end_t is not None:
+        if best.end_t is not None:  # held after it ended: taken over, never reported as left
             self._ended.remove(best)
-        elif pts.get(best.track_id) is not None:  # the old id is on someone else now: a fresh visit for it
-            best.enter_t, best.enter_t_wall = t, t_wall
+        elif best.out_t is None:  # the old id is inside on someone else now: a fresh visit for it
+            best.enter_t, best.enter_t_wall, best.continues = t, t_wall, None
             best.trail.clear()
-        else:  # gone, in its exit grace: it ends without a visit of its own (v continues it)
+            return best
+        else:  # gone, or outside in its exit grace: it ends without a visit of its own (v continues it)
             del self._visits[best.track_id]
+        return None
 
     def update(self, detections: Detections, t: float, t_wall: float | None = None) -> list[Event]:
         """Advance to one frame; returns zone_entered / zone_left events (none when `events` is false)."""

@@ -69,6 +69,12 @@ def test_missing_or_nan_values_neither_open_nor_clear():
     assert feed(engine, {Q: float("nan")}, 102, 500) == []  # an open alert is not resolved by missing data
     assert feed(engine, {Q: None}, 501, 600) == []
     assert engine.active()[0]["state"] == "open"
+    # clear for 5 s, then a minute without data (e.g. the detector's breaker holds the metric): the gap does not
+    # count towards clear_for_s (10 s); the clear timer starts over on the first fresh reading
+    assert feed(engine, {Q: 1}, 601, 605) == []
+    assert feed(engine, {Q: None}, 606, 665) == []
+    assert feed(engine, {Q: 1}, 666, 675) == []
+    assert kinds(feed(engine, {Q: 1}, 676, 676)) == ["alert_resolved"]
 
 
 def test_numpy_values_and_evidence_become_plain_json():

@@ -213,3 +213,21 @@ def test_loitering_survives_a_tracker_id_swap():
     lo = Loitering(PolygonZone("window", sq), after_s=30)  # without handover (the default): late, as before
     ev = feed(lo, swap_at=20.0, until=55.0)
     assert [(t, d["track_id"]) for t, d in ev] == [(50.5, 2)]
+
+
+def test_a_help_request_and_a_loiterer_survive_a_hide_longer_than_the_exit_grace():
+    """Hidden for 3.5 s behind someone (exit_s 1 s) and found again under a new id: the kiosk request stands (no
+    `help_resolved`, so the staff alert neither clears nor waits out a cooldown to come back) and the loiterer is
+    not reported twice."""
+    from analytics_helpers import tracked
+
+    sq = [(200, 300), (400, 300), (400, 480), (200, 480)]
+    kh = KioskHelp(PolygonZone("kiosk", sq, exit_s=1.0, handover_s=5), after_s=30)
+    lo = Loitering(PolygonZone("window", sq, exit_s=1.0, handover_s=5), after_s=30)
+    out = []
+    for k in range(700):
+        t = round(k * 0.1, 1)
+        dets = tracked((1, 300.0, 400.0)) if t < 40 else tracked() if t < 43.5 else tracked((2, 301.0, 400.0))
+        out += [(t, e.kind, e.data["track_id"]) for e in kh.update(dets, t) + lo.update(dets, t)]
+    assert out == [(30.0, "help_requested", 1), (30.0, "loitering", 1)]
+    assert kh.requester == 2 and lo.loiterers == {2}

@@ -189,3 +189,44 @@ def test_no_handover_for_passers_by_a_neighbour_or_a_queue_moving_up():
     ev = play(z, frames)
     assert [kind for _, kind, _ in ev] == ["zone_entered", "zone_entered", "zone_left"]
     assert ev[1][2]["enter_t"] == 4.5 and "continues" not in ev[1][2]
+
+
+def test_handover_when_the_old_id_walks_out_with_a_passer_by():
+    """The standing person's id jumps onto a walker heading out of the zone (outside, within its exit grace) and
+    the person is found again as a new id: the new id continues the visit and the old id's visit ends unreported,
+    not with a `zone_left` whose exit comes before its (reset) entry."""
+    z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0, handover_s=5)
+    frames = [[(1, 300)]] * 40  # id 1 stands at x 300 for 4 s
+    frames += [[(1, 380 + 40 * k)] + ([(2, 300)] if k >= 3 else []) for k in range(40)]  # id 1 leaves at x > 400
+    ev = play(z, frames)
+    assert [(kind, d["track_id"], d.get("continues")) for _, kind, d in ev] == [("zone_entered", 1, None),
+                                                                                ("zone_entered", 2, 1)]
+    assert z.inside == {2} and z.dwell_of(2) == pytest.approx(7.9)
+
+
+def test_a_visit_that_ends_is_held_while_a_new_id_may_take_it_over():
+    """Hidden for 3.5 s (longer than exit_s) and found again under a new id: one visit, no `zone_left` between;
+    a visit nobody takes over is reported as left handover_s later, with its true exit time."""
+    z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0, handover_s=5)
+    ev = play(z, [[(1, 300)]] * 40 + [[]] * 35 + [[(2, 302)]] * 30)
+    assert [(kind, d["track_id"], d.get("continues")) for _, kind, d in ev] == [("zone_entered", 1, None),
+                                                                                ("zone_entered", 2, 1)]
+    assert not z.held(1)
+    z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0, handover_s=5)
+    ev = play(z, [[(1, 300)]] * 40 + [[]] * 80)
+    assert [(k, kind) for k, kind, _ in ev] == [(2, "zone_entered"), (101, "zone_left")]  # ended 5.0, held 5 s
+    assert ev[1][2]["exit_t"] == 4.0 and ev[1][2]["dwell_s"] == 4.0
+    z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0, handover_s=5)  # the same id back: reported first
+    ev = play(z, [[(1, 300)]] * 40 + [[]] * 20 + [[(1, 300)]] * 5)
+    assert [(k, kind) for k, kind, _ in ev] == [(2, "zone_entered"), (60, "zone_left"), (62, "zone_entered")]
+
+
+def test_stream_time_going_back_ends_the_visits_at_the_old_clock():
+    """Another recording, or a clock reset: every visit ends where the old clock stopped (a `zone_left` with its
+    true dwell, never a negative one), and nothing carries over to the new clock."""
+    z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0, handover_s=5)
+    ev = play(z, [[(1, 300)]] * 40)
+    assert [kind for _, kind, _ in ev] == ["zone_entered"]
+    (e,) = z.update(tracked((2, 300, 400.0)), 0.0)
+    assert e.kind == "zone_left" and e.data["track_id"] == 1 and e.data["exit_t"] == 3.9 and e.data["dwell_s"] == 3.9
+    assert z.inside == set() and not z.held(1)

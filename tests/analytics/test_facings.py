@@ -237,3 +237,13 @@ def test_segmentation_mask_gates_like_a_box():
         c.t += 0.2
         c.i += 1
     assert s.facings["A2"].occluded and s.facings["A2"].state == "full"
+
+
+def test_facings_are_measured_again_after_stream_time_goes_back():
+    """Another recording starts at t 0 after 10 s: the facings are measured on the new clock, not only once it
+    passes the old clock's last measurement."""
+    s, c = started()
+    c.run(8.0)
+    c.t = 0.0
+    c.run(2.0)
+    assert all(f.measured_t is not None and f.measured_t <= 2.0 for f in s.facings.values())
