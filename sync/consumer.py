@@ -2,7 +2,8 @@
 de-duplicates by (device, epoch, seq) and publishes each device's ack watermark (retained, QoS 1).
 
 The watermark is the highest seq up to which every seq of the device's epoch is stored (or covered by a
-`_gap` record). A record is committed before paho PUBACKs its message, and acks are published after commit.
+`_gap` record). A record is committed (synchronous=FULL: on disk) before paho PUBACKs its message, and acks are
+published after commit.
 """
 from __future__ import annotations
 
@@ -62,7 +63,9 @@ class Consumer:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(self.db_path), isolation_level=None, check_same_thread=False, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit is on disk (WAL fsynced) before its ack is published, and the device deletes what an ack
+        # covers; with NORMAL a power cut on this host could lose commits the device has already deleted
+        self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._marks: dict[tuple[str, str], _Mark] = {}

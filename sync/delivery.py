@@ -72,6 +72,7 @@ class Delivery:
         self._tokens = 0.0
         self._tokens_at = time.monotonic()
         self._sent_hi = outbox.sent_hi
+        self._spill_retry_at = 0.0  # next retry of the events the outbox keeps in memory (disk full)
         self._refused_logged_at = -1e9
         self.stats = {"messages": 0, "sent": 0, "historical": 0, "go_backs": 0, "puback_failures": 0,
                       "last_error": None, "acks_refused": 0, "last_ack_refused": None, "privacy_refused": 0}
@@ -122,6 +123,8 @@ class Delivery:
                 time.sleep(0.002)
             self._wake.clear()
             try:
+                if time.monotonic() >= self._spill_retry_at and self.outbox.retry_spill():  # the disk was full
+                    self._spill_retry_at = time.monotonic() + 1.0
                 self._drain_notes()
                 if self.connected:
                     self._check_goback()
@@ -244,8 +247,8 @@ class Delivery:
         # 1. live events and alerts: not paced
         rows = self.outbox.fetch(RELIABLE, self._live_next - 1, free * self.batch_max)
         if rows:
+            self._note_sent(_highest(rows))  # first: if it fails, these rows are fetched again next time
             self._live_next = rows[-1][0] + 1
-            self._note_sent(_highest(rows))
             free -= self._send(RELIABLE, rows, historical=False)
         # 2. telemetry (historical if older than this connection)
         if free > 0:
@@ -269,11 +272,12 @@ class Delivery:
             if not rows:
                 self._hist_next = self._hist_end
                 return
-            self._hist_next = rows[-1][0] + 1
+            nxt = rows[-1][0] + 1
             rows = [r for r in rows if r[0] not in self._pubacked and r[0] not in self._inflight_seqs]
-            self._tokens -= len(rows)
             if rows:
-                self._note_sent(_highest(rows))
+                self._note_sent(_highest(rows))  # first: if it fails, these rows are fetched again next time
+            self._hist_next = nxt
+            self._tokens -= len(rows)
             self._send(RELIABLE, rows, historical=True)
 
     def _note_sent(self, seq: int) -> None:

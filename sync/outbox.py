@@ -8,8 +8,11 @@ Two tables with their own monotonic `seq` (AUTOINCREMENT, never reused):
 
 `emit()` commits before it returns. Durability per stream: streams in `durable_streams` (default: alerts) are
 committed with `synchronous=FULL` (the WAL is fsynced before `emit` returns: survives a power cut), the others
-with `synchronous=NORMAL` (survives a process crash; a power cut may lose the last commits). Invalid events go
-to the ``dead_letter`` table instead of raising into the caller.
+with `synchronous=NORMAL` (survives a process crash; a power cut may lose the last commits, never one already
+handed to MQTT: `note_sent` fsyncs). Invalid events go to the ``dead_letter`` table instead of raising into the
+caller. `emit` never raises for a store error either: when the disk is full, telemetry is dropped and events and
+alerts wait in memory, in order (up to SPILL_MAX events; alerts are never dropped), until the disk takes them
+(`retry_spill`, and every `emit`); `store_errors` and `waiting_in_memory` in `metrics()` say so.
 
 `sent_hi` (in ``meta``) is the highest reliable seq ever handed to MQTT in this epoch, persisted before the
 publish: the delivery loop refuses a cloud ack beyond it (a forged ack must never delete unsent rows).
@@ -26,6 +29,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import deque
 from pathlib import Path
 
 from edge.core.events import STREAMS, Event
@@ -45,6 +49,7 @@ CREATE TABLE IF NOT EXISTS dead_letter (id INTEGER PRIMARY KEY AUTOINCREMENT, tb
     stream TEXT, kind TEXT, body TEXT, reason TEXT NOT NULL, ts REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+SPILL_MAX = 10_000  # events kept in memory while the disk is full (alerts beyond it too: never dropped)
 ROW_OVERHEAD = 64  # bytes counted per row on top of the payload (keys, index, page slack)
 REDACTED = '{"withheld":"privacy guard: image data"}'  # dead-letter body of a record the privacy guard refused
 
@@ -68,7 +73,9 @@ class Outbox:
         self._rows = dict.fromkeys(STREAMS, 0)
         self._bytes = {RELIABLE: 0, TELEMETRY: 0}
         self.counters = {"emitted": dict.fromkeys(STREAMS, 0), "dropped": dict.fromkeys(STREAMS, 0),
-                         "dead_lettered": 0, "acked": 0, "over_budget": False}
+                         "dead_lettered": 0, "acked": 0, "over_budget": False, "store_errors": 0}
+        self._spill: deque[tuple] = deque()  # rows the disk did not take (full): stored in order when it does
+        self._store_error_logged = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> "Outbox":
@@ -132,25 +139,92 @@ class Outbox:
         except (PayloadError, ValueError, TypeError, AttributeError) as e:
             self._dead_letter_invalid(event, str(e))
             return None
-        tbl = TELEMETRY if stream == "telemetry" else RELIABLE
-        size = len(body) + ROW_OVERHEAD
-        durable = stream in self.durable_streams
+        row = (stream, event.kind, body, len(body) + ROW_OVERHEAD, time.time())
         with self._lock:
-            if durable:
-                self.db.execute("PRAGMA synchronous=FULL")
-            try:
-                cur = self.db.execute(f"INSERT INTO {tbl} (stream, kind, body, size, created) VALUES (?,?,?,?,?)",
-                                      (stream, event.kind, body, size, time.time()))
-            finally:
-                if durable:
-                    self.db.execute("PRAGMA synchronous=NORMAL")
-            self._rows[stream] += 1
-            self._bytes[tbl] += size
             self.counters["emitted"][stream] += 1
-            if self._bytes[RELIABLE] + self._bytes[TELEMETRY] > self.max_bytes:
+            if self._spill and stream != "telemetry":  # the disk was full: keep the order, stored ones first
+                self._spill.append(row)
+                self._cap_spill()
+                seq = self._drain_spill()
+            else:
+                try:
+                    seq = self._insert(row)
+                except sqlite3.Error as e:
+                    self._store_failed(row, e)
+                    seq = None
+        if seq is not None:
+            self.changed.set()
+        return seq
+
+    def _insert(self, row: tuple) -> int:
+        """Insert one (stream, kind, body, size, created) row; returns its seq. Lock held; raises sqlite3.Error."""
+        stream, size = row[0], row[3]
+        tbl = TELEMETRY if stream == "telemetry" else RELIABLE
+        durable = stream in self.durable_streams
+        if durable:
+            self.db.execute("PRAGMA synchronous=FULL")
+        try:
+            cur = self.db.execute(f"INSERT INTO {tbl} (stream, kind, body, size, created) VALUES (?,?,?,?,?)", row)
+        finally:
+            if durable:
+                self.db.execute("PRAGMA synchronous=NORMAL")
+        self._rows[stream] += 1
+        self._bytes[tbl] += size
+        if self._bytes[RELIABLE] + self._bytes[TELEMETRY] > self.max_bytes:
+            try:  # the row is stored: a failure here is the budget's, not the row's
                 self._enforce_budget()
-        self.changed.set()
+            except sqlite3.Error as e:
+                log.error("outbox %s: disk budget not enforced (%s)", self.path, e)
         return cur.lastrowid
+
+    def _store_failed(self, row: tuple, err: sqlite3.Error) -> None:
+        """A row could not be stored (disk full, I/O error): telemetry is dropped, events and alerts wait in memory
+        (`_spill`, oldest events dropped beyond SPILL_MAX, alerts never) until the disk takes them. Lock held."""
+        self.counters["store_errors"] += 1
+        if self.counters["store_errors"] == 1 or time.monotonic() - self._store_error_logged > 60:
+            self._store_error_logged = time.monotonic()
+            log.error("outbox %s: cannot store an event (%s); events and alerts wait in memory until the disk takes "
+                      "them, telemetry is dropped (free disk space under %s)", self.path, err, self.path.parent)
+        if row[0] == "telemetry":
+            self.counters["dropped"]["telemetry"] += 1
+            return
+        self._spill.append(row)
+        self._cap_spill()
+
+    def _cap_spill(self) -> None:
+        """Beyond SPILL_MAX rows in memory the oldest event goes (counted as dropped); alerts never. Lock held."""
+        while len(self._spill) > SPILL_MAX:
+            drop = next((r for r in self._spill if r[0] != "alerts"), None)
+            if drop is None:
+                break
+            self._spill.remove(drop)
+            self.counters["dropped"][drop[0]] += 1
+
+    def _drain_spill(self) -> int | None:
+        """Store the rows waiting in memory, in order, while the disk takes them; returns the last seq stored (None
+        if nothing was). Lock held."""
+        seq = None
+        while self._spill:
+            try:
+                seq = self._insert(self._spill[0])
+            except sqlite3.Error as e:
+                self.counters["store_errors"] += 1
+                if time.monotonic() - self._store_error_logged > 60:
+                    self._store_error_logged = time.monotonic()
+                    log.error("outbox %s: still cannot store (%s); %d events wait in memory", self.path, e,
+                              len(self._spill))
+                break
+            self._spill.popleft()
+        if not self._spill:
+            log.info("outbox %s: the events that waited in memory are stored", self.path)
+        return seq
+
+    def retry_spill(self) -> int:
+        """Try again to store the events waiting in memory (the delivery loop calls this); returns how many wait."""
+        with self._lock:
+            if self._spill and self._db is not None and self._drain_spill() is not None:
+                self.changed.set()
+            return len(self._spill)
 
     def _dead_letter_invalid(self, event: Event, reason: str) -> None:
         log.warning("event %r dead-lettered: %s", getattr(event, "kind", None), reason)
@@ -196,7 +270,8 @@ class Outbox:
                 self._insert_gaps(dropped, "disk_budget")
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may have rolled back already (disk full)
+                db.execute("ROLLBACK")
             raise
         over = total() > self.max_bytes
         if over and not self.counters["over_budget"]:
@@ -249,11 +324,17 @@ class Outbox:
             return row[0] if row else 0
 
     def note_sent(self, seq: int) -> None:
-        """Persist that reliable rows up to seq are being handed to MQTT (called before the publish)."""
+        """Persist that reliable rows up to seq are being handed to MQTT (called before the publish). Committed with
+        synchronous=FULL: the WAL fsync makes every row up to seq durable too, so a power cut cannot roll back a seq
+        the cloud already has and hand it out again to a new event (which the cloud would drop as a duplicate)."""
         if seq <= self.sent_hi:
             return
         with self._lock:
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('sent_hi', ?)", (str(seq),))
+            self.db.execute("PRAGMA synchronous=FULL")
+            try:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('sent_hi', ?)", (str(seq),))
+            finally:
+                self.db.execute("PRAGMA synchronous=NORMAL")
             self.sent_hi = seq
 
     def min_seq(self, tbl: str = RELIABLE) -> int | None:
@@ -271,7 +352,8 @@ class Outbox:
                 db.execute("DELETE FROM reliable WHERE seq <= ?", (upto,))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back already (disk full)
+                    db.execute("ROLLBACK")
                 raise
             n = 0
             for stream, cnt, size in stats:
@@ -298,7 +380,8 @@ class Outbox:
                         size += row[0]
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back already (disk full)
+                    db.execute("ROLLBACK")
                 raise
             self._rows["telemetry"] -= n
             self._bytes[TELEMETRY] -= size
@@ -331,7 +414,8 @@ class Outbox:
                     self._insert_gaps(moved, "dead_letter")
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back already (disk full)
+                    db.execute("ROLLBACK")
                 raise
         log.error("dead-lettered %d %s rows: %s", count, tbl, reason)
         return count
@@ -358,7 +442,8 @@ class Outbox:
                     self._insert_gaps([r[0] for r in rows], "retention")
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back already (disk full)
+                    db.execute("ROLLBACK")
                 raise
             finally:
                 self._secure_delete(was)
@@ -429,4 +514,5 @@ class Outbox:
         return {"depth": self.depth(), "bytes": self.stored_bytes(), "max_bytes": self.max_bytes,
                 "emitted": dict(self.counters["emitted"]), "dropped": dict(self.counters["dropped"]),
                 "acked": self.counters["acked"], "dead_lettered": self.counters["dead_lettered"],
-                "over_budget": self.counters["over_budget"], "epoch": self.epoch, "sent_hi": self.sent_hi}
+                "over_budget": self.counters["over_budget"], "epoch": self.epoch, "sent_hi": self.sent_hi,
+                "store_errors": self.counters["store_errors"], "waiting_in_memory": len(self._spill)}

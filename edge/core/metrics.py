@@ -84,6 +84,10 @@ class SyncCollector:
         yield GaugeMetricFamily("edge_outbox_bytes", "Stored outbox payload bytes", value=m.get("bytes", 0))
         yield GaugeMetricFamily("edge_outbox_dead_lettered", "Rows moved to the dead-letter table",
                                 value=m.get("dead_lettered", 0))
+        yield GaugeMetricFamily("edge_outbox_store_errors", "Events the outbox could not store when emitted (disk "
+                                "full, I/O error)", value=m.get("store_errors", 0))
+        yield GaugeMetricFamily("edge_outbox_waiting_in_memory", "Events and alerts kept in memory until the disk "
+                                "takes them (0 normally)", value=m.get("waiting_in_memory", 0))
         yield GaugeMetricFamily("edge_mqtt_connected", "1 while connected to the broker",
                                 value=1 if m.get("connected") else 0)
         yield GaugeMetricFamily("edge_sync_acks_refused", "Cloud acks refused (other epoch, or beyond what was sent)",
