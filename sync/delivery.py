@@ -232,8 +232,13 @@ class Delivery:
                         now - self._progress_at, self.watermark)
             self.stats["go_backs"] += 1
             self._pubacked.clear()
+            unsent = self._hist_end if self._hist_next < self._hist_end else 0  # a backlog still being sent stays
             self._hist_next = self.watermark + 1
-            self._hist_end = max(self._hist_end, self._live_next)
+            # rows already sent: a window's worth from the watermark, not all of them. A consumer that is only away
+            # still has the rest queued in its session (resending them every go-back would flood that queue); one
+            # that lost rows acks these, stalls at the next loss and gets the next window at the next go-back
+            self._hist_end = max(unsent, min(max(self._hist_end, self._live_next),
+                                             self._hist_next + self.window * self.batch_max))
             self._progress_at = now
             self._goback_timeout = min(self._goback_timeout * 2, self.ack_timeout_s * 16)
             if self._request_ack is not None:  # the retained ack again: it may have come before we sent its rows

@@ -157,3 +157,28 @@ def test_broker_stopped_n_seconds_backlog_is_paced_and_historical(broker, tmp_pa
     finally:
         svc.stop()
         consumer.stop()
+
+
+def test_a_long_consumer_outage_resends_a_window_per_go_back_not_the_backlog(broker, tmp_path):
+    """The consumer is away (its persistent session queues what the broker PUBACKs): each go-back for the stalled
+    watermark resends one window (window x batch_max rows) from it, not the whole backlog again, and once the
+    consumer is back every event arrives exactly once."""
+    db = tmp_path / "cloud.db"
+    consumer = start_consumer(broker.port, db)  # its persistent session now exists at the broker
+    consumer.stop()
+    svc = SyncService(*device_settings(broker.port, tmp_path / "outbox.db", ack_timeout_s=0.3, window=5,
+                                       batch_max=20))
+    svc.start()
+    try:
+        prod = Producer(svc.outbox, 3000, 5000)
+        prod.start()
+        prod.join(10)
+        time.sleep(8.0)  # go-backs at about 0.3, 0.9, 2.1, 4.5 and 9.3 s of stall (doubling, capped at 16x)
+        st = svc.delivery.stats
+        assert st["go_backs"] >= 3, st
+        assert st["historical"] <= st["go_backs"] * 5 * 20, st  # 100 rows per go-back (3000 each before)
+        consumer = start_consumer(broker.port, db)
+        assert_all_delivered(consumer, db, "d001", 3000)
+    finally:
+        svc.stop()
+        consumer.stop()
