@@ -4,10 +4,13 @@ A command is ``{"id": str, "args": {...}}`` (``v`` and ``ts`` optional) on ``...
 gets a result ``{"id", "status": "ok"|"error", "reason", "result"}``; `id` is echoed (None when the request was
 unreadable). Retained commands are refused, never executed. Non-JSON, oversized, deeply nested, unknown or
 ill-typed requests get an error result. A repeated `id` (QoS 1 redelivery) is answered from a cache, not re-run.
+A handler that needs the sender's `ts` (e.g. to refuse an offer that waited days in an offline device's session)
+reads it from `current_request()`.
 """
 from __future__ import annotations
 
 import collections
+import contextvars
 import logging
 import queue
 import threading
@@ -89,6 +92,14 @@ class Request(BaseModel):
 
 class CommandError(Exception):
     """Raised by a handler to answer `error` with this reason."""
+
+
+_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar("sync_command_request", default=None)
+
+
+def current_request() -> Request | None:
+    """The validated request whose handler is running on this thread (`id`, `ts`: the sender's clock), else None."""
+    return _request.get()
 
 
 def unsupported(reason: str) -> Handler:
@@ -185,7 +196,11 @@ class CommandRouter:
                     args = schema.model_validate(req.args).model_dump()
                 except ValidationError as e:
                     raise CommandError(f"bad args: {_first_error(e)}") from None
-            data = handler(args)
+            token = _request.set(req)
+            try:
+                data = handler(args)
+            finally:
+                _request.reset(token)
             if data is not None and not isinstance(data, dict):
                 raise CommandError("handler returned a non-object result")
             self._answer(cmd, cmd_id, True, None, data)

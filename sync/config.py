@@ -55,6 +55,10 @@ class SyncConfig(StrictModel):
     update_manifest_timeout_s: float = Field(5.0, gt=0, le=300,
                                              description="an offered version whose manifest does not arrive "
                                                          "within this time fails")
+    update_offer_max_age_s: float = Field(86400.0, gt=0, le=30 * 86400,
+                                          description="an offer older than this by its `ts` (it waited at the "
+                                                      "broker while the device was offline), or this far ahead of "
+                                                      "the device clock, is refused")
 
     @model_validator(mode="after")
     def _tls_files(self) -> "SyncConfig":

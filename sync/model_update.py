@@ -22,10 +22,10 @@ import time
 from edge.core.device import DeviceIdentity
 from edge.core.events import Event
 from models.zoo import ModelZoo
-from sync.commands import CommandError
+from sync.commands import CommandError, current_request
 from sync.update_installer import ModelStore, OnActivated, UpdateInstaller
-from sync.update_job import (DOWNLOADING, FAILED, QUEUED, SHADOW, STOPPING, SUCCEEDED, TERMINAL, Job, OfferArgs,
-                             RollbackArgs, UpdateOptions)
+from sync.update_job import (ACTIVATING, DOWNLOADING, FAILED, QUEUED, SHADOW, STOPPING, SUCCEEDED, TERMINAL, Job,
+                             OfferArgs, RollbackArgs, UpdateOptions)
 from sync.update_shadow import ShadowHost
 from sync.update_transport import UpdateTransport
 
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 SETTLE_S = 0.05  # an offer starts once it is this old: a burst of offers is coalesced into its last one
 EARLY_EVENTS_PER_MIN = 10  # per model: FAILED events of jobs refused before a verified manifest (not published...)
+OFFER_MAX_AGE_S = 24 * 3600  # an offer older than this by its sender's `ts` (or this far ahead) is refused
 
 
 class _Bucket:
@@ -64,12 +65,18 @@ class ModelUpdateAgent:
     Offers are bounded: per model only the latest pending offer is kept (an earlier one is reported FAILED
     "superseded"), and a new offer also cancels that model's running job while it still waits for its manifest.
     Offers that can be refused at once (unknown model, downgrade/replay, no key) are answered with a command
-    error and leave no job, no folder and no event."""
+    error and leave no job, no folder and no event. An offer whose `ts` is more than `offer_max_age_s` old (it
+    waited in the broker while the device was offline: its rollout may have been aborted since), more than that
+    ahead of this device's clock, or missing, is refused too, and reported FAILED in the status."""
 
     def __init__(self, identity: DeviceIdentity, zoo: ModelZoo, service, on_activated: OnActivated,
-                 options: UpdateOptions | None = None, *, shadow: ShadowHost | None = None) -> None:
+                 options: UpdateOptions | None = None, *, shadow: ShadowHost | None = None,
+                 offer_max_age_s: float = OFFER_MAX_AGE_S) -> None:
+        if not offer_max_age_s > 0:
+            raise ValueError(f"offer_max_age_s must be > 0 seconds, not {offer_max_age_s!r}")
         self.identity, self.zoo, self.svc = identity, zoo, service
         self.opts = options or UpdateOptions()
+        self.offer_max_age_s = float(offer_max_age_s)
         self.store = ModelStore(zoo)
         self.transport = UpdateTransport(identity, service, self.opts, on_update=self._offer,
                                          on_rollback=self._rollback)
@@ -85,7 +92,7 @@ class ModelUpdateAgent:
         self._thread: threading.Thread | None = None
         self._early: dict[str, _Bucket] = {}
         self._refusal_log = _Bucket(5, 0.2)
-        self.counters = {"offers": 0, "offers_refused": 0, "superseded": 0, "rollbacks": 0,
+        self.counters = {"offers": 0, "offers_refused": 0, "offers_expired": 0, "superseded": 0, "rollbacks": 0,
                          "rollbacks_refused": 0, "events_suppressed": 0}
 
     # ------------------------------------------------------------------ lifecycle
@@ -131,6 +138,15 @@ class ModelUpdateAgent:
     # ------------------------------------------------------------------ commands (command worker thread)
     def _offer(self, a: OfferArgs) -> dict:
         self.counters["offers"] += 1
+        job = Job(a.name, a.version, a.rollout)
+        with self._cv:  # a job resumed at start may be a swapped-in version whose health check is still due
+            busy = next((j for j in (self._job, *self._resume)
+                         if j is not None and j.key == job.key and not j.cancel.is_set()), None)
+            queued = self._pending.get(a.name)
+        if busy is not None:
+            return {"state": busy.state, "note": "already in progress"}
+        if queued is not None and queued.key == job.key:
+            return {"state": QUEUED, "note": "already queued"}
         if self.active(a.name) == a.version:
             return {"state": SUCCEEDED, "note": f"{a.name}@{a.version} is already active"}
         why = self.installer.refusal(a.name, a.version)
@@ -140,7 +156,12 @@ class ModelUpdateAgent:
                 log.warning("offer of %s@%s refused: %s (%d more refusals not logged)", a.name, a.version, why,
                             self._refusal_log.suppressed)
             raise CommandError(why)
-        job = Job(a.name, a.version, a.rollout)
+        why = self._stale_offer()
+        if why is not None:
+            self.counters["offers_expired"] += 1
+            log.warning("offer of %s@%s refused: %s", a.name, a.version, why)
+            self.installer.finish(job, FAILED, why, phase=QUEUED)  # in the status: the fleet sees why
+            raise CommandError(why)
         with self._cv:
             cur = self._job
             if cur is not None and cur.key == job.key and not cur.cancel.is_set():
@@ -160,6 +181,25 @@ class ModelUpdateAgent:
         self._report(job, event=False)
         return {"state": QUEUED, "job": job.key}
 
+    def _stale_offer(self) -> str | None:
+        """Why the `model_update` command being handled is too old to run, by its sender's `ts`, or None (also when
+        called outside a command). Clocks are compared as they are: skew up to `offer_max_age_s` either way
+        passes; a `ts` further ahead means one of the clocks is wrong, so its age cannot be trusted."""
+        req = current_request()
+        if req is None:
+            return None
+        if req.ts is None:
+            return "offer refused: it has no `ts`, so its age cannot be told; send offers with `edge fleet rollout`"
+        age, limit = time.time() - req.ts, self.offer_max_age_s
+        if age > limit:
+            return (f"offer expired: sent {_duration(age)} ago, older than the {_duration(limit, exact=True)} an offer "
+                    "stays valid (it waited at the broker while the device was offline?); offer it again if it is "
+                    "still wanted")
+        if -age > limit:
+            return (f"offer refused: its ts is {_duration(-age)} ahead of this device's clock (more than the "
+                    f"{_duration(limit, exact=True)} allowed): check NTP on the device and on the fleet host")
+        return None
+
     def _rollback(self, a: RollbackArgs) -> dict:
         """Roll back a.version (named by the sender as the version to roll back from): cancel its pending offer
         or running job, or queue the swap back to the previous version if it is active; anything else is
@@ -172,6 +212,13 @@ class ModelUpdateAgent:
                 del self._pending[a.name]
                 self.store.set_pending(a.name, None, only_version=a.version)
                 action = "canceled_pending"
+            elif resumed is not None and resumed.state == ACTIVATING:  # swapped in before a crash, unchecked
+                why = None if self.active(a.name) != a.version else self.installer.rollback_refusal(a)
+                if why is None and self.active(a.name) == a.version:  # else guard_boot swapped it out already
+                    self._resume.remove(resumed)  # and its resumed job finishes that rollback
+                    self._rollbacks[a.name] = a
+                    self._cv.notify_all()
+                action = "queued" if why is None else "refused"
             elif resumed is not None:
                 self._resume.remove(resumed)
                 pend, action = resumed, "canceled_pending"
@@ -292,3 +339,9 @@ class ModelUpdateAgent:
 
     def _publish_models(self) -> None:
         self.svc.set_state(model_updates=self.models())
+
+
+def _duration(s: float, exact: bool = False) -> str:
+    """`2.5 s`, `48.0 h` (exact: `2 s`, `24 h`, for a setting)."""
+    v, unit = (s / 3600, "h") if s >= 3600 else (s, "s")
+    return f"{v:g} {unit}" if exact else f"{v:.1f} {unit}"

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 OK_STATES = ("SUCCEEDED",)
 BAD_STATES = ("FAILED", "ROLLED_BACK", "TIMED_OUT", "REJECTED")
+ENDED_UNINSTALLED = ("FAILED", "ROLLED_BACK", "REJECTED")  # the device ended or refused the job: nothing to undo
 
 
 class _Conn:
@@ -228,7 +229,8 @@ class _Dev:
 
 class Rollout:
     """Offer name@version to devices in waves; a wave starts when the previous one finished within the abort
-    threshold. Abort: stop, and tell devices that installed it (or are installing it) to roll back.
+    threshold. Abort: stop, and tell every offered device that did not end the job without it (succeeded,
+    installing, timed out or never answered: an offline device still has the offer queued) to roll back.
 
     shadow_abort: a device whose shadow evaluation rejected the version (the model disagrees with the active one,
     is slower or fails on live inputs: a verdict on the model, not on the device) aborts the wave at once, whatever
@@ -347,8 +349,10 @@ class Rollout:
             d.state, d.reason = "ROLLBACK_REFUSED", reason
 
     def _abort(self, c: _Conn, launched: list[_Dev], why: str) -> dict:
-        """Tell devices that succeeded or are still working to roll back; wait for their answers."""
-        targets = [d for d in launched if d.state not in BAD_STATES]
+        """Tell devices that succeeded, are still working, timed out or never answered to roll back; wait for
+        their answers. An offline device's rollback waits in its persistent session behind the offer, and cancels
+        it when the device is back (it stays ROLLBACK_SENT here)."""
+        targets = [d for d in launched if d.state not in ENDED_UNINSTALLED]
         log.warning("rollout %s aborted: %s; rolling back %d devices", self.id, why, len(targets))
         for d in targets:
             d.state, d.rollback_id = "ROLLBACK_SENT", uuid.uuid4().hex[:12]

@@ -4,8 +4,9 @@ state change goes to a `report(job)` callback.
 
 Layout: `<cache>/models/<name>/<version>/` (zoo layout, `built.json` = the signed update manifest) and a
 `<cache>/models/<name>/current` symlink swapped atomically; staging and resumable downloads in
-`<cache>/updates/<name>/<version>/` (with `job.json` for crash recovery), created only once the version's signed
-manifest has been verified, at most one per model; agent state (per model: previous, anti-rollback floor,
+`<cache>/updates/<name>/<version>/` (with `job.json` for crash recovery, and `checks.json`: the process starts that
+ran the health check of a swapped-in version), created only once the version's signed manifest has been verified,
+at most one per model; agent state (per model: previous, anti-rollback floor,
 installed versions, last job; pending offers; the status seq) in `<cache>/updates/agent.json`.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import shutil
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -38,6 +40,8 @@ Audit = Callable[[dict], None]
 SEQ_BLOCK = 1000  # status seqs reserved per agent.json write (the seq stays monotonic across restarts)
 PENDING_FLUSH_S = 0.5
 MAX_JOB_FILE = 1 << 20
+MAX_CHECK_ATTEMPTS = 3  # process starts that may die with a swapped-in version unchecked before it is rolled back
+_PROCESS = uuid.uuid4().hex[:12]  # this process start, as counted in checks.json
 
 
 class UpdateSource(Protocol):
@@ -202,11 +206,14 @@ class ModelStore:
                 _remove(v)
 
     def startup(self, can_continue: Callable[[str, str], bool]) -> tuple[list[Job], list[Job]]:
-        """Clean `updates/` at agent start. Returns (jobs to resume, pending offers to queue again).
+        """Clean `updates/` at agent start (after `guard_boot`). Returns (jobs to resume, pending offers to queue
+        again).
 
         Kept: per model, the newest unfinished job that can continue (known model, version newer than the active
-        one and the floor), else a stalled download of such a version (chunks for a new offer). Everything else
-        is deleted: jobs that cannot continue, older or finished jobs, unreadable `job.json`, stray files."""
+        one and the floor) or whose version was swapped in and never health-checked (ACTIVATING: resumed in that
+        state), else a stalled download of such a version (chunks for a new offer). Everything else is deleted:
+        jobs that cannot continue, older or finished jobs, unreadable `job.json`, stray files."""
+        self.guard_boot()
         keep: dict[str, tuple[int, float, Path, dict]] = {}  # model -> (rank, started, folder, job.json)
         for entry in list(self.dir.iterdir()):
             if entry.name == "agent.json" and entry.is_file():
@@ -218,7 +225,7 @@ class ModelStore:
             for vdir in list(entry.iterdir()):
                 d = _read_job(vdir)
                 ok = (d is not None and d.get("name") == entry.name and d.get("version") == vdir.name
-                      and can_continue(entry.name, vdir.name))
+                      and (self._unchecked(entry.name, vdir, d) or can_continue(entry.name, vdir.name)))
                 rank = 0 if not ok else 2 if d.get("state") not in TERMINAL else 1 if d.get("resumable") else 0
                 started = d.get("started") if ok and isinstance(d.get("started"), (int, float)) else 0.0
                 if rank and (entry.name not in keep or (rank, started) > keep[entry.name][:2]):
@@ -234,8 +241,8 @@ class ModelStore:
                 except OSError:
                     pass  # not empty
         resume = [Job(name, d["version"], str(d.get("rollout", ""))[:64], progress={"resumed_job": True},
-                      started=started)
-                  for name, (rank, started, _, d) in keep.items() if rank == 2]
+                      started=started, state=ACTIVATING if self._unchecked(name, vdir, d) else QUEUED)
+                  for name, (rank, started, vdir, d) in keep.items() if rank == 2]
         with self._lock:
             pend = dict(self._state["pending"])
         pending = []
@@ -246,6 +253,69 @@ class ModelStore:
                 continue
             pending.append(Job(name, v, str(p.get("rollout", ""))[:64]))
         return resume, pending
+
+    # ------------------------------------------------------------------ swapped in, not yet health-checked
+    def guard_boot(self, max_attempts: int = MAX_CHECK_ATTEMPTS) -> list[str]:
+        """Call before anything loads a model (the runtime at boot; `startup` calls it too). A model whose `current`
+        is a version swapped in but never health-checked (its job.json still ACTIVATING: the process died during
+        the check) gets this process start counted in the staging folder's checks.json (once per process). When
+        max_attempts starts already died that way (a version that kills the process on load: a crash loop),
+        `current` goes back to the previous version now, before it is loaded again; the agent's start then
+        finishes the rollback and reports it ROLLED_BACK. Returns the models pointed back."""
+        back = []
+        for entry in self.dir.iterdir() if self.dir.is_dir() else ():
+            if not entry.is_dir() or entry.is_symlink() or entry.name not in self.zoo.names():
+                continue
+            active = self.active(entry.name)
+            vdir = entry / active if active and "/" not in active and active not in (".", "..") else None
+            d = _read_job(vdir) if vdir is not None else None
+            if d is None or d.get("name") != entry.name or not self._unchecked(entry.name, vdir, d):
+                continue
+            checks = self.checks(entry.name, vdir.name)
+            if _PROCESS in checks["starts"]:
+                continue
+            if len(checks["starts"]) < max_attempts:
+                checks["starts"].append(_PROCESS)
+                log.warning("update %s@%s: swapped in but not health-checked before the process stopped; start %d "
+                            "of %d with it active", entry.name, vdir.name, len(checks["starts"]), max_attempts)
+            else:
+                prev = self.record(entry.name).get("previous")
+                log.error("update %s@%s: the process died on %d starts with it active and unchecked (crash loop?): "
+                          "back on %s before it is loaded again", entry.name, vdir.name, len(checks["starts"]), prev)
+                self.point(entry.name, prev)
+                checks["gave_up"] = True
+                back.append(entry.name)
+            _write_json(vdir / "checks.json", checks)
+        return back
+
+    def checks(self, name: str, version: str) -> dict:
+        """checks.json of a staging folder: {"starts": [process starts that ran its health check], "gave_up"}."""
+        try:
+            with open(self.stage_dir(name, version) / "checks.json", "rb") as f:
+                d = json.loads(f.read(MAX_JOB_FILE))
+        except (OSError, ValueError, RecursionError):
+            d = {}
+        starts = d.get("starts") if isinstance(d, dict) else None
+        return {"starts": [x for x in starts if isinstance(x, str)][:64] if isinstance(starts, list) else [],
+                "gave_up": bool(isinstance(d, dict) and d.get("gave_up"))}
+
+    def note_check(self, job: Job) -> int:
+        """Count this process start as one that runs the job's health check (checks.json, written before the check
+        so that a crash during it counts). Returns the starts counted so far."""
+        checks = self.checks(job.name, job.version)
+        if _PROCESS not in checks["starts"]:
+            checks["starts"].append(_PROCESS)
+            stage = self.stage_dir(job.name, job.version)
+            if stage.is_dir():
+                _write_json(stage / "checks.json", checks)
+        job.progress["check_attempts"] = len(checks["starts"])
+        return len(checks["starts"])
+
+    def _unchecked(self, name: str, vdir: Path, d: dict | None) -> bool:
+        """The job of staging folder vdir swapped its version in and never finished the health check (its version
+        is active, or guard_boot pointed `current` back after a crash loop)."""
+        return (d is not None and d.get("state") == ACTIVATING and d.get("version") == vdir.name
+                and (self.active(name) == vdir.name or self.checks(name, vdir.name)["gave_up"]))
 
     def _load_state(self) -> dict:
         try:
@@ -326,7 +396,7 @@ class UpdateInstaller:
     # ------------------------------------------------------------------ update jobs (worker thread)
     def run_job(self, job: Job) -> None:
         stage = self.store.stage_dir(job.name, job.version)
-        if job.progress.get("resumed_job") and self.store.active(job.name) == job.version:
+        if job.progress.get("resumed_job") and job.state == ACTIVATING:
             self._resume_activated(job)  # crashed after the swap, before the health check finished
             return
         try:
@@ -441,30 +511,52 @@ class UpdateInstaller:
             shutil.rmtree(vdir)  # leftover of an earlier failed attempt (never the active or previous one)
         mdir.mkdir(parents=True, exist_ok=True)
         st.dir.rename(vdir)
+        # recorded before the swap: a crash right after it still knows the version to go back to
+        self.store.save_model(job.name, previous=prev, rollout=job.rollout or None)
         self.store.point(job.name, job.version)
-        self.store.save_model(job.name, previous=prev)
         job.timings["activate_s"] = round(time.monotonic() - t0, 3)
         self._check_activated(job, prev, prune=True)
 
     def _resume_activated(self, job: Job) -> None:
-        job.state = ACTIVATING
-        self._check_activated(job, self.store.record(job.name).get("previous"), prune=False)
+        """A version swapped in before the process died, never health-checked: check it now, or finish its rollback
+        if `guard_boot` gave up on it (the process died on MAX_CHECK_ATTEMPTS starts with it active)."""
+        prev = self.store.record(job.name).get("previous")
+        checks = self.store.checks(job.name, job.version)
+        if checks["gave_up"]:
+            job.progress["check_attempts"] = len(checks["starts"])
+            reason = (f"health check never finished: the process died on {len(checks['starts'])} starts with "
+                      f"{job.version} active (it crashes on load?); back on {prev}")
+            self._roll_back_job(job, prev, reason, "crash_loop")
+            return
+        if self.store.active(job.name) != job.version:  # a fleet rollback swapped it out meanwhile
+            log.info("update %s: no longer active, nothing to check", job.key)
+            self.store.drop_stage(job.name, job.version)
+            return
+        self._check_activated(job, prev, prune=False)
 
     def _check_activated(self, job: Job, prev: str | None, *, prune: bool) -> None:
-        """Post-activation health check: SUCCEEDED (version becomes the anti-rollback floor) or roll back."""
+        """Post-activation health check: SUCCEEDED (version becomes the anti-rollback floor) or roll back. This
+        process start is counted in checks.json first (see ModelStore.guard_boot)."""
+        self.store.note_check(job)
         ok, why = self._health(job.name, job.version)
         if not ok:
-            self._rollback_to(job.name, prev, job.version)
-            reason = f"health check failed after activation: {why}; back on {prev}"
-            self.audit({"name": job.name, "version": job.version, "to": prev, "action": "rolled_back",
-                        "trigger": "health_check", "reason": reason, "rollout": job.rollout})
-            self.finish(job, ROLLED_BACK, reason, phase=ACTIVATING)
+            self._roll_back_job(job, prev, f"health check failed after activation: {why}; back on {prev}",
+                                "health_check")
             return
         self.store.save_model(job.name, previous=prev, floor=job.version, rollout=job.rollout or None)
         if prune:
             self.store.prune(job.name)
         self.store.drop_stage(job.name, job.version)
         self.finish(job, SUCCEEDED, None)
+
+    def _roll_back_job(self, job: Job, prev: str | None, reason: str, trigger: str) -> None:
+        """ROLLED_BACK in ACTIVATING: `current` back to prev, V deleted, audited; its staging goes before the
+        report (a crash after the swap back must not resume it as a new download)."""
+        self._rollback_to(job.name, prev, job.version)
+        self.audit({"name": job.name, "version": job.version, "to": prev, "action": "rolled_back",
+                    "trigger": trigger, "reason": reason, "rollout": job.rollout})
+        self.store.drop_stage(job.name, job.version)
+        self.finish(job, ROLLED_BACK, reason, phase=ACTIVATING)
 
     def run_rollback(self, a: RollbackArgs) -> None:
         """Fleet rollback of name@version to the kept previous version, if it still names the active version
@@ -479,9 +571,13 @@ class UpdateInstaller:
                 self.audit({"name": a.name, "version": a.version, "to": None, "action": "refused",
                             "trigger": "fleet", "reason": why, "rollout": a.rollout})
             return
-        prev = self.store.record(a.name).get("previous")
+        rec = self.store.record(a.name)
+        prev = rec.get("previous")
         reason = f"{a.reason or 'rollback requested by the fleet'}; back on {prev}"
+        if rec.get("floor") is None or newer(a.version, rec["floor"]):  # swapped in, never checked (crash)
+            self.store.save_model(a.name, floor=a.version)  # the fleet rejected it: never taken again
         self._rollback_to(a.name, prev, a.version)
+        self.store.drop_stage(a.name, a.version)
         self.audit({"name": a.name, "version": a.version, "to": prev, "action": "rolled_back", "trigger": "fleet",
                     "reason": reason, "rollout": a.rollout})
         self.finish(Job(a.name, a.version, a.rollout, state=ACTIVATING), ROLLED_BACK, reason, phase=SUCCEEDED)

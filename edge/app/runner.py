@@ -285,7 +285,23 @@ class Runtime:
         opts = UpdateOptions.from_sync_config(cfg.sync)
         opts.shadow = cfg.shadow  # updates run beside the live models before activation (docs/MODEL_UPDATES.md)
         return ModelUpdateAgent(cfg.device, ModelZoo(cfg.models.cache_dir or None), self.sync, on_activated,
-                                opts, shadow=RuntimeShadow(self)).start()
+                                opts, shadow=RuntimeShadow(self),
+                                offer_max_age_s=cfg.sync.update_offer_max_age_s).start()
+
+    def _guard_boot(self) -> None:
+        """Before any model loads: count this start against a model update swapped in and never health-checked,
+        and go back to the previous version after MAX_CHECK_ATTEMPTS such starts (a version that kills the
+        process on load must not crash-loop the device; sync.update_installer.ModelStore.guard_boot)."""
+        from models.zoo import ModelZoo
+        from sync.update_installer import ModelStore
+
+        try:
+            back = ModelStore(ModelZoo(self.cfg.models.cache_dir or None)).guard_boot()
+        except OSError as e:
+            log.warning("model update boot check skipped: %s", e)
+            return
+        for name in back:
+            log.error("model %s: back on its previous version (the update crashed the runtime on every start)", name)
 
     def health(self) -> tuple[bool, dict]:
         age = None if self.last_frame_t is None else time.monotonic() - self.last_frame_t
@@ -333,6 +349,8 @@ class Runtime:
         self.ops.start_summary(self.sync.outbox.emit)
         self._start_retention()
         self.service.starting("loading models")
+        if cfg.sync.broker and cfg.sync.model_updates:
+            self._guard_boot()
         stage = self.stage = self._build_pose_stage(sink, source.name)
         updates = self._start_model_updates(stage) if cfg.sync.broker and cfg.sync.model_updates else None
         self.service.starting("try-on renderer and cameras")
