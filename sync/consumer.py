@@ -45,8 +45,22 @@ CREATE TABLE IF NOT EXISTS results (id INTEGER PRIMARY KEY AUTOINCREMENT, device
 class _Mark:
     store: str
     upto: int = 0
-    pending: set[int] = field(default_factory=set)
-    dirty: bool = True
+    pending: set[int] = field(default_factory=set)  # seqs stored above upto
+    spans: list[tuple[int, int]] = field(default_factory=list)  # gap records above upto, as (first, last): never
+    dirty: bool = True                                           # expanded, so a huge gap costs no memory
+
+
+def _reach(upto: int, seqs: tuple[set[int], ...], spans) -> int:
+    """The watermark from `upto` over stored seqs (sets) and gap spans [(first, last)]: the highest seq up to
+    which every seq is one or the other."""
+    while True:
+        if any(upto + 1 in s for s in seqs):
+            upto += 1
+            continue
+        last = max((b for a, b in spans if a <= upto + 1 <= b), default=None)
+        if last is None:
+            return upto
+        upto = last
 
 
 class Consumer:
@@ -98,9 +112,8 @@ class Consumer:
             for (seq,) in self.db.execute("SELECT seq FROM events WHERE device=? AND epoch=? AND seq>?",
                                           (device, epoch, upto)):
                 m.pending.add(seq)
-            for a, b in self.db.execute("SELECT seq_from, seq_to FROM gaps WHERE device=? AND epoch=? AND seq_to>?",
-                                        (device, epoch, upto)):
-                m.pending.update(range(max(a, upto + 1), b + 1))
+            m.spans = [(a, b) for a, b in self.db.execute(
+                "SELECT seq_from, seq_to FROM gaps WHERE device=? AND epoch=? AND seq_to>?", (device, epoch, upto))]
             self._advance(m)
             self._marks[(device, epoch)] = m
 
@@ -164,11 +177,9 @@ class Consumer:
                 if gaps:
                     db.executemany("INSERT OR IGNORE INTO gaps VALUES (?,?,?,?,?,?)", gaps)
                 added = {r["seq"] for r in rows if r["seq"] > m.upto}
-                for _, _, a, to, _, _ in gaps:
-                    added.update(range(max(a, m.upto + 1), to + 1))
-                old = upto = m.upto
-                while upto + 1 in added or upto + 1 in m.pending:
-                    upto += 1
+                spans = [(a, to) for _, _, a, to, _, _ in gaps if to > m.upto]
+                old = m.upto
+                upto = _reach(m.upto, (m.pending, added), m.spans + spans)
                 dups = len(rows) - stored
                 db.execute("INSERT INTO marks (device, epoch, store, upto, received, duplicates) VALUES (?,?,?,?,?,?) "
                            "ON CONFLICT (device, epoch) DO UPDATE SET upto=excluded.upto, "
@@ -179,6 +190,7 @@ class Consumer:
                 db.execute("ROLLBACK")
                 raise
             m.pending |= added  # only after the commit: the watermark never runs ahead of the database
+            m.spans += spans
             self._advance(m)
             if m.upto != old:
                 m.dirty = True
@@ -194,9 +206,17 @@ class Consumer:
 
     @staticmethod
     def _advance(m: _Mark) -> None:
-        while m.upto + 1 in m.pending:
-            m.upto += 1
-            m.pending.discard(m.upto)
+        while True:
+            if m.upto + 1 in m.pending:
+                m.upto += 1
+                m.pending.discard(m.upto)
+                continue
+            last = _reach(m.upto, (), m.spans)  # over a gap span: seqs stored inside it are covered too
+            if last == m.upto:
+                break
+            m.upto = last
+            m.pending = {s for s in m.pending if s > last}
+            m.spans = [(a, b) for a, b in m.spans if b > last]
 
     def _store_state(self, parsed: topics.Parsed, raw: bytes) -> None:
         if not raw:  # retained state cleared

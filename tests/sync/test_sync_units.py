@@ -256,6 +256,32 @@ def test_consumer_dedupes_and_watermark_with_gaps(tmp_path):
     c2.db.close()
 
 
+def test_consumer_keeps_huge_gaps_as_spans_not_expanded_seqs(tmp_path):
+    """Gap records each covering ~10 M seqs (a device's own topic may send them) while an earlier seq is missing:
+    the consumer keeps them as spans, not as millions of pending ints, and the watermark jumps over them once the
+    missing seq arrives (and after a restart)."""
+    c = Consumer(ClientOptions("127.0.0.1", 1), tmp_path / "c.db")
+    t = topics.DeviceTopics("s1", "d1")
+    body = lambda k: payloads.event_body(k, "events", 0.0, f"e{k}", {}, max_bytes=1000)  # noqa: E731
+
+    def gap(first: int, last: int) -> bytes:
+        g = payloads.dumps({"event_id": f"g{first}", "kind": "_gap", "stream": "events", "ts": 0,
+                            "data": {"to": last}})
+        return payloads.batch("d1", "s1", "ep", [(first, g)], False)
+
+    for k in range(20):  # seq 1 missing: 20 gaps of 9,999,999 seqs wait above the watermark
+        c._on_message(_msg(t.events("_gap"), gap(max(2, k * 10_000_000 + 1), (k + 1) * 10_000_000)))
+    m = c._marks[("d1", "ep")]
+    assert c.watermark("d1") == 0 and len(m.pending) == 0 and len(m.spans) == 20
+    c._on_message(_msg(t.events("x"), payloads.batch("d1", "s1", "ep", [(1, body("k1"))], False)))
+    assert c.watermark("d1") == 200_000_000 and m.spans == [] and m.pending == set()
+    c.client.paho.loop_stop()
+    c.db.close()
+    c2 = Consumer(ClientOptions("127.0.0.1", 1), tmp_path / "c.db")
+    assert c2.watermark("d1") == 200_000_000
+    c2.db.close()
+
+
 # ---------------------------------------------------------------- config and service without broker
 def test_sync_config_defaults_and_strictness():
     cfg = parse_config({"device": {"id": "d1", "store": "s1", "kind": "kiosk"}})
