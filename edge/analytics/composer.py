@@ -102,8 +102,10 @@ class Analytics:
         raise KeyError(f"no facing {facing_id!r} on this device (facings: {', '.join(self.facings) or 'none'})")
 
     def flush(self, t: float, t_wall: float | None = None) -> list[Event]:
-        """Emit the partial heatmap periods (call at shutdown)."""
-        events = [e for h in self.heatmaps.values() for e in h.flush(t, t_wall)]
+        """Emit the partial heatmap periods and the zone visits that ended but were held as handover donors (call at
+        shutdown)."""
+        events = [e for z in self.zones.values() for e in z.flush(t, t_wall)]
+        events += [e for h in self.heatmaps.values() for e in h.flush(t, t_wall)]
         self._emit(events, None, None)
         return events
 

@@ -269,12 +269,18 @@ class PolygonZone:
                                            **({"continues": v.continues} if v.continues is not None else {})},
                           t, t_wall, self.source)
                for v in entered]
-        out += [make_event("zone_left", {"zone": self.name, "track_id": v.track_id, "enter_t": r3(v.enter_t),
-                                         "enter_t_wall": v.enter_t_wall, "exit_t": r3(v.out_t),
-                                         "exit_t_wall": v.out_t_wall, "dwell_s": r3(v.out_t - v.enter_t)},
-                                         t, t_wall, self.source)
-                for v in left]
-        return out
+        return out + [self._left_event(v, t, t_wall) for v in left]
+
+    def flush(self, t: float, t_wall: float | None = None) -> list[Event]:
+        """At the end of the stream: report the visits that ended but were still held as handover donors."""
+        held, self._ended = sorted(self._ended, key=lambda v: v.track_id), []
+        return [self._left_event(v, t, t_wall) for v in held] if self.events else []
+
+    def _left_event(self, v: Visit, t: float, t_wall: float | None) -> Event:
+        return make_event("zone_left", {"zone": self.name, "track_id": v.track_id, "enter_t": r3(v.enter_t),
+                                        "enter_t_wall": v.enter_t_wall, "exit_t": r3(v.out_t),
+                                        "exit_t_wall": v.out_t_wall, "dwell_s": r3(v.out_t - v.enter_t)},
+                          t, t_wall, self.source)
 
 
 def _moving(seen: list[tuple[float, np.ndarray, float]]) -> bool:

@@ -124,7 +124,7 @@ class BehaviourStage:
                     **({"facings": {fid: f.state for fid, f in a.facings.items()}} if a.facings else {})}
 
     def close(self) -> None:
-        """Emit the partial heatmap periods at shutdown."""
+        """Emit the partial heatmap periods and the held zone visits at shutdown."""
         with self._lock:
             if self._last is not None:
                 self.analytics.flush(*self._last)

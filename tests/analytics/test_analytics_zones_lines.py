@@ -230,3 +230,14 @@ def test_stream_time_going_back_ends_the_visits_at_the_old_clock():
     (e,) = z.update(tracked((2, 300, 400.0)), 0.0)
     assert e.kind == "zone_left" and e.data["track_id"] == 1 and e.data["exit_t"] == 3.9 and e.data["dwell_s"] == 3.9
     assert z.inside == set() and not z.held(1)
+
+
+def test_a_held_visit_is_reported_when_the_stream_ends():
+    """The stream ends while a visit that ended is still held as a handover donor: `flush` reports it (its true exit
+    time), so the last visitor's `zone_left` is not lost at shutdown."""
+    z = PolygonZone("window", SQUARE, enter_frames=3, exit_s=1.0, handover_s=5)
+    ev = play(z, [[(1, 300)]] * 40 + [[]] * 20)
+    assert [kind for _, kind, _ in ev] == ["zone_entered"] and z.held(1)
+    (e,) = z.flush(6.0)
+    assert e.kind == "zone_left" and e.data["exit_t"] == 4.0 and e.data["dwell_s"] == 4.0
+    assert z.flush(6.1) == [] and not z.held(1)
