@@ -56,6 +56,15 @@ class SourceSection(StrictModel):
     def _uri_ok(cls, v: str, info) -> str:
         return v.strip()
 
+    @model_validator(mode="after")
+    def _uri_needed(self) -> "SourceSection":
+        if not self.uri and self.type in ("camera", "video", "rtsp", "images"):
+            raise ValueError(f"uri is empty for type = {self.type!r} (fix: set uri to "
+                             + {"camera": "the camera index, e.g. \"0\", or a device path such as \"/dev/video0\"",
+                                "video": "the video file's path", "rtsp": "the stream's rtsp:// URL",
+                                "images": "the image folder's path"}[self.type] + ")")
+        return self
+
     @field_validator("start_time")
     @classmethod
     def _start_time_ok(cls, v: str) -> str:
@@ -263,7 +272,7 @@ def format_validation_error(path: str, exc: ValidationError) -> ConfigError:
     problems = []
     for err in exc.errors():
         loc = tuple(err["loc"])
-        key, msg = _full_key(loc, err["msg"])
+        key, msg = _full_key(loc, err["msg"].removeprefix("Value error, "))  # pydantic's prefix of our own checks
         fix = "" if "(fix:" in msg else f" (fix: {_fix_hint(err, _fields_at(loc))})"
         problems.append(f"{key}: {msg}{fix}")
     return ConfigError(path, problems)

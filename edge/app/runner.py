@@ -51,7 +51,15 @@ def run(args) -> int:
         stop.set()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    return rt.run(stop, max_frames=args.max_frames, duration=args.duration)
+    try:
+        return rt.run(stop, max_frames=args.max_frames, duration=args.duration)
+    except StartError as e:
+        log.error("cannot start: %s", e)
+        return 2
+
+
+class StartError(RuntimeError):
+    """`edge run` could not start (the message names the config key and the fix)."""
 
 
 def forget_auto_choices(cfg) -> None:
@@ -174,6 +182,7 @@ class Runtime:
         self.last_frame_t: float | None = None
         self.fps = 0.0
         self.frames = 0
+        self.frame_errors, self.last_frame_error, self._frame_error_logged = 0, None, -1e9  # frames skipped (raised)
         self.sync = None
         self.reader = None
         self.http = None
@@ -308,7 +317,9 @@ class Runtime:
         src_err = self.reader.error if self.reader else None
         ok = src_err is None and age is not None and age < 5.0
         body = {"status": "ok" if ok else "degraded", "device": self.cfg.device.id, "kind": self.cfg.device.kind,
-                "frames": self.frames, "fps": round(self.fps, 1), "last_frame_age_s": age, "source_error": src_err}
+                "frames": self.frames, "fps": round(self.current_fps(), 1), "last_frame_age_s": age,
+                "source_error": src_err,
+                "frame_errors": self.frame_errors, "last_frame_error": self.last_frame_error}
         if self.sync is not None:
             body["sync"] = self.sync.metrics()
         if self.streams is not None:
@@ -348,23 +359,30 @@ class Runtime:
             return 2
         self.ops.start_summary(self.sync.outbox.emit)
         self._start_retention()
-        self.service.starting("loading models")
-        if cfg.sync.broker and cfg.sync.model_updates:
-            self._guard_boot()
-        stage = self.stage = self._build_pose_stage(sink, source.name)
-        updates = self._start_model_updates(stage) if cfg.sync.broker and cfg.sync.model_updates else None
-        self.service.starting("try-on renderer and cameras")
-        mirror = self._build_mirror(stage, sink)
-        self._build_streams(sink, mirror)
-        from edge.app.monitor import RuntimeMonitor
+        stage = mirror = updates = None
+        try:
+            self.service.starting("loading models")
+            if cfg.sync.broker and cfg.sync.model_updates:
+                self._guard_boot()
+            stage = self.stage = self._build_pose_stage(sink, source.name)
+            updates = self._start_model_updates(stage) if cfg.sync.broker and cfg.sync.model_updates else None
+            self.service.starting("try-on renderer and cameras")
+            mirror = self._build_mirror(stage, sink)
+            self._build_streams(sink, mirror)
+            from edge.app.monitor import RuntimeMonitor
 
-        self.mirror, self.monitor = mirror, RuntimeMonitor(self).start(source.name)
-        stage.monitor = self.monitor
-        self._start_http(mirror)
-        self.service.starting("waiting for the first frame")
-        self._start_reader(source)
-        if self.streams is not None:
-            self.streams.start()
+            self.mirror, self.monitor = mirror, RuntimeMonitor(self).start(source.name)
+            stage.monitor = self.monitor
+            self._start_http(mirror)
+            self.service.starting("waiting for the first frame")
+            self._start_reader(source)
+            if self.streams is not None:
+                self.streams.start()
+        except BaseException as e:  # a start that fails still stops cleanly: outbox flushed, offline published
+            self.stop_reason = f"start failed: {type(e).__name__}: {e}"[:300]
+            self.service.stopping(self.stop_reason)
+            self._shutdown(mirror, stage, updates, collector)
+            raise
         self._meter, t0 = RateMeter(), time.monotonic()
         log.info("running %s (%s) from %s", cfg.device.id, cfg.device.kind, source.name)
 
@@ -402,7 +420,7 @@ class Runtime:
 
     def _status_line(self) -> str:
         """The STATUS= line systemd shows (`systemctl status`)."""
-        line = f"running: {self.fps:.1f} fps, {self.frames} frames"
+        line = f"running: {self.current_fps():.1f} fps, {self.frames} frames"
         if self.streams is not None:
             line += ", cameras " + " ".join(f"{k} {v['fps']:g}" for k, v in self.streams.health().items())
         if self.sync is not None:
@@ -555,7 +573,12 @@ class Runtime:
         from edge.core.http_server import LocalHttpServer
 
         cfg = self.cfg
-        self.http = LocalHttpServer(cfg.http.host, cfg.http.port, self.health)
+        try:
+            self.http = LocalHttpServer(cfg.http.host, cfg.http.port, self.health)
+        except OSError as e:
+            raise StartError(f"{self.config_path or '<config>'}: http.port: cannot serve on {cfg.http.host}:"
+                             f"{cfg.http.port} ({e.strerror or e}) (fix: stop what uses that port, set [http] port "
+                             "to a free one, or enabled = false)") from e
         if self.ops.log is not None:
             from edge.core.decisions import decisions_route
 
@@ -598,6 +621,19 @@ class Runtime:
         SOURCE_UP.labels(source_name).set(0 if self.reader.error else 1)
         FPS.labels(self.cfg.device.kind).set(self.fps)
 
+    def current_fps(self) -> float:
+        """Frames shown per second over the last second (0 once frames stop, not the last rate seen)."""
+        if self.last_frame_t is None or time.monotonic() - self.last_frame_t > 1.0:
+            return 0.0
+        return self.fps
+
+    def _idle(self, source_name: str) -> None:
+        """No frame this wait: the gauges say so (FPS decays to 0, the source is down while it has an error)."""
+        from edge.core.metrics import FPS, SOURCE_UP
+
+        SOURCE_UP.labels(source_name).set(0 if self.reader.error else 1)
+        FPS.labels(self.cfg.device.kind).set(self.current_fps())
+
     def _mirror_loop(self, mirror, source_name: str, done) -> None:
         """Show the mirror's composited frames; capture, pose, render and composite overlap on its own threads."""
         mirror.source = ReaderFrames(self.reader, done)
@@ -606,6 +642,7 @@ class Runtime:
         while not done():
             out = mirror.wait_frame(seq, timeout=0.5)
             if out is None:
+                self._idle(source_name)
                 if mirror.source_ended.is_set():
                     break
                 continue
@@ -616,20 +653,37 @@ class Runtime:
 
     def _pose_loop(self, stage: PoseStage, source_name: str, done) -> None:
         """Pose (and presence events) on each frame on this thread; the preview shows the skeleton."""
-        from edge.core.metrics import SOURCE_UP
-
         while not done():
             frame = self.reader.get(timeout=0.5)
             if frame is None:
-                SOURCE_UP.labels(source_name).set(0 if self.reader.error else 1)
+                self._idle(source_name)
                 if self.reader.ended:
                     log.info("source ended")
                     break
                 continue
-            result = stage.process(frame)
+            try:
+                result = stage.process(frame)
+            except Exception as e:  # noqa: BLE001 - a bad frame (backend error, open circuit) must not stop the device
+                self._frame_failed(frame, e)
+                continue
             if self.http is not None:
                 self.http.preview.publish(annotate(frame.image, result))
             self._tick(source_name)
+
+    def _frame_failed(self, frame, err: Exception) -> None:
+        """Skip a frame whose processing raised: counted (`edge_frame_errors_total`, `/healthz` frame_errors), logged
+        with its traceback at most every 10 s. A fault on every frame stops the frame ticks, so health turns
+        degraded and the watchdog sees no progress."""
+        from edge.core.metrics import FRAME_ERRORS
+
+        self.frame_errors += 1
+        self.last_frame_error = f"{type(err).__name__}: {err}"[:300]
+        FRAME_ERRORS.labels(type(err).__name__).inc()
+        now = time.monotonic()
+        if now - self._frame_error_logged >= 10.0:
+            self._frame_error_logged = now
+            log.exception("frame %s skipped: its processing raised (%d frames skipped so far)", frame.seq,
+                          self.frame_errors)
 
     def _shutdown(self, mirror, stage: PoseStage, updates, collector) -> None:
         """Stop what run() started: the mirror and the reader first, the sync service last."""
@@ -637,8 +691,10 @@ class Runtime:
             mirror.stop()
         if self.streams is not None:
             self.streams.stop()
-        self.reader.stop()
-        stage.close()
+        if self.reader is not None:
+            self.reader.stop()
+        if stage is not None:
+            stage.close()
         if updates is not None:
             updates.stop()
         if self.http is not None:

@@ -291,7 +291,12 @@ class StreamSet:
             if s.pending is None:
                 s.pending = s.reader.get(timeout=0)
                 if s.pending is not None:
-                    s.pending_detect = s.needs_detection(s.pending)
+                    try:
+                        s.pending_detect = s.needs_detection(s.pending)
+                    except Exception:  # noqa: BLE001 - one stream's bad frame must not stop the others
+                        s.stats.errors += 1
+                        log.exception("stream %s: frame %d skipped (motion gate failed)", s.id, s.pending.seq)
+                        s.pending = None
             if s.pending is not None:
                 due.append(s)
         due.sort(key=lambda s: (not s.critical, s.deadline()))

@@ -31,6 +31,7 @@ MODEL_LATENCY = Histogram("edge_model_latency_ms", "One inference (Session.run) 
                           ["model", "backend", "precision"],
                           buckets=(1, 2, 3, 5, 8, 12, 16, 20, 30, 50, 80, 120, 200, 400, 1000))
 MODEL_ERRORS = Counter("edge_model_errors_total", "Inferences that raised", ["model"])
+FRAME_ERRORS = Counter("edge_frame_errors_total", "Frames skipped because their processing raised", ["error"])
 MODEL_CONFIDENCE = Histogram("edge_model_confidence", "Per-person confidence: pose presence score of the landmark "
                              "model, detection score of the person detector", ["model"], buckets=_UNIT)
 MODEL_PRESENCE = Histogram("edge_model_presence", "Mean landmark presence per person (pose landmark model)",

@@ -124,7 +124,8 @@ class LatestFrameReader:
 
     Live cameras must never queue: a slow consumer gets the latest frame, and `dropped` counts the rest.
     With `drop=False` (files played as fast as they are consumed) the reader waits for the consumer instead.
-    Reconnects a lost source every `reconnect_s` seconds; `error` holds the last failure for health checks.
+    Reconnects a lost source every `reconnect_s` seconds, whatever it raised (SourceError, or a driver's OSError or
+    cv2.error); `error` holds the last failure for health checks.
     """
 
     def __init__(self, source: FrameSource, reconnect_s: float = 2.0, *, drop: bool = True):
@@ -152,13 +153,18 @@ class LatestFrameReader:
                     opened = True
                     self.error = None
                 frame = self.source.read()
-            except SourceError as e:
+            except Exception as e:  # noqa: BLE001 - SourceError, or a driver's OSError / cv2.error: reconnect
+                why = str(e) if isinstance(e, SourceError) else f"{type(e).__name__}: {e}"
                 if opened:
-                    self.source.close()
+                    try:
+                        self.source.close()
+                    except Exception:  # noqa: BLE001 - a broken device may fail to close too
+                        log.debug("source %s: close failed", self.source.name, exc_info=True)
                 opened = False
-                if self.error != str(e):
-                    log.error("source %s: %s (retrying every %.1fs)", self.source.name, e, self.reconnect_s)
-                self.error = str(e)
+                if self.error != why:
+                    log.error("source %s: %s (retrying every %.1fs)", self.source.name, why, self.reconnect_s,
+                              exc_info=not isinstance(e, SourceError))
+                self.error = why
                 self._stop.wait(self.reconnect_s)
                 continue
             with self._cond:

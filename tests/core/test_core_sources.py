@@ -48,8 +48,8 @@ def test_missing_files_and_cameras_give_clear_errors(tmp_path):
         make_source(SourceSection(type="images", uri=str(tmp_path / "nodir"))).open()
     with pytest.raises(SourceError, match="cannot open camera"):
         make_source(SourceSection(type="camera", uri="/dev/video99")).open()
-    with pytest.raises(SourceError, match="source.uri is empty"):
-        make_source(SourceSection(type="rtsp", uri=""))
+    with pytest.raises(ValueError, match="uri is empty for type = 'rtsp'"):  # a config error now, naming the fix
+        SourceSection(type="rtsp", uri="")
 
 
 def test_image_folder_skips_unreadable_files(tmp_path):
