@@ -22,7 +22,7 @@ def load_golden(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, np.n
             ins = {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith("input:")}
             outs = {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith("output:")}
     except Exception as e:  # noqa: BLE001 - OSError, ValueError, zipfile.BadZipFile from a corrupt file
-        raise GoldenError(f"{Path(path).name}: not a readable golden set ({type(e).__name__}: {e})") from None
+        raise GoldenError(f"{path}: not a readable golden set ({type(e).__name__}: {e})") from None
     if not ins or not outs:
-        raise GoldenError(f"{Path(path).name}: has no input:/output: arrays")
+        raise GoldenError(f"{path}: has no input:/output: arrays")
     return ins, outs

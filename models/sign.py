@@ -163,7 +163,7 @@ def verify_files(root: Path, payload: dict) -> None:
         raise SignatureError("signed manifest: `files` is not a table")
     for rel, meta in sorted(files.items()):
         if not isinstance(meta, dict) or not isinstance(meta.get("size_bytes"), int) \
-                or not isinstance(meta.get("sha256"), str) or not _safe_relative(rel):
+                or not isinstance(meta.get("sha256"), str) or not safe_relative(rel):
             raise SignatureError(f"signed manifest: entry {str(rel)[:80]!r} is malformed")
         f = root / rel
         if not f.is_file():
@@ -179,7 +179,7 @@ def verify_files(root: Path, payload: dict) -> None:
             raise SignatureError(f"{f}: sha256 {h.hexdigest()} != signed {meta['sha256']} (file was modified)")
 
 
-def _safe_relative(rel) -> bool:
+def safe_relative(rel) -> bool:
     """A relative path inside its folder: no absolute path, no `..`, no empty or NUL part."""
     if not isinstance(rel, str) or not rel or "\x00" in rel or rel.startswith(("/", "\\")):
         return False

@@ -6,6 +6,7 @@ axis 0: sample i is `x[i:i+1]` (shape (1, ...) as the model expects), its refere
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +15,18 @@ import numpy as np
 
 from edge.core.paths import cache_dir
 from models import manifest as manifests
-from models.golden import load_golden
+from models.golden import GoldenError, load_golden
 from models import sign
 
+log = logging.getLogger(__name__)
+
 BUILD_HINT = "run `edge models build`"
+# <cache>/keys/trusted/*.pub: further keys whose signed built.json is trusted (the update agent puts the fleet key
+# there when `[sync] update_public_key` differs from the cache's key, so the versions it installs open)
+TRUSTED_DIR = "trusted"
+FIX_HINT = "rebuild it with `edge models build`, or roll back the model update that installed this version"
+# Files a runtime reads beside an artefact, by format: OpenVINO IR is the .xml plus its .bin weights.
+COMPANIONS = {"openvino": (".bin",)}
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,11 @@ class Artifact:
 
 class ModelNotBuilt(LookupError):
     """The model (or the requested artefact) is not in the cache; the message says to run `edge models build`."""
+
+
+class ModelCorrupt(ModelNotBuilt, sign.SignatureError):
+    """A built file of a model (built.json, an artefact, golden.npz) is unreadable, or not what its signed built.json
+    says. The message names the model, the file and the fix; handlers of ModelNotBuilt or SignatureError catch it."""
 
 
 class ModelZoo:
@@ -64,26 +78,42 @@ class ModelZoo:
         return self.cache / "models" / name / m["version"]
 
     def _built(self, name: str) -> dict | None:
+        """The payload of the active version's built.json (not signature-checked: check_artifact does that); None
+        when there is none; ModelCorrupt naming the file when it is unreadable or malformed."""
         p = self.model_dir(name) / "built.json"
         try:
-            return json.loads(p.read_text())["payload"]
-        except (OSError, ValueError, KeyError):
+            raw = p.read_bytes()
+        except FileNotFoundError:
             return None
+        except OSError as e:
+            raise ModelCorrupt(f"model {name!r}: cannot read {p}: {e.strerror}; {FIX_HINT}") from None
+        try:
+            payload = json.loads(raw)["payload"]
+            _check_entries(payload)
+        except (ValueError, TypeError, KeyError, RecursionError) as e:  # JSONDecodeError, bad shape
+            why = f"{type(e).__name__}: {e}" if not isinstance(e, _Malformed) else str(e)
+            raise ModelCorrupt(f"model {name!r}: {p} is damaged ({why[:200]}); {FIX_HINT}") from None
+        return payload
+
+    def _listed(self, name: str, built: dict) -> list[Artifact]:
+        m = self.manifest(name)
+        d = self.model_dir(name)
+        return [Artifact(name, built.get("version", m["version"]), m["task"], a["backend"], a["precision"],
+                         d / a["file"], a["sha256"], a["size_bytes"], a["format"])
+                for a in built["artifacts"] if (d / a["file"]).is_file()]
 
     def artifacts(self, name: str | None = None) -> list[Artifact]:
-        """Built files present in the cache (from each model's built.json), for one model or all."""
+        """Built files present in the cache (from each model's built.json), for one model or all. A model whose
+        built.json is damaged is left out with a warning (artifact() raises ModelCorrupt for it)."""
         out = []
         for n in [name] if name else self.names():
-            m = self.manifest(n)
-            built = self._built(n)
-            if not built:
+            try:
+                built = self._built(n)
+            except ModelCorrupt as e:
+                log.warning("%s", e)
                 continue
-            d = self.model_dir(n)
-            for a in built["artifacts"]:
-                p = d / a["file"]
-                if p.is_file():
-                    out.append(Artifact(n, built.get("version", m["version"]), m["task"], a["backend"],
-                                        a["precision"], p, a["sha256"], a["size_bytes"], a["format"]))
+            if built:
+                out.extend(self._listed(n, built))
         return out
 
     def default_precision(self, name: str, backend: str) -> str:
@@ -95,7 +125,8 @@ class ModelZoo:
     def artifact(self, name: str, backend: str, precision: str = "default") -> Artifact:
         if precision == "default":
             precision = self.default_precision(name, backend)
-        for a in self.artifacts(name):
+        built = self._built(name)
+        for a in self._listed(name, built) if built else []:
             if a.backend == backend and a.precision == precision:
                 return a
         declared = [(a["backend"], a["precision"]) for a in self.manifest(name)["artifacts"]]
@@ -106,10 +137,73 @@ class ModelZoo:
                             f"{' (without --skip-int8)' if precision.startswith('int8') else ''}")
 
     def golden(self, name: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Golden inputs/outputs (module doc), checked against built.json like an artefact (check_artifact) when it
+        lists them; ModelCorrupt or GoldenError naming the model, the file and the fix."""
         p = self.model_dir(name) / "golden.npz"
         if not p.is_file():
             raise ModelNotBuilt(f"golden inputs/outputs of model {name!r} not in {self.cache}: {BUILD_HINT}")
-        return load_golden(p)
+        if self._built(name) is not None:
+            payload = self._trusted(name)
+            if p.name in payload.get("files", {}):
+                self._check_files(name, payload, [p.name], "golden set")
+        try:
+            return load_golden(p)
+        except GoldenError as e:
+            raise GoldenError(f"model {name!r}: {e}; {FIX_HINT}") from None
+
+    def check_artifact(self, a: Artifact) -> None:
+        """Check `a` before a runtime loads it: the signature of its model's built.json (where this zoo has a public
+        key), that built.json still lists it, and the size and sha256 of its file and companions (OpenVINO's .bin)
+        against it. ModelCorrupt naming the model, the file and the fix."""
+        payload = self._trusted(a.name)
+        d = self.model_dir(a.name)
+        what = f"{a.backend}/{a.precision} artefact"
+        entry = next((e for e in payload["artifacts"] if e["backend"] == a.backend and e["precision"] == a.precision
+                      and d / e["file"] == Path(a.path)), None)
+        if entry is None or entry["sha256"] != a.sha256:
+            raise ModelCorrupt(f"model {a.name!r}: {a.path} is not the {what} that {d / 'built.json'} lists (it "
+                               f"changed since it was read); {FIX_HINT}")
+        rels = [entry["file"]] + [Path(entry["file"]).stem + x for x in COMPANIONS.get(a.format, ())]
+        files = dict(payload.get("files", {}))
+        listed = files.setdefault(entry["file"], {"sha256": entry["sha256"], "size_bytes": entry["size_bytes"]})
+        if not isinstance(listed, dict) or listed.get("sha256") != entry["sha256"]:
+            raise ModelCorrupt(f"model {a.name!r}: {d / 'built.json'} lists two hashes for {entry['file']}; {FIX_HINT}")
+        self._check_files(a.name, {**payload, "files": files}, rels, what)
+
+    def _trusted(self, name: str) -> dict:
+        """built.json's payload, signature-checked where this zoo has a public key (else with a warning)."""
+        p = self.model_dir(name) / "built.json"
+        built = self._built(name)
+        if built is None:
+            raise ModelNotBuilt(f"model {name!r} is not built in {self.cache}: {BUILD_HINT}")
+        pub = self.public_key_path()
+        if not pub.is_file():
+            if (self.cache, name) not in _UNSIGNED_WARNED:
+                _UNSIGNED_WARNED.add((self.cache, name))
+                log.warning("model %r: no public key %s: the signature of %s is not checked, only file hashes "
+                            "(set %s)", name, pub, p, sign.ENV_PUBLIC_KEY)
+            return built
+        err: Exception | None = None
+        for key in [pub, *sorted((self.cache / "keys" / TRUSTED_DIR).glob("*.pub"))]:
+            try:
+                payload = sign.verify_manifest(p, key, check_files=False)
+                _check_entries(payload)
+                return payload
+            except (sign.SignatureError, _Malformed) as e:
+                err = err or e  # the zoo's own key's reason is the one to report
+        raise ModelCorrupt(f"model {name!r}: {err}; {FIX_HINT}") from None
+
+    def _check_files(self, name: str, payload: dict, rels: list[str], what: str) -> None:
+        """Size and sha256 of the files `rels` against payload["files"] (sign.verify_files); ModelCorrupt."""
+        files = payload.get("files", {})
+        unlisted = [r for r in rels if r not in files]
+        if unlisted:
+            raise ModelCorrupt(f"model {name!r}: {what}: {unlisted} not listed in the files of "
+                               f"{self.model_dir(name) / 'built.json'}; {FIX_HINT}")
+        try:
+            sign.verify_files(self.model_dir(name), {"files": {r: files[r] for r in rels}})
+        except sign.SignatureError as e:
+            raise ModelCorrupt(f"model {name!r}: {what}: {e}; {FIX_HINT}") from None
 
     def public_key_path(self) -> Path:
         return sign.public_key_path(self.cache, self._public_key)
@@ -127,3 +221,27 @@ class ModelZoo:
 
 def _cache_dir(override: str | Path | None) -> Path:
     return cache_dir(override)
+
+
+_UNSIGNED_WARNED: set[tuple[Path, str]] = set()
+_ARTIFACT_KEYS = {"backend": str, "precision": str, "file": str, "format": str, "sha256": str, "size_bytes": int}
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _check_entries(payload: dict) -> None:
+    """_Malformed unless payload["artifacts"] is a list of entries with the keys the zoo reads, each `file` a plain
+    relative name inside the model's folder (no absolute path, no `..`)."""
+    arts = payload.get("artifacts") if isinstance(payload, dict) else None
+    if not isinstance(arts, list):
+        raise _Malformed("`artifacts` is not a list")
+    if not isinstance(payload.get("files", {}), dict):
+        raise _Malformed("`files` is not a table")
+    for i, a in enumerate(arts):
+        bad = [k for k, t in _ARTIFACT_KEYS.items() if not isinstance(a, dict) or not isinstance(a.get(k), t)]
+        if bad:
+            raise _Malformed(f"artifacts[{i}]: {', '.join(bad)} missing or of the wrong type")
+        if not sign.safe_relative(a["file"]):
+            raise _Malformed(f"artifacts[{i}]: file {a['file'][:80]!r} is not a plain name inside the model's folder")

@@ -23,7 +23,7 @@ from typing import Callable, Protocol
 
 from edge.core import decisions
 from models import sign
-from models.zoo import ModelZoo
+from models.zoo import TRUSTED_DIR, ModelZoo
 from sync import topics
 from sync.update_download import Staging
 from sync.update_job import (ACTIVATING, DOWNLOADING, FAILED, QUEUED, ROLLED_BACK, SELF_TEST, SHADOW, STOPPING,
@@ -636,10 +636,20 @@ class UpdateInstaller:
     def _pin_key(self):
         path = self.opts.public_key or sign.public_key_path(self.zoo.cache)
         try:
-            return sign.load_public_key(Path(path).read_bytes())
+            raw = Path(path).read_bytes()
+            key = sign.load_public_key(raw)
         except (OSError, sign.SignatureError) as e:
             log.error("model updates: no usable pinned public key %s (%s): every update will be refused", path, e)
             return None
+        if self.opts.public_key:  # the runtime's zoo checks built.json signatures too: let it trust the fleet key
+            dest = self.zoo.cache / "keys" / TRUSTED_DIR / f"fleet-{sign.key_id(key)}.pub"
+            if not dest.is_file():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dest.with_suffix(".tmp")
+                tmp.write_bytes(raw)
+                tmp.replace(dest)
+                log.info("model updates: fleet key %s trusted for the versions it signs (%s)", sign.key_id(key), dest)
+        return key
 
     def _key(self):
         if self._pub is None:

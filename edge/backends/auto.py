@@ -4,8 +4,11 @@ auto: every installed backend with a built artefact is loaded, checked against t
 the tolerance of the model's manifest (edge.backends.parity.tolerance_for), and the passing ones are timed
 interleaved on the golden inputs; the fastest wins. The choice is cached in JSON (default
 `<cache>/backend_choice.json`) under a key made of the candidate artefacts' sha256, the runtime versions, the CPU
-model, the thread count, the tolerances and the plug-in options, so the next start with the same files on the same
-device reuses it without benchmarking.
+model, the thread count, max_batch, the tolerances and the plug-in options, so the next start with the same files on
+the same device reuses it without benchmarking.
+
+Every artefact is checked before a runtime reads it (_verified: zoo.check_artifact, i.e. the signature of built.json
+and the sha256 of the file itself), explicit backend or auto, so the sha256 in the cache key is that of the file.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from typing import Any
 from edge.backends import parity
 from edge.backends.base import BackendError, Session
 from edge.backends.registry import BACKENDS, available_backends, get_backend
+from models.zoo import ModelCorrupt
 
 log = logging.getLogger(__name__)
 
@@ -173,17 +177,30 @@ def open_model(zoo, ref, *, cache_path: Path | None = None, options: dict[str, A
     Explicit backend: loads the zoo artefact (ModelNotBuilt names `edge models build`). auto: see module doc.
     tolerance overrides the manifest's parity tolerance of auto (tests force it to 0 to see a rejection).
     outputs: only these outputs are computed/returned (see Backend.load); auto checks and times just them.
-    max_batch: ask for a session that takes batches (Backend.load); auto checks and times batch 1.
+    max_batch: ask for a session that takes batches (Backend.load); auto checks the golden samples in the batch
+    sizes the session takes (parity.run_batched) and times batch 1.
     """
     options = options or {}
     if ref.backend != "auto":
         precision = _precision(zoo, ref.name, ref.backend, ref.precision)
-        art = zoo.artifact(ref.name, ref.backend, precision)
-        return get_backend(ref.backend, options.get(ref.backend)).load(Path(art.path), threads=ref.threads,
-                                                                        precision=precision, outputs=outputs,
-                                                                        max_batch=max_batch)
+        art = _verified(zoo, ref.name, ref.backend, precision)
+        return _load(art, ref, options, outputs, max_batch)
     return _auto(zoo, ref, Path(cache_path) if cache_path else default_cache_path(zoo), options, tolerance,
                  rounds, per_round, outputs, max_batch)
+
+
+def _verified(zoo, name: str, backend: str, precision: str):
+    """The zoo's artefact, checked before any runtime reads it (zoo.check_artifact: signed built.json, the file's own
+    sha256); ModelNotBuilt, or models.zoo.ModelCorrupt naming the model, the file and the fix."""
+    art = zoo.artifact(name, backend, precision)
+    zoo.check_artifact(art)
+    return art
+
+
+def _load(art, ref, options: dict, outputs, max_batch: int) -> Session:
+    """A session on a _verified artefact."""
+    return get_backend(art.backend, options.get(art.backend)).load(
+        Path(art.path), threads=ref.threads, precision=art.precision, outputs=outputs, max_batch=max_batch)
 
 
 def _candidates(zoo, ref, reasons: dict[str, str]) -> list[Candidate]:
@@ -195,7 +212,10 @@ def _candidates(zoo, ref, reasons: dict[str, str]) -> list[Candidate]:
             continue
         try:
             prec = _precision(zoo, ref.name, b, ref.precision)
-            out.append(Candidate(b, prec, zoo.artifact(ref.name, b, prec)))
+            out.append(Candidate(b, prec, _verified(zoo, ref.name, b, prec)))
+        except ModelCorrupt as e:
+            reasons[b] = f"damaged artefact: {e}"
+            log.warning("auto %s: skipping %s: %s", ref.name, b, e)
         except Exception as e:  # noqa: BLE001 - ModelNotBuilt, unknown precision, bad manifest
             reasons[b] = f"no artefact: {e}"
             log.info("auto %s: skipping %s: %s", ref.name, b, e)
@@ -208,10 +228,11 @@ def _options_tag(options: dict) -> dict:
 
 
 def _cache_key(ref, cands: list[Candidate], tol_tag: str, outputs: list[str] | None = None,
-               options: dict | None = None) -> str:
+               options: dict | None = None, max_batch: int = 1) -> str:
+    """Key of a choice: the candidates' sha256 (of their files: see _verified), runtimes, CPU, settings."""
     versions = {b: v for b, (ok, v) in available_backends().items() if ok}
     parts = {"model": ref.name, "precision": ref.precision, "threads": ref.threads, "cpu": cpu_model(),
-             "runtimes": versions, "tolerance": tol_tag,
+             "runtimes": versions, "tolerance": tol_tag, "max_batch": max_batch,
              "artifacts": sorted((c.backend, c.precision, c.artifact.sha256) for c in cands)}
     if outputs is not None:
         parts["outputs"] = sorted(outputs)
@@ -247,15 +268,13 @@ def _auto(zoo, ref, cache_path: Path, options: dict, tolerance, rounds: int, per
     tols = {c.backend: tolerance or parity.tolerance_for(manifest, c.precision) for c in cands}
     tol_tag = json.dumps(tolerance.to_dict(), sort_keys=True) if tolerance else \
         json.dumps({b: t.to_dict() for b, t in tols.items()}, sort_keys=True)
-    key = _cache_key(ref, cands, tol_tag, outputs, options)
+    key = _cache_key(ref, cands, tol_tag, outputs, options, max_batch)
     hit = _read_cache(cache_path).get(key)
     if hit:
         c = next((c for c in cands if c.backend == hit["backend"] and c.precision == hit["precision"]), None)
         if c is not None:
             try:
-                s = get_backend(c.backend, options.get(c.backend)).load(Path(c.artifact.path), threads=ref.threads,
-                                                                         precision=c.precision, outputs=outputs,
-                                                                         max_batch=max_batch)
+                s = _load(c.artifact, ref, options, outputs, max_batch)
                 log.info("auto %s: %s/%s (cached choice from %s)", ref.name, c.backend, c.precision, cache_path)
                 return s
             except BackendError as e:
@@ -268,9 +287,7 @@ def _auto(zoo, ref, cache_path: Path, options: dict, tolerance, rounds: int, per
     for c in cands:
         tol = tols[c.backend]
         try:
-            c.session = get_backend(c.backend, options.get(c.backend)).load(
-                Path(c.artifact.path), threads=ref.threads, precision=c.precision, outputs=outputs,
-                max_batch=max_batch)
+            c.session = _load(c.artifact, ref, options, outputs, max_batch)
             ok, c.errors, why = parity.check(c.session, inputs, golden, tol)
         except BackendError as e:
             reasons[c.backend] = str(e)
@@ -294,7 +311,7 @@ def _auto(zoo, ref, cache_path: Path, options: dict, tolerance, rounds: int, per
         if c is not best:
             c.session.close()
     entry = {"backend": best.backend, "precision": best.precision, "model": ref.name, "threads": ref.threads,
-             "sha256": best.artifact.sha256, "cpu": cpu_model(), "chosen_at": time.time(),
+             "max_batch": max_batch, "sha256": best.artifact.sha256, "cpu": cpu_model(), "chosen_at": time.time(),
              "median_ms": {c.backend: round(statistics.median(c.times_ms), 3) for c in passing},
              "parity": {c.backend: c.errors for c in passing}, "reasons": reasons}
     try:

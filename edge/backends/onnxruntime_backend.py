@@ -44,6 +44,15 @@ def _dims(shape) -> tuple[int, ...]:
     return tuple(d if isinstance(d, int) and d >= 0 else -1 for d in shape)
 
 
+def check_providers(requested: list[str], got: list[str], path) -> None:
+    """BackendError naming the requested execution providers the session did not get (ORT appends the CPU
+    provider to every session, so extra ones are fine)."""
+    missing = [p for p in requested if p not in got]
+    if missing:
+        raise BackendError(f"{NAME}: {path}: execution provider(s) {missing} did not start (the session has {got}); "
+                           "fix the provider's installation or remove it from [backends.onnxruntime] providers")
+
+
 class OrtSession(Session):
     def __init__(self, sess, path: Path, threads: int, precision: str, opts: OrtOptions, outputs=None):
         self._sess = sess
@@ -113,9 +122,13 @@ class OnnxRuntimeBackend(Backend):
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if o.allow_spinning else "0")
         so.log_severity_level = 3
         try:
-            sess = ort.InferenceSession(str(path), sess_options=so, providers=o.providers)
-        except Exception as e:  # noqa: BLE001 - InvalidProtobuf, InvalidGraph, NotImplemented ...
-            raise ModelLoadError(f"{NAME}: cannot load {path}: {e}") from None
+            # enable_fallback=0: where a requested provider fails to start, ORT's Python wrapper would otherwise
+            # print to stdout and quietly retry on the CPU provider
+            sess = ort.InferenceSession(str(path), sess_options=so, providers=o.providers, enable_fallback=0)
+        except Exception as e:  # noqa: BLE001 - InvalidProtobuf, InvalidGraph, NotImplemented, EP errors ...
+            raise ModelLoadError(f"{NAME}: cannot load {path} with providers {o.providers}: {e}") from None
+        sess.disable_fallback()  # nor retry a failed run() on the CPU provider
+        check_providers(o.providers, sess.get_providers(), path)
         s = OrtSession(sess, path, so.intra_op_num_threads, precision, o, outputs)
         s.max_batch, s.info.extra["batch"] = batch_fallback(s.inputs, max_batch, NAME)
         log.debug("%s: loaded %s (%d threads, %s)", NAME, path, so.intra_op_num_threads, o.providers)

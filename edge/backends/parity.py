@@ -5,13 +5,19 @@ Error metric, per output tensor: e = |out - ref| / max(1, max|ref|), i.e. absolu
 coordinates up to ±800, segmentation logits down to -1800). A session passes when, for every output,
 max(e) <= max_err and mean(e) <= mean_err.
 
+Score logits (an output whose manifest `meaning` says "score logit", e.g. the SSD detectors' per-anchor scores, used
+only as sigmoid(x) > threshold) are compared as probabilities instead: e = |sigmoid(out) - sigmoid(ref)|. Divided by
+their range (background anchors reach -517) a shift of every score by 6 logits, which empties or floods the
+detections, was 0.012; as probabilities it is up to 0.9 near the threshold, while -517 vs -511 stays 0.
+
 Per-model tolerances are data: the `[tolerance.<precision>]` tables of the model manifest
 (models/manifests/<name>.toml), carried into signed update payloads. This module holds only the generic
 per-precision defaults used where a manifest sets none.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -23,6 +29,7 @@ class Tolerance:
     max_err: float  # worst element, in units of max(1, max|ref|)
     mean_err: float  # mean over elements, same units
     outputs: tuple[tuple[str, float, float], ...] = ()  # per-output overrides: (name, max_err, mean_err)
+    sigmoid: tuple[str, ...] = ()  # outputs compared as probabilities (score logits): see the module doc
 
     def for_output(self, name: str) -> tuple[float, float]:
         for n, mx, mean in self.outputs:
@@ -53,29 +60,51 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
 }
 
 
+SCORE_LOGIT = re.compile(r"\bscore logits?\b")  # in a manifest output's `meaning`
+
+
+def score_logits(spec: dict) -> tuple[str, ...]:
+    """Names of the outputs a model manifest declares as score logits (`meaning`); none for an update payload,
+    which carries no output table."""
+    return tuple(sorted(o["name"] for o in spec.get("outputs", []) if SCORE_LOGIT.search(o.get("meaning", ""))))
+
+
 def tolerance_for(spec: dict, precision: str) -> Tolerance:
     """The tolerance for `precision` of a model manifest or update payload `spec` (its optional `tolerance`
-    table, where an int8 variant such as int8_full falls back to int8), else the generic default."""
+    table, where an int8 variant such as int8_full falls back to int8), else the generic default; its score-logit
+    outputs (score_logits) compared as probabilities."""
     table = spec.get("tolerance") or {}
     base = "int8" if precision.startswith("int8") else precision
     t = table.get(precision) or table.get(base)
-    if t:
-        return Tolerance.from_table(t)
-    return DEFAULT_TOLERANCES.get(base) or DEFAULT_TOLERANCES["int8"]
+    tol = Tolerance.from_table(t) if t else DEFAULT_TOLERANCES.get(base) or DEFAULT_TOLERANCES["int8"]
+    logits = score_logits(spec)
+    return replace(tol, sigmoid=logits) if logits else tol
 
 
 def run_batched(session: Session, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run golden inputs stacked along axis 0 (N samples) through a batch-1 model one sample at a time."""
+    """Run golden inputs stacked along axis 0 (N samples) in calls the session takes: one sample at a time on a
+    batch-1 model; on a batching session (max_batch > 1) the first sample alone, then chunks of max_batch (and the
+    rest), so both its batch-1 and batched paths are checked; all at once on a dynamic batch without max_batch."""
     spec = session.inputs[0]
     n = next(iter(inputs.values())).shape[0]
-    if spec.shape and spec.shape[0] == 1 and n != 1:
-        outs = [session.run({k: v[i:i + 1] for k, v in inputs.items()}) for i in range(n)]
-        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-    return session.run(inputs)
+    mb = int(getattr(session, "max_batch", 1) or 1)
+    if mb > 1:
+        bounds = [0, 1, *range(1 + mb, n, mb), n] if n > 1 else [0, n]
+    elif spec.shape and spec.shape[0] == 1 and n != 1:
+        bounds = list(range(n + 1))
+    else:
+        return session.run(inputs)
+    outs = [session.run({k: v[a:b] for k, v in inputs.items()}) for a, b in zip(bounds, bounds[1:])]
+    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow for any logit
 
 
 def compare(outputs: dict[str, np.ndarray], golden: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Per golden output: {"max": ..., "mean": ...} of the normalized error. BackendError on missing names."""
+    """Per golden output: {"max", "mean"} of the normalized error and {"sigmoid_max", "sigmoid_mean"} of the error
+    as probabilities (what judge uses for a tolerance's `sigmoid` outputs). BackendError on missing names."""
     missing = sorted(set(golden) - set(outputs))
     if missing:
         raise BackendError(f"outputs {missing} missing (session has {sorted(outputs)})")
@@ -84,10 +113,12 @@ def compare(outputs: dict[str, np.ndarray], golden: dict[str, np.ndarray]) -> di
         out = outputs[name]
         if out.shape != ref.shape:
             raise BackendError(f"output {name!r} has shape {out.shape}, golden has {ref.shape}")
-        ref = ref.astype(np.float64)
-        e = np.abs(out.astype(np.float64) - ref) / max(1.0, float(np.abs(ref).max()))
+        ref, out = ref.astype(np.float64), out.astype(np.float64)
+        e = np.abs(out - ref) / max(1.0, float(np.abs(ref).max()))
         e = np.nan_to_num(e, nan=np.inf)  # NaN output never passes
-        res[name] = {"max": float(e.max()), "mean": float(e.mean())}
+        p = np.nan_to_num(np.abs(_sigmoid(out) - _sigmoid(ref)), nan=np.inf)
+        res[name] = {"max": float(e.max()), "mean": float(e.mean()),
+                     "sigmoid_max": float(p.max()), "sigmoid_mean": float(p.mean())}
     return res
 
 
@@ -102,8 +133,11 @@ def judge(errs: dict[str, dict[str, float]], tol: Tolerance) -> tuple[bool, dict
     bad = []
     for n, e in errs.items():
         mx, mean = tol.for_output(n)
-        if e["max"] > mx:
-            bad.append(f"{n}: max {e['max']:.3g} > {mx:g}")
-        elif e["mean"] > mean:
-            bad.append(f"{n}: mean {e['mean']:.3g} > {mean:g}")
+        as_p = n in tol.sigmoid and "sigmoid_max" in e
+        got_max, got_mean = (e["sigmoid_max"], e["sigmoid_mean"]) if as_p else (e["max"], e["mean"])
+        unit = " (as probabilities)" if as_p else ""
+        if got_max > mx:
+            bad.append(f"{n}: max {got_max:.3g} > {mx:g}{unit}")
+        elif got_mean > mean:
+            bad.append(f"{n}: mean {got_mean:.3g} > {mean:g}{unit}")
     return not bad, errs, "; ".join(bad)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from models.zoo import ModelZoo
+from models import sign
+from models.zoo import ModelCorrupt, ModelZoo
 
 from sync import topics
 from devtools.broker import Broker, prod_acl
@@ -75,6 +76,16 @@ def test_signed_update_is_downloaded_verified_selftested_and_activated(broker, t
         zoo = ModelZoo(dev.zoo.cache, public_key=pub, manifest_dir=tmp_path / "dev" / "manifests")
         zoo.verify(MODEL)  # built.json of the installed version = the signed manifest; files match it
         assert zoo.artifact(MODEL, "onnxruntime", "fp32").path.parent.name == "1.1"
+        # the runtime's zoo (the cache's own key, not the fleet's) opens it too: the agent put the fleet key in
+        # <cache>/keys/trusted; without that copy the version it installed would be refused as unsigned by its key
+        sign.signing_key(dev.zoo.cache)  # the cache's own (dev) key pair, as a device that built models has
+        own = ModelZoo(dev.zoo.cache, manifest_dir=tmp_path / "dev" / "manifests")
+        own.check_artifact(own.artifact(MODEL, "onnxruntime", "fp32"))
+        trusted = list((dev.zoo.cache / "keys" / "trusted").glob("fleet-*.pub"))
+        assert len(trusted) == 1
+        trusted[0].unlink()
+        with pytest.raises(ModelCorrupt, match="BAD SIGNATURE"):
+            own.check_artifact(own.artifact(MODEL, "onnxruntime", "fp32"))
         states = [e["state"] for e in dev.events() if e["version"] == "1.1"]
         assert states == ["DOWNLOADING", "VERIFYING", "SELF_TEST", "ACTIVATING", "SUCCEEDED"]  # offers: no event
         st = read_statuses(opts(broker.port), 0.5)[("s001", "d001")]
