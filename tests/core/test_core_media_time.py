@@ -139,8 +139,11 @@ def test_same_events_and_dwell_at_any_processing_speed(repo, tmp_path):
     assert len(fast) >= 6 and [(e["kind"], e["data"]["scope"]) for e in fast] == \
         [(e["kind"], e["data"]["scope"]) for e in real]
     # zone visits from the analytics stage: same visits, same dwell (stream clock) in both runs
-    assert len(zones[False]) >= 6 and [e["kind"] for e in zones[False]] == [e["kind"] for e in zones[True]]
-    for a, b in zip(zones[False], zones[True]):
+    # (paired zone by zone: a zone with handover_s reports zone_left later, so across zones the order may differ)
+    by_zone = {r: sorted(zones[r], key=lambda e: e["data"]["zone"]) for r in zones}  # stable: per-zone order kept
+    assert len(zones[False]) >= 6 and [(e["data"]["zone"], e["kind"]) for e in by_zone[False]] == \
+        [(e["data"]["zone"], e["kind"]) for e in by_zone[True]]
+    for a, b in zip(by_zone[False], by_zone[True]):
         assert a["data"]["clock"] == "media"
         if a["kind"] == "zone_left":
             assert abs(a["data"]["dwell_s"] - b["data"]["dwell_s"]) <= 1.01 / fps

@@ -151,14 +151,14 @@ def test_shelf_camera_queue_alert_and_events_reach_the_cloud_schema_valid(repo, 
 
 
 def test_kiosk_help_alert_acknowledged_from_the_cloud_schema_valid(repo, tmp_path, store_video, broker):
-    """kiosk.toml on 54 s of the scene (media 26-80 s, 10 FPS, played in real time): a shopper waits 45 s at the
-    kiosk. When the cloud has the `kiosk_help` alert it acknowledges it over MQTT (`ack_alert` with the event id it
+    """kiosk.toml on 60 s of the scene (media 26-86 s, 10 FPS, played in real time): a shopper waits 45 s at the
+    kiosk and leaves at about 74 s (the kiosk zone's handover_s holds `customer_left` 5 s after exit_s). When the cloud has the `kiosk_help` alert it acknowledges it over MQTT (`ack_alert` with the event id it
     stored); the device's alert engine takes it (ack_via mqtt), and the alert still resolves by itself when the
     shopper leaves. The cloud stores opened, acked and resolved, the help events, and presence."""
     from sync import topics
     from sync.request import Requester
 
-    clip = cut(store_video, tmp_path / "kiosk.avi", 26.0, 80.0)
+    clip = cut(store_video, tmp_path / "kiosk.avi", 26.0, 86.0)
     cfg = device_config(repo, tmp_path, "kiosk.toml", clip, broker.port, realtime=True)
     db = tmp_path / "cloud.sqlite"
     t = topics.DeviceTopics("s001", "kiosk-01")
