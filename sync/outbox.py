@@ -85,6 +85,8 @@ class Outbox:
         db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        # deleted rows (acked events, refused records) are overwritten, not left in free pages (builds differ)
+        db.execute("PRAGMA secure_delete=ON")
         db.executescript(_SCHEMA)
         row = db.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()
         if row is None:  # a new outbox starts a new seq space; the cloud keys dedupe by (device, epoch, seq)
@@ -417,13 +419,16 @@ class Outbox:
                 if db.in_transaction:  # SQLite may have rolled back already (disk full)
                     db.execute("ROLLBACK")
                 raise
+        if redact and count:  # the refused body must not stay in the WAL's older page copies either
+            self.compact(vacuum=False)
         log.error("dead-lettered %d %s rows: %s", count, tbl, reason)
         return count
 
     # ------------------------------------------------------------------ retention (docs/PRIVACY.md)
     def expire(self, kinds: list[str] | tuple[str, ...], before: float) -> int:
-        """Delete undelivered events of `kinds` stored before `before` (wall time): shopper session data kept past
-        its retention. A gap record (reason `retention`) stands for them so the cloud watermark can pass."""
+        """Delete undelivered and dead-lettered events of `kinds` stored before `before` (wall time): shopper session
+        data kept past its retention; returns how many. A gap record (reason `retention`) stands for the undelivered
+        ones so the cloud watermark can pass."""
         if not kinds:
             return 0
         marks = ",".join("?" * len(kinds))
@@ -435,6 +440,9 @@ class Outbox:
                 rows = db.execute(f"SELECT seq, stream, size FROM reliable WHERE kind IN ({marks}) AND created < ? "
                                   "ORDER BY seq", (*kinds, before)).fetchall()
                 db.executemany("DELETE FROM reliable WHERE seq = ?", [(r[0],) for r in rows])
+                # a session record the broker refused sits in dead_letter: same retention
+                dead = db.execute(f"DELETE FROM dead_letter WHERE kind IN ({marks}) AND ts < ?",
+                                  (*kinds, before)).rowcount
                 for _, stream, size in rows:
                     self._rows[stream] -= 1
                     self._bytes[RELIABLE] -= size
@@ -447,10 +455,12 @@ class Outbox:
                 raise
             finally:
                 self._secure_delete(was)
+        if rows or dead:
+            log.info("outbox: %d undelivered and %d dead-lettered %s record(s) past their retention deleted",
+                     len(rows), dead, list(kinds))
         if rows:
-            log.info("outbox: %d undelivered %s record(s) past their retention deleted", len(rows), list(kinds))
             self.changed.set()
-        return len(rows)
+        return len(rows) + dead
 
     def purge_dead_letters(self, before: float | None = None) -> int:
         """Delete dead-lettered records stored before `before` (None: all of them)."""

@@ -104,49 +104,24 @@ def purge_outbox(outbox, privacy, *, session_before: float | None, history_befor
         return {"session_records": n_s, "dead_letters": n_d, "compacted": False}
     n_s = outbox.expire(kinds, s_before)
     n_d = outbox.purge_dead_letters(history_before)
-    if n_s or n_d:
+    if n_s or n_d or vacuum:  # an explicit purge always rewrites the file: rows deleted before leave no trace
         outbox.compact(vacuum=vacuum)
-    return {"session_records": n_s, "dead_letters": n_d, "compacted": bool(vacuum and (n_s or n_d))}
+    return {"session_records": n_s, "dead_letters": n_d, "compacted": bool(vacuum)}
 
 
 def purge_decisions(folder: Path, before: float | None, *, dry_run: bool = False) -> dict:
     """Remove decision-log records older than `before` (None: the whole log) from a log no process writes."""
-    from edge.core.decisions import segment_paths
-    from edge.core.files import write_atomic
+    from edge.core.decisions import segment_paths, trim_segment
 
     out = {"decision_records": 0, "decision_files": 0}
     if not folder.is_dir():
         return out
     for path in segment_paths(folder):
-        if not path.exists():
-            continue
-        recs = list(read_decisions_file(path))
-        keep = [] if before is None else [line for ts, line in recs if ts is None or ts >= before]
-        removed = len(recs) - len(keep)
-        if removed == 0:
-            continue
-        out["decision_records"] += removed
-        if dry_run:
-            continue
-        if keep or path.name == "decisions.jsonl":
-            write_atomic(path, b"".join(keep))
-        else:
-            path.unlink()
-            out["decision_files"] += 1
+        if path.exists():
+            removed, deleted = trim_segment(path, before, dry_run=dry_run)
+            out["decision_records"] += removed
+            out["decision_files"] += deleted
     return out
-
-
-def read_decisions_file(path: Path):
-    """(ts or None, raw line) of each complete line of one segment (unreadable lines: ts None, kept)."""
-    with open(path, "rb") as f:
-        for line in f:
-            if not line.endswith(b"\n"):
-                continue  # torn tail: the writer was killed mid-line
-            try:
-                ts = float(json.loads(line)["ts"])
-            except (ValueError, KeyError, TypeError):
-                ts = None
-            yield ts, line
 
 
 def cutoffs(cfg, *, all_: bool, older_than: str | None, now: float | None = None) -> dict[str, float | None]:
@@ -240,8 +215,8 @@ def run(args) -> int:
 # ------------------------------------------------------------------------------------------------ while running
 class RetentionLoop(Periodic):
     """The running device's retention: every `[privacy] retention_check_s`, undelivered session records and dead
-    letters past their retention leave the outbox (recorded as `data_purge` when something went). The decision log
-    applies its own retention to rotated segments (edge.core.decisions)."""
+    letters past their retention leave the outbox (recorded as `data_purge` when something went), and the decision
+    log drops its records older than its own retention (DecisionLog.enforce_retention)."""
 
     thread_name = "privacy-retention"
     join_s = 5.0
@@ -260,5 +235,8 @@ class RetentionLoop(Periodic):
                               history_before=now - p.history_retention_days * 86400, vacuum=False)
         if counts["session_records"] or counts["dead_letters"]:
             decisions.record("data_purge", "retention", counts, reason="retention enforced on the running device")
+        log_ = decisions.get_default()
+        if log_ is not None:
+            log_.enforce_retention()
         return counts
 

@@ -105,6 +105,36 @@ def make_record(seq: int, kind: str, subject: str, reason: str, data: dict | Non
     return line
 
 
+def read_segment(path: Path) -> Iterator[tuple[float | None, bytes]]:
+    """(ts or None, raw line) of each complete line of one segment (unreadable lines: ts None, kept)."""
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                continue  # torn tail: the writer was killed mid-line
+            try:
+                ts = float(json.loads(line)["ts"])
+            except (ValueError, KeyError, TypeError):
+                ts = None
+            yield ts, line
+
+
+def trim_segment(path: Path, before: float | None, *, dry_run: bool = False) -> tuple[int, bool]:
+    """Remove the records older than `before` (None: all) from one segment no one is writing; a rotated segment
+    left empty is deleted. Returns (records removed, file deleted)."""
+    from edge.core.files import write_atomic
+
+    recs = list(read_segment(path))
+    keep = [] if before is None else [line for ts, line in recs if ts is None or ts >= before]
+    removed = len(recs) - len(keep)
+    if removed == 0 or dry_run:
+        return removed, False
+    if keep or path.name == ACTIVE:
+        write_atomic(path, b"".join(keep))
+        return removed, False
+    path.unlink()
+    return removed, True
+
+
 def segment_paths(folder: Path) -> list[Path]:
     """The log's files, oldest first (decisions.<N>.jsonl ... decisions.1.jsonl, decisions.jsonl)."""
     rotated = []
@@ -314,7 +344,15 @@ class DecisionLog:
                     break
                 batch.append(item)
             stop = batch[-1] is None or None in batch
-            recs = [b for b in batch if b is not None]
+            recs: list = []
+            for b in batch:  # in queue order: a retention pass runs between the records queued before and after it
+                if b is _RETAIN:
+                    if recs:
+                        self._write(recs)
+                        recs = []
+                    self._retain()
+                elif b is not None:
+                    recs.append(b)
             if recs:
                 self._write(recs)
             if stop:
@@ -363,6 +401,29 @@ class DecisionLog:
         _fsync_dir(self.folder)
         self._expire()
 
+    def enforce_retention(self) -> None:
+        """Drop every record older than the retention, now, on the writer thread (the running device's retention
+        loop calls this: rotation alone can take months at a few records an hour)."""
+        if self._thread is not None:
+            self._q.put(_RETAIN)
+
+    def _retain(self) -> None:
+        """Writer thread: rotate the active segment when its oldest record is past the retention, then trim rotated
+        segments record by record (deleting those left empty)."""
+        cutoff = self._clock() - self.retention_s
+        try:
+            first = next((ts for ts, _ in read_segment(self.folder / ACTIVE) if ts is not None), None)
+            if self._size > 0 and first is not None and first < cutoff:
+                self._rotate()
+            removed = sum(trim_segment(p, cutoff)[0] for p in segment_paths(self.folder)[:-1] if p.exists())
+        except OSError as e:
+            self.errors += 1
+            self.last_error = str(e)
+            log.error("decision log retention failed: %s", e)
+            return
+        if removed:
+            log.info("decision log: %d record(s) older than the retention removed", removed)
+
     def _expire(self) -> None:
         """Delete rotated segments last written longer ago than the retention."""
         cutoff = self._clock() - self.retention_s
@@ -373,6 +434,9 @@ class DecisionLog:
                     p.unlink()
             except FileNotFoundError:
                 pass
+
+
+_RETAIN = object()  # queued by enforce_retention: the writer applies the retention between batches
 
 
 # ---------------------------------------------------------------------- the process's log (like logging's root)
