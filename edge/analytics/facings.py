@@ -24,7 +24,15 @@ Per frame (`ShelfFacings.update(detections, t, t_wall, image=frame.image)`):
 
 Events (stream `events`): `facing_state` (facing, sku, camera, state, previous, needs_action, reason, cues),
 `camera_moved` (camera, moved true/false, reason, shift_px, rotation_deg, correlation) and `facing_reference`
-(facing, sku, camera, reason, by, via). References persist in `reference_dir` (person pixels are never stored).
+(facing, sku, camera, reason, by, via).
+
+What is stored: `reference_dir` gets each facing's own reference (taken with nobody in front of it, see gating) and a
+margin of `_REF_MARGIN` px around its polygon within its bounding box (what the cues' filters reach), plus the
+back panel's mean colour. Everything else in the view (the aisle, where a shopper no detector found may stand) is
+zeroed before it is written. The view around the facings, which alignment and the photometric fit use, lives in
+memory only: after a restart the frame is aligned on the stored facings and that view is taken again from the first
+still, aligned frame. With `keep_references_in_memory(reason)` (nothing masks people: no person detector, no pose)
+nothing is written or read.
 """
 from __future__ import annotations
 
@@ -53,6 +61,8 @@ _PANEL_NEAR, _PANEL_FAR = 8.0, 20.0  # CIE76 distance to the back panel: looks l
 _COLOUR_SAME, _COLOUR_DIFF = 6.0, 20.0  # CIE76 distance to the reference cell: same .. different
 _SSIM_LO, _SSIM_HI = 0.2, 0.6
 _DIFF_T = 18  # grey levels (after removing the region's median change) that count as motion
+_REF_MARGIN = 8  # px kept around a facing's polygon in a stored reference (the cues' filters reach 6 px)
+_REF_VERSION = 2  # reference.json "v": 2 = facings only (1 held the whole view)
 
 
 @dataclass
@@ -65,6 +75,8 @@ class _Ref:
     lab: np.ndarray  # (cells, 3) mean Lab per cell
     edges: np.ndarray  # (cells,) edge density per cell
     product: np.ndarray  # (cells,) float weights: cells that hold product in the reference
+    bgr: np.ndarray  # uint8 bbox crop, zero outside the polygon + margin: what is stored
+    valid: np.ndarray  # bool bbox crop: pixels of `bgr` that show the shelf
     t_wall: float | None = None
 
 
@@ -90,6 +102,7 @@ class Facing:
     _ref: _Ref | None = field(default=None, repr=False)
     _bbox: tuple[int, int, int, int] = (0, 0, 0, 0)
     _mask: np.ndarray | None = field(default=None, repr=False)  # bbox-sized bool polygon mask
+    _keep: np.ndarray | None = field(default=None, repr=False)  # bbox-sized bool: polygon + _REF_MARGIN (stored)
     _labels: np.ndarray | None = field(default=None, repr=False)  # bbox-sized cell index, -1 outside
     _n_cells: int = 0
     _sbox: tuple[int, int, int, int] = (0, 0, 0, 0)  # bbox at the alignment scale
@@ -169,7 +182,10 @@ class ShelfFacings:
         self.alignment = Alignment()
         self._lock = threading.Lock()
         self._size: tuple[int, int] | None = None
-        self._ref_bgr: np.ndarray | None = None  # full-res reference view (person pixels zeroed)
+        self._ref_bgr: np.ndarray | None = None  # full-res reference view (person pixels zeroed); in memory only
+        self._structure_known = False  # False after a restart until the view around the facings is taken again
+        self._stored_panel_lab: np.ndarray | None = None  # the back panel colour saved with the reference
+        self.not_persisted: str | None = None  # why references are kept in memory only (None: in reference_dir)
         self._ref_valid: np.ndarray | None = None  # bool: pixels of the reference that show the shelf
         self._ref_small: np.ndarray | None = None  # float32 grey at the alignment scale
         self._ref_small_bgr: np.ndarray | None = None
@@ -208,6 +224,14 @@ class ShelfFacings:
                    reference_dir=ref_dir or None, max_shift_px=a.max_shift_px, max_rotation_deg=a.max_rotation_deg,
                    min_correlation=a.min_correlation, moved_after_s=a.moved_after_s, align_width=a.width,
                    source=source)
+
+    def keep_references_in_memory(self, reason: str) -> None:
+        """Nothing masks people in this camera's frames (`reason`, e.g. no person detector and no pose): references
+        are neither written to nor read from `reference_dir`; they are taken again at each start."""
+        if self.not_persisted is None:
+            log.warning("shelf %s: %s to mask people: shelf references are kept in memory only%s", self.camera, reason,
+                        "" if self.reference_dir is None else f" (not written to {self.reference_dir})")
+        self.not_persisted = reason
 
     # ------------------------------------------------------------------ restock workflow
     def retake_reference(self, facing_id: str | None = None, *, when: str = "now", by: str = "",
@@ -281,6 +305,10 @@ class ShelfFacings:
 
         aligned = self._aligned(image)
         fitted = False
+        if not self._structure_known and still and self.alignment.correlation is not None:
+            self._fit_photometric(aligned, person_small)  # on the stored facings: into their photometry
+            fitted = True
+            self._learn_structure(aligned, person)
         for f in self.facings.values():
             x0, y0, x1, y1 = f._bbox
             if x1 <= x0 or y1 <= y0:
@@ -353,6 +381,7 @@ class ShelfFacings:
             m = np.zeros((y1 - y0, x1 - x0), np.uint8)
             cv2.fillPoly(m, [np.round((poly - (x0, y0)) * 16).astype(np.int32)], 1, shift=4)
             f._mask = m.astype(bool)
+            f._keep = cv2.dilate(m, np.ones((2 * _REF_MARGIN + 1, 2 * _REF_MARGIN + 1), np.uint8)) > 0
             bw, bh = x1 - x0, y1 - y0
             cell = int(np.clip(round(math.sqrt(f._mask.sum() / 48.0)), 6, 32))
             nx, ny = max(1, round(bw / cell)), max(1, round(bh / cell))
@@ -370,7 +399,7 @@ class ShelfFacings:
             s = 1.0 / self._scale
             f._sbox = (int(x0 * s), int(y0 * s), max(int(x0 * s) + 1, int(math.ceil(x1 * s))),
                        max(int(y0 * s) + 1, int(math.ceil(y1 * s))))
-        if self.reference_dir is not None and self._ref_bgr is None:
+        if self.reference_dir is not None and self._ref_bgr is None and self.not_persisted is None:
             self._load()
 
     def _person_mask(self, boxes: np.ndarray, mask: np.ndarray | None, w: int, h: int) -> np.ndarray:
@@ -423,7 +452,8 @@ class ShelfFacings:
         ref = self._ref_small
         sh, sw = self._small_size
         valid = self._ref_small_valid & ~person
-        if valid.mean() < 0.2:  # people hide most of the view: keep the last warp, judge nothing
+        # people hide most of the view (after a restart: most of the stored facings): keep the last warp, judge nothing
+        if (valid.mean() < 0.2) if self._structure_known else (valid.sum() < 0.5 * self._ref_small_valid.sum()):
             self.alignment = Alignment(self.alignment.ok, self.alignment.shift_px, self.alignment.rotation_deg,
                                        None, "view hidden by people")
             return self.alignment.ok
@@ -442,6 +472,8 @@ class ShelfFacings:
             trusted[k + 1] = f._pending is None and f.cues is not None and f.cues["fill"] >= 0.9 \
                 and (f.cues["ssim"] or 0.0) >= 0.8
         region = (valid & (self._structure | trusted[self._facing_index])).astype(np.uint8)
+        if not self._structure_known:  # after a restart only the stored facings are known: all of them
+            region = valid.astype(np.uint8)
         best = None
         for start in starts:  # each start as it is and refined by ECC: changed stock must not drag it away
             try:
@@ -480,7 +512,7 @@ class ShelfFacings:
         cur = cv2.warpAffine(small, warp, (sw, sh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                              borderMode=cv2.BORDER_REPLICATE)
         cur = cv2.GaussianBlur(cur, (5, 5), 0)
-        m = valid & self._structure if (self._structure & valid).mean() >= 0.05 else valid
+        m = valid & self._structure if self._structure_known and (self._structure & valid).mean() >= 0.05 else valid
         a, b = self._ref_small_blur[m], cur[m]
         a, b = a - a.mean(), b - b.mean()
         den = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
@@ -587,6 +619,7 @@ class ShelfFacings:
         ref = base.copy()
         ref[person] = 0
         self._ref_bgr, self._ref_valid = ref, ~person
+        self._structure_known = True
         self._refresh_small()
         with self._lock:
             if self._pending_view is pending:
@@ -606,7 +639,20 @@ class ShelfFacings:
         self._ref_small_blur = cv2.GaussianBlur(self._ref_small, (5, 5), 0)
         r = self._ref_small_bgr[::2, ::2]
         base = self._ref_small_valid[::2, ::2] & (r.max(2) < 250) & (r.min(2) > 8)
-        self._fit_where = (base & self._structure[::2, ::2], base)  # photometric fit: outside facings, everywhere
+        # photometric fit: outside facings, everywhere (after a restart, until the view is retaken: the facings)
+        self._fit_where = (base & self._structure[::2, ::2] if self._structure_known else base, base)
+
+    def _learn_structure(self, aligned: np.ndarray, person: np.ndarray) -> None:
+        """After a restart: the view around the stored facings (shelf edges, labels, back panel: what alignment and
+        the photometric fit use) is taken from this aligned, still frame, in the stored facings' photometry. In
+        memory only, like the view taken at startup."""
+        fill = ~self._ref_valid & ~person
+        self._ref_bgr[fill] = np.round(self._normalised(aligned[fill])).astype(np.uint8)
+        self._ref_valid |= fill
+        self._structure_known = True
+        self._refresh_small()
+        self._sample_panel()
+        log.info("shelf %s: the view around the stored facings was taken again (kept in memory)", self.camera)
 
     def _sample_panel(self) -> None:
         """Back-panel colour (Lab) from the configured region of the reference, else the configured colour."""
@@ -618,6 +664,9 @@ class ShelfFacings:
             if m.sum() >= 20:
                 bgr = self._ref_bgr[m].astype(np.float32).mean(0)
                 self._panel_lab = _lab(bgr.reshape(1, 1, 3)).reshape(3)
+                return
+            if not self._structure_known and self._stored_panel_lab is not None:  # restarted: the saved colour
+                self._panel_lab = self._stored_panel_lab
                 return
             log.warning("shelf %s: back_panel_region is hidden in the reference; panel cue off", self.camera)
         self._panel_lab = None if self._panel_bgr is None else _lab(
@@ -633,7 +682,7 @@ class ShelfFacings:
         self._refresh_small()
         if self._panel_region is not None:
             self._sample_panel()
-        f._ref = self._make_ref(f, self._ref_bgr[y0:y1, x0:x1].astype(np.float32), t_wall)
+        f._ref = self._make_ref(f, self._ref_bgr[y0:y1, x0:x1], self._ref_valid[y0:y1, x0:x1], t_wall)
         reason, by, via = f._pending or "now", f._pending_by, f._pending_via
         with self._lock:
             f._pending = None
@@ -644,7 +693,13 @@ class ShelfFacings:
             events.append(self._set_state(f, "full", t, t_wall, "reference retaken"))
         self._save()
 
-    def _make_ref(self, f: Facing, crop: np.ndarray, t_wall: float | None) -> _Ref:
+    def _make_ref(self, f: Facing, bgr: np.ndarray, valid: np.ndarray, t_wall: float | None) -> _Ref:
+        """A facing's reference from its bbox crop of the reference view: only the polygon and the margin are kept
+        (the cues' filters reach no further, so they measure the same here and after a restart)."""
+        bgr = bgr.copy()
+        bgr[~f._keep] = 0
+        valid = valid & f._keep
+        crop = bgr.astype(np.float32)
         gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
         mu = cv2.GaussianBlur(gray, (0, 0), 1.5)
         var = cv2.GaussianBlur(gray * gray, (0, 0), 1.5) - mu * mu
@@ -658,7 +713,7 @@ class ShelfFacings:
                 log.warning("shelf %s: the reference of facing %s looks empty (%.0f%% product); retake it after "
                             "restocking", self.camera, f.id, 100.0 * product.mean())
                 product[:] = 1.0
-        return _Ref(gray, mu, var, lab, edges, product, t_wall)
+        return _Ref(gray, mu, var, lab, edges, product, bgr, valid, t_wall)
 
     def _cell_mean(self, f: Facing, img: np.ndarray) -> np.ndarray:
         """Per-cell mean of an (h, w) or (h, w, c) map over the facing's polygon."""
@@ -739,18 +794,36 @@ class ShelfFacings:
                                            "cues": f.cues if state != "unknown" else None}, t, t_wall, self.source)
 
     # ------------------------------------------------------------------ persistence
+    def _stored(self) -> tuple[np.ndarray, np.ndarray, list[Facing]]:
+        """What is written: each facing's own reference within its polygon and margin, zero everywhere else."""
+        w, h = self._size
+        img, valid = np.zeros((h, w, 3), np.uint8), np.zeros((h, w), bool)
+        facings = [f for f in self.facings.values() if f._ref is not None and f._keep is not None]
+        for inner in (False, True):  # margins first: a neighbour's polygon wins over a margin
+            for f in facings:
+                x0, y0, x1, y1 = f._bbox
+                sel = f._mask if inner else f._keep & ~f._mask
+                img[y0:y1, x0:x1][sel] = f._ref.bgr[sel]
+                valid[y0:y1, x0:x1][sel] = f._ref.valid[sel]
+        return img, valid, facings
+
     def _save(self) -> None:
-        if self.reference_dir is None or self._ref_bgr is None:
+        if self.reference_dir is None or self._ref_bgr is None or self.not_persisted is not None:
+            return
+        img, valid, facings = self._stored()
+        if not facings:
             return
         try:
             d = self.reference_dir
-            ok, png = cv2.imencode(".png", self._ref_bgr)
-            ok2, valid = cv2.imencode(".png", self._ref_valid.astype(np.uint8) * 255)
+            ok, png = cv2.imencode(".png", img)
+            ok2, valid = cv2.imencode(".png", valid.astype(np.uint8) * 255)
             if not (ok and ok2):
                 raise OSError("PNG encoding failed")
-            meta = {"v": 1, "camera": self.camera, "size": list(self._size),
+            panel = self._panel_lab if self._structure_known else self._stored_panel_lab
+            meta = {"v": _REF_VERSION, "camera": self.camera, "size": list(self._size),
+                    "panel_lab": None if panel is None else [round(float(v), 3) for v in panel],
                     "facings": {f.id: {"sku": f.sku, "polygon": f.polygon.tolist(), "t_wall": f._ref.t_wall}
-                                for f in self.facings.values() if f._ref is not None}}
+                                for f in facings}}
             write_atomic(d / "reference.png", png.tobytes())
             write_atomic(d / "valid.png", valid.tobytes())
             write_atomic(d / "reference.json", json.dumps(meta, indent=1).encode())
@@ -758,6 +831,8 @@ class ShelfFacings:
             log.warning("shelf %s: could not save the reference to %s: %s", self.camera, self.reference_dir, e)
 
     def _load(self) -> None:
+        """The stored facings' references; the view around them is taken again (`_learn_structure`). A reference
+        of an older version (the whole view) is rewritten with the facings only, or removed when none fits."""
         d = self.reference_dir
         try:
             meta = json.loads((d / "reference.json").read_text())
@@ -765,24 +840,60 @@ class ShelfFacings:
             valid = cv2.imread(str(d / "valid.png"), cv2.IMREAD_GRAYSCALE)
         except (OSError, ValueError):
             return
+        legacy = meta.get("v") != _REF_VERSION
         if ref is None or valid is None or tuple(meta.get("size", ())) != self._size or ref.shape[:2] != valid.shape:
             log.info("shelf %s: saved reference in %s does not fit this frame; taking a new one", self.camera, d)
+            if legacy:
+                self._remove_stored()
             return
-        self._ref_bgr, self._ref_valid = ref, valid > 127
-        self._pending_view = None
-        self._refresh_small()
-        self._sample_panel()
+        valid = valid > 127
+        panel = meta.get("panel_lab")
+        self._stored_panel_lab = None if panel is None else np.asarray(panel, np.float32).reshape(3)
+        if legacy and self._panel_region is not None:  # the whole view: the back panel's colour, before it goes
+            self._ref_bgr, self._ref_valid, self._structure_known = ref, valid, True
+            self._sample_panel()
+            self._stored_panel_lab, self._ref_bgr, self._ref_valid = self._panel_lab, None, None
         restored = []
         for f in self.facings.values():
             saved = meta.get("facings", {}).get(f.id)
             if saved and saved.get("sku") == f.sku and np.allclose(saved.get("polygon"), f.polygon) \
                     and f._mask is not None:
-                x0, y0, x1, y1 = f._bbox
-                f._ref = self._make_ref(f, ref[y0:y1, x0:x1].astype(np.float32), saved.get("t_wall"))
-                f._pending = None
-                restored.append(f.id)
-        log.info("shelf %s: reference loaded from %s (%d of %d facings)", self.camera, d, len(restored),
-                 len(self.facings))
+                restored.append((f, saved.get("t_wall")))
+        if not restored:
+            log.info("shelf %s: no facing of the saved reference in %s fits the planogram; taking a new one",
+                     self.camera, d)
+            if legacy:
+                self._remove_stored()
+            return
+        keep = np.zeros(valid.shape, bool)  # an older reference held the whole view: only the facings are used
+        for f, _ in restored:
+            x0, y0, x1, y1 = f._bbox
+            keep[y0:y1, x0:x1] |= f._keep
+        ref[~keep] = 0
+        self._ref_bgr, self._ref_valid = ref, valid & keep
+        self._structure_known = False
+        self._pending_view = None
+        self._refresh_small()
+        self._sample_panel()
+        for f, t_wall in restored:
+            x0, y0, x1, y1 = f._bbox
+            f._ref = self._make_ref(f, ref[y0:y1, x0:x1], self._ref_valid[y0:y1, x0:x1], t_wall)
+            f._pending = None
+        log.info("shelf %s: reference loaded from %s (%d of %d facings); the view around them is taken again at "
+                 "the first still, aligned frame", self.camera, d, len(restored), len(self.facings))
+        if legacy:
+            log.info("shelf %s: rewriting the saved reference with the facings only", self.camera)
+            self._save()
+
+    def _remove_stored(self) -> None:
+        for name in REFERENCE_FILES:
+            try:
+                (self.reference_dir / name).unlink(missing_ok=True)
+            except OSError as e:
+                log.warning("shelf %s: could not remove %s: %s", self.camera, self.reference_dir / name, e)
+
+
+REFERENCE_FILES = ("reference.png", "valid.png", "reference.json")  # a camera's files in its reference_dir
 
 
 def _row_mean(a: np.ndarray) -> np.ndarray:

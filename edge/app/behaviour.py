@@ -45,7 +45,7 @@ class BehaviourStage:
     def process(self, frame: Frame, pose_result=None) -> None:
         """Analytics and alerts for one frame: detections from the person detector (with the keypoints of the
         people pose also found, for shelf interactions), else from the pose result; with neither, shelf facings
-        still get the frame (with no detections)."""
+        still get the frame (with no detections) and keep their references in memory only (nothing masks people)."""
         if self.detector is not None:
             dets = self.detector(frame)
             if pose_result is not None and pose_result.people:
@@ -57,6 +57,8 @@ class BehaviourStage:
             if not self._warned_blind:
                 log.warning("shelf facings run without a person detector or pose: shoppers in front of a facing are "
                             "only noticed while they move (set [models.person_detector] or enable [pose])")
+                for p in self.analytics.planograms.values():  # nobody is masked: nothing may be written
+                    p.keep_references_in_memory("no person detector or pose")
                 self._warned_blind = True
             self.update(frame, Detections.empty(tracked=True))
 

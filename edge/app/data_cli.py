@@ -9,12 +9,15 @@ What is removed:
   emptied and (`edge data purge` only) the file rewritten (VACUUM), so delivered and deleted records are gone from
   the disk, not only from the tables;
 - decision log: records older than `[decisions] retention_days` (rotated segments by age, the active segment
-  rewritten without the old records).
+  rewritten without the old records);
+- shelf references: every stored reference of the planograms (`[analytics.planogram]`, `[[cameras]]`) in their
+  `reference_dir` (they hold only the facings, but a shopper standing still in front of one is not ruled out); the
+  device takes them again at its next clear view.
 
-`--older-than DURATION` uses one cutoff for all three instead; `--all` removes every session record, every dead
-letter and the whole decision log. Undelivered events and alerts other than session data are never removed here
-(they are the store's data in transit; they leave the device when delivered). Each purge is recorded in the
-decision log (`data_purge`, counts only).
+`--older-than DURATION` uses one cutoff for all four instead (a shelf reference goes when it was saved before it);
+`--all` removes every session record, every dead letter, the whole decision log and every shelf reference.
+Undelivered events and alerts other than session data are never removed here (they are the store's data in transit;
+they leave the device when delivered). Each purge is recorded in the decision log (`data_purge`, counts only).
 
 `edge run` holds a lock beside the outbox while it runs; `edge data purge` refuses to run then (the running device
 enforces the retention itself every `[privacy] retention_check_s`: `RetentionLoop`).
@@ -37,11 +40,13 @@ def add_arguments(p) -> None:
     sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     pp = sub.add_parser("purge", help="remove stored history past its retention (or all of it)",
                         description="Remove undelivered session records, dead letters and decision-log records "
-                                    "past their retention ([privacy], [decisions]), or all of them (--all); the "
+                                    "past their retention ([privacy], [decisions]), or all of them (--all), and the "
+                                    "stored shelf references; the "
                                     "device must not be running. See docs/PRIVACY.md.")
     pp.add_argument("--config", required=True, help="device TOML (its outbox, decision log and [privacy] retention)")
     when = pp.add_mutually_exclusive_group()
-    when.add_argument("--all", action="store_true", help="remove all session data, dead letters and decision logs")
+    when.add_argument("--all", action="store_true",
+                      help="remove all session data, dead letters, decision logs and shelf references")
     when.add_argument("--older-than", metavar="DURATION",
                       help="one cutoff for everything instead of the configured retention: 90s, 15m, 2h, 7d, 1w")
     pp.add_argument("--dry-run", action="store_true", help="count what would be removed, remove nothing")
@@ -124,19 +129,55 @@ def purge_decisions(folder: Path, before: float | None, *, dry_run: bool = False
     return out
 
 
+def shelf_reference_dirs(cfg) -> list[Path]:
+    """The folders of the device's stored shelf references: each planogram with facings (`[analytics]`, each
+    `[[cameras]]`), resolved as `ShelfFacings.from_config` does (`reference_dir` "" keeps them in memory: none)."""
+    from edge.core.paths import data_dir
+
+    out: list[Path] = []
+    for a in (cfg.analytics, *(c.analytics for c in cfg.cameras)):
+        p = a.planogram
+        if not p.facings or p.reference_dir == "":
+            continue
+        d = data_dir() / "shelf" / p.camera if p.reference_dir is None else Path(p.reference_dir)
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def purge_shelf_references(folders: list[Path], before: float | None, *, dry_run: bool = False) -> dict:
+    """Remove the stored shelf references in these folders (saved before `before`; None: all of them)."""
+    from edge.analytics.facings import REFERENCE_FILES
+
+    n = 0
+    for d in folders:
+        files = [d / name for name in REFERENCE_FILES if (d / name).is_file()]
+        if not files:
+            continue
+        if before is not None and max(f.stat().st_mtime for f in files) >= before:
+            continue
+        n += 1
+        if dry_run:
+            continue
+        for f in files:
+            f.unlink(missing_ok=True)
+    return {"shelf_references": n}
+
+
 def cutoffs(cfg, *, all_: bool, older_than: str | None, now: float | None = None) -> dict[str, float | None]:
-    """Wall-time cutoffs (None: everything) for session records, dead letters and decision records."""
+    """Wall-time cutoffs (None: everything) for session records, dead letters, decision records and shelf
+    references (these have no retention: every purge removes them, --older-than only the older ones)."""
     from edge.core.decisions import parse_since
 
     now = time.time() if now is None else now
     if all_:
-        return {"session": None, "history": None, "decisions": None}
+        return {"session": None, "history": None, "decisions": None, "shelf": None}
     if older_than:
         t = parse_since(older_than, now)
-        return {"session": t, "history": t, "decisions": t}
+        return {"session": t, "history": t, "decisions": t, "shelf": t}
     p = cfg.privacy
     return {"session": now - p.session_retention_days * 86400, "history": now - p.history_retention_days * 86400,
-            "decisions": now - cfg.decisions.retention_days * 86400}
+            "decisions": now - cfg.decisions.retention_days * 86400, "shelf": None}
 
 
 def purge(cfg, *, all_: bool = False, older_than: str | None = None, dry_run: bool = False) -> dict:
@@ -153,7 +194,10 @@ def purge(cfg, *, all_: bool = False, older_than: str | None = None, dry_run: bo
                                        history_before=cut["history"], dry_run=dry_run))
     folder = decision_log_dir(cfg)
     counts.update(purge_decisions(folder, cut["decisions"], dry_run=dry_run))
-    counts.update({"outbox": str(path), "decision_log": str(folder), "dry_run": dry_run,
+    shelves = shelf_reference_dirs(cfg)
+    counts.update(purge_shelf_references(shelves, cut["shelf"], dry_run=dry_run))
+    counts.update({"outbox": str(path), "decision_log": str(folder), "shelf_reference_dirs": [str(d) for d in shelves],
+                   "dry_run": dry_run,
                    "mode": "all" if all_ else f"older than {older_than}" if older_than else "retention"})
     if not dry_run and cfg.decisions.enabled:
         _record(cfg, folder, counts)
@@ -170,7 +214,8 @@ def _record(cfg, folder: Path, counts: dict) -> None:
         log.warning("purge not recorded in the decision log %s: %s", folder, e)
         return
     try:
-        dl.record("data_purge", "cli", {k: v for k, v in counts.items() if k not in ("outbox", "decision_log")},
+        dl.record("data_purge", "cli", {k: v for k, v in counts.items()
+                                            if k not in ("outbox", "decision_log", "shelf_reference_dirs")},
                   reason=f"edge data purge ({counts['mode']})", wait=True)
     finally:
         dl.close()
@@ -208,7 +253,7 @@ def run(args) -> int:
         print(f"{cfg.device.id}: {verb} {counts['session_records']} session record(s) and "
               f"{counts['dead_letters']} dead letter(s) from {counts['outbox']}"
               f"{' (compacted)' if counts['compacted'] else ''}; {counts['decision_records']} decision record(s) "
-              f"from {counts['decision_log']} ({counts['mode']})")
+              f"from {counts['decision_log']}; {counts['shelf_references']} shelf reference(s) ({counts['mode']})")
     return 0
 
 
