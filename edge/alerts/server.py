@@ -12,7 +12,8 @@
                                       (only when a `retake_reference` callable is given: devices with facings)
 
 POSTs must be `Content-Type: application/json` (a cross-site form cannot send that without a CORS preflight,
-which this server never grants). No frames are served here: only alert records and counts.
+which this server never grants). A refused POST's body is read and dropped by LocalHttpServer, never run as a
+request of its own. No frames are served here: only alert records and counts.
 """
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ def _json_object(req: BaseHTTPRequestHandler) -> dict:
         n = int(req.headers.get("Content-Length") or 0)
     except ValueError:
         raise BadRequest(400, "bad Content-Length") from None
-    if n < 0 or n > MAX_BODY:
+    if n < 0:
+        raise BadRequest(400, "bad Content-Length")
+    if n > MAX_BODY:
         raise BadRequest(413, f"body larger than {MAX_BODY} bytes")
     try:
         obj = json.loads(req.rfile.read(n) or b"{}")

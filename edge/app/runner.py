@@ -574,7 +574,7 @@ class Runtime:
 
         cfg = self.cfg
         try:
-            self.http = LocalHttpServer(cfg.http.host, cfg.http.port, self.health)
+            self.http = LocalHttpServer(cfg.http.host, cfg.http.port, self.health, preview=cfg.http.preview)
         except OSError as e:
             raise StartError(f"{self.config_path or '<config>'}: http.port: cannot serve on {cfg.http.host}:"
                              f"{cfg.http.port} ({e.strerror or e}) (fix: stop what uses that port, set [http] port "
@@ -647,7 +647,7 @@ class Runtime:
                     break
                 continue
             seq = out.seq
-            if self.http is not None:
+            if self.http is not None and self.http.preview.watched:
                 self.http.preview.publish(out.image)
             self._tick(source_name)
 
@@ -666,7 +666,7 @@ class Runtime:
             except Exception as e:  # noqa: BLE001 - a bad frame (backend error, open circuit) must not stop the device
                 self._frame_failed(frame, e)
                 continue
-            if self.http is not None:
+            if self.http is not None and self.http.preview.watched:  # drawn only for someone watching it
                 self.http.preview.publish(annotate(frame.image, result))
             self._tick(source_name)
 

@@ -1,8 +1,15 @@
-"""Local HTTP: /healthz, /metrics, /preview.mjpg and mounted pages (the try-on mirror). Loopback by default."""
+"""Local HTTP: /healthz, /metrics, /preview.mjpg (unless `[http] preview = false`) and mounted pages (the try-on
+mirror, the staff page). Loopback by default.
+
+Request bodies: a Content-Length that is not one plain decimal number is refused (400), Transfer-Encoding (501) and
+bodies over MAX_REQUEST_BODY (413) too, each closing the connection. Routes read the body through a reader that
+stops at the declared length; whatever a route leaves unread (a refused or ignored body) is read and dropped before
+the next request on the connection, so a body is never parsed as a request of its own."""
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -17,20 +24,29 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 log = logging.getLogger(__name__)
 
 Route = Callable[[BaseHTTPRequestHandler], None]
+MAX_REQUEST_BODY = 64 * 1024  # bytes; every route's own limit is lower (the JSON POSTs take 4 KB)
+DRAIN_TIMEOUT_S = 5.0  # a body left unread by its route must arrive within this, else the connection is closed
+_LENGTH = re.compile(r"[0-9]{1,12}")
 
 
 class FrameBroadcaster:
     """Holds the newest JPEG for MJPEG viewers; encodes only while someone watches."""
 
-    def __init__(self, quality: int = 80):
+    def __init__(self, quality: int = 80, enabled: bool = True):
         self.quality = quality
+        self.enabled = enabled  # False: `[http] preview = false`, publish() drops every frame
         self.viewers = 0
         self._jpeg: bytes | None = None
         self._seq = 0
         self._cond = threading.Condition()
 
+    @property
+    def watched(self) -> bool:
+        """Someone watches (callers can skip drawing the preview frame when not)."""
+        return self.enabled and self.viewers > 0
+
     def publish(self, image_bgr: np.ndarray) -> None:
-        if self.viewers == 0:
+        if not self.watched:
             return
         ok, buf = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if ok:
@@ -64,16 +80,63 @@ def stream_mjpeg(h: BaseHTTPRequestHandler, source: FrameBroadcaster, stop: thre
         source.viewers -= 1
 
 
+class _Body:
+    """A request's body as the route sees it (`rfile`): reads stop at the declared Content-Length."""
+
+    def __init__(self, raw, length: int):
+        self.raw, self.left = raw, length
+
+    def read(self, size: int | None = -1) -> bytes:
+        size = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.raw.read(size) if size else b""
+        self.left -= len(data)
+        return data
+
+
+def _declared_length(h: BaseHTTPRequestHandler) -> int | None:
+    """The request's body length; None after answering a body this server does not take (and closing)."""
+    refuse = None
+    lengths = h.headers.get_all("Content-Length") or []
+    if h.headers.get("Transfer-Encoding") is not None:
+        refuse = 501, b"Transfer-Encoding is not supported: send Content-Length\n"
+    elif len(lengths) > 1 or (lengths and not _LENGTH.fullmatch(lengths[0].strip())):
+        refuse = 400, b"bad Content-Length\n"
+    elif lengths and int(lengths[0]) > MAX_REQUEST_BODY:
+        refuse = 413, b"request body too large\n"
+    if refuse is None:
+        return int(lengths[0]) if lengths else 0
+    log.info("refused %s %s from %s: %s", h.command, h.path[:80], h.address_string(), refuse[1].decode().strip())
+    send(h, *refuse, "text/plain", {"Connection": "close"})
+    return None
+
+
+def _drain(h: BaseHTTPRequestHandler, body: _Body) -> None:
+    """Read and drop what the route left of the body, so the connection stays in step; close it if that fails."""
+    if body.left == 0 or h.close_connection:
+        return
+    try:
+        h.connection.settimeout(DRAIN_TIMEOUT_S)
+        while body.left and body.read(body.left):
+            pass
+        h.connection.settimeout(h.timeout)
+    except OSError:  # TimeoutError included
+        pass
+    if body.left:
+        log.info("closing the connection of %s: its request body did not arrive", h.address_string())
+        h.close_connection = True
+
+
 class LocalHttpServer:
     """Routes are exact paths → handler(request); a path ending in "/*" is a prefix route (the longest matching
     prefix answers paths no exact route has, e.g. "/api/alerts/<id>/ack"). `health` returns a JSON-able dict and
-    an ok flag."""
+    an ok flag. `preview=False` (`[http] preview = false`): no /preview.mjpg (404) and `preview.publish` drops every
+    frame."""
 
-    def __init__(self, host: str, port: int, health: Callable[[], tuple[bool, dict]]):
+    def __init__(self, host: str, port: int, health: Callable[[], tuple[bool, dict]], preview: bool = True):
         self.routes: dict[str, Route] = {}
         self.prefix_routes: dict[str, Route] = {}  # "/api/alerts/" -> handler
         self.health = health
-        self.preview = FrameBroadcaster()
+        self.preview = FrameBroadcaster(enabled=preview)
         self._stop = threading.Event()
         server = self
 
@@ -84,19 +147,20 @@ class LocalHttpServer:
                 log.debug("%s " + fmt, self.address_string(), *args)
 
             def do_GET(self):  # noqa: N802 - http.server naming
-                server._dispatch(self)
+                server._handle(self)
 
             def do_POST(self):  # noqa: N802
-                server._dispatch(self)
+                server._handle(self)
 
             def do_HEAD(self):  # noqa: N802
-                server._dispatch(self)
+                server._handle(self)
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.add("/healthz", self._healthz)
         self.add("/metrics", self._metrics)
-        self.add("/preview.mjpg", lambda h: stream_mjpeg(h, self.preview, self._stop))
+        if preview:
+            self.add("/preview.mjpg", lambda h: stream_mjpeg(h, self.preview, self._stop))
 
     @property
     def port(self) -> int:
@@ -118,6 +182,19 @@ class LocalHttpServer:
         for path, methods in by_path.items():
             self.add(path, lambda h, m=methods: (m.get("GET" if h.command == "HEAD" else h.command)
                                                  or _method_not_allowed)(h))
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        """One request: its body checked and bounded, the route, then the body's unread rest dropped."""
+        n = _declared_length(h)
+        if n is None:
+            return
+        raw = h.rfile
+        h.rfile = body = _Body(raw, n)
+        try:
+            self._dispatch(h)
+        finally:
+            h.rfile = raw
+        _drain(h, body)
 
     def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
         path = h.path.split("?", 1)[0]
@@ -148,7 +225,8 @@ class LocalHttpServer:
 
     def start(self) -> LocalHttpServer:
         threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True).start()
-        log.info("local HTTP on http://%s:%d (healthz, metrics, preview)", *self.httpd.server_address[:2])
+        log.info("local HTTP on http://%s:%d (healthz, metrics%s)", *self.httpd.server_address[:2],
+                 ", preview" if self.preview.enabled else "")
         return self
 
     def stop(self) -> None:

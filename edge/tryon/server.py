@@ -3,6 +3,7 @@
 
 `make_mirror_routes(pipeline)` returns {(method, path): handler(request)} for the runtime's HTTP server to mount
 (handlers take a `BaseHTTPRequestHandler`); `serve(pipeline, host, port)` runs it standalone on LocalHttpServer.
+Only POSTs change the mirror, and they take only `Content-Type: application/json` bodies (415 otherwise).
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import logging
 import threading
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import cv2
 
@@ -49,18 +49,38 @@ def _json(req, code: int, obj) -> None:
     send(req, code, json.dumps(obj).encode(), "application/json")
 
 
+class BadBody(ValueError):
+    """A request body the mirror does not take; `code` is the HTTP answer (400, 413 or 415)."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+
+
 def _body(req) -> dict:
-    """The request's JSON object; ValueError naming what is wrong (too large, not JSON, not an object)."""
-    n = int(req.headers.get("Content-Length") or 0)
+    """The request's JSON object; BadBody naming what is wrong (not application/json: 415, too large: 413, a bad
+    Content-Length, not JSON, not an object: 400). Only JSON is taken: a page on another site cannot send it without
+    a CORS preflight, which this server never grants."""
+    ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise BadBody(415, "Content-Type must be application/json")
+    raw = (req.headers.get("Content-Length") or "0").strip()
+    if not (raw.isascii() and raw.isdigit()):
+        raise BadBody(400, f"bad Content-Length {raw[:20]!r}")
+    n = int(raw)
     if n > MAX_BODY:
-        raise ValueError(f"request body of {n} bytes is over {MAX_BODY}")
+        raise BadBody(413, f"request body of {n} bytes is over {MAX_BODY}")
     try:
         body = json.loads(req.rfile.read(n) or b"{}")
-    except json.JSONDecodeError as e:
-        raise ValueError(f"request body is not JSON: {e}") from None
+    except ValueError as e:  # not UTF-8 or not JSON
+        raise BadBody(400, f"request body is not JSON: {e}") from None
     if not isinstance(body, dict):
-        raise ValueError('request body must be a JSON object, e.g. {"action": "next_garment"}')
+        raise BadBody(400, 'request body must be a JSON object, e.g. {"action": "next_garment"}')
     return body
+
+
+def _refuse(req, e: ValueError) -> None:
+    _json(req, getattr(e, "code", 400), {"error": str(e)})
 
 
 def parse_view(text: str) -> tuple[float, float, float, float]:
@@ -99,14 +119,23 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_
         return {**pipeline.state(), **pipeline.actions.state()}
 
     def state(req):
-        """?view=x0,y0,x1,y1: the part of the picture the page shows (fractions), where gesture swatches go."""
-        view = parse_qs(urlsplit(req.path).query).get("view")
-        if view and pipeline.gestures is not None:
-            try:
-                pipeline.gestures.set_view(parse_view(view[0]))
-            except ValueError as e:
-                _json(req, 400, {"error": str(e)})
-                return
+        """GET: the state; it changes nothing (a `?view=` query is ignored: the view is POSTed)."""
+        _json(req, 200, full_state())
+
+    def post_state(req):
+        """POST {"view": "x0,y0,x1,y1"}: the part of the picture the page shows (fractions), where gesture swatches
+        go; then the state."""
+        try:
+            view = _body(req).get("view")
+            if view is not None:
+                if not isinstance(view, str):
+                    raise ValueError(f'view: expected "x0,y0,x1,y1" (a string), got {view!r}'[:200])
+                view = parse_view(view)
+                if pipeline.gestures is not None:
+                    pipeline.gestures.set_view(view)
+        except ValueError as e:
+            _refuse(req, e)
+            return
         _json(req, 200, full_state())
 
     def select(req):
@@ -114,7 +143,7 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_
             body = _body(req)
             pipeline.select(str(body.get("sku", "")), str(body.get("colour", "")))
         except (ValueError, CatalogError) as e:
-            _json(req, 400, {"error": str(e)})
+            _refuse(req, e)
             return
         _json(req, 200, full_state())
 
@@ -123,7 +152,7 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_
             body = _body(req)
             done = pipeline.actions.apply(str(body.get("action", "")), body.get("value"), source="touch")
         except (ValueError, CatalogError) as e:  # ActionError is a ValueError
-            _json(req, 400, {"error": str(e)})
+            _refuse(req, e)
             return
         _json(req, 200, {**full_state(), "applied": done["action"]})
 
@@ -177,6 +206,7 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_
         ("GET", f"{prefix}/style.css"): static("style.css"),
         ("GET", f"{prefix}/api/catalog"): catalog,
         ("GET", f"{prefix}/api/state"): state,
+        ("POST", f"{prefix}/api/state"): post_state,
         ("POST", f"{prefix}/api/select"): select,
         ("POST", f"{prefix}/api/action"): action,
         ("GET", f"{prefix}/api/look.svg"): look_svg,

@@ -236,13 +236,13 @@ def test_action_route_rejects_bad_input(mirror):
             urllib.request.urlopen(req, timeout=5)
         return e.value.code, json.loads(e.value.read())["error"]
 
-    for body, error in ((b'{"action": "dance"}', "unknown action 'dance'"),
-                        (b'{"action": "colour", "value": "purple"}', "no colour 'purple'"),
-                        (b'{"action": "garment", "value": "NOPE"}', "unknown SKU 'NOPE'"),
-                        (b"{", "not JSON"), (b"[1]", "must be a JSON object"),
-                        (b'{"action": "next_garment", "pad": "' + b"x" * 5000 + b'"}', "over 4096")):
+    for body, status, error in ((b'{"action": "dance"}', 400, "unknown action 'dance'"),
+                                (b'{"action": "colour", "value": "purple"}', 400, "no colour 'purple'"),
+                                (b'{"action": "garment", "value": "NOPE"}', 400, "unknown SKU 'NOPE'"),
+                                (b"{", 400, "not JSON"), (b"[1]", 400, "must be a JSON object"),
+                                (b'{"action": "next_garment", "pad": "' + b"x" * 5000 + b'"}', 413, "over 4096")):
         code, message = post(body)
-        assert code == 400 and error in message, (body[:40], code, message)
+        assert code == status and error in message, (body[:40], code, message)
     after = _state(base)
     assert (after["sku"], after["colour"]) == (before["sku"], before["colour"])
     assert (after["last_action"] or {}).get("seq") == (before["last_action"] or {}).get("seq")
@@ -310,6 +310,8 @@ def test_gesture_swatches_are_on_screen_where_the_recognizer_looks(gesture_mirro
             cx = (m[0, 0] * (rect[0] + rect[2]) / 2 * r["nw"] + m[0, 2]) / r["dpr"]
             cy = (m[1, 1] * (rect[1] + rect[3]) / 2 * r["nh"] + m[1, 2]) / r["dpr"]
             assert abs(e["x"] + e["w"] / 2 - cx) < 3 and abs(e["y"] + e["h"] / 2 - cy) < 3, (e, cx, cy)
+    bad = urllib.request.Request(base + "/mirror/api/state", data=b'{"view": "0.5,0,0.4,1"}', method="POST",
+                                 headers={"Content-Type": "application/json"})
     with pytest.raises(urllib.error.HTTPError) as err:  # a bad view is refused and changes nothing
-        urllib.request.urlopen(base + "/mirror/api/state?view=0.5,0,0.4,1", timeout=5)
+        urllib.request.urlopen(bad, timeout=5)
     assert err.value.code == 400 and "view" in json.loads(err.value.read())["error"]

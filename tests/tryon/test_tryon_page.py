@@ -48,7 +48,8 @@ def test_routes_and_api(mirror):
     assert "<img id=\"video\"" in html
     cat = json.loads(urllib.request.urlopen(base + "/mirror/api/catalog").read())
     assert {g["sku"] for g in cat["garments"]} >= {"TEE-001", "JKT-002", "GLS-003"}
-    bad = urllib.request.Request(base + "/mirror/api/select", data=b'{"sku": "NOPE"}', method="POST")
+    bad = urllib.request.Request(base + "/mirror/api/select", data=b'{"sku": "NOPE"}', method="POST",
+                                 headers={"Content-Type": "application/json"})
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(bad)
     assert e.value.code == 400

@@ -1,4 +1,4 @@
-// Mirror page: polls api/state (telling it the part of the picture on screen, where the gesture swatches go);
+// Mirror page: polls api/state (POSTing the part of the picture on screen, where the gesture swatches go);
 // touch actions go to api/action (the same seam gestures use, so a gesture's last_action shows the same feedback);
 // gesture swatches and hold progress; idle attract screen; saved-look QR; keeps the shopper centred.
 "use strict";
@@ -157,7 +157,7 @@ function update(s) {
 
 async function poll() {
   const view = pictureView();
-  try { update(await api("api/state" + (view ? `?view=${view}` : ""))); } catch (e) { /* server restarting */ }
+  try { update(await api("api/state", view ? {view} : undefined)); } catch (e) { /* server restarting */ }
   setTimeout(poll, POLL_MS);
 }
 
