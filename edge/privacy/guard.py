@@ -3,17 +3,24 @@
 Refused (with the path of the offending value):
 
 - bytes-like values and arrays (python objects before serialisation), non-ASCII / non-JSON payloads (binary);
-- strings with a run of more than `MAX_B64_RUN` base64/hex characters, base64 that decodes to an image header
-  (JPEG, PNG, GIF, WebP, TIFF, JPEG 2000) and `data:image/...` URIs;
-- numeric arrays with more than `MAX_NUMBERS` numbers (nested lists counted together): the largest legitimate array
-  is an occupancy heatmap grid of at most `GRID_MAX` x `GRID_MAX` cells (`[[analytics.heatmaps]]` cols/rows);
+- strings (and keys) with a run of more than `MAX_B64_RUN` base64/hex/base32/base85 (or ascii85) characters,
+  `data:image/...` URIs, text that decodes (base64, hex, base32, base85 or ascii85, whitespace removed) to an image
+  or compressed-data header (`_header`: JPEG, PNG, GIF, WebP, BMP, TIFF, JPEG 2000, HEIF/AVIF, zlib, gzip, zip,
+  numpy .npy), more than `MAX_B64_RUN` characters in consecutive whitespace-separated lines of at least `MIN_LINE`
+  such characters (MIME base64, xxd -p) and runs of more than `MAX_BYTE_TOKENS` hex or decimal numbers in text
+  (`ff d8 ff`, `255,216,255`);
+- numbers: a list of more than `GRID_MAX` numbers (a heatmap row is the longest), more than `LOOSE_MAX` numbers in
+  lists of one record outside a heatmap grid (`counts` of an object, exactly `rows` x `cols` ints), more than
+  `MAX_NUMBERS` numbers anywhere in one record (lists and objects; the largest heatmap grid and the fields around
+  it), and lists whose first integers (in 0..255, nested lists flattened) are an image header (bytes as numbers);
 - image-like keys (`image`, `frame`, `jpeg`, `png`, `mask`, `face`, `embedding`, ... ) unless they hold a number,
   a boolean or null (a heatmap's `frames` count).
 
-The one exception is a snapshot (`snapshot` command) image that `edge.privacy.anonymise` produced: the anonymiser
-`seal()`s the encoded JPEG after blurring, and only a sealed string, only as `result.image` of an `ok` result of the
-`snapshot` command, passes. Every refusal is logged, counted (`edge_privacy_refused_total{channel}`) and recorded in
-the decision log (`privacy_refused`; at most one record per channel per `RECORD_EVERY_S`, with the count since).
+A batch (`sync.payloads.batch`: an object with `epoch` and `events`) is checked record by record. The one exception
+is a snapshot (`snapshot` command) image that `edge.privacy.anonymise` produced: the anonymiser `seal()`s the
+encoded JPEG after blurring, and only a sealed string, only as `result.image` of an `ok` result of the `snapshot`
+command, passes. Every refusal is logged, counted (`edge_privacy_refused_total{channel}`) and recorded in the
+decision log (`privacy_refused`; at most one record per channel per `RECORD_EVERY_S`, with the count since).
 """
 from __future__ import annotations
 
@@ -32,26 +39,44 @@ from edge.core.decisions import PRIVATE_KEYS
 log = logging.getLogger(__name__)
 
 GRID_MAX = 64  # [[analytics.heatmaps]] cols and rows are at most 64 (tests/privacy checks it against the config)
-MAX_NUMBERS = GRID_MAX * GRID_MAX  # numbers in one (nested) list: the largest heatmap grid
+MAX_GRID = GRID_MAX * GRID_MAX  # cells of the largest heatmap grid
+MAX_NUMBERS = MAX_GRID + 256  # numbers anywhere in one record: the largest heatmap grid and the fields around it
+LOOSE_MAX = 512  # numbers in the lists of one record outside a heatmap grid (polygons, track ids: a few dozen)
 MAX_B64_RUN = 256  # base64/hex characters in a row: a sha256 is 64, an Ed25519 signature 88, an image thousands
-MIN_SNIFF = 16  # base64 strings from this length are decoded and checked for an image header
+MIN_SNIFF = 16  # encoded strings from this length are decoded and checked for an image header
+WEAK_SNIFF = 160  # 2-byte headers (zlib) only from this length: a sha256 or a signature may start with them
+MIN_LINE = 40  # whitespace-separated lines of encoded data: MIME 76, PEM 64, xxd -p 60 (an event id is 32)
+MAX_BYTE_TOKENS = 128  # hex or decimal numbers in a row in text (a byte dump)
 IMAGE_KEYS = PRIVATE_KEYS | {"jpg", "gif", "webp", "bmp", "photo", "picture", "bitmap", "image_b64", "data_url"}
 RECORD_EVERY_S = 60.0
 
-_B64_RUN = re.compile(r"[A-Za-z0-9+/_-]{%d,}" % (MAX_B64_RUN + 1))
-_B64_FULL = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
+_B85 = r"0-9A-Za-z!#$%&()*+\-;<=>?@^_`{|}~"  # base85 (b85encode), a superset of base32 and hex
+_ENC = _B85 + "/="  # ... with base64 (standard and url-safe) and its padding
+_RUN = re.compile(r"[%s]{%d,}" % (_ENC, MAX_B64_RUN + 1))
+_A85_RUN = re.compile(r"[!-u]{%d,}" % (MAX_B64_RUN + 1))  # ascii85: refused with more distinct characters than base64
+_FULL = {name: re.compile(r"[%s]+\Z" % chars) for name, chars in (
+    ("hex", "0-9A-Fa-f"), ("base64", "A-Za-z0-9+/_-"), ("base32", "A-Z2-7"), ("base85", _B85), ("ascii85", "!-uz"))}
+_LINE = re.compile(r"[%s]{%d,}" % (_ENC, MIN_LINE))
+_BYTE_TEXT = re.compile(r"[0-9A-Fa-f\s,:;.|\-]{%d,}" % (2 * MAX_BYTE_TOKENS - 1))
+_BYTE_TOKEN = re.compile(r"[0-9A-Fa-f]{1,8}")
 _DATA_URI = re.compile(r"data:image/", re.IGNORECASE)
-# cheap screen of serialised JSON (C-speed substring searches; a regex over the whole payload costs more than
-# parsing it): anything that could be refused has an image-like key, a base64 image header, a data URI or a long
-# base64 run, or is long enough to hold a numeric array over the limit, or is not ASCII JSON (payloads.dumps
-# writes ASCII)
+_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+          (b"RIFF", "RIFF/WebP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x00\x00\x00\x0cjP", "JPEG 2000"),
+          (b"\xffO\xffQ", "JPEG 2000"), (b"\x93NUMPY", "numpy .npy"), (b"PK\x03\x04", "zip (.npz)"),
+          (b"\x1f\x8b\x08", "gzip"))
+# cheap screen of serialised JSON (C-speed searches; a regex over the whole payload costs more than parsing it):
+# anything that could be refused has an image-like key, a base64 image header, a data URI, a run of encoded
+# characters or numbers (escaped newlines, quotes and separators included), two long encoded lines separated by a
+# space or, with `thorough`, more commas and brackets than LOOSE_MAX (an upper bound of its numbers), or is not
+# ASCII JSON (payloads.dumps writes ASCII)
 _KEYS_RE = re.compile(rb'"(?:%s)"' % b"|".join(sorted(k.encode() for k in IMAGE_KEYS)))  # on the lower-cased payload
-_HEADS_RE = re.compile(rb'"(?:/9j/|_9j_|iVBORw0KGgo|R0lGOD|UklGR|SUkqA|TU0AK|AAAADGpQ)')  # base64 of the _MAGIC headers
-_RUNS = bytes(0x61 if (chr(i).isascii() and (chr(i).isalnum() or chr(i) in "+/_-")) else 0x20 for i in range(256))
-_RUN_NEEDLE = b"a" * (MAX_B64_RUN + 1)
-NUMERIC_MIN_BYTES = 2 * MAX_NUMBERS  # a list of more than MAX_NUMBERS numbers needs at least this many characters
-_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"RIFF", "RIFF/WebP"),
-          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x00\x00\x00\x0cjP", "JPEG 2000"))
+_HEADS_RE = re.compile(rb'"(?:/9j/|_9j_|iVBORw0KGg|R0lGOD|UklGR|SUkqA|TU0AK|AAAADGpQ|/0//U|_0__U|k05VTVBZ|UEsDB|H4sI'
+                       rb'|Qk|eJ|AAAA[GHI]GZ0eX)')  # base64 of the _MAGIC headers (BMP, zlib, ISO BMFF too)
+SCREEN_RUN = 2 * GRID_MAX + 1  # a list of more than GRID_MAX numbers is at least this long
+_ENCODED = bytes(0x61 if 0x20 < i < 0x7F and i != 0x22 else 0x20 for i in range(256))  # no space, no quote
+_BYTES_TXT = bytes(0x61 if chr(i) in "0123456789abcdefABCDEF ,:;.|-[]\\nrt" else 0x20 for i in range(256))
+_RUN_NEEDLE = b"a" * SCREEN_RUN
+_LINES_NEEDLE = b"a" * MIN_LINE + b" " + b"a" * MIN_LINE
 
 
 # ------------------------------------------------------------------------------------------------ sealed images
@@ -83,55 +108,157 @@ def is_sealed(value: Any) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ checks
-def _string_problem(s: str) -> str | None:
-    if _DATA_URI.search(s):
-        return "a data:image URI"
-    m = _B64_RUN.search(s)
-    if m:
-        return f"a run of {m.end() - m.start()} base64/hex characters"
-    if len(s) >= MIN_SNIFF and _B64_FULL.match(s):
-        head = s[:24].replace("-", "+").replace("_", "/")
-        try:
-            raw = base64.b64decode(head + "=" * (-len(head) % 4))
-        except (binascii.Error, ValueError):
-            return None
-        for magic, name in _MAGIC:
-            if raw.startswith(magic):
-                return f"base64 of a {name} image"
+def _header(raw: bytes, weak: bool) -> str | None:
+    """The image or compressed-data format whose header `raw` starts with; 2-byte headers only if `weak`."""
+    for magic, name in _MAGIC:
+        if raw.startswith(magic):
+            return name
+    if raw[:2] == b"BM" and raw[6:10] == b"\x00\x00\x00\x00":
+        return "BMP"
+    if raw[4:8] == b"ftyp":
+        return "HEIF/AVIF/MP4"
+    if weak and raw[:1] == b"\x78" and raw[1:2] in (b"\x01", b"\x5e", b"\x9c", b"\xda"):
+        return "zlib"
     return None
 
 
-def _count_numbers(lst: list, limit: int) -> int:
-    """Numbers in a list and its nested lists (not inside dicts); stops counting past `limit`."""
-    n, stack = 0, [lst]
-    while stack and n <= limit:
-        for v in stack.pop():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                n += 1
+def _decoded_header(text: str) -> str | None:
+    """'base64 of a JPEG image' if `text` (no whitespace) decodes, in one of the encodings, to a `_header`."""
+    weak = len(text) >= WEAK_SNIFF
+    for enc, full in _FULL.items():
+        if not full.match(text.rstrip("=")):
+            continue
+        try:
+            if enc == "hex":
+                raw = bytes.fromhex(text[:36])
+            elif enc == "base64":
+                head = text[:24].replace("-", "+").replace("_", "/")
+                raw = base64.b64decode(head + "=" * (-len(head) % 4))
+            elif enc == "base32":
+                raw = base64.b32decode(text[:32] + "=" * (-len(text[:32]) % 8))
+            elif enc == "base85":
+                raw = base64.b85decode(text[:25])
+            else:
+                raw = base64.a85decode(text.removeprefix("<~")[:25])
+        except (binascii.Error, ValueError):
+            continue
+        name = _header(raw, weak)
+        if name:
+            return f"{enc} of a {name} image" if name not in ("zlib", "gzip", "zip (.npz)", "numpy .npy") \
+                else f"{enc} of {name} data"
+    return None
+
+
+def _string_problem(s: str) -> str | None:
+    """Why a string is or holds encoded image data; None if it does not."""
+    if _DATA_URI.search(s):
+        return "a data:image URI"
+    m = _RUN.search(s)
+    if m:
+        return f"a run of {m.end() - m.start()} base64/hex/base85 characters"
+    for m in _A85_RUN.finditer(s):
+        if len(set(m.group())) > 64:
+            return f"a run of {m.end() - m.start()} ascii85 characters"
+    if len(s) < MIN_SNIFF:
+        return None
+    words = s.split()
+    compact = "".join(words)  # MIME base64 lines, hex bytes separated by spaces
+    why = _decoded_header(compact) if len(compact) >= MIN_SNIFF else None
+    for w in words if len(words) > 1 and not why else ():  # "jpeg: /9j/4AAQ..."
+        why = _decoded_header(w) if len(w) >= MIN_SNIFF else None
+        if why:
+            break
+    if why or len(s) <= MAX_B64_RUN:
+        return why
+    n = best = 0
+    for tok in words:
+        n = n + len(tok) if len(tok) >= MIN_LINE and _LINE.fullmatch(tok) else 0
+        best = max(best, n)
+    if best > MAX_B64_RUN:
+        return f"{best} base64/hex characters in whitespace-separated lines"
+    for m in _BYTE_TEXT.finditer(s):
+        n = len(_BYTE_TOKEN.findall(m.group()))
+        if n > MAX_BYTE_TOKENS:
+            return f"a run of {n} hex/decimal numbers in text (a byte dump)"
+    return None
+
+
+def _byte_head(lst: list | tuple, n: int = 16) -> bytes:
+    """The first `n` integers of a list and its nested lists as bytes, if they are all in 0..255 (else b"")."""
+    out: list[int] = []
+    stack = [iter(lst)]
+    while stack and len(out) < n:
+        for v in stack[-1]:
+            if type(v) is int and 0 <= v <= 255:
+                out.append(v)
+                if len(out) >= n:
+                    break
             elif isinstance(v, (list, tuple)):
-                stack.append(v)
-    return n
+                stack.append(iter(v))
+                break
+            else:
+                return b""
+        else:
+            stack.pop()
+    return bytes(out) if len(out) >= n else b""
 
 
-def find_image_data(obj: Any) -> str | None:
-    """Why `obj` (JSON-like data, before or after serialisation) carries image data, naming where; None if it
-    does not."""
-    stack: list[tuple[str, Any, bool]] = [("", obj, False)]
+def _is_grid(d: dict) -> bool:
+    """`d["counts"]` is a heatmap grid: exactly `rows` x `cols` (at most GRID_MAX each) ints."""
+    rows, cols, counts = d.get("rows"), d.get("cols"), d.get("counts")
+    return (type(rows) is int and type(cols) is int and 0 < rows <= GRID_MAX and 0 < cols <= GRID_MAX
+            and isinstance(counts, list) and len(counts) == rows
+            and all(type(r) is list and len(r) == cols and set(map(type, r)) == {int} for r in counts))
+
+
+_NUMS = {int, float}
+
+
+def _scan(obj: Any, root: str) -> str | None:
+    """Why one record (or any other payload) carries image data, naming where; None if it does not."""
+    total = loose = 0  # numbers anywhere; numbers in lists outside a heatmap grid
+    stack: list[tuple[str, Any, bool]] = [(root, obj, False)]
     while stack:
         path, o, in_list = stack.pop()
         where = path or "<root>"
         if isinstance(o, dict):
+            grid = "counts" in o and _is_grid(o)
             for k, v in o.items():
-                key = str(k)
-                if key.lower() in IMAGE_KEYS and not (v is None or isinstance(v, (bool, int, float))):
+                key = k if type(k) is str else str(k)
+                why = _string_problem(key) if len(key) >= MIN_SNIFF else None
+                if why:
+                    return f"{why} in a key at {where}"
+                if v is None or isinstance(v, bool):
+                    continue
+                if isinstance(v, (int, float)):
+                    total += 1
+                    continue
+                if key.lower() in IMAGE_KEYS:
                     return f"image-like key {key!r} at {where}"
-                stack.append((f"{path}/{key}", v, False))
+                if grid and key == "counts":
+                    total += o["rows"] * o["cols"]
+                else:
+                    stack.append((f"{path}/{key}", v, False))
         elif isinstance(o, (list, tuple)):
-            if not in_list:
-                n = _count_numbers(o, MAX_NUMBERS)
-                if n > MAX_NUMBERS:
-                    return f"a numeric array of more than {MAX_NUMBERS} numbers at {where} (only pixels are that big)"
-            stack.extend((f"{path}/{i}", v, True) for i, v in enumerate(o))
+            if not in_list and len(o) >= 2:
+                name = _header(_byte_head(o), False)
+                if name:
+                    return f"{name} image bytes as a list of numbers at {where}"
+            if set(map(type, o)) <= _NUMS:
+                n = len(o)
+            else:
+                n = 0
+                for i, v in enumerate(o):
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        n += 1
+                    if not (v is None or isinstance(v, (bool, int, float))):
+                        stack.append((f"{path}/{i}", v, True))
+            if n > GRID_MAX:
+                return f"a numeric array of {n} numbers in one list at {where} (a heatmap row has at most {GRID_MAX})"
+            total, loose = total + n, loose + n
+            if loose > LOOSE_MAX:
+                return (f"numeric arrays of more than {LOOSE_MAX} numbers outside a heatmap grid in one record "
+                        f"(at {where}; only pixels are that many)")
         elif isinstance(o, str):
             why = _string_problem(o)
             if why:
@@ -146,7 +273,21 @@ def find_image_data(obj: Any) -> str | None:
             item = getattr(o, "item", None)
             if not (callable(item) and getattr(o, "ndim", None) == 0):
                 return f"a {type(o).__name__} object at {where}"
+        if total > MAX_NUMBERS:
+            return (f"a numeric array of more than {MAX_NUMBERS} numbers in one record (at {where}; the largest "
+                    f"heatmap grid has {MAX_GRID})")
     return None
+
+
+def find_image_data(obj: Any) -> str | None:
+    """Why `obj` (JSON-like data, before or after serialisation) carries image data, naming where; None if it
+    does not. The records of a batch are checked one by one (each has its own number budget)."""
+    if isinstance(obj, dict) and "epoch" in obj and isinstance(obj.get("events"), list):
+        why = _scan({k: v for k, v in obj.items() if k != "events"}, "")
+        for i, rec in enumerate(obj["events"]):
+            why = why or _scan(rec, f"/events/{i}")
+        return why
+    return _scan(obj, "")
 
 
 def _without_sealed_snapshot(obj: Any) -> Any:
@@ -158,11 +299,18 @@ def _without_sealed_snapshot(obj: Any) -> Any:
 
 
 def _suspicious(data: bytes, thorough: bool) -> bool:
-    if not data.isascii() or data[:1] not in (b"{", b"[") or (thorough and len(data) >= NUMERIC_MIN_BYTES):
+    if not data.isascii() or data[:1] not in (b"{", b"["):
+        return True
+    if (thorough and len(data) > 2 * LOOSE_MAX
+            and data.count(b",") + data.count(b"[") + data.count(b"{") > LOOSE_MAX):
         return True
     low = data.lower()
-    return (_KEYS_RE.search(low) is not None or b"data:image/" in low or _HEADS_RE.search(data) is not None
-            or _RUN_NEEDLE in data.translate(_RUNS))
+    if _KEYS_RE.search(low) is not None or b"data:image/" in low or _HEADS_RE.search(data) is not None:
+        return True
+    runs = (data.replace(b'\\"', b"aa") if b"\\" in data else data).translate(_ENCODED)  # escaped quotes: ascii85
+    if _RUN_NEEDLE in runs:
+        return True
+    return b" " in data and (_LINES_NEEDLE in runs or _RUN_NEEDLE in data.translate(_BYTES_TXT))
 
 
 def check_result(cmd: str, data: Any) -> str | None:
@@ -174,9 +322,10 @@ def check_result(cmd: str, data: Any) -> str | None:
 def check_payload(raw: bytes | str, *, thorough: bool = True) -> str | None:
     """Why a serialised payload (MQTT payload, stored event record) must not be sent; None if it may.
 
-    A cheap screen decides whether the payload is parsed: non-ASCII or non-JSON-object payloads, a suspicious key or
-    base64 run, or (`thorough`) a size that could hold a numeric array over the limit. Batches of already checked
-    records pass `thorough=False` (their records were checked one by one)."""
+    A cheap screen decides whether the payload is parsed: non-ASCII or non-JSON-object payloads, a suspicious key,
+    base64 image header or run of encoded characters or numbers, or (`thorough`) enough commas and brackets to hold
+    more than LOOSE_MAX numbers. Batches of already checked records pass `thorough=False` (their records were
+    checked one by one)."""
     if not raw:
         return None  # clears a retained message
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
