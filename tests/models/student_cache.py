@@ -3,7 +3,8 @@
 The student's build needs the teacher's calibration sets, the package photos and the teacher's source file; they
 are copied (never linked: a re-run step must not write into the real cache) from the built real cache together with
 their step records, so the chain finds them current and runs only the student's own steps. pose_detection's built
-folder is copied too, so a device config pointing at this cache runs the whole pose pipeline.
+folder is copied too, so a device config pointing at this cache runs the whole pose pipeline, and the signing keys,
+so its signed built.json verifies there as in the real cache.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ def prepared_cache(real: Path, dst: Path) -> Path:
     from models.manifest import load_all
 
     ms = load_all()
-    for sub in ("photos", "calibration"):
-        shutil.copytree(real / sub, dst / sub)
+    for sub in ("photos", "calibration", "keys"):  # keys: the copied built.json files are signed by the real cache's
+        shutil.copytree(real / sub, dst / sub)      # key, which the runtime checks before it loads a model
     t = ms[TEACHER]
     src_dir, out_dir = real / "models" / TEACHER / t["version"], dst / "models" / TEACHER / t["version"]
     (out_dir / ".steps").mkdir(parents=True)
