@@ -13,6 +13,7 @@ from edge.core.events import Event
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class Visit:
     """One track's stay in a zone. While `member` is False it is only a candidate (inside for too short)."""
@@ -31,7 +32,6 @@ class Visit:
     continues: int | None = None  # the track whose visit this one took over (handover)
     trail: deque = field(default_factory=deque)  # (t, point, person height) seen inside, the last handover_s
     end_t: float | None = None  # when the visit ended (kept a while as a handover donor)
-    cut: bool = False  # ended because stream time went back, not by the track leaving
 
 
 HANDOVER_STOOD_S = 1.0  # a handover donor stood where the new track appeared for at least this long
@@ -134,7 +134,7 @@ class PolygonZone:
             if len(self._born) > 4 * len(pts) + 64:  # forget tracks unseen for a minute
                 self._born = {k: b for k, b in self._born.items() if t - b[3] < 60.0}
             self._watched = {k: d for k, d in self._watched.items() if inside.get(k)}
-        entered, left = [], []
+        entered, left, back = [], [], []  # back: held visits of ids that came back (over, reported now)
         for tid in sorted(set(inside) | set(self._visits)):
             now_in = inside.get(tid, False)
             v = self._visits.get(tid)
@@ -142,10 +142,8 @@ class PolygonZone:
                 if not now_in:
                     continue
                 v = self._visits[tid] = Visit(tid)
-                held = [u for u in self._ended if u.track_id == tid]  # the same id back: its last visit is over
-                for u in held:
-                    self._ended.remove(u)
-                left += held
+                back += [u for u in self._ended if u.track_id == tid]  # the same id back: its last visit is over
+                self._ended = [u for u in self._ended if u.track_id != tid]
             if now_in:
                 v.last_point = np.asarray(pts[tid], np.float64)
                 if self.handover_s > 0:
@@ -173,9 +171,8 @@ class PolygonZone:
                 left.append(v)
         if self.handover_s > 0:
             # an ended visit is held while a new track may still take it over; it is reported once it cannot
-            held, left = [v for v in left if v.end_t == t], [v for v in left if v.end_t != t]
-            self._ended += held
-            left += [v for v in self._ended if t - v.end_t > self.handover_s]
+            self._ended += left
+            left = back + [v for v in self._ended if t - v.end_t > self.handover_s]
             self._ended = [v for v in self._ended if t - v.end_t <= self.handover_s]
             for v in list(entered):
                 fresh = self._handover(v, t, t_wall, pts)
@@ -186,13 +183,13 @@ class PolygonZone:
 
     def _cut(self, t: float) -> list[Visit]:
         """Stream time went back (another recording, a clock reset): end every visit at the last frame of the old
-        clock (`cut`), so nothing carries over, and forget the candidates and handover state."""
+        clock, so nothing carries over, and forget the candidates and handover state."""
         log.warning("zone %s: stream time went back (%.3f -> %.3f); visits end at %.3f", self.name, self._t, t, self._t)
         out = [v for v in self._visits.values() if v.member] + self._ended
         for v in out:
             if v.out_t is None:
                 v.out_t, v.out_t_wall = self._t, self._t_wall
-            v.end_t, v.cut = self._t, True
+            v.end_t = self._t
         self._visits, self._ended, self._born, self._watched = {}, [], {}, {}
         return sorted(out, key=lambda v: v.track_id)
 
