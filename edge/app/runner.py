@@ -360,12 +360,13 @@ class Runtime:
         self.ops.start_summary(self.sync.outbox.emit)
         self._start_retention()
         stage = mirror = updates = None
+        ota = bool(cfg.sync.broker and cfg.sync.model_updates)  # model updates over MQTT
         try:
             self.service.starting("loading models")
-            if cfg.sync.broker and cfg.sync.model_updates:
+            if ota:
                 self._guard_boot()
             stage = self.stage = self._build_pose_stage(sink, source.name)
-            updates = self._start_model_updates(stage) if cfg.sync.broker and cfg.sync.model_updates else None
+            updates = self._start_model_updates(stage) if ota else None
             self.service.starting("try-on renderer and cameras")
             mirror = self._build_mirror(stage, sink)
             self._build_streams(sink, mirror)
@@ -609,7 +610,7 @@ class Runtime:
 
     def _tick(self, source_name: str) -> None:
         """Count one shown frame: frame count, FPS, source metrics."""
-        from edge.core.metrics import FPS, FRAMES, FRAMES_DROPPED, SOURCE_UP
+        from edge.core.metrics import FRAMES, FRAMES_DROPPED
 
         self.frames += 1
         self.last_frame_t = time.monotonic()
@@ -618,8 +619,7 @@ class Runtime:
         self.fps = self._meter.tick()
         FRAMES.labels(source_name).inc()
         FRAMES_DROPPED.labels(source_name).set(self.reader.dropped)
-        SOURCE_UP.labels(source_name).set(0 if self.reader.error else 1)
-        FPS.labels(self.cfg.device.kind).set(self.fps)
+        self._gauges(source_name)
 
     def current_fps(self) -> float:
         """Frames shown per second over the last second (0 once frames stop, not the last rate seen)."""
@@ -627,8 +627,8 @@ class Runtime:
             return 0.0
         return self.fps
 
-    def _idle(self, source_name: str) -> None:
-        """No frame this wait: the gauges say so (FPS decays to 0, the source is down while it has an error)."""
+    def _gauges(self, source_name: str) -> None:
+        """Source up (not while it has an error) and FPS (0 once frames stop): at each frame and each empty wait."""
         from edge.core.metrics import FPS, SOURCE_UP
 
         SOURCE_UP.labels(source_name).set(0 if self.reader.error else 1)
@@ -642,7 +642,7 @@ class Runtime:
         while not done():
             out = mirror.wait_frame(seq, timeout=0.5)
             if out is None:
-                self._idle(source_name)
+                self._gauges(source_name)
                 if mirror.source_ended.is_set():
                     break
                 continue
@@ -656,7 +656,7 @@ class Runtime:
         while not done():
             frame = self.reader.get(timeout=0.5)
             if frame is None:
-                self._idle(source_name)
+                self._gauges(source_name)
                 if self.reader.ended:
                     log.info("source ended")
                     break
