@@ -30,6 +30,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
 
 from edge.core.events import STREAMS, Event
@@ -75,7 +76,7 @@ class Outbox:
         self.counters = {"emitted": dict.fromkeys(STREAMS, 0), "dropped": dict.fromkeys(STREAMS, 0),
                          "dead_lettered": 0, "acked": 0, "over_budget": False, "store_errors": 0}
         self._spill: deque[tuple] = deque()  # rows the disk did not take (full): stored in order when it does
-        self._store_error_logged = 0.0
+        self._store_error_logged = -1e9  # monotonic time of the last store-error log line
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> "Outbox":
@@ -162,14 +163,8 @@ class Outbox:
         """Insert one (stream, kind, body, size, created) row; returns its seq. Lock held; raises sqlite3.Error."""
         stream, size = row[0], row[3]
         tbl = TELEMETRY if stream == "telemetry" else RELIABLE
-        durable = stream in self.durable_streams
-        if durable:
-            self.db.execute("PRAGMA synchronous=FULL")
-        try:
+        with self._fsynced(stream in self.durable_streams):
             cur = self.db.execute(f"INSERT INTO {tbl} (stream, kind, body, size, created) VALUES (?,?,?,?,?)", row)
-        finally:
-            if durable:
-                self.db.execute("PRAGMA synchronous=NORMAL")
         self._rows[stream] += 1
         self._bytes[tbl] += size
         if self._bytes[RELIABLE] + self._bytes[TELEMETRY] > self.max_bytes:
@@ -182,16 +177,21 @@ class Outbox:
     def _store_failed(self, row: tuple, err: sqlite3.Error) -> None:
         """A row could not be stored (disk full, I/O error): telemetry is dropped, events and alerts wait in memory
         (`_spill`, oldest events dropped beyond SPILL_MAX, alerts never) until the disk takes them. Lock held."""
-        self.counters["store_errors"] += 1
-        if self.counters["store_errors"] == 1 or time.monotonic() - self._store_error_logged > 60:
-            self._store_error_logged = time.monotonic()
-            log.error("outbox %s: cannot store an event (%s); events and alerts wait in memory until the disk takes "
-                      "them, telemetry is dropped (free disk space under %s)", self.path, err, self.path.parent)
+        self._store_error(err)
         if row[0] == "telemetry":
             self.counters["dropped"]["telemetry"] += 1
             return
         self._spill.append(row)
         self._cap_spill()
+
+    def _store_error(self, err: sqlite3.Error) -> None:
+        """Count a failed store; log it at most once a minute. Lock held."""
+        self.counters["store_errors"] += 1
+        if time.monotonic() - self._store_error_logged > 60:
+            self._store_error_logged = time.monotonic()
+            log.error("outbox %s: cannot store an event (%s); events and alerts wait in memory until the disk takes "
+                      "them (%d now), telemetry is dropped (free disk space under %s)", self.path, err,
+                      len(self._spill), self.path.parent)
 
     def _cap_spill(self) -> None:
         """Beyond SPILL_MAX rows in memory the oldest event goes (counted as dropped); alerts never. Lock held."""
@@ -210,11 +210,7 @@ class Outbox:
             try:
                 seq = self._insert(self._spill[0])
             except sqlite3.Error as e:
-                self.counters["store_errors"] += 1
-                if time.monotonic() - self._store_error_logged > 60:
-                    self._store_error_logged = time.monotonic()
-                    log.error("outbox %s: still cannot store (%s); %d events wait in memory", self.path, e,
-                              len(self._spill))
+                self._store_error(e)
                 break
             self._spill.popleft()
         if not self._spill:
@@ -247,8 +243,7 @@ class Outbox:
         def total() -> int:
             return self._bytes[RELIABLE] + self._bytes[TELEMETRY]
 
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             while total() > target:
                 rows = db.execute("SELECT seq, size FROM telemetry ORDER BY seq LIMIT 1000").fetchall()
                 if not rows:
@@ -270,11 +265,6 @@ class Outbox:
                 self._rows["events"] -= n
                 self.counters["dropped"]["events"] += n
                 self._insert_gaps(dropped, "disk_budget")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:  # SQLite may have rolled back already (disk full)
-                db.execute("ROLLBACK")
-            raise
         over = total() > self.max_bytes
         if over and not self.counters["over_budget"]:
             log.error("outbox over its %d-byte budget with alerts only: alerts are never dropped", self.max_bytes)
@@ -332,11 +322,8 @@ class Outbox:
         if seq <= self.sent_hi:
             return
         with self._lock:
-            self.db.execute("PRAGMA synchronous=FULL")
-            try:
+            with self._fsynced():
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES ('sent_hi', ?)", (str(seq),))
-            finally:
-                self.db.execute("PRAGMA synchronous=NORMAL")
             self.sent_hi = seq
 
     def min_seq(self, tbl: str = RELIABLE) -> int | None:
@@ -347,16 +334,10 @@ class Outbox:
         """Delete reliable rows with seq <= upto (the cloud stored them). Returns rows deleted."""
         with self._lock:
             db = self.db
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 stats = db.execute("SELECT stream, COUNT(*), COALESCE(SUM(size),0) FROM reliable WHERE seq <= ? "
                                    "GROUP BY stream", (upto,)).fetchall()
                 db.execute("DELETE FROM reliable WHERE seq <= ?", (upto,))
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:  # SQLite may have rolled back already (disk full)
-                    db.execute("ROLLBACK")
-                raise
             n = 0
             for stream, cnt, size in stats:
                 self._rows[stream] -= cnt
@@ -371,8 +352,7 @@ class Outbox:
             return
         with self._lock:
             db = self.db
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 n = size = 0
                 for s in seqs:
                     row = db.execute("SELECT size FROM telemetry WHERE seq = ?", (s,)).fetchone()
@@ -380,11 +360,6 @@ class Outbox:
                         db.execute("DELETE FROM telemetry WHERE seq = ?", (s,))
                         n += 1
                         size += row[0]
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:  # SQLite may have rolled back already (disk full)
-                    db.execute("ROLLBACK")
-                raise
             self._rows["telemetry"] -= n
             self._bytes[TELEMETRY] -= size
             self.counters["acked"] += n
@@ -395,10 +370,9 @@ class Outbox:
         redact: keep only the reason, not the body (the privacy guard refused it: image data)."""
         with self._lock:
             db = self.db
-            db.execute("BEGIN IMMEDIATE")
             moved: list[int] = []
             count = 0
-            try:
+            with self._transaction():
                 for s in seqs:
                     row = db.execute(f"SELECT seq, stream, kind, body, size FROM {tbl} WHERE seq = ?", (s,)).fetchone()
                     if row is None:
@@ -414,11 +388,6 @@ class Outbox:
                 self.counters["dead_lettered"] += count
                 if moved:
                     self._insert_gaps(moved, "dead_letter")
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:  # SQLite may have rolled back already (disk full)
-                    db.execute("ROLLBACK")
-                raise
         if redact and count:  # the refused body must not stay in the WAL's older page copies either
             self.compact(vacuum=False)
         log.error("dead-lettered %d %s rows: %s", count, tbl, reason)
@@ -434,9 +403,7 @@ class Outbox:
         marks = ",".join("?" * len(kinds))
         with self._lock:
             db = self.db
-            was = self._secure_delete(1)  # the deleted content is overwritten, not left in free space
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 rows = db.execute(f"SELECT seq, stream, size FROM reliable WHERE kind IN ({marks}) AND created < ? "
                                   "ORDER BY seq", (*kinds, before)).fetchall()
                 db.executemany("DELETE FROM reliable WHERE seq = ?", [(r[0],) for r in rows])
@@ -448,13 +415,6 @@ class Outbox:
                     self._bytes[RELIABLE] -= size
                 if rows:
                     self._insert_gaps([r[0] for r in rows], "retention")
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:  # SQLite may have rolled back already (disk full)
-                    db.execute("ROLLBACK")
-                raise
-            finally:
-                self._secure_delete(was)
         if rows or dead:
             log.info("outbox: %d undelivered and %d dead-lettered %s record(s) past their retention deleted",
                      len(rows), dead, list(kinds))
@@ -465,22 +425,34 @@ class Outbox:
     def purge_dead_letters(self, before: float | None = None) -> int:
         """Delete dead-lettered records stored before `before` (None: all of them)."""
         with self._lock:
-            was = self._secure_delete(1)
-            try:
-                if before is None:
-                    cur = self.db.execute("DELETE FROM dead_letter")
-                else:
-                    cur = self.db.execute("DELETE FROM dead_letter WHERE ts < ?", (before,))
-            finally:
-                self._secure_delete(was)
+            if before is None:
+                cur = self.db.execute("DELETE FROM dead_letter")
+            else:
+                cur = self.db.execute("DELETE FROM dead_letter WHERE ts < ?", (before,))
             return cur.rowcount
 
-    def _secure_delete(self, value: int) -> int:
-        """Set SQLite's secure_delete (deleted content overwritten with zeros) and return the previous value
-        (builds differ in their default: Debian's is on). Lock held."""
-        was = int(self.db.execute("PRAGMA secure_delete").fetchone()[0])
-        self.db.execute(f"PRAGMA secure_delete={int(value)}")
-        return was
+    @contextmanager
+    def _transaction(self):
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (unless SQLite already did: disk full). Lock held."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _fsynced(self, on: bool = True):
+        """Commits inside are made with synchronous=FULL (the WAL fsynced: they survive a power cut). Lock held."""
+        if on:
+            self.db.execute("PRAGMA synchronous=FULL")
+        try:
+            yield
+        finally:
+            if on:
+                self.db.execute("PRAGMA synchronous=NORMAL")
 
     def compact(self, vacuum: bool = True) -> None:
         """Empty the WAL into the database file (old page images go) and, with `vacuum`, rewrite the file without
