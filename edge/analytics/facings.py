@@ -209,19 +209,14 @@ class ShelfFacings:
 
     @classmethod
     def from_config(cls, c, source: str = "default") -> ShelfFacings:
-        """From an edge.analytics.config.PlanogramConfig. reference_dir None: <data dir>/shelf/<camera>."""
-        ref_dir = c.reference_dir
-        if ref_dir is None:
-            from edge.core.paths import data_dir
-
-            ref_dir = data_dir() / "shelf" / c.camera
+        """From an edge.analytics.config.PlanogramConfig (its reference folder: reference_dir_of)."""
         a = c.alignment
         return cls(c.camera, [Facing.from_config(f, c.persistence_s) for f in c.facings],
                    stable_frames=c.stable_frames, clear_s=c.clear_s, measure_every_s=c.measure_every_s,
                    unknown_after_s=c.unknown_after_s,
                    occlusion_margin_px=c.occlusion_margin_px, motion_threshold=c.motion_threshold,
                    back_panel_color=c.back_panel_color, back_panel_region=c.back_panel_region,
-                   reference_dir=ref_dir or None, max_shift_px=a.max_shift_px, max_rotation_deg=a.max_rotation_deg,
+                   reference_dir=reference_dir_of(c), max_shift_px=a.max_shift_px, max_rotation_deg=a.max_rotation_deg,
                    min_correlation=a.min_correlation, moved_after_s=a.moved_after_s, align_width=a.width,
                    source=source)
 
@@ -894,6 +889,16 @@ class ShelfFacings:
 
 
 REFERENCE_FILES = ("reference.png", "valid.png", "reference.json")  # a camera's files in its reference_dir
+
+
+def reference_dir_of(c) -> Path | None:
+    """Where a PlanogramConfig's references are stored: its reference_dir, None (the default) <data dir>/shelf/
+    <camera>, "" nowhere (kept in memory: None)."""
+    if c.reference_dir is None:
+        from edge.core.paths import data_dir
+
+        return data_dir() / "shelf" / c.camera
+    return Path(c.reference_dir) if c.reference_dir else None
 
 
 def _row_mean(a: np.ndarray) -> np.ndarray:

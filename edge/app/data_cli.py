@@ -131,16 +131,13 @@ def purge_decisions(folder: Path, before: float | None, *, dry_run: bool = False
 
 def shelf_reference_dirs(cfg) -> list[Path]:
     """The folders of the device's stored shelf references: each planogram with facings (`[analytics]`, each
-    `[[cameras]]`), resolved as `ShelfFacings.from_config` does (`reference_dir` "" keeps them in memory: none)."""
-    from edge.core.paths import data_dir
+    `[[cameras]]`; `reference_dir` "" keeps them in memory: none)."""
+    from edge.analytics.facings import reference_dir_of
 
     out: list[Path] = []
     for a in (cfg.analytics, *(c.analytics for c in cfg.cameras)):
-        p = a.planogram
-        if not p.facings or p.reference_dir == "":
-            continue
-        d = data_dir() / "shelf" / p.camera if p.reference_dir is None else Path(p.reference_dir)
-        if d not in out:
+        d = reference_dir_of(a.planogram) if a.planogram.facings else None
+        if d is not None and d not in out:
             out.append(d)
     return out
 
