@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from edge.core import decisions
+from edge.core.files import write_atomic
 from models import sign
 from models.zoo import TRUSTED_DIR, ModelZoo
 from sync import topics
@@ -644,10 +645,7 @@ class UpdateInstaller:
         if self.opts.public_key:  # the runtime's zoo checks built.json signatures too: let it trust the fleet key
             dest = self.zoo.cache / "keys" / TRUSTED_DIR / f"fleet-{sign.key_id(key)}.pub"
             if not dest.is_file():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                tmp = dest.with_suffix(".tmp")
-                tmp.write_bytes(raw)
-                tmp.replace(dest)
+                write_atomic(dest, raw)
                 log.info("model updates: fleet key %s trusted for the versions it signs (%s)", sign.key_id(key), dest)
         return key
 
