@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from edge.alerts.engine import AlertEngine, InvalidTransition, UnknownAlert
-from edge.core.http_server import send
+from edge.core.http_server import BadBody, json_body, send
 
 log = logging.getLogger(__name__)
 WEB = Path(__file__).with_name("web")
@@ -40,40 +40,12 @@ def _json(req: BaseHTTPRequestHandler, code: int, obj) -> None:
     send(req, code, json.dumps(obj).encode(), "application/json")
 
 
-class BadRequest(Exception):
-    def __init__(self, code: int, reason: str):
-        super().__init__(reason)
-        self.code = code
-
-
-def _json_object(req: BaseHTTPRequestHandler) -> dict:
-    """A POST's JSON object body; BadRequest (415 / 413 / 400) otherwise."""
-    ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        raise BadRequest(415, "Content-Type must be application/json")
-    try:
-        n = int(req.headers.get("Content-Length") or 0)
-    except ValueError:
-        raise BadRequest(400, "bad Content-Length") from None
-    if n < 0:
-        raise BadRequest(400, "bad Content-Length")
-    if n > MAX_BODY:
-        raise BadRequest(413, f"body larger than {MAX_BODY} bytes")
-    try:
-        obj = json.loads(req.rfile.read(n) or b"{}")
-    except ValueError:
-        raise BadRequest(400, "body is not JSON") from None
-    if not isinstance(obj, dict):
-        raise BadRequest(400, "body must be a JSON object")
-    return obj
-
-
 def _body(req: BaseHTTPRequestHandler) -> dict:
-    """{"by", "note"} from a POST's JSON body; BadRequest (415 / 413 / 400) otherwise."""
-    obj = _json_object(req)
+    """{"by", "note"} from a POST's JSON body; BadBody (415 / 413 / 400) otherwise."""
+    obj = json_body(req, MAX_BODY)
     by, note = obj.get("by", ""), obj.get("note", "")
     if not isinstance(by, str) or not isinstance(note, str) or len(by) > 64 or len(note) > 512:
-        raise BadRequest(400, "'by' (up to 64 chars) and 'note' (up to 512 chars) must be strings")
+        raise BadBody(400, "'by' (up to 64 chars) and 'note' (up to 512 chars) must be strings")
     return {"by": by.strip(), "note": note.strip()}
 
 
@@ -136,7 +108,7 @@ def make_staff_routes(engine: AlertEngine, live: Callable[[], dict] | None = Non
             by = args["by"] or "staff"
             fn = engine.ack if action == "ack" else engine.resolve
             out = fn(alert_id, by=by, note=args["note"], via="page")
-        except BadRequest as e:
+        except BadBody as e:
             _json(req, e.code, {"error": str(e)})
             return
         except UnknownAlert as e:
@@ -151,7 +123,7 @@ def make_staff_routes(engine: AlertEngine, live: Callable[[], dict] | None = Non
         try:
             args = _shelf_body(req)
             pending = retake_reference(args["facing"] or None, by=args["by"] or "staff", via="page")
-        except BadRequest as e:
+        except BadBody as e:
             _json(req, e.code, {"error": str(e)})
             return
         except KeyError as e:
@@ -175,10 +147,10 @@ def make_staff_routes(engine: AlertEngine, live: Callable[[], dict] | None = Non
 
 def _shelf_body(req: BaseHTTPRequestHandler) -> dict:
     """{"facing", "by"} of a shelf reference POST (same content rules as the alert POSTs)."""
-    obj = _json_object(req)
+    obj = json_body(req, MAX_BODY)
     facing, by = obj.get("facing", ""), obj.get("by", "")
     if not isinstance(facing, str) or not isinstance(by, str) or len(facing) > 64 or len(by) > 64:
-        raise BadRequest(400, "'facing' and 'by' must be strings of up to 64 chars")
+        raise BadBody(400, "'facing' and 'by' must be strings of up to 64 chars")
     facing = facing.strip()
     return {"facing": "" if facing.lower() == "all" else facing, "by": by.strip()}
 

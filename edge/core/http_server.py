@@ -239,6 +239,36 @@ def _method_not_allowed(h: BaseHTTPRequestHandler) -> None:
     send(h, 405, b"method not allowed\n", "text/plain")
 
 
+class BadBody(ValueError):
+    """A request body a route does not take; `code` is the HTTP answer (400, 413 or 415)."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+
+
+def json_body(h: BaseHTTPRequestHandler, max_bytes: int = 4096) -> dict:
+    """A POST's JSON object body; BadBody otherwise: not application/json 415 (so a page on another site cannot send
+    it without a CORS preflight, which these servers never grant), over max_bytes 413, a bad Content-Length, not
+    JSON or not an object 400."""
+    ctype = (h.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise BadBody(415, "Content-Type must be application/json")
+    raw = (h.headers.get("Content-Length") or "0").strip()
+    if not (raw.isascii() and raw.isdigit()):
+        raise BadBody(400, f"bad Content-Length {raw[:20]!r}")
+    n = int(raw)
+    if n > max_bytes:
+        raise BadBody(413, f"request body of {n} bytes is over {max_bytes}")
+    try:
+        obj = json.loads(h.rfile.read(n) or b"{}")
+    except ValueError as e:  # not UTF-8 or not JSON
+        raise BadBody(400, f"request body is not JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise BadBody(400, "request body must be a JSON object")
+    return obj
+
+
 def send(h: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str, extra: dict | None = None) -> None:
     """One complete response (no body for HEAD); `extra` adds headers."""
     h.send_response(code)

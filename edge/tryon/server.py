@@ -16,7 +16,7 @@ from pathlib import Path
 
 import cv2
 
-from edge.core.http_server import send
+from edge.core.http_server import json_body, send
 from edge.privacy.config import DEFAULT_NOTICE
 from edge.tryon.garments import CatalogError
 
@@ -49,34 +49,9 @@ def _json(req, code: int, obj) -> None:
     send(req, code, json.dumps(obj).encode(), "application/json")
 
 
-class BadBody(ValueError):
-    """A request body the mirror does not take; `code` is the HTTP answer (400, 413 or 415)."""
-
-    def __init__(self, code: int, reason: str):
-        super().__init__(reason)
-        self.code = code
-
-
 def _body(req) -> dict:
-    """The request's JSON object; BadBody naming what is wrong (not application/json: 415, too large: 413, a bad
-    Content-Length, not JSON, not an object: 400). Only JSON is taken: a page on another site cannot send it without
-    a CORS preflight, which this server never grants."""
-    ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        raise BadBody(415, "Content-Type must be application/json")
-    raw = (req.headers.get("Content-Length") or "0").strip()
-    if not (raw.isascii() and raw.isdigit()):
-        raise BadBody(400, f"bad Content-Length {raw[:20]!r}")
-    n = int(raw)
-    if n > MAX_BODY:
-        raise BadBody(413, f"request body of {n} bytes is over {MAX_BODY}")
-    try:
-        body = json.loads(req.rfile.read(n) or b"{}")
-    except ValueError as e:  # not UTF-8 or not JSON
-        raise BadBody(400, f"request body is not JSON: {e}") from None
-    if not isinstance(body, dict):
-        raise BadBody(400, 'request body must be a JSON object, e.g. {"action": "next_garment"}')
-    return body
+    """The request's JSON object (json_body); BadBody naming what is wrong."""
+    return json_body(req, MAX_BODY)
 
 
 def _refuse(req, e: ValueError) -> None:
