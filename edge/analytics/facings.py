@@ -24,7 +24,7 @@ Per frame (`ShelfFacings.update(detections, t, t_wall, image=frame.image)`):
 
 Events (stream `events`): `facing_state` (facing, sku, camera, state, previous, needs_action, reason, cues),
 `camera_moved` (camera, moved true/false, reason, shift_px, rotation_deg, correlation) and `facing_reference`
-(facing, sku, camera, reason, by, via).
+(facing, sku, camera, reason, by, via, stored: whether it was written to `reference_dir`).
 
 What is stored: `reference_dir` gets each facing's own reference (taken with nobody in front of it, see gating) and a
 margin of `_REF_MARGIN` px around its polygon within its bounding box (what the cues' filters reach), plus the
@@ -682,11 +682,12 @@ class ShelfFacings:
         with self._lock:
             f._pending = None
         f._candidate, f.measured_t = None, t
+        stored = self._save()
         events.append(make_event("facing_reference", {"facing": f.id, "sku": f.sku, "camera": self.camera,
-                                                      "reason": reason, "by": by, "via": via}, t, t_wall, self.source))
+                                                      "reason": reason, "by": by, "via": via, "stored": stored},
+                                 t, t_wall, self.source))
         if f.state != "full":
             events.append(self._set_state(f, "full", t, t_wall, "reference retaken"))
-        self._save()
 
     def _make_ref(self, f: Facing, bgr: np.ndarray, valid: np.ndarray, t_wall: float | None) -> _Ref:
         """A facing's reference from its bbox crop of the reference view: only the polygon and the margin are kept
@@ -802,12 +803,13 @@ class ShelfFacings:
                 valid[y0:y1, x0:x1][sel] = f._ref.valid[sel]
         return img, valid, facings
 
-    def _save(self) -> None:
+    def _save(self) -> bool:
+        """Write the facings' references to reference_dir; whether they are stored there now."""
         if self.reference_dir is None or self._ref_bgr is None or self.not_persisted is not None:
-            return
+            return False
         img, valid, facings = self._stored()
         if not facings:
-            return
+            return False
         try:
             d = self.reference_dir
             ok, png = cv2.imencode(".png", img)
@@ -824,6 +826,8 @@ class ShelfFacings:
             write_atomic(d / "reference.json", json.dumps(meta, indent=1).encode())
         except OSError as e:
             log.warning("shelf %s: could not save the reference to %s: %s", self.camera, self.reference_dir, e)
+            return False
+        return True
 
     def _load(self) -> None:
         """The stored facings' references; the view around them is taken again (`_learn_structure`). A reference

@@ -52,7 +52,7 @@ def kept_mask(margin: int = 8) -> np.ndarray:
 def test_stored_reference_holds_only_the_facings(tmp_path):
     s = shelf(reference_dir=str(tmp_path))
     ev, _ = feed(s, 3.0)
-    assert sum(e.kind == "facing_reference" for e in ev) == len(s.facings)
+    assert [e.data["stored"] for e in ev if e.kind == "facing_reference"] == [True] * len(s.facings)
     saved = cv2.imread(str(tmp_path / "reference.png"))
     valid = cv2.imread(str(tmp_path / "valid.png"), cv2.IMREAD_GRAYSCALE)
     assert saved is not None and valid is not None
@@ -117,13 +117,27 @@ def test_without_a_person_detector_or_pose_references_stay_in_memory(tmp_path, c
         run_stage(st, 3.0)
     shelf_ = st.analytics.planograms["aisle-1"]
     assert all(f.has_reference and f.state == "full" for f in shelf_.facings.values())  # judged in memory
-    assert sum(e.kind == "facing_reference" for e in sink.events) == len(shelf_.facings)
+    refs = [e.data for e in sink.events if e.kind == "facing_reference"]
+    assert len(refs) == len(shelf_.facings) and not any(r["stored"] for r in refs)  # the event says so
     assert list(tmp_path.iterdir()) == []  # nothing written
     assert shelf_.not_persisted and "in memory only" in caplog.text
     # with a person detector the same stage writes them
-    st2, _ = behaviour(tmp_path / "with-detector", detector=lambda frame: boxes())
+    st2, sink2 = behaviour(tmp_path / "with-detector", detector=lambda frame: boxes())
     run_stage(st2, 3.0)
     assert (tmp_path / "with-detector" / "reference.png").exists()
+    assert all(e.data["stored"] for e in sink2.events if e.kind == "facing_reference")
+
+
+def test_a_reference_that_cannot_be_written_is_reported_as_not_stored(tmp_path, caplog):
+    blocked = tmp_path / "refs"
+    blocked.write_text("a file where the reference folder should be")
+    s = shelf(reference_dir=str(blocked))
+    with caplog.at_level(logging.WARNING):
+        ev, _ = feed(s, 3.0)
+    refs = [e.data for e in ev if e.kind == "facing_reference"]
+    assert len(refs) == len(s.facings) and not any(r["stored"] for r in refs)
+    assert all(f.has_reference for f in s.facings.values())  # still judged, from memory
+    assert "could not save the reference" in caplog.text
 
 
 def purge_config(repo, tmp_path):
