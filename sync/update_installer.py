@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Protocol
 
+from edge.backends.parity import score_logits
 from edge.core import decisions
 from edge.core.files import write_atomic
 from models import sign
@@ -430,7 +431,8 @@ class UpdateInstaller:
             self._set(job, SELF_TEST)
             t0 = time.monotonic()
             try:
-                job.selftest = self_test(st.dir, payload, backends=self.opts.backends, threads=self.opts.threads)
+                job.selftest = self_test(st.dir, payload, backends=self.opts.backends, threads=self.opts.threads,
+                                         score_logits=score_logits(self.store.zoo.manifest(job.name)))
             except UpdateError as e:
                 job.selftest = e.details
                 raise

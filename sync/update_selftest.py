@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from edge.backends import parity
@@ -23,22 +24,25 @@ def _golden(path: Path) -> tuple[dict, dict]:
         raise UpdateError(f"self-test: {e}") from None
 
 
-def _tolerance(payload: dict, precision: str) -> parity.Tolerance:
+def _tolerance(payload: dict, precision: str, score_logits: tuple[str, ...] = ()) -> parity.Tolerance:
     """The version's own tolerance (the payload's `tolerance` table from its model manifest, else the generic
-    default), with `selftest.tolerance.<precision>` max_err/mean_err overriding it when the publisher set them."""
+    default), with `selftest.tolerance.<precision>` max_err/mean_err overriding it when the publisher set them;
+    `score_logits` outputs are compared as probabilities."""
     st = payload.get("selftest", {})
     base = parity.tolerance_for(payload, precision)
     over = st.get("tolerance", {}).get(precision) or {}
-    return parity.Tolerance(float(over.get("max_err", base.max_err)), float(over.get("mean_err", base.mean_err)),
-                            base.outputs)
+    return replace(base, max_err=float(over.get("max_err", base.max_err)),
+                   mean_err=float(over.get("mean_err", base.mean_err)), sigmoid=tuple(score_logits))
 
 
 def self_test(staging: Path, payload: dict, *, backends: list[str] | None = None, threads: int = 1,
-              runs: int = 5) -> dict:
+              runs: int = 5, score_logits: tuple[str, ...] = ()) -> dict:
     """Returns a report {file: {backend, precision, passed, errors, latency_ms, reason}}.
 
-    Artefacts whose backend is not installed (or not in `backends`) are skipped. Raises UpdateError when one
-    tested artefact fails or none could be tested.
+    score_logits: outputs compared as probabilities, as at build time (the device's manifest of the model:
+    edge.backends.parity.score_logits; a payload carries no output table). Artefacts whose backend is not
+    installed (or not in `backends`) are skipped. Raises UpdateError when one tested artefact fails or none could
+    be tested.
     """
     ins, golden = _golden(staging / payload.get("selftest", {}).get("golden", GOLDEN))
     budget = payload.get("selftest", {}).get("latency_ms")
@@ -52,7 +56,7 @@ def self_test(staging: Path, payload: dict, *, backends: list[str] | None = None
         try:
             sess = load_session(a["backend"], staging / a["file"], threads=threads, precision=a["precision"])
             try:
-                ok, errs, why = parity.check(sess, ins, golden, _tolerance(payload, a["precision"]))
+                ok, errs, why = parity.check(sess, ins, golden, _tolerance(payload, a["precision"], score_logits))
                 feed = {k: v[:1] for k, v in ins.items()}
                 sess.run(feed)  # warm-up
                 times = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.backends.parity import DEFAULT_TOLERANCES, Tolerance
+from edge.backends.parity import DEFAULT_TOLERANCES, Tolerance, score_logits
 from models import manifest, sign
 from sync.update_manifest import UpdateError, build_payload, sign_payload, verify
 from sync.update_selftest import _tolerance, self_test
@@ -51,3 +51,39 @@ def test_signed_tolerance_is_verified_on_the_device(tmp_path):
     p.write_bytes(sign_payload(bad, key))
     with pytest.raises(UpdateError, match=r"tolerance\.fp32\.max_err: must be a finite number >= 0"):
         verify(p, pub, name=MODEL, version="1.1", runtime="1")
+
+
+def test_selftest_compares_detector_score_logits_as_probabilities(tmp_path):
+    """The real pose detector's OpenVINO INT8 file against golden scores shifted by +6 logits (a model that would
+    flood the detections): as a share of the logits' range (background anchors reach -517) that is 0.012, inside
+    the INT8 tolerance; as probabilities anchors near the threshold move by 0.9, and the self-test refuses it, as
+    the build's parity check does."""
+    import shutil
+
+    import numpy as np
+
+    from models.zoo import ModelZoo
+
+    zoo = ModelZoo()
+    d, name = zoo.model_dir("pose_detection"), "pose_detection"
+    if not (d / "pose_detection_int8.xml").is_file():
+        pytest.fail("pose_detection is not built: run `edge models build`")
+    src = tmp_path / "m"
+    src.mkdir()
+    for f in ("pose_detection_int8.xml", "pose_detection_int8.bin"):
+        shutil.copy2(d / f, src / f)
+    logits = score_logits(zoo.manifest(name))  # what the update installer passes
+    assert logits == ("Identity_1",)
+    with np.load(d / "golden.npz") as g:
+        golden = {k: g[k] for k in g.files}
+    np.savez(src / "golden.npz", **golden)
+    payload = build_payload(name, "9.9", src)
+    assert self_test(src, payload, backends=["openvino"], score_logits=logits)["pose_detection_int8.xml"][
+        "passed"]
+    golden["output:Identity_1"] = golden["output:Identity_1"] + np.float32(6.0)
+    np.savez(src / "golden.npz", **golden)
+    payload = build_payload(name, "9.9", src)
+    assert self_test(src, payload, backends=["openvino"])["pose_detection_int8.xml"]["passed"]  # the old way
+    with pytest.raises(UpdateError, match=r"pose_detection_int8\.xml: golden outputs differ: Identity_1: max .*"
+                                          r"\(as probabilities\)"):
+        self_test(src, payload, backends=["openvino"], score_logits=logits)
