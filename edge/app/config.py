@@ -219,14 +219,32 @@ class EdgeConfig(StrictModel):
         return analytics_names(self.analytics)
 
 
+# pydantic error type -> what the TOML value should look like ({key}: the key's own name)
+_TYPE_HINTS = {"int_type": "use a whole number, unquoted (e.g. 30)", "int_parsing": "use a whole number, unquoted "
+               "(e.g. 30)", "int_from_float": "use a whole number (e.g. 30)", "float_type": "use a number, unquoted",
+               "float_parsing": "use a number, unquoted (e.g. 2.5)", "bool_type": "use true or false, unquoted",
+               "bool_parsing": "use true or false, unquoted", "string_type": "use a quoted string",
+               "list_type": "use a list: [ ... ]", "tuple_type": "use a list: [ ... ]",
+               "too_short": "give the list the number of values it takes", "too_long": "give the list the number "
+               "of values it takes", "dict_type": "use a table: [{key}]", "model_type": "use a table: [{key}]"}
+
+
 def _fix_hint(err: dict, model_fields: set[str] | None) -> str:
     t = err["type"]
+    loc = err["loc"]
     if t == "extra_forbidden":
-        name = str(err["loc"][-1]) if err["loc"] else ""
+        name = str(loc[-1]) if loc else ""
+        if len(loc) > 1 and name in EdgeConfig.model_fields:  # `source = ...` written below the [device] header
+            return (f"{name!r} is a section of its own: write it as [{name}] (keys below a [table] header belong "
+                    "to that table)")
         close = difflib.get_close_matches(name, sorted(model_fields or ()), n=1)
         return f"remove it{f' or rename it to {close[0]!r}' if close else ''}"
+    if t == "missing" and loc and isinstance(loc[-1], int):  # a fixed-length list given too few values
+        return "give the list all its values"
     if t == "missing":
         return "add this key"
+    if t in _TYPE_HINTS:
+        return _TYPE_HINTS[t].format(key=".".join(str(p) for p in loc))
     if t == "value_error" and "must be unique" in err["msg"]:
         return "rename one of them"
     if t in ("literal_error", "enum"):
@@ -235,9 +253,11 @@ def _fix_hint(err: dict, model_fields: set[str] | None) -> str:
 
 
 def _fields_at(loc: tuple, model=EdgeConfig) -> set[str]:
-    """Allowed keys of the section that holds loc (for 'did you mean')."""
+    """Allowed keys of the section that holds loc (for 'did you mean'); list items (`cameras.0.source`) included."""
     cur = model
     for part in loc[:-1]:
+        if isinstance(part, int):  # the index of a `[[table]]` item: its model is already `cur`
+            continue
         f = getattr(cur, "model_fields", {}).get(part)
         if f is None:
             return set()

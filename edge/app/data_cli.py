@@ -17,7 +17,8 @@ What is removed:
 `--older-than DURATION` uses one cutoff for all four instead (a shelf reference goes when it was saved before it);
 `--all` removes every session record, every dead letter, the whole decision log and every shelf reference.
 Undelivered events and alerts other than session data are never removed here (they are the store's data in transit;
-they leave the device when delivered). Each purge is recorded in the decision log (`data_purge`, counts only).
+they leave the device when delivered). Each purge (not --dry-run) is recorded in the decision log (`data_purge`,
+counts only) when `[decisions] enabled`.
 
 `edge run` holds a lock beside the outbox while it runs; `edge data purge` refuses to run then (the running device
 enforces the retention itself every `[privacy] retention_check_s`: `RetentionLoop`).
@@ -28,6 +29,7 @@ import fcntl
 import json
 import logging
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -235,12 +237,23 @@ def run(args) -> int:
             log.error("%s", str(e).replace("--since", "--older-than"))
             return 2
     lock = RunLock(lock_path(cfg))
-    if not lock.acquire():
+    try:
+        taken = lock.acquire()
+    except OSError as e:
+        log.error("cannot create the run lock %s: %s (fix: make the outbox's folder writable, or set [sync] "
+                  "outbox_path in %s)", lock.path, e, args.config)
+        return 1
+    if not taken:
         log.error("edge run is running for device %s (pid %s holds %s): stop it first; while it runs it enforces "
                   "the retention itself every [privacy] retention_check_s", cfg.device.id, lock.holder(), lock.path)
         return 3
     try:
         counts = purge(cfg, all_=args.all, older_than=args.older_than, dry_run=args.dry_run)
+    except (OSError, sqlite3.Error) as e:  # an unreadable / damaged outbox, a read-only disk
+        log.error("purge of device %s stopped: %s (outbox %s; fix: check the file and its disk, or move a damaged "
+                  "outbox aside: the device starts a new one)", cfg.device.id, e,
+                  cfg.sync.resolved_outbox_path(cfg.device.id))
+        return 1
     finally:
         lock.release()
     if args.json:

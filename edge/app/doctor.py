@@ -1,8 +1,10 @@
 """`edge doctor [--config FILE] [--json PATH]`: is this device ready to run?
 
 Reports installed inference backends (version, or why unusable), EGL (an offscreen pyrender context in a
-subprocess), the model cache (built artefacts, sha256-verified), broker reachability, the CPU flags and INT8 class
-(AVX2 only / AVX-512 VNNI / AVX-VNNI / AMX / ARM dot-product) and which precision each model gets here and why.
+subprocess), the model cache (built artefacts, sha256-verified), with --config its sources (camera device, video
+file, image folder present) and whether its outbox and decision log folders are writable, broker reachability, the
+CPU flags and INT8 class (AVX2 only / AVX-512 VNNI / AVX-VNNI / AMX / ARM dot-product) and which precision each
+model gets here and why.
 Exit 0 when the device can run; 1 with the reasons otherwise. Problems that only degrade (no broker
 reachable: events wait in the local outbox; no EGL without try-on) are warnings.
 """
@@ -122,8 +124,6 @@ def check_precisions(cfg, usable: list[str], cpu: dict) -> list[dict]:
     except Exception as e:  # noqa: BLE001 - reported by check_models already
         return [{"error": str(e)}]
     refs = [ref for ref, _ in _required_refs(cfg)]
-    if cfg is not None and cfg.models.person_detector is not None:
-        refs.append(cfg.models.person_detector)
     out = []
     for ref in refs:
         for b in (usable if ref.backend == "auto" else [b for b in (ref.backend,) if b in usable]):
@@ -180,6 +180,68 @@ def check_broker(cfg, timeout: float) -> dict:
                 "note": f"TCP connect failed ({e}); events wait in the local outbox until it is reachable"}
 
 
+def _source_problem(src, key: str) -> str | None:
+    """Why a `[source]` cannot deliver frames on this machine (a missing camera device, video file or image
+    folder), or None. Cameras are not opened: a running `edge run` may hold them; rtsp and demo are not checked."""
+    uri = src.uri
+    if src.type == "camera":
+        dev = Path(f"/dev/video{uri}") if uri.isdigit() else Path(uri)
+        if not dev.exists():
+            return (f"{key}: camera {dev} not found (fix: plug the camera in, or set {key}.uri to a device that "
+                    "exists, e.g. one listed by `ls /dev/video*`)")
+    elif src.type == "video" and not Path(uri).is_file():
+        return f"{key}: video file {uri} not found (fix: set {key}.uri to the video file's path)"
+    elif src.type == "images" and not Path(uri).is_dir():
+        return f"{key}: image folder {uri} not found (fix: set {key}.uri to the image folder's path)"
+    return None
+
+
+def check_sources(cfg, problems: list[str]) -> list[dict]:
+    """The main `[source]` and each `[[cameras]]` source: type, uri and whether it is there."""
+    if cfg is None:
+        return []
+    out = []
+    for key, src in [("source", cfg.source)] + [(f"cameras.{i}.source", c.source) for i, c in enumerate(cfg.cameras)]:
+        why = _source_problem(src, key)
+        out.append({"key": key, "type": src.type, "uri": src.uri, "ok": why is None} | ({"reason": why} if why else {}))
+        if why:
+            problems.append(why)
+    return out
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why files cannot be created in `folder` (made on demand: its nearest existing parent counts), or None."""
+    p = folder
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        return f"{p} is not a folder"
+    if not os.access(p, os.W_OK | os.X_OK):
+        return f"{p} is not writable (read-only disk or permissions)"
+    return None
+
+
+def check_storage(cfg, problems: list[str], warnings: list[str]) -> dict:
+    """Whether the outbox's folder (edge run cannot start without it) and the decision log's folder (the device
+    runs without the log) can be written."""
+    if cfg is None:
+        return {}
+    from edge.app.operations import decision_log_dir
+
+    outbox = cfg.sync.resolved_outbox_path(cfg.device.id)
+    out = {"outbox": {"path": str(outbox), "problem": _unwritable(outbox.parent)}}
+    if out["outbox"]["problem"]:
+        problems.append(f"outbox {outbox}: {out['outbox']['problem']} (fix: make it writable, or set [sync] "
+                        "outbox_path to a writable place)")
+    if cfg.decisions.enabled:
+        folder = decision_log_dir(cfg)
+        out["decision_log"] = {"path": str(folder), "problem": _unwritable(folder)}
+        if out["decision_log"]["problem"]:
+            warnings.append(f"decision log {folder}: {out['decision_log']['problem']}: edge run runs without it "
+                            "(fix: make it writable, or set [decisions] path)")
+    return out
+
+
 def _verify(a) -> str:
     from edge.core.files import sha256_file
 
@@ -196,9 +258,13 @@ def _verify(a) -> str:
 def _signature(zoo, name: str) -> str:
     """'ok', 'not built', 'no public key', or why the signed built.json does not verify."""
     from models.sign import SignatureError
-    from models.zoo import ModelNotBuilt
+    from models.zoo import ModelCorrupt, ModelNotBuilt
 
     if not zoo.artifacts(name):
+        try:
+            zoo._built(name)  # a damaged built.json lists nothing either: say so, not "not built"
+        except ModelCorrupt as e:
+            return str(e)
         return "not built"
     if not zoo.public_key_path().is_file():
         return "no public key"
@@ -210,14 +276,21 @@ def _signature(zoo, name: str) -> str:
 
 
 def _required_refs(cfg) -> list[tuple[object, bool]]:
-    """(ModelRef, required) for the models the device would load."""
-    from edge.app.config import ModelsSection
+    """(ModelRef, required) for the models the device may load: without a config every model of a default
+    device, none required but pose; with one, hand models only with gestures, the person detector when set
+    (required where analytics or [[cameras]] use it, as edge run opens it then)."""
+    from edge.app.config import ModelsSection, has_analytics
 
     m = cfg.models if cfg is not None else ModelsSection()
     pose = cfg is None or cfg.pose.enabled
-    hands = cfg is not None and cfg.tryon.enabled and cfg.tryon.gestures.enabled
-    return [(m.pose_detector, pose), (m.pose_landmarks, pose), (m.face_detector, False),
-            (m.hand_detector, hands and cfg.tryon.gestures.hands.palm_detection != "off"), (m.hand_landmarks, hands)]
+    out = [(m.pose_detector, pose), (m.pose_landmarks, pose), (m.face_detector, False)]
+    if cfg is None:
+        return out + [(m.hand_detector, False), (m.hand_landmarks, False)]
+    if cfg.tryon.enabled and cfg.tryon.gestures.enabled:
+        out += [(m.hand_detector, cfg.tryon.gestures.hands.palm_detection != "off"), (m.hand_landmarks, True)]
+    if m.person_detector is not None:
+        out.append((m.person_detector, bool(cfg.cameras) or has_analytics(cfg.analytics)))
+    return out
 
 
 def unsuited_uses(cfg, zoo=None) -> list[str]:
@@ -273,7 +346,8 @@ def check_models(cfg, usable: list[str], problems: list[str], warnings: list[str
             elif st != "verified":
                 problems.append(f"model file {a.path} is {st}: rebuild with `edge models build`")
         if signed[name] not in ("ok", "no public key", "not built"):
-            problems.append(f"model {name}: signature check failed: {signed[name]}")
+            damaged = signed[name].startswith(f"model {name!r}: ")  # ModelCorrupt: names the file and the fix
+            problems.append(signed[name] if damaged else f"model {name}: signature check failed: {signed[name]}")
         elif signed[name] == "no public key":
             warnings.append(f"model {name}: no public key to check the build signature (hashes checked)")
     req = []
@@ -334,6 +408,8 @@ def run(args) -> int:
             f"EGL: {report['egl']['reason']}" + (" (try-on needs it)" if cfg is not None and cfg.tryon.enabled else ""))
     report["models"] = check_models(cfg, usable, problems, warnings)
     warnings += unsuited_uses(cfg)
+    report["sources"] = check_sources(cfg, problems)
+    report["storage"] = check_storage(cfg, problems, warnings)
     report["broker"] = check_broker(cfg, args.broker_timeout)
     if report["broker"].get("reachable") is False:
         warnings.append(f"broker {report['broker']['broker']} unreachable: {report['broker']['note']}")
@@ -354,7 +430,12 @@ def run(args) -> int:
         if args.json == "-":
             print(text)
         else:
-            Path(args.json).write_text(text)
+            try:
+                Path(args.json).write_text(text)
+            except OSError as e:
+                log.error("--json %s: cannot write the report: %s (fix: pass a writable path, or '-' for stdout)",
+                          args.json, e.strerror)
+                return 1
     return 0 if report["ok"] else 1
 
 
@@ -372,10 +453,15 @@ def _print(r: dict) -> None:
     for a in m.get("artifacts", []):
         w(f"  {a['name']:28s} {a['backend']:12s} {a['precision']:9s} {a['status']}\n")
     for need in m.get("required", []):
-        w(f"  needs {need['name']} ({need['backend']}/{need['precision']}): {need['status']}\n")
+        w(f"  {'needs' if need['required'] else 'may use'} {need['name']} ({need['backend']}/{need['precision']}): "
+          f"{need['status']}\n")
     for c in m.get("auto_choices", []):
         w(f"  auto chose {c['backend']}/{c['precision']} for {c['model']} ({c['threads']} threads; "
           f"median ms {c['median_ms']})\n")
+    for x in r.get("sources", []):
+        w(f"source:      {x['key']} {x['type']} {x['uri']}: {'ok' if x['ok'] else 'NOT FOUND'}\n")
+    for what, x in r.get("storage", {}).items():
+        w(f"storage:     {what} {x['path']}: {x['problem'] or 'writable'}\n")
     b = r["broker"]
     w(f"broker:      {b.get('broker', '') + (' reachable' if b.get('reachable') else '')} {b.get('note', '')}\n")
     c = r["cpu"]
