@@ -1,8 +1,9 @@
 """Time-based landmark smoothing with MediaPipe semantics: One-Euro per coordinate, low-pass on visibility.
 
 The One-Euro speed term is measured in object sizes per second (value_scale = 1 / object size in px), so the same
-parameters behave alike for near and far people. Timestamps are seconds (monotonic); the filter derives the
-sampling rate from them, so a dropped frame does not change the smoothing strength.
+parameters behave alike for near and far people. Timestamps are seconds on the stream clock (Frame.t: media time for
+recorded media, the monotonic capture time for live sources); the filter derives the sampling rate from them, so a
+dropped frame does not change the smoothing strength.
 """
 from __future__ import annotations
 

@@ -3,9 +3,9 @@
 Per frame: the detector runs only when fewer than `max_people` tracks exist (at once when there are none,
 otherwise every `redetect_interval` frames), and at `max_people` every `verify_interval` frames when set (a track
 no detection confirms gives way to an untracked detected person; one whose size ran away from its detection's is
-re-anchored on it); detections whose ROI overlaps a track are that track and are ignored;
-the landmark model runs on every ROI; a track whose pose flag falls below `presence_threshold` is dropped; the
-next ROI of a kept track comes from its smoothed auxiliary landmarks (MediaPipe's tracking mode).
+re-anchored on it); a detection whose mid-hip centre lies within `match_distance` body scales of a track's is that
+track and is ignored; the landmark model runs on every ROI; a track whose pose flag falls below `presence_threshold`
+is dropped; the next ROI of a kept track comes from its smoothed auxiliary landmarks (MediaPipe's tracking mode).
 """
 from __future__ import annotations
 

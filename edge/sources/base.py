@@ -20,6 +20,7 @@ class FrameSource(abc.ABC):
     """Produces Frames. `read()` returns None at the end of a finite source; raises SourceError when lost."""
 
     name: str = "source"
+    _pacer: Pacer | None = None  # recorded media played in real time
 
     @abc.abstractmethod
     def open(self) -> None: ...
@@ -29,6 +30,12 @@ class FrameSource(abc.ABC):
 
     def close(self) -> None:
         pass
+
+    def interrupt(self) -> None:
+        """Wake a read() that waits for its frame's due time, so a stopping reader joins at once; reads are not
+        paced any more."""
+        if self._pacer is not None:
+            self._pacer.interrupt()
 
     def __enter__(self) -> FrameSource:
         self.open()
@@ -49,15 +56,20 @@ class Pacer:
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
         self._origin: tuple[float, float] | None = None  # (monotonic, media time) of the anchor frame
+        self._interrupted = threading.Event()
+
+    def interrupt(self) -> None:
+        """End the current wait now and make later ones return at once (the source is being stopped)."""
+        self._interrupted.set()
 
     def wait(self, t_media: float) -> None:
-        if not self.enabled:
+        if not self.enabled or self._interrupted.is_set():
             return
         now = time.monotonic()
         if self._origin is not None:
             due = self._origin[0] + (t_media - self._origin[1])
             if due > now and t_media >= self._origin[1]:
-                time.sleep(due - now)
+                self._interrupted.wait(due - now)
                 return
             if now - due <= 1.0 and t_media >= self._origin[1]:
                 return  # slightly late: play on without sleeping
@@ -192,6 +204,10 @@ class LatestFrameReader:
 
     def stop(self) -> None:
         self._stop.set()
+        self.source.interrupt()
         with self._cond:
             self._cond.notify_all()
         self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            log.warning("source %s: reader thread still blocked in the driver after 5 s; left to finish on its own",
+                        self.source.name)

@@ -1,6 +1,7 @@
 """A folder of images played as a stream (sorted by name); media time = image index / fps."""
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ class ImageFolderSource(FrameSource):
         self.name = f"images:{folder}"
         self._files: list[Path] = []
         self._i = 0
+        self._last: Path | None = None  # the last file taken in this pass
         self._seq = 0
         self._clock: MediaClock | None = None
         self._pacer = Pacer(realtime)
@@ -35,7 +37,8 @@ class ImageFolderSource(FrameSource):
         self._files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in SUFFIXES)
         if not self._files:
             raise SourceError(f"no images ({', '.join(sorted(SUFFIXES))}) in {self.folder}")
-        self._i = 0
+        # reopened after a loss (reader reconnect): go on after the last image taken, never replay the folder
+        self._i = bisect.bisect_right(self._files, self._last) if self._last is not None else 0
         if self._clock is None:
             self._clock = MediaClock(self.fps, resolve_start_wall(self.start_time, str(self._files[0])))
 
@@ -45,9 +48,9 @@ class ImageFolderSource(FrameSource):
             if self._i >= len(self._files):
                 if not self.loop:
                     return None
-                self._i = 0
+                self._i, self._last = 0, None
                 self._clock.new_pass()
-            path = self._files[self._i]
+            path = self._last = self._files[self._i]
             self._i += 1
             img = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if img is not None:

@@ -16,6 +16,10 @@ from edge.sources.base import FrameSource, MediaClock, Pacer, SourceError, resol
 
 log = logging.getLogger(__name__)
 
+# RTSP: how long opening a stream or waiting for its next frame may take before the stream counts as lost (OpenCV's
+# FFmpeg default is 30 s: a dropped stream went unnoticed, and the reader thread could not be stopped, for that long).
+RTSP_TIMEOUT_S = 4.0  # under LatestFrameReader.stop()'s 5 s join
+
 
 class CaptureSource(FrameSource):
     """kind "camera" (uri = device index or /dev/videoN), "video" (file path) or "rtsp" (URL)."""
@@ -29,6 +33,8 @@ class CaptureSource(FrameSource):
         self.name = name or f"{kind}:{uri}"
         self._cap: cv2.VideoCapture | None = None
         self._seq = 0
+        self._pos = 0  # video: frames read in this pass (where a reopened file goes on)
+        self._stretch_warned = False
         self._clock: MediaClock | None = None
         self._pacer = Pacer(enabled=realtime and kind == "video")
 
@@ -36,7 +42,12 @@ class CaptureSource(FrameSource):
         if self.kind == "video" and not Path(self.uri).is_file():
             raise SourceError(f"video file not found: {self.uri}")
         target: int | str = int(self.uri) if self.kind == "camera" and self.uri.isdigit() else self.uri
-        cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG if self.kind == "rtsp" else cv2.CAP_ANY)
+        if self.kind == "rtsp":
+            ms = int(RTSP_TIMEOUT_S * 1000)
+            cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG,
+                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        else:
+            cap = cv2.VideoCapture(target, cv2.CAP_ANY)
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"cannot open {self.kind} {self.uri!r} (unplugged, wrong index/path or unreachable)")
@@ -45,9 +56,11 @@ class CaptureSource(FrameSource):
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
             cap.set(cv2.CAP_PROP_FPS, self.fps)
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-        if self.kind == "video" and self._clock is None:  # a reopened file continues its clock
+        if self.kind == "video" and self._clock is None:
             fps = cap.get(cv2.CAP_PROP_FPS)
             self._clock = MediaClock(fps if 0 < fps <= 1000 else self.fps, resolve_start_wall(self.start_time, self.uri))
+        elif self.kind == "video" and self._pos:  # reopened after a loss: go on where it was, clock and frames
+            cap.set(cv2.CAP_PROP_POS_FRAMES, self._pos)
         self._cap = cap
 
     def read(self) -> Frame | None:
@@ -59,16 +72,25 @@ class CaptureSource(FrameSource):
                 if self.loop and self._seq > 0:
                     self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                     self._clock.new_pass()
+                    self._pos = 0
                     ok, img = self._cap.read()
                 if not ok:
                     return None
             else:  # a live source that stops delivering is lost (unplugged camera, dropped stream)
                 raise SourceError(f"{self.kind} {self.uri!r} stopped delivering frames")
         if img.shape[1] != self.width or img.shape[0] != self.height:
+            h, w = img.shape[:2]
+            if not self._stretch_warned and abs(w * self.height - h * self.width) > 0.02 * w * self.height:
+                self._stretch_warned = True
+                what = {"video": "file", "rtsp": "stream"}.get(self.kind, "camera")
+                log.warning("%s gives %dx%d frames, stretched to the configured %dx%d: people look distorted, which "
+                            "costs pose accuracy (fix: set [source] width and height to the %s's aspect ratio)",
+                            self.name, w, h, self.width, self.height, what)
             img = cv2.resize(img, (self.width, self.height), interpolation=cv2.INTER_AREA)
         self._seq += 1
         if self.kind != "video":
             return Frame(img, self._seq, time.monotonic(), time.time(), self.name)
+        self._pos += 1
         pos_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
         t_media, t_wall = self._clock.stamp(pos_ms / 1000.0 if pos_ms >= 0 else None)
         self._pacer.wait(t_media)

@@ -140,3 +140,91 @@ def test_reader_without_drop_hands_over_every_frame():
         assert reader.dropped == 0
     finally:
         reader.stop()
+
+
+def test_rtsp_stream_that_never_answers_is_lost_within_the_timeout_and_the_reader_stops():
+    """A camera that accepts the connection and then says nothing (hung encoder, half-dead switch) is reported lost
+    after RTSP_TIMEOUT_S (before: OpenCV's FFmpeg default of 30 s, the reader thread unstoppable meanwhile)."""
+    import socket
+    import threading
+
+    from edge.sources.opencv_capture import RTSP_TIMEOUT_S
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    held = []  # accepted connections, kept open and silent
+    threading.Thread(target=lambda: [held.append(srv.accept()) for _ in range(4)], daemon=True).start()
+    src = make_source(SourceSection(type="rtsp", uri=f"rtsp://127.0.0.1:{srv.getsockname()[1]}/cam"))
+    reader = LatestFrameReader(src, reconnect_s=60).start()
+    try:
+        deadline = time.monotonic() + 3 * RTSP_TIMEOUT_S
+        while reader.error is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reader.error is not None and "cannot open rtsp" in reader.error
+    finally:
+        reader.stop()
+        srv.close()
+        for conn, _ in held:
+            conn.close()
+    assert not reader._thread.is_alive()
+
+
+def test_stopping_a_reader_wakes_a_read_waiting_for_its_due_time(tmp_path):
+    """Real-time playback of a slow slide show (one image every 20 s): stop() ends the paced wait, so the reader
+    thread is joined and the source closed (before: it slept on, past stop()'s join)."""
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((48, 64, 3), np.uint8))
+    src = make_source(SourceSection(type="images", uri=str(tmp_path), width=64, height=64, fps=0.05, realtime=True))
+    reader = LatestFrameReader(src).start()
+    try:
+        assert reader.get(timeout=5).meta["path"].endswith("a.png")
+    finally:
+        reader.stop()
+    assert not reader._thread.is_alive()
+
+
+def test_reopened_image_folder_goes_on_after_the_last_image(tmp_path):
+    """The reader reopens a lost source (close, open): a folder goes on with the next image, on the same clock,
+    instead of playing everything again (duplicate frames, events and counts)."""
+    for i, name in enumerate(("a.png", "b.png", "c.png", "d.png")):
+        cv2.imwrite(str(tmp_path / name), np.full((48, 64, 3), 50 * i, np.uint8))
+    src = make_source(SourceSection(type="images", uri=str(tmp_path), width=64, height=64, fps=10, loop=False,
+                                    realtime=False))
+    src.open()
+    first = [src.read(), src.read()]
+    src.close()
+    src.open()  # what LatestFrameReader does after an error
+    rest = list(src.frames())
+    names = [f.meta["path"].rsplit("/", 1)[1] for f in first + rest]
+    assert names == ["a.png", "b.png", "c.png", "d.png"]
+    assert [f.t for f in first + rest] == pytest.approx([0.0, 0.1, 0.2, 0.3])
+
+
+def test_reopened_video_goes_on_where_it_was(tmp_path):
+    write_video(tmp_path / "v.avi", n=6)
+    src = make_source(SourceSection(type="video", uri=str(tmp_path / "v.avi"), width=160, height=120,
+                                    loop=False, realtime=False))
+    src.open()
+    first = [src.read() for _ in range(3)]
+    src.close()
+    src.open()
+    rest = list(src.frames())
+    src.close()
+    assert [round(float(f.image.mean()) / 20) for f in first + rest] == [0, 1, 2, 3, 4, 5]  # each frame once
+    assert [f.t for f in first + rest] == pytest.approx([i / 30 for i in range(6)])
+
+
+def test_a_stretched_video_is_named_once_with_the_fix(tmp_path, caplog):
+    """A 16:9 file on the default 4:3 source is stretched (people look thinner, pose accuracy drops): said once,
+    with the fix; a file of the configured aspect, only scaled, says nothing."""
+    write_video(tmp_path / "wide.avi", n=4, size=(192, 108))
+    write_video(tmp_path / "same.avi", n=4, size=(320, 240))
+    with caplog.at_level("WARNING", logger="edge.sources.opencv_capture"):
+        for name in ("wide.avi", "same.avi"):
+            with make_source(SourceSection(type="video", uri=str(tmp_path / name), width=160, height=120,
+                                           loop=False, realtime=False)) as src:
+                assert all(f.image.shape == (120, 160, 3) for f in src.frames())
+    warned = [r.getMessage() for r in caplog.records if "stretched" in r.getMessage()]
+    assert len(warned) == 1 and "wide.avi gives 192x108 frames" in warned[0]
+    assert "set [source] width and height" in warned[0]
