@@ -76,7 +76,7 @@ class HandTracker:
         hands: list[Hand] = []
         for key, roi, source in cands[:cfg.max_hands + 2]:
             h = self.landmarks(image_rgb, roi)
-            if h.score < cfg.presence_threshold:
+            if not h.score >= cfg.presence_threshold or not np.isfinite(h.landmarks).all():  # NaN: a broken model
                 continue
             h.key, h.source, h.roi_next = key, source, roi_from_landmarks(h.landmarks)
             hands.append(h)

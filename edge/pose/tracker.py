@@ -73,10 +73,22 @@ class PoseTracker:
         self.tracks: list[Track] = []
         self._next_id = 1
         self._since_detect = 0
+        self._nonfinite_warned = False
 
     def reset(self) -> None:
         self.tracks.clear()
         self._since_detect = 0
+
+    def _finite(self, out: LandmarkOutput) -> bool:
+        """Whether a landmark output is all numbers; a NaN/inf one (a damaged or overflowing model) makes or keeps
+        no track, and is warned about once per stream."""
+        if np.isfinite(out.flag) and np.isfinite(out.landmarks).all() and np.isfinite(out.aux).all():
+            return True
+        if not self._nonfinite_warned:
+            self._nonfinite_warned = True
+            log.warning("the pose landmark model gave non-finite outputs (NaN/inf): that person is not tracked (a "
+                        "damaged or overflowing model file: run `edge doctor`, or choose another backend/precision)")
+        return False
 
     def _want_detection(self) -> bool:
         if len(self.tracks) >= self.cfg.max_people:
@@ -146,7 +158,7 @@ class PoseTracker:
         n_old = len(self.tracks)
         kept: list[tuple[Track, LandmarkOutput]] = []
         for i, out in enumerate(outs):
-            if out.flag < self.cfg.presence_threshold:
+            if not self._finite(out) or not out.flag >= self.cfg.presence_threshold:
                 if i < n_old:
                     log.debug("track %d lost (pose flag %.2f)", self.tracks[i].id, out.flag)
                 continue
@@ -189,3 +201,4 @@ class PoseTracker:
                 continue
             out.append((tr, o))
         return out
+
