@@ -51,9 +51,10 @@ HIP_VIS_IGNORE = 0.3
 # guess wanders), full at >= GUESS_VIS[1]. A half-seen forearm (visibility 0.55-0.65, zidane.jpg) still jumps 5-10 px
 # between frames of a still camera, so the ramp runs up to 1.0 (bench: anchor jitter p95 3.1 -> 1.7 px).
 GUESS_VIS = (0.5, 1.0)
-ALIGN_PX = (0.25, 0.75)
+ALIGN_PX = (0.25, 0.75)  # image alignment weight 0 -> 1 over this reprojection error of the world solve (px)
 ARM_SEEN = (0.2, 0.5)  # elbow / wrist visibility: below the first the arm hangs (hang_unseen_arms), above the second
-HANG_OUT = 0.15  # the hanging arm leans this much outward (per unit down)  # image alignment weight 0 -> 1 over this reprojection error of the world solve (px)
+# it follows the model
+HANG_OUT = 0.15  # the hanging arm leans this much outward (per unit down)
 GUESS_CUTOFF = 0.1
 
 
@@ -169,13 +170,16 @@ class BodyFitter:
         return joints, t
 
     def fit(self, person: PersonPose, t: float, ref: dict[str, float] | None = None) -> BodyFit | None:
-        """Anchor poses for the garment (ref = its reference body); None if the shoulders are not visible."""
+        """Anchor poses for the garment (ref = its reference body); None if the shoulders are not visible or the
+        landmarks the fit uses are not finite (NaN/inf never reach the smoothing filter)."""
+        if not (np.isfinite(person.landmarks[_IDX]).all() and np.isfinite(person.world[_IDX]).all()):
+            return None
         vis = person.landmarks[:, 3]
         if min(vis[LM["left_shoulder"]], vis[LM["right_shoulder"]]) < self.min_visibility:
             return None
         joints, trans = self.camera_joints(person)
-        if joints[_BODY_J, 2].min() <= MIN_DEPTH_M:
-            return None  # shoulders, hips or ears behind / at the camera: bad solve
+        if not np.isfinite(joints).all() or joints[_BODY_J, 2].min() <= MIN_DEPTH_M:
+            return None  # shoulders, hips or ears behind / at the camera, or a degenerate solve
         joints[:, 2] = np.maximum(joints[:, 2], MIN_DEPTH_M)  # a hand reaching toward a close camera
         hang_unseen_arms(joints, vis)
         if self._filter is not None:  # joints the model only guesses (low visibility) are smoothed harder

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 BUILTIN_CATALOG = Path(__file__).with_name("catalog") / "catalog.json"
 BUILDER_VERSION = 7  # bump when a builder's geometry changes (cache key)
+HEX_RE = re.compile(r"^#?[0-9a-fA-F]{6}$")  # a swatch colour: #rrggbb
 
 
 class CatalogError(ValueError):
@@ -108,9 +110,11 @@ class Catalog:
         self.cache_dir = Path(cache_dir) if cache_dir else project_cache_dir() / "tryon" / "garments"
         self.entries = _parse_catalog(self.path)
         self._loaded: dict[str, Garment] = {}
+        self.broken: dict[str, str] = {}  # sku -> why its model did not load (not retried)
 
     def skus(self) -> list[str]:
-        return list(self.entries)
+        """SKUs in catalogue order, without those whose model failed to load."""
+        return [s for s in self.entries if s not in self.broken]
 
     def entry(self, sku: str) -> CatalogEntry:
         try:
@@ -119,22 +123,35 @@ class Catalog:
             raise CatalogError(f"unknown SKU {sku!r}; catalogue {self.path} has {sorted(self.entries)}") from None
 
     def load(self, sku: str) -> Garment:
-        """The garment for `sku` (built into the cache on first use)."""
+        """The garment for `sku` (built into the cache on first use). CatalogError if its model does not load; that
+        SKU is then `broken` and is not tried again."""
+        if sku in self.broken:
+            raise CatalogError(self.broken[sku])
         if sku not in self._loaded:
             e = self.entry(sku)
-            if e.builder:
-                model = self.build(e)
-                anchors = model.with_suffix(".json")
-            else:
-                model = (self.path.parent / e.model).resolve()
-                anchors = (self.path.parent / e.anchors).resolve() if e.anchors else model.with_suffix(".json")
-            g = load_garment(model, anchors)
-            g.sku, g.name, g.category = e.sku, e.name, e.category
-            g.sizes, g.colours, g.size_chart = e.sizes, e.colours, e.size_chart
-            if e.fabric:
-                apply_fabric(g, e.fabric)
-            self._loaded[sku] = g
+            try:
+                self._loaded[sku] = self._load(e)
+            except Exception as ex:  # noqa: BLE001 - trimesh raises many kinds on a corrupt or missing file
+                msg = str(ex) if isinstance(ex, CatalogError) else (
+                    f"{self.path}: {sku}: cannot load its model ({type(ex).__name__}: {ex})")
+                self.broken[sku] = msg
+                log.error("garment %s is unavailable: %s", sku, msg)
+                raise CatalogError(msg) from ex
         return self._loaded[sku]
+
+    def _load(self, e: CatalogEntry) -> Garment:
+        if e.builder:
+            model = self.build(e)
+            anchors = model.with_suffix(".json")
+        else:
+            model = (self.path.parent / e.model).resolve()
+            anchors = (self.path.parent / e.anchors).resolve() if e.anchors else model.with_suffix(".json")
+        g = load_garment(model, anchors)
+        g.sku, g.name, g.category = e.sku, e.name, e.category
+        g.sizes, g.colours, g.size_chart = e.sizes, e.colours, e.size_chart
+        if e.fabric:
+            apply_fabric(g, e.fabric)
+        return g
 
     def build(self, e: CatalogEntry) -> Path:
         """Build a procedural garment's GLB + anchor JSON into the cache (once per builder version)."""
@@ -153,26 +170,58 @@ def _parse_catalog(path: Path) -> dict[str, CatalogEntry]:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as ex:
         raise CatalogError(f"{path}: cannot read catalogue: {ex}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("garments", []), list):
+        raise CatalogError(f"{path}: expected an object with a 'garments' list")
     entries: dict[str, CatalogEntry] = {}
     for i, g in enumerate(data.get("garments", [])):
+        if not isinstance(g, dict):
+            raise CatalogError(f"{path}: garments[{i}]: expected an object, got {g!r}"[:300])
         try:
             sku = g["sku"]
+            if not isinstance(sku, str) or not sku:
+                raise CatalogError(f"{path}: garments[{i}].sku: expected a non-empty string, got {sku!r}")
+            if sku in entries:
+                raise CatalogError(f"{path}: garments[{i}]: duplicate SKU {sku!r}")
             if bool(g.get("builder")) == bool(g.get("model")):
                 raise CatalogError(f"{path}: garments[{i}] ({sku}): give exactly one of 'builder' or 'model'")
-            chart = {k: (float(v[0]), float(v[1])) for k, v in g.get("size_chart", {}).items()}
+            chart = _size_chart(g.get("size_chart", {}), f"{path}: garments[{i}].size_chart ({sku})")
             fabric = g.get("fabric", "")
             if not isinstance(fabric, str) or (fabric and fabric not in FABRICS):
                 raise CatalogError(f"{path}: garments[{i}].fabric ({sku}): unknown fabric {fabric!r}; use one of "
                                    f"{sorted(FABRICS)} (or leave the key out to keep the model's own materials)")
+            colours = [Colour(c["name"], c["hex"]) for c in g.get("colours", [])]
+            for c in colours:
+                if not isinstance(c.name, str) or not c.name or not isinstance(c.hex, str) or not HEX_RE.match(c.hex):
+                    raise CatalogError(f"{path}: garments[{i}].colours ({sku}): expected a name and a hex "
+                                       f"'#rrggbb', got {c.name!r}: {c.hex!r}")
             entries[sku] = CatalogEntry(
                 sku=sku, name=g.get("name", sku), category=g.get("category", "top"), sizes=list(g.get("sizes", [])),
-                colours=[Colour(c["name"], c["hex"]) for c in g.get("colours", [])], size_chart=chart,
+                colours=colours, size_chart=chart,
                 builder=g.get("builder", ""), model=g.get("model", ""), anchors=g.get("anchors", ""), fabric=fabric)
-        except KeyError as ex:
-            raise CatalogError(f"{path}: garments[{i}]: missing key {ex}") from None
+        except (KeyError, TypeError) as ex:
+            what = f"missing key {ex}" if isinstance(ex, KeyError) else f"wrong type ({ex})"
+            raise CatalogError(f"{path}: garments[{i}]: {what}") from None
     if not entries:
         raise CatalogError(f"{path}: no garments")
     return entries
+
+
+def _size_chart(chart, where: str) -> dict[str, tuple[float, float]]:
+    """{size: (lo, hi)} shoulder widths in metres, lo < hi; CatalogError naming `where` otherwise."""
+    if not isinstance(chart, dict):
+        raise CatalogError(f"{where}: expected {{size: [lo, hi]}}, got {chart!r}"[:300])
+    out = {}
+    for k, v in chart.items():
+        try:
+            if not (isinstance(v, list) and len(v) == 2):
+                raise TypeError
+            lo, hi = float(v[0]), float(v[1])
+        except (TypeError, ValueError):
+            raise CatalogError(f"{where}[{k!r}]: expected [lo, hi] in metres, got {v!r}"[:300]) from None
+        if not lo < hi:
+            raise CatalogError(f"{where}[{k!r}]: expected lo < hi, got {v!r}")
+        out[k] = (lo, hi)
+    return out
 
 
 def apply_fabric(garment: Garment, fabric: str) -> None:

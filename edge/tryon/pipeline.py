@@ -121,8 +121,12 @@ class TryOnPipeline:
         self.catalog = catalog or Catalog(cfg.catalog, cfg.garment_cache_dir)
         self._renderer_factory = renderer_factory
         sku = cfg.default_sku if cfg.default_sku in self.catalog.entries else self.catalog.skus()[0]
-        colour = self.catalog.entry(sku).colours[0].name if self.catalog.entry(sku).colours else ""
-        self._want = (sku, cfg.default_colour or colour)
+        names = [c.name for c in self.catalog.entry(sku).colours]
+        colour = cfg.default_colour if cfg.default_colour in names else (names[0] if names else "")
+        if sku != cfg.default_sku or colour != (cfg.default_colour or colour):
+            log.warning("[tryon] default_sku %r / default_colour %r: not in the catalogue %s; showing %s %s",
+                        cfg.default_sku, cfg.default_colour, self.catalog.path, sku, colour)
+        self._want = (sku, colour)
         self._lock = threading.Lock()
         self._s_capture, self._s_pose, self._s_render = LatestSlot("capture"), LatestSlot("pose"), LatestSlot("render")
         self._out_cv = threading.Condition()
@@ -182,6 +186,8 @@ class TryOnPipeline:
     def select(self, sku: str, colour: str = "") -> None:
         """Choose the garment/colour (applied by the render thread on its next frame)."""
         e = self.catalog.entry(sku)  # raises CatalogError for unknown SKUs
+        if sku in self.catalog.broken:
+            raise CatalogError(f"{sku} cannot be shown: {self.catalog.broken[sku]}")
         if colour and colour not in {c.name for c in e.colours}:
             raise CatalogError(f"{sku} has no colour {colour!r}; colours: {[c.name for c in e.colours]}")
         with self._lock:
@@ -253,7 +259,10 @@ class TryOnPipeline:
     def run_sync(self, frame: Frame, pose_result: PoseResult | None = None) -> RenderedFrame:
         """One frame through pose (unless given), fit + render and occlusion + composite on the calling thread,
         without the stage threads (benchmarks, tests). frame.image becomes the mirror frame; the returned
-        item's garment_layer is the layer as composited. Call close_sync() on the same thread when done."""
+        item's garment_layer is the layer as composited. Call close_sync() on the same thread when done.
+        ValueError for an empty frame (the threaded pipeline skips those)."""
+        if frame.image is None or frame.image.size == 0:
+            raise ValueError(f"frame {frame.seq} is empty")
         if self._sync is None:
             self._sync = _RenderState()
         if pose_result is None:
@@ -287,6 +296,9 @@ class TryOnPipeline:
         for frame in self.source:
             if self._stop.is_set():
                 break
+            if frame.image is None or frame.image.size == 0:  # a camera hiccup: nothing to pose or show
+                log.warning("try-on: skipped empty frame %d from %s", frame.seq, frame.source)
+                continue
             self._t_in.append(time.monotonic())
             self._s_capture.put(frame)
         self.source_ended.set()
@@ -329,7 +341,13 @@ class TryOnPipeline:
                     if self._s_pose.closed:
                         break
                     continue
-                self._s_render.put(self._render_one(st, item))
+                try:
+                    done = self._render_one(st, item)
+                except Exception:  # noqa: BLE001 - one bad frame must not stop the mirror: show the camera
+                    log.exception("render stage failed on frame %d", item.frame.seq)
+                    done = RenderedFrame(frame=item.frame, person=None, fit=None, garment_layer=None, garment=None,
+                                         intrinsics=None)
+                self._s_render.put(done)
         finally:
             st.close()
             self._s_render.close()
@@ -347,7 +365,8 @@ class TryOnPipeline:
                                        align_2d=self.cfg.fit.align_2d)
                 self.renderer_status, st.size, st.shown = "ok", (h, w), (None, None)
                 RENDERER_UP.set(1)
-            except RendererUnavailable as e:
+            except Exception as e:  # noqa: BLE001 - RendererUnavailable, or a bad [tryon.render] value (an
+                # unwritable shader_cache_dir): the plain camera view, not a dead render thread
                 self._renderer_failed(e)
                 st.renderer = None
         person = _main_person(posed.pose_result)
@@ -363,14 +382,18 @@ class TryOnPipeline:
             try:
                 want = self.selection
                 if want != st.shown:
-                    garment = self.catalog.load(want[0])
-                    if st.shown[0] != want[0]:
-                        st.renderer.set_garment(garment, garment.colour(want[1]))
+                    try:
+                        garment = self.catalog.load(want[0])
+                    except CatalogError:  # its model is missing or corrupt (logged): keep what is shown
+                        self._garment_failed(want, st.shown)
                     else:
-                        st.renderer.set_colour(garment.colour(want[1]))
-                    st.shown = want
+                        if st.shown[0] != want[0]:
+                            st.renderer.set_garment(garment, garment.colour(want[1]))
+                        else:
+                            st.renderer.set_colour(garment.colour(want[1]))
+                        st.shown = want
                 garment = st.renderer.garment
-                fit = st.fitter.fit(person, frame.t, garment.ref)
+                fit = st.fitter.fit(person, frame.t, garment.ref) if garment is not None else None
                 if fit is not None:
                     if self.cfg.fit.silhouette:
                         if st.silhouette_sku != garment.sku:
@@ -396,10 +419,18 @@ class TryOnPipeline:
         return RenderedFrame(frame=frame, person=person, fit=fit, garment_layer=out, garment=garment,
                              intrinsics=st.intr, hint=hint)
 
+    def _garment_failed(self, want: tuple[str, str], shown: tuple) -> None:
+        """The selected garment cannot be loaded (Catalog.load logged why): go back to the garment shown, if any."""
+        with self._lock:
+            if self._want == want and shown[0] is not None:
+                self._want = shown
+                log.warning("try-on: %s cannot be shown, back to %s", want[0], shown[0])
+
     def _renderer_failed(self, e: Exception) -> None:
+        why = str(e) if isinstance(e, RendererUnavailable) else f"{type(e).__name__}: {e}"
         if self.renderer_status != "unavailable":
-            log.error("try-on renderer unavailable, showing the plain camera view: %s", e)
-        self.renderer_status, self.renderer_error = "unavailable", str(e)
+            log.error("try-on renderer unavailable, showing the plain camera view: %s", why)
+        self.renderer_status, self.renderer_error = "unavailable", why
         RENDERER_UP.set(0)
 
     def _composite_loop(self) -> None:
@@ -409,7 +440,10 @@ class TryOnPipeline:
                 if self._s_render.closed:
                     break
                 continue
-            self._composite_one(item)
+            try:
+                self._composite_one(item)
+            except Exception:  # noqa: BLE001 - one bad frame must not stop the mirror
+                log.exception("composite failed on frame %d", item.frame.seq)
 
     def _composite_one(self, item: RenderedFrame) -> Frame:
         """Occlusion + composite + mirror flip; publishes the frame and records motion-to-photon."""
@@ -460,14 +494,15 @@ class TryOnPipeline:
         """Size suggestion and try-on sessions, on the stream clock (media time for recorded media)."""
         if fit is not None:
             self.shoulders.add(fit.shoulder_width_m, facing=abs(fit.yaw_deg) < 20)
-        elif person is None and self.sessions.current is None:
-            self.shoulders.reset()  # a new shopper is measured afresh
         sw = self.shoulders.value()
         if sw is not None and garment is not None:
             self.size_suggestion = suggest_size(garment.size_chart, sw)
         sku, colour = self.selection
         self.sessions.update(frame.t, person is not None, sku, colour, self.size_suggestion, t_wall=frame.t_wall,
                              clock=frame.clock)
+        if person is None and self.sessions.current is None:  # the visit is over: the next shopper is measured
+            self.shoulders.reset()  # afresh and never sees (or saves in a look) this one's size
+            self.size_suggestion = None
 
 
 TORSO = (11, 12, 23, 24)  # shoulders and hips: what the garment is fitted to

@@ -154,10 +154,13 @@ class GarmentRenderer:
         self.fill = pr.PointLight(color=FILL_COLOUR.tolist(), intensity=FILL_INTENSITY)
         self.fill_node = self.scene.add(self.fill, pose=fill)
         assert RIG == {"directional": 1, "point": 1, "spot": 0}
-        self.r = make_offscreen_renderer(rw, rh)
-        self.fast_shaders = fixed_light_shaders
+        # the shader dir first: a failure (unwritable cache) must not leave a GL context behind
+        sdir = None
         if fixed_light_shaders:
             sdir = fixed_light_shader_dir(shader_cache_dir or cache_dir() / "tryon" / "shaders")
+        self.r = make_offscreen_renderer(rw, rh)
+        self.fast_shaders = fixed_light_shaders
+        if sdir is not None:
             self.r._renderer._program_cache = pr.shader_program.ShaderProgramCache(shader_dir=str(sdir))
         self.msaa = msaa
         if msaa != 4:

@@ -87,7 +87,8 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_
 
     def catalog(req):
         sku, colour = pipeline.selection
-        _json(req, 200, {"garments": [e.to_public() for e in pipeline.catalog.entries.values()],
+        cat = pipeline.catalog  # garments whose model failed to load are left out
+        _json(req, 200, {"garments": [cat.entry(s).to_public() for s in cat.skus()],
                          "selected": {"sku": sku, "colour": colour}})
 
     def full_state() -> dict:
