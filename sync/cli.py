@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import time
 
 
@@ -43,7 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    return {"consumer": _consumer, "tail": _tail, "send": _send, "outbox": _outbox}[args.sync_cmd](args)
+    """Run the sub-command; a broker that is down or refuses, or a bad argument, exits with its one-line reason."""
+    try:
+        return {"consumer": _consumer, "tail": _tail, "send": _send, "outbox": _outbox}[args.sync_cmd](args)
+    except (ConnectionError, TimeoutError, OSError, ValueError, sqlite3.Error) as e:
+        raise SystemExit(f"edge sync {args.sync_cmd}: {e}") from None
 
 
 def _raise_interrupt(signum, frame) -> None:
@@ -78,8 +83,6 @@ def _consumer(args) -> int:
 
 
 def _tail(args) -> int:
-    import sqlite3
-
     db = sqlite3.connect(f"file:{args.db}?mode=ro", uri=True, timeout=30)
     where = "" if args.stream == "all" else f"WHERE stream = '{args.stream}'"
     sql = f"SELECT id, device, store, seq, stream, kind, ts, historical, data FROM events {where}"

@@ -33,13 +33,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    if args.fleet_cmd in rollout_cli.COMMANDS:
-        return rollout_cli.run(args)
-    if args.fleet_cmd == "provision":
-        from sync import provision
+    """Run the sub-command; a refused or failed operation (broker down or refusing, bad argument, key or
+    manifest) exits with its one-line reason instead of a traceback."""
+    try:
+        if args.fleet_cmd in rollout_cli.COMMANDS:
+            return rollout_cli.run(args)
+        if args.fleet_cmd == "provision":
+            from sync import provision
 
-        return provision.run(args)
-    return _list(args) if args.fleet_cmd == "list" else _send(args)
+            return provision.run(args)
+        return _list(args) if args.fleet_cmd == "list" else _send(args)
+    except (ConnectionError, TimeoutError, OSError, ValueError) as e:  # UpdateError, SignatureError: ValueError
+        raise SystemExit(f"edge fleet {args.fleet_cmd}: {e}") from None
 
 
 def _list(args) -> int:

@@ -35,9 +35,10 @@ class _Conn:
         self.client = MqttClient(opts)
         self.client.on_publish = self._puback
         self.client.on_message = self._message
-        self.client.paho.on_subscribe = lambda *a: self._subacks.release()
+        self.client.paho.on_subscribe = self._suback
         self._subacks = threading.Semaphore(0)
-        self._n_filters = len(filters)
+        self._filters = list(filters)
+        self._refused: list[str] = []  # SUBACK failure reason codes
         self.window = window
         self.cv = threading.Condition()
         self._inflight: set[int] = set()
@@ -50,12 +51,25 @@ class _Conn:
         if not self.client.wait_connected(10):
             self.client.stop()
             raise ConnectionError(self.client.last_error or "cannot connect to the broker")
-        for _ in range(self._n_filters):
-            self._subacks.acquire(timeout=5)
+        try:
+            for _ in self._filters:
+                if not self._subacks.acquire(timeout=10):
+                    raise TimeoutError(f"no SUBACK within 10 s for {', '.join(self._filters)}")
+            if self._refused:  # e.g. 0x87: this user may not read the statuses it would wait for
+                raise ConnectionError(f"broker refused {len(self._refused)} of {len(self._filters)} subscriptions "
+                                      f"({self._refused[0]}) to {', '.join(self._filters)}")
+        except Exception:
+            self.client.stop()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
         self.client.stop()
+
+    def _suback(self, client, userdata, mid, reason_codes, properties) -> None:
+        with self.cv:
+            self._refused += [f"SUBACK {rc.value:#04x} {rc}" for rc in reason_codes if rc.is_failure]
+        self._subacks.release()
 
     def _puback(self, mid: int, rc: int, text: str) -> None:
         with self.cv:
@@ -189,10 +203,16 @@ def read_states(opts: ClientOptions, wait: float = 1.0) -> Retained:
 
 
 def wave_sizes(n: int, waves: list[float]) -> list[int]:
-    """Cumulative device counts per wave from cumulative percentages (the last wave always covers all)."""
+    """Cumulative device counts per wave from cumulative percentages (the last wave always covers all; a wave
+    that adds no device is merged into the next). ValueError unless they increase within (0, 100]."""
+    waves = list(waves)
+    for i, pct in enumerate(waves):
+        if not isinstance(pct, (int, float)) or isinstance(pct, bool) or not 0 < pct <= 100 \
+                or (i and pct <= waves[i - 1]):
+            raise ValueError(f"waves {waves}: cumulative percentages must increase within (0, 100]")
     out, prev = [], 0
-    for pct in list(waves) + ([100] if not waves or waves[-1] < 100 else []):
-        k = min(n, max(prev, math.ceil(n * pct / 100)))
+    for pct in waves + ([100] if not waves or waves[-1] < 100 else []):
+        k = min(n, max(prev, math.ceil(round(n * pct / 100, 6))))  # round: 8.8% of 375 is 33, not 34
         if k > prev:
             out.append(k)
             prev = k
@@ -241,10 +261,16 @@ class Rollout:
                  wave_timeout_s: float = 600.0, rollback_timeout_s: float = 60.0, rollout_id: str | None = None,
                  shadow_abort: bool = True):
         self.opts, self.name, self.version = opts, name, version
-        self.devs = [_Dev(s, d) for s, d in devices]
+        unique = list(dict.fromkeys((topics.check_id(s, "store id"), topics.check_id(d, "device id"))
+                                    for s, d in devices))
+        if len(unique) < len(devices):  # a second _Dev of a device would never get its statuses: TIMED_OUT
+            log.warning("rollout of %s@%s: %d duplicate devices ignored", name, version, len(devices) - len(unique))
+        self.devs = [_Dev(s, d) for s, d in unique]
         self.sizes = wave_sizes(len(self.devs), list(waves))
         self.abort_pct = abort_failure_pct
         self.wave_timeout_s, self.rollback_timeout_s = wave_timeout_s, rollback_timeout_s
+        if rollout_id is not None and not 0 < len(rollout_id) <= 64:
+            raise ValueError(f"rollout id {rollout_id!r}: 1..64 characters")
         self.id = rollout_id or f"r-{uuid.uuid4().hex[:10]}"
         self.shadow_abort = shadow_abort
         self.skipped = 0  # malformed status / result messages ignored
@@ -253,6 +279,8 @@ class Rollout:
         filters = [topics.UPDATE_FILTER, f"{topics.ROOT}/+/+/cmd_result/model_update",
                    f"{topics.ROOT}/+/+/cmd_result/model_rollback"]
         waves, t0 = [], time.monotonic()
+        log.info("rollout %s of %s@%s to %d devices in waves of %s", self.id, self.name, self.version,
+                 len(self.devs), self.sizes)
         with _Conn(self.opts, filters) as c:
             launched: list[_Dev] = []
             for k in self.sizes:
@@ -266,6 +294,7 @@ class Rollout:
                     c.publish(topics.DeviceTopics(d.store, d.device).cmd("model_update"),
                               payloads.command(d.cmd_id, {"name": self.name, "version": self.version,
                                                           "rollout": self.id}))
+                c.flush()  # a refused offer (PUBACK 0x87: not authorized) raises here, not as TIMED_OUT later
                 aborted = self._wait_wave(c, wave, launched)
                 waves.append({dv.key: dv.state for dv in wave})
                 if aborted:
@@ -342,7 +371,7 @@ class Rollout:
         if cmd == "model_update" and obj.get("id") == d.cmd_id:
             if obj.get("status") != "ok":
                 d.state, d.reason = "REJECTED", reason
-            elif result.get("state") == "SUCCEEDED" and d.state not in BAD_STATES:
+            elif result.get("state") == "SUCCEEDED" and d.state not in BAD_STATES + ("ROLLBACK_SENT",):
                 d.state, d.reason = "SUCCEEDED", result.get("note") if isinstance(result.get("note"), str) else None
         elif cmd == "model_rollback" and obj.get("id") == d.rollback_id and d.state == "ROLLBACK_SENT" \
                 and obj.get("status") != "ok":
@@ -360,6 +389,7 @@ class Rollout:
                       payloads.command(d.rollback_id, {"name": self.name, "version": self.version,
                                                                "rollout": self.id,
                                                                "reason": f"rollout {self.id} aborted"}))
+        c.flush()
         deadline = time.monotonic() + self.rollback_timeout_s
         while time.monotonic() < deadline and any(d.state == "ROLLBACK_SENT" for d in targets):
             with c.cv:

@@ -36,6 +36,8 @@ def add_arguments(sub) -> None:
     r.add_argument("--waves", default="1,10,50,100", help="cumulative percentages of the devices per wave")
     r.add_argument("--abort-failure-pct", type=float, default=20.0, help="abort above this share of failures")
     r.add_argument("--wave-timeout", type=float, default=900.0, help="seconds a device may take (else TIMED_OUT)")
+    r.add_argument("--rollout-id", help="resume the rollout of this id (printed at its start) after the tool was "
+                   "killed: devices accept its rollback only from the rollout that installed the version")
     r.add_argument("--no-shadow-abort", action="store_true", help="a device's shadow rejection counts as one failure "
                    "against --abort-failure-pct instead of aborting the wave at once")
     r.add_argument("--json", action="store_true")
@@ -79,7 +81,9 @@ def _unpublish(args) -> int:
 
 def _devices(args) -> list[tuple[str, str]]:
     if args.devices != "all":
-        return [tuple(x.split("/", 1)) for x in args.devices.split(",") if x]
+        from sync.provision import parse_identity
+
+        return [parse_identity(x.strip()) for x in args.devices.split(",") if x.strip()]
     from sync.consumer import options_from_args
     from sync.rollout import read_states
 
@@ -98,14 +102,20 @@ def _rollout(args) -> int:
     from sync.consumer import options_from_args
     from sync.rollout import Rollout
 
+    try:
+        waves = [float(x) for x in args.waves.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--waves {args.waves!r}: expected comma-separated percentages, e.g. 1,10,50,100") from None
     devices = _devices(args)
     if not devices:
         print("no devices")
         return 2
-    waves = [float(x) for x in args.waves.split(",") if x]
-    res = Rollout(options_from_args(args), args.name, args.version, devices, waves=waves,
-                  abort_failure_pct=args.abort_failure_pct, wave_timeout_s=args.wave_timeout,
-                  shadow_abort=not args.no_shadow_abort).run()
+    ro = Rollout(options_from_args(args), args.name, args.version, devices, waves=waves,
+                 abort_failure_pct=args.abort_failure_pct, wave_timeout_s=args.wave_timeout,
+                 shadow_abort=not args.no_shadow_abort, rollout_id=args.rollout_id)
+    print(f"rollout {ro.id}: if this tool is interrupted, run it again with --rollout-id {ro.id} to resume",
+          file=sys.stderr, flush=True)
+    res = ro.run()
     if args.json:
         print(json.dumps(res))
     else:

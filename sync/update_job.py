@@ -23,7 +23,7 @@ STOPPING = "agent stopping"  # cancel reason of a job interrupted by a graceful 
 
 @dataclass
 class UpdateOptions:
-    """Agent settings (code-level, except the two that `[sync]` sets: see `from_sync_config`)."""
+    """Agent settings (code-level, except the three that `[sync]` sets: see `from_sync_config`)."""
 
     public_key: str | Path | None = None  # pinned fleet key (PEM); None: models.sign.public_key_path(cache)
     window: int = 8  # chunk subscriptions in flight
