@@ -282,6 +282,9 @@ class AlertsConfig(StrictModel):
     enabled: bool = True
     timezone: str = Field("", description="IANA zone for hours/quiet_hours, e.g. 'Europe/Berlin'; '' = device local")
     keep_resolved: int = Field(50, ge=0, le=10_000, description="resolved alerts kept for the page and lookups")
+    max_gap_s: float = Field(30.0, gt=0, le=86400, description="a step of stream time longer than this is a gap in "
+                             "the data (camera lost, pipeline stalled): for_s and clear_for_s start over, as after "
+                             "missing values; cooldown and escalation still count it")
     rules: list[AlertRule] = Field(default_factory=list)
 
     @field_validator("timezone")

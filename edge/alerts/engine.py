@@ -2,9 +2,9 @@
 
 Lifecycle: open → acked → resolved, or open/acked → resolved when the condition clears (auto-resolve, after
 the rule's hysteresis). Escalation re-notifies an open alert with a raised severity. Every transition is one
-Event(kind="alert_<transition>", stream="alerts"). Timers run on the stream time `t` given to `update()`;
-hours / quiet hours use its `t_wall`. Thread-safe: `update()` runs on the pipeline thread, `ack()` / `resolve()`
-on the HTTP and command threads.
+Event(kind="alert_<transition>", stream="alerts"). Timers run on the stream time `t` given to `update()` (a
+step over `max_gap_s` is a gap: `for_s` / `clear_for_s` start over); hours / quiet hours use its `t_wall`.
+Thread-safe: `update()` runs on the pipeline thread, `ack()` / `resolve()` on the HTTP and command threads.
 """
 from __future__ import annotations
 
@@ -145,15 +145,17 @@ class AlertEngine:
     # ------------------------------------------------------------------ feeding
     def update(self, values: Values, t: float, t_wall: float) -> list[Event]:
         """Evaluate every rule on `values` ((metric, key) -> Reading or bare value) at stream time `t`,
-        wall time `t_wall`. A missing or NaN value is 'no data': it neither opens nor clears an alert.
+        wall time `t_wall`. A missing, NaN or infinite value is 'no data': it neither opens nor clears an alert.
         Returns the transition events emitted (also sent to the sink)."""
         out: list[Event] = []
         with self._lock:
-            now = self._advance(t)
+            now, gap = self._advance(t)
             minute = None
             held = self._held_metrics()
             for rule in self.rules:
                 st = self._rule_state[rule.id]
+                if gap:  # nothing was seen meanwhile: neither held nor clear (as for missing values)
+                    st.since = st.clear_since = None
                 # a held rule's data is degraded: no data, so it neither opens nor clears (escalation still runs)
                 reading = None if held is not None and (not held or rule.metric in held) else \
                     as_reading(values.get((rule.metric, rule.key)))
@@ -241,14 +243,20 @@ class AlertEngine:
             n = len(self._held_rule_ids())
         ALERT_RULES_HELD.labels(self.camera or "main").set(n)
 
-    def _advance(self, t: float) -> float:
+    def _advance(self, t: float) -> tuple[float, bool]:
+        """(engine clock, whether a gap of over `max_gap_s` without updates ends at `t`)."""
+        gap = False
         if self._last_t is not None:
             dt = t - self._last_t
             if dt < 0:
                 log.warning("stream time went back %.3fs (recording looped?): alert timers pause", -dt)
+            elif dt > self.config.max_gap_s:
+                gap = True
+                log.warning("no update for %.1fs of stream time (over max_gap_s %gs): for_s / clear_for_s start "
+                            "over", dt, self.config.max_gap_s)
             self._clock += max(0.0, dt)
         self._last_t = t
-        return self._clock
+        return self._clock, gap
 
     def _blocked(self, rule: AlertRule, st: _RuleState, now: float, minute: int) -> str | None:
         hours, quiet = self._hours[rule.id]
@@ -336,13 +344,14 @@ class AlertEngine:
         if self._by_group.get(rule.group) is a:
             del self._by_group[rule.group]
         self._cooldown_until[rule.group] = self._clock + rule.cooldown_s
-        self._resolved[a.alert_id] = a
+        log.info("alert %s (%s) resolved: %s%s", a.alert_id, rule.id, resolution, f" by {by!r}" if by else "")
+        ev = self._emit(a, "resolved", t, ts)
+        self._resolved[a.alert_id] = a  # trimmed after the emit, so its `resolved` event id goes with it too
         while len(self._resolved) > self.config.keep_resolved:
             _, old = self._resolved.popitem(last=False)
             for eid in old.event_ids:
                 self._by_event.pop(eid, None)
-        log.info("alert %s (%s) resolved: %s%s", a.alert_id, rule.id, resolution, f" by {by!r}" if by else "")
-        return self._emit(a, "resolved", t, ts)
+        return ev
 
     def _find(self, alert_id: str) -> _Alert:
         alert_id = self._by_event.get(alert_id, alert_id)

@@ -4,12 +4,14 @@
 (`add_method_routes`); `serve(engine, ...)` runs it standalone. Routes:
 
     GET  /staff, /staff/              the page (assets under /staff/)
-    GET  /api/alerts                  {"now", "alerts": open + acked, "resolved": the last 10, "live": live()}
+    GET  /api/alerts                  {"now", "alerts": open + acked, "resolved": the last 10, "live": live(),
+                                      "actions": ["shelf_reference"] or []}  (strict JSON: NaN / inf counts are null)
     GET  /api/alerts/<id>             one alert (alert id or transition event id)
     POST /api/alerts/<id>/ack         body {"by", "note"} (JSON, both optional) → the alert
     POST /api/alerts/<id>/resolve     same
     POST /api/shelf/reference         body {"facing": id or "" (every facing), "by"} → {"pending": [facing ids]}
-                                      (only when a `retake_reference` callable is given: devices with facings)
+                                      (only when a `retake_reference` callable is given: devices with facings;
+                                      the path is `shelf_api`, which the page is told)
 
 POSTs must be `Content-Type: application/json` (a cross-site form cannot send that without a CORS preflight,
 which this server never grants). A refused POST's body is read and dropped by LocalHttpServer, never run as a
@@ -26,6 +28,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from edge.alerts.engine import AlertEngine, InvalidTransition, UnknownAlert
+from edge.alerts.values import _plain
 from edge.core.http_server import BadBody, json_body, send
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,8 @@ MAX_BODY = 4096
 
 
 def _json(req: BaseHTTPRequestHandler, code: int, obj) -> None:
-    send(req, code, json.dumps(obj).encode(), "application/json")
+    """Strict JSON only: a bare NaN / Infinity is not JSON, and the page's JSON.parse would refuse the whole poll."""
+    send(req, code, json.dumps(obj, allow_nan=False).encode(), "application/json")
 
 
 def _body(req: BaseHTTPRequestHandler) -> dict:
@@ -67,6 +71,7 @@ def make_staff_routes(engine: AlertEngine, live: Callable[[], dict] | None = Non
             if not isinstance(counts, dict):
                 raise TypeError(f"live() returned {type(counts).__name__}, not a dict")
             json.dumps(counts)
+            counts = _plain(counts)  # NaN / inf (e.g. a wait estimate) -> null: the poll must stay strict JSON
         except Exception:  # noqa: BLE001 - the page must keep working without counts
             if not live_failing.is_set():
                 log.exception("staff page: live counts unavailable")
@@ -79,8 +84,8 @@ def make_staff_routes(engine: AlertEngine, live: Callable[[], dict] | None = Non
         def h(req):
             body = (WEB / name).read_bytes()
             if name == "index.html":
-                body = (body.replace(b"{{TITLE}}", _html_escape(title).encode())
-                        .replace(b"{{PREFIX}}", prefix.encode()).replace(b"{{API}}", api.encode()))
+                for k, v in (("TITLE", title), ("PREFIX", prefix), ("API", api), ("SHELF_API", shelf_api)):
+                    body = body.replace(b"{{%s}}" % k.encode(), _html_escape(v).encode())
             send(req, 200, body, _TYPES[Path(name).suffix])
         return h
 

@@ -28,8 +28,9 @@ class Reading:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
     def usable(self) -> bool:
-        """False for a value that is not a number or flag, or is NaN (the engine treats that as 'no data')."""
-        return isinstance(self.value, (numbers.Real, np.bool_)) and not math.isnan(float(self.value))
+        """False for a value that is not a number or flag, or is NaN or infinite (the engine treats that as 'no
+        data': no analytics value is really infinite, and an alert event must stay strict JSON)."""
+        return isinstance(self.value, (numbers.Real, np.bool_)) and math.isfinite(float(self.value))
 
     def evidence(self) -> dict[str, Any]:
         """Strict-JSON evidence (no NaN, lists capped at MAX_TRACKS, detail at MAX_DETAIL_BYTES), so the outbox
@@ -68,7 +69,7 @@ Values = Mapping[MetricKey, Union[Reading, float, int, bool]]
 
 
 def as_reading(v: Reading | float | int | bool | None) -> Reading | None:
-    """A bare number or flag becomes a Reading without evidence; None and NaN become None (no data)."""
+    """A bare number or flag becomes a Reading without evidence; None, NaN and infinities become None (no data)."""
     if v is None:
         return None
     r = v if isinstance(v, Reading) else Reading(v)

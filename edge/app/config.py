@@ -358,6 +358,10 @@ def parse_config(data: dict, path: str = "<memory>") -> EdgeConfig:
     for i, cam in enumerate(cfg.cameras):
         problems += _frame_problems(cam.analytics, cam.source, f"cameras.{i}.analytics", f"cameras.{i}.source")
     problems += _planogram_clashes(cfg)
+    problems += _alert_gap_problems(cfg.alerts, cfg.source.fps, "alerts", "source.fps")
+    for i, cam in enumerate(cfg.cameras):
+        fps_key = f"cameras.{i}.fps" if cam.fps <= cam.source.fps else f"cameras.{i}.source.fps"
+        problems += _alert_gap_problems(cam.alerts, min(cam.fps, cam.source.fps), f"cameras.{i}.alerts", fps_key)
     if cfg.cameras and cfg.models.person_detector is None:
         problems.append("cameras: extra cameras run the person detector, but [models.person_detector] is not set "
                         '(fix: add [models.person_detector] name = "nanodet_m_416")')
@@ -365,6 +369,17 @@ def parse_config(data: dict, path: str = "<memory>") -> EdgeConfig:
         raise ConfigError(path, problems)
     cfg._migrations = notes
     return cfg
+
+
+def _alert_gap_problems(alerts: AlertsConfig, fps: float, prefix: str, fps_key: str) -> list[str]:
+    """Frames further apart than max_gap_s would restart every rule's for_s at each frame (edge/alerts/engine.py):
+    no alert could ever open."""
+    period = 1.0 / fps
+    if not (alerts.enabled and alerts.rules) or period < alerts.max_gap_s:
+        return []
+    return [f"{prefix}.max_gap_s: {alerts.max_gap_s:g} s, but frames come every {period:g} s ({fps_key} {fps:g}): "
+            f"every frame would count as a gap in the data and no alert could open (fix: set {prefix}.max_gap_s "
+            f"above {period:g}, or raise {fps_key})"]
 
 
 def _frame_problems(analytics: AnalyticsConfig, source: SourceSection, prefix: str, source_key: str) -> list[str]:

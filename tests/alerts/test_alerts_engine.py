@@ -244,3 +244,55 @@ def test_sink_failure_does_not_lose_the_transition():
     engine = AlertEngine(AlertsConfig.model_validate({"rules": [{**QUEUE, "for_s": 0}]}), Broken())
     evs = engine.update({Q: 5}, 0.0, NOON)
     assert [e.kind for e in evs] == ["alert_opened"] and engine.active()[0]["state"] == "open"
+
+
+def test_infinite_values_are_no_data_and_events_stay_strict_json():
+    engine, sink = make_engine({**QUEUE, "for_s": 0, "clear_for_s": 0})
+    # e.g. a wait estimate divided by a zero rate: no alert, and nothing the outbox would refuse
+    assert feed(engine, {Q: float("inf")}, 0, 5) == []
+    assert feed(engine, {Q: np.float32("-inf")}, 6, 8) == []
+    (opened,) = feed(engine, {Q: 5}, 9, 9)
+    # an open alert is neither cleared nor given an infinite current / peak value
+    assert feed(engine, {Q: float("-inf")}, 10, 20) == [] and feed(engine, {Q: float("inf")}, 21, 30) == []
+    a = engine.get(opened.data["alert_id"])
+    assert a["state"] == "open" and a["current_value"] == 5 and a["peak_value"] == 5
+    json.dumps([e.to_dict() for e in sink.events] + engine.active(), allow_nan=False)
+
+
+def test_a_gap_in_updates_restarts_for_s_and_clear_for_s():
+    engine, sink = make_engine(QUEUE)  # for_s 60, clear_for_s 10, cooldown 120; max_gap_s 30 by default
+    feed(engine, {Q: 5}, 0, 2)
+    # the camera was lost for 10 minutes: one frame before and one after do not make 60 s of a long queue
+    assert feed(engine, {Q: 5}, 600, 658) == []
+    (opened,) = feed(engine, {Q: 5}, 660, 660)
+    assert opened.data["held_s"] == 60.0
+    # one clear frame before a 5-minute gap is not 5 minutes clear: clear_for_s (10 s) counts from fresh data
+    feed(engine, {Q: 0}, 661, 661)
+    assert feed(engine, {Q: 0}, 961, 970) == []
+    assert kinds(feed(engine, {Q: 0}, 971, 971)) == ["alert_resolved"]
+    # steps up to max_gap_s are not gaps (a slow source)
+    engine2, _ = make_engine({**QUEUE, "clear_for_s": 0}, max_gap_s=45)
+    assert feed(engine2, {Q: 5}, 0, 45, step=15) == []
+    assert kinds(feed(engine2, {Q: 5}, 60, 60)) == ["alert_opened"]
+    # escalation still counts the gap: nobody acknowledged the alert meanwhile
+    engine3, _ = make_engine({**QUEUE, "for_s": 0, "escalate_after_s": 120})
+    feed(engine3, {Q: 5}, 0, 1)
+    assert kinds(feed(engine3, {Q: 5}, 300, 300)) == ["alert_escalated"]
+
+
+def test_forgotten_resolved_alerts_leave_no_event_ids_behind():
+    engine, sink = make_engine({**QUEUE, "for_s": 0, "clear_for_s": 0, "cooldown_s": 0}, keep_resolved=1)
+    for i in range(5):  # five alerts open and clear; only the last is kept
+        feed(engine, {Q: 5}, 2 * i, 2 * i)
+        feed(engine, {Q: 0}, 2 * i + 1, 2 * i + 1)
+    assert kinds(sink) == ["alert_opened", "alert_resolved"] * 5
+    last = engine.recent_resolved()[0]["alert_id"]
+    assert [a["alert_id"] for a in engine.recent_resolved(10)] == [last]
+    assert engine.get(sink.events[-1].event_id)["alert_id"] == last  # by its `resolved` event id
+    with pytest.raises(UnknownAlert):
+        engine.get(sink.events[-3].event_id)  # the `resolved` event of a forgotten alert
+    assert set(engine._by_event.values()) == {last}  # the lookup table does not grow with every alert
+    engine0, sink0 = make_engine({**QUEUE, "for_s": 0, "clear_for_s": 0}, keep_resolved=0)
+    feed(engine0, {Q: 5}, 0, 0)
+    feed(engine0, {Q: 0}, 1, 1)
+    assert kinds(sink0) == ["alert_opened", "alert_resolved"] and engine0._by_event == {}

@@ -3,6 +3,7 @@ Resolve, checked against the engine state and the emitted `alerts` events."""
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 import urllib.request
 
@@ -11,7 +12,7 @@ import pytest
 from edge.alerts import Reading
 from edge.alerts.server import serve
 
-from alerts_helpers import FakeWall, kinds, make_engine, wall
+from alerts_helpers import FakeWall, kinds, make_engine, wait_until, wall
 
 QUEUE = {"id": "checkout-queue", "title": "Long queue at checkout", "metric": "queue_length", "key": "checkout",
          "op": ">=", "threshold": 4, "for_s": 60, "clear_threshold": 2}
@@ -128,3 +129,77 @@ def test_staff_acknowledge_and_resolve_in_chromium(store, browser):
     assert browser.js("return document.querySelectorAll('#alerts .card').length;") == 2
     with open("/tmp/alerts_staff_page_after.png", "wb") as f:
         f.write(browser.screenshot_png())
+
+
+# The shape of the runtime's live counts (Runner._live_counts): a queue's wait unknown (None), another camera's
+# counts nested under `cameras`, and a value that is not finite.
+RUNTIME_LIVE = {"zones": {"entrance": 2}, "lines": {"door": {"in": 5, "out": 2}},
+                "queues": {"checkout": {"length": 3, "wait_s": None}}, "tracks": 4,
+                "cameras": {"cam-2": {"zones": {"aisle": 1}, "queues": {}, "tracks": 1}}, "avg_wait_s": float("nan")}
+NASTY = '<img src=x onerror="window.pwned=1">Help & "kiosk"'
+
+
+def test_live_counts_of_the_runtime_and_markup_in_names_in_chromium(browser):
+    engine, _ = make_engine({**HELP, "title": NASTY})
+    engine.update({("help_requested", "kiosk"): Reading(True, detail={"sku": "<script>window.pwned=2</script>"})},
+                  1.0, wall(10))
+    engine.ack(engine.active()[0]["alert_id"], by="<b>Sam</b>")
+    srv = serve(engine, "127.0.0.1", 0, live=lambda: RUNTIME_LIVE, background=True)
+    try:
+        base = f"http://127.0.0.1:{srv.port}"
+        with urllib.request.urlopen(base + "/api/alerts", timeout=10) as r:  # strict JSON, as JSON.parse wants
+            data = json.loads(r.read(), parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+        assert data["live"]["avg_wait_s"] is None and data["live"]["cameras"]["cam-2"]["zones"] == {"aisle": 1}
+        browser.cmd("POST", "/url", {"url": base + "/staff"})
+        browser.wait("return document.querySelectorAll('#alerts .card').length === 1;")
+        browser.wait("return document.getElementById('live').textContent.includes('cam-2');")
+        live = browser.js("return document.getElementById('live').innerText;")
+        assert "[object Object]" not in live and "null" not in live and "NaN" not in live, live
+        assert "3 length · – wait s" in live and "5 in · 2 out" in live and "1 aisle" in live, live
+        assert "CAMERAS › CAM-2" in live.upper(), live
+        card = browser.js("return document.querySelector('#alerts .card').innerText;")
+        assert NASTY in card and "sku: <script>window.pwned=2</script>" in card and "by <b>Sam</b>" in card, card
+        assert browser.js("return window.pwned === undefined && !document.querySelector('#alerts img, #alerts b');")
+    finally:
+        srv.stop()
+
+
+def test_an_older_poll_answering_late_does_not_undo_a_click_in_chromium(browser):
+    """A poll in flight while staff click Acknowledge answers after the click's own refresh: the page keeps the
+    acknowledged card instead of showing the alert open again (with its Acknowledge button) until the next poll."""
+    engine, sink = make_engine(HELP)
+    engine.update({("help_requested", "kiosk"): True}, 1.0, wall(10))
+    alert_id = engine.active()[0]["alert_id"]
+    gate, held = threading.Event(), threading.Event()
+    gate.set()
+    polls = iter(range(1, 10_000))
+
+    def live():  # /api/alerts reads the alerts before the counts: a held poll answers with the alerts of before
+        if not gate.is_set() and not held.is_set():
+            held.set()
+            gate.wait(20)
+        return {"poll": next(polls)}
+
+    srv = serve(engine, "127.0.0.1", 0, live=live, background=True)
+    try:
+        browser.cmd("POST", "/url", {"url": f"http://127.0.0.1:{srv.port}/staff"})
+        card = f'#alerts .card[data-alert-id="{alert_id}"]'
+        browser.wait(f"return document.querySelector('{card} .badge.state')?.textContent === 'open';")
+        gate.clear()
+        assert wait_until(held.is_set, 20)  # the page's next poll is held with the alert still open
+        browser.click(f"{card} button.ack")
+        browser.wait(f"return document.querySelector('{card} .badge.state').textContent === 'acknowledged';")
+        assert engine.get(alert_id)["state"] == "acked"
+        browser.js(f"""window.seen = []; const b = document.querySelector('{card} .badge.state');
+                      new MutationObserver(() => window.seen.push(b.textContent))
+                        .observe(b, {{childList: true, characterData: true, subtree: true}});""")
+        gate.set()  # the held poll answers now; then wait for two polls after it
+        last = next(polls)
+        browser.wait(f"const t = document.getElementById('live').textContent; "
+                     f"const m = t.match(/(\\d+)poll/); return m && Number(m[1]) > {last + 1};")
+        assert "open" not in browser.js("return window.seen;")
+        assert browser.js(f"return document.querySelector('{card} button.ack').hidden;")
+        assert kinds(sink) == ["alert_opened", "alert_acked"]
+    finally:
+        gate.set()
+        srv.stop()

@@ -116,3 +116,24 @@ def test_retake_reference_button_in_chromium(shelf_store, browser):
     assert engine.get(facing_id)["state"] == "open"  # retaking is not acknowledging
     with open("/tmp/alerts_staff_page_shelf.png", "wb") as f:
         f.write(browser.screenshot_png())
+
+
+def test_retake_button_posts_to_the_shelf_api_the_routes_were_made_with(browser):
+    from edge.alerts.server import make_staff_routes
+    from edge.core.http_server import LocalHttpServer
+
+    engine, _ = make_engine(FACING)
+    engine.update({("facing_empty", "A3"): True}, 1.0, wall(9))
+    facings = Facings()
+    srv = LocalHttpServer("127.0.0.1", 0, lambda: (True, {}))
+    srv.add_method_routes(make_staff_routes(engine, retake_reference=facings, shelf_api="/api/store/shelf-reference"))
+    srv.start()
+    try:
+        browser.cmd("POST", "/url", {"url": f"http://127.0.0.1:{srv.port}/staff"})
+        card = f'#alerts .card[data-alert-id="{engine.active()[0]["alert_id"]}"]'
+        browser.wait(f"const c = document.querySelector('{card}'); return c && !c.querySelector('button.retake').hidden;")
+        browser.click(f"{card} button.retake")
+        browser.wait("const t = document.getElementById('toast'); return !t.hidden && t.textContent.includes('A3');")
+        assert facings.calls == [("A3", "staff", "page")]
+    finally:
+        srv.stop()

@@ -46,3 +46,30 @@ def test_wrong_type_or_place_says_what_to_write(tmp_path, body, line):
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert f"{p}: {line}" in str(e.value).splitlines()
+
+
+ZONE_RULE = ('[[analytics.zones]]\nname = "door"\npolygon = [[0, 0], [100, 0], [100, 100], [0, 100]]\n'
+             '[[alerts.rules]]\nid = "crowd"\nmetric = "occupancy"\nkey = "door"\nop = ">="\nthreshold = 3\n')
+
+
+def test_frames_further_apart_than_the_alert_gap_are_refused(tmp_path):
+    """The engine treats a step over [alerts] max_gap_s as a gap (for_s starts over): a source slower than that
+    could never open an alert, so the config says so, for the main source and each camera."""
+    from edge.app.config import ConfigError, load_config
+
+    p = tmp_path / "slow.toml"
+    p.write_text(HEAD + '[source]\ntype = "demo"\nfps = 0.02\n' + ZONE_RULE)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert (f"{p}: alerts.max_gap_s: 30 s, but frames come every 50 s (source.fps 0.02): every frame would count "
+            "as a gap in the data and no alert could open (fix: set alerts.max_gap_s above 50, or raise "
+            "source.fps)") in str(e.value).splitlines()
+    p.write_text(HEAD + '[source]\ntype = "demo"\nfps = 0.02\n[alerts]\nmax_gap_s = 120\n' + ZONE_RULE)
+    assert load_config(p).alerts.max_gap_s == 120
+    cam = ('[models.person_detector]\nname = "nanodet_m_416"\n[[cameras]]\nid = "c1"\nfps = 0.025\n'
+           '[cameras.source]\ntype = "demo"\n' + ZONE_RULE.replace("[[analytics.", "[[cameras.analytics.")
+           .replace("[[alerts.", "[[cameras.alerts."))
+    p.write_text(HEAD + cam)
+    with pytest.raises(ConfigError, match=r"cameras\.0\.alerts\.max_gap_s: 30 s, but frames come every 40 s "
+                                          r"\(cameras\.0\.fps 0\.025\)"):
+        load_config(p)

@@ -7,7 +7,7 @@ const POLL_MS = 2000;
 const OPS = { ">": ">", ">=": "≥", "<": "<", "<=": "≤" };
 const $ = (id) => document.getElementById(id);
 const cards = new Map(); // alert_id -> card element (kept across polls so a note being typed survives)
-const SHELF_API = "/api/shelf/reference";
+const SHELF_API = document.body.dataset.shelfApi || "/api/shelf/reference";
 const SHELF_METRICS = new Set(["facing_empty", "camera_moved"]); // alerts a new shelf reference answers
 let actions = new Set(); // what this device offers besides ack / resolve (from GET /api/alerts)
 
@@ -198,35 +198,47 @@ function label(k) {
   return String(k).replace(/_/g, " ");
 }
 
-function renderLive(live) {
-  const box = $("live");
-  const groups = Object.entries(live || {});
-  if (!groups.length) {
-    box.replaceChildren(el("p", "muted", "No live counts."));
-    return;
+const isObj = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+
+// A tile's text: a number, or an object of numbers as "148 in · 131 out" (null shows as "–", never "null").
+function liveText(v) {
+  if (Array.isArray(v)) return v.length ? v.map((x) => liveText(x)).join(", ") : "–";
+  if (isObj(v)) {
+    const parts = Object.entries(v).map(([k, x]) => `${liveText(x)} ${label(k)}`);
+    return parts.length ? parts.join(" · ") : "–";
   }
-  const loose = el("div", "tiles");
-  const nodes = [];
-  const tile = (k, v) => {
-    const nested = typeof v === "object" && v !== null;
-    const text = nested ? Object.entries(v).map(([a, b]) => `${b} ${a}`).join(" · ") : fmtValue(v, "");
-    const t = el("div", nested ? "tile wide" : "tile");
-    t.append(el("div", nested ? "v small" : "v", text), el("div", "k", label(k)));
-    return t;
-  };
-  for (const [name, val] of groups) {
-    if (val && typeof val === "object" && !Array.isArray(val)) {
-      const g = el("div", "group");
-      const tiles = el("div", "tiles");
-      for (const [k, v] of Object.entries(val)) tiles.append(tile(k, v));
-      g.append(el("h3", null, label(name)), tiles);
-      nodes.push(g);
+  return fmtValue(v, "");
+}
+
+// Top-level numbers are loose tiles, each top-level object a titled group of tiles; an object holding objects
+// (another camera's counts under `cameras`) becomes its own group, titled with its path ("cameras › cam-2").
+function liveGroups(obj, path, nodes) {
+  const at = nodes.length; // a group goes before the groups of the objects it holds
+  const tiles = el("div", "tiles");
+  for (const [k, v] of Object.entries(obj)) {
+    if (isObj(v) && (!path.length || Object.values(v).some(isObj))) {
+      liveGroups(v, [...path, label(k)], nodes);
     } else {
-      loose.append(tile(name, val));
+      const wide = isObj(v) || Array.isArray(v);
+      const t = el("div", wide ? "tile wide" : "tile");
+      t.append(el("div", wide ? "v small" : "v", liveText(v)), el("div", "k", label(k)));
+      tiles.append(t);
     }
   }
-  if (loose.children.length) nodes.unshift(loose);
-  box.replaceChildren(...nodes);
+  if (!tiles.children.length) return;
+  let node = tiles;
+  if (path.length) {
+    node = el("div", "group");
+    node.append(el("h3", null, path.join(" › ")), tiles);
+  }
+  nodes.splice(at, 0, node);
+}
+
+function renderLive(live) {
+  const box = $("live");
+  const nodes = [];
+  liveGroups(isObj(live) ? live : {}, [], nodes);
+  box.replaceChildren(...(nodes.length ? nodes : [el("p", "muted", "No live counts.")]));
 }
 
 function renderResolved(resolved) {
@@ -244,12 +256,17 @@ function renderResolved(resolved) {
   }));
 }
 
+// Polls overlap when a click refreshes during a poll: an answer older than the one shown is dropped (it would bring
+// back an alert as it was before the click).
 async function refresh() {
   clearTimeout(refresh.timer);
+  const seq = (refresh.seq = (refresh.seq || 0) + 1);
   try {
     const r = await fetch(API, { cache: "no-store" });
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     const data = await r.json();
+    if (seq < (refresh.shown || 0)) return;
+    refresh.shown = seq;
     actions = new Set(data.actions || []);
     renderAlerts(data.alerts, data.now);
     renderLive(data.live);
@@ -258,6 +275,7 @@ async function refresh() {
     s.className = "status ok";
     s.textContent = `Updated ${clock(data.now)}`;
   } catch (e) {
+    if (seq < (refresh.shown || 0)) return;
     const s = $("status");
     s.className = "status down";
     s.textContent = "Connection lost – retrying";
