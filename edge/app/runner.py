@@ -62,6 +62,10 @@ class StartError(RuntimeError):
     """`edge run` could not start (the message names the config key and the fix)."""
 
 
+class _StopDuringStart(Exception):
+    """A stop was requested before this start-up phase (the message)."""
+
+
 def forget_auto_choices(cfg) -> None:
     from edge.backends.auto import default_cache_path
     from models.zoo import ModelZoo
@@ -337,7 +341,9 @@ class Runtime:
         return ok, body
 
     def run(self, stop: threading.Event, *, max_frames: int = 0, duration: float = 0.0) -> int:
-        """Run until `stop` is set or after `max_frames` frames / `duration` s; 2 if the source cannot be opened."""
+        """Run until `stop` is set or after `max_frames` frames / `duration` s; returns the exit status (0, or
+        EXIT_RSS_BUDGET), 2 if the source cannot be opened. A stop set while starting ends the start at its next
+        phase; a start that fails stops what it started and raises."""
         from edge.core.http_server import RateMeter
 
         from edge.app.operations import Operations
@@ -361,13 +367,18 @@ class Runtime:
         self._start_retention()
         stage = mirror = updates = None
         ota = bool(cfg.sync.broker and cfg.sync.model_updates)  # model updates over MQTT
+
+        def phase(what: str) -> None:  # a stop requested while starting (SIGTERM during a model load) ends it here
+            if stop.is_set():
+                raise _StopDuringStart(what)
+            self.service.starting(what)
         try:
-            self.service.starting("loading models")
+            phase("loading models")
             if ota:
                 self._guard_boot()
             stage = self.stage = self._build_pose_stage(sink, source.name)
             updates = self._start_model_updates(stage) if ota else None
-            self.service.starting("try-on renderer and cameras")
+            phase("try-on renderer and cameras")
             mirror = self._build_mirror(stage, sink)
             self._build_streams(sink, mirror)
             from edge.app.monitor import RuntimeMonitor
@@ -375,10 +386,16 @@ class Runtime:
             self.mirror, self.monitor = mirror, RuntimeMonitor(self).start(source.name)
             stage.monitor = self.monitor
             self._start_http(mirror)
-            self.service.starting("waiting for the first frame")
+            phase("waiting for the first frame")
             self._start_reader(source)
             if self.streams is not None:
                 self.streams.start()
+        except _StopDuringStart as e:
+            self.stop_reason = self.stop_reason or self.service.stop_reason or "stop requested"
+            log.info("stop requested while starting: skipped %r and what follows", str(e))
+            self.service.stopping(self.stop_reason)
+            self._shutdown(mirror, stage, updates, collector)
+            return self.service.exit_code
         except BaseException as e:  # a start that fails still stops cleanly: outbox flushed, offline published
             self.stop_reason = f"start failed: {type(e).__name__}: {e}"[:300]
             self.service.stopping(self.stop_reason)
@@ -686,31 +703,29 @@ class Runtime:
                           self.frame_errors)
 
     def _shutdown(self, mirror, stage: PoseStage, updates, collector) -> None:
-        """Stop what run() started: the mirror and the reader first, the sync service last."""
-        if mirror is not None:
-            mirror.stop()
-        if self.streams is not None:
-            self.streams.stop()
-        if self.reader is not None:
-            self.reader.stop()
-        if stage is not None:
-            stage.close()
-        if updates is not None:
-            updates.stop()
-        if self.http is not None:
-            self.http.stop()
-        if self.monitor is not None:
-            self.monitor.close()
-        collector.unregister()
-        self.ops.close_summary()
-        if self.retention is not None:
-            self.retention.stop()
-            self._run_lock.release()
-        if self.snapshots is not None:
-            self.snapshots.close()
-        self._stop_sync()
-        self.ops.close()
-        self.service.close()
+        """Stop what run() started: the mirror and the reader first, the sync service last. A step that raises is
+        logged and the others still run, so the outbox is flushed and the offline state published whatever failed."""
+        def given(part, method: str):
+            return None if part is None else getattr(part, method)
+        steps = (("mirror", given(mirror, "stop")), ("cameras", given(self.streams, "stop")),
+                 ("reader", given(self.reader, "stop")), ("pose stage", given(stage, "close")),
+                 ("model updates", given(updates, "stop")), ("http", given(self.http, "stop")),
+                 ("monitor", given(self.monitor, "close")), ("metrics", collector.unregister),
+                 ("summary", self.ops.close_summary),
+                 ("retention", None if self.retention is None else self._stop_retention),
+                 ("snapshots", given(self.snapshots, "close")), ("sync", self._stop_sync),
+                 ("operations", self.ops.close), ("service", self.service.close))
+        for what, step in steps:
+            if step is None:
+                continue
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - one part that fails to stop must not keep the outbox from flushing
+                log.exception("graceful stop: stopping the %s failed; the stop goes on", what)
+
+    def _stop_retention(self) -> None:
+        self.retention.stop()
+        self._run_lock.release()
 
     def _stop_sync(self) -> None:
         """Graceful stop of sync: the outbox gets `[service] stop_flush_s` to reach the broker and cloud (ack

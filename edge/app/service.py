@@ -295,11 +295,12 @@ class ServiceSupervisor:
             self._ping()
             return
         stalled = {}
-        for stream, last in self._progress().items():
+        progress = self._progress()
+        for stream, last in progress.items():
             age = now - (last if last is not None else self.ready_at)
             if age > self.cfg.stall_s:
                 stalled[stream] = age
-        self._stalls_changed(stalled)
+        self._stalls_changed(stalled, set(progress))
         if not stalled:
             self._ping()
 
@@ -310,7 +311,9 @@ class ServiceSupervisor:
 
             WATCHDOG_PINGS.inc()
 
-    def _stalls_changed(self, stalled: dict[str, float]) -> None:
+    def _stalls_changed(self, stalled: dict[str, float], watched: set[str] | None = None) -> None:
+        """Log, record and export stalls as they begin and end. Each stream that processes frames again is recorded
+        as `recovered`, also while others stay stalled; a stream no longer watched (its source ended) is not."""
         from edge.core.metrics import STREAM_STALLED
 
         new, gone = set(stalled) - set(self.stalled), set(self.stalled) - set(stalled)
@@ -325,10 +328,13 @@ class ServiceSupervisor:
             decisions.record("service", "stall", {"streams": {s: round(a, 2) for s, a in stalled.items()},
                                                   "stall_s": self.cfg.stall_s, "watchdog_s": self.ping_s},
                              reason=f"stalled: {what}; {action}")
-        if gone and not (set(stalled) - gone) and not new:
-            log.warning("streams %s process frames again", ", ".join(sorted(gone)))
-            decisions.record("service", "recovered", {"streams": sorted(gone)},
-                             reason=f"{', '.join(sorted(gone))} process frames again; watchdog pings resume")
+        back = sorted(gone if watched is None else gone & watched)
+        if back:
+            still = ", ".join(sorted(stalled))
+            then = f"still stalled: {still}" if still else "watchdog pings resume"
+            log.warning("streams %s process frames again; %s", ", ".join(back), then)
+            decisions.record("service", "recovered", {"streams": back, "still_stalled": sorted(stalled)},
+                             reason=f"{', '.join(back)} process frames again; {then}")
         self.stalled = stalled
 
     def _send_status(self) -> None:

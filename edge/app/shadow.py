@@ -45,6 +45,17 @@ def _match(boxes_a: np.ndarray, boxes_c: np.ndarray, iou) -> dict:
     return {"active": len(boxes_a), "candidate": len(boxes_c), "matched_active": int(ma), "matched_candidate": int(mc)}
 
 
+def _compare_boxes(boxes, iou):
+    """compare(active, candidate) summing _match over the batch; boxes(outputs, i) decodes sample i."""
+    def compare(a: dict, c: dict) -> dict:
+        tot: dict[str, int] = {}
+        for i in range(_batch(a, "Identity")):
+            for k, v in _match(boxes(a, i), boxes(c, i), iou).items():
+                tot[k] = tot.get(k, 0) + v
+        return tot
+    return compare
+
+
 def compare_pose_detections(size: int, threshold: float, nms_iou: float):
     """compare(active, candidate) of BlazePose person-detector outputs, decoded as PersonDetector does."""
     from edge.pose.detection import Letterbox, decode, iou
@@ -55,14 +66,7 @@ def compare_pose_detections(size: int, threshold: float, nms_iou: float):
         dets = decode(out["Identity"][i:i + 1], out["Identity_1"][i:i + 1], lb, threshold=threshold,
                       iou_threshold=nms_iou)
         return np.array([d.box for d in dets]).reshape(-1, 4)
-
-    def compare(a: dict, c: dict) -> dict:
-        tot: dict[str, int] = {}
-        for i in range(_batch(a, "Identity")):
-            for k, v in _match(boxes(a, i), boxes(c, i), iou).items():
-                tot[k] = tot.get(k, 0) + v
-        return tot
-    return compare
+    return _compare_boxes(boxes, iou)
 
 
 def compare_people(size: int, threshold: float, nms_iou: float):
@@ -72,14 +76,7 @@ def compare_people(size: int, threshold: float, nms_iou: float):
     def boxes(out: dict, i: int) -> np.ndarray:
         b, s = decode(out["Identity"][i:i + 1], out["Identity_1"][i:i + 1], size, threshold)
         return b[nms(b, s, nms_iou)].reshape(-1, 4)
-
-    def compare(a: dict, c: dict) -> dict:
-        tot: dict[str, int] = {}
-        for i in range(_batch(a, "Identity")):
-            for k, v in _match(boxes(a, i), boxes(c, i), iou).items():
-                tot[k] = tot.get(k, 0) + v
-        return tot
-    return compare
+    return _compare_boxes(boxes, iou)
 
 
 def _info(session):

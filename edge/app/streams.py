@@ -181,6 +181,7 @@ class StreamSet:
         self._epoch = time.monotonic()  # origin of the due-time grid (batching)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="streams", daemon=True)
+        self._reading: list = []  # readers started (stopped by stop())
 
     @classmethod
     def from_config(cls, cfg, detect: Callable[[Frame], Detections], sink, *, models: dict[str, str] | None = None,
@@ -210,6 +211,7 @@ class StreamSet:
     def start(self) -> StreamSet:
         for s in self.streams:
             s.reader.start()
+            self._reading.append(s.reader)
         self._epoch = time.monotonic()
         self._thread.start()
         log.info("streams: %s; batches of up to %d frames", ", ".join(
@@ -217,10 +219,15 @@ class StreamSet:
         return self
 
     def stop(self) -> None:
+        """Stop the worker and the readers that were started (a start that failed after the set was built never
+        started them), then close each stream's analytics."""
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.ident is not None:
+            self._thread.join(timeout=5)
+        for r in self._reading:
+            r.stop()
+        self._reading.clear()
         for s in self.streams:
-            s.reader.stop()
             s.behaviour.close()
 
     def health(self) -> dict:
@@ -259,9 +266,14 @@ class StreamSet:
 
     def _control(self, now: float) -> None:
         """Mixed criticality: multiplicative decrease of the analytics' share of the worker while a critical
-        pipeline is behind, slow additive increase once it has kept up for 2 s."""
+        pipeline is behind, slow additive increase once it has kept up for 2 s. Also refreshes each stream's
+        edge_stream_fps, so a camera that stops delivering falls to 0 instead of keeping its last rate."""
         if now < self._next_control:
             return
+        from edge.core.metrics import STREAM_FPS
+
+        for s in self.streams:
+            STREAM_FPS.labels(s.id).set(s.stats.fps())
         if self._last_control:
             self.throttled_s += now - self._last_control if self.duty < 1.0 else 0.0
             self.load = 0.5 * self.load + 0.5 * min(1.0, (self.busy_s - self._busy_mark) / (now - self._last_control))

@@ -1,0 +1,71 @@
+"""Start and stop paths of the runtime (edge/app/runner.py, edge/app/streams.py): a start that fails after the extra
+cameras were built still stops cleanly and reports the start error; a stop requested while starting ends the start
+before the next phase."""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+
+import pytest
+
+from edge.app.config import parse_config
+from edge.app.runner import Runtime, StartError
+from edge.core import decisions
+from edge.core.decisions import read_decisions
+
+RUNTIME_THREADS = {"service", "decision-log", "decision-summary", "privacy-retention", "streams"}
+
+
+def _cfg(tmp_path, **extra) -> dict:
+    return {"device": {"id": "rv-01", "store": "s1", "kind": "kiosk"}, "source": {"type": "demo"},
+            "sync": {"broker": "", "outbox_path": str(tmp_path / "outbox.sqlite")},
+            "decisions": {"path": str(tmp_path / "decisions")}, **extra}
+
+
+def _stop_record(tmp_path) -> dict:
+    (rec,) = [r for r in read_decisions(tmp_path / "decisions", kinds=["service"]) if r["subject"] == "stop"]
+    return rec
+
+
+def test_start_failing_after_the_cameras_were_built_stops_cleanly(tmp_path, caplog):
+    """[[cameras]] and an HTTP port in use: the StartError reaches the caller (`edge run` exits 2 with the fix in
+    the message) and the graceful stop runs to its end without a failed step: stop decision recorded, decision
+    log closed, no thread of the run left."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        cfg = parse_config(_cfg(
+            tmp_path, pose={"enabled": False}, http={"host": "127.0.0.1", "port": busy.getsockname()[1]},
+            models={"person_detector": {"name": "nanodet_m_416", "backend": "openvino"}}, people={"tiles": [1, 1]},
+            cameras=[{"id": "aisle", "source": {"type": "demo"}}]))
+        rt = Runtime(cfg)
+        with pytest.raises(StartError, match="http.port"):
+            rt.run(threading.Event(), duration=30)
+    finally:
+        busy.close()
+    assert rt.streams is not None  # the cameras were built before the HTTP server failed
+    assert decisions.get_default() is None  # the decision log was closed
+    assert _stop_record(tmp_path)["data"]["reason"].startswith("start failed: StartError")
+    assert not RUNTIME_THREADS & {t.name for t in threading.enumerate() if t.is_alive()}
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name == "edge.app.runner"]
+
+
+def test_stop_requested_while_starting_skips_the_remaining_phases(tmp_path):
+    """A stop (SIGTERM) that arrives while the runtime starts ends the start at the next phase: the pose models
+    are not loaded, the HTTP server and the camera never start, and the graceful stop is recorded."""
+    cfg = parse_config(_cfg(tmp_path, http={"host": "127.0.0.1", "port": 0},
+                            models={"pose_detector": {"name": "pose_detection", "backend": "openvino",
+                                                      "precision": "fp32"},
+                                    "pose_landmarks": {"name": "pose_landmark_full", "backend": "openvino",
+                                                       "precision": "fp32"}}))
+    rt = Runtime(cfg)
+    stop = threading.Event()
+    stop.set()
+    rt.stop_reason = "SIGTERM"  # what `edge run`'s signal handler sets with the event
+    assert rt.run(stop) == 0
+    assert rt.stage is None and rt.http is None and rt.reader is None and rt.frames == 0
+    assert not list(read_decisions(tmp_path / "decisions", kinds=["model_selected"]))
+    assert _stop_record(tmp_path)["data"]["reason"] == "SIGTERM"
+    assert decisions.get_default() is None
