@@ -51,6 +51,9 @@ class ModelCorrupt(ModelNotBuilt, sign.SignatureError):
     says. The message names the model, the file and the fix; handlers of ModelNotBuilt or SignatureError catch it."""
 
 
+_WARNED: set[str] = set()  # damaged built.json messages already logged
+
+
 class ModelZoo:
     def __init__(self, cache_dir: str | Path | None = None, *, public_key: str | Path | None = None,
                  manifest_dir: Path = manifests.MANIFEST_DIR):
@@ -110,11 +113,21 @@ class ModelZoo:
             try:
                 built = self._built(n)
             except ModelCorrupt as e:
-                log.warning("%s", e)
+                if str(e) not in _WARNED:  # once per process, not at every lookup
+                    _WARNED.add(str(e))
+                    log.warning("%s", e)
                 continue
             if built:
                 out.extend(self._listed(n, built))
         return out
+
+    def damaged(self, name: str) -> str | None:
+        """Why the model's built.json is unreadable (ModelCorrupt's message: the file and the fix), or None."""
+        try:
+            self._built(name)
+        except ModelCorrupt as e:
+            return str(e)
+        return None
 
     def default_precision(self, name: str, backend: str) -> str:
         d = self.manifest(name)["defaults"]

@@ -12,7 +12,8 @@ from edge.core.config_base import StrictModel
 class SyncConfig(StrictModel):
     broker: str = ""  # "" = no broker: events go to the local outbox only
     port: int = Field(1883, ge=1, le=65535)
-    outbox_path: str = ""  # "" = user data dir (platformdirs.user_data_dir("storefront-edge")/outbox-<device>.sqlite)
+    outbox_path: str = ""  # "" = the data dir (edge.core.paths.data_dir: $STOREFRONT_EDGE_DATA, else the user data
+    # dir)/outbox-<device>.sqlite
 
     # identity and security
     client_id: str = Field("", max_length=128, description="MQTT client id; '' = the device id")
@@ -74,8 +75,10 @@ class SyncConfig(StrictModel):
         return self.password
 
     def resolved_outbox_path(self, device_id: str) -> Path:
+        """outbox_path, else <data dir>/outbox-<device>.sqlite (the same root as the device's other data: shelf
+        references, and the decision log beside the outbox)."""
         if self.outbox_path:
             return Path(self.outbox_path).expanduser()
-        import platformdirs
+        from edge.core.paths import data_dir
 
-        return Path(platformdirs.user_data_dir("storefront-edge")) / f"outbox-{device_id}.sqlite"
+        return data_dir() / f"outbox-{device_id}.sqlite"

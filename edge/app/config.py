@@ -140,6 +140,18 @@ def has_analytics(a: AnalyticsConfig) -> bool:
                               a.planogram.facings))
 
 
+def blind_analytics(cfg: EdgeConfig) -> str | None:
+    """Why the main camera's shopper analytics would see nobody (pose off and no person detector: only shelf facings
+    work without people), or None. Not an error: a program may feed the behaviour stage detections itself."""
+    a = cfg.analytics
+    people = [k for k in ("zones", "lines", "queues", "loitering", "shelves", "heatmaps", "kiosk_help") if getattr(a, k)]
+    if not a.enabled or not people or cfg.pose.enabled or cfg.models.person_detector is not None:
+        return None
+    return (f"analytics: {', '.join(f'[[analytics.{k}]]' for k in people)} will see nobody: [pose] is off and "
+            '[models.person_detector] is not set (fix: add [models.person_detector] name = "nanodet_m_416", or '
+            "enable [pose])")
+
+
 def analytics_names(a: AnalyticsConfig) -> dict[str, list[str]]:
     """The names an alert rule's `key` may refer to in one analytics section, by kind. "shelf" (facing_empty) and
     "camera" (camera_moved) come from the planogram (`AnalyticsConfig.alert_keys()`); `[[analytics.shelves]]`

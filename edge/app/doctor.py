@@ -258,14 +258,10 @@ def _verify(a) -> str:
 def _signature(zoo, name: str) -> str:
     """'ok', 'not built', 'no public key', or why the signed built.json does not verify."""
     from models.sign import SignatureError
-    from models.zoo import ModelCorrupt, ModelNotBuilt
+    from models.zoo import ModelNotBuilt
 
     if not zoo.artifacts(name):
-        try:
-            zoo._built(name)  # a damaged built.json lists nothing either: say so, not "not built"
-        except ModelCorrupt as e:
-            return str(e)
-        return "not built"
+        return zoo.damaged(name) or "not built"  # a damaged built.json lists nothing either: say so
     if not zoo.public_key_path().is_file():
         return "no public key"
     try:
@@ -408,6 +404,10 @@ def run(args) -> int:
             f"EGL: {report['egl']['reason']}" + (" (try-on needs it)" if cfg is not None and cfg.tryon.enabled else ""))
     report["models"] = check_models(cfg, usable, problems, warnings)
     warnings += unsuited_uses(cfg)
+    if cfg is not None:
+        from edge.app.config import blind_analytics
+
+        warnings += [w for w in (blind_analytics(cfg),) if w]
     report["sources"] = check_sources(cfg, problems)
     report["storage"] = check_storage(cfg, problems, warnings)
     report["broker"] = check_broker(cfg, args.broker_timeout)

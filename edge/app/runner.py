@@ -500,6 +500,10 @@ class Runtime:
         behaviour = None
         if main_has_analytics(cfg):
             from edge.app.behaviour import BehaviourStage
+            from edge.app.config import blind_analytics
+
+            if blind := blind_analytics(cfg):
+                log.warning("%s", blind)
 
             sessions = list(pose.sessions) if pose is not None else []
             detector = self._person_detector()

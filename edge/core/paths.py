@@ -16,5 +16,7 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
 
 
 def data_dir(override: str | os.PathLike | None = None) -> Path:
+    """config value, else $STOREFRONT_EDGE_DATA, else the user data dir: the outbox, the decision log beside it
+    (unless [sync] outbox_path / [decisions] path say otherwise) and shelf references."""
     p = override or os.environ.get("STOREFRONT_EDGE_DATA") or platformdirs.user_data_dir(APP)
     return Path(p).expanduser()

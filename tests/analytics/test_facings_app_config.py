@@ -155,8 +155,9 @@ def test_shipped_shelf_camera_config_has_a_valid_planogram(repo):
     p = cfg.analytics.planogram
     assert len(p.facings) >= 2 and all(f.id and f.sku and f.alert_on is not None for f in p.facings)
     assert cfg.source.type == "demo" and not p.frame_problems(cfg.source.width, cfg.source.height)
-    [empty] = [r for r in cfg.alerts.rules if r.metric == "facing_empty"]
-    assert empty.key in {f.id for f in p.facings} and empty.for_s == 300
+    rules = {r.key: r for r in cfg.alerts.rules if r.metric == "facing_empty"}
+    assert rules["A1"].for_s == 300 and rules["A2"].for_s == 120
+    assert {f.id for f in p.facings if f.alert_on} == set(rules)  # every facing that can need action can alert
     assert main_has_analytics(cfg)
     r = subprocess.run([sys.executable, "-m", "edge.app.cli", "config", "check", str(path)], capture_output=True,
                        text=True)

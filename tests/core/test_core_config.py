@@ -75,3 +75,17 @@ def test_ranges_are_enforced():
         parse_config({"device": DEVICE, "http": {"port": 70000}})
     cfg = parse_config({"device": DEVICE})
     assert cfg.sync.broker == "" and cfg.source.type == "demo"
+
+
+def test_device_data_shares_one_root(tmp_path, monkeypatch):
+    """$STOREFRONT_EDGE_DATA moves the outbox (and the decision log beside it) with the shelf references."""
+    from edge.analytics.config import PlanogramConfig
+    from edge.analytics.facings import reference_dir_of
+    from edge.app.operations import decision_log_dir
+    from edge.app.config import parse_config
+
+    monkeypatch.setenv("STOREFRONT_EDGE_DATA", str(tmp_path / "data"))
+    cfg = parse_config({"device": {"id": "d1", "store": "s1", "kind": "shelf-camera"}})
+    assert cfg.sync.resolved_outbox_path("d1") == tmp_path / "data" / "outbox-d1.sqlite"
+    assert decision_log_dir(cfg) == tmp_path / "data" / "decisions-d1"
+    assert reference_dir_of(PlanogramConfig(camera="aisle-1")) == tmp_path / "data" / "shelf" / "aisle-1"

@@ -75,6 +75,7 @@ def test_damaged_build_record_is_reported_as_damaged_not_as_not_built(tmp_path):
     assert r.returncode == 1, r.stdout
     assert "is damaged" in rep["models"]["signatures"]["pose_detection"]
     assert f"PROBLEM: model 'pose_detection': {built} is damaged" in r.stdout
+    assert r.stderr.count(f"{built} is damaged") <= 1, r.stderr  # the zoo's warning, once (not per lookup)
 
 
 def test_unwritable_json_path_is_an_error_not_a_traceback(tmp_path):
@@ -84,3 +85,15 @@ def test_unwritable_json_path_is_an_error_not_a_traceback(tmp_path):
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
     assert f"--json {tmp_path / 'no' / 'such' / 'r.json'}: cannot write the report" in r.stderr
+
+
+def test_analytics_that_would_see_nobody_are_a_warning(tmp_path):
+    zone = '[[analytics.zones]]\nname = "a"\npolygon = [[0, 0], [100, 0], [100, 100]]\n'
+    r, rep = doctor(tmp_path, QUIET.format(out=tmp_path / "data" / "ob.sqlite") + zone)
+    assert r.returncode == 0, r.stdout  # it runs; it just cannot see anyone
+    assert ("warning: analytics: [[analytics.zones]] will see nobody: [pose] is off and [models.person_detector] is "
+            "not set (fix:") in r.stdout
+    facings_only = ('[[analytics.planogram.facings]]\nid = "A1"\nsku = "1"\n'
+                    'polygon = [[0, 0], [100, 0], [100, 100], [0, 100]]\n')
+    r, rep = doctor(tmp_path, QUIET.format(out=tmp_path / "data" / "ob.sqlite") + facings_only)
+    assert "will see nobody" not in r.stdout  # shelf facings need no people
