@@ -21,7 +21,7 @@ def doctor(tmp_path, config_text: str, *args: str, cache=None) -> tuple[subproce
 
 
 # pose off, no analytics: with an empty cache nothing is required, so the device is otherwise ready
-QUIET = f'[pose]\nenabled = false\n[sync]\noutbox_path = "{{out}}"\n'
+QUIET = '[pose]\nenabled = false\n[sync]\noutbox_path = "{out}"\n'
 
 
 def test_unbuilt_person_detector_is_a_problem_and_unused_hand_models_are_not_listed(tmp_path):
