@@ -19,6 +19,8 @@ PRODUCERS = ("source", "tf2onnx", "ov_convert", "nncf", "ort_quant", "aeq", "tfl
 METRICS = ("landmarks", "pose_detector", "face_detector", "people_detector", "palm_detector", "hand_landmarks")
 SOURCE_KINDS = ("wheel", "npm", "trained")  # npm: a TF.js graph model in an npm tarball, converted through
 # TensorFlow; trained: an ONNX file the project trained and committed under models/trained/<name>/
+# a version names the folder <cache>/models/<name>/<version>/ and one topic level of fleet updates (sync.topics)
+VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 RECIPES = ("nanodet", "movenet")  # graph edits of models/build/steps/tfjs_graph.py
 
 
@@ -160,6 +162,9 @@ def validate(m: dict, where: str = "<manifest>") -> dict:
         raise ManifestError(f"{where}: schema: unsupported schema version {m['schema']} (expected 1)")
     if not re.fullmatch(r"[a-z][a-z0-9_]*", m["name"]):
         raise ManifestError(f"{where}: name: {m['name']!r} must be lower_snake_case")
+    if not VERSION_RE.fullmatch(m["version"]):
+        raise ManifestError(f"{where}: version: {m['version']!r} must be 1-64 of A-Z a-z 0-9 . _ + - not starting "
+                            "with a symbol, e.g. '0.10.21-r1' (it names the folder <cache>/models/<name>/<version>/)")
     if not re.fullmatch(r"[0-9a-f]{64}", m["source"]["sha256"]):
         raise ManifestError(f"{where}: source.sha256: not a 64-hex-digit sha256")
     _check_source(m["source"], where)
@@ -167,7 +172,13 @@ def validate(m: dict, where: str = "<manifest>") -> dict:
         raise ManifestError(f"{where}: calibration.metric: {m['calibration']['metric']!r} not in {METRICS}")
     if m["calibration"]["norm"] not in ("zero_one", "minus_one_one"):
         raise ManifestError(f"{where}: calibration.norm: must be 'zero_one' or 'minus_one_one'")
-    seen = set()
+    for k in ("input_size", "calib_samples", "heldout_samples", "golden_samples", "tflite_int8_samples"):
+        if m["calibration"][k] < 1:
+            raise ManifestError(f"{where}: calibration.{k}: must be >= 1, got {m['calibration'][k]}")
+    if m["quantization"]["keep_first_convs"] < 0:
+        raise ManifestError(f"{where}: quantization.keep_first_convs: must be >= 0, got "
+                            f"{m['quantization']['keep_first_convs']}")
+    seen, files = set(), {}
     for i, a in enumerate(m["artifacts"]):
         key = f"artifacts[{i}]"
         if a["backend"] not in BACKENDS:
@@ -184,6 +195,10 @@ def validate(m: dict, where: str = "<manifest>") -> dict:
         if (a["backend"], a["precision"]) in seen:
             raise ManifestError(f"{where}: {key}: duplicate artefact for {a['backend']} × {a['precision']}")
         seen.add((a["backend"], a["precision"]))
+        if a["file"] in files:  # one would overwrite the other in the model's folder
+            raise ManifestError(f"{where}: {key}.file: {a['file']!r} is already the file of "
+                                f"artifacts[{files[a['file']]}]; give each artefact its own file name")
+        files[a["file"]] = i
     no_default = sorted({b for b, _ in seen} - set(m["defaults"]))
     if no_default:
         b = no_default[0]
@@ -192,6 +207,7 @@ def validate(m: dict, where: str = "<manifest>") -> dict:
         if (b, d["precision"]) not in seen:
             raise ManifestError(f"{where}: defaults.{b}.precision: {d['precision']!r} has no artefact for {b}")
     outputs = [o["name"] for o in m["outputs"]]
+    _check_verify(m["verify"], where, outputs)
     if "tolerance" in m:
         check_tolerance(m["tolerance"], where, set(outputs))
     if "ignored_scope" in m["quantization"]:
@@ -204,6 +220,20 @@ def validate(m: dict, where: str = "<manifest>") -> dict:
     if "int8_output_offset" in m["quantization"]:
         _check_output_offset(m["quantization"]["int8_output_offset"], where, outputs)
     return m
+
+
+def _check_verify(v: dict, where: str, outputs: list[str]) -> None:
+    """[verify] (the build's FP32 parity gate): fp32_atol, fp32_rtol and the output_atol overrides are finite numbers
+    >= 0 (inf would pass any conversion), and each override names an output of the model."""
+    for k in ("fp32_atol", "fp32_rtol"):
+        if not 0 <= v[k] < math.inf:
+            raise ManifestError(f"{where}: verify.{k}: must be a finite number >= 0, got {v[k]!r}")
+    for name, t in v.get("output_atol", {}).items():
+        key = f"verify.output_atol.{name}"
+        if name not in outputs:
+            raise ManifestError(f"{where}: {key}: not an output of the model (outputs: {', '.join(outputs)})")
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < math.inf:
+            raise ManifestError(f"{where}: {key}: must be a finite number >= 0, got {t!r}")
 
 
 OUTPUT_OFFSET_MAX = 1.0  # logits: a larger correction is not a calibration any more

@@ -52,6 +52,7 @@ class ModelCorrupt(ModelNotBuilt, sign.SignatureError):
 
 
 _WARNED: set[str] = set()  # damaged built.json messages already logged
+_WARNED_LINKS: set[tuple[str, str]] = set()  # ignored `current` links already logged
 
 
 class ModelZoo:
@@ -73,12 +74,21 @@ class ModelZoo:
 
     def model_dir(self, name: str) -> Path:
         """The active version's folder: where the update agent's `current` link points (an activated model
-        update), else the version the manifest builds."""
+        update), else the version the manifest builds. A link that is not a version folder beside it (an absolute
+        path, `..`, a link out of the model's folder) is ignored with a warning."""
         m = self.manifest(name)
-        link = self.cache / "models" / name / "current"
-        if link.is_symlink() and link.resolve().is_dir():
-            return self.cache / "models" / name / os.readlink(link)
-        return self.cache / "models" / name / m["version"]
+        mdir = self.cache / "models" / name
+        link = mdir / "current"
+        if link.is_symlink():
+            target = os.readlink(link)
+            if manifests.VERSION_RE.fullmatch(target) and (mdir / target).is_dir() \
+                    and (mdir / target).resolve().parent == mdir.resolve():
+                return mdir / target
+            if (mdir / target).is_dir() and (str(link), target) not in _WARNED_LINKS:
+                _WARNED_LINKS.add((str(link), target))
+                log.warning("model %r: ignoring %s -> %s: not a version folder of %s; using version %s (point the "
+                            "link at a version folder, or remove it)", name, link, target, mdir, m["version"])
+        return mdir / m["version"]
 
     def _built(self, name: str) -> dict | None:
         """The payload of the active version's built.json (not signature-checked: check_artifact does that); None
@@ -222,14 +232,15 @@ class ModelZoo:
         return sign.public_key_path(self.cache, self._public_key)
 
     def verify(self, name: str) -> None:
-        """Signature of built.json and sha256/size of every file it lists; raises sign.SignatureError."""
+        """Signature of built.json with the keys the runtime trusts (as check_artifact: the zoo's public key, then
+        `<cache>/keys/trusted/*.pub`) and sha256/size of every file it lists; raises sign.SignatureError."""
         p = self.model_dir(name) / "built.json"
         if not p.is_file():
             raise ModelNotBuilt(f"model {name!r} is not built in {self.cache}: {BUILD_HINT}")
         pub = self.public_key_path()
         if not pub.is_file():
             raise sign.SignatureError(f"public key {pub} not found: set {sign.ENV_PUBLIC_KEY} or pass public_key")
-        sign.verify_manifest(p, pub)
+        sign.verify_files(p.parent, self._trusted(name))
 
 
 def _cache_dir(override: str | Path | None) -> Path:

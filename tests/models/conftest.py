@@ -19,6 +19,19 @@ def built_cache() -> Path:
 
 
 @pytest.fixture(scope="session")
+def cache_as_is() -> Path:
+    """The real cache as it is, never built or written (for tests that copy real files out of it); skips when it
+    holds no built face detector or no mediapipe wheel."""
+    from models.zoo import ModelZoo
+
+    cache = cache_dir()
+    if not (ModelZoo(cache).model_dir("face_detection_full_range") / "built.json").is_file() \
+            or not any((cache / "downloads").glob("mediapipe-0.10.21-*.whl")):
+        pytest.skip(f"no built models in {cache}: run `edge models build` first")
+    return cache
+
+
+@pytest.fixture(scope="session")
 def zoo(built_cache):
     from models.zoo import ModelZoo
     return ModelZoo(built_cache)

@@ -62,3 +62,38 @@ def test_build_tools_stay_out_of_runtime():
     for mod in ("tensorflow", "tf2onnx", "nncf", "ai_edge_quantizer", "onnx"):
         assert importlib.util.find_spec(mod) is None, f"{mod} leaked into the runtime venv ({sys.prefix})"
     assert os.path.realpath(sys.prefix)  # runtime venv in use
+
+
+@pytest.mark.parametrize("skip_int8", [True, False])
+def test_every_step_input_is_made_by_an_earlier_step(tmp_path, skip_int8):
+    """`edge models build --only NAME` on a fresh cache: no step may need a file that no earlier step makes (the
+    datasets step reads both pose models' source files, whichever model is built)."""
+    from models.manifest import load_all
+
+    for name in sorted(load_all()):
+        made: set[Path] = set()
+        for st in Chain(tmp_path, only=[name], skip_int8=skip_int8).plan():
+            missing = [str(p) for p in st.inputs if p not in made and not p.is_file()]
+            assert not missing, f"--only {name} (skip_int8={skip_int8}): {st.model}:{st.name} needs {missing}"
+            made.update(st.outputs)
+
+
+def test_disk_full_while_extracting_a_source_keeps_the_wheel(cache_as_is, tmp_path):
+    """A write error while extracting a source file (disk full: here the file-size limit, the same OSError path) is
+    a one-line error naming the file and the fix, not "the wheel is corrupt, delete it"; no .part is left."""
+    import subprocess
+
+    (tmp_path / "downloads").symlink_to(cache_as_is / "downloads")  # only read
+    script = ("import resource, signal, sys\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, resource.RLIM_INFINITY))\n"
+              "from edge.app.cli import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    r = subprocess.run([sys.executable, "-c", script, "models", "build", "--cache", str(tmp_path), "--only",
+                        "face_detection_full_range", "--skip-int8", "--no-progress"],
+                       capture_output=True, text=True, timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "Traceback" not in out and "corrupt" not in out and "delete" not in out, out
+    assert "cannot extract" in out and "face_detection_full_range.tflite" in out and "edge models build" in out, out
+    assert not list((tmp_path / "models").rglob("*.part")), "a half-written source file was left behind"

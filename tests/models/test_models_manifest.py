@@ -68,6 +68,24 @@ def _base() -> dict:
      "quantization.int8_output_offset.Identity_1: expected a number"),
     (lambda m: m["quantization"].update(int8_output_offset={}), "quantization.int8_output_offset: empty"),
     (lambda m: m["quantization"].update(int8_output_offset=0.2), "quantization.int8_output_offset: expected dict"),
+    # the version names the model's folder: no path out of it
+    (lambda m: m.update(version="../../../../tmp/x"), "version: '../../../../tmp/x' must be 1-64 of A-Z"),
+    (lambda m: m.update(version=".."), "version: '..' must be"),
+    (lambda m: m.update(version=""), "version: '' must be"),
+    # two artefacts in one file: the second step overwrites the first's output
+    (lambda m: m["artifacts"][5].update(file=m["artifacts"][1]["file"]),
+     "artifacts[5].file: 'pose_detection_fp32.onnx' is already the file of artifacts[1]"),
+    # [verify] is the build's FP32 parity gate: inf passes any conversion, nan fails every one
+    (lambda m: m["verify"].update(fp32_atol=float("inf")), "verify.fp32_atol: must be a finite number >= 0, got inf"),
+    (lambda m: m["verify"].update(fp32_rtol=float("nan")), "verify.fp32_rtol: must be a finite number >= 0, got nan"),
+    (lambda m: m["verify"].update(fp32_atol=-1e-3), "verify.fp32_atol: must be a finite number >= 0"),
+    (lambda m: m["verify"].update(output_atol={"Identiy": 1e-2}),
+     "verify.output_atol.Identiy: not an output of the model (outputs: Identity, Identity_1)"),
+    (lambda m: m["verify"].update(output_atol={"Identity": "1e-2"}),
+     "verify.output_atol.Identity: must be a finite number >= 0, got '1e-2'"),
+    (lambda m: m["calibration"].update(golden_samples=0), "calibration.golden_samples: must be >= 1, got 0"),
+    (lambda m: m["calibration"].update(calib_samples=-5), "calibration.calib_samples: must be >= 1, got -5"),
+    (lambda m: m["quantization"].update(keep_first_convs=-1), "quantization.keep_first_convs: must be >= 0"),
 ])
 def test_bad_manifest_gives_clear_error(mutate, expect):
     m = copy.deepcopy(_base())

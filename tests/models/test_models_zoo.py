@@ -85,3 +85,78 @@ def test_fp32_artifacts_match_golden(zoo):
     for backend in ("onnxruntime", "openvino"):
         got = run_batch(open_model(zoo.artifact("pose_landmark_full", backend, "fp32").path), ins)
         assert np.abs(got["Identity"] - outs["Identity"]).max() < 0.01  # landmark px in the 256 crop
+
+
+FACE = "face_detection_full_range"
+
+
+def _face_cache(real, cache):
+    """cache holding a copy of the real face detector's version folder, its built.json re-signed with cache's key."""
+    import shutil
+
+    from models import sign
+
+    src = ModelZoo(real).model_dir(FACE)
+    dst = cache / "models" / FACE / src.name
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("work", "logs", ".steps"))
+    payload = json.loads((dst / "built.json").read_text())["payload"]
+    sign.write_signed(dst / "built.json", payload, sign.signing_key(cache))
+    return dst
+
+
+def test_current_link_out_of_the_model_folder_is_ignored(cache_as_is, tmp_path, caplog):
+    """The zoo follows `current` only to a version folder beside it: an absolute target, `..` or a version name
+    that is itself a link elsewhere would load (validly signed) files from outside the cache."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    built = _face_cache(cache_as_is, cache)
+    mdir = built.parent
+    outside = tmp_path / "elsewhere" / "9.9"
+    shutil.copytree(built, outside)  # same key: the signature alone would not refuse it
+    (mdir / "1.1").symlink_to(outside)
+    for target in (str(outside), "../../../elsewhere/9.9", "1.1"):
+        (mdir / "current").unlink(missing_ok=True)
+        (mdir / "current").symlink_to(target)
+        z = ModelZoo(cache)
+        assert z.model_dir(FACE) == built, target
+        a = z.artifact(FACE, "onnxruntime", "fp32")
+        assert a.path.parent == built and outside not in a.path.resolve().parents, target
+        z.check_artifact(a)
+        assert f"ignoring {mdir / 'current'} -> {target}" in caplog.text
+    inside = mdir / "1.2"  # an activated update: followed
+    shutil.copytree(built, inside)
+    (mdir / "current").unlink()
+    (mdir / "current").symlink_to("1.2")
+    assert ModelZoo(cache).model_dir(FACE) == inside
+
+
+def test_verify_trusts_the_keys_the_runtime_trusts(cache_as_is, tmp_path):
+    """A version signed by a key in <cache>/keys/trusted/ (the fleet key the update agent installs) opens at run
+    time, so `edge models verify` (and doctor) must pass it too; a key nobody trusts still fails."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from models import sign
+
+    cache = tmp_path / "cache"
+    built = _face_cache(cache_as_is, cache)
+    fleet, stranger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    (cache / "keys" / "trusted").mkdir()
+    (cache / "keys" / "trusted" / "fleet.pub").write_bytes(fleet.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    payload = json.loads((built / "built.json").read_text())["payload"]
+    sign.write_signed(built / "built.json", payload, fleet)
+    z = ModelZoo(cache)
+    z.check_artifact(z.artifact(FACE, "onnxruntime", "fp32"))  # the runtime opens it
+    z.verify(FACE)
+    r = subprocess.run([sys.executable, "-m", "edge.app.cli", "models", "verify", "--cache", str(cache)],
+                       capture_output=True, text=True, timeout=120)
+    assert f"\n{FACE}: OK\n" in f"\n{r.stdout}", r.stdout + r.stderr  # (the other models are not in this cache)
+    sign.write_signed(built / "built.json", payload, stranger)
+    with pytest.raises(sign.SignatureError, match="BAD SIGNATURE"):
+        z.verify(FACE)
+    sign.write_signed(built / "built.json", payload, fleet)
+    (built / "golden.npz").write_bytes(b"swapped")
+    with pytest.raises(sign.SignatureError, match="golden.npz"):
+        z.verify(FACE)  # every listed file is still hashed
