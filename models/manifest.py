@@ -315,5 +315,6 @@ def load(path: str | Path) -> dict:
     return m
 
 
-def load_all(directory: Path = MANIFEST_DIR) -> dict[str, dict]:
-    return {p.stem: load(p) for p in sorted(directory.glob("*.toml"))}
+def load_all(directory: Path | None = None) -> dict[str, dict]:
+    """Every manifest in `directory` (default: the committed ones, MANIFEST_DIR), by model name."""
+    return {p.stem: load(p) for p in sorted((directory or MANIFEST_DIR).glob("*.toml"))}

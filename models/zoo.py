@@ -57,11 +57,11 @@ _WARNED_LINKS: set[tuple[str, str]] = set()  # ignored `current` links already l
 
 class ModelZoo:
     def __init__(self, cache_dir: str | Path | None = None, *, public_key: str | Path | None = None,
-                 manifest_dir: Path = manifests.MANIFEST_DIR):
+                 manifest_dir: Path | None = None):
         self.cache = _cache_dir(cache_dir)
         self._public_key = public_key
-        self._manifest_dir = manifest_dir
-        self._manifests = manifests.load_all(manifest_dir)
+        self._manifest_dir = manifest_dir or manifests.MANIFEST_DIR  # the committed manifests by default
+        self._manifests = manifests.load_all(self._manifest_dir)
 
     def names(self) -> list[str]:
         return sorted(self._manifests)

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,8 +36,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"build": _build, "list": _list, "report": _report, "verify": _verify, "train": _train,
-            "audit": _audit}[args.models_cmd](args)
+    """Run the sub-command; a committed manifest that does not validate exits 1 with its one-line reason."""
+    from models.manifest import ManifestError
+
+    try:
+        return {"build": _build, "list": _list, "report": _report, "verify": _verify, "train": _train,
+                "audit": _audit}[args.models_cmd](args)
+    except ManifestError as e:
+        log.error("edge models %s: %s", args.models_cmd, e)
+        return 1
 
 
 def _audit(args) -> int:

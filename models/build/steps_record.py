@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from edge.core.files import sha256_file
+from edge.core.files import sha256_file, write_atomic
 
 
 def file_digest(path: Path, memo: dict | None = None) -> str:
@@ -52,10 +52,15 @@ def _rel(p: Path, record: Path) -> str:
 
 
 def write(record: Path, key: str, outputs: list[Path], seconds: float, command: str | None) -> None:
+    """The step's record, written last: its outputs are flushed to disk first, then the record atomically, so after
+    a power cut an output is either on disk as recorded or the step runs again (is_current trusts size + mtime)."""
+    for p in outputs:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     outs = {_rel(p, record): {"sha256": sha256_file(p), "size_bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns}
             for p in outputs}
-    record.parent.mkdir(parents=True, exist_ok=True)
-    tmp = record.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "outputs": outs, "seconds": round(seconds, 2), "command": command},
-                              indent=1))
-    os.replace(tmp, record)
+    write_atomic(record, json.dumps({"key": key, "outputs": outs, "seconds": round(seconds, 2), "command": command},
+                                    indent=1).encode())

@@ -141,3 +141,27 @@ def test_bad_npm_source_gives_clear_error(mutate, expect):
     with pytest.raises(ManifestError) as e:
         manifest.validate(m, "bad.toml")
     assert "bad.toml" in str(e.value) and expect in str(e.value)
+
+
+def test_models_cli_names_a_bad_committed_manifest_without_a_traceback(tmp_path, monkeypatch, caplog):
+    """`edge models list` / `verify` read every committed manifest: one that does not validate is one error line
+    (file, key, fix) and exit 1, not a traceback."""
+    import argparse
+    import logging
+    import shutil
+
+    import models.zoo  # noqa: F401 - imported before the patch, as in a full test run
+    from models import manifest
+    from models.build import cli
+
+    mdir = tmp_path / "manifests"
+    shutil.copytree(manifest.MANIFEST_DIR, mdir)
+    bad = mdir / "pose_detection.toml"
+    bad.write_text(bad.read_text().replace('version = "', 'version = "../', 1))
+    monkeypatch.setattr(manifest, "MANIFEST_DIR", mdir)  # what ModelZoo() and load_all() read by default
+    for cmd in ("list", "verify"):
+        ns = argparse.Namespace(models_cmd=cmd, cache=str(tmp_path / "cache"), json=False, public_key=None)
+        with caplog.at_level(logging.ERROR):
+            assert cli.run(ns) == 1
+        assert f"edge models {cmd}: {bad}: version: '../" in caplog.text
+        caplog.clear()
