@@ -320,10 +320,13 @@ class Runtime:
         age = None if self.last_frame_t is None else time.monotonic() - self.last_frame_t
         src_err = self.reader.error if self.reader else None
         ok = src_err is None and age is not None and age < 5.0
+        errors, last_error = self.frame_errors, self.last_frame_error
+        if self.mirror is not None:  # mirror mode: pose runs on the mirror's pose thread, which counts its own
+            errors += self.mirror.frame_errors
+            last_error = self.mirror.last_frame_error or last_error
         body = {"status": "ok" if ok else "degraded", "device": self.cfg.device.id, "kind": self.cfg.device.kind,
                 "frames": self.frames, "fps": round(self.current_fps(), 1), "last_frame_age_s": age,
-                "source_error": src_err,
-                "frame_errors": self.frame_errors, "last_frame_error": self.last_frame_error}
+                "source_error": src_err, "frame_errors": errors, "last_frame_error": last_error}
         if self.sync is not None:
             body["sync"] = self.sync.metrics()
         if self.streams is not None:

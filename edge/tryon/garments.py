@@ -194,6 +194,7 @@ def _parse_catalog(path: Path) -> dict[str, CatalogEntry]:
                 if not isinstance(c.name, str) or not c.name or not isinstance(c.hex, str) or not HEX_RE.match(c.hex):
                     raise CatalogError(f"{path}: garments[{i}].colours ({sku}): expected a name and a hex "
                                        f"'#rrggbb', got {c.name!r}: {c.hex!r}")
+                c.hex = "#" + c.hex.lstrip("#")  # the page uses it as a CSS colour
             entries[sku] = CatalogEntry(
                 sku=sku, name=g.get("name", sku), category=g.get("category", "top"), sizes=list(g.get("sizes", [])),
                 colours=colours, size_chart=chart,

@@ -21,6 +21,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from edge.core.events import EventSink
 from edge.core.frames import Frame
+from edge.core.metrics import FRAME_ERRORS
 from edge.tryon.actions import MirrorActions
 from edge.tryon.composite import composite_inplace
 from edge.tryon.config import TryOnConfig
@@ -47,6 +48,7 @@ FRAMES = Counter("edge_tryon_frames_total", "composited mirror frames")
 DROPPED = Counter("edge_tryon_frames_dropped_total", "frames replaced in a latest-frame slot", ["stage"])
 FPS = Gauge("edge_tryon_fps", "composited mirror frames per second (last 2 s)")
 RENDERER_UP = Gauge("edge_tryon_renderer_available", "1 if the garment renderer runs, 0 if plain camera view")
+POSE_ERROR_LOG_S = 10.0  # pose failures: the first is logged with its traceback, then a count at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +122,14 @@ class TryOnPipeline:
         self.pose = pose
         self.catalog = catalog or Catalog(cfg.catalog, cfg.garment_cache_dir)
         self._renderer_factory = renderer_factory
-        sku = cfg.default_sku if cfg.default_sku in self.catalog.entries else self.catalog.skus()[0]
+        want = cfg.default_sku if cfg.default_sku in self.catalog.entries else self.catalog.skus()[0]
+        sku = self._first_loadable(want)  # built or read now: a broken model is known before the first frame
+        if sku != want:
+            log.warning("[tryon] default_sku %r: %s does not load (%s); showing %s, the first garment that does",
+                        cfg.default_sku, want, self.catalog.broken[want], sku)
         names = [c.name for c in self.catalog.entry(sku).colours]
         colour = cfg.default_colour if cfg.default_colour in names else (names[0] if names else "")
-        if sku != cfg.default_sku or colour != (cfg.default_colour or colour):
+        if cfg.default_sku not in self.catalog.entries or colour != (cfg.default_colour or colour):
             log.warning("[tryon] default_sku %r / default_colour %r: not in the catalogue %s; showing %s %s",
                         cfg.default_sku, cfg.default_colour, self.catalog.path, sku, colour)
         self._want = (sku, colour)
@@ -145,8 +151,21 @@ class TryOnPipeline:
         self._t_out: deque[float] = deque(maxlen=240)
         self._t_in: deque[float] = deque(maxlen=240)  # camera frames taken by the capture thread
         self.frames_out = 0
+        # frames whose pose raised (shown without a garment): also in `edge_frame_errors_total{error}`
+        self.frame_errors, self.last_frame_error = 0, None
+        self._pose_error_log = (-1e9, 0)  # (when, frame_errors) of the last pose-failure log line
         self.source_ended = threading.Event()
         self._sync: _RenderState | None = None  # run_sync's render state (owned by the thread calling it)
+
+    def _first_loadable(self, sku: str) -> str:
+        """`sku` if its model loads, else the first catalogue garment that does (`sku` if none does)."""
+        for s in [sku] + [s for s in self.catalog.skus() if s != sku]:
+            try:
+                self.catalog.load(s)
+            except CatalogError:  # logged by Catalog.load, and left out of the catalogue
+                continue
+            return s
+        return sku
 
     # -- control (any thread) -------------------------------------------------------------------------------
     def start(self) -> TryOnPipeline:
@@ -250,7 +269,7 @@ class TryOnPipeline:
         return {"sku": sku, "colour": colour, "size_suggestion": self.size_suggestion,
                 "renderer": self.renderer_status, "renderer_error": self.renderer_error,
                 "circuit": circuit, "hint": self.hint if circuit == "open" else None,
-                "fps": round(self.fps(), 1), "frames": self.frames_out,
+                "fps": round(self.fps(), 1), "frames": self.frames_out, "frame_errors": self.frame_errors,
                 "m2p_p50_ms": None if pc["p50"] is None else round(pc["p50"], 1),
                 "m2p_p95_ms": None if pc["p95"] is None else round(pc["p95"], 1),
                 "gestures": self.gestures.state() if self.gestures is not None else None,
@@ -314,8 +333,8 @@ class TryOnPipeline:
             t0 = time.monotonic()
             try:
                 result = self.pose.process(frame)
-            except Exception:  # noqa: BLE001 - a bad frame must not stop the mirror
-                log.exception("pose failed on frame %d", frame.seq)
+            except Exception as e:  # noqa: BLE001 - a bad frame must not stop the mirror
+                self._pose_failed(frame, e)
                 result = None
             frame.meta["t_pose_done"] = time.monotonic()
             STAGE.labels("pose").observe(frame.meta["t_pose_done"] - t0)
@@ -324,6 +343,22 @@ class TryOnPipeline:
             if job is not None:  # hands after the hand-off: the garment is not delayed, the next pose frame is
                 self.gestures.run(job)
         self._s_pose.close()
+
+    def _pose_failed(self, frame: Frame, err: Exception) -> None:
+        """Count a frame whose pose raised (`frame_errors`, `edge_frame_errors_total`); log the first with its
+        traceback, then how many more failed, at most every POSE_ERROR_LOG_S."""
+        self.frame_errors += 1
+        self.last_frame_error = f"{type(err).__name__}: {err}"[:300]
+        FRAME_ERRORS.labels(type(err).__name__).inc()
+        now, (t_log, n_log) = time.monotonic(), self._pose_error_log
+        if self.frame_errors == 1:
+            log.exception("try-on: pose failed on frame %d; the mirror shows it without a garment", frame.seq)
+        elif now - t_log >= POSE_ERROR_LOG_S:
+            log.warning("try-on: pose failed on %d more frames (%d in all); last: %s", self.frame_errors - n_log,
+                        self.frame_errors, self.last_frame_error)
+        else:
+            return
+        self._pose_error_log = (now, self.frame_errors)
 
     def _make_renderer(self, h: int, w: int):
         intr = Intrinsics.from_config(self.cfg.camera, w, h)
@@ -373,7 +408,7 @@ class TryOnPipeline:
         fit = out = garment = hint = None
         if self.breaker is not None:
             if person is not None:
-                self.breaker.record(presence=person.score, visibility=torso_visibility(person))
+                self.breaker.record(presence=_seen(person.score), visibility=torso_visibility(person))
             if not self.breaker.allow():  # open: plain camera with the hint instead of a misfitted garment
                 hint = self.hint
         if hint is not None:
@@ -509,8 +544,14 @@ TORSO = (11, 12, 23, 24)  # shoulders and hips: what the garment is fitted to
 
 
 def torso_visibility(person: PersonPose) -> float:
-    """The lowest visibility of the shoulders and hips (a garment on a half-seen torso is misfitted)."""
-    return float(np.min(person.landmarks[list(TORSO), 3]))
+    """The lowest visibility of the shoulders and hips (a garment on a half-seen torso is misfitted); a
+    non-finite one counts as 0 (the breaker would take NaN for good: NaN < threshold is False)."""
+    return _seen(np.min(person.landmarks[list(TORSO), 3]))
+
+
+def _seen(v: float) -> float:
+    """A confidence for the breaker: NaN/inf (a broken model output) is 0, not seen."""
+    return float(v) if np.isfinite(v) else 0.0
 
 
 def draw_hint(image: np.ndarray, text: str) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 import json
 import logging
+import select
+import socket
 import threading
 import time
 from pathlib import Path
@@ -32,14 +34,36 @@ class JpegCache:
     def __init__(self, quality: int):
         self.quality = quality
         self._lock = threading.Lock()
-        self._seq, self._data = None, b""
+        self._seq, self._data = None, None
 
-    def get(self, frame) -> bytes:
+    def get(self, frame) -> bytes | None:
+        """The frame as JPEG; None if it cannot be encoded (logged once per frame)."""
         with self._lock:
             if frame.seq != self._seq:
-                ok, buf = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-                self._seq, self._data = frame.seq, (buf.tobytes() if ok else b"")
+                try:
+                    ok, buf = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+                except cv2.error as e:
+                    ok, why = False, str(e).strip().splitlines()[-1]
+                else:
+                    why = "the encoder refused it"
+                if not ok:
+                    log.error("mirror frame %d (%s) cannot be encoded as JPEG: %s", frame.seq,
+                              "x".join(map(str, frame.image.shape)), why)
+                self._seq, self._data = frame.seq, (buf.tobytes() if ok else None)
             return self._data
+
+
+def _client_gone(req) -> bool:
+    """True when the client of `req` has closed its connection (EOF or reset waiting on the socket)."""
+    sock = req.connection
+    try:
+        if not select.select([sock], [], [], 0)[0]:
+            return False
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:  # reset, or closed here
+        return True
 
 
 MAX_BODY = 4096  # bytes of a JSON request body (actions and selections are tiny)
@@ -144,7 +168,11 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_
         if f is None:
             _json(req, 503, {"error": "no frame yet"})
             return
-        send(req, 200, jpeg.get(f), "image/jpeg", {"X-Frame-Seq": str(f.seq)})
+        data = jpeg.get(f)
+        if data is None:
+            _json(req, 503, {"error": f"frame {f.seq} cannot be encoded as JPEG (see the device log)"})
+            return
+        send(req, 200, data, "image/jpeg", {"X-Frame-Seq": str(f.seq)})
 
     def stream(req):
         req.send_response(200)
@@ -157,8 +185,8 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_
         try:
             while True:
                 f = pipeline.wait_frame(last, timeout=1.0)
-                if f is None:
-                    if pipeline._stop.is_set():
+                if f is None:  # no new frame: nothing to write would tell us the client left, so ask the socket
+                    if pipeline._stop.is_set() or _client_gone(req):
                         return
                     continue
                 dt = time.monotonic() - t_last
@@ -166,6 +194,8 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_
                     time.sleep(min_dt - dt)
                 data = jpeg.get(f)
                 last, t_last = f.seq, time.monotonic()
+                if data is None:  # not encodable (logged): skip it
+                    continue
                 req.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
                                 .encode() + data + b"\r\n")
                 req.wfile.flush()

@@ -1,5 +1,6 @@
-"""The mirror on bad input: non-finite landmarks, empty frames, a bad render setting, broken catalogue entries and
-garment files, and one shopper's state (the size suggestion) never reaching the next."""
+"""The mirror on bad input: non-finite landmarks (also to the circuit breaker), empty frames, pose failures, a bad
+render setting, broken catalogue entries and garment files (also the default one), and one shopper's state (the size
+suggestion) never reaching the next."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,15 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from devtools.mannequin import MannequinSource, TruthPose
+from edge.core.breaker import OPEN, BreakerPolicy, CircuitBreaker
 from edge.core.events import ListSink
 from edge.core.frames import Frame
 from edge.pose.types import LM, PoseResult
 from edge.tryon.config import TryOnConfig
 from edge.tryon.fitting import BodyFitter
 from edge.tryon.garments import BUILTIN_CATALOG, Catalog, CatalogError
-from edge.tryon.pipeline import TryOnPipeline
+from edge.tryon import pipeline as pipeline_module
+from edge.tryon.pipeline import TryOnPipeline, torso_visibility
+from waiting import wait_until
 
 
 def _frames(width=320, height=240, n_cycle=2, t0=0.0, dt=1 / 30):
@@ -59,6 +64,65 @@ def test_one_non_finite_pose_does_not_hide_the_garment_for_the_rest_of_the_visit
             assert not item.garment_layer.empty
     finally:
         pipe.close_sync()
+
+
+def test_nan_torso_visibility_is_low_confidence_to_the_breaker(catalog):
+    """NaN visibilities reach the mirror's breaker as 0 (not seen), so they open it like a hidden torso; as NaN the
+    breaker took them for good samples (NaN < threshold is False) and stayed closed."""
+    now = [0.0]
+    breaker = CircuitBreaker("mirror", policy=BreakerPolicy(window_s=1.0, min_samples=5, open_s=30.0),
+                             clock=lambda: now[0])
+    pipe = TryOnPipeline(TryOnConfig(), [], TruthPose(), catalog=catalog, breaker=breaker)
+    frames = _frames()
+    try:
+        for _ in range(12):  # 2.4 s of frames: more than a whole window
+            f = next(frames)
+            p = f.meta["pose_truth"].people[0]
+            lm = p.landmarks.copy()
+            lm[:, 3] = np.nan
+            pr = _with_person(f.meta["pose_truth"], landmarks=lm)
+            pipe.run_sync(f, pr)
+            now[0] += 0.2
+    finally:
+        pipe.close_sync()
+    assert breaker.state == OPEN and breaker.last_open.reason == "low_confidence"
+    assert "visibility 0.00 < 0.5" in breaker.last_open.summary
+    assert torso_visibility(pr.people[0]) == 0.0
+
+
+class _FailingPose(TruthPose):
+    """The pose stage raises on every frame (a lost backend, an open model circuit)."""
+
+    def process(self, frame):
+        raise RuntimeError("pose backend lost")
+
+
+def test_pose_failures_are_counted_and_their_log_is_rate_limited(catalog, caplog, monkeypatch):
+    """Every failed pose frame is counted (pipeline.frame_errors, the state, `edge_frame_errors_total`); the log
+    has the first failure with its traceback, then a count per POSE_ERROR_LOG_S, not one traceback per frame."""
+    monkeypatch.setattr(pipeline_module, "POSE_ERROR_LOG_S", 0.3)
+    metric = ("edge_frame_errors_total", {"error": "RuntimeError"})
+    before = REGISTRY.get_sample_value(*metric) or 0.0
+    pipe = TryOnPipeline(TryOnConfig(), MannequinSource(160, 120, fps=30, n_cycle=1), _FailingPose(),
+                         catalog=catalog)
+    with caplog.at_level("WARNING", logger="edge.tryon.pipeline"):
+        pipe.start()
+        try:
+            assert wait_until(lambda: pipe.frame_errors >= 30 and any(
+                "more frames" in r.getMessage() for r in caplog.records), timeout=30)
+        finally:
+            pipe.stop()
+    pose_logs = [r for r in caplog.records if "pose failed" in r.getMessage()]
+    with_traceback = [r for r in pose_logs if r.exc_info]
+    assert len(with_traceback) == 1 and "pose backend lost" in str(with_traceback[0].exc_info[1])
+    counts = [r for r in pose_logs if not r.exc_info]
+    assert counts and len(pose_logs) < pipe.frame_errors
+    assert "RuntimeError: pose backend lost" in counts[-1].getMessage()
+    assert pipe.last_frame_error == "RuntimeError: pose backend lost"
+    assert pipe.state()["frame_errors"] == pipe.frame_errors
+    assert REGISTRY.get_sample_value(*metric) - before == pipe.frame_errors
+    f = pipe.latest()  # the frames are still shown, without a garment
+    assert f is not None and not f.meta["tryon"]["rendered"]
 
 
 def test_fitter_skips_non_finite_landmarks_and_keeps_its_filter(intr):
@@ -174,6 +238,13 @@ def test_bad_catalogue_entries_are_refused_when_it_is_read(tmp_path, change, say
     assert str(tmp_path / "catalog.json") in str(ei.value) and says in str(ei.value)
 
 
+def test_swatch_colour_without_its_hash_is_served_as_a_css_colour(tmp_path):
+    """"b3262b" is taken (as before) but served as "#b3262b": the page sets it as the swatch's CSS background."""
+    cat = Catalog(_catalog_with(tmp_path, lambda d: d["garments"][0]["colours"][1].__setitem__("hex", "b3262b")),
+                  tmp_path / "cache")
+    assert cat.entry("TEE-001").to_public()["colours"][1] == {"name": "red", "hex": "#b3262b"}
+
+
 def test_catalogue_that_is_not_an_object_is_refused(tmp_path):
     p = tmp_path / "catalog.json"
     p.write_text("[]")
@@ -208,6 +279,30 @@ def test_garment_whose_model_is_missing_is_dropped_and_the_mirror_keeps_the_show
             assert sku != "HAT-404"
     finally:
         pipe.close_sync()
+
+
+def test_default_garment_whose_model_is_missing_falls_back_to_the_first_that_loads(tryon_cache, tmp_path, caplog):
+    """[tryon] default_sku names a garment whose model is gone: the mirror starts on the first garment that loads
+    (and says which setting), so the first shopper is dressed without swiping."""
+    def break_tee(d):
+        tee = d["garments"][0]
+        del tee["builder"]
+        tee["model"] = "missing/tee.glb"
+
+    cat = Catalog(_catalog_with(tmp_path, break_tee), tryon_cache / "garments")
+    with caplog.at_level("WARNING"):
+        pipe = TryOnPipeline(TryOnConfig(default_sku="TEE-001"), [], TruthPose(), catalog=cat)
+    assert pipe.selection == ("JKT-002", "olive")
+    assert any("default_sku 'TEE-001'" in r.getMessage() and "JKT-002" in r.getMessage()
+               for r in caplog.records if r.levelname == "WARNING")
+    assert "TEE-001" not in cat.skus()
+    frames = _frames()
+    try:
+        items = [pipe.run_sync(next(frames)) for _ in range(3)]
+    finally:
+        pipe.close_sync()
+    assert all(it.garment is not None and it.garment.sku == "JKT-002" and not it.garment_layer.empty
+               for it in items)
 
 
 def test_default_colour_not_in_the_catalogue_falls_back_to_a_real_one(catalog, caplog):
