@@ -7,10 +7,12 @@ time before an alert opens. Bad rules are config errors that name the key.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -285,6 +287,9 @@ class AlertsConfig(StrictModel):
     max_gap_s: float = Field(30.0, gt=0, le=86400, description="a step of stream time longer than this is a gap in "
                              "the data (camera lost, pipeline stalled): for_s and clear_for_s start over, as after "
                              "missing values; cooldown and escalation still count it")
+    state_path: str | None = Field(None, description="file that keeps the open and acked alerts across restarts: "
+                                   "None = beside the outbox (alert-state-<device>[-<camera>].json), '' = none (a "
+                                   "restart forgets them)")
     rules: list[AlertRule] = Field(default_factory=list)
 
     @field_validator("timezone")
@@ -310,6 +315,30 @@ class AlertsConfig(StrictModel):
 
     def tz(self) -> tzinfo | None:
         return ZoneInfo(self.timezone) if self.timezone else None
+
+    def zone_name(self) -> str:
+        """The IANA name of the zone `hours` use: `timezone`, else the device's local zone (from $TZ or
+        /etc/localtime); "" when the local zone has no such name."""
+        if self.timezone:
+            return self.timezone
+        candidates = [os.environ.get("TZ", "").lstrip(":")]
+        try:
+            target = str(Path("/etc/localtime").resolve())
+            candidates.append(target.split("/zoneinfo/", 1)[1] if "/zoneinfo/" in target else "")
+        except OSError:
+            pass
+        for name in candidates:
+            try:
+                if name and not name.startswith("/"):
+                    ZoneInfo(name)
+                    return name
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+        return ""
+
+    def utc_offset_s(self, t_wall: float) -> float:
+        """The zone's offset from UTC at `t_wall`, in seconds."""
+        return datetime.fromtimestamp(t_wall, self.tz()).astimezone(self.tz()).utcoffset().total_seconds()
 
     def minute_of_day(self, t_wall: float) -> int:
         d = datetime.fromtimestamp(t_wall, self.tz())

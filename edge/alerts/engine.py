@@ -5,11 +5,13 @@ the rule's hysteresis). Escalation re-notifies an open alert with a raised sever
 Event(kind="alert_<transition>", stream="alerts"). Timers run on the stream time `t` given to `update()` (a
 step over `max_gap_s` is a gap: `for_s` / `clear_for_s` start over); hours / quiet hours use its `t_wall`.
 Thread-safe: `update()` runs on the pipeline thread, `ack()` / `resolve()` on the HTTP and command threads.
+With a `state_path`, open and acked alerts survive a restart (edge/alerts/state.py).
 """
 from __future__ import annotations
 
 import logging
 import numbers
+import os
 import threading
 import time
 import uuid
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.alerts.config import SEVERITIES, AlertRule, AlertsConfig, in_hours, parse_hours
+from edge.alerts.state import STATE_VERSION, AlertState, StateFile, StoredAlert
 from edge.alerts.values import Reading, Values, as_reading
 from edge.core.events import Event, EventSink
 
@@ -74,7 +77,7 @@ class _Alert:
     resolved_by: str | None = None
     resolve_note: str | None = None
     resolve_via: str | None = None
-    resolution: str | None = None  # "cleared" (auto) | "staff"
+    resolution: str | None = None  # "cleared" (auto) | "staff" | "rule_removed" (at a restart)
     duplicates: list[str] = field(default_factory=list)  # other rules of the dedup key that fired meanwhile
     event_ids: list[str] = field(default_factory=list)
 
@@ -119,10 +122,13 @@ class AlertEngine:
     `sink` receives every transition Event (the runtime's outbox; may be reassigned). `wall_clock` stamps staff transitions,
     which happen between updates (default time.time; tests pass a fake). `on_ack` is a list of callables called with
     the alert (its view dict) after each acknowledgement that changed it, outside the engine's lock (the runtime
-    retakes a shelf facing's reference when its facing_empty alert is acknowledged).
+    retakes a shelf facing's reference when its facing_empty alert is acknowledged). `state_path`: the state file
+    that keeps the open and acked alerts across restarts; they are restored here (an alert whose rule is gone is
+    resolved, its `alert_resolved` goes to `sink` now). None: in memory only.
     """
 
-    def __init__(self, config: AlertsConfig, sink: EventSink, *, wall_clock: Callable[[], float] = time.time):
+    def __init__(self, config: AlertsConfig, sink: EventSink, *, wall_clock: Callable[[], float] = time.time,
+                 state_path: str | os.PathLike | None = None):
         self.config = config
         self.sink = sink
         self._wall_clock = wall_clock
@@ -141,6 +147,11 @@ class AlertEngine:
         self.on_ack: list[Callable[[dict[str, Any]], None]] = []
         self._holds: dict[str, tuple[str, frozenset[str] | None]] = {}  # hold key -> (reason, metrics or None: all)
         self.camera = ""  # names this engine in the held-rules metric (the runtime sets the camera id)
+        self._pending: list[Event] = []  # transition events not yet handed to the sink (see _commit)
+        self._state = StateFile(state_path) if state_path else None
+        if self._state is not None:
+            with self._lock:
+                self._restore(self._state.load())
 
     # ------------------------------------------------------------------ feeding
     def update(self, values: Values, t: float, t_wall: float) -> list[Event]:
@@ -185,6 +196,7 @@ class AlertEngine:
                 self._by_group[rule.group] = a
                 log.info("alert %s opened: %s (%s, value %s)", a.alert_id, rule.id, rule.condition(), a.value)
                 out.append(self._emit(a, "opened", t, t_wall))
+            self._commit()
         return out
 
     # ------------------------------------------------------------------ holding (degraded inputs)
@@ -314,6 +326,7 @@ class AlertEngine:
             a.acked_by, a.ack_note, a.ack_via = by, note, via
             log.info("alert %s acknowledged by %r via %s", a.alert_id, by, via)
             self._emit(a, "acked", a.acked_t, a.acked_at)
+            self._commit()
             out = Outcome(a.view(), True)
         for hook in list(self.on_ack):
             try:
@@ -330,6 +343,7 @@ class AlertEngine:
             if a.state == "resolved":
                 return Outcome(a.view(), False)
             self._resolve(a, "staff", by, note, via, self._last_t, self._wall_clock())
+            self._commit()
             return Outcome(a.view(), True)
 
     def _resolve(self, a: _Alert, resolution: str, by: str | None, note: str | None, via: str,
@@ -343,6 +357,10 @@ class AlertEngine:
         self._active.pop(a.alert_id, None)
         if self._by_group.get(rule.group) is a:
             del self._by_group[rule.group]
+            # two restored alerts may share a dedup key (the config changed): the other one holds it now
+            other = next((x for x in self._active.values() if x.rule.group == rule.group), None)
+            if other is not None:
+                self._by_group[rule.group] = other
         self._cooldown_until[rule.group] = self._clock + rule.cooldown_s
         log.info("alert %s (%s) resolved: %s%s", a.alert_id, rule.id, resolution, f" by {by!r}" if by else "")
         ev = self._emit(a, "resolved", t, ts)
@@ -361,16 +379,96 @@ class AlertEngine:
         return a
 
     def _emit(self, a: _Alert, transition: str, t: float | None, ts: float) -> Event:
+        """The transition's event, queued for the sink (sent by the caller's `_commit`, under the same lock)."""
         data = {"v": SCHEMA_VERSION, "transition": transition, "t": t, **a.view()}
         ev = Event(f"alert_{transition}", data, stream="alerts", ts=ts)
         a.event_ids.append(ev.event_id)
         self._by_event[ev.event_id] = a.alert_id
         _record_decision(a, transition, ev)
-        try:
-            self.sink.emit(ev)
-        except Exception:  # noqa: BLE001 - the transition stands even if the sink fails
-            log.exception("could not emit %s of alert %s", ev.kind, a.alert_id)
+        self._pending.append(ev)
         return ev
+
+    def _commit(self) -> None:
+        """Hand the queued events to the sink. With a state file: first save the state with them as pending, then
+        emit, then save it without them; a kill in between re-emits them at the next start (same event ids: the
+        sink sees them at least once) and never leaves the state and the events apart."""
+        if not self._pending:
+            return
+        events, self._pending = self._pending, []
+        if self._state is not None:
+            self._state.save(self._snapshot(events))
+        for ev in events:
+            try:
+                self.sink.emit(ev)
+            except Exception:  # noqa: BLE001 - the transition stands even if the sink fails
+                log.exception("could not emit %s of alert %s", ev.kind, ev.data.get("alert_id"))
+        if self._state is not None:
+            self._state.save(self._snapshot(()))
+
+    # ------------------------------------------------------------------ the state file
+    def _snapshot(self, pending: Iterable[Event]) -> dict[str, Any]:
+        """The AlertState to save now: times as engine seconds spent / left, at the wall time `saved_at`."""
+        return {"v": STATE_VERSION, "saved_at": self._wall_clock(),
+                "alerts": [{"alert": a.view(), "open_for_s": max(0.0, self._clock - a.clock_opened),
+                            "event_ids": list(a.event_ids)} for a in self._active.values()],
+                "cooldowns": {k: u - self._clock for k, u in self._cooldown_until.items() if u > self._clock},
+                "pending": [ev.to_dict() for ev in pending]}
+
+    def _restore(self, saved: AlertState | None) -> None:
+        """Continue the alerts of a saved state (same ids, states, event ids, escalation, cooldowns; the time the
+        device was down counts as passed). An alert whose rule is gone, disabled or now about another value is
+        resolved (`rule_removed`). Events saved as pending are sent again."""
+        if saved is None:
+            return
+        now = self._wall_clock()
+        down = max(0.0, now - saved.saved_at)  # wall time: stream time starts over in a new process
+        self._pending += [Event(p.kind, p.data, stream=p.stream, ts=p.ts, event_id=p.event_id) for p in saved.pending]
+        groups = {r.group for r in self.rules}
+        for key, left in saved.cooldowns.items():
+            if key in groups and left - down > 0:
+                self._cooldown_until[key] = left - down  # the engine clock starts at 0
+        rules = {r.id: r for r in self.rules}
+        for s in saved.alerts:
+            v, rule = s.alert, rules.get(s.alert.rule)
+            if rule is None or (rule.metric, rule.key) != (v.metric, v.key):
+                self._resolve_orphan(s, self._gone(v.rule, rule), now)
+                continue
+            a = _Alert(v.alert_id, rule, v.severity, v.value, v.evidence, v.opened_t, v.opened_at, v.held_s,
+                       -(s.open_for_s + down), state=v.state, current_value=v.current_value,
+                       peak_value=v.peak_value, escalated_t=v.escalated_t, escalated_at=v.escalated_at,
+                       acked_t=v.acked_t, acked_at=v.acked_at, acked_by=v.acked_by, ack_note=v.ack_note,
+                       ack_via=v.ack_via, duplicates=list(v.duplicates), event_ids=list(s.event_ids))
+            self._rule_state[rule.id].alert = a
+            self._active[a.alert_id] = a
+            self._by_group.setdefault(rule.group, a)
+            self._by_event.update((eid, a.alert_id) for eid in a.event_ids)
+        if self._active:
+            log.info("alerts continued after a restart (%s down): %s", f"{down:.0f}s",
+                     ", ".join(f"{a.alert_id} ({a.rule.id}, {a.state})" for a in self._active.values()))
+        self._commit()
+
+    def _gone(self, rule_id: str, now_rule: AlertRule | None) -> str:
+        if not self.config.enabled:
+            return "alerts are disabled ([alerts] enabled = false)"
+        if now_rule is not None:
+            return f"rule {rule_id!r} is now about {now_rule.condition()}"
+        if any(r.id == rule_id for r in self.config.rules):
+            return f"rule {rule_id!r} is disabled"
+        return f"rule {rule_id!r} is no longer in the config"
+
+    def _resolve_orphan(self, s: StoredAlert, why: str, ts: float) -> None:
+        """Resolve a restored alert whose rule is gone, from its saved view, so the cloud closes it too."""
+        from edge.core import decisions
+
+        view = {**s.alert.model_dump(), "state": "resolved", "resolved_t": None, "resolved_at": ts,
+                "resolved_by": None, "resolve_note": why, "resolve_via": "engine", "resolution": "rule_removed"}
+        ev = Event("alert_resolved", {"v": SCHEMA_VERSION, "transition": "resolved", "t": None, **view},
+                   stream="alerts", ts=ts)
+        self._pending.append(ev)
+        log.warning("alert %s (%s) resolved at start: %s", view["alert_id"], view["rule"], why)
+        decisions.record("alert", view["rule"], {
+            "transition": "resolved", "alert_id": view["alert_id"], "event_id": ev.event_id, "state": "resolved",
+            "severity": view["severity"], "resolution": "rule_removed", "by_via": "engine"}, reason=f"resolved: {why}")
 
     # ------------------------------------------------------------------ reading
     def get(self, alert_id: str) -> dict[str, Any]:

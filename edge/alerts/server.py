@@ -4,8 +4,10 @@
 (`add_method_routes`); `serve(engine, ...)` runs it standalone. Routes:
 
     GET  /staff, /staff/              the page (assets under /staff/)
-    GET  /api/alerts                  {"now", "alerts": open + acked, "resolved": the last 10, "live": live(),
-                                      "actions": ["shelf_reference"] or []}  (strict JSON: NaN / inf counts are null)
+    GET  /api/alerts                  {"now", "timezone", "utc_offset_s", "alerts": open + acked, "resolved": the
+                                      last 10, "live": live(), "actions": ["shelf_reference"] or []}  (strict JSON:
+                                      NaN / inf counts are null; the page shows times in `timezone`, the zone of
+                                      the rules' hours, not the browser's)
     GET  /api/alerts/<id>             one alert (alert id or transition event id)
     POST /api/alerts/<id>/ack         body {"by", "note"} (JSON, both optional) → the alert
     POST /api/alerts/<id>/resolve     same
@@ -89,8 +91,14 @@ def make_staff_routes(engine: AlertEngine, live: Callable[[], dict] | None = Non
             send(req, 200, body, _TYPES[Path(name).suffix])
         return h
 
+    cfg = getattr(engine, "config", None)  # the store's [alerts] timezone (an engine without one: the page's zone)
+    zone = cfg.zone_name() if cfg is not None else ""
+
     def listing(req):
-        _json(req, 200, {"now": engine.now_wall(), "alerts": engine.active(), "resolved": engine.recent_resolved(10),
+        now = engine.now_wall()
+        _json(req, 200, {"now": now, "timezone": zone or None,
+                         "utc_offset_s": cfg.utc_offset_s(now) if cfg is not None else None,
+                         "alerts": engine.active(), "resolved": engine.recent_resolved(10),
                          "live": live_counts(), "actions": ["shelf_reference"] if retake_reference else []})
 
     def one(req):

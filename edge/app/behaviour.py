@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from edge.alerts import AlertEngine, Reading
 from edge.analytics.composer import Analytics
@@ -40,7 +41,8 @@ class BehaviourStage:
                     detector: Detector | None = None, models: dict[str, str] | None = None) -> BehaviourStage:
         """From an EdgeConfig's [analytics] and [alerts] sections (rule keys were checked when it was loaded)."""
         analytics = Analytics.from_config(cfg.analytics, sink, source=source, frame_size=frame_size)
-        return cls(analytics, AlertEngine(cfg.alerts, sink), detector=detector, models=models)
+        engine = AlertEngine(cfg.alerts, sink, state_path=alert_state_path(cfg, cfg.alerts))
+        return cls(analytics, engine, detector=detector, models=models)
 
     def process(self, frame: Frame, pose_result=None) -> None:
         """Analytics and alerts for one frame: detections from the person detector (with the keypoints of the
@@ -130,6 +132,16 @@ class BehaviourStage:
         with self._lock:
             if self._last is not None:
                 self.analytics.flush(*self._last)
+
+
+def alert_state_path(cfg, alerts, camera: str | None = None) -> Path | None:
+    """The state file of the alert engine of `alerts` (the main `[alerts]`, or the section of `[[cameras]]` id
+    `camera`): its `state_path`, else beside the outbox: <outbox folder>/alert-state-<device>[-<camera>].json;
+    None when `state_path` is "" (alerts in memory only)."""
+    if alerts.state_path is not None:
+        return Path(alerts.state_path).expanduser() if alerts.state_path else None
+    suffix = f"-{camera}" if camera else ""
+    return cfg.sync.resolved_outbox_path(cfg.device.id).parent / f"alert-state-{cfg.device.id}{suffix}.json"
 
 
 def attach_keypoints(people: Detections, posed: Detections, min_iou: float = 0.3) -> Detections:

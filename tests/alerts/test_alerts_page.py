@@ -203,3 +203,36 @@ def test_an_older_poll_answering_late_does_not_undo_a_click_in_chromium(browser)
     finally:
         gate.set()
         srv.stop()
+
+
+def test_times_on_the_page_are_in_the_alerts_timezone_not_the_browsers_in_chromium(browser):
+    """The rules' hours use `[alerts] timezone`; the page shows every time in that zone too, whatever the zone of
+    the tablet's browser (here Tokyo, while the store is in New York: 14:06 UTC is 09:06 there, 23:06 in Tokyo)."""
+    clock = FakeWall(wall(14, 7))
+    engine, _ = make_engine(QUEUE, wall_clock=clock, timezone="America/New_York")
+    for i in range(61):
+        engine.update({("queue_length", "checkout"): 5}, 1000.0 + i, wall(14, 5) + i)
+    alert_id = engine.active()[0]["alert_id"]
+    clock.t = wall(14, 8)
+    engine.ack(alert_id, by="Sam")
+    clock.t = wall(14, 9)
+    srv = serve(engine, "127.0.0.1", 0, background=True)
+    cdp = "/goog/cdp/execute"
+    try:
+        base = f"http://127.0.0.1:{srv.port}"
+        data = _get(base + "/api/alerts")
+        assert data["timezone"] == "America/New_York" and data["utc_offset_s"] == -5 * 3600
+        browser.cmd("POST", cdp, {"cmd": "Emulation.setTimezoneOverride", "params": {"timezoneId": "Asia/Tokyo"}})
+        browser.cmd("POST", "/url", {"url": base + "/staff"})
+        assert browser.js("return Intl.DateTimeFormat().resolvedOptions().timeZone;") == "Asia/Tokyo"
+        browser.wait("return document.querySelectorAll('#alerts .card').length === 1;")
+        card = browser.js("return document.querySelector('#alerts .card').innerText;")
+        assert "since 09:06" in card and "Acknowledged by Sam at 09:08" in card, card
+        assert "Updated 09:09" in browser.js("return document.getElementById('status').textContent;")
+        engine.resolve(alert_id, by="Sam")
+        browser.wait("return document.getElementById('resolved').innerText.includes('resolved by Sam at 09:09');")
+        # a zone this browser does not know: the device's UTC offset instead (here +05:30)
+        assert "05:31" in browser.js("setZone('No/Such_Zone', 19800); return clock(60);")
+    finally:
+        browser.cmd("POST", cdp, {"cmd": "Emulation.setTimezoneOverride", "params": {"timezoneId": ""}})
+        srv.stop()

@@ -35,8 +35,31 @@ function fmtValue(v, unit) {
   return unit ? `${n} ${unit}` : String(n);
 }
 
+// Times are shown in the store's zone (the one the rules' hours use, from GET /api/alerts), not the browser's: its
+// IANA name when the device knows one the browser accepts, else its current UTC offset.
+let zone = { name: null, offset: 0 };
+const formats = new Map(); // zone name -> Intl.DateTimeFormat
+
+function setZone(name, offsetS) {
+  zone = { name: null, offset: Number.isFinite(offsetS) ? offsetS : 0 };
+  if (!name) return;
+  if (!formats.has(name)) {
+    try {
+      formats.set(name, new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", timeZone: name }));
+    } catch (e) { // RangeError: a zone this browser does not know
+      formats.set(name, null);
+    }
+  }
+  if (formats.get(name)) zone.name = name;
+}
+
 function clock(ts) {
-  return ts ? new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+  if (!ts) return "";
+  if (zone.name) return formats.get(zone.name).format(new Date(ts * 1000));
+  if (!formats.has("UTC")) {
+    formats.set("UTC", new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", timeZone: "UTC" }));
+  }
+  return formats.get("UTC").format(new Date((ts + zone.offset) * 1000)); // the store's wall clock, shown as UTC
 }
 
 function staffName() {
@@ -268,6 +291,7 @@ async function refresh() {
     if (seq < (refresh.shown || 0)) return;
     refresh.shown = seq;
     actions = new Set(data.actions || []);
+    setZone(data.timezone, data.utc_offset_s);
     renderAlerts(data.alerts, data.now);
     renderLive(data.live);
     renderResolved(data.resolved);
