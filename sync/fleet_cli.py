@@ -79,6 +79,7 @@ def _send(args) -> int:
     reply = device_reply_filter(args.store or "+", args.device or "+", args.command)
     with Requester(options_from_args(args), [reply]) as r:
         cid = r.send(topic, json.loads(args.args))
+        r.flush(10)  # a command the broker refuses (PUBACK 0x87: the ACL forbids this user) raises here
         time.sleep(args.timeout) if not args.device else r.wait([cid], args.timeout)
         results = r.results.get(cid, [])
     for res in results:

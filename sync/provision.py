@@ -54,15 +54,29 @@ def parse_identity(identity: str) -> tuple[str, str]:
 
 
 def load_ca(cert_path: Path, key_path: Path):
-    """(certificate, private key) of the fleet CA; ProvisionError if unreadable or not a CA pair."""
+    """(certificate, private key) of the fleet CA; ProvisionError if unreadable, if the key is not the
+    certificate's, or if the certificate is not a CA's (BasicConstraints CA flag, and keyCertSign when it has a
+    KeyUsage): certificates it signed would not verify."""
     try:
         cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
         key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+        exts = cert.extensions
     except (OSError, ValueError, TypeError) as e:
         raise ProvisionError(f"cannot load the fleet CA ({cert_path}, {key_path}): {e}") from None
     spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
         raise ProvisionError(f"{key_path} is not the key of {cert_path}")
+    try:
+        is_ca = exts.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        raise ProvisionError(f"{cert_path} is not a CA certificate (no BasicConstraints CA:TRUE)")
+    try:
+        if not exts.get_extension_for_class(x509.KeyUsage).value.key_cert_sign:
+            raise ProvisionError(f"{cert_path} is not a CA certificate (its KeyUsage lacks keyCertSign)")
+    except x509.ExtensionNotFound:
+        pass
     return cert, key
 
 
@@ -134,6 +148,7 @@ def provision(identity: str, ca_dir: Path, out_dir: Path, *, broker: str, port: 
     if issued.key_pem is not None:
         fd = os.open(files["key"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(fd, 0o600)  # before the key is written: os.open's mode applies only to a new file (--force)
             f.write(issued.key_pem)
     files["cert"].write_bytes(issued.cert_pem)
     if files["ca"].resolve() != (ca_dir / "ca.crt").resolve():

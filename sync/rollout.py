@@ -86,7 +86,8 @@ class _Conn:
             self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
             self.cv.notify_all()
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False, timeout: float = 30.0) -> None:
+    def publish(self, topic: str, payload: bytes, retain: bool = False, timeout: float = 30.0, *, qos: int = 1,
+                properties=None) -> None:
         limit = self.client.server_max_packet
         if limit and len(payload) + len(topic) + 16 > limit:
             raise ValueError(f"{topic}: {len(payload)} bytes over the broker's maximum packet size {limit}")
@@ -94,7 +95,7 @@ class _Conn:
             if not self.cv.wait_for(lambda: len(self._inflight) < self.window, timeout):
                 raise TimeoutError(f"no PUBACK within {timeout} s ({self.client.last_error})")
         # not under self.cv: paho holds its own lock while it calls _puback (lock-order deadlock otherwise)
-        mid = self.client.publish(topic, payload, qos=1, retain=retain)
+        mid = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         if mid is None:
             raise ConnectionError(self.client.last_error or f"publish to {topic} refused")
         with self.cv:
@@ -107,14 +108,26 @@ class _Conn:
         with self.cv:
             if not self.cv.wait_for(lambda: not self._inflight, timeout):
                 raise TimeoutError(f"{len(self._inflight)} publishes not acknowledged within {timeout} s")
+            self.check_refused()
+
+    def check_refused(self) -> None:
+        """ConnectionError if the broker refused a publish so far (PUBACK >= 0x80, e.g. 0x87: the ACL forbids it)."""
         if self.failures:
             raise ConnectionError(f"broker refused {len(self.failures)} publishes: {self.failures[0]}")
 
 
+class AlreadyPublished(ValueError):
+    """name@version already has a retained manifest: a new build needs a new version (or `replace`)."""
+
+
 def publish_model(opts: ClientOptions, name: str, version: str, src: Path, key_path: str | Path, *,
                   chunk_size: int = 256 << 10, expires_s: float = 30 * 86400, min_runtime: str = "0",
-                  selftest: dict | None = None) -> dict:
-    """Sign a manifest for the files in src and publish chunks, then the manifest (all retained, QoS1)."""
+                  selftest: dict | None = None, replace: bool = False, check_wait: float = 1.0) -> dict:
+    """Sign a manifest for the files in src and publish chunks, then the manifest (all retained, QoS1).
+
+    AlreadyPublished, with nothing sent, if a retained manifest of name@version arrives within `check_wait` s of
+    subscribing to it (devices may be downloading that build: new chunks would fail them as corrupt); `replace`
+    overwrites it, clearing the old manifest first so that no device starts on it with the new chunks."""
     if not key_path:
         raise ValueError("a private signing key (PEM) is required")
     key = sign.signing_key(Path(src), key_path)
@@ -122,15 +135,25 @@ def publish_model(opts: ClientOptions, name: str, version: str, src: Path, key_p
                             min_runtime=min_runtime, selftest=selftest)
     raw = sign_payload(payload, key)
     t0, n = time.monotonic(), 0
-    with _Conn(opts) as c:
+    manifest = topics.model_manifest(name, version)
+    with _Conn(opts, [manifest]) as c:
+        with c.cv:  # a retained message comes right after SUBACK; nothing comes when none is retained
+            c.cv.wait_for(lambda: any(retained and raw for _, raw, retained in c.messages), check_wait)
+            published = any(retained and raw for _, raw, retained in c.messages)
+        if published and not replace:
+            raise AlreadyPublished(f"{name}@{version} is already published (a retained manifest exists): publish the "
+                                   "new build as a new version, or --replace it (devices downloading it will fail)")
+        if published:
+            log.warning("replacing the published %s@%s", name, version)
+            c.publish(manifest, b"", retain=True)
         for fn, meta in payload["files"].items():
             with open(Path(src) / fn, "rb") as f:
                 for i in range(len(meta["chunks"])):
                     c.publish(topics.model_chunk(name, version, meta["index"], i), f.read(chunk_size), retain=True)
                     n += 1
-        c.publish(topics.model_manifest(name, version), raw, retain=True)
+        c.publish(manifest, raw, retain=True)
         c.flush()
-    out = {"name": name, "version": version, "files": len(payload["files"]), "chunks": n,
+    out = {"name": name, "version": version, "replaced": published, "files": len(payload["files"]), "chunks": n,
            "bytes": payload["total_bytes"], "manifest_bytes": len(raw), "key_id": sign.key_id(key.public_key()),
            "expires": payload["expires"], "seconds": round(time.monotonic() - t0, 3)}
     log.info("published %s@%s: %s", name, version, out)

@@ -24,6 +24,8 @@ def add_arguments(sub) -> None:
     p.add_argument("--expires-days", type=float, default=30.0)
     p.add_argument("--min-runtime", default="0", help="lowest storefront-edge version that may install it")
     p.add_argument("--latency-ms", type=float, help="self-test latency budget per artefact (median, 1 sample)")
+    p.add_argument("--replace", action="store_true", help="overwrite a version that is already published (devices "
+                   "downloading it fail; a new build should get a new version)")
     u = sub.add_parser("unpublish-model", help="clear the retained manifest and chunks of a model version")
     add_broker_arguments(u)
     u.add_argument("--name", required=True)
@@ -65,7 +67,7 @@ def _publish(args) -> int:
     selftest = {"latency_ms": args.latency_ms} if args.latency_ms else None
     out = publish_model(options_from_args(args), args.name, args.version, src, args.key,
                         chunk_size=args.chunk_kb << 10, expires_s=args.expires_days * 86400,
-                        min_runtime=args.min_runtime, selftest=selftest)
+                        min_runtime=args.min_runtime, selftest=selftest, replace=args.replace)
     print(json.dumps(out))
     return 0
 

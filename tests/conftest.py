@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -11,6 +12,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+# device data (default outbox, decision log, alert state, shelf references) of this test run only: a config without
+# outbox_path must not pick up another run's (or the user's) alerts or undelivered events
+os.environ.setdefault("STOREFRONT_EDGE_DATA", tempfile.mkdtemp(prefix="sf-test-data-"))
 
 
 @pytest.fixture(scope="session")

@@ -85,7 +85,8 @@ def test_poisoned_manifests_are_refused_unstaged_and_never_block_the_real_one(br
             assert last["state"] == "FAILED" and last["reason"], (what, last)
             assert "internal error" not in last["reason"], (what, last)
             assert staged(dev) == [], (what, staged(dev))  # nothing refused is cached or staged
-        publish_model(opts(broker.port), MODEL, "1.1", src, priv, chunk_size=CHUNK)  # the real one, same version
+        # the real one, same version: replaces the junk left on its manifest topic
+        publish_model(opts(broker.port), MODEL, "1.1", src, priv, chunk_size=CHUNK, replace=True)
         command(broker.port, "model_update", {"name": MODEL, "version": "1.1"})
         assert wait_until(lambda: dev.last.get("state") == "SUCCEEDED", 20), dev.last
         assert os.readlink(dev.zoo.cache / "models" / MODEL / "current") == "1.1" and staged(dev) == []

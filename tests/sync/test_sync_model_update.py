@@ -144,7 +144,7 @@ def test_corrupt_chunk_is_re_requested_then_refused(broker, tmp_path, fleet):
         st = read_statuses(opts(broker.port), 0.5)[("s001", "d001")]
         assert st["job"]["progress"]["chunk_retries"] == 4  # re-requested 3 times, then refused
         assert current(dev) == "1.0" and dev.activated == []
-        publish_model(opts(broker.port), MODEL, "1.1", src, priv, chunk_size=CHUNK)  # republished intact
+        publish_model(opts(broker.port), MODEL, "1.1", src, priv, chunk_size=CHUNK, replace=True)  # republished
         offer(broker.port, "1.1")
         assert wait_until(lambda: dev.last.get("state") == "SUCCEEDED", 20), dev.last
         assert current(dev) == "1.1"
