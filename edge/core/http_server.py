@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import select
+import socket
 import threading
 import time
 from collections import deque
@@ -60,7 +62,22 @@ class FrameBroadcaster:
             return self._seq, self._jpeg
 
 
+def client_gone(req: BaseHTTPRequestHandler) -> bool:
+    """True when the client of `req` has closed its connection (EOF or reset waiting on the socket)."""
+    sock = req.connection
+    try:
+        if not select.select([sock], [], [], 0)[0]:
+            return False
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:  # reset, or closed here
+        return True
+
+
 def stream_mjpeg(h: BaseHTTPRequestHandler, source: FrameBroadcaster, stop: threading.Event) -> None:
+    """Serve `source` as MJPEG until `stop`, the client leaves, or a write fails; while nothing was published yet the
+    client's socket is checked at each wait, so a viewer that left does not keep a thread."""
     h.send_response(200)
     h.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
     h.send_header("Cache-Control", "no-store")
@@ -71,6 +88,8 @@ def stream_mjpeg(h: BaseHTTPRequestHandler, source: FrameBroadcaster, stop: thre
         while not stop.is_set():
             seq, jpeg = source.wait(seq)
             if jpeg is None:
+                if client_gone(h):
+                    break
                 continue
             h.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg))
             h.wfile.write(jpeg + b"\r\n")

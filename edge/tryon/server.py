@@ -10,15 +10,13 @@ from __future__ import annotations
 import html
 import json
 import logging
-import select
-import socket
 import threading
 import time
 from pathlib import Path
 
 import cv2
 
-from edge.core.http_server import json_body, send
+from edge.core.http_server import client_gone, json_body, send
 from edge.privacy.config import DEFAULT_NOTICE
 from edge.tryon.garments import CatalogError
 
@@ -51,19 +49,6 @@ class JpegCache:
                               "x".join(map(str, frame.image.shape)), why)
                 self._seq, self._data = frame.seq, (buf.tobytes() if ok else None)
             return self._data
-
-
-def _client_gone(req) -> bool:
-    """True when the client of `req` has closed its connection (EOF or reset waiting on the socket)."""
-    sock = req.connection
-    try:
-        if not select.select([sock], [], [], 0)[0]:
-            return False
-        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
-        return False
-    except OSError:  # reset, or closed here
-        return True
 
 
 MAX_BODY = 4096  # bytes of a JSON request body (actions and selections are tiny)
@@ -186,7 +171,7 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_
             while True:
                 f = pipeline.wait_frame(last, timeout=1.0)
                 if f is None:  # no new frame: nothing to write would tell us the client left, so ask the socket
-                    if pipeline._stop.is_set() or _client_gone(req):
+                    if pipeline._stop.is_set() or client_gone(req):
                         return
                     continue
                 dt = time.monotonic() - t_last

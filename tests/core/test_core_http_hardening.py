@@ -12,6 +12,8 @@ import pytest
 
 from edge.core.http_server import LocalHttpServer
 
+from waiting import wait_until
+
 INNER = (b'POST /api/alerts/a1/resolve HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
          b'Content-Length: 14\r\n\r\n{"by":"evil"}\n')
 LAST = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -261,6 +263,21 @@ def test_preview_on_by_default_streams_frames():
             data = b""
             while b"\xff\xd8" not in data:
                 data += s.recv(4096)
+    finally:
+        srv.stop()
+
+
+def test_preview_viewer_that_leaves_before_any_frame_frees_its_thread():
+    """Nothing published yet (no frame, or nobody drew one): a viewer that disconnects is noticed at the next wait,
+    so its handler ends (viewers back to 0) instead of looping until a frame comes."""
+    srv = LocalHttpServer("127.0.0.1", 0, lambda: (True, {})).start()
+    try:
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        s.sendall(b"GET /preview.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        assert wait_until(lambda: srv.preview.viewers == 1, 5)
+        s.close()
+        assert wait_until(lambda: srv.preview.viewers == 0, 10), "the handler still streams to a closed socket"
     finally:
         srv.stop()
 
