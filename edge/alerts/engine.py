@@ -116,6 +116,12 @@ def _json_value(rule: AlertRule, r: Reading) -> Any:
     return int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else round(float(v), 3)
 
 
+def alert_order(a: dict[str, Any]) -> tuple:
+    """The staff page's order of alert views: open first, then by severity (highest first), then oldest first (by
+    wall time, so alerts of several cameras, whose stream clocks differ, sort alike: edge.app.streams.EngineGroup)."""
+    return a["state"] != "open", -SEVERITIES.index(a["severity"]), a["opened_at"]
+
+
 class AlertEngine:
     """Turns `update(values, t, t_wall)` into alerts; `ack()` / `resolve()` are the staff transitions.
 
@@ -477,11 +483,9 @@ class AlertEngine:
             return self._find(alert_id).view()
 
     def active(self) -> list[dict[str, Any]]:
-        """Open and acked alerts: open first, then by severity (highest first), then oldest first."""
+        """Open and acked alerts, in alert_order."""
         with self._lock:
-            alerts = sorted(self._active.values(),
-                            key=lambda a: (a.state != "open", -SEVERITIES.index(a.severity), a.opened_t))
-            return [a.view() for a in alerts]
+            return sorted((a.view() for a in self._active.values()), key=alert_order)
 
     def recent_resolved(self, n: int = 10) -> list[dict[str, Any]]:
         """The last n resolved alerts, newest first."""

@@ -356,7 +356,8 @@ class Runtime:
         apply_openvino_cache(cfg)
         self._t_run = time.monotonic()
         self.service = ServiceSupervisor(cfg.service, self._progress, stop, env=self.notify_env,
-                                         status=self._status_line, process_start=self.owns_process).start()
+                                         status=self._status_line, process_start=self.owns_process,
+                                         lost=self._lost_sources).start()
         collector, sink = self._open_sync()
         self.ops = Operations(cfg, sink).open()
         source = self._open_source()
@@ -431,12 +432,17 @@ class Runtime:
         if self.reader is not None and not self.reader.ended:
             out["main"] = self.last_frame_t
         if self.streams is not None:
-            for s in self.streams.streams:
-                if not s.reader.ended:
-                    try:
-                        out[s.id] = s.stats.done_t[-1]
-                    except IndexError:
-                        out[s.id] = None
+            out.update(self.streams.progress())
+        return out
+
+    def _lost_sources(self) -> dict[str, str]:
+        """For the watchdog: stream -> its reader's error while the reader knows its source is lost and reconnects
+        (a restart cannot bring a camera back: `source lost`, not a stall)."""
+        out = {}
+        if self.reader is not None and self.reader.error and not self.reader.ended:
+            out["main"] = self.reader.error
+        if self.streams is not None:
+            out.update(self.streams.lost())
         return out
 
     def _status_line(self) -> str:

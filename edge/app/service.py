@@ -5,9 +5,12 @@
   `WATCHDOG=1` every half `$WATCHDOG_USEC` **only while every enabled stream makes progress**, `STATUS=...` lines,
   `STOPPING=1` on shutdown. Without `$NOTIFY_SOCKET` (a terminal, a test) nothing is sent; stall detection and the
   RSS budget work all the same.
-* Progress: a stream that processed no frame for `[service] stall_s` is stalled (a camera that stopped delivering,
-  a hung inference or render); the pings stop, so systemd's `WatchdogSec=` kills and `Restart=` restarts the
-  process. Stalls are logged, recorded in the decision log (`service`) and exported (`edge_stream_stalled`).
+* Progress: a stream that processed no frame for `[service] stall_s` while its reader reports no error is stalled
+  (a hung driver call, inference or render); the pings stop, so systemd's `WatchdogSec=` kills and `Restart=`
+  restarts the process. Stalls are logged, recorded in the decision log (`service`) and exported
+  (`edge_stream_stalled`). A stream whose reader knows its source is lost (unplugged, unreachable; it reconnects)
+  is not a stall: a restart cannot bring a camera back. It is reported as `source lost` (log, decision, /healthz)
+  and the pings go on.
 * The RSS budget (`[service] rss_budget_mb`), checked once the service is ready: over budget on `rss_over_checks`
   checks in a row → log, decision record and a graceful stop with exit status `EXIT_RSS_BUDGET`, which
   `Restart=on-failure` restarts (the unit's `MemoryMax=` is the hard limit above it).
@@ -39,7 +42,8 @@ class ServiceConfig(StrictModel):
     watchdog: bool = Field(True, description="send WATCHDOG=1 while the pipelines make progress (when systemd "
                                              "sets WATCHDOG_USEC, i.e. the unit has WatchdogSec=)")
     stall_s: float = Field(10.0, gt=0, le=3600, description="a stream with no processed frame for this long is "
-                                                            "stalled: the watchdog pings stop")
+                                                            "stalled (unless its reader lost its source and "
+                                                            "reconnects): the watchdog pings stop")
     status_interval_s: float = Field(5.0, gt=0, le=3600, description="STATUS= line to systemd every this often")
     rss_budget_mb: float = Field(0.0, ge=0, description="resident memory budget; over it the process exits for a "
                                                         "restart; 0 = no budget")
@@ -179,17 +183,22 @@ class ServiceSupervisor:
     """Talks to systemd for one `edge run` and watches it from its own thread.
 
     `progress()` -> {stream: monotonic time of its last processed frame, or None if none yet}; streams that ended
-    (a file without loop) are left out. A stream with none yet is judged from the time READY was sent. `stop` is
+    (a file without loop) are left out. A stream with none yet is judged from the time READY was sent. `lost()` ->
+    {stream: its reader's error} for the streams whose reader knows it lost its source and reconnects: not stalls;
+    such a stream stays `source lost` until it processes a frame again, or until it has been reconnected for
+    stall_s without one (then it is judged as a stall from the reconnect). `stop` is
     the run's stop event: the RSS budget sets it (and `exit_code`). `process_start`: the cold start is counted from
     the process's start (`edge run`: interpreter and imports included), else from this supervisor's start (a
     runtime inside a longer-lived process: tests, benches)."""
 
     def __init__(self, cfg: ServiceConfig, progress: Callable[[], dict[str, float | None]], stop: threading.Event, *,
                  env: Mapping[str, str] | None = None, status: Callable[[], str] | None = None,
-                 clock: Callable[[], float] = time.monotonic, process_start: bool = False):
+                 clock: Callable[[], float] = time.monotonic, process_start: bool = False,
+                 lost: Callable[[], dict[str, str]] | None = None):
         env = os.environ if env is None else env
         self.process_start = process_start
         self.cfg, self._progress, self._stop, self._status = cfg, progress, stop, status
+        self._lost = lost
         self.notifier = Notifier.from_env(env)
         self.ping_s = watchdog_interval(env) if cfg.watchdog else None
         self._unwanted_watchdog = not cfg.watchdog and watchdog_interval(env) is not None
@@ -201,6 +210,7 @@ class ServiceSupervisor:
         self.cold_start_s: float | None = None
         self.pings = 0
         self.stalled: dict[str, float] = {}  # stream -> seconds without a frame (while stalled)
+        self.lost: dict[str, dict] = {}  # stream -> {error, since, back} while its source is lost (not a stall)
         self.rss = 0
         self._over = 0
         self._stopping = False
@@ -260,10 +270,12 @@ class ServiceSupervisor:
         self.notifier.close()
 
     def health(self) -> dict:
-        """For /healthz: ready, cold start, watchdog, stalled streams, RSS against the budget."""
+        """For /healthz: ready, cold start, watchdog, stalled streams, lost sources, RSS against the budget."""
         return {"ready": self.ready_at is not None, "cold_start_s": _r(self.cold_start_s), "notify":
                 self.notifier.enabled, "watchdog_s": self.ping_s, "pings": self.pings,
-                "stalled": {k: round(v, 1) for k, v in self.stalled.items()}, "rss_mb": round(self.rss / 2**20, 1),
+                "stalled": {k: round(v, 1) for k, v in self.stalled.items()},
+                "source_lost": {k: {"error": v["error"], "for_s": round(self.clock() - v["since"], 1)}
+                                for k, v in self.lost.items()}, "rss_mb": round(self.rss / 2**20, 1),
                 "rss_budget_mb": self.cfg.rss_budget_mb or None}
 
     # -- the thread -----------------------------------------------------------------------------------------------
@@ -290,17 +302,30 @@ class ServiceSupervisor:
             self._wake.clear()
 
     def _watch(self, now: float) -> None:
-        """Ping when every enabled stream processed a frame within stall_s; else stop pinging (and say why)."""
+        """Ping when every enabled stream processed a frame within stall_s or has lost its source; else stop pinging
+        (and say why)."""
         if self._stopping:
             self._ping()
             return
-        stalled = {}
+        stalled, lost = {}, {}
         progress = self._progress()
+        errors = self._lost() if self._lost is not None else {}
         for stream, last in progress.items():
-            age = now - (last if last is not None else self.ready_at)
-            if age > self.cfg.stall_s:
-                stalled[stream] = age
-        self._stalls_changed(stalled, set(progress))
+            was = self.lost.get(stream)
+            if stream in errors:  # its reader knows the source is lost and reconnects: not a stall
+                lost[stream] = {"error": errors[stream], "since": was["since"] if was else now, "back": None}
+                continue
+            since = last if last is not None else self.ready_at
+            if was is not None and since <= was["since"]:  # reconnected, no frame yet: stall_s from the reconnect
+                back = was["back"] or now
+                if now - back <= self.cfg.stall_s:
+                    lost[stream] = {**was, "back": back}
+                    continue
+                since = back
+            if now - since > self.cfg.stall_s:
+                stalled[stream] = now - since
+        self._lost_changed(lost, stalled, set(progress))
+        self._stalls_changed(stalled, set(progress) - set(lost))
         if not stalled:
             self._ping()
 
@@ -337,10 +362,31 @@ class ServiceSupervisor:
                              reason=f"{', '.join(back)} process frames again; {then}")
         self.stalled = stalled
 
+    def _lost_changed(self, lost: dict[str, dict], stalled: dict[str, float], watched: set[str]) -> None:
+        """Log and record each stream's source loss once when it begins and once when it ends (frames again, a
+        reconnected source without frames: stalled, or the source ended)."""
+        new, gone = sorted(set(lost) - set(self.lost)), sorted(set(self.lost) - set(lost))
+        if new:
+            what = ", ".join(f"{s} ({lost[s]['error']})" for s in new)
+            log.warning("source lost: %s; the reader reconnects; not a stall: watchdog pings go on", what)
+            decisions.record("service", "source_lost", {"streams": {s: lost[s]["error"] for s in new}},
+                             reason=f"source lost: {what}; not a stall (a restart cannot bring it back)")
+        if gone:
+            now = self.clock()
+            then = {s: "ended" if s not in watched else "stalled" if s in stalled else "frames" for s in gone}
+            what = ", ".join(f"{s} after {now - self.lost[s]['since']:.1f} s ({then[s]})" for s in gone)
+            log.warning("source lost no more: %s", what)
+            decisions.record("service", "source_back", {"streams": {s: round(now - self.lost[s]["since"], 2)
+                                                                    for s in gone}, "then": then},
+                             reason=f"source lost no more: {what}")
+        self.lost = lost
+
     def _send_status(self) -> None:
         if not self.notifier.enabled or self._status is None:
             return
         line = self._status()
+        if self.lost:
+            line = "source lost: " + ", ".join(self.lost) + "; " + line
         if self.stalled:
             line = "stalled: " + ", ".join(f"{s} {a:.0f} s" for s, a in self.stalled.items()) + "; " + line
         self.notifier.notify(f"STATUS={line}")

@@ -37,7 +37,8 @@ import cv2
 import numpy as np
 
 from edge.alerts import AlertEngine
-from edge.app.behaviour import BehaviourStage
+from edge.alerts.engine import alert_order
+from edge.app.behaviour import BehaviourStage, alert_state_path
 from edge.core.detections import Detections
 from edge.core.frames import Frame
 
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 # busy share of the worker from which due times are aligned for batching: below it frames are served as they come
 # (lowest latency); near saturation batches buy throughput (edge bench streams: docs/BENCHMARKS.md)
 ALIGN_LOAD = 0.8
+STOP_S = 5.0  # StreamSet.stop(): the worker and every reader are joined against this one deadline
 
 
 @dataclass
@@ -200,8 +202,9 @@ class StreamSet:
             reader = LatestFrameReader(src, cam.source.reconnect_s, drop=live)
             analytics = Analytics.from_config(cam.analytics, sink, source=cam.id,
                                               frame_size=(cam.source.width, cam.source.height))
-            streams.append(Stream(cam, reader, BehaviourStage(analytics, AlertEngine(cam.alerts, sink),
-                                                              models=models), critical=cam.critical))
+            engine = AlertEngine(cam.alerts, sink, state_path=alert_state_path(cfg, cam.alerts, cam.id))
+            streams.append(Stream(cam, reader, BehaviourStage(analytics, engine, models=models),
+                                  critical=cam.critical))
         return cls(streams, detect, yield_to=yield_to, detect_batch=detect_batch, max_batch=max_batch)
 
     @property
@@ -220,18 +223,32 @@ class StreamSet:
 
     def stop(self) -> None:
         """Stop the worker and the readers that were started (a start that failed after the set was built never
-        started them), then close each stream's analytics."""
+        started them), then close each stream's analytics. Every reader is asked to stop first, then all are joined
+        against one deadline (STOP_S), so hung cameras do not add up."""
         self._stop.set()
-        if self._thread.ident is not None:
-            self._thread.join(timeout=5)
         for r in self._reading:
-            r.stop()
+            r.request_stop()
+        deadline = time.monotonic() + STOP_S
+        if self._thread.ident is not None:
+            self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        for r in self._reading:
+            r.join(deadline)
         self._reading.clear()
         for s in self.streams:
             s.behaviour.close()
 
     def health(self) -> dict:
         return {s.id: s.health(self.duty) for s in self.streams}
+
+    def progress(self) -> dict[str, float | None]:
+        """For the watchdog: stream -> monotonic time of its last processed frame (None: none yet); streams whose
+        source ended are left out."""
+        return {s.id: s.stats.done_t[-1] if s.stats.done_t else None for s in self.streams if not s.reader.ended}
+
+    def lost(self) -> dict[str, str]:
+        """For the watchdog: stream -> its reader's error, for the streams whose reader knows it lost its source and
+        reconnects (not a hang)."""
+        return {s.id: e for s in self.streams if (e := s.reader.error) and not s.reader.ended}
 
     def scheduler_stats(self) -> dict:
         """Batch sizes used (histogram), throttling and the learned batch cost, for benches and logs."""
@@ -270,10 +287,11 @@ class StreamSet:
         edge_stream_fps, so a camera that stops delivering falls to 0 instead of keeping its last rate."""
         if now < self._next_control:
             return
-        from edge.core.metrics import STREAM_FPS
+        from edge.core.metrics import SOURCE_UP, STREAM_FPS
 
         for s in self.streams:
             STREAM_FPS.labels(s.id).set(s.stats.fps())
+            SOURCE_UP.labels(s.id).set(0 if s.reader.error else 1)
         if self._last_control:
             self.throttled_s += now - self._last_control if self.duty < 1.0 else 0.0
             self.load = 0.5 * self.load + 0.5 * min(1.0, (self.busy_s - self._busy_mark) / (now - self._last_control))
@@ -441,13 +459,14 @@ class EngineGroup:
 
     def __init__(self, engines: list[AlertEngine]):
         self.engines = [e for e in engines if e is not None]
+        self.config = self.engines[0].config if self.engines else None  # the main [alerts]: the store's timezone
 
     def now_wall(self) -> float:
         return max((e.now_wall() for e in self.engines), default=time.time())
 
     def active(self) -> list[dict]:
-        out = [a for e in self.engines for a in e.active()]
-        return sorted(out, key=lambda a: (a["state"] != "open", a.get("opened_at") or 0.0))
+        """Open and acked alerts of every camera, in AlertEngine.active()'s order."""
+        return sorted((a for e in self.engines for a in e.active()), key=alert_order)
 
     def recent_resolved(self, n: int = 20) -> list[dict]:
         out = [a for e in self.engines for a in e.recent_resolved(n)]
@@ -462,7 +481,7 @@ class EngineGroup:
                 return e
             except UnknownAlert:
                 continue
-        raise UnknownAlert(f"no alert {alert_id!r}")
+        raise UnknownAlert(f"no alert {alert_id!r} on this device")
 
     def get(self, alert_id: str):
         return self._owner(alert_id).get(alert_id)

@@ -202,12 +202,25 @@ class LatestFrameReader:
             self._cond.notify_all()
             return f
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Ask the reader thread to end, without waiting: wakes a paced read and a waiting hand-over (a driver call
+        that blocks ends on its own timeout)."""
         self._stop.set()
         self.source.interrupt()
         with self._cond:
             self._cond.notify_all()
-        self._thread.join(timeout=5)
+
+    def join(self, deadline: float) -> bool:
+        """Wait for the reader thread until `deadline` (time.monotonic()); False, logged, if it is still blocked."""
+        if self._thread.ident is not None:
+            self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
-            log.warning("source %s: reader thread still blocked in the driver after 5 s; left to finish on its own",
-                        self.source.name)
+            log.warning("source %s: reader thread still blocked in the driver at the stop deadline; left to finish "
+                        "on its own", self.source.name)
+            return False
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """request_stop(), then join() for up to `timeout` s."""
+        self.request_stop()
+        self.join(time.monotonic() + timeout)
