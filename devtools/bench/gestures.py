@@ -96,8 +96,7 @@ def drive(script, rec, rng, noise_px: float, drop: float = 0.05) -> tuple[list, 
     """Landmark level: the script's hands (jittered, some frames dropped) into the recognizer."""
     from devtools.hand_scenes import H, W
 
-    rec.reset()
-    rec.quiet_until = -1e9
+    rec.reset()  # also forgets the cooldown
     events, ms = [], {}
     for t, poses, body in script.frames:
         hands = [p.template.hand(p, rng, noise_px, 0.002) for p in poses if rng.random() >= drop]
@@ -186,7 +185,6 @@ def e2e(args, tpls, cfg, sessions) -> dict:
             stage = stages[w]
             stage.reset()
             rec.reset()
-            rec.quiet_until = -1e9
             prng = np.random.default_rng(args.seed + 2)
             events, extra = [], {}
             for (t, poses, body), rgb in zip(s.frames, imgs):

@@ -4,7 +4,9 @@ MediaPipe Hands runs the palm detector until it has hands and then tracks them f
 Holistic takes the first ROI from the pose instead. Here a hand is tracked from its landmarks while its flag holds;
 a side without a track (or whose track ROI is far from where the pose sees that hand now: a fast swipe) gets its ROI
 from the pose (wrist, index, pinky) when the pose sees it (raised, with `raised_only`); the palm detector runs only
-while no hand is tracked (`palm_detection = "fallback"`), at most every `palm_every_n`-th step.
+while no hand is tracked (`palm_detection = "fallback"`), at most every `palm_every_n`-th step. With a pose, a palm
+the detector finds is kept only if it can be that person's hand (see `HandTracker._palm_key`): a hand raised by
+someone behind the shopper is no gesture.
 """
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ from edge.pose.types import Roi
 
 log = logging.getLogger(__name__)
 HIPS = (23, 24)
+SHOULDER = {"left": 11, "right": 12}
 STALE = 0.5  # a track whose ROI centre is this far (x the smaller ROI) from the pose's ROI of that hand is stale
+REACH = 2.0  # a hand's ROI centre is at most this many shoulder widths from its shoulder (arm's length ~1.9)
 
 
 def pose_hand_rois(pose_landmarks: np.ndarray, cfg: HandsConfig) -> dict[str, Roi]:
@@ -57,8 +61,10 @@ class HandTracker:
         cfg = self.cfg
         tracks = dict(self.tracks)
         pose_rois = pose_hand_rois(pose_landmarks, cfg) if pose_landmarks is not None else {}
-        for side, roi in pose_rois.items():  # a fast hand left its last ROI: the pose (this frame) knows better
-            if side in tracks and overlap(tracks[side], roi) > STALE:
+        for side, roi in pose_rois.items():  # a fast hand left its last ROI: the pose (this frame) knows better,
+            # unless the pose's ROI lies on another tracked hand: the pose swapped the sides, the tracks did not
+            if side in tracks and overlap(tracks[side], roi) > STALE and not any(
+                    overlap(r, roi) <= STALE for k, r in self.tracks.items() if k != side):
                 del tracks[side]
         cands: list[tuple[str, Roi, str]] = [(k, r, "track") for k, r in tracks.items()]
         for side, roi in pose_rois.items():
@@ -72,7 +78,11 @@ class HandTracker:
             palm_ran, self._since_palm = True, 0
             for roi in self.palms.rois(image_rgb, cfg.max_hands):
                 if not any(overlap(roi, r) < 0.5 for _, r, _ in cands):
-                    cands.append((self._palm_key(roi, pose_landmarks, {k for k, _, _ in cands}), roi, "palm"))
+                    key = self._palm_key(roi, pose_landmarks, {k for k, _, _ in cands})
+                    if key is None:
+                        log.debug("palm at (%.0f, %.0f) is not the person's hand: ignored", roi.cx, roi.cy)
+                        continue
+                    cands.append((key, roi, "palm"))
         hands: list[Hand] = []
         for key, roi, source in cands[:cfg.max_hands + 2]:
             h = self.landmarks(image_rgb, roi)
@@ -84,14 +94,25 @@ class HandTracker:
         self.tracks = {h.key: h.roi_next for h in hands}
         return hands, palm_ran
 
-    @staticmethod
-    def _palm_key(roi: Roi, pose_landmarks: np.ndarray | None, taken: set[str]) -> str:
-        """The side of the nearest pose wrist not already taken, else a free palm<i> key."""
+    def _palm_key(self, roi: Roi, pose_landmarks: np.ndarray | None, taken: set[str]) -> str | None:
+        """Whose hand a palm detection is. Without a pose: a free palm<i> key. With one: the side of the nearest
+        free pose wrist the pose sees (visibility >= pose_visibility) within the ROI size; else palm<i> if a free
+        side whose wrist the pose does not see can reach it (within REACH shoulder widths of that shoulder, or
+        the shoulders are not seen); else None: not this person's hand (someone behind the shopper)."""
         if pose_landmarks is not None:
-            sides = sorted((s for s in POSE_HAND if s not in taken),
-                           key=lambda s: np.hypot(*(pose_landmarks[POSE_HAND[s][0], :2] - (roi.cx, roi.cy))))
-            if sides and np.hypot(*(pose_landmarks[POSE_HAND[sides[0]][0], :2] - (roi.cx, roi.cy))) < roi.size:
-                return sides[0]
+            free = [s for s in POSE_HAND if s not in taken]
+            vis = self.cfg.pose_visibility
+            at = np.array([roi.cx, roi.cy])
+            near = {s: float(np.hypot(*(pose_landmarks[POSE_HAND[s][0], :2] - at))) for s in free
+                    if pose_landmarks[POSE_HAND[s][0], 3] >= vis}
+            if near and min(near.values()) < roi.size:
+                return min(near, key=near.get)
+            sh = pose_landmarks[[SHOULDER["left"], SHOULDER["right"]]]
+            width = float(np.hypot(*(sh[0, :2] - sh[1, :2])))
+            if float(sh[:, 3].min()) >= vis and not any(
+                    s not in near and np.hypot(*(pose_landmarks[SHOULDER[s], :2] - at)) <= REACH * width
+                    for s in free):
+                return None
         i = 0
         while f"palm{i}" in taken:
             i += 1

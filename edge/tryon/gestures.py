@@ -221,7 +221,9 @@ class GestureRecognizer:
         self.view = FULL_VIEW  # the part of the displayed picture the page shows (swatch_space "screen")
 
     def reset(self) -> None:
+        """Forget the hands and the cooldown (the shopper left: the next one starts afresh)."""
         self.tracks.clear()
+        self.quiet_until = -math.inf
 
     def set_view(self, view: tuple[float, float, float, float] | None) -> None:
         """[x0, y0, x1, y1] of the displayed picture that the mirror page shows its swatches in (None: all)."""
@@ -378,6 +380,7 @@ class MirrorGestures:
         self._t_last_run = -math.inf
         self._t = 0.0
         self._in_zone = False
+        self._t_left: float | None = None  # stream time the shopper was last seen leaving the zone
         self._since_run = 0
         self.every = cfg.every_n  # hands on every `every`-th pose frame now (yield_to_picture raises it)
         self.strain: Callable[[], float] | None = None  # how far the mirror is from keeping up (0 = it is)
@@ -441,11 +444,17 @@ class MirrorGestures:
         person = main_person(pose_result)
         if not self.in_zone(person, frame.shape):
             if self._in_zone:
+                self._t_left = frame.t
+            # a pose frame without the shopper (the pose missed them, or failed) is forgiven like a lost hand:
+            # hands and holds are forgotten only once the shopper has been away longer than the holds' grace
+            grace = max(self.cfg.point.grace_ms, self.cfg.palm.grace_ms) / 1e3
+            if self._t_left is not None and frame.t - self._t_left > grace:
                 self.hands.reset()
                 self.recognizer.reset()
+                self._t_left = None
             self._in_zone, self.reason = False, "no shopper in the zone"
             return None
-        self._in_zone = True
+        self._in_zone, self._t_left = True, None
         pose_ms = pose_result.timings_ms.get("pose", 0.0) if pose_result is not None else 0.0
         if not self._due(frame.t, pose_ms):
             return None

@@ -264,3 +264,23 @@ def test_mirror_strain_counts_dropped_frames_and_late_frames():
     p._t_in.extend(now - 1 + i / 30 for i in range(31))  # the camera gives 30 FPS, the mirror shows 20
     p._t_out.extend(now - 1 + i / 20 for i in range(21))
     assert p.dropped_fraction() == pytest.approx(1 / 3, abs=0.01) and p.strain(80.0) == pytest.approx(1 / 3, abs=0.01)
+
+
+def test_reset_forgets_the_last_shoppers_cooldown(templates):
+    """A shopper swipes and leaves (the mirror resets the recognizer); the next one steps in at once and swipes
+    while the last one's cooldown would still run: the swipe counts."""
+    cfg = CFG.model_copy(update={"cooldown_s": 3.0})
+    rec = GestureRecognizer(cfg)
+    ev = []
+    for t, poses, body in gesture_script("swipe_right", templates, cfg, np.random.default_rng(100)).frames:
+        ev += rec.update(t, [p.template.hand(p) for p in poses], (H, W), body)
+        if ev:
+            break  # the shopper leaves right after the swipe
+    assert [e.kind for e in ev] == ["swipe_right"]
+    rec.reset()
+    second = gesture_script("swipe_left", templates, cfg, np.random.default_rng(101))
+    dt = ev[0].t + 1 / 30
+    assert second.truth[0].t_end + dt < ev[0].t + cfg.cooldown_s  # within the first shopper's cooldown
+    ev2 = [e for t, poses, body in second.frames
+           for e in rec.update(t + dt, [p.template.hand(p) for p in poses], (H, W), body)]
+    assert [e.kind for e in ev2] == ["swipe_left"], [(e.kind, round(e.t, 2)) for e in ev2]

@@ -108,3 +108,31 @@ def test_threaded_mirror_runs_hands_on_the_pose_thread(hand_zoo):
         pipe.stop()
     assert [(e.kind, e.value) for e in pipe.gestures.events] == [("point", "red")]
     assert pipe.gestures.frames_run >= 3 and pipe.actions.state()["last_action"]["source"] == "point"
+
+
+def test_a_frame_without_the_shopper_does_not_restart_the_hold(hand_zoo):
+    """The pose fails (or misses the shopper) on one frame in the middle of a pointing hold: that frame is forgiven
+    like a lost hand frame (grace_ms), so the colour is picked on time; once the shopper has been away longer than
+    that, the hands and the holds are forgotten."""
+    from calibration.photos import load_photo
+
+    u, v = FINGERTIP_UV
+    pipe = _mirror(hand_zoo, (u - 0.07, v - 0.08, u + 0.07, v + 0.08))
+    img = window_view(load_photo("zidane"), 640, 360, 1280)
+    g = pipe.gestures
+    try:
+        for i in range(30):
+            t = i / 30
+            frame = Frame(img.copy(), i, t, t)
+            if i == 12:
+                g.process(frame, None)  # what the pose thread hands on when the pose failed
+            else:
+                pipe.run_sync(frame)
+        assert [(e.kind, e.value) for e in g.events] == [("point", "red")]
+        assert g.events[0].t_start < 12 / 30 and g.events[0].t <= 12 / 30 + pipe.cfg.gestures.point.hold_ms / 1e3
+        for i in range(30, 40):  # the shopper is gone for 1/3 s
+            g.process(Frame(img.copy(), i, i / 30, i / 30), None)
+        assert g.recognizer.tracks == {} and g.hands.tracker.tracks == {}
+    finally:
+        pipe.close_sync()
+        g.close()
