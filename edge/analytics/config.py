@@ -443,7 +443,8 @@ class AnalyticsConfig(StrictModel):
 
     def frame_problems(self, width: int, height: int, prefix: str = "analytics") -> list[str]:
         """`key: what (fix)` for zones, shelves and lines that lie outside a width x height frame (they would never
-        count anything; partly outside is fine, points on the border are inside) and queue heads outside it."""
+        count anything; partly outside is fine, points on the border are inside), queue heads outside it and heatmap
+        frame sizes other than it."""
         frame = f"the {width}x{height} frame ([source] width/height)"
         fix = "(fix: use frame pixels of the configured size)"
         problems = []
@@ -458,6 +459,12 @@ class AnalyticsConfig(StrictModel):
                                 f"to [{ln.end[0]:g}, {ln.end[1]:g}] does not pass through {frame}, so nobody can "
                                 f"cross it (fix: set start and end in frame pixels of the configured size; ends on "
                                 "or beyond the border are fine)")
+        for i, hm in enumerate(self.heatmaps):
+            # points are frame px: a grid over another size piles every count into a corner or the edge cells
+            if hm.frame_size is not None and tuple(hm.frame_size) != (width, height):
+                problems.append(f"{prefix}.heatmaps.{i}.frame_size: [{hm.frame_size[0]}, {hm.frame_size[1]}] of "
+                                f"heatmap {hm.name!r} is not the size of {frame}, so its cells do not cover the "
+                                "frame (fix: remove frame_size, the source's size is the default)")
         for i, q in enumerate(self.queues):
             # a till just out of view is a fair head (people are ranked by distance to it); a frame size or more
             # beyond the border is another scale or camera

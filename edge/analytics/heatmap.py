@@ -75,7 +75,8 @@ class Heatmap:
             self._reset(t, t_wall)
         elif t >= self._start + self.period_s:
             out = self._emit(self._start + self.period_s, t, t_wall)
-            self._reset(self._start + self.period_s * float(np.floor((t - self._start) / self.period_s)), t_wall)
+            start = self._start + self.period_s * float(np.floor((t - self._start) / self.period_s))
+            self._reset(start, None if t_wall is None else t_wall - (t - start))  # the wall time of `start`
         pts = list(tracked_points(detections, self.anchor).values())
         if pts:
             row, col = self.cells(np.array(pts))

@@ -9,8 +9,9 @@ from edge.core.events import Event
 
 class KioskHelp:
     """A customer is unattended from the later of their kiosk-zone entry and the last frame anyone was in the
-    staff zone (no staff zone: from entry). When the longest-unattended customer reaches `after_s` seconds while
-    the staff zone is empty, `help_requested` (kiosk, track_id, waited_s, enter_t) is emitted and `requested` is
+    staff zone (no staff zone: from entry). When the longest-unattended customer seen at the kiosk in that frame
+    (not one in the zone's exit grace, who may have just left) reaches `after_s` seconds while the staff zone is
+    empty, `help_requested` (kiosk, track_id, waited_s, enter_t) is emitted and `requested` is
     true until staff enter the staff zone or that customer leaves: then `help_resolved` (kiosk, track_id, reason
     "staff_arrived" | "customer_left", requested_t, duration_s). With the zone's `handover_s`, a customer counts as
     left once their visit is reported as left (held that long after exit_s), so one found again under a new id keeps
@@ -50,6 +51,10 @@ class KioskHelp:
 
     def update(self, detections: Detections, t: float, t_wall: float | None = None) -> list[Event]:
         """Advance to one frame; returns help_requested / help_resolved events."""
+        back = self._t is not None and t < self._t  # stream time went back: the zones end every visit
+        t_end = self._t if back else t  # ... at the old clock's last frame, and so does an open request
+        if back:
+            self._staff_t = None  # a staff time of the old clock would hold requests off until the new one passes it
         self._t = t
         self.kiosk.step(detections, t, t_wall)
         for old, new in self.kiosk.handovers:  # the same shopper under a new id: the request stands
@@ -69,11 +74,12 @@ class KioskHelp:
             if reason:
                 out.append(make_event("help_resolved", {
                     "kiosk": self.name, "track_id": self.requester, "reason": reason,
-                    "requested_t": r3(self._requested_t), "duration_s": r3(t - self._requested_t)},
+                    "requested_t": r3(self._requested_t), "duration_s": r3(t_end - self._requested_t)},
                     t, t_wall, self.source))
                 self.requester = None
         if self.requester is None and not staff_here:
-            waiting = self.waiting(t)
+            members = self.kiosk.members
+            waiting = {tid: s for tid, s in self.waiting(t).items() if members[tid].out_t is None}  # seen now
             if waiting:
                 tid = max(waiting, key=lambda k: (waiting[k], -k))
                 if waiting[tid] >= self.after_s:

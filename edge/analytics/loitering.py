@@ -38,8 +38,9 @@ def within_hours(t_wall: float, windows: list[tuple[int, int]], tz: tzinfo | Non
 class Loitering:
     """Emits one `loitering` event (loitering, zone, track_id, enter_t, enter_t_wall, dwell_s) per zone visit once
     the visit has lasted `after_s` seconds of stream time while the local wall time is within `hours`
-    ("HH:MM-HH:MM" windows; empty: any time). A visit already long when the hours begin is reported when they
-    begin. Hours need the frame's wall time; without it no event is raised."""
+    ("HH:MM-HH:MM" windows; empty: any time), in a frame that sees the person inside (not in the zone's exit
+    grace: someone who left just before `after_s` is not reported). A visit already long when the hours begin is
+    reported when they begin. Hours need the frame's wall time; without it no event is raised."""
 
     def __init__(self, zone: PolygonZone, *, name: str | None = None, after_s: float = 60.0, hours=(),
                  tz: tzinfo | None = None, source: str = "default"):
@@ -86,7 +87,7 @@ class Loitering:
                 self._flagged.add(new)
         out = []
         due = [v for tid, v in sorted(self.zone.members.items())
-               if tid not in self._flagged and t - v.enter_t >= self.after_s]
+               if tid not in self._flagged and v.out_t is None and t - v.enter_t >= self.after_s]
         if due and self._in_hours(t_wall):
             for v in due:
                 self._flagged.add(v.track_id)

@@ -15,7 +15,9 @@ class Queue:
     """A queue is a zone: its length is the number of confirmed tracks inside (zone inertia and grace apply).
 
     A person leaving the zone counts as served when, in their last frame inside, nobody else seen inside was closer
-    to `head` (the service end, frame px); without `head` every departure counts. The service rate is
+    to `head` (the service end, frame px) and they stood in the half of the zone nearer the head (within half the
+    distance from `head` to the zone's farthest corner: someone walking out at the back, e.g. a passer-by alone in
+    the zone, was not served); without `head` every departure counts. The service rate is
     the number served in the last `rate_window_s` seconds divided by the time the queue was non-empty in that
     window (people per minute, None until `min_services` people were served); the wait estimate is
     length / rate. `queue_changed` (queue, length, previous_length, service_rate_per_min, wait_estimate_s) is
@@ -25,6 +27,9 @@ class Queue:
                  min_services: int = 2, min_interval_s: float = 5.0, source: str = "default"):
         self.zone, self.name, self.source = zone, name or zone.name, source
         self.head = None if head is None else np.asarray(head, np.float64)
+        # served only within this distance of the head: half its distance to the zone's farthest corner
+        self._serve_dist = (np.inf if self.head is None else
+                            0.5 * float(np.hypot(*(zone.polygon - self.head).T).max()))
         self.rate_window_s, self.min_services, self.min_interval_s = rate_window_s, max(1, min_services), min_interval_s
         self._served: deque[float] = deque()  # service times
         self._busy: deque[list[float]] = deque()  # [start, end] intervals with length > 0
@@ -99,8 +104,8 @@ class Queue:
         return out
 
     def _rank_head(self) -> None:
-        """Mark, among the members seen inside this frame, the one nearest the head; members in their exit grace
-        keep the mark of their last frame inside."""
+        """Mark, among the members seen inside this frame, the one nearest the head (if within _serve_dist of it);
+        members in their exit grace keep the mark of their last frame inside."""
         members = self.zone.members
         for tid in [k for k in self._at_head if k not in members]:
             del self._at_head[tid]
@@ -112,4 +117,4 @@ class Queue:
             return
         dist = {tid: float(np.hypot(*(p - self.head))) for tid, p in seen.items()}
         nearest = min(dist, key=dist.get)
-        self._at_head.update({tid: tid == nearest for tid in seen})
+        self._at_head.update({tid: tid == nearest and dist[tid] <= self._serve_dist for tid in seen})

@@ -10,9 +10,11 @@ Each track has a constant-velocity Kalman filter on (centre x, centre y, aspect 
    ever scores low, e.g. a near person of an unusual look), confirmed after `low_track_hits` matched frames.
 A tentative track is confirmed after `min_hits` consecutive matched frames and only then gets an id. A confirmed
 track that goes unmatched is "lost" and kept for `lost_s` seconds of stream time, so its id survives a short
-occlusion or a crossing. A person being covered yields ever smaller boxes just before vanishing, which would send
-the filter off with a false velocity; so when a track is lost its state restarts from its last full-size
-observation with the velocity fitted over its recent full-size observations, and it keeps moving with that.
+occlusion or a crossing; no frame at all for longer than `lost_s` (and twice the interval before, e.g. a camera
+outage) ends every track, so nobody found after the gap inherits an id. A person being covered yields ever
+smaller boxes just before vanishing, which would send the filter off with a false velocity; so when a track is
+lost its state restarts from its last full-size observation with the velocity fitted over its recent full-size
+observations, and it keeps moving with that.
 Lost tracks are matched on IoU of boxes grown by `lost_buffer` of their size (buffered IoU), which tolerates the
 drift of small, slow or turning people over a short occlusion.
 
@@ -250,6 +252,7 @@ class ByteTracker:
         self._tracks: list[Track] = []
         self._next_id = 1
         self._t: float | None = None
+        self._dt: float | None = None  # the interval before the last frame (a gap is judged against it)
 
     @classmethod
     def from_config(cls, cfg) -> ByteTracker:
@@ -264,7 +267,7 @@ class ByteTracker:
     def reset(self) -> None:
         """Drop every track. Ids keep counting: zones, lines and queues key their state by id, so an id is never
         reused for another person."""
-        self._tracks, self._t = [], None
+        self._tracks, self._t, self._dt = [], None, None
 
     def update(self, detections: Detections, t: float, image: np.ndarray | None = None) -> Detections:
         """Feed one frame's detections at stream time `t` (seconds); returns them with tracker_id set. With the
@@ -272,6 +275,12 @@ class ByteTracker:
         if self._t is not None and t < self._t:
             log.warning("tracker: stream time went back from %.3f to %.3f; resetting tracks", self._t, t)
             self.reset()
+        elif self._t is not None and self._dt is not None and t - self._t > max(self.lost_s, 2 * self._dt):
+            # no frame for longer than the grace (a camera outage): nobody was seen for lost_s, so every track is
+            # over; otherwise a person standing where another stood before the gap would inherit that one's id
+            log.warning("tracker: no frame for %.3f s (lost_s %.3f); resetting tracks", t - self._t, self.lost_s)
+            self.reset()
+        self._dt = None if self._t is None else t - self._t
         self._t = t
         out_ids = np.full(len(detections), -1, np.int64)
         for tr in self._tracks:

@@ -203,3 +203,14 @@ def test_alert_durations_reject_nan_and_inf(key, value):
 
 def test_finite_alert_rule_is_fine():
     valid(RULE.format(op=">=", thr=3) + "clear_threshold = 2\nescalate_after_s = 300\n")
+
+
+def test_a_heatmap_frame_size_other_than_the_source_frame_is_an_error():
+    """Anchor points are pixels of the source frame: a grid over 1920x1080 on a 640x480 stream would pile every
+    count into the top-left cells."""
+    body = '[[analytics.heatmaps]]\nname = "floor"\nframe_size = [1920, 1080]\n'
+    [p] = problems(body)
+    check(p, "analytics.heatmaps.0.frame_size", "[1920, 1080] of heatmap 'floor' is not the size of the 640x480 "
+          "frame ([source] width/height)")
+    valid(body, width=1920, height=1080)
+    valid('[[analytics.heatmaps]]\nname = "floor"\n')  # the source's size by default

@@ -151,6 +151,18 @@ def test_heatmap_sums_and_periods():
     assert hm.flush(36.0)[0].data["period_start_t"] == 30.0 and hm.flush(37.0) == []
 
 
+def test_heatmap_period_start_wall_time_matches_its_stream_time():
+    """After periods with no frame (a camera outage), the next period starts on the period grid: its
+    period_start_t_wall is the wall time of period_start_t, not of the frame that opened it."""
+    hm = Heatmap((640, 480), period_s=10)
+    hm.update(tracked((1, 20, 20)), 0.0, 1000.0)
+    hm.update(tracked((1, 20, 20)), 0.1, 1000.1)
+    (ev,) = hm.update(tracked((1, 20, 20)), 37.5, 1037.5)  # no frame 0.1-37.5: the next period is 30-40
+    assert ev.data["period_start_t_wall"] == 1000.0
+    (ev,) = hm.flush(38.0, 1038.0)
+    assert ev.data["period_start_t"] == 30.0 and ev.data["period_start_t_wall"] == 1030.0
+
+
 def test_kiosk_help_waits_for_staff_absence():
     kiosk = [(0, 0), (200, 0), (200, 480), (0, 480)]
     staff = [(400, 0), (640, 0), (640, 480), (400, 480)]
@@ -169,6 +181,25 @@ def test_kiosk_help_waits_for_staff_absence():
                    (80, "help_requested", 1, 30.0, None),  # staff last seen at t = 50
                    (85, "help_resolved", 1, None, "customer_left")]
     assert events[1][2]["duration_s"] == 10.0 and not kh.requested
+
+
+def test_kiosk_help_after_stream_time_went_back():
+    """Another recording or a clock reset: an open request ends at the old clock's last frame (customer_left, a
+    true duration, never a negative one), and staff seen on the old clock do not hold off the next request."""
+    kiosk = [(0, 0), (200, 0), (200, 480), (0, 480)]
+    staff = [(400, 0), (640, 0), (640, 480), (400, 480)]
+    kh = KioskHelp(zone(kiosk, "kiosk"), zone(staff, "staff"), after_s=30)
+    out = []
+    for t in range(0, 101):  # old clock: customer 1 all along, staff until t = 5 (request at 35)
+        out += kh.update(tracked((1, 100, 300), *([(9, 500, 300)] if t <= 5 else [])), float(t))
+    assert [(e.kind, e.data["t"]) for e in out] == [("help_requested", 35.0)]
+    (e,) = kh.update(tracked((5, 100, 300)), 0.0)  # new clock: customer 5 (the tracker's ids keep counting)
+    assert (e.kind, e.data["reason"], e.data["duration_s"]) == ("help_resolved", "customer_left", 65.0)
+    kh2 = KioskHelp(zone(kiosk, "kiosk"), zone(staff, "staff"), after_s=30)
+    for t in range(0, 96):  # old clock: staff until t = 95, nobody at the kiosk
+        kh2.update(tracked((9, 500, 300)), float(t))
+    ev = [(t, e.kind) for t in range(0, 60) for e in kh2.update(tracked((5, 100, 300)), float(t))]
+    assert ev == [(30, "help_requested")]  # unattended since it came (t = 0 on the new clock)
 
 
 def test_kiosk_help_without_staff_zone():
