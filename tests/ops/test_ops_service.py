@@ -26,7 +26,7 @@ from edge.app.service import (EXIT_RSS_BUDGET, Notifier, ServiceConfig, ServiceS
 from edge.core.decisions import DecisionLog, DecisionLogConfig, read_decisions
 from edge.core import decisions
 
-from ops_util import REPO, wait_until
+from ops_util import REPO, StreamFeed, wait_until
 from systemd_double import NotifySocket, ServiceManager
 
 PY = sys.executable
@@ -73,20 +73,10 @@ def test_supervisor_pings_only_while_every_stream_makes_progress(tmp_path):
     sock = NotifySocket(tmp_path)
     log = DecisionLog.from_config(DecisionLogConfig(), tmp_path / "decisions").open()
     decisions.set_default(log)
-    last = {"main": time.monotonic(), "cam2": time.monotonic()}
-    flowing = {"main": True, "cam2": True}
-    done = threading.Event()
-
-    def frames():
-        while not done.is_set():
-            for k in last:
-                if flowing[k]:
-                    last[k] = time.monotonic()
-            time.sleep(0.02)
-    feeder = threading.Thread(target=frames, daemon=True)
-    feeder.start()
+    feed = StreamFeed(("main", "cam2"))
+    flowing = feed.flowing
     stop = threading.Event()
-    sup = ServiceSupervisor(ServiceConfig(stall_s=0.6, status_interval_s=0.2), lambda: dict(last), stop,
+    sup = ServiceSupervisor(ServiceConfig(stall_s=0.6, status_interval_s=0.2), feed.progress, stop,
                             env={"NOTIFY_SOCKET": sock.env_value, "WATCHDOG_USEC": "400000"}).start()
     try:
         assert sup.ping_s == 0.2
@@ -111,7 +101,7 @@ def test_supervisor_pings_only_while_every_stream_makes_progress(tmp_path):
         sup.stopping("test")
         assert sock.wait_for("STOPPING", "1", 5) is not None
     finally:
-        done.set()
+        feed.close()
         sup.close()
         decisions.set_default(None)
         log.close()

@@ -9,13 +9,8 @@ import pytest
 HEAD = '[device]\nid = "d1"\nstore = "s1"\nkind = "shelf-camera"\n'
 
 
-@pytest.mark.parametrize("body, line", [
-    ('[models.person_detector]\nname = "nanodet_m_416"\n[[cameras]]\nid = "c1"\n[cameras.source]\ntype = "demo"\n'
-     'fsp = 5\n', "cameras.0.source.fsp: Extra inputs are not permitted (fix: remove it or rename it to 'fps')"),
-    ('[[analytics.zones]]\nname = "a"\npolygon = [[0, 0], [100, 0], [100, 100]]\nenter_frame = 3\n',
-     "analytics.zones.0.enter_frame: Extra inputs are not permitted (fix: remove it or rename it to 'enter_frames')"),
-])
-def test_typo_in_a_list_item_suggests_the_key(tmp_path, body, line):
+def refused_with(tmp_path, body: str, line: str):
+    """Write HEAD + body as a device TOML; the loader refuses it with `line` (prefixed by the file) among its lines."""
     from edge.app.config import ConfigError, load_config
 
     p = tmp_path / "dev.toml"
@@ -23,6 +18,17 @@ def test_typo_in_a_list_item_suggests_the_key(tmp_path, body, line):
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert f"{p}: {line}" in str(e.value).splitlines()
+    return p
+
+
+@pytest.mark.parametrize("body, line", [
+    ('[models.person_detector]\nname = "nanodet_m_416"\n[[cameras]]\nid = "c1"\n[cameras.source]\ntype = "demo"\n'
+     'fsp = 5\n', "cameras.0.source.fsp: Extra inputs are not permitted (fix: remove it or rename it to 'fps')"),
+    ('[[analytics.zones]]\nname = "a"\npolygon = [[0, 0], [100, 0], [100, 100]]\nenter_frame = 3\n',
+     "analytics.zones.0.enter_frame: Extra inputs are not permitted (fix: remove it or rename it to 'enter_frames')"),
+])
+def test_typo_in_a_list_item_suggests_the_key(tmp_path, body, line):
+    p = refused_with(tmp_path, body, line)
     r = subprocess.run([sys.executable, "-m", "edge.app.cli", "config", "check", str(p)], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 1 and f"{p}: {line}" in r.stderr
@@ -39,13 +45,7 @@ def test_typo_in_a_list_item_suggests_the_key(tmp_path, body, line):
      "[ ... ])"),
 ])
 def test_wrong_type_or_place_says_what_to_write(tmp_path, body, line):
-    from edge.app.config import ConfigError, load_config
-
-    p = tmp_path / "dev.toml"
-    p.write_text(HEAD + body)
-    with pytest.raises(ConfigError) as e:
-        load_config(p)
-    assert f"{p}: {line}" in str(e.value).splitlines()
+    refused_with(tmp_path, body, line)
 
 
 ZONE_RULE = ('[[analytics.zones]]\nname = "door"\npolygon = [[0, 0], [100, 0], [100, 100], [0, 100]]\n'

@@ -9,6 +9,7 @@ from edge.app.service import ServiceConfig, ServiceSupervisor
 from edge.core import decisions
 from edge.core.decisions import DecisionLog, DecisionLogConfig, read_decisions
 
+from ops_util import StreamFeed
 from systemd_double import NotifySocket
 from waiting import wait_until
 
@@ -17,18 +18,9 @@ def test_each_stream_recovery_is_recorded_while_another_stays_stalled(tmp_path):
     sock = NotifySocket(tmp_path)
     dlog = DecisionLog.from_config(DecisionLogConfig(), tmp_path / "decisions").open()
     decisions.set_default(dlog)
-    last = {k: time.monotonic() for k in ("main", "cam2", "cam3")}
-    flowing = {k: True for k in last}
-    done = threading.Event()
-
-    def frames():
-        while not done.is_set():
-            for k in last:
-                if flowing[k]:
-                    last[k] = time.monotonic()
-            time.sleep(0.02)
-    threading.Thread(target=frames, daemon=True).start()
-    sup = ServiceSupervisor(ServiceConfig(stall_s=0.4), lambda: dict(last), threading.Event(),
+    feed = StreamFeed(("main", "cam2", "cam3"))
+    flowing = feed.flowing
+    sup = ServiceSupervisor(ServiceConfig(stall_s=0.4), feed.progress, threading.Event(),
                             env={"NOTIFY_SOCKET": sock.env_value, "WATCHDOG_USEC": "200000"}).start()
     try:
         sup.ready()
@@ -43,7 +35,7 @@ def test_each_stream_recovery_is_recorded_while_another_stays_stalled(tmp_path):
         assert wait_until(lambda: not sup.stalled, 10), sup.stalled
         assert wait_until(lambda: sock.times("WATCHDOG", "1", since=t_cam2), 10)
     finally:
-        done.set()
+        feed.close()
         sup.close()
         decisions.set_default(None)
         dlog.close()

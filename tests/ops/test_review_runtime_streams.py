@@ -2,10 +2,8 @@
 camera), its `edge_stream_fps` falls to 0 instead of keeping the last rate seen while frames flowed."""
 from __future__ import annotations
 
-import threading
 import urllib.request
 
-from edge.app import runner as R
 from edge.app.config import parse_config
 
 from test_ops_service import MjpegCamera
@@ -18,7 +16,7 @@ def _stream_fps(port: int, stream: str) -> float | None:
     return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(name)), None)
 
 
-def test_extra_camera_fps_metric_falls_to_zero_when_the_camera_hangs(tmp_path):
+def test_extra_camera_fps_metric_falls_to_zero_when_the_camera_hangs(tmp_path, running):
     cam = MjpegCamera()
     cfg = parse_config({"device": {"id": "rv-s1", "store": "s1", "kind": "kiosk"}, "pose": {"enabled": False},
                         "source": {"type": "demo"}, "http": {"port": 0, "host": "127.0.0.1"},
@@ -28,19 +26,14 @@ def test_extra_camera_fps_metric_falls_to_zero_when_the_camera_hangs(tmp_path):
                                      "source": {"type": "rtsp", "uri": cam.url, "fps": 15, "reconnect_s": 0.5}}],
                         "sync": {"broker": "", "outbox_path": str(tmp_path / "outbox.sqlite")},
                         "decisions": {"path": str(tmp_path / "decisions")}})
-    rt, stop = R.Runtime(cfg), threading.Event()
-    th = threading.Thread(target=rt.run, args=(stop,), daemon=True)
-    th.start()
     try:
-        assert wait_until(lambda: rt.http is not None and rt.streams is not None
-                          and rt.streams.streams[0].stats.processed > 20, 90)
-        port = rt.http.port
-        assert wait_until(lambda: (_stream_fps(port, "rv-hung-cam") or 0) > 2, 10), _stream_fps(port, "rv-hung-cam")
-        cam.paused.set()
-        assert wait_until(lambda: _stream_fps(port, "rv-hung-cam") == 0.0, 20), _stream_fps(port, "rv-hung-cam")
-        assert rt.streams.health()["rv-hung-cam"]["fps"] == 0.0  # /healthz agrees
+        with running(cfg, frames=1, timeout=90) as (rt, _):
+            assert wait_until(lambda: rt.streams is not None and rt.streams.streams[0].stats.processed > 20, 90)
+            port = rt.http.port
+            assert wait_until(lambda: (_stream_fps(port, "rv-hung-cam") or 0) > 2, 10), \
+                _stream_fps(port, "rv-hung-cam")
+            cam.paused.set()
+            assert wait_until(lambda: _stream_fps(port, "rv-hung-cam") == 0.0, 20), _stream_fps(port, "rv-hung-cam")
+            assert rt.streams.health()["rv-hung-cam"]["fps"] == 0.0  # /healthz agrees
     finally:
-        stop.set()
-        th.join(30)
         cam.close()
-    assert not th.is_alive()

@@ -18,10 +18,10 @@ import pytest
 from devtools.broker import Broker, prod_acl
 from sync import topics
 from sync.client import ClientOptions
-from sync.rollout import Rollout, _Conn, publish_model, wave_sizes
+from sync.rollout import Rollout, _Conn, wave_sizes
 
 from sync_helpers import wait_until
-from update_helpers import MODEL, Device, keys, model_dir
+from update_helpers import MODEL, Device, published_fleet
 
 CHUNK = 64 << 10
 REPO = Path(__file__).resolve().parents[2]
@@ -31,16 +31,10 @@ def opts(port: int, **kw) -> ClientOptions:
     return ClientOptions("127.0.0.1", port, **kw)
 
 
-def current(dev: Device) -> str:
-    return os.readlink(dev.zoo.cache / "models" / MODEL / "current")
-
 
 @pytest.fixture
 def fleet(broker, tmp_path):
-    priv, pub = keys(tmp_path / "keys")
-    base = model_dir(tmp_path / "v1.0", seed=0)
-    publish_model(opts(broker.port), MODEL, "1.1", model_dir(tmp_path / "v1.1", seed=2), priv, chunk_size=CHUNK)
-    return pub, base
+    return published_fleet(broker.port, tmp_path, CHUNK)
 
 
 def test_wave_sizes_round_exactly_and_refuse_bad_percentages():
@@ -60,7 +54,7 @@ def test_duplicate_device_is_offered_once_and_does_not_time_out(broker, tmp_path
                       wave_timeout_s=20, rollback_timeout_s=2).run()
         assert res["status"] == "SUCCEEDED", res
         assert res["waves"] == [{"s001/d001": "SUCCEEDED"}]
-        assert current(dev) == "1.1" and dev.agent.metrics()["offers"] == 1
+        assert dev.current() == "1.1" and dev.agent.metrics()["offers"] == 1
     finally:
         dev.stop()
 
@@ -109,7 +103,7 @@ def test_late_already_active_answer_does_not_hide_a_refused_rollback(broker, tmp
         assert out["status"] == "ABORTED", out
         assert out["rolled_back"] == {"s001/d001": "ROLLBACK_REFUSED"}, out
         assert "rollout " + first["rollout"] in out["devices"]["s001/d001"]["reason"], out
-        assert current(d1) == "1.1"
+        assert d1.current() == "1.1"
     finally:
         for d in (d1, d2):
             if d is not None:
@@ -144,7 +138,7 @@ def test_rollout_killed_mid_way_resumes_with_its_id_and_can_still_roll_back(brok
         res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert res["rollout"] == m.group(1) and res["status"] == "ABORTED", res
         assert res["rolled_back"] == {"s001/d001": "ROLLED_BACK"}, res
-        assert current(d1) == "1.0" and current(d2) == "1.0"
+        assert d1.current() == "1.0" and d2.current() == "1.0"
     finally:
         d1.stop()
         d2.stop()

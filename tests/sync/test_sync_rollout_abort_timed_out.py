@@ -5,7 +5,6 @@ older than its maximum age, or stamped too far ahead of its clock, or with no `t
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 
@@ -13,10 +12,10 @@ import pytest
 
 from sync import payloads, topics
 from sync.client import ClientOptions
-from sync.rollout import Rollout, publish_model, read_statuses
+from sync.rollout import Rollout, read_statuses
 
 from sync_helpers import requester, wait_until
-from update_helpers import MODEL, Device, keys, model_dir
+from update_helpers import MODEL, Device, published_fleet
 
 CHUNK = 64 << 10
 FINAL = ("SUCCEEDED", "FAILED", "ROLLED_BACK")
@@ -26,16 +25,10 @@ def opts(port: int) -> ClientOptions:
     return ClientOptions("127.0.0.1", port)
 
 
-def current(dev: Device) -> str:
-    return os.readlink(dev.zoo.cache / "models" / MODEL / "current")
-
 
 @pytest.fixture
 def fleet(broker, tmp_path):
-    priv, pub = keys(tmp_path / "keys")
-    base = model_dir(tmp_path / "v1.0", seed=0)
-    publish_model(opts(broker.port), MODEL, "1.1", model_dir(tmp_path / "v1.1", seed=2), priv, chunk_size=CHUNK)
-    return pub, base
+    return published_fleet(broker.port, tmp_path, CHUNK)
 
 
 def offline_device(port: int, root, pub, base, device: str) -> None:
@@ -57,12 +50,12 @@ def test_abort_rolls_back_timed_out_device_when_it_comes_back(broker, tmp_path, 
         assert res["waves"] == [{"s001/d001": "SUCCEEDED", "s001/d002": "ROLLED_BACK", "s001/d003": "TIMED_OUT"}]
         # d003 is offline: its rollback waits at the broker, behind the offer, in its persistent session
         assert res["rolled_back"] == {"s001/d001": "ROLLED_BACK", "s001/d003": "ROLLBACK_SENT"}, res
-        assert current(d1) == "1.0" and current(d2) == "1.0"
+        assert d1.current() == "1.0" and d2.current() == "1.0"
         d3 = Device(broker.port, tmp_path / "d3", pub, device="d003").start()  # back online, days later
         assert wait_until(lambda: d3.last.get("version") == "1.1" and d3.last.get("state") in FINAL, 20), \
             d3.agent.models()
         time.sleep(0.5)  # a rollback queued behind a job would run now
-        assert current(d3) == "1.0" and d3.activated == [], d3.last  # the aborted version never ran
+        assert d3.current() == "1.0" and d3.activated == [], d3.last  # the aborted version never ran
         assert d3.last["state"] == "FAILED" and "canceled by a fleet rollback" in d3.last["reason"], d3.last
     finally:
         for d in (d1, d2, d3):
@@ -89,7 +82,7 @@ def test_offer_queued_while_offline_expires(broker, tmp_path, fleet):
             st = read_statuses(opts(broker.port), 0.5)[("s001", "d001")]["job"]
             assert (st["state"], st["rollout"], st["reason"]) == ("FAILED", "r-old", got[0]["reason"]), st
             time.sleep(0.5)
-            assert current(dev) == "1.0" and dev.activated == []
+            assert dev.current() == "1.0" and dev.activated == []
             assert dev.agent.metrics()["offers_expired"] == 1
         finally:
             dev.stop()
@@ -120,7 +113,7 @@ def test_offer_stamped_ahead_of_the_clock_or_unstamped_is_refused_and_a_fresh_on
         skewed = send(json.dumps({"id": "c-skew", "args": args, "ts": time.time() + 600}).encode(), "c-skew")
         assert skewed["status"] == "ok", skewed  # 10 min of clock skew is tolerated
         assert wait_until(lambda: dev.last.get("state") == "SUCCEEDED", 20), dev.last
-        assert current(dev) == "1.1" and dev.agent.metrics()["offers_expired"] == 3
+        assert dev.current() == "1.1" and dev.agent.metrics()["offers_expired"] == 3
         assert send(payloads.command("c-again", args), "c-again")["result"]["state"] == "SUCCEEDED"
     finally:
         dev.stop()

@@ -14,7 +14,7 @@ from sync.update_installer import MAX_CHECK_ATTEMPTS, ModelStore
 from sync.update_job import ACTIVATING, Job
 
 from sync_helpers import wait_until
-from test_sync_shadow import MODEL, _device_cache
+from test_sync_shadow import MODEL, _device_cache, kiosk_with_updates
 
 BAD = "0.10.21-r9"
 
@@ -44,16 +44,10 @@ def crash_looped_cache(tmp_path):
 
 
 def test_runtime_points_a_crash_looping_update_back_before_loading_it(repo, tmp_path, broker, caplog):
-    from edge.app.config import load_config
     from edge.app.runner import Runtime
 
     cache, prev = crash_looped_cache(tmp_path)
-    cfg = load_config(repo / "device_configs" / "kiosk.toml")
-    cfg.sync.broker, cfg.sync.port = "127.0.0.1", broker.port
-    cfg.sync.outbox_path = str(tmp_path / "data" / "outbox.sqlite")
-    cfg.models.cache_dir = str(cache)
-    for ref in (cfg.models.pose_detector, cfg.models.pose_landmarks):
-        ref.backend, ref.precision = "openvino", "fp32"
+    cfg = kiosk_with_updates(repo, tmp_path, broker.port, cache)
     rt = Runtime(cfg, http=False)
     stop = threading.Event()
     result: list = []

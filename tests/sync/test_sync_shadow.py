@@ -169,21 +169,29 @@ def _device_cache(tmp_path: Path) -> Path:
     return dst
 
 
+def kiosk_with_updates(repo: Path, tmp_path: Path, port: int, cache: Path):
+    """device_configs/kiosk.toml taking model updates from the broker at `port`, its models from `cache`, pose on
+    OpenVINO FP32, its outbox under tmp_path/data."""
+    from edge.app.config import load_config
+
+    cfg = load_config(repo / "device_configs" / "kiosk.toml")
+    cfg.sync.broker, cfg.sync.port = "127.0.0.1", port
+    cfg.sync.outbox_path = str(tmp_path / "data" / "outbox.sqlite")
+    cfg.models.cache_dir = str(cache)
+    for ref in (cfg.models.pose_detector, cfg.models.pose_landmarks):
+        ref.backend, ref.precision = "openvino", "fp32"
+    return cfg
+
+
 def test_shadow_blocks_a_bad_landmark_model_and_promotes_a_good_one(repo, tmp_path, broker, capsys):
     from edge.app.cli import main
-    from edge.app.config import load_config
     from edge.app.runner import Runtime
     from edge.core.decisions import read_decisions
     from sync.client import ClientOptions
     from sync.rollout import Rollout, publish_model
 
     cache = _device_cache(tmp_path)
-    cfg = load_config(repo / "device_configs" / "kiosk.toml")
-    cfg.sync.broker, cfg.sync.port = "127.0.0.1", broker.port
-    cfg.sync.outbox_path = str(tmp_path / "data" / "outbox.sqlite")
-    cfg.models.cache_dir = str(cache)
-    for ref in (cfg.models.pose_detector, cfg.models.pose_landmarks):
-        ref.backend, ref.precision = "openvino", "fp32"
+    cfg = kiosk_with_updates(repo, tmp_path, broker.port, cache)
     cfg.source.realtime = True
     # latency is judged by the unit test above: on this shared 2-core box a timed ratio would be noise
     cfg.shadow = ShadowConfig(fraction=0.5, frames=30, timeout_s=120, max_latency_ratio=10.0)

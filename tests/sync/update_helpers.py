@@ -142,3 +142,22 @@ class Device:
         finally:
             db.close()
         return [json.loads(r[0])["data"] for r in rows]
+
+    def current(self) -> str:
+        """The version its `current` link points at."""
+        import os
+
+        return os.readlink(self.zoo.cache / "models" / MODEL / "current")
+
+
+def published_fleet(port: int, tmp_path: Path, chunk_size: int = 64 << 10) -> tuple[Path, Path]:
+    """A fleet key pair, version 1.0's folder (a device's base install) and version 1.1 of MODEL published on the
+    broker at `port`, signed with that key. Returns (public key, 1.0 folder)."""
+    from sync.client import ClientOptions
+    from sync.rollout import publish_model
+
+    priv, pub = keys(tmp_path / "keys")
+    base = model_dir(tmp_path / "v1.0", seed=0)
+    publish_model(ClientOptions("127.0.0.1", port), MODEL, "1.1", model_dir(tmp_path / "v1.1", seed=2), priv,
+                  chunk_size=chunk_size)
+    return pub, base
