@@ -81,6 +81,11 @@ class Consumer:
         # covers; with NORMAL a power cut on this host could lose commits the device has already deleted
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
+        try:  # an event re-sent under a new seq (an alert transition re-emitted after a kill) is stored once
+            self.db.execute("CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events (device, event_id)")
+        except sqlite3.IntegrityError:  # a database of an older consumer already holds such duplicates
+            log.warning("%s holds events stored twice under new seqs (an older consumer): they are not deduplicated by "
+                        "event id until those rows are removed", self.db_path)
         self._lock = threading.Lock()
         self._marks: dict[tuple[str, str], _Mark] = {}
         self._load_marks()

@@ -127,7 +127,7 @@ def publish_model(opts: ClientOptions, name: str, version: str, src: Path, key_p
 
     AlreadyPublished, with nothing sent, if a retained manifest of name@version arrives within `check_wait` s of
     subscribing to it (devices may be downloading that build: new chunks would fail them as corrupt); `replace`
-    overwrites it, clearing the old manifest first so that no device starts on it with the new chunks."""
+    clears the old build's retained messages first (unpublish_model), then publishes the new one."""
     if not key_path:
         raise ValueError("a private signing key (PEM) is required")
     key = sign.signing_key(Path(src), key_path)
@@ -143,9 +143,10 @@ def publish_model(opts: ClientOptions, name: str, version: str, src: Path, key_p
         if published and not replace:
             raise AlreadyPublished(f"{name}@{version} is already published (a retained manifest exists): publish the "
                                    "new build as a new version, or --replace it (devices downloading it will fail)")
-        if published:
-            log.warning("replacing the published %s@%s", name, version)
-            c.publish(manifest, b"", retain=True)
+    if published:  # every retained message of the old build goes, so none of its chunks outlive it on the broker
+        log.warning("replacing the published %s@%s", name, version)
+        unpublish_model(opts, name, version)
+    with _Conn(opts, []) as c:
         for fn, meta in payload["files"].items():
             with open(Path(src) / fn, "rb") as f:
                 for i in range(len(meta["chunks"])):

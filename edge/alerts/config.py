@@ -288,7 +288,7 @@ class AlertsConfig(StrictModel):
                              "the data (camera lost, pipeline stalled): for_s and clear_for_s start over, as after "
                              "missing values; cooldown and escalation still count it")
     state_path: str | None = Field(None, description="file that keeps the open and acked alerts across restarts: "
-                                   "None = beside the outbox (alert-state-<device>[-<camera>].json), '' = none (a "
+                                   "None = beside the outbox (alert-state-<device>[.<camera>].json), '' = none (a "
                                    "restart forgets them)")
     rules: list[AlertRule] = Field(default_factory=list)
 

@@ -28,6 +28,7 @@ from edge.core.events import Event, EventSink
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+CLOCK_SET = 1_577_836_800.0  # 2020-01-01: a wall time before this is a clock that was never set (no RTC, no NTP yet)
 TRANSITIONS = ("opened", "escalated", "acked", "resolved")
 
 
@@ -166,44 +167,50 @@ class AlertEngine:
         Returns the transition events emitted (also sent to the sink)."""
         out: list[Event] = []
         with self._lock:
-            now, gap = self._advance(t)
-            minute = None
-            held = self._held_metrics()
-            for rule in self.rules:
-                st = self._rule_state[rule.id]
-                if gap:  # nothing was seen meanwhile: neither held nor clear (as for missing values)
-                    st.since = st.clear_since = None
-                # a held rule's data is degraded: no data, so it neither opens nor clears (escalation still runs)
-                reading = None if held is not None and (not held or rule.metric in held) else \
-                    as_reading(values.get((rule.metric, rule.key)))
-                if st.alert is not None:
-                    self._track_open(rule, st, reading, now, t, t_wall, out)
-                    continue
-                if reading is None or not rule.fires(reading.value):
-                    st.since, st.noted = None, None
-                    continue
-                if st.since is None:
-                    st.since = now
-                if now - st.since < rule.for_s:
-                    continue
-                if minute is None:
-                    minute = self.config.minute_of_day(t_wall)
-                reason = self._blocked(rule, st, now, minute)
-                if reason is not None:
-                    if st.noted != reason:
-                        log.debug("rule %s holds but opens no alert: %s", rule.id, reason)
-                        st.noted = reason
-                    continue
-                a = _Alert(uuid.uuid4().hex, rule, rule.severity, _json_value(rule, reading),
-                           {**reading.evidence(), rule.spec.key_kind: rule.key}, t, t_wall, now - st.since, now)
-                a.current_value = a.peak_value = a.value
-                st.alert, st.clear_since, st.noted = a, None, None
-                self._active[a.alert_id] = a
-                self._by_group[rule.group] = a
-                log.info("alert %s opened: %s (%s, value %s)", a.alert_id, rule.id, rule.condition(), a.value)
-                out.append(self._emit(a, "opened", t, t_wall))
-            self._commit()
+            try:
+                self._evaluate(values, t, t_wall, out)
+            finally:  # what was emitted before a failure is still sent and saved
+                self._commit()
         return out
+
+    def _evaluate(self, values: Values, t: float, t_wall: float, out: list[Event]) -> None:
+        """update()'s body, under the lock: the transition events go to `out` (and the pending queue)."""
+        now, gap = self._advance(t)
+        minute = None
+        held = self._held_metrics()
+        for rule in self.rules:
+            st = self._rule_state[rule.id]
+            if gap:  # nothing was seen meanwhile: neither held nor clear (as for missing values)
+                st.since = st.clear_since = None
+            # a held rule's data is degraded: no data, so it neither opens nor clears (escalation still runs)
+            reading = None if held is not None and (not held or rule.metric in held) else \
+                as_reading(values.get((rule.metric, rule.key)))
+            if st.alert is not None:
+                self._track_open(rule, st, reading, now, t, t_wall, out)
+                continue
+            if reading is None or not rule.fires(reading.value):
+                st.since, st.noted = None, None
+                continue
+            if st.since is None:
+                st.since = now
+            if now - st.since < rule.for_s:
+                continue
+            if minute is None:
+                minute = self.config.minute_of_day(t_wall)
+            reason = self._blocked(rule, st, now, minute)
+            if reason is not None:
+                if st.noted != reason:
+                    log.debug("rule %s holds but opens no alert: %s", rule.id, reason)
+                    st.noted = reason
+                continue
+            a = _Alert(uuid.uuid4().hex, rule, rule.severity, _json_value(rule, reading),
+                       {**reading.evidence(), rule.spec.key_kind: rule.key}, t, t_wall, now - st.since, now)
+            a.current_value = a.peak_value = a.value
+            st.alert, st.clear_since, st.noted = a, None, None
+            self._active[a.alert_id] = a
+            self._by_group[rule.group] = a
+            log.info("alert %s opened: %s (%s, value %s)", a.alert_id, rule.id, rule.condition(), a.value)
+            out.append(self._emit(a, "opened", t, t_wall))
 
     # ------------------------------------------------------------------ holding (degraded inputs)
     def hold(self, key: str, reason: str, metrics: Iterable[str] | None = None) -> None:
@@ -428,6 +435,10 @@ class AlertEngine:
             return
         now = self._wall_clock()
         down = max(0.0, now - saved.saved_at)  # wall time: stream time starts over in a new process
+        if min(now, saved.saved_at) < CLOCK_SET:  # a device without a set clock (no RTC, before NTP) on either side
+            log.warning("alert state saved at wall time %.0f, now %.0f: the clock was not set, so the time the device "
+                        "was down is unknown and counts as none", saved.saved_at, now)
+            down = 0.0
         self._pending += [Event(p.kind, p.data, stream=p.stream, ts=p.ts, event_id=p.event_id) for p in saved.pending]
         groups = {r.group for r in self.rules}
         for key, left in saved.cooldowns.items():

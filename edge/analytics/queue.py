@@ -15,9 +15,9 @@ class Queue:
     """A queue is a zone: its length is the number of confirmed tracks inside (zone inertia and grace apply).
 
     A person leaving the zone counts as served when, in their last frame inside, nobody else seen inside was closer
-    to `head` (the service end, frame px) and they stood in the half of the zone nearer the head (within half the
-    distance from `head` to the zone's farthest corner: someone walking out at the back, e.g. a passer-by alone in
-    the zone, was not served); without `head` every departure counts. The service rate is
+    to `head` (the service end, frame px) and they stood in the half of the zone nearer the head (closer to `head`
+    than halfway between the zone's point nearest to it and its farthest corner: someone walking out at the back,
+    e.g. a passer-by alone in the zone, was not served); without `head` every departure counts. The service rate is
     the number served in the last `rate_window_s` seconds divided by the time the queue was non-empty in that
     window (people per minute, None until `min_services` people were served); the wait estimate is
     length / rate. `queue_changed` (queue, length, previous_length, service_rate_per_min, wait_estimate_s) is
@@ -27,9 +27,9 @@ class Queue:
                  min_services: int = 2, min_interval_s: float = 5.0, source: str = "default"):
         self.zone, self.name, self.source = zone, name or zone.name, source
         self.head = None if head is None else np.asarray(head, np.float64)
-        # served only within this distance of the head: half its distance to the zone's farthest corner
-        self._serve_dist = (np.inf if self.head is None else
-                            0.5 * float(np.hypot(*(zone.polygon - self.head).T).max()))
+        # served only within this distance of the head: halfway from the zone's nearest point to its farthest corner
+        # (a head outside the zone, a till just out of the queue, still leaves the near half of the zone)
+        self._serve_dist = np.inf if self.head is None else _half_way(zone.polygon, self.head)
         self.rate_window_s, self.min_services, self.min_interval_s = rate_window_s, max(1, min_services), min_interval_s
         self._served: deque[float] = deque()  # service times
         self._busy: deque[list[float]] = deque()  # [start, end] intervals with length > 0
@@ -118,3 +118,13 @@ class Queue:
         dist = {tid: float(np.hypot(*(p - self.head))) for tid, p in seen.items()}
         nearest = min(dist, key=dist.get)
         self._at_head.update({tid: tid == nearest and dist[tid] <= self._serve_dist for tid in seen})
+
+
+def _half_way(polygon: np.ndarray, head: np.ndarray) -> float:
+    """Distance from `head` halfway into the zone: between its nearest point of the polygon (0 inside) and the
+    polygon's farthest corner."""
+    import cv2
+
+    inside = cv2.pointPolygonTest(polygon.astype(np.float32).reshape(-1, 1, 2), (float(head[0]), float(head[1])), True)
+    near, far = max(0.0, -inside), float(np.hypot(*(polygon - head).T).max())
+    return near + 0.5 * (far - near)

@@ -10,8 +10,8 @@ Each track has a constant-velocity Kalman filter on (centre x, centre y, aspect 
    ever scores low, e.g. a near person of an unusual look), confirmed after `low_track_hits` matched frames.
 A tentative track is confirmed after `min_hits` consecutive matched frames and only then gets an id. A confirmed
 track that goes unmatched is "lost" and kept for `lost_s` seconds of stream time, so its id survives a short
-occlusion or a crossing; no frame at all for longer than `lost_s` (and twice the interval before, e.g. a camera
-outage) ends every track, so nobody found after the gap inherits an id. A person being covered yields ever
+occlusion or a crossing; no frame at all for longer than `lost_s`, twice the interval before and OUTAGE_S (a camera
+outage, not a slow frame) ends every track, so nobody found after the gap inherits an id. A person being covered yields ever
 smaller boxes just before vanishing, which would send the filter off with a false velocity; so when a track is
 lost its state restarts from its last full-size observation with the velocity fitted over its recent full-size
 observations, and it keeps moving with that.
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 # ByteTrack's noise weights (relative to box height) are per frame at 30 fps; scaled here by elapsed time.
 _REF_FPS = 30.0
+OUTAGE_S = 5.0  # no frame for this long (and lost_s, two frame intervals) ends every track: an outage, not a hiccup
 _W_POS, _W_VEL = 1.0 / 20, 1.0 / 160
 _HISTORY_S = 1.5  # observations kept to refit a lost track's motion
 _FULL_H = 0.85  # an observation at least this share of the track's recent tallest box is "full size"
@@ -275,10 +276,11 @@ class ByteTracker:
         if self._t is not None and t < self._t:
             log.warning("tracker: stream time went back from %.3f to %.3f; resetting tracks", self._t, t)
             self.reset()
-        elif self._t is not None and self._dt is not None and t - self._t > max(self.lost_s, 2 * self._dt):
-            # no frame for longer than the grace (a camera outage): nobody was seen for lost_s, so every track is
-            # over; otherwise a person standing where another stood before the gap would inherit that one's id
-            log.warning("tracker: no frame for %.3f s (lost_s %.3f); resetting tracks", t - self._t, self.lost_s)
+        elif self._t is not None and self._dt is not None and t - self._t > max(self.lost_s, 2 * self._dt,
+                                                                                 OUTAGE_S):
+            # no frame for longer than an outage (a camera lost, a reconnect; not a slow frame or a stream hiccup):
+            # every track is over; otherwise a person standing where another stood before would inherit that id
+            log.warning("tracker: no frame for %.3f s (an outage); resetting tracks", t - self._t)
             self.reset()
         self._dt = None if self._t is None else t - self._t
         self._t = t

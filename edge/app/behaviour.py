@@ -38,10 +38,13 @@ class BehaviourStage:
 
     @classmethod
     def from_config(cls, cfg, sink: EventSink, *, source: str, frame_size: tuple[int, int],
-                    detector: Detector | None = None, models: dict[str, str] | None = None) -> BehaviourStage:
-        """From an EdgeConfig's [analytics] and [alerts] sections (rule keys were checked when it was loaded)."""
+                    detector: Detector | None = None, models: dict[str, str] | None = None,
+                    engine: AlertEngine | None = None) -> BehaviourStage:
+        """From an EdgeConfig's [analytics] and [alerts] sections (rule keys were checked when it was loaded);
+        `engine`: the [alerts] engine already made (the runtime opens it before the models load), else a new one."""
         analytics = Analytics.from_config(cfg.analytics, sink, source=source, frame_size=frame_size)
-        engine = AlertEngine(cfg.alerts, sink, state_path=alert_state_path(cfg, cfg.alerts))
+        if engine is None:
+            engine = AlertEngine(cfg.alerts, sink, state_path=alert_state_path(cfg, cfg.alerts))
         return cls(analytics, engine, detector=detector, models=models)
 
     def process(self, frame: Frame, pose_result=None) -> None:
@@ -136,11 +139,11 @@ class BehaviourStage:
 
 def alert_state_path(cfg, alerts, camera: str | None = None) -> Path | None:
     """The state file of the alert engine of `alerts` (the main `[alerts]`, or the section of `[[cameras]]` id
-    `camera`): its `state_path`, else beside the outbox: <outbox folder>/alert-state-<device>[-<camera>].json;
+    `camera`): its `state_path`, else beside the outbox: <outbox folder>/alert-state-<device>[.<camera>].json (ids have no dots);
     None when `state_path` is "" (alerts in memory only)."""
     if alerts.state_path is not None:
         return Path(alerts.state_path).expanduser() if alerts.state_path else None
-    suffix = f"-{camera}" if camera else ""
+    suffix = f".{camera}" if camera else ""
     return cfg.sync.resolved_outbox_path(cfg.device.id).parent / f"alert-state-{cfg.device.id}{suffix}.json"
 
 

@@ -58,6 +58,9 @@ def run(args) -> int:
         return 2
 
 
+ALERTS_OPEN_WAIT_S = 30.0  # an ack_alert that comes before the alert engines are open waits this long for them
+
+
 class StartError(RuntimeError):
     """`edge run` could not start (the message names the config key and the fix)."""
 
@@ -200,6 +203,8 @@ class Runtime:
         self.monitor = None  # edge.app.monitor.RuntimeMonitor while running
         self.snapshots = None  # edge.app.snapshots.Snapshots (the `snapshot` command)
         self.retention = None  # edge.app.data_cli.RetentionLoop while running ([privacy] retention)
+        self._engines: dict = {}  # camera id (None: main) -> its AlertEngine, open before the models load
+        self._alerts_open = threading.Event()  # set once _open_alert_engines ran (acks wait for it)
 
     # -- commands from the cloud -------------------------------------------------------------
     def _cmd_ack_alert(self, args: dict) -> dict:
@@ -207,9 +212,10 @@ class Runtime:
         from edge.alerts import ack_command_handler
         from sync.commands import CommandError
 
+        self._alerts_open.wait(ALERTS_OPEN_WAIT_S)  # sync starts first: a queued ack may come before the engines
         engines = self._alert_engines()
         if engines is None:
-            raise CommandError("not ready: the analytics stage has not started")
+            raise CommandError("not ready: the alert engines have not started")
         return ack_command_handler(engines, error=CommandError)(args)
 
     def _planograms(self) -> dict:
@@ -243,12 +249,40 @@ class Runtime:
 
     def _alert_engines(self):
         """The alert engine of the main camera, or a group of it and the extra cameras' engines; None if none."""
-        main = self.stage.behaviour.engine if self.stage is not None and self.stage.behaviour is not None else None
-        if self.streams is None:
+        main, cams = self._engines.get(None), [e for k, e in self._engines.items() if k is not None]
+        if not cams:
             return main
         from edge.app.streams import EngineGroup
 
-        return EngineGroup([main, *self.streams.engines])
+        return EngineGroup([main, *cams], config=self.cfg.alerts)
+
+    def _open_alert_engines(self, sink) -> None:
+        """The alert engines, restored from their state files, before the models load: an ack the cloud queued
+        while the device was down finds its alert at once. A state file of a camera or a main [analytics] the
+        config no longer has is resolved (`rule_removed`) and removed, so the cloud closes its alerts."""
+        from edge.alerts import AlertEngine, AlertsConfig
+        from edge.app.behaviour import alert_state_path
+
+        cfg = self.cfg
+        try:
+            if main_has_analytics(cfg):
+                self._engines[None] = AlertEngine(cfg.alerts, self.ops.analytics_sink(sink),
+                                                  state_path=alert_state_path(cfg, cfg.alerts))
+            for cam in cfg.cameras:
+                self._engines[cam.id] = AlertEngine(cam.alerts, sink,
+                                                    state_path=alert_state_path(cfg, cam.alerts, cam.id))
+            mine = {p.resolve() for p in (alert_state_path(cfg, cfg.alerts),
+                                          *(alert_state_path(cfg, c.alerts, c.id) for c in cfg.cameras)) if p}
+            folder = alert_state_path(cfg, AlertsConfig()).parent
+            dev = cfg.device.id
+            for orphan in sorted([*folder.glob(f"alert-state-{dev}.json"), *folder.glob(f"alert-state-{dev}.*.json")]):
+                if orphan.resolve() not in mine:
+                    log.warning("alert state %s belongs to no camera of this config: its alerts are resolved",
+                                orphan)
+                    AlertEngine(AlertsConfig(), sink, state_path=orphan)  # no rules: every alert is resolved
+                    orphan.unlink(missing_ok=True)
+        finally:
+            self._alerts_open.set()
 
     def _live_counts(self) -> dict:
         """Live counts for the staff page: the main camera's, and each extra camera's under `cameras`."""
@@ -360,6 +394,7 @@ class Runtime:
                                          lost=self._lost_sources).start()
         collector, sink = self._open_sync()
         self.ops = Operations(cfg, sink).open()
+        self._open_alert_engines(sink)
         source = self._open_source()
         if source is None:
             collector.unregister()
@@ -439,8 +474,8 @@ class Runtime:
         """For the watchdog: stream -> its reader's error while the reader knows its source is lost and reconnects
         (a restart cannot bring a camera back: `source lost`, not a stall)."""
         out = {}
-        if self.reader is not None and self.reader.error and not self.reader.ended:
-            out["main"] = self.reader.error
+        if self.reader is not None and (err := self.reader.lost()):
+            out["main"] = err
         if self.streams is not None:
             out.update(self.streams.lost())
         return out
@@ -520,7 +555,7 @@ class Runtime:
                 sessions.append(self._people.session)
             models = {Path(s.info.path).name: f"{s.info.backend}/{s.info.precision}" for s in sessions}
             behaviour = BehaviourStage.from_config(cfg, self.ops.analytics_sink(sink), source=source_name,
-                                                   detector=detector, models=models,
+                                                   detector=detector, models=models, engine=self._engines.get(None),
                                                    frame_size=(cfg.source.width, cfg.source.height))
         stage = PoseStage(pose, presence, behaviour)
         stage.keep_frame = cfg.privacy.snapshots
@@ -575,7 +610,8 @@ class Runtime:
                     self.monitor.observe_detections(frame, dets, self._people.session)
             return out
         self.streams = StreamSet.from_config(self.cfg, detect, sink, models=models, yield_to=yield_to,
-                                             detect_batch=detect_batch, max_batch=self._people.max_batch)
+                                             detect_batch=detect_batch, max_batch=self._people.max_batch,
+                                             engines={k: e for k, e in self._engines.items() if k is not None})
 
     def _build_mirror(self, stage: PoseStage, sink):
         """The try-on mirror over the pose stage (its source is attached when the loop starts), or None."""

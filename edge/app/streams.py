@@ -189,8 +189,9 @@ class StreamSet:
     def from_config(cls, cfg, detect: Callable[[Frame], Detections], sink, *, models: dict[str, str] | None = None,
                     yield_to: Callable[[], bool] | None = None,
                     detect_batch: Callable[[list[Frame]], list[Detections]] | None = None,
-                    max_batch: int = 8) -> StreamSet:
-        """One Stream per `[[cameras]]` entry of an EdgeConfig (readers are created, not started)."""
+                    max_batch: int = 8, engines: dict[str, AlertEngine] | None = None) -> StreamSet:
+        """One Stream per `[[cameras]]` entry of an EdgeConfig (readers are created, not started); `engines`:
+        camera id -> its alert engine already made (the runtime opens them before the models load)."""
         from edge.analytics.composer import Analytics
         from edge.sources import LatestFrameReader, make_source
 
@@ -202,7 +203,8 @@ class StreamSet:
             reader = LatestFrameReader(src, cam.source.reconnect_s, drop=live)
             analytics = Analytics.from_config(cam.analytics, sink, source=cam.id,
                                               frame_size=(cam.source.width, cam.source.height))
-            engine = AlertEngine(cam.alerts, sink, state_path=alert_state_path(cfg, cam.alerts, cam.id))
+            engine = (engines or {}).get(cam.id) or AlertEngine(cam.alerts, sink,
+                                                                state_path=alert_state_path(cfg, cam.alerts, cam.id))
             streams.append(Stream(cam, reader, BehaviourStage(analytics, engine, models=models),
                                   critical=cam.critical))
         return cls(streams, detect, yield_to=yield_to, detect_batch=detect_batch, max_batch=max_batch)
@@ -248,7 +250,7 @@ class StreamSet:
     def lost(self) -> dict[str, str]:
         """For the watchdog: stream -> its reader's error, for the streams whose reader knows it lost its source and
         reconnects (not a hang)."""
-        return {s.id: e for s in self.streams if (e := s.reader.error) and not s.reader.ended}
+        return {s.id: e for s in self.streams if (e := s.reader.lost())}
 
     def scheduler_stats(self) -> dict:
         """Batch sizes used (histogram), throttling and the learned batch cost, for benches and logs."""
@@ -457,9 +459,11 @@ class EngineGroup:
     """Several alert engines (one per camera) behind the one engine interface the staff page and the
     `ack_alert` handler use; an alert id (or event id) is looked up in each."""
 
-    def __init__(self, engines: list[AlertEngine]):
+    def __init__(self, engines: list[AlertEngine], config=None):
+        """`config`: the device's main [alerts] (its timezone is the store's, for the staff page); default: the
+        first engine's."""
         self.engines = [e for e in engines if e is not None]
-        self.config = self.engines[0].config if self.engines else None  # the main [alerts]: the store's timezone
+        self.config = config if config is not None else self.engines[0].config if self.engines else None
 
     def now_wall(self) -> float:
         return max((e.now_wall() for e in self.engines), default=time.time())

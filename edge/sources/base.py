@@ -131,6 +131,9 @@ def resolve_start_wall(start_time: str, path: str | None) -> float:
     return dt.timestamp() if dt.tzinfo else dt.astimezone().timestamp()
 
 
+OPEN_HANG_S = 30.0  # an open() of a lost source taking longer than this is a hang, not a reconnect attempt
+
+
 class LatestFrameReader:
     """Reads a source on its own thread and keeps only the newest frame (drop-oldest back-pressure).
 
@@ -147,6 +150,7 @@ class LatestFrameReader:
         self.dropped = 0
         self.error: str | None = None
         self.ended = False
+        self._opening_since: float | None = None  # monotonic start of an open() in progress
         self._frame: Frame | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -161,7 +165,11 @@ class LatestFrameReader:
         while not self._stop.is_set():
             try:
                 if not opened:
-                    self.source.open()
+                    self._opening_since = time.monotonic()
+                    try:
+                        self.source.open()
+                    finally:
+                        self._opening_since = None
                     opened = True
                     self.error = None
                 frame = self.source.read()
@@ -192,6 +200,14 @@ class LatestFrameReader:
                 self._cond.notify_all()
         if opened:
             self.source.close()
+
+    def lost(self, hang_s: float = OPEN_HANG_S) -> str | None:
+        """The error of a source this reader knows it lost and is reconnecting to (for the watchdog: not a stall),
+        else None; None too once an open() has been stuck for `hang_s` (a driver that hangs: a stall after all)."""
+        if self.error is None or self.ended:
+            return None
+        since = self._opening_since
+        return None if since is not None and time.monotonic() - since > hang_s else self.error
 
     def get(self, timeout: float | None = None) -> Frame | None:
         """Newest unseen frame; None on timeout or when the source ended."""

@@ -119,6 +119,19 @@ def test_escalation_and_cooldown_count_the_time_the_device_was_down(tmp_path):
     assert kinds(feed(e, {Q: 5}, 300, 300)) == ["alert_escalated"]
 
 
+def test_a_clock_that_was_not_set_counts_no_downtime(tmp_path):
+    """Saved before the clock was set (no RTC, before NTP: 1970), restarted with the real time: decades "down" would
+    escalate every alert at once; the downtime is unknown and counts as none."""
+    rule = {**QUEUE, "for_s": 0, "escalate_after_s": 300}
+    clock = FakeWall(1000.0)
+    a, _ = engine_at(tmp_path / "s.json", rule, clock=clock)
+    feed(a, {Q: 5}, 0, 10, wall0=1000.0)
+    clock.t = NOON
+    b, _ = engine_at(tmp_path / "s.json", rule, clock=clock)
+    assert feed(b, {Q: 5}, 0, 280) == [] and b.active()[0]["alert_id"] == a.active()[0]["alert_id"]
+    assert kinds(feed(b, {Q: 5}, 281, 300)) == ["alert_escalated"]  # escalate_after_s into the new run, no more
+
+
 def test_alerts_of_removed_disabled_or_changed_rules_are_resolved_at_start(tmp_path):
     path = tmp_path / "s.json"
     a, _ = engine_at(path, {**QUEUE, "for_s": 0}, HELP, SHELF)
@@ -193,6 +206,6 @@ def test_where_the_state_file_lives(tmp_path):
     cfg = EdgeConfig.model_validate({"device": {"id": "kiosk-01", "kind": "kiosk", "store": "s001"},
                                      "sync": {"outbox_path": str(tmp_path / "data" / "outbox.sqlite")}})
     assert alert_state_path(cfg, cfg.alerts) == tmp_path / "data" / "alert-state-kiosk-01.json"
-    assert alert_state_path(cfg, cfg.alerts, "cam-2") == tmp_path / "data" / "alert-state-kiosk-01-cam-2.json"
+    assert alert_state_path(cfg, cfg.alerts, "cam-2") == tmp_path / "data" / "alert-state-kiosk-01.cam-2.json"
     assert alert_state_path(cfg, AlertsConfig(state_path="")) is None
     assert alert_state_path(cfg, AlertsConfig(state_path=str(tmp_path / "x.json"))) == tmp_path / "x.json"

@@ -52,6 +52,19 @@ def test_queue_length_service_rate_and_wait_estimate():
     assert q.served_total == 2  # the one who left from the back was not served
 
 
+def test_queue_head_outside_the_zone_still_serves_the_front():
+    """The till 200 px beyond a 150 px deep queue zone (allowed: a head just out of view): the person at the front
+    who leaves is served (before: "within half the distance to the farthest corner" lay outside the zone, so
+    nobody was ever served and the wait estimate stayed None); one leaving from the back is not."""
+    q = Queue(zone([[100, 100], [400, 100], [400, 250], [100, 250]]), head=(250, -100), min_services=1,
+              min_interval_s=0)
+    q.update(tracked((1, 250, 110), (2, 250, 240)), 0.0)  # front (y 110, nearest the till) and back
+    q.update(tracked((2, 250, 240)), 10.0)  # the front one is served
+    assert q.served_total == 1 and q.wait_estimate_s == pytest.approx(10.0)
+    q.update(tracked(), 20.0)  # the last one leaves from the back, far from the till: not served
+    assert q.served_total == 1
+
+
 def test_queue_without_head_counts_every_departure():
     q = Queue(zone(), min_services=1, min_interval_s=0)
     q.update(tracked((1, 100, 300), (2, 100, 100)), 0.0)
@@ -200,6 +213,19 @@ def test_kiosk_help_after_stream_time_went_back():
         kh2.update(tracked((9, 500, 300)), float(t))
     ev = [(t, e.kind) for t in range(0, 60) for e in kh2.update(tracked((5, 100, 300)), float(t))]
     assert ev == [(30, "help_requested")]  # unattended since it came (t = 0 on the new clock)
+
+
+def test_kiosk_help_in_a_handover_zone_ends_when_stream_time_goes_back():
+    """A request whose customer is held for a handover when the clock goes back ends at the old clock's last frame,
+    not later with a duration mixing both clocks (negative)."""
+    kh = KioskHelp(PolygonZone("kiosk", [(0, 0), (200, 0), (200, 480), (0, 480)], enter_frames=1, exit_s=0.0,
+                               handover_s=5), after_s=30)
+    for t in range(0, 41):
+        kh.update(tracked((1, 100, 300)), float(t))
+    kh.update(tracked(), 41.0)  # the customer vanished: held for a handover
+    out = [e for t in (0.0, 1.0, 10.0) for e in kh.update(tracked(), t)]  # new clock
+    assert [(e.kind, e.data["reason"], e.data["duration_s"]) for e in out] == [("help_resolved", "customer_left",
+                                                                                 11.0)]
 
 
 def test_kiosk_help_without_staff_zone():

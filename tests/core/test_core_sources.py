@@ -12,6 +12,8 @@ from edge.sources import LatestFrameReader, SourceError, make_source
 from edge.sources.base import FrameSource
 from edge.sources.demo import DemoSource
 
+from waiting import wait_until
+
 
 def write_video(path, n=12, size=(160, 120)):
     vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, size)
@@ -168,6 +170,34 @@ def test_rtsp_stream_that_never_answers_is_lost_within_the_timeout_and_the_reade
         for conn, _ in held:
             conn.close()
     assert not reader._thread.is_alive()
+
+
+def test_a_reconnect_whose_open_hangs_stops_counting_as_a_lost_source():
+    """lost() (the watchdog's "source lost, reconnecting: not a stall") holds while reconnect attempts come and go,
+    but not for an open() stuck longer than hang_s: a driver that hangs is a stall after all."""
+    import socket
+    import threading
+
+    from edge.sources.opencv_capture import RTSP_TIMEOUT_S
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    held = []  # accepted connections, kept open and silent: every open() takes RTSP_TIMEOUT_S
+    threading.Thread(target=lambda: [held.append(srv.accept()) for _ in range(8)], daemon=True).start()
+    src = make_source(SourceSection(type="rtsp", uri=f"rtsp://127.0.0.1:{srv.getsockname()[1]}/cam"))
+    reader = LatestFrameReader(src, reconnect_s=0.1).start()
+    try:
+        assert wait_until(lambda: reader.error is not None, 3 * RTSP_TIMEOUT_S)
+        assert reader.lost() == reader.error  # lost and reconnecting: not a hang
+        # the next open() hangs for RTSP_TIMEOUT_S: past hang_s = 1 s it is a stall, not a lost source
+        assert wait_until(lambda: reader.lost(hang_s=1.0) is None, 2 * RTSP_TIMEOUT_S)
+        assert reader.lost(hang_s=60.0) == reader.error
+    finally:
+        reader.stop()
+        srv.close()
+        for conn, _ in held:
+            conn.close()
 
 
 def test_stopping_a_reader_wakes_a_read_waiting_for_its_due_time(tmp_path):

@@ -282,10 +282,25 @@ def test_consumer_keeps_huge_gaps_as_spans_not_expanded_seqs(tmp_path):
     c2.db.close()
 
 
+def test_consumer_keeps_an_event_resent_under_a_new_seq_once(tmp_path):
+    """An alert transition re-emitted after a kill carries its event_id under a new outbox seq: stored once, the
+    watermark still moves over both seqs."""
+    c = Consumer(ClientOptions("127.0.0.1", 1), tmp_path / "c.db")
+    t = topics.DeviceTopics("s1", "d1")
+    ev = payloads.event_body("alert_opened", "alerts", 0.0, "a" * 32, {}, max_bytes=1000)
+    c._on_message(_msg(t.alerts, payloads.batch("d1", "s1", "ep", [(1, ev)], False)))
+    c._on_message(_msg(t.alerts, payloads.batch("d1", "s1", "ep", [(2, ev)], False)))  # the same event, seq 2
+    assert c.watermark("d1") == 2 and c.stats["duplicates"] == 1
+    assert c.db.execute("SELECT count(*) FROM events WHERE event_id = ?", ("a" * 32,)).fetchone()[0] == 1
+    c.client.paho.loop_stop()
+    c.db.close()
+
+
 # ---------------------------------------------------------------- config and service without broker
-def test_sync_config_defaults_and_strictness():
+def test_sync_config_defaults_and_strictness(monkeypatch):
     cfg = parse_config({"device": {"id": "d1", "store": "s1", "kind": "kiosk"}})
     assert cfg.sync.broker == "" and cfg.sync.window == 20 and cfg.sync.max_outbox_mb == 256
+    monkeypatch.delenv("STOREFRONT_EDGE_DATA", raising=False)  # (the tests set their own data dir)
     assert str(cfg.sync.resolved_outbox_path("d1")).endswith("storefront-edge/outbox-d1.sqlite")
     with pytest.raises(ConfigError, match="brokr"):
         parse_config({"device": {"id": "d1", "store": "s1", "kind": "kiosk"}, "sync": {"brokr": "x"}})
