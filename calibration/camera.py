@@ -6,16 +6,25 @@ from __future__ import annotations
 
 import logging
 import math
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+from pydantic import ValidationError
 
+from edge.tryon.config import CameraIntrinsics
 from edge.tryon.intrinsics import Intrinsics
 
 log = logging.getLogger(__name__)
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+# Square-on views fix the focal length only up to the board's distance: a set of them calibrates with a low RMS and a
+# focal length off by 10x or more. A view counts as tilted when the board's normal is MIN_TILT_DEG or more off the
+# optical axis; fewer than MIN_TILTED_VIEWS such views is an error.
+MIN_TILT_DEG = 8.0
+MIN_TILTED_VIEWS = 3
+DUPLICATE_PX = 1.0  # mean corner shift below which a view repeats an earlier board position (board not moved)
 
 
 class CalibrationError(ValueError):
@@ -40,18 +49,26 @@ class CameraCalibration:
         return math.degrees(2 * math.atan(self.width / (2 * self.fx)))
 
     def to_toml(self) -> str:
-        """`[tryon.camera]` section for the device config."""
+        """`[tryon.camera]` section for the device config; CalibrationError if the runtime's config would reject it."""
         lines = [f"# {self.method}; horizontal FOV {self.hfov_deg:.1f} deg"]
         if self.rms_px is not None:
             lines.append(f"# reprojection RMS {self.rms_px:.3f} px over {self.views_used} views; "
-                         f"distortion k1..k3 = {', '.join(f'{d:.4f}' for d in self.dist)}")
+                         f"distortion k1 k2 p1 p2 k3 = {', '.join(f'{d:.4f}' for d in self.dist)}")
         lines += ["[tryon.camera]", f"fx = {self.fx:.2f}", f"fy = {self.fy:.2f}", f"cx = {self.cx:.2f}",
                   f"cy = {self.cy:.2f}", f"width = {self.width}", f"height = {self.height}"]
-        return "\n".join(lines) + "\n"
+        text = "\n".join(lines) + "\n"
+        try:
+            CameraIntrinsics.model_validate(tomllib.loads(text)["tryon"]["camera"])
+        except ValidationError as e:
+            errs = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'camera'}: {x['msg']}" for x in e.errors())
+            raise CalibrationError(f"result is not a valid [tryon.camera] section ({errs})") from None
+        return text
 
 
 def from_hfov(width: int, height: int, hfov_deg: float) -> CameraCalibration:
     """Focal length from a known horizontal field of view (datasheet), principal point at the centre."""
+    if width <= 0 or height <= 0:
+        raise CalibrationError(f"image size {width}x{height} must be positive (the camera mode, e.g. 1280x720)")
     if not 10 < hfov_deg < 170:
         raise CalibrationError(f"horizontal FOV {hfov_deg} deg is not plausible (10..170)")
     k = Intrinsics.from_hfov(width, height, hfov_deg)
@@ -69,10 +86,19 @@ def find_corners(gray: np.ndarray, pattern: tuple[int, int]) -> np.ndarray | Non
 
 def calibrate_checkerboard(images, pattern: tuple[int, int] = (9, 6), square_m: float = 0.025,
                            min_views: int = 5) -> CameraCalibration:
-    """Calibrate from checkerboard views (paths or BGR/gray arrays); pattern = inner corners (cols, rows)."""
+    """Calibrate from checkerboard views (paths or BGR/gray arrays); pattern = inner corners (cols, rows).
+
+    Views that repeat an earlier board position are skipped; CalibrationError if fewer than min_views distinct views
+    remain or fewer than MIN_TILTED_VIEWS show the board tilted (the focal length would be a guess).
+    """
+    if min(pattern) < 3:
+        raise CalibrationError(f"pattern {pattern[0]}x{pattern[1]}: count the inner corners, at least 3 each way "
+                               "(a board of 10x7 squares has 9x6)")
+    if not (math.isfinite(square_m) and square_m > 0):
+        raise CalibrationError(f"square size {square_m * 1000:g} mm must be a positive length")
     obj = np.zeros((pattern[0] * pattern[1], 3), np.float32)
     obj[:, :2] = np.mgrid[0:pattern[0], 0:pattern[1]].T.reshape(-1, 2) * square_m
-    obj_pts, img_pts, size = [], [], None
+    obj_pts, img_pts, names, size, repeats = [], [], [], None, 0
     for im in images:
         name = str(im) if isinstance(im, (str, Path)) else "<array>"
         img = cv2.imread(str(im), cv2.IMREAD_GRAYSCALE) if isinstance(im, (str, Path)) else im
@@ -88,12 +114,30 @@ def calibrate_checkerboard(images, pattern: tuple[int, int] = (9, 6), square_m: 
         if c is None:
             log.info("%s: checkerboard %dx%d not found", name, *pattern)
             continue
+        same = next((n for n, k in zip(names, img_pts) if np.linalg.norm(c - k, axis=-1).mean() < DUPLICATE_PX), None)
+        if same is not None:
+            log.warning("%s: board in the same position as in %s, skipped", name, same)
+            repeats += 1
+            continue
         obj_pts.append(obj)
         img_pts.append(c)
+        names.append(name)
     if len(img_pts) < min_views:
-        raise CalibrationError(f"checkerboard found in {len(img_pts)} views; need at least {min_views} "
+        why = f" ({repeats} more repeat a board position: move the board between photos)" if repeats else ""
+        raise CalibrationError(f"checkerboard found in {len(img_pts)} distinct views{why}; need at least {min_views} "
                                f"(pattern = inner corners {pattern[0]}x{pattern[1]})")
-    rms, K, dist, _, _ = cv2.calibrateCamera(obj_pts, img_pts, size, None, None)
+    try:
+        rms, K, dist, rvecs, _ = cv2.calibrateCamera(obj_pts, img_pts, size, None, None)
+    except cv2.error as e:
+        raise CalibrationError(f"OpenCV calibrateCamera failed: {e.err}") from None
+    tilts = [math.degrees(math.acos(min(1.0, abs(float(cv2.Rodrigues(r)[0][2, 2]))))) for r in rvecs]
+    tilted = sum(t >= MIN_TILT_DEG for t in tilts)
+    if tilted < MIN_TILTED_VIEWS:
+        raise CalibrationError(
+            f"only {tilted} of {len(tilts)} views show the board tilted {MIN_TILT_DEG:g} deg or more (most: "
+            f"{max(tilts):.1f} deg); square-on views cannot fix the focal length (this one came out as "
+            f"fx = {K[0, 0]:.0f} px): add at least {MIN_TILTED_VIEWS} views with the board tilted 15-45 deg "
+            "towards different sides")
     return CameraCalibration(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), size[0], size[1],
                              method=f"checkerboard {pattern[0]}x{pattern[1]} inner corners, {square_m * 1000:g} mm",
                              rms_px=float(rms), dist=[float(d) for d in dist.ravel()[:5]], views_used=len(img_pts))

@@ -1,12 +1,15 @@
 """Camera calibration command: `python -m calibration.camera_cli checkerboard DIR ...` or `... fov ...`.
 
-Prints (or writes with --out) the `[tryon.camera]` TOML snippet for the device config.
+Prints (or writes with --out) the `[tryon.camera]` TOML snippet to paste into the device config.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import tomllib
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +20,26 @@ def _pattern(s: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError("use COLSxROWS inner corners, e.g. 9x6") from None
     return c, r
+
+
+def write_snippet(path: str | Path, text: str) -> None:
+    """Write the snippet atomically; OSError if the path holds anything but an earlier snippet (a device config)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        try:
+            old = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+            old = None
+        tryon = (old or {}).get("tryon", {})
+        if old is None or set(old) - {"tryon"} or not isinstance(tryon, dict) or set(tryon) - {"camera"}:
+            raise FileExistsError(f"{path} holds more than a [tryon.camera] snippet (a device config?); not "
+                                  "overwritten: write to a new file and paste its [tryon.camera] into the config")
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,14 +64,19 @@ def run(args) -> int:
             cal = calibrate_checkerboard(files, args.pattern, args.square_mm / 1000.0)
         else:
             cal = from_hfov(args.width, args.height, args.hfov)
+        text = cal.to_toml()
     except (CalibrationError, OSError) as e:
         log.error("calibration failed: %s", e)
         return 1
-    text = cal.to_toml()
+    if cal.rms_px is not None:
+        log.info("reprojection RMS %.3f px over %d views", cal.rms_px, cal.views_used)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-        log.info("wrote %s", args.out)
+        try:
+            write_snippet(args.out, text)
+        except OSError as e:
+            log.error("cannot write %s: %s", args.out, e.strerror if e.filename else e)
+            return 1
+        log.info("wrote %s: paste its [tryon.camera] section into the device config", args.out)
     else:
         sys.stdout.write(text)
     return 0
