@@ -1,10 +1,14 @@
 """Pinhole camera intrinsics for the mirror camera, resolved from config for a frame size."""
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
+
+log = logging.getLogger(__name__)
+_warned: set[tuple] = set()
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,13 @@ class Intrinsics:
         if cam.fx <= 0:
             return cls.from_hfov(width, height, cam.hfov_deg)
         base = cls(cam.fx, cam.fy, cam.cx or cam.width / 2, cam.cy or cam.height / 2, cam.width, cam.height)
+        key = (cam.width, cam.height, width, height)
+        if abs(cam.width * height - cam.height * width) > 0.01 * cam.width * height and key not in _warned:
+            _warned.add(key)
+            log.warning("[tryon.camera] was calibrated at %dx%d and is used at %dx%d, another aspect ratio: right if "
+                        "the frames are the calibrated ones scaled to this size, wrong for a cropped camera mode "
+                        "(fix: calibrate at the resolution the mirror runs, `python -m calibration.camera_cli`)",
+                        cam.width, cam.height, width, height)
         return base.scaled(width, height)
 
     def scaled(self, width: int, height: int) -> Intrinsics:

@@ -76,3 +76,22 @@ def test_focal_from_fov(capsys):
     assert calib_main(["fov", "--width", "1280", "--height", "720", "--hfov", "70"]) == 0
     cam = tomllib.loads(capsys.readouterr().out)["tryon"]["camera"]
     assert cam["fx"] == pytest.approx(cal.fx, abs=0.01) and cam["cx"] == 640.0
+
+
+def test_intrinsics_used_at_another_aspect_ratio_are_named_once(caplog):
+    """Calibrated at 1920x1080, run at 640x480: scaling x and y apart is right for stretched frames, wrong for a
+    cropped camera mode; the device says so once (same aspect: nothing)."""
+    import logging
+
+    from edge.tryon.config import CameraIntrinsics
+    from edge.tryon.intrinsics import Intrinsics
+
+    cam = CameraIntrinsics(fx=1400.0, fy=1400.0, width=1920, height=1080)
+    with caplog.at_level(logging.WARNING, logger="edge.tryon.intrinsics"):
+        Intrinsics.from_config(cam, 1280, 720)
+        assert caplog.records == []
+        for _ in range(3):
+            k = Intrinsics.from_config(cam, 640, 480)
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "[tryon.camera] was calibrated at 1920x1080 and is used at 640x480, another aspect ratio"]
+    assert (k.fx, k.fy) == pytest.approx((1400 / 3, 1400 * 480 / 1080))  # scaled per axis, as before
