@@ -1,14 +1,22 @@
 """MQTT v5 client on paho-mqtt 2.x: persistent session, re-subscribe on connect, backoff reconnect, auth, TLS.
 
+Reconnects wait a jittered, doubling delay (`retry_delay`) that resets only after a connection stayed up
+`stable_s`: a fleet that lost its broker at once does not come back in lockstep, and a connection the broker
+accepts and then drops at once (two clients with one client id taking over each other's session: mosquitto
+2.0.11 just closes the old socket) backs off like a refused one and is logged as a likely client-id clash.
+
 Reason codes are judged with `is_failure` (>= 0x80): 0x10 "no matching subscribers" is a success,
 0x87 "not authorized" is a failure that reaches `on_publish` and `last_error`.
 """
 from __future__ import annotations
 
 import logging
+import random
 import socket
 import ssl
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,6 +28,16 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 log = logging.getLogger(__name__)
 
 TCP_NODELAY = True  # process default for ClientOptions.tcp_nodelay = None (`edge bench latency` measures both)
+FLAPS_BEFORE_CLASH = 3  # connections in a row dropped within stable_s of their CONNACK: a client-id clash
+SESSION_TAKEN_OVER = 0x8E
+
+
+def retry_delay(failures: int, min_s: float, max_s: float, rng: Callable[[float, float], float] = random.uniform
+                ) -> float:
+    """Wait before the next attempt after `failures` failed or short-lived ones in a row (0 = the first retry):
+    a random point in [cap/2, cap], cap = min(max_s, min_s * 2**(failures + 1))."""
+    cap = min(max_s, min_s * 2.0 ** min(failures + 1, 62))
+    return rng(cap / 2, cap)
 
 
 @dataclass
@@ -53,6 +71,7 @@ class ClientOptions:
     reconnect_max_s: float = 30.0
     max_inflight: int = 20
     tcp_nodelay: bool | None = None  # None = the module default TCP_NODELAY (on)
+    stable_s: float | None = None  # a connection up this long resets the backoff; None = max(10, 2 * reconnect_max_s)
     subscriptions: list[tuple[str, SubscribeOptions]] = field(default_factory=list)
     # (topic, payload) -> None to publish, else the reason it is refused (the device's privacy guard,
     # edge.privacy.guard.guard_publish); None = no check (cloud-side tools)
@@ -91,6 +110,12 @@ class MqttClient:
         self._connected = threading.Event()
         self._started = False
         self._refused = False
+        self.failures = 0  # failed or short-lived connection attempts since the last stable connection
+        self.flaps = 0  # of those, connections the broker accepted and then dropped within stable_s
+        self.next_retry_s: float | None = None  # the wait before the next attempt, once one is due
+        self._connected_at: float | None = None
+        self._fail_reason: str | None = None
+        self._stable_s = opts.stable_s if opts.stable_s is not None else max(10.0, 2 * opts.reconnect_max_s)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=opts.client_id, protocol=mqtt.MQTTv5)
         c.reconnect_delay_set(opts.reconnect_min_s, opts.reconnect_max_s)
         c.max_inflight_messages_set(opts.max_inflight)
@@ -197,6 +222,8 @@ class MqttClient:
             log.error("broker %s:%s refused the connection: %s", self.opts.host, self.opts.port, reason_code)
             return
         self.connect_count += 1
+        self._connected_at = time.monotonic()
+        self._fail_reason = None
         self.server_max_packet = getattr(properties, "MaximumPacketSize", None) if properties else None
         for topic, options in self.opts.subscriptions:  # also when the session is present: cheap and safe
             client.subscribe(topic, options=options)
@@ -207,8 +234,15 @@ class MqttClient:
             self.on_connected(flags.session_present, properties)
 
     def _on_connect_fail(self, client, userdata) -> None:
-        self.last_error = f"cannot connect to {self.opts.host}:{self.opts.port}"
-        log.debug("connection attempt to %s:%s failed", self.opts.host, self.opts.port)
+        err = sys.exc_info()[1]  # paho calls this from its `except OSError` around the TCP / TLS connect
+        why = f"{type(err).__name__}: {err}" if err is not None else "connection failed"
+        self.last_error = f"cannot connect to {self.opts.host}:{self.opts.port}: {why}"
+        self._plan_retry()
+        # once per outage and per new reason (a TLS or DNS error must not loop silently), else debug
+        log.log(logging.WARNING if why != self._fail_reason else logging.DEBUG,
+                "cannot connect to %s:%s: %s (next attempt in %.1f s)", self.opts.host, self.opts.port, why,
+                self.next_retry_s)
+        self._fail_reason = why
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was = self._connected.is_set()
@@ -216,11 +250,33 @@ class MqttClient:
         if reason_code.is_failure and not self._refused:
             self.last_error = f"disconnected: {reason_code}"
         self._refused = False
+        lived = time.monotonic() - self._connected_at if was and self._connected_at is not None else None
+        if was and lived is not None and lived >= self._stable_s:
+            self.failures = self.flaps = 0
+        elif was:
+            self.flaps += 1
+        self._plan_retry()
         if was:
             log.log(logging.WARNING if reason_code.is_failure else logging.INFO, "disconnected from %s:%s: %s",
                     self.opts.host, self.opts.port, reason_code)
+        taken = reason_code.value == SESSION_TAKEN_OVER
+        if was and reason_code.is_failure and (taken or self.flaps >= FLAPS_BEFORE_CLASH):
+            self.last_error = (f"connection as client id {self.opts.client_id!r} dropped {self.flaps} times in a row "
+                               f"right after the broker accepted it (client id clash?): {reason_code}")
+            if taken or self.flaps % FLAPS_BEFORE_CLASH == 0:
+                log.error("the broker %s:%s keeps closing this client's connections right after accepting them (%d "
+                          "in a row, %s): most likely another client connects with the same client id %r and takes "
+                          "the session over (two devices with one [sync] client_id or one certificate); next attempt "
+                          "in %.1f s", self.opts.host, self.opts.port, self.flaps, reason_code, self.opts.client_id,
+                          self.next_retry_s)
         if self.on_disconnected is not None:
             self.on_disconnected(str(reason_code))
+
+    def _plan_retry(self) -> None:
+        """Set paho's next reconnect wait (its `_reconnect_wait` follows this callback) to a jittered backoff."""
+        self.next_retry_s = retry_delay(self.failures, self.opts.reconnect_min_s, self.opts.reconnect_max_s)
+        self.failures += 1
+        self.paho.reconnect_delay_set(self.next_retry_s, max(self.next_retry_s, self.opts.reconnect_max_s))
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         for rc in reason_codes:

@@ -27,7 +27,8 @@ class SyncConfig(StrictModel):
 
     # session
     keepalive_s: int = Field(30, ge=5, le=3600)
-    session_expiry_s: int = Field(7 * 86400, ge=0)
+    session_expiry_s: int = Field(7 * 86400, ge=0, le=0xFFFFFFFF,
+                                  description="MQTT v5 SessionExpiryInterval (4 bytes; 4294967295 = never)")
     reconnect_min_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
 
@@ -67,6 +68,9 @@ class SyncConfig(StrictModel):
             raise ValueError("tls = true needs ca_file")
         if bool(self.cert_file) != bool(self.key_file):
             raise ValueError("cert_file and key_file go together")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError(f"reconnect_min_s ({self.reconnect_min_s}) is above reconnect_max_s "
+                             f"({self.reconnect_max_s}): lower it or raise reconnect_max_s")
         return self
 
     def resolved_password(self) -> str:

@@ -199,10 +199,22 @@ class SyncService:
     def _publish_record(self, topic: str, payload: bytes) -> int | None:
         return self.client.publish(topic, payload, qos=1)
 
+    def _reply_topic(self, cmd: Incoming) -> str:
+        """The command's response topic, else `cmd_result/{name}`. Refused (logged): wildcards, `$` topics, and
+        inside `retail/v1/` anything but this device's own `cmd_result/` (a command must not make the device
+        write to another device's topics, fleet commands, or its own state, ack, cmd or event topics)."""
+        topic, default = cmd.response_topic, self.topics.cmd_result(cmd.name)
+        if not topic:
+            return default
+        in_tree = topic == topics.ROOT or topic.startswith(topics.ROOT + "/")
+        if (len(topic) > 512 or any(c in topic for c in "+#\x00") or topic.startswith("$")
+                or (in_tree and not topic.startswith(self.topics.base + "/cmd_result/"))):
+            log.warning("command %s: response topic %r refused, answering on %s", cmd.name, topic[:200], default)
+            return default
+        return topic
+
     def _reply(self, cmd: Incoming, raw: bytes) -> None:
-        topic = cmd.response_topic
-        if not topic or len(topic) > 512 or any(c in topic for c in "+#\x00"):
-            topic = self.topics.cmd_result(cmd.name)
+        topic = self._reply_topic(cmd)
         if self.client is not None:
             self.client.publish(topic, raw, qos=1, properties=publish_properties(None, cmd.correlation)
                                 if cmd.correlation is not None else None)

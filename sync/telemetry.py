@@ -3,6 +3,7 @@ with the three-level monitoring summary (edge.core.monitoring) under `monitor`."
 from __future__ import annotations
 
 import logging
+import math
 import os
 import resource
 import shutil
@@ -29,6 +30,22 @@ def health_sample(started: float, extra: dict | None = None, disk_path: str = ".
         disk_free_mb = None
     return {"uptime_s": round(time.time() - started, 1), "load1": load1, "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
             "max_rss_mb": round(ru.ru_maxrss / 1024, 1), "disk_free_mb": disk_free_mb, **(extra or {})}
+
+
+def finite(obj):
+    """(obj with every NaN / infinite float inside dicts and lists replaced by None, how many were replaced)."""
+    if isinstance(obj, float):
+        return (obj, 0) if math.isfinite(obj) else (None, 1)
+    if isinstance(obj, dict):
+        out, n = {}, 0
+        for k, v in obj.items():
+            out[k], m = finite(v)
+            n += m
+        return out, n
+    if isinstance(obj, (list, tuple)):
+        pairs = [finite(v) for v in obj]
+        return [p[0] for p in pairs], sum(p[1] for p in pairs)
+    return obj, 0
 
 
 def monitor_summary() -> dict | None:
@@ -66,8 +83,13 @@ class TelemetryLoop:
             self._thread = None
 
     def sample(self) -> Event:
+        """The health event; a NaN or infinite number (a gauge of a broken sensor or stat) is sent as null, since
+        payloads are strict JSON and one such value would otherwise dead-letter the whole record."""
         data = health_sample(self._started, self._extra(), self._disk)
         data["monitor"] = monitor_summary()
+        data, bad = finite(data)
+        if bad:
+            log.debug("health record: %d non-finite numbers sent as null", bad)
         return Event("health", data, stream="telemetry")
 
     def _run(self) -> None:
