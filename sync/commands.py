@@ -3,7 +3,7 @@
 A command is ``{"id": str, "args": {...}}`` (``v`` and ``ts`` optional) on ``.../cmd/{name}``. Every command
 gets a result ``{"id", "status": "ok"|"error", "reason", "result"}``; `id` is echoed (None when the request was
 unreadable). Retained commands are refused, never executed. Non-JSON, oversized, deeply nested, unknown or
-ill-typed requests get an error result. A repeated `id` (QoS 1 redelivery) is answered from a cache, not re-run.
+ill-typed requests get an error result. A repeated `id` of the same command (QoS 1 redelivery) is answered from a cache, not re-run.
 A handler that needs the sender's `ts` (e.g. to refuse an offer that waited days in an offline device's session)
 reads it from `current_request()`.
 """
@@ -133,7 +133,8 @@ class CommandRouter:
         self._reply = reply
         self.max_bytes, self.max_depth = max_bytes, max_depth
         self._q: queue.Queue[Incoming | None] = queue.Queue(queue_size)
-        self._done: collections.OrderedDict[str, bytes] = collections.OrderedDict()  # id -> cached result
+        # (command name, id) -> cached result: another command that reuses an id is run, not answered from the cache
+        self._done: collections.OrderedDict[tuple[str, str], bytes] = collections.OrderedDict()
         self._thread: threading.Thread | None = None
         self.stats = {"received": 0, "ok": 0, "error": 0, "refused_busy": 0}
 
@@ -183,8 +184,8 @@ class CommandRouter:
                 req = Request.model_validate(obj)
             except ValidationError as e:
                 raise CommandError(f"bad request: {_first_error(e)}") from None
-            if cmd_id in self._done:  # QoS 1 redelivery or a client retry: same answer, no second run
-                self._reply(cmd, self._done[cmd_id])
+            if (cmd.name, cmd_id) in self._done:  # QoS 1 redelivery or a client retry: same answer, no second run
+                self._reply(cmd, self._done[(cmd.name, cmd_id)])
                 return
             schema = SCHEMAS.get(cmd.name)
             handler = self.handlers.get(cmd.name)
@@ -221,7 +222,7 @@ class CommandRouter:
             ok, raw = False, payloads.result(self.device, self.store, cmd.name, cmd_id, False, reason=str(e))
         self.stats["ok" if ok else "error"] += 1
         if cmd_id is not None and not cmd.retained:
-            self._done[cmd_id] = raw
+            self._done[(cmd.name, cmd_id)] = raw
             while len(self._done) > 1024:
                 self._done.popitem(last=False)
         self._reply(cmd, raw)

@@ -104,6 +104,9 @@ def test_duplicate_command_id_is_answered_not_rerun(broker, device):
         got = r.wait(["same-id"], 5, each=2)
         assert [x["status"] for x in got["same-id"]] == ["ok", "ok"]
         assert device.calls["reload_config"] == 1
+        r.send(T.cmd("ping"), {"echo": "x"}, cmd_id="same-id")  # another command reusing the id: run, not cached
+        got = r.wait(["same-id"], 5, each=3)
+        assert got["same-id"][-1]["cmd"] == "ping" and got["same-id"][-1]["result"]["echo"] == "x"
 
 
 def test_fleet_and_store_commands_reach_the_device(broker, device):
