@@ -9,6 +9,7 @@ import time
 from typing import Callable
 
 log = logging.getLogger(__name__)
+SNAPSHOT_MAX_AGE_S = 300.0  # a snapshot request older than this (by its sender's ts) is refused
 
 
 class Snapshots:
@@ -40,7 +41,7 @@ class Snapshots:
     def handle(self, args: dict) -> dict:
         from edge.core import decisions
         from edge.core.metrics import SNAPSHOTS
-        from sync.commands import CommandError
+        from sync.commands import CommandError, current_request
 
         p = self.cfg.privacy
         by, purpose, camera = args.get("by", ""), args.get("reason", ""), args.get("camera", "")
@@ -63,6 +64,11 @@ class Snapshots:
             answer("refused", "refused: state the purpose in args.reason (it is recorded)")
         if camera not in ("", "main"):
             answer("refused", f"refused: snapshots are taken of the main camera only, not {camera!r}")
+        req = current_request()  # a request that waited at the broker while the device was offline would take a
+        waited = None if req is None or req.ts is None else time.time() - req.ts  # frame of now nobody asked for
+        if waited is not None and waited > SNAPSHOT_MAX_AGE_S:
+            answer("refused", f"refused: the request was sent {waited:.0f} s ago (more than {SNAPSHOT_MAX_AGE_S:.0f} "
+                   "s: it waited while the device was offline); ask again if it is still wanted")
         frame = self.latest()
         if frame is None:
             answer("failed", "not ready: no camera frame yet")

@@ -4,6 +4,7 @@ pages carry the shopper notice."""
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 import urllib.request
@@ -65,7 +66,10 @@ def test_snapshot_for_an_allowed_requester_is_anonymised_and_recorded(repo, tmp_
             other_cam = r.send(t.cmd("snapshot"), {"by": "store-manager", "reason": "x", "camera": "aisle-3"})
             fleet = r.send(topics.fleet_cmd("snapshot"), {"by": "store-manager", "reason": "every store at once"})
             store = r.send(topics.fleet_cmd("snapshot", rt.cfg.device.store), {"by": "store-manager", "reason": "x"})
-            got = r.wait([ok, stranger, nobody, purpose, other_cam, fleet, store], 60)
+            stale = r.send(t.cmd("snapshot"), cmd_id="stale-1", payload=json.dumps(  # waited an hour at the broker
+                {"v": 1, "id": "stale-1", "args": {"by": "store-manager", "reason": "x"},
+                 "ts": time.time() - 3600}).encode())
+            got = r.wait([ok, stranger, nobody, purpose, other_cam, fleet, store, stale], 60)
     finally:
         stop.set()
         th.join(60)
@@ -78,12 +82,13 @@ def test_snapshot_for_an_allowed_requester_is_anonymised_and_recorded(repo, tmp_
     assert snap["by"] == "store-manager" and snap["camera"] == "main" and snap["frame_age_s"] < 10
     for cid, why in ((stranger, "not in [privacy] snapshot_requesters"), (nobody, "args.by"),
                      (purpose, "purpose"), (other_cam, "main camera only"),
-                     (fleet, "only when addressed to this device"), (store, "only when addressed to this device")):
+                     (fleet, "only when addressed to this device"), (store, "only when addressed to this device"),
+                     (stale, "it waited while the device was offline")):
         assert got[cid][0]["status"] == "error" and why in got[cid][0]["reason"], got[cid]
     assert metric("edge_snapshots_total", outcome="taken") - taken0 == 1
-    assert metric("edge_snapshots_total", outcome="refused") - refused0 == 4
+    assert metric("edge_snapshots_total", outcome="refused") - refused0 == 5
     recs = [x for x in read_decisions(tmp_path / f"decisions-{rt.cfg.device.id}") if x["kind"] == "snapshot"]
-    assert len(recs) == 5
+    assert len(recs) == 6
     (granted,) = [x for x in recs if x["data"]["granted"]]
     assert granted["subject"] == "store-manager" and granted["data"]["purpose"] == "check the kiosk queue"
     assert granted["data"]["sha256"] == snap["sha256"] and granted["seq"] == snap["decision_seq"]
