@@ -40,6 +40,8 @@ def refine_from_heatmap(xy_norm: np.ndarray, heatmap: np.ndarray, kernel: int = 
     crop; heatmap (H, W, N) logits. Returns refined (N, 2)."""
     hh, hw, n = heatmap.shape
     out = xy_norm.copy()
+    if not np.isfinite(xy_norm).all():  # a broken model's output: nothing to refine (the tracker drops it)
+        return out
     col = np.trunc(xy_norm[:, 0] * hw).astype(int)
     row = np.trunc(xy_norm[:, 1] * hh).astype(int)
     # MediaPipe skips a landmark when its column is outside or its row is negative (rows past the end shrink
