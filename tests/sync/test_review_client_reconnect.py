@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from edge.core.metrics import INPUT_STAT
-from devtools.broker import Broker, free_port, prod_acl, prod_config
+from devtools.broker import Broker, free_port, prod_config
 from sync import topics
 from sync.client import ClientOptions, MqttClient, Tls, retry_delay
 from sync.config import SyncConfig
@@ -23,7 +21,6 @@ from sync.telemetry import TelemetryLoop
 
 from sync_helpers import device_settings, requester, wait_until
 
-MAKE_CERTS = Path(__file__).resolve().parents[2] / "sync" / "mosquitto" / "make_certs.sh"
 T = topics.DeviceTopics("s001", "d001")
 
 
@@ -75,14 +72,6 @@ def test_client_id_clash_backs_off_and_is_logged(broker, caplog):
     finally:
         a.stop()
         b.stop()
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("certs")
-    subprocess.run(["bash", str(MAKE_CERTS), str(d), "s001/d001", "cloud"], check=True, capture_output=True)
-    (d / "acl").write_text(prod_acl())
-    return d
 
 
 def test_tls_failure_is_logged_with_its_reason_once(tmp_path, certs, caplog):

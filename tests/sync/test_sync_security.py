@@ -3,10 +3,8 @@ a wrong password is refused, a client certificate from a foreign CA is refused; 
 production config (sync/mosquitto/prod.conf + acl). Identity binding and provisioning: tests/security."""
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +15,6 @@ from sync.service import SyncService
 
 from sync_helpers import device_settings, start_consumer, wait_until
 
-MAKE_CERTS = Path(__file__).resolve().parents[2] / "sync" / "mosquitto" / "make_certs.sh"
 USERS = {"s001/d001": "pw-a", "s001/d002": "pw-b", "cloud": "pw-cloud"}
 
 
@@ -100,14 +97,6 @@ def test_wrong_password_is_refused(acl_broker, tmp_path):
         assert not c.connected and "0x87" in c.last_error
     finally:
         c.stop()
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("certs")
-    subprocess.run(["bash", str(MAKE_CERTS), str(d), "s001/d001", "cloud"], check=True, capture_output=True)
-    (d / "acl").write_text(prod_acl())
-    return d
 
 
 @pytest.fixture
