@@ -43,9 +43,7 @@ class BehaviourStage:
         """From an EdgeConfig's [analytics] and [alerts] sections (rule keys were checked when it was loaded);
         `engine`: the [alerts] engine already made (the runtime opens it before the models load), else a new one."""
         analytics = Analytics.from_config(cfg.analytics, sink, source=source, frame_size=frame_size)
-        if engine is None:
-            engine = AlertEngine(cfg.alerts, sink, state_path=alert_state_path(cfg, cfg.alerts))
-        return cls(analytics, engine, detector=detector, models=models)
+        return cls(analytics, engine or open_alert_engine(cfg, cfg.alerts, sink), detector=detector, models=models)
 
     def process(self, frame: Frame, pose_result=None) -> None:
         """Analytics and alerts for one frame: detections from the person detector (with the keypoints of the
@@ -145,6 +143,12 @@ def alert_state_path(cfg, alerts, camera: str | None = None) -> Path | None:
         return Path(alerts.state_path).expanduser() if alerts.state_path else None
     suffix = f".{camera}" if camera else ""
     return cfg.sync.resolved_outbox_path(cfg.device.id).parent / f"alert-state-{cfg.device.id}{suffix}.json"
+
+
+def open_alert_engine(cfg, alerts, sink: EventSink, camera: str | None = None) -> AlertEngine:
+    """The alert engine of `alerts` (the main `[alerts]`, or `[[cameras]]` id `camera`'s), restored from its state
+    file (alert_state_path)."""
+    return AlertEngine(alerts, sink, state_path=alert_state_path(cfg, alerts, camera))
 
 
 def attach_keypoints(people: Detections, posed: Detections, min_iou: float = 0.3) -> Detections:

@@ -261,18 +261,17 @@ class Runtime:
         while the device was down finds its alert at once. A state file of a camera or a main [analytics] the
         config no longer has is resolved (`rule_removed`) and removed, so the cloud closes its alerts."""
         from edge.alerts import AlertEngine, AlertsConfig
-        from edge.app.behaviour import alert_state_path
+        from edge.app.behaviour import alert_state_path, open_alert_engine
 
         cfg = self.cfg
         try:
-            if main_has_analytics(cfg):
-                self._engines[None] = AlertEngine(cfg.alerts, self.ops.analytics_sink(sink),
-                                                  state_path=alert_state_path(cfg, cfg.alerts))
-            for cam in cfg.cameras:
-                self._engines[cam.id] = AlertEngine(cam.alerts, sink,
-                                                    state_path=alert_state_path(cfg, cam.alerts, cam.id))
-            mine = {p.resolve() for p in (alert_state_path(cfg, cfg.alerts),
-                                          *(alert_state_path(cfg, c.alerts, c.id) for c in cfg.cameras)) if p}
+            opened = [(None, cfg.alerts, self.ops.analytics_sink(sink))] if main_has_analytics(cfg) else []
+            opened += [(cam.id, cam.alerts, sink) for cam in cfg.cameras]
+            mine = set()  # the state files of the engines opened here
+            for camera, alerts, to in opened:
+                self._engines[camera] = open_alert_engine(cfg, alerts, to, camera)
+                if (path := alert_state_path(cfg, alerts, camera)) is not None:
+                    mine.add(path.resolve())
             folder = alert_state_path(cfg, AlertsConfig()).parent
             dev = cfg.device.id
             for orphan in sorted([*folder.glob(f"alert-state-{dev}.json"), *folder.glob(f"alert-state-{dev}.*.json")]):

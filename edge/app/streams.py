@@ -38,7 +38,7 @@ import numpy as np
 
 from edge.alerts import AlertEngine
 from edge.alerts.engine import alert_order
-from edge.app.behaviour import BehaviourStage, alert_state_path
+from edge.app.behaviour import BehaviourStage, open_alert_engine
 from edge.core.detections import Detections
 from edge.core.frames import Frame
 
@@ -203,8 +203,7 @@ class StreamSet:
             reader = LatestFrameReader(src, cam.source.reconnect_s, drop=live)
             analytics = Analytics.from_config(cam.analytics, sink, source=cam.id,
                                               frame_size=(cam.source.width, cam.source.height))
-            engine = (engines or {}).get(cam.id) or AlertEngine(cam.alerts, sink,
-                                                                state_path=alert_state_path(cfg, cam.alerts, cam.id))
+            engine = (engines or {}).get(cam.id) or open_alert_engine(cfg, cam.alerts, sink, cam.id)
             streams.append(Stream(cam, reader, BehaviourStage(analytics, engine, models=models),
                                   critical=cam.critical))
         return cls(streams, detect, yield_to=yield_to, detect_batch=detect_batch, max_batch=max_batch)

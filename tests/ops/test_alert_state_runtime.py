@@ -71,3 +71,16 @@ def test_alerts_of_a_camera_removed_from_the_config_are_resolved(repo, tmp_path)
     resolved = [e["data"] for e in outbox_alerts(cfg) if e["kind"] == "alert_resolved"]
     assert [(d["alert_id"], d["resolution"]) for d in resolved] == [(alert_id, "rule_removed")]
     assert not gone.exists()
+
+
+def test_alerts_of_main_analytics_removed_from_the_config_are_resolved(repo, tmp_path):
+    """The config no longer has main [analytics] (no main engine is opened): the main state file is not this
+    config's either, so its alerts are closed too."""
+    cfg = kiosk(repo, tmp_path)
+    main = alert_state_path(cfg, cfg.alerts)
+    alert_id = open_alert(cfg, cfg.alerts, main)
+    cfg.analytics.enabled = False
+    assert Runtime(cfg, http=False).run(threading.Event(), max_frames=3) == 0
+    resolved = [e["data"] for e in outbox_alerts(cfg) if e["kind"] == "alert_resolved"]
+    assert [(d["alert_id"], d["resolution"]) for d in resolved] == [(alert_id, "rule_removed")]
+    assert not main.exists()
