@@ -134,31 +134,41 @@ def publish_model(opts: ClientOptions, name: str, version: str, src: Path, key_p
     payload = build_payload(name, version, Path(src), chunk_size=chunk_size, expires_s=expires_s,
                             min_runtime=min_runtime, selftest=selftest)
     raw = sign_payload(payload, key)
-    t0, n = time.monotonic(), 0
+    t0 = time.monotonic()
     manifest = topics.model_manifest(name, version)
     with _Conn(opts, [manifest]) as c:
         with c.cv:  # a retained message comes right after SUBACK; nothing comes when none is retained
-            c.cv.wait_for(lambda: any(retained and raw for _, raw, retained in c.messages), check_wait)
-            published = any(retained and raw for _, raw, retained in c.messages)
+            c.cv.wait_for(lambda: any(retained and body for _, body, retained in c.messages), check_wait)
+            published = any(retained and body for _, body, retained in c.messages)
         if published and not replace:
             raise AlreadyPublished(f"{name}@{version} is already published (a retained manifest exists): publish the "
                                    "new build as a new version, or --replace it (devices downloading it will fail)")
+        if not published:
+            n = _send_build(c, payload, raw, Path(src), chunk_size)
     if published:  # every retained message of the old build goes, so none of its chunks outlive it on the broker
         log.warning("replacing the published %s@%s", name, version)
-        unpublish_model(opts, name, version)
-    with _Conn(opts, []) as c:
-        for fn, meta in payload["files"].items():
-            with open(Path(src) / fn, "rb") as f:
-                for i in range(len(meta["chunks"])):
-                    c.publish(topics.model_chunk(name, version, meta["index"], i), f.read(chunk_size), retain=True)
-                    n += 1
-        c.publish(manifest, raw, retain=True)
-        c.flush()
+        unpublish_model(opts, name, version)  # its own connection (one client id: not beside the one above)
+        with _Conn(opts, []) as c:
+            n = _send_build(c, payload, raw, Path(src), chunk_size)
     out = {"name": name, "version": version, "replaced": published, "files": len(payload["files"]), "chunks": n,
            "bytes": payload["total_bytes"], "manifest_bytes": len(raw), "key_id": sign.key_id(key.public_key()),
            "expires": payload["expires"], "seconds": round(time.monotonic() - t0, 3)}
     log.info("published %s@%s: %s", name, version, out)
     return out
+
+
+def _send_build(c: _Conn, payload: dict, raw: bytes, src: Path, chunk_size: int) -> int:
+    """Publish a signed build's chunks, then its manifest `raw` (all retained) and wait for the PUBACKs; returns
+    the number of chunks."""
+    name, version, n = payload["name"], payload["version"], 0
+    for fn, meta in payload["files"].items():
+        with open(src / fn, "rb") as f:
+            for i in range(len(meta["chunks"])):
+                c.publish(topics.model_chunk(name, version, meta["index"], i), f.read(chunk_size), retain=True)
+                n += 1
+    c.publish(topics.model_manifest(name, version), raw, retain=True)
+    c.flush()
+    return n
 
 
 def unpublish_model(opts: ClientOptions, name: str, version: str, wait: float = 2.0, quiet_s: float = 0.5) -> int:
