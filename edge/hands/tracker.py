@@ -19,11 +19,11 @@ from edge.hands.detector import PalmDetector
 from edge.hands.landmarks import HandLandmarkModel
 from edge.hands.roi import POSE_HAND, overlap, roi_from_landmarks, roi_from_pose
 from edge.hands.types import Hand
-from edge.pose.types import Roi
+from edge.pose.types import LM, Roi
 
 log = logging.getLogger(__name__)
 HIPS = (23, 24)
-SHOULDER = {"left": 11, "right": 12}
+SHOULDER = {"left": LM["left_shoulder"], "right": LM["right_shoulder"]}
 STALE = 0.5  # a track whose ROI centre is this far (x the smaller ROI) from the pose's ROI of that hand is stale
 REACH = 2.0  # a hand's ROI centre is at most this many shoulder widths from its shoulder (arm's length ~1.9)
 
