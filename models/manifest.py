@@ -19,7 +19,8 @@ PRODUCERS = ("source", "tf2onnx", "ov_convert", "nncf", "ort_quant", "aeq", "tfl
 METRICS = ("landmarks", "pose_detector", "face_detector", "people_detector", "palm_detector", "hand_landmarks")
 SOURCE_KINDS = ("wheel", "npm", "trained")  # npm: a TF.js graph model in an npm tarball, converted through
 # TensorFlow; trained: an ONNX file the project trained and committed under models/trained/<name>/
-# a version names the folder <cache>/models/<name>/<version>/ and one topic level of fleet updates (sync.topics)
+# a version names the folder <cache>/models/<name>/<version>/ and one topic level of fleet updates (sync.topics
+# checks offers with it)
 VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 RECIPES = ("nanodet", "movenet")  # graph edits of models/build/steps/tfjs_graph.py
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from models.manifest import VERSION_RE
+
 ROOT = "retail/v1"
 FLEET = "fleet"
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # store and device ids (same rule as edge.core.device.DeviceIdentity)
@@ -116,13 +118,12 @@ def fleet_cmd_filter(store: str | None = None) -> str:
     return f"{ROOT}/{FLEET}/cmd/+" if store is None else f"{ROOT}/{FLEET}/{store}/cmd/+"
 
 
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")  # model versions (one topic level)
 UPDATE_FILTER = f"{ROOT}/+/+/update"
 
 
 def check_version(value: str) -> str:
     """Return value if it is a valid model version (1-64 of A-Z a-z 0-9 . _ + -, one topic level)."""
-    if not isinstance(value, str) or not _VERSION.match(value):
+    if not isinstance(value, str) or not VERSION_RE.fullmatch(value):  # the zoo's rule: a folder name too
         raise ValueError(f"invalid version {value!r}: use 1-64 of A-Z a-z 0-9 . _ + - (not starting with a symbol)")
     return value
 
