@@ -47,7 +47,7 @@ def run(args) -> int:
     """Run the sub-command; a broker that is down or refuses, or a bad argument, exits with its one-line reason."""
     try:
         return {"consumer": _consumer, "tail": _tail, "send": _send, "outbox": _outbox}[args.sync_cmd](args)
-    except (ConnectionError, TimeoutError, OSError, ValueError, sqlite3.Error) as e:
+    except (OSError, ValueError, sqlite3.Error) as e:  # OSError: ConnectionError and TimeoutError too
         raise SystemExit(f"edge sync {args.sync_cmd}: {e}") from None
 
 

@@ -43,7 +43,7 @@ def run(args) -> int:
 
             return provision.run(args)
         return _list(args) if args.fleet_cmd == "list" else _send(args)
-    except (ConnectionError, TimeoutError, OSError, ValueError) as e:  # UpdateError, SignatureError: ValueError
+    except (OSError, ValueError) as e:  # OSError: ConnectionError, TimeoutError; ValueError: UpdateError, SignatureError
         raise SystemExit(f"edge fleet {args.fleet_cmd}: {e}") from None
 
 
