@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 CLOCK_SET = 1_577_836_800.0  # 2020-01-01: a wall time before this is a clock that was never set (no RTC, no NTP yet)
 TRANSITIONS = ("opened", "escalated", "acked", "resolved")
+SAVE_RETRY_S = 10.0  # engine seconds between attempts to save a state file whose last save failed
 
 
 class AlertError(Exception):
@@ -81,6 +82,7 @@ class _Alert:
     resolution: str | None = None  # "cleared" (auto) | "staff" | "rule_removed" (at a restart)
     duplicates: list[str] = field(default_factory=list)  # other rules of the dedup key that fired meanwhile
     event_ids: list[str] = field(default_factory=list)
+    ack_hooks_called: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)  # on_ack hooks run for it
 
     def view(self) -> dict[str, Any]:
         r = self.rule
@@ -129,7 +131,9 @@ class AlertEngine:
     `sink` receives every transition Event (the runtime's outbox; may be reassigned). `wall_clock` stamps staff transitions,
     which happen between updates (default time.time; tests pass a fake). `on_ack` is a list of callables called with
     the alert (its view dict) after each acknowledgement that changed it, outside the engine's lock (the runtime
-    retakes a shelf facing's reference when its facing_empty alert is acknowledged). `state_path`: the state file
+    retakes a shelf facing's reference when its facing_empty alert is acknowledged); a hook added while an alert is
+    already acked (restored acked from the state file, or acked before the hook was added) is called for it at the
+    next `update()`, once, as if it had seen the acknowledgement. `state_path`: the state file
     that keeps the open and acked alerts across restarts; they are restored here (an alert whose rule is gone is
     resolved, its `alert_resolved` goes to `sink` now). None: in memory only.
     """
@@ -156,6 +160,7 @@ class AlertEngine:
         self.camera = ""  # names this engine in the held-rules metric (the runtime sets the camera id)
         self._pending: list[Event] = []  # transition events not yet handed to the sink (see _commit)
         self._state = StateFile(state_path) if state_path else None
+        self._save_retry_at = 0.0  # engine clock of the next retry of a failed state save
         if self._state is not None:
             with self._lock:
                 self._restore(self._state.load())
@@ -171,6 +176,9 @@ class AlertEngine:
                 self._evaluate(values, t, t_wall, out)
             finally:  # what was emitted before a failure is still sent and saved
                 self._commit()
+                self._retry_save()
+            calls = self._ack_hook_calls()
+        self._call_ack_hooks(calls)
         return out
 
     def _evaluate(self, values: Values, t: float, t_wall: float, out: list[Event]) -> None:
@@ -341,12 +349,32 @@ class AlertEngine:
             self._emit(a, "acked", a.acked_t, a.acked_at)
             self._commit()
             out = Outcome(a.view(), True)
-        for hook in list(self.on_ack):
-            try:
-                hook(out.alert)
-            except Exception:  # noqa: BLE001 - the acknowledgement stands whatever a hook does
-                log.exception("on_ack hook failed for alert %s", out.alert["alert_id"])
+            calls = self._ack_hook_calls()
+        self._call_ack_hooks(calls)
         return out
+
+    def _ack_hook_calls(self) -> list[tuple[Callable[[dict[str, Any]], None], dict[str, Any]]]:
+        """(hook, alert view) for each acked alert an `on_ack` hook has not been called for yet, marked as called
+        (under the lock, so a hook runs once per alert whichever thread gets there first)."""
+        hooks, calls = list(self.on_ack), []
+        if not hooks:
+            return calls
+        for a in self._active.values():
+            due = [h for h in hooks if h not in a.ack_hooks_called] if a.state == "acked" else []
+            if due:
+                a.ack_hooks_called += due
+                view = a.view()
+                calls += [(h, view) for h in due]
+        return calls
+
+    @staticmethod
+    def _call_ack_hooks(calls: list[tuple[Callable[[dict[str, Any]], None], dict[str, Any]]]) -> None:
+        """Run `_ack_hook_calls()`'s calls, outside the lock."""
+        for hook, view in calls:
+            try:
+                hook(view)
+            except Exception:  # noqa: BLE001 - the acknowledgement stands whatever a hook does
+                log.exception("on_ack hook failed for alert %s", view["alert_id"])
 
     def resolve(self, alert_id: str, by: str = "", note: str = "", *, via: str = "api") -> Outcome:
         """Resolve an open or acked alert by hand; resolving a resolved one changes nothing. If the condition
@@ -419,6 +447,15 @@ class AlertEngine:
             self._state.save(self._snapshot(()))
 
     # ------------------------------------------------------------------ the state file
+    def _retry_save(self) -> None:
+        """While the state file's last save failed (disk full, read-only), save again every SAVE_RETRY_S of engine
+        time: once the disk has room, the file holds the alerts as they are, not as they were at the failure (a
+        restart would continue alerts resolved since, and lose those opened since), with no transition needed."""
+        if self._state is None or not self._state.failing or self._clock < self._save_retry_at:
+            return
+        self._save_retry_at = self._clock + SAVE_RETRY_S
+        self._state.save(self._snapshot(()))
+
     def _snapshot(self, pending: Iterable[Event]) -> dict[str, Any]:
         """The AlertState to save now: times as engine seconds spent / left, at the wall time `saved_at`."""
         return {"v": STATE_VERSION, "saved_at": self._wall_clock(),

@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from edge.alerts.engine import AlertEngine, InvalidTransition, UnknownAlert
-from edge.alerts.values import _plain
+from edge.alerts.values import plain_json
 from edge.core.http_server import BadBody, json_body, send
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def make_staff_routes(engine: AlertEngine, live: Callable[[], dict] | None = Non
             if not isinstance(counts, dict):
                 raise TypeError(f"live() returned {type(counts).__name__}, not a dict")
             json.dumps(counts)
-            counts = _plain(counts)  # NaN / inf (e.g. a wait estimate) -> null: the poll must stay strict JSON
+            counts = plain_json(counts)  # NaN / inf (e.g. a wait estimate) -> null: the poll must stay strict JSON
         except Exception:  # noqa: BLE001 - the page must keep working without counts
             if not live_failing.is_set():
                 log.exception("staff page: live counts unavailable")

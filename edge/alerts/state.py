@@ -5,7 +5,8 @@ its last event shows it, how long it had been open, its event ids; the dedup key
 events written but perhaps not yet handed to the sink (re-emitted at the next start, with the same event ids).
 Durations are seconds of the engine clock left / spent at `saved_at` (a wall time): stream time starts over in a
 new process, so the restarted engine counts the time it was down (wall time) as passed, as it does for a gap.
-An unreadable or damaged file is logged and moved aside; the engine then starts with no alerts.
+An unreadable or damaged file is logged and moved aside; the engine then starts with no alerts. The engine never
+writes NaN or infinities: a file with one is damaged (an infinite cooldown would silence its rule for good).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ class StoredView(BaseModel):
     """An unresolved alert as its last transition event showed it; the fields a restart needs are checked, the rest
     (title, condition, ...) kept as they are for the `alert_resolved` of an alert whose rule is gone."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     alert_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     rule: str = Field(pattern=ID_PATTERN)
@@ -55,7 +56,7 @@ class StoredView(BaseModel):
 
 
 class StoredAlert(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     alert: StoredView
     open_for_s: float = Field(ge=0, description="engine seconds it had been open at saved_at")
@@ -65,7 +66,7 @@ class StoredAlert(BaseModel):
 class PendingEvent(BaseModel):
     """A transition event saved before it was handed to the sink."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: str
     stream: str
@@ -77,7 +78,7 @@ class PendingEvent(BaseModel):
 class AlertState(BaseModel):
     """The state file's content."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     v: Literal[1]
     saved_at: float = Field(description="wall time of the save")
@@ -100,6 +101,11 @@ class StateFile:
     def __init__(self, path: str | Path):
         self.path = Path(path).expanduser()
         self._failing = False
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last save failed (the file may hold an older state)."""
+        return self._failing
 
     def load(self) -> AlertState | None:
         """The saved state; None if there is none, or if it is damaged (then it is moved aside)."""

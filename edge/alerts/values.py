@@ -37,19 +37,19 @@ class Reading:
         never refuses an alert event because of it."""
         out: dict[str, Any] = {}
         if self.track_ids:
-            out["track_ids"] = [_plain(t) for t in self.track_ids[:MAX_TRACKS]]
+            out["track_ids"] = [plain_json(t) for t in self.track_ids[:MAX_TRACKS]]
         if self.durations_s:
             out["durations_s"] = {str(k): round(float(v), 3) for k, v in list(self.durations_s.items())[:MAX_TRACKS]
                                   if math.isfinite(float(v))}
         if self.models:
             out["models"] = {str(k): str(v) for k, v in self.models.items()}
         if self.detail:
-            detail = _plain(dict(self.detail))
+            detail = plain_json(dict(self.detail))
             out["detail"] = detail if len(json.dumps(detail)) <= MAX_DETAIL_BYTES else {"truncated": True}
         return out
 
 
-def _plain(obj: Any, depth: int = 0) -> Any:
+def plain_json(obj: Any, depth: int = 0) -> Any:
     """Strict JSON: numpy scalars to numbers, NaN/inf to None, unknown objects to str, at most 6 levels."""
     if obj is None or isinstance(obj, (bool, str)):
         return obj
@@ -59,9 +59,9 @@ def _plain(obj: Any, depth: int = 0) -> Any:
     if hasattr(obj, "__index__"):
         return int(obj)
     if depth < 6 and isinstance(obj, Mapping):
-        return {str(k): _plain(v, depth + 1) for k, v in obj.items()}
+        return {str(k): plain_json(v, depth + 1) for k, v in obj.items()}
     if depth < 6 and isinstance(obj, (list, tuple, set, frozenset)):
-        return [_plain(v, depth + 1) for v in obj]
+        return [plain_json(v, depth + 1) for v in obj]
     return str(obj)
 
 

@@ -234,7 +234,9 @@ class ShelfFacings:
         """Ask for a new reference of one facing (or, with None, of the whole view and every facing). It is taken
         at the next frame where the facing is measurable (nobody in front, still). when="restocked" waits until the
         facing no longer looks empty (an alert acknowledged before the restock must not make the empty shelf the
-        reference). Returns the facing ids now waiting; raises KeyError for an unknown facing."""
+        reference; a facing with no reference to judge that against, after a restart in memory only, takes one as at
+        any start). A retake asked before the first frame stands when the stored references load. Returns the facing
+        ids now waiting; raises KeyError for an unknown facing."""
         if when not in ("now", "restocked") or (facing_id is None and when != "now"):
             raise ValueError(f"when must be 'now' or (for one facing) 'restocked', not {when!r}")
         with self._lock:
@@ -328,6 +330,11 @@ class ShelfFacings:
             if not fitted:  # the photometric fit is only needed when a facing is measured or retaken
                 self._fit_photometric(aligned, person_small)
                 fitted = True
+            if f._pending == "restocked" and f._ref is None:  # nothing to judge a restock against (in memory
+                with self._lock:  # only, after a restart): the reference is taken as at any start
+                    f._pending, f._pending_by, f._pending_via = "startup", "", ""
+                log.info("shelf %s: facing %s has no reference to judge its restock against; taking one now",
+                         self.camera, f.id)
             if f._pending is not None and f._pending != "restocked":
                 self._take_facing(f, aligned, t, t_wall, events)
                 continue
@@ -877,7 +884,9 @@ class ShelfFacings:
         for f, t_wall in restored:
             x0, y0, x1, y1 = f._bbox
             f._ref = self._make_ref(f, ref[y0:y1, x0:x1], self._ref_valid[y0:y1, x0:x1], t_wall)
-            f._pending = None
+            with self._lock:  # a retake asked before this first frame (an ack, a command) still stands
+                if f._pending == "startup":
+                    f._pending = None
         log.info("shelf %s: reference loaded from %s (%d of %d facings); the view around them is taken again at "
                  "the first still, aligned frame", self.camera, d, len(restored), len(self.facings))
         if legacy:
