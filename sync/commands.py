@@ -4,8 +4,9 @@ A command is ``{"id": str, "args": {...}}`` (``v`` and ``ts`` optional) on ``...
 gets a result ``{"id", "status": "ok"|"error", "reason", "result"}``; `id` is echoed (None when the request was
 unreadable). Retained commands are refused, never executed. Non-JSON, oversized, deeply nested, unknown or
 ill-typed requests get an error result. A repeated `id` of the same command (QoS 1 redelivery) is answered from a cache, not re-run.
-A handler that needs the sender's `ts` (e.g. to refuse an offer that waited days in an offline device's session)
-reads it from `current_request()`.
+A command older than its maximum age by the sender's `ts` (it waited at the broker while the device was offline), or
+that far ahead of the device clock, is refused and not run (`max_age_s`, per command `max_ages`); the commands in
+`SELF_AGED` judge their own age: their handlers read the `ts` from `current_request()`.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -81,13 +82,21 @@ SCHEMAS: dict[str, type[_Args]] = {"ping": PingArgs, "set_log_level": SetLogLeve
                                    "reload_config": ReloadConfigArgs, "snapshot": SnapshotArgs,
                                    "shelf_reference": ShelfReferenceArgs}
 
+MAX_AGE_S = 3600.0  # default: a command older than this by its sender's `ts` (or this far ahead) is refused
+MAX_AGE_LIMIT_S = 30 * 86400.0  # the largest maximum age a setting may give
+# Commands whose handlers judge the request's age themselves, so the router does not: `snapshot` (300 s, and the
+# refusal is recorded in the decision log: edge/app/snapshots.py), `model_update` ([sync] update_offer_max_age_s),
+# `model_rollback` (no age: a rollback of a version a rollout aborted is still wanted after an outage, and its
+# version/rollout check refuses it once stale or replayed).
+SELF_AGED = frozenset({"snapshot", "model_update", "model_rollback"})
+
 
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     v: int = 1
     id: str = Field(min_length=1, max_length=64)
     args: dict[str, Any] = {}
-    ts: float | int | None = None
+    ts: Annotated[float, Field(allow_inf_nan=False)] | None = None  # sender's clock, Unix seconds
 
 
 class CommandError(Exception):
@@ -100,6 +109,43 @@ _request: contextvars.ContextVar[Request | None] = contextvars.ContextVar("sync_
 def current_request() -> Request | None:
     """The validated request whose handler is running on this thread (`id`, `ts`: the sender's clock), else None."""
     return _request.get()
+
+
+def duration(s: float, exact: bool = False) -> str:
+    """`2.5 s`, `48.0 h` (exact: `2 s`, `24 h`, for a setting)."""
+    v, unit = (s / 3600, "h") if s >= 3600 else (s, "s")
+    return f"{v:g} {unit}" if exact else f"{v:.1f} {unit}"
+
+
+def stale(ts: float, limit_s: float, what: str, again: str, *, now: float | None = None) -> str | None:
+    """Why a request stamped `ts` by its sender is too old to act on (more than `limit_s` before this device's
+    clock), or too far ahead of it (more than `limit_s`: one of the clocks is wrong, so its age cannot be trusted),
+    else None. Clock skew up to `limit_s` either way passes. `what` names the request ("offer"), `again` says what
+    to do ("offer it again if it is still wanted")."""
+    age = (time.time() if now is None else now) - ts
+    if age > limit_s:
+        return (f"{what} expired: sent {duration(age)} ago, older than the {duration(limit_s, exact=True)} it stays "
+                f"valid (it waited at the broker while the device was offline?); {again}")
+    if -age > limit_s:
+        return (f"{what} refused: its ts is {duration(-age)} ahead of this device's clock (more than the "
+                f"{duration(limit_s, exact=True)} allowed): check NTP on the device and on the sender's host")
+    return None
+
+
+def check_max_ages(max_age_s: float, max_ages: dict[str, float]) -> None:
+    """ValueError naming the setting when a maximum command age is out of range, or is given for a command this
+    device does not know or one in SELF_AGED."""
+    for key, v in [("command_max_age_s", max_age_s), *((f"command_max_ages.{k}", v) for k, v in max_ages.items())]:
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= MAX_AGE_LIMIT_S):
+            raise ValueError(f"{key} = {v!r}: use seconds > 0 and <= {MAX_AGE_LIMIT_S:g} (30 days)")
+    for name in max_ages:
+        if name not in SCHEMAS and name not in SELF_AGED:
+            raise ValueError(f"command_max_ages.{name}: no such command (known: {', '.join(sorted(SCHEMAS))})")
+        if name in SELF_AGED:
+            own = {"model_update": "set [sync] update_offer_max_age_s",
+                   "snapshot": "snapshot requests expire after 300 s (edge/app/snapshots.py)",
+                   "model_rollback": "a rollback is judged by its version and rollout, not its age"}[name]
+            raise ValueError(f"command_max_ages.{name}: {name} judges its own age ({own}); remove the key")
 
 
 def unsupported(reason: str) -> Handler:
@@ -127,8 +173,12 @@ class CommandRouter:
     """Queues commands from the network thread and runs them on one worker thread, in order."""
 
     def __init__(self, device: str, store: str, handlers: dict[str, Handler], reply: Reply, *,
-                 max_bytes: int = 16 << 10, max_depth: int = 8, queue_size: int = 10_000) -> None:
+                 max_bytes: int = 16 << 10, max_depth: int = 8, queue_size: int = 10_000,
+                 max_age_s: float = MAX_AGE_S, max_ages: dict[str, float] | None = None) -> None:
+        """max_age_s: the maximum age of a command by its sender's `ts`; max_ages: per command name, instead."""
+        check_max_ages(max_age_s, max_ages or {})
         self.device, self.store = device, store
+        self.max_age_s, self.max_ages = float(max_age_s), dict(max_ages or {})
         self.handlers = dict(handlers)
         self._reply = reply
         self.max_bytes, self.max_depth = max_bytes, max_depth
@@ -136,7 +186,7 @@ class CommandRouter:
         # (command name, id) -> cached result: another command that reuses an id is run, not answered from the cache
         self._done: collections.OrderedDict[tuple[str, str], bytes] = collections.OrderedDict()
         self._thread: threading.Thread | None = None
-        self.stats = {"received": 0, "ok": 0, "error": 0, "refused_busy": 0}
+        self.stats = {"received": 0, "ok": 0, "error": 0, "refused_busy": 0, "expired": 0}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="sync-commands", daemon=True)
@@ -197,6 +247,12 @@ class CommandRouter:
                     args = schema.model_validate(req.args).model_dump()
                 except ValidationError as e:
                     raise CommandError(f"bad args: {_first_error(e)}") from None
+            why = self._stale(cmd.name, req)
+            if why is not None:  # answered, not run, and not cached: a fresh resend with this id still runs
+                self.stats["expired"] += 1
+                log.warning("%s (id %s)", why, cmd_id)
+                self._answer(cmd, cmd_id, False, why, None, cache=False)
+                return
             token = _request.set(req)
             try:
                 data = handler(args)
@@ -211,7 +267,17 @@ class CommandRouter:
             log.exception("command %s handler raised", cmd.name)
             self._answer(cmd, cmd_id, False, f"handler failed: {type(e).__name__}: {e}", None)
 
-    def _answer(self, cmd: Incoming, cmd_id: str | None, ok: bool, reason: str | None, data: dict | None) -> None:
+    def _stale(self, name: str, req: Request) -> str | None:
+        """Why this command is too old (or stamped too far ahead) to run, or None. A request without `ts` cannot
+        be aged and runs (`edge sync send`, `edge fleet send` and `Requester` always stamp it)."""
+        if name in SELF_AGED or req.ts is None:
+            return None
+        limit = self.max_ages.get(name, self.max_age_s)
+        key = f"[sync] command_max_ages.{name}" if name in self.max_ages else "[sync] command_max_age_s"
+        return stale(req.ts, limit, f"command {name}", f"send it again if it is still wanted (limit: {key})")
+
+    def _answer(self, cmd: Incoming, cmd_id: str | None, ok: bool, reason: str | None, data: dict | None, *,
+                cache: bool = True) -> None:
         why = check_result(cmd.name, data) if data else None  # no image data in a result (docs/PRIVACY.md)
         if why is not None:
             refuse("cmd_result", f"cmd_result/{cmd.name}", why)
@@ -221,7 +287,7 @@ class CommandRouter:
         except PayloadError as e:
             ok, raw = False, payloads.result(self.device, self.store, cmd.name, cmd_id, False, reason=str(e))
         self.stats["ok" if ok else "error"] += 1
-        if cmd_id is not None and not cmd.retained:
+        if cache and cmd_id is not None and not cmd.retained:
             self._done[(cmd.name, cmd_id)] = raw
             while len(self._done) > 1024:
                 self._done.popitem(last=False)

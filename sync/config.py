@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from edge.core.config_base import StrictModel
+from sync.commands import MAX_AGE_S, check_max_ages
 
 
 class SyncConfig(StrictModel):
@@ -16,8 +17,10 @@ class SyncConfig(StrictModel):
     # dir)/outbox-<device>.sqlite
 
     # identity and security
-    client_id: str = Field("", max_length=128, description="MQTT client id; '' = the device id")
-    username: str = Field("", max_length=128, description="'' = no username; convention: '<store>/<device>'")
+    # 129 = "<store>/<device>" with 64-character ids (what `edge fleet provision` writes)
+    client_id: str = Field("", max_length=129, description="MQTT client id; '' = '<store>/<device>' (unique per "
+                                                          "store and device, as the certificate CN)")
+    username: str = Field("", max_length=129, description="'' = no username; convention: '<store>/<device>'")
     password: str = ""
     password_file: str = ""  # read at start (first line); wins over `password`
     tls: bool = False
@@ -49,6 +52,12 @@ class SyncConfig(StrictModel):
     telemetry_interval_s: float = Field(60.0, ge=0, description="0 = no periodic telemetry")
     max_command_bytes: int = Field(16 << 10, ge=256)
     max_command_depth: int = Field(8, ge=2, le=64)
+    command_max_age_s: float = Field(MAX_AGE_S, description="a command older than this by its sender's `ts` (it "
+                                     "waited at the broker while the device was offline), or this far ahead of the "
+                                     "device clock, is refused, not run (snapshot, model_update and model_rollback "
+                                     "judge their own age)")
+    command_max_ages: dict[str, float] = Field({}, description="per command name: its maximum age instead of "
+                                                                "command_max_age_s, e.g. {reload_config = 600}")
 
     # model updates (docs/MODEL_UPDATES.md)
     model_updates: bool = True  # accept signed model updates offered over MQTT (needs a broker)
@@ -68,6 +77,7 @@ class SyncConfig(StrictModel):
             raise ValueError("tls = true needs ca_file")
         if bool(self.cert_file) != bool(self.key_file):
             raise ValueError("cert_file and key_file go together")
+        check_max_ages(self.command_max_age_s, self.command_max_ages)
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError(f"reconnect_min_s ({self.reconnect_min_s}) is above reconnect_max_s "
                              f"({self.reconnect_max_s}): lower it or raise reconnect_max_s")
@@ -77,6 +87,12 @@ class SyncConfig(StrictModel):
         if self.password_file:
             return Path(self.password_file).read_text().splitlines()[0].strip()
         return self.password
+
+    def resolved_client_id(self, store: str, device: str) -> str:
+        """client_id, else "<store>/<device>": unique on a broker shared by several stores (a bare device id such
+        as "mirror-01" in two stores would take over each other's session), and the identity the certificate,
+        the username and the production broker's client-id binding use (`edge fleet provision`)."""
+        return self.client_id or f"{store}/{device}"
 
     def resolved_outbox_path(self, device_id: str) -> Path:
         """outbox_path, else <data dir>/outbox-<device>.sqlite (the same root as the device's other data: shelf

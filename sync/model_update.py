@@ -22,7 +22,7 @@ import time
 from edge.core.device import DeviceIdentity
 from edge.core.events import Event
 from models.zoo import ModelZoo
-from sync.commands import CommandError, current_request
+from sync.commands import CommandError, current_request, stale
 from sync.update_installer import ModelStore, OnActivated, UpdateInstaller
 from sync.update_job import (ACTIVATING, DOWNLOADING, FAILED, QUEUED, SHADOW, STOPPING, SUCCEEDED, TERMINAL, Job,
                              OfferArgs, RollbackArgs, UpdateOptions)
@@ -190,15 +190,7 @@ class ModelUpdateAgent:
             return None
         if req.ts is None:
             return "offer refused: it has no `ts`, so its age cannot be told; send offers with `edge fleet rollout`"
-        age, limit = time.time() - req.ts, self.offer_max_age_s
-        if age > limit:
-            return (f"offer expired: sent {_duration(age)} ago, older than the {_duration(limit, exact=True)} an offer "
-                    "stays valid (it waited at the broker while the device was offline?); offer it again if it is "
-                    "still wanted")
-        if -age > limit:
-            return (f"offer refused: its ts is {_duration(-age)} ahead of this device's clock (more than the "
-                    f"{_duration(limit, exact=True)} allowed): check NTP on the device and on the fleet host")
-        return None
+        return stale(req.ts, self.offer_max_age_s, "offer", "offer it again if it is still wanted")
 
     def _rollback(self, a: RollbackArgs) -> dict:
         """Roll back a.version (named by the sender as the version to roll back from): cancel its pending offer
@@ -339,9 +331,3 @@ class ModelUpdateAgent:
 
     def _publish_models(self) -> None:
         self.svc.set_state(model_updates=self.models())
-
-
-def _duration(s: float, exact: bool = False) -> str:
-    """`2.5 s`, `48.0 h` (exact: `2 s`, `24 h`, for a setting)."""
-    v, unit = (s / 3600, "h") if s >= 3600 else (s, "s")
-    return f"{v:g} {unit}" if exact else f"{v:.1f} {unit}"

@@ -9,10 +9,10 @@ import uuid
 
 from sync import payloads, topics
 from sync.client import ClientOptions, publish_properties
-from sync.rollout import _Conn
+from sync.rollout import AdminConnection
 
 
-class Requester(_Conn):
+class Requester(AdminConnection):
     """A short-lived v5 client that publishes commands and gathers result payloads by id. A publish the broker
     refuses (PUBACK 0x87: the ACL forbids this user the topic) raises ConnectionError from `wait` and `flush`;
     a refused reply subscription raises from `__enter__`."""

@@ -25,8 +25,9 @@ BAD_STATES = ("FAILED", "ROLLED_BACK", "TIMED_OUT", "REJECTED")
 ENDED_UNINSTALLED = ("FAILED", "ROLLED_BACK", "REJECTED")  # the device ended or refused the job: nothing to undo
 
 
-class _Conn:
-    """A short-lived v5 client: windowed QoS1 publishes (waits for PUBACKs) and collected messages."""
+class AdminConnection:
+    """A short-lived v5 client of the cloud / fleet tools (clean session, a random client id unless one is given):
+    windowed QoS1 publishes (waits for PUBACKs) and collected messages. `sync.request.Requester` builds on it."""
 
     def __init__(self, opts: ClientOptions, filters: list[str] = (), window: int = 16) -> None:
         opts.client_id = opts.client_id or f"sf-fleet-{uuid.uuid4().hex[:8]}"
@@ -46,7 +47,7 @@ class _Conn:
         self.failures: list[str] = []
         self.messages: list[tuple[str, bytes, bool]] = []  # (topic, payload, retained)
 
-    def __enter__(self) -> "_Conn":
+    def __enter__(self) -> "AdminConnection":
         self.client.start()
         if not self.client.wait_connected(10):
             self.client.stop()
@@ -136,7 +137,7 @@ def publish_model(opts: ClientOptions, name: str, version: str, src: Path, key_p
     raw = sign_payload(payload, key)
     t0 = time.monotonic()
     manifest = topics.model_manifest(name, version)
-    with _Conn(opts, [manifest]) as c:
+    with AdminConnection(opts, [manifest]) as c:
         with c.cv:  # a retained message comes right after SUBACK; nothing comes when none is retained
             c.cv.wait_for(lambda: any(retained and body for _, body, retained in c.messages), check_wait)
             published = any(retained and body for _, body, retained in c.messages)
@@ -148,7 +149,7 @@ def publish_model(opts: ClientOptions, name: str, version: str, src: Path, key_p
     if published:  # every retained message of the old build goes, so none of its chunks outlive it on the broker
         log.warning("replacing the published %s@%s", name, version)
         unpublish_model(opts, name, version)  # its own connection (one client id: not beside the one above)
-        with _Conn(opts, []) as c:
+        with AdminConnection(opts, []) as c:
             n = _send_build(c, payload, raw, Path(src), chunk_size)
     out = {"name": name, "version": version, "replaced": published, "files": len(payload["files"]), "chunks": n,
            "bytes": payload["total_bytes"], "manifest_bytes": len(raw), "key_id": sign.key_id(key.public_key()),
@@ -157,7 +158,7 @@ def publish_model(opts: ClientOptions, name: str, version: str, src: Path, key_p
     return out
 
 
-def _send_build(c: _Conn, payload: dict, raw: bytes, src: Path, chunk_size: int) -> int:
+def _send_build(c: AdminConnection, payload: dict, raw: bytes, src: Path, chunk_size: int) -> int:
     """Publish a signed build's chunks, then its manifest `raw` (all retained) and wait for the PUBACKs; returns
     the number of chunks."""
     name, version, n = payload["name"], payload["version"], 0
@@ -176,7 +177,7 @@ def unpublish_model(opts: ClientOptions, name: str, version: str, wait: float = 
     broken or hostile publisher left there): found by subscribing to the version's subtree, so a malformed or
     missing manifest does not matter. Returns messages cleared (0: nothing was published)."""
     base = topics.model_base(name, version)
-    with _Conn(opts, [base + "/#"]) as c:
+    with AdminConnection(opts, [base + "/#"]) as c:
         deadline, last = time.monotonic() + wait, (time.monotonic(), 0)
         while time.monotonic() < deadline:  # retained messages come right after SUBACK: stop once they pause
             with c.cv:
@@ -207,7 +208,7 @@ class Retained(dict):
 def read_retained(opts: ClientOptions, topic_filter: str, wait: float, check=lambda obj: obj) -> Retained:
     """Retained JSON per device under a device-topic filter, each checked with `check(obj)` (PayloadError:
     skipped and listed in `.skipped`, never raised)."""
-    with _Conn(opts, [topic_filter]) as c:
+    with AdminConnection(opts, [topic_filter]) as c:
         time.sleep(wait)
         with c.cv:
             msgs = list(c.messages)
@@ -315,7 +316,7 @@ class Rollout:
         waves, t0 = [], time.monotonic()
         log.info("rollout %s of %s@%s to %d devices in waves of %s", self.id, self.name, self.version,
                  len(self.devs), self.sizes)
-        with _Conn(self.opts, filters) as c:
+        with AdminConnection(self.opts, filters) as c:
             launched: list[_Dev] = []
             for k in self.sizes:
                 wave = self.devs[len(launched):k]
@@ -339,7 +340,7 @@ class Rollout:
     def _failed_pct(self, launched: list[_Dev]) -> float:
         return 100.0 * sum(d.state in BAD_STATES for d in launched) / max(1, len(launched))
 
-    def _wait_wave(self, c: _Conn, wave: list[_Dev], launched: list[_Dev]) -> str | None:
+    def _wait_wave(self, c: AdminConnection, wave: list[_Dev], launched: list[_Dev]) -> str | None:
         """Wait until every device of the wave is terminal; abort reason as soon as the threshold is passed."""
         deadline = time.monotonic() + self.wave_timeout_s
         while True:
@@ -363,7 +364,7 @@ class Rollout:
             with c.cv:
                 c.cv.wait(0.2)
 
-    def _absorb(self, c: _Conn) -> None:
+    def _absorb(self, c: AdminConnection) -> None:
         """Apply new status messages and command results to the devices (malformed ones are skipped and
         counted, never raised: a device can write its own status topic)."""
         with c.cv:
@@ -411,7 +412,7 @@ class Rollout:
                 and obj.get("status") != "ok":
             d.state, d.reason = "ROLLBACK_REFUSED", reason
 
-    def _abort(self, c: _Conn, launched: list[_Dev], why: str) -> dict:
+    def _abort(self, c: AdminConnection, launched: list[_Dev], why: str) -> dict:
         """Tell devices that succeeded, are still working, timed out or never answered to roll back; wait for
         their answers. An offline device's rollback waits in its persistent session behind the offer, and cancels
         it when the device is back (it stays ROLLBACK_SENT here)."""

@@ -51,7 +51,8 @@ class SyncService:
         handlers = builtin_handlers(emit_ack=self._emit_alert_ack, started=self._started)
         handlers.update(commands or {})
         self.router = CommandRouter(identity.id, identity.store, handlers, self._reply,
-                                    max_bytes=config.max_command_bytes, max_depth=config.max_command_depth)
+                                    max_bytes=config.max_command_bytes, max_depth=config.max_command_depth,
+                                    max_age_s=config.command_max_age_s, max_ages=config.command_max_ages)
         self.client: MqttClient | None = None
         self.delivery: Delivery | None = None
         self.telemetry: TelemetryLoop | None = None
@@ -73,7 +74,8 @@ class SyncService:
         cmd_opts = SubscribeOptions(qos=1, retainAsPublished=True)  # so a retained command is recognisable
         subs = [(self.topics.ack, SubscribeOptions(qos=1))] + [(f, cmd_opts) for f in self.topics.command_filters()]
         tls = Tls(s.ca_file, s.cert_file, s.key_file) if s.tls else None
-        opts = ClientOptions(host=s.broker, port=s.port, client_id=s.client_id or self.identity.id,
+        client_id = s.resolved_client_id(self.identity.store, self.identity.id)
+        opts = ClientOptions(host=s.broker, port=s.port, client_id=client_id,
                              username=s.username, password=s.resolved_password(), tls=tls,
                              keepalive_s=s.keepalive_s, session_expiry_s=s.session_expiry_s,
                              reconnect_min_s=s.reconnect_min_s, reconnect_max_s=s.reconnect_max_s,

@@ -18,7 +18,7 @@ import pytest
 from devtools.broker import Broker, prod_acl
 from sync import topics
 from sync.client import ClientOptions
-from sync.rollout import Rollout, _Conn, wave_sizes
+from sync.rollout import AdminConnection, Rollout, wave_sizes
 
 from sync_helpers import wait_until
 from update_helpers import MODEL, Device, published_fleet
@@ -92,7 +92,7 @@ def test_late_already_active_answer_does_not_hide_a_refused_rollback(broker, tmp
         out: dict = {}
         rollout = Rollout(opts(broker.port), MODEL, "1.1", [("s001", "d002"), ("s001", "d001")], waves=[100],
                           abort_failure_pct=20, wave_timeout_s=60, rollback_timeout_s=30)
-        with _Conn(opts(broker.port), [topics.DeviceTopics("s001", "d001").cmd("model_rollback")]) as spy:
+        with AdminConnection(opts(broker.port), [topics.DeviceTopics("s001", "d001").cmd("model_rollback")]) as spy:
             t = threading.Thread(target=lambda: out.update(rollout.run()))
             t.start()
             try:
