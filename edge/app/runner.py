@@ -772,8 +772,13 @@ class Runtime:
                 log.exception("graceful stop: stopping the %s failed; the stop goes on", what)
 
     def _stop_retention(self) -> None:
-        self.retention.stop()
-        self._run_lock.release()
+        """Stop the retention task; the run lock (which keeps `edge data purge` out) is released only once no purge
+        of ours is still running, else it goes with the process."""
+        if self.retention.stop():
+            self._run_lock.release()
+        else:
+            log.warning("graceful stop: a retention purge is still running; the run lock stays held until it ends "
+                        "or the process exits")
 
     def _stop_sync(self) -> None:
         """Graceful stop of sync: the outbox gets `[service] stop_flush_s` to reach the broker and cloud (ack

@@ -6,6 +6,7 @@ snapshot (since start) and exits; `--json` prints the summary as JSON instead of
 """
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import sys
@@ -42,8 +43,13 @@ def base_url(args) -> str:
     return "http://127.0.0.1:8080"
 
 
+# what reading a device that is down, restarting or not an `edge run` raises: refused / timed out (OSError), a cut
+# or non-HTTP answer (http.client.HTTPException), a body that is not metrics or JSON (ValueError)
+SCRAPE_ERRORS = (OSError, http.client.HTTPException, ValueError)
+
+
 def scrape(url: str, timeout: float) -> tuple[dict, dict]:
-    """(samples of /metrics, /healthz body); raises OSError when the server cannot be reached."""
+    """(samples of /metrics, /healthz body); raises one of SCRAPE_ERRORS when the server cannot be read."""
     from edge.core.monitoring import parse_samples
 
     with urllib.request.urlopen(url + "/metrics", timeout=timeout) as r:
@@ -53,24 +59,38 @@ def scrape(url: str, timeout: float) -> tuple[dict, dict]:
             health = json.load(r)
     except urllib.error.HTTPError as e:  # 503 = degraded, still a JSON body
         health = json.load(e)
+    if not isinstance(health, dict):
+        raise ValueError(f"{url}/healthz answered {type(health).__name__}, not the JSON object of `edge run`")
     return samples, health
 
 
 def run(args) -> int:
-    from edge.core.monitoring import summarize
-
+    for name in ("interval", "timeout"):
+        v = getattr(args, name)
+        if not v > 0:
+            log.error("edge top: --%s %s: use a number of seconds above 0", name, v)
+            return 2
     try:
         url = base_url(args)
     except Exception as e:  # noqa: BLE001 - config errors are reported, not raised
         log.error("%s", e)
         return 2
+    try:
+        return _loop(args, url)
+    except KeyboardInterrupt:  # Ctrl-C ends the live view wherever it waits (a scrape of a device that is down)
+        return 0
+
+
+def _loop(args, url: str) -> int:
+    from edge.core.monitoring import summarize
+
     prev = prev_t = None
     tty = sys.stdout.isatty() and not args.once
     while True:
         try:
             samples, health = scrape(url, args.timeout)
-        except (OSError, ValueError) as e:
-            msg = f"cannot read {url}/metrics: {e} (is `edge run` running with [http] enabled?)"
+        except SCRAPE_ERRORS as e:
+            msg = f"cannot read {url}/metrics: {type(e).__name__}: {e} (is `edge run` running with [http] enabled?)"
             if args.once:
                 log.error("%s", msg)
                 return 1
@@ -87,10 +107,7 @@ def run(args) -> int:
         if args.once:
             return 0
         prev, prev_t = samples, now
-        try:
-            time.sleep(args.interval)
-        except KeyboardInterrupt:
-            return 0
+        time.sleep(args.interval)
 
 
 def _f(x, fmt="{:.1f}", none="-") -> str:
@@ -116,33 +133,33 @@ def render(s: dict, health: dict, url: str, *, window: float | None = None, colo
     out.append(b("MODEL"))
     rows = [["model", "backend/precision", "runs", "p50 ms", "p95 ms", "confidence", "presence", "errors"]]
     for name, v in sorted(m["models"].items()):
-        rows.append([name, f"{v.get('backend', '-')}/{v.get('precision', '-')}", str(v.get("runs", "-")),
+        rows.append([name, f"{v.get('backend', '-')}/{v.get('precision', '-')}", _f(v.get("runs"), "{}"),
                      _f(v.get("p50_ms")), _f(v.get("p95_ms")), _f(v.get("confidence_mean"), "{:.2f}"),
-                     _f(v.get("presence_mean"), "{:.2f}"), str(v.get("errors", 0))])
+                     _f(v.get("presence_mean"), "{:.2f}"), _f(v.get("errors"), "{}")])
     out += _table(rows) if len(rows) > 1 else ["  (no inference yet)"]
     rows = [["input", "brightness", "blur", "people", "drift (PSI) b/blur/people"]]
     for stream, v in sorted(m["inputs"].items()):
         d = v.get("drift")
         ds = "baseline pending" if d is None else "/".join(_f(d.get(k), "{:.2f}") for k in ("brightness", "blur",
                                                                                              "people"))
-        if d and any(x >= DRIFT_WARN for x in d.values()):
+        if d and any(x is not None and x >= DRIFT_WARN for x in d.values()):
             ds = warn(ds)
         rows.append([stream, _f(v.get("brightness")), _f(v.get("blur"), "{:.0f}"), _f(v.get("people"), "{:.2f}"),
                      ds])
     out += _table(rows) if len(rows) > 1 else []
 
     out += ["", b("SYSTEM")]
-    temps = "  ".join(f"{k} {v:.0f}°C" for k, v in y["temp_c"].items()) or "not exposed"
+    temps = "  ".join(f"{k} {_f(v, '{:.0f}')}°C" for k, v in y["temp_c"].items()) or "not exposed"
     out.append(f"  cpu {_f(y['cpu_pct'], '{:.0f}')}% of a core (machine {_f(y['machine_cpu_pct'], '{:.0f}')}%)  "
                f"rss {_f(y['rss_mb'], '{:.0f}')} MB  load {_f(y['load1'], '{:.2f}')}  temperature {temps}")
     rows = [["stream", "in", "processed", "dropped", "fps"]]
     for stream, v in sorted(y["streams"].items()):
-        rows.append([stream, str(v.get("in", "-")), str(v.get("processed", "-")), str(v.get("dropped", "-")),
+        rows.append([stream, _f(v.get("in"), "{}"), _f(v.get("processed"), "{}"), _f(v.get("dropped"), "{}"),
                      _f(v.get("fps"))])
     out += _table(rows) if len(rows) > 1 else []
     ob = y["outbox"]
-    depth = " ".join(f"{k} {v}" for k, v in sorted(ob["depth"].items()))
-    queues = " ".join(f"{k} {v}" for k, v in sorted(y["queues"].items()))
+    depth = " ".join(f"{k} {_f(v, '{}')}" for k, v in sorted(ob["depth"].items()))
+    queues = " ".join(f"{k} {_f(v, '{}')}" for k, v in sorted(y["queues"].items()))
     out.append(f"  sync {'connected' if ob['connected'] else 'not connected'}  outbox {depth or '-'}  "
                f"oldest undelivered {_f(ob['oldest_age_s'])} s  queues {queues or '-'}")
 
@@ -153,7 +170,7 @@ def render(s: dict, health: dict, url: str, *, window: float | None = None, colo
         out.append(f"  zone {zone}: visits {v['visits']}  dwell p50 {_f(v['dwell_p50_s'])} s  "
                    f"mean {_f(v['dwell_mean_s'])} s")
     for q, v in sorted(z["queues"].items()):
-        out.append(f"  queue {q}: length {v.get('length', '-')}  wait {_f(v.get('wait_s'))} s")
+        out.append(f"  queue {q}: length {_f(v.get('length'), '{}')}  wait {_f(v.get('wait_s'))} s")
     open_ = " ".join(f"{k} {v}" for k, v in sorted(z["alerts_open"].items())) or "none"
     out.append(f"  alerts open: {open_}  opened {z['alerts_opened']}  acknowledged {z['acks']} "
                f"(p50 {_f(z['ack_p50_s'], '{:.0f}')} s)")

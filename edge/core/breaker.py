@@ -16,6 +16,7 @@ and turns every transition into a log line, an `edge_circuit_*` metric, a decisi
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 import threading
 import time
@@ -169,7 +170,7 @@ class CircuitBreaker:
     def record(self, *, ok: bool = False, error: BaseException | str | None = None, latency_ms: float | None = None,
                **confidence: float | None) -> None:
         """One sample: a successful call (`ok`), a backend `error`, a latency, and/or confidence signals
-        (presence=, visibility=, detector_score=; None = not measured)."""
+        (presence=, visibility=, detector_score=; None = not measured; NaN = a broken output, so low)."""
         unknown = set(confidence) - set(CONFIDENCE)
         if unknown:
             raise TypeError(f"unknown confidence signal(s) {sorted(unknown)}; known: {sorted(CONFIDENCE)}")
@@ -180,7 +181,7 @@ class CircuitBreaker:
             trs = [self._tick()]
             now = self._clock()
             p = self.policy
-            low = tuple(k for k, v in conf.items() if v < getattr(p, CONFIDENCE[k]))
+            low = tuple(k for k, v in conf.items() if not v >= getattr(p, CONFIDENCE[k]))  # NaN is low
             slow = latency_ms is not None and self.budget_ms is not None and latency_ms > self.budget_ms
             if self._state == CLOSED:
                 if self._observing is None:
@@ -233,14 +234,21 @@ class CircuitBreaker:
             n = len(self._conf)
             bad = sum(1 for _, b, _ in self._conf if b)
             if bad / n >= p.open_fraction:
-                means = {}
+                means, worst = {}, []
                 for k in CONFIDENCE:
                     vals = [v[k] for _, _, v in self._conf if k in v]
-                    if vals:
-                        means[k] = {"mean": round(statistics.fmean(vals), 3), "min": round(min(vals), 3),
+                    if not vals:
+                        continue
+                    real = [x for x in vals if math.isfinite(x)]  # inputs stay strict JSON (event, decision log)
+                    m = means[k] = {"mean": round(statistics.fmean(real), 3) if real else None,
+                                    "min": round(min(real), 3) if real else None,
                                     "threshold": getattr(p, CONFIDENCE[k])}
-                worst = ", ".join(f"{k} {m['mean']:.2f} < {m['threshold']:g}" for k, m in means.items()
-                                  if m["mean"] < m["threshold"]) or "low confidence"
+                    if len(real) < len(vals):
+                        m["not_a_number"] = len(vals) - len(real)
+                        worst.append(f"{k} not a number")
+                    elif m["mean"] < m["threshold"]:
+                        worst.append(f"{k} {m['mean']:.2f} < {m['threshold']:g}")
+                worst = ", ".join(worst) or "low confidence"
                 inputs = {"samples": n, "low": bad, "fraction": round(bad / n, 3), "window_s": p.window_s,
                           "open_fraction": p.open_fraction, "signals": means}
                 return self._open(now, "confidence", "low_confidence",
@@ -269,7 +277,8 @@ class CircuitBreaker:
         if self._opened_on in ("errors", "latency"):
             self._open_for = min(self._open_for * 2, p.max_open_s)
         self.opens += 1
-        inputs = {"failed_on": bad, "probes_before": self._probes, **({"signals": conf} if conf else {}),
+        signals = {k: v if math.isfinite(v) else None for k, v in conf.items()}
+        inputs = {"failed_on": bad, "probes_before": self._probes, **({"signals": signals} if signals else {}),
                   **({"latency_ms": round(latency_ms, 1)} if latency_ms is not None else {}),
                   **({"error": _describe(error)} if error is not None else {})}
         return self._move(OPEN, "probe_failed", f"probe failed ({', '.join(bad)})", inputs)

@@ -105,17 +105,27 @@ def make_record(seq: int, kind: str, subject: str, reason: str, data: dict | Non
     return line
 
 
+def parse_line(line: bytes) -> tuple[dict, int, float, str] | None:
+    """(record, seq, ts, kind) of one complete line; None for a line that is not a record (corrupt, or edited by
+    hand: not an object, seq not a whole number, ts not a finite time, kind not a string)."""
+    try:
+        rec = json.loads(line)
+        seq, ts, kind = int(rec["seq"]), float(rec["ts"]), rec["kind"]
+    except (ValueError, KeyError, TypeError, OverflowError):  # OverflowError: a seq of 1e999, a ts of 10**400
+        return None
+    if not math.isfinite(ts) or not isinstance(kind, str):
+        return None
+    return rec, seq, ts, kind
+
+
 def read_segment(path: Path) -> Iterator[tuple[float | None, bytes]]:
     """(ts or None, raw line) of each complete line of one segment (unreadable lines: ts None, kept)."""
     with open(path, "rb") as f:
         for line in f:
             if not line.endswith(b"\n"):
                 continue  # torn tail: the writer was killed mid-line
-            try:
-                ts = float(json.loads(line)["ts"])
-            except (ValueError, KeyError, TypeError):
-                ts = None
-            yield ts, line
+            parsed = parse_line(line)
+            yield (None if parsed is None else parsed[2]), line
 
 
 def trim_segment(path: Path, before: float | None, *, dry_run: bool = False) -> tuple[int, bool]:
@@ -166,17 +176,12 @@ def read_decisions(folder: str | Path, *, since: float | None = None, until: flo
             continue
         with f:
             for line in f:
-                if not line.endswith(b"\n"):
-                    if stats is not None:
-                        stats.skipped += 1  # torn tail (the writer was killed mid-line)
-                    continue
-                try:
-                    rec = json.loads(line)
-                    seq, ts, kind = int(rec["seq"]), float(rec["ts"]), rec["kind"]
-                except (ValueError, KeyError, TypeError):
+                parsed = parse_line(line) if line.endswith(b"\n") else None  # no newline: a torn tail
+                if parsed is None:
                     if stats is not None:
                         stats.skipped += 1
                     continue
+                rec, seq, ts, kind = parsed
                 if seq <= last:
                     continue
                 last = seq
@@ -206,10 +211,9 @@ def _last_seq(path: Path) -> int:
     except OSError:
         return -1
     for line in reversed(lines[:-1] if lines else []):
-        try:
-            return int(json.loads(line)["seq"])
-        except (ValueError, KeyError, TypeError):
-            continue
+        parsed = parse_line(line)
+        if parsed is not None:
+            return parsed[1]
     return -1
 
 
@@ -505,8 +509,11 @@ def parse_kinds(value: str | Iterable[str] | None) -> list[str] | None:
 
 def format_record(rec: dict) -> str:
     """One line for people: time (UTC), seq, kind, subject, reason."""
-    ts = datetime.fromtimestamp(rec["ts"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"{ts}  #{rec['seq']:<6} {rec['kind']:<15} {rec.get('subject', ''):<24} {rec.get('reason', '')}"
+    try:
+        ts = datetime.fromtimestamp(rec["ts"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):  # a time out of the calendar's range (a hand-edited record)
+        ts = f"ts={rec['ts']}"
+    return f"{ts}  #{rec['seq']!s:<6} {rec['kind']:<15} {rec.get('subject', '')!s:<24} {rec.get('reason', '')}"
 
 
 def decisions_route(folder: str | Path, default_limit: int = 200):

@@ -4,10 +4,14 @@ Every module registers in prometheus_client's default REGISTRY, so one scrape sh
 """
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
+
+log = logging.getLogger(__name__)
 
 FRAMES = Counter("edge_frames_total", "Frames processed", ["source"])
 FRAMES_DROPPED = Gauge("edge_frames_dropped", "Frames dropped by latest-frame back-pressure", ["source"])
@@ -71,6 +75,7 @@ class SyncCollector:
 
     def __init__(self, service):
         self.service = service
+        self._age_error: str | None = None  # the last error reading the oldest row (logged when it changes)
 
     def collect(self):
         m = self.service.metrics()
@@ -93,9 +98,18 @@ class SyncCollector:
                                 value=1 if m.get("connected") else 0)
         yield GaugeMetricFamily("edge_sync_acks_refused", "Cloud acks refused (other epoch, or beyond what was sent)",
                                 value=m.get("acks_refused", 0))
-        oldest = self.service.outbox.oldest_created() if self.service.outbox._db is not None else None
-        yield GaugeMetricFamily("edge_outbox_oldest_age_seconds", "Age of the oldest undelivered event or alert "
-                                "(0 when none waits)", value=0.0 if oldest is None else max(0.0, time.time() - oldest))
+        try:
+            oldest = self.service.outbox.oldest_created() if self.service.outbox._db is not None else None
+        except (sqlite3.Error, RuntimeError) as e:  # a failing disk or a closing outbox: the other metrics still go out
+            if str(e) != self._age_error:
+                log.error("metrics: cannot read the oldest outbox row (%s); edge_outbox_oldest_age_seconds is left "
+                          "out of /metrics until it can", e)
+            self._age_error = str(e)
+        else:
+            self._age_error = None
+            age = 0.0 if oldest is None else max(0.0, time.time() - oldest)
+            yield GaugeMetricFamily("edge_outbox_oldest_age_seconds", "Age of the oldest undelivered event or alert "
+                                    "(0 when none waits)", value=age)
         d = self.service.delivery.metrics() if self.service.delivery is not None else {}
         c = m.get("commands", {})
         queues = GaugeMetricFamily("edge_sync_queue_depth", "Sync work waiting: commands received and not answered, "

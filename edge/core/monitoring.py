@@ -252,16 +252,27 @@ class _AlertBook:
 def _ack_delay(d: dict) -> float | None:
     """Opening to acknowledgement: on the engine clock when both are there, else wall times."""
     for a, b in (("opened_t", "acked_t"), ("opened_at", "acked_at")):
-        if isinstance(d.get(a), (int, float)) and isinstance(d.get(b), (int, float)):
-            return max(0.0, float(d[b]) - float(d[a]))
+        opened, acked = _number(d, a), _number(d, b)
+        if opened is not None and acked is not None:
+            return max(0.0, acked - opened)
     return None
 
 
 _ALERTS = _AlertBook()
 
 
+def _number(d: dict, key: str) -> float | None:
+    """d[key] as a finite float, else None: a NaN or infinite value would poison a histogram's sum or a gauge for
+    the rest of the run."""
+    v = d.get(key)
+    if isinstance(v, (int, float)) and math.isfinite(v):
+        return float(v)
+    return None
+
+
 def observe_event(event) -> None:
-    """Count one emitted event (edge_events_total) and update the business metrics it carries."""
+    """Count one emitted event (edge_events_total) and update the business metrics it carries (values that are
+    not finite numbers are skipped)."""
     M.EVENTS.labels(event.kind).inc()
     d = event.data if isinstance(event.data, dict) else {}
     kind = event.kind
@@ -271,19 +282,19 @@ def observe_event(event) -> None:
         elif kind == "tryon_session":
             M.TRYON_SESSIONS.inc()
             M.TRYON_GARMENTS.inc(max(1, len(d.get("colours") or [])))
-            if isinstance(d.get("duration_s"), (int, float)):
-                M.TRYON_SESSION_S.observe(d["duration_s"])
+            if (duration := _number(d, "duration_s")) is not None:
+                M.TRYON_SESSION_S.observe(duration)
         elif kind == "zone_left":
             zone = str(d.get("zone"))
             M.ZONE_VISITS.labels(zone).inc()
-            if isinstance(d.get("dwell_s"), (int, float)):
-                M.ZONE_DWELL.labels(zone).observe(d["dwell_s"])
+            if (dwell := _number(d, "dwell_s")) is not None:
+                M.ZONE_DWELL.labels(zone).observe(dwell)
         elif kind == "queue_changed":
             q = str(d.get("queue"))
-            if isinstance(d.get("length"), (int, float)):
-                M.SHOPPER_QUEUE_LENGTH.labels(q).set(d["length"])
-            if isinstance(d.get("wait_estimate_s"), (int, float)):
-                M.SHOPPER_QUEUE_WAIT.labels(q).set(d["wait_estimate_s"])
+            if (length := _number(d, "length")) is not None:
+                M.SHOPPER_QUEUE_LENGTH.labels(q).set(length)
+            if (wait := _number(d, "wait_estimate_s")) is not None:
+                M.SHOPPER_QUEUE_WAIT.labels(q).set(wait)
         elif kind.startswith("alert_"):
             _ALERTS.update(kind, d)
     except (TypeError, ValueError):  # a malformed event must never break the emitting stage
@@ -440,13 +451,17 @@ def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
 
 
 def _hist_raw(samples, name: str, keys: tuple[str, ...]) -> dict[tuple, dict]:
-    """Per label tuple (of `keys`; other labels summed): cumulative buckets {le: n}, count and sum."""
+    """Per label tuple (of `keys`; other labels summed): cumulative buckets {le: n}, count and sum (a bucket
+    without a numeric `le` is skipped)."""
     raw: dict[tuple, dict] = {}
     for suffix in ("_bucket", "_count", "_sum"):
         for labels, v in samples.get(name + suffix, []):
             a = raw.setdefault(tuple(labels.get(k, "") for k in keys), {"b": {}, "count": 0.0, "sum": 0.0})
             if suffix == "_bucket":
-                le = float(labels["le"])
+                try:
+                    le = float(labels["le"])
+                except (KeyError, ValueError):
+                    continue
                 a["b"][le] = a["b"].get(le, 0.0) + v
             else:
                 a[suffix[1:]] += v
@@ -454,22 +469,29 @@ def _hist_raw(samples, name: str, keys: tuple[str, ...]) -> dict[tuple, dict]:
 
 
 def _hist(samples, name: str, keys: tuple[str, ...], prev=None) -> dict[tuple, dict]:
-    """Per label tuple: count, mean, p50, p95 of a histogram (minus `prev` when given: the change since then)."""
+    """Per label tuple: count, mean, p50, p95 of a histogram (minus `prev` when given: the change since then; a
+    count lower than in `prev` means the process restarted, and then all of it is new, as in PromQL's rate)."""
     out: dict[tuple, dict] = {}
     base = _hist_raw(prev, name, keys) if prev is not None else {}
     for key, a in _hist_raw(samples, name, keys).items():
         b0 = base.get(key)
-        if b0 is not None:
+        if b0 is not None and a["count"] >= b0["count"]:
             a = {"b": {le: n - b0["b"].get(le, 0.0) for le, n in a["b"].items()},
                  "count": a["count"] - b0["count"], "sum": a["sum"] - b0["sum"]}
         bk = list(a["b"].items())
-        out[key] = {"count": int(a["count"]), "mean": (a["sum"] / a["count"]) if a["count"] > 0 else None,
+        out[key] = {"count": _int(a["count"]), "mean": (a["sum"] / a["count"]) if a["count"] > 0 else None,
                     "p50": quantile(0.5, bk), "p95": quantile(0.95, bk)}
     return out
 
 
 def _r(x, n=1):
-    return None if x is None else round(x, n)
+    """x rounded; None for None, NaN and infinities (a summary is sent as strict JSON and shown as a number)."""
+    return None if x is None or not math.isfinite(x) else round(x, n)
+
+
+def _int(x, default=None):
+    """x as an int; `default` for None, NaN and infinities."""
+    return default if x is None or not math.isfinite(x) else int(x)
 
 
 def summarize(samples: dict, prev: dict | None = None, dt: float | None = None) -> dict:
@@ -482,34 +504,36 @@ def summarize(samples: dict, prev: dict | None = None, dt: float | None = None) 
     errs = _by(samples, "edge_model_errors_total", "model")
     for (name, backend, precision), h in lat.items():
         model["models"][name] = {"backend": backend, "precision": precision, "runs": h["count"],
-                                 "p50_ms": _r(h["p50"]), "p95_ms": _r(h["p95"]), "errors": int(errs.get(name, 0))}
+                                 "p50_ms": _r(h["p50"]), "p95_ms": _r(h["p95"]),
+                                 "errors": _int(errs.get(name, 0))}
     for (name,), h in conf.items():
         model["models"].setdefault(name, {})["confidence_mean"] = _r(h["mean"], 3)
     for (name,), h in pres.items():
         model["models"].setdefault(name, {})["presence_mean"] = _r(h["mean"], 3)
     for labels, v in samples.get("edge_input_stat", []):
-        model["inputs"].setdefault(labels["stream"], {})[labels["stat"]] = round(v, 3)
+        model["inputs"].setdefault(labels.get("stream", ""), {})[labels.get("stat", "")] = _r(v, 3)
     for labels, v in samples.get("edge_input_drift", []):
-        model["inputs"].setdefault(labels["stream"], {}).setdefault("drift", {})[labels["stat"]] = round(v, 3)
+        model["inputs"].setdefault(labels.get("stream", ""), {}).setdefault("drift", {})[labels.get("stat", "")] = \
+            _r(v, 3)
     for s, v in model["inputs"].items():
         v["baseline"] = "drift" in v
 
     streams: dict = {}
     for kind in ("in", "processed", "dropped"):
         for s, v in _by(samples, f"edge_stream_frames_{kind}_total", "stream").items():
-            streams.setdefault(s, {})[kind] = int(v)
+            streams.setdefault(s, {})[kind] = _int(v)
             if prev is not None and dt and kind == "processed":
                 before = _by(prev, "edge_stream_frames_processed_total", "stream").get(s)
-                if before is not None:
-                    streams[s]["fps"] = round((v - before) / dt, 1)
+                if before is not None:  # fewer than before: the process restarted, all of them are new
+                    streams[s]["fps"] = _r(((v - before) if v >= before else v) / dt)
     rss = _one(samples, "process_resident_memory_bytes")
     system = {"cpu_pct": _r(_one(samples, "edge_process_cpu_percent")),
               "machine_cpu_pct": _r(_one(samples, "edge_system_cpu_percent")),
-              "rss_mb": None if rss is None else round(rss / 2**20, 1), "load1": _r(_one(samples, "edge_load1"), 2),
-              "temp_c": {lb["zone"]: round(v, 1) for lb, v in samples.get("edge_temperature_celsius", [])},
+              "rss_mb": None if rss is None else _r(rss / 2**20), "load1": _r(_one(samples, "edge_load1"), 2),
+              "temp_c": {lb.get("zone", ""): _r(v) for lb, v in samples.get("edge_temperature_celsius", [])},
               "streams": streams,
-              "queues": {k: int(v) for k, v in _by(samples, "edge_sync_queue_depth", "queue").items()},
-              "outbox": {"depth": {k: int(v) for k, v in _by(samples, "edge_outbox_depth", "stream").items()},
+              "queues": {k: _int(v) for k, v in _by(samples, "edge_sync_queue_depth", "queue").items()},
+              "outbox": {"depth": {k: _int(v) for k, v in _by(samples, "edge_outbox_depth", "stream").items()},
                          "oldest_age_s": _r(_one(samples, "edge_outbox_oldest_age_seconds")),
                          "connected": bool(_one(samples, "edge_mqtt_connected", 0))}}
 
@@ -518,21 +542,22 @@ def summarize(samples: dict, prev: dict | None = None, dt: float | None = None) 
     acks = _hist(samples, "edge_alert_ack_seconds", (), prev).get((), {"count": 0, "p50": None})
     alerts_open: dict[str, int] = {}
     for labels, v in samples.get("edge_alerts_open", []):
-        if v:
-            alerts_open[labels["state"]] = alerts_open.get(labels["state"], 0) + int(v)
+        if _int(v, 0):
+            state = labels.get("state", "")
+            alerts_open[state] = alerts_open.get(state, 0) + int(v)
     business = {
-        "people_now": int(_one(samples, "edge_people", 0) or 0),
-        "shoppers": int(sum(_by(samples, "edge_shoppers_total", "source").values())),
-        "tryon_sessions": int(_one(samples, "edge_tryon_sessions_total", 0) or 0),
-        "garments_tried": int(_one(samples, "edge_tryon_garments_tried_total", 0) or 0),
+        "people_now": _int(_one(samples, "edge_people", 0), 0),
+        "shoppers": _int(sum(_by(samples, "edge_shoppers_total", "source").values()), 0),
+        "tryon_sessions": _int(_one(samples, "edge_tryon_sessions_total", 0), 0),
+        "garments_tried": _int(_one(samples, "edge_tryon_garments_tried_total", 0), 0),
         "zones": {z: {"visits": h["count"], "dwell_p50_s": _r(h["p50"]), "dwell_mean_s": _r(h["mean"])}
                   for (z,), h in dwell.items()},
-        "queues": {q: {"length": int(v)} for q, v in _by(samples, "edge_shopper_queue_length", "queue").items()},
+        "queues": {q: {"length": _int(v)} for q, v in _by(samples, "edge_shopper_queue_length", "queue").items()},
         "alerts_open": alerts_open,
-        "alerts_opened": int(sum(v for _, v in samples.get("edge_alerts_opened_total", []))),
+        "alerts_opened": _int(sum(v for _, v in samples.get("edge_alerts_opened_total", [])), 0),
         "acks": acks["count"],
         "ack_p50_s": _r(acks["p50"]),
-        "events": {k: int(v) for k, v in events.items()},
+        "events": {k: _int(v, 0) for k, v in events.items()},
     }
     for q, v in _by(samples, "edge_shopper_queue_wait_seconds", "queue").items():
         business["queues"].setdefault(q, {})["wait_s"] = _r(v)

@@ -9,7 +9,8 @@ log = logging.getLogger(__name__)
 
 class Periodic:
     """Subclasses define `run_once()` and set `interval_s` and `thread_name`. A failing run is logged and retried
-    at the next interval; `stop()` ends the loop and waits up to `join_s` for it."""
+    at the next interval; `stop()` ends the loop and waits up to `join_s` for it (a run in progress finishes; none
+    starts after the stop)."""
 
     thread_name = "periodic"
     interval_s = 3600.0
@@ -27,14 +28,23 @@ class Periodic:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Stop the loop; True once its thread has ended, False (logged) while a run is still in progress after
+        `join_s`: the caller must not yet take away what run_once uses (call stop() again to wait more)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(self.join_s)
-            self._thread = None
+        th = self._thread
+        if th is None:
+            return True
+        th.join(self.join_s)
+        if th.is_alive():
+            log.warning("%s: a run is still in progress %.1f s after the stop; it ends when that run returns",
+                        self.thread_name, self.join_s)
+            return False
+        self._thread = None
+        return True
 
     def _run(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
                 self.run_once()
             except Exception:  # noqa: BLE001 - try again at the next check

@@ -4,6 +4,7 @@ running server, and the shipped Grafana dashboard (valid, templated datasource, 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -101,14 +102,17 @@ def test_edge_top_once_shows_the_three_levels_of_a_running_server(mirror_run):
     for heading in ("MODEL", "SYSTEM", "BUSINESS"):
         assert f"\n{heading}\n" in out
     assert mirror_run.cfg.models.pose_landmarks.name in out and "\x1b[" not in out  # no ANSI when not a TTY
-    assert "status ok" in out and mirror_run.cfg.device.id in out
+    # the demo clip shows a half-seen person part of the time, which opens the mirror's breaker (status degraded)
+    assert re.search(r"\bstatus (ok|degraded)\b", out) and mirror_run.cfg.device.id in out, out
     row = next(ln.split() for ln in out.splitlines() if ln.split()[:1] == ["main"]
                and all(x.isdigit() for x in ln.split()[1:4]))  # stream  in  processed  dropped  fps
     assert int(row[2]) >= 90 and int(row[1]) >= int(row[2])
     r = subprocess.run([sys.executable, "-m", "edge.app.cli", "top", "--once", "--json", "--url", mirror_run.url],
                        capture_output=True, text=True, timeout=60)
     doc = json.loads(r.stdout)
-    assert doc["health"]["status"] == "ok" and doc["system"]["streams"]["main"]["processed"] >= 90
+    health = doc["health"]
+    assert health["status"] == "ok" or (health["status"] == "degraded" and health["degraded"]), health
+    assert doc["system"]["streams"]["main"]["processed"] >= 90
 
 
 def test_edge_top_names_an_unreachable_server():
