@@ -12,10 +12,14 @@ What is removed:
   rewritten without the old records);
 - shelf references: every stored reference of the planograms (`[analytics.planogram]`, `[[cameras]]`) in their
   `reference_dir` (they hold only the facings, but a shopper standing still in front of one is not ruled out); the
-  device takes them again at its next clear view.
+  device takes them again at its next clear view;
+- files a crash left half-written in those folders and the decision log's (`write_atomic`'s `.<name>.<pid>.tmp`),
+  and the damaged copies the device moved aside (`<outbox>.corrupt-*`, `<alert state>.damaged-*`) older than
+  `history_retention_days` (they are undeliverable, like dead letters).
 
-`--older-than DURATION` uses one cutoff for all four instead (a shelf reference goes when it was saved before it);
-`--all` removes every session record, every dead letter, the whole decision log and every shelf reference.
+`--older-than DURATION` uses one cutoff for all of them instead (a shelf reference goes when it was saved before
+it); `--all` removes every session record, every dead letter, the whole decision log, every shelf reference and
+every damaged copy.
 Undelivered events and alerts other than session data are never removed here (they are the store's data in transit;
 they leave the device when delivered). Each purge (not --dry-run) is recorded in the decision log (`data_purge`,
 counts only) when `[decisions] enabled`.
@@ -26,6 +30,7 @@ enforces the retention itself every `[privacy] retention_check_s`: `RetentionLoo
 from __future__ import annotations
 
 import fcntl
+import glob
 import json
 import logging
 import os
@@ -102,12 +107,17 @@ def purge_outbox(outbox, privacy, *, session_before: float | None, history_befor
     deleted content is overwritten (secure_delete) and the WAL emptied; `vacuum` also rewrites the file."""
     kinds = list(privacy.session_kinds)
     s_before = time.time() + 1 if session_before is None else session_before
-    if dry_run:
-        marks = ",".join("?" * len(kinds)) or "''"
-        n_s = outbox.db.execute(f"SELECT COUNT(*) FROM reliable WHERE kind IN ({marks}) AND created < ?",
-                                (*kinds, s_before)).fetchone()[0]
-        n_d = outbox.db.execute("SELECT COUNT(*) FROM dead_letter WHERE ts < ?",
-                                (time.time() + 1 if history_before is None else history_before,)).fetchone()[0]
+    if dry_run:  # what expire() and purge_dead_letters() would delete (a dead session record counts as a session)
+        h_before = time.time() + 1 if history_before is None else history_before
+        sess = f"COALESCE(kind, '') IN ({','.join('?' * len(kinds))})" if kinds else "0"
+
+        def count(sql: str, *args) -> int:
+            return outbox.db.execute(sql, args).fetchone()[0]
+
+        n_s = (count(f"SELECT COUNT(*) FROM reliable WHERE {sess} AND created < ?", *kinds, s_before)
+               + count(f"SELECT COUNT(*) FROM dead_letter WHERE {sess} AND ts < ?", *kinds, s_before))
+        n_d = count(f"SELECT COUNT(*) FROM dead_letter WHERE ts < ? AND NOT ({sess} AND ts < ?)",
+                    h_before, *kinds, s_before)
         return {"session_records": n_s, "dead_letters": n_d, "compacted": False}
     n_s = outbox.expire(kinds, s_before)
     n_d = outbox.purge_dead_letters(history_before)
@@ -163,6 +173,53 @@ def purge_shelf_references(folders: list[Path], before: float | None, *, dry_run
     return {"shelf_references": n}
 
 
+def purge_leftovers(places: list[tuple[Path, tuple[str, ...]]], *, dry_run: bool = False) -> dict:
+    """Remove what a process killed while writing left beside these files ((folder, file name globs)): the
+    temporary files of `edge.core.files.write_atomic` (`.<name>.<pid>.tmp`: a shelf reference's pixels, decision
+    records). Nothing writes them while the purge holds the run lock, so each one is an orphan."""
+    n = 0
+    for d, names in places:
+        found = {f for name in names for f in d.glob(f".{name}.*.tmp")} if d.is_dir() else set()
+        for f in sorted(found):
+            if f.is_file() and not f.is_symlink():
+                n += 1
+                if not dry_run:
+                    f.unlink(missing_ok=True)
+    return {"leftover_files": n}
+
+
+def quarantined_files(cfg) -> list[Path]:
+    """Copies the device moved aside as damaged and never reads again: the outbox (`<outbox>.corrupt-<time>`, with
+    its -wal and -shm) and the alert states (`<state file>.damaged-<time>`, main and each `[[cameras]]`)."""
+    from edge.app.behaviour import alert_state_path
+
+    ob = cfg.sync.resolved_outbox_path(cfg.device.id)
+    places = [ob.with_name(ob.name + ".corrupt-")]
+    for camera, alerts in ((None, cfg.alerts), *((c.id, c.alerts) for c in cfg.cameras)):
+        state = alert_state_path(cfg, alerts, camera)
+        if state is not None:
+            places.append(state.with_name(state.name + ".damaged-"))
+    found: set[Path] = set()
+    for prefix in places:
+        if prefix.parent.is_dir():
+            found.update(f for f in prefix.parent.glob(glob.escape(prefix.name) + "*")
+                         if f.is_file() and not f.is_symlink())
+    return sorted(found)
+
+
+def purge_quarantined(files: list[Path], before: float | None, *, dry_run: bool = False) -> dict:
+    """Remove the damaged copies last written before `before` (None: all of them): undeliverable, like dead
+    letters."""
+    n = 0
+    for f in files:
+        if before is not None and f.stat().st_mtime >= before:
+            continue
+        n += 1
+        if not dry_run:
+            f.unlink(missing_ok=True)
+    return {"quarantined_files": n}
+
+
 def cutoffs(cfg, *, all_: bool, older_than: str | None, now: float | None = None) -> dict[str, float | None]:
     """Wall-time cutoffs (None: everything) for session records, dead letters, decision records and shelf
     references (these have no retention: every purge removes them, --older-than only the older ones)."""
@@ -181,6 +238,7 @@ def cutoffs(cfg, *, all_: bool, older_than: str | None, now: float | None = None
 
 def purge(cfg, *, all_: bool = False, older_than: str | None = None, dry_run: bool = False) -> dict:
     """Purge one device's stored data (the device must not be running: see RunLock). Returns the counts."""
+    from edge.analytics.facings import REFERENCE_FILES
     from edge.app.operations import decision_log_dir
     from sync.outbox import Outbox
 
@@ -195,6 +253,9 @@ def purge(cfg, *, all_: bool = False, older_than: str | None = None, dry_run: bo
     counts.update(purge_decisions(folder, cut["decisions"], dry_run=dry_run))
     shelves = shelf_reference_dirs(cfg)
     counts.update(purge_shelf_references(shelves, cut["shelf"], dry_run=dry_run))
+    counts.update(purge_quarantined(quarantined_files(cfg), cut["history"], dry_run=dry_run))
+    counts.update(purge_leftovers([(folder, ("decisions*.jsonl",)), *((d, REFERENCE_FILES) for d in shelves)],
+                                  dry_run=dry_run))
     counts.update({"outbox": str(path), "decision_log": str(folder), "shelf_reference_dirs": [str(d) for d in shelves],
                    "dry_run": dry_run,
                    "mode": "all" if all_ else f"older than {older_than}" if older_than else "retention"})
@@ -263,7 +324,9 @@ def run(args) -> int:
         print(f"{cfg.device.id}: {verb} {counts['session_records']} session record(s) and "
               f"{counts['dead_letters']} dead letter(s) from {counts['outbox']}"
               f"{' (compacted)' if counts['compacted'] else ''}; {counts['decision_records']} decision record(s) "
-              f"from {counts['decision_log']}; {counts['shelf_references']} shelf reference(s) ({counts['mode']})")
+              f"from {counts['decision_log']}; {counts['shelf_references']} shelf reference(s); "
+              f"{counts['quarantined_files']} damaged copy(ies) and {counts['leftover_files']} file(s) left by a "
+              f"crash ({counts['mode']})")
     return 0
 
 

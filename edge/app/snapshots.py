@@ -1,15 +1,17 @@
 """The `snapshot` command of a running device (docs/PRIVACY.md): only when `[privacy] snapshots = true`, only for a
-requester in `[privacy] snapshot_requesters` who states a purpose, only of the main camera, always anonymised
+requester in `[privacy] snapshot_requesters` who states a purpose, only of the main camera, only for a request sent
+(its `ts`) less than SNAPSHOT_MAX_AGE_S ago, at most one per `[privacy] snapshot_min_interval_s`, always anonymised
 (edge.privacy.anonymise). Every request, granted or refused, is recorded in the decision log (`snapshot`)."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
-from typing import Callable
+from typing import Callable, NoReturn
 
 log = logging.getLogger(__name__)
-SNAPSHOT_MAX_AGE_S = 300.0  # a snapshot request older than this (by its sender's ts) is refused
+SNAPSHOT_MAX_AGE_S = 300.0  # a snapshot request older than this (by its sender's ts), or this far ahead, is refused
 
 
 class Snapshots:
@@ -19,6 +21,7 @@ class Snapshots:
         self.cfg, self.latest = cfg, latest
         self._anonymiser = None
         self._lock = threading.Lock()
+        self._last_taken: float | None = None  # monotonic time of the last snapshot sent
 
     def _open(self):
         with self._lock:
@@ -47,7 +50,7 @@ class Snapshots:
         by, purpose, camera = args.get("by", ""), args.get("reason", ""), args.get("camera", "")
         info = {"camera": camera or "main", "purpose": purpose}
 
-        def answer(outcome: str, why: str, **data) -> None:
+        def answer(outcome: str, why: str, **data) -> NoReturn:
             SNAPSHOTS.labels(outcome).inc()
             decisions.record("snapshot", by or "?", {**info, "granted": False, "outcome": outcome, **data},
                              reason=why)
@@ -64,11 +67,24 @@ class Snapshots:
             answer("refused", "refused: state the purpose in args.reason (it is recorded)")
         if camera not in ("", "main"):
             answer("refused", f"refused: snapshots are taken of the main camera only, not {camera!r}")
-        req = current_request()  # a request that waited at the broker while the device was offline would take a
-        waited = None if req is None or req.ts is None else time.time() - req.ts  # frame of now nobody asked for
-        if waited is not None and waited > SNAPSHOT_MAX_AGE_S:
+        # a request that waited at the broker while the device was offline would take a frame of now nobody asked
+        # for: without its send time, that is unknown
+        req = current_request()
+        if req is None or req.ts is None or not math.isfinite(req.ts):
+            answer("refused", "refused: the request has no ts (its send time; `edge sync send` and the cloud set it): "
+                   "its age cannot be checked")
+        waited = time.time() - req.ts
+        if waited > SNAPSHOT_MAX_AGE_S:
             answer("refused", f"refused: the request was sent {waited:.0f} s ago (more than {SNAPSHOT_MAX_AGE_S:.0f} "
                    "s: it waited while the device was offline); ask again if it is still wanted")
+        if waited < -SNAPSHOT_MAX_AGE_S:
+            answer("refused", f"refused: the request's ts is {-waited:.0f} s ahead of this device's clock, so its age "
+                   "cannot be checked (fix the clock of the sender or of this device)")
+        since = None if self._last_taken is None else time.monotonic() - self._last_taken
+        if since is not None and since < p.snapshot_min_interval_s:
+            answer("refused", f"refused: a snapshot was sent {since:.0f} s ago; at most one per "
+                   f"{p.snapshot_min_interval_s:g} s ([privacy] snapshot_min_interval_s): ask again in "
+                   f"{math.ceil(p.snapshot_min_interval_s - since)} s")
         frame = self.latest()
         if frame is None:
             answer("failed", "not ready: no camera frame yet")
@@ -76,6 +92,7 @@ class Snapshots:
             result = self._open().snapshot(frame.image)
         except Exception as e:  # noqa: BLE001 - a model missing, a face that would not blur: nothing is sent
             answer("failed", f"snapshot not taken: {type(e).__name__}: {e}")
+        self._last_taken = time.monotonic()
         age = round(time.monotonic() - frame.t_capture, 3) if getattr(frame, "t_capture", None) else None
         kept = {k: result[k] for k in ("width", "height", "bytes", "sha256", "faces_blurred", "heads_blurred",
                                        "people_masked", "extra_passes")}

@@ -3,9 +3,10 @@ masked by the segmentation; then downscaled, checked again (fail closed) and JPE
 
 Order: the face detector (BlazeFace full range, whole frame + tiles) and a fresh single-frame pose pass (BlazePose:
 head box from landmarks 0-10, i.e. nose, eyes, ears, mouth; segmentation mask) run on the full-resolution frame;
-the regions are pixelated and blurred; the image is downscaled to `max_width`; the face detector runs again on
-what would leave the device and any face it still finds is blurred too, up to `max_passes` times. If a face remains
-after that, `AnonymisationError` is raised and nothing is sent. Only then is the JPEG `seal()`ed for the guard.
+the regions are pixelated and blurred; the image is downscaled to `max_width` and JPEG-encoded; the face detector
+runs again on what would leave the device (the decoded JPEG: compression can sharpen a blurred face's edges back
+over the threshold) and any face it still finds is blurred too, up to `max_passes` times. If a face remains after
+that, `AnonymisationError` is raised and nothing is sent. Only then is the JPEG `seal()`ed for the guard.
 """
 from __future__ import annotations
 
@@ -92,7 +93,8 @@ def sharpness(image: np.ndarray, box: np.ndarray) -> float:
 
 @dataclass
 class Anonymised:
-    image: np.ndarray  # BGR, downscaled
+    image: np.ndarray  # BGR, downscaled: the decoded `jpeg`, i.e. what is sent
+    jpeg: bytes = b""  # the encoded image that was checked (no metadata)
     faces: int = 0  # face-detector regions blurred
     heads: int = 0  # pose head regions blurred (landmarks 0-10; the pose detector's face box where they were unsure)
     people_masked: int = 0
@@ -185,13 +187,16 @@ class Anonymiser:
             if scale < 1.0:
                 img = cv2.resize(img, (int(round(img.shape[1] * scale)), int(round(img.shape[0] * scale))),
                                  interpolation=cv2.INTER_AREA)
-            out.image = img
             out.head_boxes = [b * scale for b in heads]
             out.face_boxes = [b * scale for b in regions]
-            for _ in range(self.max_passes):
-                left = self.verify(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+            while True:  # checked on what is sent: the JPEG, decoded
+                out.jpeg, out.image = self._encode(img)
+                left = self.verify(cv2.cvtColor(out.image, cv2.COLOR_BGR2RGB))
                 if not left:
                     break
+                if out.extra_passes >= self.max_passes:
+                    raise AnonymisationError(f"a face was still detected after {self.max_passes} extra passes: "
+                                             "snapshot refused")
                 out.extra_passes += 1
                 log.info("snapshot: %d face(s) found again after blurring (scores %s): blurring them too", len(left),
                          [round(f.score, 2) for f in left])
@@ -199,21 +204,22 @@ class Anonymiser:
                     box = face_region(f, img.shape[:2], margin=0.6)
                     obscure(img, box, blocks=3)
                     out.face_boxes.append(box)
-            else:
-                if self.verify(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)):
-                    raise AnonymisationError(f"a face was still detected after {self.max_passes} extra passes: "
-                                             "snapshot refused")
             out.ms = (time.perf_counter() - t0) * 1e3
             return out
+
+    def _encode(self, img: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """(JPEG bytes, the image they decode to); AnonymisationError if OpenCV cannot encode it."""
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+        if decoded is None:
+            raise AnonymisationError("JPEG encoding failed")
+        return buf.tobytes(), decoded
 
     def snapshot(self, image_bgr: np.ndarray) -> dict:
         """The `snapshot` command's result: the anonymised JPEG (base64, sealed for the payload guard) and what
         was done to it. Raises AnonymisationError."""
         a = self.anonymise(image_bgr)
-        ok, buf = cv2.imencode(".jpg", a.image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-        if not ok:
-            raise AnonymisationError("JPEG encoding failed")
-        data = buf.tobytes()
+        data = a.jpeg
         encoded = guard.seal(base64.b64encode(data).decode("ascii"))
         return {"format": "jpeg", "encoding": "base64", "width": int(a.image.shape[1]),
                 "height": int(a.image.shape[0]), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),

@@ -20,6 +20,8 @@ class PrivacyConfig(StrictModel):
                             "blurred); off: every request is refused (and recorded)")
     snapshot_requesters: list[str] = Field(default_factory=list, description="the `by` ids allowed to request a "
                                            "snapshot (staff or service accounts)")
+    snapshot_min_interval_s: float = Field(10.0, ge=1, le=86400, description="at most one snapshot per this many "
+                                           "seconds (a stream of snapshots would be video)")
     snapshot_max_width: int = Field(640, ge=160, le=1920, description="snapshots are downscaled to this width")
     snapshot_jpeg_quality: int = Field(70, ge=30, le=95)
     snapshot_mask_people: bool = Field(False, description="also paint every person's silhouette (segmentation) "

@@ -8,7 +8,9 @@ Refused (with the path of the offending value):
   or compressed-data header (`_header`: JPEG, PNG, GIF, WebP, BMP, TIFF, JPEG 2000, HEIF/AVIF, zlib, gzip, zip,
   numpy .npy), more than `MAX_B64_RUN` characters in consecutive whitespace-separated lines of at least `MIN_LINE`
   such characters (MIME base64, xxd -p) and runs of more than `MAX_BYTE_TOKENS` hex or decimal numbers in text
-  (`ff d8 ff`, `255,216,255`);
+  (`ff d8 ff`, `255,216,255`, `[[255, 216], [255, 224]]`); binary data in text: bytes decoded as latin-1 or with
+  errors (more than `MIN_SNIFF` control or undecodable characters, or an image header), bytes reprs (`b'\\xff\\xd8'`:
+  more than `MAX_BYTE_TOKENS` escaped bytes, or an image header);
 - numbers: a list of more than `GRID_MAX` numbers (a heatmap row is the longest), more than `LOOSE_MAX` numbers in
   lists of one record outside a heatmap grid (`counts` of an object, exactly `rows` x `cols` ints), more than
   `MAX_NUMBERS` numbers anywhere in one record (lists and objects; the largest heatmap grid and the fields around
@@ -57,9 +59,15 @@ _A85_RUN = re.compile(r"[!-u]{%d,}" % (MAX_B64_RUN + 1))  # ascii85: refused wit
 _FULL = {name: re.compile(r"[%s]+\Z" % chars) for name, chars in (
     ("hex", "0-9A-Fa-f"), ("base64", "A-Za-z0-9+/_-"), ("base32", "A-Z2-7"), ("base85", _B85), ("ascii85", "!-uz"))}
 _LINE = re.compile(r"[%s]{%d,}" % (_ENC, MIN_LINE))
-_BYTE_TEXT = re.compile(r"[0-9A-Fa-f\s,:;.|\-]{%d,}" % (2 * MAX_BYTE_TOKENS - 1))
+_BYTE_TEXT = re.compile(r"[0-9A-Fa-f\s,:;.|\-\[\]()]{%d,}" % (2 * MAX_BYTE_TOKENS - 1))  # list / array reprs too
 _BYTE_TOKEN = re.compile(r"[0-9A-Fa-f]{1,8}")
 _DATA_URI = re.compile(r"data:image/", re.IGNORECASE)
+# characters no text has: C0 controls but tab and line ends, DEL, C1 controls, U+FFFD, surrogateescape's lone surrogates
+_BINARY = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd\udc80-\udcff]")
+_ESCAPED_BYTE = re.compile(r"\\(?:x|u00)[0-9A-Fa-f]{2}")  # b'\xff' (a bytes repr), \u00ff (JSON of latin-1 text)
+_ESC_TOKEN = re.compile(r"\\(?:x|u00)([0-9A-Fa-f]{2})|\\([\\'\"nrt0])|([^\\'\"])")
+_ESC_CHAR = {"n": 10, "r": 13, "t": 9, "0": 0}
+_BYTES_REPR = re.compile(r"b['\"]")
 _MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
           (b"RIFF", "RIFF/WebP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x00\x00\x00\x0cjP", "JPEG 2000"),
           (b"\xffO\xffQ", "JPEG 2000"), (b"\x93NUMPY", "numpy .npy"), (b"PK\x03\x04", "zip (.npz)"),
@@ -74,7 +82,9 @@ _HEADS_RE = re.compile(rb'"(?:/9j/|_9j_|iVBORw0KGg|R0lGOD|UklGR|SUkqA|TU0AK|AAAA
                        rb'|Qk|eJ|AAAA[GHI]GZ0eX)')  # base64 of the _MAGIC headers (BMP, zlib, ISO BMFF too)
 SCREEN_RUN = 2 * GRID_MAX + 1  # a list of more than GRID_MAX numbers is at least this long
 _ENCODED = bytes(0x61 if 0x20 < i < 0x7F and i != 0x22 else 0x20 for i in range(256))  # no space, no quote
-_BYTES_TXT = bytes(0x61 if chr(i) in "0123456789abcdefABCDEF ,:;.|-[]\\nrt" else 0x20 for i in range(256))
+_BYTES_TXT = bytes(0x61 if chr(i) in "0123456789abcdefABCDEF ,:;.|-[]()\\nrt" else 0x20 for i in range(256))
+# serialised (ensure_ascii) text of binary characters: \u0000-\u001f, \u007f-\u009f, \ufffd, \udc80-\udcff
+_BIN_ESC_RE = re.compile(rb"\\u(?:00[01][0-9a-fA-F]|007[fF]|00[89][0-9a-fA-F]|[fF]{3}[dD]|[dD][c-fC-F][0-9a-fA-F]{2})")
 _RUN_NEEDLE = b"a" * SCREEN_RUN
 _LINES_NEEDLE = b"a" * MIN_LINE + b" " + b"a" * MIN_LINE
 
@@ -149,6 +159,58 @@ def _decoded_header(text: str) -> str | None:
     return None
 
 
+def _unescaped(text: str, pos: int, n: int = 16) -> bytes:
+    """The first `n` bytes of an escaped byte string (`\\xff\\xd8...`, `\\u00ff...`) from `pos`."""
+    out = bytearray()
+    while len(out) < n:
+        m = _ESC_TOKEN.match(text, pos)
+        if m is None:
+            break
+        code, esc, plain = m.groups()
+        if code:
+            out.append(int(code, 16))
+        elif esc:
+            out.append(_ESC_CHAR.get(esc, ord(esc)))
+        elif ord(plain) < 256:
+            out.append(ord(plain))
+        else:
+            break
+        pos = m.end()
+    return bytes(out)
+
+
+def _binary_problem(s: str) -> str | None:
+    """Why `s` is binary data as text: bytes decoded as latin-1 or with errors (control or undecodable characters),
+    or a bytes repr / escaped bytes (`b'\\xff\\xd8...'`); None if it is not."""
+    if not s.isprintable():
+        n = len(_BINARY.findall(s))
+        if n:
+            head = s[:16]
+            try:
+                raw = head.encode("latin-1")
+            except UnicodeEncodeError:
+                try:
+                    raw = head.encode("utf-8", "surrogateescape")
+                except UnicodeEncodeError:  # a lone surrogate that is not a byte
+                    raw = b""
+            name = _header(raw, True)
+            if name:
+                return f"bytes of a {name} image as text"
+            if n > MIN_SNIFF:
+                return f"binary data in text ({n} control or undecodable characters)"
+    if "\\x" in s or "\\u00" in s:
+        n = len(_ESCAPED_BYTE.findall(s))
+        if n > MAX_BYTE_TOKENS:
+            return f"{n} escaped bytes in text (a bytes repr)"
+        starts = {i for i in (s.find("\\x"), s.find("\\u00")) if i >= 0}
+        starts.update(m.end() for m, _ in zip(_BYTES_REPR.finditer(s), range(8)))
+        for i in sorted(starts):
+            name = _header(_unescaped(s, i), False)
+            if name:
+                return f"escaped bytes of a {name} image in text"
+    return None
+
+
 def _string_problem(s: str) -> str | None:
     """Why a string is or holds encoded image data; None if it does not."""
     if _DATA_URI.search(s):
@@ -161,6 +223,9 @@ def _string_problem(s: str) -> str | None:
             return f"a run of {m.end() - m.start()} ascii85 characters"
     if len(s) < MIN_SNIFF:
         return None
+    why = _binary_problem(s)
+    if why:
+        return why
     words = s.split()
     compact = "".join(words)  # MIME base64 lines, hex bytes separated by spaces
     why = _decoded_header(compact) if len(compact) >= MIN_SNIFF else None
@@ -307,6 +372,9 @@ def _suspicious(data: bytes, thorough: bool) -> bool:
     low = data.lower()
     if _KEYS_RE.search(low) is not None or b"data:image/" in low or _HEADS_RE.search(data) is not None:
         return True
+    if (b"\\\\x" in data or b"\\\\u00" in data or b"\x7f" in data
+            or (b"\\u" in data and _BIN_ESC_RE.search(data) is not None)):
+        return True  # escaped bytes (a bytes repr), binary characters in text
     runs = (data.replace(b'\\"', b"aa") if b"\\" in data else data).translate(_ENCODED)  # escaped quotes: ascii85
     if _RUN_NEEDLE in runs:
         return True
