@@ -1,4 +1,4 @@
-"""Shared helpers of the analytics objects: confirmed-track rows, point-in-polygon, event construction."""
+"""Shared helpers of the analytics objects: confirmed-track rows, point-in-polygon, event construction, outages."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,6 +7,14 @@ import numpy as np
 
 from edge.core.detections import Detections
 from edge.core.events import Event
+
+OUTAGE_S = 5.0  # no frame for this long (and lost_s, two frame intervals) ends every track: an outage, not a hiccup
+
+
+def is_outage(gap_s: float, interval_s: float | None, lost_s: float = 0.0) -> bool:
+    """Whether no frame for `gap_s` seconds, after frames `interval_s` apart (None: unknown, never an outage), is a
+    camera outage (longer than OUTAGE_S, `lost_s` and twice that interval), not a slow frame or a stream hiccup."""
+    return interval_s is not None and gap_s > max(lost_s, 2 * interval_s, OUTAGE_S)
 
 
 def tracked_points(detections: Detections, anchor: str, min_score: float = 0.5) -> dict[int, np.ndarray]:

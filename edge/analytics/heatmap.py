@@ -13,7 +13,8 @@ class Heatmap:
     person-frames; points outside the frame count in the nearest edge cell). A period starts at the first update;
     the first update at or after its end emits `occupancy_heatmap` (heatmap, cols, rows, counts: rows x cols ints,
     total, frames, period_start_t, period_start_t_wall, period_end_t, period_s, unit) and starts the next period
-    (periods with no frame are skipped). Never pixels: only the small integer grid."""
+    (periods with no frame are skipped). When stream time goes back (another recording, a clock reset) the period
+    ends at the old clock's last frame and a new one starts. Never pixels: only the small integer grid."""
 
     def __init__(self, frame_size, *, name: str = "floor", grid=(16, 12), period_s: float = 300.0,
                  anchor: str = "bottom_center", source: str = "default"):
@@ -28,6 +29,7 @@ class Heatmap:
         self._frames = 0
         self._start: float | None = None
         self._start_wall: float | None = None
+        self._t: float | None = None  # the last frame's stream time
 
     @classmethod
     def from_config(cls, c, frame_size=None, source: str = "default") -> Heatmap:
@@ -71,7 +73,10 @@ class Heatmap:
     def update(self, detections: Detections, t: float, t_wall: float | None = None) -> list[Event]:
         """Count one frame; returns the event of a period that ended before `t`."""
         out = []
-        if self._start is None:
+        if self._t is not None and t < self._t:  # time went back: this period is over, on the old clock
+            out = self._emit(self._t, t, t_wall) if self._frames else []
+            self._reset(t, t_wall)
+        elif self._start is None:
             self._reset(t, t_wall)
         elif t >= self._start + self.period_s:
             out = self._emit(self._start + self.period_s, t, t_wall)
@@ -82,4 +87,5 @@ class Heatmap:
             row, col = self.cells(np.array(pts))
             np.add.at(self._counts, (row, col), 1)
         self._frames += 1
+        self._t = t
         return out

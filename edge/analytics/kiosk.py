@@ -41,7 +41,7 @@ class KioskHelp:
         t = self._t if t is None else t
         if t is None:
             return {}
-        return {tid: t - max(v.enter_t, self._staff_t if self._staff_t is not None else v.enter_t)
+        return {tid: max(0.0, v.until(t) - max(v.enter_t, self._staff_t if self._staff_t is not None else v.enter_t))
                 for tid, v in self.kiosk.members.items()}
 
     @property
@@ -51,12 +51,12 @@ class KioskHelp:
 
     def update(self, detections: Detections, t: float, t_wall: float | None = None) -> list[Event]:
         """Advance to one frame; returns help_requested / help_resolved events."""
-        back = self._t is not None and t < self._t  # stream time went back: the zones end every visit
-        t_end = self._t if back else t  # ... at the old clock's last frame, and so does an open request
-        if back:
+        if self._t is not None and t < self._t:  # stream time went back
             self._staff_t = None  # a staff time of the old clock would hold requests off until the new one passes it
         self._t = t
         self.kiosk.step(detections, t, t_wall)
+        # time went back or an outage: the zone ended every visit at the last frame before, and so does a request
+        t_end = t if self.kiosk.cut_t is None else self.kiosk.cut_t
         for old, new in self.kiosk.handovers:  # the same shopper under a new id: the request stands
             if self.requester == old:
                 self.requester = new

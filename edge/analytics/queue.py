@@ -72,11 +72,14 @@ class Queue:
     def update(self, detections: Detections, t: float, t_wall: float | None = None) -> list[Event]:
         """Advance to one frame; returns queue_changed events."""
         _, left = self.zone.step(detections, t, t_wall)
+        cut = self.zone.cut_t is not None  # time went back or an outage: the zone ended every visit unseen
+        if cut:
+            self._at_head.clear()  # nobody was seen leaving: no service
         if self._t is not None and t < self._t:  # stream time went back: the rate window starts over
             self._served.clear()
             self._busy.clear()
-            self._at_head.clear()
-        if self._t is not None and self._prev_len > 0 and t > self._t:  # the queue was busy since the last frame
+            self._reported_t = None  # a report time on the old clock would hold the next report off
+        if self._t is not None and self._prev_len > 0 and t > self._t and not cut:  # busy since the last frame
             if self._busy and self._busy[-1][1] == self._t:
                 self._busy[-1][1] = t
             else:
@@ -105,9 +108,9 @@ class Queue:
 
     def _rank_head(self) -> None:
         """Mark, among the members seen inside this frame, the one nearest the head (if within _serve_dist of it);
-        members in their exit grace keep the mark of their last frame inside."""
+        members in their exit grace, and visits held as handover donors, keep the mark of their last frame inside."""
         members = self.zone.members
-        for tid in [k for k in self._at_head if k not in members]:
+        for tid in [k for k in self._at_head if k not in members and not self.zone.held(k)]:
             del self._at_head[tid]
         seen = {tid: v.last_point for tid, v in members.items() if v.out_t is None and v.last_point is not None}
         if self.head is None:

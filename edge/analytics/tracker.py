@@ -35,13 +35,13 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from edge.analytics.base import OUTAGE_S, is_outage  # noqa: F401 - OUTAGE_S: the tracker's public constant
 from edge.core.detections import Detections, box_iou
 
 log = logging.getLogger(__name__)
 
 # ByteTrack's noise weights (relative to box height) are per frame at 30 fps; scaled here by elapsed time.
 _REF_FPS = 30.0
-OUTAGE_S = 5.0  # no frame for this long (and lost_s, two frame intervals) ends every track: an outage, not a hiccup
 _W_POS, _W_VEL = 1.0 / 20, 1.0 / 160
 _HISTORY_S = 1.5  # observations kept to refit a lost track's motion
 _FULL_H = 0.85  # an observation at least this share of the track's recent tallest box is "full size"
@@ -276,8 +276,7 @@ class ByteTracker:
         if self._t is not None and t < self._t:
             log.warning("tracker: stream time went back from %.3f to %.3f; resetting tracks", self._t, t)
             self.reset()
-        elif self._t is not None and self._dt is not None and t - self._t > max(self.lost_s, 2 * self._dt,
-                                                                                 OUTAGE_S):
+        elif self._t is not None and is_outage(t - self._t, self._dt, self.lost_s):
             # no frame for longer than an outage (a camera lost, a reconnect; not a slow frame or a stream hiccup):
             # every track is over; otherwise a person standing where another stood before would inherit that id
             log.warning("tracker: no frame for %.3f s (an outage); resetting tracks", t - self._t)

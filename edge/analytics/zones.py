@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.analytics.base import make_event, points_in_polygon, r3, tracked_points
+from edge.analytics.base import is_outage, make_event, points_in_polygon, r3, tracked_points
 from edge.core.detections import BOX_ANCHORS, Detections
 from edge.core.events import Event
 
@@ -25,13 +25,18 @@ class Visit:
     streak_t_wall: float | None = None
     enter_t: float = 0.0
     enter_t_wall: float | None = None
-    out_t: float | None = None  # first frame not inside while a member (becomes exit_t)
+    out_t: float | None = None  # first frame not inside while a member (becomes exit_t); see PolygonZone
     out_t_wall: float | None = None
+    gone_t: float | None = None  # first frame not inside while a member: the exit grace runs from it
     last_point: np.ndarray | None = None  # last anchor point seen inside
     first_point: np.ndarray | None = None  # anchor point at streak_t
     continues: int | None = None  # the track whose visit this one took over (handover)
     trail: deque = field(default_factory=deque)  # (t, point, person height) seen inside, the last handover_s
     end_t: float | None = None  # when the visit ended (kept a while as a handover donor)
+
+    def until(self, t: float) -> float:
+        """`t`, or the visit's exit time once it is in its exit grace: time unseen is no presence."""
+        return t if self.out_t is None else min(t, self.out_t)
 
 
 HANDOVER_STOOD_S = 1.0  # a handover donor stood where the new track appeared for at least this long
@@ -45,7 +50,11 @@ class PolygonZone:
     A track enters after its anchor has been inside for `enter_frames` consecutive frames and `enter_s` seconds;
     the visit starts at the first of those frames. It leaves once it has been outside or undetected for `exit_s`
     seconds (exit grace); the visit ends at the first such frame, and a later return starts a new visit (the dwell
-    timer resets). Unconfirmed detections (tracker_id -1) are ignored.
+    timer resets). Unconfirmed detections (tracker_id -1) are ignored. Time nobody saw is no presence: when that
+    first frame came after no frame for longer than `exit_s` (and twice the interval before), the visit ends at the
+    last frame before the gap; a camera outage (no frame for longer than the tracker's OUTAGE_S and twice the
+    interval before, see `is_outage`) ends every visit there, as the tracker ends every track, and so does stream
+    time going back (`cut_t` says where, for that step).
 
     Handover: trackers lose people and swap ids when others pass in front, and a person standing still then comes
     back under a new id. With `handover_s` > 0, a track the tracker started (within the last `handover_s` seconds)
@@ -83,6 +92,8 @@ class PolygonZone:
         self._watched: dict[int, int] = {}  # new track id -> the donor whose visit it may take over (see _watch)
         self._t: float | None = None
         self._t_wall: float | None = None
+        self._dt: float | None = None  # the interval before the last frame (a gap is judged against it)
+        self.cut_t: float | None = None  # the last step ended every visit (time went back, an outage) at this time
         self.handovers: list[tuple[int, int]] = []
 
     @classmethod
@@ -107,11 +118,12 @@ class PolygonZone:
         return sum(v.member for v in self._visits.values())
 
     def dwell_of(self, track_id: int, t: float | None = None) -> float | None:
-        """Seconds since the track's visit started (at `t`, default the last update), or None when not inside."""
+        """Seconds since the track's visit started (at `t`, default the last update; in the exit grace: until the
+        visit's exit time), or None when not inside."""
         v = self._visits.get(track_id)
         if v is None or not v.member:
             return None
-        return (self._t if t is None else t) - v.enter_t
+        return v.until(self._t if t is None else t) - v.enter_t
 
     def contains(self, points) -> np.ndarray:
         return points_in_polygon(points, self.polygon)
@@ -119,7 +131,14 @@ class PolygonZone:
     def step(self, detections: Detections, t: float, t_wall: float | None = None) -> tuple[list[Visit], list[Visit]]:
         """Advance to one frame; returns (visits that started, visits that ended) in track id order. A visit that
         continues another (handover) is among those that started, with the old visit's enter_t."""
-        cut = self._cut(t) if self._t is not None and t < self._t else []
+        prev_t, prev_t_wall, prev_dt = self._t, self._t_wall, self._dt
+        back = prev_t is not None and t < prev_t
+        outage = prev_t is not None and not back and is_outage(t - prev_t, prev_dt)
+        cut = self._cut(t, "stream time went back" if back else "no frame for an outage") if back or outage else []
+        self.cut_t = prev_t if back or outage else None
+        # a frame after a gap: whoever it does not see was last seen before the gap
+        gap = prev_t is not None and prev_dt is not None and t - prev_t > max(self.exit_s, 2 * prev_dt)
+        self._dt = None if prev_t is None or back or outage else t - prev_t
         self._t, self._t_wall = t, t_wall
         self.handovers = []
         pts = tracked_points(detections, self.anchor)
@@ -151,7 +170,7 @@ class PolygonZone:
                     while v.trail and v.trail[0][0] < t - self.handover_s:
                         v.trail.popleft()
                 if v.member:
-                    v.out_t = v.out_t_wall = None
+                    v.out_t = v.out_t_wall = v.gone_t = None
                     continue
                 if v.streak == 0:
                     v.streak_t, v.streak_t_wall, v.first_point = t, t_wall, v.last_point
@@ -164,8 +183,9 @@ class PolygonZone:
                 del self._visits[tid]
                 continue
             if v.out_t is None:
-                v.out_t, v.out_t_wall = t, t_wall
-            if t - v.out_t >= self.exit_s and tid not in self._watched.values():  # (a watched track's donor waits)
+                v.gone_t = t
+                v.out_t, v.out_t_wall = (prev_t, prev_t_wall) if gap else (t, t_wall)
+            if t - v.gone_t >= self.exit_s and tid not in self._watched.values():  # (a watched track's donor waits)
                 del self._visits[tid]
                 v.end_t = t
                 left.append(v)
@@ -181,10 +201,10 @@ class PolygonZone:
             left.sort(key=lambda v: v.track_id)
         return entered, cut + left
 
-    def _cut(self, t: float) -> list[Visit]:
-        """Stream time went back (another recording, a clock reset): end every visit at the last frame of the old
-        clock, so nothing carries over, and forget the candidates and handover state."""
-        log.warning("zone %s: stream time went back (%.3f -> %.3f); visits end at %.3f", self.name, self._t, t, self._t)
+    def _cut(self, t: float, why: str) -> list[Visit]:
+        """Stream time went back (another recording, a clock reset) or frames stopped for an outage: end every visit
+        at the last frame before, so nothing carries over, and forget the candidates and handover state."""
+        log.warning("zone %s: %s (%.3f -> %.3f); visits end at %.3f", self.name, why, self._t, t, self._t)
         out = [v for v in self._visits.values() if v.member] + self._ended
         for v in out:
             if v.out_t is None:
@@ -257,16 +277,17 @@ class PolygonZone:
         return None
 
     def update(self, detections: Detections, t: float, t_wall: float | None = None) -> list[Event]:
-        """Advance to one frame; returns zone_entered / zone_left events (none when `events` is false)."""
+        """Advance to one frame; returns zone_left events, then zone_entered ones (none when `events` is false): a
+        visit that ended is reported before the same id's next one."""
         entered, left = self.step(detections, t, t_wall)
         if not self.events:
             return []
-        out = [make_event("zone_entered", {"zone": self.name, "track_id": v.track_id, "enter_t": r3(v.enter_t),
-                                           "enter_t_wall": v.enter_t_wall,
-                                           **({"continues": v.continues} if v.continues is not None else {})},
-                          t, t_wall, self.source)
-               for v in entered]
-        return out + [self._left_event(v, t, t_wall) for v in left]
+        return [self._left_event(v, t, t_wall) for v in left] + [
+            make_event("zone_entered", {"zone": self.name, "track_id": v.track_id, "enter_t": r3(v.enter_t),
+                                        "enter_t_wall": v.enter_t_wall,
+                                        **({"continues": v.continues} if v.continues is not None else {})},
+                       t, t_wall, self.source)
+            for v in entered]
 
     def flush(self, t: float, t_wall: float | None = None) -> list[Event]:
         """At the end of the stream: report the visits that ended but were still held as handover donors."""
