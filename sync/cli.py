@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sqlite3
 import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def add_broker_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,7 +60,6 @@ def _raise_interrupt(signum, frame) -> None:
 
 
 def _consumer(args) -> int:
-    import logging
     import signal
 
     from sync.consumer import Consumer, options_from_args
@@ -126,6 +129,15 @@ def _send(args) -> int:
 def _outbox(args) -> int:
     from sync.outbox import Outbox
 
-    with Outbox(args.path) as ob:
-        print(json.dumps({**ob.metrics(), "dead_letters": ob.dead_letters(20)}, indent=2))
+    if not Path(args.path).is_file():
+        log.error("edge sync outbox: %s is not a file (the outbox is [sync] outbox_path of the device config)",
+                  args.path)
+        return 1
+    try:  # an inspection: a corrupt file is reported, not moved aside as `edge run` does
+        with Outbox(args.path, quarantine_corrupt=False) as ob:
+            print(json.dumps({**ob.metrics(), "dead_letters": ob.dead_letters(20)}, indent=2))
+    except sqlite3.DatabaseError as e:
+        log.error("edge sync outbox: %s cannot be read as an outbox (%s); `edge run` moves a corrupt outbox aside "
+                  "and starts a new one, `sqlite3 %s .recover` may save its rows", args.path, e, args.path)
+        return 1
     return 0

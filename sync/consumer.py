@@ -1,5 +1,6 @@
 """Reference cloud consumer: stores events, alerts, telemetry, states and command results into SQLite,
-de-duplicates by (device, epoch, seq) and publishes each device's ack watermark (retained, QoS 1).
+de-duplicates by (device, epoch, seq) and publishes each device's ack watermark (retained, QoS 1) for the epoch
+the device sends now (its latest batch's: a device refuses an ack of any other epoch).
 
 The watermark is the highest seq up to which every seq of the device's epoch is stored (or covered by a
 `_gap` record). A record is committed (synchronous=FULL: on disk) before paho PUBACKs its message, and acks are
@@ -88,6 +89,8 @@ class Consumer:
                         "event id until those rows are removed", self.db_path)
         self._lock = threading.Lock()
         self._marks: dict[tuple[str, str], _Mark] = {}
+        # device -> the epoch its latest batch came in: the only one acked (the device refuses any other epoch's ack)
+        self._current: dict[str, str] = {}
         self._load_marks()
         self.ack_interval_s = ack_interval_s
         self._stop = threading.Event()
@@ -112,7 +115,8 @@ class Consumer:
             self.db.close()
 
     def _load_marks(self) -> None:
-        for device, epoch, store, upto in self.db.execute("SELECT device, epoch, store, upto FROM marks").fetchall():
+        for device, epoch, store, upto in self.db.execute("SELECT device, epoch, store, upto FROM marks "
+                                                          "ORDER BY rowid").fetchall():  # newest epoch last
             m = _Mark(store, upto)
             for (seq,) in self.db.execute("SELECT seq FROM events WHERE device=? AND epoch=? AND seq>?",
                                           (device, epoch, upto)):
@@ -121,6 +125,7 @@ class Consumer:
                 "SELECT seq_from, seq_to FROM gaps WHERE device=? AND epoch=? AND seq_to>?", (device, epoch, upto))]
             self._advance(m)
             self._marks[(device, epoch)] = m
+            self._current[device] = epoch
 
     # ------------------------------------------------------------------ ingest (paho network thread)
     def _on_message(self, msg) -> None:
@@ -162,6 +167,9 @@ class Consumer:
             m = self._marks.get(key)
             if m is None:
                 m = self._marks[key] = _Mark(store)
+            if self._current.get(device) != epoch:  # a new outbox on the device (or the first batch seen)
+                self._current[device] = epoch
+                m.dirty = True
             db = self.db
             db.execute("BEGIN")
             try:
@@ -266,7 +274,8 @@ class Consumer:
         if not self.client.connected:
             return
         with self._lock:
-            todo = [(dev, ep, m.store, m.upto) for (dev, ep), m in self._marks.items() if m.dirty]
+            todo = [(dev, ep, m.store, m.upto) for (dev, ep), m in self._marks.items()
+                    if m.dirty and self._current.get(dev) == ep]
             for (dev, ep), m in self._marks.items():
                 m.dirty = False
         for dev, ep, store, upto in todo:

@@ -208,8 +208,7 @@ class Delivery:
             log.error("broker refused %d %s records: 0x%02x %s", len(seqs), tbl, reason, text)
             self.outbox.dead_letter(tbl, seqs, f"PUBACK 0x{reason:02x} {text or PERMANENT_FAILURES[reason]}")
             if tbl == RELIABLE:  # their gap records must be sent
-                self._hist_next = min(self._hist_next, min(seqs))
-                self._hist_end = max(self._hist_end, max(seqs) + 1)
+                self._send_again(min(seqs), max(seqs))
         else:
             log.warning("PUBACK 0x%02x %s for %d %s records: will resend", reason, text, len(seqs), tbl)
             if tbl == TELEMETRY:
@@ -226,7 +225,9 @@ class Delivery:
                     self._inflight_seqs.difference_update(seqs)
                 else:
                     self._tel_after = min(self._tel_after, min(seqs) - 1)
-        outstanding = bool(self._pubacked) or bool(self._inflight_seqs)
+        # sent_hi above the watermark: rows went out that the cloud has not acked, even when none waits for a PUBACK
+        # or an ack here any more (a go-back resends one window; the rows beyond it are in no set)
+        outstanding = bool(self._pubacked) or bool(self._inflight_seqs) or self.watermark < self._sent_hi
         if outstanding and now - self._progress_at > self._goback_timeout:
             log.warning("no ack watermark progress for %.1f s (watermark %d): resending from there",
                         now - self._progress_at, self.watermark)
@@ -291,6 +292,11 @@ class Delivery:
             self.outbox.note_sent(seq)
             self._sent_hi = seq
 
+    def _send_again(self, first: int, last: int) -> None:
+        """Put reliable seqs first..last (not published, or replaced by a gap record) back into the backlog."""
+        self._hist_next = min(self._hist_next, first)
+        self._hist_end = max(self._hist_end, last + 1)
+
     def _tel_inflight(self, seq: int) -> bool:
         return any(t == TELEMETRY and seq in s for t, s, _ in self._inflight.values())
 
@@ -315,12 +321,12 @@ class Delivery:
             size = 0
             for seq, _stream, _kind, body, _ in grp:
                 if len(body) + 512 + len(topic) > self.max_packet:  # never hand paho a poison message
-                    self.outbox.dead_letter(tbl, [seq], f"record of {len(body)} bytes exceeds broker max packet")
+                    self._dead_letter_unsent(tbl, seq, f"record of {len(body)} bytes exceeds broker max packet")
                     continue
                 why = check_payload(body)  # image data never leaves the device (edge/privacy/guard.py)
                 if why is not None:
                     refuse(channel_of(topic), topic, why)
-                    self.outbox.dead_letter(tbl, [seq], f"privacy guard: {why}", redact=True)
+                    self._dead_letter_unsent(tbl, seq, f"privacy guard: {why}", redact=True)
                     self.stats["privacy_refused"] += 1
                     continue
                 if batch and (len(batch) >= self.batch_max or size + len(body) > limit):
@@ -332,14 +338,19 @@ class Delivery:
                 sent += self._publish_batch(tbl, topic, batch, historical)
         return sent
 
+    def _dead_letter_unsent(self, tbl: str, seq: int, reason: str, *, redact: bool = False) -> None:
+        """Dead-letter a row before its publish; a reliable row's gap record (same seq) goes out with the backlog."""
+        self.outbox.dead_letter(tbl, [seq], reason, redact=redact)
+        if tbl == RELIABLE:
+            self._send_again(seq, seq)
+
     def _publish_batch(self, tbl: str, topic: str, batch: list[tuple[int, str]], historical: bool) -> int:
         payload = payloads.batch(self.topics.device, self.topics.store, self.outbox.epoch, batch, historical)
         mid = self._publish(topic, payload)
         seqs = [s for s, _ in batch]
         if mid is None:  # not queued (connection just dropped / paho refused): send these again later
             if tbl == RELIABLE:
-                self._hist_next = min(self._hist_next, seqs[0])
-                self._hist_end = max(self._hist_end, seqs[-1] + 1)
+                self._send_again(seqs[0], seqs[-1])
             else:
                 self._tel_after = min(self._tel_after, seqs[0] - 1)
             return 0

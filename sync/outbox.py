@@ -14,6 +14,9 @@ caller. `emit` never raises for a store error either: when the disk is full, tel
 alerts wait in memory, in order (up to SPILL_MAX events; alerts are never dropped), until the disk takes them
 (`retry_spill`, and every `emit`); `store_errors` and `waiting_in_memory` in `metrics()` say so.
 
+A database SQLite finds corrupt at `open()` is moved aside (`<name>.corrupt-<time>`, with its -wal; never deleted)
+and a new outbox (new epoch) starts, so the device keeps running: an error log names the moved file.
+
 `sent_hi` (in ``meta``) is the highest reliable seq ever handed to MQTT in this epoch, persisted before the
 publish: the delivery loop refuses a cloud ack beyond it (a forged ack must never delete unsent rows).
 
@@ -53,17 +56,20 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 SPILL_MAX = 10_000  # events kept in memory while the disk is full (alerts beyond it too: never dropped)
 ROW_OVERHEAD = 64  # bytes counted per row on top of the payload (keys, index, page slack)
 REDACTED = '{"withheld":"privacy guard: image data"}'  # dead-letter body of a record the privacy guard refused
+_CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB (primary result codes): the file is moved aside at open
 
 
 class Outbox:
     """SQLite outbox. Thread-safe (one connection, one lock); `emit` may be called from any thread."""
 
     def __init__(self, path: str | Path, *, max_bytes: int = 256 << 20, max_event_bytes: int = 64 << 10,
-                 max_depth: int = payloads.MAX_DEPTH, durable_streams: tuple[str, ...] | list[str] = ("alerts",)
-                 ) -> None:
+                 max_depth: int = payloads.MAX_DEPTH, durable_streams: tuple[str, ...] | list[str] = ("alerts",),
+                 quarantine_corrupt: bool = True) -> None:
         self.path = Path(path)
+        self.quarantine_corrupt = quarantine_corrupt  # False (inspection tools): a corrupt file raises, is not moved
         self.durable_streams = frozenset(durable_streams)
         self.sent_hi = 0
+        self.quarantined: str | None = None  # where a corrupt database found at open was moved
         self.max_bytes = max_bytes
         self.max_event_bytes = max_event_bytes
         self.max_depth = max_depth
@@ -77,38 +83,75 @@ class Outbox:
                          "dead_lettered": 0, "acked": 0, "over_budget": False, "store_errors": 0}
         self._spill: deque[tuple] = deque()  # rows the disk did not take (full): stored in order when it does
         self._store_error_logged = -1e9  # monotonic time of the last store-error log line
+        self._spill_drop_logged = -1e9  # monotonic time of the last log line about events dropped from memory
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> "Outbox":
+        """Open (or create) the database. A file SQLite finds corrupt (not a database, malformed) is moved aside
+        (unless `quarantine_corrupt` is False: then it raises), never deleted, and a new outbox (new epoch) takes its place, so the device keeps running: logged as an
+        error naming the moved file, and `quarantined` in `metrics()`."""
         if self._db is not None:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        # deleted rows (acked events, refused records) are overwritten, not left in free pages (builds differ)
-        db.execute("PRAGMA secure_delete=ON")
-        db.executescript(_SCHEMA)
-        row = db.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()
-        if row is None:  # a new outbox starts a new seq space; the cloud keys dedupe by (device, epoch, seq)
-            db.execute("INSERT INTO meta VALUES ('epoch', ?)", (uuid.uuid4().hex[:16],))
-            row = db.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()
-        self.epoch = row[0]
-        row = db.execute("SELECT value FROM meta WHERE key='sent_hi'").fetchone()
-        if row is None:  # an outbox from before sent_hi: trust only what the cloud already acked (rows deleted)
-            lo = db.execute("SELECT MIN(seq) FROM reliable").fetchone()[0]
-            hi = db.execute("SELECT seq FROM sqlite_sequence WHERE name='reliable'").fetchone()
-            self.sent_hi = (lo - 1) if lo is not None else (hi[0] if hi else 0)
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('sent_hi', ?)", (str(self.sent_hi),))
-        else:
-            self.sent_hi = int(row[0])
-        for tbl in (RELIABLE, TELEMETRY):
-            for stream, n, size in db.execute(f"SELECT stream, COUNT(*), COALESCE(SUM(size),0) FROM {tbl} GROUP BY stream"):
-                self._rows[stream] = self._rows.get(stream, 0) + n
-                self._bytes[tbl] += size
-        self._db = db
+        try:
+            self._db = self._connect()
+        except sqlite3.DatabaseError as e:
+            if not self.quarantine_corrupt or (getattr(e, "sqlite_errorcode", 0) & 0xFF) not in _CORRUPT:
+                raise
+            self.quarantined = self._quarantine(e)
+            self._db = self._connect()
         log.info("outbox %s open: epoch %s, %s rows", self.path, self.epoch, self._rows)
         return self
+
+    def _connect(self) -> sqlite3.Connection:
+        """Connect, create the schema, read epoch, sent_hi and the row counts; closed again if any step fails."""
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            # deleted rows (acked events, refused records) are overwritten, not left in free pages (builds differ)
+            db.execute("PRAGMA secure_delete=ON")
+            db.executescript(_SCHEMA)
+            row = db.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()
+            if row is None:  # a new outbox starts a new seq space; the cloud keys dedupe by (device, epoch, seq)
+                db.execute("INSERT INTO meta VALUES ('epoch', ?)", (uuid.uuid4().hex[:16],))
+                row = db.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()
+            self.epoch = row[0]
+            row = db.execute("SELECT value FROM meta WHERE key='sent_hi'").fetchone()
+            if row is None:  # an outbox from before sent_hi: trust only what the cloud already acked (rows deleted)
+                lo = db.execute("SELECT MIN(seq) FROM reliable").fetchone()[0]
+                hi = db.execute("SELECT seq FROM sqlite_sequence WHERE name='reliable'").fetchone()
+                self.sent_hi = (lo - 1) if lo is not None else (hi[0] if hi else 0)
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('sent_hi', ?)", (str(self.sent_hi),))
+            else:
+                self.sent_hi = int(row[0])
+            self._rows = dict.fromkeys(STREAMS, 0)
+            self._bytes = {RELIABLE: 0, TELEMETRY: 0}
+            for tbl in (RELIABLE, TELEMETRY):
+                for stream, n, size in db.execute(f"SELECT stream, COUNT(*), COALESCE(SUM(size),0) FROM {tbl} "
+                                                  "GROUP BY stream"):
+                    self._rows[stream] = self._rows.get(stream, 0) + n
+                    self._bytes[tbl] += size
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _quarantine(self, err: sqlite3.DatabaseError) -> str:
+        """Move the corrupt database (and its -wal / -shm) to `<name>.corrupt-<time>`; returns the new path."""
+        moved = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        n = 1
+        while moved.exists():
+            n += 1
+            moved = moved.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{n}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                src.rename(f"{moved}{suffix}")
+        log.error("outbox %s is corrupt (%s): moved to %s and a new, empty outbox (new epoch) started; events "
+                  "that were waiting in it are NOT sent: recover them with `sqlite3 %s .recover`", self.path, err,
+                  moved, moved)
+        return str(moved)
 
     def close(self) -> None:
         with self._lock:
@@ -195,12 +238,19 @@ class Outbox:
 
     def _cap_spill(self) -> None:
         """Beyond SPILL_MAX rows in memory the oldest event goes (counted as dropped); alerts never. Lock held."""
+        dropped = 0
         while len(self._spill) > SPILL_MAX:
             drop = next((r for r in self._spill if r[0] != "alerts"), None)
             if drop is None:
                 break
             self._spill.remove(drop)
             self.counters["dropped"][drop[0]] += 1
+            dropped += 1
+        if dropped and time.monotonic() - self._spill_drop_logged > 60:  # never silently; at most once a minute
+            self._spill_drop_logged = time.monotonic()
+            log.error("outbox %s: the disk is still full and %d events wait in memory (the most kept): the oldest "
+                      "events are dropped, alerts are kept (dropped so far: %s); free disk space under %s",
+                      self.path, len(self._spill), dict(self.counters["dropped"]), self.path.parent)
 
     def _drain_spill(self) -> int | None:
         """Store the rows waiting in memory, in order, while the disk takes them; returns the last seq stored (None
@@ -229,9 +279,14 @@ class Outbox:
         data = getattr(event, "data", None)
         body = REDACTED if find_image_data(data) else repr(data)[: self.max_event_bytes]  # never keep a frame
         with self._lock:
-            self.db.execute("INSERT INTO dead_letter (tbl, seq, stream, kind, body, reason, ts) VALUES (?,?,?,?,?,?,?)",
-                            (None, None, str(getattr(event, "stream", "")), str(getattr(event, "kind", "")),
-                             body, "invalid: " + reason, time.time()))
+            try:
+                self.db.execute("INSERT INTO dead_letter (tbl, seq, stream, kind, body, reason, ts) "
+                                "VALUES (?,?,?,?,?,?,?)", (None, None, str(getattr(event, "stream", "")),
+                                                           str(getattr(event, "kind", "")), body,
+                                                           "invalid: " + reason, time.time()))
+            except sqlite3.Error as e:  # disk full: emit must not raise; the invalid event is only logged above
+                self._store_error(e)
+                return
             self.counters["dead_lettered"] += 1
 
     # ------------------------------------------------------------------ disk budget
@@ -497,4 +552,5 @@ class Outbox:
                 "emitted": dict(self.counters["emitted"]), "dropped": dict(self.counters["dropped"]),
                 "acked": self.counters["acked"], "dead_lettered": self.counters["dead_lettered"],
                 "over_budget": self.counters["over_budget"], "epoch": self.epoch, "sent_hi": self.sent_hi,
-                "store_errors": self.counters["store_errors"], "waiting_in_memory": len(self._spill)}
+                "store_errors": self.counters["store_errors"], "waiting_in_memory": len(self._spill),
+                "quarantined": self.quarantined}

@@ -94,6 +94,9 @@ class SyncCollector:
                                 "full, I/O error)", value=m.get("store_errors", 0))
         yield GaugeMetricFamily("edge_outbox_waiting_in_memory", "Events and alerts kept in memory until the disk "
                                 "takes them (0 normally)", value=m.get("waiting_in_memory", 0))
+        yield GaugeMetricFamily("edge_outbox_quarantined", "1 when the outbox found corrupt at start was moved aside "
+                                "(its events are not sent; see the log for the file)",
+                                value=1 if m.get("quarantined") else 0)
         yield GaugeMetricFamily("edge_mqtt_connected", "1 while connected to the broker",
                                 value=1 if m.get("connected") else 0)
         yield GaugeMetricFamily("edge_sync_acks_refused", "Cloud acks refused (other epoch, or beyond what was sent)",
