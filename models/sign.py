@@ -155,12 +155,19 @@ def verify_manifest(path: str | Path, public_key: str | Path | bytes | Ed25519Pu
     return payload
 
 
-def verify_files(root: Path, payload: dict) -> None:
+def file_identity(st: os.stat_result) -> tuple[int, ...]:
+    """What changes when a file is replaced (device, inode) or written (size, mtime, ctime)."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def verify_files(root: Path, payload: dict) -> dict[str, tuple[int, ...]]:
     """Every file the payload lists exists under root with its signed size and sha256; SignatureError if not
-    (also for a malformed `files` table or a name that would leave root)."""
+    (also for a malformed `files` table or a name that would leave root). Returns each file's identity
+    (file_identity) from before it was hashed, so a later reader can tell whether it is still the checked file."""
     files = payload.get("files", {}) if isinstance(payload, dict) else None
     if not isinstance(files, dict):
         raise SignatureError("signed manifest: `files` is not a table")
+    seen = {}
     for rel, meta in sorted(files.items()):
         if not isinstance(meta, dict) or not isinstance(meta.get("size_bytes"), int) \
                 or not isinstance(meta.get("sha256"), str) or not safe_relative(rel):
@@ -168,15 +175,18 @@ def verify_files(root: Path, payload: dict) -> None:
         f = root / rel
         if not f.is_file():
             raise SignatureError(f"{f}: listed in the signed manifest but missing")
-        if f.stat().st_size != meta["size_bytes"]:
-            raise SignatureError(f"{f}: size {f.stat().st_size} != signed size {meta['size_bytes']} (truncated "
-                                 "or modified)")
         h = hashlib.sha256()
         with open(f, "rb") as fh:
+            st = os.fstat(fh.fileno())  # before reading: a write while hashing changes it
+            if st.st_size != meta["size_bytes"]:
+                raise SignatureError(f"{f}: size {st.st_size} != signed size {meta['size_bytes']} (truncated "
+                                     "or modified)")
             while b := fh.read(1 << 20):
                 h.update(b)
         if h.hexdigest() != meta["sha256"]:
             raise SignatureError(f"{f}: sha256 {h.hexdigest()} != signed {meta['sha256']} (file was modified)")
+        seen[rel] = file_identity(st)
+    return seen
 
 
 def safe_relative(rel) -> bool:

@@ -84,10 +84,11 @@ class ModelZoo:
             if manifests.VERSION_RE.fullmatch(target) and (mdir / target).is_dir() \
                     and (mdir / target).resolve().parent == mdir.resolve():
                 return mdir / target
-            if (mdir / target).is_dir() and (str(link), target) not in _WARNED_LINKS:
+            if (str(link), target) not in _WARNED_LINKS:  # a dangling link too: the activated version is gone
                 _WARNED_LINKS.add((str(link), target))
-                log.warning("model %r: ignoring %s -> %s: not a version folder of %s; using version %s (point the "
-                            "link at a version folder, or remove it)", name, link, target, mdir, m["version"])
+                why = "not a version folder of" if (mdir / target).exists() else "no such folder in"
+                log.warning("model %r: ignoring %s -> %s: %s %s; using version %s (point the link at a version "
+                            "folder, or remove it)", name, link, target, why, mdir, m["version"])
         return mdir / m["version"]
 
     def _built(self, name: str) -> dict | None:
@@ -168,16 +169,17 @@ class ModelZoo:
         if self._built(name) is not None:
             payload = self._trusted(name)
             if p.name in payload.get("files", {}):
-                self._check_files(name, payload, [p.name], "golden set")
+                self._check_files(name, payload, [p.name], "golden set", p.parent)
         try:
             return load_golden(p)
         except GoldenError as e:
             raise GoldenError(f"model {name!r}: {e}; {FIX_HINT}") from None
 
-    def check_artifact(self, a: Artifact) -> None:
+    def check_artifact(self, a: Artifact) -> dict[Path, tuple[int, ...]]:
         """Check `a` before a runtime loads it: the signature of its model's built.json (where this zoo has a public
         key), that built.json still lists it, and the size and sha256 of its file and companions (OpenVINO's .bin)
-        against it. ModelCorrupt naming the model, the file and the fix."""
+        against it. ModelCorrupt naming the model, the file and the fix. Returns what check_unchanged needs after the
+        load: each checked file's identity (sign.file_identity) by path."""
         payload = self._trusted(a.name)
         d = self.model_dir(a.name)
         what = f"{a.backend}/{a.precision} artefact"
@@ -191,7 +193,22 @@ class ModelZoo:
         listed = files.setdefault(entry["file"], {"sha256": entry["sha256"], "size_bytes": entry["size_bytes"]})
         if not isinstance(listed, dict) or listed.get("sha256") != entry["sha256"]:
             raise ModelCorrupt(f"model {a.name!r}: {d / 'built.json'} lists two hashes for {entry['file']}; {FIX_HINT}")
-        self._check_files(a.name, {**payload, "files": files}, rels, what)
+        return self._check_files(a.name, {**payload, "files": files}, rels, what, d)
+
+    @staticmethod
+    def check_unchanged(a: Artifact, seen: dict[Path, tuple[int, ...]]) -> None:
+        """ModelCorrupt when a file check_artifact checked (seen: what it returned) was replaced or written since,
+        e.g. while a runtime was loading it: the runtime may have read bytes that were never checked."""
+        for p, ident in seen.items():
+            try:
+                now = sign.file_identity(os.stat(p))
+            except OSError:
+                now = None
+            if now != ident:
+                raise ModelCorrupt(f"model {a.name!r}: {a.backend}/{a.precision} artefact: {p} was replaced or "
+                                   "written after its sha256 was checked (while it was being loaded), so the loaded "
+                                   "model is unchecked; open the model again once whatever writes it (a rebuild, a "
+                                   f"model update) is done; if it keeps happening, {FIX_HINT}")
 
     def _trusted(self, name: str) -> dict:
         """built.json's payload, signature-checked where this zoo has a public key (else with a warning)."""
@@ -216,17 +233,20 @@ class ModelZoo:
                 err = err or e  # the zoo's own key's reason is the one to report
         raise ModelCorrupt(f"model {name!r}: {err}; {FIX_HINT}") from None
 
-    def _check_files(self, name: str, payload: dict, rels: list[str], what: str) -> None:
-        """Size and sha256 of the files `rels` against payload["files"] (sign.verify_files); ModelCorrupt."""
+    def _check_files(self, name: str, payload: dict, rels: list[str], what: str,
+                     root: Path) -> dict[Path, tuple[int, ...]]:
+        """Size and sha256 of the files `rels` under root (the version folder payload came from) against
+        payload["files"] (sign.verify_files); their identities by path; ModelCorrupt."""
         files = payload.get("files", {})
         unlisted = [r for r in rels if r not in files]
         if unlisted:
             raise ModelCorrupt(f"model {name!r}: {what}: {unlisted} not listed in the files of "
-                               f"{self.model_dir(name) / 'built.json'}; {FIX_HINT}")
+                               f"{root / 'built.json'}; {FIX_HINT}")
         try:
-            sign.verify_files(self.model_dir(name), {"files": {r: files[r] for r in rels}})
+            seen = sign.verify_files(root, {"files": {r: files[r] for r in rels}})
         except sign.SignatureError as e:
             raise ModelCorrupt(f"model {name!r}: {what}: {e}; {FIX_HINT}") from None
+        return {root / r: ident for r, ident in seen.items()}
 
     def public_key_path(self) -> Path:
         return sign.public_key_path(self.cache, self._public_key)

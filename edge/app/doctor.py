@@ -102,9 +102,7 @@ def check_cpu(cpuinfo: str | None = None) -> dict:
     cls = cpu_class(flags)
     qat_ok, qat_why = int8_qat_supported(cls)
     bf16_ok, bf16_why = bf16_supported(flags)
-    model = cpu_model() if cpuinfo is None else next(
-        (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), "")
-    out = {"model": model, "cores": os.cpu_count() if cpuinfo is None else None,
+    out = {"model": cpu_model(cpuinfo), "cores": os.cpu_count() if cpuinfo is None else None,
            "flags": {f: f in flags for f in INT8_CPU_FLAGS},
            "class": cls, "class_name": CPU_CLASSES[cls], "int8_note": INT8_NOTES[cls],
            "int8_qat": {"used": qat_ok, "why": qat_why}, "bf16": {"used": bf16_ok, "why": bf16_why}}

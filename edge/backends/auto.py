@@ -8,14 +8,15 @@ model, the thread count, max_batch, the tolerances and the plug-in options, so t
 the same device reuses it without benchmarking.
 
 Every artefact is checked before a runtime reads it (_verified: zoo.check_artifact, i.e. the signature of built.json
-and the sha256 of the file itself), explicit backend or auto, so the sha256 in the cache key is that of the file.
+and the sha256 of the file itself), explicit backend or auto, so the sha256 in the cache key is that of the file; after
+the load, that the file is still the one checked (zoo.check_unchanged) and that the session's tensors are those of the
+model's manifest (check_io).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import os
 import platform
 import statistics
 import time
@@ -24,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from edge.backends import parity
-from edge.backends.base import BackendError, Session
+from edge.backends.base import BackendError, ModelLoadError, Session
 from edge.backends.registry import BACKENDS, available_backends, get_backend
-from models.zoo import ModelCorrupt
+from edge.core.files import write_atomic
+from models.zoo import FIX_HINT, ModelCorrupt
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +49,30 @@ class Candidate:
     backend: str
     precision: str
     artifact: Any = None
+    seen: dict | None = None  # zoo.check_artifact's file identities, for zoo.check_unchanged after the load
     session: Session | None = None
     errors: dict = field(default_factory=dict)
     times_ms: list[float] = field(default_factory=list)
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU as the choice cache key and the reports name it, from /proc/cpuinfo (or the text `cpuinfo`): x86's
+    `model name`; ARM kernels have none (64-bit) or a generic one (`ARMv7 Processor rev 3`), so the board (`Model`,
+    else `Hardware`) and the core types (`CPU part`, two on big.LITTLE) are added; else the machine type."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, list[str]] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and value.strip():
+            fields.setdefault(key.strip(), []).append(value.strip())
+    parts = sorted(set(fields.get("CPU part", [])))
+    bits = [(fields.get("model name") or [""])[0], (fields.get("Model") or fields.get("Hardware") or [""])[0],
+            f"CPU part {'/'.join(parts)}" if parts else ""]
+    return ", ".join(b for b in bits if b) or platform.processor() or platform.machine()
 
 
 # CPU classes for INT8 (edge doctor, `edge bench pose`): what the integer dot products run on.
@@ -183,24 +196,55 @@ def open_model(zoo, ref, *, cache_path: Path | None = None, options: dict[str, A
     options = options or {}
     if ref.backend != "auto":
         precision = _precision(zoo, ref.name, ref.backend, ref.precision)
-        art = _verified(zoo, ref.name, ref.backend, precision)
-        return _load(art, ref, options, outputs, max_batch)
+        art, seen = _verified(zoo, ref.name, ref.backend, precision)
+        return _load(zoo, art, seen, ref, options, outputs, max_batch)
     return _auto(zoo, ref, Path(cache_path) if cache_path else default_cache_path(zoo), options, tolerance,
                  rounds, per_round, outputs, max_batch)
 
 
 def _verified(zoo, name: str, backend: str, precision: str):
-    """The zoo's artefact, checked before any runtime reads it (zoo.check_artifact: signed built.json, the file's own
-    sha256); ModelNotBuilt, or models.zoo.ModelCorrupt naming the model, the file and the fix."""
+    """(the zoo's artefact, its files' identities), checked before any runtime reads it (zoo.check_artifact: signed
+    built.json, the file's own sha256); ModelNotBuilt, or models.zoo.ModelCorrupt naming the model, the file and the
+    fix."""
     art = zoo.artifact(name, backend, precision)
-    zoo.check_artifact(art)
-    return art
+    return art, zoo.check_artifact(art)
 
 
-def _load(art, ref, options: dict, outputs, max_batch: int) -> Session:
-    """A session on a _verified artefact."""
-    return get_backend(art.backend, options.get(art.backend)).load(
+def _load(zoo, art, seen: dict | None, ref, options: dict, outputs, max_batch: int) -> Session:
+    """A session on a _verified artefact. ModelCorrupt when its files changed after they were checked (seen: their
+    identities; zoo.check_unchanged), ModelLoadError when its tensors are not the manifest's (check_io)."""
+    s = get_backend(art.backend, options.get(art.backend)).load(
         Path(art.path), threads=ref.threads, precision=art.precision, outputs=outputs, max_batch=max_batch)
+    try:
+        if seen:
+            zoo.check_unchanged(art, seen)
+        check_io(s, zoo.manifest(art.name), art, outputs)
+    except Exception:
+        s.close()
+        raise
+    return s
+
+
+def check_io(s: Session, manifest: dict, art, outputs: list[str] | None = None) -> None:
+    """ModelLoadError naming the file, the tensors and the fix unless the session has exactly the inputs of the model
+    manifest's [[inputs]] and every [[outputs]] entry asked for (outputs; None: all), with the manifest's shapes (a
+    dynamic session dimension, -1, matches any): the pipelines are written for those tensors."""
+    bad = []
+    want_out = [o for o in manifest["outputs"] if outputs is None or o["name"] in outputs]
+    for kind, specs, want in (("input", s.inputs, manifest["inputs"]), ("output", s.outputs, want_out)):
+        got = {t.name: tuple(t.shape) for t in specs}
+        for t in want:
+            shape = tuple(t["shape"])
+            g = got.pop(t["name"], None)
+            if g is None:
+                bad.append(f"no {kind} {t['name']!r}")
+            elif len(g) != len(shape) or any(d not in (-1, e) for d, e in zip(g, shape)):
+                bad.append(f"{kind} {t['name']!r} has shape {g}, the manifest says {shape}")
+        if kind == "input" and got:
+            bad.append(f"input(s) {sorted(got)} not in the manifest")
+    if bad:
+        raise ModelLoadError(f"{art.backend}: {art.path}: not the model that the [[inputs]] / [[outputs]] of the "
+                             f"manifest of model {art.name!r} describe ({'; '.join(bad)}); {FIX_HINT}")
 
 
 def _candidates(zoo, ref, reasons: dict[str, str]) -> list[Candidate]:
@@ -212,7 +256,8 @@ def _candidates(zoo, ref, reasons: dict[str, str]) -> list[Candidate]:
             continue
         try:
             prec = _precision(zoo, ref.name, b, ref.precision)
-            out.append(Candidate(b, prec, _verified(zoo, ref.name, b, prec)))
+            art, seen = _verified(zoo, ref.name, b, prec)
+            out.append(Candidate(b, prec, art, seen))
         except ModelCorrupt as e:
             reasons[b] = f"damaged artefact: {e}"
             log.warning("auto %s: skipping %s: %s", ref.name, b, e)
@@ -242,22 +287,36 @@ def _cache_key(ref, cands: list[Candidate], tol_tag: str, outputs: list[str] | N
 
 
 def _read_cache(path: Path) -> dict:
+    """The choice cache (key -> entry); {} with a warning when it is unreadable or not a JSON object (the next
+    choice rewrites it)."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:
         log.warning("auto: ignoring unreadable choice cache %s: %s", path, e)
         return {}
+    if not isinstance(data, dict):
+        log.warning("auto: ignoring choice cache %s: a JSON %s, not an object (the next choice rewrites it)", path,
+                    type(data).__name__)
+        return {}
+    return data
+
+
+def _cached_choice(path: Path, key: str, model: str) -> dict | None:
+    """The cache entry of key, when it names a backend and a precision; None (a malformed one with a warning)."""
+    hit = _read_cache(path).get(key)
+    if hit is None or isinstance(hit, dict) and isinstance(hit.get("backend"), str) \
+            and isinstance(hit.get("precision"), str):
+        return hit
+    log.warning("auto %s: ignoring a malformed entry of %s (no backend/precision); selecting again", model, path)
+    return None
 
 
 def _write_cache(path: Path, key: str, entry: dict) -> None:
     data = _read_cache(path)
     data[key] = entry
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True).encode())
 
 
 def _auto(zoo, ref, cache_path: Path, options: dict, tolerance, rounds: int, per_round: int,
@@ -269,15 +328,15 @@ def _auto(zoo, ref, cache_path: Path, options: dict, tolerance, rounds: int, per
     tol_tag = json.dumps(tolerance.to_dict(), sort_keys=True) if tolerance else \
         json.dumps({b: t.to_dict() for b, t in tols.items()}, sort_keys=True)
     key = _cache_key(ref, cands, tol_tag, outputs, options, max_batch)
-    hit = _read_cache(cache_path).get(key)
+    hit = _cached_choice(cache_path, key, ref.name)
     if hit:
         c = next((c for c in cands if c.backend == hit["backend"] and c.precision == hit["precision"]), None)
         if c is not None:
             try:
-                s = _load(c.artifact, ref, options, outputs, max_batch)
+                s = _load(zoo, c.artifact, c.seen, ref, options, outputs, max_batch)
                 log.info("auto %s: %s/%s (cached choice from %s)", ref.name, c.backend, c.precision, cache_path)
                 return s
-            except BackendError as e:
+            except (BackendError, ModelCorrupt) as e:
                 log.warning("auto %s: cached choice %s no longer loads (%s); re-selecting", ref.name, c.backend, e)
 
     inputs, golden = zoo.golden(ref.name)
@@ -287,11 +346,14 @@ def _auto(zoo, ref, cache_path: Path, options: dict, tolerance, rounds: int, per
     for c in cands:
         tol = tols[c.backend]
         try:
-            c.session = _load(c.artifact, ref, options, outputs, max_batch)
+            c.session = _load(zoo, c.artifact, c.seen, ref, options, outputs, max_batch)
             ok, c.errors, why = parity.check(c.session, inputs, golden, tol)
-        except BackendError as e:
-            reasons[c.backend] = str(e)
+        except (BackendError, ModelCorrupt) as e:
+            reasons[c.backend] = f"damaged artefact: {e}" if isinstance(e, ModelCorrupt) else str(e)
             log.warning("auto %s: %s/%s rejected: %s", ref.name, c.backend, c.precision, e)
+            if c.session is not None:
+                c.session.close()
+                c.session = None
             continue
         if not ok:
             reasons[c.backend] = f"{c.precision} fails golden parity ({why})"

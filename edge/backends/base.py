@@ -94,7 +94,7 @@ class Backend(abc.ABC):
         if self.options_model is not None:
             if options is None:
                 options = self.options_model()
-            elif isinstance(options, dict):
+            elif not isinstance(options, self.options_model):  # a dict; another plug-in's model is an error
                 options = self.options_model.model_validate(options)
         self.options = options
 

@@ -88,7 +88,7 @@ class OpenVinoSession(Session):
             raise BackendError(f"{NAME}: {self.info.path}: batch of {n} (first dimensions "
                                f"{[a.shape[0] for a in feeds.values()]}); this session takes 1..{self.max_batch}")
         try:
-            if n > 1:
+            if n > 1 and self.max_batch > 1:  # else a model with a dynamic first dimension runs it in one request
                 return self._run_batch(feeds, n)
             # share_inputs: no input copy; share_outputs=False: OpenVINO hands back fresh arrays (safe to keep)
             res = self._req.infer({self._in_index[k]: v for k, v in feeds.items()}, share_inputs=True,

@@ -37,7 +37,8 @@ def get_backend(name: str, options: Any = None) -> Backend:
         return klass(options)
     except ValueError as e:  # pydantic ValidationError: bad plug-in options
         errs = getattr(e, "errors", None)
-        why = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in errs()) if errs else str(e)
+        why = "; ".join(f"{'.'.join(map(str, x['loc'])) or type(options).__name__}: {x['msg']}" for x in errs()) \
+            if errs else str(e)
         raise BackendError(f"backend {name!r}: invalid options: {why}") from None
 
 

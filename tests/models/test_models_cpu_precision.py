@@ -162,3 +162,14 @@ def test_edge_doctor_cli_says_qat_is_not_used_on_avx2(zoo, tmp_path):
                         "--egl-timeout", "0.001", "--json", "-"], capture_output=True, text=True, timeout=180)
     rep = json.loads(r.stdout)
     assert r.returncode == 1 and any("--cpuinfo" in p and "/proc/cpuinfo" in p for p in rep["problems"])
+
+
+def test_doctor_names_an_arm_board_as_the_choice_cache_does():
+    """64-bit ARM kernels have no `model name`: the doctor names the board and cores the way the auto choice cache
+    keys them (edge.backends.auto.cpu_model), not with an empty string."""
+    from edge.app.doctor import check_cpu
+    from edge.backends.auto import cpu_model
+
+    text = SAMPLES["arm_dotprod"] + "CPU part\t: 0xd0b\n\nModel\t\t: Raspberry Pi 5 Model B Rev 1.0\n"
+    assert check_cpu(text)["model"] == cpu_model(text) == "Raspberry Pi 5 Model B Rev 1.0, CPU part 0xd0b"
+    assert check_cpu(SAMPLES["avx2"])["model"] == CPUINFO["avx2"][0]
