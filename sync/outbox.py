@@ -50,9 +50,12 @@ CREATE TABLE IF NOT EXISTS reliable (seq INTEGER PRIMARY KEY AUTOINCREMENT, stre
 CREATE TABLE IF NOT EXISTS telemetry (seq INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL,
     kind TEXT NOT NULL, body TEXT NOT NULL, size INTEGER NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letter (id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT, seq INTEGER,
-    stream TEXT, kind TEXT, body TEXT, reason TEXT NOT NULL, ts REAL NOT NULL);
+    stream TEXT, kind TEXT, body TEXT, reason TEXT NOT NULL, ts REAL NOT NULL, created REAL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# a dead-lettered session record's age for its retention: when the record was made (`created`; rows dead-lettered
+# before that column existed: when they were dead-lettered)
+DEAD_CREATED = "COALESCE(created, ts)"
 SPILL_MAX = 10_000  # events kept in memory while the disk is full (alerts beyond it too: never dropped)
 ROW_OVERHEAD = 64  # bytes counted per row on top of the payload (keys, index, page slack)
 REDACTED = '{"withheld":"privacy guard: image data"}'  # dead-letter body of a record the privacy guard refused
@@ -112,6 +115,8 @@ class Outbox:
             # deleted rows (acked events, refused records) are overwritten, not left in free pages (builds differ)
             db.execute("PRAGMA secure_delete=ON")
             db.executescript(_SCHEMA)
+            if "created" not in {r[1] for r in db.execute("PRAGMA table_info(dead_letter)")}:  # older outbox
+                db.execute("ALTER TABLE dead_letter ADD COLUMN created REAL")
             row = db.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()
             if row is None:  # a new outbox starts a new seq space; the cloud keys dedupe by (device, epoch, seq)
                 db.execute("INSERT INTO meta VALUES ('epoch', ?)", (uuid.uuid4().hex[:16],))
@@ -280,10 +285,11 @@ class Outbox:
         body = REDACTED if find_image_data(data) else repr(data)[: self.max_event_bytes]  # never keep a frame
         with self._lock:
             try:
-                self.db.execute("INSERT INTO dead_letter (tbl, seq, stream, kind, body, reason, ts) "
-                                "VALUES (?,?,?,?,?,?,?)", (None, None, str(getattr(event, "stream", "")),
-                                                           str(getattr(event, "kind", "")), body,
-                                                           "invalid: " + reason, time.time()))
+                now = time.time()
+                self.db.execute("INSERT INTO dead_letter (tbl, seq, stream, kind, body, reason, ts, created) "
+                                "VALUES (?,?,?,?,?,?,?,?)", (None, None, str(getattr(event, "stream", "")),
+                                                             str(getattr(event, "kind", "")), body,
+                                                             "invalid: " + reason, now, now))
             except sqlite3.Error as e:  # disk full: emit must not raise; the invalid event is only logged above
                 self._store_error(e)
                 return
@@ -429,11 +435,14 @@ class Outbox:
             count = 0
             with self._transaction():
                 for s in seqs:
-                    row = db.execute(f"SELECT seq, stream, kind, body, size FROM {tbl} WHERE seq = ?", (s,)).fetchone()
+                    row = db.execute(f"SELECT seq, stream, kind, body, size, created FROM {tbl} WHERE seq = ?",
+                                     (s,)).fetchone()
                     if row is None:
                         continue
-                    db.execute("INSERT INTO dead_letter (tbl, seq, stream, kind, body, reason, ts) VALUES (?,?,?,?,?,?,?)",
-                               (tbl, row[0], row[1], row[2], REDACTED if redact else row[3], reason, time.time()))
+                    db.execute("INSERT INTO dead_letter (tbl, seq, stream, kind, body, reason, ts, created) "
+                               "VALUES (?,?,?,?,?,?,?,?)",
+                               (tbl, row[0], row[1], row[2], REDACTED if redact else row[3], reason, time.time(),
+                                row[5]))
                     db.execute(f"DELETE FROM {tbl} WHERE seq = ?", (s,))
                     self._rows[row[1]] -= 1
                     self._bytes[tbl] -= row[4]
@@ -462,8 +471,8 @@ class Outbox:
                 rows = db.execute(f"SELECT seq, stream, size FROM reliable WHERE kind IN ({marks}) AND created < ? "
                                   "ORDER BY seq", (*kinds, before)).fetchall()
                 db.executemany("DELETE FROM reliable WHERE seq = ?", [(r[0],) for r in rows])
-                # a session record the broker refused sits in dead_letter: same retention
-                dead = db.execute(f"DELETE FROM dead_letter WHERE kind IN ({marks}) AND ts < ?",
+                # a session record the broker refused sits in dead_letter: same retention, from when it was made
+                dead = db.execute(f"DELETE FROM dead_letter WHERE kind IN ({marks}) AND {DEAD_CREATED} < ?",
                                   (*kinds, before)).rowcount
                 for _, stream, size in rows:
                     self._rows[stream] -= 1
@@ -476,6 +485,21 @@ class Outbox:
         if rows:
             self.changed.set()
         return len(rows) + dead
+
+    def expiring(self, kinds: list[str] | tuple[str, ...], session_before: float, history_before: float
+                 ) -> tuple[int, int]:
+        """What `expire(kinds, session_before)` then `purge_dead_letters(history_before)` would delete, deleting
+        nothing: (session records, undelivered or dead-lettered; other dead letters)."""
+        sess = f"kind IN ({','.join('?' * len(kinds))}) AND {DEAD_CREATED} < ?" if kinds else "0"
+        with self._lock:
+            db = self.db
+            n_s = db.execute(f"SELECT COUNT(*) FROM reliable WHERE kind IN ({','.join('?' * len(kinds))}) "
+                             "AND created < ?", (*kinds, session_before)).fetchone()[0] if kinds else 0
+            n_s += db.execute(f"SELECT COUNT(*) FROM dead_letter WHERE {sess}",
+                              (*kinds, session_before) if kinds else ()).fetchone()[0]
+            n_d = db.execute(f"SELECT COUNT(*) FROM dead_letter WHERE ts < ? AND NOT ({sess})",
+                             (history_before, *kinds, session_before) if kinds else (history_before,)).fetchone()[0]
+        return n_s, n_d
 
     def purge_dead_letters(self, before: float | None = None) -> int:
         """Delete dead-lettered records stored before `before` (None: all of them)."""

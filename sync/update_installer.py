@@ -23,7 +23,7 @@ from typing import Callable, Protocol
 
 from edge.backends.parity import score_logits
 from edge.core import decisions
-from edge.core.files import write_atomic
+from edge.core.files import fsync_dir, write_atomic
 from models import sign
 from models.zoo import TRUSTED_DIR, ModelZoo
 from sync import topics
@@ -694,11 +694,7 @@ def _swap(mdir: Path, version: str) -> None:
     tmp.unlink(missing_ok=True)
     os.symlink(version, tmp)
     os.replace(tmp, mdir / "current")
-    fd = os.open(mdir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(mdir)
 
 
 def _write_json(path: Path, obj: dict) -> None:

@@ -109,15 +109,7 @@ def purge_outbox(outbox, privacy, *, session_before: float | None, history_befor
     s_before = time.time() + 1 if session_before is None else session_before
     if dry_run:  # what expire() and purge_dead_letters() would delete (a dead session record counts as a session)
         h_before = time.time() + 1 if history_before is None else history_before
-        sess = f"COALESCE(kind, '') IN ({','.join('?' * len(kinds))})" if kinds else "0"
-
-        def count(sql: str, *args) -> int:
-            return outbox.db.execute(sql, args).fetchone()[0]
-
-        n_s = (count(f"SELECT COUNT(*) FROM reliable WHERE {sess} AND created < ?", *kinds, s_before)
-               + count(f"SELECT COUNT(*) FROM dead_letter WHERE {sess} AND ts < ?", *kinds, s_before))
-        n_d = count(f"SELECT COUNT(*) FROM dead_letter WHERE ts < ? AND NOT ({sess} AND ts < ?)",
-                    h_before, *kinds, s_before)
+        n_s, n_d = outbox.expiring(kinds, s_before, h_before)
         return {"session_records": n_s, "dead_letters": n_d, "compacted": False}
     n_s = outbox.expire(kinds, s_before)
     n_d = outbox.purge_dead_letters(history_before)

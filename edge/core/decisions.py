@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from edge.core.config_base import StrictModel
+from edge.core.files import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -190,14 +191,6 @@ def read_decisions(folder: str | Path, *, since: float | None = None, until: flo
                 if kinds is not None and kind not in kinds:
                     continue
                 yield rec
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _last_seq(path: Path) -> int:
@@ -402,7 +395,7 @@ class DecisionLog:
         (self.folder / ACTIVE).rename(self.folder / "decisions.1.jsonl")
         self._f = open(self.folder / ACTIVE, "ab")
         self._size = 0
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         self._expire()
 
     def enforce_retention(self) -> None:

@@ -1,6 +1,7 @@
 """File helpers shared by the runtime and the build chain: content hashes and atomic writes."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -35,14 +36,16 @@ def write_atomic(path: str | Path, data: bytes) -> None:
 
 
 def fsync_dir(folder: str | Path) -> None:
-    """fsync a folder, so the renames and unlinks in it are on disk (a no-op where folders cannot be opened)."""
+    """fsync a folder, so the renames and unlinks in it are on disk (a no-op where a folder cannot be opened or
+    fsynced: EINVAL on some file systems); an I/O error raises."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
         return
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
     finally:
         os.close(fd)

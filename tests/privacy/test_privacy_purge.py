@@ -254,3 +254,42 @@ def test_a_running_decision_log_drops_records_past_its_retention(tmp_path):
         assert [r["subject"] for r in read_decisions(tmp_path / "dec")] == ["new", "after"]
     finally:
         dl.close()
+
+
+def test_a_session_record_dead_lettered_late_expires_from_when_it_was_made(tmp_path):
+    """Its age counts from when the record was made, not from when the broker refused it: a session stored 6.9 days
+    ago and dead-lettered today goes at day 7 (before, it stayed about 14 days). The dry-run count agrees."""
+    import sqlite3
+
+    from edge.app.data_cli import RetentionLoop
+    from edge.privacy.config import PrivacyConfig
+    from sync.outbox import RELIABLE, Outbox
+
+    path = tmp_path / "outbox.sqlite"
+    with Outbox(path) as ob:
+        seq = ob.emit(Event("tryon_session", {"sku": "MARKER-LATE", "duration_s": 12.0}))
+    with sqlite3.connect(path) as db:  # the record was made 6.9 days ago (the device was offline since)
+        db.execute("UPDATE reliable SET created = ? WHERE seq = ?", (time.time() - 6.9 * DAY, seq))
+    with Outbox(path) as ob:
+        ob.dead_letter(RELIABLE, [seq], "PUBACK 0x87 not authorized")  # refused today, at reconnection
+        assert ob.expiring(["tryon_session"], time.time() - 7 * DAY + 0.2 * DAY, time.time() - 30 * DAY) == (1, 0)
+        counts = RetentionLoop(ob, PrivacyConfig(), clock=lambda: time.time() + 0.2 * DAY).run_once()
+        assert counts["session_records"] == 1
+        assert ob.db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0] == 0
+
+
+def test_an_outbox_from_before_the_dead_letter_created_column_opens_and_expires(tmp_path):
+    """An outbox written by an older version (dead_letter without `created`) gets the column; its old dead letters
+    expire by when they were dead-lettered."""
+    import sqlite3
+
+    from sync.outbox import Outbox
+
+    path = tmp_path / "outbox.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE dead_letter (id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT, seq INTEGER, "
+                   "stream TEXT, kind TEXT, body TEXT, reason TEXT NOT NULL, ts REAL NOT NULL)")
+        db.execute("INSERT INTO dead_letter (tbl, seq, stream, kind, body, reason, ts) VALUES "
+                   "('reliable', 1, 'events', 'tryon_session', '{}', 'refused', ?)", (time.time() - 8 * DAY,))
+    with Outbox(path) as ob:
+        assert ob.expire(["tryon_session"], time.time() - 7 * DAY) == 1

@@ -172,7 +172,7 @@ def _shelf_cfg(repo, tmp_path):
 
 
 def test_dry_run_counts_what_the_purge_removes(repo, tmp_path):
-    """A try-on session the broker refused (dead-lettered 10 days ago) is removed with the sessions (7 days): the
+    """A try-on session the broker refused (made and dead-lettered 10 days ago) is removed with the sessions (7 days): the
     dry run counted it nowhere before."""
     from edge.app.data_cli import purge
     from sync.outbox import RELIABLE, Outbox
@@ -183,8 +183,8 @@ def test_dry_run_counts_what_the_purge_removes(repo, tmp_path):
         for age in (10, 10, 1):
             seq = ob.emit(Event("tryon_session", {"sku": "S", "duration_s": 3.0}))
             ob.dead_letter(RELIABLE, [seq], "PUBACK 0x87 not authorized")
-            ob.db.execute("UPDATE dead_letter SET ts = ? WHERE id = (SELECT MAX(id) FROM dead_letter)",
-                          (now - age * DAY,))
+            ob.db.execute("UPDATE dead_letter SET ts = ?, created = ? WHERE id = (SELECT MAX(id) FROM dead_letter)",
+                          (now - age * DAY, now - age * DAY))
         old = ob.emit(Event("tryon_session", {"sku": "S", "duration_s": 3.0}))
         ob.db.execute("UPDATE reliable SET created = ? WHERE seq = ?", (now - 10 * DAY, old))
         for age in (40, 1):
