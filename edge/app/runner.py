@@ -58,6 +58,7 @@ def run(args) -> int:
         return 2
 
 
+RUN_LOCK_WAIT_S = 30.0  # a start waits this long for another holder of the run lock (a purge) before it gives up
 ALERTS_OPEN_WAIT_S = 30.0  # an ack_alert that comes before the alert engines are open waits this long for them
 
 
@@ -386,7 +387,12 @@ class Runtime:
         from edge.app.service import ServiceSupervisor, apply_openvino_cache
 
         cfg = self.cfg
-        apply_openvino_cache(cfg)
+        self._take_run_lock(stop)
+        try:
+            apply_openvino_cache(cfg)
+        except BaseException:
+            self._run_lock.release()
+            raise
         self._t_run = time.monotonic()
         self.service = ServiceSupervisor(cfg.service, self._progress, stop, env=self.notify_env,
                                          status=self._status_line, process_start=self.owns_process,
@@ -400,6 +406,7 @@ class Runtime:
             self.sync.stop()
             self.ops.close()
             self.service.close()
+            self._run_lock.release()
             return 2
         self.ops.start_summary(self.sync.outbox.emit)
         self._start_retention()
@@ -508,13 +515,29 @@ class Runtime:
         self.sync.start()
         return SyncCollector(self.sync).register(), CountingSink(self.sync.outbox)
 
-    def _start_retention(self) -> None:
-        """[privacy] retention on the running device; the run lock tells `edge data purge` that it runs."""
-        from edge.app.data_cli import RetentionLoop, RunLock, lock_path
+    def _take_run_lock(self, stop: threading.Event) -> None:
+        """Take the device's run lock before anything opens its outbox: it keeps `edge data purge` and a second
+        `edge run` on the same data out. A holder is waited for up to RUN_LOCK_WAIT_S (a purge is short), then
+        StartError names it."""
+        from edge.app.data_cli import RunLock, lock_path
 
         self._run_lock = RunLock(lock_path(self.cfg))
-        if not self._run_lock.acquire():
-            log.warning("another process holds %s (a second `edge run` on this outbox?)", self._run_lock.path)
+        deadline, told = time.monotonic() + RUN_LOCK_WAIT_S, False
+        while not self._run_lock.acquire():
+            if time.monotonic() >= deadline or stop.is_set():
+                raise StartError(f"another process (pid {self._run_lock.holder()}) holds {self._run_lock.path}: a "
+                                 "second `edge run` on this device's data, or an `edge data purge` still running; "
+                                 "stop it, or give this device its own [sync] outbox_path")
+            if not told:
+                told = True
+                log.warning("waiting up to %.0f s for pid %s to release %s (an `edge data purge`?)",
+                            RUN_LOCK_WAIT_S, self._run_lock.holder(), self._run_lock.path)
+            time.sleep(0.5)
+
+    def _start_retention(self) -> None:
+        """[privacy] retention on the running device (the run lock, taken at the start, keeps purges out)."""
+        from edge.app.data_cli import RetentionLoop
+
         self.retention = RetentionLoop(self.sync.outbox, self.cfg.privacy).start()
 
     def _open_source(self):

@@ -69,3 +69,33 @@ def test_stop_requested_while_starting_skips_the_remaining_phases(tmp_path):
     assert not list(read_decisions(tmp_path / "decisions", kinds=["model_selected"]))
     assert _stop_record(tmp_path)["data"]["reason"] == "SIGTERM"
     assert decisions.get_default() is None
+
+
+def test_the_run_lock_is_waited_for_then_a_second_holder_is_refused(tmp_path, monkeypatch):
+    """`edge run` takes the device's run lock before it opens the outbox. A holder that lets go within
+    RUN_LOCK_WAIT_S (an `edge data purge`) is waited for; one that keeps it (a second `edge run` on the same data)
+    stops the start with a StartError naming its pid, the lock file and the fix (before, the run only warned and
+    wrote beside the other process)."""
+    import os
+    import time
+
+    from edge.app import runner
+    from edge.app.data_cli import RunLock, lock_path
+
+    cfg = parse_config(_cfg(tmp_path, pose={"enabled": False}))
+    other = RunLock(lock_path(cfg))
+    assert other.acquire()
+    monkeypatch.setattr(runner, "RUN_LOCK_WAIT_S", 1.0)
+    t0 = time.monotonic()
+    with pytest.raises(StartError, match=rf"pid {os.getpid()}.*outbox_path"):
+        Runtime(cfg, http=False).run(threading.Event(), max_frames=3)
+    assert time.monotonic() - t0 >= 1.0
+    assert not (tmp_path / "outbox.sqlite").exists()  # refused before the outbox was opened
+
+    monkeypatch.setattr(runner, "RUN_LOCK_WAIT_S", 30.0)
+    threading.Timer(1.0, other.release).start()  # the purge ends
+    rt = Runtime(cfg, http=False)
+    assert rt.run(threading.Event(), max_frames=3) == 0 and rt.frames >= 3
+    again = RunLock(lock_path(cfg))  # released at the stop
+    assert again.acquire()
+    again.release()
