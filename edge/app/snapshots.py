@@ -10,6 +10,8 @@ import threading
 import time
 from typing import Callable, NoReturn
 
+from sync.commands import stale
+
 log = logging.getLogger(__name__)
 SNAPSHOT_MAX_AGE_S = 300.0  # a snapshot request older than this (by its sender's ts), or this far ahead, is refused
 
@@ -73,13 +75,9 @@ class Snapshots:
         if req is None or req.ts is None or not math.isfinite(req.ts):
             answer("refused", "refused: the request has no ts (its send time; `edge sync send` and the cloud set it): "
                    "its age cannot be checked")
-        waited = time.time() - req.ts
-        if waited > SNAPSHOT_MAX_AGE_S:
-            answer("refused", f"refused: the request was sent {waited:.0f} s ago (more than {SNAPSHOT_MAX_AGE_S:.0f} "
-                   "s: it waited while the device was offline); ask again if it is still wanted")
-        if waited < -SNAPSHOT_MAX_AGE_S:
-            answer("refused", f"refused: the request's ts is {-waited:.0f} s ahead of this device's clock, so its age "
-                   "cannot be checked (fix the clock of the sender or of this device)")
+        why = stale(req.ts, SNAPSHOT_MAX_AGE_S, "snapshot request", "ask again if it is still wanted")
+        if why:
+            answer("refused", f"refused: {why}")
         since = None if self._last_taken is None else time.monotonic() - self._last_taken
         if since is not None and since < p.snapshot_min_interval_s:
             answer("refused", f"refused: a snapshot was sent {since:.0f} s ago; at most one per "

@@ -83,7 +83,7 @@ def test_snapshot_for_an_allowed_requester_is_anonymised_and_recorded(repo, tmp_
     for cid, why in ((stranger, "not in [privacy] snapshot_requesters"), (nobody, "args.by"),
                      (purpose, "purpose"), (other_cam, "main camera only"),
                      (fleet, "only when addressed to this device"), (store, "only when addressed to this device"),
-                     (stale, "it waited while the device was offline")):
+                     (stale, "while the device was offline")):
         assert got[cid][0]["status"] == "error" and why in got[cid][0]["reason"], got[cid]
     assert metric("edge_snapshots_total", outcome="taken") - taken0 == 1
     assert metric("edge_snapshots_total", outcome="refused") - refused0 == 5
