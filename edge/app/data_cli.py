@@ -34,6 +34,7 @@ import glob
 import json
 import logging
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -199,12 +200,25 @@ def quarantined_files(cfg) -> list[Path]:
     return sorted(found)
 
 
+def moved_aside_at(f: Path) -> float:
+    """When a damaged copy was moved aside: the local time in its name (`.corrupt-` / `.damaged-YYYYmmddTHHMMSS`),
+    else its last change (a rename keeps the mtime of the data: an old outbox moved aside today is new here)."""
+    m = re.search(r"\.(?:corrupt|damaged)-(\d{8}T\d{6})", f.name)
+    if m:
+        try:
+            return time.mktime(time.strptime(m.group(1), "%Y%m%dT%H%M%S"))
+        except (ValueError, OverflowError):
+            pass
+    st = f.stat()
+    return max(st.st_mtime, st.st_ctime)
+
+
 def purge_quarantined(files: list[Path], before: float | None, *, dry_run: bool = False) -> dict:
-    """Remove the damaged copies last written before `before` (None: all of them): undeliverable, like dead
-    letters."""
+    """Remove the damaged copies moved aside before `before` (None: all of them): undeliverable, like dead
+    letters; their age counts from when they were moved aside (`moved_aside_at`)."""
     n = 0
     for f in files:
-        if before is not None and f.stat().st_mtime >= before:
+        if before is not None and moved_aside_at(f) >= before:
             continue
         n += 1
         if not dry_run:
@@ -238,7 +252,8 @@ def purge(cfg, *, all_: bool = False, older_than: str | None = None, dry_run: bo
     counts: dict = {"session_records": 0, "dead_letters": 0, "compacted": False}
     path = cfg.sync.resolved_outbox_path(cfg.device.id)
     if path.exists():
-        with Outbox(path, max_bytes=int(cfg.sync.max_outbox_mb * 2**20)) as ob:
+        # a corrupt outbox raises here (reported by `edge data purge`); `edge run` is what moves one aside
+        with Outbox(path, max_bytes=int(cfg.sync.max_outbox_mb * 2**20), quarantine_corrupt=False) as ob:
             counts.update(purge_outbox(ob, cfg.privacy, session_before=cut["session"],
                                        history_before=cut["history"], dry_run=dry_run))
     folder = decision_log_dir(cfg)
@@ -303,8 +318,8 @@ def run(args) -> int:
     try:
         counts = purge(cfg, all_=args.all, older_than=args.older_than, dry_run=args.dry_run)
     except (OSError, sqlite3.Error) as e:  # an unreadable / damaged outbox, a read-only disk
-        log.error("purge of device %s stopped: %s (outbox %s; fix: check the file and its disk, or move a damaged "
-                  "outbox aside: the device starts a new one)", cfg.device.id, e,
+        log.error("purge of device %s stopped: %s (outbox %s; fix: check the file and its disk; a damaged outbox "
+                  "is moved aside by `edge run`, which starts a new one)", cfg.device.id, e,
                   cfg.sync.resolved_outbox_path(cfg.device.id))
         return 1
     finally:

@@ -250,3 +250,28 @@ def test_purge_removes_damaged_copies_past_the_history_retention(repo, tmp_path)
     assert not any(f.exists() for f in old) and all(f.exists() for f in new) and state.exists()
     assert purge(cfg, all_=True)["quarantined_files"] == 2
     assert not any(f.exists() for f in new) and state.exists()
+
+
+def test_purge_keeps_a_corrupt_outbox_where_it_is_and_ages_copies_from_their_move(repo, tmp_path):
+    """`edge data purge` (a dry run above all) never moves a corrupt outbox aside: it stops on it (the command exits
+    1 naming the file), which stays as it was. A copy `edge run` moved aside today is kept for the history retention
+    even when its data is older (a rename keeps the mtime): it counts from the time in its name."""
+    import os
+    import sqlite3
+
+    from edge.app.data_cli import purge
+
+    cfg = _shelf_cfg(repo, tmp_path)
+    ob = cfg.sync.resolved_outbox_path(cfg.device.id)
+    ob.parent.mkdir(parents=True, exist_ok=True)
+    ob.write_bytes(b"\x00not an sqlite database\xff" * 300)
+    before = sorted(p.name for p in ob.parent.iterdir())
+    for dry_run in (True, False):  # `edge data purge` reports this error with the file and exits 1
+        with pytest.raises(sqlite3.DatabaseError):
+            purge(cfg, dry_run=dry_run)
+        assert sorted(p.name for p in ob.parent.iterdir()) == before
+    ob.unlink()
+    moved = ob.with_name(ob.name + ".corrupt-" + time.strftime("%Y%m%dT%H%M%S"))  # moved aside just now
+    moved.write_bytes(b"tryon_session MARKER")
+    os.utime(moved, (time.time() - 40 * DAY,) * 2)  # ...holding data last written 40 days ago
+    assert purge(cfg)["quarantined_files"] == 0 and moved.exists()
