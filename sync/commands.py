@@ -21,6 +21,7 @@ from typing import Annotated, Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edge.core.events import CLOCK_SET
 from edge.privacy.guard import check_result, refuse
 from sync import payloads
 from sync.payloads import PayloadError
@@ -82,7 +83,9 @@ SCHEMAS: dict[str, type[_Args]] = {"ping": PingArgs, "set_log_level": SetLogLeve
                                    "reload_config": ReloadConfigArgs, "snapshot": SnapshotArgs,
                                    "shelf_reference": ShelfReferenceArgs}
 
-MAX_AGE_S = 3600.0  # default: a command older than this by its sender's `ts` (or this far ahead) is refused
+# default: a command older than this by its sender's `ts` (or this far ahead) is refused; a day, like model-update
+# offers: a store device switched off overnight still runs what was sent in the evening
+MAX_AGE_S = 86400.0
 MAX_AGE_LIMIT_S = 30 * 86400.0  # the largest maximum age a setting may give
 # Commands whose handlers judge the request's age themselves, so the router does not: `snapshot` (300 s, and the
 # refusal is recorded in the decision log: edge/app/snapshots.py), `model_update` ([sync] update_offer_max_age_s),
@@ -174,10 +177,12 @@ class CommandRouter:
 
     def __init__(self, device: str, store: str, handlers: dict[str, Handler], reply: Reply, *,
                  max_bytes: int = 16 << 10, max_depth: int = 8, queue_size: int = 10_000,
-                 max_age_s: float = MAX_AGE_S, max_ages: dict[str, float] | None = None) -> None:
-        """max_age_s: the maximum age of a command by its sender's `ts`; max_ages: per command name, instead."""
+                 max_age_s: float = MAX_AGE_S, max_ages: dict[str, float] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        """max_age_s: the maximum age of a command by its sender's `ts`; max_ages: per command name, instead;
+        clock: this device's wall clock."""
         check_max_ages(max_age_s, max_ages or {})
-        self.device, self.store = device, store
+        self.device, self.store, self._clock = device, store, clock
         self.max_age_s, self.max_ages = float(max_age_s), dict(max_ages or {})
         self.handlers = dict(handlers)
         self._reply = reply
@@ -187,6 +192,7 @@ class CommandRouter:
         self._done: collections.OrderedDict[tuple[str, str], bytes] = collections.OrderedDict()
         self._thread: threading.Thread | None = None
         self.stats = {"received": 0, "ok": 0, "error": 0, "refused_busy": 0, "expired": 0}
+        self._clock_warned = False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="sync-commands", daemon=True)
@@ -272,9 +278,17 @@ class CommandRouter:
         be aged and runs (`edge sync send`, `edge fleet send` and `Requester` always stamp it)."""
         if name in SELF_AGED or req.ts is None:
             return None
+        now = self._clock()
+        if now < CLOCK_SET:  # this device's clock was never set (no RTC, NTP not reached): no age is known
+            if not self._clock_warned:
+                self._clock_warned = True
+                log.warning("the device clock is not set (%s): commands run without an age check until it is "
+                            "(check NTP)", time.strftime("%Y-%m-%d %H:%M", time.gmtime(now)))
+            return None
         limit = self.max_ages.get(name, self.max_age_s)
         key = f"[sync] command_max_ages.{name}" if name in self.max_ages else "[sync] command_max_age_s"
-        return stale(req.ts, limit, f"command {name}", f"send it again if it is still wanted (limit: {key})")
+        return stale(req.ts, limit, f"command {name}", f"send it again if it is still wanted (limit: {key})",
+                     now=now)
 
     def _answer(self, cmd: Incoming, cmd_id: str | None, ok: bool, reason: str | None, data: dict | None, *,
                 cache: bool = True) -> None:

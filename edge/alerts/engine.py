@@ -23,12 +23,11 @@ from typing import Any
 from edge.alerts.config import SEVERITIES, AlertRule, AlertsConfig, in_hours, parse_hours
 from edge.alerts.state import STATE_VERSION, AlertState, StateFile, StoredAlert
 from edge.alerts.values import Reading, Values, as_reading
-from edge.core.events import Event, EventSink
+from edge.core.events import CLOCK_SET, Event, EventSink
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-CLOCK_SET = 1_577_836_800.0  # 2020-01-01: a wall time before this is a clock that was never set (no RTC, no NTP yet)
 TRANSITIONS = ("opened", "escalated", "acked", "resolved")
 SAVE_RETRY_S = 10.0  # engine seconds between attempts to save a state file whose last save failed
 

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 # Delivery streams, in order of importance (the outbox drops telemetry first, alerts never).
 STREAMS = ("alerts", "events", "telemetry")
+CLOCK_SET = 1_577_836_800.0  # 2020-01-01: a wall time before this is a clock that was never set (no RTC, no NTP yet)
 
 
 @dataclass

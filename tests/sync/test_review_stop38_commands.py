@@ -54,7 +54,7 @@ def test_stale_command_is_answered_once_not_run_and_a_fresh_resend_with_its_id_r
             r.send(T.cmd("reload_config"), payload=_raw("week-old", age_s=7 * 86400))
             got = r.wait(["week-old"], 5)["week-old"]
             assert got and got[0]["status"] == "error", got
-            assert got[0]["reason"].startswith("command reload_config expired: sent 168.0 h ago, older than the 1 h")
+            assert got[0]["reason"].startswith("command reload_config expired: sent 168.0 h ago, older than the 24 h")
             assert "[sync] command_max_age_s" in got[0]["reason"]
             assert calls.get("reload_config", 0) == 0
             time.sleep(0.3)
@@ -96,7 +96,7 @@ def test_command_that_waited_in_the_offline_device_session_is_refused_at_reconne
     svc.stop()
     with requester(broker.port, [RESULTS]) as r:
         queued = r.send(T.cmd("reload_config"), {})  # QoS 1, queued in the device's session
-        ping = r.send(T.cmd("ping"), {})  # the 1 h default: still runs
+        ping = r.send(T.cmd("ping"), {})  # the 24 h default: still runs
         r.flush()
         time.sleep(2.0)
         svc = _device(broker.port, tmp_path / "outbox.db", calls, **settings)
@@ -124,6 +124,26 @@ def test_non_finite_ts_is_a_bad_request_and_never_reaches_a_self_aged_handler():
     assert not seen
     assert [o["status"] for o in out] == ["error"] * 3
     assert all(o["reason"].startswith("bad request: ts") for o in out), out
+
+
+def test_a_device_whose_clock_was_never_set_runs_commands_without_an_age_check(caplog):
+    """A device at 1970 (no RTC, NTP not reached yet) sees every stamped command as decades ahead: it would refuse
+    them all, the reload_config that could fix it too. It runs them, and says once why there is no age check; a set
+    clock still refuses the same command a week old, and the default limit keeps a night offline (16 h) valid."""
+    import logging
+
+    out: list[dict] = []
+    week_old = f'{{"id": "x", "args": {{}}, "ts": {time.time() - 7 * 86400}}}'.encode()
+    for clock in (lambda: 3600.0, time.time):
+        router = CommandRouter("d1", "s1", builtin_handlers(), lambda cmd, raw: out.append(json.loads(raw)),
+                               clock=clock)
+        with caplog.at_level(logging.WARNING, logger="sync.commands"):
+            for _ in range(2):
+                router.handle(Incoming("ping", week_old, False))
+        router.handle(Incoming("ping", _raw("night", age_s=16 * 3600), False))
+    assert [o["status"] for o in out] == ["ok", "ok", "ok", "error", "error", "ok"], out
+    assert "expired" in out[3]["reason"]
+    assert caplog.text.count("the device clock is not set") == 1
 
 
 def test_max_age_settings_are_checked_with_the_key_named():
