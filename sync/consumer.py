@@ -89,8 +89,9 @@ class Consumer:
                         "event id until those rows are removed", self.db_path)
         self._lock = threading.Lock()
         self._marks: dict[tuple[str, str], _Mark] = {}
-        # device -> the epoch its latest batch came in: the only one acked (the device refuses any other epoch's ack)
-        self._current: dict[str, str] = {}
+        # (store, device) -> the epoch its latest batch came in: the only one acked (the device refuses any other
+        # epoch's ack); keyed by store too, as two stores may each have a device of the same id
+        self._current: dict[tuple[str, str], str] = {}
         self._load_marks()
         self.ack_interval_s = ack_interval_s
         self._stop = threading.Event()
@@ -125,7 +126,7 @@ class Consumer:
                 "SELECT seq_from, seq_to FROM gaps WHERE device=? AND epoch=? AND seq_to>?", (device, epoch, upto))]
             self._advance(m)
             self._marks[(device, epoch)] = m
-            self._current[device] = epoch
+            self._current[(store, device)] = epoch
 
     # ------------------------------------------------------------------ ingest (paho network thread)
     def _on_message(self, msg) -> None:
@@ -167,8 +168,8 @@ class Consumer:
             m = self._marks.get(key)
             if m is None:
                 m = self._marks[key] = _Mark(store)
-            if self._current.get(device) != epoch:  # a new outbox on the device (or the first batch seen)
-                self._current[device] = epoch
+            if self._current.get((store, device)) != epoch:  # a new outbox on the device (or its first batch)
+                self._current[(store, device)] = epoch
                 m.dirty = True
             db = self.db
             db.execute("BEGIN")
@@ -275,7 +276,7 @@ class Consumer:
             return
         with self._lock:
             todo = [(dev, ep, m.store, m.upto) for (dev, ep), m in self._marks.items()
-                    if m.dirty and self._current.get(dev) == ep]
+                    if m.dirty and self._current.get((m.store, dev)) == ep]
             for (dev, ep), m in self._marks.items():
                 m.dirty = False
         for dev, ep, store, upto in todo:

@@ -230,3 +230,27 @@ def test_a_moved_aside_outbox_shows_on_metrics(tmp_path):
         assert "edge_outbox_quarantined 0.0" in generate_latest(registry).decode()
     finally:
         svc.outbox.close()
+
+
+def test_the_consumer_acks_two_stores_devices_of_the_same_id(broker, tmp_path):
+    """Two stores each with a `mirror-01` (the default client id `<store>/<device>` lets them share a broker): the
+    consumer kept one "current epoch" per device id, so whichever device's batch came first in an ack tick lost its
+    ack until its go-back timeout (here 60 s). Now each (store, device) has its own: both outboxes drain at once."""
+    consumer = start_consumer(broker.port, tmp_path / "cloud.db")
+    devs = [SyncService(*device_settings(broker.port, tmp_path / f"{store}.db", device="mirror-01", store=store,
+                                         ack_timeout_s=60)) for store in ("s1", "s2")]
+    try:
+        for d in devs:
+            d.start()
+        assert all(d.client.wait_connected(5) for d in devs)
+        for i in range(5):  # both send in the same ack tick, in turn
+            for d in devs:
+                d.outbox.emit(Event("person_entered", {"i": i}))
+            time.sleep(0.3)
+        assert wait_until(lambda: all(sum(d.outbox.depth().values()) == 0 for d in devs), 10), \
+            [d.metrics() for d in devs]
+        assert [d.metrics()["go_backs"] for d in devs] == [0, 0]
+    finally:
+        for d in devs:
+            d.stop()
+        consumer.stop()
