@@ -217,9 +217,12 @@ class MqttClient:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self.last_error = f"CONNACK {reason_code.value:#04x} {reason_code}"
+            self.last_error = f"CONNACK {reason_code.value:#04x} {reason_code} (client id {self.opts.client_id!r})"
             self._refused = True  # the disconnect that follows must not hide this reason
-            log.error("broker %s:%s refused the connection: %s", self.opts.host, self.opts.port, reason_code)
+            log.error("broker %s:%s refused the connection as client id %r (user %r): %s; check the credentials, and "
+                      "whether the broker only takes certain client ids (a device's default is \"<store>/<device>\": "
+                      "set [sync] client_id to the one it expects)", self.opts.host, self.opts.port,
+                      self.opts.client_id, self.opts.username, reason_code)
             return
         self.connect_count += 1
         self._connected_at = time.monotonic()

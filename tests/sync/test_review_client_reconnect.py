@@ -142,3 +142,24 @@ def test_config_limits_name_the_key():
     with pytest.raises(ValidationError, match="reconnect_min_s"):
         SyncConfig(reconnect_min_s=60)
     assert SyncConfig(session_expiry_s=0xFFFFFFFF).session_expiry_s == 0xFFFFFFFF
+
+
+def test_a_refused_connection_names_the_client_id_and_the_setting(tmp_path, caplog):
+    """A broker that refuses the device (wrong credentials, or client ids it does not take: the default became
+    `<store>/<device>`) used to log only the reason code: the log and last_error now name the client id and
+    `[sync] client_id`."""
+    caplog.set_level(logging.ERROR, logger="sync.client")
+    b = Broker(tmp_path / "broker", users={"s1/mirror-01": "right"}).start()
+    try:
+        dev = SyncService(*device_settings(b.port, tmp_path / "o.db", device="mirror-01", store="s1",
+                                           username="s1/mirror-01", password="wrong"))
+        dev.start()
+        try:
+            assert wait_until(lambda: (dev.client.last_error or "").startswith("CONNACK"), 10), dev.client.last_error
+            assert "'s1/mirror-01'" in dev.client.last_error and not dev.client.connected
+            msg = next(r.getMessage() for r in caplog.records if "refused the connection" in r.getMessage())
+            assert "client id 's1/mirror-01'" in msg and "[sync] client_id" in msg, msg
+        finally:
+            dev.stop()
+    finally:
+        b.close()
