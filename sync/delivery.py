@@ -293,9 +293,13 @@ class Delivery:
             self._sent_hi = seq
 
     def _send_again(self, first: int, last: int) -> None:
-        """Put reliable seqs first..last (not published, or replaced by a gap record) back into the backlog."""
-        self._hist_next = min(self._hist_next, first)
-        self._hist_end = max(self._hist_end, last + 1)
+        """Put reliable seqs first..last (not published, or replaced by a gap record) back into the backlog: added to
+        a backlog still being sent, else the backlog is only these (not everything since the last one ended)."""
+        if self._hist_next >= self._hist_end:
+            self._hist_next, self._hist_end = first, last + 1
+        else:
+            self._hist_next = min(self._hist_next, first)
+            self._hist_end = max(self._hist_end, last + 1)
 
     def _tel_inflight(self, seq: int) -> bool:
         return any(t == TELEMETRY and seq in s for t, s, _ in self._inflight.values())

@@ -254,3 +254,31 @@ def test_the_consumer_acks_two_stores_devices_of_the_same_id(broker, tmp_path):
         for d in devs:
             d.stop()
         consumer.stop()
+
+
+def test_a_refused_record_puts_back_only_its_own_seq_after_a_finished_backlog(tmp_path, monkeypatch):
+    """With no backlog pending, a record refused before its publish puts back only its own seq: merging it with the
+    finished backlog's old start (the connect-time watermark) made the backlog every row since then, all of them
+    resent whenever they were neither in flight nor PUBACKed (after a go-back: a flood the go-back window avoids)."""
+    monkeypatch.setattr(guard, "_last_record", {})
+    with Outbox(tmp_path / "o.db") as ob:
+        published: list[list[int]] = []
+
+        def publish(topic: str, payload: bytes) -> int:
+            published.append([r["seq"] for r in json.loads(payload)["events"]])
+            return len(published)
+
+        d = Delivery(ob, topics.DeviceTopics("s1", "d1"), publish, ack_wait_s=0)
+        d.notify_connected()
+        d._drain_notes()
+        for i in range(3):
+            ob.emit(Event("person_entered", {"i": i}))
+        d._fill_window()
+        ob.emit(Event("person_entered", {"crop": "0,0,10,10"}))  # image data: refused, a gap record takes seq 4
+        d.backlog_rate, d._tokens = 0.0, 0.0  # the backlog waits: what it holds can be seen
+        d._fill_window()
+        assert published == [[1, 2, 3]] and (d._hist_next, d._hist_end) == (4, 5)
+        d.backlog_rate = 2000.0
+        time.sleep(0.05)
+        d._fill_window()
+        assert published == [[1, 2, 3], [4]]
