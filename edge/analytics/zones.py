@@ -52,9 +52,10 @@ class PolygonZone:
     seconds (exit grace); the visit ends at the first such frame, and a later return starts a new visit (the dwell
     timer resets). Unconfirmed detections (tracker_id -1) are ignored. Time nobody saw is no presence: when that
     first frame came after no frame for longer than `exit_s` (and twice the interval before), the visit ends at the
-    last frame before the gap; a camera outage (no frame for longer than the tracker's OUTAGE_S and twice the
-    interval before, see `is_outage`) ends every visit there, as the tracker ends every track, and so does stream
-    time going back (`cut_t` says where, for that step).
+    last frame before the gap; a camera outage (no frame for longer than OUTAGE_S and twice the interval before,
+    see `is_outage`) ends every visit there, and so does stream time going back (`cut_t` says where, for that
+    step). That holds even where the tracker keeps its ids longer (`lost_s` above OUTAGE_S): unseen time never
+    counts as presence, so a person still there after such a gap starts a new visit.
 
     Handover: trackers lose people and swap ids when others pass in front, and a person standing still then comes
     back under a new id. With `handover_s` > 0, a track the tracker started (within the last `handover_s` seconds)
