@@ -795,9 +795,10 @@ class Runtime:
                 log.exception("graceful stop: stopping the %s failed; the stop goes on", what)
 
     def _stop_retention(self) -> None:
-        """Stop the retention task; the run lock (which keeps `edge data purge` out) is released only once no purge
-        of ours is still running, else it goes with the process."""
-        if self.retention.stop():
+        """Stop the retention task, waiting up to 3 x its join_s for a purge in progress (the outbox closes next);
+        the run lock (which keeps `edge data purge` out) is released only once no purge of ours is still running,
+        else it goes with the process."""
+        if any(self.retention.stop() for _ in range(3)):
             self._run_lock.release()
         else:
             log.warning("graceful stop: a retention purge is still running; the run lock stays held until it ends "
