@@ -64,7 +64,10 @@ _BYTE_TOKEN = re.compile(r"[0-9A-Fa-f]{1,8}")
 _DATA_URI = re.compile(r"data:image/", re.IGNORECASE)
 # characters no text has: C0 controls but tab and line ends, DEL, C1 controls, U+FFFD, surrogateescape's lone surrogates
 _BINARY = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd\udc80-\udcff]")
-_ESCAPED_BYTE = re.compile(r"\\(?:x|u00)[0-9A-Fa-f]{2}")  # b'\xff' (a bytes repr), \u00ff (JSON of latin-1 text)
+# b'\xff' (a bytes repr); \u0000-\u001f, \u007f-\u009f (JSON of bytes decoded as latin-1: its control characters,
+# which text never holds, unlike \u00e9 in JSON of accented text)
+_ESCAPED_BYTE = re.compile(r"\\x[0-9A-Fa-f]{2}|\\u00(?:[01][0-9A-Fa-f]|7[fF]|[89][0-9A-Fa-f])")
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")  # terminal colour codes in captured program output: text
 _ESC_TOKEN = re.compile(r"\\(?:x|u00)([0-9A-Fa-f]{2})|\\([\\'\"nrt0])|([^\\'\"])")
 _ESC_CHAR = {"n": 10, "r": 13, "t": 9, "0": 0}
 _BYTES_REPR = re.compile(r"b['\"]")
@@ -183,7 +186,7 @@ def _binary_problem(s: str) -> str | None:
     """Why `s` is binary data as text: bytes decoded as latin-1 or with errors (control or undecodable characters),
     or a bytes repr / escaped bytes (`b'\\xff\\xd8...'`); None if it is not."""
     if not s.isprintable():
-        n = len(_BINARY.findall(s))
+        n = len(_BINARY.findall(_ANSI.sub("", s)))
         if n:
             head = s[:16]
             try:

@@ -275,3 +275,22 @@ def test_purge_keeps_a_corrupt_outbox_where_it_is_and_ages_copies_from_their_mov
     moved.write_bytes(b"tryon_session MARKER")
     os.utime(moved, (time.time() - 40 * DAY,) * 2)  # ...holding data last written 40 days ago
     assert purge(cfg)["quarantined_files"] == 0 and moved.exists()
+
+
+def test_escaped_accented_text_and_terminal_colours_are_not_image_data():
+    """Ordinary text the byte checks took for binary: accented text as JSON (`\\u00e9` is a letter, not a byte of
+    latin-1-decoded binary) and program output with ANSI colour codes (ESC is a control character). Binary written
+    the same ways is still refused."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    from edge.privacy.guard import find_image_data
+
+    text = json.dumps("Café crème, élève à l'école, très générale; Größe, Straße, für Bären. " * 20)
+    log_line = "\x1b[31mERROR\x1b[0m pose model failed on \x1b[1mcam-2\x1b[0m, retrying " * 20
+    assert find_image_data({"note": text}) is None and find_image_data({"stderr": log_line}) is None
+    jpg = cv2.imencode(".jpg", np.random.default_rng(1).integers(0, 255, (48, 48, 3), np.uint8))[1].tobytes()
+    for leak in (json.dumps(jpg[300:].decode("latin-1")), str(jpg[300:]), "\x1b[0m" + jpg[300:].decode("latin-1")):
+        assert find_image_data({"note": leak}) is not None
