@@ -1,4 +1,4 @@
-"""`edge` command line: config check, run, doctor, top, models, bench, sync, fleet.
+"""`edge` command line: config check, run, doctor, top, models, sync, fleet, bench, log, data.
 
 Only the chosen sub-command's module is imported (COMMANDS maps names to module paths), so `edge run` never
 loads build or developer tooling, `edge config check` stays fast, and a missing optional runtime only breaks the
@@ -13,14 +13,15 @@ import sys
 
 # name -> module with add_arguments(parser) and run(args) -> int. Modules keep top-level imports light.
 COMMANDS = {
-    "config": ("edge.app.config_cli", "validate device configs"),
+    "config": ("edge.app.config_cli", "validate device configs: `edge config check FILE...`"),
     "run": ("edge.app.runner", "run the pipelines of a device config until stopped"),
-    "doctor": ("edge.app.doctor", "report backends, EGL, model cache and broker reachability"),
+    "doctor": ("edge.app.doctor", "is this device ready to run? backends, EGL, model cache, sources, storage, "
+               "broker, CPU and the precision each model gets"),
     "top": ("edge.app.top", "live model / system / business view of a running `edge run` (--once: one snapshot)"),
-    "models": ("models.build.cli", "build, list and report models of the zoo"),
-    "sync": ("sync.cli", "MQTT tools: reference cloud consumer, tail events/alerts, send commands"),
-    "fleet": ("sync.fleet_cli", "fleet admin: publish and watch model updates"),
-    "bench": ("edge.app.bench", "benchmarks (pose, tryon, sync, backends); --json PATH writes results"),
+    "models": ("models.build.cli", "the model zoo: build, list, report, train, audit, verify"),
+    "sync": ("sync.cli", "MQTT tools: reference cloud consumer, tail events/alerts, send commands, show an outbox"),
+    "fleet": ("sync.fleet_cli", "fleet admin: devices, commands, signed model updates and rollouts, provisioning"),
+    "bench": ("edge.app.bench", "benchmarks (`edge bench --help` lists them); --json PATH writes results"),
     "log": ("edge.app.log_cli", "read on-device logs: `edge log decisions` (the decision log)"),
     "data": ("edge.app.data_cli", "stored data: `edge data purge` (outbox history, decision logs, session data)"),
 }
@@ -44,7 +45,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     (argv None: all of them, e.g. for documentation)."""
     chosen = _chosen(argv) if argv is not None else None
     p = argparse.ArgumentParser(prog="edge", description="storefront-edge: in-store edge inference runtime")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="log level (default INFO); `edge run` switches to its config's [logging] level once the "
+                   "config is loaded")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (mod, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)

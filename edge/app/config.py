@@ -1,9 +1,11 @@
 """Typed device configuration (one TOML per device kind), with errors that name the file, the key and the fix."""
 from __future__ import annotations
 
+import codecs
 import difflib
 import re
 import tomllib
+import types
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -110,6 +112,20 @@ class ModelsSection(StrictModel):
     # far-range person detector (aisle, queue, store cameras): when set, shopper analytics use its boxes
     # (keypoints from the pose results of the same people, where pose runs); e.g. name = "nanodet_m_416"
     person_detector: ModelRef | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_names(cls, data: Any) -> Any:
+        """A model table without `name` (`[models.pose_landmarks]` with only `threads`, or only a backend table)
+        keeps its slot's default model instead of failing on the missing name."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for slot, table in data.items():
+            default = cls.model_fields[slot].default if slot in cls.model_fields else None
+            if isinstance(table, dict) and "name" not in table and isinstance(default, _ModelRefBase):
+                data[slot] = {"name": default.name, **table}
+        return data
 
 
 class PeopleSection(StrictModel):
@@ -241,14 +257,44 @@ _TYPE_HINTS = {"int_type": "use a whole number, unquoted (e.g. 30)", "int_parsin
                "of values it takes", "dict_type": "use a table: [{key}]", "model_type": "use a table: [{key}]"}
 
 
+_RANGE_HINTS = {"greater_than": "use a value above {gt}", "greater_than_equal": "use a value of at least {ge}",
+                "less_than": "use a value below {lt}", "less_than_equal": "use a value of at most {le}",
+                "string_too_short": "use at least {min_length} character(s)",
+                "string_too_long": "use at most {max_length} characters",
+                "string_pattern_mismatch": "use a value that matches {pattern}"}
+
+
+def _header(path: tuple) -> str:
+    """The TOML header of the table at `path`: `[alerts]`, `[[alerts.rules]]` (an array item), `[cameras.source]`."""
+    name = ".".join(str(p) for p in path if not isinstance(p, int))
+    return f"[[{name}]]" if path and isinstance(path[-1], int) else f"[{name}]"
+
+
+def _misplaced(loc: tuple) -> str | None:
+    """For a key unknown where it stands but known to a table above it (written below a later header, so TOML put
+    it in that table): where it belongs, or None."""
+    name = loc[-1]
+    for k in range(len(loc) - 2, -1, -1):  # the nearest table above first
+        model = _model_at(loc[:k])
+        if model is None or name not in model.model_fields:
+            continue
+        if k == 0:  # `source = ...` written below the [device] header
+            ann = model.model_fields[name].annotation
+            table = f"[[{name}]]" if typing.get_origin(ann) is list else f"[{name}]"
+            return (f"{name!r} is a section of its own: write it as {table} (keys below a [table] header belong "
+                    "to that table)")
+        return (f"{name!r} is a key of {_header(loc[:k])}: write it there, above {_header(loc[:-1])} (keys below "
+                "a [table] header belong to that table)")
+    return None
+
+
 def _fix_hint(err: dict, model_fields: set[str] | None) -> str:
     t = err["type"]
     loc = err["loc"]
     if t == "extra_forbidden":
         name = str(loc[-1]) if loc else ""
-        if len(loc) > 1 and name in EdgeConfig.model_fields:  # `source = ...` written below the [device] header
-            return (f"{name!r} is a section of its own: write it as [{name}] (keys below a [table] header belong "
-                    "to that table)")
+        if len(loc) > 1 and (where := _misplaced(loc)):
+            return where
         close = difflib.get_close_matches(name, sorted(model_fields or ()), n=1)
         return f"remove it{f' or rename it to {close[0]!r}' if close else ''}"
     if t == "missing" and loc and isinstance(loc[-1], int):  # a fixed-length list given too few values
@@ -257,37 +303,54 @@ def _fix_hint(err: dict, model_fields: set[str] | None) -> str:
         return "add this key"
     if t in _TYPE_HINTS:
         return _TYPE_HINTS[t].format(key=".".join(str(p) for p in loc))
-    if t == "value_error" and "must be unique" in err["msg"]:
+    if t in _RANGE_HINTS and (ctx := err.get("ctx")):
+        return _RANGE_HINTS[t].format(**ctx)
+    if t == "value_error" and ("must be unique" in err["msg"] or "duplicate" in err["msg"]):
         return "rename one of them"
     if t in ("literal_error", "enum"):
         return f"use one of: {err.get('ctx', {}).get('expected', '')}"
     return "fix the value"
 
 
-def _fields_at(loc: tuple, model=EdgeConfig) -> set[str]:
-    """Allowed keys of the section that holds loc (for 'did you mean'); list items (`cameras.0.source`) included."""
-    cur = model
-    for part in loc[:-1]:
-        if isinstance(part, int):  # the index of a `[[table]]` item: its model is already `cur`
+def _model_at(path: tuple, model=EdgeConfig) -> type | None:
+    """The config model of the table at `path` (`cameras.0.source`, `breaker.pipelines.mirror`), or None where path
+    is no table (a value, a list itself, an unknown key)."""
+    cur, item = model, False
+    for part in path:
+        if item:  # the index of a `[[table]]` item or the key of a table of tables: its model is already `cur`
+            item = False
             continue
-        f = getattr(cur, "model_fields", {}).get(part)
+        f = getattr(cur, "model_fields", {}).get(part) if isinstance(part, str) else None
         if f is None:
-            return set()
+            return None
         ann = f.annotation
-        ann = next((a for a in typing.get_args(ann) if hasattr(a, "model_fields")), ann)  # Optional[Model]
+        if typing.get_origin(ann) in (typing.Union, types.UnionType):  # Optional[Model]
+            ann = next((a for a in typing.get_args(ann) if a is not type(None)), ann)
+        if typing.get_origin(ann) in (list, dict):  # [[table]] items, [table.<name>] tables
+            item, ann = True, typing.get_args(ann)[-1]
         if not hasattr(ann, "model_fields"):
-            return set()
+            return None
         cur = ann
-    return set(getattr(cur, "model_fields", {}))
+    return None if item else cur
 
 
-_REL_KEY = re.compile(r"^(?:Value error, )?([A-Za-z_]+(?:\.\d+|\[\d+\])(?:\.[A-Za-z_]+|\.\d+|\[\d+\])*) ")
+def _fields_at(loc: tuple, model=EdgeConfig) -> set[str]:
+    """Allowed keys of the section that holds loc (for 'did you mean'); list items (`cameras.0.source`) and tables
+    of tables (`breaker.pipelines.mirror`) included."""
+    m = _model_at(tuple(loc[:-1]), model)
+    return set(m.model_fields) if m is not None else set()
+
+
+_REL_KEY = re.compile(r"^(?:Value error, )?([A-Za-z_]+(?:\.\d+|\[\d+\])(?:\.[A-Za-z_]+|\.\d+|\[\d+\])*):? ")
+_FIELD_KEY = re.compile(r"^([A-Za-z_]\w*(?:\.[\w-]+|\[\d+\])*): ")
 
 
 def _full_key(loc: tuple, msg: str) -> tuple[str, str]:
     """(key, message): a list validator's message that starts with a key inside the list (`facings.1.polygon
     (facing 'A2') overlaps ...` at `analytics.planogram.facings`) names that key in full
-    (`analytics.planogram.facings.1.polygon`)."""
+    (`analytics.planogram.facings.1.polygon`); a table validator's message that starts with `key: ` of its own
+    (`command_max_ages.x: no such command` at `sync`, `queues[0].zone: ...` at `analytics`) names it in full
+    (`sync.command_max_ages.x`, `analytics.queues.0.zone`)."""
     key = ".".join(str(p) for p in loc) or "<root>"
     m = _REL_KEY.match(msg)
     if loc and m and re.split(r"[.\[]", m.group(1), maxsplit=1)[0] == str(loc[-1]):
@@ -297,13 +360,19 @@ def _full_key(loc: tuple, msg: str) -> tuple[str, str]:
         def absolute(text: str) -> str:
             return full.sub(lambda g: f"{up}{loc[-1]}.{g.group(1) or g.group(2)}", text)
         return absolute(m.group(1)), absolute(msg[m.end():])
+    m = _FIELD_KEY.match(msg)
+    model = _model_at(loc) if m else None
+    if m and model is not None and re.split(r"[.\[]", m.group(1))[0] in model.model_fields:
+        rel = re.sub(r"\[(\d+)\]", r".\1", m.group(1))  # queues[0].zone: queues.0.zone
+        return f"{key}.{rel}" if loc else rel, msg[m.end():]
     return key, msg
 
 
 def format_validation_error(path: str, exc: ValidationError) -> ConfigError:
     problems = []
     for err in exc.errors():
-        loc = tuple(err["loc"])
+        loc = tuple(p for p in err["loc"] if p != "[key]")  # pydantic's mark of a table-of-tables key's own error
+        err = {**err, "loc": loc}
         key, msg = _full_key(loc, err["msg"].removeprefix("Value error, "))  # pydantic's prefix of our own checks
         fix = "" if "(fix:" in msg else f" (fix: {_fix_hint(err, _fields_at(loc))})"
         problems.append(f"{key}: {msg}{fix}")
@@ -435,8 +504,15 @@ def load_config(path: str | Path) -> EdgeConfig:
         raw = p.read_bytes()
     except OSError as e:
         raise ConfigError(str(p), [f"cannot read file: {e.strerror} (fix: check the path)"]) from None
+    raw = raw.removeprefix(codecs.BOM_UTF8)  # a byte-order mark (Windows editors) is no syntax error
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ConfigError(str(p), [f"not UTF-8 text: byte 0x{raw[e.start]:02x} at line {line} (fix: save the file "
+                                   "as UTF-8)"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
         raise ConfigError(str(p), [f"not valid TOML: {e} (fix: correct the syntax)"]) from None
     return parse_config(data, str(p))

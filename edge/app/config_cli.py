@@ -1,4 +1,5 @@
-"""`edge config check FILE...`: validate device configs; exit 1 and name file, key and fix on errors."""
+"""`edge config check FILE...`: validate device configs; exit 1 and name file, key and fix on errors; warn (exit 0)
+about old keys and analytics that would see nobody."""
 from __future__ import annotations
 
 import sys
@@ -11,7 +12,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edge.app.config import ConfigError, load_config
+    from edge.app.config import ConfigError, blind_analytics, load_config
 
     bad = 0
     for f in args.files:
@@ -24,4 +25,6 @@ def run(args) -> int:
         print(f"{f}: ok ({cfg.device.kind}, device {cfg.device.id})")
         for note in cfg.migrations:  # old keys still accepted: say where they moved
             print(f"{f}: migrate: {note}", file=sys.stderr)
+        if why := blind_analytics(cfg):  # valid, but the analytics could never count anyone
+            print(f"{f}: warning: {why}", file=sys.stderr)
     return 1 if bad else 0

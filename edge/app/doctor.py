@@ -2,9 +2,9 @@
 
 Reports installed inference backends (version, or why unusable), EGL (an offscreen pyrender context in a
 subprocess), the model cache (built artefacts, sha256-verified), with --config its sources (camera device, video
-file, image folder present) and whether its outbox and decision log folders are writable, broker reachability, the
-CPU flags and INT8 class (AVX2 only / AVX-512 VNNI / AVX-VNNI / AMX / ARM dot-product) and which precision each
-model gets here and why.
+file, image folder present), whether its outbox and decision log folders are writable and an outbox already there
+can be opened, broker reachability and the broker's password and TLS files, the CPU flags and INT8 class (AVX2
+only / AVX-512 VNNI / AVX-VNNI / AMX / ARM dot-product) and which precision each model gets here and why.
 Exit 0 when the device can run; 1 with the reasons otherwise. Problems that only degrade (no broker
 reachable: events wait in the local outbox; no EGL without try-on) are warnings.
 """
@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -36,10 +37,12 @@ r.delete()
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--config", metavar="FILE", help="device config: check its models, try-on EGL need and broker")
+    p.add_argument("--config", metavar="FILE", help="device config: check its models, try-on EGL need, sources, "
+                   "outbox and decision log folders, broker and its credential files")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON to PATH ('-' = stdout)")
     p.add_argument("--egl-timeout", type=float, default=30.0, help="seconds for the EGL probe (default 30)")
-    p.add_argument("--broker-timeout", type=float, default=3.0, help="seconds for the broker TCP connect")
+    p.add_argument("--broker-timeout", type=float, default=3.0, help="seconds for the broker TCP connect "
+                   "(default 3)")
     p.add_argument("--cpuinfo", metavar="FILE", help="judge the CPU class and precisions from FILE (another device's "
                    "/proc/cpuinfo) instead of this machine's")
 
@@ -178,6 +181,45 @@ def check_broker(cfg, timeout: float) -> dict:
                 "note": f"TCP connect failed ({e}); events wait in the local outbox until it is reachable"}
 
 
+def sync_file_problems(cfg) -> list[str]:
+    """Why `edge run` could not start its MQTT client with this [sync] (it reads the password file and loads the
+    TLS files at start): a file missing or unreadable, an empty password file, TLS files that do not load. [] when
+    no broker is configured (nothing is read then)."""
+    import ssl
+
+    from sync.client import Tls
+
+    s = cfg.sync if cfg is not None else None
+    if s is None or not s.broker:
+        return []
+    out = []
+    if s.password_file:
+        try:
+            s.resolved_password()
+        except OSError as e:
+            out.append(f"sync.password_file: cannot read {s.password_file}: {e.strerror} (fix: put the broker "
+                       "password on the first line of that file, or correct the path)")
+        except UnicodeDecodeError:
+            out.append(f"sync.password_file: {s.password_file} is not UTF-8 text (fix: put the broker password "
+                       "on its first line, saved as UTF-8)")
+        except IndexError:
+            out.append(f"sync.password_file: {s.password_file} is empty (fix: put the broker password on its "
+                       "first line)")
+    if not s.tls:
+        return out
+    files = [(k, getattr(s, k)) for k in ("ca_file", "cert_file", "key_file") if getattr(s, k)]
+    missing = [f"sync.{k}: {v} not found (fix: copy it to the device, e.g. from `edge fleet provision`'s output, "
+               "or correct the path)" for k, v in files if not Path(v).is_file()]
+    if missing:
+        return out + missing
+    try:
+        Tls(s.ca_file, s.cert_file, s.key_file).context()
+    except (OSError, ssl.SSLError) as e:  # not PEM, or a key that is not the certificate's
+        out.append(f"sync: the TLS files do not load ({', '.join(v for _, v in files)}): {e} (fix: use the PEM "
+                   "files `edge fleet provision` wrote for this device)")
+    return out
+
+
 def _source_problem(src, key: str) -> str | None:
     """Why a `[source]` cannot deliver frames on this machine (a missing camera device, video file or image
     folder), or None. Cameras are not opened: a running `edge run` may hold them; rtsp and demo are not checked."""
@@ -219,9 +261,33 @@ def _unwritable(folder: Path) -> str | None:
     return None
 
 
+def _outbox_state(path: Path) -> tuple[str, str] | None:
+    """("problem" | "warning", why) for an outbox file `edge run` cannot use as it is, or None (none yet: it is made
+    at start). Read without locks or side files (SQLite's immutable mode), so a running device is not disturbed."""
+    from sync.outbox import _CORRUPT  # the SQLite errors for which the outbox moves its file aside at open
+
+    if not path.exists():
+        return None
+    if not path.is_file():
+        return "problem", f"{path} is not a file"
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True, timeout=1)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as e:
+        if (getattr(e, "sqlite_errorcode", 0) & 0xFF) in _CORRUPT:
+            return "warning", (f"{path} is corrupt ({e}): edge run will move it aside and start a new, empty outbox; "
+                               f"the events waiting in it are not sent (fix: recover them first with `sqlite3 {path} "
+                               ".recover`)")
+        return "problem", f"{path} cannot be read ({e})"
+    return None
+
+
 def check_storage(cfg, problems: list[str], warnings: list[str]) -> dict:
     """Whether the outbox's folder (edge run cannot start without it) and the decision log's folder (the device
-    runs without the log) can be written."""
+    runs without the log) can be written, and whether an existing outbox file can be opened."""
     if cfg is None:
         return {}
     from edge.app.operations import decision_log_dir
@@ -231,6 +297,12 @@ def check_storage(cfg, problems: list[str], warnings: list[str]) -> dict:
     if out["outbox"]["problem"]:
         problems.append(f"outbox {outbox}: {out['outbox']['problem']} (fix: make it writable, or set [sync] "
                         "outbox_path to a writable place)")
+    elif state := _outbox_state(outbox):
+        out["outbox"]["problem"] = state[1]
+        if state[0] == "warning":
+            warnings.append(f"outbox {state[1]}")
+        else:
+            problems.append(f"outbox {state[1]} (fix: move it away, or set [sync] outbox_path to another file)")
     if cfg.decisions.enabled:
         folder = decision_log_dir(cfg)
         out["decision_log"] = {"path": str(folder), "problem": _unwritable(folder)}
@@ -368,12 +440,9 @@ def check_models(cfg, usable: list[str], problems: list[str], warnings: list[str
 
 def _auto_choices(zoo) -> list[dict]:
     """The backend choices `auto` has cached on this device (edge.backends.auto)."""
-    from edge.backends.auto import default_cache_path
+    from edge.backends.auto import _read_cache, default_cache_path
 
-    try:
-        data = json.loads(default_cache_path(zoo).read_text())
-    except (OSError, ValueError):
-        return []
+    data = _read_cache(default_cache_path(zoo))  # {} when unreadable or not an object (`auto` rewrites it)
     return [{k: e.get(k) for k in ("model", "backend", "precision", "threads", "median_ms")}
             for e in data.values() if isinstance(e, dict)]
 
@@ -409,6 +478,7 @@ def run(args) -> int:
     report["sources"] = check_sources(cfg, problems)
     report["storage"] = check_storage(cfg, problems, warnings)
     report["broker"] = check_broker(cfg, args.broker_timeout)
+    problems += sync_file_problems(cfg)
     if report["broker"].get("reachable") is False:
         warnings.append(f"broker {report['broker']['broker']} unreachable: {report['broker']['note']}")
     cpuinfo = None
