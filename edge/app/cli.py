@@ -45,9 +45,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     (argv None: all of them, e.g. for documentation)."""
     chosen = _chosen(argv) if argv is not None else None
     p = argparse.ArgumentParser(prog="edge", description="storefront-edge: in-store edge inference runtime")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                   help="log level (default INFO); `edge run` switches to its config's [logging] level once the "
-                   "config is loaded")
+    p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="log level (default INFO; `edge run` without this flag switches to its config's [logging] "
+                   "level once the config is loaded)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (mod, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     if getattr(args, "_missing", False):
         raise SystemExit(f"edge {args.command}: not available in this build")
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return int(importlib.import_module(args._module).run(args) or 0)
 
 

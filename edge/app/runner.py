@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -37,7 +38,8 @@ def run(args) -> int:
 
     for note in unsuited_uses(cfg):
         log.warning("%s: %s", args.config, note)
-    logging.getLogger().setLevel(cfg.logging.level)
+    if getattr(args, "log_level", None) is None:  # an explicit `edge --log-level` wins over the config
+        logging.getLogger().setLevel(cfg.logging.level)
     if args.reselect_backends:
         forget_auto_choices(cfg)
     from edge.app.service import take_notify_env
@@ -397,7 +399,12 @@ class Runtime:
         self.service = ServiceSupervisor(cfg.service, self._progress, stop, env=self.notify_env,
                                          status=self._status_line, process_start=self.owns_process,
                                          lost=self._lost_sources).start()
-        collector, sink = self._open_sync()
+        try:
+            collector, sink = self._open_sync()
+        except (OSError, sqlite3.Error, ValueError) as e:  # outbox file, TLS / password files: `edge doctor` names them
+            self._abandon_sync_start()
+            raise StartError(f"cannot start sync: {type(e).__name__}: {e} (check [sync] outbox_path, ca_file, "
+                             "cert_file, key_file and password_file; `edge doctor` names the problem)") from e
         self.ops = Operations(cfg, sink).open()
         self._open_alert_engines(sink)
         source = self._open_source()
@@ -514,6 +521,16 @@ class Runtime:
         self.sync = SyncService(cfg.device, cfg.sync, commands=commands)
         self.sync.start()
         return SyncCollector(self.sync).register(), CountingSink(self.sync.outbox)
+
+    def _abandon_sync_start(self) -> None:
+        """Undo a sync start that failed: stop what it started, close the service, release the run lock."""
+        if self.sync is not None:
+            try:
+                self.sync.stop(flush_timeout_s=0)
+            except Exception:  # noqa: BLE001 - half started: what can be stopped is
+                log.debug("stopping a half-started sync failed", exc_info=True)
+        self.service.close()
+        self._run_lock.release()
 
     def _take_run_lock(self, stop: threading.Event) -> None:
         """Take the device's run lock before anything opens its outbox: it keeps `edge data purge` and a second

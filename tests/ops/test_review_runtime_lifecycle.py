@@ -99,3 +99,24 @@ def test_the_run_lock_is_waited_for_then_a_second_holder_is_refused(tmp_path, mo
     again = RunLock(lock_path(cfg))  # released at the stop
     assert again.acquire()
     again.release()
+
+
+@pytest.mark.parametrize("broken", ["outbox_is_a_folder", "missing_ca_file"])
+def test_a_sync_that_cannot_start_is_a_start_error_naming_the_keys(tmp_path, broken):
+    """An outbox path that is a folder, or a TLS CA file that is not there, used to end `edge run` with a
+    traceback; it is a StartError (exit 2, one line) naming the [sync] keys and `edge doctor`, and nothing of the
+    run is left: no thread, the run lock free."""
+    from edge.app.data_cli import RunLock, lock_path
+
+    sync = {"broker": "", "outbox_path": str(tmp_path / "outbox.sqlite")}
+    if broken == "outbox_is_a_folder":
+        (tmp_path / "outbox.sqlite").mkdir()
+    else:
+        sync.update(broker="127.0.0.1", port=1, tls=True, ca_file=str(tmp_path / "nope" / "ca.crt"))
+    cfg = parse_config({**_cfg(tmp_path, pose={"enabled": False}), "sync": sync})
+    with pytest.raises(StartError, match=r"cannot start sync: .*\[sync\] outbox_path, ca_file.*edge doctor"):
+        Runtime(cfg, http=False).run(threading.Event(), max_frames=3)
+    assert not RUNTIME_THREADS & {t.name for t in threading.enumerate() if t.is_alive()}
+    lock = RunLock(lock_path(cfg))
+    assert lock.acquire()
+    lock.release()

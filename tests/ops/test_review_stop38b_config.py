@@ -261,3 +261,23 @@ def test_readme_config_defaults_are_the_models_defaults():
                 assert (got == want if isinstance(want, bool) else float(got) == float(want)), (header, name, got)
                 checked += 1
     assert checked >= 50  # the table was read (its rows, keys and values)
+
+
+def test_an_explicit_log_level_wins_over_the_config_in_edge_run(tmp_path):
+    """`edge --log-level DEBUG run` used to be switched back to the config's [logging] level (INFO) once the
+    config loaded; without the flag the config's level still applies."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "device.toml"
+    cfg.write_text(f'[device]\nid = "ll-01"\nstore = "s1"\nkind = "kiosk"\n\n[source]\ntype = "demo"\n\n'
+                   f'[http]\nenabled = false\n\n[logging]\nlevel = "INFO"\n\n'
+                   f'[sync]\nbroker = ""\noutbox_path = "{tmp_path / "outbox.sqlite"}"\n\n'
+                   f'[decisions]\npath = "{tmp_path / "decisions"}"\n')
+    runs = {}
+    for flag in (["--log-level", "DEBUG"], []):
+        r = subprocess.run([sys.executable, "-m", "edge.app.cli", *flag, "run", "--config", str(cfg), "--max-frames",
+                            "10"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        runs[bool(flag)] = r.stderr
+    assert " DEBUG edge.pose.tracker: track 1 started" in runs[True] and " DEBUG " not in runs[False]
