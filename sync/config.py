@@ -74,7 +74,7 @@ class SyncConfig(StrictModel):
     @model_validator(mode="after")
     def _tls_files(self) -> "SyncConfig":
         if self.tls and not self.ca_file:
-            raise ValueError("tls = true needs ca_file")
+            raise ValueError("ca_file: tls = true needs ca_file (the CA certificate of the broker's certificate)")
         if bool(self.cert_file) != bool(self.key_file):
             raise ValueError("cert_file and key_file go together")
         check_max_ages(self.command_max_age_s, self.command_max_ages)
