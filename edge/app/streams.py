@@ -15,13 +15,14 @@ stays within the deadline of every frame in it that can still make it; the other
 
 Mixed criticality: a critical stream (`Stream(critical=True)`) is served first and never throttled; a batch
 without a critical frame must end before the next critical frame is due. When a critical pipeline falls below its
-frame rate (a critical stream of the set, or `yield_to()`: e.g. the try-on mirror of the main pipeline on its own
-thread), the analytics are throttled: the share of time the worker may spend on them (`throttle`, 1 = no limit)
-halves every `control_s` while the critical one is behind (down to `throttle_floor`) and, once it has kept up for
-2 s, grows back by 0.05 per `control_s`. While throttled, the worker rests after each analytics frame so that its work stays
-within that share, runs analytics frames one at a time (short bursts) and does not start one that would still
-run when a critical frame falls due. The analytics streams then run below their `fps` (their measured `fps` and
-`throttle` are in /healthz); the mirror keeps its rate.
+frame rate (a critical stream of the set: its fps, or what its source delivers where that is less; or
+`yield_to()`: e.g. the try-on mirror of the main pipeline on its own thread), the analytics are throttled: the
+share of time the worker may spend on them (`throttle`, 1 = no limit) halves every `control_s` while the critical
+one is behind (down to `throttle_floor`) and, once it has kept up for 2 s, grows back by 0.05 per `control_s`.
+While throttled, the worker rests after each analytics frame so that its work stays within that share, runs
+analytics frames one at a time (short bursts) and does not start one that would still run when a critical frame
+falls due. The analytics streams then run below their `fps` (their measured `fps` and `throttle` are in /healthz);
+the mirror keeps its rate.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from edge.alerts import AlertEngine
 from edge.alerts.engine import alert_order
 from edge.app.behaviour import BehaviourStage, open_alert_engine
 from edge.core.detections import Detections
-from edge.core.frames import Frame
+from edge.core.frames import Frame, frame_rate
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,7 @@ class StreamStats:
     done_t: deque = field(default_factory=lambda: deque(maxlen=600))  # monotonic times of processed frames
 
     def fps(self, window_s: float = 5.0) -> float:
-        now = time.monotonic()
-        recent = [t for t in self.done_t if now - t <= window_s]
-        if len(recent) < 2:
-            return 0.0
-        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+        return frame_rate(self.done_t, window_s, time.monotonic())
 
     def latency_p(self, q: float) -> float | None:
         return round(float(np.percentile(self.latency_ms, q)), 1) if self.latency_ms else None
@@ -270,7 +267,10 @@ class StreamSet:
 
     # -- scheduling ----------------------------------------------------------------------------
     def _critical_behind(self, now: float) -> bool:
-        """A critical pipeline is below 95 % of its frame rate (after 2 s of running, source healthy)."""
+        """A critical pipeline is below 95 % of its frame rate (after 2 s of running, source healthy). A critical
+        stream's rate is its fps, or what its source delivers where that is less (a camera slower at night, a stream
+        that lowered its rate: throttling the analytics does not make it faster); a reader without drops (a file
+        played as fast as it is consumed) delivers what is taken, so there it is the fps."""
         try:
             if self.yield_to is not None and self.yield_to():
                 return True
@@ -278,7 +278,8 @@ class StreamSet:
             log.exception("streams: yield_to failed")
         for s in self.streams:
             if (s.critical and s.started and now - s.started >= 2.0 and not s.reader.error and not s.reader.ended
-                    and s.stats.fps(window_s=2.0) < 0.95 * s.cam.fps):
+                    and s.stats.fps(window_s=2.0) < 0.95 * (min(s.cam.fps, s.reader.fps(window_s=2.0))
+                                                            if s.reader.drop else s.cam.fps)):
                 return True
         return False
 

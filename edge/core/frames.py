@@ -8,6 +8,7 @@ live cameras and RTSP it is the capture clock.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,3 +37,12 @@ class Frame:
     @property
     def shape(self) -> tuple[int, int]:
         return self.image.shape[0], self.image.shape[1]
+
+
+def frame_rate(times: Iterable[float], window_s: float, now: float) -> float:
+    """Frames per second of the monotonic `times` (ascending) within the last `window_s` s before `now`: (n - 1) over
+    their span; 0.0 with fewer than two."""
+    recent = [t for t in times if now - t <= window_s]
+    if len(recent) < 2:
+        return 0.0
+    return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)

@@ -5,9 +5,10 @@ import abc
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 
-from edge.core.frames import Frame
+from edge.core.frames import Frame, frame_rate
 
 log = logging.getLogger(__name__)
 
@@ -79,33 +80,50 @@ class Pacer:
 class MediaClock:
     """Timestamps of recorded media: `stamp(container_s)` -> (t_media, t_wall).
 
-    t_media comes from the container when it gives increasing timestamps, else from the frame index and `fps`.
-    A looped file continues its clock (each pass starts one frame period after the previous one ended), so
-    durations never run backwards. t_wall = `start_wall` (recording start) + t_media.
+    Without container timestamps (image folders, the demo) t_media = frame index / `fps`. With them (video files)
+    t_media follows the container while its times increase; a frame whose time does not increase (missing, stalled,
+    duplicated) comes one frame period after the previous one. When the container's clock starts again (segments
+    joined into one file: its times drop, then increase below the highest time seen), t_media goes on from the
+    frame before instead of standing still until the times pass the old ones. A looped file continues its clock
+    (each pass starts one frame period after the previous one ended), so durations never run backwards.
+    t_wall = `start_wall` (recording start) + t_media.
     """
 
     def __init__(self, fps: float, start_wall: float):
         self.period = 1.0 / fps
         self.start_wall = start_wall
-        self._index = 0  # frames stamped in this pass
-        self._offset = 0.0  # media time at the start of this pass
         self._last = -float("inf")  # last t_media handed out
-        self._last_container: float | None = None
+        self._begin_pass(0.0)
+
+    def _begin_pass(self, offset: float) -> None:
+        self._offset = offset  # media time at the start of this pass
+        self._index = 0  # frames stamped in this pass
+        self._base = (0.0, offset)  # (container time, t_media): t_media = base[1] + container time - base[0]
+        self._prev: float | None = None  # the last container time read in this pass
+        self._good: float | None = None  # the last container time that increased (timed from the base)
+        self._fell_back = False  # the last frame had no increasing container time (timed one period on)
 
     def new_pass(self) -> None:
         """The file starts again (loop): continue after the last frame."""
-        self._offset = self._last + self.period if self._last > -float("inf") else 0.0
-        self._index = 0
-        self._last_container = None
+        self._begin_pass(self._last + self.period if self._last > -float("inf") else 0.0)
 
     def stamp(self, container_s: float | None = None) -> tuple[float, float]:
-        if container_s is not None and (self._last_container is None or container_s > self._last_container):
-            rel = container_s
-            self._last_container = container_s
-        else:  # no or non-increasing container timestamps: frame index / fps
-            rel = self._index * self.period
+        c, prev = container_s, self._prev
+        if c is None and prev is None:  # no container times (yet): frame index / fps
+            t = self._offset + self._index * self.period
+        elif c is not None and (prev is None or c > prev):
+            if self._fell_back and prev is not None and self._good is not None and c <= self._good:
+                self._base = (prev, self._last)  # the container's clock started again: go on from the last frame
+            t = self._base[1] + (c - self._base[0])
+            self._good, self._fell_back = c, False
+        else:  # no increasing container time: one frame period on
+            t = self._last + self.period
+            self._fell_back = True
+        if c is not None:
+            self._prev = c
         self._index += 1
-        t = max(self._offset + rel, self._last + 1e-6) if self._last > -float("inf") else self._offset + rel
+        if self._last > -float("inf"):
+            t = max(t, self._last + 1e-6)
         self._last = t
         return t, self.start_wall + t
 
@@ -151,6 +169,7 @@ class LatestFrameReader:
         self.error: str | None = None
         self.ended = False
         self._opening_since: float | None = None  # monotonic start of an open() in progress
+        self._read_t: deque[float] = deque(maxlen=600)  # monotonic times of the last frames read from the source
         self._frame: Frame | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -172,6 +191,8 @@ class LatestFrameReader:
                         self._opening_since = None
                     opened = True
                     self.error = None
+                    if self._stop.is_set():  # asked to stop during a slow open: no read (it may block as long again)
+                        break
                 frame = self.source.read()
             except Exception as e:  # noqa: BLE001 - SourceError, or a driver's OSError / cv2.error: reconnect
                 why = str(e) if isinstance(e, SourceError) else f"{type(e).__name__}: {e}"
@@ -192,6 +213,7 @@ class LatestFrameReader:
                     self.ended = True
                     self._cond.notify_all()
                     break
+                self._read_t.append(time.monotonic())
                 if not self.drop:
                     self._cond.wait_for(lambda: self._frame is None or self._stop.is_set())
                 if self._frame is not None:
@@ -200,6 +222,12 @@ class LatestFrameReader:
                 self._cond.notify_all()
         if opened:
             self.source.close()
+
+    def fps(self, window_s: float = 5.0) -> float:
+        """Frames read from the source per second over the last `window_s` s (taken by the consumer or not)."""
+        with self._cond:
+            times = list(self._read_t)
+        return frame_rate(times, window_s, time.monotonic())
 
     def lost(self, hang_s: float = OPEN_HANG_S) -> str | None:
         """The error of a source this reader knows it lost and is reconnecting to (for the watchdog: not a stall),

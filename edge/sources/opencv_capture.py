@@ -50,7 +50,9 @@ class CaptureSource(FrameSource):
             cap = cv2.VideoCapture(target, cv2.CAP_ANY)
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"cannot open {self.kind} {self.uri!r} (unplugged, wrong index/path or unreachable)")
+            why = ("not a video FFmpeg can decode: corrupt, truncated before its header, or an unsupported codec"
+                   if self.kind == "video" else "unplugged, wrong index/path or unreachable")
+            raise SourceError(f"cannot open {self.kind} {self.uri!r} ({why})")
         if self.kind == "camera":
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
