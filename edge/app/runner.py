@@ -64,6 +64,16 @@ RUN_LOCK_WAIT_S = 30.0  # a start waits this long for another holder of the run 
 ALERTS_OPEN_WAIT_S = 30.0  # an ack_alert that comes before the alert engines are open waits this long for them
 
 
+def mirror_behind(mirror, reader, fps: float) -> bool:
+    """The try-on mirror (after its first 30 frames) is below 95 % of the rate its camera delivers: `[source] fps`,
+    or what the main reader sees the camera deliver where that is less (a camera slower at night: throttling the
+    analytics cameras would not make it faster); a reader without drops delivers what is taken, so there it is fps."""
+    rate = fps
+    if reader is not None and reader.drop:
+        rate = min(rate, reader.fps(window_s=2.0))
+    return mirror.frames_out > 30 and mirror.fps() < 0.95 * rate
+
+
 class StartError(RuntimeError):
     """`edge run` could not start (the message names the config key and the fix)."""
 
@@ -636,10 +646,9 @@ class Runtime:
         detect = self._person_detector()
         info = self._people.session.info
         models = {Path(info.path).name: f"{info.backend}/{info.precision}"}
-        target = self.cfg.source.fps * 0.95
         yield_to = None
         if mirror is not None:  # mixed criticality: analytics are throttled while the mirror is below its frame rate
-            yield_to = lambda: mirror.frames_out > 30 and mirror.fps() < target  # noqa: E731
+            yield_to = lambda: mirror_behind(mirror, self.reader, self.cfg.source.fps)  # noqa: E731
 
         def detect_batch(frames):  # frames due together on several cameras: one batched detector call
             with self._people_lock:

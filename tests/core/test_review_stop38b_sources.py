@@ -145,3 +145,38 @@ def test_a_critical_camera_the_worker_cannot_keep_up_with_still_throttles(tmp_pa
     finally:
         ss.stop()
     assert ss.streams[0].reader.dropped > 0
+
+
+class _MirrorRate:
+    """The try-on mirror's rate as the runtime reads it (frames_out, fps()): here it shows every frame its camera
+    delivers, counted from the reader's own frames."""
+
+    def __init__(self, reader: LatestFrameReader):
+        self.reader = reader
+        self.frames_out = 0
+
+    def fps(self) -> float:
+        return self.reader.fps(window_s=2.0)
+
+
+def test_a_mirror_camera_slower_than_its_fps_does_not_count_as_the_mirror_falling_behind(tmp_path):
+    """The mirror's camera set to 30 FPS delivers 20: the mirror shows all 20, so it is not behind, and the
+    analytics cameras must not be throttled for it (before: 20 < 0.95 x 30 throttled them for good). A mirror
+    showing fewer frames than its camera delivers still is behind."""
+    from edge.app.runner import mirror_behind
+
+    write_video(tmp_path / "v.avi", 100, 20)
+    src = make_source(SourceSection(type="video", uri=str(tmp_path / "v.avi"), loop=True, realtime=True, fps=30,
+                                    width=160, height=120))
+    reader = LatestFrameReader(src).start()
+    try:
+        time.sleep(2.5)  # two seconds of reads: the window reader.fps() looks at
+        assert wait_until(lambda: reader.fps(window_s=2.0) > 15, 10), reader.fps(window_s=2.0)
+        mirror = _MirrorRate(reader)
+        mirror.frames_out = 45
+        assert not mirror_behind(mirror, reader, 30.0)
+        mirror.fps = lambda: 10.0  # the mirror shows half of what its camera delivers
+        assert mirror_behind(mirror, reader, 30.0)
+    finally:
+        reader.request_stop()
+        reader.join(time.monotonic() + 5)
