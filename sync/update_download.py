@@ -49,6 +49,8 @@ class Staging:
                 kept += len(meta["chunks"])
                 continue
             p = self.part(fn)
+            if not p.is_file() and meta["size_bytes"] == 0:  # nothing to fetch: the publisher's empty chunk
+                p.touch()  # message cleared its retained topic instead of storing it (e.g. an empty OpenVINO .bin)
             if not p.is_file():
                 self.missing.update((idx, i) for i in range(len(meta["chunks"])))
                 continue

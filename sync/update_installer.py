@@ -5,7 +5,8 @@ state change goes to a `report(job)` callback.
 Layout: `<cache>/models/<name>/<version>/` (zoo layout, `built.json` = the signed update manifest) and a
 `<cache>/models/<name>/current` symlink swapped atomically; staging and resumable downloads in
 `<cache>/updates/<name>/<version>/` (with `job.json` for crash recovery, and `checks.json`: the process starts that
-ran the health check of a swapped-in version), created only once the version's signed manifest has been verified,
+ran its self-test or the health check of the swapped-in version, and a failed check's rollback in progress), created
+only once the version's signed manifest has been verified,
 at most one per model; agent state (per model: previous, anti-rollback floor,
 installed versions, last job; pending offers; the status seq) in `<cache>/updates/agent.json`.
 """
@@ -276,6 +277,13 @@ class ModelStore:
             checks = self.checks(entry.name, vdir.name)
             if _PROCESS in checks["starts"]:
                 continue
+            if checks["rollback"] is not None:  # its health check failed; the process died before swapping back
+                prev = checks["rollback"]["to"]
+                log.error("update %s@%s: failed its health check and the process stopped before the rollback "
+                          "finished: back on %s before it is loaded again", entry.name, vdir.name, prev)
+                self.point(entry.name, prev)
+                back.append(entry.name)
+                continue
             if len(checks["starts"]) < max_attempts:
                 checks["starts"].append(_PROCESS)
                 log.warning("update %s@%s: swapped in but not health-checked before the process stopped; start %d "
@@ -291,15 +299,52 @@ class ModelStore:
         return back
 
     def checks(self, name: str, version: str) -> dict:
-        """checks.json of a staging folder: {"starts": [process starts that ran its health check], "gave_up"}."""
+        """checks.json of a staging folder: {"starts": [process starts that ran its health check], "gave_up",
+        "selftests": [process starts that ran its self-test and did not finish it], "rollback": {"to", "reason",
+        "trigger"} of a failed health check whose rollback has begun, or None}."""
         try:
             with open(self.stage_dir(name, version) / "checks.json", "rb") as f:
                 d = json.loads(f.read(MAX_JOB_FILE))
         except (OSError, ValueError, RecursionError):
             d = {}
-        starts = d.get("starts") if isinstance(d, dict) else None
-        return {"starts": [x for x in starts if isinstance(x, str)][:64] if isinstance(starts, list) else [],
-                "gave_up": bool(isinstance(d, dict) and d.get("gave_up"))}
+        d = d if isinstance(d, dict) else {}
+
+        def ids(key: str) -> list[str]:
+            v = d.get(key)
+            return [x for x in v if isinstance(x, str)][:64] if isinstance(v, list) else []
+        rb = d.get("rollback")
+        ok = isinstance(rb, dict) and all(isinstance(rb.get(k), str) for k in ("reason", "trigger")) \
+            and (rb.get("to") is None or isinstance(rb.get("to"), str))
+        return {"starts": ids("starts"), "gave_up": bool(d.get("gave_up")), "selftests": ids("selftests"),
+                "rollback": {k: rb.get(k) for k in ("to", "reason", "trigger")} if ok else None}
+
+    def _write_checks(self, name: str, version: str, checks: dict) -> None:
+        stage = self.stage_dir(name, version)
+        if stage.is_dir():
+            _write_json(stage / "checks.json", checks)
+
+    def note_selftest(self, job: Job, *, done: bool = False) -> int:
+        """Count this process start as one that runs the job's self-test (checks.json, written before it runs, so
+        that a self-test that kills the process counts); done: it ended without killing the process, so this start
+        is no longer counted. Returns the starts counted."""
+        checks = self.checks(job.name, job.version)
+        counted = _PROCESS in checks["selftests"]
+        if done and counted:
+            checks["selftests"].remove(_PROCESS)
+        elif not done and not counted:
+            checks["selftests"].append(_PROCESS)
+        else:
+            return len(checks["selftests"])
+        self._write_checks(job.name, job.version, checks)
+        return len(checks["selftests"])
+
+    def note_rollback(self, job: Job, to: str | None, reason: str, trigger: str) -> None:
+        """Record in checks.json, before `current` is swapped back, that job's version is being rolled back: a
+        process that dies before the rollback finished is pointed back at start (guard_boot) and the rollback
+        finishes then, instead of the version being taken for a download to resume."""
+        checks = self.checks(job.name, job.version)
+        checks.update(gave_up=True, rollback={"to": to, "reason": reason, "trigger": trigger})
+        self._write_checks(job.name, job.version, checks)
 
     def note_check(self, job: Job) -> int:
         """Count this process start as one that runs the job's health check (checks.json, written before the check
@@ -307,9 +352,7 @@ class ModelStore:
         checks = self.checks(job.name, job.version)
         if _PROCESS not in checks["starts"]:
             checks["starts"].append(_PROCESS)
-            stage = self.stage_dir(job.name, job.version)
-            if stage.is_dir():
-                _write_json(stage / "checks.json", checks)
+            self._write_checks(job.name, job.version, checks)
         job.progress["check_attempts"] = len(checks["starts"])
         return len(checks["starts"])
 
@@ -431,13 +474,13 @@ class UpdateInstaller:
             self._set(job, SELF_TEST)
             t0 = time.monotonic()
             try:
-                job.selftest = self_test(st.dir, payload, backends=self.opts.backends, threads=self.opts.threads,
-                                         score_logits=score_logits(self.store.zoo.manifest(job.name)))
+                job.selftest = self._self_test(job, st, payload)
             except UpdateError as e:
                 job.selftest = e.details
                 raise
             job.timings["selftest_s"] = round(time.monotonic() - t0, 3)
             self._shadow(job, st, payload)
+            self._check_cancel(job)  # a fleet rollback or the agent stopping: never activate after it
             self._set(job, ACTIVATING)
             self._activate(job, st, stage / "update.json")
         except UpdateError as e:
@@ -448,6 +491,42 @@ class UpdateInstaller:
         except Exception as e:  # noqa: BLE001 - a bug must still end in a reported state
             log.exception("update %s", job.key)
             self._fail(job, f"internal error: {type(e).__name__}: {e}", stage, keep=False)
+
+    def _self_test(self, job: Job, st: Staging, payload: dict) -> dict:
+        """`self_test` on a helper thread, counted in checks.json before it runs: a version whose self-test killed
+        the process on MAX_CHECK_ATTEMPTS starts fails instead of being resumed into the same crash forever; one
+        that runs past `selftest_timeout_s` (a runtime stuck in a load or a run) fails instead of blocking the
+        agent for good (the stuck thread is left behind: a native call cannot be interrupted); a cancel (fleet
+        rollback, agent stopping) is honoured while it runs."""
+        died = self.store.note_selftest(job) - 1
+        if died >= MAX_CHECK_ATTEMPTS:
+            raise UpdateError(f"self-test never finished: the process died on {died} starts while it ran (an "
+                              "artefact crashes the runtime on this device?)")
+        out: dict = {}
+
+        def run() -> None:
+            try:
+                out["report"] = self_test(st.dir, payload, backends=self.opts.backends, threads=self.opts.threads,
+                                          score_logits=score_logits(self.store.zoo.manifest(job.name)))
+            except Exception as e:  # noqa: BLE001 - re-raised on the worker thread
+                out["error"] = e
+        t = threading.Thread(target=run, name=f"selftest-{job.key}", daemon=True)
+        t.start()
+        deadline = time.monotonic() + self.opts.selftest_timeout_s
+        try:
+            while t.is_alive():
+                self._check_cancel(job)
+                if time.monotonic() > deadline:
+                    log.error("update %s: self-test still running after %g s: left behind", job.key,
+                              self.opts.selftest_timeout_s)
+                    raise UpdateError(f"self-test did not finish within {self.opts.selftest_timeout_s:g} s (an "
+                                      "artefact hangs on this device?)")
+                t.join(0.1)
+        finally:
+            self.store.note_selftest(job, done=True)  # this start did not die in it
+        if "error" in out:
+            raise out["error"]
+        return out["report"]
 
     def _shadow(self, job: Job, st: Staging, payload: dict) -> None:
         """SHADOW: the staged version beside the active model on live inputs (sync/update_shadow.py); a failed or
@@ -478,9 +557,13 @@ class UpdateInstaller:
         if self.store.active(job.name) != job.version:
             self.store.drop_stage(job.name, job.version)
 
-    def _precheck(self, job: Job) -> None:
+    @staticmethod
+    def _check_cancel(job: Job) -> None:
         if job.cancel.is_set():
             raise UpdateError(job.cancel_reason or "canceled")
+
+    def _precheck(self, job: Job) -> None:
+        self._check_cancel(job)
         why = self.refusal(job.name, job.version)
         if why is not None:
             raise UpdateError(why)
@@ -509,7 +592,7 @@ class UpdateInstaller:
         mdir = self.store.model_dir(job.name)
         vdir = mdir / job.version
         prev = self.store.active(job.name)
-        shutil.copyfile(manifest, st.dir / "built.json")
+        write_atomic(st.dir / "built.json", manifest.read_bytes())  # on disk before `current` can point at it
         if vdir.exists():
             shutil.rmtree(vdir)  # leftover of an earlier failed attempt (never the active or previous one)
         mdir.mkdir(parents=True, exist_ok=True)
@@ -525,6 +608,11 @@ class UpdateInstaller:
         if `guard_boot` gave up on it (the process died on MAX_CHECK_ATTEMPTS starts with it active)."""
         prev = self.store.record(job.name).get("previous")
         checks = self.store.checks(job.name, job.version)
+        if checks["rollback"] is not None:  # the process died while this failed version was being rolled back
+            job.progress["check_attempts"] = len(checks["starts"])
+            rb = checks["rollback"]
+            self._roll_back_job(job, rb["to"], rb["reason"], rb["trigger"])
+            return
         if checks["gave_up"]:
             job.progress["check_attempts"] = len(checks["starts"])
             reason = (f"health check never finished: the process died on {len(checks['starts'])} starts with "
@@ -554,7 +642,9 @@ class UpdateInstaller:
 
     def _roll_back_job(self, job: Job, prev: str | None, reason: str, trigger: str) -> None:
         """ROLLED_BACK in ACTIVATING: `current` back to prev, V deleted, audited; its staging goes before the
-        report (a crash after the swap back must not resume it as a new download)."""
+        report. The rollback is recorded in checks.json first: a process that dies before it finished (e.g. in the
+        health check of prev) finishes it at the next start, instead of resuming V as a new download."""
+        self.store.note_rollback(job, prev, reason, trigger)
         self._rollback_to(job.name, prev, job.version)
         self.audit({"name": job.name, "version": job.version, "to": prev, "action": "rolled_back",
                     "trigger": trigger, "reason": reason, "rollout": job.rollout})

@@ -34,6 +34,7 @@ class UpdateOptions:
     max_bytes_per_s: float = 0.0  # download rate cap (store uplinks); 0 = none
     reserve_bytes: int = 64 << 20  # disk that must stay free after the download
     backends: list[str] | None = None  # backends to self-test on; None: every installed one
+    selftest_timeout_s: float = 600.0  # a self-test still running then fails (a runtime hangs on an artefact)
     threads: int = 1
     shadow: ShadowConfig | None = None  # `[shadow]`; used when the agent has a shadow host (a running pipeline)
 

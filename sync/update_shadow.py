@@ -354,21 +354,30 @@ def judge(stats: ShadowStats, cfg: ShadowConfig) -> dict:
 
 def summary(shadow: dict | None) -> str:
     """One line for `edge fleet status`: verdict, samples and the figures that were measured (the reasons of a
-    failure are in the job's reason)."""
+    failure are in the job's reason). The report comes from a device's retained status, which that device writes
+    itself: fields that are not numbers where numbers belong are left out, never raised."""
     if not isinstance(shadow, dict) or not shadow:
         return ""
     if shadow.get("skipped"):
         return "shadow skipped"
-    parts = [f"shadow {'passed' if shadow.get('passed') else 'FAILED'} {shadow.get('samples', 0)}/"
-             f"{shadow.get('target', '?')}"]
-    drift = (shadow.get("landmark_drift") or {}).get("mean")
+
+    def num(obj, key: str) -> float | None:
+        v = obj.get(key) if isinstance(obj, dict) else None
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    def count(key: str, default: str) -> str:
+        v = shadow.get(key)
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else default
+    parts = [f"shadow {'passed' if shadow.get('passed') is True else 'FAILED'} {count('samples', '0')}/"
+             f"{count('target', '?')}"]
+    drift = num(shadow.get("landmark_drift"), "mean")
     if drift is not None:
         parts.append(f"drift {drift:.4f}")
-    if shadow.get("recall") is not None:
-        parts.append(f"recall {shadow['recall']:.2f}")
-    lat = shadow.get("latency_ms") or {}
-    if lat:
-        parts.append(f"p50 {lat.get('candidate_p50', 0):.1f}/{lat.get('active_p50', 0):.1f} ms")
-    if shadow.get("error_rate"):
-        parts.append(f"errors {shadow['error_rate']:.1%}")
+    if num(shadow, "recall") is not None:
+        parts.append(f"recall {num(shadow, 'recall'):.2f}")
+    lat = shadow.get("latency_ms")
+    if isinstance(lat, dict) and lat:
+        parts.append(f"p50 {num(lat, 'candidate_p50') or 0:.1f}/{num(lat, 'active_p50') or 0:.1f} ms")
+    if num(shadow, "error_rate"):
+        parts.append(f"errors {num(shadow, 'error_rate'):.1%}")
     return " ".join(parts)
