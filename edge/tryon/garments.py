@@ -139,6 +139,13 @@ class Catalog:
                 raise CatalogError(msg) from ex
         return self._loaded[sku]
 
+    def mark_broken(self, sku: str, why: str) -> None:
+        """Leave `sku` out from now on, as if its model had not loaded (it loaded but cannot be shown: `why`)."""
+        if sku not in self.broken:
+            self.broken[sku] = why
+            self._loaded.pop(sku, None)
+            log.error("garment %s is unavailable: %s", sku, why)
+
     def _load(self, e: CatalogEntry) -> Garment:
         if e.builder:
             model = self.build(e)

@@ -4,9 +4,9 @@
 
 * `swipe_left` / `swipe_right`: the palm centre makes one sideways stroke relative to the shoulders (speed above
   `start_speed`, then below `end_speed`: hysteresis), far enough, flat enough, short enough, with an open hand at
-  its start. Directions are those of the *displayed* picture: with `mirror_view` (the picture is flipped) a hand
-  moving to the shopper's right moves right on the screen and is a `swipe_right`; on the camera image it moves
-  left.
+  its start, while the other hand did not move the other way (arms crossing). Directions are those of the
+  *displayed* picture: with `mirror_view` (the picture is flipped) a hand moving to the shopper's right moves right
+  on the screen and is a `swipe_right`; on the camera image it moves left.
 * `point`: index finger extended, the other three curled, the fingertip held over a swatch rect (fractions of the
   displayed picture) for `point.hold_ms`; fires once per hold.
 * `palm`: all four fingers extended, hand upright, palm centre still (below `palm.still_speed`) for
@@ -32,6 +32,7 @@ import numpy as np
 
 from edge.hands.types import Hand
 from edge.tryon.config import GesturesSection
+from edge.tryon.session import main_person
 
 if TYPE_CHECKING:
     from edge.core.frames import Frame
@@ -50,6 +51,9 @@ UPRIGHT_DEG = 55.0  # open palm: wrist → middle knuckle within this of straigh
 POINT_MAX_DEG = 115.0  # pointing: the index not pointing down
 SHOULDERS = (11, 12)
 VEL_WINDOW_S = 0.1  # swipe speed: slope over this window
+# a stroke while the other hand moved the other way by this fraction of swipe.min_distance is a two-handed movement
+# (arms crossing or opening, both hands at the clothes), no swipe
+OPPOSED = 0.5
 STILL_WINDOW_S = 0.3  # open palm: still over this window
 
 
@@ -334,8 +338,20 @@ class GestureRecognizer:
               and c.min_duration_s <= dur <= c.max_duration_s)
         if not ok or t0 < self.quiet_until:  # a stroke begun in the cooldown (the return of a swipe) is none
             return None
+        if self._opposed(tr, t0, tr.samples[-1][0], d):
+            log.debug("%s hand: stroke of %.2f shoulder widths with the other hand moving the other way: no swipe",
+                      key, abs(dx))
+            return None
         return GestureEvent("swipe_right" if d > 0 else "swipe_left", t, t0, key,
                             detail={"distance": round(float(abs(dx)), 3), "duration_s": round(float(dur), 3)})
+
+    def _opposed(self, tr: _Track, t0: float, t1: float, d: int) -> bool:
+        """Another hand moved sideways against direction d between t0 and t1 (by OPPOSED x min_distance)."""
+        for other in self.tracks.values():
+            xs = [x for t, x, _ in other.samples if t0 - 1e-6 <= t <= t1 + 1e-6] if other is not tr else []
+            if len(xs) >= 2 and (xs[-1] - xs[0]) * d <= -OPPOSED * self.cfg.swipe.min_distance:
+                return True
+        return False
 
     def holds(self, t: float) -> dict:
         """Progress of the holds in progress (for the page): {"point": {...}} / {"palm": {...}}."""
@@ -353,13 +369,6 @@ class _Job:
     frame: Frame
     person: PersonPose
     rgb: np.ndarray
-
-
-def main_person(result: PoseResult | None) -> PersonPose | None:
-    """The person the mirror dresses (highest pose score)."""
-    if result is None or not result.people:
-        return None
-    return max(result.people, key=lambda p: p.score)
 
 
 class MirrorGestures:
@@ -381,6 +390,7 @@ class MirrorGestures:
         self._t = 0.0
         self._in_zone = False
         self._t_left: float | None = None  # stream time the shopper was last seen leaving the zone
+        self._person_id: int | None = None  # pose track id of the shopper whose hands are tracked
         self._since_run = 0
         self.every = cfg.every_n  # hands on every `every`-th pose frame now (yield_to_picture raises it)
         self.strain: Callable[[], float] | None = None  # how far the mirror is from keeping up (0 = it is)
@@ -441,7 +451,12 @@ class MirrorGestures:
         take an RGB copy of the camera image (the composite thread draws on frame.image later)."""
         self.frames_seen += 1
         self._t = frame.t
-        person = main_person(pose_result)
+        person = main_person(pose_result, self._person_id)
+        if person is not None and person.track_id != self._person_id:
+            if self._person_id is not None:  # someone else is the shopper now: their hands start afresh (the
+                self.hands.reset()  # tracks would jump to them, relative to other shoulders: a fake swipe)
+                self.recognizer.reset()
+            self._person_id = person.track_id
         if not self.in_zone(person, frame.shape):
             if self._in_zone:
                 self._t_left = frame.t

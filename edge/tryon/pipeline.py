@@ -30,7 +30,7 @@ from edge.tryon.garments import Catalog, CatalogError, Garment
 from edge.tryon.gl import RendererUnavailable
 from edge.tryon.intrinsics import Intrinsics
 from edge.tryon.occlusion import apply_occlusion, drop_fragments, trim_to_person
-from edge.tryon.session import SessionTracker
+from edge.tryon.session import SessionTracker, main_person
 from edge.tryon.silhouette import TorsoSilhouette
 from edge.tryon.sizing import ShoulderWidthEstimator, suggest_size
 
@@ -68,7 +68,7 @@ class RenderedFrame:
     """
 
     frame: Frame
-    person: PersonPose | None  # the person dressed (highest score), None if nobody
+    person: PersonPose | None  # the person dressed (session.main_person), None if nobody
     fit: BodyFit | None
     garment_layer: RenderOutput | None  # premultiplied RGBA + depth, cropped to the garment's bbox
     garment: Garment | None
@@ -147,6 +147,7 @@ class TryOnPipeline:
         self.gestures_error = ""  # why gestures are off although configured (the hand models did not open)
         self.shoulders = ShoulderWidthEstimator()
         self.size_suggestion: str | None = None
+        self._sized_id: int | None = None  # pose track id of the person the shoulder samples are of
         self.m2p_ms: deque[float] = deque(maxlen=600)
         self._t_out: deque[float] = deque(maxlen=240)
         self._t_in: deque[float] = deque(maxlen=240)  # camera frames taken by the capture thread
@@ -404,7 +405,12 @@ class TryOnPipeline:
                 # unwritable shader_cache_dir): the plain camera view, not a dead render thread
                 self._renderer_failed(e)
                 st.renderer = None
-        person = _main_person(posed.pose_result)
+        drawing: Garment | None = None  # the garment being uploaded or drawn now
+        person = main_person(posed.pose_result, st.person_id)
+        if person is not None and person.track_id != st.person_id:
+            if st.person_id is not None:  # someone else is dressed now: the garment must not glide over to them
+                st.reset()
+            st.person_id = person.track_id
         fit = out = garment = hint = None
         if self.breaker is not None:
             if person is not None:
@@ -422,11 +428,12 @@ class TryOnPipeline:
                     except CatalogError:  # its model is missing or corrupt (logged): keep what is shown
                         self._garment_failed(want, st.shown)
                     else:
+                        drawing = garment
                         if st.shown[0] != want[0]:
                             st.renderer.set_garment(garment, garment.colour(want[1]))
                         else:
                             st.renderer.set_colour(garment.colour(want[1]))
-                        st.shown = want
+                        drawing, st.shown = None, want
                 garment = st.renderer.garment
                 fit = st.fitter.fit(person, frame.t, garment.ref) if garment is not None else None
                 if fit is not None:
@@ -441,12 +448,20 @@ class TryOnPipeline:
                         st.renderer.set_torso_scale(fit.torso_scale)
                     if hasattr(st.renderer, "match_scene"):  # light the garment like the scene around the person
                         st.renderer.match_scene(frame.image, person.mask, person.landmarks, frame.t)
+                    drawing = garment
                     out = st.renderer.render(fit.poses)
+                    drawing, st.drawn = None, st.shown
             except RendererUnavailable as e:
                 self._renderer_failed(e)
-                st.renderer = None
-            except Exception:  # noqa: BLE001 - show the camera rather than stop
+                try:  # its GL context goes with it
+                    st.close()
+                except Exception:  # noqa: BLE001 - a renderer that failed may fail to close too
+                    log.debug("closing the failed renderer failed", exc_info=True)
+                    st.renderer = None
+            except Exception as e:  # noqa: BLE001 - show the camera rather than stop
                 log.exception("render failed on frame %d", frame.seq)
+                if drawing is not None and drawing.sku != st.drawn[0]:
+                    self._garment_undrawable(st, drawing, e)
         elif person is None:
             st.reset()
         frame.meta["t_render_done"] = time.monotonic()
@@ -455,11 +470,28 @@ class TryOnPipeline:
                              intrinsics=st.intr, hint=hint)
 
     def _garment_failed(self, want: tuple[str, str], shown: tuple) -> None:
-        """The selected garment cannot be loaded (Catalog.load logged why): go back to the garment shown, if any."""
+        """The selected garment cannot be loaded or drawn (logged): go back to `shown`, if any."""
         with self._lock:
             if self._want == want and shown[0] is not None:
                 self._want = shown
                 log.warning("try-on: %s cannot be shown, back to %s", want[0], shown[0])
+
+    def _garment_undrawable(self, st: _RenderState, garment: Garment, err: Exception) -> None:
+        """A garment that loaded but failed to upload or draw before it was ever drawn (e.g. a texture larger than
+        the GL takes) is left out of the catalogue like one whose model does not load, and the mirror goes back to
+        the garment drawn before (else the first that loads). Otherwise every frame fails again on it, each with a
+        traceback, and the shopper sees no garment."""
+        why = " ".join(str(err).split())  # a GLError spans many lines
+        self.catalog.mark_broken(garment.sku, f"{self.catalog.path}: {garment.sku}: cannot be drawn "
+                                              f"({type(err).__name__}: {why})"[:300])
+        back = st.drawn
+        if back[0] is None:
+            sku = self._first_loadable(garment.sku)
+            back = (sku, self.catalog.entry(sku).colours[0].name if self.catalog.entry(sku).colours else "")
+        st.shown = (None, None)  # the scene may hold part of it: the next frame sets the garment afresh
+        want = self.selection
+        if want[0] == garment.sku and back[0] != garment.sku:
+            self._garment_failed(want, back)
 
     def _renderer_failed(self, e: Exception) -> None:
         why = str(e) if isinstance(e, RendererUnavailable) else f"{type(e).__name__}: {e}"
@@ -527,11 +559,16 @@ class TryOnPipeline:
     def _update_analytics(self, frame: Frame, person: PersonPose | None, fit: BodyFit | None,
                           garment: Garment | None) -> None:
         """Size suggestion and try-on sessions, on the stream clock (media time for recorded media)."""
+        if person is not None and person.track_id != self._sized_id:
+            if self._sized_id is not None:  # someone else is dressed now: measured afresh, not mixed with the last
+                self.shoulders.reset()
+                self.size_suggestion = None
+            self._sized_id = person.track_id
         if fit is not None:
             self.shoulders.add(fit.shoulder_width_m, facing=abs(fit.yaw_deg) < 20)
         sw = self.shoulders.value()
         if sw is not None and garment is not None:
-            self.size_suggestion = suggest_size(garment.size_chart, sw)
+            self.size_suggestion = suggest_size(garment.size_chart, sw, keep=self.size_suggestion)
         sku, colour = self.selection
         self.sessions.update(frame.t, person is not None, sku, colour, self.size_suggestion, t_wall=frame.t_wall,
                              clock=frame.clock)
@@ -567,13 +604,6 @@ def draw_hint(image: np.ndarray, text: str) -> None:
                 (255, 255, 255), thick, cv2.LINE_AA)
 
 
-def _main_person(result: PoseResult | None) -> PersonPose | None:
-    """The person the mirror dresses: highest-scoring (closest to the mirror in practice)."""
-    if result is None or not result.people:
-        return None
-    return max(result.people, key=lambda p: p.score)
-
-
 class _RenderState:
     """What the render thread owns: the GL renderer (thread-bound), its intrinsics, the fitter, the shown garment."""
 
@@ -582,13 +612,18 @@ class _RenderState:
         self.silhouette: TorsoSilhouette | None = None
         self.silhouette_sku: str | None = None
         self.shown = (None, None)
+        self.drawn = (None, None)  # the selection of the last garment drawn without error
+        self.person_id: int | None = None  # pose track id of the person dressed last
 
     def reset(self) -> None:
-        """Forget the smoothing state (nobody dressed, or a new shopper)."""
+        """Forget the smoothing state (nobody dressed, or a new shopper): joints, outline and the scene light."""
         if self.fitter is not None:
             self.fitter.reset()
         if self.silhouette is not None:
             self.silhouette.reset()
+        lighting = getattr(self.renderer, "lighting", None)
+        if lighting is not None:
+            lighting.reset()
 
     def close(self) -> None:
         if self.renderer is not None:

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 WEB = Path(__file__).with_name("web")
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
 BOUNDARY = "mirrorframe"
+# a stream client that takes no frame for this long (a hung browser that keeps its socket open) is dropped, so its
+# handler thread and socket do not stay blocked in a write for good; the page opens a new stream when one ends
+STREAM_SEND_TIMEOUT_S = 10.0
 
 
 class JpegCache:
@@ -166,6 +169,7 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_
         req.send_header("Connection", "close")
         req.end_headers()
         req.close_connection = True
+        req.connection.settimeout(STREAM_SEND_TIMEOUT_S)
         last, min_dt, t_last = -1, 1.0 / page.max_stream_fps, 0.0
         try:
             while True:
@@ -184,8 +188,11 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_
                 req.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
                                 .encode() + data + b"\r\n")
                 req.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+        except (BrokenPipeError, ConnectionResetError):
             log.debug("mirror stream client left")
+        except TimeoutError:
+            log.info("mirror stream client %s took no frame for %.0f s: dropped", req.address_string(),
+                     STREAM_SEND_TIMEOUT_S)
 
     def index_redirect(req):
         send(req, 302, b"", "text/plain", {"Location": f"{prefix}/"})

@@ -8,10 +8,28 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from edge.core.events import Event, EventSink
 
+if TYPE_CHECKING:
+    from edge.pose.types import PersonPose, PoseResult
+
 log = logging.getLogger(__name__)
+
+
+def main_person(result: PoseResult | None, prefer: int | None = None) -> PersonPose | None:
+    """The person the mirror dresses: the one it dressed last (`prefer`, their pose track id) while the pose still
+    tracks them, else the highest-scoring (closest to the mirror in practice). The pose scores of two people in
+    view are both near 1 and trade places from frame to frame: by score alone the garment, the hands and the size
+    measurement would jump between them."""
+    if result is None or not result.people:
+        return None
+    if prefer is not None:
+        for p in result.people:
+            if p.track_id == prefer:
+                return p
+    return max(result.people, key=lambda p: p.score)
 
 
 @dataclass

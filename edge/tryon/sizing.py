@@ -6,8 +6,18 @@ from collections import deque
 import numpy as np
 
 
-def suggest_size(chart: dict[str, tuple[float, float]], shoulder_width_m: float) -> str | None:
-    """The size whose [lo, hi) shoulder-width range contains the measurement; None without a chart."""
+SIZE_HOLD_M = 0.005  # the size suggested now stays until the measurement is this far outside its range
+
+
+def suggest_size(chart: dict[str, tuple[float, float]], shoulder_width_m: float, keep: str | None = None
+                 ) -> str | None:
+    """The size whose [lo, hi) shoulder-width range contains the measurement; None without a chart. `keep` (the
+    size suggested now) stays while the measurement is within SIZE_HOLD_M of its range: the running median of a
+    shopper on a size boundary wanders across it by a millimetre or two, and the page would flip between sizes."""
+    if keep in chart:
+        lo, hi = chart[keep]
+        if lo - SIZE_HOLD_M <= shoulder_width_m < hi + SIZE_HOLD_M:
+            return keep
     for size, (lo, hi) in chart.items():
         if lo <= shoulder_width_m < hi:
             return size

@@ -155,9 +155,18 @@ function update(s) {
   else if (s.look.seq !== lookSeq) { if (lookSeq !== null) showLook(s.look); lookSeq = s.look.seq; }
 }
 
+// the picture is one long MJPEG response: when it ends (the device restarted) the <img> keeps its last frame, a
+// frozen mirror, and fires nothing. Open a new stream when the state comes back after failing, and after an error.
+let serverDown = false;
+function reopenStream() { $("video").src = `stream.mjpg?open=${Date.now()}`; }
+
 async function poll() {
   const view = pictureView();
-  try { update(await api("api/state", view ? {view} : undefined)); } catch (e) { /* server restarting */ }
+  try {
+    update(await api("api/state", view ? {view} : undefined));
+    if (serverDown) reopenStream();
+    serverDown = false;
+  } catch (e) { serverDown = true; /* server restarting */ }
   setTimeout(poll, POLL_MS);
 }
 
@@ -179,6 +188,7 @@ function wire() {
     x0 = null;
   });
   $("video").addEventListener("load", frameShopper);
+  $("video").addEventListener("error", () => setTimeout(reopenStream, 1000));
   addEventListener("resize", frameShopper);
 }
 
