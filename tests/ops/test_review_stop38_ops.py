@@ -188,6 +188,9 @@ def test_ctrl_c_ends_the_live_view_while_it_waits_for_a_device_that_does_not_ans
     from edge.app import top
 
     srv = RawServer(lambda path: None)  # accepts, never answers: the scrape waits for its timeout
+    # Python's own Ctrl-C handler: a test run started in the background (`cmd &`) inherits SIGINT ignored, and
+    # the signal would then never arrive
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
@@ -196,6 +199,7 @@ def test_ctrl_c_ends_the_live_view_while_it_waits_for_a_device_that_does_not_ans
         pytest.fail("Ctrl-C escaped `edge top` as a traceback")
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, old)
         srv.close()
     assert rc == 0
 
