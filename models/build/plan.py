@@ -1,6 +1,7 @@
 """What the build chain plans: steps (in-process actions or subprocess commands) and the model folder layout."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ class Step:
     code: list[Path] = field(default_factory=list)
     action: Callable[[], None] | None = None  # in-process
     command: Callable[[], list[str]] | None = None  # subprocess (resolved lazily: venvs are created on demand)
+    argv: list[str] | None = None  # the subprocess's script and arguments (its command but the python)
     log_path: Path | None = None
 
 
@@ -40,6 +42,26 @@ def scope_selectors(table: dict | None) -> dict:
 
 def bins(paths) -> list[Path]:
     return [p.with_suffix(".bin") for p in paths if p.suffix == ".xml"]
+
+
+def arg_key(args: list) -> list[str]:
+    """A step command's arguments as they enter its key: a path by its name (its content is hashed as an input, and
+    the key must not depend on where the cache is), every other value as given (--norm, --limit, --opset, ...)."""
+    return [a.name if isinstance(a, Path) else str(a) for a in args]
+
+
+@functools.cache
+def runtime_versions() -> dict[str, str]:
+    """Versions of the runtime packages the in-process steps run models (LiteRT, onnxruntime, OpenVINO) and make
+    images with (OpenCV, NumPy): in those steps' keys, so a changed pin makes the golden outputs, the calibration sets
+    and the parity / accuracy gates again."""
+    from importlib.metadata import version
+
+    import cv2
+    import numpy
+
+    return {"ai-edge-litert": version("ai-edge-litert"), "onnxruntime": version("onnxruntime"),
+            "openvino": version("openvino"), "opencv": cv2.__version__, "numpy": numpy.__version__}
 
 
 def write_json(path: Path, obj) -> None:

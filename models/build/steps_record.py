@@ -46,6 +46,21 @@ def is_current(record: Path, key: str, outputs: list[Path]) -> bool:
     return True
 
 
+def adopt(record: Path, key: str, legacy_key: str, argv: list[str], outputs: list[Path]) -> bool:
+    """A record written before step keys held the command's arguments is current when it has legacy_key (the key
+    without them), ran this very command (its `command` ends with argv) and its outputs are as recorded: it is
+    rewritten with the new key (no re-run) and True returned; else False."""
+    try:
+        rec = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return False
+    cmd = rec.get("command") if isinstance(rec, dict) else None
+    if not (isinstance(cmd, str) and cmd.endswith(" " + " ".join(argv)) and is_current(record, legacy_key, outputs)):
+        return False
+    write_atomic(record, json.dumps({**rec, "key": key}, indent=1).encode())
+    return True
+
+
 def _rel(p: Path, record: Path) -> str:
     """Output key: path relative to the folder above the record's `.steps/` (names repeat across folders)."""
     return os.path.relpath(p, record.parent.parent)

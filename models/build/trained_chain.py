@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from models.build import trained, venvs, verify
-from models.build.plan import BuildError, Step, bins, model_dir, quantize_steps, write_json
+from models.build.plan import BuildError, Step, arg_key, bins, model_dir, quantize_steps, runtime_versions, write_json
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,12 +77,15 @@ def model_steps(chain, name: str) -> list[Step]:
 
     def sub(step: str, venv: str | None, script: str, args: list, outs: list[Path], inputs: list[Path],
             params: dict | None = None) -> Step:
+        argv = [str(STEPS_DIR / script), *map(str, args)]
+
         def command():
             py = str(venvs.ensure(chain.cache, venv)) if venv else sys.executable
-            return [py, str(STEPS_DIR / script), *map(str, args)]
+            return [py, *argv]
         vkey = venvs.SPECS[venv].key if venv else "runtime"
-        return Step(name, step, outs, chain._rec(name, step), inputs=inputs, params={"venv": vkey, **(params or {})},
-                    code=[STEPS_DIR / script, STEPS_DIR / "_util.py"], command=command,
+        return Step(name, step, outs, chain._rec(name, step), inputs=inputs,
+                    params={"venv": vkey, "args": arg_key(args), **(params or {})},
+                    code=[STEPS_DIR / script, STEPS_DIR / "_util.py"], command=command, argv=argv,
                     log_path=d / "logs" / f"{step}.log")
 
     def copy():
@@ -92,18 +95,18 @@ def model_steps(chain, name: str) -> list[Step]:
     steps.append(Step(name, "source", [onnx], chain._rec(name, "source"), inputs=[committed.path],
                       params={"sha256": committed.sha256}, code=[Path(trained.__file__), Path(__file__)], action=copy))
     steps.append(Step(name, "golden", [golden], chain._rec(name, "golden"), inputs=[onnx, golden_in],
-                      params={"norm": cal["norm"]}, code=EVAL_CODE,
+                      params={"norm": cal["norm"], "runtime": runtime_versions()}, code=EVAL_CODE,
                       action=lambda: verify.make_golden(onnx, golden_in, cal["norm"], golden)))
     fp32 = [onnx]
     for a in by_producer.get("ov_convert", []):
         ov = d / a["file"]
         steps.append(sub("ov_convert", None, "ov_convert.py", [onnx, ov], [ov, ov.with_suffix(".bin")], [onnx],
-                         {"openvino": _version("openvino")}))
+                         {"openvino": runtime_versions()["openvino"]}))
         fp32.append(ov)
     vf = w / "verify_fp32.json"
     v = m["verify"]
     steps.append(Step(name, "verify_fp32", [vf], chain._rec(name, "verify_fp32"), inputs=[golden, *fp32, *bins(fp32)],
-                      params=dict(v), code=EVAL_CODE,
+                      params={**v, "runtime": runtime_versions()}, code=EVAL_CODE,
                       action=lambda: write_json(vf, {p.name: verify.parity(
                           golden, p, v["fp32_atol"], v["fp32_rtol"], v.get("output_atol")) for p in fp32})))
     int8: dict[str, Path] = {}
@@ -113,7 +116,8 @@ def model_steps(chain, name: str) -> list[Step]:
         acc = w / "accuracy_int8.json"
         steps.append(Step(name, "eval_int8", [acc], chain._rec(name, "eval_int8"),
                           inputs=[onnx, heldout, *int8.values(), *bins(int8.values())],
-                          params={"metric": cal["metric"]}, code=EVAL_CODE,
+                          params={"metric": cal["metric"], "input_size": cal["input_size"], "norm": cal["norm"],
+                                  "runtime": runtime_versions()}, code=EVAL_CODE,
                           action=lambda: write_json(acc, verify.int8_accuracy(
                               cal["metric"], cal["input_size"], heldout, cal["norm"], onnx, int8))))
     ref = chain.src(teacher)
@@ -121,7 +125,8 @@ def model_steps(chain, name: str) -> list[Step]:
     acc_t = w / "accuracy_teacher.json"
     steps.append(Step(name, "eval_teacher", [acc_t], chain._rec(name, "eval_teacher"),
                       inputs=[ref, heldout, *variants.values(), *bins(variants.values())],
-                      params={"metric": cal["metric"], "teacher": teacher}, code=EVAL_CODE,
+                      params={"metric": cal["metric"], "teacher": teacher, "input_size": cal["input_size"],
+                              "norm": cal["norm"], "runtime": runtime_versions()}, code=EVAL_CODE,
                       action=lambda: write_json(acc_t, vs_teacher(cal, heldout, ref, variants))))
     return steps
 
@@ -143,8 +148,3 @@ def vs_teacher(cal: dict, heldout: Path, teacher: Path, variants: dict[str, Path
             log.info("%s vs teacher: %s", path.name, {k: round(x, 4) if isinstance(x, float) else x
                                                       for k, x in out[label].items()})
     return out
-
-
-def _version(dist: str) -> str:
-    from importlib.metadata import version
-    return version(dist)

@@ -91,11 +91,13 @@ def ensure(cache: Path, name: str) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another build may be creating it right now
         if is_ready(cache, spec):
             return python_of(d)
-        _create(d, spec)
+        _create(d, spec, lock.fileno())
     return python_of(d)
 
 
-def _create(d: Path, spec: VenvSpec) -> None:
+def _create(d: Path, spec: VenvSpec, lock_fd: int) -> None:
+    """Make the venv d (from scratch: a half-made one is removed) and mark it ready last. venv and pip inherit the
+    lock: if this process is killed, the next ensure() waits for them to end before it removes and remakes d."""
     if d.exists():
         shutil.rmtree(d)
     logf = d.with_suffix(".log")
@@ -111,7 +113,7 @@ def _create(d: Path, spec: VenvSpec) -> None:
         for cmd in cmds:
             out.write(f"$ {' '.join(cmd)}\n")
             out.flush()
-            r = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
+            r = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, pass_fds=(lock_fd,))
             if r.returncode != 0:
                 tail = logf.read_text(errors="replace")[-2000:]
                 shutil.rmtree(d, ignore_errors=True)

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 from _util import Timer, setup_logging
+from onnx_names import canonicalize
 
 log = setup_logging("tf2onnx_graph")
 
@@ -42,6 +43,7 @@ def main() -> int:
     for n in g.node:
         n.input[:] = [renames.get(x, x) for x in n.input]
         n.output[:] = [renames.get(x, x) for x in n.output]
+    canonicalize(model_proto)  # tf2onnx's generated names vary from run to run
     onnx.checker.check_model(model_proto)
     onnx.save(model_proto, a.dst)
     log.info("%s -> %s opset %d inputs %s outputs %s, %d nodes (%s)", a.src, a.dst, a.opset,

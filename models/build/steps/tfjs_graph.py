@@ -308,12 +308,13 @@ def main() -> int:
     gd = prune(gd, outputs)
     with tf.Graph().as_default():  # validates the graph (op signatures, shapes)
         tf.import_graph_def(gd, name="")
-    Path(a.ref).write_bytes(gd.SerializeToString())
+    # deterministic: attribute maps in a fixed order, so two runs write the same bytes
+    Path(a.ref).write_bytes(gd.SerializeToString(deterministic=True))
     folded, n_folded = fold_constants(gd, outputs)
     plain, n_unfused = unfuse(folded)
     with tf.Graph().as_default():
         tf.import_graph_def(plain, name="")
-    Path(a.fp32).write_bytes(plain.SerializeToString())
+    Path(a.fp32).write_bytes(plain.SerializeToString(deterministic=True))
     ops = sorted({n.op for n in plain.node})
     log.info("%s: %d weights, %d attr fixes, %d folded tensors, %d fused ops split; outputs %s; ops %s (%s)",
              src.name, len(weights), n_fix, n_folded, n_unfused, outputs, ops, t)
