@@ -16,6 +16,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from edge.core.files import write_atomic
+
 FORMAT = "storefront-edge/built-manifest/1"
 DEV_KEY = "model-signing-dev.pem"
 DEV_PUB = "model-signing-dev.pub.pem"
@@ -55,13 +57,11 @@ def signing_key(cache: Path, path: str | Path | None = None) -> Ed25519PrivateKe
             f.write(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption()))
         tmp.replace(priv)
-        pub.write_bytes(k.public_key().public_bytes(serialization.Encoding.PEM,
-                                                    serialization.PublicFormat.SubjectPublicKeyInfo))
     k = serialization.load_pem_private_key(priv.read_bytes(), password=None)
     assert isinstance(k, Ed25519PrivateKey)
-    if not pub.is_file():
-        pub.write_bytes(k.public_key().public_bytes(serialization.Encoding.PEM,
-                                                    serialization.PublicFormat.SubjectPublicKeyInfo))
+    if not pub.is_file():  # new key, or a kill before its public half was written
+        write_atomic(pub, k.public_key().public_bytes(serialization.Encoding.PEM,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
     return k
 
 
@@ -91,9 +91,7 @@ def write_signed(path: Path, payload: dict, key: Ed25519PrivateKey) -> None:
     doc = {"format": FORMAT, "payload": payload,
            "signature": {"algorithm": "ed25519", "key_id": key_id(key.public_key()),
                          "value": base64.b64encode(key.sign(canonical(payload))).decode()}}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_atomic(path, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
 
 
 MAX_DOCUMENT_BYTES = 16 << 20  # a signed manifest is a few KiB; refuse anything absurd before parsing it
