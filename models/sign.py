@@ -57,6 +57,7 @@ def signing_key(cache: Path, path: str | Path | None = None) -> Ed25519PrivateKe
             f.write(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption()))
         tmp.replace(priv)
+        pub.unlink(missing_ok=True)  # an older key's public half (only the private key was deleted): never kept
     k = serialization.load_pem_private_key(priv.read_bytes(), password=None)
     assert isinstance(k, Ed25519PrivateKey)
     if not pub.is_file():  # new key, or a kill before its public half was written

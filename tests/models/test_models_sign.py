@@ -55,3 +55,15 @@ def test_not_a_manifest(zoo, tmp_path):
         verify_manifest(p, zoo.public_key_path())
     with pytest.raises(SignatureError, match="not found"):
         verify_manifest(tmp_path / "missing.json", zoo.public_key_path())
+
+
+def test_a_new_dev_key_replaces_the_old_public_key(tmp_path):
+    """Deleting only the dev private key (to rotate it) made a new key but kept the old public half, so every
+    built.json signed with the new key failed its check."""
+    from models import sign
+
+    k1 = sign.signing_key(tmp_path)
+    (tmp_path / "keys" / sign.DEV_KEY).unlink()
+    k2 = sign.signing_key(tmp_path)
+    pub = sign.load_public_key(sign.public_key_path(tmp_path))
+    assert sign.key_id(pub) == sign.key_id(k2.public_key()) != sign.key_id(k1.public_key())
