@@ -460,7 +460,10 @@ class TryOnPipeline:
                     st.renderer = None
             except Exception as e:  # noqa: BLE001 - show the camera rather than stop
                 log.exception("render failed on frame %d", frame.seq)
-                if drawing is not None and drawing.sku != st.drawn[0]:
+                # before any garment has drawn in this renderer the renderer itself may be at fault: one garment is
+                # blamed then, not the whole catalogue in turn
+                if drawing is not None and drawing.sku != st.drawn[0] and not (st.drawn[0] is None and st.blamed):
+                    st.blamed = True
                     self._garment_undrawable(st, drawing, e)
         elif person is None:
             st.reset()
@@ -614,6 +617,7 @@ class _RenderState:
         self.shown = (None, None)
         self.drawn = (None, None)  # the selection of the last garment drawn without error
         self.person_id: int | None = None  # pose track id of the person dressed last
+        self.blamed = False  # a garment was left out as undrawable in this renderer
 
     def reset(self) -> None:
         """Forget the smoothing state (nobody dressed, or a new shopper): joints, outline and the scene light."""

@@ -372,3 +372,27 @@ def _up(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_a_renderer_that_fails_before_anything_drew_leaves_out_one_garment_not_the_catalogue(tryon_cache):
+    """A renderer failing for a reason of its own before any garment drew (every draw raises) must not mark every
+    garment of the catalogue undrawable in turn: one is left out, the others stay for when it recovers."""
+    from edge.tryon.garments import BUILTIN_CATALOG, Catalog
+
+    cat = Catalog(BUILTIN_CATALOG, tryon_cache / "garments")
+    pipe = TryOnPipeline(TryOnConfig(), [], TruthPose(), catalog=cat)
+    frames = iter(MannequinSource(320, 240, n_cycle=2, realtime=False))
+    skus = cat.skus()
+    try:
+        pipe.run_sync(next(frames))
+        st = pipe._sync
+
+        def broken(*_a, **_k):
+            raise RuntimeError("GL_OUT_OF_MEMORY")
+        st.renderer.render = broken
+        st.drawn, st.shown = (None, None), (None, None)
+        for _ in range(2 * len(skus)):
+            pipe.run_sync(next(frames))
+        assert len(cat.broken) == 1 and len(cat.skus()) == len(skus) - 1, cat.broken
+    finally:
+        pipe.close_sync()
