@@ -84,8 +84,12 @@ class SyncConfig(StrictModel):
         return self
 
     def resolved_password(self) -> str:
+        """password, or the first line of password_file (OSError if unreadable, ValueError if empty)."""
         if self.password_file:
-            return Path(self.password_file).read_text().splitlines()[0].strip()
+            lines = Path(self.password_file).read_text().splitlines()
+            if not lines or not lines[0].strip():
+                raise ValueError(f"password_file {self.password_file} is empty: write the password on its first line")
+            return lines[0].strip()
         return self.password
 
     def resolved_client_id(self, store: str, device: str) -> str:

@@ -202,7 +202,7 @@ def sync_file_problems(cfg) -> list[str]:
         except UnicodeDecodeError:
             out.append(f"sync.password_file: {s.password_file} is not UTF-8 text (fix: put the broker password "
                        "on its first line, saved as UTF-8)")
-        except IndexError:
+        except ValueError:  # empty or a blank first line
             out.append(f"sync.password_file: {s.password_file} is empty (fix: put the broker password on its "
                        "first line)")
     if not s.tls:

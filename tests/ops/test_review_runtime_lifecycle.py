@@ -101,7 +101,7 @@ def test_the_run_lock_is_waited_for_then_a_second_holder_is_refused(tmp_path, mo
     again.release()
 
 
-@pytest.mark.parametrize("broken", ["outbox_is_a_folder", "missing_ca_file"])
+@pytest.mark.parametrize("broken", ["outbox_is_a_folder", "missing_ca_file", "empty_password_file"])
 def test_a_sync_that_cannot_start_is_a_start_error_naming_the_keys(tmp_path, broken):
     """An outbox path that is a folder, or a TLS CA file that is not there, used to end `edge run` with a
     traceback; it is a StartError (exit 2, one line) naming the [sync] keys and `edge doctor`, and nothing of the
@@ -111,8 +111,11 @@ def test_a_sync_that_cannot_start_is_a_start_error_naming_the_keys(tmp_path, bro
     sync = {"broker": "", "outbox_path": str(tmp_path / "outbox.sqlite")}
     if broken == "outbox_is_a_folder":
         (tmp_path / "outbox.sqlite").mkdir()
-    else:
+    elif broken == "missing_ca_file":
         sync.update(broker="127.0.0.1", port=1, tls=True, ca_file=str(tmp_path / "nope" / "ca.crt"))
+    else:
+        (tmp_path / "password").write_text("\n")
+        sync.update(broker="127.0.0.1", port=1, username="u", password_file=str(tmp_path / "password"))
     cfg = parse_config({**_cfg(tmp_path, pose={"enabled": False}), "sync": sync})
     with pytest.raises(StartError, match=r"cannot start sync: .*\[sync\] outbox_path, ca_file.*edge doctor"):
         Runtime(cfg, http=False).run(threading.Event(), max_frames=3)
