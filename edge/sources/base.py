@@ -83,8 +83,8 @@ class MediaClock:
     Without container timestamps (image folders, the demo) t_media = frame index / `fps`. With them (video files)
     t_media follows the container while its times increase; a frame whose time does not increase (missing, stalled,
     duplicated) comes one frame period after the previous one. When the container's clock starts again (segments
-    joined into one file: its times drop, then increase below the highest time seen), t_media goes on from the
-    frame before instead of standing still until the times pass the old ones. A looped file continues its clock
+    joined into one file: its times drop, then increase more than 3 frame periods below the highest time seen),
+    t_media goes on from the frame before instead of standing still until the times pass the old ones. A looped file continues its clock
     (each pass starts one frame period after the previous one ended), so durations never run backwards.
     t_wall = `start_wall` (recording start) + t_media.
     """
@@ -112,8 +112,10 @@ class MediaClock:
         if c is None and prev is None:  # no container times (yet): frame index / fps
             t = self._offset + self._index * self.period
         elif c is not None and (prev is None or c > prev):
-            if self._fell_back and prev is not None and self._good is not None and c <= self._good:
-                self._base = (prev, self._last)  # the container's clock started again: go on from the last frame
+            if self._fell_back and prev is not None and self._good is not None and c < self._good - 3 * self.period:
+                # the container's clock started again (well below the highest time seen, not frames that came out
+                # of order by a frame or two): go on from the last frame
+                self._base = (prev, self._last)
             t = self._base[1] + (c - self._base[0])
             self._good, self._fell_back = c, False
         else:  # no increasing container time: one frame period on
