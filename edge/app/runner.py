@@ -68,10 +68,9 @@ def mirror_behind(mirror, reader, fps: float) -> bool:
     """The try-on mirror (after its first 30 frames) is below 95 % of the rate its camera delivers: `[source] fps`,
     or what the main reader sees the camera deliver where that is less (a camera slower at night: throttling the
     analytics cameras would not make it faster); a reader without drops delivers what is taken, so there it is fps."""
-    rate = fps
-    if reader is not None and reader.drop:
-        rate = min(rate, reader.fps(window_s=2.0))
-    return mirror.frames_out > 30 and mirror.fps() < 0.95 * rate
+    from edge.app.streams import delivered_rate
+
+    return mirror.frames_out > 30 and mirror.fps() < 0.95 * delivered_rate(fps, reader)
 
 
 class StartError(RuntimeError):

@@ -149,6 +149,15 @@ class BatchCost:
         return 0.97 * n * min(below) if below else None
 
 
+def delivered_rate(fps: float, reader) -> float:
+    """The frame rate a critical pipeline can keep: its `fps`, or what its camera delivers where that is less (a
+    camera slower at night: throttling others does not make it faster); a reader without drops (a file played as
+    fast as it is consumed) delivers what is taken, so there it is `fps`."""
+    if reader is not None and reader.drop:
+        return min(fps, reader.fps(window_s=2.0))
+    return fps
+
+
 class StreamSet:
     """The extra cameras of a device, served by one worker thread over a shared detector (see the module doc).
 
@@ -278,8 +287,7 @@ class StreamSet:
             log.exception("streams: yield_to failed")
         for s in self.streams:
             if (s.critical and s.started and now - s.started >= 2.0 and not s.reader.error and not s.reader.ended
-                    and s.stats.fps(window_s=2.0) < 0.95 * (min(s.cam.fps, s.reader.fps(window_s=2.0))
-                                                            if s.reader.drop else s.cam.fps)):
+                    and s.stats.fps(window_s=2.0) < 0.95 * delivered_rate(s.cam.fps, s.reader)):
                 return True
         return False
 
