@@ -75,13 +75,20 @@ def client_gone(req: BaseHTTPRequestHandler) -> bool:
         return True
 
 
+# a stream client that takes no frame for this long (a hung browser that keeps its socket open) is dropped, so its
+# handler thread and socket do not stay blocked in a write for good
+STREAM_SEND_TIMEOUT_S = 10.0
+
+
 def stream_mjpeg(h: BaseHTTPRequestHandler, source: FrameBroadcaster, stop: threading.Event) -> None:
-    """Serve `source` as MJPEG until `stop`, the client leaves, or a write fails; while nothing was published yet the
-    client's socket is checked at each wait, so a viewer that left does not keep a thread."""
+    """Serve `source` as MJPEG until `stop`, the client leaves, a write fails or takes longer than
+    STREAM_SEND_TIMEOUT_S; while nothing was published yet the client's socket is checked at each wait, so a viewer
+    that left does not keep a thread."""
     h.send_response(200)
     h.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
     h.send_header("Cache-Control", "no-store")
     h.end_headers()
+    h.connection.settimeout(STREAM_SEND_TIMEOUT_S)
     source.viewers += 1
     seq = -1
     try:
@@ -95,6 +102,8 @@ def stream_mjpeg(h: BaseHTTPRequestHandler, source: FrameBroadcaster, stop: thre
             h.wfile.write(jpeg + b"\r\n")
     except (BrokenPipeError, ConnectionResetError):
         pass
+    except TimeoutError:
+        log.info("stream client %s took no frame for %.0f s: dropped", h.address_string(), STREAM_SEND_TIMEOUT_S)
     finally:
         source.viewers -= 1
 

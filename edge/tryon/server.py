@@ -16,7 +16,7 @@ from pathlib import Path
 
 import cv2
 
-from edge.core.http_server import client_gone, json_body, send
+from edge.core.http_server import STREAM_SEND_TIMEOUT_S, client_gone, json_body, send
 from edge.privacy.config import DEFAULT_NOTICE
 from edge.tryon.garments import CatalogError
 
@@ -24,9 +24,6 @@ log = logging.getLogger(__name__)
 WEB = Path(__file__).with_name("web")
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
 BOUNDARY = "mirrorframe"
-# a stream client that takes no frame for this long (a hung browser that keeps its socket open) is dropped, so its
-# handler thread and socket do not stay blocked in a write for good; the page opens a new stream when one ends
-STREAM_SEND_TIMEOUT_S = 10.0
 
 
 class JpegCache:

@@ -282,6 +282,30 @@ def test_preview_viewer_that_leaves_before_any_frame_frees_its_thread():
         srv.stop()
 
 
+def test_preview_viewer_that_stops_reading_is_dropped(monkeypatch):
+    """A viewer that keeps its socket open but reads nothing: once the socket buffers are full the handler's write
+    blocked for good (a thread and a socket per hung viewer); it is dropped after STREAM_SEND_TIMEOUT_S."""
+    from edge.core import http_server
+
+    monkeypatch.setattr(http_server, "STREAM_SEND_TIMEOUT_S", 1.0)
+    srv = LocalHttpServer("127.0.0.1", 0, lambda: (True, {})).start()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    rng = np.random.default_rng(0)
+    try:
+        s.connect(("127.0.0.1", srv.port))
+        s.sendall(b"GET /preview.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert wait_until(lambda: srv.preview.viewers == 1, 5)
+        end = time.monotonic() + 20
+        while srv.preview.viewers and time.monotonic() < end:  # noise frames: large JPEGs the viewer never reads
+            srv.preview.publish(rng.integers(0, 255, (480, 640, 3), np.uint8))
+            time.sleep(0.05)
+        assert srv.preview.viewers == 0, "the preview handler is still blocked writing to a viewer that reads nothing"
+    finally:
+        s.close()
+        srv.stop()
+
+
 def test_runtime_honours_http_preview_false(tmp_path, running):
     """`[http] preview = false` in a running Runtime: /preview.mjpg answers 404."""
     from edge.app.config import parse_config
