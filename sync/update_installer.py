@@ -44,6 +44,7 @@ SEQ_BLOCK = 1000  # status seqs reserved per agent.json write (the seq stays mon
 PENDING_FLUSH_S = 0.5
 MAX_JOB_FILE = 1 << 20
 MAX_CHECK_ATTEMPTS = 3  # process starts that may die with a swapped-in version unchecked before it is rolled back
+CANCEL_GRACE_S = 10.0  # a canceled update waits this long for its running self-test before its files are removed
 _PROCESS = uuid.uuid4().hex[:12]  # this process start, as counted in checks.json
 
 
@@ -192,7 +193,9 @@ class ModelStore:
             _write_json(stage / "job.json", job.to_dict())
 
     def drop_stage(self, name: str, version: str) -> None:
-        """Delete one staging folder (and its model's folder once empty)."""
+        """Delete one staging folder (and its model's folder once empty). Its checks.json goes first: a folder only
+        partly removed must not hand its crash counts or rollback record to a later offer of the same version."""
+        _remove(self.stage_dir(name, version) / "checks.json")
         _remove(self.stage_dir(name, version))
         try:
             (self.dir / name).rmdir()
@@ -515,7 +518,11 @@ class UpdateInstaller:
         deadline = time.monotonic() + self.opts.selftest_timeout_s
         try:
             while t.is_alive():
-                self._check_cancel(job)
+                try:
+                    self._check_cancel(job)
+                except UpdateError:  # let a self-test in progress end (briefly) before its staged files go
+                    t.join(max(0.0, min(CANCEL_GRACE_S, deadline - time.monotonic())))
+                    raise
                 if time.monotonic() > deadline:
                     log.error("update %s: self-test still running after %g s: left behind", job.key,
                               self.opts.selftest_timeout_s)
