@@ -47,7 +47,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge", description="storefront-edge: in-store edge inference runtime")
     p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="log level (default INFO; `edge run` without this flag switches to its config's [logging] "
-                   "level once the config is loaded)")
+                   "level once the config is loaded, and with it until a `reload_config` command applies the "
+                   "config's level)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (mod, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)

@@ -114,13 +114,16 @@ def test_a_record_from_before_args_were_keyed_is_adopted_only_for_the_same_comma
 def test_in_process_steps_are_keyed_on_the_runtime_and_their_settings(tmp_path):
     """golden, datasets, verify and eval steps run models on the runtime's LiteRT / onnxruntime / OpenVINO (and make
     images with OpenCV): a changed pin re-runs them; the evaluations are keyed on the norm and input size they use."""
+    seen = set()
     for name in ("pose_detection", "nanodet_m_416", "pose_landmark_student"):
         steps = Chain(tmp_path / "cache", only=[name]).plan()
         for st in steps:
             if st.name in ("golden", "datasets", "verify_fp32", "eval_int8", "eval_teacher") and st.command is None:
                 assert st.params.get("runtime") == runtime_versions(), (name, st.name)
+                seen.add(st.name)
             if st.name.startswith("eval_"):
                 assert {"norm", "input_size"} <= set(st.params), (name, st.name)
+    assert {"golden", "datasets", "verify_fp32", "eval_int8"} <= seen, seen
 
 
 def test_media_step_restores_a_damaged_photo(cache_as_is, tmp_path):
