@@ -446,12 +446,15 @@ class MirrorGestures:
                 return False
         return True
 
-    def prepare(self, frame: Frame, pose_result: PoseResult | None) -> _Job | None:
+    def prepare(self, frame: Frame, pose_result: PoseResult | None, person: PersonPose | None | bool = False
+                ) -> _Job | None:
         """Decide on the pose thread whether hands run on this frame (shopper in the zone, every_n, budget) and
-        take an RGB copy of the camera image (the composite thread draws on frame.image later)."""
+        take an RGB copy of the camera image (the composite thread draws on frame.image later). `person`: the
+        shopper the mirror chose (TryOnPipeline.shopper; None: nobody), else chosen here (session.main_person)."""
         self.frames_seen += 1
         self._t = frame.t
-        person = main_person(pose_result, self._person_id)
+        if person is False:
+            person = main_person(pose_result, self._person_id)
         if person is not None and person.track_id != self._person_id:
             if self._person_id is not None:  # someone else is the shopper now: their hands start afresh (the
                 self.hands.reset()  # tracks would jump to them, relative to other shoulders: a fake swipe)
@@ -496,9 +499,10 @@ class MirrorGestures:
             self._dispatch(e)
         return events
 
-    def process(self, frame: Frame, pose_result: PoseResult | None) -> list[GestureEvent]:
+    def process(self, frame: Frame, pose_result: PoseResult | None, person: PersonPose | None | bool = False
+                ) -> list[GestureEvent]:
         """prepare + run on the calling thread."""
-        job = self.prepare(frame, pose_result)
+        job = self.prepare(frame, pose_result, person)
         return self.run(job) if job is not None else []
 
     def action_for(self, e: GestureEvent) -> tuple[str, object, str]:

@@ -57,6 +57,7 @@ class PosedFrame:
 
     frame: Frame
     pose_result: PoseResult | None
+    person: PersonPose | None = None  # the shopper, chosen on the pose thread (TryOnPipeline.shopper)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,7 @@ class TryOnPipeline:
         self.sessions = SessionTracker(sink, cfg.session.absence_timeout_s, cfg.session.min_duration_s)
         self.actions = MirrorActions(self)  # touch (page) and gestures change the mirror through this seam
         self.gestures = None  # edge.tryon.gestures.MirrorGestures (attach_gestures): hands on the pose thread
+        self._shopper_id: int | None = None  # pose track id of the shopper (shopper(), pose thread)
         self.gestures_error = ""  # why gestures are off although configured (the hand models did not open)
         self.shoulders = ShoulderWidthEstimator()
         self.size_suggestion: str | None = None
@@ -287,9 +289,10 @@ class TryOnPipeline:
             self._sync = _RenderState()
         if pose_result is None:
             pose_result = self.pose.process(frame)
+        person = self.shopper(pose_result)
         if self.gestures is not None:
-            self.gestures.process(frame, pose_result)
-        item = self._render_one(self._sync, PosedFrame(frame, pose_result))
+            self.gestures.process(frame, pose_result, person)
+        item = self._render_one(self._sync, PosedFrame(frame, pose_result, person))
         self._composite_one(item)
         return item
 
@@ -324,6 +327,15 @@ class TryOnPipeline:
         self.source_ended.set()
         self._s_capture.close()
 
+    def shopper(self, result: PoseResult | None) -> PersonPose | None:
+        """The person the mirror serves in this pose result (session.main_person, preferring the last one), chosen
+        once per frame on the pose thread, so the garment and the gestures always follow the same person even when
+        the render thread skips frames."""
+        person = main_person(result, self._shopper_id)
+        if person is not None:
+            self._shopper_id = person.track_id
+        return person
+
     def _pose_loop(self) -> None:
         while not self._stop.is_set():
             frame = self._s_capture.get()
@@ -339,8 +351,9 @@ class TryOnPipeline:
                 result = None
             frame.meta["t_pose_done"] = time.monotonic()
             STAGE.labels("pose").observe(frame.meta["t_pose_done"] - t0)
-            job = self.gestures.prepare(frame, result) if self.gestures is not None else None
-            self._s_pose.put(PosedFrame(frame, result))
+            person = self.shopper(result)
+            job = self.gestures.prepare(frame, result, person) if self.gestures is not None else None
+            self._s_pose.put(PosedFrame(frame, result, person))
             if job is not None:  # hands after the hand-off: the garment is not delayed, the next pose frame is
                 self.gestures.run(job)
         self._s_pose.close()
@@ -406,7 +419,7 @@ class TryOnPipeline:
                 self._renderer_failed(e)
                 st.renderer = None
         drawing: Garment | None = None  # the garment being uploaded or drawn now
-        person = main_person(posed.pose_result, st.person_id)
+        person = posed.person
         if person is not None and person.track_id != st.person_id:
             if st.person_id is not None:  # someone else is dressed now: the garment must not glide over to them
                 st.reset()

@@ -76,6 +76,21 @@ def test_a_second_person_in_view_does_not_take_the_garment(catalog, intr):
         pipe.close_sync()
 
 
+def test_the_render_thread_dresses_the_shopper_the_pose_thread_chose(catalog, intr):
+    """The shopper is chosen once per frame on the pose thread (the gestures see that choice too): when the render
+    thread skipped the frame where A was missing and B became the shopper, it dresses B, not A again by its own
+    memory (the garment on A while B's hands changed it)."""
+    image, pa, pb = _two_people(intr)
+    pipe = TryOnPipeline(TryOnConfig(), [], None, catalog=catalog)
+    try:
+        assert pipe.run_sync(_frame(image, 0, 0.0), _result(0, 0.0, image, [pa])).person.track_id == 1
+        assert pipe.shopper(_result(1, 1 / 30, image, [pb])).track_id == 2  # a pose frame the render skipped
+        item = pipe.run_sync(_frame(image, 2, 2 / 30), _result(2, 2 / 30, image, [pa, pb]))
+        assert item.person.track_id == 2
+    finally:
+        pipe.close_sync()
+
+
 def test_when_the_shopper_changes_the_garment_and_the_size_start_afresh(catalog, intr):
     """Shopper A is dressed and measured, then leaves as B (already in view) becomes the shopper: on B's first frame
     the garment sits on B's shoulders (it does not glide over from where A stood, through the smoothing filter), and
