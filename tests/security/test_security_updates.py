@@ -11,28 +11,14 @@ import pytest
 
 from models import sign
 from sync import topics
-from sync.client import ClientOptions
 from sync.rollout import publish_model
 from sync.update_manifest import build_payload, sign_payload
 
 from sync_helpers import requester, wait_until
-from update_helpers import MODEL, Device, keys, model_dir
+from update_helpers import MODEL, Device, command, keys, model_dir, opts
 
 CHUNK = 64 << 10
 FINAL = ("SUCCEEDED", "FAILED", "ROLLED_BACK")
-
-
-def opts(port: int) -> ClientOptions:
-    return ClientOptions("127.0.0.1", port)
-
-
-def command(port: int, name: str, args: dict, device: str = "d001") -> dict:
-    t = topics.DeviceTopics("s001", device)
-    with requester(port, [f"{t.base}/cmd_result/+"]) as r:
-        cid = r.send(t.cmd(name), args)
-        got = r.wait([cid], 10)[cid]
-    assert got, f"no answer to {name}"
-    return got[0]
 
 
 def final(dev: Device, version: str, timeout: float = 20) -> dict:

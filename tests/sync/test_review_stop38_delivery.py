@@ -47,21 +47,27 @@ def test_rows_lost_beyond_the_go_back_window_are_resent_on_an_idle_device(broker
             consumer.stop()
 
 
+def _connected_delivery(ob: Outbox) -> tuple[Delivery, list[list[int]]]:
+    """A Delivery of `ob`, connected, whose publishes are recorded (the seqs of each message) instead of sent."""
+    published: list[list[int]] = []
+
+    def publish(topic: str, payload: bytes) -> int:
+        published.append([r["seq"] for r in json.loads(payload)["events"]])
+        return len(published)
+
+    d = Delivery(ob, topics.DeviceTopics("s1", "d1"), publish, ack_wait_s=0)
+    d.notify_connected()
+    d._drain_notes()
+    return d, published
+
+
 def test_a_record_refused_before_its_publish_has_its_gap_record_sent_at_once(tmp_path, monkeypatch):
     """The privacy guard refuses the newest record while it is sent live: its gap record (same seq) must go out
     with the next fill, not wait for a go-back (which also resends a window of duplicates), or forever when no
     other row is awaiting an ack."""
     monkeypatch.setattr(guard, "_last_record", {})  # the guard's once-a-minute record: other tests' stays as it was
     with Outbox(tmp_path / "o.db") as ob:
-        published: list[list[int]] = []
-
-        def publish(topic: str, payload: bytes) -> int:
-            published.append([r["seq"] for r in json.loads(payload)["events"]])
-            return len(published)
-
-        d = Delivery(ob, topics.DeviceTopics("s1", "d1"), publish, ack_wait_s=0)
-        d.notify_connected()
-        d._drain_notes()
+        d, published = _connected_delivery(ob)
         ob.emit(Event("person_entered", {"i": 1}))
         ob.emit(Event("person_entered", {"crop": "0,0,10,10"}))  # image data: never published
         d._fill_window()
@@ -262,15 +268,7 @@ def test_a_refused_record_puts_back_only_its_own_seq_after_a_finished_backlog(tm
     resent whenever they were neither in flight nor PUBACKed (after a go-back: a flood the go-back window avoids)."""
     monkeypatch.setattr(guard, "_last_record", {})
     with Outbox(tmp_path / "o.db") as ob:
-        published: list[list[int]] = []
-
-        def publish(topic: str, payload: bytes) -> int:
-            published.append([r["seq"] for r in json.loads(payload)["events"]])
-            return len(published)
-
-        d = Delivery(ob, topics.DeviceTopics("s1", "d1"), publish, ack_wait_s=0)
-        d.notify_connected()
-        d._drain_notes()
+        d, published = _connected_delivery(ob)
         for i in range(3):
             ob.emit(Event("person_entered", {"i": i}))
         d._fill_window()

@@ -26,12 +26,11 @@ import pytest
 import sync.update_installer as installer
 from edge.app.cli import main
 from sync import payloads, topics
-from sync.client import ClientOptions
 from sync.rollout import AdminConnection, publish_model, read_statuses
 from sync.update_installer import MAX_CHECK_ATTEMPTS
 
-from sync_helpers import requester, wait_until
-from update_helpers import MODEL, Device, keys, model_dir
+from sync_helpers import wait_until
+from update_helpers import MODEL, Device, command, keys, model_dir, opts
 
 CHUNK = 64 << 10
 FINAL = ("SUCCEEDED", "FAILED", "ROLLED_BACK")
@@ -93,19 +92,6 @@ while time.monotonic() < deadline:
 dev.stop()
 sys.exit(3)
 '''
-
-
-def opts(port: int) -> ClientOptions:
-    return ClientOptions("127.0.0.1", port)
-
-
-def command(port: int, name: str, args: dict, device: str = "d001") -> dict:
-    t = topics.DeviceTopics("s001", device)
-    with requester(port, [f"{t.base}/cmd_result/+"]) as r:
-        cid = r.send(t.cmd(name), args)
-        got = r.wait([cid], 10)[cid]
-    assert got, f"no answer to {name}"
-    return got[0]
 
 
 def offer(port: int, version: str) -> dict:

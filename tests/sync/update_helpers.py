@@ -11,10 +11,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from models import manifest as manifests
 from models.zoo import ModelZoo
+from sync import topics
+from sync.client import ClientOptions
 from sync.model_update import ModelUpdateAgent, UpdateOptions
 from sync.service import SyncService
 
-from sync_helpers import device_settings
+from sync_helpers import device_settings, requester
 
 MODEL = "tiny_add"
 
@@ -161,3 +163,17 @@ def published_fleet(port: int, tmp_path: Path, chunk_size: int = 64 << 10) -> tu
     publish_model(ClientOptions("127.0.0.1", port), MODEL, "1.1", model_dir(tmp_path / "v1.1", seed=2), priv,
                   chunk_size=chunk_size)
     return pub, base
+
+
+def opts(port: int) -> ClientOptions:
+    return ClientOptions("127.0.0.1", port)
+
+
+def command(port: int, name: str, args: dict, device: str = "d001") -> dict:
+    """Send a command to test device `device` of store s001 and return its one result."""
+    t = topics.DeviceTopics("s001", device)
+    with requester(port, [f"{t.base}/cmd_result/+"]) as r:
+        cid = r.send(t.cmd(name), args)
+        got = r.wait([cid], 10)[cid]
+    assert got, f"no answer to {name}"
+    return got[0]
