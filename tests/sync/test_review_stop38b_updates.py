@@ -40,7 +40,7 @@ SYNC_DIR = Path(__file__).resolve().parent
 DEVICE = r'''
 import argparse, json, logging, os, signal, sys, time
 from pathlib import Path
-from update_helpers import MODEL, Device
+from update_helpers import MODEL, Device, run_until_final
 import sync.update_installer as installer
 
 p = argparse.ArgumentParser()
@@ -80,17 +80,7 @@ if args.kill_on_point:
             os.kill(os.getpid(), signal.SIGKILL)
         return point(self, name, version)
     installer.ModelStore.point = killing_point
-dev.start()
-print(json.dumps({"started": True}), flush=True)
-deadline = time.monotonic() + args.timeout_s
-while time.monotonic() < deadline:
-    if dev.last.get("state") in ("SUCCEEDED", "FAILED", "ROLLED_BACK"):
-        print(json.dumps({"models": dev.agent.models(), "activated": dev.activated}), flush=True)
-        dev.stop()
-        sys.exit(0)
-    time.sleep(0.05)
-dev.stop()
-sys.exit(3)
+sys.exit(run_until_final(dev, args.timeout_s))
 '''
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # + tests/
 
-from update_helpers import MODEL, Device  # noqa: E402
+from update_helpers import MODEL, Device, run_until_final  # noqa: E402
 
 
 def main() -> int:
@@ -63,17 +63,7 @@ def main() -> int:
 
         ModelStore(dev.zoo).guard_boot()
         bad(dev.agent.active(MODEL) or "1.0")
-    dev.start()
-    print(json.dumps({"started": True}), flush=True)
-    deadline = time.monotonic() + args.timeout_s
-    while time.monotonic() < deadline:
-        if dev.last.get("state") in ("SUCCEEDED", "FAILED", "ROLLED_BACK"):
-            print(json.dumps({"models": dev.agent.models(), "activated": dev.activated}), flush=True)
-            dev.stop()
-            return 0
-        time.sleep(0.05)
-    dev.stop()
-    return 3
+    return run_until_final(dev, args.timeout_s)
 
 
 if __name__ == "__main__":
