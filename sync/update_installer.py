@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -224,6 +225,8 @@ class ModelStore:
         for entry in list(self.dir.iterdir()):
             if entry.name == "agent.json" and entry.is_file():
                 continue
+            if _AGENT_TMP.fullmatch(entry.name) and _age_s(entry) < TMP_GRACE_S:
+                continue  # agent.json being written now (a command handler may run while the agent starts)
             if not entry.is_dir() or entry.is_symlink() or entry.name not in self.zoo.names():
                 log.info("update staging: removing %s (not a known model's folder)", entry)
                 _remove(entry)
@@ -792,6 +795,17 @@ def _swap(mdir: Path, version: str) -> None:
     os.symlink(version, tmp)
     os.replace(tmp, mdir / "current")
     fsync_dir(mdir)
+
+
+_AGENT_TMP = re.compile(r"\.agent\.json\.\d+\.tmp")  # _write_json's temporary of agent.json
+TMP_GRACE_S = 60.0  # a temporary younger than this may be a write in progress: the startup cleaning leaves it
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return float("inf")
 
 
 def _write_json(path: Path, obj: dict) -> None:

@@ -326,3 +326,22 @@ def test_an_empty_file_in_an_update_installs(broker, tmp_path, fleet):
         assert (dev.zoo.cache / "models" / MODEL / "1.2" / "tiny_add_ir.bin").stat().st_size == 0
     finally:
         dev.stop()
+
+
+def test_the_startup_cleaning_leaves_an_agent_json_write_in_progress(tmp_path):
+    """A command handler may write agent.json (temporary, then rename) while the agent starts: the startup cleaning
+    removed the temporary as a stray file, and the rename failed ("handler failed: FileNotFoundError", a flaky
+    offer refusal in CI). A fresh temporary is left; one older than TMP_GRACE_S (a crash's leftover) goes."""
+    import time as _time
+
+    from models.zoo import ModelZoo
+    from sync.update_installer import TMP_GRACE_S, ModelStore
+
+    store = ModelStore(ModelZoo(tmp_path / "cache"))
+    fresh, old = store.dir / ".agent.json.140001.tmp", store.dir / ".agent.json.140002.tmp"
+    fresh.write_text("{}")
+    old.write_text("{}")
+    past = _time.time() - TMP_GRACE_S - 5
+    os.utime(old, (past, past))
+    store.startup(lambda name, version: True)
+    assert fresh.exists() and not old.exists()
