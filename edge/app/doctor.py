@@ -17,6 +17,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -271,18 +272,47 @@ def _outbox_state(path: Path) -> tuple[str, str] | None:
     if not path.is_file():
         return "problem", f"{path} is not a file"
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True, timeout=1)
-        try:
-            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        finally:
-            db.close()
+        _read_schema(path)
     except sqlite3.DatabaseError as e:
         if (getattr(e, "sqlite_errorcode", 0) & 0xFF) in _CORRUPT:
+            if _in_use(path):  # a running device opened it (so it was not corrupt at its start) and may be writing
+                return None   # it now: without locks, a checkpoint in progress can read as damage
+            try:
+                time.sleep(0.2)
+                _read_schema(path)  # once more: a write that was in progress has ended
+                return None
+            except sqlite3.DatabaseError:
+                pass
             return "warning", (f"{path} is corrupt ({e}): edge run will move it aside and start a new, empty outbox; "
                                f"the events waiting in it are not sent (fix: recover them first with `sqlite3 {path} "
                                ".recover`)")
         return "problem", f"{path} cannot be read ({e})"
     return None
+
+
+def _read_schema(path: Path) -> None:
+    """Read an SQLite file's schema without locks or side files (immutable mode); sqlite3.DatabaseError if it cannot."""
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True, timeout=1)
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    finally:
+        db.close()
+
+
+def _in_use(outbox: Path) -> bool:
+    """Whether an `edge run` holds this outbox's run lock (edge.app.data_cli.lock_path)."""
+    from edge.app.data_cli import RunLock
+
+    lock = RunLock(outbox.with_name(outbox.name + ".lock"))
+    if not lock.path.is_file():  # no `edge run` made it: nobody holds it (and the doctor makes no file)
+        return False
+    try:
+        if lock.acquire():
+            lock.release()
+            return False
+    except OSError:
+        return False
+    return True
 
 
 def check_storage(cfg, problems: list[str], warnings: list[str]) -> dict:

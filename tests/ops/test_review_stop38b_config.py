@@ -129,6 +129,26 @@ def test_doctor_outbox_taken_by_a_folder_is_a_problem_and_a_corrupt_one_a_warnin
     assert sorted(p.name for p in outbox.parent.iterdir()) == ["ob.sqlite"]  # not moved, no -wal / -shm made
 
 
+def test_doctor_does_not_call_a_running_device_s_outbox_corrupt(tmp_path):
+    """The doctor reads the outbox without locks: while the running device checkpoints it, a page can read as
+    damage. When an `edge run` holds the outbox's run lock (it opened the file, so it was sound at its start) the
+    doctor does not tell the operator to recover a healthy outbox."""
+    from edge.app.data_cli import RunLock
+
+    outbox = tmp_path / "data" / "ob.sqlite"
+    outbox.parent.mkdir(parents=True)
+    outbox.write_bytes(b"not a database" * 100)  # what a torn read looks like to SQLite
+    lock = RunLock(outbox.with_name(outbox.name + ".lock"))
+    assert lock.acquire()  # as `edge run` holds it
+    try:
+        r, rep = doctor(tmp_path, f'[sync]\noutbox_path = "{outbox}"\n')
+    finally:
+        lock.release()
+    assert r.returncode == 0, r.stdout
+    assert not [ln for ln in r.stdout.splitlines() if "corrupt" in ln], r.stdout
+    assert rep["storage"]["outbox"]["problem"] is None, rep["storage"]
+
+
 def test_doctor_reads_a_live_outbox_without_side_files(tmp_path):
     from sync.outbox import Outbox
 
