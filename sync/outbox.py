@@ -62,6 +62,13 @@ REDACTED = '{"withheld":"privacy guard: image data"}'  # dead-letter body of a r
 _CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB (primary result codes): the file is moved aside at open
 
 
+def _past_retention(kinds: list[str] | tuple[str, ...], before: float) -> tuple[str, str, tuple]:
+    """(condition on `reliable`, condition on `dead_letter`, their parameters): the session records of `kinds` past
+    their retention, undelivered ones stored before `before`, dead-lettered ones made before it (DEAD_CREATED)."""
+    marks = ",".join("?" * len(kinds))
+    return f"kind IN ({marks}) AND created < ?", f"kind IN ({marks}) AND {DEAD_CREATED} < ?", (*kinds, before)
+
+
 class Outbox:
     """SQLite outbox. Thread-safe (one connection, one lock); `emit` may be called from any thread."""
 
@@ -464,16 +471,15 @@ class Outbox:
         ones so the cloud watermark can pass."""
         if not kinds:
             return 0
-        marks = ",".join("?" * len(kinds))
+        undelivered, dead_letters, args = _past_retention(kinds, before)
         with self._lock:
             db = self.db
             with self._transaction():
-                rows = db.execute(f"SELECT seq, stream, size FROM reliable WHERE kind IN ({marks}) AND created < ? "
-                                  "ORDER BY seq", (*kinds, before)).fetchall()
+                rows = db.execute(f"SELECT seq, stream, size FROM reliable WHERE {undelivered} ORDER BY seq",
+                                  args).fetchall()
                 db.executemany("DELETE FROM reliable WHERE seq = ?", [(r[0],) for r in rows])
                 # a session record the broker refused sits in dead_letter: same retention, from when it was made
-                dead = db.execute(f"DELETE FROM dead_letter WHERE kind IN ({marks}) AND {DEAD_CREATED} < ?",
-                                  (*kinds, before)).rowcount
+                dead = db.execute(f"DELETE FROM dead_letter WHERE {dead_letters}", args).rowcount
                 for _, stream, size in rows:
                     self._rows[stream] -= 1
                     self._bytes[RELIABLE] -= size
@@ -490,15 +496,13 @@ class Outbox:
                  ) -> tuple[int, int]:
         """What `expire(kinds, session_before)` then `purge_dead_letters(history_before)` would delete, deleting
         nothing: (session records, undelivered or dead-lettered; other dead letters)."""
-        sess = f"kind IN ({','.join('?' * len(kinds))}) AND {DEAD_CREATED} < ?" if kinds else "0"
+        undelivered, sess, args = _past_retention(kinds, session_before) if kinds else ("0", "0", ())
         with self._lock:
             db = self.db
-            n_s = db.execute(f"SELECT COUNT(*) FROM reliable WHERE kind IN ({','.join('?' * len(kinds))}) "
-                             "AND created < ?", (*kinds, session_before)).fetchone()[0] if kinds else 0
-            n_s += db.execute(f"SELECT COUNT(*) FROM dead_letter WHERE {sess}",
-                              (*kinds, session_before) if kinds else ()).fetchone()[0]
+            n_s = db.execute(f"SELECT COUNT(*) FROM reliable WHERE {undelivered}", args).fetchone()[0]
+            n_s += db.execute(f"SELECT COUNT(*) FROM dead_letter WHERE {sess}", args).fetchone()[0]
             n_d = db.execute(f"SELECT COUNT(*) FROM dead_letter WHERE ts < ? AND NOT ({sess})",
-                             (history_before, *kinds, session_before) if kinds else (history_before,)).fetchone()[0]
+                             (history_before, *args)).fetchone()[0]
         return n_s, n_d
 
     def purge_dead_letters(self, before: float | None = None) -> int:
