@@ -32,7 +32,6 @@ import numpy as np
 
 from edge.hands.types import Hand
 from edge.tryon.config import GesturesSection
-from edge.tryon.session import main_person
 
 if TYPE_CHECKING:
     from edge.core.frames import Frame
@@ -446,15 +445,12 @@ class MirrorGestures:
                 return False
         return True
 
-    def prepare(self, frame: Frame, pose_result: PoseResult | None, person: PersonPose | None | bool = False
-                ) -> _Job | None:
+    def prepare(self, frame: Frame, pose_result: PoseResult | None, person: PersonPose | None) -> _Job | None:
         """Decide on the pose thread whether hands run on this frame (shopper in the zone, every_n, budget) and
         take an RGB copy of the camera image (the composite thread draws on frame.image later). `person`: the
-        shopper the mirror chose (TryOnPipeline.shopper; None: nobody), else chosen here (session.main_person)."""
+        shopper the mirror chose (TryOnPipeline.shopper; None: nobody)."""
         self.frames_seen += 1
         self._t = frame.t
-        if person is False:
-            person = main_person(pose_result, self._person_id)
         if person is not None and person.track_id != self._person_id:
             if self._person_id is not None:  # someone else is the shopper now: their hands start afresh (the
                 self.hands.reset()  # tracks would jump to them, relative to other shoulders: a fake swipe)
@@ -499,7 +495,7 @@ class MirrorGestures:
             self._dispatch(e)
         return events
 
-    def process(self, frame: Frame, pose_result: PoseResult | None, person: PersonPose | None | bool = False
+    def process(self, frame: Frame, pose_result: PoseResult | None, person: PersonPose | None
                 ) -> list[GestureEvent]:
         """prepare + run on the calling thread."""
         job = self.prepare(frame, pose_result, person)

@@ -12,7 +12,7 @@ import pytest
 
 from edge.core.http_server import LocalHttpServer
 
-from waiting import wait_until
+from waiting import feed_until_dropped, wait_until
 
 INNER = (b'POST /api/alerts/a1/resolve HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
          b'Content-Length: 14\r\n\r\n{"by":"evil"}\n')
@@ -291,15 +291,11 @@ def test_preview_viewer_that_stops_reading_is_dropped(monkeypatch):
     srv = LocalHttpServer("127.0.0.1", 0, lambda: (True, {})).start()
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    rng = np.random.default_rng(0)
     try:
         s.connect(("127.0.0.1", srv.port))
         s.sendall(b"GET /preview.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
         assert wait_until(lambda: srv.preview.viewers == 1, 5)
-        end = time.monotonic() + 20
-        while srv.preview.viewers and time.monotonic() < end:  # noise frames: large JPEGs the viewer never reads
-            srv.preview.publish(rng.integers(0, 255, (480, 640, 3), np.uint8))
-            time.sleep(0.05)
+        feed_until_dropped(lambda: srv.preview.viewers, lambda k, img: srv.preview.publish(img), 20)
         assert srv.preview.viewers == 0, "the preview handler is still blocked writing to a viewer that reads nothing"
     finally:
         s.close()

@@ -125,13 +125,13 @@ def test_a_frame_without_the_shopper_does_not_restart_the_hold(hand_zoo):
             t = i / 30
             frame = Frame(img.copy(), i, t, t)
             if i == 12:
-                g.process(frame, None)  # what the pose thread hands on when the pose failed
+                g.process(frame, None, None)  # what the pose thread hands on when the pose failed
             else:
                 pipe.run_sync(frame)
         assert [(e.kind, e.value) for e in g.events] == [("point", "red")]
         assert g.events[0].t_start < 12 / 30 and g.events[0].t <= 12 / 30 + pipe.cfg.gestures.point.hold_ms / 1e3
         for i in range(30, 40):  # the shopper is gone for 1/3 s
-            g.process(Frame(img.copy(), i, i / 30, i / 30), None)
+            g.process(Frame(img.copy(), i, i / 30, i / 30), None, None)
         assert g.recognizer.tracks == {} and g.hands.tracker.tracks == {}
     finally:
         pipe.close_sync()

@@ -25,7 +25,7 @@ from edge.tryon.config import GesturesSection, SwipeSection, TryOnConfig
 from edge.tryon.fitting import BodyFit
 from edge.tryon.intrinsics import Intrinsics
 from edge.tryon.pipeline import TryOnPipeline
-from waiting import wait_until
+from waiting import feed_until_dropped, wait_until
 
 REAL_CACHE = cache_dir()  # read at import, before the try-on fixtures point the cache at a temporary folder
 REPO = Path(__file__).resolve().parents[2]
@@ -199,6 +199,7 @@ def test_the_shopper_changing_with_a_raised_hand_is_no_swipe(templates):
     from edge.hands.config import HandsConfig
     from edge.hands.pipeline import HandsStage
     from edge.tryon.gestures import BodyRef, MirrorGestures
+    from edge.tryon.session import main_person
 
     cfg = GesturesSection(enabled=True, budget_ms=0, swipe=SwipeSection(open_hand=False))
     stage = HandsStage(HandsConfig(), _session("palm_detection_lite"), _session("hand_landmark_lite"))
@@ -214,6 +215,13 @@ def test_the_shopper_changing_with_a_raised_hand_is_no_swipe(templates):
         lm = pose_landmarks([hand], body).astype(np.float32)
         return PersonPose(track, lm, np.zeros((33, 3), np.float32), score, None)
 
+    shopper: list[int | None] = [None]
+
+    def choose(pr: PoseResult) -> PersonPose | None:  # what TryOnPipeline.shopper does on the pose thread
+        p = main_person(pr, shopper[0])
+        shopper[0] = p.track_id if p is not None else None
+        return p
+
     try:
         ran = 0
         for i in range(60):
@@ -224,7 +232,8 @@ def test_the_shopper_changing_with_a_raised_hand_is_no_swipe(templates):
                 p.template.paste(img, p)
             people = [person(2, b_body, b_hand, 0.98)] + ([person(1, a_body, a_hand, 0.99)] if i < 30 else [])
             frame = Frame(img, i, t, t)
-            g.process(frame, PoseResult(i, t, (H, W), people))
+            pr = PoseResult(i, t, (H, W), people)
+            g.process(frame, pr, choose(pr))
             ran += g.last is not None and g.last.frame_seq == i and bool(g.last.hands)
         assert ran >= 50, f"the hand models found the hands on only {ran} of 60 frames"
         swipes = [(e.kind, round(e.t, 2)) for e in g.events if e.kind.startswith("swipe")]
@@ -295,19 +304,16 @@ def test_a_stream_client_that_stops_reading_is_dropped(catalog, monkeypatch):
     before = _request_threads()
     client = socket.socket()
     client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    rng = np.random.default_rng(0)
     try:
         client.connect(("127.0.0.1", srv.port))
         client.sendall(b"GET /mirror/stream.mjpg HTTP/1.1\r\nHost: mirror\r\n\r\n")
         assert wait_until(lambda: len(_request_threads() - before) == 1, timeout=10)
         (handler,) = _request_threads() - before
-        end = time.monotonic() + 15
-        k = 0
-        while handler.is_alive() and time.monotonic() < end:  # noise frames: ~0.5 MB of JPEG each
-            f = Frame(rng.integers(0, 255, (480, 640, 3), np.uint8), k, time.monotonic(), time.time(), "noise")
+        def send(k: int, img: np.ndarray) -> None:
+            f = Frame(img, k, time.monotonic(), time.time(), "noise")
             pipe.run_sync(f, PoseResult(k, f.t, f.shape))
-            k += 1
-            time.sleep(0.05)
+
+        k = feed_until_dropped(handler.is_alive, send, 15)
         assert not handler.is_alive(), "the stream handler is still blocked writing to a client that reads nothing"
         assert k >= 5
     finally:
