@@ -58,6 +58,7 @@ class PosedFrame:
     frame: Frame
     pose_result: PoseResult | None
     person: PersonPose | None = None  # the shopper, chosen on the pose thread (TryOnPipeline.shopper)
+    visit: int = 0  # the shopper's visit (TryOnPipeline.shopper): a new one at a hand-over between two people
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ class RenderedFrame:
     garment: Garment | None
     intrinsics: Intrinsics | None
     hint: str | None = None  # the mirror's circuit breaker is open: plain camera view with this hint
+    visit: int = 0  # PosedFrame.visit
 
 
 class LatestSlot:
@@ -146,6 +148,8 @@ class TryOnPipeline:
         self.actions = MirrorActions(self)  # touch (page) and gestures change the mirror through this seam
         self.gestures = None  # edge.tryon.gestures.MirrorGestures (attach_gestures): hands on the pose thread
         self._shopper_id: int | None = None  # pose track id of the shopper (shopper(), pose thread)
+        self._with_shopper: set[int] = set()  # track ids seen in view beside the shopper (shopper(), pose thread)
+        self._visit = 0  # shopper(): counts the hand-overs between two people
         self.gestures_error = ""  # why gestures are off although configured (the hand models did not open)
         self.shoulders = ShoulderWidthEstimator()
         self.size_suggestion: str | None = None
@@ -289,10 +293,10 @@ class TryOnPipeline:
             self._sync = _RenderState()
         if pose_result is None:
             pose_result = self.pose.process(frame)
-        person = self.shopper(pose_result)
+        posed = self._posed(frame, pose_result)
         if self.gestures is not None:
-            self.gestures.process(frame, pose_result, person)
-        item = self._render_one(self._sync, PosedFrame(frame, pose_result, person))
+            self.gestures.process(frame, pose_result, posed.person)
+        item = self._render_one(self._sync, posed)
         self._composite_one(item)
         return item
 
@@ -330,11 +334,24 @@ class TryOnPipeline:
     def shopper(self, result: PoseResult | None) -> PersonPose | None:
         """The person the mirror serves in this pose result (session.main_person, preferring the last one), chosen
         once per frame on the pose thread, so the garment and the gestures always follow the same person even when
-        the render thread skips frames."""
+        the render thread skips frames. A new shopper who was in view beside the last one is someone else: a new
+        visit (self._visit; the try-on session ends). A new track id never seen beside them may be the same
+        person re-found after the pose lost them (turning away): the visit goes on."""
         person = main_person(result, self._shopper_id)
-        if person is not None:
+        if person is None:
+            return None
+        if person.track_id != self._shopper_id:
+            if self._shopper_id is not None and person.track_id in self._with_shopper:
+                self._visit += 1
             self._shopper_id = person.track_id
+            self._with_shopper = set()
+        self._with_shopper.update(p.track_id for p in result.people if p.track_id != person.track_id)
         return person
+
+    def _posed(self, frame: Frame, result: PoseResult | None) -> PosedFrame:
+        """The frame, its pose result and its shopper (shopper()) for the render thread."""
+        person = self.shopper(result)
+        return PosedFrame(frame, result, person, self._visit)
 
     def _pose_loop(self) -> None:
         while not self._stop.is_set():
@@ -351,9 +368,9 @@ class TryOnPipeline:
                 result = None
             frame.meta["t_pose_done"] = time.monotonic()
             STAGE.labels("pose").observe(frame.meta["t_pose_done"] - t0)
-            person = self.shopper(result)
-            job = self.gestures.prepare(frame, result, person) if self.gestures is not None else None
-            self._s_pose.put(PosedFrame(frame, result, person))
+            posed = self._posed(frame, result)
+            job = self.gestures.prepare(frame, result, posed.person) if self.gestures is not None else None
+            self._s_pose.put(posed)
             if job is not None:  # hands after the hand-off: the garment is not delayed, the next pose frame is
                 self.gestures.run(job)
         self._s_pose.close()
@@ -483,7 +500,7 @@ class TryOnPipeline:
         frame.meta["t_render_done"] = time.monotonic()
         STAGE.labels("render").observe(frame.meta["t_render_done"] - t0)
         return RenderedFrame(frame=frame, person=person, fit=fit, garment_layer=out, garment=garment,
-                             intrinsics=st.intr, hint=hint)
+                             intrinsics=st.intr, hint=hint, visit=posed.visit)
 
     def _garment_failed(self, want: tuple[str, str], shown: tuple) -> None:
         """The selected garment cannot be loaded or drawn (logged): go back to `shown`, if any."""
@@ -555,7 +572,7 @@ class TryOnPipeline:
         self._t_out.append(t_ready)
         self.frames_out += 1
         FPS.set(self.fps())
-        self._update_analytics(frame, item.person, item.fit, item.garment)
+        self._update_analytics(frame, item.person, item.fit, item.garment, item.visit)
         self.actions.observe(item.person, frame.image.shape[1], self.cfg.mirror_view)
         with self._out_cv:
             self._out = frame
@@ -573,7 +590,7 @@ class TryOnPipeline:
             drop_fragments(layer, self.cfg.fit.fragment_min_fraction)
 
     def _update_analytics(self, frame: Frame, person: PersonPose | None, fit: BodyFit | None,
-                          garment: Garment | None) -> None:
+                          garment: Garment | None, visit: int = 0) -> None:
         """Size suggestion and try-on sessions, on the stream clock (media time for recorded media)."""
         if person is not None and person.track_id != self._sized_id:
             if self._sized_id is not None:  # someone else is dressed now: measured afresh, not mixed with the last
@@ -587,7 +604,7 @@ class TryOnPipeline:
             self.size_suggestion = suggest_size(garment.size_chart, sw, keep=self.size_suggestion)
         sku, colour = self.selection
         self.sessions.update(frame.t, person is not None, sku, colour, self.size_suggestion, t_wall=frame.t_wall,
-                             clock=frame.clock)
+                             clock=frame.clock, visit=visit)
         if person is None and self.sessions.current is None:  # the visit is over: the next shopper is measured
             self.shoulders.reset()  # afresh and never sees (or saves in a look) this one's size
             self.size_suggestion = None

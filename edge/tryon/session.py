@@ -1,7 +1,8 @@
 """Try-on session analytics: one `tryon_session` event per shopper x garment (SKU, duration, colours, size).
 
 A session starts when a person is in front of the mirror with a garment selected, and ends when the garment
-changes, the person has been absent for `absence_timeout_s`, or the pipeline stops. Events carry no images and
+changes, the person has been absent for `absence_timeout_s`, another shopper takes their place (a new visit:
+TryOnPipeline.shopper), or the pipeline stops. Events carry no images and
 no body measurements, only the suggested size.
 """
 from __future__ import annotations
@@ -41,6 +42,7 @@ class _Session:
     colours: list[str] = field(default_factory=list)
     colour_changes: int = 0
     size_suggested: str | None = None
+    visit: int = 0
 
 
 class SessionTracker:
@@ -55,19 +57,24 @@ class SessionTracker:
         self._clock = "capture"
 
     def update(self, now: float, person_present: bool, sku: str, colour: str, size: str | None = None, *,
-               t_wall: float | None = None, clock: str = "capture") -> None:
-        """Call once per processed frame; `now` is the frame's stream time (Frame.t), `t_wall` its wall time."""
+               t_wall: float | None = None, clock: str = "capture", visit: int = 0) -> None:
+        """Call once per processed frame; `now` is the frame's stream time (Frame.t), `t_wall` its wall time,
+        `visit` the shopper's visit (a change ends the session where the last shopper was last seen)."""
         self._last_now, self._clock = now, clock
         if t_wall is not None:
             self._wall_offset = t_wall - now
         s = self.current
+        if s is not None and person_present and visit != s.visit:
+            self._end(s.t_last_seen, "shopper_changed")
+            s = None
         if s is not None and (s.sku != sku or (not person_present and now - s.t_last_seen > self.absence_timeout_s)):
             self._end(s.t_last_seen if not person_present else now, "garment_changed" if s.sku != sku else "absent")
             s = None
         if not person_present:
             return
         if s is None:
-            s = self.current = _Session(sku=sku, colour=colour, t_start=now, t_last_seen=now, colours=[colour])
+            s = self.current = _Session(sku=sku, colour=colour, t_start=now, t_last_seen=now, colours=[colour],
+                                        visit=visit)
         s.t_last_seen = now
         if colour != s.colour:
             s.colour = colour
