@@ -39,12 +39,18 @@ VERIFY_CODE = [Path(verify.__file__), Path(__file__).parent / "runners.py"]
 INT8_PRODUCERS = ("nncf", "ort_quant", "aeq", "trained")
 
 
+IN_BUILD_ENV = "EDGE_MODELS_BUILD_LOCK"  # set for step subprocesses: the lock their build holds
+
+
 @contextmanager
 def build_lock(cache: Path) -> Iterator[int]:
     """Hold `<cache>/models/.build.lock` (flock) for a build, waiting while another build of the same cache holds it;
     yields the lock's file descriptor. Step subprocesses inherit it, so a step left running by a killed build keeps
     the lock until it ends and the next build never writes the same files beside it."""
     path = cache / "models" / ".build.lock"
+    if os.environ.get(IN_BUILD_ENV) == str(path):  # a step's own build would wait for its parent for good
+        raise BuildError(f"`edge models build` called from inside a build step of {cache}: the step's build holds "
+                         f"{path}; run the build it needs before the step, or build into another cache")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         try:
@@ -362,7 +368,8 @@ class Chain:
 
     def _subprocess(self, label: str, cmd: list[str], log_path: Path) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONNOUSERSITE="1", PYTHONPATH="")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONNOUSERSITE="1", PYTHONPATH="",
+                   **{IN_BUILD_ENV: str(self.cache / "models" / ".build.lock")})
         with open(log_path, "w") as f:
             f.write(f"$ {' '.join(cmd)}\n")
             f.flush()
