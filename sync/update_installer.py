@@ -797,7 +797,7 @@ def _swap(mdir: Path, version: str) -> None:
     fsync_dir(mdir)
 
 
-_AGENT_TMP = re.compile(r"\.agent\.json\.\d+\.tmp")  # _write_json's temporary of agent.json
+_AGENT_TMP = re.compile(r"\.agent\.json\.\d+\.\d+\.tmp")  # write_atomic's temporary of agent.json
 TMP_GRACE_S = 60.0  # a temporary younger than this may be a write in progress: the startup cleaning leaves it
 
 
@@ -809,9 +809,9 @@ def _age_s(path: Path) -> float:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")  # the worker and a command may race
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    tmp.replace(path)
+    """write_atomic: a failed write (disk full) leaves the old file and no temporary; the worker and a command
+    handler may write at once."""
+    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True).encode())
 
 
 def _runtime() -> str:

@@ -13,8 +13,8 @@ What is removed:
 - shelf references: every stored reference of the planograms (`[analytics.planogram]`, `[[cameras]]`) in their
   `reference_dir` (they hold only the facings, but a shopper standing still in front of one is not ruled out); the
   device takes them again at its next clear view;
-- files a crash left half-written in those folders and the decision log's (`write_atomic`'s `.<name>.<pid>.tmp`),
-  and the damaged copies the device moved aside (`<outbox>.corrupt-*`, `<alert state>.damaged-*`) older than
+- files a crash left half-written in those folders and the decision log's (`write_atomic`'s
+  `.<name>.<pid>.<thread>.tmp`), and the damaged copies the device moved aside (`<outbox>.corrupt-*`, `<alert state>.damaged-*`) older than
   `history_retention_days` (they are undeliverable, like dead letters).
 
 `--older-than DURATION` uses one cutoff for all of them instead (a shelf reference goes when it was saved before
@@ -168,8 +168,8 @@ def purge_shelf_references(folders: list[Path], before: float | None, *, dry_run
 
 def purge_leftovers(places: list[tuple[Path, tuple[str, ...]]], *, dry_run: bool = False) -> dict:
     """Remove what a process killed while writing left beside these files ((folder, file name globs)): the
-    temporary files of `edge.core.files.write_atomic` (`.<name>.<pid>.tmp`: a shelf reference's pixels, decision
-    records). Nothing writes them while the purge holds the run lock, so each one is an orphan."""
+    temporary files of `edge.core.files.write_atomic` (`.<name>.<pid>.<thread>.tmp`: a shelf reference's pixels,
+    decision records). Nothing writes them while the purge holds the run lock, so each one is an orphan."""
     n = 0
     for d, names in places:
         found = {f for name in names for f in d.glob(f".{name}.*.tmp")} if d.is_dir() else set()

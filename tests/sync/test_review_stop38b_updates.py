@@ -338,7 +338,7 @@ def test_the_startup_cleaning_leaves_an_agent_json_write_in_progress(tmp_path):
     from sync.update_installer import TMP_GRACE_S, ModelStore
 
     store = ModelStore(ModelZoo(tmp_path / "cache"))
-    fresh, old = store.dir / ".agent.json.140001.tmp", store.dir / ".agent.json.140002.tmp"
+    fresh, old = store.dir / ".agent.json.7.140001.tmp", store.dir / ".agent.json.7.140002.tmp"
     fresh.write_text("{}")
     old.write_text("{}")
     past = _time.time() - TMP_GRACE_S - 5
