@@ -11,14 +11,16 @@ import threading
 import time
 from typing import Callable
 
-from edge.core.events import Event
+from edge.core.events import CLOCK_SET, Event
 from edge.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
 
-def health_sample(started: float, extra: dict | None = None, disk_path: str = ".") -> dict:
-    """One health record: uptime, load, process RSS and CPU, free disk, plus `extra` (sync metrics)."""
+def health_sample(started: float, extra: dict | None = None, disk_path: str = ".", *,
+                  clock: Callable[[], float] = time.time) -> dict:
+    """One health record: uptime (`clock()` - `started`: pass time.monotonic for both, a wall clock steps), load,
+    process RSS and CPU, free disk, plus `extra` (sync metrics)."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
     try:
         load1 = os.getloadavg()[0]
@@ -28,7 +30,7 @@ def health_sample(started: float, extra: dict | None = None, disk_path: str = ".
         disk_free_mb = round(shutil.disk_usage(disk_path).free / 2**20, 1)
     except OSError:
         disk_free_mb = None
-    return {"uptime_s": round(time.time() - started, 1), "load1": load1, "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
+    return {"uptime_s": round(clock() - started, 1), "load1": load1, "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
             "max_rss_mb": round(ru.ru_maxrss / 1024, 1), "disk_free_mb": disk_free_mb, **(extra or {})}
 
 
@@ -68,7 +70,7 @@ class TelemetryLoop:
         self._emit, self.interval_s, self._extra, self._disk = emit, interval_s, extra, disk_path
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._started = time.time()
+        self._started = time.monotonic()  # uptime is a duration: an NTP step must not move it
 
     def start(self) -> None:
         if self.interval_s <= 0:
@@ -76,16 +78,24 @@ class TelemetryLoop:
         self._thread = threading.Thread(target=self._run, name="sync-telemetry", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Stop the loop; False (logged) while a sample is still being taken after 2 s (the thread is kept: call
+        stop() again before the outbox it emits to is closed)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2)
-            self._thread = None
+        th = self._thread
+        if th is None:
+            return True
+        th.join(2)
+        if th.is_alive():
+            log.warning("telemetry: a sample is still in progress 2 s after the stop")
+            return False
+        self._thread = None
+        return True
 
     def sample(self) -> Event:
         """The health event; a NaN or infinite number (a gauge of a broken sensor or stat) is sent as null, since
         payloads are strict JSON and one such value would otherwise dead-letter the whole record."""
-        data = health_sample(self._started, self._extra(), self._disk)
+        data = health_sample(self._started, self._extra(), self._disk, clock=time.monotonic)
         data["monitor"] = monitor_summary()
         data, bad = finite(data)
         if bad:
@@ -143,7 +153,8 @@ def summarize_decisions(records) -> dict:
 class DecisionSummaryLoop(Periodic):
     """Emits a `decision_summary` telemetry event for each completed UTC day of the decision log in `folder`,
     checked every `check_s`. The last day sent is kept in `<folder>/summary_state.json`, so restarts neither skip
-    nor repeat a day; a device that was off catches up at most `catch_up_days`; the first start sends yesterday."""
+    nor repeat a day; a device that was off catches up at most `catch_up_days`; the first start sends yesterday. Nothing
+    is sent while the wall clock is unset (before CLOCK_SET)."""
 
     STATE = "summary_state.json"
     thread_name = "decision-summary"
@@ -156,6 +167,7 @@ class DecisionSummaryLoop(Periodic):
         self._emit, self.folder, self.check_s, self._clock = emit, Path(folder), check_s, clock
         self.interval_s = check_s
         self.catch_up_days = catch_up_days
+        self._told_unset = False
 
     def _last_day(self):
         import datetime as dt
@@ -174,8 +186,18 @@ class DecisionSummaryLoop(Periodic):
         from edge.core.decisions import ReadStats, read_decisions
         from edge.core.files import write_atomic
 
-        today = dt.datetime.fromtimestamp(self._clock(), dt.timezone.utc).date()
+        now = self._clock()
+        if now < CLOCK_SET:  # no RTC, NTP not reached yet: no day is known (a 1970 "yesterday" would be recorded)
+            if not self._told_unset:
+                self._told_unset = True
+                log.info("decision summary: the wall clock is not set yet; waiting for it")
+            return []
+        today = dt.datetime.fromtimestamp(now, dt.timezone.utc).date()
         last = self._last_day() or today - dt.timedelta(days=2)
+        if last >= today:  # sent while the clock ran ahead (set wrong, then corrected): would wait for that date
+            log.warning("decision summary: the last day sent (%s) is not before today (%s): the clock was ahead; "
+                        "going on from yesterday", last, today)
+            last = today - dt.timedelta(days=2)
         day = max(last + dt.timedelta(days=1), today - dt.timedelta(days=self.catch_up_days))
         out = []
         while day < today:

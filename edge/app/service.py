@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 EXIT_RSS_BUDGET = 75  # EX_TEMPFAIL: a clean exit that asks for a restart (the unit restarts on failure)
 NOTIFY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+RETRY_S = 0.5  # a supervisor probe that raised (progress, status, RSS) is retried after this long (at most)
 
 
 class ServiceConfig(StrictModel):
@@ -214,6 +215,8 @@ class ServiceSupervisor:
         self.rss = 0
         self._over = 0
         self._stopping = False
+        self.probe_errors = 0  # probes (progress, status, RSS) that raised
+        self._last_error, self._last_error_t = "", 0.0
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="service", daemon=True)
@@ -294,12 +297,25 @@ class ServiceSupervisor:
                 if self.cfg.rss_budget_mb and self.ready_at is not None and now >= next_rss:
                     self._check_rss()
                     next_rss = now + self.cfg.rss_check_s
-            except Exception:  # noqa: BLE001 - the supervisor must outlive any bug in a probe
-                log.exception("service supervisor")
+            except Exception as e:  # noqa: BLE001 - the supervisor must outlive any bug in a probe
+                self._probe_failed(e)
+                # the failed task's time stays in the past: retry it (and what was due after it) in RETRY_S (or the
+                # ping interval if shorter), not in a 10 ms loop; no ping is sent meanwhile (the progress is unknown)
+                retry = now + min(RETRY_S, self.ping_s or RETRY_S)
+                next_ping, next_status, next_rss = (max(t, retry) for t in (next_ping, next_status, next_rss))
             deadlines = [now + 0.5] + ([next_ping] if self.ready_at is not None else []) + \
                 ([next_rss] if self.cfg.rss_budget_mb else [])
             self._wake.wait(max(0.01, min(deadlines) - self.clock()))
             self._wake.clear()
+
+    def _probe_failed(self, e: Exception) -> None:
+        """Log a failing probe: with its traceback when the error is new, else at most once a minute."""
+        self.probe_errors += 1
+        key, now = f"{type(e).__name__}: {e}", self.clock()
+        if key != self._last_error or now - self._last_error_t >= 60:
+            log.exception("service supervisor: %s (%d failures so far; retried every %g s; no watchdog ping while "
+                          "the progress probe fails)", key, self.probe_errors, RETRY_S)
+            self._last_error, self._last_error_t = key, now
 
     def _watch(self, now: float) -> None:
         """Ping when every enabled stream processed a frame within stall_s or has lost its source; else stop pinging

@@ -4,7 +4,8 @@ model here, and how two answers of that model to the same input are compared.
 * pose landmarks: drift = mean distance of the 33 body landmarks, as a fraction of the model's input side, on
   samples where the active model sees a person (pose flag >= 0.5); presence agreement on every sample;
 * pose detector and person detector: the detections of each answer (the stage's own decoding and threshold), matched
-  at IoU >= 0.5: recall = the active model's detections the update also finds, precision = the other way round.
+  one to one at IoU >= 0.5: recall = the active model's detections the update also finds, precision = the other way
+  round.
 """
 from __future__ import annotations
 
@@ -39,10 +40,18 @@ def compare_landmarks(size: int):
 
 
 def _match(boxes_a: np.ndarray, boxes_c: np.ndarray, iou) -> dict:
-    """Detections of both answers and how many of each the other one matches at IoU >= MATCH_IOU."""
-    ma = sum(bool(len(boxes_c)) and float(iou(b, boxes_c).max()) >= MATCH_IOU for b in boxes_a)
-    mc = sum(bool(len(boxes_a)) and float(iou(b, boxes_a).max()) >= MATCH_IOU for b in boxes_c)
-    return {"active": len(boxes_a), "candidate": len(boxes_c), "matched_active": int(ma), "matched_candidate": int(mc)}
+    """Detections of both answers and how many the other one matches at IoU >= MATCH_IOU, one to one (greedy, best
+    IoU first): one box of an update that merges two neighbours finds one of them, not both."""
+    pairs = sorted(((float(v), i, j) for i, b in enumerate(boxes_a) if len(boxes_c)
+                    for j, v in enumerate(iou(b, boxes_c)) if v >= MATCH_IOU), reverse=True)
+    used_a: set[int] = set()
+    used_c: set[int] = set()
+    for _, i, j in pairs:
+        if i not in used_a and j not in used_c:
+            used_a.add(i)
+            used_c.add(j)
+    m = len(used_a)
+    return {"active": len(boxes_a), "candidate": len(boxes_c), "matched_active": m, "matched_candidate": m}
 
 
 def _compare_boxes(boxes, iou):
