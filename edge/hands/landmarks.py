@@ -1,8 +1,8 @@
 """Hand landmark model (MediaPipe hand_landmark_full / _lite): rotated 224 crop → 21 landmarks in image px.
 
-Outputs (canonical names): Identity (1, 63) landmarks x, y, z in crop px; Identity_1 (1, 1) hand presence (a
-probability); Identity_2 (1, 1) handedness (probability of "Left" on a mirrored image); Identity_3 (1, 63) world
-landmarks in metres.
+Outputs (canonical names): Identity (1, 63) landmarks x, y in crop px, z in crop px x NORMALIZE_Z; Identity_1 (1, 1)
+hand presence (a probability); Identity_2 (1, 1) handedness (probability of "Left" on a mirrored image); Identity_3
+(1, 63) world landmarks in metres.
 """
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ from edge.backends.base import Session
 from edge.hands.types import NUM_HAND_LANDMARKS, Hand
 from edge.pose.roi import crop, to_image
 from edge.pose.types import Roi
+
+# MediaPipe's hand_landmark_cpu.pbtxt decodes z with TensorsToLandmarksCalculator normalize_z 0.4 ("to account for
+# the Z coordinate distribution in the training data"): z = raw z / 0.4, in crop px
+NORMALIZE_Z = 0.4
 
 
 class HandLandmarkModel:
@@ -30,7 +34,7 @@ class HandLandmarkModel:
         raw = np.asarray(out["Identity"]).reshape(NUM_HAND_LANDMARKS, 3).astype(np.float64)
         lm = np.empty((NUM_HAND_LANDMARKS, 3), np.float64)
         lm[:, :2] = to_image(raw[:, :2], affine)
-        lm[:, 2] = raw[:, 2] * (roi.size / size)
+        lm[:, 2] = raw[:, 2] / NORMALIZE_Z * (roi.size / size)
         w = np.asarray(out["Identity_3"]).reshape(NUM_HAND_LANDMARKS, 3).astype(np.float64)
         c, s = math.cos(roi.rotation), math.sin(roi.rotation)
         world = np.stack([c * w[:, 0] - s * w[:, 1], s * w[:, 0] + c * w[:, 1], w[:, 2]], 1)

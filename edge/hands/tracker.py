@@ -33,6 +33,8 @@ def pose_hand_rois(pose_landmarks: np.ndarray, cfg: HandsConfig) -> dict[str, Ro
     out = {}
     hip_y = float(np.mean(pose_landmarks[list(HIPS), 1]))
     for side, idx in POSE_HAND.items():
+        if not np.isfinite(pose_landmarks[list(idx)][:, [0, 1, 3]]).all():  # a broken pose output: no ROI
+            continue
         if float(np.min(pose_landmarks[list(idx), 3])) < cfg.pose_visibility:
             continue
         if cfg.raised_only and pose_landmarks[idx[0], 1] >= hip_y:
@@ -59,6 +61,8 @@ class HandTracker:
         """Hands in one RGB frame; pose_landmarks: the person's (33, 5) px landmarks or None. Returns (hands,
         palm detector ran)."""
         cfg = self.cfg
+        if image_rgb.size == 0:  # an empty frame: nothing to see, the tracks carry over to the next one
+            return [], False
         tracks = dict(self.tracks)
         pose_rois = pose_hand_rois(pose_landmarks, cfg) if pose_landmarks is not None else {}
         for side, roi in pose_rois.items():  # a fast hand left its last ROI: the pose (this frame) knows better,

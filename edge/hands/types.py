@@ -21,7 +21,7 @@ NUM_HAND_LANDMARKS = 21
 class Hand:
     """One hand in one frame."""
 
-    landmarks: np.ndarray  # (21, 3) x, y image px, z (px-scale, relative to the wrist; smaller = nearer)
+    landmarks: np.ndarray  # (21, 3) x, y image px, z (MediaPipe's: px scale, relative to the wrist; smaller = nearer)
     world: np.ndarray  # (21, 3) metres, origin at the hand's centre, rotated into the image frame
     score: float  # hand presence in [0, 1]
     handedness: float  # the model's "Left" probability for a *mirrored* image: on a camera image ~ P(right hand)

@@ -101,6 +101,11 @@ def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, lb: Letterbox, *, thre
         return []
     c = raw_boxes.shape[-1]
     r = raw_boxes.reshape(-1, c)[keep] / size
+    ok = (r[:, 2] >= 0) & (r[:, 3] >= 0)  # MediaPipe's TensorsToDetections drops boxes of negative (or NaN) size
+    if not ok.all():
+        keep, r = keep[ok], r[ok]
+        if len(keep) == 0:
+            return []
     a = anchors[keep]
     cx, cy, w, h = r[:, 0] + a[:, 0], r[:, 1] + a[:, 1], r[:, 2], r[:, 3]
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)

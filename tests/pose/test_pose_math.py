@@ -53,6 +53,16 @@ def test_decode_threshold_and_empty():
     assert decode(boxes, scores, Letterbox(1.0, 0, 0, 224), threshold=0.2) != []
 
 
+def test_decode_drops_boxes_of_negative_or_nan_size():
+    """A raw box with a negative (or NaN) width or height is dropped before NMS, as MediaPipe's
+    TensorsToDetectionsCalculator does; kept, it became a person or hand ROI of negative size."""
+    boxes, scores = _raw(0, 2.0, [0, 0, -30.0, -40.0] + [0] * 8)
+    assert decode(boxes, scores, Letterbox(1.0, 0, 0, 224)) == []
+    boxes[0, 0, 2] = np.nan
+    assert decode(boxes, scores, Letterbox(1.0, 0, 0, 224)) == []
+    boxes[0, 0, :4] = [0, 0, 30.0, 40.0]
+    assert len(decode(boxes, scores, Letterbox(1.0, 0, 0, 224))) == 1
+
 def test_iou_hand_checked():
     a = np.array([0, 0, 10, 10.0])
     b = np.array([[1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 10]], float)
