@@ -100,10 +100,22 @@ class ModelUpdateAgent:
         """Start the worker. `updates/` is cleaned first: an unfinished job that can still continue (crash,
         kill -9) resumes from the chunks on disk, pending offers are queued again, everything else is deleted."""
         resume, pending = self.store.startup(self.installer.can_continue)
+        canceled = []
         with self._cv:
+            for a in self.store.fleet_rollbacks():  # accepted before a crash, not finished: run again first
+                self._rollbacks[a.name] = a
+                for job in [j for j in resume + pending if j.key == f"{a.name}@{a.version}"]:
+                    if job.state == ACTIVATING and self.store.active(a.name) != a.version:
+                        continue  # guard_boot swapped it out (crash loop): its resumed job finishes that rollback
+                    (resume if job in resume else pending).remove(job)
+                    if job.state != ACTIVATING:  # a swapped-in version is rolled back by run_rollback itself
+                        canceled.append(job)
             self._resume = resume
             for job in pending:
                 self._pending[job.name] = job
+        for job in canceled:
+            self.store.set_pending(job.name, None, only_version=job.version)
+            self.installer.cancel_queued(job, "canceled by a fleet rollback")
         for job in resume + pending:
             log.info("update %s: %s at start", job.key, "resuming" if job in resume else "queued again")
             self._report(job, event=False)
@@ -224,6 +236,8 @@ class ModelUpdateAgent:
                     self._rollbacks[a.name] = a
                     self._cv.notify_all()
                 action = "queued" if why is None else "refused"
+        if action in ("queued", "canceled"):  # on disk before the answer: a crash before it ran runs it at the start
+            self.store.note_fleet_rollback(a)
         self.counters["rollbacks" if action != "refused" else "rollbacks_refused"] += 1
         if action == "refused":
             log.warning("model_rollback of %s refused: %s", key, why)

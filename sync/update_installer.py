@@ -362,6 +362,35 @@ class ModelStore:
         job.progress["check_attempts"] = len(checks["starts"])
         return len(checks["starts"])
 
+    # ------------------------------------------------------------------ fleet rollbacks accepted, not finished
+    def note_fleet_rollback(self, a: RollbackArgs, *, to: str | None = None, done: bool = False) -> None:
+        """Record in agent.json (fsynced) that a fleet rollback of a.name@a.version was accepted (before its
+        command is answered), then its target `to` just before `current` is swapped back; done: forget it. A process
+        that dies in between runs it again at the next start (ModelUpdateAgent.start)."""
+        with self._lock:
+            rec = self._state["models"].setdefault(a.name, {})
+            if done:
+                if (rec.get("fleet_rollback") or {}).get("version") != a.version:
+                    return
+                rec.pop("fleet_rollback", None)
+            else:
+                rec["fleet_rollback"] = {"version": a.version, "rollout": a.rollout, "reason": a.reason, "to": to}
+            self._save_state()
+
+    def fleet_rollbacks(self) -> list[RollbackArgs]:
+        """The fleet rollbacks accepted and not finished (note_fleet_rollback), one per known model."""
+        out = []
+        for name, rec in self.models().items():
+            fr = rec.get("fleet_rollback")
+            if name not in self.zoo.names() or not isinstance(fr, dict):
+                continue
+            try:
+                out.append(RollbackArgs(name=name, version=fr.get("version"), rollout=fr.get("rollout") or "",
+                                        reason=fr.get("reason") or ""))
+            except ValueError:
+                log.warning("agent.json: unreadable fleet rollback of %s dropped: %r", name, fr)
+        return out
+
     def _unchecked(self, name: str, vdir: Path, d: dict | None) -> bool:
         """The job of staging folder vdir swapped its version in and never finished the health check (its version
         is active, or guard_boot pointed `current` back after a crash loop)."""
@@ -664,9 +693,22 @@ class UpdateInstaller:
     def run_rollback(self, a: RollbackArgs) -> None:
         """Fleet rollback of name@version to the kept previous version, if it still names the active version
         (checked again here: a job may have ended since the command was answered)."""
+        try:
+            self._run_rollback(a)
+        finally:
+            self.store.note_fleet_rollback(a, done=True)
+
+    def _run_rollback(self, a: RollbackArgs) -> None:
+        rec = self.store.record(a.name)
+        begun = rec.get("fleet_rollback") or {}
         why = self.rollback_refusal(a)
         if why is not None:
-            if self.store.active(a.name) != a.version:  # the job it canceled never got activated
+            prev = begun.get("to")
+            if begun.get("version") == a.version and prev is not None and self.store.active(a.name) == prev:
+                log.warning("rollback of %s@%s to %s: the process stopped before it finished; finishing it", a.name,
+                            a.version, prev)  # swapped back before a crash: the clean-up and the report are left
+                self._finish_rollback(a, prev, begun_before_crash=True)
+            elif self.store.active(a.name) != a.version:  # the job it canceled never got activated
                 log.info("rollback of %s@%s: not active (active %s), nothing to do", a.name, a.version,
                          self.store.active(a.name))
             else:
@@ -674,13 +716,20 @@ class UpdateInstaller:
                 self.audit({"name": a.name, "version": a.version, "to": None, "action": "refused",
                             "trigger": "fleet", "reason": why, "rollout": a.rollout})
             return
-        rec = self.store.record(a.name)
         prev = rec.get("previous")
-        reason = f"{a.reason or 'rollback requested by the fleet'}; back on {prev}"
         if rec.get("floor") is None or newer(a.version, rec["floor"]):  # swapped in, never checked (crash)
             self.store.save_model(a.name, floor=a.version)  # the fleet rejected it: never taken again
+        self.store.note_fleet_rollback(a, to=prev)  # before the swap back: a crash after it still finishes it
         self._rollback_to(a.name, prev, a.version)
+        self._finish_rollback(a, prev)
+
+    def _finish_rollback(self, a: RollbackArgs, prev: str, begun_before_crash: bool = False) -> None:
+        """The fleet rollback of a.version is swapped back to prev: its files go, then the audit and ROLLED_BACK."""
+        if begun_before_crash:
+            self.store.save_model(a.name, previous=None, rollout=None)
+            shutil.rmtree(self.store.model_dir(a.name) / a.version, ignore_errors=True)
         self.store.drop_stage(a.name, a.version)
+        reason = f"{a.reason or 'rollback requested by the fleet'}; back on {prev}"
         self.audit({"name": a.name, "version": a.version, "to": prev, "action": "rolled_back", "trigger": "fleet",
                     "reason": reason, "rollout": a.rollout})
         self.finish(Job(a.name, a.version, a.rollout, state=ACTIVATING), ROLLED_BACK, reason, phase=SUCCEEDED)

@@ -52,6 +52,7 @@ p.add_argument("--check", default="", help="VERSION=ok|fail|hang,... (health che
 p.add_argument("--selftest", choices=("real", "kill"), default="real")
 p.add_argument("--kill-on-point", help="SIGKILL just before `current` is pointed at this version")
 p.add_argument("--timeout-s", type=float, default=30.0)
+p.add_argument("--until", default="SUCCEEDED,FAILED,ROLLED_BACK", help="the job states that end the run")
 args = p.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(asctime)s dev %(levelname)s %(name)s: %(message)s")
 root = Path(args.root)
@@ -80,7 +81,7 @@ if args.kill_on_point:
             os.kill(os.getpid(), signal.SIGKILL)
         return point(self, name, version)
     installer.ModelStore.point = killing_point
-sys.exit(run_until_final(dev, args.timeout_s))
+sys.exit(run_until_final(dev, args.timeout_s, tuple(args.until.split(","))))
 '''
 
 

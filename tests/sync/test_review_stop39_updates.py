@@ -1,12 +1,21 @@
-"""The update agent's agent.json under a failing write (stop 39 review)."""
+"""The update agent's agent.json under a failing write, and a fleet rollback killed half way (stop 39 review)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
+import pytest
+
 from models.zoo import ModelZoo
+from sync.rollout import read_statuses
 from sync.update_installer import ModelStore
+
+from sync_helpers import wait_until
+from test_review_stop38b_updates import device_cmd, env, fleet, offer  # noqa: F401 - fixtures
+from update_helpers import MODEL, command, opts
 
 
 def test_agent_json_write_that_fails_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -37,3 +46,45 @@ def test_agent_json_write_that_fails_keeps_the_old_file_and_leaves_no_temporary(
     assert (store.dir / "agent.json").read_bytes() == before
     assert json.loads(before)["models"][name]["note"] == "before"
     assert [p.name for p in store.dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("kill, marker, current, activated", [
+    (["--check", "1.0=hang"], '"health_check": "1.0"', "1.0", []),  # in the health check of 1.0
+    (["--kill-on-point", "1.0"], '"point": "1.0"', "1.1", [[MODEL, "1.0"]]),  # before the swap back
+], ids=["in-check-of-previous", "before-swap-back"])
+def test_kill9_during_a_fleet_rollback_finishes_it_at_the_next_start(broker, tmp_path, device_cmd, kill,  # noqa: F811
+                                                                     marker, current, activated):
+    """1.1 installed and SUCCEEDED; the fleet rolls it back (the command answered "queued"); the process is killed
+    before the rollback finished. Before, the accepted rollback lived only in memory: killed before the swap back
+    the device stayed on the version the fleet rejected, and killed after it the rollback was never reported (the
+    rollout waited in ROLLBACK_SENT) and 1.1 stayed on disk. The next start finishes it and reports ROLLED_BACK."""
+    root, cmd = device_cmd
+    cmd = cmd + ["--until", "ROLLED_BACK"]
+    log = tmp_path / "run1.log"
+    with open(log, "w") as out:
+        p = subprocess.Popen(cmd + kill, stdout=out, stderr=subprocess.STDOUT, env=env(), start_new_session=True)
+    try:
+        assert wait_until(lambda: "started" in log.read_text(), 30), log.read_text()[-3000:]
+        assert offer(broker.port, "1.1")["status"] == "ok"
+        assert wait_until(lambda: (read_statuses(opts(broker.port), 0.3).get(("s001", "d001")) or {})
+                          .get("job", {}).get("state") == "SUCCEEDED", 60), log.read_text()[-3000:]
+        answer = command(broker.port, "model_rollback", {"name": MODEL, "version": "1.1", "rollout": "r-38b",
+                                                         "reason": "rollout r-38b aborted"})
+        assert answer["status"] == "ok" and answer["result"]["action"] == "queued", answer
+        assert wait_until(lambda: marker in log.read_text(), 30), log.read_text()[-3000:]
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(5)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert os.readlink(root / "cache" / "models" / MODEL / "current") == current
+    out = subprocess.run(cmd + ["--timeout-s", "20"], capture_output=True, text=True, timeout=60, env=env())
+    assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-4000:])
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    rec = res["models"][MODEL]
+    assert res["activated"] == activated, res
+    assert rec["active"] == "1.0" and "fleet_rollback" not in rec, rec
+    assert rec["last"]["state"] == "ROLLED_BACK" and rec["last"]["reason"] == "rollout r-38b aborted; back on 1.0"
+    assert not (root / "cache" / "models" / MODEL / "1.1").exists()
+    st = read_statuses(opts(broker.port), 0.5)[("s001", "d001")]
+    assert st["job"]["state"] == "ROLLED_BACK" and st["job"]["version"] == "1.1", st["job"]

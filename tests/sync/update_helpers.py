@@ -179,16 +179,17 @@ def command(port: int, name: str, args: dict, device: str = "d001") -> dict:
     return got[0]
 
 
-def run_until_final(dev: "Device", timeout_s: float) -> int:
-    """A device process's main loop: start, print {"started": true}, then, once its update is final, print its
-    models and activations and return 0; 3 after `timeout_s`."""
+def run_until_final(dev: "Device", timeout_s: float,
+                    states: tuple[str, ...] = ("SUCCEEDED", "FAILED", "ROLLED_BACK")) -> int:
+    """A device process's main loop: start, print {"started": true}, then, once its update is in one of `states`
+    (final), print its models and activations and return 0; 3 after `timeout_s`."""
     import json
 
     dev.start()
     print(json.dumps({"started": True}), flush=True)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if dev.last.get("state") in ("SUCCEEDED", "FAILED", "ROLLED_BACK"):
+        if dev.last.get("state") in states:
             print(json.dumps({"models": dev.agent.models(), "activated": dev.activated}), flush=True)
             dev.stop()
             return 0
