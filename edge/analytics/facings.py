@@ -46,7 +46,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.analytics.base import make_event
+from edge.analytics.base import is_outage, make_event
 from edge.core.detections import Detections
 from edge.core.events import Event
 from edge.core.files import write_atomic
@@ -203,6 +203,7 @@ class ShelfFacings:
         self._offset = np.zeros(3, np.float32)
         self._warned_no_image = False
         self._last_t: float | None = None
+        self._interval: float | None = None  # the last gap between two frames (stream time), for is_outage
         self._window: np.ndarray | None = None
         for f in self.facings.values():
             f._pending = "startup"
@@ -233,10 +234,10 @@ class ShelfFacings:
                          via: str = "api") -> list[str]:
         """Ask for a new reference of one facing (or, with None, of the whole view and every facing). It is taken
         at the next frame where the facing is measurable (nobody in front, still). when="restocked" waits until the
-        facing no longer looks empty (an alert acknowledged before the restock must not make the empty shelf the
-        reference; a facing with no reference to judge that against, after a restart in memory only, takes one as at
-        any start). A retake asked before the first frame stands when the stored references load. Returns the facing
-        ids now waiting; raises KeyError for an unknown facing."""
+        facing no longer looks empty, nor low when its alert_on lists low (an alert acknowledged before the restock
+        must not make the empty shelf the reference; a facing with no reference to judge that against, after a
+        restart in memory only, takes one as at any start). A retake asked before the first frame stands when the
+        stored references load. Returns the facing ids now waiting; raises KeyError for an unknown facing."""
         if when not in ("now", "restocked") or (facing_id is None and when != "now"):
             raise ValueError(f"when must be 'now' or (for one facing) 'restocked', not {when!r}")
         with self._lock:
@@ -264,8 +265,16 @@ class ShelfFacings:
                 log.warning("shelf %s: no frame image given; facings cannot be measured", self.camera)
                 self._warned_no_image = True
             return []
-        if self._last_t is not None and t < self._last_t:
-            log.warning("shelf %s: stream time went back (%.3f -> %.3f); timers restart", self.camera, self._last_t, t)
+        gap = None if self._last_t is None else t - self._last_t
+        outage = gap is not None and gap > 0 and is_outage(gap, self._interval)
+        if outage:  # the time without frames is no clear view: persistence starts over (states stand)
+            log.info("shelf %s: no frame for %.1f s; state timers restart", self.camera, gap)
+        elif gap is not None and gap > 0:
+            self._interval = gap
+        if gap is not None and (gap < 0 or outage):
+            if gap < 0:
+                log.warning("shelf %s: stream time went back (%.3f -> %.3f); timers restart", self.camera,
+                            self._last_t, t)
             for f in self.facings.values():
                 f._candidate, f._seen_t = None, t
                 f.measured_t, f._clear_since, f._stable = None, t, 0  # measured again once the view is clear
@@ -298,6 +307,8 @@ class ShelfFacings:
         if not ok or self.camera_moved:
             for f in self.facings.values():
                 f._stable = 0
+                if f._seen_t is not None and f.state != "unknown" and t - f._seen_t >= self.unknown_after_s:
+                    events.append(self._set_state(f, "unknown", t, t_wall, f"not seen for {t - f._seen_t:.0f} s"))
             return events
 
         aligned = self._aligned(image)
@@ -688,6 +699,7 @@ class ShelfFacings:
         reason, by, via = f._pending or "now", f._pending_by, f._pending_via
         with self._lock:
             f._pending = None
+        f.cues, _ = self._measure(f, aligned)  # against the new reference (the old cues predate the retake)
         f._candidate, f.measured_t = None, t
         stored = self._save()
         events.append(make_event("facing_reference", {"facing": f.id, "sku": f.sku, "camera": self.camera,
@@ -731,7 +743,8 @@ class ShelfFacings:
 
     # ------------------------------------------------------------------ measuring
     def _measure(self, f: Facing, aligned: np.ndarray) -> tuple[dict, bool]:
-        """Cues of the facing now; (cues with `fill`, whether something that is not back panel fills it)."""
+        """Cues of the facing now; (cues with `fill`, whether enough that is not back panel fills it to be out of
+        every `alert_on` state: restocked)."""
         x0, y0, x1, y1 = f._bbox
         cur = self._normalised(aligned[y0:y1, x0:x1])
         ref = f._ref
@@ -771,7 +784,9 @@ class ShelfFacings:
         out = {"fill": round(fill, 3), "ssim": avg(s), "colour_distance": avg(d_ref), "edge_ratio": avg(e_ratio),
                "panel_distance": None if d_panel is None else avg(d_panel), "cells": int(f._n_cells),
                "gain": [round(float(g), 3) for g in self._gain]}
-        return out, there_fill >= f.empty_below + f.hysteresis
+        # restocked: past the threshold of every state that needs action (a facing that alerts when low must not
+        # have its low shelf taken as the full reference)
+        return out, there_fill >= (f.low_below if "low" in f.alert_on else f.empty_below) + f.hysteresis
 
     def _advance(self, f: Facing, fill: float, dt: float, t: float, t_wall: float | None, events: list) -> None:
         """Hysteresis + persistence: report a new state once it has been measured for persistence_s of clear view in
@@ -838,31 +853,46 @@ class ShelfFacings:
 
     def _load(self) -> None:
         """The stored facings' references; the view around them is taken again (`_learn_structure`). A reference
-        of an older version (the whole view) is rewritten with the facings only, or removed when none fits."""
+        of an older version (the whole view) is rewritten with the facings only, or removed when none fits. Not
+        loaded while a retake of every facing asked before the first frame waits: that takes the view afresh."""
         d = self.reference_dir
+        with self._lock:
+            view = self._pending_view
+        if view is not None and view[0] != "startup":  # every facing is to be retaken (asked before this frame)
+            log.info("shelf %s: a retake of every facing is waiting; the saved reference in %s is not used",
+                     self.camera, d)
+            return
         try:
             meta = json.loads((d / "reference.json").read_text())
             ref = cv2.imread(str(d / "reference.png"), cv2.IMREAD_COLOR)
             valid = cv2.imread(str(d / "valid.png"), cv2.IMREAD_GRAYSCALE)
         except (OSError, ValueError):
             return
+        try:
+            size = tuple(meta.get("size", ()))
+            panel = meta.get("panel_lab")
+            panel = None if panel is None else np.asarray(panel, np.float32).reshape(3)
+        except (AttributeError, TypeError, ValueError) as e:  # not an object, or a field of the wrong shape
+            log.warning("shelf %s: saved reference in %s is unreadable (%s); taking a new one", self.camera, d, e)
+            return
         legacy = meta.get("v") != _REF_VERSION
-        if ref is None or valid is None or tuple(meta.get("size", ())) != self._size or ref.shape[:2] != valid.shape:
+        if ref is None or valid is None or size != self._size or ref.shape[:2] != valid.shape:
             log.info("shelf %s: saved reference in %s does not fit this frame; taking a new one", self.camera, d)
             if legacy:
                 self._remove_stored()
             return
         valid = valid > 127
-        panel = meta.get("panel_lab")
-        self._stored_panel_lab = None if panel is None else np.asarray(panel, np.float32).reshape(3)
+        self._stored_panel_lab = panel
         if legacy and self._panel_region is not None:  # the whole view: the back panel's colour, before it goes
             self._ref_bgr, self._ref_valid, self._structure_known = ref, valid, True
             self._sample_panel()
             self._stored_panel_lab, self._ref_bgr, self._ref_valid = self._panel_lab, None, None
         restored = []
+        saved_facings = meta.get("facings")
         for f in self.facings.values():
-            saved = meta.get("facings", {}).get(f.id)
-            if saved and saved.get("sku") == f.sku and np.allclose(saved.get("polygon"), f.polygon) \
+            saved = saved_facings.get(f.id) if isinstance(saved_facings, dict) else None
+            if isinstance(saved, dict) and saved.get("sku") == f.sku and _same_polygon(saved.get("polygon"),
+                                                                                        f.polygon) \
                     and f._mask is not None:
                 restored.append((f, saved.get("t_wall")))
         if not restored:
@@ -912,6 +942,16 @@ def reference_dir_of(c) -> Path | None:
 
         return data_dir() / "shelf" / c.camera
     return Path(c.reference_dir) if c.reference_dir else None
+
+
+def _same_polygon(saved, polygon: np.ndarray) -> bool:
+    """Whether a stored polygon (JSON) is this facing's: same vertices, in order (False for anything unreadable or
+    with another number of vertices)."""
+    try:
+        pts = np.asarray(saved, np.float64)
+    except (TypeError, ValueError):
+        return False
+    return pts.shape == polygon.shape and bool(np.allclose(pts, polygon))
 
 
 def _row_mean(a: np.ndarray) -> np.ndarray:
