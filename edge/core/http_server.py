@@ -298,11 +298,16 @@ def json_body(h: BaseHTTPRequestHandler, max_bytes: int = 4096) -> dict:
 
 
 def send(h: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str, extra: dict | None = None) -> None:
-    """One complete response (no body for HEAD); `extra` adds headers."""
+    """One complete response (no body for HEAD); `extra` adds headers. Pages cannot be framed by another site (a
+    hidden frame over a decoy page would take staff clicks: Acknowledge, Resolve)."""
     h.send_response(code)
     h.send_header("Content-Type", ctype)
     h.send_header("Content-Length", str(len(body)))
     h.send_header("Cache-Control", "no-store")
+    h.send_header("X-Content-Type-Options", "nosniff")
+    if ctype.startswith("text/html"):
+        h.send_header("X-Frame-Options", "DENY")
+        h.send_header("Content-Security-Policy", "frame-ancestors 'none'")
     for k, v in (extra or {}).items():
         h.send_header(k, v)
     h.end_headers()

@@ -88,7 +88,7 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_
         def h(req):
             body = (WEB / name).read_bytes()
             if name == "index.html":
-                body = body.replace(b"{{TITLE}}", page.title.encode()).replace(
+                body = body.replace(b"{{TITLE}}", html.escape(page.title).encode()).replace(
                     b"{{SHOW_STATS}}", b"true" if page.show_stats else b"false").replace(
                     b"{{NOTICE}}", html.escape(notice).encode())
             send(req, 200, body, _TYPES[Path(name).suffix])

@@ -313,3 +313,25 @@ def test_runtime_honours_http_preview_false(tmp_path, running):
     with running(cfg, frames=0) as (rt, _), socket.create_connection(("127.0.0.1", rt.http.port), timeout=5) as s:
         s.sendall(b"GET /preview.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
         assert s.recv(4096).split(b"\r\n")[0] == b"HTTP/1.1 404 Not Found"
+
+
+def test_pages_cannot_be_framed_by_another_site():
+    """A device page (the staff page's Acknowledge / Resolve) loaded in a hidden frame over a decoy page would take
+    staff clicks: HTML answers forbid framing (X-Frame-Options, CSP frame-ancestors) and every answer says nosniff;
+    JSON answers are not HTML and carry no frame headers."""
+    import urllib.request
+
+    from edge.privacy.config import PrivacyConfig
+    from edge.privacy.notice import make_notice_routes
+
+    srv = LocalHttpServer("127.0.0.1", 0, lambda: (True, {})).start()
+    srv.add_method_routes(make_notice_routes(PrivacyConfig()))
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/privacy", timeout=5) as r:
+            assert r.headers["X-Frame-Options"] == "DENY"
+            assert r.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=5) as r:
+            assert r.headers["X-Content-Type-Options"] == "nosniff" and r.headers["X-Frame-Options"] is None
+    finally:
+        srv.stop()

@@ -62,6 +62,23 @@ function clock(ts) {
   return formats.get("UTC").format(new Date((ts + zone.offset) * 1000)); // the store's wall clock, shown as UTC
 }
 
+// fetch with a deadline: a device that hangs (a stopped process, a dead Wi-Fi link) keeps the connection open and
+// never answers, and without one the page would go on saying "Updated" (or keep its buttons disabled) for good.
+// {ok, status, body}: body is the parsed JSON, or null when the answer is not JSON.
+async function request(url, opts = {}, ms = 5000) {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), ms);
+  try {
+    const r = await fetch(url, { ...opts, signal: ctl.signal });
+    const text = await r.text(); // inside the deadline too: a hang after the headers is still a hang
+    let body = null;
+    try { body = JSON.parse(text); } catch (e) { /* an error page, not JSON */ }
+    return { ok: r.ok, status: r.status, body };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function staffName() {
   return $("staff-name").value.trim();
 }
@@ -78,14 +95,13 @@ async function act(alertId, action, card) {
   const buttons = card.querySelectorAll("button");
   buttons.forEach((b) => { b.disabled = true; });
   try {
-    const r = await fetch(`${API}/${encodeURIComponent(alertId)}/${action}`, {
+    const r = await request(`${API}/${encodeURIComponent(alertId)}/${action}`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ by: staffName(), note: card.querySelector("input.note").value }),
-    });
-    const body = await r.json().catch(() => ({}));
+    }, 10000);
     if (!r.ok) {
-      toast(body.error || `Could not ${action} (HTTP ${r.status})`);
+      toast((r.body && r.body.error) || `Could not ${action} (HTTP ${r.status})`);
     } else {
       card.querySelector("input.note").value = "";
       toast(action === "ack" ? "Acknowledged" : "Resolved");
@@ -103,12 +119,12 @@ async function retakeReference(a, card) {
   const buttons = card.querySelectorAll("button");
   buttons.forEach((b) => { b.disabled = true; });
   try {
-    const r = await fetch(SHELF_API, {
+    const r = await request(SHELF_API, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ facing: a.metric === "facing_empty" ? a.key : "", by: staffName() }),
-    });
-    const body = await r.json().catch(() => ({}));
+    }, 10000);
+    const body = r.body || {};
     if (!r.ok) toast(body.error || `Could not retake the reference (HTTP ${r.status})`);
     else toast(`New reference for ${(body.pending || []).join(", ") || "the shelf"}: taken when nobody is in front`);
   } catch (e) {
@@ -285,9 +301,9 @@ async function refresh() {
   clearTimeout(refresh.timer);
   const seq = (refresh.seq = (refresh.seq || 0) + 1);
   try {
-    const r = await fetch(API, { cache: "no-store" });
-    if (!r.ok) throw new Error(`HTTP ${r.status}`);
-    const data = await r.json();
+    const r = await request(API, { cache: "no-store" });
+    if (!r.ok || !r.body) throw new Error(`HTTP ${r.status}`);
+    const data = r.body;
     if (seq < (refresh.shown || 0)) return;
     refresh.shown = seq;
     actions = new Set(data.actions || []);

@@ -17,10 +17,16 @@ ICONS.gesture = ICONS.swipe;
 let catalog = [], selected = {sku: "", colour: ""}, lastSeq = null, lookSeq = null, personX = null;
 let toastTimer = 0, lookTimer = 0;
 
-async function api(path, body) {
-  const r = await fetch(path, body ? {method: "POST", headers: {"Content-Type": "application/json"},
-                                      body: JSON.stringify(body)} : {cache: "no-store"});
-  return r.json();
+// every call has a deadline: a device that hangs (a stopped process, a dead link) keeps the connection open and
+// never answers, and the page would wait for good instead of saying it is offline
+async function api(path, body, ms = 3000) {
+  const ctl = new AbortController(), timer = setTimeout(() => ctl.abort(), ms);
+  try {
+    const opts = body ? {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)}
+                      : {cache: "no-store"};
+    const r = await fetch(path, {...opts, signal: ctl.signal});
+    return await r.json();
+  } finally { clearTimeout(timer); }
 }
 
 function garmentName(sku) { const g = catalog.find(x => x.sku === sku); return g ? g.name : sku; }
@@ -159,14 +165,15 @@ function update(s) {
 // frozen mirror, and fires nothing. Open a new stream when the state comes back after failing, and after an error.
 let serverDown = false;
 function reopenStream() { $("video").src = `stream.mjpg?open=${Date.now()}`; }
+function offline(down) { serverDown = down; $("offline").hidden = !down; }
 
 async function poll() {
   const view = pictureView();
   try {
     update(await api("api/state", view ? {view} : undefined));
     if (serverDown) reopenStream();
-    serverDown = false;
-  } catch (e) { serverDown = true; /* server restarting */ }
+    offline(false);
+  } catch (e) { offline(true); /* killed, restarting or hung: the picture is frozen, the buttons do nothing */ }
   setTimeout(poll, POLL_MS);
 }
 
@@ -196,7 +203,7 @@ function wire() {
   wire();
   for (;;) {
     try { const c = await api("api/catalog"); catalog = c.garments; selected = c.selected; break; }
-    catch (e) { await new Promise(r => setTimeout(r, 1000)); }
+    catch (e) { offline(true); await new Promise(r => setTimeout(r, 1000)); }
   }
   render(); poll();
 })();
