@@ -26,3 +26,14 @@ def feed_until_dropped(alive, send, timeout: float, interval: float = 0.05) -> i
         k += 1
         time.sleep(interval)
     return k
+
+
+def http_up(port: int, path: str = "/healthz") -> bool:
+    """Whether 127.0.0.1:port answers `path` (any status below 400) within 1 s."""
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1)
+        return True
+    except OSError:
+        return False

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from devtools.broker import free_port
-from waiting import wait_until
+from waiting import http_up, wait_until
 from webdriver_client import chromium, require_chromium
 
 require_chromium()
@@ -204,14 +204,6 @@ serve(pipe, "127.0.0.1", int(sys.argv[1]))
 """
 
 
-def _up(port: int) -> bool:
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-        return True
-    except OSError:
-        return False
-
-
 class Device:
     """A page's server in its own process, so it can really die (killed) or hang (SIGSTOP), then come back."""
 
@@ -221,7 +213,7 @@ class Device:
     def start(self) -> Device:
         self.proc = subprocess.Popen([sys.executable, "-c", self.script, str(self.port)], cwd=REPO, env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        up = wait_until(lambda: _up(self.port) or self.proc.poll() is not None, timeout=120, interval=0.2)
+        up = wait_until(lambda: http_up(self.port) or self.proc.poll() is not None, timeout=120, interval=0.2)
         assert up and self.proc.poll() is None, f"the server did not start (exit code {self.proc.poll()})"
         return self
 

@@ -118,14 +118,17 @@ def env() -> dict:
                                                          str(SYNC_DIR)])}
 
 
-def run_until(cmd: list[str], log: Path, marker: str, port: int | None = None) -> None:
-    """Start the device, offer 1.1 (if port), SIGKILL it as soon as `marker` is in its output."""
+def run_until(cmd: list[str], log: Path, marker: str, port: int | None = None, then=None) -> None:
+    """Start the device, offer 1.1 (if port), call then() (if given), SIGKILL the device as soon as `marker` is in
+    its output."""
     with open(log, "w") as out:
         p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env(), start_new_session=True)
     try:
         assert wait_until(lambda: "started" in log.read_text(), 30), log.read_text()[-3000:]
         if port is not None:
             assert offer(port, "1.1")["status"] == "ok"
+        if then is not None:
+            then()
         assert wait_until(lambda: marker in log.read_text(), 30), log.read_text()[-3000:]
         os.killpg(p.pid, signal.SIGKILL)
         p.wait(5)

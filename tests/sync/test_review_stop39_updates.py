@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ from sync.rollout import read_statuses
 from sync.update_installer import ModelStore
 
 from sync_helpers import wait_until
-from test_review_stop38b_updates import device_cmd, env, fleet, offer  # noqa: F401 - fixtures
+from test_review_stop38b_updates import device_cmd, env, fleet, run_until  # noqa: F401 - fixtures
 from update_helpers import MODEL, command, opts
 
 
@@ -60,23 +59,15 @@ def test_kill9_during_a_fleet_rollback_finishes_it_at_the_next_start(broker, tmp
     rollout waited in ROLLBACK_SENT) and 1.1 stayed on disk. The next start finishes it and reports ROLLED_BACK."""
     root, cmd = device_cmd
     cmd = cmd + ["--until", "ROLLED_BACK"]
-    log = tmp_path / "run1.log"
-    with open(log, "w") as out:
-        p = subprocess.Popen(cmd + kill, stdout=out, stderr=subprocess.STDOUT, env=env(), start_new_session=True)
-    try:
-        assert wait_until(lambda: "started" in log.read_text(), 30), log.read_text()[-3000:]
-        assert offer(broker.port, "1.1")["status"] == "ok"
+
+    def succeed_then_roll_back() -> None:
         assert wait_until(lambda: (read_statuses(opts(broker.port), 0.3).get(("s001", "d001")) or {})
-                          .get("job", {}).get("state") == "SUCCEEDED", 60), log.read_text()[-3000:]
+                          .get("job", {}).get("state") == "SUCCEEDED", 60)
         answer = command(broker.port, "model_rollback", {"name": MODEL, "version": "1.1", "rollout": "r-38b",
                                                          "reason": "rollout r-38b aborted"})
         assert answer["status"] == "ok" and answer["result"]["action"] == "queued", answer
-        assert wait_until(lambda: marker in log.read_text(), 30), log.read_text()[-3000:]
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait(5)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
+
+    run_until(cmd + kill, tmp_path / "run1.log", marker, broker.port, then=succeed_then_roll_back)
     assert os.readlink(root / "cache" / "models" / MODEL / "current") == current
     out = subprocess.run(cmd + ["--timeout-s", "20"], capture_output=True, text=True, timeout=60, env=env())
     assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-4000:])

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from edge.tryon.config import GesturesSection, SwipeSection, TryOnConfig
 from edge.tryon.fitting import BodyFit
 from edge.tryon.intrinsics import Intrinsics
 from edge.tryon.pipeline import TryOnPipeline
-from waiting import feed_until_dropped, wait_until
+from waiting import feed_until_dropped, http_up, wait_until
 
 REAL_CACHE = cache_dir()  # read at import, before the try-on fixtures point the cache at a temporary folder
 REPO = Path(__file__).resolve().parents[2]
@@ -363,7 +362,7 @@ def test_the_page_shows_the_live_picture_again_after_the_device_restarts(tmp_pat
     def start(level: int) -> subprocess.Popen:
         proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(port), str(level)], cwd=REPO,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        up = wait_until(lambda: _up(port) or proc.poll() is not None, timeout=120)
+        up = wait_until(lambda: http_up(port) or proc.poll() is not None, timeout=120)
         assert up and proc.poll() is None, f"the mirror server did not start (exit code {proc.poll()})"
         return proc
 
@@ -385,14 +384,6 @@ def test_the_page_shows_the_live_picture_again_after_the_device_restarts(tmp_pat
     finally:
         proc.kill()
         proc.wait(10)
-
-
-def _up(port: int) -> bool:
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-        return True
-    except OSError:
-        return False
 
 
 def test_a_renderer_that_fails_before_anything_drew_leaves_out_one_garment_not_the_catalogue(tryon_cache):
