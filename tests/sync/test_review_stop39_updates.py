@@ -79,3 +79,27 @@ def test_kill9_during_a_fleet_rollback_finishes_it_at_the_next_start(broker, tmp
     assert not (root / "cache" / "models" / MODEL / "1.1").exists()
     st = read_statuses(opts(broker.port), 0.5)[("s001", "d001")]
     assert st["job"]["state"] == "ROLLED_BACK" and st["job"]["version"] == "1.1", st["job"]
+
+
+def test_a_job_the_fleet_canceled_before_a_crash_is_not_resumed(broker, tmp_path, fleet):  # noqa: F811
+    """The fleet canceled a running download of 1.1 (answered "canceled") and the process died before the job saw
+    the cancel: job.json still says DOWNLOADING. Before, the next start resumed the job and installed the version
+    the fleet had just rejected; now the accepted rollback, kept in agent.json, cancels it at the start."""
+    from sync.update_job import Job, RollbackArgs
+    from update_helpers import Device
+
+    _, pub, base = fleet
+    dev = Device(broker.port, tmp_path / "dev", pub, base=base)
+    store = dev.agent.store
+    store.stage_dir(MODEL, "1.1").mkdir(parents=True)
+    store.save_job(Job(MODEL, "1.1", "r-39", state="DOWNLOADING"))
+    store.note_fleet_rollback(RollbackArgs(name=MODEL, version="1.1", rollout="r-39", reason="rollout r-39 aborted"))
+    dev.start()
+    try:
+        assert wait_until(lambda: dev.last.get("state") in ("SUCCEEDED", "FAILED", "ROLLED_BACK"), 30)
+        assert dev.last == {"version": "1.1", "state": "FAILED", "reason": "canceled by a fleet rollback"}, dev.last
+        assert wait_until(lambda: "fleet_rollback" not in dev.agent.models()[MODEL], 10), dev.agent.models()
+        assert dev.agent.active(MODEL) == "1.0" and dev.activated == []
+        assert not store.stage_dir(MODEL, "1.1").exists()
+    finally:
+        dev.stop()
