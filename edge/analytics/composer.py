@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+import numpy as np
+
 from edge.analytics.facings import Facing, ShelfFacings
 from edge.analytics.heatmap import Heatmap
 from edge.analytics.kiosk import KioskHelp
@@ -11,6 +13,7 @@ from edge.analytics.lines import LineCounter
 from edge.analytics.loitering import Loitering
 from edge.analytics.queue import Queue
 from edge.analytics.shelf import ShelfInteraction
+from edge.analytics.staff import StaffTagger
 from edge.analytics.tracker import ByteTracker
 from edge.analytics.zones import PolygonZone
 from edge.core.detections import Detections
@@ -28,11 +31,15 @@ class Analytics:
     tracker is off: then they must carry tracker ids), feeds every object, emits the events to the sink and returns
     them; objects with `needs_image` (the shelf facings) also get the frame image. The objects stay readable for the
     alert engine: `zones`, `lines`, `queues`, `loitering`, `shelves`, `heatmaps`, `kiosk_help`, `planograms`
-    (camera -> ShelfFacings), `facings` (facing id -> Facing) and `tracked` (the last frame's tracked detections)."""
+    (camera -> ShelfFacings), `facings` (facing id -> Facing) and `tracked` (the last frame's tracked detections).
+    With `staff` (a StaffTagger: [analytics] staff_zones), staff tracks are left out of the shopper analytics
+    (edge/analytics/staff.py); the staff zones themselves and the shelf facings see everyone."""
 
     def __init__(self, tracker: ByteTracker | None, objects: list[AnalyticsObject], sink: EventSink | None = None,
-                 source: str = "default"):
+                 source: str = "default", staff: StaffTagger | None = None, staff_zones: tuple[str, ...] = ()):
         self.tracker, self.objects, self.sink, self.source = tracker, list(objects), sink, source
+        self.staff, self.staff_zones = staff, frozenset(staff_zones)
+        self.staff_ids: frozenset[int] = frozenset()  # the last frame's staff tracks
         self.zones: dict[str, PolygonZone] = {}
         self.lines: dict[str, LineCounter] = {}
         self.queues: dict[str, Queue] = {}
@@ -69,7 +76,8 @@ class Analytics:
                                           source=source) for c in cfg.kiosk_help]
         if cfg.planogram.facings:
             objects.append(ShelfFacings.from_config(cfg.planogram, source=source))
-        return cls(tracker, objects, sink, source)
+        staff = StaffTagger([zone(n) for n in cfg.staff_zones]) if cfg.staff_zones else None
+        return cls(tracker, objects, sink, source, staff, tuple(cfg.staff_zones))
 
     def update(self, detections: Detections, t: float, t_wall: float | None = None, *,
                frame_seq: int | None = None, clock: str | None = None, image=None, mask=None) -> list[Event]:
@@ -78,14 +86,20 @@ class Analytics:
         BGR) goes to the tracker (appearance) and, with `mask` (optional person segmentation, HxW), to the objects
         that need them."""
         tracked = self.tracker.update(detections, t, image) if self.tracker is not None else detections
-        tracked.require_tracked()
+        ids = tracked.require_tracked()
         self.tracked = tracked
+        staff = self.staff_ids = self.staff.update(tracked, t, t_wall) if self.staff is not None else frozenset()
+        shoppers = tracked[~np.isin(ids, list(staff))] if staff else tracked
         events: list[Event] = []
         for o in self.objects:
-            if getattr(o, "needs_image", False):
+            if getattr(o, "needs_image", False):  # shelf facings: anyone in front hides a facing
                 events += o.update(tracked, t, t_wall, image=image, mask=mask)
-            else:
+            elif isinstance(o, KioskHelp):
+                events += o.update(tracked, t, t_wall, staff=staff)
+            elif isinstance(o, PolygonZone) and o.name in self.staff_zones:
                 events += o.update(tracked, t, t_wall)
+            else:
+                events += o.update(shoppers, t, t_wall)
         self._emit(events, frame_seq, clock)
         return events
 

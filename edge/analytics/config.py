@@ -414,6 +414,9 @@ class AnalyticsConfig(StrictModel):
     heatmaps: list[HeatmapConfig] = Field(default_factory=list)
     kiosk_help: list[KioskHelpConfig] = Field(default_factory=list)
     planogram: PlanogramConfig = PlanogramConfig()
+    staff_zones: list[Name] = Field(default_factory=list, description="zones only staff enter (behind the counter, "
+                                    "the stockroom door): a track that entered one is staff, left out of the "
+                                    "shopper analytics (edge/analytics/staff.py)")
 
     @field_validator("zones", "lines", "queues", "loitering", "shelves", "heatmaps", "kiosk_help")
     @classmethod
@@ -436,6 +439,16 @@ class AnalyticsConfig(StrictModel):
                     if ref is not None and ref not in names:
                         raise ValueError(f"{key}[{i}].{field}: no zone named {ref!r} in [[analytics.zones]] "
                                          f"(defined: {sorted(names) or 'none'})")
+        for i, name in enumerate(self.staff_zones):
+            if name not in names:
+                raise ValueError(f"staff_zones[{i}]: no zone named {name!r} in [[analytics.zones]] "
+                                 f"(defined: {sorted(names) or 'none'})")
+            for key in ("queues", "loitering", "kiosk_help"):
+                for item in getattr(self, key):
+                    if item.zone == name:
+                        raise ValueError(f"staff_zones[{i}]: {name!r} is the zone of {key} {item.name!r}: everyone "
+                                         f"in it would be taken for staff and left out of it (fix: list only zones "
+                                         f"where shoppers never go, e.g. behind the counter)")
         return self
 
     def zone(self, name: str) -> ZoneConfig:

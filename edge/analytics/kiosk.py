@@ -1,6 +1,8 @@
 """Kiosk help: someone at the kiosk for a while with no staff nearby."""
 from __future__ import annotations
 
+import numpy as np
+
 from edge.analytics.base import make_event, r3
 from edge.analytics.zones import PolygonZone
 from edge.core.detections import Detections
@@ -15,7 +17,8 @@ class KioskHelp:
     true until staff enter the staff zone or that customer leaves: then `help_resolved` (kiosk, track_id, reason
     "staff_arrived" | "customer_left", requested_t, duration_s). With the zone's `handover_s`, a customer counts as
     left once their visit is reported as left (held that long after exit_s), so one found again under a new id keeps
-    the request. One request at a time."""
+    the request. One request at a time. `staff` track ids (StaffTagger) are no customers, and one of them in the
+    kiosk zone counts as staff present, like someone in the staff zone."""
 
     def __init__(self, kiosk: PolygonZone, staff: PolygonZone | None = None, *, name: str | None = None,
                  after_s: float = 30.0, source: str = "default"):
@@ -49,12 +52,15 @@ class KioskHelp:
         """The longest unattended time now (0 when the kiosk is empty)."""
         return max(self.waiting().values(), default=0.0)
 
-    def update(self, detections: Detections, t: float, t_wall: float | None = None) -> list[Event]:
+    def update(self, detections: Detections, t: float, t_wall: float | None = None, *,
+               staff: frozenset[int] = frozenset()) -> list[Event]:
         """Advance to one frame; returns help_requested / help_resolved events."""
         if self._t is not None and t < self._t:  # stream time went back
             self._staff_t = None  # a staff time of the old clock would hold requests off until the new one passes it
         self._t = t
-        self.kiosk.step(detections, t, t_wall)
+        ids = detections.require_tracked()
+        is_staff = np.isin(ids, list(staff)) if staff else np.zeros(len(ids), bool)
+        self.kiosk.step(detections[~is_staff] if is_staff.any() else detections, t, t_wall)
         # time went back or an outage: the zone ended every visit at the last frame before, and so does a request
         t_end = t if self.kiosk.cut_t is None else self.kiosk.cut_t
         for old, new in self.kiosk.handovers:  # the same shopper under a new id: the request stands
@@ -64,8 +70,10 @@ class KioskHelp:
         if self.staff is not None:
             self.staff.step(detections, t, t_wall)
             staff_here = self.staff.count > 0
-            if staff_here:
-                self._staff_t = t
+        if is_staff.any():  # a staff member at the kiosk itself
+            staff_here |= bool(self.kiosk.contains(detections[is_staff].anchors(self.kiosk.anchor)).any())
+        if staff_here:
+            self._staff_t = t
         out = []
         if self.requester is not None:
             reason = ("staff_arrived" if staff_here else
