@@ -60,11 +60,13 @@ _APP_CLEAN_IOA = 0.15  # a box another one covers by more than this share of its
 def appearance(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """(N, D) float32 appearance of each xyxy box of a BGR image: the square roots of the normalised HSV histograms
     of 3 horizontal stripes of the box's inner part (so that the dot product of two rows is their Bhattacharyya
-    coefficient); a row of NaN where the box is too small or outside the image."""
+    coefficient); a row of NaN where the box is too small, outside the image or not finite."""
     d = _APP_STRIPES * int(np.prod(_APP_BINS))
     out = np.full((len(boxes), d), np.nan, np.float32)
     ih, iw = image.shape[:2]
     for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, np.float64)):
+        if not np.isfinite((x0, y0, x1, y1)).all():
+            continue
         w, h = x1 - x0, y1 - y0
         cx0, cx1 = int(max(0, x0 + _APP_INNER[0] * w)), int(min(iw, x1 - _APP_INNER[0] * w))
         cy0, cy1 = int(max(0, y0 + _APP_INNER[1] * h)), int(min(ih, y1 - _APP_INNER[1] * h))
@@ -94,9 +96,12 @@ def appearance_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _covered(boxes: np.ndarray, others: np.ndarray | None = None) -> np.ndarray:
-    """(N,) the largest share of each box's area that another of `boxes` or one of `others` (xyxy) covers."""
+    """(N,) the largest share of each box's area that another of `boxes` or one of `others` (xyxy) covers (a box
+    that is not finite covers nothing)."""
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    b = np.where(np.isfinite(b).all(1, keepdims=True), b, 0.0)
     o = np.concatenate([b, np.zeros((0, 4)) if others is None else np.asarray(others, np.float64).reshape(-1, 4)])
+    o = np.where(np.isfinite(o).all(1, keepdims=True), o, 0.0)
     iw = np.clip(np.minimum(b[:, None, 2], o[None, :, 2]) - np.maximum(b[:, None, 0], o[None, :, 0]), 0, None)
     ih = np.clip(np.minimum(b[:, None, 3], o[None, :, 3]) - np.maximum(b[:, None, 1], o[None, :, 1]), 0, None)
     inter = iw * ih
@@ -286,9 +291,13 @@ class ByteTracker:
         out_ids = np.full(len(detections), -1, np.int64)
         for tr in self._tracks:
             tr.predict(t)
+        # a lost track past its grace is over before this frame is matched (after a late frame it could otherwise
+        # give its id to whoever stands there now)
+        self._tracks = [tr for tr in self._tracks if not (tr.state == LOST and t - tr.t_last > self.lost_s)]
         score = detections.score
-        high = np.flatnonzero(score >= self.high_score)
-        low = np.flatnonzero((score >= self.low_score) & (score < self.high_score))
+        usable = np.isfinite(detections.xyxy).all(1)  # a box that is not a number never matches nor starts a track
+        high = np.flatnonzero(usable & (score >= self.high_score))
+        low = np.flatnonzero(usable & (score >= self.low_score) & (score < self.high_score))
         feats = clean = None
         if image is not None and self.appearance_weight > 0 and len(detections):
             feats = appearance(image, detections.xyxy)

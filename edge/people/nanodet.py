@@ -60,11 +60,13 @@ def decode(scores: np.ndarray, dists: np.ndarray, size: int, threshold: float,
     if len(pts) != len(sc):
         raise PeopleModelError(f"{len(sc)} cells in the output, a {size}px NanoDet has {len(pts)}")
     d = np.asarray(dists, np.float64).reshape(len(sc), 4, BINS)[keep]
-    d = np.exp(d - d.max(axis=2, keepdims=True))
-    d = (d / d.sum(axis=2, keepdims=True)) @ np.arange(BINS, dtype=np.float64) * st[keep, None]
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite logits give NaN sides, dropped below
+        d = np.exp(d - d.max(axis=2, keepdims=True))
+        d = (d / d.sum(axis=2, keepdims=True)) @ np.arange(BINS, dtype=np.float64) * st[keep, None]
     c = pts[keep]
     boxes = np.stack([c[:, 0] - d[:, 0], c[:, 1] - d[:, 1], c[:, 0] + d[:, 2], c[:, 1] + d[:, 3]], 1)
-    return boxes, sc[keep].astype(np.float64)
+    ok = np.isfinite(boxes).all(1)  # a cell whose side logits overflowed has no box (NaN would wreck NMS)
+    return boxes[ok], sc[keep][ok].astype(np.float64)
 
 
 def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -83,7 +85,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: i
     while len(order) and (max_keep is None or len(keep) < max_keep):
         i = order[0]
         keep.append(i)
-        order = order[1:][iou(boxes[i], boxes[order[1:]]) <= iou_threshold]
+        order = order[1:][~(iou(boxes[i], boxes[order[1:]]) > iou_threshold)]  # a NaN IoU suppresses nothing
     return np.array(keep, dtype=np.int64)
 
 
