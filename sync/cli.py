@@ -4,25 +4,114 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
+def positive(text: str) -> float:
+    """argparse type: a number above 0 (seconds, days, milliseconds)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be above 0")
+    return v
+
+
+def port(text: str) -> int:
+    """argparse type: a TCP port 1..65535."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"{text}: a port is 1..65535")
+    return v
+
+
 def add_broker_arguments(p: argparse.ArgumentParser) -> None:
     """Connection flags shared by `edge sync` and `edge fleet`."""
     g = p.add_argument_group("broker")
     g.add_argument("--broker", default="127.0.0.1", help="broker host")
-    g.add_argument("--port", type=int, default=1883)
+    g.add_argument("--port", type=port, default=1883)
     g.add_argument("--client-id", default="", help="MQTT client id (consumer: keep it fixed for its session)")
     g.add_argument("--username", default="")
     g.add_argument("--password", default="")
     g.add_argument("--password-file", default="")
     g.add_argument("--ca-file", default="", help="TLS: CA of the broker certificate (enables TLS)")
-    g.add_argument("--cert-file", default="", help="TLS client certificate")
-    g.add_argument("--key-file", default="", help="TLS client key")
+    g.add_argument("--cert-file", default="", help="TLS client certificate (needs --ca-file)")
+    g.add_argument("--key-file", default="", help="TLS client key (needs --cert-file)")
+
+
+def broker_options(args):
+    """ClientOptions from the broker flags; ValueError naming the flag, the file and the fix when a password or TLS
+    file is missing, empty or unusable, or a flag would be ignored (a client certificate without --ca-file)."""
+    import ssl
+
+    from sync.client import ClientOptions, Tls
+
+    for flag, path in (("--password-file", args.password_file), ("--ca-file", args.ca_file),
+                       ("--cert-file", args.cert_file), ("--key-file", args.key_file)):
+        if path and not Path(path).is_file():
+            raise ValueError(f"{flag} {path}: no such file")
+    if (args.cert_file or args.key_file) and not args.ca_file:
+        raise ValueError("--cert-file / --key-file need --ca-file (the CA of the broker certificate): TLS is on only "
+                         "with --ca-file")
+    if args.key_file and not args.cert_file:
+        raise ValueError(f"--key-file {args.key_file} needs --cert-file (its certificate)")
+    password = args.password or ""
+    if args.password_file:
+        lines = Path(args.password_file).read_text().splitlines()
+        password = lines[0].strip() if lines else ""
+        if not password:
+            raise ValueError(f"--password-file {args.password_file}: empty (its first line is the password)")
+    tls = None
+    if args.ca_file:
+        try:
+            ssl.create_default_context(cafile=args.ca_file)
+        except ssl.SSLError as e:
+            raise ValueError(f"--ca-file {args.ca_file}: not a PEM CA certificate ({e})") from None
+        tls = Tls(args.ca_file, args.cert_file, args.key_file)
+        if args.cert_file:
+            try:
+                tls.context()
+            except ssl.SSLError as e:
+                raise ValueError(f"--cert-file {args.cert_file} / --key-file {args.key_file or '(none given)'}: cannot "
+                                 f"load the client certificate and its key ({e}); pass the key that belongs to the "
+                                 "certificate with --key-file") from None
+    return ClientOptions(host=args.broker, port=args.port, client_id=args.client_id or "",
+                         username=args.username or "", password=password, tls=tls)
+
+
+def failure_line(cmd: str, err: Exception) -> str:
+    """The one line a failed `edge sync` / `edge fleet` command exits with: the reason and, for a refused or dropped
+    connection, what to check."""
+    text = str(err)
+    if re.match(r"CONNACK 0x8[67]", text):
+        text += ": check --username and --password / --password-file (or the client certificate, --cert-file)"
+    elif text.startswith("disconnected:"):
+        text += (" (the broker closed the connection before accepting it: a TLS listener wants --ca-file and a "
+                 "client certificate its CA signed, --cert-file / --key-file; a plain listener, no --ca-file)")
+    elif "ConnectionRefusedError" in text or "gaierror" in text:
+        text += " (check --broker and --port, and that the broker runs)"
+    return f"{cmd}: {text}"
+
+
+def json_object(text: str, flag: str = "--args") -> dict:
+    """The JSON object of a command-line flag; ValueError naming the flag otherwise."""
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"{flag} {text!r}: not JSON ({e}); e.g. '{{\"level\": \"DEBUG\"}}'") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{flag} {text!r}: must be a JSON object, e.g. '{{\"level\": \"DEBUG\"}}'")
+    return obj
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,7 +131,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--device", required=True)
     s.add_argument("command", help="ping, reload_config, set_log_level, ack_alert, snapshot")
     s.add_argument("--args", default="{}", help='JSON object, e.g. \'{"level": "DEBUG"}\'')
-    s.add_argument("--timeout", type=float, default=5.0)
+    s.add_argument("--timeout", type=positive, default=5.0)
     o = sub.add_parser("outbox", help="show a device outbox: depth, bytes, dead letters")
     o.add_argument("path", help="outbox SQLite file")
 
@@ -52,7 +141,10 @@ def run(args) -> int:
     try:
         return {"consumer": _consumer, "tail": _tail, "send": _send, "outbox": _outbox}[args.sync_cmd](args)
     except (OSError, ValueError, sqlite3.Error) as e:  # OSError: ConnectionError and TimeoutError too
-        raise SystemExit(f"edge sync {args.sync_cmd}: {e}") from None
+        raise SystemExit(failure_line(f"edge sync {args.sync_cmd}", e)) from None
+    except KeyboardInterrupt:  # the consumer and tail -f stop on Ctrl-C themselves
+        print(f"edge sync {args.sync_cmd}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _raise_interrupt(signum, frame) -> None:
@@ -62,12 +154,12 @@ def _raise_interrupt(signum, frame) -> None:
 def _consumer(args) -> int:
     import signal
 
-    from sync.consumer import Consumer, options_from_args
+    from sync.consumer import Consumer
 
     signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill PID`: stop cleanly (publish acks, close the DB)
 
     log = logging.getLogger("sync.consumer")
-    opts = options_from_args(args)
+    opts = broker_options(args)
     opts.client_id = opts.client_id or "storefront-cloud-consumer"
     c = Consumer(opts, args.db).start()
     print(f"consumer {opts.client_id} -> {args.db} (Ctrl-C to stop)", flush=True)
@@ -111,12 +203,11 @@ def _tail(args) -> int:
 
 def _send(args) -> int:
     from sync import topics
-    from sync.consumer import options_from_args
     from sync.request import Requester, device_reply_filter
 
-    cmd_args = json.loads(args.args)
+    cmd_args = json_object(args.args)
     t = topics.DeviceTopics(args.store, args.device)
-    with Requester(options_from_args(args), [device_reply_filter(args.store, args.device, args.command)]) as r:
+    with Requester(broker_options(args), [device_reply_filter(args.store, args.device, args.command)]) as r:
         cid = r.send(t.cmd(args.command), cmd_args)
         got = r.wait([cid], args.timeout)[cid]
     if not got:

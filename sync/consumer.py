@@ -19,7 +19,7 @@ from pathlib import Path
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from sync import payloads, topics
-from sync.client import ClientOptions, MqttClient, Tls
+from sync.client import ClientOptions, MqttClient
 from sync.payloads import GAP_KIND, PayloadError
 
 log = logging.getLogger(__name__)
@@ -317,13 +317,3 @@ def summary(db_path: str | Path, device: str | None = None) -> dict:
                 "received": received, "duplicates_removed": dups, "duplicates_after_dedup": n - distinct_id}
     finally:
         db.close()
-
-
-def options_from_args(args) -> ClientOptions:
-    """ClientOptions from the common broker CLI flags (see sync.cli.add_broker_arguments)."""
-    tls = Tls(args.ca_file, args.cert_file or "", args.key_file or "") if args.ca_file else None
-    password = args.password or ""
-    if getattr(args, "password_file", None):
-        password = Path(args.password_file).read_text().splitlines()[0].strip()
-    return ClientOptions(host=args.broker, port=args.port, client_id=args.client_id or "", username=args.username or "",
-                         password=password, tls=tls)

@@ -83,6 +83,8 @@ def load_ca(cert_path: Path, key_path: Path):
 def issue(identity: str, ca_cert, ca_key, *, days: int = 825, csr_pem: bytes | None = None) -> Issued:
     """A client certificate for STORE/DEVICE signed by the fleet CA (new EC P-256 key unless csr_pem)."""
     store, device = parse_identity(identity)
+    if days < 1:  # 0 days: a certificate that has expired by the time the device gets it
+        raise ProvisionError(f"--days {days}: a certificate must be valid for at least 1 day")
     if csr_pem is not None:
         try:
             csr = x509.load_pem_x509_csr(csr_pem)
@@ -134,6 +136,8 @@ def provision(identity: str, ca_dir: Path, out_dir: Path, *, broker: str, port: 
     """Issue STORE/DEVICE's certificate into out_dir (key 0600, certificate, the fleet CA certificate and the
     TOML snippet). Returns what was written."""
     ca_dir, out_dir = Path(ca_dir), Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ProvisionError(f"--out {out_dir} is a file: pass the folder to write the device's files into")
     ca_cert, ca_key = load_ca(ca_dir / "ca.crt", ca_dir / "ca.key")
     issued = issue(identity, ca_cert, ca_key, days=days, csr_pem=csr_pem)
     base = out_dir / f"{issued.store}_{issued.device}"
@@ -161,13 +165,15 @@ def provision(identity: str, ca_dir: Path, out_dir: Path, *, broker: str, port: 
 
 
 def add_arguments(p) -> None:
+    from sync.cli import port
+
     p.add_argument("identity", metavar="STORE/DEVICE")
     p.add_argument("--ca-dir", required=True, help="folder with the fleet CA's ca.crt and ca.key (make_certs.sh)")
     p.add_argument("--out", default=".", help="where to write STORE_DEVICE.{key,crt,toml} and ca.crt")
     p.add_argument("--broker", default="mqtt.example.net", help="broker host for the snippet")
-    p.add_argument("--port", type=int, default=8883, help="device listener port for the snippet")
+    p.add_argument("--port", type=port, default=8883, help="device listener port for the snippet")
     p.add_argument("--install-dir", default="/etc/storefront", help="where the files go on the device")
-    p.add_argument("--days", type=int, default=825)
+    p.add_argument("--days", type=int, default=825, help="validity of the certificate (at least 1)")
     p.add_argument("--csr", help="sign this PEM certificate request instead of making a key")
     p.add_argument("--force", action="store_true", help="overwrite an earlier certificate of this device")
     p.add_argument("--json", action="store_true")

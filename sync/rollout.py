@@ -49,7 +49,11 @@ class AdminConnection:
 
     def __enter__(self) -> "AdminConnection":
         self.client.start()
-        if not self.client.wait_connected(10):
+        deadline = time.monotonic() + 10
+        while not self.client.wait_connected(0.1):  # a refused login (CONNACK) is final: no 10 s of retries
+            if time.monotonic() > deadline or (self.client.last_error or "").startswith("CONNACK "):
+                break
+        if not self.client.connected:
             self.client.stop()
             raise ConnectionError(self.client.last_error or "cannot connect to the broker")
         try:

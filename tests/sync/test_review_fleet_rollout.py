@@ -134,7 +134,7 @@ def test_rollout_killed_mid_way_resumes_with_its_id_and_can_still_roll_back(brok
         from edge.app.cli import main
 
         capsys.readouterr()
-        assert main([*args, "--rollout-id", m.group(1), "--json"]) == 1
+        assert main([*args, "--rollout-id", m.group(1), "--json"]) == 3  # ABORTED
         res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert res["rollout"] == m.group(1) and res["status"] == "ABORTED", res
         assert res["rolled_back"] == {"s001/d001": "ROLLED_BACK"}, res
