@@ -2,7 +2,7 @@
 
 Landmarks: distance of the 33 body landmarks normalized by the 256 crop (= by ROI size), over landmarks the
 reference sees (visibility > 0.5) in crops it accepts (pose flag > 0.5); segmentation IoU.
-Detectors: decode both (anchors, sigmoid, weighted NMS), match reference detections by IoU > 0.5: recall,
+Detectors: decode both (anchors, sigmoid, weighted NMS), match reference detections one-to-one by IoU > 0.5: recall,
 keypoint drift / input size, score drift.
 Person detectors, empty scenes: detections above the runtime score threshold on person-free frames (the split's
 negative photos + procedural shop aisles), FP32 vs INT8; an INT8 detection no FP32 detection overlaps is new.
@@ -13,6 +13,8 @@ import numpy as np
 
 from pathlib import Path
 
+from calibration.matching import match_one_to_one
+from edge.hands.roi import palm_anchors
 from edge.pose.anchors import ssd_anchors
 from edge.pose.detection import weighted_nms
 from edge.privacy.faces import face_anchors  # the runtime's (snapshot anonymisation), one definition
@@ -45,7 +47,14 @@ def landmark_drift(ref: dict[str, np.ndarray], test: dict[str, np.ndarray]) -> d
 
 
 def anchors_for(metric: str, size: int) -> np.ndarray:
-    return ssd_anchors(size) if metric == "pose_detector" else face_anchors(size)
+    """The SSD anchors the runtime decodes this detector's outputs with; ValueError for a metric without them."""
+    if metric == "pose_detector":
+        return ssd_anchors(size)
+    if metric == "face_detector":
+        return face_anchors(size)
+    if metric == "palm_detector":
+        return palm_anchors(size)
+    raise ValueError(f"no SSD anchors for metric {metric!r} (pose_detector, face_detector or palm_detector)")
 
 
 def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, size: int,
@@ -80,14 +89,12 @@ def detector_agreement(ref: dict[str, np.ndarray], test: dict[str, np.ndarray], 
         da = decode(ref["Identity"][i], ref["Identity_1"][i], anchors, size, threshold)
         db = decode(test["Identity"][i], test["Identity_1"][i], anchors, size, threshold)
         n_test += len(db)
-        for s, box, k in da:
-            best = max(db, key=lambda t: _iou(box, t[1]), default=None)
-            if best is not None and _iou(box, best[1]) > 0.5:
-                hits.append(1)
-                kp.append(float(np.linalg.norm(k - best[2], axis=1).mean() / size))
-                sd.append(abs(s - best[0]))
-            else:
-                hits.append(0)
+        match = match_one_to_one(np.array([[_iou(a[1], b[1]) for b in db] for a in da]).reshape(len(da), len(db)))
+        for (s, _, k), j in zip(da, match):
+            hits.append(int(j >= 0))
+            if j >= 0:
+                kp.append(float(np.linalg.norm(k - db[j][2], axis=1).mean() / size))
+                sd.append(abs(s - db[j][0]))
     pa, pb = _sigmoid(ref["Identity_1"]), _sigmoid(test["Identity_1"])
     return {"n": int(ref["Identity"].shape[0]), "n_ref_detections": len(hits), "n_test_detections": n_test,
             "recall": float(np.mean(hits)) if hits else None,
@@ -174,14 +181,18 @@ def passes_gate(metric: str, result: dict, gate: dict) -> tuple[bool, str]:
     empty-scene check must also add at most `new_false_positives_max` (default 0) false positives."""
     if metric == "landmarks":
         d = result["drift_mean"]
-        ok = d is not None and d <= gate["drift_max"]
+        if d is None:  # the reference sees no landmark in any crop it accepts: nothing was measured
+            return False, f"no landmark drift: no crop with a visible reference landmark (drift_max {gate['drift_max']})"
+        ok = d <= gate["drift_max"]
         return ok, f"landmark drift {d:.4f} of the 256 crop {'<=' if ok else '>'} {gate['drift_max']}"
     r, k, s = result["recall"], result["kp_drift"], result["score_drift"]
     if r is None:
         return False, "no reference detections in the held-out set"
-    ok = r >= gate["recall_min"] and k <= gate["kp_drift_max"] and s <= gate["score_drift_max"]
-    why = (f"recall {r:.3f} (min {gate['recall_min']}), kp drift {k:.4f} (max {gate['kp_drift_max']}), "
-           f"score drift {s:.3f} (max {gate['score_drift_max']})")
+    # no matched detection (recall 0): no drift was measured, and the recall alone fails the gate
+    ok = k is not None and r >= gate["recall_min"] and k <= gate["kp_drift_max"] and s <= gate["score_drift_max"]
+    fmt = lambda v, f: "none matched" if v is None else format(v, f)  # noqa: E731
+    why = (f"recall {r:.3f} (min {gate['recall_min']}), kp drift {fmt(k, '.4f')} (max {gate['kp_drift_max']}), "
+           f"score drift {fmt(s, '.3f')} (max {gate['score_drift_max']})")
     e = result.get("empty_scenes")
     if e is not None:
         limit = gate.get("new_false_positives_max", 0)

@@ -171,10 +171,15 @@ def hand_sets(cache: Path, hands: list[HandRoi], cal: dict) -> dict[str, tuple[n
     """Hand crops (input_size) with ROI jitter, flips and shop-lighting changes; golden: the unaugmented crops."""
     size = cal["input_size"]
     imgs = {h.photo: rgb(h.photo, cache) for h in hands}
-    calib = [h for h in hands if h.split == "calib"] or hands
-    held = [h for h in hands if h.split == "heldout"] or hands
+    calib = [h for h in hands if h.split == "calib"]
+    held = [h for h in hands if h.split == "heldout"]
     if not hands:
         raise RuntimeError("hand calibration sets need people with a visible wrist in the photos; found none")
+    for pool, which in ((calib, "calibration"), (held, "held-out")):
+        if not pool:  # the other split's hands would stand in for it: held-out accuracy measured on calib images
+            raise RuntimeError(f"hand calibration sets: no hand in the {which} photos (found {len(calib)} calib, "
+                               f"{len(held)} held-out hand ROIs); add a photo with a visible wrist to that split "
+                               "(calibration/photos.py)")
 
     def make(pool: list[HandRoi], n: int, seed: int):
         rng = np.random.default_rng(seed)

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from calibration.matching import match_one_to_one
 from calibration.photos import NEGATIVES, load_photo, staged_path
 
 log = logging.getLogger(__name__)
@@ -340,15 +341,11 @@ def agreement(ref: dict[str, np.ndarray], test: dict[str, np.ndarray], detect, s
         if not len(tb):
             hits += [0] * len(rb)
             continue
-        m = _iou(rb, tb)
-        for j in range(len(rb)):
-            k = int(np.argmax(m[j]))
-            if m[j, k] > 0.5:
-                hits.append(1)
+        for j, k in enumerate(match_one_to_one(_iou(rb, tb))):
+            hits.append(int(k >= 0))
+            if k >= 0:
                 drift.append(float(np.abs(rb[j] - tb[k]).mean() / size))
                 sd.append(abs(float(rs[j]) - float(ts[k])))
-            else:
-                hits.append(0)
     return {"n": int(n), "n_ref_detections": len(hits), "n_test_detections": n_test,
             "recall": float(np.mean(hits)) if hits else None, "kp_drift": float(np.mean(drift)) if drift else None,
             "score_drift": float(np.mean(sd)) if sd else None}

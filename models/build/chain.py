@@ -224,7 +224,8 @@ class Chain:
                           inputs=[src, heldout, *int8.values(), *_bins(int8.values())],
                           params={"metric": cal["metric"], "input_size": cal["input_size"], "norm": cal["norm"],
                                   "runtime": runtime_versions()},
-                          code=VERIFY_CODE + [ROOT / "calibration" / "accuracy.py"],
+                          code=VERIFY_CODE + [ROOT / "calibration" / f for f in ("accuracy.py", "matching.py")]
+                          + [ROOT / "edge" / "hands" / "roi.py"],
                           action=lambda: _write_json(acc, verify.int8_accuracy(
                               cal["metric"], cal["input_size"], heldout, cal["norm"], src, int8))))
         return steps

@@ -23,10 +23,11 @@ from models.build.source import SourceError, extract_download, fetch_npm
 ROOT = Path(__file__).resolve().parents[2]
 STEPS_DIR = Path(__file__).resolve().parent / "steps"
 CHANNELS = {"nanodet": "bgr", "movenet": "rgb"}  # input channel order per recipe
-DATASET_CODE = [ROOT / "calibration" / f for f in ("people.py", "datasets.py", "photos.py")] + \
+DATASET_CODE = [ROOT / "calibration" / f for f in ("people.py", "datasets.py", "photos.py", "matching.py")] + \
                [ROOT / "edge" / "people" / "letterbox.py"] + \
                [ROOT / "edge" / "pose" / f for f in ("detection.py", "roi.py", "anchors.py")]
-EVAL_CODE = [ROOT / "calibration" / "people.py", ROOT / "calibration" / "accuracy.py", ROOT / "edge" / "people" / "nanodet.py",
+EVAL_CODE = [ROOT / "calibration" / f for f in ("people.py", "accuracy.py", "matching.py")] + [
+             ROOT / "edge" / "people" / "nanodet.py",
              Path(__file__), Path(verify.__file__), Path(__file__).parent / "runners.py"]
 
 

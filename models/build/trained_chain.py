@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 STEPS_DIR = Path(__file__).resolve().parent / "steps"
 EVAL_CODE = [Path(__file__), Path(verify.__file__), Path(__file__).parent / "runners.py",
-             ROOT / "calibration" / "accuracy.py"]
+             ROOT / "calibration" / "accuracy.py", ROOT / "calibration" / "matching.py"]
 
 
 def is_trained_model(m: dict) -> bool:
