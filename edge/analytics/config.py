@@ -336,7 +336,7 @@ class PlanogramConfig(StrictModel):
     back_panel_region: Polygon | None = Field(None, description="where the back panel shows; sampled from the "
                                               "reference (overrides back_panel_color)")
     reference_dir: str | None = Field(None, description='where references are kept across restarts; none: '
-                                      '<cache>/shelf/<camera>; "": in memory only')
+                                      '<data dir>/shelf/<camera>; "": in memory only')
     alignment: AlignmentConfig = AlignmentConfig()
     facings: list[FacingConfig] = Field(default_factory=list)
 

@@ -22,12 +22,19 @@ TARGETS = {
 def add_arguments(p) -> None:
     sub = p.add_subparsers(dest="bench_target", required=True)
     for name, mod in TARGETS.items():
-        sp = sub.add_parser(name)
+        m = _try_import(mod)
+        sp = sub.add_parser(name, help=_summary(m))
         sp.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
         sp.set_defaults(_bench_module=mod)
-        m = _try_import(mod)
         if m is not None and hasattr(m, "add_arguments"):
             m.add_arguments(sp)
+
+
+def _summary(m) -> str | None:
+    """A bench module's docstring's first sentence, without its "`edge bench X ...`:" prefix."""
+    first = ((m.__doc__ or "").strip().split("\n\n")[0] if m is not None else "").replace("\n", " ")
+    first = first.split("`: ", 1)[-1].split(". ")[0].rstrip(".")
+    return first or None
 
 
 def _try_import(mod):

@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_missing", False):
         raise SystemExit(f"edge {args.command}: not available in this build")
     logging.basicConfig(level=args.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("OpenGL.acceleratesupport").setLevel(logging.WARNING)  # "No OpenGL_accelerate": not a fault
     return int(importlib.import_module(args._module).run(args) or 0)
 
 

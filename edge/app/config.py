@@ -102,7 +102,7 @@ ModelRef = create_model(
 
 
 class ModelsSection(StrictModel):
-    cache_dir: str = ""  # "" = user cache dir (~/.cache/storefront-edge/models)
+    cache_dir: str = ""  # "" = $STOREFRONT_EDGE_CACHE, else the user cache dir (~/.cache/storefront-edge)
     pose_detector: ModelRef = ModelRef(name="pose_detection")
     pose_landmarks: ModelRef = ModelRef(name="pose_landmark_full")
     face_detector: ModelRef = ModelRef(name="face_detection_full_range")

@@ -118,7 +118,7 @@ def check_cpu(cpuinfo: str | None = None) -> dict:
 def check_precisions(cfg, usable: list[str], cpu: dict) -> list[dict]:
     """Per configured model and backend it may run on: the precision it gets on this device and why (the
     manifest's measured reason for "default"; QAT INT8 only where the CPU class runs it, edge.backends.auto)."""
-    from edge.backends.auto import _precision
+    from edge.backends.auto import _precision, bf16_default
     from models.zoo import ModelZoo
 
     try:
@@ -164,8 +164,10 @@ def check_precisions(cfg, usable: list[str], cpu: dict) -> list[dict]:
         if any(a["precision"] == "bf16" for a in zoo.manifest(name)["artifacts"]):
             out.append({"name": name, "backend": "*", "requested": "bf16",
                         "precision": "bf16" if cpu["bf16"]["used"] else None,
-                        "why": cpu["bf16"]["why"] + ("; used where a device sets precision = \"bf16\""
-                                                     if cpu["bf16"]["used"] else "")})
+                        "why": cpu["bf16"]["why"] + (
+                            "" if not cpu["bf16"]["used"] else
+                            "; the OpenVINO default on this CPU (manifest [bf16] default_on_bf16_cpus)"
+                            if bf16_default(zoo.manifest(name)) else "; used where a device sets precision = \"bf16\"")})
     return out
 
 
@@ -446,13 +448,15 @@ def check_models(cfg, usable: list[str], problems: list[str], warnings: list[str
             problems.append(signed[name] if damaged else f"model {name}: signature check failed: {signed[name]}")
         elif signed[name] == "no public key":
             warnings.append(f"model {name}: no public key to check the build signature (hashes checked)")
+    from edge.backends.auto import _precision
+
     req = []
     for ref, required in _required_refs(cfg):
         backends = usable if ref.backend == "auto" else [b for b in (ref.backend,) if b in usable]
         found = []
         for b in backends:
             try:
-                prec = zoo.default_precision(ref.name, b) if ref.precision == "default" else ref.precision
+                prec = _precision(zoo, ref.name, b, ref.precision)  # what `edge run` loads (bf16 default too)
             except Exception:  # noqa: BLE001 - unknown model / no manifest entry
                 continue
             if (ref.name, b, prec) in ok:
@@ -465,16 +469,25 @@ def check_models(cfg, usable: list[str], problems: list[str], warnings: list[str
                    f"({', '.join(backends) or 'no usable backend'}): run `edge models build`")
             (problems if required else warnings).append(msg)
     return {"cache_dir": str(zoo.cache), "signatures": signed, "artifacts": arts, "required": req,
-            "auto_choices": _auto_choices(zoo)}
+            "auto_choices": _auto_choices(zoo, {ref.name for ref, _ in _required_refs(cfg)})}
 
 
-def _auto_choices(zoo) -> list[dict]:
-    """The backend choices `auto` has cached on this device (edge.backends.auto)."""
+def _auto_choices(zoo, models: set[str] | None = None) -> list[dict]:
+    """The backend choices `auto` has cached on this device (edge.backends.auto): the newest per (model, threads),
+    of `models` only when given (the config's)."""
     from edge.backends.auto import _read_cache, default_cache_path
 
     data = _read_cache(default_cache_path(zoo))  # {} when unreadable or not an object (`auto` rewrites it)
+    newest: dict[tuple, dict] = {}
+    for e in data.values():
+        if not isinstance(e, dict) or (models is not None and e.get("model") not in models):
+            continue
+        key = (e.get("model"), e.get("threads"))
+        at = e.get("chosen_at") if isinstance(e.get("chosen_at"), (int, float)) else 0
+        if key not in newest or at >= newest[key][0]:
+            newest[key] = (at, e)
     return [{k: e.get(k) for k in ("model", "backend", "precision", "threads", "median_ms")}
-            for e in data.values() if isinstance(e, dict)]
+            for _, e in newest.values()]
 
 
 def run(args) -> int:
@@ -557,11 +570,14 @@ def _print(r: dict) -> None:
         w(f"  auto chose {c['backend']}/{c['precision']} for {c['model']} ({c['threads']} threads; "
           f"median ms {c['median_ms']})\n")
     for x in r.get("sources", []):
-        w(f"source:      {x['key']} {x['type']} {x['uri']}: {'ok' if x['ok'] else 'NOT FOUND'}\n")
+        uri = f" {x['uri']}" if x['uri'] else ""
+        w(f"source:      {x['key']} {x['type']}{uri}: {'ok' if x['ok'] else 'NOT FOUND'}\n")
     for what, x in r.get("storage", {}).items():
         w(f"storage:     {what} {x['path']}: {x['problem'] or 'writable'}\n")
     b = r["broker"]
-    w(f"broker:      {b.get('broker', '') + (' reachable' if b.get('reachable') else '')} {b.get('note', '')}\n")
+    line = " ".join(x for x in (b.get("broker", "") + (" reachable" if b.get("reachable") else ""), b.get("note", ""))
+                    if x)
+    w(f"broker:      {line}\n")
     c = r["cpu"]
     flags = " ".join(f for f, v in c.get("flags", {}).items() if v) or "none"
     cores = f" ({c['cores']} cores)" if c.get("cores") else ""

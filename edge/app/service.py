@@ -278,7 +278,7 @@ class ServiceSupervisor:
                 self.notifier.enabled, "watchdog_s": self.ping_s, "pings": self.pings,
                 "stalled": {k: round(v, 1) for k, v in self.stalled.items()},
                 "source_lost": {k: {"error": v["error"], "for_s": round(self.clock() - v["since"], 1)}
-                                for k, v in self.lost.items()}, "rss_mb": round(self.rss / 2**20, 1),
+                                for k, v in self.lost.items()}, "rss_mb": round((self.rss or rss_bytes()) / 2**20, 1),
                 "rss_budget_mb": self.cfg.rss_budget_mb or None}
 
     # -- the thread -----------------------------------------------------------------------------------------------

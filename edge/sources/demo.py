@@ -24,8 +24,7 @@ log = logging.getLogger(__name__)
 CLIPS = {
     "mirror": [("astronaut.png", (0.0, 0.0, 1.0, 1.0)), ("bus.jpg", (0.0, 0.2, 0.37, 0.92)),
                ("zidane.jpg", (0.45, 0.0, 1.0, 1.0))],
-    "shelf": [("bus.jpg", (0.0, 0.15, 1.0, 0.95)), ("zidane.jpg", (0.0, 0.0, 1.0, 1.0)),
-              ("t1.jpg", (0.0, 0.0, 1.0, 1.0))],
+    "shelf": [("bus.jpg", (0.0, 0.2, 0.37, 0.92)), ("zidane.jpg", (0.55, 0.05, 0.9, 1.0))],  # narrow: shelf in view
 }
 
 
@@ -37,6 +36,25 @@ def shop_background(width: int, height: int) -> np.ndarray:
     bg[horizon:] = (120, 130, 140)
     for x in range(0, width, max(1, width // 8)):  # shelf uprights
         cv2.rectangle(bg, (x, int(height * 0.1)), (x + 6, horizon), (90, 90, 100), -1)
+    return bg
+
+
+def shelf_background(width: int, height: int) -> np.ndarray:
+    """A still shop shelf (the shelf camera's demo): a back panel over two shelf rows of packs in the top 35 % of
+    the frame (the packs under device_configs/shelf-camera.toml's facings), wall and floor below."""
+    bg = shop_background(width, height)
+    top, row = int(height * 0.01), int(height * 0.34)
+    cv2.rectangle(bg, (0, top), (width, row), (225, 225, 220), -1)  # back panel
+    rng = np.random.default_rng(7)  # the same packs on every start
+    for y0, y1 in ((int(height * 0.06), int(height * 0.34)),):
+        x = 22
+        while x + 20 < width - 16:
+            w = int(rng.integers(18, 30))
+            colour = tuple(int(c) for c in rng.integers(30, 220, 3))
+            cv2.rectangle(bg, (x, y0 + int(rng.integers(0, 8))), (x + w, y1 - 4), colour, -1)
+            cv2.rectangle(bg, (x + 3, y0 + 14), (x + w - 3, y0 + 22), (250, 250, 250), -1)  # label
+            x += w + 3
+        cv2.rectangle(bg, (0, y1 - 4), (width, y1 + 4), (70, 70, 80), -1)  # shelf edge
     return bg
 
 
@@ -53,7 +71,7 @@ class DemoSource(FrameSource):
         self.gap = max(1, int(gap_seconds * fps))
         self.loop = loop
         self._clips: list[np.ndarray] = []
-        self._bg = shop_background(width, height)
+        self._bg = shelf_background(width, height) if scene == "shelf" else shop_background(width, height)
         self._t = 0
         self._seq = 0
         self._pacer = Pacer(realtime)
@@ -76,11 +94,12 @@ class DemoSource(FrameSource):
         """Crop placed in the scene with a slow sway and zoom; k = frame index inside the clip."""
         W, H = self.width, self.height
         ch, cw = crop.shape[:2]
-        zoom = 1.0 + 0.06 * math.sin(2 * math.pi * k / (self.hold or 1))
-        s = min(W / cw, H / ch) * 0.92 * zoom
+        still = self.scene == "shelf"  # shoppers stand at the shelf (a swaying photo shakes the facings' alignment)
+        zoom = 1.0 if still else 1.0 + 0.06 * math.sin(2 * math.pi * k / (self.hold or 1))
+        s = min(W / cw, H / ch) * (0.92 if self.scene != "shelf" else 0.6) * zoom  # the shelf stays in view
         nw, nh = int(cw * s), int(ch * s)
         person = cv2.resize(crop, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-        dx = int(0.05 * W * math.sin(2 * math.pi * k / (self.hold / 2 or 1)))
+        dx = 0 if still else int(0.05 * W * math.sin(2 * math.pi * k / (self.hold / 2 or 1)))
         x, y = (W - nw) // 2 + dx, H - nh
         out = self._bg.copy()
         x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + nw), min(H, y + nh)

@@ -84,16 +84,23 @@ def _list(args) -> int:
 
     zoo = ModelZoo(args.cache)
     arts = zoo.artifacts()
+
+    def disk_bytes(a) -> int:
+        """The artefact's bytes on disk: an OpenVINO .xml with its weights (.bin) beside it."""
+        weights = a.path.with_suffix(".bin")
+        return a.size_bytes + (weights.stat().st_size if a.format == "openvino" and weights.is_file() else 0)
+
     if args.json:
         print(json.dumps([{"name": a.name, "version": a.version, "task": a.task, "backend": a.backend,
                            "precision": a.precision, "path": str(a.path), "sha256": a.sha256,
-                           "size_bytes": a.size_bytes, "format": a.format} for a in arts], indent=1))
+                           "size_bytes": a.size_bytes, "disk_bytes": disk_bytes(a), "format": a.format}
+                          for a in arts], indent=1))
         return 0
     if not arts:
         print(f"no models built in {zoo.cache}: run `edge models build`")
         return 0
     for a in arts:
-        print(f"{a.name:28s} {a.version:12s} {a.backend:12s} {a.precision:10s} {a.size_bytes / 1e6:7.2f} MB  {a.path}")
+        print(f"{a.name:28s} {a.version:12s} {a.backend:12s} {a.precision:10s} {disk_bytes(a) / 1e6:7.2f} MB  {a.path}")
     return 0
 
 
