@@ -13,26 +13,21 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def positive(text: str) -> float:
-    """argparse type: a number above 0 (seconds, days, milliseconds)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < v < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be above 0")
-    return v
+def argtype(conv, ok, noun: str, rule: str):
+    """An argparse type: conv(text) (ValueError: "not a {noun}") that must pass ok(value) (else "{text}{rule}")."""
+    def parse(text: str):
+        try:
+            v = conv(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {noun}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{text}{rule}")
+        return v
+    return parse
 
 
-def port(text: str) -> int:
-    """argparse type: a TCP port 1..65535."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"{text}: a port is 1..65535")
-    return v
+positive = argtype(float, lambda v: 0 < v < float("inf"), "number", " must be above 0")  # seconds, days, ms
+port = argtype(int, lambda v: 1 <= v <= 65535, "port number", ": a port is 1..65535")
 
 
 def add_broker_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,27 +1,18 @@
 """`edge fleet publish-model | unpublish-model | rollout | status` (model updates; registered by sync/fleet_cli.py)."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from sync import topics
-from sync.cli import add_broker_arguments, broker_options, positive
+from sync.cli import add_broker_arguments, argtype, broker_options, positive
 from sync.update_shadow import summary as shadow_summary
 
 COMMANDS = ("publish-model", "unpublish-model", "rollout", "status")
 EXIT_NO_DEVICES, EXIT_ABORTED, EXIT_INTERRUPTED = 2, 3, 130  # 1: the tool failed (sync/fleet_cli.py)
 
 
-def _percent(text: str) -> float:
-    """argparse type: a percentage 0..100."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= v <= 100:
-        raise argparse.ArgumentTypeError(f"{text}: a percentage is 0..100")
-    return v
+_percent = argtype(float, lambda v: 0 <= v <= 100, "number", ": a percentage is 0..100")
 
 
 def add_arguments(sub) -> None:
