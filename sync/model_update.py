@@ -236,8 +236,8 @@ class ModelUpdateAgent:
                     self._rollbacks[a.name] = a
                     self._cv.notify_all()
                 action = "queued" if why is None else "refused"
-        if action in ("queued", "canceled"):  # on disk before the answer: a crash before it ran runs it at the start
-            self.store.note_fleet_rollback(a)
+            if self._rollbacks.get(a.name) is a:  # on disk before the answer, and before the worker can take it (and
+                self.store.note_fleet_rollback(a)  # clear it): a crash before it ran runs it at the start
         self.counters["rollbacks" if action != "refused" else "rollbacks_refused"] += 1
         if action == "refused":
             log.warning("model_rollback of %s refused: %s", key, why)

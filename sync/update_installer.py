@@ -374,6 +374,9 @@ class ModelStore:
                     return
                 rec.pop("fleet_rollback", None)
             else:
+                old = rec.get("fleet_rollback") or {}
+                if to is None and old.get("version") == a.version and old.get("to") is not None:
+                    return  # a repeat of a rollback already swapping back: keep its target (a crash finishes it)
                 rec["fleet_rollback"] = {"version": a.version, "rollout": a.rollout, "reason": a.reason, "to": to}
             self._save_state()
 

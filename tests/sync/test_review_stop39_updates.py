@@ -103,3 +103,46 @@ def test_a_job_the_fleet_canceled_before_a_crash_is_not_resumed(broker, tmp_path
         assert not store.stage_dir(MODEL, "1.1").exists()
     finally:
         dev.stop()
+
+
+def test_a_rollback_the_worker_finished_first_leaves_no_record(tmp_path, monkeypatch):
+    """The command thread wrote the accepted rollback to agent.json after handing it to the worker: descheduled
+    there, the worker ran and cleared it first, and the late write left a record no run clears (a later legitimate
+    install of that version would be rolled back at the next start). The record is written before the worker can
+    take the rollback (here the command thread is held 1 s at its write)."""
+    import shutil
+    import time
+
+    from sync.model_update import ModelUpdateAgent, UpdateOptions
+    from sync.service import SyncService
+    from sync.update_job import RollbackArgs
+    from sync_helpers import device_settings
+    from update_helpers import install_base, keys, manifest_dir, model_dir
+
+    _, pub = keys(tmp_path / "keys")
+    zoo = ModelZoo(tmp_path / "dev/cache", manifest_dir=manifest_dir(tmp_path / "dev/manifests"))
+    install_base(zoo, model_dir(tmp_path / "v1.0"), "1.0")
+    svc = SyncService(*device_settings(1, tmp_path / "dev/outbox.db"))  # no broker: the outbox keeps the events
+    svc.outbox.open()
+    agent = ModelUpdateAgent(svc.identity, zoo, svc, lambda n, v: True, UpdateOptions(public_key=pub))
+    store = agent.store
+    shutil.copytree(tmp_path / "v1.0", store.model_dir(MODEL) / "1.1")
+    (store.model_dir(MODEL) / "1.1/built.json").write_text("{}")
+    store.save_model(MODEL, previous="1.0", rollout="r1", floor="1.1")
+    store.point(MODEL, "1.1")
+    real = store.note_fleet_rollback
+
+    def slow(a, *, to=None, done=False):
+        if not done and to is None:
+            time.sleep(1.0)  # the command thread held at its write
+        real(a, to=to, done=done)
+    monkeypatch.setattr(store, "note_fleet_rollback", slow)
+    agent.start()
+    try:
+        assert agent._rollback(RollbackArgs(name=MODEL, version="1.1", rollout="r1", reason="aborted"))["action"] \
+            == "queued"
+        assert wait_until(lambda: store.record(MODEL).get("last", {}).get("state") == "ROLLED_BACK", 20)
+    finally:
+        agent.stop()
+        svc.outbox.close()
+    assert agent.active(MODEL) == "1.0" and "fleet_rollback" not in store.record(MODEL), store.record(MODEL)
