@@ -729,8 +729,7 @@ class UpdateInstaller:
     def _finish_rollback(self, a: RollbackArgs, prev: str, begun_before_crash: bool = False) -> None:
         """The fleet rollback of a.version is swapped back to prev: its files go, then the audit and ROLLED_BACK."""
         if begun_before_crash:
-            self.store.save_model(a.name, previous=None, rollout=None)
-            shutil.rmtree(self.store.model_dir(a.name) / a.version, ignore_errors=True)
+            self._drop_version(a.name, a.version)
         self.store.drop_stage(a.name, a.version)
         reason = f"{a.reason or 'rollback requested by the fleet'}; back on {prev}"
         self.audit({"name": a.name, "version": a.version, "to": prev, "action": "rolled_back", "trigger": "fleet",
@@ -739,12 +738,16 @@ class UpdateInstaller:
 
     def _rollback_to(self, name: str, prev: str | None, bad: str) -> None:
         self.store.point(name, prev)
-        self.store.save_model(name, previous=None, rollout=None)
-        shutil.rmtree(self.store.model_dir(name) / bad, ignore_errors=True)
+        self._drop_version(name, bad)
         if prev is not None:
             ok, why = self._health(name, prev)
             if not ok:
                 log.error("rollback of %s to %s: health check failed too: %s", name, prev, why)
+
+    def _drop_version(self, name: str, bad: str) -> None:
+        """The rolled-back version's files go; no previous version is kept after a rollback."""
+        self.store.save_model(name, previous=None, rollout=None)
+        shutil.rmtree(self.store.model_dir(name) / bad, ignore_errors=True)
 
     def _health(self, name: str, version: str) -> tuple[bool, str]:
         try:
