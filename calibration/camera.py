@@ -25,6 +25,13 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 MIN_TILT_DEG = 8.0
 MIN_TILTED_VIEWS = 3
 DUPLICATE_PX = 1.0  # mean corner shift below which a view repeats an earlier board position (board not moved)
+# The runtime projects with a pinhole camera and does not undistort frames (edge/tryon/intrinsics.py), so the
+# intrinsics written are the best pinhole fit. A pinhole RMS above DISTORTION_WARN_PX that a lens-distortion model
+# brings down by half or more is lens distortion the runtime leaves in: overlays drift towards the frame edges.
+DISTORTION_WARN_PX = 1.0
+FX_UNCERTAIN = 0.03  # standard error of fx above this fraction: the views leave the focal length loose
+CORNERS_WARN_PX = 1.0  # RMS of the distortion model above this: corners poorly found (blur, glare, a bent board)
+_PINHOLE = cv2.CALIB_ZERO_TANGENT_DIST | cv2.CALIB_FIX_K1 | cv2.CALIB_FIX_K2 | cv2.CALIB_FIX_K3
 
 
 class CalibrationError(ValueError):
@@ -40,8 +47,10 @@ class CameraCalibration:
     width: int
     height: int
     method: str
-    rms_px: float | None = None  # reprojection error (checkerboard only)
-    dist: list[float] = field(default_factory=list)  # k1 k2 p1 p2 k3 (checkerboard only)
+    rms_px: float | None = None  # reprojection error of these (pinhole) intrinsics (checkerboard only)
+    dist: list[float] = field(default_factory=list)  # k1 k2 p1 p2 k3 of a lens-distortion fit (checkerboard only)
+    lens_rms_px: float | None = None  # reprojection error of that lens-distortion fit (not used by the runtime)
+    fx_std_px: float | None = None  # standard error of fx estimated by the fit (checkerboard only)
     views_used: int = 0
 
     @property
@@ -52,8 +61,11 @@ class CameraCalibration:
         """`[tryon.camera]` section for the device config; CalibrationError if the runtime's config would reject it."""
         lines = [f"# {self.method}; horizontal FOV {self.hfov_deg:.1f} deg"]
         if self.rms_px is not None:
-            lines.append(f"# reprojection RMS {self.rms_px:.3f} px over {self.views_used} views; "
-                         f"distortion k1 k2 p1 p2 k3 = {', '.join(f'{d:.4f}' for d in self.dist)}")
+            lines.append(f"# reprojection RMS {self.rms_px:.3f} px (pinhole, as the runtime projects) over "
+                         f"{self.views_used} views; fx standard error {self.fx_std_px or 0:.1f} px")
+            if self.lens_rms_px is not None:
+                lines.append(f"# with lens distortion k1 k2 p1 p2 k3 = {', '.join(f'{d:.4f}' for d in self.dist)}: "
+                             f"RMS {self.lens_rms_px:.3f} px (not corrected by the runtime)")
         lines += ["[tryon.camera]", f"fx = {self.fx:.2f}", f"fy = {self.fy:.2f}", f"cx = {self.cx:.2f}",
                   f"cy = {self.cy:.2f}", f"width = {self.width}", f"height = {self.height}"]
         text = "\n".join(lines) + "\n"
@@ -95,7 +107,9 @@ def calibrate_checkerboard(images, pattern: tuple[int, int] = (9, 6), square_m: 
     """Calibrate from checkerboard views (paths or BGR/gray arrays); pattern = inner corners (cols, rows).
 
     Views that repeat an earlier board position are skipped; CalibrationError if fewer than min_views distinct views
-    remain or fewer than MIN_TILTED_VIEWS show the board tilted (the focal length would be a guess).
+    remain or fewer than MIN_TILTED_VIEWS show the board tilted (the focal length would be a guess). The intrinsics
+    are the pinhole fit the runtime uses; a lens-distortion fit beside it is reported, and a warning names lens
+    distortion the pinhole model cannot absorb.
     """
     if min(pattern) < 3:
         raise CalibrationError(f"pattern {pattern[0]}x{pattern[1]}: count the inner corners, at least 3 each way "
@@ -133,7 +147,9 @@ def calibrate_checkerboard(images, pattern: tuple[int, int] = (9, 6), square_m: 
         raise CalibrationError(f"checkerboard found in {len(img_pts)} distinct views{why}; need at least {min_views} "
                                f"(pattern = inner corners {pattern[0]}x{pattern[1]})")
     try:
-        rms, K, dist, rvecs, _ = cv2.calibrateCamera(obj_pts, img_pts, size, None, None)
+        lens_rms, lens_K, dist, rvecs, _ = cv2.calibrateCamera(obj_pts, img_pts, size, None, None)
+        rms, K, _, _, _, std, _, _ = cv2.calibrateCameraExtended(
+            obj_pts, img_pts, size, lens_K.copy(), np.zeros(5), flags=cv2.CALIB_USE_INTRINSIC_GUESS | _PINHOLE)
     except cv2.error as e:
         raise CalibrationError(f"OpenCV calibrateCamera failed: {e.err}") from None
     tilts = [math.degrees(math.acos(min(1.0, abs(float(cv2.Rodrigues(r)[0][2, 2]))))) for r in rvecs]
@@ -144,9 +160,23 @@ def calibrate_checkerboard(images, pattern: tuple[int, int] = (9, 6), square_m: 
             f"{max(tilts):.1f} deg); square-on views cannot fix the focal length (this one came out as "
             f"fx = {K[0, 0]:.0f} px): add at least {MIN_TILTED_VIEWS} views with the board tilted 15-45 deg "
             "towards different sides")
+    fx_std = float(std.ravel()[0])
+    if fx_std > FX_UNCERTAIN * K[0, 0]:
+        log.warning("focal length uncertain: fx %.0f +- %.0f px (%.0f %%); garments would be drawn at a size that "
+                    "far off: add views with the board nearer (a third of the frame or more), tilted 15-45 deg, "
+                    "covering the corners of the frame", K[0, 0], fx_std, 100 * fx_std / K[0, 0])
+    if lens_rms > CORNERS_WARN_PX:
+        log.warning("reprojection RMS %.2f px even with a lens-distortion model: corners poorly found (blurred or "
+                    "glaring photos, a bent board?); retake the photos with the board flat and sharp", lens_rms)
+    elif rms > DISTORTION_WARN_PX and rms > 2 * lens_rms:
+        log.warning("lens distortion (k1 %.3f) leaves a pinhole reprojection RMS of %.2f px (%.2f px with a "
+                    "distortion model): it is not corrected by the runtime, so try-on overlays drift towards the "
+                    "frame edges; a lens with less distortion, or a narrower camera mode, fits better", dist.ravel()[0],
+                    rms, lens_rms)
     return CameraCalibration(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), size[0], size[1],
                              method=f"checkerboard {pattern[0]}x{pattern[1]} inner corners, {square_m * 1000:g} mm",
-                             rms_px=float(rms), dist=[float(d) for d in dist.ravel()[:5]], views_used=len(img_pts))
+                             rms_px=float(rms), dist=[float(d) for d in dist.ravel()[:5]], views_used=len(img_pts),
+                             lens_rms_px=float(lens_rms), fx_std_px=fx_std)
 
 
 def image_files(folder: str | Path) -> list[Path]:

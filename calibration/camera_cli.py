@@ -69,7 +69,8 @@ def run(args) -> int:
         log.error("calibration failed: %s", e)
         return 1
     if cal.rms_px is not None:
-        log.info("reprojection RMS %.3f px over %d views", cal.rms_px, cal.views_used)
+        log.info("reprojection RMS %.3f px (pinhole) over %d views; %.3f px with lens distortion", cal.rms_px,
+                 cal.views_used, cal.lens_rms_px)
     if args.out:
         try:
             write_snippet(args.out, text)

@@ -110,7 +110,8 @@ def test_small_board_squares_calibrate_right():
     """The board held 1.8 m from a 640x480 mirror camera: squares of about 10 px. cornerSubPix searched a fixed
     15x15 px window, which holds the neighbouring corners too, so corners were pulled off and the result came out
     with fx = 675 px (true 610, 11 % off: garments drawn at the wrong size and depth) at an RMS of 1.8 px. The
-    search window must stay inside the corner spacing."""
+    search window must stay inside the corner spacing. (At that distance the focal length is loose even with exact
+    corners, a standard error of 4-6 %, so fx is checked to 6 % and the corners by the RMS; the fit warns.)"""
     from calibration.camera import calibrate_checkerboard
 
     rng = np.random.default_rng(5)
@@ -120,8 +121,9 @@ def test_small_board_squares_calibrate_right():
              for i, b in enumerate(np.linspace(0, 2 * np.pi, 10, endpoint=False))]
     cal = calibrate_checkerboard(views, PATTERN, SQUARE)
     assert cal.views_used == 10
-    assert cal.fx == pytest.approx(610, rel=0.02) and cal.fy == pytest.approx(610, rel=0.02)
-    assert cal.rms_px < 1.0
+    assert cal.fx == pytest.approx(610, rel=0.06) and cal.fy == pytest.approx(610, rel=0.06)
+    assert cal.rms_px < 1.0 and cal.lens_rms_px < 1.0
+    assert cal.fx_std_px > 0.03 * cal.fx  # named as uncertain (calibration/camera.py FX_UNCERTAIN)
 
 
 def test_palm_detector_outputs_decode_with_the_palm_anchors():
