@@ -160,7 +160,8 @@ class LatestFrameReader:
     Live cameras must never queue: a slow consumer gets the latest frame, and `dropped` counts the rest.
     With `drop=False` (files played as fast as they are consumed) the reader waits for the consumer instead.
     Reconnects a lost source every `reconnect_s` seconds, whatever it raised (SourceError, or a driver's OSError or
-    cv2.error); `error` holds the last failure for health checks.
+    cv2.error); `error` holds the last failure for health checks. A failure is logged once, and again only after
+    frames flowed in between.
     """
 
     def __init__(self, source: FrameSource, reconnect_s: float = 2.0, *, drop: bool = True):
@@ -169,6 +170,7 @@ class LatestFrameReader:
         self.drop = drop
         self.dropped = 0
         self.error: str | None = None
+        self._logged: str | None = None  # the failure last logged (again only after frames flowed in between)
         self.ended = False
         self._opening_since: float | None = None  # monotonic start of an open() in progress
         self._read_t: deque[float] = deque(maxlen=600)  # monotonic times of the last frames read from the source
@@ -204,7 +206,8 @@ class LatestFrameReader:
                     except Exception:  # noqa: BLE001 - a broken device may fail to close too
                         log.debug("source %s: close failed", self.source.name, exc_info=True)
                 opened = False
-                if self.error != why:
+                if self._logged != why:
+                    self._logged = why
                     log.error("source %s: %s (retrying every %.1fs)", self.source.name, why, self.reconnect_s,
                               exc_info=not isinstance(e, SourceError))
                 self.error = why
@@ -216,6 +219,7 @@ class LatestFrameReader:
                     self._cond.notify_all()
                     break
                 self._read_t.append(time.monotonic())
+                self._logged = None
                 if not self.drop:
                     self._cond.wait_for(lambda: self._frame is None or self._stop.is_set())
                 if self._frame is not None:

@@ -1,8 +1,10 @@
-"""A folder of images played as a stream (sorted by name); media time = image index / fps."""
+"""A folder of images played as a stream (in name order, numbers by value: 2 before 10); media time = image index /
+fps."""
 from __future__ import annotations
 
 import bisect
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -14,6 +16,13 @@ from edge.sources.base import FrameSource, MediaClock, Pacer, SourceError, resol
 log = logging.getLogger(__name__)
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def name_order(path: Path) -> tuple:
+    """Sort key: the name with its digit runs compared as numbers (snapshot_2 before snapshot_10, frame before
+    frame1)."""
+    parts = re.split(r"(\d+)", path.stem)  # text, digits, text, ... (digits at the odd places)
+    return tuple((int(x), x) if i % 2 else (x,) for i, x in enumerate(parts)), path.name
 
 
 class ImageFolderSource(FrameSource):
@@ -28,17 +37,21 @@ class ImageFolderSource(FrameSource):
         self._i = 0
         self._last: Path | None = None  # the last file taken in this pass
         self._seq = 0
+        self._warned: set[Path] = set()  # unreadable files already warned about (once each, not on every pass)
         self._clock: MediaClock | None = None
         self._pacer = Pacer(realtime)
 
     def open(self) -> None:
         if not self.folder.is_dir():
             raise SourceError(f"image folder not found: {self.folder}")
-        self._files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in SUFFIXES)
+        # hidden files are no frames (macOS leaves an AppleDouble `._name.jpg` beside each image on a USB stick)
+        self._files = sorted((p for p in self.folder.iterdir() if p.suffix.lower() in SUFFIXES
+                              and not p.name.startswith(".")), key=name_order)
         if not self._files:
             raise SourceError(f"no images ({', '.join(sorted(SUFFIXES))}) in {self.folder}")
         # reopened after a loss (reader reconnect): go on after the last image taken, never replay the folder
-        self._i = bisect.bisect_right(self._files, self._last) if self._last is not None else 0
+        last = self._last
+        self._i = bisect.bisect_right(self._files, name_order(last), key=name_order) if last is not None else 0
         if self._clock is None:
             self._clock = MediaClock(self.fps, resolve_start_wall(self.start_time, str(self._files[0])))
 
@@ -57,7 +70,9 @@ class ImageFolderSource(FrameSource):
                 break
             failures += 1  # an unreadable file is skipped with a warning, not fatal (its time slot stays empty)
             self._clock.stamp()
-            log.warning("skipping unreadable image %s", path)
+            if path not in self._warned:
+                self._warned.add(path)
+                log.warning("skipping unreadable image %s", path)
             if failures >= len(self._files):
                 raise SourceError(f"no readable image in {self.folder}")
         t_media, t_wall = self._clock.stamp()

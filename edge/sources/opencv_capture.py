@@ -41,18 +41,7 @@ class CaptureSource(FrameSource):
     def open(self) -> None:
         if self.kind == "video" and not Path(self.uri).is_file():
             raise SourceError(f"video file not found: {self.uri}")
-        target: int | str = int(self.uri) if self.kind == "camera" and self.uri.isdigit() else self.uri
-        if self.kind == "rtsp":
-            ms = int(RTSP_TIMEOUT_S * 1000)
-            cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG,
-                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
-        else:
-            cap = cv2.VideoCapture(target, cv2.CAP_ANY)
-        if not cap.isOpened():
-            cap.release()
-            why = ("not a video FFmpeg can decode: corrupt, truncated before its header, or an unsupported codec"
-                   if self.kind == "video" else "unplugged, wrong index/path or unreachable")
-            raise SourceError(f"cannot open {self.kind} {self.uri!r} ({why})")
+        cap = self._capture()
         if self.kind == "camera":
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
@@ -65,6 +54,24 @@ class CaptureSource(FrameSource):
             cap.set(cv2.CAP_PROP_POS_FRAMES, self._pos)
         self._cap = cap
 
+    def _capture(self) -> cv2.VideoCapture:
+        """A new opened VideoCapture of the uri; SourceError when it cannot be opened."""
+        target: int | str = int(self.uri) if self.kind == "camera" and self.uri.isdigit() else self.uri
+        if self.kind == "rtsp":
+            ms = int(RTSP_TIMEOUT_S * 1000)
+            cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG,
+                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        else:
+            cap = cv2.VideoCapture(target, cv2.CAP_ANY)
+        if not cap.isOpened():
+            cap.release()
+            if self.kind == "video" and not Path(self.uri).is_file():
+                raise SourceError(f"video file not found: {self.uri}")
+            why = ("not a video FFmpeg can decode: corrupt, truncated before its header, or an unsupported codec"
+                   if self.kind == "video" else "unplugged, wrong index/path or unreachable")
+            raise SourceError(f"cannot open {self.kind} {self.uri!r} ({why})")
+        return cap
+
     def read(self) -> Frame | None:
         if self._cap is None:
             raise SourceError(f"{self.name} is not open")
@@ -72,7 +79,11 @@ class CaptureSource(FrameSource):
         if not ok:
             if self.kind == "video":
                 if self.loop and self._seq > 0:
-                    self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    # open the file again rather than seek to frame 0: in some containers (MPEG-TS) that seek lands
+                    # a few frames in, so every pass lost its first frames
+                    self._cap.release()
+                    self._cap = None
+                    self._cap = self._capture()
                     self._clock.new_pass()
                     self._pos = 0
                     ok, img = self._cap.read()
