@@ -130,9 +130,10 @@ class MediaClock:
         return t, self.start_wall + t
 
 
-def resolve_start_wall(start_time: str, path: str | None) -> float:
+def resolve_start_wall(start_time: str, path: str | None, duration_s: float = 0.0) -> float:
     """Wall-clock start of a recording from `[source] start_time`: an ISO 8601 time, "now", "mtime" (the file's
-    modification time), or "" (the file's modification time when there is a file, else now)."""
+    modification time less the recording's duration_s: a recorder writes the file until it ends), or "" (that when
+    there is a file, else now)."""
     import os
     from datetime import datetime
 
@@ -141,7 +142,7 @@ def resolve_start_wall(start_time: str, path: str | None) -> float:
         return time.time()
     if st in ("", "mtime"):
         try:
-            return os.path.getmtime(path) if path else time.time()
+            return os.path.getmtime(path) - max(0.0, duration_s) if path else time.time()
         except OSError:
             return time.time()
     try:

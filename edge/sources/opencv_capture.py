@@ -49,7 +49,10 @@ class CaptureSource(FrameSource):
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         if self.kind == "video" and self._clock is None:
             fps = cap.get(cv2.CAP_PROP_FPS)
-            self._clock = MediaClock(fps if 0 < fps <= 1000 else self.fps, resolve_start_wall(self.start_time, self.uri))
+            fps = fps if 0 < fps <= 1000 else self.fps
+            n = cap.get(cv2.CAP_PROP_FRAME_COUNT)  # the file was written until the recording ended: mtime is its end
+            length_s = n / fps if 0 < n < 1e9 else 0.0
+            self._clock = MediaClock(fps, resolve_start_wall(self.start_time, self.uri, length_s))
         elif self.kind == "video" and self._pos:  # reopened after a loss: go on where it was, clock and frames
             cap.set(cv2.CAP_PROP_POS_FRAMES, self._pos)
         self._cap = cap

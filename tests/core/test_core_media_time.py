@@ -49,7 +49,9 @@ def test_looped_video_keeps_its_clock_running_forward(tmp_path):
     assert ts == pytest.approx([i / 10 for i in range(12)])
 
 
-def test_default_start_time_of_a_file_is_its_modification_time(tmp_path):
+def test_default_start_time_of_a_file_is_its_modification_time_less_its_length(tmp_path):
+    """A recorder writes the file until the recording ends, so its modification time is the end: starting the clock
+    there put every event's wall time late by the clip's length (0.3 s here; an hour for an hour-long export)."""
     import os
 
     write_video(tmp_path / "v.avi", n=3, fps=10)
@@ -57,7 +59,7 @@ def test_default_start_time_of_a_file_is_its_modification_time(tmp_path):
     with make_source(SourceSection(type="video", uri=str(tmp_path / "v.avi"), width=160, height=120,
                                    loop=False, realtime=False)) as src:
         f = [src.read() for _ in range(3)]
-    assert [x.t_wall for x in f] == pytest.approx([1_700_000_000 + i / 10 for i in range(3)])
+    assert [x.t_wall for x in f] == pytest.approx([1_700_000_000 - 0.3 + i / 10 for i in range(3)])
 
 
 def test_image_folder_and_demo_use_index_over_fps(tmp_path):
