@@ -111,9 +111,10 @@ class Anonymiser:
     def __init__(self, faces: FaceDetector, pose, *, mask_people: bool = False, max_width: int = 640,
                  jpeg_quality: int = 70, max_passes: int = 3, verify_threshold: float = 0.5):
         self.faces, self.pose = faces, pose
-        # what leaves is checked at the detector's usual operating point (MediaPipe: 0.5); finding faces uses the
-        # lower `faces.threshold` (recall first). A blurred head still gives a face-shaped blob a weak score.
-        self.verify = FaceDetector(faces.session, threshold=max(verify_threshold, faces.threshold),
+        # what leaves is checked at the detector's usual operating point (MediaPipe: 0.5), whatever `faces.threshold`
+        # (recall first, usually lower: a blurred head still gives a face-shaped blob a weak score; a higher one must
+        # not raise the check of what is sent)
+        self.verify = FaceDetector(faces.session, threshold=verify_threshold,
                                    nms_iou=faces.nms_iou, tile_grids=faces.tile_grids)
         self.mask_people, self.max_width, self.jpeg_quality = mask_people, max_width, jpeg_quality
         self.max_passes = max_passes

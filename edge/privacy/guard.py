@@ -4,17 +4,19 @@ Refused (with the path of the offending value):
 
 - bytes-like values and arrays (python objects before serialisation), non-ASCII / non-JSON payloads (binary);
 - strings (and keys) with a run of more than `MAX_B64_RUN` base64/hex/base32/base85 (or ascii85) characters,
-  `data:image/...` URIs, text that decodes (base64, hex, base32, base85 or ascii85, whitespace removed) to an image
-  or compressed-data header (`_header`: JPEG, PNG, GIF, WebP, BMP, TIFF, JPEG 2000, HEIF/AVIF, zlib, gzip, zip,
-  numpy .npy), more than `MAX_B64_RUN` characters in consecutive whitespace-separated lines of at least `MIN_LINE`
-  such characters (MIME base64, xxd -p) and runs of more than `MAX_BYTE_TOKENS` hex or decimal numbers in text
-  (`ff d8 ff`, `255,216,255`, `[[255, 216], [255, 224]]`); binary data in text: bytes decoded as latin-1 or with
-  errors (more than `MIN_SNIFF` control or undecodable characters, or an image header), bytes reprs (`b'\\xff\\xd8'`:
-  more than `MAX_BYTE_TOKENS` escaped bytes, or an image header);
+  `data:image/...` URIs, text that decodes (base64, hex, base32, base85 or ascii85, whitespace removed, or one run
+  of such characters between punctuation) to an image or compressed-data header (`_header`: JPEG, PNG, GIF, WebP,
+  BMP, TIFF, JPEG 2000, HEIF/AVIF, zlib, gzip, zip, numpy .npy), more than `MAX_B64_RUN` characters in consecutive
+  whitespace-separated lines of at least `MIN_LINE` such characters (MIME base64, xxd -p) or in full uuencoded
+  lines, and runs of more than `MAX_BYTE_TOKENS` hex or decimal numbers in text (`ff d8 ff`, `255,216,255`,
+  `[[255, 216], [255, 224]]`, `0xff, 0xd8` as xxd -i writes them); binary data in text: bytes decoded as latin-1 or
+  with errors (more than `MIN_SNIFF` control or undecodable characters, or an image header), bytes reprs and C
+  strings (`b'\\xff\\xd8'`, `\\377\\330`: more than `MAX_BYTE_TOKENS` escaped bytes, or an image header);
 - numbers: a list of more than `GRID_MAX` numbers (a heatmap row is the longest), more than `LOOSE_MAX` numbers in
   lists of one record outside a heatmap grid (`counts` of an object, exactly `rows` x `cols` ints), more than
   `MAX_NUMBERS` numbers anywhere in one record (lists and objects; the largest heatmap grid and the fields around
   it), and lists whose first integers (in 0..255, nested lists flattened) are an image header (bytes as numbers);
+  an object whose keys are all indices (`{"0": 255, "1": 216}`, a typed array as JSON) counts as a list;
 - image-like keys (`image`, `frame`, `jpeg`, `png`, `mask`, `face`, `embedding`, ... ) unless they hold a number,
   a boolean or null (a heatmap's `frames` count).
 
@@ -59,16 +61,21 @@ _A85_RUN = re.compile(r"[!-u]{%d,}" % (MAX_B64_RUN + 1))  # ascii85: refused wit
 _FULL = {name: re.compile(r"[%s]+\Z" % chars) for name, chars in (
     ("hex", "0-9A-Fa-f"), ("base64", "A-Za-z0-9+/_-"), ("base32", "A-Z2-7"), ("base85", _B85), ("ascii85", "!-uz"))}
 _LINE = re.compile(r"[%s]{%d,}" % (_ENC, MIN_LINE))
-_BYTE_TEXT = re.compile(r"[0-9A-Fa-f\s,:;.|\-\[\]()]{%d,}" % (2 * MAX_BYTE_TOKENS - 1))  # list / array reprs too
-_BYTE_TOKEN = re.compile(r"[0-9A-Fa-f]{1,8}")
+# list / array reprs and C arrays (`xxd -i`: 0xff, 0xd8, ...) too
+_BYTE_TEXT = re.compile(r"[0-9A-Fa-fxX\s,:;.|\-\[\]()]{%d,}" % (2 * MAX_BYTE_TOKENS - 1))
+_BYTE_TOKEN = re.compile(r"(?:0[xX])?[0-9A-Fa-f]{1,8}")
+_SNIFF_RUN = re.compile(r"[%s]{%d,}" % (_ENC, MIN_SNIFF))  # encoded text cut by punctuation instead of line breaks
+_UU_LINE = re.compile(r"^M[ -`]{60}\r?$", re.MULTILINE)  # a full uuencoded line (45 bytes)
 _DATA_URI = re.compile(r"data:image/", re.IGNORECASE)
 # characters no text has: C0 controls but tab and line ends, DEL, C1 controls, U+FFFD, surrogateescape's lone surrogates
 _BINARY = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd\udc80-\udcff]")
 # b'\xff' (a bytes repr); \u0000-\u001f, \u007f-\u009f (JSON of bytes decoded as latin-1: its control characters,
 # which text never holds, unlike \u00e9 in JSON of accented text)
 _ESCAPED_BYTE = re.compile(r"\\x[0-9A-Fa-f]{2}|\\u00(?:[01][0-9A-Fa-f]|7[fF]|[89][0-9A-Fa-f])")
+# octal escapes (C strings: \377\330) followed by another escape: a path like C:\2026\clip has none
+_OCTAL_RUN = re.compile(r"\\[0-3][0-7]{2}(?=\\[0-7xu])")
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")  # terminal colour codes in captured program output: text
-_ESC_TOKEN = re.compile(r"\\(?:x|u00)([0-9A-Fa-f]{2})|\\([\\'\"nrt0])|([^\\'\"])")
+_ESC_TOKEN = re.compile(r"\\(?:x|u00)([0-9A-Fa-f]{2})|\\([0-3][0-7]{2})|\\([\\'\"nrt0])|([^\\'\"])")
 _ESC_CHAR = {"n": 10, "r": 13, "t": 9, "0": 0}
 _BYTES_REPR = re.compile(r"b['\"]")
 _MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
@@ -85,7 +92,7 @@ _HEADS_RE = re.compile(rb'"(?:/9j/|_9j_|iVBORw0KGg|R0lGOD|UklGR|SUkqA|TU0AK|AAAA
                        rb'|Qk|eJ|AAAA[GHI]GZ0eX)')  # base64 of the _MAGIC headers (BMP, zlib, ISO BMFF too)
 SCREEN_RUN = 2 * GRID_MAX + 1  # a list of more than GRID_MAX numbers is at least this long
 _ENCODED = bytes(0x61 if 0x20 < i < 0x7F and i != 0x22 else 0x20 for i in range(256))  # no space, no quote
-_BYTES_TXT = bytes(0x61 if chr(i) in "0123456789abcdefABCDEF ,:;.|-[]()\\nrt" else 0x20 for i in range(256))
+_BYTES_TXT = bytes(0x61 if chr(i) in "0123456789abcdefABCDEFxX ,:;.|-[]()\\nrt" else 0x20 for i in range(256))
 # serialised (ensure_ascii) text of binary characters: \u0000-\u001f, \u007f-\u009f, \ufffd, \udc80-\udcff
 _BIN_ESC_RE = re.compile(rb"\\u(?:00[01][0-9a-fA-F]|007[fF]|00[89][0-9a-fA-F]|[fF]{3}[dD]|[dD][c-fC-F][0-9a-fA-F]{2})")
 _RUN_NEEDLE = b"a" * SCREEN_RUN
@@ -169,9 +176,11 @@ def _unescaped(text: str, pos: int, n: int = 16) -> bytes:
         m = _ESC_TOKEN.match(text, pos)
         if m is None:
             break
-        code, esc, plain = m.groups()
+        code, octal, esc, plain = m.groups()
         if code:
             out.append(int(code, 16))
+        elif octal:
+            out.append(int(octal, 8))
         elif esc:
             out.append(_ESC_CHAR.get(esc, ord(esc)))
         elif ord(plain) < 256:
@@ -201,11 +210,12 @@ def _binary_problem(s: str) -> str | None:
                 return f"bytes of a {name} image as text"
             if n > MIN_SNIFF:
                 return f"binary data in text ({n} control or undecodable characters)"
-    if "\\x" in s or "\\u00" in s:
-        n = len(_ESCAPED_BYTE.findall(s))
+    if "\\" in s:
+        n = len(_ESCAPED_BYTE.findall(s)) + len(_OCTAL_RUN.findall(s))
         if n > MAX_BYTE_TOKENS:
             return f"{n} escaped bytes in text (a bytes repr)"
-        starts = {i for i in (s.find("\\x"), s.find("\\u00")) if i >= 0}
+        octal = _OCTAL_RUN.search(s)
+        starts = {i for i in (s.find("\\x"), s.find("\\u00"), octal.start() if octal else -1) if i >= 0}
         starts.update(m.end() for m, _ in zip(_BYTES_REPR.finditer(s), range(8)))
         for i in sorted(starts):
             name = _header(_unescaped(s, i), False)
@@ -236,6 +246,11 @@ def _string_problem(s: str) -> str | None:
         why = _decoded_header(w) if len(w) >= MIN_SNIFF else None
         if why:
             break
+    checked = set(words) if len(words) > 1 else {compact}
+    for m in _SNIFF_RUN.finditer(s) if not why else ():  # "/9j/4AAQ....<200 more>.<200 more>"
+        why = _decoded_header(m.group()) if m.group() not in checked else None
+        if why:
+            break
     if why or len(s) <= MAX_B64_RUN:
         return why
     n = best = 0
@@ -244,6 +259,9 @@ def _string_problem(s: str) -> str | None:
         best = max(best, n)
     if best > MAX_B64_RUN:
         return f"{best} base64/hex characters in whitespace-separated lines"
+    n = len(_UU_LINE.findall(s))
+    if n * 60 > MAX_B64_RUN:
+        return f"{n} uuencoded lines"
     for m in _BYTE_TEXT.finditer(s):
         n = len(_BYTE_TOKEN.findall(m.group()))
         if n > MAX_BYTE_TOKENS:
@@ -289,6 +307,8 @@ def _scan(obj: Any, root: str) -> str | None:
     while stack:
         path, o, in_list = stack.pop()
         where = path or "<root>"
+        if isinstance(o, dict) and len(o) > 1 and all(type(k) is str and k.isdecimal() for k in o):
+            o = [o[k] for k in sorted(o, key=int)]  # an array as an object ({"0": 255, "1": 216}: a typed array)
         if isinstance(o, dict):
             grid = "counts" in o and _is_grid(o)
             for k, v in o.items():
@@ -375,6 +395,8 @@ def _suspicious(data: bytes, thorough: bool) -> bool:
     low = data.lower()
     if _KEYS_RE.search(low) is not None or b"data:image/" in low or _HEADS_RE.search(data) is not None:
         return True
+    if b'{"0":' in data or b'"64":' in data or b"\\nM" in data:
+        return True  # an array as an object (typed arrays count from 0; more than GRID_MAX have "64"), uuencode
     if (b"\\\\x" in data or b"\\\\u00" in data or b"\x7f" in data
             or (b"\\u" in data and _BIN_ESC_RE.search(data) is not None)):
         return True  # escaped bytes (a bytes repr), binary characters in text

@@ -209,7 +209,7 @@ class LatestFrameReader:
                 opened = False
                 if self._logged != why:
                     self._logged = why
-                    log.error("source %s: %s (retrying every %.1fs)", self.source.name, why, self.reconnect_s,
+                    log.error("source %s: %s (retrying every %gs)", self.source.name, why, self.reconnect_s,
                               exc_info=not isinstance(e, SourceError))
                 self.error = why
                 self._stop.wait(self.reconnect_s)
