@@ -27,7 +27,8 @@ class LineCounter:
     stays on the other side for `min_frames` consecutive frames and the path from its last point on the old side to
     its first point on the new one crosses the line between start and end (a detour around the segment's end is not
     a crossing). Direction "in" is from the left to the right of start→end as seen on screen (image y points down),
-    "out" the reverse; swap start and end to flip. A track first seen on one side has not crossed.
+    "out" the reverse; swap start and end to flip. A track first seen on one side has not crossed, nor has one first
+    seen after stream time went back.
 
     `update` returns `line_crossed` events (line, track_id, direction, point [x, y], in_count, out_count)."""
 
@@ -44,6 +45,7 @@ class LineCounter:
         self.min_distance, self.min_frames, self.forget_s = float(min_distance), max(1, int(min_frames)), forget_s
         self.in_count = self.out_count = 0
         self._tracks: dict[int, _Side] = {}
+        self._t: float | None = None
 
     @classmethod
     def from_config(cls, c, source: str = "default") -> LineCounter:
@@ -68,7 +70,11 @@ class LineCounter:
         return x, u
 
     def update(self, detections: Detections, t: float, t_wall: float | None = None) -> list[Event]:
-        """Advance to one frame; returns the line_crossed events."""
+        """Advance to one frame; returns the line_crossed events. When stream time goes back (another recording, a
+        clock reset) every track's side is forgotten: nothing on the old clock carries over to an id on the new one."""
+        if self._t is not None and t < self._t:
+            self._tracks = {}
+        self._t = t
         out = []
         for tid, p in tracked_points(detections, self.anchor).items():
             if not np.isfinite(p).all():

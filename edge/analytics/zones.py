@@ -127,7 +127,10 @@ class PolygonZone:
         return v.until(self._t if t is None else t) - v.enter_t
 
     def contains(self, points) -> np.ndarray:
-        return points_in_polygon(points, self.polygon)
+        """(N,) bool: which (N, 2) points lie inside the polygon or on its edges (a box the detector clipped at the
+        frame's edge puts its anchor on the edge of a zone drawn to the frame's edge); NaN and inf are outside."""
+        pts = np.asarray(points, np.float64).reshape(-1, 2)
+        return points_in_polygon(pts, self.polygon) | _on_edges(pts, self.polygon)
 
     def step(self, detections: Detections, t: float, t_wall: float | None = None) -> tuple[list[Visit], list[Visit]]:
         """Advance to one frame; returns (visits that started, visits that ended) in track id order. A visit that
@@ -291,15 +294,33 @@ class PolygonZone:
             for v in entered]
 
     def flush(self, t: float, t_wall: float | None = None) -> list[Event]:
-        """At the end of the stream: report the visits that ended but were still held as handover donors."""
-        held, self._ended = sorted(self._ended, key=lambda v: v.track_id), []
-        return [self._left_event(v, t, t_wall) for v in held] if self.events else []
+        """At the end of the stream: every visit ends, and `zone_left` reports it (in track id order): one in its exit
+        grace at its exit time, one still inside at the last frame, and one held as a handover donor as it ended.
+        The zone is empty afterwards, so a second flush reports nothing."""
+        out = [v for v in self._visits.values() if v.member] + self._ended
+        for v in out:
+            if v.out_t is None:
+                v.out_t, v.out_t_wall = (self._t, self._t_wall) if self._t is not None else (t, t_wall)
+        self._visits, self._ended, self._watched = {}, [], {}
+        out.sort(key=lambda v: v.track_id)
+        return [self._left_event(v, t, t_wall) for v in out] if self.events else []
 
     def _left_event(self, v: Visit, t: float, t_wall: float | None) -> Event:
         return make_event("zone_left", {"zone": self.name, "track_id": v.track_id, "enter_t": r3(v.enter_t),
                                         "enter_t_wall": v.enter_t_wall, "exit_t": r3(v.out_t),
                                         "exit_t_wall": v.out_t_wall, "dwell_s": r3(v.out_t - v.enter_t)},
                           t, t_wall, self.source)
+
+
+def _on_edges(points: np.ndarray, polygon: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+    """(N,) bool: which (N, 2) points lie on an edge of the polygon (within `tol` px)."""
+    a, b = polygon[None, :, :], np.roll(polygon, -1, 0)[None, :, :]
+    ab, ap = b - a, points[:, None, :] - a
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.clip((ap * ab).sum(-1) / (ab * ab).sum(-1), 0.0, 1.0)
+    u = np.nan_to_num(u, nan=0.0)  # a repeated vertex: its distance to that vertex
+    d = np.hypot(*(ap - u[..., None] * ab).transpose(2, 0, 1))
+    return (d <= tol).any(1) & np.isfinite(points).all(1)
 
 
 def _moving(seen: list[tuple[float, np.ndarray, float]]) -> bool:

@@ -129,7 +129,7 @@ class BehaviourStage:
                     **({"facings": {fid: f.state for fid, f in a.facings.items()}} if a.facings else {})}
 
     def close(self) -> None:
-        """Emit the partial heatmap periods and the held zone visits at shutdown."""
+        """At shutdown: emit the partial heatmap periods and end the open zone visits (Analytics.flush)."""
         with self._lock:
             if self._last is not None:
                 self.analytics.flush(*self._last)
