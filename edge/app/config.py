@@ -48,7 +48,8 @@ class SourceSection(StrictModel):
     fps: float = Field(30.0, gt=0, le=240)
     loop: bool = True  # video / images: start again at the end
     realtime: bool = True  # video / images / demo: pace frames at `fps` (false: as fast as consumed)
-    reconnect_s: float = Field(2.0, gt=0, description="delay before reopening a lost camera / stream")
+    # bounded: the reader waits it with Event.wait, which raises OverflowError on inf or a huge delay
+    reconnect_s: float = Field(2.0, gt=0, le=3600, description="delay before reopening a lost camera / stream")
     # recorded media (video / images / demo): wall-clock time of the recording's first frame, so event times
     # are start + media time. "" = the file's modification time (demo: now), "now", "mtime" or ISO 8601.
     start_time: str = ""
@@ -61,7 +62,7 @@ class SourceSection(StrictModel):
     @model_validator(mode="after")
     def _uri_needed(self) -> "SourceSection":
         if not self.uri and self.type in ("camera", "video", "rtsp", "images"):
-            raise ValueError(f"uri is empty for type = {self.type!r} (fix: set uri to "
+            raise ValueError(f"uri: uri is empty for type = {self.type!r} (fix: set uri to "  # `uri: `: the key
                              + {"camera": "the camera index, e.g. \"0\", or a device path such as \"/dev/video0\"",
                                 "video": "the video file's path", "rtsp": "the stream's rtsp:// URL",
                                 "images": "the image folder's path"}[self.type] + ")")
@@ -247,14 +248,14 @@ class EdgeConfig(StrictModel):
         return analytics_names(self.analytics)
 
 
-# pydantic error type -> what the TOML value should look like ({key}: the key's own name)
+# pydantic error type -> what the TOML value should look like ({key}: the dotted key, {header}: its table header)
 _TYPE_HINTS = {"int_type": "use a whole number, unquoted (e.g. 30)", "int_parsing": "use a whole number, unquoted "
                "(e.g. 30)", "int_from_float": "use a whole number (e.g. 30)", "float_type": "use a number, unquoted",
                "float_parsing": "use a number, unquoted (e.g. 2.5)", "bool_type": "use true or false, unquoted",
                "bool_parsing": "use true or false, unquoted", "string_type": "use a quoted string",
                "list_type": "use a list: [ ... ]", "tuple_type": "use a list: [ ... ]",
                "too_short": "give the list the number of values it takes", "too_long": "give the list the number "
-               "of values it takes", "dict_type": "use a table: [{key}]", "model_type": "use a table: [{key}]"}
+               "of values it takes", "dict_type": "use a table: {header}", "model_type": "use a table: {header}"}
 
 
 _RANGE_HINTS = {"greater_than": "use a value above {gt}", "greater_than_equal": "use a value of at least {ge}",
@@ -291,6 +292,8 @@ def _misplaced(loc: tuple) -> str | None:
 def _fix_hint(err: dict, model_fields: set[str] | None) -> str:
     t = err["type"]
     loc = err["loc"]
+    if t == "extra_forbidden" and loc == ("pose", "zones"):  # an old `zones` under [pose] that is no list of tables
+        return "presence zones are [[analytics.zones]] tables now: write each zone as one"
     if t == "extra_forbidden":
         name = str(loc[-1]) if loc else ""
         if len(loc) > 1 and (where := _misplaced(loc)):
@@ -301,8 +304,8 @@ def _fix_hint(err: dict, model_fields: set[str] | None) -> str:
         return "give the list all its values"
     if t == "missing":
         return "add this key"
-    if t in _TYPE_HINTS:
-        return _TYPE_HINTS[t].format(key=".".join(str(p) for p in loc))
+    if t in _TYPE_HINTS:  # an item of an array of tables is written `[[name]]`, not `[name.0]`
+        return _TYPE_HINTS[t].format(key=".".join(str(p) for p in loc), header=_header(loc))
     if t in _RANGE_HINTS and (ctx := err.get("ctx")):
         return _RANGE_HINTS[t].format(**ctx)
     if t == "value_error" and ("must be unique" in err["msg"] or "duplicate" in err["msg"]):
@@ -332,6 +335,48 @@ def _model_at(path: tuple, model=EdgeConfig) -> type | None:
             return None
         cur = ann
     return None if item else cur
+
+
+def _members(ann: Any) -> list:
+    """The types a value of annotation `ann` may take: the members of a union (None left out), else [ann]."""
+    while typing.get_origin(ann) is typing.Annotated:
+        ann = typing.get_args(ann)[0]
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):
+        return [a for a in typing.get_args(ann) if a is not type(None)]
+    return [ann]
+
+
+def _without_union_tags(loc: tuple, model=EdgeConfig) -> tuple[tuple, bool]:
+    """(loc, whether tags were taken out): pydantic puts the member it tried after a union key (`colour.str`,
+    `colour.int` for `str | int`); the TOML has only the key (`colour`)."""
+    out: list = []
+    ann: Any = model
+    tagged = False
+    for part in loc:
+        members = _members(ann)
+        if len(members) > 1 and isinstance(part, str):  # the tag of the member tried
+            tagged = True
+            ann = next((m for m in members if getattr(m, "__name__", None) == part), None)
+            continue
+        out.append(part)
+        if ann is None:
+            continue
+        ann = members[0]
+        origin = typing.get_origin(ann)
+        if isinstance(part, str) and hasattr(ann, "model_fields"):
+            f = ann.model_fields.get(part)
+            ann = f.annotation if f is not None else None
+        elif origin is dict:  # [table.<name>]: the name, then the value's keys
+            ann = typing.get_args(ann)[1]
+        elif origin in (list, set, frozenset):
+            ann = typing.get_args(ann)[0]
+        elif origin is tuple:
+            args = typing.get_args(ann)
+            ann = args[0] if len(args) == 2 and args[1] is Ellipsis else \
+                args[part] if isinstance(part, int) and part < len(args) else None
+        else:
+            ann = None
+    return tuple(out), tagged
 
 
 def _fields_at(loc: tuple, model=EdgeConfig) -> set[str]:
@@ -370,12 +415,27 @@ def _full_key(loc: tuple, msg: str) -> tuple[str, str]:
 
 def format_validation_error(path: str, exc: ValidationError) -> ConfigError:
     problems = []
+    unions: dict[str, list[tuple[str, str]]] = {}  # key -> (message, fix) of each member a union key failed
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if p != "[key]")  # pydantic's mark of a table-of-tables key's own error
+        loc, tagged = _without_union_tags(loc)
         err = {**err, "loc": loc}
         key, msg = _full_key(loc, err["msg"].removeprefix("Value error, "))  # pydantic's prefix of our own checks
-        fix = "" if "(fix:" in msg else f" (fix: {_fix_hint(err, _fields_at(loc))})"
-        problems.append(f"{key}: {msg}{fix}")
+        fix = "" if "(fix:" in msg else _fix_hint(err, _fields_at(loc))
+        if tagged and not fix:
+            problems.append(f"{key}: {msg}")
+        elif tagged:  # one problem for the key, naming what each member takes
+            if key not in unions:
+                unions[key] = []
+                problems.append(key)  # its place; filled in below
+            unions[key].append((msg, fix))
+        else:
+            problems.append(f"{key}: {msg}{f' (fix: {fix})' if fix else ''}")
+    for key, tries in unions.items():
+        msgs, should = [m for m, _ in tries], "Input should be "
+        msg = should + " or ".join(dict.fromkeys(m.removeprefix(should) for m in msgs)) \
+            if all(m.startswith(should) for m in msgs) else "; or ".join(dict.fromkeys(msgs))
+        problems[problems.index(key)] = f"{key}: {msg} (fix: {' or '.join(dict.fromkeys(f for _, f in tries))})"
     return ConfigError(path, problems)
 
 
@@ -388,15 +448,25 @@ def migrate(data: dict) -> tuple[dict, list[str]]:
     `[[pose.zones]]` (presence zones) became `[[analytics.zones]]`: `inertia` frames -> `enter_frames` (and the
     same time to leave, as `exit_s`), anchor "hips" -> "center"; zone events are `zone_entered` / `zone_left`.
     """
+    data, notes, _ = _migrate(data)
+    return data, notes
+
+
+def _migrate(data: dict) -> tuple[dict, list[str], range]:
+    """migrate(), plus the indices in `analytics.zones` of the zones moved from `[[pose.zones]]` (for errors)."""
     pose = data.get("pose")
-    if not isinstance(pose, dict) or "zones" not in pose:
-        return data, []
+    # `zones` that is no list stays in [pose], where validation reports it as a key [pose] does not have
+    if not isinstance(pose, dict) or not isinstance(pose.get("zones"), list):
+        return data, [], range(0)
     data = {**data, "pose": {k: v for k, v in pose.items() if k != "zones"}}
-    zones = pose["zones"] if isinstance(pose["zones"], list) else []
+    analytics = data.get("analytics") or {}
+    if not isinstance(analytics, dict) or not isinstance(analytics.get("zones") or [], list):
+        return data, [], range(0)  # nowhere to move them: validation reports the broken [analytics]
     fps = (data.get("source") or {}).get("fps", 30.0) if isinstance(data.get("source"), dict) else 30.0
     moved = []
-    for z in zones:
+    for z in pose["zones"]:
         if not isinstance(z, dict):
+            moved.append(z)  # no table: validation says so, at its key
             continue
         n = {k: v for k, v in z.items() if k not in ("inertia", "anchor")}
         inertia = z.get("inertia", 3)
@@ -404,23 +474,41 @@ def migrate(data: dict) -> tuple[dict, list[str]]:
         if isinstance(inertia, int) and isinstance(fps, (int, float)) and fps > 0:
             n["exit_s"] = round(inertia / fps, 3)
         if "anchor" in z:
-            n["anchor"] = _POSE_ANCHOR.get(z["anchor"], z["anchor"])
+            n["anchor"] = _POSE_ANCHOR.get(z["anchor"], z["anchor"]) if isinstance(z["anchor"], str) else z["anchor"]
         moved.append(n)
-    analytics = dict(data.get("analytics") or {})
-    analytics["zones"] = list(analytics.get("zones") or []) + moved
+    analytics = dict(analytics)
+    zones = list(analytics.get("zones") or [])
+    analytics["zones"] = zones + moved
     data["analytics"] = analytics
     note = (f"pose.zones: moved to [[analytics.zones]] ({len(moved)} zone(s); `inertia` is now `enter_frames`, "
             "anchor \"hips\" is now \"center\"; zone events are zone_entered / zone_left with dwell_s) "
             "(fix: rename [[pose.zones]] to [[analytics.zones]] in the file)")
-    return data, [note]
+    return data, [note], range(len(zones), len(zones) + len(moved))
+
+
+_ZONE_KEY = re.compile(r"(?<![\w.])analytics\.zones\.(\d+)")
+
+
+def _in_file(problem: str, moved: range) -> str:
+    """A problem that names zones moved from `[[pose.zones]]` names them where the file has them (`pose.zones.0`),
+    and says where they went."""
+    def old(m: re.Match) -> str:
+        i = int(m.group(1))
+        return f"pose.zones.{i - moved.start}" if i in moved else m.group(0)
+
+    first = _ZONE_KEY.match(problem)
+    text = _ZONE_KEY.sub(old, problem)
+    if first and int(first.group(1)) in moved:
+        text += f" (an old [[pose.zones]] entry: checked as {problem.split(': ', 1)[0]}, where it moved)"
+    return text
 
 
 def parse_config(data: dict, path: str = "<memory>") -> EdgeConfig:
-    data, notes = migrate(data)
+    data, notes, moved = _migrate(data)
     try:
         cfg = EdgeConfig.model_validate(data)
     except ValidationError as e:
-        raise format_validation_error(path, e) from None
+        raise ConfigError(path, [_in_file(p, moved) for p in format_validation_error(path, e).problems]) from None
     problems = []
     try:
         cfg.alerts.validate_against(cfg.analytics_names())
@@ -447,7 +535,7 @@ def parse_config(data: dict, path: str = "<memory>") -> EdgeConfig:
         problems.append("cameras: extra cameras run the person detector, but [models.person_detector] is not set "
                         '(fix: add [models.person_detector] name = "nanodet_m_416")')
     if problems:
-        raise ConfigError(path, problems)
+        raise ConfigError(path, [_in_file(p, moved) for p in problems])
     cfg._migrations = notes
     return cfg
 
