@@ -23,6 +23,7 @@ from typing import Any, Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,20 @@ log = logging.getLogger(__name__)
 TCP_NODELAY = True  # process default for ClientOptions.tcp_nodelay = None (`edge bench latency` measures both)
 FLAPS_BEFORE_CLASH = 3  # connections in a row dropped within stable_s of their CONNACK: a client-id clash
 SESSION_TAKEN_OVER = 0x8E
+PACKET_TOO_LARGE = 0x95
+
+
+def _read_puback_packet_too_large() -> None:
+    """Let paho read PUBACK 0x95. mosquitto 2.0 answers a PUBLISH over its `message_size_limit` with it, a code
+    MQTT v5 lists for CONNACK and DISCONNECT only: paho 2.2 takes that PUBACK for a malformed packet, closes the
+    connection and resends the same message on every reconnect (a reconnect storm that blocks everything behind it).
+    Read as a PUBACK failure, it reaches `on_publish` and the delivery dead-letters or splits the batch."""
+    users = ReasonCode.names[PACKET_TOO_LARGE]["Packet too large"]  # paho's table: the inner lists are shared
+    if PacketTypes.PUBACK not in users:
+        users.append(PacketTypes.PUBACK)
+
+
+_read_puback_packet_too_large()
 
 
 def retry_delay(failures: int, min_s: float, max_s: float, rng: Callable[[float, float], float] = random.uniform
@@ -87,6 +102,12 @@ def publish_properties(response_topic: str | None = None, correlation: bytes | N
     if correlation is not None:
         props.CorrelationData = correlation
     return props
+
+
+def packet_size(topic: str, payload: bytes, properties: Properties | None = None) -> int:
+    """Upper bound of the size of a QoS 1 PUBLISH packet (what the broker's MaximumPacketSize limits)."""
+    props = len(properties.pack()) if properties is not None else 1
+    return 1 + 4 + 2 + len(topic.encode("utf-8", "surrogatepass")) + 2 + props + len(payload)
 
 
 class MqttClient:
@@ -184,6 +205,12 @@ class MqttClient:
         """Queue a publish; returns its mid (its PUBACK reaches `on_publish`) or None if paho or the payload guard
         refused it."""
         if self._refused_by_guard(topic, payload):
+            return None
+        size = packet_size(topic, payload, properties)
+        if self.server_max_packet and size > self.server_max_packet:  # the broker would drop the connection over
+            self.last_error = (f"publish to {topic} refused: a {size}-byte packet is too large for the broker "
+                               f"(its maximum packet size is {self.server_max_packet})")
+            log.error("%s", self.last_error)  # it, and paho would send it again on every reconnect
             return None
         try:
             info = self.paho.publish(topic, payload, qos=qos, retain=retain, properties=properties)

@@ -9,7 +9,11 @@
 - A record carrying image data (edge.privacy.guard) is never published: it moves to the dead-letter table with
   its body withheld, and a gap record takes its place.
 - A permanent refusal (0x87 not authorized, 0x90 bad topic, 0x95 too large, 0x99 bad payload) or a record
-  larger than the broker's maximum packet moves rows to the dead-letter table.
+  larger than the broker's maximum packet moves rows to the dead-letter table. A batch of several records refused
+  as too large (a broker message size limit the CONNACK does not announce) is sent again in smaller messages
+  instead: only a record too large on its own is dead-lettered.
+- A row whose content is damaged (a body that is not a JSON object, a stream or kind no topic exists for) is
+  dead-lettered before its publish: it must not spoil its batch or stop the loop.
 - An ack is trusted only for what this device sent: an ack of another epoch, or one whose `upto` is beyond the
   highest seq ever handed to MQTT in this epoch (`Outbox.sent_hi`, persisted before the publish), is refused:
   counted (`acks_refused`), logged, and no row is deleted.
@@ -33,8 +37,10 @@ from sync.topics import DeviceTopics
 
 log = logging.getLogger(__name__)
 
-PERMANENT_FAILURES = {0x87: "not authorized", 0x90: "topic name invalid", 0x95: "packet too large",
+PACKET_TOO_LARGE = 0x95
+PERMANENT_FAILURES = {0x87: "not authorized", 0x90: "topic name invalid", PACKET_TOO_LARGE: "packet too large",
                       0x99: "payload format invalid"}
+MIN_BATCH_BYTES = 256  # the smallest batch size limit learned from "packet too large" refusals
 
 Publish = Callable[[str, bytes], "int | None"]  # (topic, payload) -> mid, or None if it could not be queued
 
@@ -51,6 +57,7 @@ class Delivery:
         self.window, self.batch_max, self.batch_bytes = window, batch_max, batch_bytes
         self.ack_timeout_s, self.backlog_rate, self.ack_wait_s = ack_timeout_s, backlog_rate, ack_wait_s
         self.max_packet = 256 << 20  # updated from CONNACK MaximumPacketSize
+        self.size_cap: int | None = None  # batch bytes the broker took, learned from PUBACK 0x95 (None: no refusal)
         self._notes: collections.deque = collections.deque()
         self._wake = outbox.changed
         self._thread: threading.Thread | None = None
@@ -60,7 +67,7 @@ class Delivery:
         self.connected = False
         self._connected_at = 0.0
         self._ack_seen = False
-        self._inflight: dict[int, tuple[str, list[int], float]] = {}  # mid -> (table, seqs, t_sent)
+        self._inflight: dict[int, tuple[str, list[int], float, int]] = {}  # mid -> (table, seqs, t_sent, bytes)
         self._inflight_seqs: set[int] = set()  # reliable seqs handed to paho, no PUBACK yet
         self._pubacked: set[int] = set()  # reliable seqs PUBACKed, not yet covered by the watermark
         min_seq = outbox.min_seq(RELIABLE)
@@ -193,7 +200,7 @@ class Delivery:
         entry = self._inflight.pop(mid, None)
         if entry is None:
             return
-        tbl, seqs, _ = entry
+        tbl, seqs, _, size = entry
         if tbl == RELIABLE:
             self._inflight_seqs.difference_update(seqs)
         if reason < 0x80:  # 0x00 success, 0x10 no matching subscribers: both delivered to the broker
@@ -204,7 +211,16 @@ class Delivery:
             return
         self.stats["puback_failures"] += 1
         self.stats["last_error"] = f"PUBACK 0x{reason:02x} {text}".strip()
-        if reason in PERMANENT_FAILURES:
+        if reason == PACKET_TOO_LARGE and len(seqs) > 1:  # the batch is, not (yet known) its records: smaller ones
+            self.size_cap = max(MIN_BATCH_BYTES, min(self.size_cap or size, size) // 2)
+            log.warning("broker refused a %d-byte message of %d %s records as too large: sending them again in "
+                        "messages of at most %d bytes (set [sync] batch_bytes below the broker's message size limit)",
+                        size, len(seqs), tbl, self.size_cap)
+            if tbl == RELIABLE:
+                self._send_again(min(seqs), max(seqs))
+            else:
+                self._tel_after = min(self._tel_after, min(seqs) - 1)
+        elif reason in PERMANENT_FAILURES:
             log.error("broker refused %d %s records: 0x%02x %s", len(seqs), tbl, reason, text)
             self.outbox.dead_letter(tbl, seqs, f"PUBACK 0x{reason:02x} {text or PERMANENT_FAILURES[reason]}")
             if tbl == RELIABLE:  # their gap records must be sent
@@ -218,7 +234,7 @@ class Delivery:
     def _check_goback(self) -> None:
         now = time.monotonic()
         # A window slot whose PUBACK never came (session lost by the broker) is freed after the timeout.
-        for mid, (tbl, seqs, t) in list(self._inflight.items()):
+        for mid, (tbl, seqs, t, _) in list(self._inflight.items()):
             if now - max(t, self._connected_at) > self.ack_timeout_s:
                 del self._inflight[mid]
                 if tbl == RELIABLE:
@@ -302,7 +318,7 @@ class Delivery:
             self._hist_end = max(self._hist_end, last + 1)
 
     def _tel_inflight(self, seq: int) -> bool:
-        return any(t == TELEMETRY and seq in s for t, s, _ in self._inflight.values())
+        return any(t == TELEMETRY and seq in s for t, s, _, _ in self._inflight.values())
 
     def _take_tokens(self, want: int) -> int:
         now = time.monotonic()
@@ -317,8 +333,13 @@ class Delivery:
             return 0
         groups: dict[str, list[tuple]] = {}
         for r in rows:
-            groups.setdefault(self.topics.for_stream(r[1], r[2]), []).append(r)
-        limit = min(self.batch_bytes, self.max_packet - 1024)
+            try:
+                topic = self.topics.for_stream(r[1], r[2])
+            except ValueError as e:  # a damaged row: no topic to send it on
+                self._dead_letter_unsent(tbl, r[0], f"damaged record: {e}")
+                continue
+            groups.setdefault(topic, []).append(r)
+        limit = min(self.batch_bytes, self.max_packet - 1024, self.size_cap or self.batch_bytes)
         sent = 0
         for topic, grp in groups.items():
             batch: list[tuple[int, str]] = []
@@ -332,6 +353,9 @@ class Delivery:
                     refuse(channel_of(topic), topic, why)
                     self._dead_letter_unsent(tbl, seq, f"privacy guard: {why}", redact=True)
                     self.stats["privacy_refused"] += 1
+                    continue
+                if not _is_object(body):  # cut short or garbled: the consumer would refuse the whole batch
+                    self._dead_letter_unsent(tbl, seq, "damaged record: its stored body is not a JSON object")
                     continue
                 if batch and (len(batch) >= self.batch_max or size + len(body) > limit):
                     sent += self._publish_batch(tbl, topic, batch, historical)
@@ -358,7 +382,7 @@ class Delivery:
             else:
                 self._tel_after = min(self._tel_after, seqs[0] - 1)
             return 0
-        self._inflight[mid] = (tbl, seqs, time.monotonic())
+        self._inflight[mid] = (tbl, seqs, time.monotonic(), len(payload))
         if tbl == RELIABLE:
             self._inflight_seqs.update(seqs)
         self.stats["messages"] += 1
@@ -370,6 +394,14 @@ class Delivery:
     def metrics(self) -> dict:
         return {**self.stats, "connected": self.connected, "watermark": self.watermark, "sent_hi": self._sent_hi,
                 "inflight_messages": len(self._inflight), "awaiting_ack": len(self._pubacked)}
+
+
+def _is_object(body: str) -> bool:
+    """Whether a stored record body is a JSON object (what `payloads.batch` splices into a batch)."""
+    try:
+        return isinstance(json.loads(body), dict)
+    except ValueError:
+        return False
 
 
 def _highest(rows: list[tuple]) -> int:

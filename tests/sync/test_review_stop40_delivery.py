@@ -1,0 +1,125 @@
+"""Review of the outbox, the delivery loop, the MQTT client and the reference consumer (stop 40): each test
+reproduces a delivery bug found in review, against a real mosquitto."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from devtools.broker import Broker
+from edge.core.events import Event
+from sync.client import ClientOptions, MqttClient
+from sync.service import SyncService
+
+from sync_helpers import device_settings, start_consumer, wait_until
+
+# mosquitto's per-message payload limit: not advertised in the CONNACK (unlike max_packet_size), refused per PUBLISH
+SIZE_LIMIT = "message_size_limit 4096\n"
+
+
+@pytest.fixture
+def limited_broker(tmp_path):
+    b = Broker(tmp_path / "limited-broker", extra=SIZE_LIMIT).start()
+    yield b
+    b.close()
+
+
+def test_a_puback_packet_too_large_does_not_drop_the_connection(limited_broker):
+    """mosquitto 2.0 answers a PUBLISH over its `message_size_limit` with PUBACK 0x95, a code MQTT v5 lists for
+    CONNACK and DISCONNECT only. paho 2.2 took it for a malformed packet and closed the connection ("Protocol
+    error"), then resent the same message on every reconnect: a reconnect storm that blocked every message behind
+    it (logged as a client-id clash), and the delivery never saw the refusal it dead-letters on."""
+    acks: list[tuple[int, int]] = []
+    c = MqttClient(ClientOptions("127.0.0.1", limited_broker.port, client_id="s001/d001", reconnect_min_s=0.05,
+                                 reconnect_max_s=0.2))
+    c.on_publish = lambda mid, reason, text: acks.append((mid, reason))
+    c.start()
+    try:
+        assert c.wait_connected(5)
+        big = c.publish("retail/v1/s001/d001/events/x", b"{" + b" " * 5000 + b"}")
+        small = c.publish("retail/v1/s001/d001/events/x", b"{}")
+        assert wait_until(lambda: len(acks) >= 2, 5), (acks, c.last_error)
+        assert dict(acks) == {big: 0x95, small: 0x10}
+        time.sleep(0.3)
+        assert c.connect_count == 1 and c.connected, c.last_error
+    finally:
+        c.stop()
+
+
+def test_a_batch_over_the_broker_size_limit_is_split_and_only_the_oversized_record_dead_lettered(limited_broker,
+                                                                                                  tmp_path):
+    """A batch (up to `batch_bytes`, 64 KiB) over the broker's message size limit was dead-lettered whole on PUBACK
+    0x95: every record in it lost (a gap record sent instead), though each fits the broker alone. Now the batch is
+    sent again in smaller messages; only a record that alone is too large is dead-lettered."""
+    consumer = start_consumer(limited_broker.port, tmp_path / "cloud.db")
+    svc = SyncService(*device_settings(limited_broker.port, tmp_path / "outbox.db"))
+    svc.start()
+    try:
+        assert svc.client.wait_connected(5)
+        time.sleep(0.2)  # the device's SUBACKs and retained ack: the rows below go out live, in few batches
+        for i in range(40):
+            svc.outbox.emit(Event("person_entered", {"i": i, "note": "a shopper waited at the kiosk " * 5}))
+        svc.outbox.emit(Event("person_entered", {"i": 40, "note": "a shopper waited at the kiosk " * 200}))
+        for i in range(41, 50):
+            svc.outbox.emit(Event("person_entered", {"i": i}))
+        assert wait_until(lambda: sum(svc.outbox.depth().values()) == 0, 15), svc.metrics()
+        assert svc.metrics()["dead_lettered"] == 1, svc.outbox.dead_letters()
+        assert [r["seq"] for r in svc.outbox.dead_letters()] == [41]
+        assert consumer.seqs("d001") == [s for s in range(1, 51) if s != 41]
+        assert consumer.watermark("d001") == 50
+        assert svc.client.connect_count == 1, svc.metrics()["last_error"]
+    finally:
+        svc.stop()
+        consumer.stop()
+
+
+@pytest.mark.parametrize("damage", ["truncated body", "not a stream"])
+def test_a_corrupt_outbox_row_is_dead_lettered_not_blocking_the_rows_behind_it(broker, tmp_path, damage):
+    """A row SQLite returns intact but whose content is damaged (a body cut short: disk or copy damage SQLite has
+    no checksum for, a row restored with `.recover`; a stream no topic exists for) blocked delivery for good: its
+    body went into the batch raw, the consumer refused the whole batch as bad JSON, and go-backs resent it forever
+    (the watermark never passed it, so no row behind it was ever deleted); a bad stream raised in the delivery
+    loop at every fill. The row is now dead-lettered (a gap record in its place) and the rest is delivered."""
+    path = tmp_path / "outbox.db"
+    svc = SyncService(*device_settings(broker.port, path, ack_timeout_s=0.5))
+    svc.outbox.open()
+    for i in range(10):
+        svc.outbox.emit(Event("person_entered", {"i": i}))
+    if damage == "truncated body":
+        svc.outbox.db.execute("UPDATE reliable SET body = substr(body, 1, length(body) / 2) WHERE seq = 4")
+    else:
+        svc.outbox.db.execute("UPDATE reliable SET stream = 'bogus' WHERE seq = 4")
+    svc.outbox.close()  # the damage is there when the device starts
+    consumer = start_consumer(broker.port, tmp_path / "cloud.db")
+    svc.start()
+    try:
+        assert wait_until(lambda: sum(svc.outbox.depth().values()) == 0, 10), svc.metrics()
+        assert consumer.seqs("d001") == [1, 2, 3, 5, 6, 7, 8, 9, 10] and consumer.watermark("d001") == 10
+        assert consumer.stats["bad"] == 0
+        assert [r["seq"] for r in svc.outbox.dead_letters()] == [4]
+    finally:
+        svc.stop()
+        consumer.stop()
+
+
+def test_a_publish_over_the_broker_maximum_packet_size_is_refused_not_a_reconnect_storm(tmp_path):
+    """A publish larger than the MaximumPacketSize the broker announced in its CONNACK (a large command result, a
+    state with big fields) made mosquitto close the connection; paho resent it on every reconnect, forever (logged
+    as a client-id clash), and nothing else got through. The client now refuses it at once, with the reason."""
+    b = Broker(tmp_path / "broker", extra="max_packet_size 4096\n").start()
+    acks: list[tuple[int, int]] = []
+    c = MqttClient(ClientOptions("127.0.0.1", b.port, client_id="s001/d001", reconnect_min_s=0.05,
+                                 reconnect_max_s=0.2))
+    c.on_publish = lambda mid, reason, text: acks.append((mid, reason))
+    c.start()
+    try:
+        assert c.wait_connected(5) and c.server_max_packet == 4096
+        assert c.publish("retail/v1/s001/d001/cmd_result/x", b"{" + b" " * 5000 + b"}") is None
+        assert "4096" in c.last_error and "too large" in c.last_error, c.last_error
+        small = c.publish("retail/v1/s001/d001/cmd_result/x", b"{}")
+        assert wait_until(lambda: acks, 5) and acks == [(small, 0x10)]
+        time.sleep(0.3)
+        assert c.connect_count == 1 and c.connected, c.last_error
+    finally:
+        c.stop()
+        b.close()
