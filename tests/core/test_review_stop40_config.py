@@ -98,3 +98,22 @@ def test_a_reconnect_delay_the_reader_cannot_wait_is_refused(value):
     [p] = problems('[models.person_detector]\nname = "nanodet_m_416"\n[[cameras]]\nid = "a"\n[cameras.source]\n'
                    f'reconnect_s = {value}\n')
     assert p.startswith("cameras.0.source.reconnect_s: "), p
+
+
+@pytest.mark.parametrize("body, key, fix", [
+    ('[source]\ntype = "demo"\nfps = "30"\n', "source.fps", "use a number, unquoted"),
+    ('[sync]\nport = true\n', "sync.port", "use a whole number"),
+    ('[source]\ntype = "demo"\nloop = "no"\n', "source.loop", "use true or false, unquoted"),
+    ('[source]\ntype = "demo"\nreconnect_s = false\n', "source.reconnect_s", "use a number, unquoted"),
+])
+def test_quoted_numbers_and_booleans_are_errors_not_converted(body, key, fix):
+    """pydantic's lax mode turned `port = true` into port 1, `fps = "30"` into 30.0 and `loop = "no"` into false:
+    a typo'd value ran as something the file never said. TOML has the types, so the wrong one is refused."""
+    [p] = problems(body)
+    assert p.startswith(f"{key}: ") and fix in p, p
+
+
+def test_typed_values_still_load():
+    """Ints for float keys and real booleans stay valid (the strictness refuses only strings and booleans)."""
+    cfg = parse_config(tomllib.loads(HEAD + '[source]\ntype = "demo"\nfps = 25\nloop = false\n'), "dev.toml")
+    assert cfg.source.fps == 25.0 and cfg.source.loop is False
