@@ -700,7 +700,7 @@ class Runtime:
         if mirror is not None:
             from edge.tryon.server import make_mirror_routes
 
-            self.http.add_method_routes(make_mirror_routes(mirror, notice=cfg.privacy.notice), home="/mirror")
+            self.http.add_method_routes(make_mirror_routes(mirror, notice=cfg.privacy.shopper_notice), home="/mirror")
         from edge.privacy.notice import make_notice_routes
 
         self.http.add_method_routes(make_notice_routes(cfg.privacy, kiosk=cfg.device.kind == "kiosk"))

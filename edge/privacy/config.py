@@ -8,6 +8,9 @@ from edge.core.config_base import StrictModel
 
 DEFAULT_NOTICE = ("Camera in use. Your image is processed on this device only: it is not recorded, "
                   "not stored and never sent anywhere.")
+# the default while snapshots are on: "never sent anywhere" would no longer be true
+DEFAULT_NOTICE_SNAPSHOTS = ("Camera in use. Your image is processed on this device only: it is not recorded or "
+                            "stored. Staff may ask for a still picture, with every face blurred on this device.")
 _ID = r"^[A-Za-z0-9_.@:-]{1,64}$"
 _KIND = r"^[a-z][a-z0-9_]{0,63}$"
 
@@ -37,6 +40,11 @@ class PrivacyConfig(StrictModel):
                                           "(undeliverable) are deleted after this")
     retention_check_s: float = Field(3600.0, ge=10, le=86400, description="how often the running device "
                                      "enforces the retention")
+
+    @property
+    def shopper_notice(self) -> str:
+        """The notice shown: `notice`, or with snapshots on and the default notice, the default that says so."""
+        return DEFAULT_NOTICE_SNAPSHOTS if self.snapshots and self.notice == DEFAULT_NOTICE else self.notice
 
     @field_validator("snapshot_requesters")
     @classmethod

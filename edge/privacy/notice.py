@@ -9,6 +9,8 @@ from edge.core.http_server import send
 from edge.privacy.config import PrivacyConfig
 
 WEB = Path(__file__).with_name("web")
+IMAGES_STAY = "Camera images never leave the device."
+IMAGES_SNAPSHOTS = "Camera images leave the device only as the still pictures below, with every face blurred."
 SNAPSHOT_LINE = ("<li>Staff may ask for a still picture of this camera for store operations. Every face in it is "
                  "blurred on this device before it is sent, and every request is logged.</li>")
 
@@ -16,9 +18,9 @@ SNAPSHOT_LINE = ("<li>Staff may ask for a still picture of this camera for store
 def render(name: str, cfg: PrivacyConfig) -> bytes:
     """A page of edge/privacy/web with the notice (HTML-escaped) and the configured facts filled in."""
     days = f"{cfg.session_retention_days:g}"
-    return ((WEB / name).read_text().replace("{{NOTICE}}", html.escape(cfg.notice))
+    return ((WEB / name).read_text().replace("{{NOTICE}}", html.escape(cfg.shopper_notice))
             .replace("{{SESSION_DAYS}}", days).replace("{{SNAPSHOTS}}", SNAPSHOT_LINE if cfg.snapshots else "")
-            .encode())
+            .replace("{{IMAGES}}", IMAGES_SNAPSHOTS if cfg.snapshots else IMAGES_STAY).encode())
 
 
 def make_notice_routes(cfg: PrivacyConfig, *, kiosk: bool = False) -> dict:

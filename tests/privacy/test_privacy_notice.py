@@ -44,3 +44,10 @@ def test_the_page_says_when_snapshots_are_on():
     on = render("privacy.html", PrivacyConfig(snapshots=True, snapshot_requesters=["manager"])).decode()
     assert "Every face in it is blurred on this device" in on
     assert "{{" not in on
+    # with snapshots on, neither the default notice nor the page may still promise that images are never sent
+    assert "never sent anywhere" not in on and "never leave the device" not in on
+    assert "Staff may ask for a still picture" in on
+    off = render("privacy.html", PrivacyConfig()).decode()
+    assert "never sent anywhere" in off and "Camera images never leave the device." in off
+    own = PrivacyConfig(snapshots=True, snapshot_requesters=["manager"], notice="Kamera aktiv: nur Zählung, kein Bild.")
+    assert own.shopper_notice == own.notice  # a store's own text is shown as written
