@@ -76,7 +76,9 @@ class SyncConfig(StrictModel):
         if self.tls and not self.ca_file:
             raise ValueError("ca_file: tls = true needs ca_file (the CA certificate of the broker's certificate)")
         if bool(self.cert_file) != bool(self.key_file):
-            raise ValueError("cert_file and key_file go together")
+            missing = "key_file" if self.cert_file else "cert_file"
+            raise ValueError(f"{missing}: cert_file and key_file go together (fix: set {missing} too, or remove the "
+                             "other)")
         check_max_ages(self.command_max_age_s, self.command_max_ages)
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError(f"reconnect_min_s ({self.reconnect_min_s}) is above reconnect_max_s "

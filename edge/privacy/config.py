@@ -69,6 +69,6 @@ class PrivacyConfig(StrictModel):
     @model_validator(mode="after")
     def _someone_may_ask(self) -> PrivacyConfig:
         if self.snapshots and not self.snapshot_requesters:
-            raise ValueError("snapshot_requesters is empty while snapshots = true: nobody could request one (fix: "
+            raise ValueError("snapshot_requesters: empty while snapshots = true: nobody could request one (fix: "
                              "list who may, e.g. snapshot_requesters = [\"store-manager\"], or set snapshots = false)")
         return self

@@ -197,7 +197,7 @@ def test_privacy_config_errors_name_the_key_and_the_fix():
     from edge.app.config import ConfigError, parse_config
 
     base = {"device": {"id": "k", "store": "s", "kind": "kiosk"}}
-    with pytest.raises(ConfigError, match=r"privacy: .*snapshot_requesters is empty.*\(fix: list who may"):
+    with pytest.raises(ConfigError, match=r"privacy\.snapshot_requesters: empty while.*\(fix: list who may"):
         parse_config({**base, "privacy": {"snapshots": True}}, "k.toml")
     with pytest.raises(ConfigError, match=r"k.toml: privacy.session_retention_days: .*greater than 0"):
         parse_config({**base, "privacy": {"session_retention_days": 0}}, "k.toml")
