@@ -21,7 +21,8 @@ class Queue:
     the number served in the last `rate_window_s` seconds divided by the time the queue was non-empty in that
     window (people per minute, None until `min_services` people were served); the wait estimate is
     length / rate. `queue_changed` (queue, length, previous_length, service_rate_per_min, wait_estimate_s) is
-    emitted when the length differs from the last reported one, at most once per `min_interval_s`."""
+    emitted when the length differs from the last reported one, at most once per `min_interval_s` (`flush` at the
+    end of the stream reports a change still held back)."""
 
     def __init__(self, zone: PolygonZone, *, name: str | None = None, head=None, rate_window_s: float = 600.0,
                  min_services: int = 2, min_interval_s: float = 5.0, source: str = "default"):
@@ -35,6 +36,7 @@ class Queue:
         self._busy: deque[list[float]] = deque()  # [start, end] intervals with length > 0
         self._at_head: dict[int, bool] = {}  # member -> nearest the head at its last frame inside
         self._t: float | None = None
+        self._t_wall: float | None = None
         self._prev_len = 0
         self._reported_len = 0
         self._reported_t: float | None = None
@@ -94,17 +96,25 @@ class Queue:
             self._served.popleft()
         while self._busy and self._busy[0][1] < lo:
             self._busy.popleft()
-        self._t, self._prev_len = t, self.length
-        out = []
+        self._t, self._t_wall, self._prev_len = t, t_wall, self.length
         due = self._reported_t is None or t - self._reported_t >= self.min_interval_s
-        if self.length != self._reported_len and due:
-            rate, wait = self.service_rate_per_min, self.wait_estimate_s
-            out.append(make_event("queue_changed", {
-                "queue": self.name, "length": self.length, "previous_length": self._reported_len,
-                "service_rate_per_min": None if rate is None else round(rate, 2), "wait_estimate_s": r3(wait)},
-                t, t_wall, self.source))
-            self._reported_len, self._reported_t = self.length, t
-        return out
+        return self._report(t, t_wall) if due else []
+
+    def flush(self, t: float, t_wall: float | None = None) -> list[Event]:
+        """At the end of the stream: the length change held back by `min_interval_s`, if any (at the last frame)."""
+        return self._report(*((self._t, self._t_wall) if self._t is not None else (t, t_wall)))
+
+    def _report(self, t: float, t_wall: float | None) -> list[Event]:
+        """`queue_changed` when the length differs from the last one reported."""
+        if self.length == self._reported_len:
+            return []
+        rate, wait = self.service_rate_per_min, self.wait_estimate_s
+        ev = make_event("queue_changed", {
+            "queue": self.name, "length": self.length, "previous_length": self._reported_len,
+            "service_rate_per_min": None if rate is None else round(rate, 2), "wait_estimate_s": r3(wait)},
+            t, t_wall, self.source)
+        self._reported_len, self._reported_t = self.length, t
+        return [ev]
 
     def _rank_head(self) -> None:
         """Mark, among the members seen inside this frame, the one nearest the head (if within _serve_dist of it);

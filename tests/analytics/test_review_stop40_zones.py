@@ -107,3 +107,16 @@ def test_a_line_forgets_its_tracks_when_stream_time_goes_back():
     ev = play(lc, [(1 + k / FPS, tracked((1, 300, y))) for k, y in enumerate([350, 340, 260, 250, 240])])
     assert [e.data["direction"] for e in ev] == ["out"] and lc.counts == {"in": 0, "out": 1}
     assert set(lc._tracks) == {1}  # id 2 of the old clock is gone, not kept until the new clock reaches 110 s
+
+
+def test_flush_reports_a_queue_length_change_held_back_by_the_min_interval():
+    """A third person joins the checkout queue 2 s before the stream ends, inside the queue's 5-s `min_interval_s`
+    after the last report: the change was held back and, with no later frame, never reported, so the cloud kept a
+    queue of 2 for good (or until the next run). `Analytics.flush` reports it at the last frame, once."""
+    an = analytics(AT_THE_BOTTOM, queues=[{"name": "checkout", "zone": "till", "min_interval_s": 5.0}])
+    script = [(k / FPS, clipped(*([260, 300] + ([340] if k >= 30 else [])))) for k in range(50)]
+    ev = play(an, script)
+    assert [e.data["length"] for e in ev if e.kind == "queue_changed"] == [2]
+    out = [e for e in an.flush(4.9, 1e9 + 4.9) if e.kind == "queue_changed"]
+    assert [(e.data["length"], e.data["previous_length"], e.data["t"]) for e in out] == [(3, 2, pytest.approx(4.9))]
+    assert [e for e in an.flush(4.9, 1e9 + 4.9) if e.kind == "queue_changed"] == []
