@@ -58,8 +58,13 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 DEAD_CREATED = "COALESCE(created, ts)"
 SPILL_MAX = 10_000  # events kept in memory while the disk is full (alerts beyond it too: never dropped)
 ROW_OVERHEAD = 64  # bytes counted per row on top of the payload (keys, index, page slack)
+DEAD_LETTER_SHARE = 10  # dead-lettered bodies are kept under max_bytes // this (the oldest go first)
 REDACTED = '{"withheld":"privacy guard: image data"}'  # dead-letter body of a record the privacy guard refused
 _CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB (primary result codes): the file is moved aside at open
+
+
+def _dead_bytes(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT COALESCE(SUM(length(body)), 0) FROM dead_letter").fetchone()[0])
 
 
 def _past_retention(kinds: list[str] | tuple[str, ...], before: float) -> tuple[str, str, tuple]:
@@ -89,8 +94,10 @@ class Outbox:
         self.epoch = ""
         self._rows = dict.fromkeys(STREAMS, 0)
         self._bytes = {RELIABLE: 0, TELEMETRY: 0}
+        self._dead_bytes = 0  # body characters in dead_letter (kept under max_bytes // DEAD_LETTER_SHARE)
         self.counters = {"emitted": dict.fromkeys(STREAMS, 0), "dropped": dict.fromkeys(STREAMS, 0),
-                         "dead_lettered": 0, "acked": 0, "over_budget": False, "store_errors": 0}
+                         "dead_lettered": 0, "dead_letters_dropped": 0, "acked": 0, "over_budget": False,
+                         "store_errors": 0}
         self._spill: deque[tuple] = deque()  # rows the disk did not take (full): stored in order when it does
         self._store_error_logged = -1e9  # monotonic time of the last store-error log line
         self._spill_drop_logged = -1e9  # monotonic time of the last log line about events dropped from memory
@@ -144,6 +151,7 @@ class Outbox:
                                                   "GROUP BY stream"):
                     self._rows[stream] = self._rows.get(stream, 0) + n
                     self._bytes[tbl] += size
+            self._dead_bytes = _dead_bytes(db)
         except BaseException:
             db.close()
             raise
@@ -297,6 +305,7 @@ class Outbox:
                                 "VALUES (?,?,?,?,?,?,?,?)", (None, None, str(getattr(event, "stream", "")),
                                                              str(getattr(event, "kind", "")), body,
                                                              "invalid: " + reason, now, now))
+                self._cap_dead_letters(len(body))
             except sqlite3.Error as e:  # disk full: emit must not raise; the invalid event is only logged above
                 self._store_error(e)
                 return
@@ -439,7 +448,7 @@ class Outbox:
         with self._lock:
             db = self.db
             moved: list[int] = []
-            count = 0
+            count = added = 0
             with self._transaction():
                 for s in seqs:
                     row = db.execute(f"SELECT seq, stream, kind, body, size, created FROM {tbl} WHERE seq = ?",
@@ -453,16 +462,39 @@ class Outbox:
                     db.execute(f"DELETE FROM {tbl} WHERE seq = ?", (s,))
                     self._rows[row[1]] -= 1
                     self._bytes[tbl] -= row[4]
+                    added += len(REDACTED if redact else row[3])
                     count += 1
                     if tbl == RELIABLE and row[2] != GAP_KIND:
                         moved.append(s)
                 self.counters["dead_lettered"] += count
                 if moved:
                     self._insert_gaps(moved, "dead_letter")
+                self._cap_dead_letters(added)
         if redact and count:  # the refused body must not stay in the WAL's older page copies either
             self.compact(vacuum=False)
         log.error("dead-lettered %d %s rows: %s", count, tbl, reason)
         return count
+
+    def _cap_dead_letters(self, added: int) -> None:
+        """Keep dead-lettered bodies under max_bytes // DEAD_LETTER_SHARE (they are outside the budget of what waits
+        to be sent: a broker refusing every publish, e.g. a wrong ACL, would otherwise fill the disk with them for
+        the whole history retention): the oldest go, down to 90 % of it. Lock held."""
+        self._dead_bytes += added
+        cap = self.max_bytes // DEAD_LETTER_SHARE
+        if self._dead_bytes <= cap:
+            return
+        need, freed, last, n = self._dead_bytes - int(cap * 0.9), 0, None, 0
+        for i, size in self.db.execute("SELECT id, length(body) FROM dead_letter ORDER BY id"):
+            freed, last, n = freed + (size or 0), i, n + 1
+            if freed >= need:
+                break
+        if last is not None:
+            self.db.execute("DELETE FROM dead_letter WHERE id <= ?", (last,))
+        self._dead_bytes -= freed
+        self.counters["dead_letters_dropped"] += n
+        log.warning("outbox: dead letters over %d bytes (a tenth of the budget): the %d oldest deleted (%d so far); "
+                    "see `edge sync outbox PATH` for why the broker refuses them", cap, n,
+                    self.counters["dead_letters_dropped"])
 
     # ------------------------------------------------------------------ retention (docs/PRIVACY.md)
     def expire(self, kinds: list[str] | tuple[str, ...], before: float) -> int:
@@ -485,6 +517,8 @@ class Outbox:
                     self._bytes[RELIABLE] -= size
                 if rows:
                     self._insert_gaps([r[0] for r in rows], "retention")
+                if dead:
+                    self._dead_bytes = _dead_bytes(db)
         if rows or dead:
             log.info("outbox: %d undelivered and %d dead-lettered %s record(s) past their retention deleted",
                      len(rows), dead, list(kinds))
@@ -512,6 +546,7 @@ class Outbox:
                 cur = self.db.execute("DELETE FROM dead_letter")
             else:
                 cur = self.db.execute("DELETE FROM dead_letter WHERE ts < ?", (before,))
+            self._dead_bytes = _dead_bytes(self.db)
             return cur.rowcount
 
     @contextmanager
@@ -579,6 +614,7 @@ class Outbox:
         return {"depth": self.depth(), "bytes": self.stored_bytes(), "max_bytes": self.max_bytes,
                 "emitted": dict(self.counters["emitted"]), "dropped": dict(self.counters["dropped"]),
                 "acked": self.counters["acked"], "dead_lettered": self.counters["dead_lettered"],
+                "dead_letters_dropped": self.counters["dead_letters_dropped"],
                 "over_budget": self.counters["over_budget"], "epoch": self.epoch, "sent_hi": self.sent_hi,
                 "store_errors": self.counters["store_errors"], "waiting_in_memory": len(self._spill),
                 "quarantined": self.quarantined}

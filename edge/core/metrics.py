@@ -90,6 +90,8 @@ class SyncCollector:
         yield GaugeMetricFamily("edge_outbox_bytes", "Stored outbox payload bytes", value=m.get("bytes", 0))
         yield GaugeMetricFamily("edge_outbox_dead_lettered", "Rows moved to the dead-letter table",
                                 value=m.get("dead_lettered", 0))
+        yield GaugeMetricFamily("edge_outbox_dead_letters_dropped", "Oldest dead letters deleted to keep them under "
+                                "a tenth of the outbox budget", value=m.get("dead_letters_dropped", 0))
         yield GaugeMetricFamily("edge_outbox_store_errors", "Events the outbox could not store when emitted (disk "
                                 "full, I/O error)", value=m.get("store_errors", 0))
         yield GaugeMetricFamily("edge_outbox_waiting_in_memory", "Events and alerts kept in memory until the disk "

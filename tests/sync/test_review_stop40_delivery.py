@@ -123,3 +123,34 @@ def test_a_publish_over_the_broker_maximum_packet_size_is_refused_not_a_reconnec
     finally:
         c.stop()
         b.close()
+
+
+def test_dead_letters_stay_under_a_tenth_of_the_budget_oldest_first(tmp_path):
+    """A broker that refuses every publish (a wrong ACL: PUBACK 0x87) moves every event to the dead-letter table,
+    which sat outside the outbox budget for the whole 30-day history retention: a device left like that for weeks
+    filled its disk. Dead letters now stay under max_bytes // 10, the oldest deleted first, counted; a reopened
+    outbox knows its dead-letter size."""
+    from sync.outbox import DEAD_LETTER_SHARE, RELIABLE, Outbox
+
+    budget = 200_000
+    cap = budget // DEAD_LETTER_SHARE
+    ob = Outbox(tmp_path / "o.db", max_bytes=budget).open()
+    try:
+        for batch in range(30):  # 30 refused batches of 10 events of ~400 bytes: 120 kB of dead letters
+            seqs = [ob.emit(Event("shelf_touch", {"n": batch * 10 + i, "pad": "x" * 380})) for i in range(10)]
+            assert ob.dead_letter(RELIABLE, seqs, "PUBACK 0x87 not authorized") == 10
+        with ob._lock:
+            size, oldest, newest = ob.db.execute("SELECT SUM(length(body)), MIN(id), MAX(id) FROM dead_letter "
+                                                 "WHERE kind != '_gap'").fetchone()
+        assert size <= cap
+        kept = [d for d in ob.dead_letters(1000) if d["kind"] == "shelf_touch"]
+        assert ob.metrics()["dead_letters_dropped"] > 0
+        assert len(kept) + ob.metrics()["dead_letters_dropped"] >= 300 - 10  # gap rows may be dead-lettered too
+        assert max(d["seq"] for d in kept) == max(d["seq"] for d in ob.dead_letters(1))  # the newest stay
+    finally:
+        ob.close()
+    ob = Outbox(tmp_path / "o.db", max_bytes=budget).open()
+    try:
+        assert 0 < ob._dead_bytes <= cap
+    finally:
+        ob.close()
