@@ -24,11 +24,17 @@ def _segments_cross(p, q, r, s) -> bool:
     return orient(p, q, r) * orient(p, q, s) < 0 and orient(r, s, p) * orient(r, s, q) < 0
 
 
+MAX_COORD = 100_000.0  # px: far beyond any frame, near enough that area and overlap arithmetic stay exact
+
+
 def _check_polygon(pts: list[Point]) -> list[Point]:
     if len(pts) < 3:
         raise ValueError(f"a polygon needs at least 3 points [x, y], got {len(pts)}")
     if not all(math.isfinite(v) for p in pts for v in p):
         raise ValueError("polygon points must be finite numbers")
+    if any(abs(v) > MAX_COORD for p in pts for v in p):
+        raise ValueError(f"polygon points are frame pixels: each coordinate within ±{MAX_COORD:g} (a typo'd "
+                         "exponent or an extra digit?)")
     n = len(pts)
     for i in range(n):
         for j in range(i + 1, n):

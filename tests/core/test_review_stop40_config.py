@@ -117,3 +117,14 @@ def test_typed_values_still_load():
     """Ints for float keys and real booleans stay valid (the strictness refuses only strings and booleans)."""
     cfg = parse_config(tomllib.loads(HEAD + '[source]\ntype = "demo"\nfps = 25\nloop = false\n'), "dev.toml")
     assert cfg.source.fps == 25.0 and cfg.source.loop is False
+
+
+def test_a_zone_with_an_absurd_coordinate_is_refused_at_its_key():
+    """`[[0,0],[1e300,0],[1e300,100]]` (an exponent typo) was reported as "lies outside the 640x480 frame" although
+    it covers the frame's top, after a NumPy overflow warning from casting 1e300 to int32 in the overlap check."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        [p] = problems('[[analytics.zones]]\nname = "door"\npolygon = [[0, 0], [1e300, 0], [1e300, 100]]\n')
+    assert p.startswith("analytics.zones.0.polygon: ") and "frame pixels" in p, p
