@@ -303,6 +303,10 @@ def _fix_hint(err: dict, model_fields: set[str] | None) -> str:
     if t == "missing" and loc and isinstance(loc[-1], int):  # a fixed-length list given too few values
         return "give the list all its values"
     if t == "missing":
+        model = _model_at(loc)
+        if model is not None:  # a whole table is missing: name what it needs
+            need = [k for k, f in model.model_fields.items() if f.is_required()]
+            return f"add a {_header(loc)} table" + (f" with {', '.join(need)}" if need else "")
         return "add this key"
     if t in _TYPE_HINTS:  # an item of an array of tables is written `[[name]]`, not `[name.0]`
         return _TYPE_HINTS[t].format(key=".".join(str(p) for p in loc), header=_header(loc))

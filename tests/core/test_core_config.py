@@ -49,7 +49,7 @@ def test_bad_value_names_key_and_allowed_values(tmp_path):
 def test_missing_section_and_syntax_error_and_missing_file(tmp_path):
     p = tmp_path / "nodevice.toml"
     p.write_text("[source]\ntype = 'demo'\n")
-    with pytest.raises(ConfigError, match=r"device: Field required \(fix: add this key\)"):
+    with pytest.raises(ConfigError, match=r"device: Field required \(fix: add a \[device\] table with id, store, kind\)"):
         load_config(p)
     q = tmp_path / "syntax.toml"
     q.write_text("[device\n")

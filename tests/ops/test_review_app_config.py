@@ -38,8 +38,8 @@ def test_typo_in_a_list_item_suggests_the_key(tmp_path, body, line):
     ('source = "demo"\n',  # written below the [device] header: TOML puts it in [device]
      "device.source: Extra inputs are not permitted (fix: 'source' is a section of its own: write it as [source] "
      "(keys below a [table] header belong to that table))"),
-    ('[source]\nwidth = "wide"\n', "source.width: Input should be a valid integer, unable to parse string as an "
-     "integer (fix: use a whole number, unquoted (e.g. 30))"),
+    ('[source]\nwidth = "wide"\n', "source.width: Input should be a valid integer (fix: use a whole number, "
+     "unquoted (e.g. 30))"),
     ('[people]\ntiles = [2]\n', "people.tiles.1: Field required (fix: give the list all its values)"),
     ('[analytics]\nzones = { name = "a" }\n', "analytics.zones: Input should be a valid list (fix: use a list: "
      "[ ... ])"),
