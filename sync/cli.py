@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+EXIT_DEVICE_FAILED = 3  # the device answered with an error or not at all (sync/fleet_cli.py EXIT_DEVICES_FAILED)
 
 
 def argtype(conv, ok, noun: str, rule: str):
@@ -120,7 +121,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--stream", choices=["all", "alerts", "events"], default="all")
     t.add_argument("-n", type=int, default=20, help="show the last N first")
     t.add_argument("-f", "--follow", action="store_true", help="keep printing new rows")
-    s = sub.add_parser("send", help="send a command to one device and print its result")
+    s = sub.add_parser("send", help="send a command to one device and print its result",
+                       epilog="exit status: 0 the device answered ok; 1 the tool failed (one line on stderr says "
+                       "why); 2 bad usage; 3 the device answered with an error or not at all (as `edge fleet send`); "
+                       "130 interrupted")
     add_broker_arguments(s)
     s.add_argument("--store", required=True)
     s.add_argument("--device", required=True)
@@ -206,10 +210,11 @@ def _send(args) -> int:
         cid = r.send(t.cmd(args.command), cmd_args)
         got = r.wait([cid], args.timeout)[cid]
     if not got:
-        print(f"no answer from {args.store}/{args.device} within {args.timeout} s")
-        return 2
+        print(f"edge sync send: no answer from {args.store}/{args.device} within {args.timeout:g} s (offline, or "
+              "busy: see `edge fleet list`)", file=sys.stderr)
+        return EXIT_DEVICE_FAILED
     print(json.dumps(got[0], indent=2))
-    return 0 if got[0].get("status") == "ok" else 1
+    return 0 if got[0].get("status") == "ok" else EXIT_DEVICE_FAILED
 
 
 def _outbox(args) -> int:

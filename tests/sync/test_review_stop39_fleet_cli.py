@@ -151,6 +151,17 @@ def test_fleet_send_a_device_answers_with_an_error_exits_3(broker, device, capsy
     assert '"status": "error"' in capsys.readouterr().out
 
 
+def test_sync_send_exits_like_fleet_send(broker, device, capsys):
+    """`edge sync send` exited 1 for a device's error answer (1 is "the tool failed") and 2 for no answer (2 is
+    argparse's bad usage); it now exits 3 for both, as `edge fleet send` does, and says so on stderr."""
+    port = ["--port", str(broker.port), "--store", "s001", "--timeout", "3"]
+    assert edge("sync", "send", "ping", *port, "--device", "d001") == 0
+    assert edge("sync", "send", "no_such_command", *port, "--device", "d001") == 3
+    assert '"status": "error"' in capsys.readouterr().out
+    assert edge("sync", "send", "ping", *port, "--device", "d404") == 3
+    assert "no answer from s001/d404 within 3 s" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, why", [("[1]", "--args .*JSON object"), ("{level: 1}", "--args .*not JSON")])
 def test_send_args_that_are_not_a_json_object_are_refused_before_sending(broker, args, why):
     """`--args '[1]'` was sent to devices as the command's args; `{level: 1}` failed with a bare JSON parser
