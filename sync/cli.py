@@ -63,10 +63,9 @@ def broker_options(args):
         raise ValueError(f"--key-file {args.key_file} needs --cert-file (its certificate)")
     password = args.password or ""
     if args.password_file:
-        lines = Path(args.password_file).read_text().splitlines()
-        password = lines[0].strip() if lines else ""
-        if not password:
-            raise ValueError(f"--password-file {args.password_file}: empty (its first line is the password)")
+        from sync.config import read_password_file
+
+        password = read_password_file(args.password_file, "--password-file")
     tls = None
     if args.ca_file:
         try:

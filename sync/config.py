@@ -86,12 +86,10 @@ class SyncConfig(StrictModel):
         return self
 
     def resolved_password(self) -> str:
-        """password, or the first line of password_file (OSError if unreadable, ValueError if empty)."""
+        """password, or the first line of password_file (OSError if unreadable, PasswordFileError if empty or not
+        UTF-8)."""
         if self.password_file:
-            lines = Path(self.password_file).read_text().splitlines()
-            if not lines or not lines[0].strip():
-                raise ValueError(f"password_file {self.password_file} is empty: write the password on its first line")
-            return lines[0].strip()
+            return read_password_file(self.password_file, "password_file")
         return self.password
 
     def resolved_client_id(self, store: str, device: str) -> str:
@@ -108,3 +106,24 @@ class SyncConfig(StrictModel):
         from edge.core.paths import data_dir
 
         return data_dir() / f"outbox-{device_id}.sqlite"
+
+
+class PasswordFileError(ValueError):
+    """A password file that is empty (`empty`) or not UTF-8 text."""
+
+    def __init__(self, message: str, *, empty: bool):
+        super().__init__(message)
+        self.empty = empty
+
+
+def read_password_file(path: str | Path, name: str) -> str:
+    """The password on the first line of `path` (`name`: the key or flag it came from, for the message); OSError if
+    unreadable, PasswordFileError if empty or not UTF-8 text."""
+    try:
+        lines = Path(path).read_bytes().decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        raise PasswordFileError(f"{name} {path}: not UTF-8 text (save it as UTF-8, the password on its first line)",
+                                empty=False) from None
+    if not lines or not lines[0].strip():
+        raise PasswordFileError(f"{name} {path}: empty (its first line is the password)", empty=True)
+    return lines[0].strip()

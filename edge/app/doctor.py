@@ -191,6 +191,7 @@ def sync_file_problems(cfg) -> list[str]:
     import ssl
 
     from sync.client import Tls
+    from sync.config import PasswordFileError
 
     s = cfg.sync if cfg is not None else None
     if s is None or not s.broker:
@@ -202,12 +203,10 @@ def sync_file_problems(cfg) -> list[str]:
         except OSError as e:
             out.append(f"sync.password_file: cannot read {s.password_file}: {e.strerror} (fix: put the broker "
                        "password on the first line of that file, or correct the path)")
-        except UnicodeDecodeError:
-            out.append(f"sync.password_file: {s.password_file} is not UTF-8 text (fix: put the broker password "
-                       "on its first line, saved as UTF-8)")
-        except ValueError:  # empty or a blank first line
+        except PasswordFileError as e:
             out.append(f"sync.password_file: {s.password_file} is empty (fix: put the broker password on its "
-                       "first line)")
+                       "first line)" if e.empty else f"sync.password_file: {s.password_file} is not UTF-8 text "
+                       "(fix: put the broker password on its first line, saved as UTF-8)")
     if not s.tls:
         return out
     files = [(k, getattr(s, k)) for k in ("ca_file", "cert_file", "key_file") if getattr(s, k)]

@@ -57,6 +57,9 @@ def test_an_empty_password_file_is_one_line_naming_the_flag(broker, tmp_path):
     with pytest.raises(SystemExit, match=f"edge sync send: --password-file {pw}: empty"):
         edge("sync", "send", "--port", str(broker.port), "--username", "u", "--password-file", str(pw),
              "--store", "s001", "--device", "d001", "ping")
+    pw.write_bytes("caf\xe9\n".encode("latin-1"))  # a file saved in a legacy encoding: the codec's own message
+    with pytest.raises(SystemExit, match=f"edge fleet list: --password-file {pw}: not UTF-8 text"):
+        edge("fleet", "list", "--port", str(broker.port), "--username", "fleet-admin", "--password-file", str(pw))
 
 
 def test_tls_files_that_are_missing_or_unusable_are_named_with_their_flag(broker, certs, tmp_path):
