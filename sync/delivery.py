@@ -31,6 +31,7 @@ from typing import Callable
 
 from edge.privacy.guard import channel_of, check_payload, refuse
 from sync import payloads
+from sync.client import packet_size
 from sync.outbox import RELIABLE, TELEMETRY, Outbox
 from sync.payloads import GAP_KIND
 from sync.topics import DeviceTopics
@@ -212,7 +213,10 @@ class Delivery:
         self.stats["puback_failures"] += 1
         self.stats["last_error"] = f"PUBACK 0x{reason:02x} {text}".strip()
         if reason == PACKET_TOO_LARGE and len(seqs) > 1:  # the batch is, not (yet known) its records: smaller ones
-            self.size_cap = max(MIN_BATCH_BYTES, min(self.size_cap or size, size) // 2)
+            # half of this message (others in flight were sent under the same limit: no new news); below the
+            # floor, one record per message, so a record refused alone is dead-lettered and the resends end
+            half = min(self.size_cap or size, size // 2)
+            self.size_cap = half if half >= MIN_BATCH_BYTES else 1
             log.warning("broker refused a %d-byte message of %d %s records as too large: sending them again in "
                         "messages of at most %d bytes (set [sync] batch_bytes below the broker's message size limit)",
                         size, len(seqs), tbl, self.size_cap)
@@ -339,13 +343,17 @@ class Delivery:
                 self._dead_letter_unsent(tbl, r[0], f"damaged record: {e}")
                 continue
             groups.setdefault(topic, []).append(r)
-        limit = min(self.batch_bytes, self.max_packet - 1024, self.size_cap or self.batch_bytes)
+        # sizes are counted as payloads.batch writes them: its head, `{"seq":N,` + body + `,` per record, `]}`
+        head = len(payloads.batch(self.topics.device, self.topics.store, self.outbox.epoch, [], historical)) + 8
         sent = 0
         for topic, grp in groups.items():
+            room = self.max_packet - packet_size(topic, b"")  # the payload a packet on this topic may carry
+            limit = min(self.batch_bytes, room, self.size_cap or self.batch_bytes)
             batch: list[tuple[int, str]] = []
-            size = 0
+            size = head
             for seq, _stream, _kind, body, _ in grp:
-                if len(body) + 512 + len(topic) > self.max_packet:  # never hand paho a poison message
+                rec = len(body) + 9 + len(str(seq))
+                if head + rec > room:  # never hand paho a poison message
                     self._dead_letter_unsent(tbl, seq, f"record of {len(body)} bytes exceeds broker max packet")
                     continue
                 why = check_payload(body)  # image data never leaves the device (edge/privacy/guard.py)
@@ -357,11 +365,11 @@ class Delivery:
                 if not _is_object(body):  # cut short or garbled: the consumer would refuse the whole batch
                     self._dead_letter_unsent(tbl, seq, "damaged record: its stored body is not a JSON object")
                     continue
-                if batch and (len(batch) >= self.batch_max or size + len(body) > limit):
+                if batch and (len(batch) >= self.batch_max or size + rec > limit):
                     sent += self._publish_batch(tbl, topic, batch, historical)
-                    batch, size = [], 0
+                    batch, size = [], head
                 batch.append((seq, body))
-                size += len(body) + 10
+                size += rec
             if batch:
                 sent += self._publish_batch(tbl, topic, batch, historical)
         return sent
@@ -374,6 +382,13 @@ class Delivery:
 
     def _publish_batch(self, tbl: str, topic: str, batch: list[tuple[int, str]], historical: bool) -> int:
         payload = payloads.batch(self.topics.device, self.topics.store, self.outbox.epoch, batch, historical)
+        if packet_size(topic, payload) > self.max_packet:  # the client would refuse it on every try: halves
+            if len(batch) == 1:
+                self._dead_letter_unsent(tbl, batch[0][0], f"record of {len(payload)} bytes exceeds broker max packet")
+                return 0
+            mid_i = len(batch) // 2
+            return (self._publish_batch(tbl, topic, batch[:mid_i], historical)
+                    + self._publish_batch(tbl, topic, batch[mid_i:], historical))
         mid = self._publish(topic, payload)
         seqs = [s for s, _ in batch]
         if mid is None:  # not queued (connection just dropped / paho refused): send these again later

@@ -83,6 +83,7 @@ class PolygonZone:
             raise ValueError(f"zone {name!r}: unknown anchor {anchor!r}; choose one of {BOX_ANCHORS}")
         self.name, self.anchor, self.source, self.events = name, anchor, source, events
         self.polygon = np.asarray(polygon, np.float64).reshape(-1, 2)
+        self._box = (self.polygon.min(0) - 1e-6, self.polygon.max(0) + 1e-6)  # where a point on an edge can be
         if len(self.polygon) < 3:
             raise ValueError(f"zone {name!r}: a polygon needs at least 3 points")
         self.enter_frames, self.enter_s, self.exit_s = max(1, int(enter_frames)), float(enter_s), float(exit_s)
@@ -130,7 +131,12 @@ class PolygonZone:
         """(N,) bool: which (N, 2) points lie inside the polygon or on its edges (a box the detector clipped at the
         frame's edge puts its anchor on the edge of a zone drawn to the frame's edge); NaN and inf are outside."""
         pts = np.asarray(points, np.float64).reshape(-1, 2)
-        return points_in_polygon(pts, self.polygon) | _on_edges(pts, self.polygon)
+        inside = points_in_polygon(pts, self.polygon)
+        lo, hi = self._box
+        rest = ~inside & (pts >= lo).all(1) & (pts <= hi).all(1)  # NaN and inf fail these too
+        if rest.any():  # the edge test only for points in the zone's box the even-odd test left out
+            inside[rest] = _on_edges(pts[rest], self.polygon)
+        return inside
 
     def step(self, detections: Detections, t: float, t_wall: float | None = None) -> tuple[list[Visit], list[Visit]]:
         """Advance to one frame; returns (visits that started, visits that ended) in track id order. A visit that

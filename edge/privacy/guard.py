@@ -307,7 +307,7 @@ def _scan(obj: Any, root: str) -> str | None:
     while stack:
         path, o, in_list = stack.pop()
         where = path or "<root>"
-        if isinstance(o, dict) and len(o) > 1 and all(type(k) is str and k.isdecimal() for k in o):
+        if isinstance(o, dict) and len(o) > 1 and all(type(k) is str and k.isdecimal() and len(k) <= 9 for k in o):
             o = [o[k] for k in sorted(o, key=int)]  # an array as an object ({"0": 255, "1": 216}: a typed array)
         if isinstance(o, dict):
             grid = "counts" in o and _is_grid(o)
@@ -395,7 +395,7 @@ def _suspicious(data: bytes, thorough: bool) -> bool:
     low = data.lower()
     if _KEYS_RE.search(low) is not None or b"data:image/" in low or _HEADS_RE.search(data) is not None:
         return True
-    if b'{"0":' in data or b'"64":' in data or b"\\nM" in data:
+    if b'{"0":' in data or (b'"63":' in data and b'"64":' in data) or b"\\nM" in data:
         return True  # an array as an object (typed arrays count from 0; more than GRID_MAX have "64"), uuencode
     if (b"\\\\x" in data or b"\\\\u00" in data or b"\x7f" in data
             or (b"\\u" in data and _BIN_ESC_RE.search(data) is not None)):

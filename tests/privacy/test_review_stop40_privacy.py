@@ -119,3 +119,15 @@ def test_a_face_threshold_above_the_check_s_does_not_weaken_the_check_of_what_is
             assert faces_in(sent) == [], f"{name}: a face is detected in what was sent"
     finally:
         a.close()
+
+
+def test_long_numeric_keys_are_keys_not_indices():
+    """Objects with all-decimal keys are read as arrays; a key of 5,000 digits then crashed the guard (int() refuses
+    over 4,300 digits: the delivery loop failed on every pass) and long numeric keys skipped the key checks (a run of
+    400 digits as a key passed). Only index-like keys (up to 9 digits) make an array."""
+    from edge.privacy.guard import check_payload, find_image_data
+
+    for obj in ({"9" * 5000: 1, "1": 2}, {"2552162552240016": 1, "1": 2, "7" * 400: 3}):
+        assert find_image_data(obj) is not None
+        assert check_payload(json.dumps(obj)) is not None
+    assert check_payload(json.dumps({"durations_s": {"3": 1.5, "64": 2.0, "63": 4.0}})) is None

@@ -154,3 +154,73 @@ def test_dead_letters_stay_under_a_tenth_of_the_budget_oldest_first(tmp_path):
         assert 0 < ob._dead_bytes <= cap
     finally:
         ob.close()
+
+
+def _recording_delivery(ob, max_packet: int, **kw):
+    """A connected Delivery of `ob` whose publishes are recorded (topic, payload) and refused as a client would
+    refuse a packet over `max_packet` (None)."""
+    import json as _json
+
+    from sync import topics
+    from sync.client import packet_size
+    from sync.delivery import Delivery
+
+    sent: list[tuple[str, bytes]] = []
+
+    def publish(topic: str, payload: bytes):
+        if packet_size(topic, payload) > max_packet:
+            return None
+        sent.append((topic, payload))
+        return len(sent)
+
+    d = Delivery(ob, topics.DeviceTopics("s" * 40, "d" * 60), publish, ack_wait_s=0, **kw)
+    d.notify_connected(max_packet)
+    d._drain_notes()
+    return d, sent, lambda: [r["seq"] for _, p in sent for r in _json.loads(p)["events"]]
+
+
+def test_batches_are_cut_to_the_broker_maximum_packet_as_they_are_written(tmp_path):
+    """Batches were cut by `len(body) + 10` per record and a 1 KiB margin, but the wire adds `{"seq":N,` per record
+    and a head of up to ~300 bytes: with max packet 32 KiB, batch_max 300 and 9-digit seqs a batch came out over the
+    limit, the client refused it, and the delivery put it back to try later, forever: the backlog stopped there."""
+    from sync.outbox import Outbox
+
+    with Outbox(tmp_path / "o.db") as ob:
+        with ob._lock:  # seqs as a device has after a long life
+            ob.db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('reliable', 123456789)")
+        d, sent, seqs = _recording_delivery(ob, 32 << 10, batch_max=300, window=50)
+        for i in range(600):  # live events (sent unpaced)
+            ob.emit(Event("zone_left", {"zone": "till", "track_id": i, "dwell_s": 1.5, "note": "a note, " * 8}))
+        for _ in range(5):
+            d._fill_window()
+        assert sorted(seqs()) == list(range(123456790, 123456790 + 600))
+        from sync.client import packet_size
+        assert max(packet_size(t, p) for t, p in sent) <= 32 << 10
+        assert max(packet_size(t, p) for t, p in sent) > 30 << 10  # and still filled near the limit
+
+
+def test_a_burst_of_too_large_refusals_halves_the_batch_size_once(tmp_path):
+    """20 batches of ~64 KB in flight are all refused with 0x95 by a broker whose message_size_limit is 32 KiB: each
+    refusal halved the size limit again, down to 256 bytes, one record per message for the rest of the process.
+    The refusals of messages sent under the same limit carry one piece of news: half of that size."""
+    from sync.outbox import Outbox
+
+    with Outbox(tmp_path / "o.db") as ob:
+        d, sent, _ = _recording_delivery(ob, 256 << 20)
+        for i in range(2000):
+            ob.emit(Event("zone_left", {"zone": "till", "track_id": i, "note": "a long note, " * 40}))
+        d._fill_window()
+        sizes = [len(p) for _, p in sent[:20]]
+        assert len(sent) >= 20 and min(sizes) > 60_000
+        for mid in range(1, 21):
+            d._on_puback(mid, 0x95, "Packet too large", [])
+        assert 30_000 < d.size_cap <= max(sizes) // 2
+        # a batch of small records refused at the floor: one record per message from then on, so a record refused
+        # alone is dead-lettered and the resends end (before: the cap stayed at 256 and the batch went round forever)
+        import time as _time
+
+        from sync.outbox import RELIABLE
+        d.size_cap = 300
+        d._inflight[999] = (RELIABLE, [1, 2], _time.monotonic(), 290)
+        d._on_puback(999, 0x95, "Packet too large", [])
+        assert d.size_cap == 1
