@@ -13,14 +13,35 @@ _SCALARS = {int: ("int_type", "Input should be a valid integer"),
             bool: ("bool_type", "Input should be a valid boolean")}
 
 
-def _scalar(ann: Any) -> type | None:
-    """int, float or bool when a field takes only that (and None); else None."""
+def _strip(ann: Any) -> Any:
+    """The annotation without Annotated and Optional (a union of several types: None, exempt)."""
     while typing.get_origin(ann) is typing.Annotated:
         ann = typing.get_args(ann)[0]
     if typing.get_origin(ann) in (typing.Union, types.UnionType):
         members = [a for a in typing.get_args(ann) if a is not type(None)]
-        ann = members[0] if len(members) == 1 else None
-    return ann if ann in _SCALARS else None
+        return _strip(members[0]) if len(members) == 1 else None
+    return ann
+
+
+def _loose(v: Any, ann: Any) -> type | None:
+    """The scalar type (int, float, bool) that `v`, or a value in its lists / tables, would be converted to from a
+    string or a boolean; None when nothing would be."""
+    ann = _strip(ann)
+    if ann in (int, float):
+        return ann if isinstance(v, (str, bool)) else None
+    if ann is bool:
+        return bool if isinstance(v, str) else None
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin in (list, tuple, set, frozenset) and isinstance(v, (list, tuple)) and args:
+        fixed = origin is tuple and args[-1] is not Ellipsis
+        for i, x in enumerate(v):
+            if fixed and i >= len(args):
+                break
+            if (t := _loose(x, args[i] if fixed else args[0])) is not None:
+                return t
+    elif origin is dict and isinstance(v, dict) and len(args) == 2:
+        return next((t for x in v.values() if (t := _loose(x, args[1])) is not None), None)
+    return None
 
 
 class StrictModel(BaseModel):
@@ -29,10 +50,12 @@ class StrictModel(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_coercion(cls, v: Any, info: ValidationInfo) -> Any:
-        """A quoted number or boolean (`fps = "30"`, `enabled = "yes"`) or a boolean for a number (`port = true`)
-        is an error, not converted: TOML has the types, and a string there is usually a mistake."""
-        if isinstance(v, (str, bool)) and info.field_name is not None:
-            want = _scalar(cls.model_fields[info.field_name].annotation)
-            if want is not None and not (want is bool and isinstance(v, bool)):
-                raise PydanticCustomError(*_SCALARS[want])
+        """A quoted number or boolean (`fps = "30"`, `enabled = "yes"`) or a boolean for a number (`port = true`),
+        as a value or in a list or table of them (`polygon = [["10", "20"], ...]`), is an error, not converted: TOML
+        has the types, and a string there is usually a mistake."""
+        if info.field_name is not None and isinstance(v, (str, bool, list, tuple, dict)):
+            want = _loose(v, cls.model_fields[info.field_name].annotation)
+            if want is not None:
+                kind, msg = _SCALARS[want]
+                raise PydanticCustomError(kind, msg if isinstance(v, (str, bool)) else msg + " in every item")
         return v

@@ -128,3 +128,12 @@ def test_a_zone_with_an_absurd_coordinate_is_refused_at_its_key():
         warnings.simplefilter("error")
         [p] = problems('[[analytics.zones]]\nname = "door"\npolygon = [[0, 0], [1e300, 0], [1e300, 100]]\n')
     assert p.startswith("analytics.zones.0.polygon: ") and "frame pixels" in p, p
+
+
+def test_quoted_numbers_inside_lists_are_errors_too():
+    """The check covered a key's own value only: `polygon = [["10", "20"], ...]` was still converted silently."""
+    [p] = problems('[[analytics.zones]]\nname = "door"\npolygon = [["10", "20"], [100, 0], [100, 100]]\n')
+    assert p.startswith("analytics.zones.0.polygon: ") and "valid number in every item" in p, p
+    cfg = parse_config(tomllib.loads(HEAD + '[[analytics.zones]]\nname = "door"\npolygon = ' + TRIANGLE + "\n"),
+                       "dev.toml")
+    assert cfg.analytics.zones[0].polygon[1] == (100.0, 0.0) or list(cfg.analytics.zones[0].polygon[1]) == [100, 0]
