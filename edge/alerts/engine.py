@@ -324,7 +324,9 @@ class AlertEngine:
                     out.append(self._resolve(a, "cleared", None, None, "engine", t, t_wall))
                     return
         if (a.state == "open" and rule.escalate_after_s is not None and a.escalated_at is None
-                and now - a.clock_opened >= rule.escalate_after_s):
+                and now - a.clock_opened >= rule.escalate_after_s
+                # a continued alert may already be as severe (its rule's severity was lowered since): never lower it
+                and SEVERITIES.index(rule.escalation_severity) > SEVERITIES.index(a.severity)):
             a.severity = rule.escalation_severity
             a.escalated_t, a.escalated_at = t, t_wall
             log.warning("alert %s (%s) not acknowledged after %gs: escalated to %s", a.alert_id, rule.id,
@@ -476,9 +478,13 @@ class AlertEngine:
                         "was down is unknown and counts as none", saved.saved_at, now)
             down = 0.0
         self._pending += [Event(p.kind, p.data, stream=p.stream, ts=p.ts, event_id=p.event_id) for p in saved.pending]
-        groups = {r.group for r in self.rules}
+        cooldown_s: dict[str, float] = {}  # dedup key -> the longest cooldown_s of its rules now
+        for r in self.rules:
+            cooldown_s[r.group] = max(cooldown_s.get(r.group, 0.0), r.cooldown_s)
         for key, left in saved.cooldowns.items():
-            if key in groups and left - down > 0:
+            # never longer than the config now says: a cooldown_s lowered since the save applies at once
+            left = min(left, cooldown_s.get(key, 0.0))
+            if left - down > 0:
                 self._cooldown_until[key] = left - down  # the engine clock starts at 0
         rules = {r.id: r for r in self.rules}
         for s in saved.alerts:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.alerts.config import ID_PATTERN, Severity
 from edge.core.files import write_atomic
@@ -53,6 +54,14 @@ class StoredView(BaseModel):
     acked_by: str | None
     ack_note: str | None
     ack_via: str | None
+
+    @field_validator("value", "current_value", "peak_value")
+    @classmethod
+    def _a_value(cls, v: Any) -> Any:
+        """A number or a flag, as the engine writes them (a null or text value would break its comparisons)."""
+        if isinstance(v, int) or (isinstance(v, float) and math.isfinite(v)):  # bool is an int
+            return v
+        raise ValueError(f"{v!r} is not a finite number or a flag")
 
 
 class StoredAlert(BaseModel):
@@ -95,6 +104,10 @@ class AlertState(BaseModel):
         return self
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not strict JSON (the engine never writes it)")
+
+
 class StateFile:
     """Load / save one engine's AlertState; never raises (the device keeps running with alerts in memory)."""
 
@@ -117,9 +130,13 @@ class StateFile:
             log.error("alert state %s unreadable: %s; starting with no alerts", self.path, e)
             return None
         try:
-            return AlertState.model_validate_json(raw)
+            state = AlertState.model_validate_json(raw)
+            json.loads(raw, parse_constant=_no_constant)  # a NaN in evidence or a pending event: strict JSON only
+            return state
         except ValidationError as e:
             why = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'file'}: {err['msg']}" for err in e.errors()[:3])
+        except ValueError as e:
+            why = str(e)
         aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
         try:
             self.path.replace(aside)
