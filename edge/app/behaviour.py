@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 from edge.alerts import AlertEngine, Reading
 from edge.analytics.composer import Analytics
 from edge.analytics.pose_adapter import detections_from_pose
+from edge.app.config import alert_state_path
 from edge.core.detections import Detections
 from edge.core.events import EventSink
 from edge.core.frames import Frame
@@ -133,16 +133,6 @@ class BehaviourStage:
         with self._lock:
             if self._last is not None:
                 self.analytics.flush(*self._last)
-
-
-def alert_state_path(cfg, alerts, camera: str | None = None) -> Path | None:
-    """The state file of the alert engine of `alerts` (the main `[alerts]`, or the section of `[[cameras]]` id
-    `camera`): its `state_path`, else beside the outbox: <outbox folder>/alert-state-<device>[.<camera>].json (ids have no dots);
-    None when `state_path` is "" (alerts in memory only)."""
-    if alerts.state_path is not None:
-        return Path(alerts.state_path).expanduser() if alerts.state_path else None
-    suffix = f".{camera}" if camera else ""
-    return cfg.sync.resolved_outbox_path(cfg.device.id).parent / f"alert-state-{cfg.device.id}{suffix}.json"
 
 
 def open_alert_engine(cfg, alerts, sink: EventSink, camera: str | None = None) -> AlertEngine:

@@ -490,6 +490,37 @@ def _migrate(data: dict) -> tuple[dict, list[str], range]:
     return data, [note], range(len(zones), len(zones) + len(moved))
 
 
+def alert_state_path(cfg, alerts, camera: str | None = None) -> Path | None:
+    """The state file of the alert engine of `alerts` (the main `[alerts]`, or the section of `[[cameras]]` id
+    `camera`): its `state_path`, else beside the outbox: <outbox folder>/alert-state-<device>[.<camera>].json (ids have no dots);
+    None when `state_path` is "" (alerts in memory only)."""
+    if alerts.state_path is not None:
+        return Path(alerts.state_path).expanduser() if alerts.state_path else None
+    suffix = f".{camera}" if camera else ""
+    return cfg.sync.resolved_outbox_path(cfg.device.id).parent / f"alert-state-{cfg.device.id}{suffix}.json"
+
+
+
+def _alert_state_clashes(cfg: EdgeConfig) -> list[str]:
+    """Two alert engines (the main [alerts], each camera's) must not share a state file: each would overwrite the
+    other's, and at a restart one would resolve the other's alerts as `rule_removed`."""
+    seen: dict[Path, str] = {}
+    out = []
+    engines = [("alerts", cfg.alerts, None)] + [(f"cameras.{i}.alerts", c.alerts, c.id)
+                                                for i, c in enumerate(cfg.cameras)]
+    for key, alerts, camera in engines:
+        path = alert_state_path(cfg, alerts, camera)
+        if path is None:
+            continue
+        where = path.resolve()
+        if where in seen:
+            out.append(f"{key}.state_path: {str(path)!r} is also the alert state file of [{seen[where]}] (fix: give "
+                       "each alert section its own state_path, or leave it unset for the default beside the outbox)")
+        else:
+            seen[where] = key
+    return out
+
+
 _ZONE_KEY = re.compile(r"(?<![\w.])analytics\.zones\.(\d+)")
 
 
@@ -531,6 +562,7 @@ def parse_config(data: dict, path: str = "<memory>") -> EdgeConfig:
     for i, cam in enumerate(cfg.cameras):
         problems += _frame_problems(cam.analytics, cam.source, f"cameras.{i}.analytics", f"cameras.{i}.source")
     problems += _planogram_clashes(cfg)
+    problems += _alert_state_clashes(cfg)
     problems += _alert_gap_problems(cfg.alerts, cfg.source.fps, "alerts", "source.fps")
     for i, cam in enumerate(cfg.cameras):
         fps_key = f"cameras.{i}.fps" if cam.fps <= cam.source.fps else f"cameras.{i}.source.fps"

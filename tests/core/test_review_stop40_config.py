@@ -137,3 +137,15 @@ def test_quoted_numbers_inside_lists_are_errors_too():
     cfg = parse_config(tomllib.loads(HEAD + '[[analytics.zones]]\nname = "door"\npolygon = ' + TRIANGLE + "\n"),
                        "dev.toml")
     assert cfg.analytics.zones[0].polygon[1] == (100.0, 0.0) or list(cfg.analytics.zones[0].polygon[1]) == [100, 0]
+
+
+def test_two_alert_sections_may_not_share_a_state_file(tmp_path):
+    """`[alerts] state_path` and a camera's `[cameras.alerts] state_path` naming one file: the two engines overwrote
+    each other's state, and at a restart the one that loaded it resolved the other's alerts as `rule_removed`."""
+    shared = tmp_path / "alerts.json"
+    cams = (f'[[cameras]]\nid = "c1"\n[cameras.source]\ntype = "demo"\n[cameras.alerts]\nstate_path = "{shared}"\n'
+            '[models.person_detector]\nname = "nanodet_m_416"\n')
+    ps = problems(f'[alerts]\nstate_path = "{shared}"\n' + cams)
+    assert any(p.startswith("cameras.0.alerts.state_path: ") and "[alerts]" in p for p in ps), ps
+    ok = tomllib.loads(HEAD + f'[alerts]\nstate_path = "{tmp_path / "main.json"}"\n' + cams)
+    parse_config(ok, "dev.toml")  # each its own file: fine
