@@ -17,7 +17,7 @@ from edge.core.events import Event
 from edge.privacy.guard import guard_publish
 from sync import payloads, topics
 from sync.config import SyncConfig
-from sync.client import ClientOptions, MqttClient, Tls, publish_properties
+from sync.client import ClientOptions, MqttClient, Tls, packet_size, publish_properties
 from sync.commands import CommandRouter, Incoming, builtin_handlers
 from sync.delivery import Delivery
 from sync.outbox import Outbox
@@ -217,9 +217,20 @@ class SyncService:
 
     def _reply(self, cmd: Incoming, raw: bytes) -> None:
         topic = self._reply_topic(cmd)
-        if self.client is not None:
-            self.client.publish(topic, raw, qos=1, properties=publish_properties(None, cmd.correlation)
-                                if cmd.correlation is not None else None)
+        if self.client is None:
+            return
+        props = publish_properties(None, cmd.correlation) if cmd.correlation is not None else None
+        limit = self.client.server_max_packet
+        if limit and packet_size(topic, raw, props) > limit:  # the client would drop it: the requester would wait
+            try:
+                cmd_id = payloads.decode_object(raw, max_bytes=len(raw)).get("id")
+            except payloads.PayloadError:
+                cmd_id = None
+            why = f"result of {len(raw)} bytes is larger than the broker's maximum packet size ({limit} bytes)"
+            log.error("command %s: %s: answered with an error instead", cmd.name, why)
+            raw = payloads.result(self.topics.device, self.topics.store, cmd.name,
+                                  cmd_id if isinstance(cmd_id, str) else None, False, reason=why)
+        self.client.publish(topic, raw, qos=1, properties=props)
 
     # ------------------------------------------------------------------ helpers
     def _emit_alert_ack(self, args: dict) -> None:

@@ -224,3 +224,32 @@ def test_a_burst_of_too_large_refusals_halves_the_batch_size_once(tmp_path):
         d._inflight[999] = (RELIABLE, [1, 2], _time.monotonic(), 290)
         d._on_puback(999, 0x95, "Packet too large", [])
         assert d.size_cap == 1
+
+
+def test_a_command_result_over_the_broker_maximum_packet_is_answered_with_an_error(tmp_path):
+    """A result larger than the broker's MaximumPacketSize (a big status dump) was refused by the client and dropped:
+    the requester waited out its timeout with no word why. The device answers with an error result naming the size."""
+    from sync import topics as t
+    from sync.request import device_reply_filter
+
+    from sync_helpers import requester
+
+    b = Broker(tmp_path / "broker", extra="max_packet_size 4096\n").start()
+    svc = SyncService(*device_settings(b.port, tmp_path / "outbox.db"))
+    svc.add_command("dump", lambda args: {"lines": ["status line %d of the device" % i for i in range(400)]})
+    svc.start()
+    try:
+        assert svc.client.wait_connected(5), svc.client.last_error
+        time.sleep(0.2)
+        with requester(b.port, [device_reply_filter("s001", "d001", "dump"),
+                                device_reply_filter("s001", "d001", "ping")]) as r:
+            cid = r.send(t.DeviceTopics("s001", "d001").cmd("dump"), {})
+            [got] = r.wait([cid], 5)[cid]
+            assert got["status"] == "error" and got["id"] == cid, got
+            assert "larger than the broker's maximum packet size (4096 bytes)" in got["reason"], got
+            pid = r.send(t.DeviceTopics("s001", "d001").cmd("ping"), {})
+            assert r.wait([pid], 5)[pid][0]["status"] == "ok"  # the connection and small results carry on
+        assert svc.client.connect_count == 1
+    finally:
+        svc.stop()
+        b.close()
