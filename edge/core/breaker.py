@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import Field, create_model
+from pydantic import Field, create_model, model_validator
 from pydantic.fields import FieldInfo
 
 from edge.core import decisions
@@ -61,6 +61,13 @@ class BreakerPolicy(StrictModel):
     latency_budget_ms: float = Field(0.0, ge=0, le=60_000, description="0: the stream's own budget (pipelines), "
                                      "no latency check (models)")
 
+    @model_validator(mode="after")
+    def _cap_not_below_open_s(self):
+        if self.max_open_s < self.open_s:  # a failed probe would shorten the open time instead of doubling it
+            raise ValueError(f"max_open_s {self.max_open_s:g} is below open_s {self.open_s:g} (fix: raise max_open_s "
+                             "to at least open_s, or lower open_s)")
+        return self
+
 
 def _optional(f: FieldInfo) -> tuple:
     info = FieldInfo.merge_field_infos(f, default=None)
@@ -86,6 +93,21 @@ class BreakerConfig(BreakerPolicy):
     hold_alerts: bool = Field(True, description="hold people-based alerts while the analytics breaker is open")
     pipelines: dict[Literal[PIPELINES], PolicyOverride] = Field(default_factory=dict)
     models: dict[Literal[MODELS], PolicyOverride] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _overrides_make_valid_policies(self):
+        """A per-pipeline / per-model table merged with the defaults must be a valid policy (checked here, at config
+        check, not when its breaker is first made)."""
+        from pydantic import ValidationError
+
+        for scope, tables in (("pipeline", self.pipelines), ("model", self.models)):
+            for name in tables:
+                try:
+                    self.policy(scope, name)
+                except ValidationError as e:
+                    msg = "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())
+                    raise ValueError(f"{scope}s.{name}: {msg}") from None
+        return self
 
     def policy(self, scope: str, name: str) -> BreakerPolicy:
         """The defaults merged with the `[breaker.pipelines.<name>]` / `[breaker.models.<name>]` table."""
@@ -481,8 +503,8 @@ class BreakerBoard:
                 log.exception("could not emit circuit transition of %s", tr.breaker)
 
     def health(self) -> dict:
-        return {f"{s}/{n}": b.snapshot() for (s, n), b in self.breakers.items()}
+        return {f"{s}/{n}": b.snapshot() for (s, n), b in list(self.breakers.items())}  # get() may add one
 
     def degraded(self) -> list[str]:
         """Breakers that are not closed."""
-        return [f"{s}/{n}" for (s, n), b in self.breakers.items() if b.state != CLOSED]
+        return [f"{s}/{n}" for (s, n), b in list(self.breakers.items()) if b.state != CLOSED]

@@ -19,9 +19,13 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, fsync it, rename it over `path` and fsync the folder (the
-    rename survives a power cut). A failed write (disk full) removes the temporary file and raises; `path` keeps
-    its old content."""
+    rename survives a power cut; so do the folders it had to create, each fsynced in its parent). A failed write
+    (disk full) removes the temporary file and raises; `path` keeps its old content."""
     path = Path(path)
+    created, d = [], path.parent  # the folders mkdir makes, deepest first
+    while not d.exists() and d != d.parent:
+        created.append(d)
+        d = d.parent
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # two threads may race
     try:
@@ -34,6 +38,8 @@ def write_atomic(path: str | Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+    for d in created:
+        fsync_dir(d.parent)
 
 
 def fsync_dir(folder: str | Path) -> None:

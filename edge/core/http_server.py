@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 Route = Callable[[BaseHTTPRequestHandler], None]
 MAX_REQUEST_BODY = 64 * 1024  # bytes; every route's own limit is lower (the JSON POSTs take 4 KB)
 DRAIN_TIMEOUT_S = 5.0  # a body left unread by its route must arrive within this, else the connection is closed
+# a connection silent this long (no request, half a request, an idle keep-alive) is closed, so a client that says
+# nothing does not hold a handler thread and a socket for good (streams set their own send timeout)
+REQUEST_TIMEOUT_S = 30.0
 _LENGTH = re.compile(r"[0-9]{1,12}")
 
 
@@ -83,13 +86,20 @@ STREAM_SEND_TIMEOUT_S = 10.0
 def stream_mjpeg(h: BaseHTTPRequestHandler, source: FrameBroadcaster, stop: threading.Event) -> None:
     """Serve `source` as MJPEG until `stop`, the client leaves, a write fails or takes longer than
     STREAM_SEND_TIMEOUT_S; while nothing was published yet the client's socket is checked at each wait, so a viewer
-    that left does not keep a thread."""
+    that left does not keep a thread. The answer has no length: the connection closes when it ends. HEAD: the
+    headers only."""
     h.send_response(200)
     h.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
     h.send_header("Cache-Control", "no-store")
+    if h.command != "HEAD":
+        h.send_header("Connection", "close")
+        h.close_connection = True
     h.end_headers()
+    if h.command == "HEAD":
+        return
     h.connection.settimeout(STREAM_SEND_TIMEOUT_S)
-    source.viewers += 1
+    with source._cond:  # handler threads: += is no atomic update
+        source.viewers += 1
     seq = -1
     try:
         while not stop.is_set():
@@ -105,7 +115,8 @@ def stream_mjpeg(h: BaseHTTPRequestHandler, source: FrameBroadcaster, stop: thre
     except TimeoutError:
         log.info("stream client %s took no frame for %.0f s: dropped", h.address_string(), STREAM_SEND_TIMEOUT_S)
     finally:
-        source.viewers -= 1
+        with source._cond:
+            source.viewers -= 1
 
 
 class _Body:
@@ -166,10 +177,12 @@ class LocalHttpServer:
         self.health = health
         self.preview = FrameBroadcaster(enabled=preview)
         self._stop = threading.Event()
+        self._serving: threading.Thread | None = None
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = REQUEST_TIMEOUT_S
 
             def log_message(self, fmt, *args):  # route access logs to logging at DEBUG
                 log.debug("%s " + fmt, self.address_string(), *args)
@@ -183,7 +196,8 @@ class LocalHttpServer:
             def do_HEAD(self):  # noqa: N802
                 server._handle(self)
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer  # an IPv6 literal: "::1", "::"
+        self.httpd = server_class((host, port), Handler)
         self.httpd.daemon_threads = True
         self.add("/healthz", self._healthz)
         self.add("/metrics", self._metrics)
@@ -235,8 +249,8 @@ class LocalHttpServer:
                 send(h, 404, b"not found\n", "text/plain")
             else:
                 route(h)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):  # the client left, or stopped reading
+            h.close_connection = True
         except Exception:  # noqa: BLE001 - one bad request must not kill the server
             log.exception("error serving %s", path)
             try:
@@ -252,15 +266,24 @@ class LocalHttpServer:
         send(h, 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
 
     def start(self) -> LocalHttpServer:
-        threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True).start()
+        self._serving = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
+        self._serving.start()
         log.info("local HTTP on http://%s:%d (healthz, metrics%s)", *self.httpd.server_address[:2],
                  ", preview" if self.preview.enabled else "")
         return self
 
     def stop(self) -> None:
+        """Stop serving and free the port; also for a server that never started (shutdown() would wait for good for
+        a serve_forever that never ran)."""
         self._stop.set()
-        self.httpd.shutdown()
+        if self._serving is not None:
+            self.httpd.shutdown()
+            self._serving = None
         self.httpd.server_close()
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 def _method_not_allowed(h: BaseHTTPRequestHandler) -> None:

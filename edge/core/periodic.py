@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
 
 class Periodic:
-    """Subclasses define `run_once()` and set `interval_s` and `thread_name`. A failing run is logged and retried
-    at the next interval; `stop()` ends the loop and waits up to `join_s` for it (a run in progress finishes; none
-    starts after the stop)."""
+    """Subclasses define `run_once()` and set `interval_s` and `thread_name`. Runs start every `interval_s` on a
+    fixed (monotonic) schedule, the first at once; a run that takes longer than the period skips the starts it
+    missed. A failing run is logged and retried at the next interval; `stop()` ends the loop and waits up to `join_s`
+    for it (a run in progress finishes; none starts after the stop)."""
 
     thread_name = "periodic"
     interval_s = 3600.0
@@ -44,10 +47,15 @@ class Periodic:
         return True
 
     def _run(self) -> None:
+        due = time.monotonic()
         while not self._stop.is_set():
             try:
                 self.run_once()
             except Exception:  # noqa: BLE001 - try again at the next check
                 log.exception("%s failed", self.thread_name)
-            if self._stop.wait(self.interval_s):
+            now, period = time.monotonic(), self.interval_s
+            due += period
+            if due <= now:  # the run took longer than the period: the next start on the schedule, no catch-up runs
+                due = due + (math.floor((now - due) / period) + 1) * period if period > 0 else now
+            if self._stop.wait(due - now):
                 return

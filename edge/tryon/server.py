@@ -163,6 +163,9 @@ def make_mirror_routes(pipeline, prefix: str = "/mirror", notice: str = DEFAULT_
         req.send_response(200)
         req.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         req.send_header("Cache-Control", "no-store")
+        if req.command == "HEAD":  # the headers only: frames after them would be read as the next answer
+            req.end_headers()
+            return
         req.send_header("Connection", "close")
         req.end_headers()
         req.close_connection = True
