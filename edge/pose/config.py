@@ -35,6 +35,11 @@ class PoseConfig(StrictModel):
                                  "MediaPipe; for models whose pose flag stays high off the person, e.g. the student)")
     match_distance: float = Field(0.35, gt=0, le=2, description="a detection is an existing track when their "
                                   "mid-hip centres are closer than this x the body scale")
+    max_gap_s: float = Field(2.0, gt=0, le=3600, description="a frame more than this many seconds of stream time "
+                             "(or 3 frame intervals of a slower stream) after the previous one (a stalled or "
+                             "reconnected camera), or before it, ends every track: the "
+                             "detector finds the people afresh instead of a stale ROI handing an id to whoever stands "
+                             "there now")
     segmentation: bool = True
     heatmap_refine: bool = Field(True, description="refine landmarks from the heatmap (MediaPipe does)")
     batch_landmarks: bool = Field(True, description="one batched landmark run when the model takes batches")

@@ -6,6 +6,8 @@ no detection confirms gives way to an untracked detected person; one whose size 
 re-anchored on it); a detection whose mid-hip centre lies within `match_distance` body scales of a track's is that
 track and is ignored; the landmark model runs on every ROI; a track whose pose flag falls below `presence_threshold`
 is dropped; the next ROI of a kept track comes from its smoothed auxiliary landmarks (MediaPipe's tracking mode).
+A frame more than `max_gap_s` (or 3 frame intervals of a slower stream) of stream time after the previous one, or
+before it, ends every track first.
 """
 from __future__ import annotations
 
@@ -74,6 +76,8 @@ class PoseTracker:
         self._next_id = 1
         self._since_detect = 0
         self._nonfinite_warned = False
+        self._last_t: float | None = None  # stream time of the previous step
+        self._interval: float | None = None  # stream time between the last two steps
 
     def reset(self) -> None:
         self.tracks.clear()
@@ -82,7 +86,8 @@ class PoseTracker:
     def _finite(self, out: LandmarkOutput) -> bool:
         """Whether a landmark output is all numbers; a NaN/inf one (a damaged or overflowing model) makes or keeps
         no track, and is warned about once per stream."""
-        if np.isfinite(out.flag) and np.isfinite(out.landmarks).all() and np.isfinite(out.aux).all():
+        if (np.isfinite(out.flag) and np.isfinite(out.landmarks).all() and np.isfinite(out.aux).all()
+                and np.isfinite(out.world).all()):
             return True
         if not self._nonfinite_warned:
             self._nonfinite_warned = True
@@ -150,6 +155,16 @@ class PoseTracker:
 
     def step(self, image_rgb: np.ndarray, t: float, *, bgr: bool = False) -> tuple[list[PersonPose], bool]:
         """Process one RGB (bgr=True: BGR) frame captured at time t (s). Returns (people, detector_ran)."""
+        last, self._last_t = self._last_t, t
+        # a slow stream (a pose run every few seconds) is no gap: the limit grows to 3 of its frame intervals
+        limit = max(self.cfg.max_gap_s, 3 * self._interval) if self._interval is not None else self.cfg.max_gap_s
+        if self.tracks and last is not None and not 0 <= t - last <= limit:
+            log.info("stream time jumped from %.3f s to %.3f s (max_gap_s %g): tracks %s end, people are detected "
+                     "afresh", last, t, self.cfg.max_gap_s, [tr.id for tr in self.tracks])
+            self.reset()
+            self._interval = None
+        elif last is not None and t > last:
+            self._interval = t - last
         ran = self._want_detection()
         new_rois = self._new_rois(image_rgb, bgr) if ran else []
         self._since_detect = 0 if ran else self._since_detect + 1
@@ -192,13 +207,18 @@ class PoseTracker:
             tr.roi = roi
 
     def _dedupe(self, kept: list[tuple[Track, LandmarkOutput]]) -> list[tuple[Track, LandmarkOutput]]:
-        """Two tracks that converged on the same person: keep the older one."""
-        kept = sorted(kept, key=lambda p: p[0].id)
+        """Two tracks that converged on the same person: keep the one that was already there, i.e. the existing
+        track that moved least since the previous frame (a track whose person left slides over onto a neighbour
+        and must not take their id), then the older one. Returns the kept tracks in id order."""
+        def moved(p: tuple[Track, LandmarkOutput]) -> tuple[bool, float, int]:
+            tr, o = p
+            return tr.frames == 0, norm_distance(tr.points, o.aux) if tr.frames else 0.0, tr.id
+
         out: list[tuple[Track, LandmarkOutput]] = []
-        for tr, o in kept:
+        for tr, o in sorted(kept, key=moved):
             if any(same_person(o.aux, o2.aux, self.cfg.match_distance) for _, o2 in out):
-                log.debug("track %d merged into an older track", tr.id)
+                log.debug("track %d merged into a track already on that person", tr.id)
                 continue
             out.append((tr, o))
-        return out
+        return sorted(out, key=lambda p: p[0].id)
 
