@@ -25,4 +25,11 @@ def load_golden(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, np.n
         raise GoldenError(f"{path}: not a readable golden set ({type(e).__name__}: {e})") from None
     if not ins or not outs:
         raise GoldenError(f"{path}: has no input:/output: arrays")
+    counts = {f"{kind}:{k}": (a.shape[0] if a.ndim else None) for kind, d in (("input", ins), ("output", outs))
+              for k, a in d.items()}
+    if not all(counts.values()):  # a parity check over no samples would compare nothing (or crash)
+        raise GoldenError(f"{path}: has no samples (arrays with an empty or no first axis: "
+                          f"{sorted(k for k, n in counts.items() if not n)})")
+    if len(set(counts.values())) > 1:
+        raise GoldenError(f"{path}: inputs and outputs have different sample counts (first axis: {counts})")
     return ins, outs

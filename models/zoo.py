@@ -211,27 +211,51 @@ class ModelZoo:
                                    f"model update) is done; if it keeps happening, {FIX_HINT}")
 
     def _trusted(self, name: str) -> dict:
-        """built.json's payload, signature-checked where this zoo has a public key (else with a warning)."""
+        """built.json's payload, signature-checked where this zoo has a public key (the cache's dev key absent: a
+        warning; a configured key absent: ModelCorrupt), and signed for this model and version folder."""
         p = self.model_dir(name) / "built.json"
         built = self._built(name)
         if built is None:
             raise ModelNotBuilt(f"model {name!r} is not built in {self.cache}: {BUILD_HINT}")
         pub = self.public_key_path()
+        if not pub.is_file() and self._configured_key():
+            raise ModelCorrupt(f"model {name!r}: public key {pub} ({self._configured_key()}) not found, so the "
+                               f"signature of {p} cannot be checked; put the key there, or fix the path")
         if not pub.is_file():
             if (self.cache, name) not in _UNSIGNED_WARNED:
                 _UNSIGNED_WARNED.add((self.cache, name))
                 log.warning("model %r: no public key %s: the signature of %s is not checked, only file hashes "
                             "(set %s)", name, pub, p, sign.ENV_PUBLIC_KEY)
-            return built
+            return self._signed_for(name, built, p)
         err: Exception | None = None
         for key in [pub, *sorted((self.cache / "keys" / TRUSTED_DIR).glob("*.pub"))]:
             try:
                 payload = sign.verify_manifest(p, key, check_files=False)
                 _check_entries(payload)
-                return payload
             except (sign.SignatureError, _Malformed) as e:
                 err = err or e  # the zoo's own key's reason is the one to report
+                continue
+            return self._signed_for(name, payload, p)
         raise ModelCorrupt(f"model {name!r}: {err}; {FIX_HINT}") from None
+
+    def _configured_key(self) -> str:
+        """Where this zoo's public key was configured ("" for the cache's dev key, which may be absent in dev
+        set-ups): a configured key that is missing is an error, never a reason to skip the signature."""
+        if self._public_key:
+            return "the zoo's public_key"
+        return f"${sign.ENV_PUBLIC_KEY}" if os.environ.get(sign.ENV_PUBLIC_KEY) else ""
+
+    def _signed_for(self, name: str, payload: dict, p: Path) -> dict:
+        """payload, when it was made for this model and version folder (its `name` and `version`, where it has
+        them); else ModelCorrupt: a validly signed built.json of another model or of another version (a downgrade)
+        copied into this folder."""
+        folder = p.parent.name
+        got = (payload.get("name", name), payload.get("version", folder))
+        if got != (name, folder):
+            raise ModelCorrupt(f"model {name!r}: {p} was signed for model {got[0]!r} version {got[1]!r}, not for "
+                               f"model {name!r} version {folder!r} (a folder copied into the wrong place); "
+                               f"{FIX_HINT}")
+        return payload
 
     def _check_files(self, name: str, payload: dict, rels: list[str], what: str,
                      root: Path) -> dict[Path, tuple[int, ...]]:

@@ -75,7 +75,12 @@ class Session(abc.ABC):
                                f"{sorted(names)}")
         out = {}
         for spec in self.inputs:
-            a = np.ascontiguousarray(feeds[spec.name], dtype=np.float32)
+            a = np.asarray(feeds[spec.name])
+            if a.dtype.kind != "f":  # a uint8 frame cast to 0..255 floats runs and returns nonsense
+                raise BackendError(f"{self.info.backend}: {self.info.path}: input {spec.name!r} is {a.dtype.name}; "
+                                   "feeds are float32 in the model's input range (preprocess the image, e.g. "
+                                   "x.astype(np.float32) / 255, as the manifest's [[inputs]] range says)")
+            a = np.ascontiguousarray(a, dtype=np.float32)
             if len(a.shape) != len(spec.shape) or any(d not in (-1, s) for d, s in zip(spec.shape, a.shape)):
                 raise BackendError(f"{self.info.backend}: {self.info.path}: input {spec.name!r} has shape "
                                    f"{a.shape}, model expects {spec.shape}")
@@ -135,6 +140,14 @@ def batch_fallback(inputs: list[TensorSpec], max_batch: int, backend: str) -> tu
         return max_batch, {"max_batch": max_batch, "how": "dynamic first dimension of the model"}
     return 1, {"max_batch": 1, "reason": f"{backend}: the model's inputs have a fixed batch ({fixed}); this backend "
                                          "does not rewrite graphs, so it runs one sample per call"}
+
+
+def check_threads(threads, backend: str) -> int:
+    """threads when it is an int >= 1; BackendError naming the backend otherwise (runtimes take 0 or -1 as "all
+    cores", or refuse it with an error that blames the model file)."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise BackendError(f"{backend}: threads must be >= 1, got {threads!r} (the model's `threads`, 1..64)")
+    return threads
 
 
 def check_model_file(path: Path, backend: str) -> Path:

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from edge.backends.base import (Backend, BackendError, ModelLoadError, Session, SessionInfo, TensorSpec,
-                                batch_fallback, select_outputs)
+                                batch_fallback, check_threads, select_outputs)
 from edge.backends.formats import validate
 from edge.core.config_base import StrictModel
 
@@ -104,6 +104,7 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         path = Path(path)
+        check_threads(threads, NAME)
         validate(path, NAME, ("onnx",))
         o: OrtOptions = self.options
         missing = [p for p in o.providers if p not in ort.get_available_providers()]

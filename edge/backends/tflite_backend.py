@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from edge.backends.base import (Backend, BackendError, ModelLoadError, Session, SessionInfo, TensorSpec,
-                                canonical_output_name, select_outputs)
+                                canonical_output_name, check_threads, select_outputs)
 from edge.backends.formats import validate
 from edge.core.config_base import StrictModel
 
@@ -122,6 +122,7 @@ class TfliteBackend(Backend):
     def load(self, path: Path, *, threads: int = 2, precision: str = "fp32", outputs=None,
              max_batch: int = 1) -> Session:
         path = Path(path)
+        check_threads(threads, NAME)
         validate(path, NAME, ("tflite",))
         o: TfliteOptions = self.options
         mod, version = _import_runtime(o.runtime)

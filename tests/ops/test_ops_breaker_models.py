@@ -150,7 +150,14 @@ def test_previous_version_fallback_loads_the_kept_version(zoo, tmp_path):
     mdir = tmp_path / "models" / "pose_landmark_full"
     mdir.mkdir(parents=True)
     (mdir / real.name).symlink_to(real)
-    (mdir / "0.9.0").symlink_to(real)  # the kept previous version (same files here)
+    kept = mdir / "0.9.0"  # the kept previous version (same files here; its built.json says 0.9.0, as an update's)
+    kept.mkdir()
+    for f in real.iterdir():
+        if f.name != "built.json":
+            (kept / f.name).symlink_to(f)
+    doc = json.loads((real / "built.json").read_text())
+    doc["payload"]["version"] = "0.9.0"  # unsigned for this cache (no key here: the zoo only warns)
+    (kept / "built.json").write_text(json.dumps(doc))
     (tmp_path / "updates").mkdir()
     (tmp_path / "updates" / "agent.json").write_text(json.dumps({"models": {"pose_landmark_full": {
         "previous": "0.9.0"}}}))
