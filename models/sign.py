@@ -175,13 +175,16 @@ def verify_files(root: Path, payload: dict) -> dict[str, tuple[int, ...]]:
         if not f.is_file():
             raise SignatureError(f"{f}: listed in the signed manifest but missing")
         h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            st = os.fstat(fh.fileno())  # before reading: a write while hashing changes it
-            if st.st_size != meta["size_bytes"]:
-                raise SignatureError(f"{f}: size {st.st_size} != signed size {meta['size_bytes']} (truncated "
-                                     "or modified)")
-            while b := fh.read(1 << 20):
-                h.update(b)
+        try:
+            with open(f, "rb") as fh:
+                st = os.fstat(fh.fileno())  # before reading: a write while hashing changes it
+                if st.st_size != meta["size_bytes"]:
+                    raise SignatureError(f"{f}: size {st.st_size} != signed size {meta['size_bytes']} (truncated "
+                                         "or modified)")
+                while b := fh.read(1 << 20):
+                    h.update(b)
+        except OSError as e:  # listed and present, but unreadable (permissions, an I/O error of the storage)
+            raise SignatureError(f"{f}: cannot be read ({e.strerror or e})") from None
         if h.hexdigest() != meta["sha256"]:
             raise SignatureError(f"{f}: sha256 {h.hexdigest()} != signed {meta['sha256']} (file was modified)")
         seen[rel] = file_identity(st)

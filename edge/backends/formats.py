@@ -34,7 +34,11 @@ def sniff(path: Path) -> str:
 def validate(path: Path, backend: str, accept: tuple[str, ...]) -> str:
     """Check the file exists, is of an accepted format and is structurally whole; return the format."""
     path = check_model_file(path, backend)
-    fmt = sniff(path)
+    try:
+        fmt = sniff(path)
+    except OSError as e:  # exists but unreadable (permissions, an I/O error of the storage)
+        raise ModelLoadError(f"{backend}: cannot read {path}: {e.strerror or e} (fix: check the file's permissions "
+                             "and the storage)") from None
     if fmt not in accept:
         want = " or ".join(FORMAT_NAMES[a] for a in accept)
         raise ModelLoadError(f"{backend}: cannot load {path}: the file is {FORMAT_NAMES[fmt]}, "

@@ -200,3 +200,28 @@ def test_damaged_compiled_blob_is_not_run(zoo, tmp_path, caplog, max_batch):
     again = load_session("openvino", path, threads=1, options=opts, max_batch=max_batch)  # rewritten: imported
     assert "damaged" not in caplog.text
     assert np.array_equal(again.run({"input_1": x})["Identity"], got["Identity"])
+
+
+def test_an_unreadable_model_file_is_a_clear_error(tmp_path, monkeypatch):
+    """A model file that exists but cannot be read (EIO from failing storage; EACCES cannot be shown as root) gave
+    a raw OSError traceback from the format sniffing and from the signature check."""
+    import errno
+
+    from edge.backends.base import ModelLoadError
+    from edge.backends.formats import validate
+    from models import sign
+
+    f = tmp_path / "m.onnx"
+    f.write_bytes(b"\x08\x07" + b"\x00" * 100)
+    real_open = open
+
+    def failing_open(p, *a, **kw):
+        if str(p) == str(f):
+            raise OSError(errno.EIO, "Input/output error", str(p))
+        return real_open(p, *a, **kw)
+
+    monkeypatch.setattr("builtins.open", failing_open)
+    with pytest.raises(ModelLoadError, match=r"cannot read .*m\.onnx: Input/output error"):
+        validate(f, "onnxruntime", ("onnx",))
+    with pytest.raises(sign.SignatureError, match=r"m\.onnx: cannot be read \(Input/output error\)"):
+        sign.verify_files(tmp_path, {"files": {"m.onnx": {"size_bytes": 102, "sha256": "0" * 64}}})
