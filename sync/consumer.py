@@ -24,17 +24,21 @@ from sync.payloads import GAP_KIND, PayloadError
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
+# Keys include the store: ids are per store (two stores may each have a `d001`), and two such devices can share
+# an epoch (flashed from one image that carried an outbox) or one device can move store with its outbox.
+_KEYED = """
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, store TEXT NOT NULL,
     epoch TEXT NOT NULL, seq INTEGER NOT NULL, event_id TEXT, kind TEXT, stream TEXT, ts REAL, sent_ts REAL,
-    received_ts REAL, historical INTEGER, data TEXT, UNIQUE (device, epoch, seq));
+    received_ts REAL, historical INTEGER, data TEXT, UNIQUE (store, device, epoch, seq));
 CREATE TABLE IF NOT EXISTS telemetry (id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, store TEXT,
     epoch TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT, ts REAL, received_ts REAL, data TEXT,
-    UNIQUE (device, epoch, seq));
+    UNIQUE (store, device, epoch, seq));
 CREATE TABLE IF NOT EXISTS gaps (device TEXT, epoch TEXT, seq_from INTEGER, seq_to INTEGER, reason TEXT,
-    received_ts REAL, PRIMARY KEY (device, epoch, seq_from));
+    received_ts REAL, store TEXT NOT NULL DEFAULT '', PRIMARY KEY (store, device, epoch, seq_from));
 CREATE TABLE IF NOT EXISTS marks (device TEXT, epoch TEXT, store TEXT, upto INTEGER NOT NULL,
-    received INTEGER NOT NULL DEFAULT 0, duplicates INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (device, epoch));
+    received INTEGER NOT NULL DEFAULT 0, duplicates INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (store, device, epoch));
+"""
+_SCHEMA = _KEYED + """
 CREATE TABLE IF NOT EXISTS states (device TEXT, store TEXT, status TEXT, bdseq INTEGER, payload TEXT,
     received_ts REAL, PRIMARY KEY (store, device));
 CREATE TABLE IF NOT EXISTS results (id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT, store TEXT, cmd TEXT,
@@ -81,6 +85,7 @@ class Consumer:
         # FULL: a commit is on disk (WAL fsynced) before its ack is published, and the device deletes what an ack
         # covers; with NORMAL a power cut on this host could lose commits the device has already deleted
         self.db.execute("PRAGMA synchronous=FULL")
+        _migrate(self.db, self.db_path)
         self.db.executescript(_SCHEMA)
         try:  # an event re-sent under a new seq (an alert transition re-emitted after a kill) is stored once
             self.db.execute("CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events (device, event_id)")
@@ -88,7 +93,8 @@ class Consumer:
             log.warning("%s holds events stored twice under new seqs (an older consumer): they are not deduplicated by "
                         "event id until those rows are removed", self.db_path)
         self._lock = threading.Lock()
-        self._marks: dict[tuple[str, str], _Mark] = {}
+        self._ack_lock = threading.Lock()
+        self._marks: dict[tuple[str, str, str], _Mark] = {}  # (store, device, epoch)
         # (store, device) -> the epoch its latest batch came in: the only one acked (the device refuses any other
         # epoch's ack); keyed by store too, as two stores may each have a device of the same id
         self._current: dict[tuple[str, str], str] = {}
@@ -119,13 +125,14 @@ class Consumer:
         for device, epoch, store, upto in self.db.execute("SELECT device, epoch, store, upto FROM marks "
                                                           "ORDER BY rowid").fetchall():  # newest epoch last
             m = _Mark(store, upto)
-            for (seq,) in self.db.execute("SELECT seq FROM events WHERE device=? AND epoch=? AND seq>?",
-                                          (device, epoch, upto)):
+            for (seq,) in self.db.execute("SELECT seq FROM events WHERE store=? AND device=? AND epoch=? AND seq>?",
+                                          (store, device, epoch, upto)):
                 m.pending.add(seq)
             m.spans = [(a, b) for a, b in self.db.execute(
-                "SELECT seq_from, seq_to FROM gaps WHERE device=? AND epoch=? AND seq_to>?", (device, epoch, upto))]
+                "SELECT seq_from, seq_to FROM gaps WHERE store=? AND device=? AND epoch=? AND seq_to>?",
+                (store, device, epoch, upto))]
             self._advance(m)
-            self._marks[(device, epoch)] = m
+            self._marks[(store, device, epoch)] = m
             self._current[(store, device)] = epoch
 
     # ------------------------------------------------------------------ ingest (paho network thread)
@@ -158,19 +165,16 @@ class Consumer:
                 self.db.executemany(
                     "INSERT OR IGNORE INTO telemetry (device, store, epoch, seq, kind, ts, received_ts, data) "
                     "VALUES (?,?,?,?,?,?,?,?)",
-                    [(device, store, epoch, r["seq"], r["kind"], r.get("ts"), now, json.dumps(r.get("data")))
-                     for r in recs])
+                    [(device, store, epoch, r["seq"], r["kind"], r.get("ts"), now, _data(r)) for r in recs])
                 stored = self.db.total_changes - before
             self._count(len(recs), stored, hist)
             return
         with self._lock:
-            key = (device, epoch)
+            key = (store, device, epoch)
             m = self._marks.get(key)
-            if m is None:
-                m = self._marks[key] = _Mark(store)
-            if self._current.get((store, device)) != epoch:  # a new outbox on the device (or its first batch)
-                self._current[(store, device)] = epoch
-                m.dirty = True
+            new = m is None
+            if new:
+                m = self._first_mark(store, device, epoch)
             db = self.db
             db.execute("BEGIN")
             try:
@@ -180,29 +184,34 @@ class Consumer:
                     "INSERT OR IGNORE INTO events (device, store, epoch, seq, event_id, kind, stream, ts, sent_ts, "
                     "received_ts, historical, data) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     [(device, store, epoch, r["seq"], r["event_id"], r["kind"], r.get("stream"), r.get("ts"),
-                      b.get("sent_ts"), now, hist, json.dumps(r.get("data"))) for r in rows])
+                      b.get("sent_ts"), now, hist, _data(r)) for r in rows])
                 stored = db.total_changes - before
                 gaps = []
                 for r in recs:
                     if r["kind"] == GAP_KIND:
-                        to = (r.get("data") or {}).get("to")
-                        if isinstance(to, int) and to >= r["seq"] and to - r["seq"] < 10_000_000:
-                            gaps.append((device, epoch, r["seq"], to, (r.get("data") or {}).get("reason"), now))
+                        # kept as a span, never expanded: a gap of any length (checked by parse_batch) costs a row
+                        gaps.append((device, epoch, r["seq"], r["data"]["to"], r["data"].get("reason"), now, store))
                 if gaps:
-                    db.executemany("INSERT OR IGNORE INTO gaps VALUES (?,?,?,?,?,?)", gaps)
+                    db.executemany("INSERT OR IGNORE INTO gaps (device, epoch, seq_from, seq_to, reason, received_ts, "
+                                   "store) VALUES (?,?,?,?,?,?,?)", gaps)
                 added = {r["seq"] for r in rows if r["seq"] > m.upto}
-                spans = [(a, to) for _, _, a, to, _, _ in gaps if to > m.upto]
+                spans = [(g[2], g[3]) for g in gaps if g[3] > m.upto]
                 old = m.upto
                 upto = _reach(m.upto, (m.pending, added), m.spans + spans)
                 dups = len(rows) - stored
                 db.execute("INSERT INTO marks (device, epoch, store, upto, received, duplicates) VALUES (?,?,?,?,?,?) "
-                           "ON CONFLICT (device, epoch) DO UPDATE SET upto=excluded.upto, "
+                           "ON CONFLICT (store, device, epoch) DO UPDATE SET upto=excluded.upto, "
                            "received=received+excluded.received, duplicates=duplicates+excluded.duplicates",
                            (device, epoch, store, upto, len(rows), dups))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            if new:  # only after the commit: a batch the database refused changes no mark and no ack
+                self._marks[key] = m
+            if self._current.get((store, device)) != epoch:  # a new outbox on the device (or its first batch)
+                self._current[(store, device)] = epoch
+                m.dirty = True
             m.pending |= added  # only after the commit: the watermark never runs ahead of the database
             m.spans += spans
             self._advance(m)
@@ -217,6 +226,19 @@ class Consumer:
         self.stats["duplicates"] += n - stored
         if hist:
             self.stats["historical"] += n
+
+    def _first_mark(self, store: str, device: str, epoch: str) -> _Mark:
+        """The mark of an epoch first seen from this store. The same device id and epoch from another store is that
+        device moved with its outbox (or a copy of its outbox): it deleted what that store's watermark covered and
+        will not send it again here, so the new mark starts there (a mark from 0 would wait for those seqs forever).
+        Lock held."""
+        others = [(m.upto, s) for (s, d, e), m in self._marks.items() if d == device and e == epoch and s != store]
+        if not others:
+            return _Mark(store)
+        upto, was = max(others)
+        log.warning("device %s sends epoch %s from store %s, after store %s (up to seq %d): moved with its outbox, or "
+                    "a copy of another device's outbox (then give it a new one)", device, epoch, store, was, upto)
+        return _Mark(store, upto)
 
     @staticmethod
     def _advance(m: _Mark) -> None:
@@ -274,22 +296,26 @@ class Consumer:
     def _publish_acks(self) -> None:
         if not self.client.connected:
             return
-        with self._lock:
-            todo = [(dev, ep, m.store, m.upto) for (dev, ep), m in self._marks.items()
-                    if m.dirty and self._current.get((m.store, dev)) == ep]
-            for (dev, ep), m in self._marks.items():
-                m.dirty = False
-        for dev, ep, store, upto in todo:
-            mid = self.client.publish(topics.DeviceTopics(store, dev).ack, payloads.ack(ep, upto), qos=1, retain=True)
-            if mid is None:
-                self._mark_all_dirty()
-            else:
-                self.stats["acks_published"] += 1
+        with self._ack_lock:  # one publisher at a time (the ack thread, stop()): a retained ack never goes lower
+            with self._lock:
+                todo = [(dev, ep, st, m.upto) for (st, dev, ep), m in self._marks.items()
+                        if m.dirty and self._current.get((st, dev)) == ep]
+                for m in self._marks.values():
+                    m.dirty = False
+            for dev, ep, store, upto in todo:
+                mid = self.client.publish(topics.DeviceTopics(store, dev).ack, payloads.ack(ep, upto), qos=1,
+                                          retain=True)
+                if mid is None:
+                    self._mark_all_dirty()
+                else:
+                    self.stats["acks_published"] += 1
 
     # ------------------------------------------------------------------ queries
-    def watermark(self, device: str, epoch: str | None = None) -> int:
+    def watermark(self, device: str, epoch: str | None = None, store: str | None = None) -> int:
+        """The highest watermark of `device` (of one epoch, of one store's device of that id)."""
         with self._lock:
-            ups = [m.upto for (d, e), m in self._marks.items() if d == device and (epoch is None or e == epoch)]
+            ups = [m.upto for (s, d, e), m in self._marks.items()
+                   if d == device and (epoch is None or e == epoch) and (store is None or s == store)]
         return max(ups) if ups else 0
 
     def count(self, device: str | None = None) -> int:
@@ -309,7 +335,8 @@ def summary(db_path: str | Path, device: str | None = None) -> dict:
     try:
         where, args = ("WHERE device=?", (device,)) if device else ("", ())
         n, distinct_seq, distinct_id, hist = db.execute(
-            f"SELECT COUNT(*), COUNT(DISTINCT device || '/' || epoch || '/' || seq), COUNT(DISTINCT event_id), "
+            f"SELECT COUNT(*), COUNT(DISTINCT store || '/' || device || '/' || epoch || '/' || seq), "
+            f"COUNT(DISTINCT event_id), "
             f"COALESCE(SUM(historical),0) FROM events {where}", args).fetchone()
         received, dups = db.execute(f"SELECT COALESCE(SUM(received),0), COALESCE(SUM(duplicates),0) FROM marks {where}",
                                     args).fetchone()
@@ -317,3 +344,45 @@ def summary(db_path: str | Path, device: str | None = None) -> dict:
                 "received": received, "duplicates_removed": dups, "duplicates_after_dedup": n - distinct_id}
     finally:
         db.close()
+
+
+def _data(rec: dict) -> str:
+    """A record's `data` as strict JSON: a non-finite number (`1e400` is valid JSON that reads as infinity; `NaN`
+    is read too) is stored as null, as the device sends it, not as `Infinity` that json_extract cannot read."""
+    data = rec.get("data")
+    try:
+        return json.dumps(data, allow_nan=False)
+    except ValueError:
+        from sync.telemetry import finite
+
+        return json.dumps(finite(data)[0], allow_nan=False)
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Rebuild the tables of a database made before the store was part of their keys (same rows, gaps get the store
+    of their mark)."""
+    row = db.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='marks'").fetchone()
+    if row is None or "PRIMARY KEY (store, device, epoch)" in row[0]:
+        return
+    log.warning("%s: keying events, telemetry, gaps and marks by store too (once)", path)
+    tables = ("events", "telemetry", "gaps", "marks")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for t in tables:
+            db.execute(f"ALTER TABLE {t} RENAME TO {t}_unkeyed")
+        db.execute("DROP INDEX IF EXISTS events_event_id")
+        for stmt in _KEYED.split(";"):
+            if stmt.strip():
+                db.execute(stmt)
+        db.execute("INSERT INTO events SELECT * FROM events_unkeyed")
+        db.execute("INSERT INTO telemetry SELECT * FROM telemetry_unkeyed")
+        db.execute("INSERT INTO marks SELECT * FROM marks_unkeyed")
+        db.execute("INSERT INTO gaps SELECT g.device, g.epoch, g.seq_from, g.seq_to, g.reason, g.received_ts, "
+                   "COALESCE((SELECT m.store FROM marks_unkeyed m WHERE m.device = g.device AND m.epoch = g.epoch), '') "
+                   "FROM gaps_unkeyed g")
+        for t in tables:
+            db.execute(f"DROP TABLE {t}_unkeyed")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise

@@ -137,13 +137,13 @@ def parse_batch(raw: bytes, *, max_bytes: int = 16 << 20) -> dict:
     """Parse and check a batch payload (consumer side): ids, epoch, and per record an int seq in SQLite's range,
     kind and event_id strings, numeric or absent ts. Raises PayloadError."""
     obj = decode(raw, max_bytes=max_bytes, max_depth=MAX_DEPTH + 4)
-    if not isinstance(obj, dict) or obj.get("v") != SCHEMA:
+    if not isinstance(obj, dict) or not _is_version(obj.get("v")):
         raise PayloadError("not a v1 batch")
     for key, typ in (("device", str), ("store", str), ("epoch", str), ("events", list)):
         if not isinstance(obj.get(key), typ):
             raise PayloadError(f"batch field {key!r} missing or not {typ.__name__}")
-    if len(obj["epoch"]) > 64:
-        raise PayloadError("batch epoch longer than 64 characters")
+    if not 1 <= len(obj["epoch"]) <= 64 or not _utf8(obj["epoch"]):
+        raise PayloadError("batch epoch is not 1-64 characters of valid unicode")
     for key in ("sent_ts",):
         if obj.get(key) is not None and not _is_num(obj[key]):
             raise PayloadError(f"batch field {key!r} is not a number")
@@ -156,11 +156,33 @@ def parse_batch(raw: bytes, *, max_bytes: int = 16 << 20) -> dict:
             raise PayloadError("batch record ts is not a number")
         if rec.get("stream") is not None and not isinstance(rec["stream"], str):
             raise PayloadError("batch record stream is not a string")
+        if not all(_utf8(rec.get(k)) for k in ("kind", "event_id", "stream")):
+            raise PayloadError("batch record text is not valid unicode (a lone surrogate)")
         if rec["kind"] == GAP_KIND:
-            to = rec.get("data", {}).get("to") if isinstance(rec.get("data"), dict) else None
+            data = rec.get("data") if isinstance(rec.get("data"), dict) else {}
+            to = data.get("to")
             if not isinstance(to, int) or isinstance(to, bool) or not rec["seq"] <= to <= MAX_SEQ:
                 raise PayloadError("gap record without a valid 'to'")
+            if not (data.get("reason") is None or isinstance(data["reason"], str) and len(data["reason"]) <= 64
+                    and _utf8(data["reason"])):
+                raise PayloadError("gap record reason is not a short string")
     return obj
+
+
+def _is_version(v: Any) -> bool:
+    """v is this schema's version: a JSON number equal to it, not `true` (which Python takes for 1)."""
+    return isinstance(v, int) and not isinstance(v, bool) and v == SCHEMA
+
+
+def _utf8(v: Any) -> bool:
+    """v is not a string that cannot be stored as UTF-8 (JSON `\\ud800` decodes to a lone surrogate)."""
+    if not isinstance(v, str):
+        return True
+    try:
+        v.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def ack(epoch: str, upto: int) -> bytes:
@@ -169,12 +191,14 @@ def ack(epoch: str, upto: int) -> bytes:
 
 
 def parse_ack(raw: bytes) -> tuple[str, int] | None:
-    """(epoch, upto) of an ack payload, or None if it is not one (never raises: any input is fine)."""
+    """(epoch, upto) of an ack payload, or None if it is not one, or of another schema version (never raises: any
+    input is fine)."""
     try:
         obj = decode(raw, max_bytes=4096, max_depth=2)
     except PayloadError:
         return None
-    if (isinstance(obj, dict) and isinstance(obj.get("epoch"), str) and len(obj["epoch"]) <= 64
+    if (isinstance(obj, dict) and _is_version(obj.get("v", SCHEMA))  # another version's `upto` may mean otherwise
+            and isinstance(obj.get("epoch"), str) and len(obj["epoch"]) <= 64
             and isinstance(obj.get("upto"), int) and not isinstance(obj.get("upto"), bool)):
         return obj["epoch"], obj["upto"]
     return None

@@ -103,11 +103,19 @@ class TelemetryLoop:
         return Event("health", data, stream="telemetry")
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        """A sample every `interval_s` on a fixed monotonic schedule (the time a sample takes does not add to the
+        period; starts missed while a sample ran longer than the period are skipped, not caught up)."""
+        period = self.interval_s
+        due = time.monotonic() + period
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
             try:
                 self._emit(self.sample())
             except Exception:
                 log.exception("telemetry sample failed")
+            now = time.monotonic()
+            due += period
+            if due <= now:
+                due += (math.floor((now - due) / period) + 1) * period
 
 
 # -- the daily decision summary (issue 12; docs/OPERATIONS.md) ------------------------------------------------

@@ -25,8 +25,9 @@ from models.manifest import VERSION_RE
 
 ROOT = "retail/v1"
 FLEET = "fleet"
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # store and device ids (same rule as edge.core.device.DeviceIdentity)
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")  # event kinds and command names
+# fullmatch only: `$` also matches before a trailing newline
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # store and device ids (same rule as edge.core.device.DeviceIdentity)
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # event kinds and command names
 
 # Channels of the device subtree and whether they take a trailing name segment.
 CHANNELS = {"state": False, "events": True, "alerts": False, "telemetry": False,
@@ -35,14 +36,14 @@ CHANNELS = {"state": False, "events": True, "alerts": False, "telemetry": False,
 
 def check_id(value: str, what: str = "id") -> str:
     """Return value if it is a valid store/device id (and not the reserved `fleet`), else raise ValueError."""
-    if not isinstance(value, str) or not _ID.match(value) or value == FLEET:
+    if not isinstance(value, str) or not _ID.fullmatch(value) or value == FLEET:
         raise ValueError(f"invalid {what} {value!r}: use 1-64 of A-Z a-z 0-9 _ - (and not {FLEET!r})")
     return value
 
 
 def check_name(value: str, what: str = "name") -> str:
     """Return value if it is a valid event kind / command name (one topic level, no wildcards)."""
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ValueError(f"invalid {what} {value!r}: use 1-64 of A-Z a-z 0-9 _ . - (not starting with . or -)")
     return value
 

@@ -271,7 +271,7 @@ def test_consumer_keeps_huge_gaps_as_spans_not_expanded_seqs(tmp_path):
 
     for k in range(20):  # seq 1 missing: 20 gaps of 9,999,999 seqs wait above the watermark
         c._on_message(_msg(t.events("_gap"), gap(max(2, k * 10_000_000 + 1), (k + 1) * 10_000_000)))
-    m = c._marks[("d1", "ep")]
+    m = c._marks[("s1", "d1", "ep")]
     assert c.watermark("d1") == 0 and len(m.pending) == 0 and len(m.spans) == 20
     c._on_message(_msg(t.events("x"), payloads.batch("d1", "s1", "ep", [(1, body("k1"))], False)))
     assert c.watermark("d1") == 200_000_000 and m.spans == [] and m.pending == set()
