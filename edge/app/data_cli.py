@@ -116,7 +116,20 @@ def purge_outbox(outbox, privacy, *, session_before: float | None, history_befor
     n_d = outbox.purge_dead_letters(history_before)
     if n_s or n_d or vacuum:  # an explicit purge always rewrites the file: rows deleted before leave no trace
         outbox.compact(vacuum=vacuum)
-    return {"session_records": n_s, "dead_letters": n_d, "compacted": bool(vacuum)}
+    out = {"session_records": n_s, "dead_letters": n_d, "compacted": bool(vacuum)}
+    if vacuum and not wal_emptied(outbox.path):
+        # another process's read transaction kept the checkpoint from writing the rewritten file back: the old
+        # pages, deleted records included, are still in the file
+        out.update(compacted=False, outbox_busy=True)
+    return out
+
+
+def wal_emptied(path: Path) -> bool:
+    """Whether the outbox's WAL is empty (or gone): its last `wal_checkpoint(TRUNCATE)` completed."""
+    try:
+        return os.stat(f"{path}-wal").st_size == 0
+    except FileNotFoundError:
+        return True
 
 
 def purge_decisions(folder: Path, before: float | None, *, dry_run: bool = False) -> dict:
@@ -226,16 +239,32 @@ def purge_quarantined(files: list[Path], before: float | None, *, dry_run: bool 
     return {"quarantined_files": n}
 
 
+def older_than_cutoff(value: str, now: float | None = None) -> float:
+    """The wall-time cutoff of `--older-than`: a duration ago (90s, 15m, 2h, 7d, 1w) or an ISO 8601 time. A bare
+    number is refused (ValueError): `30` is not 30 days but 1970 (nothing purged), `nan` / `inf` no time at all."""
+    from edge.core.decisions import parse_since
+
+    forms = "use a duration ago with its unit (90s, 15m, 2h, 7d, 1w) or an ISO 8601 time (2026-05-01T09:00:00+02:00)"
+    try:
+        float(value)
+    except ValueError:
+        pass
+    else:
+        raise ValueError(f"--older-than {value!r}: a number without its unit: {forms}")
+    try:
+        return parse_since(value, now)
+    except ValueError:
+        raise ValueError(f"--older-than {value!r}: {forms}") from None
+
+
 def cutoffs(cfg, *, all_: bool, older_than: str | None, now: float | None = None) -> dict[str, float | None]:
     """Wall-time cutoffs (None: everything) for session records, dead letters, decision records and shelf
     references (these have no retention: every purge removes them, --older-than only the older ones)."""
-    from edge.core.decisions import parse_since
-
     now = time.time() if now is None else now
     if all_:
         return {"session": None, "history": None, "decisions": None, "shelf": None}
     if older_than:
-        t = parse_since(older_than, now)
+        t = older_than_cutoff(older_than, now)
         return {"session": t, "history": t, "decisions": t, "shelf": t}
     p = cfg.privacy
     return {"session": now - p.session_retention_days * 86400, "history": now - p.history_retention_days * 86400,
@@ -297,12 +326,10 @@ def run(args) -> int:
         log.error("invalid config:\n%s", e)
         return 2
     if args.older_than:
-        from edge.core.decisions import parse_since
-
         try:
-            parse_since(args.older_than)
+            older_than_cutoff(args.older_than)
         except ValueError as e:
-            log.error("%s", str(e).replace("--since", "--older-than"))
+            log.error("%s", e)
             return 2
     lock = RunLock(lock_path(cfg))
     try:
@@ -334,6 +361,11 @@ def run(args) -> int:
               f"from {counts['decision_log']}; {counts['shelf_references']} shelf reference(s); "
               f"{counts['quarantined_files']} damaged copy(ies) and {counts['leftover_files']} file(s) left by a "
               f"crash ({counts['mode']})")
+    if counts.get("outbox_busy"):
+        log.error("the deleted records are still in %s: another process has it open (a read transaction: an "
+                  "`sqlite3` shell, a backup) and the file could not be rewritten; fix: close it and run `edge data "
+                  "purge` again", counts["outbox"])
+        return 1
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections import deque
 from pathlib import Path
@@ -57,14 +58,27 @@ def run(args) -> int:
         recs = deque(recs, maxlen=args.limit)
     out = sys.stdout
     n = 0
-    for rec in recs:
-        out.write((json.dumps(rec) if args.json else format_record(rec)) + "\n")
-        n += 1
+    try:
+        for rec in recs:
+            out.write((json.dumps(rec) if args.json else format_record(rec)) + "\n")
+            n += 1
+        out.flush()
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        stdout_gone()
+        return 0
     if stats.skipped:
         print(f"edge log decisions: skipped {stats.skipped} torn or unreadable line(s)", file=sys.stderr)
     if n == 0 and not args.json:
         print("no decisions match", file=sys.stderr)
     return 0
+
+
+def stdout_gone() -> None:
+    """After a BrokenPipeError on stdout (`| head` closed it): point stdout at /dev/null, so that the flush at exit
+    does not fail again (Python's "Exception ignored ... BrokenPipeError")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _folder(args) -> Path | None:

@@ -193,9 +193,15 @@ def auto_choice(zoo, name: str, info) -> dict | None:
             and e.get("backend") == info.backend and e.get("precision") == info.precision]
     if not hits:
         return None
-    e = max(hits, key=lambda e: e.get("chosen_at", 0))
-    return {"median_ms": e.get("median_ms"), "reasons": e.get("reasons"), "chosen_at": e.get("chosen_at"),
-            "cpu": e.get("cpu")}
+
+    def when(e: dict) -> float:  # an entry auto reuses may lack the fields it only reports (another version, edits)
+        t = e.get("chosen_at")
+        return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else 0.0
+
+    e = max(hits, key=when)
+    median = e.get("median_ms")
+    return {"median_ms": median if isinstance(median, dict) else None, "reasons": e.get("reasons"),
+            "chosen_at": e.get("chosen_at"), "cpu": e.get("cpu")}
 
 
 def record_selection(zoo, role: str, ref, session, why: str) -> None:
@@ -207,7 +213,7 @@ def record_selection(zoo, role: str, ref, session, why: str) -> None:
     if ref.backend == "auto":
         choice = auto_choice(zoo, ref.name, info)
         data["auto"] = choice
-        times = ", ".join(f"{b} {ms} ms" for b, ms in (choice or {}).get("median_ms", {}).items())
+        times = ", ".join(f"{b} {ms} ms" for b, ms in ((choice or {}).get("median_ms") or {}).items())
         reason = f"auto: fastest backend passing golden parity ({times or 'measurement not found'})"
     else:
         reason = f"configured backend {ref.backend}, precision {ref.precision}"

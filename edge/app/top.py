@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 CLEAR = "\x1b[H\x1b[2J"
 BOLD, DIM, RED, RESET = "\x1b[1m", "\x1b[2m", "\x1b[31m", "\x1b[0m"
 DRIFT_WARN = 0.25  # drift (PSI) at which an input statistic is flagged as changed
+MAX_SECONDS = 86400  # --interval / --timeout: a day
 
 
 def add_arguments(p) -> None:
@@ -32,8 +34,20 @@ def add_arguments(p) -> None:
 
 
 def base_url(args) -> str:
+    """The device's base URL; ValueError for a --url that can never name one (http(s)://HOST:PORT; a bare
+    HOST:PORT is taken as http)."""
     if args.url:
-        return args.url.rstrip("/")
+        url = args.url.strip()
+        url = (url if "://" in url else "http://" + url).rstrip("/")
+        try:
+            parts = urllib.parse.urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
+        except ValueError as e:
+            raise ValueError(f"edge top: --url {args.url}: {e} (use http://HOST:PORT, the port a number up to "
+                             "65535)") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"edge top: --url {args.url}: use http://HOST:PORT (e.g. http://127.0.0.1:8080)")
+        return url
     if args.config:
         from edge.app.config import load_config
 
@@ -67,8 +81,8 @@ def scrape(url: str, timeout: float) -> tuple[dict, dict]:
 def run(args) -> int:
     for name in ("interval", "timeout"):
         v = getattr(args, name)
-        if not v > 0:
-            log.error("edge top: --%s %s: use a number of seconds above 0", name, v)
+        if not 0 < v <= MAX_SECONDS:  # also NaN; inf and 1e12 overflow time.sleep and the socket's timeout
+            log.error("edge top: --%s %s: use a number of seconds above 0 (at most %d)", name, v, MAX_SECONDS)
             return 2
     try:
         url = base_url(args)
@@ -78,6 +92,11 @@ def run(args) -> int:
     try:
         return _loop(args, url)
     except KeyboardInterrupt:  # Ctrl-C ends the live view wherever it waits (a scrape of a device that is down)
+        return 0
+    except BrokenPipeError:  # `edge top | head`: the reader has what it wanted
+        from edge.app.log_cli import stdout_gone
+
+        stdout_gone()
         return 0
 
 
