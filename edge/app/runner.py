@@ -53,10 +53,16 @@ def run(args) -> int:
         stop.set()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    from edge.backends.base import BackendError
+    from models.zoo import ModelNotBuilt
+
     try:
         return rt.run(stop, max_frames=args.max_frames, duration=args.duration)
     except StartError as e:
         log.error("cannot start: %s", e)
+        return 2
+    except (ModelNotBuilt, BackendError) as e:  # a model not built, damaged, or its backend not usable here
+        log.error("cannot start: %s (`edge doctor --config %s` checks every model of the config)", e, args.config)
         return 2
 
 
@@ -391,14 +397,20 @@ class Runtime:
     def run(self, stop: threading.Event, *, max_frames: int = 0, duration: float = 0.0) -> int:
         """Run until `stop` is set or after `max_frames` frames / `duration` s; returns the exit status (0, or
         EXIT_RSS_BUDGET), 2 if the source cannot be opened. A stop set while starting ends the start at its next
-        phase; a start that fails stops what it started and raises."""
+        phase (while waiting for the run lock: at once, nothing opened); a start that fails stops what it started
+        and raises."""
         from edge.core.http_server import RateMeter
 
         from edge.app.operations import Operations
         from edge.app.service import ServiceSupervisor, apply_openvino_cache
 
         cfg = self.cfg
-        self._take_run_lock(stop)
+        try:
+            self._take_run_lock(stop)
+        except _StopDuringStart:  # SIGTERM while a purge holds the lock: a stop, nothing was opened
+            self.stop_reason = self.stop_reason or "stop requested"
+            log.info("stop requested while waiting for the run lock (%s): nothing was started", self.stop_reason)
+            return 0
         try:
             apply_openvino_cache(cfg)
         except BaseException:
@@ -544,13 +556,15 @@ class Runtime:
     def _take_run_lock(self, stop: threading.Event) -> None:
         """Take the device's run lock before anything opens its outbox: it keeps `edge data purge` and a second
         `edge run` on the same data out. A holder is waited for up to RUN_LOCK_WAIT_S (a purge is short), then
-        StartError names it."""
+        StartError names it; a stop requested meanwhile raises _StopDuringStart."""
         from edge.app.data_cli import RunLock, lock_path
 
         self._run_lock = RunLock(lock_path(self.cfg))
         deadline, told = time.monotonic() + RUN_LOCK_WAIT_S, False
         while not self._run_lock.acquire():
-            if time.monotonic() >= deadline or stop.is_set():
+            if stop.is_set():
+                raise _StopDuringStart("waiting for the run lock")
+            if time.monotonic() >= deadline:
                 raise StartError(f"another process (pid {self._run_lock.holder()}) holds {self._run_lock.path}: a "
                                  "second `edge run` on this device's data, or an `edge data purge` still running; "
                                  "stop it, or give this device its own [sync] outbox_path")

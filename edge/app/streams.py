@@ -63,7 +63,10 @@ class StreamStats:
     done_t: deque = field(default_factory=lambda: deque(maxlen=600))  # monotonic times of processed frames
 
     def fps(self, window_s: float = 5.0) -> float:
-        return frame_rate(self.done_t, window_s, time.monotonic())
+        """Processed frames per second over the last `window_s` s; safe from any thread (/healthz, the supervisor):
+        the deque the worker appends to is copied first (list() copies it at once; iterating it would raise if an
+        append came in between)."""
+        return frame_rate(list(self.done_t), window_s, time.monotonic())
 
     def latency_p(self, q: float) -> float | None:
         return round(float(np.percentile(self.latency_ms, q)), 1) if self.latency_ms else None
@@ -367,7 +370,8 @@ class StreamSet:
         (critical frames batch only with critical frames: an analytics frame riding along would delay the mirror):
         the batch's estimated finish stays within the deadline of every member that could still make it (a frame
         late even alone does not hold the others back: under overload, bigger batches clear the backlog) and, for
-        an analytics batch, before the next critical frame is due (a batch is not pre-empted)."""
+        an analytics batch, before the next critical frame is due (a batch is not pre-empted; a critical camera more
+        than one period overdue is not expecting a frame: lost or ended)."""
         want = [s for s in due if s.pending_detect and s.critical == due[0].critical][:self.max_batch]
         one = self.cost.estimate(1)
         if one is None:
@@ -378,8 +382,11 @@ class StreamSet:
 
         tight = bound(want[0])
         if not want[0].critical:
+            # critical frames still expected (at most a period overdue, as in _reserved): a critical camera unplugged
+            # or ended keeps its old due time, which must not bound the other cameras' batches for as long as it is gone
             waiting = set(due)
-            tight = min([tight] + [s.next_due for s in self.streams if s.critical and s not in waiting])
+            tight = min([tight] + [s.next_due for s in self.streams
+                                   if s.critical and s not in waiting and now < s.next_due + s.period])
         fits = [1]
         for m in range(2, len(want) + 1):
             tight = min(tight, bound(want[m - 1]))
