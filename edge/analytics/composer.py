@@ -115,14 +115,14 @@ class Analytics:
                 return p.retake_reference(facing_id, when=when, by=by, via=via)
         raise KeyError(f"no facing {facing_id!r} on this device (facings: {', '.join(self.facings) or 'none'})")
 
-    def flush(self, t: float, t_wall: float | None = None) -> list[Event]:
+    def flush(self, t: float, t_wall: float | None = None, *, clock: str | None = None) -> list[Event]:
         """Emit the partial heatmap periods, the queue length changes held back by `min_interval_s`, and end every
         zone visit (`zone_left` for visits still inside, in their exit grace or held as handover donors); call at
         shutdown."""
         events = [e for z in self.zones.values() for e in z.flush(t, t_wall)]
         events += [e for q in self.queues.values() for e in q.flush(t, t_wall)]
         events += [e for h in self.heatmaps.values() for e in h.flush(t, t_wall)]
-        self._emit(events, None, None)
+        self._emit(events, None, clock)  # `clock`: the last frame's, like every event of the stream
         return events
 
     def _emit(self, events: list[Event], frame_seq: int | None, clock: str | None) -> None:

@@ -32,7 +32,7 @@ class BehaviourStage:
         self.analytics, self.engine, self.detector = analytics, engine, detector
         self.models = dict(models or {})  # model -> version/backend, carried as evidence in every alert
         self._lock = threading.Lock()  # the staff page reads live() from the HTTP threads
-        self._last: tuple[float, float] | None = None
+        self._last: tuple[float, float, str] | None = None  # the last frame's t, t_wall and clock
         self._warned_blind = False
         engine.on_ack.append(self._facing_acked)
 
@@ -70,7 +70,7 @@ class BehaviourStage:
         with self._lock:
             self.analytics.update(dets, frame.t, frame.t_wall, frame_seq=frame.seq, clock=frame.clock,
                                   image=frame.image)
-            self._last = (frame.t, frame.t_wall)
+            self._last = (frame.t, frame.t_wall, frame.clock)
             values = self.values(frame.t)
         self.engine.update(values, frame.t, frame.t_wall)
 
@@ -132,7 +132,8 @@ class BehaviourStage:
         """At shutdown: emit the partial heatmap periods and end the open zone visits (Analytics.flush)."""
         with self._lock:
             if self._last is not None:
-                self.analytics.flush(*self._last)
+                t, t_wall, clock = self._last
+                self.analytics.flush(t, t_wall, clock=clock)
 
 
 def open_alert_engine(cfg, alerts, sink: EventSink, camera: str | None = None) -> AlertEngine:

@@ -879,7 +879,7 @@ def annotate(image, result):
         return image
     img = image.copy()
     for p in result.people:
-        pts = p.landmarks[:, :2].astype(int)
+        pts = np.clip(p.landmarks[:, :2], -1e4, 1e4).astype(int)  # a broken model's 1e12 must not end the run
         vis = p.landmarks[:, 3] > 0.5
         for a, b in SKELETON:
             if vis[a] and vis[b]:

@@ -79,6 +79,17 @@ def test_flush_ends_the_visits_still_open_or_in_their_exit_grace_when_the_stream
     assert an.zones["till"].count == 0
 
 
+def test_flushed_events_carry_the_stream_clock_like_every_other_event():
+    """At a real run's stop the flushed zone_left came without `clock` (every per-frame event has it): a consumer
+    telling media-time from wall-time events could not place them."""
+    an = analytics([[200, 300], [400, 300], [400, 470], [200, 470]])
+    for k in range(10):
+        an.update(Detections(np.array([[280, 280, 320, 400]], np.float32), np.full(1, 0.9), np.zeros(1)), k / FPS,
+                  1e9 + k / FPS, frame_seq=k, clock="media")
+    [left] = an.flush(0.9, 1e9 + 0.9, clock="media")
+    assert left.kind == "zone_left" and left.data["clock"] == "media"
+
+
 def test_flush_still_reports_a_held_visit_once_and_a_zone_without_events_nothing():
     """With handover on, a visit that ended and is held as a donor is reported once by flush, beside the one still
     open; a zone with `events = false` (it only feeds a queue) reports nothing."""
