@@ -251,6 +251,11 @@ class LatestFrameReader:
                 return None
             f, self._frame = self._frame, None
             self._cond.notify_all()
+            if f is not None and not self.drop:
+                # held until taken (files as fast as processed): its latency starts when it is handed over, not when
+                # it was read during the previous frame's processing (every frame counted as late, and the
+                # earliest-deadline scheduler favoured such cameras)
+                f.t_capture = time.monotonic()
             return f
 
     def request_stop(self) -> None:

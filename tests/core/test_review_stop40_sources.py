@@ -138,3 +138,28 @@ def test_macos_metadata_files_in_an_image_folder_are_not_frames(tmp_path):
         frames = list(src.frames())
     assert [f.meta["path"].rsplit("/", 1)[1] for f in frames] == ["a.png", "b.png", "c.png"]
     assert [f.t for f in frames] == pytest.approx([0.0, 0.1, 0.2])
+
+
+def test_a_held_frame_of_a_file_played_as_fast_as_processed_is_stamped_when_handed_over(tmp_path):
+    """With `realtime = false` the reader reads the next frame at once and holds it until the consumer takes it;
+    it was stamped (t_capture) when read, so its latency included the whole previous frame's processing: every
+    frame of a slow camera counted as late, and the scheduler (earliest deadline first) favoured such cameras."""
+    import time as _time
+
+    import cv2 as _cv2
+    import numpy as _np
+
+    from edge.sources.base import LatestFrameReader
+    from edge.sources.images import ImageFolderSource
+
+    for i in range(4):
+        _cv2.imwrite(str(tmp_path / f"f{i}.png"), _np.full((48, 64, 3), 40 * i, _np.uint8))
+    reader = LatestFrameReader(ImageFolderSource(str(tmp_path), fps=10, loop=False, realtime=False),
+                               drop=False).start()
+    try:
+        assert reader.get(timeout=5) is not None
+        _time.sleep(0.4)  # "processing" the first frame; the reader already holds the second
+        f = reader.get(timeout=5)
+        assert f is not None and _time.monotonic() - f.t_capture < 0.2
+    finally:
+        reader.stop()
