@@ -15,6 +15,7 @@ from edge.alerts.server import serve
 from edge.core.events import ListSink
 
 from alerts_helpers import FakeWall, kinds, wall
+from test_alerts_state import feed
 
 Q = ("queue_length", "checkout")
 H = ("help_requested", "kiosk")
@@ -29,14 +30,6 @@ def engine_at(path, *rules, clock: FakeWall | None = None) -> tuple[AlertEngine,
     cfg = AlertsConfig.model_validate({"timezone": "UTC", "rules": list(rules)})
     sink = ListSink()
     return AlertEngine(cfg, sink, wall_clock=clock or FakeWall(NOON), state_path=path), sink
-
-
-def feed(engine: AlertEngine, values: dict, t0: float, t1: float) -> list:
-    out, t = [], t0
-    while t <= t1:
-        out += engine.update(values, t, NOON + t)
-        t += 1.0
-    return out
 
 
 def _nan_evidence(alert: dict) -> None:

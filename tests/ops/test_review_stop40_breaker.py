@@ -13,17 +13,9 @@ import pytest
 
 from edge.core.http_server import LocalHttpServer
 
+from test_ops_breaker import DEVICE, Clock
 from waiting import wait_until
 
-DEVICE = {"device": {"id": "k1", "store": "s1", "kind": "kiosk"}}
-
-
-class Clock:
-    def __init__(self):
-        self.t = 100.0
-
-    def __call__(self):
-        return self.t
 
 
 # ------------------------------------------------------------------------------------------ breaker
