@@ -158,13 +158,13 @@ class PoseTracker:
         last, self._last_t = self._last_t, t
         # a slow stream (a pose run every few seconds) is no gap: the limit grows to 3 of its frame intervals
         limit = max(self.cfg.max_gap_s, 3 * self._interval) if self._interval is not None else self.cfg.max_gap_s
-        if self.tracks and last is not None and not 0 <= t - last <= limit:
+        gap = None if last is None else t - last
+        if self.tracks and gap is not None and not 0 <= gap <= limit:
             log.info("stream time jumped from %.3f s to %.3f s (max_gap_s %g): tracks %s end, people are detected "
                      "afresh", last, t, self.cfg.max_gap_s, [tr.id for tr in self.tracks])
             self.reset()
-            self._interval = None
-        elif last is not None and t > last:
-            self._interval = t - last
+        if gap is not None:  # learnt across a reset too: else a stream slower than max_gap_s reset at every frame
+            self._interval = gap if gap > 0 else None
         ran = self._want_detection()
         new_rois = self._new_rois(image_rgb, bgr) if ran else []
         self._since_detect = 0 if ran else self._since_detect + 1

@@ -49,6 +49,16 @@ def test_a_track_is_not_carried_over_a_long_gap_onto_whoever_stands_there():
     assert not res.detector_ran and [p.track_id for p in res.people] == list(ids)
 
 
+def test_a_stream_slower_than_max_gap_s_keeps_its_track():
+    """A time-lapse camera (a pose run every 3 s, `fps = 0.33`) is a slow stream, not a gap at every frame: its
+    interval is learnt (also across the first reset), so one person standing still keeps one id (before: a new id
+    at every frame, so every frame was a person_left and a person_entered)."""
+    astro = load_photo("astronaut")
+    pipe = pipeline()
+    ids = [[p.track_id for p in pipe.process(frame(astro, 3.0 * i, i)).people] for i in range(6)]
+    assert all(len(x) == 1 for x in ids) and len({x[0] for x in ids[1:]}) == 1, ids
+
+
 def test_time_going_back_restarts_tracking_and_smoothing():
     """A stream whose clock goes back (a clip restarted on the same pipeline): the One-Euro filters passed every value
     through unsmoothed until the clock caught up with the old time, and the tracks kept their ROIs from the other
