@@ -374,12 +374,18 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
         for stmt in _KEYED.split(";"):
             if stmt.strip():
                 db.execute(stmt)
-        db.execute("INSERT INTO events SELECT * FROM events_unkeyed")
-        db.execute("INSERT INTO telemetry SELECT * FROM telemetry_unkeyed")
-        db.execute("INSERT INTO marks SELECT * FROM marks_unkeyed")
+        # in rowid order: _load_marks takes the newest epoch last
+        db.execute("INSERT INTO events SELECT * FROM events_unkeyed ORDER BY rowid")
+        db.execute("INSERT INTO telemetry SELECT * FROM telemetry_unkeyed ORDER BY rowid")
+        db.execute("INSERT INTO marks SELECT * FROM marks_unkeyed ORDER BY rowid")
         db.execute("INSERT INTO gaps SELECT g.device, g.epoch, g.seq_from, g.seq_to, g.reason, g.received_ts, "
                    "COALESCE((SELECT m.store FROM marks_unkeyed m WHERE m.device = g.device AND m.epoch = g.epoch), '') "
-                   "FROM gaps_unkeyed g")
+                   "FROM gaps_unkeyed g ORDER BY g.rowid")
+        for t in ("events", "telemetry"):  # ids keep counting from the old counter: `edge sync tail -f` reads id > last
+            hi = db.execute("SELECT MAX(seq) FROM sqlite_sequence WHERE name IN (?, ?)", (t, f"{t}_unkeyed")).fetchone()[0]
+            db.execute("DELETE FROM sqlite_sequence WHERE name = ?", (t,))
+            if hi is not None:
+                db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (t, hi))
         for t in tables:
             db.execute(f"DROP TABLE {t}_unkeyed")
         db.execute("COMMIT")

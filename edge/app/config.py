@@ -506,8 +506,8 @@ def _alert_state_clashes(cfg: EdgeConfig) -> list[str]:
     other's, and at a restart one would resolve the other's alerts as `rule_removed`."""
     seen: dict[Path, str] = {}
     out = []
-    engines = [("alerts", cfg.alerts, None)] + [(f"cameras.{i}.alerts", c.alerts, c.id)
-                                                for i, c in enumerate(cfg.cameras)]
+    main = [("alerts", cfg.alerts, None)] if has_analytics(cfg.analytics) else []  # else the runtime opens none
+    engines = main + [(f"cameras.{i}.alerts", c.alerts, c.id) for i, c in enumerate(cfg.cameras)]
     for key, alerts, camera in engines:
         path = alert_state_path(cfg, alerts, camera)
         if path is None:

@@ -145,7 +145,10 @@ def test_two_alert_sections_may_not_share_a_state_file(tmp_path):
     shared = tmp_path / "alerts.json"
     cams = (f'[[cameras]]\nid = "c1"\n[cameras.source]\ntype = "demo"\n[cameras.alerts]\nstate_path = "{shared}"\n'
             '[models.person_detector]\nname = "nanodet_m_416"\n')
-    ps = problems(f'[alerts]\nstate_path = "{shared}"\n' + cams)
+    zone = '[[analytics.zones]]\nname = "door"\npolygon = ' + TRIANGLE + "\n"  # the main camera's analytics
+    ps = problems(f'[alerts]\nstate_path = "{shared}"\n' + zone + cams)
     assert any(p.startswith("cameras.0.alerts.state_path: ") and "[alerts]" in p for p in ps), ps
-    ok = tomllib.loads(HEAD + f'[alerts]\nstate_path = "{tmp_path / "main.json"}"\n' + cams)
+    ok = tomllib.loads(HEAD + f'[alerts]\nstate_path = "{tmp_path / "main.json"}"\n' + zone + cams)
     parse_config(ok, "dev.toml")  # each its own file: fine
+    # without main analytics the runtime opens no main engine: a leftover [alerts] state_path clashes with nothing
+    parse_config(tomllib.loads(HEAD + f'[alerts]\nstate_path = "{shared}"\n' + cams), "dev.toml")

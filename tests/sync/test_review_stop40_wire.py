@@ -235,9 +235,14 @@ def test_a_database_of_an_earlier_consumer_is_rekeyed_by_store_keeping_its_rows_
     db = tmp_path / "c.db"
     con = sqlite3.connect(db)
     con.executescript(_UNKEYED)
+    con.execute("INSERT INTO events (id, device, store, epoch, seq, event_id, kind, data) "
+                "VALUES (50, 'd001', 's001', 'ep', 50, 'gone', 'k', '{}')")
+    con.execute("DELETE FROM events WHERE id = 50")  # the newest row was removed: its id must not come back
+    con.commit()
     con.close()
     c = _offline_consumer(db)
     try:
+        assert c.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone() == (50,)
         assert c.watermark("d001", store="s001") == 5
         assert c.db.execute("SELECT count(*) FROM events").fetchone()[0] == 3
         assert c.db.execute("SELECT store, seq_from, seq_to FROM gaps").fetchall() == [("s001", 3, 5)]
