@@ -23,9 +23,9 @@ class _Reach:
 
 class ShelfInteraction:
     """Emits `product_interaction` (shelf, track_id, hand, start_t) when one of a confirmed track's `keypoints`
-    (score >= min_score) has been inside the shelf polygon for `min_frames` consecutive frames. The reach ends after
-    `release_frames` consecutive frames with no hand inside (or the track undetected); a new reach can then start.
-    Needs detections with keypoints and keypoint names."""
+    (score >= min_score and > 0: a zero score is a keypoint not found, at (0, 0)) has been inside the shelf polygon
+    for `min_frames` consecutive frames. The reach ends after `release_frames` consecutive frames with no hand inside
+    (or the track undetected); a new reach can then start. Needs detections with keypoints and keypoint names."""
 
     def __init__(self, name: str, polygon, *, keypoints=("left_wrist", "right_wrist"), min_frames: int = 3,
                  release_frames: int = 3, min_score: float = 0.5, source: str = "default"):
@@ -62,7 +62,8 @@ class ShelfInteraction:
                 self._warned = True
             return {}
         sub = detections[rows]
-        inside = np.stack([points_in_polygon(sub.anchors(k, self.min_score), self.polygon) for k in names], 1)
+        score = max(self.min_score, float(np.finfo(np.float32).tiny))  # score 0 is no keypoint, even at min_score 0
+        inside = np.stack([points_in_polygon(sub.anchors(k, score), self.polygon) for k in names], 1)
         out: dict[int, str | None] = {}
         for tid, row in zip(ids[rows].tolist(), inside):
             hit = next((names[i] for i in np.flatnonzero(row)), None)
