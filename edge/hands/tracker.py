@@ -26,6 +26,8 @@ HIPS = (23, 24)
 SHOULDER = {"left": LM["left_shoulder"], "right": LM["right_shoulder"]}
 STALE = 0.5  # a track whose ROI centre is this far (x the smaller ROI) from the pose's ROI of that hand is stale
 REACH = 2.0  # a hand's ROI centre is at most this many shoulder widths from its shoulder (arm's length ~1.9)
+SAME_HAND = 0.5  # a palm this near (x the smaller ROI) the last ROI of a lost palm<i> hand is that hand again
+PALM_MEMORY = 4  # palm<i> hands whose last ROI is remembered
 
 
 def pose_hand_rois(pose_landmarks: np.ndarray, cfg: HandsConfig) -> dict[str, Roi]:
@@ -52,9 +54,12 @@ class HandTracker:
         self.cfg, self.landmarks, self.palms = cfg, landmarks, palms
         self.tracks: dict[str, Roi] = {}  # key -> next ROI (from this frame's landmarks)
         self._since_palm = cfg.palm_every_n  # the first step may run the detector at once
+        self._palm_rois: dict[str, Roi] = {}  # palm<i> key -> that hand's last tracking ROI, most recent last
+        self._next_palm = 0  # palm<i> keys are never handed to another hand (the gestures follow hands by key)
 
     def reset(self) -> None:
         self.tracks.clear()
+        self._palm_rois.clear()
         self._since_palm = self.cfg.palm_every_n
 
     def step(self, image_rgb: np.ndarray, pose_landmarks: np.ndarray | None = None) -> tuple[list[Hand], bool]:
@@ -96,31 +101,41 @@ class HandTracker:
             hands.append(h)
         hands = self._dedupe(hands)[:cfg.max_hands]
         self.tracks = {h.key: h.roi_next for h in hands}
+        for h in hands:
+            if h.key not in POSE_HAND:
+                self._palm_rois.pop(h.key, None)
+                self._palm_rois[h.key] = h.roi_next
+        for k in list(self._palm_rois)[:-PALM_MEMORY]:
+            del self._palm_rois[k]
         return hands, palm_ran
 
     def _palm_key(self, roi: Roi, pose_landmarks: np.ndarray | None, taken: set[str]) -> str | None:
-        """Whose hand a palm detection is. Without a pose: a free palm<i> key. With one: the side of the nearest
+        """Whose hand a palm detection is. Without a pose: a palm<i> key. With one: the side of the nearest
         free pose wrist the pose sees (visibility >= pose_visibility) within the ROI size; else palm<i> if a free
         side whose wrist the pose does not see can reach it (within REACH shoulder widths of that shoulder, or
-        the shoulders are not seen); else None: not this person's hand (someone behind the shopper)."""
+        the shoulders are not seen); else None: not this person's hand (someone behind the shopper). palm<i>: the
+        key of a lost palm hand whose last ROI it is at (SAME_HAND), else a new one: a key never passes to another
+        hand (a hand found as another was lost would take its key, and the gestures would see that hand jump)."""
         if pose_landmarks is not None:
             free = [s for s in POSE_HAND if s not in taken]
             vis = self.cfg.pose_visibility
             at = np.array([roi.cx, roi.cy])
             near = {s: float(np.hypot(*(pose_landmarks[POSE_HAND[s][0], :2] - at))) for s in free
                     if pose_landmarks[POSE_HAND[s][0], 3] >= vis}
+            near = {s: d for s, d in near.items() if np.isfinite(d)}  # a broken (NaN) wrist is not seen
             if near and min(near.values()) < roi.size:
                 return min(near, key=near.get)
             sh = pose_landmarks[[SHOULDER["left"], SHOULDER["right"]]]
             width = float(np.hypot(*(sh[0, :2] - sh[1, :2])))
-            if float(sh[:, 3].min()) >= vis and not any(
+            if float(sh[:, 3].min()) >= vis and np.isfinite(width) and not any(
                     s not in near and np.hypot(*(pose_landmarks[SHOULDER[s], :2] - at)) <= REACH * width
                     for s in free):
                 return None
-        i = 0
-        while f"palm{i}" in taken:
-            i += 1
-        return f"palm{i}"
+        lost = [(overlap(roi, r), k) for k, r in self._palm_rois.items() if k not in taken]
+        if lost and min(lost)[0] < SAME_HAND:
+            return min(lost)[1]
+        self._next_palm += 1
+        return f"palm{self._next_palm - 1}"
 
     @staticmethod
     def _dedupe(hands: list[Hand]) -> list[Hand]:

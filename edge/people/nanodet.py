@@ -179,6 +179,8 @@ class NanoDetPeople:
         jobs, tensors = [], []  # (image index, window, whole?, letterbox) per window
         for k, image in enumerate(images):
             h, w = image.shape[:2]
+            if image.size == 0:  # an empty frame (a camera hiccup): nobody in it, the batch's other frames go on
+                continue
             for x0, y0, x1, y1 in tile_windows(w, h, *self.tiles, self.overlap):
                 whole = (x0, y0, x1, y1) == (0, 0, w, h)
                 tensor, lb = self.preprocess(image if whole else image[y0:y1, x0:x1])
@@ -199,6 +201,9 @@ class NanoDetPeople:
         out = []
         for image, (all_b, all_s) in zip(images, per_image):
             h, w = image.shape[:2]
+            if not all_b:  # an empty frame
+                out.append((np.zeros((0, 4)), np.zeros(0)))
+                continue
             boxes, scores = np.concatenate(all_b).reshape(-1, 4), np.concatenate(all_s)
             if len(all_b) > 1:
                 keep = nms(boxes, scores, self.nms_iou, self.max_detections)
