@@ -147,8 +147,10 @@ def test_a_device_whose_clock_was_never_set_runs_commands_without_an_age_check(c
 
 
 def test_max_age_settings_are_checked_with_the_key_named():
-    assert SyncConfig.model_validate({"command_max_ages": {"reload_config": "600"}}).command_max_ages == {
+    assert SyncConfig.model_validate({"command_max_ages": {"reload_config": 600}}).command_max_ages == {
         "reload_config": 600.0}
+    with pytest.raises(ValidationError, match="valid number"):  # quoted: a TOML typo, refused (config_base)
+        SyncConfig.model_validate({"command_max_ages": {"reload_config": "600"}})
     cases = [({"command_max_age_s": 0}, "command_max_age_s = 0"),
              ({"command_max_age_s": 40 * 86400}, "30 days"),
              ({"command_max_ages": {"ping": float("nan")}}, "command_max_ages.ping = nan"),
