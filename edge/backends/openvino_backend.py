@@ -1,8 +1,6 @@
 """OpenVINO backend: reads .tflite directly, OpenVINO IR (.xml + .bin, FP32 or NNCF INT8) and .onnx."""
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 from pathlib import Path
@@ -13,9 +11,8 @@ from pydantic import Field
 
 from edge.backends.base import (Backend, BackendError, ModelLoadError, Session, SessionInfo, TensorSpec,
                                 canonical_output_name, check_threads, select_outputs)
-from edge.backends.formats import ir_bin_path, validate
+from edge.backends.formats import validate
 from edge.core.config_base import StrictModel
-from edge.core.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -179,62 +176,6 @@ def batch_polymorphic(model) -> tuple[int, str]:
     return n, ""
 
 
-BLOB_MAGIC = b"storefront-edge/openvino-blob/1\n"  # then the sha256 (hex) of the compiled blob, then the blob
-BLOB_SUFFIX = ".ovblob"
-
-
-def blob_tag(files: list[Path], **settings) -> dict:
-    """What a compiled blob depends on: the model files' content (sha256), the OpenVINO version and the settings
-    (device, compile config, outputs, batch size); blob_path hashes it into the blob's name."""
-    digests = []
-    for f in files:
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            while b := fh.read(1 << 20):
-                h.update(b)
-        digests.append(h.hexdigest())
-    return {"files": digests, "openvino": _version(), **settings}
-
-
-def compile_cached(c, model, device: str, config: dict, cache: Path | None, tag: dict | None):
-    """c.compile_model(model, device, config), through a checked blob cache in `cache` (None: no cache).
-
-    OpenVINO's own CACHE_DIR imports whatever blob it finds under the model's hash: a blob with flipped bytes ran
-    instead of the signed, hashed model files, with no error. Here a blob is stored with its sha256, named by its
-    tag (blob_tag: the model files' content and the settings), and imported only when the sha256 still matches; a
-    damaged blob (or one this OpenVINO cannot import) is compiled again and replaced, with a warning."""
-    if cache is None:
-        return c.compile_model(model, device, config)
-    key = hashlib.sha256(json.dumps(tag, sort_keys=True, default=str).encode()).hexdigest()[:40]
-    blob = cache / f"{key}{BLOB_SUFFIX}"
-    try:
-        raw = blob.read_bytes()
-    except FileNotFoundError:
-        raw = None
-    except OSError as e:
-        log.warning("%s: cannot read compiled blob %s (%s); compiling the model", NAME, blob, e.strerror)
-        raw = None
-    if raw is not None:
-        n = len(BLOB_MAGIC)
-        body = raw[n + 64:]
-        if raw[:n] == BLOB_MAGIC and raw[n:n + 64] == hashlib.sha256(body).hexdigest().encode():
-            try:
-                return c.import_model(body, device, config)
-            except Exception as e:  # noqa: BLE001 - a blob of another OpenVINO build or CPU
-                log.warning("%s: compiled blob %s does not import (%s); compiling the model again", NAME, blob,
-                            (str(e).strip().splitlines() or [type(e).__name__])[-1])
-        else:
-            log.warning("%s: compiled blob %s is damaged (its sha256 does not match); compiling the model again and "
-                        "replacing it", NAME, blob)
-    compiled = c.compile_model(model, device, config)
-    try:
-        body = compiled.export_model().getvalue()
-        write_atomic(blob, BLOB_MAGIC + hashlib.sha256(body).hexdigest().encode() + body)
-    except Exception as e:  # noqa: BLE001 - disk full, read-only cache, a device that cannot export
-        log.warning("%s: cannot write compiled blob %s: %s", NAME, blob, e)
-    return compiled
-
-
 class OpenVinoBackend(Backend):
     name = NAME
     suffixes = (".xml", ".tflite", ".onnx")
@@ -266,10 +207,9 @@ class OpenVinoBackend(Backend):
                   "INFERENCE_NUM_THREADS": n_threads}
         if o.cpu_pinning is not None:
             config["ENABLE_CPU_PINNING"] = o.cpu_pinning
-        cache = None
-        if o.cache_dir:  # compiled blobs: compile_cached (not OpenVINO's CACHE_DIR, which checks nothing)
-            cache = Path(o.cache_dir).expanduser()
-            cache.mkdir(parents=True, exist_ok=True)
+        if o.cache_dir:
+            Path(o.cache_dir).expanduser().mkdir(parents=True, exist_ok=True)
+            config["CACHE_DIR"] = str(Path(o.cache_dir).expanduser())
         try:
             model = c.read_model(str(path))
         except Exception as e:  # noqa: BLE001 - frontend errors: corrupt or unsupported file
@@ -277,23 +217,18 @@ class OpenVinoBackend(Backend):
         config["INFERENCE_PRECISION_HINT"] = o.inference_precision or ("bf16" if precision == "bf16" else "f32")
         if outputs is not None:
             model = prune_outputs(model, outputs, path)
-        tag = None
-        if cache is not None:
-            files = [path, ir_bin_path(path)] if ir_bin_path(path).is_file() and path.suffix == ".xml" else [path]
-            tag = blob_tag(files, device=o.device, config=config, outputs=sorted(outputs) if outputs else None)
         try:
-            compiled = compile_cached(c, model, o.device, config, cache, tag)
+            compiled = c.compile_model(model, o.device, config)
         except Exception as e:  # noqa: BLE001
             raise BackendError(f"{NAME}: cannot compile {path} for {o.device}: {e}") from None
         s = OpenVinoSession(compiled, path, n_threads, precision, o)
         s.info.extra["batch"] = {"max_batch": 1}
         if max_batch > 1:
-            s.info.extra["batch"] = self._batch(s, model, config, n_threads, max_batch, cache, tag)
+            s.info.extra["batch"] = self._batch(s, model, config, n_threads, max_batch)
         log.debug("%s: loaded %s (%s)", NAME, path, s.info.extra["compiled"])
         return s
 
-    def _batch(self, s: OpenVinoSession, model, config: dict, n_threads: int, max_batch: int,
-               cache: Path | None = None, tag: dict | None = None) -> dict:
+    def _batch(self, s: OpenVinoSession, model, config: dict, n_threads: int, max_batch: int) -> dict:
         """Enable batches on session s (see load); the batch info for SessionInfo.extra."""
         import openvino as ov
 
@@ -309,8 +244,7 @@ class OpenVinoBackend(Backend):
                     m = model.clone()
                     m.reshape({p.output(0): ov.PartialShape([size, *p.get_partial_shape()[1:]])
                                for p in m.get_parameters()})
-                    compiled[size] = compile_cached(core(), m, self.options.device, cfg, cache,
-                                                    tag and {**tag, "config": cfg, "batch": size})
+                    compiled[size] = core().compile_model(m, self.options.device, cfg)
                 s.enable_batch(compiled, streams, max_batch)
                 why = _check_batch(s)
                 if why:
