@@ -31,14 +31,13 @@ from typing import Callable
 
 from edge.privacy.guard import channel_of, check_payload, refuse
 from sync import payloads
-from sync.client import packet_size
+from sync.client import PACKET_TOO_LARGE, packet_size
 from sync.outbox import RELIABLE, TELEMETRY, Outbox
 from sync.payloads import GAP_KIND
 from sync.topics import DeviceTopics
 
 log = logging.getLogger(__name__)
 
-PACKET_TOO_LARGE = 0x95
 PERMANENT_FAILURES = {0x87: "not authorized", 0x90: "topic name invalid", PACKET_TOO_LARGE: "packet too large",
                       0x99: "payload format invalid"}
 MIN_BATCH_BYTES = 256  # the smallest batch size limit learned from "packet too large" refusals

@@ -12,7 +12,7 @@ import time
 from typing import Callable
 
 from edge.core.events import CLOCK_SET, Event
-from edge.core.periodic import Periodic
+from edge.core.periodic import Periodic, next_start
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +112,7 @@ class TelemetryLoop:
                 self._emit(self.sample())
             except Exception:
                 log.exception("telemetry sample failed")
-            now = time.monotonic()
-            due += period
-            if due <= now:
-                due += (math.floor((now - due) / period) + 1) * period
+            due = next_start(due, time.monotonic(), period)
 
 
 # -- the daily decision summary (issue 12; docs/OPERATIONS.md) ------------------------------------------------

@@ -9,6 +9,15 @@ import time
 log = logging.getLogger(__name__)
 
 
+def next_start(due: float, now: float, period: float) -> float:
+    """The start after the one at `due` on a fixed schedule of `period`: due + period, or, when a run took longer
+    than the period, the first one after `now` (missed starts are skipped, not caught up)."""
+    due += period
+    if due <= now:
+        due = due + (math.floor((now - due) / period) + 1) * period if period > 0 else now
+    return due
+
+
 class Periodic:
     """Subclasses define `run_once()` and set `interval_s` and `thread_name`. Runs start every `interval_s` on a
     fixed (monotonic) schedule, the first at once; a run that takes longer than the period skips the starts it
@@ -53,9 +62,7 @@ class Periodic:
                 self.run_once()
             except Exception:  # noqa: BLE001 - try again at the next check
                 log.exception("%s failed", self.thread_name)
-            now, period = time.monotonic(), self.interval_s
-            due += period
-            if due <= now:  # the run took longer than the period: the next start on the schedule, no catch-up runs
-                due = due + (math.floor((now - due) / period) + 1) * period if period > 0 else now
+            now = time.monotonic()
+            due = next_start(due, now, self.interval_s)
             if self._stop.wait(due - now):
                 return
