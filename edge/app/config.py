@@ -17,7 +17,7 @@ from edge.analytics.config import AnalyticsConfig, FrameConfigError
 from edge.app.service import ServiceConfig
 from edge.backends.registry import BACKENDS, backend_class
 from edge.core.breaker import BreakerConfig
-from edge.core.config_base import StrictModel
+from edge.core.config_base import StrictModel, union_members
 from edge.core.decisions import DecisionLogConfig
 from edge.core.device import DeviceIdentity
 from edge.pose.config import PoseConfig
@@ -341,15 +341,6 @@ def _model_at(path: tuple, model=EdgeConfig) -> type | None:
     return None if item else cur
 
 
-def _members(ann: Any) -> list:
-    """The types a value of annotation `ann` may take: the members of a union (None left out), else [ann]."""
-    while typing.get_origin(ann) is typing.Annotated:
-        ann = typing.get_args(ann)[0]
-    if typing.get_origin(ann) in (typing.Union, types.UnionType):
-        return [a for a in typing.get_args(ann) if a is not type(None)]
-    return [ann]
-
-
 def _without_union_tags(loc: tuple, model=EdgeConfig) -> tuple[tuple, bool]:
     """(loc, whether tags were taken out): pydantic puts the member it tried after a union key (`colour.str`,
     `colour.int` for `str | int`); the TOML has only the key (`colour`)."""
@@ -357,7 +348,7 @@ def _without_union_tags(loc: tuple, model=EdgeConfig) -> tuple[tuple, bool]:
     ann: Any = model
     tagged = False
     for part in loc:
-        members = _members(ann)
+        members = union_members(ann)
         if len(members) > 1 and isinstance(part, str):  # the tag of the member tried
             tagged = True
             ann = next((m for m in members if getattr(m, "__name__", None) == part), None)

@@ -13,13 +13,24 @@ _SCALARS = {int: ("int_type", "Input should be a valid integer"),
             bool: ("bool_type", "Input should be a valid boolean")}
 
 
-def _strip(ann: Any) -> Any:
-    """The annotation without Annotated and Optional (a union of several types: None, exempt)."""
+def union_members(ann: Any) -> list:
+    """The types a value of annotation `ann` may take: the members of a union (None left out), else [ann]
+    (Annotated taken off)."""
     while typing.get_origin(ann) is typing.Annotated:
         ann = typing.get_args(ann)[0]
     if typing.get_origin(ann) in (typing.Union, types.UnionType):
-        members = [a for a in typing.get_args(ann) if a is not type(None)]
-        return _strip(members[0]) if len(members) == 1 else None
+        return [a for a in typing.get_args(ann) if a is not type(None)]
+    return [ann]
+
+
+def _strip(ann: Any) -> Any:
+    """The annotation without Annotated and Optional (a union of several types: None, exempt)."""
+    members = union_members(ann)
+    if len(members) != 1:
+        return None
+    ann = members[0]
+    while typing.get_origin(ann) is typing.Annotated:
+        ann = typing.get_args(ann)[0]
     return ann
 
 
