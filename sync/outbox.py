@@ -572,15 +572,17 @@ class Outbox:
             if on:
                 self.db.execute("PRAGMA synchronous=NORMAL")
 
-    def compact(self, vacuum: bool = True) -> None:
+    def compact(self, vacuum: bool = True) -> bool:
         """Empty the WAL into the database file (old page images go) and, with `vacuum`, rewrite the file without
         free pages: records deleted earlier (delivered, expired, purged) are then gone from the disk too. The
-        running device checkpoints only (a VACUUM rewrites the whole file)."""
+        running device checkpoints only (a VACUUM rewrites the whole file). Returns whether the last checkpoint
+        completed (False: another process's read transaction kept the WAL, old pages included)."""
         with self._lock:
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
             if vacuum:
                 self.db.execute("VACUUM")
-                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                busy = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        return busy == 0
 
     def dead_letters(self, limit: int = 100) -> list[dict]:
         with self._lock:

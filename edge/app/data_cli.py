@@ -114,22 +114,15 @@ def purge_outbox(outbox, privacy, *, session_before: float | None, history_befor
         return {"session_records": n_s, "dead_letters": n_d, "compacted": False}
     n_s = outbox.expire(kinds, s_before)
     n_d = outbox.purge_dead_letters(history_before)
+    written_back = True
     if n_s or n_d or vacuum:  # an explicit purge always rewrites the file: rows deleted before leave no trace
-        outbox.compact(vacuum=vacuum)
+        written_back = outbox.compact(vacuum=vacuum)
     out = {"session_records": n_s, "dead_letters": n_d, "compacted": bool(vacuum)}
-    if vacuum and not wal_emptied(outbox.path):
+    if vacuum and not written_back:
         # another process's read transaction kept the checkpoint from writing the rewritten file back: the old
         # pages, deleted records included, are still in the file
         out.update(compacted=False, outbox_busy=True)
     return out
-
-
-def wal_emptied(path: Path) -> bool:
-    """Whether the outbox's WAL is empty (or gone): its last `wal_checkpoint(TRUNCATE)` completed."""
-    try:
-        return os.stat(f"{path}-wal").st_size == 0
-    except FileNotFoundError:
-        return True
 
 
 def purge_decisions(folder: Path, before: float | None, *, dry_run: bool = False) -> dict:
