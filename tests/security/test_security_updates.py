@@ -28,9 +28,11 @@ def final(dev: Device, version: str, timeout: float = 20) -> dict:
 
 
 def staged(dev: Device) -> list[str]:
-    """Everything under the agent's updates/ folder except agent.json."""
+    """Everything under the agent's updates/ folder except agent.json (and its write_atomic temporary file, present
+    for an instant while the agent saves it: a listing at that moment saw it as staged)."""
     root = dev.zoo.cache / "updates"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.name != "agent.json")
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.name != "agent.json" and not (p.name.startswith(".agent.json.") and p.name.endswith(".tmp")))
 
 
 def retain(port: int, topic: str, payload: bytes) -> None:
